@@ -2,7 +2,14 @@
 // (DESIGN.md "Configuration").
 package config
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/calpresence/calpresence/presence"
+)
 
 // Config is the whole configuration file.
 type Config struct {
@@ -140,3 +147,227 @@ func (s Secret) String() string {
 
 // MarshalYAML hides the value when a config is dumped.
 func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// GoString hides the value from %#v too.
+func (s Secret) GoString() string { return fmt.Sprintf("%q", s.String()) }
+
+// MarshalJSON hides the value when a config is written as JSON.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// Values of graph.auth.
+const (
+	AuthClientSecret      = "client_secret"
+	AuthClientCertificate = "client_certificate"
+	AuthWorkloadIdentity  = "workload_identity"
+	AuthManagedIdentity   = "managed_identity"
+	AuthDefault           = "default" // azidentity's DefaultAzureCredential chain
+)
+
+// Values of graph.cloud.
+const (
+	CloudPublic   = "public"
+	CloudUSGov    = "usgov"
+	CloudUSGovDoD = "usgov-dod"
+	CloudChina    = "china"
+)
+
+// Values of sources[].match.
+const (
+	MatchAttendees = "attendees"
+	MatchOrganizer = "organizer"
+)
+
+// Default returns the configuration used for every key the file leaves out
+// (DESIGN.md "Configuration"). Sources have no defaults here: a source's
+// poll_interval inherits schedule.poll_interval, and its presence and skip
+// settings resolve through Presence.For and the Skip* methods.
+func Default() *Config {
+	return &Config{
+		Graph: Graph{
+			Auth:           AuthClientSecret,
+			Cloud:          CloudPublic,
+			MaxConcurrency: 4,
+			Timeout:        30 * time.Second,
+			RateLimit:      10000,
+			RateWindow:     30 * time.Second,
+		},
+		Presence: Presence{
+			Availability: presence.Busy,
+			Activity:     presence.ActivityInAConferenceCall,
+			MergeGap:     2 * time.Minute,
+			MaxLease:     presence.MaxLease,
+		},
+		Schedule: Schedule{
+			PollInterval:   5 * time.Minute,
+			Horizon:        36 * time.Hour,
+			Timezone:       "UTC",
+			FetchTimeout:   30 * time.Second,
+			MaxFeedBytes:   10 << 20,
+			MaxOccurrences: 1000,
+		},
+		State:  State{Path: "/var/lib/calpresence/state.db"},
+		Server: Server{Listen: ":8080"},
+	}
+}
+
+// For returns the presence for events of source s: p with the source's
+// availability, activity, lead and grace overrides applied.
+func (p Presence) For(s Source) Presence {
+	if s.Availability != "" {
+		p.Availability = s.Availability
+	}
+	if s.Activity != "" {
+		p.Activity = s.Activity
+	}
+	if s.Lead != nil {
+		p.Lead = *s.Lead
+	}
+	if s.Grace != nil {
+		p.Grace = *s.Grace
+	}
+	return p
+}
+
+// SourcePresence returns the presence for events of c.Sources[i]: the
+// top-level presence with the source's overrides applied.
+func (c *Config) SourcePresence(i int) Presence {
+	return c.Presence.For(c.Sources[i])
+}
+
+// SourcePollInterval returns how often c.Sources[i] is polled: its own
+// poll_interval, else schedule.poll_interval. (Load already fills in the
+// inherited value; this serves Configs built in code.)
+func (c *Config) SourcePollInterval(i int) time.Duration {
+	if d := c.Sources[i].PollInterval; d > 0 {
+		return d
+	}
+	if c.Schedule.PollInterval > 0 {
+		return c.Schedule.PollInterval
+	}
+	return Default().Schedule.PollInterval
+}
+
+// SourceByName returns the source called name.
+func (c *Config) SourceByName(name string) (*Source, bool) {
+	for i := range c.Sources {
+		if c.Sources[i].Name == name {
+			return &c.Sources[i], true
+		}
+	}
+	return nil, false
+}
+
+// Location returns the zone of schedule.timezone (UTC if empty or unknown;
+// Validate reports an unknown zone).
+func (c *Config) Location() *time.Location {
+	return loadLocation(c.Schedule.Timezone, time.UTC)
+}
+
+// SourceLocation returns the zone for floating times of c.Sources[i] that
+// carry no X-WR-TIMEZONE: the source's timezone, else schedule.timezone.
+func (c *Config) SourceLocation(i int) *time.Location {
+	return loadLocation(c.Sources[i].Timezone, c.Location())
+}
+
+func loadLocation(name string, fallback *time.Location) *time.Location {
+	if name == "" {
+		return fallback
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return fallback
+	}
+	return loc
+}
+
+// SkipAllDay reports whether all-day occurrences are skipped (default true).
+func (s Source) SkipAllDay() bool { return boolOr(s.Skip.AllDay, true) }
+
+// SkipTransparent reports whether TRANSP:TRANSPARENT and
+// X-MICROSOFT-CDO-BUSYSTATUS:FREE occurrences are skipped (default true).
+func (s Source) SkipTransparent() bool { return boolOr(s.Skip.Transparent, true) }
+
+// SkipTentative reports whether TENTATIVE occurrences are skipped (default
+// false).
+func (s Source) SkipTentative() bool { return boolOr(s.Skip.Tentative, false) }
+
+// SkipDeclined reports whether occurrences the matched attendee declined are
+// skipped (default true).
+func (s Source) SkipDeclined() bool { return boolOr(s.Skip.Declined, true) }
+
+func boolOr(p *bool, def bool) bool {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// UserFor maps a calendar address (an optional "mailto:" prefix and case
+// are ignored) to the Entra user configured for it in users:.
+// It scans the list; for many lookups build a map once with UserIndex.
+func (c *Config) UserFor(address string) (string, bool) {
+	address = normalizeAddress(address)
+	for _, u := range c.Users {
+		if strings.EqualFold(u.Email, address) {
+			return u.User, true
+		}
+	}
+	return "", false
+}
+
+// UserIndex returns users: as a map from lower-cased email to Entra user,
+// for callers that look up many addresses (see NormalizeAddress).
+func (c *Config) UserIndex() map[string]string {
+	m := make(map[string]string, len(c.Users))
+	for _, u := range c.Users {
+		k := NormalizeAddress(u.Email)
+		if _, ok := m[k]; !ok {
+			m[k] = u.User
+		}
+	}
+	return m
+}
+
+// NormalizeAddress returns a calendar address in the form UserIndex uses as
+// keys: without a "mailto:" prefix, trimmed and lower-cased.
+func NormalizeAddress(address string) string {
+	return strings.ToLower(normalizeAddress(address))
+}
+
+func normalizeAddress(a string) string {
+	a = strings.TrimSpace(a)
+	if len(a) >= 7 && strings.EqualFold(a[:7], "mailto:") {
+		a = a[7:]
+	}
+	return a
+}
+
+// Summary describes c in one line for `calpresence validate`, e.g.
+// "3 sources, 5 users (2 fixed, 3 mapped), dry run". Fixed users are those
+// listed in sources' users:; mapped users are the targets of users:.
+func (c *Config) Summary() string {
+	fixed, mapped, all := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, s := range c.Sources {
+		for _, u := range s.Users {
+			fixed[strings.ToLower(u)] = true
+			all[strings.ToLower(u)] = true
+		}
+	}
+	for _, u := range c.Users {
+		mapped[strings.ToLower(u.User)] = true
+		all[strings.ToLower(u.User)] = true
+	}
+	out := fmt.Sprintf("%s, %s (%d fixed, %d mapped)",
+		plural(len(c.Sources), "source"), plural(len(all), "user"), len(fixed), len(mapped))
+	if c.Graph.DryRun {
+		out += ", dry run"
+	}
+	return out
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -1,0 +1,316 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// env returns a lookup function over m, in place of os.LookupEnv.
+func env(m map[string]string) lookupFunc {
+	return func(name string) (string, bool) {
+		v, ok := m[name]
+		return v, ok
+	}
+}
+
+func loadWith(t *testing.T, path string, lookup lookupFunc) (*Config, error) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parse(data, path, lookup)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+var fullEnv = map[string]string{
+	"AZURE_TENANT_ID":     "contoso.onmicrosoft.com",
+	"AZURE_CLIENT_SECRET": "s3cr3t#with: yaml chars",
+	"ZOOM_TOKEN":          "zt0k3n",
+	"FEED_TOKEN":          "ft0k3n",
+}
+
+func TestLoadFull(t *testing.T) {
+	got, err := loadWith(t, "testdata/valid-full.yaml", env(fullEnv))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := &Config{
+		Path: "testdata/valid-full.yaml",
+		Graph: Graph{
+			TenantID:       "contoso.onmicrosoft.com",
+			ClientID:       "11111111-2222-3333-4444-555555555555",
+			Auth:           "client_secret",
+			ClientSecret:   "s3cr3t#with: yaml chars",
+			Cloud:          "usgov",
+			Endpoint:       "https://graph.microsoft.us/v1.0",
+			AuthorityHost:  "https://login.microsoftonline.us/",
+			CAFile:         "/etc/ssl/proxy.pem",
+			MaxConcurrency: 8,
+			Timeout:        45 * time.Second,
+			RateLimit:      5000,
+			RateWindow:     time.Minute,
+		},
+		Presence: Presence{
+			Availability: "Busy",
+			Activity:     "InACall",
+			Lead:         time.Minute,
+			Grace:        30 * time.Second,
+			MergeGap:     5 * time.Minute,
+			MaxLease:     90 * time.Minute,
+		},
+		Schedule: Schedule{
+			PollInterval:   10 * time.Minute,
+			Horizon:        48 * time.Hour,
+			Timezone:       "Europe/Berlin",
+			FetchTimeout:   20 * time.Second,
+			MaxFeedBytes:   1 << 20,
+			MaxOccurrences: 500,
+		},
+		State:  State{Path: "/data/state.db"},
+		Server: Server{Listen: "127.0.0.1:9090", AdminTokenFile: "/run/secrets/calpresence-admin"},
+		Users: []User{
+			{Email: "alice@partner.example", User: "alice@contoso.com"},
+			{Email: "Bob@Partner.example", User: "6f1c2d3e-0000-4000-8000-000000000001"},
+		},
+		Sources: []Source{
+			{
+				Name:         "zoom-sales",
+				URL:          "https://example.zoom.us/feed.ics?token=zt0k3n",
+				PollInterval: 2 * time.Minute,
+				Headers:      map[string]string{"Authorization": "Bearer ft0k3n"},
+				Users:        []string{"alice@contoso.com", "carol@contoso.com"},
+				Include:      Filter{Summary: "(?i)zoom|webex", Location: `zoom\.us|webex\.com`, Description: "meeting"},
+				Exclude:      Filter{Summary: "(?i)focus time", Location: "home", Description: "optional"},
+				Skip:         Skip{AllDay: ptr(false), Transparent: ptr(false), Tentative: ptr(true), Declined: ptr(false)},
+				Timezone:     "America/New_York",
+				Availability: "Busy",
+				Activity:     "InAConferenceCall",
+				Lead:         ptr(2 * time.Minute),
+				Grace:        ptr(time.Duration(0)),
+			},
+			{
+				Name:         "outlook-team",
+				URL:          "file:///srv/feeds/team.ics",
+				PollInterval: 10 * time.Minute, // inherited from schedule
+				Match:        "attendees",
+				Domains:      []string{"contoso.com", "partner.example"},
+			},
+		},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Load(valid-full.yaml) mismatch (-want +got):\n%s", diff)
+	}
+	// A loaded config stays valid when validated again.
+	if err := got.Validate(); err != nil {
+		t.Errorf("Validate() after Load = %v; want nil", err)
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	got, err := Load("testdata/valid-minimal.yaml")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := Default()
+	want.Path = "testdata/valid-minimal.yaml"
+	want.Graph.TenantID, want.Graph.ClientID, want.Graph.ClientSecret = "t", "c", "s"
+	want.Sources = []Source{{
+		Name:         "zoom",
+		URL:          "https://example.zoom.us/feed.ics",
+		Users:        []string{"alice@contoso.com"},
+		PollInterval: 5 * time.Minute,
+	}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Load(valid-minimal.yaml) mismatch (-want +got):\n%s", diff)
+	}
+
+	// The documented defaults, spelled out once so a change to Default is
+	// a visible change to this test.
+	d := Default()
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"graph.auth", d.Graph.Auth, "client_secret"},
+		{"graph.cloud", d.Graph.Cloud, "public"},
+		{"graph.max_concurrency", d.Graph.MaxConcurrency, 4},
+		{"graph.timeout", d.Graph.Timeout, 30 * time.Second},
+		{"graph.rate_limit", d.Graph.RateLimit, 10000},
+		{"graph.rate_window", d.Graph.RateWindow, 30 * time.Second},
+		{"presence.availability", d.Presence.Availability, "Busy"},
+		{"presence.activity", d.Presence.Activity, "InAConferenceCall"},
+		{"presence.lead", d.Presence.Lead, time.Duration(0)},
+		{"presence.grace", d.Presence.Grace, time.Duration(0)},
+		{"presence.merge_gap", d.Presence.MergeGap, 2 * time.Minute},
+		{"presence.max_lease", d.Presence.MaxLease, 4 * time.Hour},
+		{"schedule.poll_interval", d.Schedule.PollInterval, 5 * time.Minute},
+		{"schedule.horizon", d.Schedule.Horizon, 36 * time.Hour},
+		{"schedule.timezone", d.Schedule.Timezone, "UTC"},
+		{"schedule.fetch_timeout", d.Schedule.FetchTimeout, 30 * time.Second},
+		{"schedule.max_feed_bytes", d.Schedule.MaxFeedBytes, int64(10 << 20)},
+		{"schedule.max_occurrences", d.Schedule.MaxOccurrences, 1000},
+		{"state.path", d.State.Path, "/var/lib/calpresence/state.db"},
+		{"server.listen", d.Server.Listen, ":8080"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("Default() %s = %v; want %v", c.name, c.got, c.want)
+		}
+	}
+	s := got.Sources[0]
+	if !s.SkipAllDay() || !s.SkipTransparent() || s.SkipTentative() || !s.SkipDeclined() {
+		t.Errorf("default skip = all_day %v, transparent %v, tentative %v, declined %v; want true, true, false, true",
+			s.SkipAllDay(), s.SkipTransparent(), s.SkipTentative(), s.SkipDeclined())
+	}
+}
+
+// A key with an empty value or null counts as absent: the default stays.
+func TestLoadNullKeepsDefault(t *testing.T) {
+	data := []byte(`graph: {tenant_id: t, client_id: c, client_secret: s}
+presence:
+schedule:
+  poll_interval: ~
+  horizon: null
+sources:
+  - {name: a, url: "https://x.example/a.ics", users: [u@x.example], lead: ~}
+`)
+	c, err := parse(data, "config.yaml", env(nil))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	d := Default()
+	if c.Presence != d.Presence || c.Schedule.PollInterval != d.Schedule.PollInterval || c.Schedule.Horizon != d.Schedule.Horizon {
+		t.Errorf("Parse: presence %+v, schedule %+v; want the defaults", c.Presence, c.Schedule)
+	}
+	if c.Sources[0].Lead != nil {
+		t.Errorf("Parse: sources[0].lead = %v; want nil", *c.Sources[0].Lead)
+	}
+}
+
+func TestLoadInvalid(t *testing.T) {
+	tests := []struct {
+		file string
+		want string // without the "testdata/invalid-<file>.yaml" prefix
+	}{
+		// Decoding: strict keys, types, syntax.
+		{"unknown-field", `:10: schedule: unknown field "poll_intervl" (did you mean "poll_interval"?)`},
+		{"unknown-top-field", `:1: unknown field "grpah" (did you mean "graph"?)`},
+		{"unknown-source-field", `:8: sources[0]: unknown field "user" (did you mean "users"?)`},
+		{"duplicate-key", `:5: graph: duplicate key "client_id" (first at line 3)`},
+		{"syntax", `:11: mapping values are not allowed in this context`},
+		{"two-documents", `:9: only one YAML document is allowed`},
+		{"duration", `:10: schedule.poll_interval: invalid duration "5 minutes" (use Go durations such as 90s, 5m, 1h30m)`},
+		{"duration-unitless", `:10: presence.lead: invalid duration "90" (use Go durations such as 90s, 5m, 1h30m)`},
+		{"integer", `:5: graph.max_concurrency: must be an integer (got "four")`},
+		{"bool", `:5: graph.dry_run: must be true or false (got "maybe")`},
+		{"not-a-list", `:8: sources[0].users: must be a list, not "alice@contoso.com"`},
+		{"not-a-mapping", `:5: schedule: must be a mapping, not "5m"`},
+		{"env-unset", `:2: graph.tenant_id: environment variable AZURE_TENANT_ID is not set`},
+		{"env-bad-ref", `:2: graph.tenant_id: invalid variable reference "${AZURE-TENANT}" (want ${NAME}; write $${ for a literal ${)`},
+
+		// Graph.
+		{"graph-required", ":1: graph.tenant_id: required (unless dry_run)\n" +
+			"FILE:1: graph.client_id: required (unless dry_run)"},
+		{"graph-auth", `:5: graph.auth: must be one of client_secret, client_certificate, workload_identity, managed_identity, default (got "password")`},
+		{"graph-client-secret-both", `:1: graph: set one of client_secret or client_secret_file`},
+		{"graph-client-secret-none", `:1: graph: set one of client_secret or client_secret_file`},
+		{"graph-client-secret-file", `:4: graph.client_secret_file: open testdata/does-not-exist: no such file or directory`},
+		{"graph-certificate", `:1: graph.certificate_file: required with auth client_certificate`},
+		{"graph-secret-other-auth", ":4: graph.client_secret: only used with auth client_secret (auth is managed_identity)\n" +
+			"FILE:6: graph.certificate_password: only used with auth client_certificate (auth is managed_identity)"},
+		{"graph-cloud", `:5: graph.cloud: must be one of public, usgov, usgov-dod, china (got "azure-germany")`},
+		{"graph-endpoint", ":5: graph.endpoint: must be an https URL (got \"http://graph.example/v1.0\")\n" +
+			"FILE:6: graph.authority_host: must be an https URL (got \"login.example\")"},
+		{"graph-limits", ":5: graph.max_concurrency: must be at least 1 (got 0)\n" +
+			"FILE:6: graph.timeout: must be positive (got 0s)\n" +
+			"FILE:7: graph.rate_limit: must be at least 1 (got 0)\n" +
+			"FILE:8: graph.rate_window: must be positive (got -1s)"},
+
+		// Presence.
+		{"presence-pair", `:11: presence.activity: availability/activity Available/InAConferenceCall is not allowed by Graph (allowed: Available/Available, Busy/InACall, Busy/InAConferenceCall, Away/Away, DoNotDisturb/Presenting)`},
+		{"presence-negative", ":10: presence.lead: must not be negative (got -1m0s)\n" +
+			"FILE:11: presence.grace: must not be negative (got -1s)\n" +
+			"FILE:12: presence.merge_gap: must not be negative (got -2m0s)"},
+		{"presence-max-lease", `:10: presence.max_lease: must be between 5m and 4h (got 2m0s)`},
+
+		// Schedule, state, server.
+		{"schedule-poll-interval", `:10: schedule.poll_interval: must be at least 1s (got 0s)`},
+		{"schedule-horizon", `:10: schedule.horizon: must be positive (got 0s)`},
+		{"schedule-timezone", `:10: schedule.timezone: unknown time zone "Mars/Olympus_Mons" (want an IANA name such as Europe/Berlin)`},
+		{"schedule-limits", ":10: schedule.fetch_timeout: must be positive (got 0s)\n" +
+			"FILE:11: schedule.max_feed_bytes: must be at least 1 (got 0)\n" +
+			"FILE:12: schedule.max_occurrences: must be at least 1 (got -1)"},
+		{"state-path", `:10: state.path: required`},
+		{"server-listen", `:10: server.listen: must be host:port such as ":8080" or "127.0.0.1:8080" (got "8080")`},
+
+		// Users.
+		{"users-required", ":10: users[0].user: required\nFILE:11: users[1].email: required"},
+		{"users-duplicate", `:12: users[1].email: duplicate email "Alice@Partner.Example" (also users[0])`},
+		{"users-email", `:10: users[0].email: must be an email address (got "alice")`},
+
+		// Sources.
+		{"no-sources", `: sources: at least one source is required`},
+		{"source-name-missing", `:6: sources[0].name: required`},
+		{"source-name-invalid", `:6: sources[0].name: must be lower-case letters, digits and - (got "Zoom_Sales")`},
+		{"source-name-duplicate", `:9: sources[1].name: duplicate name "zoom" (also sources[0])`},
+		{"source-url-missing", `:6: sources[0].url: required`},
+		{"source-url-scheme", `:10: sources[1].url: must be http(s) or file (got "ftp://<redacted>@ftp.example/feed.ics?token=<redacted>")`},
+		{"source-url-host", `:7: sources[0].url: missing host (got "https:///feed.ics")`},
+		{"source-users-and-match", `:6: sources[0]: set one of users or match`},
+		{"source-no-users-or-match", `:6: sources[0]: set one of users or match`},
+		{"source-match", `:8: sources[0].match: must be attendees or organizer (got "atendees")`},
+		{"source-domains", `:9: sources[0].domains: only used with match`},
+		{"source-include", ":9: sources[0].include.summary: invalid regular expression: missing closing ): `(zoom`"},
+		{"source-exclude", ":10: sources[0].exclude.location: invalid regular expression: missing closing ]: `[a-`"},
+		{"source-timezone", `:9: sources[0].timezone: unknown time zone "America/Atlantis" (want an IANA name such as Europe/Berlin)`},
+		{"source-poll-interval", `:9: sources[0].poll_interval: must be at least 1s (got 500ms)`},
+		{"source-presence", `:9: sources[0].activity: availability/activity Busy/Presenting is not allowed by Graph (allowed: Available/Available, Busy/InACall, Busy/InAConferenceCall, Away/Away, DoNotDisturb/Presenting)`},
+		{"source-lead", ":9: sources[0].lead: must not be negative (got -1m0s)\nFILE:10: sources[0].grace: must not be negative (got -30s)"},
+		{"source-header", `:9: sources[0].headers: invalid header name "Bad Header"`},
+
+		// Every problem at once, in file order.
+		{"many", ":6: graph.cloud: must be one of public, usgov, usgov-dod, china (got \"moon\")\n" +
+			"FILE:8: presence.activity: availability/activity Busy/Presenting is not allowed by Graph (allowed: Available/Available, Busy/InACall, Busy/InAConferenceCall, Away/Away, DoNotDisturb/Presenting)\n" +
+			"FILE:10: schedule.horizon: must be positive (got -1h0m0s)\n" +
+			"FILE:12: server.listen: must be host:port such as \":8080\" or \"127.0.0.1:8080\" (got \"localhost\")\n" +
+			"FILE:14: users[0].user: required\n" +
+			"FILE:16: sources[0].name: must be lower-case letters, digits and - (got \"Zoom\")\n" +
+			"FILE:16: sources[0]: set one of users or match\n" +
+			"FILE:17: sources[0].url: must be http(s) or file (got \"gopher://example.com/feed.ics\")\n" +
+			"FILE:22: sources[1].match: must be attendees or organizer (got \"organiser\")"},
+	}
+	seen := map[string]bool{}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			file := "testdata/invalid-" + tt.file + ".yaml"
+			seen[file] = true
+			want := file + strings.ReplaceAll(tt.want, "FILE", file)
+			_, err := loadWith(t, file, env(nil))
+			if err == nil {
+				t.Fatalf("Load(%s) = nil error; want\n%s", file, want)
+			}
+			if got := err.Error(); got != want {
+				t.Errorf("Load(%s) error =\n%s\nwant\n%s", file, got, want)
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Errorf("Load(%s) error is %T; want *ValidationError", file, err)
+			}
+		})
+	}
+	// Every testdata/invalid-*.yaml is in the table.
+	files, _ := filepath.Glob("testdata/invalid-*.yaml")
+	for _, f := range files {
+		if !seen[f] {
+			t.Errorf("%s has no test case", f)
+		}
+	}
+}

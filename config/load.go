@@ -1,0 +1,512 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Load reads the configuration file at path; see Parse.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse builds a Config from the YAML in data; path names the file in
+// errors and anchors relative *_file paths.
+//
+// The steps, in order: defaults (Default); ${VAR} expansion from the
+// environment on scalar values; a strict decode in which an unknown or
+// duplicate key, a value of the wrong type or a bad duration is an error with
+// its line; reading graph.client_secret_file; Validate. Every problem found is
+// reported at once in a *ValidationError.
+//
+// A key given as null (or with nothing after the colon) counts as absent and
+// keeps its default. Relative paths in *_file keys are resolved against the
+// directory of path, the way Prometheus does, so a config and its secrets can
+// move together; state.path stays relative to the working directory.
+func Parse(data []byte, path string) (*Config, error) {
+	return parse(data, path, os.LookupEnv)
+}
+
+// lookupFunc looks up an environment variable (os.LookupEnv in production).
+type lookupFunc func(name string) (string, bool)
+
+func parse(data []byte, path string, lookup lookupFunc) (*Config, error) {
+	c := Default()
+	c.Path = path
+
+	root, err := parseNode(data)
+	if err != nil {
+		return nil, &ValidationError{File: path, Problems: []Problem{*err}}
+	}
+	d := &decoder{lookup: lookup, lines: map[string]int{}}
+	if root != nil {
+		d.value(root, reflect.ValueOf(c).Elem(), "")
+	}
+	if len(d.problems) > 0 {
+		return nil, newValidationError(path, d.problems)
+	}
+
+	// A source without poll_interval (or with 0) polls as often as the
+	// schedule says.
+	for i := range c.Sources {
+		if c.Sources[i].PollInterval == 0 {
+			c.Sources[i].PollInterval = c.Schedule.PollInterval
+		}
+	}
+	resolveFiles(c, filepath.Dir(path))
+
+	var problems []Problem
+	if p := readSecretFile(c); p != nil {
+		p.Line = lineFor(d.lines, p.Path)
+		problems = append(problems, *p)
+	}
+	problems = append(problems, c.validate(d.lines)...)
+	if len(problems) > 0 {
+		return nil, newValidationError(path, problems)
+	}
+	return c, nil
+}
+
+// parseNode parses exactly one YAML document. A nil node means an empty file.
+func parseNode(data []byte) (*yaml.Node, *Problem) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, syntaxProblem(err)
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, syntaxProblem(err)
+	default:
+		return nil, &Problem{Line: next.Line, Msg: "only one YAML document is allowed"}
+	}
+	return &doc, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxProblem turns "yaml: line 3: mapping values are not allowed in this
+// context" into a Problem on line 3.
+func syntaxProblem(err error) *Problem {
+	msg := err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Problem{Line: line, Msg: m[2]}
+	}
+	return &Problem{Msg: strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// maxNodes bounds the work of decoding, so that nested aliases (a "billion
+// laughs" document) cannot make Load run away.
+const maxNodes = 100_000
+
+// decoder decodes a yaml.Node tree into the config types by reflection.
+//
+// yaml.Node.Decode has no KnownFields option, and re-encoding an expanded tree
+// to feed a strict yaml.Decoder would renumber the lines. Doing the walk here
+// gives strict keys, ${VAR} expansion on scalar values only (so a token with
+// "#" or ": " cannot change the document's structure) and errors that carry
+// the YAML path and the line in the original file.
+type decoder struct {
+	lookup   lookupFunc
+	problems []Problem
+	// lines maps each YAML path that was present ("sources[1].url") to the
+	// line of its key or element, for Validate's messages.
+	lines map[string]int
+	nodes int
+}
+
+func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
+	d.problems = append(d.problems, Problem{Path: path, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// isNull reports whether n is an explicit or implicit null ("key:", "~").
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
+	if d.nodes++; d.nodes > maxNodes {
+		if d.nodes == maxNodes+1 {
+			d.errorf(n, path, "document too large or too deeply aliased")
+		}
+		return
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 || isNull(n.Content[0]) {
+			return
+		}
+		d.value(n.Content[0], v, path)
+		return
+	case yaml.AliasNode:
+		if n.Alias == nil {
+			return
+		}
+		d.value(n.Alias, v, path)
+		return
+	}
+
+	if v.Kind() == reflect.Pointer {
+		if isNull(n) {
+			v.SetZero()
+			return
+		}
+		p := reflect.New(v.Type().Elem())
+		d.value(n, p.Elem(), path)
+		v.Set(p)
+		return
+	}
+
+	switch v.Kind() {
+	case reflect.Struct:
+		d.structValue(n, v, path)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			d.errorf(n, path, "must be a list, not %s", kindName(n))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, e := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			d.lines[p] = e.Line
+			d.value(e, s.Index(i), p)
+		}
+		v.Set(s)
+	case reflect.Map:
+		d.mapValue(n, v, path)
+	default:
+		d.scalar(n, v, path)
+	}
+}
+
+// pairs returns the key/value pairs of mapping n with YAML merge keys ("<<:
+// *defaults") applied: merged pairs come first, so the mapping's own keys
+// win. It reports duplicate keys among the mapping's own pairs.
+func (d *decoder) pairs(n *yaml.Node, path string) [][2]*yaml.Node {
+	var merged, own [][2]*yaml.Node
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if k.Kind == yaml.ScalarNode && k.Value == "<<" && (k.Tag == "" || k.Tag == "!!merge") {
+			for _, m := range mergeSources(val) {
+				merged = append(merged, d.pairs(m, path)...)
+			}
+			continue
+		}
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(k, path, "keys must be strings")
+			continue
+		}
+		if first, ok := seen[k.Value]; ok {
+			d.errorf(k, path, "duplicate key %q (first at line %d)", k.Value, first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		own = append(own, [2]*yaml.Node{k, val})
+	}
+	return append(merged, own...)
+}
+
+// mergeSources returns the mappings named by the value of a "<<" key: one
+// mapping or alias, or a list of them.
+func mergeSources(n *yaml.Node) []*yaml.Node {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch {
+	case n == nil:
+		return nil
+	case n.Kind == yaml.MappingNode:
+		return []*yaml.Node{n}
+	case n.Kind == yaml.SequenceNode:
+		var out []*yaml.Node
+		for _, e := range n.Content {
+			out = append(out, mergeSources(e)...)
+		}
+		return out
+	}
+	return nil
+}
+
+func (d *decoder) structValue(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "must be a mapping, not %s", kindName(n))
+		return
+	}
+	t := v.Type()
+	for _, kv := range d.pairs(n, path) {
+		k, val := kv[0], kv[1]
+		i, ok := fieldIndex(t, k.Value)
+		if !ok {
+			msg := fmt.Sprintf("unknown field %q", k.Value)
+			if s := suggest(k.Value, yamlNames(t)); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			d.errorf(k, path, "%s", msg)
+			continue
+		}
+		p := join(path, k.Value)
+		if isNull(val) {
+			continue // absent: keep the default
+		}
+		d.lines[p] = k.Line
+		d.value(val, v.Field(i), p)
+	}
+}
+
+func (d *decoder) mapValue(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, path, "must be a mapping, not %s", kindName(n))
+		return
+	}
+	m := reflect.MakeMap(v.Type())
+	for _, kv := range d.pairs(n, path) {
+		k, val := kv[0], kv[1]
+		p := join(path, k.Value)
+		d.lines[p] = k.Line
+		e := reflect.New(v.Type().Elem()).Elem()
+		d.value(val, e, p)
+		m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), e)
+	}
+	v.Set(m)
+}
+
+// scalar decodes a leaf after expanding ${VAR} in it. Messages quote the text
+// as written, never the expanded value, which may be a secret.
+func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.ScalarNode {
+		d.errorf(n, path, "must be a single value, not %s", kindName(n))
+		return
+	}
+	s, err := expand(n.Value, d.lookup)
+	if err != nil {
+		d.errorf(n, path, "%v", err)
+		return
+	}
+	switch {
+	case v.Type() == durationType:
+		dur, err := time.ParseDuration(s)
+		if err != nil {
+			d.errorf(n, path, "invalid duration %q (use Go durations such as 90s, 5m, 1h30m)", n.Value)
+			return
+		}
+		v.SetInt(int64(dur))
+	case v.Kind() == reflect.String:
+		v.SetString(s)
+	case v.Kind() == reflect.Bool:
+		switch s {
+		case "true", "True", "TRUE":
+			v.SetBool(true)
+		case "false", "False", "FALSE":
+			v.SetBool(false)
+		default:
+			d.errorf(n, path, "must be true or false (got %q)", n.Value)
+		}
+	case v.CanInt():
+		i, err := strconv.ParseInt(s, 0, 64)
+		if err != nil || v.OverflowInt(i) {
+			d.errorf(n, path, "must be an integer (got %q)", n.Value)
+			return
+		}
+		v.SetInt(i)
+	default:
+		// Only reachable if a field of an unsupported type is added.
+		d.errorf(n, path, "cannot decode into %s", v.Type())
+	}
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "this"
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// fieldIndex finds the field of struct t whose yaml tag is name.
+func fieldIndex(t reflect.Type, name string) (int, bool) {
+	for i := range t.NumField() {
+		if tagName(t.Field(i)) == name {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+func yamlNames(t reflect.Type) []string {
+	var names []string
+	for i := range t.NumField() {
+		if n := tagName(t.Field(i)); n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+func tagName(f reflect.StructField) string {
+	if !f.IsExported() {
+		return ""
+	}
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	if name == "-" {
+		return ""
+	}
+	return name
+}
+
+// suggest returns the candidate closest to s, if it is close enough to be a
+// likely typo.
+func suggest(s string, candidates []string) string {
+	best, bestDist := "", 3
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(s), c); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// expand replaces ${NAME} in s with the value of the environment variable
+// NAME (NAME is [A-Za-z_][A-Za-z0-9_]*). A variable that is set but empty
+// expands to "". A "$" not followed by "{" stays as it is ("$5", "a$b"), and
+// "$${" is an escape for a literal "${".
+func expand(s string, lookup lookupFunc) (string, error) {
+	if !strings.Contains(s, "${") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		switch {
+		case strings.HasPrefix(s[i:], "$${"):
+			b.WriteString("${")
+			i += 3
+		case strings.HasPrefix(s[i:], "${"):
+			end := strings.IndexByte(s[i:], '}')
+			if end < 0 || !validVarName(s[i+2:i+end]) {
+				ref := s[i:]
+				if end >= 0 {
+					ref = s[i : i+end+1]
+				}
+				return "", fmt.Errorf("invalid variable reference %q (want ${NAME}; write $${ for a literal ${)", ref)
+			}
+			name := s[i+2 : i+end]
+			val, ok := lookup(name)
+			if !ok {
+				return "", fmt.Errorf("environment variable %s is not set", name)
+			}
+			b.WriteString(val)
+			i += end + 1
+		default:
+			b.WriteByte(s[i])
+			i++
+		}
+	}
+	return b.String(), nil
+}
+
+func validVarName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_', 'A' <= r && r <= 'Z', 'a' <= r && r <= 'z':
+		case i > 0 && '0' <= r && r <= '9':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// resolveFiles makes the relative *_file paths relative to dir, the
+// directory of the configuration file.
+func resolveFiles(c *Config, dir string) {
+	for _, p := range []*string{
+		&c.Graph.ClientSecretFile,
+		&c.Graph.CertificateFile,
+		&c.Graph.TokenFile,
+		&c.Graph.CAFile,
+		&c.Server.AdminTokenFile,
+	} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// readSecretFile reads graph.client_secret_file into ClientSecret, trimming
+// surrounding white space (a trailing newline is almost always there), and
+// clears ClientSecretFile so the loaded Config validates as it stands. It
+// leaves both alone when client_secret is set too, for Validate to report.
+func readSecretFile(c *Config) *Problem {
+	g := &c.Graph
+	if g.ClientSecretFile == "" || g.ClientSecret != "" || g.Auth != AuthClientSecret {
+		return nil
+	}
+	data, err := os.ReadFile(g.ClientSecretFile)
+	if err != nil {
+		return &Problem{Path: "graph.client_secret_file", Msg: err.Error()}
+	}
+	secret := strings.TrimSpace(string(data))
+	if secret == "" {
+		return &Problem{Path: "graph.client_secret_file", Msg: fmt.Sprintf("%s is empty", g.ClientSecretFile)}
+	}
+	g.ClientSecret = Secret(secret)
+	g.ClientSecretFile = ""
+	return nil
+}
