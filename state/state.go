@@ -1,0 +1,248 @@
+// Package state is calpresence's durable record: the Graph presence sessions
+// it holds, the user-id cache, and the last good copy of every feed. It lives
+// in one bbolt file, so a restarted worker knows what it set before it went
+// down and can reconcile at once, even before its feeds answer.
+//
+// Every write is its own fsync'd transaction: when a Put returns, the record
+// survives a crash. The file is locked (flock) while a Store is open; a
+// second opener, in this process or another, gets ErrLocked instead of
+// waiting forever or sharing the file.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrLocked reports that another Store (usually the running daemon) holds
+// the state file.
+var ErrLocked = errors.New("state file is locked by another process (is the daemon running?)")
+
+// schemaVersion is the layout of the file. Open refuses a newer one rather
+// than misread it.
+const schemaVersion = 1
+
+var (
+	bucketMeta       = []byte("meta")
+	bucketSessions   = []byte("sessions")
+	bucketUserIDs    = []byte("user_ids")
+	bucketFeeds      = []byte("feeds")       // key source, value feedRecord (JSON)
+	bucketFeedBodies = []byte("feed_bodies") // key source, value gzip-compressed body
+	keyVersion       = []byte("version")
+
+	allBuckets = [][]byte{bucketMeta, bucketSessions, bucketUserIDs, bucketFeeds, bucketFeedBodies}
+)
+
+// Store is an open state file. Its methods are safe for concurrent use.
+type Store struct {
+	db   *bolt.DB
+	path string
+}
+
+// Open opens or creates the state file at path, creating its directory if
+// needed. If another Store holds the file, Open retries for up to timeout and
+// then fails with ErrLocked; a timeout <= 0 tries once. It never blocks
+// indefinitely, so `calpresence resync` next to a live daemon cannot hang
+// or touch the daemon's file.
+func Open(path string, timeout time.Duration) (*Store, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("open state %s: %w", path, err)
+		}
+	}
+	if timeout <= 0 {
+		// bbolt treats 0 as "wait forever"; any positive value shorter than
+		// its 50ms retry interval means a single attempt.
+		timeout = time.Nanosecond
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open state %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open state %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) init() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		v := meta.Get(keyVersion)
+		if v == nil {
+			return meta.Put(keyVersion, []byte(strconv.Itoa(schemaVersion)))
+		}
+		n, err := strconv.Atoi(string(v))
+		if err != nil {
+			return fmt.Errorf("meta %q: bad schema version %q", keyVersion, v)
+		}
+		if n > schemaVersion {
+			return fmt.Errorf("schema version %d is newer than this build's %d", n, schemaVersion)
+		}
+		return nil
+	})
+}
+
+// Path returns the file the Store was opened on.
+func (s *Store) Path() string { return s.path }
+
+// Close releases the file and its lock.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close state %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Session is a Graph presence session we hold (or are about to set) for one
+// user. The reconciler records it before and after each Graph call, so that
+// after a restart it knows what Graph may still be showing.
+type Session struct {
+	User         string    `json:"user"`    // as configured (UPN, mail or object id); the key
+	UserID       string    `json:"user_id"` // Entra object id
+	Availability string    `json:"availability"`
+	Activity     string    `json:"activity"`
+	SpanStart    time.Time `json:"span_start"`
+	SpanEnd      time.Time `json:"span_end"` // the span end the lease was set for
+	Expires      time.Time `json:"expires"`  // when Graph drops the session: set time + expiration
+	SetAt        time.Time `json:"set_at"`
+	// Pending is "" when the last call completed, and "set" or "clear" while
+	// one is in flight (it is recorded before the call), so a crash mid-call
+	// leaves a trace the next start can act on.
+	Pending string     `json:"pending,omitempty"`
+	Events  []EventRef `json:"events,omitempty"` // the occurrences making up the span
+}
+
+// Pending values of a Session.
+const (
+	PendingSet   = "set"
+	PendingClear = "clear"
+)
+
+// EventRef names one occurrence of a span, so an early end can say which
+// event changed.
+type EventRef struct {
+	Source       string    `json:"source"`
+	UID          string    `json:"uid"`
+	RecurrenceID time.Time `json:"recurrence_id,omitzero"`
+	Start        time.Time `json:"start"`
+	End          time.Time `json:"end"`
+}
+
+// Sessions returns every recorded session, by user.
+func (s *Store) Sessions() (map[string]Session, error) {
+	out := make(map[string]Session)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			var sess Session
+			if err := decode(bucketSessions, k, v, &sess); err != nil {
+				return err
+			}
+			out[string(k)] = sess
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PutSession records sess under sess.User, replacing any earlier one.
+func (s *Store) PutSession(sess Session) error {
+	if sess.User == "" {
+		return errors.New("state: put session: empty user")
+	}
+	return s.put(bucketSessions, sess.User, sess)
+}
+
+// DeleteSession forgets the session of user; forgetting none is not an
+// error.
+func (s *Store) DeleteSession(user string) error {
+	return s.delete(bucketSessions, user)
+}
+
+type userIDRecord struct {
+	ID string `json:"id"`
+}
+
+// UserID returns the cached Entra object id of a configured user.
+func (s *Store) UserID(user string) (id string, ok bool, err error) {
+	var rec userIDRecord
+	ok, err = s.get(bucketUserIDs, user, &rec)
+	return rec.ID, ok, err
+}
+
+// PutUserID caches the Entra object id of a configured user.
+func (s *Store) PutUserID(user, id string) error {
+	if user == "" {
+		return errors.New("state: put user id: empty user")
+	}
+	return s.put(bucketUserIDs, user, userIDRecord{ID: id})
+}
+
+func (s *Store) put(bucket []byte, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("state: encode %s %q: %w", bucket, key, err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).Put([]byte(key), data)
+	})
+	if err != nil {
+		return fmt.Errorf("state: put %s %q: %w", bucket, key, err)
+	}
+	return nil
+}
+
+func (s *Store) get(bucket []byte, key string, v any) (bool, error) {
+	var found bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		data := tx.Bucket(bucket).Get([]byte(key))
+		if data == nil {
+			return nil
+		}
+		found = true
+		return decode(bucket, []byte(key), data, v)
+	})
+	return found, err
+}
+
+func (s *Store) delete(bucket []byte, key string) error {
+	if key == "" {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).Delete([]byte(key))
+	})
+	if err != nil {
+		return fmt.Errorf("state: delete %s %q: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// decode unmarshals one record, naming it in the error: a damaged record is
+// reported, not a panic or a silent zero value.
+func decode(bucket, key, data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("state: corrupt record %s %q: %w", bucket, key, err)
+	}
+	return nil
+}
