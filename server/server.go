@@ -1,0 +1,171 @@
+// Package server serves the worker's HTTP endpoints: /healthz, /readyz,
+// /metrics, and the admin actions under /-/ (resync, clear), which answer
+// only loopback callers or ones bearing the admin token.
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/calpresence/calpresence/sync"
+)
+
+// Engine is what the server needs from the worker.
+type Engine interface {
+	Ready() (bool, []sync.SourceStatus)
+	Resync(ctx context.Context, req sync.ResyncRequest) ([]sync.Result, error)
+	Clear(ctx context.Context, users []string, all bool) ([]sync.Result, error)
+}
+
+// ActionRequest is the body of POST /-/resync and POST /-/clear.
+type ActionRequest struct {
+	Sources []string `json:"sources,omitempty"`
+	Users   []string `json:"users,omitempty"`
+	All     bool     `json:"all,omitempty"`
+	DryRun  bool     `json:"dry_run,omitempty"`
+}
+
+// ActionResponse is the answer to an admin action.
+type ActionResponse struct {
+	Actions []ActionReport `json:"actions"`
+	Error   string         `json:"error,omitempty"`
+}
+
+// ActionReport is one presence call made (or planned, in a dry run).
+type ActionReport struct {
+	Op         string `json:"op"`
+	User       string `json:"user"`
+	Reason     string `json:"reason"`
+	Expiration string `json:"expiration,omitempty"`
+	Activity   string `json:"activity,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Reports turns results into reports.
+func Reports(results []sync.Result) []ActionReport {
+	out := make([]ActionReport, 0, len(results))
+	for _, r := range results {
+		a := ActionReport{Op: r.Action.Op, User: r.Action.User, Reason: r.Action.Reason}
+		if r.Action.Op == sync.OpSet {
+			a.Expiration, a.Activity = r.Action.Expiration.String(), r.Action.Pair.Activity
+		}
+		if r.Err != nil {
+			a.Error = r.Err.Error()
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// Handler returns the HTTP handler. token is the admin token ("" : only
+// loopback callers may use the admin actions).
+func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ready, st := eng.Ready()
+		code := http.StatusOK
+		if !ready {
+			code = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(struct {
+			Ready   bool                `json:"ready"`
+			Sources []sync.SourceStatus `json:"sources"`
+		}{ready, st})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	admin := func(do func(ctx context.Context, req ActionRequest) ([]sync.Result, error)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if !allowed(r, token) {
+				http.Error(w, "admin actions need a loopback caller or the admin token", http.StatusForbidden)
+				return
+			}
+			var req ActionRequest
+			if r.ContentLength != 0 {
+				if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+					http.Error(w, "bad request body: "+err.Error(), http.StatusBadRequest)
+					return
+				}
+			}
+			results, err := do(r.Context(), req)
+			resp := ActionResponse{Actions: Reports(results)}
+			code := http.StatusOK
+			if err != nil {
+				resp.Error = err.Error()
+				code = http.StatusInternalServerError
+				log.Warn("admin action failed", "path", r.URL.Path, "err", err)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			_ = json.NewEncoder(w).Encode(resp)
+		}
+	}
+	mux.Handle("POST /-/resync", admin(func(ctx context.Context, req ActionRequest) ([]sync.Result, error) {
+		return eng.Resync(ctx, sync.ResyncRequest{Sources: req.Sources, Users: req.Users, DryRun: req.DryRun})
+	}))
+	mux.Handle("POST /-/clear", admin(func(ctx context.Context, req ActionRequest) ([]sync.Result, error) {
+		return eng.Clear(ctx, req.Users, req.All)
+	}))
+	return mux
+}
+
+// allowed reports whether r may use the admin actions: a loopback peer, or
+// the bearer token.
+func allowed(r *http.Request, token string) bool {
+	if token != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1 {
+			return true
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Serve listens on addr and serves h until ctx is done, then shuts down
+// gracefully. ready, when not nil, receives the bound address.
+func Serve(ctx context.Context, addr string, h http.Handler, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shut); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

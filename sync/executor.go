@@ -1,0 +1,294 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	gosync "sync"
+	"time"
+
+	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state"
+)
+
+// Presence is what sync needs from Microsoft Graph. graph.Client implements
+// it; tests use fakes. Errors should be *presence.Error so they can be
+// classified.
+type Presence interface {
+	SetPresence(ctx context.Context, userID, availability, activity string, expiration time.Duration) error
+	ClearPresence(ctx context.Context, userID string) error
+	ResolveUser(ctx context.Context, user string) (string, error)
+}
+
+// Store records the sessions we hold and resolved user ids. *state.Store
+// implements it; MemStore keeps them in memory (dry run).
+type Store interface {
+	Sessions() (map[string]state.Session, error)
+	PutSession(state.Session) error
+	DeleteSession(user string) error
+	UserID(user string) (string, bool, error)
+	PutUserID(user, id string) error
+}
+
+// Result is what became of one action.
+type Result struct {
+	Action Action
+	Err    error // nil on success
+	Sent   time.Time
+}
+
+// executor sends actions to Graph with bounded concurrency under a global
+// rate limit, recording each session before and after the call, and keeps
+// the per-user holds (unknown users, permanent errors, retry back-off).
+type executor struct {
+	presence    Presence
+	store       Store
+	limiter     *Limiter
+	concurrency int
+	log         *slog.Logger
+	metrics     *Metrics
+
+	mu    gosync.Mutex
+	holds map[string]hold
+}
+
+type hold struct {
+	until   time.Time // zero: until restart (unknown user)
+	forever bool
+	tries   int
+	why     string
+}
+
+func newExecutor(p Presence, st Store, lim *Limiter, concurrency int, log *slog.Logger, m *Metrics) *executor {
+	return &executor{presence: p, store: st, limiter: lim, concurrency: max(concurrency, 1), log: log, metrics: m, holds: make(map[string]hold)}
+}
+
+// held reports whether calls for user are held back at now.
+func (x *executor) held(user string, now time.Time) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	h, ok := x.holds[user]
+	return ok && (h.forever || now.Before(h.until))
+}
+
+// nextRelease is the earliest time a timed hold ends (zero: none).
+func (x *executor) nextRelease(now time.Time) time.Time {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var t time.Time
+	for _, h := range x.holds {
+		if !h.forever && h.until.After(now) && (t.IsZero() || h.until.Before(t)) {
+			t = h.until
+		}
+	}
+	return t
+}
+
+// run carries out the actions, at most x.concurrency at a time, and returns
+// their results in the order given.
+func (x *executor) run(ctx context.Context, actions []Action) []Result {
+	results := make([]Result, len(actions))
+	sem := make(chan struct{}, x.concurrency)
+	var wg gosync.WaitGroup
+	for i, a := range actions {
+		if a.Op == OpForget || a.Op == OpNote {
+			results[i] = Result{Action: a, Err: x.record(a)}
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			results[i] = Result{Action: a, Err: ctx.Err()}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i] = x.call(ctx, a)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// record applies a record-only action.
+func (x *executor) record(a Action) error {
+	switch a.Op {
+	case OpForget:
+		return x.store.DeleteSession(a.User)
+	case OpNote:
+		if !a.HasPrev {
+			return nil
+		}
+		s := a.Prev
+		s.SpanStart, s.SpanEnd, s.Events = a.Span.Start, a.Span.End, a.Span.Events
+		return x.store.PutSession(s)
+	}
+	return nil
+}
+
+func (x *executor) call(ctx context.Context, a Action) Result {
+	log := x.log.With("user", a.User, "op", a.Op, "reason", a.Reason)
+	id, err := x.resolve(ctx, a.User)
+	if err != nil {
+		x.fail(a, err, log)
+		return Result{Action: a, Err: err}
+	}
+	prev, hadPrev := a.Prev, a.HasPrev
+
+	// Record the intent before the call: if we die mid-call, the next
+	// start knows the session is uncertain.
+	pending := prev
+	if a.Op == OpSet || !hadPrev {
+		pending = state.Session{User: a.User, UserID: id, Availability: a.Pair.Availability, Activity: a.Pair.Activity,
+			SpanStart: a.Span.Start, SpanEnd: a.Span.End, Expires: prev.Expires, SetAt: prev.SetAt, Events: a.Span.Events}
+	}
+	pending.Pending = a.Op
+	if err := x.store.PutSession(pending); err != nil {
+		return Result{Action: a, Err: err}
+	}
+
+	if err := x.limiter.Wait(ctx); err != nil {
+		return Result{Action: a, Err: err}
+	}
+	sent := time.Now()
+	if !a.Due.IsZero() {
+		x.metrics.TransitionLag.Observe(max(sent.Sub(a.Due), 0).Seconds())
+	}
+	switch a.Op {
+	case OpSet:
+		err = x.presence.SetPresence(ctx, id, a.Pair.Availability, a.Pair.Activity, a.Expiration)
+	case OpClear:
+		err = x.presence.ClearPresence(ctx, id)
+		if presence.KindOf(err) == presence.NotFound && err != nil {
+			err = nil // the session is already gone: success
+		}
+	}
+	x.count(a.Op, err)
+
+	if err == nil {
+		x.clearHold(a.User)
+		var rerr error
+		if a.Op == OpSet {
+			pending.Pending, pending.SetAt, pending.Expires = "", sent, sent.Add(a.Expiration)
+			rerr = x.store.PutSession(pending)
+		} else {
+			rerr = x.store.DeleteSession(a.User)
+		}
+		attrs := []any{"span_start", a.Span.Start, "span_end", a.Span.End}
+		if a.Op == OpSet {
+			attrs = append(attrs, "availability", a.Pair.Availability, "activity", a.Pair.Activity, "expiration", a.Expiration.String())
+		}
+		log.Info("presence "+a.Op, attrs...)
+		return Result{Action: a, Err: rerr, Sent: sent}
+	}
+
+	switch presence.KindOf(err) {
+	case presence.Permanent, presence.NotFound:
+		// Graph refused the call: nothing changed there. Restore the record
+		// (a set) or drop it (a clear we cannot make).
+		if a.Op == OpSet && hadPrev {
+			_ = x.store.PutSession(prev)
+		} else if a.Op == OpSet || a.Op == OpClear {
+			_ = x.store.DeleteSession(a.User)
+		}
+	}
+	// Retry and Unauthorized leave the record pending: the next pass
+	// repeats the call (a clear is never dropped).
+	x.fail(a, err, log)
+	return Result{Action: a, Err: err, Sent: sent}
+}
+
+// fail logs a failed call and holds the user back as its kind requires.
+func (x *executor) fail(a Action, err error, log *slog.Logger) {
+	now := time.Now()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	h := x.holds[a.User]
+	switch kind := presence.KindOf(err); {
+	case errors.Is(err, context.Canceled):
+		return
+	case kind == presence.NotFound && a.Op != OpClear:
+		// Unknown user: report once, skip until restart.
+		if !h.forever {
+			log.Error("user not found in Entra; skipped until restart", "err", err)
+		}
+		x.holds[a.User] = hold{forever: true, why: "unknown user"}
+	case kind == presence.Permanent:
+		// Not retried: hold until the span it was for is over.
+		log.Error("graph refused the call; not retried for this span", "err", err)
+		x.holds[a.User] = hold{until: maxTime(a.Span.End, now.Add(time.Minute)), why: err.Error()}
+	default:
+		h.tries++
+		wait := backoff(h.tries)
+		var pe *presence.Error
+		if errors.As(err, &pe) && pe.RetryAfter > 0 {
+			wait = pe.RetryAfter
+		}
+		log.Warn("graph call failed; will retry", "err", err, "retry_in", wait.String(), "attempt", h.tries)
+		x.holds[a.User] = hold{until: now.Add(wait), tries: h.tries, why: err.Error()}
+	}
+}
+
+// holdUntil holds user back until t.
+func (x *executor) holdUntil(user string, t time.Time, why string) {
+	x.mu.Lock()
+	x.holds[user] = hold{until: t, why: why}
+	x.mu.Unlock()
+}
+
+// clearHold ends a retry back-off for user after a successful call; holds
+// set for other reasons stay.
+func (x *executor) clearHold(user string) {
+	x.mu.Lock()
+	if x.holds[user].tries > 0 {
+		delete(x.holds, user)
+	}
+	x.mu.Unlock()
+}
+
+// resolve maps a configured user to an Entra object id, through the store's
+// cache.
+func (x *executor) resolve(ctx context.Context, user string) (string, error) {
+	if id, ok, err := x.store.UserID(user); err == nil && ok {
+		return id, nil
+	}
+	id, err := x.presence.ResolveUser(ctx, user)
+	if err != nil {
+		x.count("resolveUser", err)
+		return "", err
+	}
+	if err := x.store.PutUserID(user, id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func (x *executor) count(op string, err error) {
+	code := "200"
+	if err != nil {
+		code = "0"
+		var pe *presence.Error
+		if errors.As(err, &pe) && pe.Status != 0 {
+			code = strconv.Itoa(pe.Status)
+		}
+	}
+	x.metrics.GraphRequests.WithLabelValues(op, code).Inc()
+}
+
+// backoff is a jittered exponential delay: 1s, 2s, 4s … capped at 5 min.
+func backoff(tries int) time.Duration {
+	d := time.Second << min(tries-1, 9)
+	d = min(d, 5*time.Minute)
+	return d/2 + rand.N(d/2+1)
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

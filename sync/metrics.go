@@ -1,0 +1,58 @@
+package sync
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the Prometheus metrics of the worker (DESIGN "Operations").
+type Metrics struct {
+	FeedFetches     *prometheus.CounterVec // source, result: ok|not_modified|error|parse_error
+	FeedEvents      *prometheus.GaugeVec   // source: occurrences in the window
+	FeedLastSuccess *prometheus.GaugeVec   // source: unix time of the last good read
+	FeedHealthy     *prometheus.GaugeVec   // source: 1 healthy, 0 not
+	GraphRequests   *prometheus.CounterVec // op, code
+	TransitionLag   prometheus.Histogram   // boundary → call sent, seconds
+	Sessions        prometheus.Gauge       // presence sessions held
+	UsersBusy       prometheus.Gauge       // users inside a span now
+	Reconciles      prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		FeedFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "calpresence_feed_fetches_total", Help: "Feed fetches by source and result.",
+		}, []string{"source", "result"}),
+		FeedEvents: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_feed_occurrences", Help: "Occurrences in the expansion window, by source.",
+		}, []string{"source"}),
+		FeedLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_feed_last_success_timestamp_seconds", Help: "Unix time of the last successful read, by source.",
+		}, []string{"source"}),
+		FeedHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_feed_healthy", Help: "1 when the last read of the source succeeded.",
+		}, []string{"source"}),
+		GraphRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "calpresence_graph_requests_total", Help: "Graph presence calls by operation and HTTP status (0: transport error).",
+		}, []string{"op", "code"}),
+		TransitionLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "calpresence_transition_lag_seconds",
+			Help:    "Delay from a scheduled span boundary to the Graph call being sent.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		Sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "calpresence_sessions", Help: "Presence sessions held.",
+		}),
+		UsersBusy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "calpresence_users_busy", Help: "Users inside a busy span now.",
+		}),
+		Reconciles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "calpresence_reconciles_total", Help: "Reconcile passes.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy,
+			m.GraphRequests, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles)
+	}
+	return m
+}

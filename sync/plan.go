@@ -1,0 +1,97 @@
+package sync
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	gosync "sync"
+	"time"
+
+	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/sources"
+)
+
+// PlanRequest selects what Plan shows.
+type PlanRequest struct {
+	From, To time.Time
+	Sources  []string // all when empty
+	Users    []string // all when empty
+}
+
+// SourceError is a failure to read or parse one source.
+type SourceError struct {
+	Source string
+	Err    error
+}
+
+func (e *SourceError) Error() string { return fmt.Sprintf("source %q: %v", e.Source, e.Err) }
+func (e *SourceError) Unwrap() error { return e.Err }
+
+// Plan reads the requested sources once and returns every busy match
+// overlapping [From, To), sorted by start, then user. It makes no Graph
+// call and writes no state. Sources that cannot be read or parsed are
+// returned as one joined error, each naming its source; the matches of the
+// others are still returned.
+func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequest) ([]Match, error) {
+	m, err := NewMatcher(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var selected []int
+	for i := range cfg.Sources {
+		if len(req.Sources) == 0 || slices.Contains(req.Sources, cfg.Sources[i].Name) {
+			selected = append(selected, i)
+		}
+	}
+	for _, n := range req.Sources {
+		if _, ok := cfg.SourceByName(n); !ok {
+			return nil, fmt.Errorf("unknown source %q", n)
+		}
+	}
+	results := make([][]Match, len(selected))
+	errs := make([]error, len(selected))
+	sem := make(chan struct{}, 16)
+	var wg gosync.WaitGroup
+	for i, idx := range selected {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i], errs[i] = planSource(ctx, m, fetcher, &cfg.Sources[idx], cfg.SourceLocation(idx), cfg.Schedule.MaxOccurrences, req)
+		}()
+	}
+	wg.Wait()
+	var out []Match
+	for _, r := range results {
+		out = append(out, r...)
+	}
+	slices.SortStableFunc(out, func(a, b Match) int {
+		return cmp.Or(a.Occ.Start.Compare(b.Occ.Start), cmp.Compare(a.User, b.User),
+			cmp.Compare(a.Source, b.Source), cmp.Compare(a.Occ.UID, b.Occ.UID))
+	})
+	return out, errors.Join(errs...)
+}
+
+func planSource(ctx context.Context, m *Matcher, fetcher Fetcher, src *config.Source, zone *time.Location, maxPerEvent int, req PlanRequest) ([]Match, error) {
+	res, err := fetcher.Fetch(ctx, sources.FetchRequest{Name: src.Name, URL: src.URL, Headers: src.Headers})
+	if err != nil {
+		return nil, &SourceError{src.Name, err}
+	}
+	out, err := sources.ParseExpand(res.Body, sources.ExpandOptions{From: req.From, To: req.To, Zone: zone, MaxPerEvent: maxPerEvent})
+	if err != nil {
+		return nil, &SourceError{src.Name, fmt.Errorf("%s: %w", sources.RedactURL(src.URL), err)}
+	}
+	var busy []Match
+	for _, mt := range m.Match(src.Name, out.Occurrences) {
+		if !mt.Busy() || (len(req.Users) > 0 && !slices.Contains(req.Users, mt.User)) {
+			continue
+		}
+		if mt.Occ.Start.Before(req.To) && mt.Occ.End.After(req.From) {
+			busy = append(busy, mt)
+		}
+	}
+	return busy, nil
+}

@@ -1,0 +1,248 @@
+package sync
+
+import (
+	"time"
+
+	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state"
+)
+
+// Operations an Action asks for.
+const (
+	OpSet    = "set"    // setPresence
+	OpClear  = "clear"  // clearPresence
+	OpForget = "forget" // drop the record: Graph has dropped the session by itself
+	OpNote   = "note"   // update the record only (the span changed, the lease still fits)
+)
+
+// Reasons logged with each presence change.
+const (
+	ReasonStart     = "start"
+	ReasonKeepAlive = "keep-alive"
+	ReasonEnd       = "end"
+	ReasonRestart   = "restart"
+	ReasonExtended  = "extended"
+	ReasonChanged   = "changed"
+	ReasonRetry     = "retry"
+	ReasonExpired   = "expired"
+	ReasonShortened = "shortened"
+
+	ReasonEarlyRemoved   = "early-end:removed"
+	ReasonEarlyShortened = "early-end:shortened"
+	ReasonEarlyMoved     = "early-end:moved"
+	ReasonEarlyCancelled = "early-end:cancelled"
+	ReasonEarlyDeclined  = "early-end:declined"
+)
+
+// Timing constants of the presence rules.
+const (
+	// RenewBefore is how long before a lease runs out a keep-alive is sent
+	// for a span that outlasts it.
+	RenewBefore = 2 * time.Minute
+	// EndSlack: at a span's end no clear is sent when the lease already ends
+	// within this of it (DESIGN "End").
+	EndSlack = time.Minute
+)
+
+// Action is one change reconcile asks for.
+type Action struct {
+	Op         string
+	User       string
+	Pair       presence.Pair
+	Expiration time.Duration // for OpSet
+	Span       Span          // the span set (OpSet, OpNote) or ended (OpClear)
+	Reason     string
+	// Due is the boundary the action belongs to, for the lag metric; zero
+	// when the action is not tied to a boundary (a change seen in a poll).
+	Due time.Time
+	// Prev is the session recorded for the user when the action was
+	// planned; HasPrev is false when there was none.
+	Prev    state.Session
+	HasPrev bool
+}
+
+// ReconcileInput is everything Reconcile looks at.
+type ReconcileInput struct {
+	Now      time.Time
+	Spans    map[string][]Span
+	Sessions map[string]state.Session
+	// Matches are the current matches, used to say why a span ended early.
+	Matches []Match
+	// Known reports whether every source that could concern user has been
+	// read (from the network or a stored copy). A user is never cleared
+	// while it is false.
+	Known func(user string) bool
+	// Hold reports whether calls for user are held back (unknown user,
+	// permanent error for this span, retry pending).
+	Hold     func(user string, now time.Time) bool
+	MaxLease time.Duration
+	// FirstPass marks the first reconcile after start-up: changes it makes
+	// for spans that began or ended before then are logged as "restart".
+	FirstPass bool
+	Started   time.Time
+}
+
+// Reconcile compares each user's desired span at in.Now with the session
+// recorded for them and returns the calls that make Graph agree, plus the
+// next time anything is due (zero when nothing is).
+//
+// It is pure: no I/O, no clock; the caller supplies Now.
+func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
+	now := in.Now
+	wake := func(t time.Time) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	users := make(map[string]bool, len(in.Spans)+len(in.Sessions))
+	for u := range in.Spans {
+		users[u] = true
+	}
+	for u := range in.Sessions {
+		users[u] = true
+	}
+	for _, user := range sortedKeys(users) {
+		spans := in.Spans[user]
+		sess, held := in.Sessions[user]
+		span, active := SpanAt(spans, now)
+		// The next span start is a boundary.
+		for _, s := range spans {
+			if s.Start.After(now) {
+				wake(s.Start)
+				break
+			}
+		}
+		if in.Hold != nil && in.Hold(user, now) {
+			continue
+		}
+		// A call that was in flight when we stopped may or may not have
+		// reached Graph: treat the session as uncertain.
+		uncertain := held && sess.Pending != ""
+		live := held && sess.Expires.After(now) && !uncertain
+
+		if active {
+			wake(span.End)
+			lease := clamp(span.End.Sub(now), presence.MinLease, in.MaxLease)
+			set := func(reason string) {
+				actions = append(actions, Action{Op: OpSet, User: user, Pair: span.Pair, Expiration: lease, Span: span, Reason: reason})
+			}
+			switch {
+			case !live:
+				reason, due := ReasonStart, span.Start
+				if held && !uncertain {
+					reason = ReasonExpired // lease lapsed (e.g. worker was down)
+				}
+				if in.FirstPass && span.Start.Before(in.Started) {
+					reason, due = ReasonRestart, time.Time{}
+				}
+				set(reason)
+				actions[len(actions)-1].Due = due
+				continue
+			case sess.Availability != span.Pair.Availability || sess.Activity != span.Pair.Activity:
+				set(ReasonChanged)
+				continue
+			}
+			// Held and live. Keep-alive before the lease runs out when the
+			// span outlasts it.
+			leaseEndsNearSpanEnd := !sess.Expires.Before(span.End.Add(-EndSlack))
+			if !leaseEndsNearSpanEnd {
+				renewAt := sess.Expires.Add(-RenewBefore)
+				if !now.Before(renewAt) {
+					if sess.SpanEnd.Equal(span.End) {
+						set(ReasonKeepAlive)
+						actions[len(actions)-1].Due = renewAt
+					} else {
+						set(ReasonExtended)
+					}
+					continue
+				}
+				wake(renewAt)
+			}
+			if !sess.SpanEnd.Equal(span.End) || !sess.SpanStart.Equal(span.Start) {
+				sizedForOldEnd := !sess.Expires.Before(sess.SpanEnd.Add(-EndSlack))
+				if sizedForOldEnd && sess.Expires.Before(span.End.Add(-EndSlack)) {
+					// The lease was sized for an end that moved later:
+					// re-set it with the new expiry.
+					set(ReasonExtended)
+					continue
+				}
+				// Shortened, or the lease was capped anyway: the lease
+				// stays, the end boundary moves (a clear is sent there).
+				actions = append(actions, Action{Op: OpNote, User: user, Pair: span.Pair, Span: span, Reason: ReasonShortened})
+			}
+			continue
+		}
+
+		// No span now.
+		if !held {
+			continue
+		}
+		if !uncertain && !sess.Expires.After(now) {
+			actions = append(actions, Action{Op: OpForget, User: user, Reason: ReasonExpired})
+			continue
+		}
+		if in.Known != nil && !in.Known(user) {
+			// Never clear a user whose sources have not all been read.
+			wake(sess.Expires)
+			continue
+		}
+		ended := Span{User: user, Start: sess.SpanStart, End: sess.SpanEnd, Events: sess.Events}
+		switch {
+		case !now.Before(sess.SpanEnd):
+			// The span ended as planned (or while we were down).
+			if !uncertain && !sess.Expires.After(sess.SpanEnd.Add(EndSlack)) {
+				// The lease ends within a minute of the span: let it lapse.
+				actions = append(actions, Action{Op: OpForget, User: user, Reason: ReasonEnd})
+				continue
+			}
+			reason, due := ReasonEnd, sess.SpanEnd
+			if in.FirstPass && sess.SpanEnd.Before(in.Started) {
+				reason, due = ReasonRestart, time.Time{}
+			}
+			actions = append(actions, Action{Op: OpClear, User: user, Span: ended, Reason: reason, Due: due})
+		default:
+			actions = append(actions, Action{Op: OpClear, User: user, Span: ended, Reason: earlyEndReason(sess, in.Matches, now)})
+		}
+	}
+	for i := range actions {
+		actions[i].Prev, actions[i].HasPrev = in.Sessions[actions[i].User]
+	}
+	return actions, next
+}
+
+// earlyEndReason says why a span that should still be running has no busy
+// occurrence left: the first of its events that explains it.
+func earlyEndReason(sess state.Session, matches []Match, now time.Time) string {
+	for _, ref := range sess.Events {
+		var found *Match
+		for i := range matches {
+			m := &matches[i]
+			if m.User == sess.User && m.Source == ref.Source && m.Occ.UID == ref.UID && m.Occ.RecurrenceID.Equal(ref.RecurrenceID) {
+				found = m
+				break
+			}
+		}
+		switch {
+		case found == nil:
+			continue
+		case found.Skip == SkipCancelled:
+			return ReasonEarlyCancelled
+		case found.Skip == SkipDeclined:
+			return ReasonEarlyDeclined
+		case found.Skip != "":
+			return ReasonEarlyRemoved
+		case found.Occ.Start.After(now):
+			return ReasonEarlyMoved
+		case !found.Occ.End.After(now):
+			return ReasonEarlyShortened
+		}
+	}
+	return ReasonEarlyRemoved
+}
+
+func clamp(d, lo, hi time.Duration) time.Duration {
+	if hi < lo {
+		hi = lo
+	}
+	return min(max(d, lo), hi)
+}

@@ -1,0 +1,78 @@
+package sync
+
+import (
+	"slices"
+	"time"
+
+	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state"
+)
+
+// Span is a stretch of time one user should show as busy: the busy
+// occurrences of all sources, widened by lead and grace, merged where they
+// overlap or lie closer than merge_gap.
+type Span struct {
+	User       string
+	Start, End time.Time
+	// Pair is the strongest presence among the span's occurrences.
+	Pair presence.Pair
+	// Events are the occurrences the span is made of.
+	Events []state.EventRef
+}
+
+// Contains reports whether t falls in [Start, End).
+func (s *Span) Contains(t time.Time) bool { return !t.Before(s.Start) && t.Before(s.End) }
+
+// Spans builds every user's busy spans from the matches. It is pure: the
+// same matches always give the same spans. Spans of one user are sorted and
+// disjoint, separated by at least mergeGap.
+func Spans(matches []Match, mergeGap time.Duration) map[string][]Span {
+	byUser := make(map[string][]*Match)
+	for i := range matches {
+		m := &matches[i]
+		if m.Busy() {
+			byUser[m.User] = append(byUser[m.User], m)
+		}
+	}
+	out := make(map[string][]Span, len(byUser))
+	for user, ms := range byUser {
+		slices.SortFunc(ms, func(a, b *Match) int {
+			if c := a.Occ.Start.Add(-a.Lead).Compare(b.Occ.Start.Add(-b.Lead)); c != 0 {
+				return c
+			}
+			return a.Occ.End.Add(a.Grace).Compare(b.Occ.End.Add(b.Grace))
+		})
+		var spans []Span
+		for _, m := range ms {
+			start, end := m.Occ.Start.Add(-m.Lead), m.Occ.End.Add(m.Grace)
+			ref := state.EventRef{Source: m.Source, UID: m.Occ.UID, RecurrenceID: m.Occ.RecurrenceID, Start: m.Occ.Start, End: m.Occ.End}
+			if n := len(spans); n > 0 && (!start.After(spans[n-1].End) || start.Sub(spans[n-1].End) < mergeGap) {
+				last := &spans[n-1]
+				if end.After(last.End) {
+					last.End = end
+				}
+				if presence.Strength(m.Pair) > presence.Strength(last.Pair) {
+					last.Pair = m.Pair
+				}
+				last.Events = append(last.Events, ref)
+				continue
+			}
+			spans = append(spans, Span{User: user, Start: start, End: end, Pair: m.Pair, Events: []state.EventRef{ref}})
+		}
+		out[user] = spans
+	}
+	return out
+}
+
+// SpanAt returns the span containing t, if any.
+func SpanAt(spans []Span, t time.Time) (Span, bool) {
+	for _, s := range spans {
+		if s.Contains(t) {
+			return s, true
+		}
+		if s.Start.After(t) {
+			break
+		}
+	}
+	return Span{}, false
+}
