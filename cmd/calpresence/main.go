@@ -1,0 +1,129 @@
+// Command calpresence keeps Microsoft Teams presence in step with meetings
+// held elsewhere (Zoom, Webex, any ICS feed). See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit statuses (DESIGN "Command line").
+const (
+	exitOK     = 0
+	exitFailed = 1 // the work failed: a feed or Graph error, named
+	exitUsage  = 2 // usage or configuration error
+)
+
+// usageError marks an error as a usage or configuration problem (exit 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+const usage = `calpresence keeps Microsoft Teams presence true during meetings held elsewhere.
+
+Usage:
+  calpresence run      [-config FILE]                  the daemon
+  calpresence resync   [-config FILE] [-source NAME]... [-user USER]... [-dry-run]
+  calpresence plan     [-config FILE] [-from T] [-to T] [-source NAME]... [-user USER]... [-output table|json]
+  calpresence validate [-config FILE]
+  calpresence clear    [-config FILE] (-user USER... | -all)
+  calpresence version
+
+-config defaults to $CALPRESENCE_CONFIG, then /etc/calpresence/config.yaml.
+Exit status: 0 ok, 1 the work failed, 2 usage or configuration error.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches a subcommand and turns its error into an exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+		"run":      cmdRun,
+		"resync":   cmdResync,
+		"plan":     cmdPlan,
+		"validate": cmdValidate,
+		"clear":    cmdClear,
+		"version":  cmdVersion,
+	}
+	name := args[0]
+	if name == "-h" || name == "-help" || name == "--help" || name == "help" {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	cmd, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(stderr, "calpresence: unknown command %q\n\n%s", name, usage)
+		return exitUsage
+	}
+	err := cmd(ctx, args[1:], stdout, stderr)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "calpresence %s: %v\n", name, err)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "calpresence %s: %v\n", name, err)
+		return exitFailed
+	}
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return fmt.Sprint(*s) }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// newFlagSet returns a FlagSet that reports errors instead of exiting, with
+// the -config flag every subcommand takes.
+func newFlagSet(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: calpresence %s %s\n\nFlags:\n", name, synopsis)
+		fs.PrintDefaults()
+	}
+	cfgPath := fs.String("config", defaultConfigPath(), "configuration `file`")
+	return fs, cfgPath
+}
+
+func defaultConfigPath() string {
+	if p := os.Getenv("CALPRESENCE_CONFIG"); p != "" {
+		return p
+	}
+	return "/etc/calpresence/config.yaml"
+}
+
+// parseFlags parses args and rejects stray arguments.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
