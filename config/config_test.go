@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -314,3 +315,5 @@ func TestLoadInvalid(t *testing.T) {
 		}
 	}
 }
+
+func reflectValue(c *Config) reflect.Value { return reflect.ValueOf(c).Elem() }

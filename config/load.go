@@ -55,6 +55,10 @@ func parse(data []byte, path string, lookup lookupFunc) (*Config, error) {
 	}
 	d := &decoder{lookup: lookup, lines: map[string]int{}}
 	if root != nil {
+		// Aliases may repeat parts of the document, but not without bound:
+		// nested aliases (a "billion laughs" document) must not make Load
+		// run away.
+		d.maxNodes = 100*treeSize(root) + 10_000
 		d.value(root, reflect.ValueOf(c).Elem(), "")
 	}
 	if len(d.problems) > 0 {
@@ -116,9 +120,14 @@ func syntaxProblem(err error) *Problem {
 	return &Problem{Msg: strings.TrimPrefix(msg, "yaml: ")}
 }
 
-// maxNodes bounds the work of decoding, so that nested aliases (a "billion
-// laughs" document) cannot make Load run away.
-const maxNodes = 100_000
+// treeSize counts the nodes of n without following aliases.
+func treeSize(n *yaml.Node) int {
+	size := 1
+	for _, c := range n.Content {
+		size += treeSize(c)
+	}
+	return size
+}
 
 // decoder decodes a yaml.Node tree into the config types by reflection.
 //
@@ -133,7 +142,38 @@ type decoder struct {
 	// lines maps each YAML path that was present ("sources[1].url") to the
 	// line of its key or element, for Validate's messages.
 	lines map[string]int
-	nodes int
+	// nodes counts the nodes decoded, aliases expanded, up to maxNodes.
+	nodes, maxNodes int
+	// active holds the aliased nodes being decoded, to catch an anchor
+	// that contains an alias to itself.
+	active map[*yaml.Node]bool
+}
+
+// count charges one node against maxNodes and reports whether decoding may
+// go on.
+func (d *decoder) count(n *yaml.Node, path string) bool {
+	if d.maxNodes == 0 {
+		return true
+	}
+	d.nodes++
+	if d.nodes == d.maxNodes+1 {
+		d.errorf(n, path, "document too deeply aliased")
+	}
+	return d.nodes <= d.maxNodes
+}
+
+// enter marks alias target n as being decoded; it reports false (and a
+// problem) if it already is.
+func (d *decoder) enter(n *yaml.Node, at *yaml.Node, path string) bool {
+	if d.active == nil {
+		d.active = map[*yaml.Node]bool{}
+	}
+	if d.active[n] {
+		d.errorf(at, path, "alias *%s refers to itself", n.Anchor)
+		return false
+	}
+	d.active[n] = true
+	return true
 }
 
 func (d *decoder) errorf(n *yaml.Node, path, format string, args ...any) {
@@ -148,10 +188,7 @@ func isNull(n *yaml.Node) bool {
 }
 
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
-	if d.nodes++; d.nodes > maxNodes {
-		if d.nodes == maxNodes+1 {
-			d.errorf(n, path, "document too large or too deeply aliased")
-		}
+	if !d.count(n, path) {
 		return
 	}
 	switch n.Kind {
@@ -162,10 +199,11 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		d.value(n.Content[0], v, path)
 		return
 	case yaml.AliasNode:
-		if n.Alias == nil {
+		if n.Alias == nil || !d.enter(n.Alias, n, path) {
 			return
 		}
 		d.value(n.Alias, v, path)
+		delete(d.active, n.Alias)
 		return
 	}
 
@@ -210,9 +248,16 @@ func (d *decoder) pairs(n *yaml.Node, path string) [][2]*yaml.Node {
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
+		if !d.count(k, path) {
+			return nil
+		}
 		if k.Kind == yaml.ScalarNode && k.Value == "<<" && (k.Tag == "" || k.Tag == "!!merge") {
 			for _, m := range mergeSources(val) {
+				if !d.enter(m, k, path) {
+					continue
+				}
 				merged = append(merged, d.pairs(m, path)...)
+				delete(d.active, m)
 			}
 			continue
 		}
@@ -422,38 +467,50 @@ func editDistance(a, b string) int {
 
 // expand replaces ${NAME} in s with the value of the environment variable
 // NAME (NAME is [A-Za-z_][A-Za-z0-9_]*). A variable that is set but empty
-// expands to "". A "$" not followed by "{" stays as it is ("$5", "a$b"), and
-// "$${" is an escape for a literal "${".
+// expands to "". A "$" not followed by "{" stays as it is ("$5", "a$b").
+// Before a "{", "$$" is an escape for a literal "$": "$${X}" is the text
+// "${X}", and "$$${X}" is "$" followed by the value of X.
 func expand(s string, lookup lookupFunc) (string, error) {
 	if !strings.Contains(s, "${") {
 		return s, nil
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); {
-		switch {
-		case strings.HasPrefix(s[i:], "$${"):
-			b.WriteString("${")
-			i += 3
-		case strings.HasPrefix(s[i:], "${"):
-			end := strings.IndexByte(s[i:], '}')
-			if end < 0 || !validVarName(s[i+2:i+end]) {
-				ref := s[i:]
-				if end >= 0 {
-					ref = s[i : i+end+1]
-				}
-				return "", fmt.Errorf("invalid variable reference %q (want ${NAME}; write $${ for a literal ${)", ref)
-			}
-			name := s[i+2 : i+end]
-			val, ok := lookup(name)
-			if !ok {
-				return "", fmt.Errorf("environment variable %s is not set", name)
-			}
-			b.WriteString(val)
-			i += end + 1
-		default:
+		if s[i] != '$' {
 			b.WriteByte(s[i])
 			i++
+			continue
 		}
+		n := 1 // length of this run of "$"
+		for i+n < len(s) && s[i+n] == '$' {
+			n++
+		}
+		if i+n == len(s) || s[i+n] != '{' {
+			b.WriteString(s[i : i+n])
+			i += n
+			continue
+		}
+		b.WriteString(strings.Repeat("$", n/2))
+		i += n
+		if n%2 == 0 {
+			continue // escaped: the "{" and what follows are text
+		}
+		// s[i] is the "{" of a reference.
+		end := strings.IndexByte(s[i:], '}')
+		if end < 0 || !validVarName(s[i+1:i+end]) {
+			ref := s[i:]
+			if end >= 0 {
+				ref = s[i : i+end+1]
+			}
+			return "", fmt.Errorf("invalid variable reference \"$%s\" (want ${NAME}; write $${ for a literal ${)", ref)
+		}
+		name := s[i+1 : i+end]
+		val, ok := lookup(name)
+		if !ok {
+			return "", fmt.Errorf("environment variable %s is not set", name)
+		}
+		b.WriteString(val)
+		i += end + 1
 	}
 	return b.String(), nil
 }
