@@ -1,0 +1,429 @@
+// Package graph is calpresence's Microsoft Graph client: credentials
+// (azidentity), national-cloud endpoints, setPresence, clearPresence, user
+// lookup and the classification of failures into *presence.Error.
+//
+// It is the only package that imports msgraph-sdk-go, kiota and
+// azidentity; everything else talks to it through small interfaces (sync)
+// and is tested against graph/graphtest.
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	abs "github.com/microsoft/kiota-abstractions-go"
+	"github.com/microsoft/kiota-abstractions-go/serialization"
+	kauth "github.com/microsoft/kiota-authentication-azure-go"
+	nethttplibrary "github.com/microsoft/kiota-http-go"
+	jsonserialization "github.com/microsoft/kiota-serialization-json-go"
+	"github.com/microsoftgraph/msgraph-sdk-go/users"
+	core "github.com/microsoftgraph/msgraph-sdk-go-core"
+
+	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/presence"
+)
+
+// Operation names in *presence.Error.Op.
+const (
+	OpSetPresence   = "setPresence"
+	OpClearPresence = "clearPresence"
+	OpResolveUser   = "resolveUser"
+)
+
+// Defaults for the zero values of config.Graph.
+const (
+	DefaultTimeout        = 30 * time.Second
+	DefaultMaxConcurrency = 4
+	// Graph allows 10,000 presence calls per 30 s per app per tenant.
+	DefaultRateLimit  = 10000
+	DefaultRateWindow = 30 * time.Second
+)
+
+// Retry policy of the middleware (see retryHandler).
+const (
+	defaultMaxRetries = 3
+	defaultBaseDelay  = time.Second
+	defaultMaxDelay   = 30 * time.Second
+)
+
+// notFoundTTL is how long an unknown user stays unknown before the next
+// lookup: unknown users are reported once and skipped, not looked up in a
+// hot loop (DESIGN "Users"), yet a user created later is found eventually.
+const notFoundTTL = time.Hour
+
+// Client calls Microsoft Graph for one application (client id) in one
+// tenant. It is safe for concurrent use.
+type Client struct {
+	logger   *slog.Logger
+	dryRun   bool
+	clientID string
+	ep       endpoints
+	now      func() time.Time
+
+	cred      *refreshingCredential
+	users     *users.UsersRequestBuilder
+	transport *http.Transport // nil when given by WithTransport or in dry run
+
+	sem     chan struct{} // bounds concurrent presence calls (max_concurrency)
+	limiter *limiter      // rate_limit per rate_window
+
+	mu    sync.Mutex
+	cache map[string]cacheEntry // lower-cased user -> resolution
+}
+
+type cacheEntry struct {
+	id      string
+	err     *presence.Error // NotFound, until expires
+	expires time.Time
+}
+
+// Option adjusts a Client; tests use them.
+type Option func(*options)
+
+type options struct {
+	transport  http.RoundTripper
+	maxRetries int
+	baseDelay  time.Duration
+	maxDelay   time.Duration
+	now        func() time.Time
+}
+
+// WithTransport replaces the TLS transport under the middleware, for Graph
+// and for token requests (graph.ca_file is then not applied).
+func WithTransport(rt http.RoundTripper) Option { return func(o *options) { o.transport = rt } }
+
+// WithRetry sets the middleware's retry policy: at most maxRetries retries
+// of a 429/503/504, waiting base·2^n (jittered) when the answer has no
+// Retry-After, and returning to the caller instead of waiting longer than
+// maxDelay. The default is 3 retries, 1 s, 30 s.
+func WithRetry(maxRetries int, base, maxDelay time.Duration) Option {
+	return func(o *options) { o.maxRetries, o.baseDelay, o.maxDelay = maxRetries, base, maxDelay }
+}
+
+// WithClock sets the clock used for Retry-After dates and caches.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// New builds a client from the graph configuration. It contacts nothing:
+// the first token is requested with the first call. With cfg.DryRun it
+// needs no credentials and never sends anything.
+//
+// The timeout (cfg.Timeout, default 30 s) applies to each HTTP attempt;
+// waits for Retry-After come on top, bounded by the retry policy and ctx of
+// each call.
+func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Option) (*Client, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	o := options{maxRetries: defaultMaxRetries, baseDelay: defaultBaseDelay, maxDelay: defaultMaxDelay, now: time.Now}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	ep, err := resolveEndpoints(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		logger:   logger,
+		dryRun:   cfg.DryRun,
+		clientID: cfg.ClientID,
+		ep:       ep,
+		now:      o.now,
+		cache:    make(map[string]cacheEntry),
+	}
+	n := cfg.MaxConcurrency
+	if n <= 0 {
+		n = DefaultMaxConcurrency
+	}
+	c.sem = make(chan struct{}, n)
+	limit, window := cfg.RateLimit, cfg.RateWindow
+	if limit <= 0 {
+		limit = DefaultRateLimit
+	}
+	if window <= 0 {
+		window = DefaultRateWindow
+	}
+	c.limiter = newLimiter(limit, window, o.now)
+	if cfg.DryRun {
+		logger.InfoContext(ctx, "graph: dry run, presence calls are logged, not sent", "endpoint", ep.Graph)
+		return c, nil
+	}
+	if cfg.ClientID == "" {
+		return nil, fmt.Errorf("graph: client_id is required (it is also the presence sessionId)")
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+
+	base := o.transport
+	if base == nil {
+		t, err := newBaseTransport(cfg.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		c.transport, base = t, t
+	}
+	authClient := authHTTPClient(base, timeout)
+	cred, err := newRefreshingCredential(func() (azcore.TokenCredential, error) {
+		return newCredential(cfg, ep, authClient)
+	}, o.now)
+	if err != nil {
+		return nil, err
+	}
+	c.cred = cred
+	authProvider, err := kauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, []string{ep.Scope}, []string{ep.Host})
+	if err != nil {
+		return nil, fmt.Errorf("graph: authentication provider: %w", err)
+	}
+	retry := &retryHandler{
+		maxRetries: o.maxRetries, baseDelay: o.baseDelay, maxDelay: o.maxDelay,
+		timeout: timeout, logger: logger, now: o.now,
+	}
+	httpClient := &http.Client{
+		Transport: nethttplibrary.NewCustomTransportWithParentTransport(base, middlewares(retry, sdkVersion())...),
+		// The redirect middleware follows redirects; the client must not.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	adapter, err := core.NewGraphRequestAdapterBaseWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(
+		authProvider,
+		core.GraphClientOptions{GraphServiceLibraryVersion: sdkVersion()},
+		jsonserialization.NewJsonParseNodeFactory(),
+		jsonserialization.NewJsonSerializationWriterFactory(),
+		httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("graph: request adapter: %w", err)
+	}
+	adapter.SetBaseUrl(ep.Graph)
+	c.users = users.NewUsersRequestBuilderInternal(map[string]string{"baseurl": ep.Graph}, adapter)
+	logger.DebugContext(ctx, "graph: client ready", "endpoint", ep.Graph, "authority", ep.Authority,
+		"auth", cfg.Auth, "instance_discovery", !ep.Override)
+	return c, nil
+}
+
+// Close releases idle connections.
+func (c *Client) Close() {
+	if c.transport != nil {
+		c.transport.CloseIdleConnections()
+	}
+}
+
+// sdkVersion is msgraph-sdk-go's version, for the SdkVersion header.
+func sdkVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == "github.com/microsoftgraph/msgraph-sdk-go" {
+				return strings.TrimPrefix(m.Version, "v")
+			}
+		}
+	}
+	return "unknown"
+}
+
+// SetPresence sets the application's presence session for userID (an
+// object id or UPN): POST /users/{id}/presence/setPresence with sessionId =
+// client id. expiration is sent as an ISO 8601 duration (90m → PT1H30M)
+// after truncation to whole seconds and must lie within Graph's
+// PT5M..PT4H; an unsupported pair or expiration fails as Permanent without
+// a call.
+func (c *Client) SetPresence(ctx context.Context, userID, availability, activity string, expiration time.Duration) error {
+	if !presence.Allowed(availability, activity) {
+		return &presence.Error{Op: OpSetPresence, User: userID, Kind: presence.Permanent,
+			Message: fmt.Sprintf("availability %q with activity %q is not a combination Graph accepts", availability, activity)}
+	}
+	exp := expiration.Truncate(time.Second)
+	if exp < presence.MinLease || exp > presence.MaxLease {
+		return &presence.Error{Op: OpSetPresence, User: userID, Kind: presence.Permanent,
+			Message: fmt.Sprintf("expiration %s is outside %s..%s", expiration, presence.MinLease, presence.MaxLease)}
+	}
+	iso := isoDuration(exp)
+	if c.dryRun {
+		c.logger.InfoContext(ctx, "graph: dry run: set presence", "user", userID,
+			"availability", availability, "activity", activity, "expiration", exp.String(), "expiration_iso", iso.String())
+		return nil
+	}
+	return c.do(ctx, OpSetPresence, userID, true, func(ctx context.Context) error {
+		body := users.NewItemPresenceSetPresencePostRequestBody()
+		body.SetSessionId(&c.clientID)
+		body.SetAvailability(&availability)
+		body.SetActivity(&activity)
+		body.SetExpirationDuration(iso)
+		return c.users.ByUserId(userID).Presence().SetPresence().Post(ctx, body, nil)
+	})
+}
+
+// ClearPresence ends the application's presence session for userID:
+// POST /users/{id}/presence/clearPresence with sessionId = client id. A 404
+// (no such session: it expired or was never set) is returned as a
+// *presence.Error of Kind NotFound, which callers treat as success.
+func (c *Client) ClearPresence(ctx context.Context, userID string) error {
+	if c.dryRun {
+		c.logger.InfoContext(ctx, "graph: dry run: clear presence", "user", userID)
+		return nil
+	}
+	return c.do(ctx, OpClearPresence, userID, true, func(ctx context.Context) error {
+		body := users.NewItemPresenceClearPresencePostRequestBody()
+		body.SetSessionId(&c.clientID)
+		return c.users.ByUserId(userID).Presence().ClearPresence().Post(ctx, body, nil)
+	})
+}
+
+var reGUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// ResolveUser returns the Entra object id of user: an object id (GUID) as
+// is; otherwise GET /users/{user}?$select=id (a UPN), and when that is 404
+// and user is an address, the user whose mail or one of whose
+// proxyAddresses is user. Answers are cached in memory (unknown users for
+// an hour). An unknown user is a *presence.Error of Kind NotFound. In dry
+// run it returns user unchanged without a call.
+func (c *Client) ResolveUser(ctx context.Context, user string) (string, error) {
+	u := strings.TrimSpace(user)
+	if u == "" {
+		return "", &presence.Error{Op: OpResolveUser, User: user, Kind: presence.Permanent, Message: "empty user"}
+	}
+	if reGUID.MatchString(u) || c.dryRun {
+		return u, nil
+	}
+	key := strings.ToLower(u)
+	c.mu.Lock()
+	e, ok := c.cache[key]
+	c.mu.Unlock()
+	if ok {
+		if e.err == nil {
+			return e.id, nil
+		}
+		if c.now().Before(e.expires) {
+			return "", e.err
+		}
+	}
+	id, err := c.lookup(ctx, u)
+	switch {
+	case err == nil:
+		c.mu.Lock()
+		c.cache[key] = cacheEntry{id: id}
+		c.mu.Unlock()
+	case presence.KindOf(err) == presence.NotFound:
+		var pe *presence.Error
+		errors.As(err, &pe)
+		c.mu.Lock()
+		c.cache[key] = cacheEntry{err: pe, expires: c.now().Add(notFoundTTL)}
+		c.mu.Unlock()
+	}
+	return id, err
+}
+
+func (c *Client) lookup(ctx context.Context, u string) (string, error) {
+	var got string
+	err := c.do(ctx, OpResolveUser, u, false, func(ctx context.Context) error {
+		res, err := c.users.ByUserId(u).Get(ctx, &users.UserItemRequestBuilderGetRequestConfiguration{
+			QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{Select: []string{"id"}},
+		})
+		if err == nil && res != nil && res.GetId() != nil {
+			got = *res.GetId()
+		}
+		return err
+	})
+	if err == nil {
+		if got == "" {
+			return "", &presence.Error{Op: OpResolveUser, User: u, Kind: presence.Retry, Message: "answer without an id"}
+		}
+		return got, nil
+	}
+	if presence.KindOf(err) != presence.NotFound || !strings.Contains(u, "@") {
+		return "", err
+	}
+
+	// Not a UPN: look for the address as mail or proxy address. The
+	// any() lambda on proxyAddresses is an advanced query: it needs
+	// ConsistencyLevel: eventual and $count=true.
+	q := strings.ReplaceAll(u, "'", "''")
+	filter := fmt.Sprintf("mail eq '%s' or proxyAddresses/any(p:p eq 'smtp:%s')", q, q)
+	count := true
+	headers := abs.NewRequestHeaders()
+	headers.Add("ConsistencyLevel", "eventual")
+	var ids []string
+	err = c.do(ctx, OpResolveUser, u, false, func(ctx context.Context) error {
+		res, err := c.users.Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
+			Headers: headers,
+			QueryParameters: &users.UsersRequestBuilderGetQueryParameters{
+				Filter: &filter, Select: []string{"id"}, Count: &count,
+			},
+		})
+		ids = ids[:0]
+		if err == nil && res != nil {
+			for _, v := range res.GetValue() {
+				if v != nil && v.GetId() != nil && *v.GetId() != "" {
+					ids = append(ids, *v.GetId())
+				}
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	switch len(ids) {
+	case 0:
+		return "", &presence.Error{Op: OpResolveUser, User: u, Status: http.StatusNotFound, Kind: presence.NotFound,
+			Message: "no user has this user principal name, mail or proxy address"}
+	case 1:
+		return ids[0], nil
+	}
+	return "", &presence.Error{Op: OpResolveUser, User: u, Kind: presence.Permanent,
+		Message: fmt.Sprintf("ambiguous: %d users have this mail or proxy address", len(ids))}
+}
+
+// do runs one Graph call: bounded concurrency and the rate limit for
+// presence calls, classification of the outcome, and after a 401 one
+// refresh of the token and one retry.
+func (c *Client) do(ctx context.Context, op, user string, presenceCall bool, call func(context.Context) error) error {
+	if presenceCall {
+		select {
+		case c.sem <- struct{}{}:
+			defer func() { <-c.sem }()
+		case <-ctx.Done():
+			return &presence.Error{Op: op, User: user, Kind: presence.Retry, Message: "canceled", Err: ctx.Err()}
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		if presenceCall {
+			if err := c.limiter.wait(ctx); err != nil {
+				return &presence.Error{Op: op, User: user, Kind: presence.Retry, Message: "canceled", Err: err}
+			}
+		}
+		gen := c.cred.generation()
+		cctx, o := withOutcome(ctx)
+		err := call(cctx)
+		pe := classify(op, user, err, o, c.now())
+		if pe == nil {
+			return nil
+		}
+		if pe.Kind == presence.Unauthorized && attempt == 0 {
+			retry, rerr := c.cred.refresh(gen)
+			if rerr != nil {
+				pe.Err = fmt.Errorf("refresh credential: %w", rerr)
+				return pe
+			}
+			if retry {
+				c.logger.InfoContext(ctx, "graph: unauthorized, retrying with a new token", "op", op, "user", user)
+				continue
+			}
+		}
+		return pe
+	}
+}
+
+// isoDuration is d (whole seconds, at most PT4H) as kiota's ISO 8601
+// duration: 90m → PT1H30M, 4h → PT4H.
+func isoDuration(d time.Duration) *serialization.ISODuration {
+	secs := int(d / time.Second)
+	return serialization.NewDuration(0, 0, 0, secs/3600, secs%3600/60, secs%60, 0)
+}

@@ -1,0 +1,322 @@
+package graphtest
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/calpresence/calpresence/config"
+)
+
+// openID answers GET /{tenant}/v2.0/.well-known/openid-configuration, the
+// tenant discovery document MSAL reads before its first token request
+// (with instance discovery disabled, the only other thing it asks for).
+func (s *Server) openID(r *http.Request) reply {
+	if r.Method != http.MethodGet {
+		return entraError(http.StatusMethodNotAllowed, "invalid_request", "GET only")
+	}
+	tenant := tenantOf(r.URL.Path)
+	if !strings.EqualFold(tenant, s.tenantID) {
+		return entraError(http.StatusBadRequest, "invalid_tenant",
+			fmt.Sprintf("AADSTS90002: Tenant '%s' not found.", tenant))
+	}
+	base := "https://" + r.Host + "/" + tenant
+	return jsonReply(http.StatusOK, map[string]any{
+		"issuer":                                base + "/v2.0",
+		"token_endpoint":                        base + "/oauth2/v2.0/token",
+		"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
+		"device_authorization_endpoint":         base + "/oauth2/v2.0/devicecode",
+		"end_session_endpoint":                  base + "/oauth2/v2.0/logout",
+		"jwks_uri":                              base + "/discovery/v2.0/keys",
+		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "private_key_jwt", "client_secret_basic"},
+		"response_types_supported":              []string{"code", "id_token", "code id_token", "id_token token"},
+		"response_modes_supported":              []string{"query", "fragment", "form_post"},
+		"subject_types_supported":               []string{"pairwise"},
+		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
+		"tenant_region_scope":                   "NA",
+		"cloud_instance_name":                   "microsoftonline.com",
+		"msgraph_host":                          "graph.microsoft.com",
+	})
+}
+
+func tenantOf(path string) string {
+	t, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	return t
+}
+
+const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// token answers POST /{tenant}/oauth2/v2.0/token for the client credentials
+// grant, authenticated by client_secret (form or HTTP Basic) or by a
+// client_assertion signed with the certificate from CertificateFile.
+func (s *Server) token(r *http.Request, body []byte) reply {
+	if r.Method != http.MethodPost {
+		return entraError(http.StatusMethodNotAllowed, "invalid_request", "POST only")
+	}
+	tenant := tenantOf(r.URL.Path)
+	if !strings.EqualFold(tenant, s.tenantID) {
+		return entraError(http.StatusBadRequest, "invalid_tenant",
+			fmt.Sprintf("AADSTS90002: Tenant '%s' not found.", tenant))
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return entraError(http.StatusBadRequest, "invalid_request", "AADSTS900144: malformed form body")
+	}
+	if g := form.Get("grant_type"); g != "client_credentials" {
+		return entraError(http.StatusBadRequest, "unsupported_grant_type",
+			fmt.Sprintf("AADSTS70003: grant type %q is not supported by the fake.", g))
+	}
+	clientID, secret := form.Get("client_id"), form.Get("client_secret")
+	if u, p, ok := r.BasicAuth(); ok {
+		clientID, secret = u, p
+	}
+	if clientID != s.clientID {
+		return entraError(http.StatusBadRequest, "unauthorized_client",
+			fmt.Sprintf("AADSTS700016: Application with identifier '%s' was not found in the directory.", clientID))
+	}
+	scope := form.Get("scope")
+	if !hasDefaultScope(scope) {
+		return entraError(http.StatusBadRequest, "invalid_scope",
+			fmt.Sprintf("AADSTS1002012: The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.", scope))
+	}
+	switch {
+	case form.Get("client_assertion") != "":
+		if form.Get("client_assertion_type") != assertionType {
+			return entraError(http.StatusBadRequest, "invalid_request", "AADSTS50027: unsupported client_assertion_type")
+		}
+		endpoint := "https://" + r.Host + r.URL.Path
+		if err := s.verifyAssertion(form.Get("client_assertion"), endpoint); err != nil {
+			return entraError(http.StatusUnauthorized, "invalid_client", "AADSTS700027: Client assertion failed signature validation: "+err.Error())
+		}
+	case secret != "":
+		if subtle.ConstantTimeCompare([]byte(secret), []byte(s.clientSecret)) != 1 {
+			return entraError(http.StatusUnauthorized, "invalid_client",
+				fmt.Sprintf("AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", clientID))
+		}
+	default:
+		return entraError(http.StatusUnauthorized, "invalid_client",
+			"AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+	}
+
+	var b [24]byte
+	_, _ = rand.Read(b[:])
+	s.mu.Lock()
+	s.tokenSeq++
+	tok := fmt.Sprintf("graphtest.%d.%s", s.tokenSeq, base64.RawURLEncoding.EncodeToString(b[:]))
+	s.tokens[tok] = tokenInfo{clientID: clientID, expires: s.nowLocked().Add(s.tokenLifetime)}
+	s.mu.Unlock()
+	secs := int(s.tokenLifetime / time.Second)
+	return jsonReply(http.StatusOK, map[string]any{
+		"token_type":     "Bearer",
+		"expires_in":     secs,
+		"ext_expires_in": secs,
+		"access_token":   tok,
+	})
+}
+
+func hasDefaultScope(scope string) bool {
+	for _, sc := range strings.Fields(scope) {
+		if strings.HasSuffix(sc, "/.default") {
+			return true
+		}
+	}
+	return false
+}
+
+// clientCert is the application's certificate credential.
+type clientCert struct {
+	cert *x509.Certificate
+	key  *rsa.PrivateKey
+	path string // PEM file with certificate and key
+}
+
+// ensureCert generates the application certificate once.
+func (s *Server) ensureCert() *clientCert {
+	s.certOnce.Do(func() {
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			s.tb.Fatalf("graphtest: generate key: %v", err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(time.Now().UnixNano()),
+			Subject:      pkix.Name{CommonName: "calpresence graphtest client"},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(24 * time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			s.tb.Fatalf("graphtest: create certificate: %v", err)
+		}
+		cert, _ := x509.ParseCertificate(der)
+		pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			s.tb.Fatalf("graphtest: marshal key: %v", err)
+		}
+		data := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})...)
+		path := filepath.Join(s.tb.TempDir(), "graphtest-client.pem")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			s.tb.Fatalf("graphtest: write certificate: %v", err)
+		}
+		s.cert = &clientCert{cert: cert, key: key, path: path}
+	})
+	return s.cert
+}
+
+// CertificateFile writes the application's certificate and private key
+// (unencrypted PEM) to the test's temporary directory and returns the path,
+// for config.Graph.CertificateFile. The fake then accepts client assertions
+// signed with that key.
+func (s *Server) CertificateFile() string { return s.ensureCert().path }
+
+// CertificateConfig is Config with client_certificate authentication.
+func (s *Server) CertificateConfig() config.Graph {
+	c := s.Config()
+	c.Auth = "client_certificate"
+	c.ClientSecret = ""
+	c.CertificateFile = s.CertificateFile()
+	return c
+}
+
+// verifyAssertion checks a client assertion JWT (RFC 7523): signature
+// (RS256 or PS256) by the application certificate, aud = token endpoint,
+// iss = sub = client id, not expired.
+func (s *Server) verifyAssertion(jwt, endpoint string) error {
+	s.mu.Lock()
+	cc := s.cert
+	s.mu.Unlock()
+	if cc == nil {
+		return fmt.Errorf("no certificate registered for the application")
+	}
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		return fmt.Errorf("not a JWT")
+	}
+	var hdr struct {
+		Alg string `json:"alg"`
+	}
+	var claims struct {
+		Aud any    `json:"aud"`
+		Iss string `json:"iss"`
+		Sub string `json:"sub"`
+		Exp int64  `json:"exp"`
+	}
+	if err := decodeSegment(parts[0], &hdr); err != nil {
+		return fmt.Errorf("header: %w", err)
+	}
+	if err := decodeSegment(parts[1], &claims); err != nil {
+		return fmt.Errorf("claims: %w", err)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return fmt.Errorf("signature: %w", err)
+	}
+	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	switch hdr.Alg {
+	case "RS256":
+		err = rsa.VerifyPKCS1v15(&cc.key.PublicKey, crypto.SHA256, sum[:], sig)
+	case "PS256":
+		err = rsa.VerifyPSS(&cc.key.PublicKey, crypto.SHA256, sum[:], sig, nil)
+	default:
+		return fmt.Errorf("unsupported alg %q", hdr.Alg)
+	}
+	if err != nil {
+		return fmt.Errorf("bad signature: %w", err)
+	}
+	aud := fmt.Sprint(claims.Aud)
+	if list, ok := claims.Aud.([]any); ok && len(list) == 1 {
+		aud = fmt.Sprint(list[0])
+	}
+	if !strings.EqualFold(aud, endpoint) {
+		return fmt.Errorf("aud %q is not %q", aud, endpoint)
+	}
+	if claims.Iss != s.clientID || claims.Sub != s.clientID {
+		return fmt.Errorf("iss/sub %q/%q is not the client id", claims.Iss, claims.Sub)
+	}
+	if time.Unix(claims.Exp, 0).Before(time.Now().Add(-5 * time.Minute)) {
+		return fmt.Errorf("assertion expired at %s", strconv.FormatInt(claims.Exp, 10))
+	}
+	return nil
+}
+
+func decodeSegment(seg string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// ParseISODuration parses the ISO 8601 durations Graph accepts for
+// expirationDuration: PnW, PnD and the time part TnHnMn(.n)S. Years and
+// months are refused (their length is not fixed).
+func ParseISODuration(s string) (time.Duration, error) {
+	rest, ok := strings.CutPrefix(s, "P")
+	if !ok || rest == "" {
+		return 0, fmt.Errorf("%q is not an ISO 8601 duration", s)
+	}
+	var d time.Duration
+	inTime, any := false, false
+	for rest != "" {
+		if rest[0] == 'T' {
+			if inTime {
+				return 0, fmt.Errorf("%q: repeated T", s)
+			}
+			inTime, rest = true, rest[1:]
+			if rest == "" {
+				return 0, fmt.Errorf("%q: empty time part", s)
+			}
+			continue
+		}
+		i := 0
+		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.') {
+			i++
+		}
+		if i == 0 || i == len(rest) {
+			return 0, fmt.Errorf("%q: expected a number and a unit", s)
+		}
+		n, err := strconv.ParseFloat(rest[:i], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q: %v", s, err)
+		}
+		var unit time.Duration
+		switch u := rest[i]; {
+		case !inTime && u == 'W':
+			unit = 7 * 24 * time.Hour
+		case !inTime && u == 'D':
+			unit = 24 * time.Hour
+		case inTime && u == 'H':
+			unit = time.Hour
+		case inTime && u == 'M':
+			unit = time.Minute
+		case inTime && u == 'S':
+			unit = time.Second
+		default:
+			return 0, fmt.Errorf("%q: unsupported unit %q", s, string(u))
+		}
+		d += time.Duration(n * float64(unit))
+		any, rest = true, rest[i+1:]
+	}
+	if !any {
+		return 0, fmt.Errorf("%q is not an ISO 8601 duration", s)
+	}
+	return d, nil
+}
