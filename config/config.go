@@ -18,7 +18,7 @@ type Config struct {
 	Schedule Schedule `yaml:"schedule"`
 	State    State    `yaml:"state"`
 	Server   Server   `yaml:"server"`
-	Users    []User   `yaml:"users"`
+	Users    []User   `yaml:"users,omitempty"`
 	Sources  []Source `yaml:"sources"`
 
 	// Path is the file the configuration was read from (not in YAML).
@@ -30,27 +30,27 @@ type Graph struct {
 	TenantID         string `yaml:"tenant_id"`
 	ClientID         string `yaml:"client_id"`
 	Auth             string `yaml:"auth"` // client_secret | client_certificate | workload_identity | managed_identity | default
-	ClientSecret     Secret `yaml:"client_secret"`
-	ClientSecretFile string `yaml:"client_secret_file"`
-	CertificateFile  string `yaml:"certificate_file"`
+	ClientSecret     Secret `yaml:"client_secret,omitempty"`
+	ClientSecretFile string `yaml:"client_secret_file,omitempty"`
+	CertificateFile  string `yaml:"certificate_file,omitempty"`
 	// CertificatePassword protects an encrypted PKCS#12 certificate_file.
-	CertificatePassword Secret `yaml:"certificate_password"`
+	CertificatePassword Secret `yaml:"certificate_password,omitempty"`
 	// TokenFile is the federated token for workload_identity
 	// (default $AZURE_FEDERATED_TOKEN_FILE).
-	TokenFile     string `yaml:"token_file"`
+	TokenFile     string `yaml:"token_file,omitempty"`
 	Cloud         string `yaml:"cloud"` // public | usgov | usgov-dod | china
-	Endpoint      string `yaml:"endpoint"`
-	AuthorityHost string `yaml:"authority_host"`
+	Endpoint      string `yaml:"endpoint,omitempty"`
+	AuthorityHost string `yaml:"authority_host,omitempty"`
 	// CAFile adds PEM certificates to the trusted roots for Graph and the
 	// authority (a TLS-inspecting proxy; the tests' fake servers).
-	CAFile         string        `yaml:"ca_file"`
+	CAFile         string        `yaml:"ca_file,omitempty"`
 	MaxConcurrency int           `yaml:"max_concurrency"`
 	Timeout        time.Duration `yaml:"timeout"`
 	// RateLimit caps presence calls per RateWindow (Graph: 10,000 per 30 s
 	// per app per tenant).
 	RateLimit  int           `yaml:"rate_limit"`
 	RateWindow time.Duration `yaml:"rate_window"`
-	DryRun     bool          `yaml:"dry_run"`
+	DryRun     bool          `yaml:"dry_run,omitempty"`
 }
 
 // Presence holds the presence settings; the top level gives defaults and
@@ -86,7 +86,7 @@ type State struct {
 // Server configures the HTTP listener for health, metrics and admin actions.
 type Server struct {
 	Listen         string `yaml:"listen"`
-	AdminTokenFile string `yaml:"admin_token_file"`
+	AdminTokenFile string `yaml:"admin_token_file,omitempty"`
 }
 
 // User maps a calendar address to an Entra user.
@@ -100,38 +100,38 @@ type Source struct {
 	Name         string            `yaml:"name"`
 	URL          string            `yaml:"url"`
 	PollInterval time.Duration     `yaml:"poll_interval"`
-	Headers      map[string]string `yaml:"headers"`
-	Users        []string          `yaml:"users"`
-	Match        string            `yaml:"match"` // "", attendees, organizer
-	Domains      []string          `yaml:"domains"`
-	Include      Filter            `yaml:"include"`
-	Exclude      Filter            `yaml:"exclude"`
-	Skip         Skip              `yaml:"skip"`
-	Timezone     string            `yaml:"timezone"`
+	Headers      map[string]string `yaml:"headers,omitempty"`
+	Users        []string          `yaml:"users,omitempty"`
+	Match        string            `yaml:"match,omitempty"` // "", attendees, organizer
+	Domains      []string          `yaml:"domains,omitempty"`
+	Include      Filter            `yaml:"include,omitempty"`
+	Exclude      Filter            `yaml:"exclude,omitempty"`
+	Skip         Skip              `yaml:"skip,omitempty"`
+	Timezone     string            `yaml:"timezone,omitempty"`
 
 	// Presence overrides; zero values inherit from the top-level presence.
-	Availability string         `yaml:"availability"`
-	Activity     string         `yaml:"activity"`
-	Lead         *time.Duration `yaml:"lead"`
-	Grace        *time.Duration `yaml:"grace"`
+	Availability string         `yaml:"availability,omitempty"`
+	Activity     string         `yaml:"activity,omitempty"`
+	Lead         *time.Duration `yaml:"lead,omitempty"`
+	Grace        *time.Duration `yaml:"grace,omitempty"`
 }
 
 // Filter holds regular expressions matched against event fields. An empty
 // field matches everything. For include, an event must match every set field;
 // for exclude, matching any set field excludes it.
 type Filter struct {
-	Summary     string `yaml:"summary"`
-	Location    string `yaml:"location"`
-	Description string `yaml:"description"`
+	Summary     string `yaml:"summary,omitempty"`
+	Location    string `yaml:"location,omitempty"`
+	Description string `yaml:"description,omitempty"`
 }
 
 // Skip says which kinds of occurrences do not make anyone busy.
 // Nil means the default (all_day, transparent, declined: true; tentative: false).
 type Skip struct {
-	AllDay      *bool `yaml:"all_day"`
-	Transparent *bool `yaml:"transparent"`
-	Tentative   *bool `yaml:"tentative"`
-	Declined    *bool `yaml:"declined"`
+	AllDay      *bool `yaml:"all_day,omitempty"`
+	Transparent *bool `yaml:"transparent,omitempty"`
+	Tentative   *bool `yaml:"tentative,omitempty"`
+	Declined    *bool `yaml:"declined,omitempty"`
 }
 
 // Secret is a string that prints as <secret>.

@@ -271,6 +271,15 @@ func TestParseManySources(t *testing.T) {
 	}
 }
 
+func TestParseNullElements(t *testing.T) {
+	data := []byte("graph: {dry_run: true}\nsources:\n  - {name: a, url: \"https://x.example/a.ics\", users: [~, null], headers: {X-A: ~}}\n")
+	_, err := parse(data, "config.yaml", env(nil))
+	want := "config.yaml:3: sources[0].users[0]: must not be empty\nconfig.yaml:3: sources[0].users[1]: must not be empty"
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse(null users) = %v; want %s", err, want)
+	}
+}
+
 func TestParseEmpty(t *testing.T) {
 	_, err := parse(nil, "config.yaml", env(nil))
 	want := strings.Join([]string{

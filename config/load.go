@@ -207,11 +207,13 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 
+	if isNull(n) {
+		// A null list element or map value ("users: [~]") is the zero
+		// value, not the text "~".
+		v.SetZero()
+		return
+	}
 	if v.Kind() == reflect.Pointer {
-		if isNull(n) {
-			v.SetZero()
-			return
-		}
 		p := reflect.New(v.Type().Elem())
 		d.value(n, p.Elem(), path)
 		v.Set(p)
