@@ -1,5 +1,30 @@
 // Package config loads and validates the calpresence configuration file
 // (DESIGN.md "Configuration").
+//
+// Load reads a file in these steps: defaults (Default), ${VAR} expansion,
+// a strict decode, graph.client_secret_file, and Validate. Every problem is
+// reported at once, each with its YAML path and line, in a *ValidationError:
+//
+//	config.yaml:12: schedule: unknown field "poll_intervl" (did you mean "poll_interval"?)
+//	config.yaml:3: graph.tenant_id: environment variable AZURE_TENANT_ID is not set
+//	config.yaml:30: sources[1].url: must be http(s) or file (got "ftp://host/feed.ics?token=<redacted>")
+//
+// Decisions the design leaves open, made here:
+//   - ${NAME} expands in values only (never keys), after YAML parsing, so
+//     a value with "#" or ": " cannot change the document. An unset variable
+//     is an error; a set but empty one expands to "". "$" elsewhere stays;
+//     "$${" is a literal "${".
+//   - A key that is null or has no value counts as absent (default kept).
+//   - Relative *_file paths are relative to the config file's directory.
+//   - client_secret_file is read (and trimmed) at load into ClientSecret, and
+//     ClientSecretFile is cleared, so the loaded Config validates as is.
+//   - In dry_run, credentials (tenant_id, client_id, secrets) may be empty.
+//   - server.listen "" disables the HTTP server.
+//   - A source's poll_interval of 0 (or none) inherits schedule.poll_interval.
+//
+// A Config prints safely: Secret values show as <secret>, and source URLs
+// (RedactURL) and header values are redacted by String, Redacted,
+// yaml.Marshal, json.Marshal and fmt's %v, %+v and %#v.
 package config
 
 import (
