@@ -271,6 +271,23 @@ func TestParseManySources(t *testing.T) {
 	}
 }
 
+func TestParseIntegers(t *testing.T) {
+	data := []byte("graph: {dry_run: true, max_concurrency: 010, rate_limit: 1_000}\nschedule: {max_feed_bytes: 10_485_760}\nsources: [{name: a, url: \"file:///a.ics\", match: organizer}]\n")
+	c, err := parse(data, "config.yaml", env(nil))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if c.Graph.MaxConcurrency != 10 || c.Graph.RateLimit != 1000 || c.Schedule.MaxFeedBytes != 10<<20 {
+		t.Errorf("Parse: max_concurrency %d, rate_limit %d, max_feed_bytes %d; want 10, 1000, %d",
+			c.Graph.MaxConcurrency, c.Graph.RateLimit, c.Schedule.MaxFeedBytes, 10<<20)
+	}
+	_, err = parse([]byte("graph: {max_concurrency: 99999999999999999999}\n"), "config.yaml", env(nil))
+	want := `config.yaml:1: graph.max_concurrency: must be an integer (got "99999999999999999999")`
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse(overflow) = %v; want %s", err, want)
+	}
+}
+
 func TestParseNullElements(t *testing.T) {
 	data := []byte("graph: {dry_run: true}\nsources:\n  - {name: a, url: \"https://x.example/a.ics\", users: [~, null], headers: {X-A: ~}}\n")
 	_, err := parse(data, "config.yaml", env(nil))

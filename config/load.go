@@ -49,9 +49,9 @@ func parse(data []byte, path string, lookup lookupFunc) (*Config, error) {
 	c := Default()
 	c.Path = path
 
-	root, err := parseNode(data)
-	if err != nil {
-		return nil, &ValidationError{File: path, Problems: []Problem{*err}}
+	root, syntaxErr := parseNode(data)
+	if syntaxErr != nil {
+		return nil, &ValidationError{File: path, Problems: []Problem{*syntaxErr}}
 	}
 	d := &decoder{lookup: lookup, lines: map[string]int{}}
 	if root != nil {
@@ -373,7 +373,9 @@ func (d *decoder) scalar(n *yaml.Node, v reflect.Value, path string) {
 			d.errorf(n, path, "must be true or false (got %q)", n.Value)
 		}
 	case v.CanInt():
-		i, err := strconv.ParseInt(s, 0, 64)
+		// Decimal only ("010" is ten, not YAML 1.1's eight); "_" may
+		// group digits ("10_485_760").
+		i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 10, 64)
 		if err != nil || v.OverflowInt(i) {
 			d.errorf(n, path, "must be an integer (got %q)", n.Value)
 			return
