@@ -317,3 +317,19 @@ func TestLoadInvalid(t *testing.T) {
 }
 
 func reflectValue(c *Config) reflect.Value { return reflect.ValueOf(c).Elem() }
+
+func TestRelativeFileURL(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/my config/c.yaml"
+	yaml := "graph: {dry_run: true}\nsources:\n  - {name: a, url: \"file:feeds/a b.ics\", users: [x@example.com]}\n  - {name: b, url: \"file:///abs/b.ics\", users: [x@example.com]}\n"
+	c, err := Parse([]byte(yaml), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Sources[0].URL, "file://"+dir+"/my%20config/feeds/a%20b.ics"; got != want {
+		t.Errorf("relative file URL = %q; want %q", got, want)
+	}
+	if got, want := c.Sources[1].URL, "file:///abs/b.ics"; got != want {
+		t.Errorf("absolute file URL = %q; want %q", got, want)
+	}
+}

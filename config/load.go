@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -546,6 +547,17 @@ func resolveFiles(c *Config, dir string) {
 	} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
+		}
+	}
+	// A relative feed (file:feeds/x.ics, which RFC 8089 does not define)
+	// is read from the configuration file's folder too.
+	for i := range c.Sources {
+		u := &c.Sources[i].URL
+		if rel, ok := strings.CutPrefix(*u, "file:"); ok && rel != "" && !strings.HasPrefix(rel, "/") {
+			abs, err := filepath.Abs(filepath.Join(dir, filepath.FromSlash(rel)))
+			if err == nil {
+				*u = (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
+			}
 		}
 	}
 }
