@@ -25,8 +25,8 @@ import (
 	kauth "github.com/microsoft/kiota-authentication-azure-go"
 	nethttplibrary "github.com/microsoft/kiota-http-go"
 	jsonserialization "github.com/microsoft/kiota-serialization-json-go"
-	"github.com/microsoftgraph/msgraph-sdk-go/users"
 	core "github.com/microsoftgraph/msgraph-sdk-go-core"
+	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/presence"

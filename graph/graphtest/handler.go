@@ -452,7 +452,8 @@ func parseFilter(f string) (clauses []clause, lambda bool, err error) {
 	return clauses, lambda, nil
 }
 
-// quoted reads an OData string literal ('...' with '' for a quote).
+// quoted reads an OData string literal: single quotes around it, a quote
+// inside doubled.
 func quoted(s string) (value, rest string, err error) {
 	if !strings.HasPrefix(s, "'") {
 		return "", "", fmt.Errorf("expected a quoted string at %q", s)
