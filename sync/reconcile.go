@@ -145,18 +145,15 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 			// Held and live. Keep-alive before the lease runs out when the
 			// span outlasts it.
 			leaseEndsNearSpanEnd := !sess.Expires.Before(span.End.Add(-EndSlack))
-			if !leaseEndsNearSpanEnd {
-				renewAt := sess.Expires.Add(-RenewBefore)
-				if !now.Before(renewAt) {
-					if sess.SpanEnd.Equal(span.End) {
-						set(ReasonKeepAlive)
-						actions[len(actions)-1].Due = renewAt
-					} else {
-						set(ReasonExtended)
-					}
-					continue
+			renewAt := sess.Expires.Add(-RenewBefore)
+			if !leaseEndsNearSpanEnd && !now.Before(renewAt) {
+				if sess.SpanEnd.Equal(span.End) {
+					set(ReasonKeepAlive)
+					actions[len(actions)-1].Due = renewAt
+				} else {
+					set(ReasonExtended)
 				}
-				wake(renewAt)
+				continue
 			}
 			if !sess.SpanEnd.Equal(span.End) || !sess.SpanStart.Equal(span.Start) {
 				sizedForOldEnd := !sess.Expires.Before(sess.SpanEnd.Add(-EndSlack))
@@ -170,6 +167,9 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 				// stays, the end boundary moves (a clear is sent there).
 				actions = append(actions, Action{Op: OpNote, User: user, Pair: span.Pair, Span: span, Reason: ReasonShortened})
 			}
+			if !leaseEndsNearSpanEnd {
+				wake(renewAt)
+			}
 			continue
 		}
 
@@ -178,7 +178,11 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 			continue
 		}
 		if !uncertain && !sess.Expires.After(now) {
-			actions = append(actions, Action{Op: OpForget, User: user, Reason: ReasonExpired})
+			reason := ReasonExpired
+			if !now.Before(sess.SpanEnd) {
+				reason = ReasonEnd
+			}
+			actions = append(actions, Action{Op: OpForget, User: user, Reason: reason})
 			continue
 		}
 		if in.Known != nil && !in.Known(user) {

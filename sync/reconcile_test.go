@@ -176,7 +176,7 @@ func TestReconcile(t *testing.T) {
 		{
 			name: "expired session without a span is forgotten", now: t0.Add(2 * time.Hour),
 			sessions: map[string]state.Session{alice: held(t0, t0.Add(time.Hour), t0, time.Hour, meeting)}, known: true,
-			want: []brief{{OpForget, alice, ReasonExpired, 0, ""}},
+			want: []brief{{OpForget, alice, ReasonEnd, 0, ""}},
 		},
 		{
 			name: "stronger activity from an overlapping source re-sets", now: t0.Add(10 * minute),

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (run with -update): %v", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s:\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func TestPlanJSON(t *testing.T) {
+	stdout, stderr, code := runCLI(t, nil, "plan", "-config", "testdata/plan.yaml",
+		"-from", "2027-03-01T00:00:00Z", "-to", "2027-03-31T00:00:00Z", "-output", "json")
+	if code != 0 {
+		t.Fatalf("plan exit %d; want 0\nstderr: %s", code, stderr)
+	}
+	golden(t, "plan.json.golden", stdout)
+}
+
+func TestPlanTable(t *testing.T) {
+	stdout, stderr, code := runCLI(t, nil, "plan", "-config", "testdata/plan.yaml",
+		"-from", "2027-03-01T00:00:00Z", "-to", "2027-03-31T00:00:00Z", "-user", "alice@contoso.com")
+	if code != 0 {
+		t.Fatalf("plan exit %d; want 0\nstderr: %s", code, stderr)
+	}
+	golden(t, "plan.table.golden", stdout)
+}
+
+func TestPlanBrokenFeed(t *testing.T) {
+	stdout, stderr, code := runCLI(t, nil, "plan", "-config", "testdata/plan-broken.yaml",
+		"-from", "2027-03-01T00:00:00Z", "-to", "2027-03-31T00:00:00Z", "-output", "json")
+	if code != 1 {
+		t.Errorf("plan with broken feeds exit %d; want 1", code)
+	}
+	if n := strings.Count(stdout, "\n"); n != 3 {
+		t.Errorf("plan printed %d lines from the good feed; want 3\n%s", n, stdout)
+	}
+	for _, want := range []string{`source "missing"`, `source "truncated"`, "END:VCALENDAR"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	stdout, stderr, code := runCLI(t, nil, "validate", "-config", "testdata/plan.yaml")
+	if code != 0 || !strings.Contains(stdout, "2 sources") {
+		t.Errorf("validate valid config: exit %d, stdout %q, stderr %q; want exit 0 and a summary", code, stdout, stderr)
+	}
+	_, stderr, code = runCLI(t, nil, "validate", "-config", "testdata/invalid.yaml")
+	if code != 2 {
+		t.Errorf("validate invalid config: exit %d; want 2", code)
+	}
+	for _, want := range []string{"line 6", "poll_intervl", "sources[0].name", "sources[0].url", "client_secret"} {
+		if !strings.Contains(strings.ReplaceAll(stderr, ":6:", " line 6 "), want) {
+			t.Errorf("validate stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if strings.Contains(stderr, "s3cr3t") {
+		t.Errorf("validate leaked the feed token:\n%s", stderr)
+	}
+	_, stderr, code = runCLI(t, []string{"CALPRESENCE_CONFIG=testdata/nope.yaml"}, "validate")
+	if code != 2 || !strings.Contains(stderr, "nope.yaml") {
+		t.Errorf("validate missing file: exit %d, stderr %q; want 2 naming the file", code, stderr)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "Usage:"},
+		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
+		{[]string{"plan", "-output", "xml", "-config", "testdata/plan.yaml"}, 2, "-output must be table or json"},
+		{[]string{"plan", "-from", "yesterday", "-config", "testdata/plan.yaml"}, 2, "-from"},
+		{[]string{"clear", "-config", "testdata/plan.yaml"}, 2, "set one of -user or -all"},
+		{[]string{"plan", "-config", "testdata/plan.yaml", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"version"}, 0, "calpresence "},
+	} {
+		stdout, stderr, code := runCLI(t, nil, tt.args...)
+		if code != tt.code || !strings.Contains(stdout+stderr, tt.want) {
+			t.Errorf("calpresence %v: exit %d, output %q; want exit %d containing %q", tt.args, code, stdout+stderr, tt.code, tt.want)
+		}
+	}
+}
+
+func TestResyncWithoutDaemonDryRun(t *testing.T) {
+	stdout, stderr, code := runCLI(t, nil, "resync", "-dry-run", "-config", "testdata/plan.yaml")
+	if code != 0 {
+		t.Fatalf("resync -dry-run exit %d; want 0\nstderr: %s", code, stderr)
+	}
+	// The test feed's meetings are in 2027: nothing is due now.
+	if !strings.Contains(stdout, "no presence changes") {
+		t.Errorf("resync -dry-run stdout = %q; want %q", stdout, "no presence changes")
+	}
+}
