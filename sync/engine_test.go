@@ -94,7 +94,9 @@ func (p *fakePresence) SetPresence(ctx context.Context, id, availability, activi
 func (p *fakePresence) ClearPresence(ctx context.Context, id string) error {
 	return p.record("clear", id, "", 0)
 }
-func (p *fakePresence) ResolveUser(ctx context.Context, user string) (string, error) { return user, nil }
+func (p *fakePresence) ResolveUser(ctx context.Context, user string) (string, error) {
+	return user, nil
+}
 
 func (p *fakePresence) got() []string {
 	p.mu.Lock()

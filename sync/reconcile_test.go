@@ -12,11 +12,11 @@ import (
 )
 
 var (
-	t0       = time.Date(2027, 3, 4, 15, 0, 0, 0, time.UTC)
-	conf     = presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInAConferenceCall}
-	inCall   = presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInACall}
-	minute   = time.Minute
-	alice    = "alice@contoso.com"
+	t0     = time.Date(2027, 3, 4, 15, 0, 0, 0, time.UTC)
+	conf   = presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInAConferenceCall}
+	inCall = presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInACall}
+	minute = time.Minute
+	alice  = "alice@contoso.com"
 )
 
 // occ makes an occurrence of uid from t0+start lasting dur.
@@ -53,9 +53,9 @@ func briefs(actions []Action) []brief {
 }
 
 func TestReconcile(t *testing.T) {
-	meeting := occ("m1", 0, time.Hour)        // 15:00-16:00
-	short := occ("s1", 0, 3*minute)           // 15:00-15:03
-	workshop := occ("w1", 0, 6*time.Hour)     // 15:00-21:00
+	meeting := occ("m1", 0, time.Hour)         // 15:00-16:00
+	short := occ("s1", 0, 3*minute)            // 15:00-15:03
+	workshop := occ("w1", 0, 6*time.Hour)      // 15:00-21:00
 	later := occ("m1", 2*time.Hour, time.Hour) // m1 moved to 17:00
 	cancelled := *meeting
 	cancelled.Status = "CANCELLED"
