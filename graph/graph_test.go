@@ -462,6 +462,22 @@ func TestCertificateAuth(t *testing.T) {
 	}
 }
 
+func TestWorkloadIdentity(t *testing.T) {
+	srv := graphtest.NewServer(t)
+	c, err := New(context.Background(), srv.WorkloadIdentityConfig(), nil)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer c.Close()
+	if err := c.SetPresence(ctxT(t), aliceID, presence.Busy, presence.ActivityInACall, time.Hour); err != nil {
+		t.Fatalf("SetPresence with workload identity = %v", err)
+	}
+	tok := srv.CallsOp(graphtest.OpToken)
+	if len(tok) != 1 || tok[0].Query.Get("client_assertion_type") == "" || tok[0].Status != 200 {
+		t.Errorf("token calls = %+v; want one federated assertion answered 200", tok)
+	}
+}
+
 func TestResolveUser(t *testing.T) {
 	e := newEnv(t, nil)
 	tests := []struct {

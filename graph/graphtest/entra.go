@@ -101,6 +101,9 @@ func (s *Server) token(r *http.Request, body []byte) reply {
 		if form.Get("client_assertion_type") != assertionType {
 			return entraError(http.StatusBadRequest, "invalid_request", "AADSTS50027: unsupported client_assertion_type")
 		}
+		if fed := s.federatedToken(); fed != "" && form.Get("client_assertion") == fed {
+			break // workload identity: the federated token itself
+		}
 		endpoint := "https://" + r.Host + r.URL.Path
 		if err := s.verifyAssertion(form.Get("client_assertion"), endpoint); err != nil {
 			return entraError(http.StatusUnauthorized, "invalid_client", "AADSTS700027: Client assertion failed signature validation: "+err.Error())
@@ -193,6 +196,47 @@ func (s *Server) CertificateConfig() config.Graph {
 	c.Auth = "client_certificate"
 	c.ClientSecret = ""
 	c.CertificateFile = s.CertificateFile()
+	return c
+}
+
+// FederatedTokenFile writes a federated identity token (what the
+// Kubernetes workload identity webhook mounts) to the test's temporary
+// directory and returns its path, for config.Graph.TokenFile. The fake then
+// accepts it as a client assertion.
+func (s *Server) FederatedTokenFile() string {
+	s.fedOnce.Do(func() {
+		seg := func(v any) string {
+			b, _ := json.Marshal(v)
+			return base64.RawURLEncoding.EncodeToString(b)
+		}
+		tok := seg(map[string]string{"alg": "RS256", "typ": "JWT"}) + "." +
+			seg(map[string]any{"iss": "https://oidc.graphtest.invalid", "sub": "system:serviceaccount:calpresence:calpresence",
+				"aud": "api://AzureADTokenExchange", "exp": time.Now().Add(24 * time.Hour).Unix()}) +
+			"." + base64.RawURLEncoding.EncodeToString([]byte(newID()))
+		path := filepath.Join(s.tb.TempDir(), "graphtest-federated-token")
+		if err := os.WriteFile(path, []byte(tok), 0o600); err != nil {
+			s.tb.Fatalf("graphtest: write federated token: %v", err)
+		}
+		s.mu.Lock()
+		s.fedToken, s.fedPath = tok, path
+		s.mu.Unlock()
+	})
+	return s.fedPath
+}
+
+func (s *Server) federatedToken() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fedToken
+}
+
+// WorkloadIdentityConfig is Config with workload_identity authentication
+// and TokenFile set to FederatedTokenFile.
+func (s *Server) WorkloadIdentityConfig() config.Graph {
+	c := s.Config()
+	c.Auth = "workload_identity"
+	c.ClientSecret = ""
+	c.TokenFile = s.FederatedTokenFile()
 	return c
 }
 

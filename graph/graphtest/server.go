@@ -110,11 +110,14 @@ type Server struct {
 	cert     *clientCert
 	caOnce   sync.Once
 	caPath   string
+	fedOnce  sync.Once
+	fedPath  string
 
 	mu         sync.Mutex
 	offset     time.Duration
 	users      []User
 	tokens     map[string]tokenInfo
+	fedToken   string
 	tokenSeq   int
 	sessions   map[sessionKey]Session
 	calls      []Call
