@@ -5,6 +5,30 @@
 // It is the only package that imports msgraph-sdk-go, kiota and
 // azidentity; everything else talks to it through small interfaces (sync)
 // and is tested against graph/graphtest.
+//
+// Decisions worth knowing:
+//
+//   - Only the users request builders of msgraph-sdk-go are used, on a
+//     request adapter built here with JSON (de)serialisation and an explicit
+//     middleware chain (see middlewares): the SDK's root client would link
+//     every Graph API and registers global serialisers.
+//   - graph.timeout bounds each HTTP attempt, not the whole call: waiting
+//     for Retry-After between attempts is bounded by the retry policy (3
+//     retries, at most 30 s per wait) and by the caller's context. A longer
+//     Retry-After is not slept through; the call fails with Kind Retry and
+//     RetryAfter set, for the reconciler to reschedule.
+//   - Transport errors and timeouts are not retried here (Kind Retry): the
+//     reconciler owns the schedule.
+//   - Presence calls run at most graph.max_concurrency at a time and at most
+//     graph.rate_limit per graph.rate_window (sliding window, default
+//     10,000 per 30 s), so bursts are paced rather than answered 429.
+//     Retries inside the middleware are not counted again.
+//   - After a 401 the credential is rebuilt (azidentity cannot drop a
+//     cached token; rebuilding also re-reads client_secret_file and
+//     certificate_file) and the call is retried once, at most once per 10 s
+//     per client.
+//   - ResolveUser caches ids for the life of the client and unknown users
+//     for an hour; other failures are not cached.
 package graph
 
 import (

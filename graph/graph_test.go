@@ -635,3 +635,73 @@ func TestClientSecretFile(t *testing.T) {
 		t.Fatalf("SetPresence with client_secret_file = %v", err)
 	}
 }
+
+func TestOddSuccessBodies(t *testing.T) {
+	tests := []struct {
+		name        string
+		contentType string
+		body        string
+	}{
+		{"html", "text/html", "<html><body>Sign in to the proxy</body></html>"},
+		{"id is a number", "application/json", `{"id":5}`},
+		{"array", "application/json", `[{"id":"x"}]`},
+		{"truncated", "application/json", `{"id":"9a1f`},
+		{"empty", "application/json", ``},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.srv.Inject(graphtest.Fault{Op: graphtest.OpGetUser, Status: 200, ContentType: tt.contentType, Body: tt.body})
+			id, err := e.c.ResolveUser(ctxT(t), aliceUPN)
+			if err == nil {
+				t.Fatalf("ResolveUser = %q, nil; want an error", id)
+			}
+			if k := presence.KindOf(err); k != presence.Retry {
+				t.Errorf("ResolveUser = %v (%s); want Retry", err, k)
+			}
+		})
+	}
+}
+
+func TestMaxConcurrency(t *testing.T) {
+	e := newEnv(t, func(c *config.Graph) { c.MaxConcurrency = 2 })
+	ctx := ctxT(t)
+	// Token first, so only the presence calls are timed.
+	if err := e.c.ClearPresence(ctx, bobID); presence.KindOf(err) != presence.NotFound {
+		t.Fatal(err)
+	}
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpSetPresence, Times: -1, Delay: 300 * time.Millisecond})
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.c.SetPresence(ctx, aliceID, presence.Busy, presence.ActivityInACall, time.Hour); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	// 6 calls, 2 at a time, 300 ms each: at least 900 ms.
+	if d := time.Since(start); d < 850*time.Millisecond {
+		t.Errorf("6 calls took %s; want ≥ 900ms with max_concurrency 2", d)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	e := newEnv(t, func(c *config.Graph) { c.RateLimit, c.RateWindow = 2, 500*time.Millisecond })
+	ctx := ctxT(t)
+	start := time.Now()
+	for i := 0; i < 3; i++ {
+		if err := e.c.SetPresence(ctx, aliceID, presence.Busy, presence.ActivityInACall, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d < 450*time.Millisecond {
+		t.Errorf("3 calls with a limit of 2 per 500ms took %s; want ≥ 500ms", d)
+	}
+	if n := len(e.srv.CallsOp(graphtest.OpSetPresence)); n != 3 {
+		t.Errorf("calls = %d; want 3 (paced, not rejected)", n)
+	}
+}
