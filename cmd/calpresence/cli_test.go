@@ -51,8 +51,8 @@ func TestPlanBrokenFeed(t *testing.T) {
 	if code != 1 {
 		t.Errorf("plan with broken feeds exit %d; want 1", code)
 	}
-	if n := strings.Count(stdout, "\n"); n != 3 {
-		t.Errorf("plan printed %d lines from the good feed; want 3\n%s", n, stdout)
+	if n := strings.Count(stdout, "\n"); n != 4 {
+		t.Errorf("plan printed %d lines from the good feed; want 4\n%s", n, stdout)
 	}
 	for _, want := range []string{`source "missing"`, `source "truncated"`, "END:VCALENDAR"} {
 		if !strings.Contains(stderr, want) {
@@ -70,10 +70,14 @@ func TestValidate(t *testing.T) {
 	if code != 2 {
 		t.Errorf("validate invalid config: exit %d; want 2", code)
 	}
-	for _, want := range []string{"line 6", "poll_intervl", "sources[0].name", "sources[0].url", "client_secret"} {
-		if !strings.Contains(strings.ReplaceAll(stderr, ":6:", " line 6 "), want) {
+	for _, want := range []string{"invalid.yaml:8: sources[0].name", "invalid.yaml:9: sources[0].url", "client_secret"} {
+		if !strings.Contains(stderr, want) {
 			t.Errorf("validate stderr lacks %q:\n%s", want, stderr)
 		}
+	}
+	_, stderr, code = runCLI(t, nil, "validate", "-config", "testdata/invalid-typo.yaml")
+	if want := `invalid-typo.yaml:4: schedule: unknown field "poll_intervl"`; code != 2 || !strings.Contains(stderr, want) {
+		t.Errorf("validate with a typo: exit %d, stderr %q; want 2 and %q", code, stderr, want)
 	}
 	if strings.Contains(stderr, "s3cr3t") {
 		t.Errorf("validate leaked the feed token:\n%s", stderr)

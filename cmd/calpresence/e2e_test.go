@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/calpresence/calpresence/graph/graphtest"
+)
+
+const aliceID = "6e3f7a2c-1b9d-4c5e-8f00-0a1b2c3d4e5f"
+
+// daemon is a `calpresence run` process under test.
+type daemon struct {
+	cmd  *exec.Cmd
+	addr chan string // the server address, from the "serving" log line
+	mu   sync.Mutex
+	logs []string
+	done chan error
+}
+
+func startDaemon(t *testing.T, cfgPath string) *daemon {
+	t.Helper()
+	d := &daemon{addr: make(chan string, 1), done: make(chan error, 1)}
+	d.cmd = exec.Command(binary, "run", "-config", cfgPath, "-log-format", "json", "-log-level", "debug")
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			d.mu.Lock()
+			d.logs = append(d.logs, line)
+			d.mu.Unlock()
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
+				d.addr <- rec.Addr
+			}
+		}
+		d.done <- d.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil {
+			_ = d.cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("daemon logs:\n%s", d.log())
+		}
+	})
+	return d
+}
+
+func (d *daemon) log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strings.Join(d.logs, "\n")
+}
+
+// waitCalls waits until the fake has seen n presence calls.
+func waitCalls(t *testing.T, g *graphtest.Server, n int, within time.Duration) []graphtest.Call {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		calls := g.PresenceCalls()
+		if len(calls) >= n {
+			return calls
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("saw %d presence calls after %v; want %d: %+v", len(calls), within, n, calls)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRunEndToEnd runs the real daemon against a TLS fake of Entra and
+// Graph and a feed served on loopback: a meeting starting a few seconds
+// after the test begins must set presence at its start, clear it at its
+// end, and further unchanged polls must make no Graph call.
+func TestRunEndToEnd(t *testing.T) {
+	g := graphtest.NewServer(t, graphtest.WithUsers(graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"}))
+
+	start := time.Now().Add(4 * time.Second).Truncate(time.Second)
+	end := start.Add(8 * time.Second)
+	feed := fmt.Sprintf("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//e2e//EN\r\nBEGIN:VEVENT\r\nUID:ZOOM-e2e-1\r\nDTSTAMP:20260101T000000Z\r\n"+
+		"DTSTART:%s\r\nDTEND:%s\r\nSUMMARY:Zoom call\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+		start.UTC().Format("20060102T150405Z"), end.UTC().Format("20060102T150405Z"))
+	var feedHits atomic.Int64
+	feedSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("token") != "s3cr3t" {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		feedHits.Add(1)
+		w.Header().Set("Content-Type", "text/calendar")
+		io.WriteString(w, feed)
+	}))
+	defer feedSrv.Close()
+
+	dir := t.TempDir()
+	gc := g.Config()
+	cfg := fmt.Sprintf(`graph:
+  tenant_id: %s
+  client_id: %s
+  client_secret: ${E2E_SECRET}
+  endpoint: %s
+  authority_host: %s
+  ca_file: %s
+schedule:
+  poll_interval: 1s
+state:
+  path: %s
+server:
+  listen: "%s"
+sources:
+  - name: zoom
+    url: %s/feed.ics?token=s3cr3t
+    users: [alice@contoso.com]
+`, gc.TenantID, gc.ClientID, gc.Endpoint, gc.AuthorityHost, gc.CAFile, filepath.Join(dir, "state.db"), freeAddr(t), feedSrv.URL)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("E2E_SECRET", string(gc.ClientSecret))
+
+	d := startDaemon(t, cfgPath)
+	var addr string
+	select {
+	case addr = <-d.addr:
+	case <-time.After(30 * time.Second):
+		t.Fatal("daemon did not start serving")
+	}
+
+	calls := waitCalls(t, g, 1, time.Until(start)+5*time.Second)
+	set := calls[0]
+	if set.Op != graphtest.OpSetPresence || set.User != aliceID || set.Status != 200 {
+		t.Fatalf("first call = %s %s status %d; want setPresence for %s answered 200", set.Op, set.User, set.Status, aliceID)
+	}
+	if set.SessionID != gc.ClientID || set.Availability != "Busy" || set.Activity != "InAConferenceCall" || set.ExpirationDuration != "PT5M" {
+		t.Errorf("setPresence body = session %q %s/%s %s; want session %q Busy/InAConferenceCall PT5M",
+			set.SessionID, set.Availability, set.Activity, set.ExpirationDuration, gc.ClientID)
+	}
+	if lag := set.Time.Sub(start); lag < 0 || lag > time.Second {
+		t.Errorf("setPresence sent %v after the start; want within [0, 1s]", lag)
+	}
+
+	calls = waitCalls(t, g, 2, time.Until(end)+5*time.Second)
+	clear := calls[1]
+	if clear.Op != graphtest.OpClearPresence || clear.User != aliceID || clear.Status != 200 || clear.SessionID != gc.ClientID {
+		t.Fatalf("second call = %s %s session %q status %d; want clearPresence for %s answered 200", clear.Op, clear.User, clear.SessionID, clear.Status, aliceID)
+	}
+	if lag := clear.Time.Sub(end); lag < 0 || lag > time.Second {
+		t.Errorf("clearPresence sent %v after the end; want within [0, 1s]", lag)
+	}
+
+	// Further unchanged polls: no Graph call at all.
+	hitsBefore := feedHits.Load()
+	time.Sleep(3 * time.Second)
+	if n := len(g.PresenceCalls()); n != 2 {
+		t.Errorf("presence calls after further polls = %d; want 2", n)
+	}
+	if feedHits.Load() <= hitsBefore {
+		t.Errorf("the feed was not polled again (hits %d)", feedHits.Load())
+	}
+
+	// Health and metrics.
+	body := get(t, "http://"+addr+"/readyz")
+	if !strings.Contains(body, `"ready":true`) || !strings.Contains(body, `"healthy":true`) {
+		t.Errorf("/readyz = %s", body)
+	}
+	metrics := get(t, "http://"+addr+"/metrics")
+	for _, want := range []string{
+		`calpresence_graph_requests_total{code="200",op="set"} 1`,
+		`calpresence_graph_requests_total{code="200",op="clear"} 1`,
+		`calpresence_feed_fetches_total{result="not_modified",source="zoom"}`,
+		`calpresence_transition_lag_seconds_count 2`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	for _, leak := range []string{"s3cr3t", string(gc.ClientSecret)} {
+		if strings.Contains(body+metrics+d.log(), leak) {
+			t.Errorf("a secret (%q) shows in /readyz, /metrics or the logs", leak)
+		}
+	}
+
+	// resync next to the daemon asks the daemon, and changes nothing.
+	stdout, stderr, code := runCLI(t, nil, "resync", "-config", cfgPath)
+	if code != 0 || !strings.Contains(stdout, "no presence changes") {
+		t.Errorf("resync next to the daemon: exit %d, stdout %q, stderr %q; want 0 and no changes", code, stdout, stderr)
+	}
+
+	// SIGTERM: exit 0.
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Errorf("daemon exit after SIGTERM: %v; want 0", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Error("daemon did not stop within 15s of SIGTERM")
+	}
+	if n := len(g.PresenceCalls()); n != 2 {
+		t.Errorf("presence calls at the end = %d; want 2 (no clear on shutdown)", n)
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on now, so that a
+// resync can find the daemon through the configuration.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
