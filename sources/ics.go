@@ -1,0 +1,511 @@
+package sources
+
+import (
+	"bytes"
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-ical"
+)
+
+// ExpandOptions controls expansion.
+type ExpandOptions struct {
+	// From and To are the window: occurrences overlapping [From, To) are
+	// returned; a zero-length occurrence is returned when From <= start < To.
+	From, To time.Time
+	// Zone reads floating times when the feed has no X-WR-TIMEZONE, and
+	// stands in for TZIDs that cannot be resolved (with a warning).
+	// nil means UTC.
+	Zone *time.Location
+	// MaxPerEvent caps the occurrences of one VEVENT (with its overrides)
+	// within the window; 0 means 1000. Exceeding it stops that event with a
+	// warning.
+	MaxPerEvent int
+}
+
+// Result is what ParseExpand found in a feed.
+type Result struct {
+	Occurrences []Occurrence // sorted by Start, then UID, then RecurrenceID
+	// Warnings are human-readable and name the line and UID, e.g.
+	// `line 42: UID "abc": unknown TZID "Foo", using UTC`.
+	Warnings []string
+	Events   int    // VEVENTs read
+	Method   string // calendar METHOD, upper-case
+}
+
+// DefaultMaxPerEvent is the MaxPerEvent used when it is 0.
+const DefaultMaxPerEvent = 1000
+
+// ParseExpand parses an iCalendar feed and expands its events in the window.
+// It fails, naming the line, on input that is not iCalendar or that is
+// truncated (no END:VCALENDAR); everything else that real clients get wrong
+// is repaired or skipped with a warning. It never panics.
+func ParseExpand(data []byte, opt ExpandOptions) (*Result, error) {
+	cal, err := Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	return cal.Expand(opt), nil
+}
+
+// Calendar is a parsed feed, ready for Expand. It holds the parse tree:
+// keep the Result, not the Calendar.
+type Calendar struct {
+	roots    []*calRoot
+	warnings []string
+	lastLine int
+}
+
+type calRoot struct {
+	cal    *ical.Calendar
+	info   *scanCal
+	method string
+	xwr    string
+	vtz    map[string]*ical.Component
+}
+
+// Parse reads an iCalendar feed with go-ical, after the line-level repairs
+// described on scanFeed.
+func Parse(data []byte) (cal *Calendar, err error) {
+	sc, err := scanFeed(data)
+	if err != nil {
+		return nil, err
+	}
+	cal = &Calendar{warnings: sc.warnings, lastLine: bytes.Count(sc.data, []byte{'\n'})}
+	line := 1
+	defer func() {
+		// go-ical panics on some malformed lines; the scanner should have
+		// caught them all, but a feed must never take the worker down.
+		if r := recover(); r != nil {
+			cal, err = nil, fmt.Errorf("line %d: malformed calendar: %v", line, r)
+		}
+	}()
+	dec := ical.NewDecoder(bytes.NewReader(sc.data))
+	for i := range sc.cals {
+		line = sc.cals[i].line
+		c, derr := dec.Decode()
+		if derr != nil {
+			if errors.Is(derr, io.EOF) {
+				derr = errors.New("unexpected end of file")
+			}
+			return nil, fmt.Errorf("line %d: %w", line, derr)
+		}
+		root := &calRoot{cal: c, info: &sc.cals[i], vtz: map[string]*ical.Component{}}
+		root.method = toUpperASCII(strings.TrimSpace(propValue(c.Component, "METHOD")))
+		root.xwr = strings.TrimSpace(propValue(c.Component, "X-WR-TIMEZONE"))
+		for _, child := range c.Children {
+			if child.Name == "VTIMEZONE" {
+				if id := strings.TrimSpace(propValue(child, "TZID")); id != "" {
+					root.vtz[id] = child
+					root.vtz[unescapeText(id)] = child
+				}
+			}
+		}
+		cal.roots = append(cal.roots, root)
+	}
+	return cal, nil
+}
+
+// Method returns the calendar's METHOD, upper-case.
+func (c *Calendar) Method() string {
+	if len(c.roots) == 0 {
+		return ""
+	}
+	return c.roots[0].method
+}
+
+// vevent is one VEVENT with what identifies it.
+type vevent struct {
+	c     *ical.Component
+	sc    *scanComp
+	root  *calRoot
+	index int
+	uid   string
+	seq   int
+}
+
+func (ev *vevent) line(prop string, n int) int {
+	if ev.sc == nil {
+		return 0
+	}
+	return ev.sc.lineOf(prop, n)
+}
+
+type group struct {
+	masters, overrides []*vevent
+}
+
+// Expand expands every VEVENT of the calendar in the window. It does not
+// modify the Calendar.
+func (c *Calendar) Expand(opt ExpandOptions) *Result {
+	res, _ := c.expand(opt, false)
+	return res
+}
+
+// expand is Expand, also returning each occurrence's zone when withLocs.
+func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Location) {
+	if opt.MaxPerEvent <= 0 {
+		opt.MaxPerEvent = DefaultMaxPerEvent
+	}
+	def := opt.Zone
+	if def == nil {
+		def = time.UTC
+	}
+	x := &expander{
+		opt:   opt,
+		def:   def,
+		res:   &Result{Method: c.Method(), Warnings: slices.Clone(c.warnings)},
+		zones: map[*calRoot]map[string]*time.Location{},
+		float: map[*calRoot]*time.Location{},
+	}
+	groups := map[string]*group{}
+	var order []*group
+	idx := 0
+	for _, root := range c.roots {
+		for i, child := range root.cal.Children {
+			if child.Name != "VEVENT" {
+				continue
+			}
+			ev := &vevent{c: child, root: root, index: idx}
+			if i < len(root.info.comps) && root.info.comps[i].name == "VEVENT" {
+				ev.sc = &root.info.comps[i]
+			}
+			idx++
+			ev.uid = strings.TrimSpace(propValue(child, "UID"))
+			if s := propValue(child, "SEQUENCE"); s != "" {
+				ev.seq, _ = strconv.Atoi(strings.TrimSpace(s))
+			}
+			key := ev.uid
+			if key == "" {
+				key = "\x00" + strconv.Itoa(ev.index)
+			}
+			g := groups[key]
+			if g == nil {
+				g = &group{}
+				groups[key] = g
+				order = append(order, g)
+			}
+			if len(child.Props["RECURRENCE-ID"]) > 0 {
+				g.overrides = append(g.overrides, ev)
+			} else {
+				g.masters = append(g.masters, ev)
+			}
+		}
+	}
+	x.res.Events = idx
+	var locs []*time.Location
+	if withLocs {
+		x.locs = &locs
+	}
+	for _, g := range order {
+		x.expandGroup(g)
+	}
+	occ := x.res.Occurrences
+	less := func(a, b *Occurrence) int {
+		if c := a.Start.Compare(b.Start); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.UID, b.UID); c != 0 {
+			return c
+		}
+		return a.RecurrenceID.Compare(b.RecurrenceID)
+	}
+	if !withLocs {
+		slices.SortStableFunc(occ, func(a, b Occurrence) int { return less(&a, &b) })
+		return x.res, nil
+	}
+	perm := make([]int, len(occ))
+	for i := range perm {
+		perm[i] = i
+	}
+	slices.SortStableFunc(perm, func(i, j int) int { return less(&occ[i], &occ[j]) })
+	sorted := make([]Occurrence, len(occ))
+	sortedLocs := make([]*time.Location, len(occ))
+	for i, j := range perm {
+		sorted[i], sortedLocs[i] = occ[j], locs[j]
+	}
+	x.res.Occurrences = sorted
+	return x.res, sortedLocs
+}
+
+type expander struct {
+	opt   ExpandOptions
+	def   *time.Location
+	res   *Result
+	zones map[*calRoot]map[string]*time.Location
+	float map[*calRoot]*time.Location
+	// locs records each occurrence's zone, for tests that compare local
+	// wall-clock times; nil in production.
+	locs *[]*time.Location
+}
+
+func (x *expander) warnf(ev *vevent, line int, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if ev != nil && ev.uid != "" {
+		msg = fmt.Sprintf("UID %q: %s", ev.uid, msg)
+	}
+	if line > 0 {
+		msg = fmt.Sprintf("line %d: %s", line, msg)
+	}
+	x.res.Warnings = append(x.res.Warnings, msg)
+}
+
+// zone resolves a TZID once per feed: IANA name, Windows name, the feed's
+// VTIMEZONE, an Outlook display name or offset label, then the default
+// zone with a warning.
+func (x *expander) zone(ev *vevent, tzid string, line int) *time.Location {
+	root := ev.root
+	m := x.zones[root]
+	if m == nil {
+		m = map[string]*time.Location{}
+		x.zones[root] = m
+	}
+	if loc, ok := m[tzid]; ok {
+		return loc
+	}
+	loc := resolveNamedZone(tzid)
+	if loc == nil {
+		vc := root.vtz[tzid]
+		if vc == nil {
+			vc = root.vtz[strings.TrimSpace(tzid)]
+		}
+		if vc != nil {
+			var err error
+			if loc, err = vtzLocation(vc, tzid); err != nil {
+				x.warnf(ev, line, "VTIMEZONE %q: %v", tzid, err)
+			}
+		}
+	}
+	if loc == nil {
+		loc = resolveLabelZone(tzid)
+	}
+	if loc == nil {
+		loc = x.def
+		x.warnf(ev, line, "unknown TZID %q, using %s", tzid, loc)
+	}
+	m[tzid] = loc
+	return loc
+}
+
+// floating returns the zone of floating and all-day values: X-WR-TIMEZONE,
+// else the configured zone.
+func (x *expander) floating(ev *vevent) *time.Location {
+	if loc, ok := x.float[ev.root]; ok {
+		return loc
+	}
+	loc := x.def
+	if ev.root.xwr != "" {
+		loc = x.zone(&vevent{root: ev.root}, ev.root.xwr, 0)
+	}
+	x.float[ev.root] = loc
+	return loc
+}
+
+// dtv is a resolved DATE or DATE-TIME value.
+type dtv struct {
+	wall     civil
+	loc      *time.Location
+	date     bool
+	floating bool // no TZID and no Z (DATE values too)
+}
+
+func (d dtv) instant() time.Time { return localToUTC(d.loc, d.wall) }
+
+func (x *expander) dt(ev *vevent, p *ical.Prop, value string, line int) (dtv, error) {
+	wantDate := false
+	if v := p.Params["VALUE"]; len(v) > 0 && strings.EqualFold(v[0], "DATE") {
+		wantDate = true
+	}
+	r, err := parseDT(value, wantDate)
+	if err != nil {
+		return dtv{}, fmt.Errorf("%s: invalid value %q", p.Name, value)
+	}
+	switch r.kind {
+	case kindDate:
+		return dtv{wall: r.wall, loc: x.floating(ev), date: true, floating: true}, nil
+	case kindUTC:
+		return dtv{wall: r.wall, loc: time.UTC}, nil
+	}
+	if tz := p.Params["TZID"]; len(tz) > 0 && strings.TrimSpace(tz[0]) != "" {
+		return dtv{wall: r.wall, loc: x.zone(ev, tz[0], line)}, nil
+	}
+	return dtv{wall: r.wall, loc: x.floating(ev), floating: true}, nil
+}
+
+// span is when an event starts and how long it lasts.
+type span struct {
+	start dtv
+	dur   icalDuration
+}
+
+// end returns the end of an instance starting at wall/at: days and weeks
+// are nominal, the rest exact (RFC 5545 3.3.6).
+func (s span) end(wall civil, at time.Time) time.Time {
+	if s.dur.days == 0 {
+		return at.Add(s.dur.exact)
+	}
+	return localToUTC(s.start.loc, wall.AddDate(0, 0, s.dur.days)).Add(s.dur.exact)
+}
+
+// upper is a bound on the duration, for widening the expansion window.
+func (s span) upper() time.Duration {
+	return time.Duration(s.dur.days)*25*time.Hour + s.dur.exact
+}
+
+func (x *expander) span(ev *vevent) (span, error) {
+	var s span
+	ps := ev.c.Props["DTSTART"]
+	if len(ps) == 0 {
+		return s, errors.New("no DTSTART")
+	}
+	start, err := x.dt(ev, &ps[0], ps[0].Value, ev.line("DTSTART", 0))
+	if err != nil {
+		return s, err
+	}
+	s.start = start
+	if pe := ev.c.Props["DTEND"]; len(pe) > 0 {
+		end, err := x.dt(ev, &pe[0], pe[0].Value, ev.line("DTEND", 0))
+		if err != nil {
+			x.warnf(ev, ev.line("DTEND", 0), "%v, ignored", err)
+			return x.defaultSpan(s), nil
+		}
+		if start.date && end.date {
+			s.dur.days = int(end.wall.Sub(start.wall) / (24 * time.Hour))
+		} else {
+			s.dur.exact = end.instant().Sub(start.instant())
+		}
+		if s.dur.negative() {
+			// DTEND before DTSTART: swapped, as python-recurring-ical-events
+			// and the ical.js oracle do.
+			x.warnf(ev, ev.line("DTEND", 0), "DTEND before DTSTART, swapped")
+			s.start = end
+			s.dur.days, s.dur.exact = -s.dur.days, -s.dur.exact
+		}
+		return s, nil
+	}
+	if pd := ev.c.Props["DURATION"]; len(pd) > 0 {
+		d, err := parseDuration(pd[0].Value)
+		if err != nil || d.negative() {
+			x.warnf(ev, ev.line("DURATION", 0), "invalid DURATION %q, ignored", pd[0].Value)
+			return x.defaultSpan(s), nil
+		}
+		s.dur = d
+		return s, nil
+	}
+	return x.defaultSpan(s), nil
+}
+
+// defaultSpan: without DTEND or DURATION a DATE lasts one day and a
+// DATE-TIME has no length (RFC 5545 3.6.1).
+func (x *expander) defaultSpan(s span) span {
+	s.dur = icalDuration{}
+	if s.start.date {
+		s.dur.days = 1
+	}
+	return s
+}
+
+// fields are the descriptive properties of a VEVENT.
+type fields struct {
+	summary, location, description string
+	status                         string
+	organizer                      string
+	attendees                      []Attendee
+	transp                         int8 // 0 unset, 1 opaque, 2 transparent
+	has                            uint8
+}
+
+const (
+	hasSummary = 1 << iota
+	hasLocation
+	hasDescription
+	hasOrganizer
+	hasAttendees
+)
+
+func readFields(c *ical.Component) fields {
+	var f fields
+	if p := c.Props["SUMMARY"]; len(p) > 0 {
+		f.summary, f.has = unescapeText(p[0].Value), f.has|hasSummary
+	}
+	if p := c.Props["LOCATION"]; len(p) > 0 {
+		f.location, f.has = unescapeText(p[0].Value), f.has|hasLocation
+	}
+	if p := c.Props["DESCRIPTION"]; len(p) > 0 {
+		f.description, f.has = unescapeText(p[0].Value), f.has|hasDescription
+	}
+	if p := c.Props["STATUS"]; len(p) > 0 {
+		f.status = toUpperASCII(strings.TrimSpace(p[0].Value))
+	}
+	if p := c.Props["ORGANIZER"]; len(p) > 0 {
+		f.organizer, f.has = calAddress(p[0].Value), f.has|hasOrganizer
+	}
+	if ps := c.Props["ATTENDEE"]; len(ps) > 0 {
+		f.has |= hasAttendees
+		f.attendees = make([]Attendee, len(ps))
+		for i := range ps {
+			f.attendees[i].Email = calAddress(ps[i].Value)
+			if v := ps[i].Params["PARTSTAT"]; len(v) > 0 {
+				f.attendees[i].PartStat = toUpperASCII(strings.TrimSpace(v[0]))
+			}
+		}
+	}
+	if p := c.Props["TRANSP"]; len(p) > 0 {
+		f.transp = 1
+		if strings.EqualFold(strings.TrimSpace(p[0].Value), "TRANSPARENT") {
+			f.transp = 2
+		}
+	}
+	if p := c.Props["X-MICROSOFT-CDO-BUSYSTATUS"]; len(p) > 0 && strings.EqualFold(strings.TrimSpace(p[0].Value), "FREE") {
+		f.transp = 2
+	}
+	return f
+}
+
+// inherit fills what an override leaves out from its master.
+func (f fields) inherit(m *fields) fields {
+	if m == nil {
+		return f
+	}
+	if f.has&hasSummary == 0 {
+		f.summary = m.summary
+	}
+	if f.has&hasLocation == 0 {
+		f.location = m.location
+	}
+	if f.has&hasDescription == 0 {
+		f.description = m.description
+	}
+	if f.has&hasOrganizer == 0 {
+		f.organizer = m.organizer
+	}
+	if f.has&hasAttendees == 0 {
+		f.attendees = m.attendees
+	}
+	if f.transp == 0 {
+		f.transp = m.transp
+	}
+	if f.status == "" || m.status == "CANCELLED" {
+		// A cancelled series cancels every instance (DESIGN).
+		f.status = m.status
+	}
+	return f
+}
+
+// pick returns the VEVENT that wins among several with one identity: the
+// highest SEQUENCE, then the last in the file.
+func pick(list []*vevent) *vevent {
+	var best *vevent
+	for _, ev := range list {
+		if best == nil || ev.seq >= best.seq {
+			best = ev
+		}
+	}
+	return best
+}

@@ -1,0 +1,554 @@
+package sources
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// The scanner is a line-level pass over a feed before go-ical decodes it. It
+// mirrors go-ical's content-line grammar exactly, so that every line go-ical
+// would refuse (or panic on) is found here first, with its line number, and
+// either repaired the way real clients repair it or dropped with a warning.
+// It also checks the BEGIN/END structure (a feed without END:VCALENDAR is
+// truncated), and records the line of each component and of the properties
+// that later errors and warnings name.
+//
+// A clean feed is not copied: go-ical reads the caller's bytes.
+
+// maxParamSection bounds the part of a content line before the value.
+// go-ical builds parameter values one byte at a time (quadratic); real
+// parameters are short.
+const maxParamSection = 4096
+
+type scanResult struct {
+	data     []byte
+	cals     []scanCal
+	warnings []string
+}
+
+type scanCal struct {
+	line  int
+	comps []scanComp // components directly inside VCALENDAR, in order
+}
+
+type scanComp struct {
+	name  string
+	line  int
+	props []propLine // VEVENT only: the lines of the properties we read
+}
+
+type propLine struct {
+	name string
+	line int
+}
+
+// lineOf returns the line of the n-th (0-based) property name in c, or the
+// component's line.
+func (c *scanComp) lineOf(name string, n int) int {
+	if c == nil {
+		return 0
+	}
+	for _, p := range c.props {
+		if p.name == name {
+			if n == 0 {
+				return p.line
+			}
+			n--
+		}
+	}
+	return c.line
+}
+
+type frame struct {
+	name      string
+	line      int
+	synthetic bool
+}
+
+type scanner struct {
+	data    []byte
+	out     []byte // nil until the first repair
+	rewrite bool
+	stack   []frame
+	cals    []scanCal
+	seenCal bool
+	// prevText: the last content line was a TEXT property, so a stray text
+	// line is an unfolded continuation of it.
+	prevText bool
+	notes    map[string]*note
+}
+
+type note struct {
+	first, count int
+	msg          string
+}
+
+var bom = []byte("\xef\xbb\xbf")
+
+func scanFeed(in []byte) (*scanResult, error) {
+	s := &scanner{data: in}
+	data := in
+	if bytes.HasPrefix(data, bom) {
+		data = data[len(bom):]
+	}
+	if !utf8.Valid(data) {
+		data = bytes.ToValidUTF8(data, []byte("\uFFFD"))
+		s.note(1, "utf8", "invalid UTF-8 replaced")
+	}
+	if n := bytes.Count(data, []byte{'\r'}); n > 0 && n != bytes.Count(data, []byte("\r\n")) {
+		// Lone CR line endings (old Mac): go-ical splits on LF only.
+		data = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))
+		data = bytes.ReplaceAll(data, []byte("\r"), []byte("\n"))
+	}
+	s.data = data
+
+	var scratch []byte
+	pos, lineNo := 0, 0
+	for pos < len(data) {
+		start, startLine := pos, lineNo+1
+		end := bytes.IndexByte(data[pos:], '\n')
+		if end < 0 {
+			end = len(data)
+		} else {
+			end += pos
+		}
+		phys := trimCR(data[pos:end])
+		pos = min(end+1, len(data))
+		lineNo++
+		logical := phys
+		folded := false
+		for pos < len(data) && (data[pos] == ' ' || data[pos] == '\t') {
+			e := bytes.IndexByte(data[pos:], '\n')
+			if e < 0 {
+				e = len(data)
+			} else {
+				e += pos
+			}
+			if !folded {
+				scratch = append(scratch[:0], phys...)
+				folded = true
+			}
+			scratch = append(scratch, trimCR(data[pos+1:e])...)
+			pos = min(e+1, len(data))
+			lineNo++
+		}
+		if folded {
+			logical = scratch
+		}
+		if err := s.line(logical, data[start:pos], start, startLine); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.finish(lineNo); err != nil {
+		return nil, err
+	}
+	res := &scanResult{data: data, cals: s.cals, warnings: s.noteList()}
+	if s.rewrite {
+		res.data = s.out
+	}
+	return res, nil
+}
+
+func trimCR(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		return b[:n-1]
+	}
+	return b
+}
+
+// startRewrite switches to copying: everything before offset is kept as is.
+func (s *scanner) startRewrite(offset int) {
+	if s.rewrite {
+		return
+	}
+	s.rewrite = true
+	s.out = make([]byte, 0, len(s.data)+128)
+	s.out = append(s.out, s.data[:offset]...)
+}
+
+func (s *scanner) emit(raw []byte) {
+	if s.rewrite {
+		s.out = append(s.out, raw...)
+		if n := len(raw); n == 0 || raw[n-1] != '\n' {
+			s.out = append(s.out, '\n')
+		}
+	}
+}
+
+func (s *scanner) note(line int, kind, msg string) {
+	if s.notes == nil {
+		s.notes = make(map[string]*note)
+	}
+	if n := s.notes[kind]; n != nil {
+		n.count++
+		return
+	}
+	s.notes[kind] = &note{first: line, count: 1, msg: msg}
+}
+
+func (s *scanner) noteList() []string {
+	if len(s.notes) == 0 {
+		return nil
+	}
+	list := make([]*note, 0, len(s.notes))
+	for _, n := range s.notes {
+		list = append(list, n)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].first < list[j].first })
+	out := make([]string, len(list))
+	for i, n := range list {
+		out[i] = fmt.Sprintf("line %d: %s", n.first, n.msg)
+		if n.count > 1 {
+			out[i] += fmt.Sprintf(" (%d lines)", n.count)
+		}
+	}
+	return out
+}
+
+// line handles one logical (unfolded) line. raw is its original bytes with
+// folds and line ending, at byte offset off.
+func (s *scanner) line(logical, raw []byte, off, lineNo int) error {
+	if len(logical) == 0 {
+		s.emit(raw) // go-ical skips empty lines
+		return nil
+	}
+	nameEnd, valStart, problem := checkContentLine(logical)
+	if problem == "" && valStart > maxParamSection {
+		problem = "parameters too long"
+	}
+	if problem != "" {
+		if nameEnd <= 0 || !validName(logical[:nameEnd]) {
+			return s.stray(logical, raw, off, lineNo)
+		}
+		fixed := repairParams(logical)
+		if fixed == nil {
+			if len(s.stack) == 0 {
+				return notICS(lineNo, logical)
+			}
+			s.startRewrite(off)
+			s.note(lineNo, "drop:"+problem, "malformed content line dropped: "+problem)
+			return nil
+		}
+		s.startRewrite(off)
+		s.note(lineNo, "quote", "misplaced quote in a parameter repaired")
+		logical = fixed
+		raw = nil
+		nameEnd, valStart, _ = checkContentLine(logical)
+	}
+	var nb [24]byte
+	name := upperName(nb[:0], logical[:nameEnd])
+	value := logical[valStart:]
+	switch string(name) {
+	case "BEGIN":
+		return s.begin(logical, raw, value, off, lineNo)
+	case "END":
+		return s.end(logical, raw, value, off, lineNo)
+	}
+	if len(s.stack) == 0 {
+		if !s.seenCal {
+			return notICS(lineNo, logical)
+		}
+		s.startRewrite(off)
+		s.note(lineNo, "outside", "property outside VCALENDAR ignored")
+		return nil
+	}
+	s.prevText = isTextProp(name)
+	if len(s.stack) == 2 && s.stack[1].name == "VEVENT" {
+		if p := internProp(name); p != "" {
+			cal := &s.cals[len(s.cals)-1]
+			c := &cal.comps[len(cal.comps)-1]
+			c.props = append(c.props, propLine{p, lineNo})
+		}
+	}
+	s.emitLine(logical, raw)
+	return nil
+}
+
+func (s *scanner) emitLine(logical, raw []byte) {
+	if raw != nil {
+		s.emit(raw)
+		return
+	}
+	s.out = append(s.out, logical...)
+	s.out = append(s.out, '\n')
+}
+
+// stray handles a line that is not a content line: an unfolded continuation
+// of a DESCRIPTION (Outlook), or junk.
+func (s *scanner) stray(logical, raw []byte, off, lineNo int) error {
+	if len(s.stack) == 0 {
+		if !s.seenCal {
+			return notICS(lineNo, logical)
+		}
+		s.startRewrite(off)
+		s.note(lineNo, "outside", "text outside VCALENDAR ignored")
+		return nil
+	}
+	s.startRewrite(off)
+	if s.prevText && len(s.out) > 0 {
+		// Fold it into the previous property as a new line of text.
+		s.out = append(s.out, ' ', '\\', 'n')
+		s.out = append(s.out, logical...)
+		s.out = append(s.out, '\n')
+		s.note(lineNo, "join", "line without a property name joined to the text before it")
+		return nil
+	}
+	s.note(lineNo, "stray", "line without a property name ignored")
+	return nil
+}
+
+func notICS(lineNo int, logical []byte) error {
+	show := string(logical)
+	if len(show) > 40 {
+		show = show[:40] + "..."
+	}
+	return fmt.Errorf("line %d: not an iCalendar feed: expected BEGIN:VCALENDAR, got %q", lineNo, show)
+}
+
+func (s *scanner) begin(logical, raw, value []byte, off, lineNo int) error {
+	comp := strings.ToUpper(string(bytes.TrimSpace(value)))
+	if comp == "" {
+		return fmt.Errorf("line %d: BEGIN without a component name", lineNo)
+	}
+	if !bytes.Equal(bytes.TrimSpace(value), value) {
+		s.startRewrite(off)
+		raw = nil
+		logical = []byte("BEGIN:" + comp)
+	}
+	switch {
+	case len(s.stack) == 0:
+		if comp != "VCALENDAR" {
+			// A bare component without the VCALENDAR wrapper.
+			s.startRewrite(off)
+			s.out = append(s.out, "BEGIN:VCALENDAR\n"...)
+			s.stack = append(s.stack, frame{name: "VCALENDAR", line: lineNo, synthetic: true})
+			s.cals = append(s.cals, scanCal{line: lineNo})
+			s.note(lineNo, "wrapper", "component outside VCALENDAR wrapped in one")
+		} else {
+			s.cals = append(s.cals, scanCal{line: lineNo})
+		}
+		s.seenCal = true
+	case len(s.stack) == 1 && comp == "VCALENDAR" && s.stack[0].synthetic:
+		s.out = append(s.out, "END:VCALENDAR\n"...)
+		s.stack = s.stack[:0]
+		s.cals = append(s.cals, scanCal{line: lineNo})
+	}
+	if len(s.stack) == 1 {
+		cal := &s.cals[len(s.cals)-1]
+		cal.comps = append(cal.comps, scanComp{name: comp, line: lineNo})
+	}
+	if len(s.stack) >= 64 {
+		return fmt.Errorf("line %d: components nested too deeply", lineNo)
+	}
+	s.stack = append(s.stack, frame{name: comp, line: lineNo})
+	s.prevText = false
+	s.emitLine(logical, raw)
+	return nil
+}
+
+func (s *scanner) end(logical, raw, value []byte, off, lineNo int) error {
+	comp := strings.ToUpper(string(bytes.TrimSpace(value)))
+	if !bytes.Equal(bytes.TrimSpace(value), value) {
+		s.startRewrite(off)
+		raw = nil
+		logical = []byte("END:" + comp)
+	}
+	s.prevText = false
+	depth := -1
+	for i := len(s.stack) - 1; i >= 0; i-- {
+		if s.stack[i].name == comp {
+			depth = i
+			break
+		}
+	}
+	if depth < 0 {
+		s.startRewrite(off)
+		s.note(lineNo, "end:"+comp, fmt.Sprintf("END:%s without BEGIN ignored", comp))
+		return nil
+	}
+	if depth != len(s.stack)-1 {
+		// Close what was left open (e.g. a VALARM missing its END).
+		top := s.stack[len(s.stack)-1]
+		s.startRewrite(off)
+		for i := len(s.stack) - 1; i > depth; i-- {
+			s.out = append(s.out, "END:"+s.stack[i].name+"\n"...)
+		}
+		s.note(lineNo, "unclosed", fmt.Sprintf("END:%s closes BEGIN:%s of line %d", comp, top.name, top.line))
+	}
+	s.stack = s.stack[:depth]
+	s.emitLine(logical, raw)
+	return nil
+}
+
+func (s *scanner) finish(lastLine int) error {
+	if !s.seenCal {
+		return fmt.Errorf("line %d: not an iCalendar feed: no BEGIN:VCALENDAR", max(lastLine, 1))
+	}
+	if len(s.stack) == 1 && s.stack[0].synthetic {
+		s.startRewrite(len(s.data))
+		if n := len(s.out); n > 0 && s.out[n-1] != '\n' {
+			s.out = append(s.out, '\n')
+		}
+		s.out = append(s.out, "END:VCALENDAR\n"...)
+		s.stack = s.stack[:0]
+	}
+	if len(s.stack) > 0 {
+		top := s.stack[len(s.stack)-1]
+		return fmt.Errorf("line %d: truncated feed: END:%s missing for BEGIN:%s of line %d (no END:VCALENDAR)",
+			lastLine, top.name, top.name, top.line)
+	}
+	return nil
+}
+
+// checkContentLine mirrors go-ical's lineDecoder.decodeContentLine: it
+// returns the end of the name and the start of the value, or the problem
+// go-ical would report (or panic on).
+func checkContentLine(s []byte) (nameEnd, valStart int, problem string) {
+	i := bytes.IndexAny(s, ";:")
+	if i < 0 {
+		return -1, 0, "missing colon"
+	}
+	if i == 0 {
+		return 0, 0, "empty property name"
+	}
+	p := i
+	for p < len(s) && s[p] == ';' {
+		p++
+		eq := bytes.IndexByte(s[p:], '=')
+		if eq < 0 {
+			return i, 0, "parameter without '='"
+		}
+		if eq == 0 {
+			return i, 0, "empty parameter name"
+		}
+		p += eq + 1
+		for {
+			if p < len(s) && s[p] == '"' {
+				q := bytes.IndexByte(s[p+1:], '"')
+				if q < 0 {
+					return i, 0, "unterminated quoted parameter"
+				}
+				p += q + 2
+			} else {
+				for p < len(s) {
+					c := s[p]
+					if c == '"' {
+						return i, 0, "double quote inside a parameter"
+					}
+					if c == ';' || c == ',' || c == ':' {
+						break
+					}
+					p++
+				}
+			}
+			if p >= len(s) {
+				return i, 0, "missing colon"
+			}
+			if s[p] == ',' {
+				p++
+				continue
+			}
+			if s[p] == ';' || s[p] == ':' {
+				break
+			}
+			return i, 0, "text after a quoted parameter"
+		}
+	}
+	if p >= len(s) || s[p] != ':' {
+		return i, 0, "missing colon"
+	}
+	return i, p + 1, ""
+}
+
+func validName(b []byte) bool {
+	for _, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+var (
+	// DTSTART;TZID="W. Europe Standard Time:20200609T090000" (value inside the quotes)
+	reQuoteAroundValue = regexp.MustCompile(`^([A-Za-z0-9_-]+;[^"]*=")([^"]*):([^":]*)"\s*$`)
+	// a parameter quote that is never closed before the value
+	reUnclosedQuote = regexp.MustCompile(`^([A-Za-z0-9_-]+;[^"]*=")([^":]*):([^"]*)$`)
+)
+
+// repairParams fixes the quoting mistakes real clients make in parameters,
+// or returns nil.
+func repairParams(line []byte) []byte {
+	var fixed []byte
+	if m := reQuoteAroundValue.FindSubmatch(line); m != nil {
+		fixed = concat(m[1], m[2], []byte(`":`), m[3])
+	} else if m := reUnclosedQuote.FindSubmatch(line); m != nil {
+		fixed = concat(m[1], m[2], []byte(`":`), m[3])
+	} else if i := bytes.IndexByte(line, ':'); i > 0 {
+		// Quotes inside unquoted parameter values (CN=John "JJ" Doe): drop
+		// the quotes before the first colon.
+		fixed = append(bytes.ReplaceAll(line[:i:i], []byte(`"`), nil), line[i:]...)
+	}
+	if fixed == nil {
+		return nil
+	}
+	if _, v, p := checkContentLine(fixed); p != "" || v > maxParamSection {
+		return nil
+	}
+	return fixed
+}
+
+func concat(parts ...[]byte) []byte {
+	var out []byte
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func upperName(dst, name []byte) []byte {
+	if len(name) > cap(dst) {
+		return bytes.ToUpper(name)
+	}
+	for _, c := range name {
+		if c >= 'a' && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func isTextProp(name []byte) bool {
+	switch string(name) {
+	case "DESCRIPTION", "COMMENT", "SUMMARY", "LOCATION", "X-ALT-DESC":
+		return true
+	}
+	return false
+}
+
+// internProp returns the canonical name of the VEVENT properties whose lines
+// we remember, or "".
+func internProp(name []byte) string {
+	switch string(name) {
+	case "DTSTART":
+		return "DTSTART"
+	case "DTEND":
+		return "DTEND"
+	case "DURATION":
+		return "DURATION"
+	case "RRULE":
+		return "RRULE"
+	case "RDATE":
+		return "RDATE"
+	case "EXDATE":
+		return "EXDATE"
+	case "RECURRENCE-ID":
+		return "RECURRENCE-ID"
+	}
+	return ""
+}
