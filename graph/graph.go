@@ -65,11 +65,7 @@ const (
 
 // Defaults for the zero values of config.Graph.
 const (
-	DefaultTimeout        = 30 * time.Second
-	DefaultMaxConcurrency = 4
-	// Graph allows 10,000 presence calls per 30 s per app per tenant.
-	DefaultRateLimit  = 10000
-	DefaultRateWindow = 30 * time.Second
+	DefaultTimeout = 30 * time.Second
 )
 
 // Retry policy of the middleware (see retryHandler).
@@ -96,9 +92,6 @@ type Client struct {
 	cred      *refreshingCredential
 	users     *users.UsersRequestBuilder
 	transport *http.Transport // nil when given by WithTransport or in dry run
-
-	sem     chan struct{} // bounds concurrent presence calls (max_concurrency)
-	limiter *limiter      // rate_limit per rate_window
 
 	mu    sync.Mutex
 	cache map[string]cacheEntry // lower-cased user -> resolution
@@ -163,19 +156,6 @@ func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Opt
 		now:      o.now,
 		cache:    make(map[string]cacheEntry),
 	}
-	n := cfg.MaxConcurrency
-	if n <= 0 {
-		n = DefaultMaxConcurrency
-	}
-	c.sem = make(chan struct{}, n)
-	limit, window := cfg.RateLimit, cfg.RateWindow
-	if limit <= 0 {
-		limit = DefaultRateLimit
-	}
-	if window <= 0 {
-		window = DefaultRateWindow
-	}
-	c.limiter = newLimiter(limit, window, o.now)
 	if cfg.DryRun {
 		logger.InfoContext(ctx, "graph: dry run, presence calls are logged, not sent", "endpoint", ep.Graph)
 		return c, nil
@@ -274,7 +254,7 @@ func (c *Client) SetPresence(ctx context.Context, userID, availability, activity
 			"availability", availability, "activity", activity, "expiration", exp.String(), "expiration_iso", iso.String())
 		return nil
 	}
-	return c.do(ctx, OpSetPresence, userID, true, func(ctx context.Context) error {
+	return c.do(ctx, OpSetPresence, userID, func(ctx context.Context) error {
 		body := users.NewItemPresenceSetPresencePostRequestBody()
 		body.SetSessionId(&c.clientID)
 		body.SetAvailability(&availability)
@@ -293,7 +273,7 @@ func (c *Client) ClearPresence(ctx context.Context, userID string) error {
 		c.logger.InfoContext(ctx, "graph: dry run: clear presence", "user", userID)
 		return nil
 	}
-	return c.do(ctx, OpClearPresence, userID, true, func(ctx context.Context) error {
+	return c.do(ctx, OpClearPresence, userID, func(ctx context.Context) error {
 		body := users.NewItemPresenceClearPresencePostRequestBody()
 		body.SetSessionId(&c.clientID)
 		return c.users.ByUserId(userID).Presence().ClearPresence().Post(ctx, body, nil)
@@ -346,7 +326,7 @@ func (c *Client) ResolveUser(ctx context.Context, user string) (string, error) {
 
 func (c *Client) lookup(ctx context.Context, u string) (string, error) {
 	var got string
-	err := c.do(ctx, OpResolveUser, u, false, func(ctx context.Context) error {
+	err := c.do(ctx, OpResolveUser, u, func(ctx context.Context) error {
 		res, err := c.users.ByUserId(u).Get(ctx, &users.UserItemRequestBuilderGetRequestConfiguration{
 			QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{Select: []string{"id"}},
 		})
@@ -374,7 +354,7 @@ func (c *Client) lookup(ctx context.Context, u string) (string, error) {
 	headers := abs.NewRequestHeaders()
 	headers.Add("ConsistencyLevel", "eventual")
 	var ids []string
-	err = c.do(ctx, OpResolveUser, u, false, func(ctx context.Context) error {
+	err = c.do(ctx, OpResolveUser, u, func(ctx context.Context) error {
 		res, err := c.users.Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
 			Headers: headers,
 			QueryParameters: &users.UsersRequestBuilderGetQueryParameters{
@@ -405,24 +385,11 @@ func (c *Client) lookup(ctx context.Context, u string) (string, error) {
 		Message: fmt.Sprintf("ambiguous: %d users have this mail or proxy address", len(ids))}
 }
 
-// do runs one Graph call: bounded concurrency and the rate limit for
-// presence calls, classification of the outcome, and after a 401 one
-// refresh of the token and one retry.
-func (c *Client) do(ctx context.Context, op, user string, presenceCall bool, call func(context.Context) error) error {
-	if presenceCall {
-		select {
-		case c.sem <- struct{}{}:
-			defer func() { <-c.sem }()
-		case <-ctx.Done():
-			return &presence.Error{Op: op, User: user, Kind: presence.Retry, Message: "canceled", Err: ctx.Err()}
-		}
-	}
+// do runs one Graph call: classification of the outcome, and after a 401
+// one refresh of the token and one retry. Concurrency and the presence rate
+// limit are the caller's (sync bounds and paces every call it makes).
+func (c *Client) do(ctx context.Context, op, user string, call func(context.Context) error) error {
 	for attempt := 0; ; attempt++ {
-		if presenceCall {
-			if err := c.limiter.wait(ctx); err != nil {
-				return &presence.Error{Op: op, User: user, Kind: presence.Retry, Message: "canceled", Err: err}
-			}
-		}
 		gen := c.cred.generation()
 		cctx, o := withOutcome(ctx)
 		err := call(cctx)

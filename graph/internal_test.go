@@ -139,34 +139,6 @@ func TestISODuration(t *testing.T) {
 	}
 }
 
-func TestLimiter(t *testing.T) {
-	l := newLimiter(3, 300*time.Millisecond, time.Now)
-	ctx := context.Background()
-	start := time.Now()
-	for i := 0; i < 3; i++ {
-		if err := l.wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if d := time.Since(start); d > 100*time.Millisecond {
-		t.Fatalf("first 3 waits took %s; want no wait", d)
-	}
-	if err := l.wait(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d < 290*time.Millisecond {
-		t.Errorf("4th wait returned after %s; want the window (300ms)", d)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	for i := 0; i < 3; i++ {
-		_ = l.wait(cctx) // fill, or fail
-	}
-	if err := l.wait(cctx); err == nil {
-		t.Errorf("wait on a cancelled context with a full window = nil; want an error")
-	}
-}
-
 func TestClassifyOddInputs(t *testing.T) {
 	// No panic and a sensible Kind for every shape of answer.
 	now := time.Now()
