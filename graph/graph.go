@@ -19,10 +19,9 @@
 //     RetryAfter set, for the reconciler to reschedule.
 //   - Transport errors and timeouts are not retried here (Kind Retry): the
 //     reconciler owns the schedule.
-//   - Presence calls run at most graph.max_concurrency at a time and at most
-//     graph.rate_limit per graph.rate_window (sliding window, default
-//     10,000 per 30 s), so bursts are paced rather than answered 429.
-//     Retries inside the middleware are not counted again.
+//   - Concurrency (graph.max_concurrency) and the presence rate limit
+//     (graph.rate_limit per graph.rate_window) are applied by the caller,
+//     sync's executor, to every call it makes, dry runs included.
 //   - After a 401 the credential is rebuilt (azidentity cannot drop a
 //     cached token; rebuilding also re-reads client_secret_file and
 //     certificate_file) and the call is retried once, at most once per 10 s
