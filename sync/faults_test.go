@@ -1,0 +1,128 @@
+package sync
+
+import (
+	"context"
+	"strings"
+	gosync "sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/calpresence/calpresence/presence"
+)
+
+func TestEngineRetriesAClearUntilItIsSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		failures := 0
+		graph := &fakePresence{begin: begin, fail: func(op, user string) error {
+			if op == "clear" && failures < 3 {
+				failures++
+				return &presence.Error{Op: "clearPresence", User: user, Status: 429, Kind: presence.Retry, RetryAfter: 30 * time.Second}
+			}
+			return nil
+		}}
+		h := startHarness(t, testConfig(), ics(begin, "m", 10*time.Minute, 3*time.Minute), nil, graph)
+		h.until(time.Hour)
+		h.stop()
+		// Three throttled clears at 13m, 13m30s, 14m; the fourth goes through.
+		h.want("10m0s set alice@contoso.com InAConferenceCall 5m0s", "14m30s clear alice@contoso.com")
+		if s, _ := h.store.Sessions(); len(s) != 0 {
+			t.Errorf("sessions after the clear = %v; want none", s)
+		}
+	})
+}
+
+func TestEnginePermanentErrorIsNotRetriedInALoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		var mu gosync.Mutex
+		attempts := 0
+		graph := &fakePresence{begin: begin, fail: func(op, user string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if op == "set" && attempts == 0 {
+				attempts++
+				return &presence.Error{Op: "setPresence", User: user, Status: 400, Kind: presence.Permanent, Message: "invalid activity"}
+			}
+			return nil
+		}}
+		h := startHarness(t, testConfig(), ics(begin, "a", 10*time.Minute, 30*time.Minute, "b", time.Hour, 30*time.Minute), nil, graph)
+		h.until(2 * time.Hour)
+		h.stop()
+		// The refused set is not repeated for its span; the next span is set.
+		h.want("1h0m0s set alice@contoso.com InAConferenceCall 30m0s")
+		if attempts != 1 {
+			t.Errorf("refused set attempted %d times; want 1", attempts)
+		}
+	})
+}
+
+// resolveCounter answers ResolveUser with NotFound for unknown users.
+type resolveCounter struct {
+	*fakePresence
+	mu      gosync.Mutex
+	lookups map[string]int
+}
+
+func (r *resolveCounter) ResolveUser(ctx context.Context, user string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lookups[user]++
+	if strings.HasPrefix(user, "ghost") {
+		return "", &presence.Error{Op: "resolveUser", User: user, Status: 404, Kind: presence.NotFound}
+	}
+	return user, nil
+}
+
+func TestEngineUnknownUserIsSkipped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		graph := &resolveCounter{fakePresence: &fakePresence{begin: begin}, lookups: map[string]int{}}
+		cfg := testConfig()
+		cfg.Sources[0].Users = []string{alice, "ghost@contoso.com"}
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "a", 10*time.Minute, 30*time.Minute, "b", time.Hour, 30*time.Minute)}, errs: map[string]error{}},
+			graph: graph.fakePresence, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		eng, err := New(Options{Config: cfg, Presence: graph, Store: h.store, Fetcher: h.feeds, Metrics: h.metrics})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- eng.Run(ctx) }()
+		h.until(2 * time.Hour)
+		cancel()
+		<-done
+		h.want("10m0s set alice@contoso.com InAConferenceCall 30m0s", "1h0m0s set alice@contoso.com InAConferenceCall 30m0s")
+		if n := graph.lookups["ghost@contoso.com"]; n != 1 {
+			t.Errorf("unknown user looked up %d times; want 1", n)
+		}
+		if n := graph.lookups[alice]; n != 1 {
+			t.Errorf("known user looked up %d times; want 1 (cached)", n)
+		}
+	})
+}
+
+func TestLimiterNeverExceedsTheWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := NewLimiter(10, 3*time.Second)
+		begin := time.Now()
+		var sent []time.Duration
+		for range 35 {
+			if err := l.Wait(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			sent = append(sent, time.Since(begin))
+		}
+		// Not slower than allowed: 10 at once, then 10 more every 3 s.
+		if got, want := sent[34], 9*time.Second; got != want {
+			t.Errorf("35th call sent at %v; want %v", got, want)
+		}
+		// Never above: any 10 consecutive calls later than the first 10 span a full window.
+		for i := 10; i < len(sent); i++ {
+			if d := sent[i] - sent[i-10]; d < 3*time.Second {
+				t.Errorf("calls %d and %d are %v apart; want >= 3s", i-10, i, d)
+			}
+		}
+	})
+}
