@@ -283,10 +283,18 @@ func (x *expander) zone(ev *vevent, tzid string, line int) *time.Location {
 		}
 	}
 	if loc == nil {
-		loc = resolveLabelZone(tzid)
+		loc = resolveDisplayName(tzid)
 	}
 	if loc == nil {
+		// The configured zone stands in for an unknown TZID (as khal's
+		// default_timezone does). Without one, a UTC offset written in the
+		// TZID ("GMT-05.00/-04.00", "UTC+01") beats plain UTC.
 		loc = x.def
+		if x.opt.Zone == nil {
+			if off, ok := parseOffsetLabel(tzid); ok {
+				loc = time.FixedZone(fmtOffset(off), off)
+			}
+		}
 		x.warnf(ev, line, "unknown TZID %q, using %s", tzid, loc)
 	}
 	m[tzid] = loc

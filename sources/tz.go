@@ -74,17 +74,13 @@ func resolveNamedZone(tzid string) *time.Location {
 	return nil
 }
 
-// resolveLabelZone guesses a zone from an Outlook display name such as
-// "(UTC-05:00) Eastern Time (US & Canada)", then from a UTC offset in the
-// label ("GMT-05.00/-04.00", "UTC+01"): the last resort before the default.
-func resolveLabelZone(tzid string) *time.Location {
+// resolveDisplayName resolves an Outlook display name such as
+// "(UTC-05:00) Eastern Time (US & Canada)" by the city or region it names.
+func resolveDisplayName(tzid string) *time.Location {
 	for _, kw := range displayNameZones {
 		if strings.Contains(tzid, kw.keyword) {
 			return loadIANA(kw.zone)
 		}
-	}
-	if off, ok := parseOffsetLabel(tzid); ok {
-		return time.FixedZone(fmtOffset(off), off)
 	}
 	return nil
 }
