@@ -103,7 +103,7 @@ func (s *Store) Feed(source string) (Feed, bool, error) {
 }
 
 // PutFeed stores f as source's last good copy, replacing the previous one,
-// in its own fsync'd transaction. Hash is computed from Body when zero.
+// durably. Hash is computed from Body when zero.
 func (s *Store) PutFeed(f Feed) error {
 	return s.PutFeeds([]Feed{f})
 }
@@ -140,7 +140,9 @@ func (s *Store) PutFeeds(feeds []Feed) error {
 		}
 		enc = append(enc, encoded{[]byte(f.Source), rec, gz})
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	// Batch: concurrent writers (the pollers) share one fsync'd
+	// transaction; each call stays all-or-nothing.
+	err := s.db.Batch(func(tx *bolt.Tx) error {
 		bodies, metas := tx.Bucket(bucketFeedBodies), tx.Bucket(bucketFeeds)
 		for _, e := range enc {
 			if err := bodies.Put(e.key, e.gz); err != nil {

@@ -499,3 +499,24 @@ func TestOpenBadFiles(t *testing.T) {
 		}
 	})
 }
+
+func TestPutSessions(t *testing.T) {
+	s, _ := openTemp(t)
+	in := []Session{{User: "a@x", Activity: "InACall"}, {User: "b@x", Pending: PendingSet}}
+	if err := s.PutSessions(in); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Sessions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["a@x"].Activity != "InACall" || got["b@x"].Pending != PendingSet {
+		t.Errorf("Sessions() after PutSessions = %+v; want both records", got)
+	}
+	if err := s.PutSessions([]Session{{User: "c@x"}, {}}); err == nil {
+		t.Error("PutSessions with an empty user: no error")
+	}
+	if got, _ := s.Sessions(); len(got) != 2 {
+		t.Errorf("a refused batch wrote %d sessions; want the 2 from before", len(got))
+	}
+}

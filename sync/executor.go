@@ -27,6 +27,7 @@ type Presence interface {
 type Store interface {
 	Sessions() (map[string]state.Session, error)
 	PutSession(state.Session) error
+	PutSessions([]state.Session) error
 	DeleteSession(user string) error
 	UserID(user string) (string, bool, error)
 	PutUserID(user, id string) error
@@ -88,8 +89,28 @@ func (x *executor) nextRelease(now time.Time) time.Time {
 
 // run carries out the actions, at most x.concurrency at a time, and returns
 // their results in the order given.
+//
+// The intent of every call is recorded before any call is made, in one
+// transaction: if we die mid-burst, the next start knows which sessions
+// are uncertain.
 func (x *executor) run(ctx context.Context, actions []Action) []Result {
 	results := make([]Result, len(actions))
+	pending := make([]state.Session, len(actions))
+	var intents []state.Session
+	for i, a := range actions {
+		if a.Op == OpSet || a.Op == OpClear {
+			pending[i] = intent(a)
+			intents = append(intents, pending[i])
+		}
+	}
+	if len(intents) > 0 {
+		if err := x.store.PutSessions(intents); err != nil {
+			for i, a := range actions {
+				results[i] = Result{Action: a, Err: err}
+			}
+			return results
+		}
+	}
 	sem := make(chan struct{}, x.concurrency)
 	var wg gosync.WaitGroup
 	for i, a := range actions {
@@ -107,11 +128,23 @@ func (x *executor) run(ctx context.Context, actions []Action) []Result {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			results[i] = x.call(ctx, a)
+			results[i] = x.call(ctx, a, pending[i])
 		}()
 	}
 	wg.Wait()
 	return results
+}
+
+// intent is the record of a call about to be made: for a set, the session
+// it will create; for a clear, the session it will end.
+func intent(a Action) state.Session {
+	p := a.Prev
+	if a.Op == OpSet || !a.HasPrev {
+		p = state.Session{User: a.User, UserID: a.Prev.UserID, Availability: a.Pair.Availability, Activity: a.Pair.Activity,
+			SpanStart: a.Span.Start, SpanEnd: a.Span.End, Expires: a.Prev.Expires, SetAt: a.Prev.SetAt, Events: a.Span.Events}
+	}
+	p.Pending = a.Op
+	return p
 }
 
 // record applies a record-only action.
@@ -130,26 +163,16 @@ func (x *executor) record(a Action) error {
 	return nil
 }
 
-func (x *executor) call(ctx context.Context, a Action) Result {
+func (x *executor) call(ctx context.Context, a Action, pending state.Session) Result {
 	log := x.log.With("user", a.User, "op", a.Op, "reason", a.Reason)
 	id, err := x.resolve(ctx, a.User)
 	if err != nil {
+		// No call was made: the recorded intent is void.
+		x.undo(a)
 		x.fail(a, err, log)
 		return Result{Action: a, Err: err}
 	}
-	prev, hadPrev := a.Prev, a.HasPrev
-
-	// Record the intent before the call: if we die mid-call, the next
-	// start knows the session is uncertain.
-	pending := prev
-	if a.Op == OpSet || !hadPrev {
-		pending = state.Session{User: a.User, UserID: id, Availability: a.Pair.Availability, Activity: a.Pair.Activity,
-			SpanStart: a.Span.Start, SpanEnd: a.Span.End, Expires: prev.Expires, SetAt: prev.SetAt, Events: a.Span.Events}
-	}
-	pending.Pending = a.Op
-	if err := x.store.PutSession(pending); err != nil {
-		return Result{Action: a, Err: err}
-	}
+	pending.UserID = id
 
 	if err := x.limiter.Wait(ctx); err != nil {
 		return Result{Action: a, Err: err}
@@ -188,18 +211,28 @@ func (x *executor) call(ctx context.Context, a Action) Result {
 
 	switch presence.KindOf(err) {
 	case presence.Permanent, presence.NotFound:
-		// Graph refused the call: nothing changed there. Restore the record
-		// (a set) or drop it (a clear we cannot make).
-		if a.Op == OpSet && hadPrev {
-			_ = x.store.PutSession(prev)
-		} else if a.Op == OpSet || a.Op == OpClear {
-			_ = x.store.DeleteSession(a.User)
-		}
+		// Graph refused the call: nothing changed there.
+		x.undo(a)
 	}
 	// Retry and Unauthorized leave the record pending: the next pass
 	// repeats the call (a clear is never dropped).
 	x.fail(a, err, log)
 	return Result{Action: a, Err: err, Sent: sent}
+}
+
+// undo voids the intent recorded for a call that Graph never acted on:
+// the previous session comes back (a set), or the record goes (a clear
+// that cannot be made, or a set with nothing before it).
+func (x *executor) undo(a Action) {
+	var err error
+	if a.Op == OpSet && a.HasPrev {
+		err = x.store.PutSession(a.Prev)
+	} else {
+		err = x.store.DeleteSession(a.User)
+	}
+	if err != nil {
+		x.log.Error("restore session record", "user", a.User, "err", err)
+	}
 }
 
 // fail logs a failed call and holds the user back as its kind requires.

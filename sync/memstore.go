@@ -38,6 +38,16 @@ func (m *MemStore) PutSession(s state.Session) error {
 	return nil
 }
 
+// PutSessions records many sessions.
+func (m *MemStore) PutSessions(ss []state.Session) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range ss {
+		m.sessions[s.User] = s
+	}
+	return nil
+}
+
 // DeleteSession forgets the session of user.
 func (m *MemStore) DeleteSession(user string) error {
 	m.mu.Lock()
