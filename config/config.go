@@ -7,7 +7,7 @@
 //
 //	config.yaml:12: schedule: unknown field "poll_intervl" (did you mean "poll_interval"?)
 //	config.yaml:3: graph.tenant_id: environment variable AZURE_TENANT_ID is not set
-//	config.yaml:30: sources[1].url: must be http(s) or file (got "ftp://host/feed.ics?token=<redacted>")
+//	config.yaml:30: sources[1].url: must be http(s) or file (got "ftp://host/feed.ics?<redacted>")
 //
 // Decisions the design leaves open, made here:
 //   - ${NAME} expands in values only (never keys), after YAML parsing, so

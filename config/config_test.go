@@ -263,7 +263,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"source-name-invalid", `:6: sources[0].name: must be lower-case letters, digits and - (got "Zoom_Sales")`},
 		{"source-name-duplicate", `:9: sources[1].name: duplicate name "zoom" (also sources[0])`},
 		{"source-url-missing", `:6: sources[0].url: required`},
-		{"source-url-scheme", `:10: sources[1].url: must be http(s) or file (got "ftp://<redacted>@ftp.example/feed.ics?token=<redacted>")`},
+		{"source-url-scheme", `:10: sources[1].url: must be http(s) or file (got "ftp://<redacted>@ftp.example/feed.ics?<redacted>")`},
 		{"source-url-host", `:7: sources[0].url: missing host (got "https:///feed.ics")`},
 		{"source-users-and-match", `:6: sources[0]: set one of users or match`},
 		{"source-no-users-or-match", `:6: sources[0]: set one of users or match`},

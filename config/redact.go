@@ -4,116 +4,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net/url"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/calpresence/calpresence/sources"
 )
 
 const redacted = "<redacted>"
 
-// RedactURL returns s fit for logs, errors, metrics and the status page.
-// Feed URLs carry secrets (Zoom and Google feed tokens), so it hides the
-// userinfo, every query value (keys stay, to tell feeds apart) and the
-// fragment:
-//
-//	https://user:pw@example.zoom.us/feed.ics?token=abc&x=1
-//	→ https://<redacted>@example.zoom.us/feed.ics?token=<redacted>&x=<redacted>
-//
-// In http(s) URLs it also hides path segments that look like tokens (24 or
-// more letters, digits, "-" and "_", with at least four of each of letters and
-// digits), which is where Google's "private-…" and Outlook's publishing links
-// keep theirs. A string that does not parse as a URL is cut at its first "?"
-// or "#" and its userinfo is hidden.
-func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return redactRaw(s)
-	}
-	var b strings.Builder
-	if u.Scheme != "" {
-		b.WriteString(u.Scheme)
-		b.WriteByte(':')
-	}
-	if u.Opaque != "" {
-		b.WriteString(u.Opaque)
-	} else {
-		// The same rule as (*url.URL).String.
-		if (u.Scheme != "" || u.Host != "" || u.User != nil) &&
-			!(u.OmitHost && u.Host == "" && u.User == nil) &&
-			(u.Host != "" || u.Path != "" || u.User != nil) {
-			b.WriteString("//")
-		}
-		if u.User != nil {
-			b.WriteString(redacted + "@")
-		}
-		b.WriteString(u.Host)
-		path := u.EscapedPath()
-		if s := strings.ToLower(u.Scheme); s == "http" || s == "https" {
-			segs := strings.Split(path, "/")
-			for i, seg := range segs {
-				if looksLikeToken(seg) {
-					segs[i] = redacted
-				}
-			}
-			path = strings.Join(segs, "/")
-		}
-		b.WriteString(path)
-	}
-	if u.RawQuery != "" {
-		b.WriteByte('?')
-		for i, kv := range strings.Split(u.RawQuery, "&") {
-			if i > 0 {
-				b.WriteByte('&')
-			}
-			if k, _, ok := strings.Cut(kv, "="); ok {
-				b.WriteString(k)
-				b.WriteByte('=')
-			}
-			b.WriteString(redacted)
-		}
-	}
-	if u.Fragment != "" {
-		b.WriteString("#" + redacted)
-	}
-	return b.String()
-}
-
-func redactRaw(s string) string {
-	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		s = s[:i] + string(s[i]) + redacted
-	}
-	if i := strings.Index(s, "://"); i >= 0 {
-		rest := s[i+3:]
-		end := strings.IndexAny(rest, "/?#")
-		if end < 0 {
-			end = len(rest)
-		}
-		if at := strings.LastIndex(rest[:end], "@"); at >= 0 {
-			s = s[:i+3] + redacted + rest[at:]
-		}
-	}
-	return s
-}
-
-func looksLikeToken(seg string) bool {
-	if len(seg) < 24 {
-		return false
-	}
-	letters, digits := 0, 0
-	for _, r := range seg {
-		switch {
-		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z':
-			letters++
-		case '0' <= r && r <= '9':
-			digits++
-		case r == '-' || r == '_':
-		default:
-			return false
-		}
-	}
-	return letters >= 4 && digits >= 4
-}
+// RedactURL returns s fit for logs, errors, metrics and the status page;
+// it is sources.RedactURL, the one place that knows where feed URLs keep
+// their secrets.
+func RedactURL(s string) string { return sources.RedactURL(s) }
 
 // sourceFields is Source without its methods, for marshalling the redacted
 // copy without recursing into Source.MarshalYAML.

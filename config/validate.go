@@ -33,7 +33,7 @@ type ValidationError struct {
 
 // Error returns one problem per line:
 //
-//	config.yaml:12: sources[1].url: must be http(s) or file (got "ftp://host/feed.ics?token=<redacted>")
+//	config.yaml:12: sources[1].url: must be http(s) or file (got "ftp://host/feed.ics?<redacted>")
 func (e *ValidationError) Error() string {
 	var b strings.Builder
 	for i, p := range e.Problems {

@@ -430,7 +430,12 @@ func RedactURL(raw string) string {
 			b.WriteString("<redacted>@")
 		}
 		b.WriteString(u.Host)
-		b.WriteString(redactPath(u.EscapedPath()))
+		if strings.EqualFold(u.Scheme, "file") {
+			// A local path is the operator's own, not a capability.
+			b.WriteString(u.EscapedPath())
+		} else {
+			b.WriteString(redactPath(u.EscapedPath()))
+		}
 	}
 	if u.RawQuery != "" {
 		b.WriteString("?<redacted>")

@@ -500,6 +500,7 @@ func TestRedactURL(t *testing.T) {
 		},
 		{"https://example.com/team-calendar-2027/internationalization.ics", "https://example.com/team-calendar-2027/internationalization.ics"},
 		{"file:///etc/calpresence/feed.ics", "file:///etc/calpresence/feed.ics"},
+		{"file:///tmp/TestPlanShowsEvents1234567890/001/feed.ics", "file:///tmp/TestPlanShowsEvents1234567890/001/feed.ics"},
 		{"file:examples/zoom.ics", "file:examples/zoom.ics"},
 		{"https:user:" + token + "@host", "https:<redacted>@host"},
 		// Input url.Parse refuses keeps at most a plain scheme and host.
