@@ -289,6 +289,14 @@ func (s *scanner) stray(logical, raw []byte, off, lineNo int) error {
 		return nil
 	}
 	s.startRewrite(off)
+	// Blank lines between the text and its continuation go.
+	for n := len(s.out); n >= 2 && s.out[n-1] == '\n' && (s.out[n-2] == '\n' || s.out[n-2] == '\r'); n = len(s.out) {
+		s.out = bytes.TrimRight(s.out, "\r\n")
+		s.out = append(s.out, '\n')
+		if len(s.out) == n {
+			break
+		}
+	}
 	if s.prevText && len(s.out) > 0 {
 		// Fold it into the previous property as a new line of text.
 		s.out = append(s.out, ' ', '\\', 'n')
