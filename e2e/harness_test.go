@@ -1,0 +1,376 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/graph"
+	"github.com/calpresence/calpresence/graph/graphtest"
+	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync"
+)
+
+// source is the name of the one feed every test configures.
+const source = "zoom"
+
+// feeds is a sync.Fetcher serving feed bodies from memory, answering "not
+// modified" when the body is unchanged.
+type feeds struct {
+	mu     gosync.Mutex
+	bodies map[string][]byte
+}
+
+func newFeeds() *feeds { return &feeds{bodies: make(map[string][]byte)} }
+
+func (f *feeds) set(name, body string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.bodies[name] = []byte(body)
+}
+
+func (f *feeds) Fetch(ctx context.Context, req sources.FetchRequest) (sources.FetchResult, error) {
+	f.mu.Lock()
+	body, ok := f.bodies[req.Name]
+	f.mu.Unlock()
+	if !ok {
+		return sources.FetchResult{}, fmt.Errorf("feed %q: no such feed", req.Name)
+	}
+	h := sha256.Sum256(body)
+	if h == req.PrevHash {
+		return sources.FetchResult{NotModified: true, Hash: h}, nil
+	}
+	return sources.FetchResult{Body: body, Hash: h, Status: 200}, nil
+}
+
+// event is one VEVENT of a generated feed.
+type event struct {
+	UID        string
+	Start, End time.Time
+}
+
+// ics builds a feed of events. ICS times have whole seconds: callers pass
+// truncated times.
+func ics(events ...event) string {
+	var b strings.Builder
+	b.WriteString("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calpresence e2e//EN\r\n")
+	for _, e := range events {
+		fmt.Fprintf(&b, "BEGIN:VEVENT\r\nUID:%s\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:%s\r\nDTEND:%s\r\nSUMMARY:Zoom %s\r\nEND:VEVENT\r\n",
+			e.UID, e.Start.UTC().Format("20060102T150405Z"), e.End.UTC().Format("20060102T150405Z"), e.UID)
+	}
+	b.WriteString("END:VCALENDAR\r\n")
+	return b.String()
+}
+
+// soon is a whole second at least d from now: a boundary the engine has
+// time to schedule.
+func soon(d time.Duration) time.Time {
+	return time.Now().Add(d + time.Second).Truncate(time.Second)
+}
+
+// userID is the object id (a GUID, which graph.Client.ResolveUser passes
+// through without a lookup) of the i-th generated user.
+func userID(i int) string {
+	return fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
+}
+
+// userIDs returns the object ids of n generated users.
+func userIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = userID(i + 1)
+	}
+	return ids
+}
+
+// directory returns graphtest users for ids, with UPNs user<i>@contoso.com.
+func directory(ids ...string) []graphtest.User {
+	out := make([]graphtest.User, len(ids))
+	for i, id := range ids {
+		upn := fmt.Sprintf("user%d@contoso.com", i+1)
+		out[i] = graphtest.User{ID: id, UserPrincipalName: upn, Mail: upn}
+	}
+	return out
+}
+
+// logBuffer collects JSON log lines.
+type logBuffer struct {
+	mu  gosync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the log lines containing every one of subs.
+func (b *logBuffer) lines(subs ...string) []string {
+	var out []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		ok := l != ""
+		for _, s := range subs {
+			ok = ok && strings.Contains(l, s)
+		}
+		if ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// options shape an env.
+type options struct {
+	users       []string // the source's fixed users
+	concurrency int      // graph.max_concurrency (default 4)
+	timeout     time.Duration
+	rateLimit   int
+	rateWindow  time.Duration
+	bolt        bool           // state on bbolt (state.Open) instead of sync.MemStore
+	graphOpts   []graph.Option // e.g. graph.WithRetry
+	edit        func(*config.Config)
+	quiet       bool // log at warn level (benchmarks)
+}
+
+// env is a running engine wired to a graphtest server.
+type env struct {
+	tb     testing.TB
+	g      *graphtest.Server
+	cfg    *config.Config
+	client *graph.Client
+	store  sync.Store
+	feeds  *feeds
+	logs   *logBuffer
+	eng    *sync.Engine
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// newConfig is a valid configuration for g: one source with the given
+// fixed users, polled every second.
+func newConfig(tb testing.TB, g *graphtest.Server, o options) *config.Config {
+	tb.Helper()
+	cfg := config.Default()
+	gc := g.Config()
+	cfg.Graph.TenantID, cfg.Graph.ClientID, cfg.Graph.ClientSecret = gc.TenantID, gc.ClientID, gc.ClientSecret
+	cfg.Graph.Endpoint, cfg.Graph.AuthorityHost, cfg.Graph.CAFile = gc.Endpoint, gc.AuthorityHost, gc.CAFile
+	cfg.Graph.Timeout = 5 * time.Second
+	if o.timeout > 0 {
+		cfg.Graph.Timeout = o.timeout
+	}
+	if o.concurrency > 0 {
+		cfg.Graph.MaxConcurrency = o.concurrency
+	}
+	if o.rateLimit > 0 {
+		cfg.Graph.RateLimit, cfg.Graph.RateWindow = o.rateLimit, o.rateWindow
+	}
+	cfg.Schedule.PollInterval = time.Second
+	cfg.State.Path = filepath.Join(tb.TempDir(), "state.db")
+	cfg.Server.Listen = ""
+	cfg.Sources = []config.Source{{Name: source, URL: "https://feeds.example.test/zoom.ics?token=t", Users: o.users, PollInterval: time.Second}}
+	if o.edit != nil {
+		o.edit(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		tb.Fatalf("config: %v", err)
+	}
+	return cfg
+}
+
+// newClient builds the real Graph client for cfg.
+func newClient(tb testing.TB, cfg *config.Config, logger *slog.Logger, opts ...graph.Option) *graph.Client {
+	tb.Helper()
+	c, err := graph.New(context.Background(), cfg.Graph, logger, opts...)
+	if err != nil {
+		tb.Fatalf("graph.New: %v", err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
+
+// start runs an engine for g with the feed body. client may be nil (a new
+// one is built); benchmarks pass a warm one.
+func start(tb testing.TB, g *graphtest.Server, body string, client *graph.Client, o options) *env {
+	tb.Helper()
+	e := &env{tb: tb, g: g, feeds: newFeeds(), logs: &logBuffer{}}
+	e.cfg = newConfig(tb, g, o)
+	level := slog.LevelDebug
+	if o.quiet {
+		level = slog.LevelWarn
+	}
+	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: level}))
+	if client == nil {
+		client = newClient(tb, e.cfg, logger, o.graphOpts...)
+	}
+	e.client = client
+	var feedCache sync.FeedCache
+	if o.bolt {
+		st, err := state.Open(e.cfg.State.Path, time.Second)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { st.Close() })
+		e.store, feedCache = st, st
+	} else {
+		e.store = sync.NewMemStore()
+	}
+	e.feeds.set(source, body)
+	eng, err := sync.New(sync.Options{Config: e.cfg, Presence: client, Store: e.store, Feeds: feedCache,
+		Fetcher: e.feeds, Logger: logger})
+	if err != nil {
+		tb.Fatalf("sync.New: %v", err)
+	}
+	e.eng = eng
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.done = cancel, make(chan error, 1)
+	go func() { e.done <- eng.Run(ctx) }()
+	tb.Cleanup(func() {
+		e.stop()
+		if tb.Failed() && !o.quiet {
+			tb.Logf("engine logs:\n%s", e.logs.String())
+		}
+	})
+	return e
+}
+
+// stop ends Run and waits for it.
+func (e *env) stop() {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	e.cancel = nil
+	select {
+	case err := <-e.done:
+		if err != nil {
+			e.tb.Errorf("Run = %v; want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		e.tb.Errorf("Run did not return within 30s of cancel")
+	}
+}
+
+// waitFor waits until the fake has recorded a call matching pred.
+func (e *env) waitFor(what string, within time.Duration, pred func(graphtest.Call) bool) graphtest.Call {
+	e.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	c, err := e.g.WaitFor(ctx, pred)
+	if err != nil {
+		e.tb.Fatalf("waiting %v for %s: %v; calls:\n%s", within, what, err, callList(e.g.Calls()))
+	}
+	return c
+}
+
+// waitCleared waits until every user has been sent a successful
+// clearPresence after a successful setPresence.
+func (e *env) waitCleared(users []string, within time.Duration) {
+	e.tb.Helper()
+	for _, u := range users {
+		e.waitFor("clearPresence 200 for "+u, within, func(c graphtest.Call) bool {
+			return c.Op == graphtest.OpClearPresence && strings.EqualFold(c.User, u) && c.Status == 200
+		})
+	}
+}
+
+// countCalls counts the recorded calls of op (any when empty) for user
+// (any when empty) with status (any when 0).
+func countCalls(g *graphtest.Server, op, user string, status int) int {
+	n := 0
+	for _, c := range g.Calls() {
+		if (op == "" || c.Op == op) && (user == "" || strings.EqualFold(c.User, user)) && (status == 0 || c.Status == status) {
+			n++
+		}
+	}
+	return n
+}
+
+// presenceOps is the user's presence calls as "op status" strings, oldest
+// first, with faults marked: "setPresence 200", "clearPresence 429 status".
+func presenceOps(g *graphtest.Server, user string) []string {
+	var out []string
+	for _, c := range g.CallsFor(user) {
+		if c.Op != graphtest.OpSetPresence && c.Op != graphtest.OpClearPresence {
+			continue
+		}
+		s := fmt.Sprintf("%s %d", c.Op, c.Status)
+		if c.Fault != "" {
+			s += " " + c.Fault
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func callList(calls []graphtest.Call) string {
+	var b strings.Builder
+	for _, c := range calls {
+		fmt.Fprintf(&b, "  %s %s %s %d %s %s\n", c.Time.Format("15:04:05.000"), c.Op, c.User, c.Status, c.Fault, c.ExpirationDuration)
+	}
+	return b.String()
+}
+
+// checkSetThenCleared checks the user's presence calls: the successful
+// ones alternate set, clear (in that order, starting with a set and ending
+// with a clear), failed attempts only repeat the call that follows them,
+// and the fake holds no session for the user at the end.
+func checkSetThenCleared(t testing.TB, g *graphtest.Server, user string) {
+	t.Helper()
+	ops := presenceOps(g, user)
+	var ok []string
+	for _, op := range ops {
+		if strings.HasSuffix(op, " 200") {
+			ok = append(ok, strings.TrimSuffix(op, " 200"))
+		}
+	}
+	want := []string{}
+	for range len(ok) / 2 {
+		want = append(want, graphtest.OpSetPresence, graphtest.OpClearPresence)
+	}
+	if len(ok) == 0 || !slices.Equal(ok, want) {
+		t.Errorf("%s: successful presence calls = %v; want set, clear pairs (all calls: %v)", user, ok, ops)
+	}
+	if s, live := g.Session(user); live {
+		t.Errorf("%s: fake still holds a session %+v; want it cleared", user, s)
+	}
+}
+
+// waitNoSessionsRecorded waits (briefly: the record is deleted just after
+// the clear is answered) until the engine's store holds no session:
+// nothing pending, nothing left to clear.
+func waitNoSessionsRecorded(t testing.TB, e *env) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		s, err := e.store.Sessions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("recorded sessions at the end = %+v; want none", s)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
