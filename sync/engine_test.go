@@ -356,3 +356,24 @@ func TestEngineRestart(t *testing.T) {
 			"1h25m0s set alice@contoso.com InAConferenceCall 25m0s")
 	})
 }
+
+func TestEngineLeadGraceAndOverlappingSources(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		cfg := testConfig()
+		lead, grace := 2*time.Minute, 3*time.Minute
+		cfg.Sources[0].Lead, cfg.Sources[0].Grace = &lead, &grace
+		cfg.Sources = append(cfg.Sources, config.Source{Name: "webex", URL: "https://example.test/webex.ics",
+			Users: []string{alice}, PollInterval: time.Minute, Activity: presence.ActivityInACall})
+		h := startHarness(t, cfg, ics(begin, "z", 30*time.Minute, 20*time.Minute), nil, nil)
+		// A Webex call (InACall) from 20m to 40m overlaps the Zoom meeting
+		// (28m to 53m with lead and grace): one span with the strongest
+		// activity (DESIGN "Presence rules"), set once, no flicker.
+		h.feeds.set("webex", ics(begin, "w", 20*time.Minute, 20*time.Minute))
+		h.stop()
+		h.start(cfg)
+		h.until(2 * time.Hour)
+		h.stop()
+		h.want("20m0s set alice@contoso.com InAConferenceCall 33m0s")
+	})
+}
