@@ -1,0 +1,178 @@
+package sources
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-ical"
+)
+
+// The DESIGN target: parse + expand within 2x of go-ical's bare decode of
+// the same bytes. Compare BenchmarkParseExpand* with BenchmarkGoICALDecode*:
+//
+//	go test -run '^$' -bench 'Corpus|Zoom50' -benchmem ./sources/
+
+// benchWindow is the production horizon: 36 hours.
+var benchWindow = ExpandOptions{From: utc("2024-03-09T00:00:00Z"), To: utc("2024-03-10T12:00:00Z")}
+
+func corpusBytes(b *testing.B) [][]byte {
+	var out [][]byte
+	for _, f := range corpusFiles(b) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, data)
+	}
+	return out
+}
+
+func totalLen(files [][]byte) int64 {
+	n := 0
+	for _, f := range files {
+		n += len(f)
+	}
+	return int64(n)
+}
+
+func goICALDecode(data []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	_, err = ical.NewDecoder(bytes.NewReader(data)).Decode()
+	return err
+}
+
+func BenchmarkParseExpandCorpus(b *testing.B) {
+	files := corpusBytes(b)
+	b.SetBytes(totalLen(files))
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, f := range files {
+			ParseExpand(f, benchWindow)
+		}
+	}
+}
+
+func BenchmarkGoICALDecodeCorpus(b *testing.B) {
+	files := corpusBytes(b)
+	b.SetBytes(totalLen(files))
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, f := range files {
+			goICALDecode(f)
+		}
+	}
+}
+
+// zoomFeed generates a Zoom-style feed of n meetings (about 1.75 KB each):
+// a VTIMEZONE, an extra TZID property in each VEVENT, folded descriptions,
+// attendees, an alarm; every other meeting recurs weekly.
+func zoomFeed(n int) []byte {
+	var b strings.Builder
+	w := func(s string) { b.WriteString(s + "\r\n") }
+	w("BEGIN:VCALENDAR")
+	w("PRODID:-//zoom.us//iCalendar Event//EN")
+	w("VERSION:2.0")
+	w("CALSCALE:GREGORIAN")
+	w("METHOD:PUBLISH")
+	w("BEGIN:VTIMEZONE")
+	w("TZID:America/New_York")
+	w("LAST-MODIFIED:20201011T015911Z")
+	w("TZURL:http://tzurl.org/zoneinfo-outlook/America/New_York")
+	w("X-LIC-LOCATION:America/New_York")
+	w("BEGIN:DAYLIGHT")
+	w("TZNAME:EDT")
+	w("TZOFFSETFROM:-0500")
+	w("TZOFFSETTO:-0400")
+	w("DTSTART:19700308T020000")
+	w("RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=2SU")
+	w("END:DAYLIGHT")
+	w("BEGIN:STANDARD")
+	w("TZNAME:EST")
+	w("TZOFFSETFROM:-0400")
+	w("TZOFFSETTO:-0500")
+	w("DTSTART:19701101T020000")
+	w("RRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=1SU")
+	w("END:STANDARD")
+	w("END:VTIMEZONE")
+	desc := "Hi there\\,\\n\\nAlice Example is inviting you to a scheduled Zoom meeting.\\n\\nJoin Zoom Meeting\\nhttps://example.zoom.us/j/83412345678?pwd=bXlQbmRyT2hJZ0FzWjZkNkV4R0xoQT09\\n\\nMeeting ID: 834 1234 5678\\nPasscode: 123456\\n\\n---\\n\\nOne tap mobile\\n+16465588656\\,\\,83412345678#\\,\\,\\,\\,*123456# US (New York)\\n+13017158592\\,\\,83412345678#\\,\\,\\,\\,*123456# US (Washington DC)\\n\\n---\\n\\nDial by your location\\n• +1 646 558 8656 US (New York)\\n• +1 301 715 8592 US (Washington DC)\\n• +1 312 626 6799 US (Chicago)\\n\\nMeeting ID: 834 1234 5678\\nPasscode: 123456\\n\\nFind your local number: https://example.zoom.us/u/kdPq6rT0Z\\n\\n---\\n\\nJoin by SIP\\n• 83412345678@zoomcrc.com\\n\\nJoin by H.323\\n• 162.255.37.11 (US West)\\n• 162.255.36.11 (US East)\\n• 115.114.131.7 (India Mumbai)\\n\\nMeeting ID: 834 1234 5678\\nPasscode: 123456\\n\\n"
+	for i := range n {
+		day := 4 + i%10
+		hour := 8 + i%9
+		w("BEGIN:VEVENT")
+		w("DTSTAMP:20240301T120000Z")
+		w(fmt.Sprintf("UID:ZOOM834123%05d", i))
+		w("TZID:America/New_York")
+		w(fmt.Sprintf("SUMMARY:Project sync %d", i))
+		w(fmt.Sprintf("DTSTART;TZID=America/New_York:202403%02dT%02d0000", day, hour))
+		w(fmt.Sprintf("DTEND;TZID=America/New_York:202403%02dT%02d3000", day, hour))
+		if i%2 == 0 {
+			w("RRULE:FREQ=WEEKLY;INTERVAL=1;BYDAY=" + [...]string{"MO", "TU", "WE", "TH", "FR"}[i%5])
+		}
+		w(fmt.Sprintf("LOCATION:https://example.zoom.us/j/834123%05d?pwd=bXlQbmRyT2hJZ0FzWjZkNkV4R0xoQT09", i))
+		line := "DESCRIPTION:" + desc
+		for len(line) > 75 {
+			w(line[:75])
+			line = " " + line[75:]
+		}
+		w(line)
+		w("ORGANIZER;CN=Alice Example:mailto:alice@example.com")
+		w("ATTENDEE;CN=Bob;ROLE=REQ-PARTICIPANT;PARTSTAT=ACCEPTED:mailto:bob@example.com")
+		w("ATTENDEE;CN=Carol;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION:mailto:carol@example.com")
+		w("ATTENDEE;CN=Dave;ROLE=OPT-PARTICIPANT;PARTSTAT=TENTATIVE:mailto:dave@example.com")
+		w("ATTENDEE;CN=Erin;ROLE=REQ-PARTICIPANT;PARTSTAT=DECLINED:mailto:erin@example.com")
+		w("BEGIN:VALARM")
+		w("TRIGGER:-PT10M")
+		w("ACTION:DISPLAY")
+		w("DESCRIPTION:Reminder")
+		w("END:VALARM")
+		w("END:VEVENT")
+	}
+	w("END:VCALENDAR")
+	return []byte(b.String())
+}
+
+func BenchmarkParseExpandZoom50(b *testing.B) {
+	data := zoomFeed(50)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseExpand(data, benchWindow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGoICALDecodeZoom50(b *testing.B) {
+	data := zoomFeed(50)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := goICALDecode(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestZoomFeed(t *testing.T) {
+	data := zoomFeed(50)
+	res, err := ParseExpand(data, benchWindow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != 50 || len(res.Occurrences) == 0 || len(res.Warnings) != 0 {
+		t.Errorf("Expand(zoomFeed(50)) = %d events, %d occurrences, warnings %q; want 50 events, some occurrences, no warnings",
+			res.Events, len(res.Occurrences), res.Warnings)
+	}
+	if n := len(data) / 50; n < 1500 || n > 2200 {
+		t.Errorf("zoomFeed(50) = %d bytes per meeting; want about 1.75 KB", n)
+	}
+	_ = time.Now
+}

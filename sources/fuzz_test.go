@@ -1,0 +1,54 @@
+package sources
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzParseExpand: no input panics, hangs or breaks the Result invariants.
+//
+//	go test -run '^$' -fuzz FuzzParseExpand -fuzztime 10s ./sources/
+func FuzzParseExpand(f *testing.F) {
+	if files, err := filepath.Glob(filepath.Join(corpusDir, "ics", "*", "*.ics")); err == nil {
+		for _, file := range files {
+			if data, err := os.ReadFile(file); err == nil {
+				f.Add(data)
+			}
+		}
+	}
+	f.Add(zoomFeed(2))
+	f.Add(vcal(ev("UID:a", "DTSTART;TZID=Europe/Berlin:20240330T023000", "DURATION:P1D", "RRULE:FREQ=DAILY;COUNT=3", "EXDATE;TZID=UTC:20240331T013000")))
+	f.Add(vcal(ev("UID:r", "DTSTART:20240101T100000Z", "RRULE:FREQ=SECONDLY;BYSETPOS=-1"),
+		ev("UID:r", "RECURRENCE-ID;RANGE=THISANDFUTURE:20240101T100001Z", "DTSTART:20240101T110000Z")))
+	f.Add([]byte("BEGIN:VEVENT\nDTSTART;TZID=\"X:20240101T000000\"\nRDATE;VALUE=PERIOD:20240101T000000Z/P1W\nEND:VEVENT\n"))
+	f.Add([]byte("BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nDTSTART:2024"))
+	opt := ExpandOptions{From: utc("2023-06-01T00:00:00Z"), To: utc("2025-06-01T00:00:00Z"), MaxPerEvent: 200}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res, err := ParseExpand(data, opt)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "line ") {
+				t.Fatalf("ParseExpand error %q does not name the line", err)
+			}
+			return
+		}
+		for i, o := range res.Occurrences {
+			if o.End.Before(o.Start) {
+				t.Fatalf("occurrence %d ends before it starts: %v < %v", i, o.End, o.Start)
+			}
+			if o.Start.Equal(o.End) && (o.Start.Before(opt.From) || !o.Start.Before(opt.To)) ||
+				!o.Start.Equal(o.End) && (!o.Start.Before(opt.To) || !o.End.After(opt.From)) {
+				t.Fatalf("occurrence %d %v..%v outside the window", i, o.Start, o.End)
+			}
+			if i > 0 {
+				p := res.Occurrences[i-1]
+				if p.Start.After(o.Start) || p.Start.Equal(o.Start) && (p.UID > o.UID || p.UID == o.UID && p.RecurrenceID.After(o.RecurrenceID)) {
+					t.Fatalf("occurrences %d and %d are not sorted", i-1, i)
+				}
+			}
+		}
+		_ = time.UTC
+	})
+}
