@@ -286,6 +286,7 @@ func (e *Engine) loadCache() {
 		e.install(f, res, now)
 		f.validators, f.hash, f.lastOK = c.Validators, c.Hash, c.FetchedAt
 		e.mu.Unlock()
+		e.log.Info("last good copy loaded", "source", name, "fetched_at", c.FetchedAt, "occurrences", len(res.Occurrences))
 	}
 }
 

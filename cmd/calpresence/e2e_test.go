@@ -91,29 +91,38 @@ func waitCalls(t *testing.T, g *graphtest.Server, n int, within time.Duration) [
 	}
 }
 
-// TestRunEndToEnd runs the real daemon against a TLS fake of Entra and
-// Graph and a feed served on loopback: a meeting starting a few seconds
-// after the test begins must set presence at its start, clear it at its
-// end, and further unchanged polls must make no Graph call.
-func TestRunEndToEnd(t *testing.T) {
+// e2eEnv is a fake Entra + Graph, a feed on loopback with one meeting, and
+// a configuration file pointing at both.
+type e2eEnv struct {
+	g          *graphtest.Server
+	clientID   string
+	secret     string
+	start, end time.Time
+	feedHits   *atomic.Int64
+	cfgPath    string
+}
+
+// newE2E sets up a meeting starting in about lead and lasting length.
+func newE2E(t *testing.T, lead, length time.Duration) *e2eEnv {
+	t.Helper()
 	g := graphtest.NewServer(t, graphtest.WithUsers(graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"}))
 
-	start := time.Now().Add(4 * time.Second).Truncate(time.Second)
-	end := start.Add(8 * time.Second)
+	start := time.Now().Add(lead).Truncate(time.Second)
+	end := start.Add(length)
 	feed := fmt.Sprintf("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//e2e//EN\r\nBEGIN:VEVENT\r\nUID:ZOOM-e2e-1\r\nDTSTAMP:20260101T000000Z\r\n"+
 		"DTSTART:%s\r\nDTEND:%s\r\nSUMMARY:Zoom call\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
 		start.UTC().Format("20060102T150405Z"), end.UTC().Format("20060102T150405Z"))
-	var feedHits atomic.Int64
+	hits := new(atomic.Int64)
 	feedSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("token") != "s3cr3t" {
 			http.Error(w, "forbidden", http.StatusForbidden)
 			return
 		}
-		feedHits.Add(1)
+		hits.Add(1)
 		w.Header().Set("Content-Type", "text/calendar")
 		io.WriteString(w, feed)
 	}))
-	defer feedSrv.Close()
+	t.Cleanup(feedSrv.Close)
 
 	dir := t.TempDir()
 	gc := g.Config()
@@ -140,14 +149,32 @@ sources:
 		t.Fatal(err)
 	}
 	t.Setenv("E2E_SECRET", string(gc.ClientSecret))
+	return &e2eEnv{g: g, clientID: gc.ClientID, secret: string(gc.ClientSecret), start: start, end: end, feedHits: hits, cfgPath: cfgPath}
+}
 
-	d := startDaemon(t, cfgPath)
-	var addr string
+// serving waits for the daemon's server address.
+func (d *daemon) serving(t *testing.T) string {
+	t.Helper()
 	select {
-	case addr = <-d.addr:
+	case addr := <-d.addr:
+		return addr
 	case <-time.After(30 * time.Second):
 		t.Fatal("daemon did not start serving")
 	}
+	return ""
+}
+
+// TestRunEndToEnd runs the real daemon against a TLS fake of Entra and
+// Graph and a feed served on loopback: a meeting starting a few seconds
+// after the test begins must set presence at its start, clear it at its
+// end, and further unchanged polls must make no Graph call.
+func TestRunEndToEnd(t *testing.T) {
+	e := newE2E(t, 4*time.Second, 8*time.Second)
+	g, start, end, cfgPath, feedHits := e.g, e.start, e.end, e.cfgPath, e.feedHits
+	gc := struct{ ClientID, ClientSecret string }{e.clientID, e.secret}
+
+	d := startDaemon(t, cfgPath)
+	addr := d.serving(t)
 
 	calls := waitCalls(t, g, 1, time.Until(start)+5*time.Second)
 	set := calls[0]
@@ -250,4 +277,44 @@ func get(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestRunRestartAfterKill kills the daemon with SIGKILL in the middle of a
+// meeting and starts it again: the session recorded in the state file is
+// still valid, so no second setPresence is sent, and the clear still comes
+// at the end.
+func TestRunRestartAfterKill(t *testing.T) {
+	e := newE2E(t, 3*time.Second, 10*time.Second)
+	d := startDaemon(t, e.cfgPath)
+	d.serving(t)
+	waitCalls(t, e.g, 1, time.Until(e.start)+5*time.Second)
+	if err := d.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+
+	d = startDaemon(t, e.cfgPath)
+	d.serving(t)
+	calls := waitCalls(t, e.g, 2, time.Until(e.end)+5*time.Second)
+	if calls[1].Op != graphtest.OpClearPresence {
+		t.Fatalf("after a restart mid-meeting the next call = %s; want clearPresence at the end (no duplicate set)", calls[1].Op)
+	}
+	if lag := calls[1].Time.Sub(e.end); lag < 0 || lag > time.Second {
+		t.Errorf("clearPresence sent %v after the end; want within [0, 1s]", lag)
+	}
+	if !strings.Contains(d.log(), `"msg":"last good copy loaded"`) {
+		t.Errorf("restarted daemon did not load the feed from its state file")
+	}
+
+	// clear next to the daemon goes through the daemon; the session is
+	// already gone, which Graph answers 404: success.
+	stdout, stderr, code := runCLI(t, nil, "clear", "-config", e.cfgPath, "-user", "alice@contoso.com")
+	if code != 0 || !strings.Contains(stdout, "clear alice@contoso.com") {
+		t.Errorf("clear next to the daemon: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if calls := e.g.PresenceCalls(); len(calls) != 3 || calls[2].Status != 404 {
+		t.Errorf("clear made calls %+v; want a third call answered 404", calls)
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.done
 }
