@@ -177,6 +177,10 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session) Re
 	if err := x.limiter.Wait(ctx); err != nil {
 		return Result{Action: a, Err: err}
 	}
+	// A call once started is finished even when we are shutting down
+	// (SIGTERM): its outcome is then recorded, not left uncertain. The
+	// Graph client's own timeout bounds it.
+	ctx = context.WithoutCancel(ctx)
 	sent := time.Now()
 	if !a.Due.IsZero() {
 		x.metrics.TransitionLag.Observe(max(sent.Sub(a.Due), 0).Seconds())

@@ -101,6 +101,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"clear", "-config", "testdata/plan.yaml"}, 2, "set one of -user or -all"},
 		{[]string{"plan", "-config", "testdata/plan.yaml", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"version"}, 0, "calpresence "},
+		{[]string{"resync", "-config", "testdata/plan.yaml", "-source", "nope"}, 2, `no source named "nope"`},
+		{[]string{"plan", "-config", "testdata/plan.yaml", "-source", "nope"}, 2, `unknown source "nope"`},
 	} {
 		stdout, stderr, code := runCLI(t, nil, tt.args...)
 		if code != tt.code || !strings.Contains(stdout+stderr, tt.want) {

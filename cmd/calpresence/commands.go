@@ -95,6 +95,14 @@ func openDeps(ctx context.Context, cfg *config.Config, log *slog.Logger) (*deps,
 			return nil, fmt.Errorf("open state: %w", err)
 		}
 		d.store, d.feeds, d.closeFn = st, st, st.Close
+		// Copies of feeds no longer configured are of no use.
+		names := make([]string, len(cfg.Sources))
+		for i, s := range cfg.Sources {
+			names[i] = s.Name
+		}
+		if err := st.DeleteFeedsExcept(names); err != nil {
+			log.Warn("drop stored copies of removed sources", "err", err)
+		}
 	}
 	g, err := graph.New(ctx, cfg.Graph, log)
 	if err != nil {
@@ -261,6 +269,11 @@ func cmdResync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
+	}
+	for _, name := range srcs {
+		if _, ok := cfg.SourceByName(name); !ok {
+			return usagef("-source: no source named %q in %s", name, *cfgPath)
+		}
 	}
 	req := server.ActionRequest{Sources: srcs, Users: users, DryRun: *dryRun}
 	resp, err := askDaemon(ctx, cfg, "/-/resync", req)
