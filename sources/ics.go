@@ -59,7 +59,6 @@ func ParseExpand(data []byte, opt ExpandOptions) (*Result, error) {
 type Calendar struct {
 	roots    []*calRoot
 	warnings []string
-	lastLine int
 }
 
 type calRoot struct {
@@ -73,11 +72,6 @@ type calRoot struct {
 // Parse reads an iCalendar feed with go-ical, after the line-level repairs
 // described on scanFeed.
 func Parse(data []byte) (cal *Calendar, err error) {
-	sc, err := scanFeed(data)
-	if err != nil {
-		return nil, err
-	}
-	cal = &Calendar{warnings: sc.warnings, lastLine: bytes.Count(sc.data, []byte{'\n'})}
 	line := 1
 	defer func() {
 		// go-ical panics on some malformed lines; the scanner should have
@@ -86,6 +80,11 @@ func Parse(data []byte) (cal *Calendar, err error) {
 			cal, err = nil, fmt.Errorf("line %d: malformed calendar: %v", line, r)
 		}
 	}()
+	sc, err := scanFeed(data)
+	if err != nil {
+		return nil, err
+	}
+	cal = &Calendar{warnings: sc.warnings}
 	dec := ical.NewDecoder(bytes.NewReader(sc.data))
 	for i := range sc.cals {
 		line = sc.cals[i].line

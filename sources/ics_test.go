@@ -356,7 +356,7 @@ func TestParseInput(t *testing.T) {
 		{"very long line", vcal(ev("UID:a", "DTSTART:20240101T100000Z", "SUMMARY:"+long)), long, 1, ""},
 		{"invalid UTF-8", vcal(ev("UID:a", "DTSTART:20240101T100000Z", "SUMMARY:caf\xe9")), "caf\uFFFD", 1, "invalid UTF-8"},
 		{"no VCALENDAR wrapper", feed(base), "Hello", 1, "wrapped"},
-		{"unfolded DESCRIPTION continuation", vcal(ev("UID:a", "DTSTART:20240101T100000Z", "SUMMARY:Hello", "DESCRIPTION:Join Zoom Meeting", "", "Meeting ID 123 456")), "Hello", 1, "joined"},
+		{"unfolded DESCRIPTION continuation", vcal(ev("UID:a", "DTSTART:20240101T100000Z", "SUMMARY:Hello", "DESCRIPTION:Join Zoom Meeting", "", "Meeting ID: 123 456")), "Hello", 1, "joined"},
 		{"quote around TZID and value", vcal(ev("UID:a", `DTSTART;TZID="W. Europe Standard Time:20240101T110000"`, "SUMMARY:Hello")), "Hello", 1, "quote"},
 		{"BYDAY with spaces", vcal(ev("UID:a", "DTSTART:20240101T100000Z", "RRULE:FREQ=WEEKLY;COUNT=3;BYDAY=MO, TU", "SUMMARY:Hello")), "Hello", 2, ""},
 		{"DATE without VALUE=DATE", vcal(ev("UID:a", "DTSTART:20240101", "SUMMARY:Hello")), "Hello", 1, ""},
@@ -487,5 +487,19 @@ func TestResolveZone(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("resolveNamedZone(%q) = %q; want %q", tt.tzid, got, tt.want)
 		}
+	}
+}
+
+func TestUnfoldedDescription(t *testing.T) {
+	data := vcal(ev("UID:a", "DTSTART:20240101T100000Z", "DESCRIPTION:Join Zoom Meeting", "", "Meeting ID: 123 456", "Passcode 42", "SUMMARY:Hi"))
+	res, err := ParseExpand(data, ExpandOptions{From: utc("2024-01-01T00:00:00Z"), To: utc("2024-01-02T00:00:00Z")})
+	if err != nil || len(res.Occurrences) != 1 {
+		t.Fatalf("Expand(unfolded) = %v, %v", res, err)
+	}
+	if got, want := res.Occurrences[0].Description, "Join Zoom Meeting\nMeeting ID: 123 456\nPasscode 42"; got != want {
+		t.Errorf("Expand(unfolded) description = %q; want %q", got, want)
+	}
+	if got := res.Occurrences[0].Summary; got != "Hi" {
+		t.Errorf("Expand(unfolded) summary = %q; want %q", got, "Hi")
 	}
 }

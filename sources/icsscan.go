@@ -220,6 +220,11 @@ func (s *scanner) line(logical, raw []byte, off, lineNo int) error {
 	if problem == "" && valStart > maxParamSection {
 		problem = "parameters too long"
 	}
+	if problem == "" && !validName(logical[:nameEnd]) {
+		// "Meeting ID: 834 1234 5678": go-ical would take it for a property
+		// named "MEETING ID"; it is text that lost its fold.
+		return s.stray(logical, raw, off, lineNo)
+	}
 	if problem != "" {
 		if nameEnd <= 0 || !validName(logical[:nameEnd]) {
 			return s.stray(logical, raw, off, lineNo)
@@ -474,7 +479,7 @@ func checkContentLine(s []byte) (nameEnd, valStart int, problem string) {
 
 func validName(b []byte) bool {
 	for _, c := range b {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
 			return false
 		}
 	}

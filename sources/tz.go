@@ -22,7 +22,7 @@ var (
 	ianaCache   sync.Map // string -> *time.Location (nil: not an IANA name)
 	vtzCache    sync.Map // definition key -> *time.Location
 	cacheCount  atomic.Int64
-	maxCacheLen = int64(4096) // unknown names from hostile feeds must not grow it forever
+	maxCacheLen = int64(4096) // unknown names and VTIMEZONEs from feeds must not grow it forever
 )
 
 func cacheStore(m *sync.Map, key string, loc *time.Location) {
@@ -42,9 +42,11 @@ func loadIANA(name string) *time.Location {
 	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
-		loc = nil
+		// Unknown names come from feeds: remember a bounded number.
+		cacheStore(&ianaCache, name, nil)
+		return nil
 	}
-	cacheStore(&ianaCache, name, loc)
+	ianaCache.Store(name, loc) // at most the few hundred IANA names
 	return loc
 }
 
