@@ -1,7 +1,9 @@
 package sync
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -143,6 +145,37 @@ type harness struct {
 	done    chan error
 	metrics *Metrics
 	eng     *Engine
+	logs    syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for the engine's goroutines.
+type syncBuffer struct {
+	mu gosync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// reasons returns "op reason" of every presence change logged.
+func (h *harness) reasons() []string {
+	var out []string
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		var rec struct{ Msg, Op, Reason, User string }
+		if json.Unmarshal([]byte(line), &rec) == nil && strings.HasPrefix(rec.Msg, "presence ") {
+			out = append(out, rec.Op+" "+rec.Reason)
+		}
+	}
+	return out
 }
 
 func startHarness(t *testing.T, cfg *config.Config, body string, store *MemStore, graph *fakePresence) *harness {
@@ -160,7 +193,7 @@ func startHarness(t *testing.T, cfg *config.Config, body string, store *MemStore
 
 func (h *harness) start(cfg *config.Config) {
 	eng, err := New(Options{Config: cfg, Presence: h.graph, Store: h.store, Fetcher: h.feeds,
-		Logger: slog.New(slog.DiscardHandler), Metrics: h.metrics})
+		Logger: slog.New(slog.NewJSONHandler(&h.logs, nil)), Metrics: h.metrics})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -231,20 +264,29 @@ func TestEngineLifecycle(t *testing.T) {
 func TestEngineChanges(t *testing.T) {
 	const user = "alice@contoso.com"
 	tests := []struct {
-		name   string
-		change string // the feed after 20 minutes
-		want   []string
+		name    string
+		change  string // the feed after 20 minutes
+		want    []string
+		reasons []string
 	}{
-		{"removed", "", []string{"10m0s set " + user + " InAConferenceCall 30m0s", "21m0s clear " + user}},
-		{"shortened to before now", "m|10|5", []string{"10m0s set " + user + " InAConferenceCall 30m0s", "21m0s clear " + user}},
+		{"removed", "", []string{"10m0s set " + user + " InAConferenceCall 30m0s", "21m0s clear " + user},
+			[]string{"set start", "clear early-end:removed"}},
+		{"shortened to before now", "m|10|5", []string{"10m0s set " + user + " InAConferenceCall 30m0s", "21m0s clear " + user},
+			[]string{"set start", "clear early-end:shortened"}},
 		{"moved later", "m|60|30", []string{
 			"10m0s set " + user + " InAConferenceCall 30m0s", "21m0s clear " + user,
-			"1h0m0s set " + user + " InAConferenceCall 30m0s"}},
+			"1h0m0s set " + user + " InAConferenceCall 30m0s"},
+			[]string{"set start", "clear early-end:moved", "set start"}},
 		{"extended", "m|10|60", []string{
-			"10m0s set " + user + " InAConferenceCall 30m0s", "21m0s set " + user + " InAConferenceCall 49m0s"}},
+			"10m0s set " + user + " InAConferenceCall 30m0s", "21m0s set " + user + " InAConferenceCall 49m0s"},
+			[]string{"set start", "set extended"}},
 		{"shortened but running", "m|10|15", []string{
-			"10m0s set " + user + " InAConferenceCall 30m0s", "25m0s clear " + user}},
-		{"cancelled", "cancel", []string{"10m0s set " + user + " InAConferenceCall 30m0s", "21m0s clear " + user}},
+			"10m0s set " + user + " InAConferenceCall 30m0s", "25m0s clear " + user},
+			[]string{"set start", "clear end"}},
+		{"cancelled", "cancel", []string{"10m0s set " + user + " InAConferenceCall 30m0s", "21m0s clear " + user},
+			[]string{"set start", "clear early-end:cancelled"}},
+		{"declined", "decline", []string{"10m0s set " + user + " InAConferenceCall 30m0s", "21m0s clear " + user},
+			[]string{"set start", "clear early-end:declined"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -257,6 +299,9 @@ func TestEngineChanges(t *testing.T) {
 					h.feeds.set("zoom", ics(begin))
 				case tt.change == "cancel":
 					h.feeds.set("zoom", strings.Replace(ics(begin, "m", 10*time.Minute, 30*time.Minute), "SUMMARY:m", "SUMMARY:m\r\nSTATUS:CANCELLED", 1))
+				case tt.change == "decline":
+					h.feeds.set("zoom", strings.Replace(ics(begin, "m", 10*time.Minute, 30*time.Minute), "SUMMARY:m",
+						"SUMMARY:m\r\nATTENDEE;PARTSTAT=DECLINED:mailto:Alice@Contoso.com", 1))
 				default:
 					var start, dur int
 					fmt.Sscanf(tt.change, "m|%d|%d", &start, &dur)
@@ -265,6 +310,9 @@ func TestEngineChanges(t *testing.T) {
 				h.until(2 * time.Hour)
 				h.stop()
 				h.want(tt.want...)
+				if got := h.reasons(); strings.Join(got, ",") != strings.Join(tt.reasons, ",") {
+					t.Errorf("logged reasons = %q; want %q", got, tt.reasons)
+				}
 			})
 		})
 	}
@@ -354,6 +402,9 @@ func TestEngineRestart(t *testing.T) {
 			"1h0m0s set alice@contoso.com InAConferenceCall 5m0s",
 			"1h4m0s clear alice@contoso.com",
 			"1h25m0s set alice@contoso.com InAConferenceCall 25m0s")
+		if got, want := strings.Join(h.reasons(), ","), "set start,set start,clear restart,set restart"; got != want {
+			t.Errorf("logged reasons = %q; want %q", got, want)
+		}
 	})
 }
 
