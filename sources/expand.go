@@ -469,7 +469,7 @@ func (x *expander) rdates(m *vevent, i int, ms span, win ruleWindow, insts *[]in
 		sv, ev, isPeriod := strings.Cut(v, "/")
 		d, err := x.dt(m, p, sv, line)
 		if err != nil {
-			x.warnf(m, line, "RDATE: %v, ignored", err)
+			x.warnf(m, line, "%v, ignored", err) // err names RDATE
 			continue
 		}
 		any = true

@@ -34,7 +34,8 @@ var errBadDate = errors.New("invalid date or date-time")
 
 // parseDT parses a DATE (YYYYMMDD) or DATE-TIME (YYYYMMDDTHHMMSS[Z]) value.
 // It repairs what clients emit in the wild: a date without VALUE=DATE, a
-// VALUE=DATE with a time part (the date is kept), and a time without seconds.
+// VALUE=DATE with a time part (the date is kept), a date with a stray Z, and
+// a time without seconds.
 // wantDate reports that the property says VALUE=DATE.
 func parseDT(v string, wantDate bool) (rawDT, error) {
 	v = strings.TrimSpace(v)
@@ -46,6 +47,12 @@ func parseDT(v string, wantDate bool) (rawDT, error) {
 	d, ok3 := atoiN(v[6:8])
 	if !ok1 || !ok2 || !ok3 || mo < 1 || mo > 12 || d < 1 || d > daysInMonth(y, time.Month(mo)) {
 		return rawDT{}, errBadDate
+	}
+	// A DATE with a stray Z (Google's contacts birthdays write
+	// RDATE:20131210Z) is still that date: RFC 5545 3.3.4 has no UTC form
+	// of a DATE, so the Z says nothing.
+	if len(v) == 9 && (v[8] == 'Z' || v[8] == 'z') {
+		v = v[:8]
 	}
 	if len(v) == 8 || wantDate {
 		if len(v) != 8 && (v[8] != 'T' && v[8] != 't') {
