@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -139,7 +140,8 @@ func (b *logBuffer) lines(subs ...string) []string {
 // options shape an env.
 type options struct {
 	users       []string // the source's fixed users
-	concurrency int      // graph.max_concurrency (default 4)
+	more        []extraSource
+	concurrency int // graph.max_concurrency (default 4)
 	timeout     time.Duration
 	rateLimit   int
 	rateWindow  time.Duration
@@ -147,6 +149,13 @@ type options struct {
 	graphOpts   []graph.Option // e.g. graph.WithRetry
 	edit        func(*config.Config)
 	quiet       bool // log at warn level (benchmarks)
+}
+
+// extraSource is a further source with its own fixed users and feed.
+type extraSource struct {
+	name  string
+	users []string
+	body  string
 }
 
 // env is a running engine wired to a graphtest server.
@@ -186,6 +195,9 @@ func newConfig(tb testing.TB, g *graphtest.Server, o options) *config.Config {
 	cfg.State.Path = filepath.Join(tb.TempDir(), "state.db")
 	cfg.Server.Listen = ""
 	cfg.Sources = []config.Source{{Name: source, URL: "https://feeds.example.test/zoom.ics?token=t", Users: o.users, PollInterval: time.Second}}
+	for _, x := range o.more {
+		cfg.Sources = append(cfg.Sources, config.Source{Name: x.name, URL: "https://feeds.example.test/" + x.name + ".ics", Users: x.users, PollInterval: time.Second})
+	}
 	if o.edit != nil {
 		o.edit(cfg)
 	}
@@ -233,6 +245,9 @@ func start(tb testing.TB, g *graphtest.Server, body string, client *graph.Client
 		e.store = sync.NewMemStore()
 	}
 	e.feeds.set(source, body)
+	for _, x := range o.more {
+		e.feeds.set(x.name, x.body)
+	}
 	eng, err := sync.New(sync.Options{Config: e.cfg, Presence: client, Store: e.store, Feeds: feedCache,
 		Fetcher: e.feeds, Logger: logger})
 	if err != nil {
@@ -244,7 +259,7 @@ func start(tb testing.TB, g *graphtest.Server, body string, client *graph.Client
 	go func() { e.done <- eng.Run(ctx) }()
 	tb.Cleanup(func() {
 		e.stop()
-		if tb.Failed() && !o.quiet {
+		if (tb.Failed() || os.Getenv("E2E_LOGS") != "") && !o.quiet {
 			tb.Logf("engine logs:\n%s", e.logs.String())
 		}
 	})
@@ -278,6 +293,20 @@ func (e *env) waitFor(what string, within time.Duration, pred func(graphtest.Cal
 		e.tb.Fatalf("waiting %v for %s: %v; calls:\n%s", within, what, err, callList(e.g.Calls()))
 	}
 	return c
+}
+
+// eventually polls cond until it holds or within has passed. Conditions
+// that read the fake (Calls, CallsFor) must use it, not WaitFor, whose
+// predicate runs under the fake's lock.
+func (e *env) eventually(what string, within time.Duration, cond func() bool) {
+	e.tb.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.tb.Fatalf("waited %v for %s; calls:\n%s", within, what, callList(e.g.Calls()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // waitCleared waits until every user has been sent a successful
@@ -328,29 +357,48 @@ func callList(calls []graphtest.Call) string {
 	return b.String()
 }
 
-// checkSetThenCleared checks the user's presence calls: the successful
-// ones alternate set, clear (in that order, starting with a set and ending
-// with a clear), failed attempts only repeat the call that follows them,
-// and the fake holds no session for the user at the end.
-func checkSetThenCleared(t testing.TB, g *graphtest.Server, user string) {
+// checkSetThenCleared checks, in the fake's record, that the user's
+// successful presence calls come in order — set, then clear, as many times
+// as there were spans (a set repeated after a timeout counts once) — and
+// that the fake holds no session for the user at the end: nothing was
+// dropped.
+func checkSetThenCleared(t testing.TB, g *graphtest.Server, user string, spans int) {
 	t.Helper()
 	ops := presenceOps(g, user)
-	var ok []string
+	var ok, tried []string
 	for _, op := range ops {
-		if strings.HasSuffix(op, " 200") {
-			ok = append(ok, strings.TrimSuffix(op, " 200"))
+		name, _, _ := strings.Cut(op, " ")
+		if len(tried) == 0 || tried[len(tried)-1] != name {
+			tried = append(tried, name)
+		}
+		if strings.HasSuffix(op, " 200") && (len(ok) == 0 || ok[len(ok)-1] != name) {
+			ok = append(ok, name)
 		}
 	}
-	want := []string{}
-	for range len(ok) / 2 {
+	var want []string
+	for range spans {
 		want = append(want, graphtest.OpSetPresence, graphtest.OpClearPresence)
 	}
-	if len(ok) == 0 || !slices.Equal(ok, want) {
-		t.Errorf("%s: successful presence calls = %v; want set, clear pairs (all calls: %v)", user, ok, ops)
+	if !slices.Equal(ok, want) {
+		t.Errorf("%s: successful presence calls = %v; want %v (all calls: %v)", user, ok, want, ops)
+	}
+	if !slices.Equal(tried, want) {
+		t.Errorf("%s: presence calls in the order %v; want %v (all calls: %v)", user, tried, want, ops)
 	}
 	if s, live := g.Session(user); live {
 		t.Errorf("%s: fake still holds a session %+v; want it cleared", user, s)
 	}
+}
+
+// attempts returns the times the fake received op for user.
+func attempts(g *graphtest.Server, op, user string) []time.Time {
+	var out []time.Time
+	for _, c := range g.CallsFor(user) {
+		if c.Op == op {
+			out = append(out, c.Time)
+		}
+	}
+	return out
 }
 
 // waitNoSessionsRecorded waits (briefly: the record is deleted just after

@@ -40,13 +40,18 @@ func TestLifecycle(t *testing.T) {
 			default:
 				continue
 			}
-			if lag := c.Time.Sub(due); lag < 0 || lag > time.Second {
-				t.Errorf("%s: %s received %v after its boundary; want within [0, 1s]", id, c.Op, lag)
+			// The target is 1 s at p99 (BenchmarkBoundaryLag measures it);
+			// 2 s here keeps a busy CI machine from failing the test.
+			if lag := c.Time.Sub(due); lag < 0 || lag > 2*time.Second {
+				t.Errorf("%s: %s received %v after its boundary; want within [0, 2s]", id, c.Op, lag)
 			}
 		}
 	}
 	// The UPN was looked up once, the object id not at all.
-	if n := countCalls(g, graphtest.OpGetUser, "", 0); n != 1 {
+	if n := countCalls(g, graphtest.OpGetUser, ids[0], 0); n != 0 {
+		t.Errorf("lookups of an object id = %d; want 0", n)
+	}
+	if n := countCalls(g, graphtest.OpGetUser, "user2@contoso.com", 0); n != 1 {
 		t.Errorf("user lookups = %d; want 1 (for the UPN only)", n)
 	}
 	waitNoSessionsRecorded(t, e)
