@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +13,10 @@ import (
 )
 
 // The DESIGN target: parse + expand within 2x of go-ical's bare decode of
-// the same bytes. Compare BenchmarkParseExpand* with BenchmarkGoICALDecode*:
+// the same bytes. Compare BenchmarkParseExpand* with BenchmarkGoICALDecode*,
+// or read the ratios BenchmarkVsGoICAL reports (BENCHMARKS.md):
 //
-//	go test -run '^$' -bench 'Corpus|Zoom50' -benchmem ./sources/
+//	go test -run '^$' -bench . -benchmem -count 5 ./sources/
 
 // benchWindow is the production horizon: 36 hours.
 var benchWindow = ExpandOptions{From: utc("2024-03-09T00:00:00Z"), To: utc("2024-03-10T12:00:00Z")}
@@ -53,11 +55,100 @@ func BenchmarkParseExpandCorpus(b *testing.B) {
 	files := corpusBytes(b)
 	b.SetBytes(totalLen(files))
 	b.ReportAllocs()
+	ms := startAllocs()
 	for b.Loop() {
 		for _, f := range files {
 			ParseExpand(f, benchWindow)
 		}
 	}
+	reportPerOccurrence(b, ms, files, benchWindow)
+}
+
+// BenchmarkParseExpandCorpusWide expands the corpus over 1970..2040 (as
+// TestCorpusConformance does): mostly expansion, so allocs/occ is the cost
+// of an occurrence rather than of the parse.
+func BenchmarkParseExpandCorpusWide(b *testing.B) {
+	files := corpusBytes(b)
+	opt := ExpandOptions{From: utc("1970-01-01T00:00:00Z"), To: utc("2040-01-01T00:00:00Z")}
+	b.SetBytes(totalLen(files))
+	b.ReportAllocs()
+	ms := startAllocs()
+	for b.Loop() {
+		for _, f := range files {
+			ParseExpand(f, opt)
+		}
+	}
+	reportPerOccurrence(b, ms, files, opt)
+}
+
+// startAllocs records the allocations so far, for reportPerOccurrence.
+func startAllocs() runtime.MemStats {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms
+}
+
+// reportPerOccurrence reports the allocations since start per occurrence
+// and per VEVENT of one pass over files, and the occurrences of a pass.
+func reportPerOccurrence(b *testing.B, start runtime.MemStats, files [][]byte, opt ExpandOptions) {
+	var end runtime.MemStats
+	runtime.ReadMemStats(&end)
+	allocs := float64(end.Mallocs-start.Mallocs) / float64(b.N)
+	occs, events := 0, 0
+	for _, f := range files {
+		if res, err := ParseExpand(f, opt); err == nil {
+			occs += len(res.Occurrences)
+			events += res.Events
+		}
+	}
+	if occs > 0 {
+		b.ReportMetric(allocs/float64(occs), "allocs/occ")
+	}
+	if events > 0 {
+		b.ReportMetric(allocs/float64(events), "allocs/event")
+	}
+	b.ReportMetric(float64(occs), "occs/op")
+}
+
+// BenchmarkVsGoICAL runs parse + expand (36 h window) and go-ical's bare
+// decode of the same bytes b.N times each and reports the ratios
+// ours/go-ical of time (x-time), allocations (x-allocs) and bytes
+// allocated (x-bytes). DESIGN.md's target is x-time <= 2. ns/op is the sum
+// of both sides.
+func BenchmarkVsGoICAL(b *testing.B) {
+	b.Run("corpus", func(b *testing.B) { benchVsGoICAL(b, corpusBytes(b)) })
+	b.Run("zoom50", func(b *testing.B) { benchVsGoICAL(b, [][]byte{zoomFeed(50)}) })
+}
+
+func benchVsGoICAL(b *testing.B, files [][]byte) {
+	type side struct {
+		d              time.Duration
+		allocs, nbytes uint64
+	}
+	measure := func(f func([]byte)) side {
+		b.StopTimer()
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		b.StartTimer()
+		t0 := time.Now()
+		for range b.N {
+			for _, data := range files {
+				f(data)
+			}
+		}
+		d := time.Since(t0)
+		b.StopTimer()
+		runtime.ReadMemStats(&m1)
+		b.StartTimer()
+		return side{d, m1.Mallocs - m0.Mallocs, m1.TotalAlloc - m0.TotalAlloc}
+	}
+	b.SetBytes(2 * totalLen(files))
+	ours := measure(func(data []byte) { ParseExpand(data, benchWindow) })
+	base := measure(func(data []byte) { goICALDecode(data) })
+	b.ReportMetric(float64(ours.d)/float64(base.d), "x-time")
+	b.ReportMetric(float64(ours.allocs)/float64(base.allocs), "x-allocs")
+	b.ReportMetric(float64(ours.nbytes)/float64(base.nbytes), "x-bytes")
 }
 
 func BenchmarkGoICALDecodeCorpus(b *testing.B) {
@@ -143,8 +234,36 @@ func BenchmarkParseExpandZoom50(b *testing.B) {
 	data := zoomFeed(50)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
+	ms := startAllocs()
 	for b.Loop() {
 		if _, err := ParseExpand(data, benchWindow); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerOccurrence(b, ms, [][]byte{data}, benchWindow)
+}
+
+// BenchmarkParseExpand100k is TestLimitsHundredThousandEvents' feed: 100,000
+// compact events (9.7 MiB) in a 36 h window.
+func BenchmarkParseExpand100k(b *testing.B) {
+	data := limitFeed(limitEvents, true)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	ms := startAllocs()
+	for b.Loop() {
+		if _, err := ParseExpand(data, limitWindow); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerOccurrence(b, ms, [][]byte{data}, limitWindow)
+}
+
+func BenchmarkGoICALDecode100k(b *testing.B) {
+	data := limitFeed(limitEvents, true)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := goICALDecode(data); err != nil {
 			b.Fatal(err)
 		}
 	}
