@@ -29,6 +29,15 @@ if [ -z "${CALPRESENCE_ORACLE:-}" ]; then
 	[ -f "$shared/tools/oracle/expand.mjs" ] || skip "no oracle at $shared/tools/oracle"
 fi
 
+# File arguments are relative to where we were called from.
+args=()
+for a in "$@"; do
+	if [ -f "$a" ]; then
+		a=$(cd "$(dirname "$a")" && pwd)/$(basename "$a")
+	fi
+	args+=("$a")
+done
+
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/crosscheck.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
@@ -50,4 +59,4 @@ if [ -z "$oracle" ]; then
 fi
 
 echo "crosscheck: $(node --version) ical.js oracle vs calpresence $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), corpus $shared/corpus/ics"
-"$tmp/crosscheck" -calpresence "$tmp/calpresence" -oracle "$oracle" -corpus "$shared/corpus/ics" "$@"
+"$tmp/crosscheck" -calpresence "$tmp/calpresence" -oracle "$oracle" -corpus "$shared/corpus/ics" ${args[@]+"${args[@]}"}
