@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -105,8 +106,12 @@ func (x *executor) run(ctx context.Context, actions []Action) []Result {
 	}
 	if len(intents) > 0 {
 		if err := x.store.PutSessions(intents); err != nil {
+			// No call without its record: back off as for a failed call,
+			// so a broken state file does not spin the loop.
+			err = fmt.Errorf("record intent: %w", err)
 			for i, a := range actions {
 				results[i] = Result{Action: a, Err: err}
+				x.fail(a, err, x.log.With("user", a.User, "op", a.Op))
 			}
 			return results
 		}
