@@ -125,6 +125,10 @@ func (m *Matcher) Match(source string, occs []sources.Occurrence) []Match {
 		return nil
 	}
 	var out []Match
+	if sm.src.Match == "" {
+		// Kept as long as the feed is unchanged: no append slack.
+		out = make([]Match, 0, len(occs)*len(sm.src.Users))
+	}
 	for i := range occs {
 		o := &occs[i]
 		common := sm.skipReason(o)
@@ -168,6 +172,12 @@ func (m *Matcher) Match(source string, occs []sources.Occurrence) []Match {
 		}
 	}
 	return out
+}
+
+// usesDescription reports whether a filter of source reads descriptions.
+func (m *Matcher) usesDescription(source string) bool {
+	sm := m.sources[source]
+	return sm != nil && (sm.include.description != nil || sm.exclude.description != nil)
 }
 
 // skipReason is the reason an occurrence makes nobody busy, whoever it

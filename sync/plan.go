@@ -85,7 +85,7 @@ func planSource(ctx context.Context, m *Matcher, fetcher Fetcher, src *config.So
 		return nil, &SourceError{src.Name, fmt.Errorf("%s: %w", sources.RedactURL(src.URL), err)}
 	}
 	var busy []Match
-	for _, mt := range m.Match(src.Name, out.Occurrences) {
+	for _, mt := range m.Match(src.Name, compact(out.Occurrences, m.usesDescription(src.Name))) {
 		if !mt.Busy() || (len(req.Users) > 0 && !slices.Contains(req.Users, mt.User)) {
 			continue
 		}

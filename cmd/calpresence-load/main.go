@@ -1,0 +1,133 @@
+// Command calpresence-load measures a full pass over many feeds, the
+// DESIGN.md "Performance" target: 10,000 users with 10,000 feeds of ~50
+// meetings, fetched from loopback, parsed, expanded and planned in ≤ 15 s on
+// 2 cores with a peak RSS ≤ 512 MB.
+//
+// It serves generated feeds (Zoom, Webex, Outlook and Google styles, about
+// 1.75 KB per meeting) from an in-process HTTP/1.1 server on loopback that
+// answers If-None-Match with 304, and times either the engine's first pass
+// (what `calpresence run` does before it starts scheduling: load the last
+// good copies, read every source, reconcile) followed by a second, unchanged
+// pass, or `calpresence plan` (sync.Plan). Presence calls go to a counting
+// fake: this tool does not import graph/.
+//
+//	calpresence-load -feeds 10000 -meetings 50 -mode engine -state bolt
+//	GOMEMLIMIT=256MiB calpresence-load -mode plan
+//
+// It honours GOMEMLIMIT and GOGC from the environment; -memlimit sets the
+// limit itself. Everything stays on loopback and it stops by itself.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "calpresence-load:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("calpresence-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: calpresence-load [-feeds N] [-meetings M] [-mode engine|plan] [-state bolt|mem] [flags]")
+		fmt.Fprintln(stderr)
+		fmt.Fprintln(stderr, "Times a full pass over N generated feeds served from loopback (DESIGN.md \"Performance\").")
+		fmt.Fprintln(stderr)
+		fs.PrintDefaults()
+	}
+	var o options
+	fs.IntVar(&o.feeds, "feeds", 10000, "number of feeds, one user each")
+	fs.IntVar(&o.meetings, "meetings", 50, "meetings (VEVENTs) per feed")
+	fs.StringVar(&o.mode, "mode", "engine", "engine: the daemon's first pass, then an unchanged one; plan: sync.Plan")
+	fs.StringVar(&o.state, "state", "bolt", "engine state: bolt (a state file in a temporary directory) or mem (dry-run style)")
+	fs.StringVar(&o.style, "style", "mixed", "feed style: mixed, zoom, webex, outlook or google")
+	fs.Uint64Var(&o.seed, "seed", 1, "generator seed")
+	memlimit := fs.String("memlimit", "", "soft memory limit, e.g. 256MiB (default: GOMEMLIMIT)")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the first pass to `file`")
+	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile after the first pass to `file` (and after the restart pass to file.restart)")
+	fs.BoolVar(&o.restart, "restart", true, "engine with bolt: also time a restart (a new engine on the same state file)")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
+	verbose := fs.Bool("v", false, "log the engine's warnings to stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	switch {
+	case o.feeds < 1 || o.meetings < 1:
+		return usageError{errors.New("-feeds and -meetings must be at least 1")}
+	case o.mode != "engine" && o.mode != "plan":
+		return usageError{fmt.Errorf("-mode: want engine or plan (got %q)", o.mode)}
+	case o.state != "bolt" && o.state != "mem":
+		return usageError{fmt.Errorf("-state: want bolt or mem (got %q)", o.state)}
+	case !strings.Contains("mixed zoom webex outlook google", o.style) || o.style == "":
+		return usageError{fmt.Errorf("-style: want mixed, zoom, webex, outlook or google (got %q)", o.style)}
+	}
+	if *memlimit != "" {
+		n, err := parseSize(*memlimit)
+		if err != nil {
+			return usageError{fmt.Errorf("-memlimit: %w", err)}
+		}
+		debug.SetMemoryLimit(n)
+	}
+	o.log = slog.New(slog.DiscardHandler)
+	if *verbose {
+		o.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	return measure(ctx, o, stdout)
+}
+
+// parseSize reads a byte count the way GOMEMLIMIT does: a number with an
+// optional B, KiB, MiB, GiB or TiB suffix.
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid size %q (want e.g. 256MiB)", s)
+	}
+	return n * mult, nil
+}

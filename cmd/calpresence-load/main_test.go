@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/calpresence/calpresence/sources"
+)
+
+// The full-pass figure of DESIGN.md "Performance" at a size that suits
+// `go test` (the tool itself runs the 10,000 feeds; see BENCHMARKS.md):
+//
+//	go test -run '^$' -bench FullPass -benchtime 3x ./cmd/calpresence-load/
+//	go test -run '^$' -bench FullPass -benchtime 1x ./cmd/calpresence-load/ -load.feeds 10000
+var (
+	benchFeeds    = flag.Int("load.feeds", 1000, "feeds in BenchmarkFullPass")
+	benchMeetings = flag.Int("load.meetings", 50, "meetings per feed in BenchmarkFullPass")
+)
+
+func TestFeedsParse(t *testing.T) {
+	now := time.Now()
+	for _, st := range []string{"zoom", "webex", "outlook", "google"} {
+		g := &generator{seed: 1, meetings: 50, base: now.UTC().Truncate(24 * time.Hour), style: st}
+		var events, occs, size int
+		for i := range 8 {
+			data := g.feed(nil, i)
+			size += len(data)
+			res, err := sources.ParseExpand(data, sources.ExpandOptions{From: now.Add(-time.Hour), To: now.Add(36 * time.Hour)})
+			if err != nil {
+				t.Fatalf("ParseExpand(%s feed %d) error: %v", st, i, err)
+			}
+			if len(res.Warnings) > 0 {
+				t.Errorf("ParseExpand(%s feed %d) warnings %q; want none", st, i, res.Warnings)
+			}
+			events += res.Events
+			occs += len(res.Occurrences)
+		}
+		t.Logf("%s: %d bytes per meeting, %d VEVENTs and %d occurrences in 37 h per feed", st, size/(8*50), events/8, occs/8)
+		// Each meeting is one VEVENT, plus an override for some.
+		if events < 8*50 || events > 8*50*5/4 {
+			t.Errorf("%s: %d VEVENTs in 8 feeds of 50 meetings; want 400..500", st, events)
+		}
+		if perMeeting := size / (8 * 50); perMeeting < 1200 || perMeeting > 2300 {
+			t.Errorf("%s: %d bytes per meeting; want about 1.75 KB", st, perMeeting)
+		}
+		if perFeed := occs / 8; perFeed < 5 || perFeed > 50 {
+			t.Errorf("%s: %d occurrences per feed in 37 h; want 5..50", st, perFeed)
+		}
+	}
+}
+
+func TestFeedsDeterministic(t *testing.T) {
+	g := &generator{seed: 7, meetings: 20, base: time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC), style: "mixed"}
+	if a, b := g.feed(nil, 3), g.feed(nil, 3); !bytes.Equal(a, b) {
+		t.Error("feed(3) differs between two calls; want the same bytes")
+	}
+	if a, b := g.feed(nil, 3), g.feed(nil, 4); bytes.Equal(a, b) {
+		t.Error("feed(3) = feed(4); want different feeds")
+	}
+}
+
+func TestRun(t *testing.T) {
+	for _, args := range [][]string{
+		{"-feeds", "24", "-meetings", "10", "-state", "bolt"},
+		{"-feeds", "24", "-meetings", "10", "-state", "mem"},
+		{"-feeds", "24", "-meetings", "10", "-mode", "plan"},
+	} {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), args, &out, &errb); err != nil {
+			t.Fatalf("run(%q) error: %v\n%s%s", args, err, out.String(), errb.String())
+		}
+		got := out.String()
+		want := []string{"first pass:", "fetches 24 (200: 24, 304: 0, failed: 0),", "parsed 24,", "unchanged pass:", "fetches 24 (200: 0, 304: 24, failed: 0), 0 MB of ICS, parsed 0,"}
+		if args[len(args)-1] == "plan" {
+			want = []string{"plan:", "fetches 24 (200: 24, 304: 0, failed: 0)"}
+		}
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("run(%q) output lacks %q:\n%s", args, w, got)
+			}
+		}
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	for _, args := range [][]string{{"-mode", "x"}, {"-state", "disk"}, {"-feeds", "0"}, {"-memlimit", "lots"}, {"-style", "icloud"}} {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), args, &out, &errb)
+		if _, ok := err.(usageError); !ok {
+			t.Errorf("run(%q) = %v; want a usage error", args, err)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"256MiB": 256 << 20, "1GiB": 1 << 30, "1000": 1000, "64KiB": 64 << 10} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+}
+
+// BenchmarkFullPass times the engine's first pass (fetch from loopback,
+// parse, expand, plan, and the calls to a Graph that answers at once) on a
+// fresh state, the unchanged pass after it, and sync.Plan.
+func BenchmarkFullPass(b *testing.B) {
+	o := options{feeds: *benchFeeds, meetings: *benchMeetings, style: "mixed", seed: 1, log: slog.New(slog.DiscardHandler)}
+	h, err := newHarness(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.close()
+	ctx := context.Background()
+	report := func(b *testing.B, occs int) {
+		b.ReportMetric(float64(o.feeds*b.N)/b.Elapsed().Seconds(), "feeds/s")
+		b.ReportMetric(float64(occs), "occurrences")
+	}
+	for _, kind := range []string{"bolt", "mem"} {
+		b.Run("engine/"+kind, func(b *testing.B) {
+			occs := 0
+			for b.Loop() {
+				b.StopTimer()
+				os.Remove(h.cfg.State.Path)
+				eng, closeFn, err := h.newEngine(kind)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := eng.FirstPass(ctx); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				occs = occurrences(eng)
+				closeFn()
+				b.StartTimer()
+			}
+			report(b, occs)
+		})
+	}
+	b.Run("unchanged/bolt", func(b *testing.B) {
+		os.Remove(h.cfg.State.Path)
+		eng, closeFn, err := h.newEngine("bolt")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer closeFn()
+		if err := eng.FirstPass(ctx); err != nil {
+			b.Fatal(err)
+		}
+		parsed := h.fetcher.bodies.Load()
+		for b.Loop() {
+			if err := eng.FirstPass(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if n := h.fetcher.bodies.Load() - parsed; n != 0 {
+			b.Errorf("unchanged passes parsed %d feeds; want 0", n)
+		}
+		report(b, occurrences(eng))
+	})
+	b.Run("plan", func(b *testing.B) {
+		occs := 0
+		for b.Loop() {
+			m, err := h.plan(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			occs = len(m)
+		}
+		report(b, occs)
+	})
+}
