@@ -558,59 +558,68 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 	e.metrics.Reconciles.Inc()
 
 	now := time.Now()
+	in, err := e.input(now)
+	if err != nil {
+		e.log.Error("read sessions", "err", err)
+		e.scheduleWake(now.Add(time.Minute))
+		return nil
+	}
+	e.mu.Lock()
+	in.FirstPass, e.firstPass = e.firstPass, false
+	e.mu.Unlock()
+	in.Started = e.started
+	actions, _ := Reconcile(in)
+	results := e.exec.run(ctx, onlyUsers(actions, users))
+	e.scheduleWake(e.nextWake())
+	return results
+}
+
+// input gathers what Reconcile looks at, at now.
+func (e *Engine) input(now time.Time) (ReconcileInput, error) {
 	e.mu.Lock()
 	matches := e.allMatches()
 	known := e.knownFunc()
-	first := e.firstPass
-	e.firstPass = false
 	e.mu.Unlock()
-
 	sessions, err := e.store.Sessions()
 	if err != nil {
-		e.log.Error("read sessions", "err", err)
-		return nil
+		return ReconcileInput{}, err
 	}
-	spans := Spans(matches, e.cfg.Presence.MergeGap)
-	actions, _ := Reconcile(ReconcileInput{
-		Now: now, Spans: spans, Sessions: sessions, Matches: matches,
+	return ReconcileInput{
+		Now: now, Spans: Spans(matches, e.cfg.Presence.MergeGap), Sessions: sessions, Matches: matches,
 		Known: known, Hold: e.exec.held, MaxLease: e.maxLease,
-		FirstPass: first, Started: e.started,
-	})
-	if len(users) > 0 {
-		actions = slices.DeleteFunc(actions, func(a Action) bool { return !slices.Contains(users, a.User) })
-	}
-	results := e.exec.run(ctx, actions)
+	}, nil
+}
 
+// onlyUsers keeps the actions for users (all when users is empty).
+func onlyUsers(actions []Action, users []string) []Action {
+	if len(users) == 0 {
+		return actions
+	}
+	return slices.DeleteFunc(actions, func(a Action) bool { return !slices.Contains(users, a.User) })
+}
+
+// nextWake is the next time a reconcile is due: now, when a boundary fell
+// due while the last pass was still sending its calls; else the next
+// boundary of any span or session, or the end of a retry hold. It also
+// refreshes the session and busy-user gauges.
+func (e *Engine) nextWake() time.Time {
+	now := time.Now()
+	in, err := e.input(now)
+	if err != nil {
+		return now.Add(time.Minute)
+	}
 	busy := 0
-	for _, ss := range spans {
+	for _, ss := range in.Spans {
 		if _, ok := SpanAt(ss, now); ok {
 			busy++
 		}
 	}
 	e.metrics.UsersBusy.Set(float64(busy))
-	if s, err := e.store.Sessions(); err == nil {
-		e.metrics.Sessions.Set(float64(len(s)))
+	e.metrics.Sessions.Set(float64(len(in.Sessions)))
+	due, next := Reconcile(in)
+	if len(due) > 0 {
+		return now
 	}
-	e.scheduleWake(e.nextWake())
-	return results
-}
-
-// nextWake is the next time a reconcile is due: the next boundary of any
-// span or session, or the end of a retry hold.
-func (e *Engine) nextWake() time.Time {
-	now := time.Now()
-	e.mu.Lock()
-	matches := e.allMatches()
-	known := e.knownFunc()
-	e.mu.Unlock()
-	sessions, err := e.store.Sessions()
-	if err != nil {
-		return now.Add(time.Minute)
-	}
-	_, next := Reconcile(ReconcileInput{
-		Now: now, Spans: Spans(matches, e.cfg.Presence.MergeGap), Sessions: sessions, Matches: matches,
-		Known: known, MaxLease: e.maxLease,
-	})
 	if r := e.exec.nextRelease(now); !r.IsZero() && (next.IsZero() || r.Before(next)) {
 		next = r
 	}
@@ -654,23 +663,12 @@ func (e *Engine) allMatches() []Match {
 
 // plan returns the actions a reconcile would take now, without taking them.
 func (e *Engine) plan(users []string) []Action {
-	now := time.Now()
-	e.mu.Lock()
-	matches := e.allMatches()
-	known := e.knownFunc()
-	e.mu.Unlock()
-	sessions, err := e.store.Sessions()
+	in, err := e.input(time.Now())
 	if err != nil {
 		return nil
 	}
-	actions, _ := Reconcile(ReconcileInput{
-		Now: now, Spans: Spans(matches, e.cfg.Presence.MergeGap), Sessions: sessions, Matches: matches,
-		Known: known, Hold: e.exec.held, MaxLease: e.maxLease,
-	})
-	if len(users) > 0 {
-		actions = slices.DeleteFunc(actions, func(a Action) bool { return !slices.Contains(users, a.User) })
-	}
-	return actions
+	actions, _ := Reconcile(in)
+	return onlyUsers(actions, users)
 }
 
 // knownFunc reports, per user, whether every source that could concern

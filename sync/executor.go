@@ -215,6 +215,12 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session) Re
 			attrs = append(attrs, "availability", a.Pair.Availability, "activity", a.Pair.Activity, "expiration", a.Expiration.String())
 		}
 		log.Info("presence "+a.Op, attrs...)
+		if rerr != nil {
+			// Graph has it, our record does not: back off rather than
+			// repeat the call at once.
+			rerr = fmt.Errorf("record outcome: %w", rerr)
+			x.fail(a, rerr, log)
+		}
 		return Result{Action: a, Err: rerr, Sent: sent}
 	}
 
