@@ -15,6 +15,9 @@ COPY --from=build /out/calpresence /calpresence
 COPY --from=build --chown=65532:65532 /out/var/lib/calpresence /var/lib/calpresence
 COPY --from=build /out/etc/calpresence /etc/calpresence
 USER 65532:65532
+# The work is GC-bound: a soft memory limit keeps a 10,000-feed pass under
+# 512 MB RSS (BENCHMARKS.md). Override with -e GOMEMLIMIT=… if needed.
+ENV GOMEMLIMIT=384MiB
 VOLUME ["/var/lib/calpresence"]
 EXPOSE 8080
 ENTRYPOINT ["/calpresence"]
