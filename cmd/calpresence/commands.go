@@ -113,6 +113,22 @@ func openDeps(ctx context.Context, cfg *config.Config, log *slog.Logger) (*deps,
 	return d, nil
 }
 
+// openEngine opens the state and the Graph client and builds the worker on
+// them; close releases the state file.
+func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, m *sync.Metrics) (eng *sync.Engine, close func() error, err error) {
+	d, err := openDeps(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	eng, err = sync.New(sync.Options{Config: cfg, Presence: d.graph, Store: d.store, Feeds: d.feeds,
+		Fetcher: newFetcher(cfg), Logger: log, Metrics: m})
+	if err != nil {
+		_ = d.closeFn()
+		return nil, nil, usageError{err}
+	}
+	return eng, d.closeFn, nil
+}
+
 func newFetcher(cfg *config.Config) *sources.Fetcher {
 	f := sources.NewFetcher(cfg.Schedule.FetchTimeout, cfg.Schedule.MaxFeedBytes)
 	f.UserAgent = "calpresence/" + versionString()
@@ -130,23 +146,17 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	log := mkLog(stderr)
-	d, err := openDeps(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer d.closeFn()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	eng, err := sync.New(sync.Options{Config: cfg, Presence: d.graph, Store: d.store, Feeds: d.feeds,
-		Fetcher: newFetcher(cfg), Logger: log, Metrics: sync.NewMetrics(reg)})
-	if err != nil {
-		return usageError{err}
-	}
 	token, err := adminToken(cfg)
 	if err != nil {
 		return usageError{err}
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	eng, closeState, err := openEngine(ctx, cfg, log, sync.NewMetrics(reg))
+	if err != nil {
+		return err
+	}
+	defer closeState()
 	log.Info("calpresence starting", "version", versionString(), "sources", len(cfg.Sources), "dry_run", cfg.Graph.DryRun, "listen", cfg.Server.Listen)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -287,16 +297,11 @@ func cmdResync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *dryRun {
 		cfg.Graph.DryRun = true
 	}
-	log := mkLog(stderr)
-	d, err := openDeps(ctx, cfg, log)
+	eng, closeState, err := openEngine(ctx, cfg, mkLog(stderr), nil)
 	if err != nil {
 		return err
 	}
-	defer d.closeFn()
-	eng, err := sync.New(sync.Options{Config: cfg, Presence: d.graph, Store: d.store, Feeds: d.feeds, Fetcher: newFetcher(cfg), Logger: log})
-	if err != nil {
-		return usageError{err}
-	}
+	defer closeState()
 	results, err := eng.Resync(ctx, sync.ResyncRequest{Sources: srcs, Users: users, DryRun: *dryRun})
 	reports := server.Reports(results)
 	printReports(stdout, reports, *dryRun)
@@ -331,16 +336,11 @@ func cmdClear(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
-	log := mkLog(stderr)
-	d, err := openDeps(ctx, cfg, log)
+	eng, closeState, err := openEngine(ctx, cfg, mkLog(stderr), nil)
 	if err != nil {
 		return err
 	}
-	defer d.closeFn()
-	eng, err := sync.New(sync.Options{Config: cfg, Presence: d.graph, Store: d.store, Feeds: d.feeds, Fetcher: newFetcher(cfg), Logger: log})
-	if err != nil {
-		return usageError{err}
-	}
+	defer closeState()
 	results, err := eng.Clear(ctx, users, *all)
 	printReports(stdout, server.Reports(results), false)
 	return err
