@@ -169,7 +169,7 @@ func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Opt
 
 	base := o.transport
 	if base == nil {
-		t, err := newBaseTransport(cfg.CAFile)
+		t, err := newBaseTransport(cfg.CAFile, cfg.MaxConcurrency)
 		if err != nil {
 			return nil, err
 		}

@@ -21,9 +21,13 @@ import (
 
 // newBaseTransport is the TLS transport under the middleware (and under
 // azidentity): the system roots plus the certificates of caFile.
-func newBaseTransport(caFile string) (*http.Transport, error) {
+func newBaseTransport(caFile string, maxConcurrency int) (*http.Transport, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.ForceAttemptHTTP2 = true
+	// Keep a connection per concurrent call: over HTTP/1.1 (a proxy, the
+	// tests' fake) net/http's default of 2 idle connections per host makes
+	// most calls of a burst pay a new TLS handshake.
+	t.MaxIdleConnsPerHost = max(maxConcurrency, http.DefaultMaxIdleConnsPerHost)
 	if caFile == "" {
 		return t, nil
 	}

@@ -54,6 +54,7 @@ type executor struct {
 
 	mu    gosync.Mutex
 	holds map[string]hold
+	fresh map[string]string // user ids resolved but not yet cached in the store
 }
 
 type hold struct {
@@ -64,7 +65,7 @@ type hold struct {
 }
 
 func newExecutor(p Presence, st Store, lim *Limiter, concurrency int, log *slog.Logger, m *Metrics) *executor {
-	return &executor{presence: p, store: st, limiter: lim, concurrency: max(concurrency, 1), log: log, metrics: m, holds: make(map[string]hold)}
+	return &executor{presence: p, store: st, limiter: lim, concurrency: max(concurrency, 1), log: log, metrics: m, holds: make(map[string]hold), fresh: make(map[string]string)}
 }
 
 // held reports whether calls for user are held back at now.
@@ -132,8 +133,14 @@ func (x *executor) run(ctx context.Context, actions []Action) []Result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			results[i] = x.call(ctx, a, pending[i])
+			// The slot bounds concurrent Graph calls only: it is freed as
+			// soon as Graph has answered, and the record of the outcome is
+			// written while the next call goes out (concurrent writes share
+			// one fsync through bbolt's Batch).
+			var once gosync.Once
+			done := func() { once.Do(func() { <-sem }) }
+			defer done()
+			results[i] = x.call(ctx, a, pending[i], done)
 		}()
 	}
 	wg.Wait()
@@ -168,7 +175,9 @@ func (x *executor) record(a Action) error {
 	return nil
 }
 
-func (x *executor) call(ctx context.Context, a Action, pending state.Session) Result {
+// call makes one Graph call; it calls answered once Graph has answered
+// (or no call will be made).
+func (x *executor) call(ctx context.Context, a Action, pending state.Session, answered func()) Result {
 	log := x.log.With("user", a.User, "op", a.Op, "reason", a.Reason)
 	id, err := x.resolve(ctx, a.User)
 	if err != nil {
@@ -179,7 +188,8 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session) Re
 	}
 	pending.UserID = id
 
-	if err := x.limiter.Wait(ctx); err != nil {
+	release, err := x.limiter.Acquire(ctx)
+	if err != nil {
 		return Result{Action: a, Err: err}
 	}
 	// A call once started is finished even when we are shutting down
@@ -199,6 +209,9 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session) Re
 			err = nil // the session is already gone: success
 		}
 	}
+	release() // Graph has counted the call by now
+	answered()
+	x.cacheID(a.User)
 	x.count(a.Op, err)
 
 	if err == nil {
@@ -309,10 +322,26 @@ func (x *executor) resolve(ctx context.Context, user string) (string, error) {
 		x.count("resolveUser", err)
 		return "", err
 	}
-	if err := x.store.PutUserID(user, id); err != nil {
-		return "", err
-	}
+	// Cache it after the call (cacheID), not before: a lost cache entry
+	// costs a lookup, while an fsync'd write here delays the call.
+	x.mu.Lock()
+	x.fresh[user] = id
+	x.mu.Unlock()
 	return id, nil
+}
+
+// cacheID writes a user id resolved for this call to the store.
+func (x *executor) cacheID(user string) {
+	x.mu.Lock()
+	id, ok := x.fresh[user]
+	delete(x.fresh, user)
+	x.mu.Unlock()
+	if !ok {
+		return
+	}
+	if err := x.store.PutUserID(user, id); err != nil {
+		x.log.Warn("cache user id", "user", user, "err", err)
+	}
 }
 
 func (x *executor) count(op string, err error) {

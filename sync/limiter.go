@@ -11,11 +11,19 @@ import (
 // per 30 s per app per tenant). Unlike a token bucket with a burst, it can
 // never exceed n in a window, and it never waits longer than the window
 // requires.
+//
+// Graph counts a call when it arrives, some time after the limiter let it
+// go (a token request, a TLS handshake, the network), and that time
+// varies. So that arrivals too stay within the limit, a call started with
+// Acquire holds its slot until it ends, and the slot counts from then: a
+// call arrives before its answer comes back, so the call that reuses the
+// slot n calls later arrives more than w after it.
 type Limiter struct {
 	mu   gosync.Mutex
 	n    int
 	w    time.Duration
-	ring []time.Time // times of the last n grants, oldest at next
+	ring []time.Time     // when each of the last n events ended, oldest at next
+	busy []chan struct{} // non-nil while the call holding that slot runs
 	next int
 }
 
@@ -24,31 +32,63 @@ func NewLimiter(n int, w time.Duration) *Limiter {
 	if n < 1 || w <= 0 {
 		return &Limiter{}
 	}
-	return &Limiter{n: n, w: w, ring: make([]time.Time, n)}
+	return &Limiter{n: n, w: w, ring: make([]time.Time, n), busy: make([]chan struct{}, n)}
 }
 
-// Wait blocks until an event may happen, or ctx is done.
+// Wait blocks until an event may happen, or ctx is done. The event counts
+// from now.
 func (l *Limiter) Wait(ctx context.Context) error {
+	release, err := l.Acquire(ctx)
+	if err == nil {
+		release()
+	}
+	return err
+}
+
+// Acquire blocks until a call may start, or ctx is done. The caller calls
+// release when the call has ended (answered or failed); its slot counts
+// from then.
+func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 	if l.n == 0 {
-		return ctx.Err()
+		return func() {}, ctx.Err()
 	}
 	for {
 		l.mu.Lock()
-		now := time.Now()
-		oldest := l.ring[l.next]
-		if oldest.IsZero() || now.Sub(oldest) >= l.w {
-			l.ring[l.next] = now
-			l.next = (l.next + 1) % l.n
+		i := l.next
+		if ch := l.busy[i]; ch != nil {
+			// The call n calls ago is still running.
 			l.mu.Unlock()
-			return nil
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-ch:
+			}
+			continue
 		}
-		wait := l.w - now.Sub(oldest)
+		now := time.Now()
+		last := l.ring[i]
+		if last.IsZero() || now.Sub(last) >= l.w {
+			ch := make(chan struct{})
+			l.ring[i], l.busy[i] = now, ch
+			l.next = (i + 1) % l.n
+			l.mu.Unlock()
+			var once gosync.Once
+			return func() {
+				once.Do(func() {
+					l.mu.Lock()
+					l.ring[i], l.busy[i] = time.Now(), nil
+					l.mu.Unlock()
+					close(ch)
+				})
+			}, nil
+		}
+		wait := l.w - now.Sub(last)
 		l.mu.Unlock()
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-t.C:
 		}
 	}
