@@ -152,6 +152,18 @@ sources:
 	return &e2eEnv{g: g, clientID: gc.ClientID, secret: string(gc.ClientSecret), start: start, end: end, feedHits: hits, cfgPath: cfgPath}
 }
 
+// waitLog waits for a log line containing want.
+func (d *daemon) waitLog(t *testing.T, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !strings.Contains(d.log(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %s within %v", want, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // serving waits for the daemon's server address.
 func (d *daemon) serving(t *testing.T) string {
 	t.Helper()
@@ -288,6 +300,10 @@ func TestRunRestartAfterKill(t *testing.T) {
 	d := startDaemon(t, e.cfgPath)
 	d.serving(t)
 	waitCalls(t, e.g, 1, time.Until(e.start)+5*time.Second)
+	// Kill once the outcome is recorded (logged right after the write). A
+	// kill between Graph's answer and that write leaves the intent
+	// uncertain, and the restart rightly sends the set again.
+	d.waitLog(t, `"msg":"presence set"`, 5*time.Second)
 	if err := d.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
