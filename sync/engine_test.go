@@ -333,27 +333,49 @@ func TestEngineFutureChangeWaitsForStart(t *testing.T) {
 }
 
 func TestEngineFeedFailureNeverClears(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		begin := time.Now()
-		h := startHarness(t, testConfig(), ics(begin, "m", 10*time.Minute, 3*time.Minute, "n", 30*time.Minute, 3*time.Minute), nil, nil)
-		h.until(11 * time.Minute)
-		h.feeds.fail("zoom", errors.New("connection refused"))
-		h.until(20 * time.Minute)
-		if ready, st := h.eng.Ready(); !ready || st[0].Healthy || st[0].LastError == "" {
-			t.Errorf("Ready() = %v, %+v; want ready with zoom unhealthy", ready, st)
-		}
-		// The last good copy still drives the boundaries.
-		h.until(40 * time.Minute)
-		h.feeds.fail("zoom", nil)
-		h.until(45 * time.Minute)
-		if _, st := h.eng.Ready(); !st[0].Healthy {
-			t.Errorf("source not healthy again after recovery: %+v", st[0])
-		}
-		h.stop()
-		h.want(
-			"10m0s set alice@contoso.com InAConferenceCall 5m0s", "13m0s clear alice@contoso.com",
-			"30m0s set alice@contoso.com InAConferenceCall 5m0s", "33m0s clear alice@contoso.com")
-	})
+	good := func(begin time.Time) string {
+		return ics(begin, "m", 10*time.Minute, 3*time.Minute, "n", 30*time.Minute, 3*time.Minute)
+	}
+	tests := []struct {
+		name  string
+		spoil func(h *harness, begin time.Time)
+		mend  func(h *harness, begin time.Time)
+	}{
+		{"fetch error",
+			func(h *harness, _ time.Time) { h.feeds.fail("zoom", errors.New("connection refused")) },
+			func(h *harness, _ time.Time) { h.feeds.fail("zoom", nil) }},
+		{"truncated file",
+			func(h *harness, begin time.Time) { b := good(begin); h.feeds.set("zoom", b[:len(b)/2]) },
+			func(h *harness, begin time.Time) { h.feeds.set("zoom", good(begin)) }},
+		{"not iCalendar",
+			func(h *harness, _ time.Time) { h.feeds.set("zoom", "<html><body>Sign in</body></html>") },
+			func(h *harness, begin time.Time) { h.feeds.set("zoom", good(begin)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				begin := time.Now()
+				h := startHarness(t, testConfig(), good(begin), nil, nil)
+				h.until(11 * time.Minute)
+				tt.spoil(h, begin)
+				h.until(20 * time.Minute)
+				if ready, st := h.eng.Ready(); !ready || st[0].Healthy || st[0].LastError == "" {
+					t.Errorf("Ready() = %v, %+v; want ready with zoom unhealthy", ready, st)
+				}
+				// The last good copy still drives the boundaries.
+				h.until(40 * time.Minute)
+				tt.mend(h, begin)
+				h.until(45 * time.Minute)
+				if _, st := h.eng.Ready(); !st[0].Healthy {
+					t.Errorf("source not healthy again after recovery: %+v", st[0])
+				}
+				h.stop()
+				h.want(
+					"10m0s set alice@contoso.com InAConferenceCall 5m0s", "13m0s clear alice@contoso.com",
+					"30m0s set alice@contoso.com InAConferenceCall 5m0s", "33m0s clear alice@contoso.com")
+			})
+		})
+	}
 }
 
 func TestEngineUnchangedPollsCostNothing(t *testing.T) {
