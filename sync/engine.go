@@ -445,13 +445,15 @@ func (e *Engine) poll(ctx context.Context, name string, force bool, keep func(st
 			log.Warn("cannot re-expand unchanged feed", "err", err)
 			return false, nil
 		}
-	} else {
-		e.metrics.FeedFetches.WithLabelValues(name, "ok").Inc()
 	}
 	out, err := e.expand(f, body, now)
 	if err != nil {
 		e.unhealthy(f, "parse_error", err, log)
 		return false, &SourceError{name, err}
+	}
+	if !res.NotModified {
+		// One result per fetch: "ok" only for a body that parsed.
+		e.metrics.FeedFetches.WithLabelValues(name, "ok").Inc()
 	}
 	for _, w := range out.Warnings {
 		log.Debug("feed warning", "warning", w)
