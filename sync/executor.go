@@ -58,11 +58,16 @@ type executor struct {
 }
 
 type hold struct {
-	until   time.Time // zero: until restart (unknown user)
-	forever bool
+	until   time.Time
+	unknown bool // the user is not in Entra (reported once)
 	tries   int
 	why     string
 }
+
+// UnknownUserRecheck is how long a user Entra does not know is left alone
+// before the next lookup: never a hot loop, yet a user created later is
+// picked up without a restart.
+const UnknownUserRecheck = time.Hour
 
 func newExecutor(p Presence, st Store, lim *Limiter, concurrency int, log *slog.Logger, m *Metrics) *executor {
 	return &executor{presence: p, store: st, limiter: lim, concurrency: max(concurrency, 1), log: log, metrics: m, holds: make(map[string]hold), fresh: make(map[string]string)}
@@ -73,7 +78,7 @@ func (x *executor) held(user string, now time.Time) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	h, ok := x.holds[user]
-	return ok && (h.forever || now.Before(h.until))
+	return ok && now.Before(h.until)
 }
 
 // nextRelease is the earliest time a timed hold ends (zero: none).
@@ -82,7 +87,7 @@ func (x *executor) nextRelease(now time.Time) time.Time {
 	defer x.mu.Unlock()
 	var t time.Time
 	for _, h := range x.holds {
-		if !h.forever && h.until.After(now) && (t.IsZero() || h.until.Before(t)) {
+		if h.until.After(now) && (t.IsZero() || h.until.Before(t)) {
 			t = h.until
 		}
 	}
@@ -273,11 +278,15 @@ func (x *executor) fail(a Action, err error, log *slog.Logger) {
 	case errors.Is(err, context.Canceled):
 		return
 	case kind == presence.NotFound && a.Op != OpClear:
-		// Unknown user: report once, skip until restart.
-		if !h.forever {
-			log.Error("user not found in Entra; skipped until restart", "err", err)
+		// Unknown user (or a cached id that no longer exists): report
+		// once, look again after UnknownUserRecheck.
+		if !h.unknown {
+			log.Error("user not found in Entra; skipped", "err", err, "recheck_in", UnknownUserRecheck.String())
 		}
-		x.holds[a.User] = hold{forever: true, why: "unknown user"}
+		x.holds[a.User] = hold{until: now.Add(UnknownUserRecheck), unknown: true, why: "unknown user"}
+		if err := x.store.PutUserID(a.User, ""); err != nil { // forget a stale id
+			log.Warn("forget cached user id", "err", err)
+		}
 	case kind == presence.Permanent:
 		// Not retried: hold until the span it was for is over.
 		log.Error("graph refused the call; not retried for this span", "err", err)
@@ -301,11 +310,11 @@ func (x *executor) holdUntil(user string, t time.Time, why string) {
 	x.mu.Unlock()
 }
 
-// clearHold ends a retry back-off for user after a successful call; holds
-// set for other reasons stay.
+// clearHold ends a retry back-off or an unknown-user hold after a
+// successful call; holds set for other reasons (an operator's clear) stay.
 func (x *executor) clearHold(user string) {
 	x.mu.Lock()
-	if x.holds[user].tries > 0 {
+	if h := x.holds[user]; h.tries > 0 || h.unknown {
 		delete(x.holds, user)
 	}
 	x.mu.Unlock()
@@ -314,7 +323,7 @@ func (x *executor) clearHold(user string) {
 // resolve maps a configured user to an Entra object id, through the store's
 // cache.
 func (x *executor) resolve(ctx context.Context, user string) (string, error) {
-	if id, ok, err := x.store.UserID(user); err == nil && ok {
+	if id, ok, err := x.store.UserID(user); err == nil && ok && id != "" {
 		return id, nil
 	}
 	id, err := x.presence.ResolveUser(ctx, user)
