@@ -325,18 +325,9 @@ func (e *Engine) pollAll(ctx context.Context, names []string, force bool) []erro
 	keep, flush := e.keepBatched()
 	defer flush()
 	errs := make([]error, len(names))
-	sem := make(chan struct{}, 16)
-	var wg gosync.WaitGroup
-	for i, name := range names {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			_, errs[i] = e.poll(ctx, name, force, keep)
-		}()
-	}
-	wg.Wait()
+	parallel(len(names), fetchParallelism, func(i int) {
+		_, errs[i] = e.poll(ctx, names[i], force, keep)
+	})
 	return errs
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	gosync "sync"
 	"time"
 
 	"github.com/calpresence/calpresence/config"
@@ -52,18 +51,10 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 	}
 	results := make([][]Match, len(selected))
 	errs := make([]error, len(selected))
-	sem := make(chan struct{}, 16)
-	var wg gosync.WaitGroup
-	for i, idx := range selected {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			results[i], errs[i] = planSource(ctx, m, fetcher, &cfg.Sources[idx], cfg.SourceLocation(idx), cfg.Schedule.MaxOccurrences, req)
-		}()
-	}
-	wg.Wait()
+	parallel(len(selected), fetchParallelism, func(i int) {
+		idx := selected[i]
+		results[i], errs[i] = planSource(ctx, m, fetcher, &cfg.Sources[idx], cfg.SourceLocation(idx), cfg.Schedule.MaxOccurrences, req)
+	})
 	var out []Match
 	for _, r := range results {
 		out = append(out, r...)
