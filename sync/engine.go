@@ -156,7 +156,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 	s.Start()
-	e.scheduleWake(e.nextWake())
+	if in, err := e.input(time.Now()); err == nil {
+		e.scheduleWake(e.nextWake(in))
+	} else {
+		e.log.Error("read sessions", "err", err)
+		e.scheduleWake(time.Now().Add(time.Minute))
+	}
 	defer func() {
 		// Finish in-flight calls; the state is written after each call.
 		_ = s.Shutdown()
@@ -563,7 +568,7 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 	in.Started = e.started
 	actions, _ := Reconcile(in)
 	results := e.exec.run(ctx, onlyUsers(actions, users))
-	e.scheduleWake(e.nextWake())
+	e.scheduleWake(e.nextWake(in))
 	return results
 }
 
@@ -595,12 +600,17 @@ func onlyUsers(actions []Action, users []string) []Action {
 // due while the last pass was still sending its calls; else the next
 // boundary of any span or session, or the end of a retry hold. It also
 // refreshes the session and busy-user gauges.
-func (e *Engine) nextWake() time.Time {
+//
+// in is the input of the pass that just ran: its spans still hold (a poll
+// that changes them kicks a new pass), only the time and the sessions
+// have moved on.
+func (e *Engine) nextWake(in ReconcileInput) time.Time {
 	now := time.Now()
-	in, err := e.input(now)
+	sessions, err := e.store.Sessions()
 	if err != nil {
 		return now.Add(time.Minute)
 	}
+	in.Now, in.Sessions, in.FirstPass = now, sessions, false
 	busy := 0
 	for _, ss := range in.Spans {
 		if _, ok := SpanAt(ss, now); ok {
