@@ -232,23 +232,20 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest) ([]Result, error
 // for, with all) and holds them back until their current span is over, so
 // the next boundary does not set it again.
 func (e *Engine) Clear(ctx context.Context, users []string, all bool) ([]Result, error) {
-	sessions, err := e.store.Sessions()
+	now := time.Now()
+	in, err := e.input(now)
 	if err != nil {
 		return nil, err
 	}
 	if all {
-		users = sortedKeys(sessions)
+		users = sortedKeys(in.Sessions)
 	}
-	now := time.Now()
-	e.mu.Lock()
-	spans := Spans(e.allMatches(), e.cfg.Presence.MergeGap)
-	e.mu.Unlock()
 	actions := make([]Action, 0, len(users))
 	for _, u := range users {
 		a := Action{Op: OpClear, User: u, Reason: "operator"}
-		a.Prev, a.HasPrev = sessions[u]
+		a.Prev, a.HasPrev = in.Sessions[u]
 		actions = append(actions, a)
-		if s, ok := SpanAt(spans[u], now); ok {
+		if s, ok := SpanAt(in.Spans[u], now); ok {
 			e.exec.holdUntil(u, s.End, "cleared by operator")
 		}
 	}
