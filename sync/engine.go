@@ -51,15 +51,12 @@ type Engine struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	store    Store
-	cache    FeedCache
-	fetcher  Fetcher
-	matcher  *Matcher
+	feeds    *feedSet
 	exec     *executor
 	started  time.Time
 	maxLease time.Duration
 
-	mu        gosync.Mutex // guards feeds, ready, firstPass
-	feeds     map[string]*feed
+	mu        gosync.Mutex // guards ready, firstPass
 	ready     bool
 	firstPass bool
 
@@ -69,22 +66,6 @@ type Engine struct {
 	wakeAt      time.Time
 	wakeJob     gocron.Job
 	sched       gocron.Scheduler
-}
-
-// feed is what the engine knows of one source.
-type feed struct {
-	src        *config.Source
-	zone       *time.Location
-	loaded     bool // occurrences come from a good copy (network or cache)
-	healthy    bool
-	lastErr    string
-	lastOK     time.Time
-	validators state.Validators
-	hash       [32]byte
-	occs       []sources.Occurrence
-	matches    []Match
-	from, to   time.Time // window the occurrences were expanded for
-	warnings   int
 }
 
 // SourceStatus is the health of one source, for /readyz and the CLI.
@@ -116,17 +97,10 @@ func New(o Options) (*Engine, error) {
 		log:      o.Logger,
 		metrics:  o.Metrics,
 		store:    o.Store,
-		cache:    o.Feeds,
-		fetcher:  o.Fetcher,
-		matcher:  m,
+		feeds:    newFeedSet(o.Config, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
 		exec:     newExecutor(o.Presence, o.Store, NewLimiter(g.RateLimit, g.RateWindow), g.MaxConcurrency, o.Logger, o.Metrics),
 		maxLease: o.Config.Presence.MaxLease,
-		feeds:    make(map[string]*feed, len(o.Config.Sources)),
 		kick:     make(chan struct{}, 1),
-	}
-	for i := range o.Config.Sources {
-		src := &o.Config.Sources[i]
-		e.feeds[src.Name] = &feed{src: src, zone: o.Config.SourceLocation(i)}
 	}
 	return e, nil
 }
@@ -188,8 +162,8 @@ func (e *Engine) FirstPass(ctx context.Context) error {
 	if e.started.IsZero() {
 		e.started = time.Now()
 	}
-	e.loadCache()
-	errs := e.pollAll(ctx, nil, false)
+	e.feeds.loadCache()
+	errs := e.feeds.pollAll(ctx, nil, false)
 	e.mu.Lock()
 	e.firstPass = true
 	e.mu.Unlock()
@@ -200,80 +174,6 @@ func (e *Engine) FirstPass(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// ResyncRequest says what a resync covers.
-type ResyncRequest struct {
-	Sources []string // sources to read again (all when empty)
-	Users   []string // users whose presence may change (all when empty)
-	DryRun  bool     // plan the calls but send none
-}
-
-// Resync reads the requested sources now, ignoring cache validators, and
-// reconciles the requested users at once.
-func (e *Engine) Resync(ctx context.Context, req ResyncRequest) ([]Result, error) {
-	for _, n := range req.Sources {
-		if _, ok := e.feeds[n]; !ok {
-			return nil, fmt.Errorf("unknown source %q", n)
-		}
-	}
-	errs := e.pollAll(ctx, req.Sources, true)
-	var results []Result
-	if req.DryRun {
-		actions := e.plan(req.Users)
-		for _, a := range actions {
-			results = append(results, Result{Action: a})
-		}
-	} else {
-		results = e.reconcile(ctx, req.Users)
-	}
-	return results, errors.Join(errs...)
-}
-
-// Clear clears the presence of the given users (all users we hold a session
-// for, with all) and holds them back until their current span is over, so
-// the next boundary does not set it again.
-func (e *Engine) Clear(ctx context.Context, users []string, all bool) ([]Result, error) {
-	now := time.Now()
-	in, err := e.input(now)
-	if err != nil {
-		return nil, err
-	}
-	if all {
-		users = sortedKeys(in.Sessions)
-	}
-	actions := make([]Action, 0, len(users))
-	for _, u := range users {
-		a := Action{Op: OpClear, User: u, Reason: "operator"}
-		a.Prev, a.HasPrev = in.Sessions[u]
-		actions = append(actions, a)
-		if s, ok := SpanAt(in.Spans[u], now); ok {
-			e.exec.holdUntil(u, s.End, "cleared by operator")
-		}
-	}
-	e.reconcileMu.Lock()
-	defer e.reconcileMu.Unlock()
-	results := e.exec.run(ctx, actions)
-	var errs []error
-	for _, r := range results {
-		if r.Err != nil {
-			errs = append(errs, fmt.Errorf("clear %s: %w", r.Action.User, r.Err))
-		}
-	}
-	return results, errors.Join(errs...)
-}
-
-// Ready reports whether the first pass is done, with each source's status.
-func (e *Engine) Ready() (bool, []SourceStatus) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var st []SourceStatus
-	for _, name := range sortedKeys(e.feeds) {
-		f := e.feeds[name]
-		st = append(st, SourceStatus{Name: name, URL: sources.RedactURL(f.src.URL), Loaded: f.loaded, Healthy: f.healthy,
-			LastError: f.lastErr, LastSuccess: f.lastOK, Occurrences: len(f.occs)})
-	}
-	return e.ready, st
-}
-
 // kickReconcile asks Run's loop for a reconcile soon.
 func (e *Engine) kickReconcile() {
 	select {
@@ -282,267 +182,12 @@ func (e *Engine) kickReconcile() {
 	}
 }
 
-// loadCache reads the last good copy of every source from the feed cache,
-// so that a restart knows the meetings before the network answers.
-func (e *Engine) loadCache() {
-	if e.cache == nil {
-		return
-	}
-	now := time.Now()
-	for name, f := range e.feeds {
-		e.mu.Lock()
-		loaded := f.loaded
-		e.mu.Unlock()
-		if loaded {
-			continue // already read; the copy we hold is at least as new
-		}
-		c, ok, err := e.cache.Feed(name)
-		if err != nil {
-			e.log.Warn("read cached feed", "source", name, "err", err)
-			continue
-		}
-		if !ok || c.URLHash != state.URLHash(f.src.URL) {
-			continue
-		}
-		res, err := e.expand(f, c.Body, now)
-		if err != nil {
-			e.log.Warn("cached feed does not parse; ignored", "source", name, "err", err)
-			continue
-		}
-		e.mu.Lock()
-		e.install(f, res, now)
-		f.validators, f.hash, f.lastOK = c.Validators, c.Hash, c.FetchedAt
-		e.mu.Unlock()
-		e.log.Info("last good copy loaded", "source", name, "fetched_at", c.FetchedAt, "occurrences", len(res.Occurrences))
-	}
-}
-
-// pollAll reads the named sources (all when none) with bounded parallelism.
-// The new copies go to the feed cache in batches, all written by the time
-// it returns.
-func (e *Engine) pollAll(ctx context.Context, names []string, force bool) []error {
-	if len(names) == 0 {
-		names = sortedKeys(e.feeds)
-	}
-	keep, flush := e.keepBatched()
-	defer flush()
-	errs := make([]error, len(names))
-	parallel(len(names), fetchParallelism, func(i int) {
-		_, errs[i] = e.poll(ctx, names[i], force, keep)
-	})
-	return errs
-}
-
-// feedBatch is the most copies written in one transaction: enough to share
-// an fsync among many feeds, few enough to keep the bodies waiting for it
-// to a few megabytes.
-const feedBatch = 64
-
-// keepBatched returns a keep function for poll that hands each new copy to
-// a writer goroutine storing them with PutFeeds, and flush, which waits
-// until everything handed over is written. A poller then waits for an fsync
-// only when the writer falls behind, not for every feed (with one fsync per
-// feed, a first pass over 10,000 feeds spent minutes in them).
-func (e *Engine) keepBatched() (keep func(state.Feed), flush func()) {
-	if e.cache == nil {
-		return nil, func() {}
-	}
-	ch := make(chan state.Feed, feedBatch)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		batch := make([]state.Feed, 0, feedBatch)
-		for f := range ch {
-			batch = append(batch[:0], f)
-		more:
-			for len(batch) < feedBatch {
-				select {
-				case f, ok := <-ch:
-					if !ok {
-						break more
-					}
-					batch = append(batch, f)
-				default:
-					break more
-				}
-			}
-			e.storeFeeds(batch)
-			clear(batch) // let the bodies go
-		}
-	}()
-	return func(f state.Feed) { ch <- f }, func() { close(ch); <-done }
-}
-
-// storeFeeds writes a batch of last good copies; on failure it tries them
-// one by one, so one bad record does not cost the others theirs.
-func (e *Engine) storeFeeds(batch []state.Feed) {
-	if len(batch) == 0 {
-		return
-	}
-	if err := e.cache.PutFeeds(batch); err == nil {
-		return
-	}
-	for _, f := range batch {
-		if err := e.cache.PutFeed(f); err != nil {
-			e.log.Warn("keep last good copy", "source", f.Source, "err", err)
-		}
-	}
-}
-
 // pollOne is the scheduled poll of one source: it reconciles when the
 // occurrences changed.
 func (e *Engine) pollOne(ctx context.Context, name string) {
-	changed, _ := e.poll(ctx, name, false, nil)
-	if changed {
+	if changed, _ := e.feeds.poll(ctx, name, false, nil); changed {
 		e.kickReconcile()
 	}
-}
-
-// poll fetches one source and, when it changed, parses and expands it. A
-// failure keeps the last good copy: only a successfully parsed feed can
-// remove events. It reports whether the occurrences changed. A new copy
-// goes to the feed cache through keep, or at once when keep is nil.
-func (e *Engine) poll(ctx context.Context, name string, force bool, keep func(state.Feed)) (bool, error) {
-	f := e.feeds[name]
-	log := e.log.With("source", name)
-	now := time.Now()
-	e.mu.Lock()
-	req := sources.FetchRequest{Name: name, URL: f.src.URL, Headers: f.src.Headers}
-	stale := f.loaded && now.Sub(f.from) > e.cfg.Schedule.Horizon/2
-	// Without a feed cache (dry run) no body is kept to expand again when
-	// the window has slid: a stale feed is fetched in full instead. (Kept
-	// in memory, 10,000 feeds' bodies would take 900 MB.)
-	if f.loaded && !force && !(stale && e.cache == nil) {
-		req.Prev = sources.Validators{ETag: f.validators.ETag, LastModified: f.validators.LastModified}
-		req.PrevHash = f.hash
-	}
-	e.mu.Unlock()
-
-	res, err := e.fetcher.Fetch(ctx, req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return false, ctx.Err()
-		}
-		e.unhealthy(f, "error", err, log)
-		return false, &SourceError{name, err}
-	}
-	body := res.Body
-	if res.NotModified {
-		e.metrics.FeedFetches.WithLabelValues(name, "not_modified").Inc()
-		e.healthy(f, now)
-		if !stale {
-			return false, nil
-		}
-		// The window has slid: expand the unchanged copy again.
-		if body, err = e.lastBody(f); err != nil {
-			log.Warn("cannot re-expand unchanged feed", "err", err)
-			return false, nil
-		}
-	}
-	out, err := e.expand(f, body, now)
-	if err != nil {
-		e.unhealthy(f, "parse_error", err, log)
-		return false, &SourceError{name, err}
-	}
-	if !res.NotModified {
-		// One result per fetch: "ok" only for a body that parsed.
-		e.metrics.FeedFetches.WithLabelValues(name, "ok").Inc()
-	}
-	for _, w := range out.Warnings {
-		log.Debug("feed warning", "warning", w)
-	}
-	e.mu.Lock()
-	changed := !slices.EqualFunc(f.occs, out.Occurrences, sameOccurrence) || !f.loaded
-	e.install(f, out, now)
-	if !res.NotModified {
-		f.validators = state.Validators{ETag: res.Validators.ETag, LastModified: res.Validators.LastModified}
-		f.hash = res.Hash
-	}
-	f.healthy, f.lastErr, f.lastOK = true, "", now
-	e.mu.Unlock()
-	e.metrics.FeedHealthy.WithLabelValues(name).Set(1)
-	e.metrics.FeedLastSuccess.WithLabelValues(name).Set(float64(now.Unix()))
-	if !res.NotModified && e.cache != nil {
-		c := state.Feed{Source: name, URLHash: state.URLHash(f.src.URL), Validators: state.Validators{ETag: res.Validators.ETag, LastModified: res.Validators.LastModified},
-			Hash: res.Hash, Body: body, FetchedAt: now}
-		if keep != nil {
-			keep(c)
-		} else if err := e.cache.PutFeed(c); err != nil {
-			log.Warn("keep last good copy", "err", err)
-		}
-	}
-	if changed {
-		log.Info("feed read", "events", out.Events, "occurrences", len(out.Occurrences), "warnings", len(out.Warnings))
-	}
-	return changed, nil
-}
-
-// lastBody reads the last good copy of f from the feed cache.
-func (e *Engine) lastBody(f *feed) ([]byte, error) {
-	if e.cache == nil {
-		return nil, errors.New("no feed cache")
-	}
-	c, ok, err := e.cache.Feed(f.src.Name)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, errors.New("no stored copy")
-	}
-	return c.Body, nil
-}
-
-// expand parses body and expands it over [now-1h, now+horizon].
-func (e *Engine) expand(f *feed, body []byte, now time.Time) (*sources.Result, error) {
-	res, err := sources.ParseExpand(body, sources.ExpandOptions{
-		From: now.Add(-time.Hour), To: now.Add(e.cfg.Schedule.Horizon),
-		Zone: f.zone, MaxPerEvent: e.cfg.Schedule.MaxOccurrences,
-	})
-	if err != nil {
-		return nil, err
-	}
-	// Descriptions (Zoom's and Webex's dial-in text, a kilobyte an event)
-	// would be the bulk of what 10,000 feeds' occurrences hold, and only a
-	// description filter reads them; without one, a changed description
-	// changes nobody's presence either.
-	res.Occurrences = compact(res.Occurrences, e.matcher.usesDescription(f.src.Name))
-	return res, nil
-}
-
-// install replaces the occurrences of f. e.mu must be held.
-func (e *Engine) install(f *feed, res *sources.Result, now time.Time) {
-	f.occs = res.Occurrences
-	f.matches = e.matcher.Match(f.src.Name, f.occs)
-	f.from, f.to = now.Add(-time.Hour), now.Add(e.cfg.Schedule.Horizon)
-	f.loaded = true
-	f.warnings = len(res.Warnings)
-	e.metrics.FeedEvents.WithLabelValues(f.src.Name).Set(float64(len(f.occs)))
-}
-
-func (e *Engine) unhealthy(f *feed, result string, err error, log *slog.Logger) {
-	e.metrics.FeedFetches.WithLabelValues(f.src.Name, result).Inc()
-	e.metrics.FeedHealthy.WithLabelValues(f.src.Name).Set(0)
-	e.mu.Lock()
-	was := f.healthy || f.lastErr == ""
-	f.healthy, f.lastErr = false, err.Error()
-	e.mu.Unlock()
-	if was {
-		log.Warn("feed unreadable; keeping the last good copy", "err", err)
-	} else {
-		log.Debug("feed still unreadable", "err", err)
-	}
-}
-
-func (e *Engine) healthy(f *feed, now time.Time) {
-	e.mu.Lock()
-	was := f.healthy
-	f.healthy, f.lastErr, f.lastOK = true, "", now
-	e.mu.Unlock()
-	if !was {
-		e.log.Info("feed readable again", "source", f.src.Name)
-	}
-	e.metrics.FeedHealthy.WithLabelValues(f.src.Name).Set(1)
-	e.metrics.FeedLastSuccess.WithLabelValues(f.src.Name).Set(float64(now.Unix()))
 }
 
 // reconcile brings Graph in line with the spans at this moment and
@@ -571,10 +216,7 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 
 // input gathers what Reconcile looks at, at now.
 func (e *Engine) input(now time.Time) (ReconcileInput, error) {
-	e.mu.Lock()
-	matches := e.allMatches()
-	known := e.knownFunc()
-	e.mu.Unlock()
+	matches, known := e.feeds.snapshot()
 	sessions, err := e.store.Sessions()
 	if err != nil {
 		return ReconcileInput{}, err
@@ -652,15 +294,6 @@ func (e *Engine) scheduleWake(t time.Time) {
 	e.wakeJob, e.wakeAt = j, t
 }
 
-// allMatches gathers the matches of every source. e.mu must be held.
-func (e *Engine) allMatches() []Match {
-	var matches []Match
-	for _, name := range sortedKeys(e.feeds) {
-		matches = append(matches, e.feeds[name].matches...)
-	}
-	return matches
-}
-
 // plan returns the actions a reconcile would take now, without taking them.
 func (e *Engine) plan(users []string) []Action {
 	in, err := e.input(time.Now())
@@ -669,32 +302,6 @@ func (e *Engine) plan(users []string) []Action {
 	}
 	actions, _ := Reconcile(in)
 	return onlyUsers(actions, users)
-}
-
-// knownFunc reports, per user, whether every source that could concern
-// them has been read. e.mu must be held.
-func (e *Engine) knownFunc() func(string) bool {
-	matchUnloaded := false
-	unknownFixed := make(map[string]bool)
-	for _, f := range e.feeds {
-		if f.loaded {
-			continue
-		}
-		if f.src.Match != "" {
-			matchUnloaded = true
-		}
-		for _, u := range f.src.Users {
-			unknownFixed[u] = true
-		}
-	}
-	return func(user string) bool { return !matchUnloaded && !unknownFixed[user] }
-}
-
-func sameOccurrence(a, b sources.Occurrence) bool {
-	return a.UID == b.UID && a.RecurrenceID.Equal(b.RecurrenceID) && a.Start.Equal(b.Start) && a.End.Equal(b.End) &&
-		a.Status == b.Status && a.Transparent == b.Transparent && a.AllDay == b.AllDay &&
-		a.Summary == b.Summary && a.Location == b.Location && a.Description == b.Description &&
-		a.Organizer == b.Organizer && slices.Equal(a.Attendees, b.Attendees)
 }
 
 // gocronLogger adapts slog to gocron's logger.
