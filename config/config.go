@@ -87,6 +87,10 @@ type Presence struct {
 	Grace        time.Duration `yaml:"grace"`
 	MergeGap     time.Duration `yaml:"merge_gap"`
 	MaxLease     time.Duration `yaml:"max_lease"`
+	// OnlyConfigured limits match: attendees|organizer to people named in
+	// users: (as a target) or in some source's fixed users: an invitation's
+	// attendee list is written by whoever sent it.
+	OnlyConfigured bool `yaml:"only_configured,omitempty"`
 }
 
 // Schedule configures polling and the expansion window.
@@ -101,6 +105,9 @@ type Schedule struct {
 	// MaxOccurrences caps the occurrences one event may expand into
 	// within the window (default 1000).
 	MaxOccurrences int `yaml:"max_occurrences"`
+	// IdentityRefresh is how often a resolved address is looked up again
+	// in Entra, and an unknown one at most reported (default 24h).
+	IdentityRefresh time.Duration `yaml:"identity_refresh"`
 }
 
 // State configures the durable state file.
@@ -139,6 +146,8 @@ type Source struct {
 	Activity     string         `yaml:"activity,omitempty"`
 	Lead         *time.Duration `yaml:"lead,omitempty"`
 	Grace        *time.Duration `yaml:"grace,omitempty"`
+	// OnlyConfigured overrides presence.only_configured for this source.
+	OnlyConfigured *bool `yaml:"only_configured,omitempty"`
 }
 
 // Filter holds regular expressions matched against event fields. An empty
@@ -223,12 +232,13 @@ func Default() *Config {
 			MaxLease:     presence.MaxLease,
 		},
 		Schedule: Schedule{
-			PollInterval:   5 * time.Minute,
-			Horizon:        36 * time.Hour,
-			Timezone:       "UTC",
-			FetchTimeout:   30 * time.Second,
-			MaxFeedBytes:   10 << 20,
-			MaxOccurrences: 1000,
+			PollInterval:    5 * time.Minute,
+			Horizon:         36 * time.Hour,
+			Timezone:        "UTC",
+			FetchTimeout:    30 * time.Second,
+			MaxFeedBytes:    10 << 20,
+			MaxOccurrences:  1000,
+			IdentityRefresh: 24 * time.Hour,
 		},
 		State:  State{Path: "/var/lib/calpresence/state.db"},
 		Server: Server{Listen: ":8080"},
@@ -249,6 +259,9 @@ func (p Presence) For(s Source) Presence {
 	}
 	if s.Grace != nil {
 		p.Grace = *s.Grace
+	}
+	if s.OnlyConfigured != nil {
+		p.OnlyConfigured = *s.OnlyConfigured
 	}
 	return p
 }
@@ -365,6 +378,29 @@ func normalizeAddress(a string) string {
 		a = a[7:]
 	}
 	return a
+}
+
+// ConfiguredUsers returns every person the configuration names, as written
+// and without repeats (case-insensitive): the fixed users of every source,
+// then the targets of users:. These are the people only_configured allows.
+func (c *Config) ConfiguredUsers() []string {
+	seen := make(map[string]bool)
+	var out []string
+	add := func(u string) {
+		if k := NormalizeAddress(u); k != "" && !seen[k] {
+			seen[k] = true
+			out = append(out, u)
+		}
+	}
+	for _, s := range c.Sources {
+		for _, u := range s.Users {
+			add(u)
+		}
+	}
+	for _, u := range c.Users {
+		add(u.User)
+	}
+	return out
 }
 
 // Summary describes c in one line for `calpresence validate`, e.g.

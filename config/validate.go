@@ -248,6 +248,11 @@ func (c *Config) validateSchedule(k *checker) {
 	if s.MaxOccurrences < 1 {
 		k.add("schedule.max_occurrences", "must be at least 1 (got %d)", s.MaxOccurrences)
 	}
+	// Entra answers a lookup in ~100 ms; more often than every minute
+	// would only spend the tenant's directory quota.
+	if s.IdentityRefresh < time.Minute {
+		k.add("schedule.identity_refresh", "must be at least 1m (got %s)", s.IdentityRefresh)
+	}
 }
 
 func checkZone(k *checker, path, name string) {

@@ -309,7 +309,7 @@ func TestFaultUnknownUser(t *testing.T) {
 	if n := countCalls(g, "", ghost, 0); n != 2 {
 		t.Errorf("calls about %s = %d; want the 2 lookups only", ghost, n)
 	}
-	if n := len(e.logs.lines("user not found in Entra", ghost)); n != 1 {
+	if n := len(e.logs.lines("address names no Entra user", ghost)); n != 1 {
 		t.Errorf("unknown user reported %d times; want once", n)
 	}
 	checkSetThenCleared(t, g, id, 2)

@@ -79,8 +79,8 @@ func soon(d time.Duration) time.Time {
 	return time.Now().Add(d + time.Second).Truncate(time.Second)
 }
 
-// userID is the object id (a GUID, which graph.Client.ResolveUser passes
-// through without a lookup) of the i-th generated user.
+// userID is the object id (a GUID, which the engine's directory takes as
+// is, without a lookup) of the i-th generated user.
 func userID(i int) string {
 	return fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
 }

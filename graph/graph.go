@@ -26,20 +26,18 @@
 //     cached token; rebuilding also re-reads client_secret_file and
 //     certificate_file) and the call is retried once, at most once per 10 s
 //     per client.
-//   - ResolveUser caches ids for the life of the client and unknown users
-//     for an hour; other failures are not cached.
+//   - ResolveUser caches nothing: the one cache of resolved people is
+//     sync's directory, kept durably in state, which also forgets an id
+//     that Graph no longer knows. A second cache here would keep serving it.
 package graph
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -74,11 +72,6 @@ const (
 	defaultMaxDelay   = 30 * time.Second
 )
 
-// notFoundTTL is how long an unknown user stays unknown before the next
-// lookup: unknown users are reported once and skipped, not looked up in a
-// hot loop (DESIGN "Users"), yet a user created later is found eventually.
-const notFoundTTL = time.Hour
-
 // Client calls Microsoft Graph for one application (client id) in one
 // tenant. It is safe for concurrent use.
 type Client struct {
@@ -91,15 +84,6 @@ type Client struct {
 	cred      *refreshingCredential
 	users     *users.UsersRequestBuilder
 	transport *http.Transport // nil when given by WithTransport or in dry run
-
-	mu    sync.Mutex
-	cache map[string]cacheEntry // lower-cased user -> resolution
-}
-
-type cacheEntry struct {
-	id      string
-	err     *presence.Error // NotFound, until expires
-	expires time.Time
 }
 
 // Option adjusts a Client; tests use them.
@@ -153,7 +137,6 @@ func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Opt
 		clientID: cfg.ClientID,
 		ep:       ep,
 		now:      o.now,
-		cache:    make(map[string]cacheEntry),
 	}
 	if cfg.DryRun {
 		logger.InfoContext(ctx, "graph: dry run, presence calls are logged, not sent", "endpoint", ep.Graph)
@@ -279,69 +262,60 @@ func (c *Client) ClearPresence(ctx context.Context, userID string) error {
 	})
 }
 
-var reGUID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
-// ResolveUser returns the Entra object id of user: an object id (GUID) as
-// is; otherwise GET /users/{user}?$select=id (a UPN), and when that is 404
-// and user is an address, the user whose mail or one of whose
-// proxyAddresses is user. Answers are cached in memory (unknown users for
-// an hour). An unknown user is a *presence.Error of Kind NotFound. In dry
-// run it returns user unchanged without a call.
-func (c *Client) ResolveUser(ctx context.Context, user string) (string, error) {
-	u := strings.TrimSpace(user)
+// ResolveUser returns the Entra user that address names, with their UPN:
+// GET /users/{address}?$select=id,userPrincipalName (a UPN or an object
+// id), and when that is 404 and address is an e-mail address, the user
+// whose mail or one of whose proxyAddresses it is. Entra compares all of
+// these without regard to case. An address that names nobody is a
+// *presence.Error of Kind NotFound; one that names several users (a mail
+// address shared by mistake) is Permanent. It caches nothing (the caller
+// owns the cache). In dry run it returns the address, lower-cased, as both
+// id and UPN without a call.
+func (c *Client) ResolveUser(ctx context.Context, address string) (presence.Person, error) {
+	u := strings.TrimSpace(address)
 	if u == "" {
-		return "", &presence.Error{Op: OpResolveUser, User: user, Kind: presence.Permanent, Message: "empty user"}
+		return presence.Person{}, &presence.Error{Op: OpResolveUser, User: address, Kind: presence.Permanent, Message: "empty address"}
 	}
-	if reGUID.MatchString(u) || c.dryRun {
-		return u, nil
+	if c.dryRun {
+		u = strings.ToLower(u)
+		return presence.Person{ID: u, UPN: u}, nil
 	}
-	key := strings.ToLower(u)
-	c.mu.Lock()
-	e, ok := c.cache[key]
-	c.mu.Unlock()
-	if ok {
-		if e.err == nil {
-			return e.id, nil
-		}
-		if c.now().Before(e.expires) {
-			return "", e.err
-		}
-	}
-	id, err := c.lookup(ctx, u)
-	switch {
-	case err == nil:
-		c.mu.Lock()
-		c.cache[key] = cacheEntry{id: id}
-		c.mu.Unlock()
-	case presence.KindOf(err) == presence.NotFound:
-		var pe *presence.Error
-		errors.As(err, &pe)
-		c.mu.Lock()
-		c.cache[key] = cacheEntry{err: pe, expires: c.now().Add(notFoundTTL)}
-		c.mu.Unlock()
-	}
-	return id, err
+	return c.lookup(ctx, u)
 }
 
-func (c *Client) lookup(ctx context.Context, u string) (string, error) {
-	var got string
+// userFields are the properties a lookup asks for.
+var userFields = []string{"id", "userPrincipalName"}
+
+func person(id, upn *string) presence.Person {
+	var p presence.Person
+	if id != nil {
+		p.ID = *id
+	}
+	if upn != nil {
+		p.UPN = *upn
+	}
+	return p
+}
+
+func (c *Client) lookup(ctx context.Context, u string) (presence.Person, error) {
+	var got presence.Person
 	err := c.do(ctx, OpResolveUser, u, func(ctx context.Context) error {
 		res, err := c.users.ByUserId(u).Get(ctx, &users.UserItemRequestBuilderGetRequestConfiguration{
-			QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{Select: []string{"id"}},
+			QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{Select: userFields},
 		})
-		if err == nil && res != nil && res.GetId() != nil {
-			got = *res.GetId()
+		if err == nil && res != nil {
+			got = person(res.GetId(), res.GetUserPrincipalName())
 		}
 		return err
 	})
 	if err == nil {
-		if got == "" {
-			return "", &presence.Error{Op: OpResolveUser, User: u, Kind: presence.Retry, Message: "answer without an id"}
+		if got.ID == "" {
+			return presence.Person{}, &presence.Error{Op: OpResolveUser, User: u, Kind: presence.Retry, Message: "answer without an id"}
 		}
 		return got, nil
 	}
 	if presence.KindOf(err) != presence.NotFound || !strings.Contains(u, "@") {
-		return "", err
+		return presence.Person{}, err
 	}
 
 	// Not a UPN: look for the address as mail or proxy address. The
@@ -352,36 +326,39 @@ func (c *Client) lookup(ctx context.Context, u string) (string, error) {
 	count := true
 	headers := abs.NewRequestHeaders()
 	headers.Add("ConsistencyLevel", "eventual")
-	var ids []string
+	var found []presence.Person
 	err = c.do(ctx, OpResolveUser, u, func(ctx context.Context) error {
 		res, err := c.users.Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
 			Headers: headers,
 			QueryParameters: &users.UsersRequestBuilderGetQueryParameters{
-				Filter: &filter, Select: []string{"id"}, Count: &count,
+				Filter: &filter, Select: userFields, Count: &count,
 			},
 		})
-		ids = ids[:0]
+		found = found[:0]
 		if err == nil && res != nil {
 			for _, v := range res.GetValue() {
-				if v != nil && v.GetId() != nil && *v.GetId() != "" {
-					ids = append(ids, *v.GetId())
+				if v == nil {
+					continue
+				}
+				if p := person(v.GetId(), v.GetUserPrincipalName()); p.ID != "" {
+					found = append(found, p)
 				}
 			}
 		}
 		return err
 	})
 	if err != nil {
-		return "", err
+		return presence.Person{}, err
 	}
-	switch len(ids) {
+	switch len(found) {
 	case 0:
-		return "", &presence.Error{Op: OpResolveUser, User: u, Status: http.StatusNotFound, Kind: presence.NotFound,
+		return presence.Person{}, &presence.Error{Op: OpResolveUser, User: u, Status: http.StatusNotFound, Kind: presence.NotFound,
 			Message: "no user has this user principal name, mail or proxy address"}
 	case 1:
-		return ids[0], nil
+		return found[0], nil
 	}
-	return "", &presence.Error{Op: OpResolveUser, User: u, Kind: presence.Permanent,
-		Message: fmt.Sprintf("ambiguous: %d users have this mail or proxy address", len(ids))}
+	return presence.Person{}, &presence.Error{Op: OpResolveUser, User: u, Kind: presence.Permanent,
+		Message: fmt.Sprintf("ambiguous: %d users have this mail or proxy address", len(found))}
 }
 
 // do runs one Graph call: classification of the outcome, and after a 401

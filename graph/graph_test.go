@@ -480,29 +480,35 @@ func TestWorkloadIdentity(t *testing.T) {
 
 func TestResolveUser(t *testing.T) {
 	e := newEnv(t, nil)
+	const bobUPN = "bob_partner.example#EXT#@contoso.onmicrosoft.com"
+	alice, bob := presence.Person{ID: aliceID, UPN: aliceUPN}, presence.Person{ID: bobID, UPN: bobUPN}
 	tests := []struct {
 		user     string
-		want     string
+		want     presence.Person
 		wantKind presence.Kind // 0: success
 		wantOps  []string
 	}{
-		{aliceUPN, aliceID, 0, []string{graphtest.OpGetUser}},
-		{"ALICE@contoso.com", aliceID, 0, nil}, // cached case-insensitively
-		{"alice.smith@contoso.com", aliceID, 0, []string{graphtest.OpGetUser, graphtest.OpListUsers}},
-		{"ally@partner.example", aliceID, 0, []string{graphtest.OpGetUser, graphtest.OpListUsers}},
-		{"bob_partner.example#EXT#@contoso.onmicrosoft.com", bobID, 0, []string{graphtest.OpGetUser}},
-		{"o'brien@contoso.com", "", presence.NotFound, []string{graphtest.OpGetUser, graphtest.OpListUsers}},
-		{"nobody", "", presence.NotFound, []string{graphtest.OpGetUser}},
-		{aliceID, aliceID, 0, nil},
-		{strings.ToUpper(bobID), strings.ToUpper(bobID), 0, nil},
+		{aliceUPN, alice, 0, []string{graphtest.OpGetUser}},
+		{"ALICE@contoso.com", alice, 0, []string{graphtest.OpGetUser}},
+		{"alice.smith@contoso.com", alice, 0, []string{graphtest.OpGetUser, graphtest.OpListUsers}},
+		{"ally@partner.example", alice, 0, []string{graphtest.OpGetUser, graphtest.OpListUsers}},
+		{bobUPN, bob, 0, []string{graphtest.OpGetUser}},
+		{"o'brien@contoso.com", presence.Person{}, presence.NotFound, []string{graphtest.OpGetUser, graphtest.OpListUsers}},
+		{"nobody", presence.Person{}, presence.NotFound, []string{graphtest.OpGetUser}},
+		// An object id is looked up too: its UPN is shown in logs, and
+		// a 404 says the id is gone.
+		{aliceID, alice, 0, []string{graphtest.OpGetUser}},
+		{strings.ToUpper(bobID), bob, 0, []string{graphtest.OpGetUser}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.user, func(t *testing.T) {
+			// Nothing is cached: the caller (sync's directory) owns the
+			// one cache, so every call asks Graph.
 			for round := 0; round < 2; round++ {
 				e.srv.Reset()
 				got, err := e.c.ResolveUser(ctxT(t), tt.user)
 				if tt.wantKind == 0 && (err != nil || got != tt.want) {
-					t.Fatalf("ResolveUser(%q) = %q, %v; want %q", tt.user, got, err, tt.want)
+					t.Fatalf("ResolveUser(%q) = %+v, %v; want %+v", tt.user, got, err, tt.want)
 				}
 				if tt.wantKind != 0 {
 					pe := asPresenceError(t, err)
@@ -516,12 +522,8 @@ func TestResolveUser(t *testing.T) {
 						ops = append(ops, c.Op)
 					}
 				}
-				want := tt.wantOps
-				if round == 1 {
-					want = nil // cached
-				}
-				if strings.Join(ops, ",") != strings.Join(want, ",") {
-					t.Errorf("round %d: calls = %v; want %v", round, ops, want)
+				if strings.Join(ops, ",") != strings.Join(tt.wantOps, ",") {
+					t.Errorf("round %d: calls = %v; want %v", round, ops, tt.wantOps)
 				}
 			}
 		})
@@ -534,14 +536,14 @@ func TestResolveUserRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	get := e.srv.CallsOp(graphtest.OpGetUser)[0]
-	if get.Path != "/v1.0/users/ally@partner.example" || get.Query.Get("$select") != "id" {
-		t.Errorf("get user = %s ?%s; want /v1.0/users/ally@partner.example ?$select=id", get.Path, get.Query.Encode())
+	if get.Path != "/v1.0/users/ally@partner.example" || get.Query.Get("$select") != "id,userPrincipalName" {
+		t.Errorf("get user = %s ?%s; want /v1.0/users/ally@partner.example ?$select=id,userPrincipalName", get.Path, get.Query.Encode())
 	}
 	list := e.srv.CallsOp(graphtest.OpListUsers)[0]
 	wantFilter := "mail eq 'ally@partner.example' or proxyAddresses/any(p:p eq 'smtp:ally@partner.example')"
 	if list.Query.Get("$filter") != wantFilter || list.Query.Get("$count") != "true" ||
-		list.Query.Get("$select") != "id" || list.Header.Get("ConsistencyLevel") != "eventual" || list.Status != 200 {
-		t.Errorf("list users = %v ConsistencyLevel %q status %d; want filter %q, $count=true, $select=id, eventual",
+		list.Query.Get("$select") != "id,userPrincipalName" || list.Header.Get("ConsistencyLevel") != "eventual" || list.Status != 200 {
+		t.Errorf("list users = %v ConsistencyLevel %q status %d; want filter %q, $count=true, $select=id,userPrincipalName, eventual",
 			list.Query, list.Header.Get("ConsistencyLevel"), list.Status, wantFilter)
 	}
 }
@@ -552,8 +554,8 @@ func TestResolveUserErrorsAreNotCached(t *testing.T) {
 	if _, err := e.c.ResolveUser(ctxT(t), aliceUPN); presence.KindOf(err) != presence.Retry {
 		t.Fatalf("ResolveUser with 500 = %v; want Retry", err)
 	}
-	if got, err := e.c.ResolveUser(ctxT(t), aliceUPN); err != nil || got != aliceID {
-		t.Fatalf("ResolveUser after 500 = %q, %v; want %q", got, err, aliceID)
+	if got, err := e.c.ResolveUser(ctxT(t), aliceUPN); err != nil || got.ID != aliceID {
+		t.Fatalf("ResolveUser after 500 = %+v, %v; want %q", got, err, aliceID)
 	}
 }
 
@@ -574,8 +576,8 @@ func TestDryRun(t *testing.T) {
 	if err := c.ClearPresence(ctx, aliceUPN); err != nil {
 		t.Errorf("ClearPresence = %v", err)
 	}
-	if got, err := c.ResolveUser(ctx, "ally@partner.example"); err != nil || got != "ally@partner.example" {
-		t.Errorf("ResolveUser = %q, %v; want the input", got, err)
+	if got, err := c.ResolveUser(ctx, "Ally@Partner.example"); err != nil || got != (presence.Person{ID: "ally@partner.example", UPN: "ally@partner.example"}) {
+		t.Errorf("ResolveUser = %+v, %v; want the input, lower-cased", got, err)
 	}
 	if n := len(srv.Calls()); n != 0 {
 		t.Errorf("calls = %d; want none", n)
@@ -654,7 +656,7 @@ func TestOddSuccessBodies(t *testing.T) {
 			e.srv.Inject(graphtest.Fault{Op: graphtest.OpGetUser, Status: 200, ContentType: tt.contentType, Body: tt.body})
 			id, err := e.c.ResolveUser(ctxT(t), aliceUPN)
 			if err == nil {
-				t.Fatalf("ResolveUser = %q, nil; want an error", id)
+				t.Fatalf("ResolveUser = %+v, nil; want an error", id)
 			}
 			if k := presence.KindOf(err); k != presence.Retry {
 				t.Errorf("ResolveUser = %v (%s); want Retry", err, k)

@@ -75,6 +75,13 @@ func Strength(p Pair) int {
 	return 0
 }
 
+// Person is an Entra user as the worker knows them: the object id that
+// keys their one presence session, and the UPN shown in logs.
+type Person struct {
+	ID  string
+	UPN string
+}
+
 // Graph's limits on expirationDuration for setPresence.
 const (
 	MinLease = 5 * time.Minute

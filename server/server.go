@@ -24,6 +24,7 @@ import (
 // Engine is what the server needs from the worker.
 type Engine interface {
 	Ready() (bool, []sync.SourceStatus)
+	Unresolved() []sync.Unresolved
 	Resync(ctx context.Context, req sync.ResyncRequest) ([]sync.Result, error)
 	Clear(ctx context.Context, users []string, all bool) ([]sync.Result, error)
 }
@@ -45,7 +46,8 @@ type ActionResponse struct {
 // ActionReport is one presence call made (or planned, in a dry run).
 type ActionReport struct {
 	Op         string `json:"op"`
-	User       string `json:"user"`
+	User       string `json:"user"`    // the person's UPN
+	UserID     string `json:"user_id"` // their Entra object id
 	Reason     string `json:"reason"`
 	Expiration string `json:"expiration,omitempty"`
 	Activity   string `json:"activity,omitempty"`
@@ -56,7 +58,10 @@ type ActionReport struct {
 func Reports(results []sync.Result) []ActionReport {
 	out := make([]ActionReport, 0, len(results))
 	for _, r := range results {
-		a := ActionReport{Op: r.Action.Op, User: r.Action.User, Reason: r.Action.Reason}
+		a := ActionReport{Op: r.Action.Op, User: r.Action.User, UserID: r.Action.User, Reason: r.Action.Reason}
+		if r.Action.Name != "" {
+			a.User = r.Action.Name
+		}
 		if r.Action.Op == sync.OpSet {
 			a.Expiration, a.Activity = r.Action.Expiration.String(), r.Action.Pair.Activity
 		}
@@ -86,7 +91,10 @@ func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.L
 		_ = json.NewEncoder(w).Encode(struct {
 			Ready   bool                `json:"ready"`
 			Sources []sync.SourceStatus `json:"sources"`
-		}{ready, st})
+			// Unresolved are calendar addresses that name no Entra user
+			// (yet): their meetings make nobody busy.
+			Unresolved []sync.Unresolved `json:"unresolved_addresses,omitempty"`
+		}{ready, st, eng.Unresolved()})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	admin := func(do func(ctx context.Context, req ActionRequest) ([]sync.Result, error)) http.HandlerFunc {

@@ -26,9 +26,13 @@ func (f *fakeEngine) Ready() (bool, []sync.SourceStatus) {
 	return f.ready, []sync.SourceStatus{{Name: "zoom", URL: "https://example.zoom.us/feed.ics?<redacted>", Loaded: true, Healthy: f.ready}}
 }
 
+func (f *fakeEngine) Unresolved() []sync.Unresolved {
+	return []sync.Unresolved{{Address: "ghost@contoso.com", Reason: "unknown"}}
+}
+
 func (f *fakeEngine) Resync(ctx context.Context, req sync.ResyncRequest) ([]sync.Result, error) {
 	f.resyncs = append(f.resyncs, req)
-	return []sync.Result{{Action: sync.Action{Op: sync.OpSet, User: "alice@contoso.com", Reason: "start"}}}, f.err
+	return []sync.Result{{Action: sync.Action{Op: sync.OpSet, User: "9a1f3c2e-4b5d-4e6f-8a7b-0c1d2e3f4a5b", Name: "alice@contoso.com", Reason: "start"}}}, f.err
 }
 
 func (f *fakeEngine) Clear(ctx context.Context, users []string, all bool) ([]sync.Result, error) {
@@ -59,8 +63,9 @@ func TestEndpoints(t *testing.T) {
 		t.Errorf("/readyz before the first pass = %d %s; want 503", code, body)
 	}
 	eng.ready = true
-	if code, body := do(t, h, "GET", "/readyz", "10.0.0.9:1234", "", ""); code != 200 || !strings.Contains(body, `"healthy":true`) {
-		t.Errorf("/readyz = %d %s; want 200 with source health", code, body)
+	if code, body := do(t, h, "GET", "/readyz", "10.0.0.9:1234", "", ""); code != 200 || !strings.Contains(body, `"healthy":true`) ||
+		!strings.Contains(body, `"unresolved_addresses":[{"address":"ghost@contoso.com","reason":"unknown"}]`) {
+		t.Errorf("/readyz = %d %s; want 200 with source health and unresolved addresses", code, body)
 	}
 	if code, _ := do(t, h, "GET", "/metrics", "10.0.0.9:1234", "", ""); code != 200 {
 		t.Errorf("/metrics = %d; want 200", code)
@@ -96,8 +101,8 @@ func TestAdminActionsNeedLoopbackOrToken(t *testing.T) {
 			if len(eng.resyncs) != 1 || eng.resyncs[0].DryRun != want.DryRun || eng.resyncs[0].Sources[0] != "zoom" || eng.resyncs[0].Users[0] != want.Users[0] {
 				t.Errorf("Resync calls = %+v; want [%+v]", eng.resyncs, want)
 			}
-			if !strings.Contains(body, `"op":"set"`) || !strings.Contains(body, `"user":"alice@contoso.com"`) {
-				t.Errorf("answer = %s; want the action", body)
+			if !strings.Contains(body, `"op":"set"`) || !strings.Contains(body, `"user":"alice@contoso.com","user_id":"9a1f3c2e-4b5d-4e6f-8a7b-0c1d2e3f4a5b"`) {
+				t.Errorf("answer = %s; want the action, with the person's UPN and id", body)
 			}
 		})
 	}

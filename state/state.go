@@ -26,18 +26,21 @@ import (
 var ErrLocked = errors.New("state file is locked by another process (is the daemon running?)")
 
 // schemaVersion is the layout of the file. Open refuses a newer one rather
-// than misread it.
-const schemaVersion = 1
+// than misread it, and migrates an older one in place (migrate.go).
+//
+//	1: sessions keyed by the configured address; user_ids caches ids.
+//	2: sessions keyed by Entra object id; identities caches resolutions.
+const schemaVersion = 2
 
 var (
 	bucketMeta       = []byte("meta")
 	bucketSessions   = []byte("sessions")
-	bucketUserIDs    = []byte("user_ids")
+	bucketIdentities = []byte("identities")  // key lower-cased address, value Identity (JSON)
 	bucketFeeds      = []byte("feeds")       // key source, value feedRecord (JSON)
 	bucketFeedBodies = []byte("feed_bodies") // key source, value gzip-compressed body
 	keyVersion       = []byte("version")
 
-	allBuckets = [][]byte{bucketMeta, bucketSessions, bucketUserIDs, bucketFeeds, bucketFeedBodies}
+	allBuckets = [][]byte{bucketMeta, bucketSessions, bucketIdentities, bucketFeeds, bucketFeedBodies}
 )
 
 // Store is an open state file. Its methods are safe for concurrent use.
@@ -96,6 +99,12 @@ func (s *Store) init() error {
 		if n > schemaVersion {
 			return fmt.Errorf("schema version %d is newer than this build's %d", n, schemaVersion)
 		}
+		if n < schemaVersion {
+			if err := migrate(tx, n); err != nil {
+				return fmt.Errorf("migrate schema %d to %d: %w", n, schemaVersion, err)
+			}
+			return meta.Put(keyVersion, []byte(strconv.Itoa(schemaVersion)))
+		}
 		return nil
 	})
 }
@@ -112,11 +121,18 @@ func (s *Store) Close() error {
 }
 
 // Session is a Graph presence session we hold (or are about to set) for one
-// user. The reconciler records it before and after each Graph call, so that
-// after a restart it knows what Graph may still be showing.
+// person. The reconciler records it before and after each Graph call, so
+// that after a restart it knows what Graph may still be showing.
+//
+// A session is keyed by the person's Entra object id: Graph holds one app
+// session per person, whatever address named them.
 type Session struct {
-	User         string    `json:"user"`    // as configured (UPN, mail or object id); the key
-	UserID       string    `json:"user_id"` // Entra object id
+	UserID string `json:"user_id"`       // Entra object id; the key
+	UPN    string `json:"upn,omitempty"` // the person's UPN when known, for logs
+	// Address is set only on a record migrated from schema 1 whose person
+	// was never resolved: it is keyed by this address until the worker
+	// resolves it (UserID is then empty).
+	Address      string    `json:"address,omitempty"`
 	Availability string    `json:"availability"`
 	Activity     string    `json:"activity"`
 	SpanStart    time.Time `json:"span_start"`
@@ -146,7 +162,16 @@ type EventRef struct {
 	End          time.Time `json:"end"`
 }
 
-// Sessions returns every recorded session, by user.
+// Key is the key the session is stored under: the object id, or for a
+// migrated record not yet resolved, its address.
+func (s Session) Key() string {
+	if s.UserID != "" {
+		return s.UserID
+	}
+	return s.Address
+}
+
+// Sessions returns every recorded session, by Key.
 func (s *Store) Sessions() (map[string]Session, error) {
 	out := make(map[string]Session)
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -165,12 +190,12 @@ func (s *Store) Sessions() (map[string]Session, error) {
 	return out, nil
 }
 
-// PutSession records sess under sess.User, replacing any earlier one.
+// PutSession records sess under sess.Key(), replacing any earlier one.
 func (s *Store) PutSession(sess Session) error {
-	if sess.User == "" {
-		return errors.New("state: put session: empty user")
+	if sess.Key() == "" {
+		return errors.New("state: put session: no user id")
 	}
-	return s.put(bucketSessions, sess.User, sess)
+	return s.put(bucketSessions, sess.Key(), sess)
 }
 
 // PutSessions records many sessions in one transaction.
@@ -181,14 +206,14 @@ func (s *Store) PutSessions(sessions []Session) error {
 	}
 	recs := make([]rec, 0, len(sessions))
 	for _, sess := range sessions {
-		if sess.User == "" {
-			return errors.New("state: put session: empty user")
+		if sess.Key() == "" {
+			return errors.New("state: put session: no user id")
 		}
 		data, err := json.Marshal(sess)
 		if err != nil {
-			return fmt.Errorf("state: encode %s %q: %w", bucketSessions, sess.User, err)
+			return fmt.Errorf("state: encode %s %q: %w", bucketSessions, sess.Key(), err)
 		}
-		recs = append(recs, rec{sess.User, data})
+		recs = append(recs, rec{sess.Key(), data})
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketSessions)
@@ -205,29 +230,10 @@ func (s *Store) PutSessions(sessions []Session) error {
 	return nil
 }
 
-// DeleteSession forgets the session of user; forgetting none is not an
-// error.
-func (s *Store) DeleteSession(user string) error {
-	return s.delete(bucketSessions, user)
-}
-
-type userIDRecord struct {
-	ID string `json:"id"`
-}
-
-// UserID returns the cached Entra object id of a configured user.
-func (s *Store) UserID(user string) (id string, ok bool, err error) {
-	var rec userIDRecord
-	ok, err = s.get(bucketUserIDs, user, &rec)
-	return rec.ID, ok, err
-}
-
-// PutUserID caches the Entra object id of a configured user.
-func (s *Store) PutUserID(user, id string) error {
-	if user == "" {
-		return errors.New("state: put user id: empty user")
-	}
-	return s.put(bucketUserIDs, user, userIDRecord{ID: id})
+// DeleteSession forgets the session stored under key (a Session's Key);
+// forgetting none is not an error.
+func (s *Store) DeleteSession(key string) error {
+	return s.delete(bucketSessions, key)
 }
 
 func (s *Store) put(bucket []byte, key string, v any) error {

@@ -32,10 +32,10 @@ func openTemp(t *testing.T) (*Store, string) {
 
 var t0 = time.Date(2027, 3, 4, 15, 0, 0, 0, time.UTC)
 
-func sampleSession(user string) Session {
+func sampleSession(id string) Session {
 	return Session{
-		User:         user,
-		UserID:       "0f1e2d3c-aaaa-bbbb-cccc-000000000001",
+		UserID:       id,
+		UPN:          "alice@contoso.com",
 		Availability: "Busy",
 		Activity:     "InAConferenceCall",
 		SpanStart:    t0,
@@ -71,7 +71,7 @@ func TestSessions(t *testing.T) {
 		t.Errorf("Sessions() on a new file = %v; want none", got)
 	}
 
-	alice, bob := sampleSession("alice@contoso.com"), sampleSession("bob@contoso.com")
+	alice, bob := sampleSession("0f1e2d3c-aaaa-bbbb-cccc-000000000001"), sampleSession("0f1e2d3c-aaaa-bbbb-cccc-000000000002")
 	bob.Events = nil
 	bob.Pending = ""
 	for _, sess := range []Session{alice, bob} {
@@ -79,7 +79,7 @@ func TestSessions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := map[string]Session{alice.User: alice, bob.User: bob}
+	want := map[string]Session{alice.UserID: alice, bob.UserID: bob}
 	if got, err = s.Sessions(); err != nil {
 		t.Fatal(err)
 	}
@@ -93,13 +93,13 @@ func TestSessions(t *testing.T) {
 	if err := s.PutSession(alice); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteSession(bob.User); err != nil {
+	if err := s.DeleteSession(bob.UserID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteSession("nobody@contoso.com"); err != nil {
+	if err := s.DeleteSession("0f1e2d3c-aaaa-bbbb-cccc-00000000dead"); err != nil {
 		t.Errorf("DeleteSession(unknown) = %v; want nil", err)
 	}
-	want = map[string]Session{alice.User: alice}
+	want = map[string]Session{alice.UserID: alice}
 	if got, err = s.Sessions(); err != nil {
 		t.Fatal(err)
 	}
@@ -112,16 +112,33 @@ func TestSessions(t *testing.T) {
 	}
 }
 
-func TestUserID(t *testing.T) {
+func TestIdentities(t *testing.T) {
 	s, _ := openTemp(t)
-	if id, ok, err := s.UserID("alice@contoso.com"); err != nil || ok || id != "" {
-		t.Errorf("UserID(unknown) = %q, %v, %v; want \"\", false, nil", id, ok, err)
+	if got, err := s.Identities(); err != nil || len(got) != 0 {
+		t.Errorf("Identities() on a new file = %v, %v; want none", got, err)
 	}
-	if err := s.PutUserID("alice@contoso.com", "id-1"); err != nil {
+	frank := Identity{Address: " Frank@Contoso.com", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0}
+	ghost := Identity{Address: "ghost@contoso.com", Unknown: true, CheckedAt: t0}
+	if err := s.PutIdentities([]Identity{frank, ghost}); err != nil {
 		t.Fatal(err)
 	}
-	if id, ok, err := s.UserID("alice@contoso.com"); err != nil || !ok || id != "id-1" {
-		t.Errorf("UserID(alice) = %q, %v, %v; want \"id-1\", true, nil", id, ok, err)
+	got, err := s.Identities()
+	if err != nil {
+		t.Fatal(err)
+	}
+	frank.Address = "frank@contoso.com" // keyed normalised
+	want := map[string]Identity{"frank@contoso.com": frank, "ghost@contoso.com": ghost}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Identities() mismatch (-want +got):\n%s", diff)
+	}
+	if err := s.DeleteIdentity("GHOST@contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Identities(); len(got) != 1 {
+		t.Errorf("Identities() after DeleteIdentity = %v; want frank only", got)
+	}
+	if err := s.PutIdentities([]Identity{{}}); err == nil {
+		t.Error("PutIdentities(no address) = nil; want an error")
 	}
 }
 
@@ -256,10 +273,11 @@ func TestPersistAcrossReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess := sampleSession("alice@contoso.com")
+	sess := sampleSession("0f1e2d3c-aaaa-bbbb-cccc-000000000001")
+	frank := Identity{Address: "frank@contoso.com", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0}
 	feed := Feed{Source: "zoom", URLHash: URLHash("u"), Body: sampleICS(3), FetchedAt: t0}
 	feed.Hash = sha256.Sum256(feed.Body)
-	for _, err := range []error{s.PutSession(sess), s.PutUserID(sess.User, sess.UserID), s.PutFeed(feed)} {
+	for _, err := range []error{s.PutSession(sess), s.PutIdentities([]Identity{frank}), s.PutFeed(feed)} {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,11 +295,11 @@ func TestPersistAcrossReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]Session{sess.User: sess}, sessions); diff != "" {
+	if diff := cmp.Diff(map[string]Session{sess.UserID: sess}, sessions); diff != "" {
 		t.Errorf("Sessions() after reopen mismatch (-want +got):\n%s", diff)
 	}
-	if id, ok, err := s.UserID(sess.User); err != nil || !ok || id != sess.UserID {
-		t.Errorf("UserID() after reopen = %q, %v, %v; want %q", id, ok, err, sess.UserID)
+	if ids, err := s.Identities(); err != nil || ids["frank@contoso.com"] != frank {
+		t.Errorf("Identities() after reopen = %v, %v; want %v", ids, err, frank)
 	}
 	got, ok, err := s.Feed("zoom")
 	if err != nil || !ok {
@@ -319,8 +337,8 @@ func TestOpenLocked(t *testing.T) {
 	}
 
 	// The holder is unharmed and keeps working.
-	if err := s.PutUserID("alice", "id"); err != nil {
-		t.Errorf("holder's PutUserID after a failed second Open: %v", err)
+	if err := s.PutIdentities([]Identity{{Address: "alice", ID: "id"}}); err != nil {
+		t.Errorf("holder's PutIdentities after a failed second Open: %v", err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -330,8 +348,8 @@ func TestOpenLocked(t *testing.T) {
 		t.Fatalf("Open after the holder closed: %v", err)
 	}
 	defer s3.Close()
-	if id, ok, err := s3.UserID("alice"); err != nil || !ok || id != "id" {
-		t.Errorf("UserID(alice) = %q, %v, %v; want the holder's write", id, ok, err)
+	if ids, err := s3.Identities(); err != nil || ids["alice"].ID != "id" {
+		t.Errorf("Identities() = %v, %v; want the holder's write", ids, err)
 	}
 }
 
@@ -414,10 +432,10 @@ func TestCorruptRecords(t *testing.T) {
 			want: `corrupt record sessions "bob"`,
 		},
 		{
-			name:   "user-id",
-			bucket: bucketUserIDs, key: "alice", value: []byte{0xff, 0x00},
-			read: func(s *Store) error { _, _, err := s.UserID("alice"); return err },
-			want: `corrupt record user_ids "alice"`,
+			name:   "identity",
+			bucket: bucketIdentities, key: "alice", value: []byte{0xff, 0x00},
+			read: func(s *Store) error { _, err := s.Identities(); return err },
+			want: `corrupt record identities "alice"`,
 		},
 		{
 			name: "feed-meta", setup: goodFeed,
@@ -502,7 +520,7 @@ func TestOpenBadFiles(t *testing.T) {
 
 func TestPutSessions(t *testing.T) {
 	s, _ := openTemp(t)
-	in := []Session{{User: "a@x", Activity: "InACall"}, {User: "b@x", Pending: PendingSet}}
+	in := []Session{{UserID: "a", Activity: "InACall"}, {UserID: "b", Pending: PendingSet}}
 	if err := s.PutSessions(in); err != nil {
 		t.Fatal(err)
 	}
@@ -510,10 +528,10 @@ func TestPutSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got["a@x"].Activity != "InACall" || got["b@x"].Pending != PendingSet {
+	if len(got) != 2 || got["a"].Activity != "InACall" || got["b"].Pending != PendingSet {
 		t.Errorf("Sessions() after PutSessions = %+v; want both records", got)
 	}
-	if err := s.PutSessions([]Session{{User: "c@x"}, {}}); err == nil {
+	if err := s.PutSessions([]Session{{UserID: "c"}, {}}); err == nil {
 		t.Error("PutSessions with an empty user: no error")
 	}
 	if got, _ := s.Sessions(); len(got) != 2 {

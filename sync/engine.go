@@ -47,14 +47,18 @@ type Options struct {
 // Engine is the worker: it polls the sources, keeps their occurrences,
 // and reconciles presence at every span boundary.
 type Engine struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	metrics  *Metrics
-	store    Store
-	feeds    *feedSet
-	exec     *executor
-	started  time.Time
-	maxLease time.Duration
+	cfg     *config.Config
+	log     *slog.Logger
+	metrics *Metrics
+	store   Store
+	feeds   *feedSet
+	dir     *directory
+	exec    *executor
+	started time.Time
+	// onlyConfigured names the sources whose matches may make busy only
+	// the people the configuration names (only_configured).
+	onlyConfigured map[string]bool
+	maxLease       time.Duration
 
 	mu        gosync.Mutex // guards ready, firstPass
 	ready     bool
@@ -92,15 +96,27 @@ func New(o Options) (*Engine, error) {
 		o.Metrics = NewMetrics(nil)
 	}
 	g := o.Config.Graph
+	dir := newDirectory(o.Presence, o.Store, o.Config.Schedule.IdentityRefresh, g.MaxConcurrency, o.Logger, o.Metrics)
+	if err := dir.load(); err != nil {
+		// Not fatal: every address is looked up again.
+		o.Logger.Warn("read resolved addresses", "err", err)
+	}
 	e := &Engine{
-		cfg:      o.Config,
-		log:      o.Logger,
-		metrics:  o.Metrics,
-		store:    o.Store,
-		feeds:    newFeedSet(o.Config, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
-		exec:     newExecutor(o.Presence, o.Store, NewLimiter(g.RateLimit, g.RateWindow), g.MaxConcurrency, o.Logger, o.Metrics),
-		maxLease: o.Config.Presence.MaxLease,
-		kick:     make(chan struct{}, 1),
+		cfg:            o.Config,
+		log:            o.Logger,
+		metrics:        o.Metrics,
+		store:          o.Store,
+		feeds:          newFeedSet(o.Config, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
+		dir:            dir,
+		exec:           newExecutor(o.Presence, o.Store, dir, NewLimiter(g.RateLimit, g.RateWindow), g.MaxConcurrency, o.Logger, o.Metrics),
+		maxLease:       o.Config.Presence.MaxLease,
+		onlyConfigured: make(map[string]bool),
+		kick:           make(chan struct{}, 1),
+	}
+	for i, src := range o.Config.Sources {
+		if src.Match != "" && o.Config.SourcePresence(i).OnlyConfigured {
+			e.onlyConfigured[src.Name] = true
+		}
 	}
 	return e, nil
 }
@@ -130,6 +146,13 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 	s.Start()
+	var wg gosync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.resolveLoop(ctx)
+	}()
+	defer wg.Wait()
 	if in, err := e.input(time.Now()); err == nil {
 		e.scheduleWake(e.nextWake(in))
 	} else {
@@ -164,6 +187,7 @@ func (e *Engine) FirstPass(ctx context.Context) error {
 	}
 	e.feeds.loadCache()
 	errs := e.feeds.pollAll(ctx, nil, false)
+	e.resolveNew(ctx)
 	e.mu.Lock()
 	e.firstPass = true
 	e.mu.Unlock()
@@ -172,6 +196,47 @@ func (e *Engine) FirstPass(ctx context.Context) error {
 	e.ready = true
 	e.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// resolveNew looks up, now, every address the sources and the
+// configuration name that the directory cannot answer yet. The first pass
+// of a one-off resync has no resolver loop to do it later.
+func (e *Engine) resolveNew(ctx context.Context) {
+	matches, _ := e.feeds.snapshot()
+	for i := range matches {
+		e.dir.lookup(matches[i].User)
+	}
+	for _, u := range e.cfg.ConfiguredUsers() {
+		e.dir.lookup(u)
+	}
+	e.dir.resolve(ctx, e.dir.due(time.Now()))
+}
+
+// resolveLoop keeps the directory answering ahead of the boundaries: it
+// resolves the addresses that spans met and could not name, and refreshes
+// the others when due, then reconciles when someone's identity changed.
+// Lookups never run on a boundary's path.
+func (e *Engine) resolveLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		now := time.Now()
+		if due := e.dir.due(now); len(due) > 0 {
+			if e.dir.resolve(ctx, due) {
+				e.kickReconcile()
+			}
+			continue // failures wait for their back-off: no hot loop
+		}
+		wait := time.Minute
+		if next := e.dir.nextDue(now); !next.IsZero() && next.Sub(now) < wait {
+			wait = max(next.Sub(now), time.Second)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-e.dir.want:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 }
 
 // kickReconcile asks Run's loop for a reconcile soon.
@@ -209,22 +274,108 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 	e.mu.Unlock()
 	in.Started = e.started
 	actions, _ := Reconcile(in)
-	results := e.exec.run(ctx, onlyUsers(actions, users))
+	results := e.exec.run(ctx, e.named(onlyUsers(actions, users)))
 	e.scheduleWake(e.nextWake(in))
 	return results
 }
 
-// input gathers what Reconcile looks at, at now.
+// input gathers what Reconcile looks at, at now. People are keyed by the
+// object ids the directory knows; matches whose address it cannot name yet
+// are left out (and so noted for the resolver).
 func (e *Engine) input(now time.Time) (ReconcileInput, error) {
-	matches, known := e.feeds.snapshot()
+	matches, sourcesKnown := e.feeds.snapshot()
 	sessions, err := e.store.Sessions()
 	if err != nil {
 		return ReconcileInput{}, err
 	}
+	key := e.keyFunc()
 	return ReconcileInput{
-		Now: now, Spans: Spans(matches, e.cfg.Presence.MergeGap), Sessions: sessions, Matches: matches,
-		Known: known, Hold: e.exec.held, MaxLease: e.maxLease,
+		Now: now, Spans: Spans(matches, e.cfg.Presence.MergeGap, key), Sessions: e.adoptMigrated(sessions),
+		Matches: matches, Key: key, Known: e.knownFunc(sourcesKnown), Held: e.exec.heldAt(now), MaxLease: e.maxLease,
 	}, nil
+}
+
+// keyFunc names the person of a match by object id, from the directory's
+// memory; with only_configured, only people the configuration names.
+func (e *Engine) keyFunc() KeyFunc {
+	var allowed map[string]bool
+	if len(e.onlyConfigured) > 0 {
+		allowed = make(map[string]bool)
+		for _, u := range e.cfg.ConfiguredUsers() {
+			if id, ok := e.dir.lookup(u); ok {
+				allowed[id] = true
+			}
+		}
+	}
+	return func(m *Match) (string, bool) {
+		id, ok := e.dir.lookup(m.User)
+		if !ok || (e.onlyConfigured[m.Source] && !allowed[id]) {
+			return "", false
+		}
+		return id, true
+	}
+}
+
+// knownFunc reports, per person, whether every source that could concern
+// any of their addresses has been read.
+func (e *Engine) knownFunc(sourcesKnown func(address string) bool) func(string) bool {
+	return func(id string) bool {
+		for _, a := range e.dir.addresses(id) {
+			if !sourcesKnown(a) {
+				return false
+			}
+		}
+		return sourcesKnown("")
+	}
+}
+
+// adoptMigrated re-keys the sessions that a schema-1 state file held under
+// an address the worker had never resolved, once the directory names
+// their person; until then they are left out of the reconcile (there is
+// no id to call Graph with). Graph holds one session per person, so a
+// session the person already has is merged with it: the uncertain one
+// wins, and the reconciler sets or clears it as the spans say.
+func (e *Engine) adoptMigrated(sessions map[string]state.Session) map[string]state.Session {
+	for key, sess := range sessions {
+		if sess.UserID != "" {
+			continue
+		}
+		delete(sessions, key)
+		id, ok := e.dir.lookup(sess.Address)
+		if !ok {
+			if e.dir.isUnknown(sess.Address) {
+				// Nobody to clear: a set for an address Entra does not
+				// know cannot have reached anyone.
+				e.log.Info("dropping a migrated session: its address names no Entra user", "address", sess.Address)
+				if err := e.store.DeleteSession(key); err != nil {
+					e.log.Warn("drop migrated session", "address", sess.Address, "err", err)
+				}
+			}
+			continue
+		}
+		sess.UserID, sess.Address = id, ""
+		if prev, ok := sessions[id]; ok {
+			sess = state.MergeSessions(prev, sess)
+		}
+		if err := e.store.PutSession(sess); err != nil {
+			e.log.Warn("adopt migrated session", "user_id", id, "err", err)
+			continue
+		}
+		if err := e.store.DeleteSession(key); err != nil {
+			e.log.Warn("adopt migrated session", "user_id", id, "err", err)
+		}
+		e.log.Info("migrated session adopted", "user", e.dir.upn(id), "address", key)
+		sessions[id] = sess
+	}
+	return sessions
+}
+
+// named fills in how each action's person is shown.
+func (e *Engine) named(actions []Action) []Action {
+	for i := range actions {
+		actions[i].Name = e.dir.upn(actions[i].User)
+	}
+	return actions
 }
 
 // onlyUsers keeps the actions for users (all when users is empty).
@@ -249,15 +400,23 @@ func (e *Engine) nextWake(in ReconcileInput) time.Time {
 	if err != nil {
 		return now.Add(time.Minute)
 	}
-	in.Now, in.Sessions, in.FirstPass = now, sessions, false
+	in.Now, in.Sessions, in.FirstPass = now, e.adoptMigrated(sessions), false
+	in.Held = e.exec.heldAt(now)
 	busy := 0
 	for _, ss := range in.Spans {
 		if _, ok := SpanAt(ss, now); ok {
 			busy++
 		}
 	}
+	clearing := 0
+	for _, sess := range in.Sessions {
+		if sess.Pending == state.PendingClear {
+			clearing++
+		}
+	}
 	e.metrics.UsersBusy.Set(float64(busy))
 	e.metrics.Sessions.Set(float64(len(in.Sessions)))
+	e.metrics.ClearsPending.Set(float64(clearing))
 	due, next := Reconcile(in)
 	if len(due) > 0 {
 		return now
@@ -301,7 +460,7 @@ func (e *Engine) plan(users []string) []Action {
 		return nil
 	}
 	actions, _ := Reconcile(in)
-	return onlyUsers(actions, users)
+	return e.named(onlyUsers(actions, users))
 }
 
 // gocronLogger adapts slog to gocron's logger.

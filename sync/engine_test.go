@@ -71,11 +71,17 @@ func (c call) String() string {
 }
 
 // fakePresence records calls; fail, when set, answers them with an error.
+// ResolveUser answers from people (by lower-cased address), else with the
+// address itself, lower-cased, as id and UPN; resolveErr, when set, may
+// answer a lookup with an error instead.
 type fakePresence struct {
-	mu    gosync.Mutex
-	begin time.Time
-	calls []call
-	fail  func(op, user string) error
+	mu         gosync.Mutex
+	begin      time.Time
+	calls      []call
+	fail       func(op, user string) error
+	people     map[string]presence.Person
+	resolveErr func(address string) error
+	lookups    map[string]int
 }
 
 func (p *fakePresence) record(op, user, activity string, exp time.Duration) error {
@@ -96,8 +102,30 @@ func (p *fakePresence) SetPresence(ctx context.Context, id, availability, activi
 func (p *fakePresence) ClearPresence(ctx context.Context, id string) error {
 	return p.record("clear", id, "", 0)
 }
-func (p *fakePresence) ResolveUser(ctx context.Context, user string) (string, error) {
-	return user, nil
+func (p *fakePresence) ResolveUser(ctx context.Context, address string) (presence.Person, error) {
+	a := strings.ToLower(address)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lookups == nil {
+		p.lookups = make(map[string]int)
+	}
+	p.lookups[a]++
+	if p.resolveErr != nil {
+		if err := p.resolveErr(a); err != nil {
+			return presence.Person{}, err
+		}
+	}
+	if person, ok := p.people[a]; ok {
+		return person, nil
+	}
+	return presence.Person{ID: a, UPN: a}, nil
+}
+
+// lookupsOf is how often address was looked up.
+func (p *fakePresence) lookupsOf(address string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lookups[address]
 }
 
 func (p *fakePresence) got() []string {

@@ -20,18 +20,22 @@ import (
 type Presence interface {
 	SetPresence(ctx context.Context, userID, availability, activity string, expiration time.Duration) error
 	ClearPresence(ctx context.Context, userID string) error
-	ResolveUser(ctx context.Context, user string) (string, error)
+	// ResolveUser names the Entra user a calendar address belongs to (UPN,
+	// mail or proxy address, any case; an object id). It caches nothing.
+	ResolveUser(ctx context.Context, address string) (presence.Person, error)
 }
 
-// Store records the sessions we hold and resolved user ids. *state.Store
-// implements it; MemStore keeps them in memory (dry run).
+// Store records the sessions we hold, by person, and what Entra said of
+// each address. *state.Store implements it; MemStore keeps them in memory
+// (dry run).
 type Store interface {
 	Sessions() (map[string]state.Session, error)
 	PutSession(state.Session) error
 	PutSessions([]state.Session) error
-	DeleteSession(user string) error
-	UserID(user string) (string, bool, error)
-	PutUserID(user, id string) error
+	DeleteSession(key string) error
+	Identities() (map[string]state.Identity, error)
+	PutIdentities([]state.Identity) error
+	DeleteIdentity(address string) error
 }
 
 // Result is what became of one action.
@@ -43,10 +47,12 @@ type Result struct {
 
 // executor sends actions to Graph with bounded concurrency under a global
 // rate limit, recording each session before and after the call, and keeps
-// the per-user holds (unknown users, permanent errors, retry back-off).
+// the per-person holds (an id Graph does not know, permanent errors, retry
+// back-off). Actions name people by object id: no lookup is on its path.
 type executor struct {
 	presence    Presence
 	store       Store
+	dir         *directory
 	limiter     *Limiter
 	concurrency int
 	log         *slog.Logger
@@ -54,31 +60,30 @@ type executor struct {
 
 	mu    gosync.Mutex
 	holds map[string]hold
-	fresh map[string]string // user ids resolved but not yet cached in the store
 }
 
 type hold struct {
 	until   time.Time
-	unknown bool // the user is not in Entra (reported once)
+	unknown bool // Graph does not know the id (reported once)
 	tries   int
 	why     string
 }
 
-// UnknownUserRecheck is how long a user Entra does not know is left alone
-// before the next lookup: never a hot loop, yet a user created later is
-// picked up without a restart.
-const UnknownUserRecheck = time.Hour
-
-func newExecutor(p Presence, st Store, lim *Limiter, concurrency int, log *slog.Logger, m *Metrics) *executor {
-	return &executor{presence: p, store: st, limiter: lim, concurrency: max(concurrency, 1), log: log, metrics: m, holds: make(map[string]hold), fresh: make(map[string]string)}
+func newExecutor(p Presence, st Store, dir *directory, lim *Limiter, concurrency int, log *slog.Logger, m *Metrics) *executor {
+	return &executor{presence: p, store: st, dir: dir, limiter: lim, concurrency: max(concurrency, 1), log: log, metrics: m, holds: make(map[string]hold)}
 }
 
-// held reports whether calls for user are held back at now.
-func (x *executor) held(user string, now time.Time) bool {
+// heldAt is a snapshot of the holds in force at now: person id → until.
+func (x *executor) heldAt(now time.Time) map[string]time.Time {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	h, ok := x.holds[user]
-	return ok && now.Before(h.until)
+	out := make(map[string]time.Time)
+	for id, h := range x.holds {
+		if now.Before(h.until) {
+			out[id] = h.until
+		}
+	}
+	return out
 }
 
 // nextRelease is the earliest time a timed hold ends (zero: none).
@@ -103,10 +108,11 @@ func (x *executor) nextRelease(now time.Time) time.Time {
 func (x *executor) run(ctx context.Context, actions []Action) []Result {
 	results := make([]Result, len(actions))
 	pending := make([]state.Session, len(actions))
+	now := time.Now()
 	var intents []state.Session
 	for i, a := range actions {
 		if a.Op == OpSet || a.Op == OpClear {
-			pending[i] = intent(a)
+			pending[i] = intent(a, now)
 			intents = append(intents, pending[i])
 		}
 	}
@@ -117,7 +123,7 @@ func (x *executor) run(ctx context.Context, actions []Action) []Result {
 			err = fmt.Errorf("record intent: %w", err)
 			for i, a := range actions {
 				results[i] = Result{Action: a, Err: err}
-				x.fail(a, err, x.log.With("user", a.User, "op", a.Op))
+				x.fail(a, err, x.logFor(a))
 			}
 			return results
 		}
@@ -152,15 +158,26 @@ func (x *executor) run(ctx context.Context, actions []Action) []Result {
 	return results
 }
 
-// intent is the record of a call about to be made: for a set, the session
-// it will create; for a clear, the session it will end.
-func intent(a Action) state.Session {
+// intent is the record of a call about to be made at now: for a set, the
+// session it will create; for a clear, the session it will end.
+//
+// A set's intent records as Expires the latest the new lease can end
+// (now + its expiration): while the set is uncertain, and for a clear
+// that follows it, that is how long Graph may show the person busy, so a
+// clear is retried until then.
+func intent(a Action, now time.Time) state.Session {
 	p := a.Prev
 	if a.Op == OpSet || !a.HasPrev {
-		p = state.Session{User: a.User, UserID: a.Prev.UserID, Availability: a.Pair.Availability, Activity: a.Pair.Activity,
+		p = state.Session{UserID: a.User, Availability: a.Pair.Availability, Activity: a.Pair.Activity,
 			SpanStart: a.Span.Start, SpanEnd: a.Span.End, Expires: a.Prev.Expires, SetAt: a.Prev.SetAt, Events: a.Span.Events}
 	}
-	p.Pending = a.Op
+	if a.Op == OpSet {
+		p.Expires = maxTime(p.Expires, now.Add(a.Expiration))
+	}
+	p.UserID, p.Pending = a.User, a.Op
+	if a.Name != "" {
+		p.UPN = a.Name
+	}
 	return p
 }
 
@@ -180,19 +197,16 @@ func (x *executor) record(a Action) error {
 	return nil
 }
 
+// logFor is the logger of one action: the person by UPN, with their id.
+func (x *executor) logFor(a Action) *slog.Logger {
+	return x.log.With("user", a.display(), "user_id", a.User, "op", a.Op, "reason", a.Reason)
+}
+
 // call makes one Graph call; it calls answered once Graph has answered
 // (or no call will be made).
 func (x *executor) call(ctx context.Context, a Action, pending state.Session, answered func()) Result {
-	log := x.log.With("user", a.User, "op", a.Op, "reason", a.Reason)
-	id, err := x.resolve(ctx, a.User)
-	if err != nil {
-		// No call was made: the recorded intent is void.
-		x.undo(a)
-		x.fail(a, err, log)
-		return Result{Action: a, Err: err}
-	}
-	pending.UserID = id
-
+	log := x.logFor(a)
+	id := a.User
 	release, err := x.limiter.Acquire(ctx)
 	if err != nil {
 		return Result{Action: a, Err: err}
@@ -216,7 +230,6 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session, an
 	}
 	release() // Graph has counted the call by now
 	answered()
-	x.cacheID(a.User)
 	x.count(a.Op, err)
 
 	if err == nil {
@@ -242,13 +255,14 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session, an
 		return Result{Action: a, Err: rerr, Sent: sent}
 	}
 
-	switch presence.KindOf(err) {
-	case presence.Permanent, presence.NotFound:
-		// Graph refused the call: nothing changed there.
+	if k := presence.KindOf(err); a.Op == OpSet && (k == presence.Permanent || k == presence.NotFound) {
+		// Graph refused the set: nothing changed there.
 		x.undo(a)
 	}
-	// Retry and Unauthorized leave the record pending: the next pass
-	// repeats the call (a clear is never dropped).
+	// Anything else leaves the record pending: the next pass repeats the
+	// call. A clear is never undone, whatever Graph answered (a 403 while
+	// an admin changes consent is no reason to leave someone Busy): it is
+	// retried with back-off until the lease it clears has run out.
 	x.fail(a, err, log)
 	return Result{Action: a, Err: err, Sent: sent}
 }
@@ -270,6 +284,9 @@ func (x *executor) undo(a Action) {
 
 // fail logs a failed call and holds the user back as its kind requires.
 func (x *executor) fail(a Action, err error, log *slog.Logger) {
+	if presence.KindOf(err) == presence.NotFound && a.Op == OpSet && x.dir != nil {
+		x.dir.forget(a.User)
+	}
 	now := time.Now()
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -277,17 +294,15 @@ func (x *executor) fail(a Action, err error, log *slog.Logger) {
 	switch kind := presence.KindOf(err); {
 	case errors.Is(err, context.Canceled):
 		return
-	case kind == presence.NotFound && a.Op != OpClear:
-		// Unknown user (or a cached id that no longer exists): report
-		// once, look again after UnknownUserRecheck.
+	case kind == presence.NotFound && a.Op == OpSet:
+		// Graph does not know the id (a user deleted, perhaps re-created
+		// with a new id): the directory looks the person's addresses up
+		// again; this id is left alone for UnknownUserRecheck.
 		if !h.unknown {
-			log.Error("user not found in Entra; skipped", "err", err, "recheck_in", UnknownUserRecheck.String())
+			log.Error("user id not found in Entra; looking the person up again", "err", err, "recheck_in", UnknownUserRecheck.String())
 		}
-		x.holds[a.User] = hold{until: now.Add(UnknownUserRecheck), unknown: true, why: "unknown user"}
-		if err := x.store.PutUserID(a.User, ""); err != nil { // forget a stale id
-			log.Warn("forget cached user id", "err", err)
-		}
-	case kind == presence.Permanent:
+		x.holds[a.User] = hold{until: now.Add(UnknownUserRecheck), unknown: true, why: "user id not found"}
+	case kind == presence.Permanent && a.Op == OpSet:
 		// Not retried: hold until the span it was for is over.
 		log.Error("graph refused the call; not retried for this span", "err", err)
 		x.holds[a.User] = hold{until: maxTime(a.Span.End, now.Add(time.Minute)), why: err.Error()}
@@ -320,49 +335,21 @@ func (x *executor) clearHold(user string) {
 	x.mu.Unlock()
 }
 
-// resolve maps a configured user to an Entra object id, through the store's
-// cache.
-func (x *executor) resolve(ctx context.Context, user string) (string, error) {
-	if id, ok, err := x.store.UserID(user); err == nil && ok && id != "" {
-		return id, nil
-	}
-	id, err := x.presence.ResolveUser(ctx, user)
-	if err != nil {
-		x.count("resolveUser", err)
-		return "", err
-	}
-	// Cache it after the call (cacheID), not before: a lost cache entry
-	// costs a lookup, while an fsync'd write here delays the call.
-	x.mu.Lock()
-	x.fresh[user] = id
-	x.mu.Unlock()
-	return id, nil
-}
-
-// cacheID writes a user id resolved for this call to the store.
-func (x *executor) cacheID(user string) {
-	x.mu.Lock()
-	id, ok := x.fresh[user]
-	delete(x.fresh, user)
-	x.mu.Unlock()
-	if !ok {
-		return
-	}
-	if err := x.store.PutUserID(user, id); err != nil {
-		x.log.Warn("cache user id", "user", user, "err", err)
-	}
-}
-
 func (x *executor) count(op string, err error) {
-	code := "200"
-	if err != nil {
-		code = "0"
-		var pe *presence.Error
-		if errors.As(err, &pe) && pe.Status != 0 {
-			code = strconv.Itoa(pe.Status)
-		}
+	x.metrics.GraphRequests.WithLabelValues(op, statusCode(err)).Inc()
+}
+
+// statusCode is the code label of a Graph call's outcome: its HTTP status,
+// "0" for a transport error.
+func statusCode(err error) string {
+	if err == nil {
+		return "200"
 	}
-	x.metrics.GraphRequests.WithLabelValues(op, code).Inc()
+	var pe *presence.Error
+	if errors.As(err, &pe) && pe.Status != 0 {
+		return strconv.Itoa(pe.Status)
+	}
+	return "0"
 }
 
 // backoff is a jittered exponential delay: 1s, 2s, 4s … capped at 5 min.

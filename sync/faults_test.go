@@ -58,49 +58,35 @@ func TestEnginePermanentErrorIsNotRetriedInALoop(t *testing.T) {
 	})
 }
 
-// resolveCounter answers ResolveUser with NotFound for unknown users.
-type resolveCounter struct {
-	*fakePresence
-	mu      gosync.Mutex
-	lookups map[string]int
-}
-
-func (r *resolveCounter) ResolveUser(ctx context.Context, user string) (string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lookups[user]++
-	if strings.HasPrefix(user, "ghost") {
-		return "", &presence.Error{Op: "resolveUser", User: user, Status: 404, Kind: presence.NotFound}
-	}
-	return user, nil
-}
-
 func TestEngineUnknownUserIsSkipped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		graph := &resolveCounter{fakePresence: &fakePresence{begin: begin}, lookups: map[string]int{}}
+		graph := &fakePresence{begin: begin, resolveErr: func(a string) error {
+			if strings.HasPrefix(a, "ghost") {
+				return &presence.Error{Op: "resolveUser", User: a, Status: 404, Kind: presence.NotFound}
+			}
+			return nil
+		}}
 		cfg := testConfig()
 		cfg.Sources[0].Users = []string{alice, "ghost@contoso.com"}
-		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "a", 10*time.Minute, 30*time.Minute, "b", time.Hour, 30*time.Minute)}, errs: map[string]error{}},
-			graph: graph.fakePresence, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
-		eng, err := New(Options{Config: cfg, Presence: graph, Store: h.store, Fetcher: h.feeds, Metrics: h.metrics})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- eng.Run(ctx) }()
-		h.until(2 * time.Hour)
-		cancel()
-		<-done
+		h := startHarness(t, cfg, ics(begin, "a", 10*time.Minute, 30*time.Minute, "b", time.Hour, 30*time.Minute), nil, graph)
+		h.until(90 * time.Minute)
+		h.stop()
 		h.want("10m0s set alice@contoso.com InAConferenceCall 30m0s", "1h0m0s set alice@contoso.com InAConferenceCall 30m0s")
-		// Looked up at the first span (10m), then not again before
-		// UnknownUserRecheck is over (at 1h10m, during the second span).
-		if n := graph.lookups["ghost@contoso.com"]; n != 2 {
-			t.Errorf("unknown user looked up %d times in 2h; want 2", n)
+		// Looked up when the feed was first read, then not again before
+		// UnknownUserRecheck is over (at 1h).
+		if n := graph.lookupsOf("ghost@contoso.com"); n != 2 {
+			t.Errorf("unknown address looked up %d times in 90m; want 2", n)
 		}
-		if n := graph.lookups[alice]; n != 1 {
-			t.Errorf("known user looked up %d times; want 1 (cached)", n)
+		if n := graph.lookupsOf(alice); n != 1 {
+			t.Errorf("known address looked up %d times; want 1 (kept)", n)
+		}
+		// Reported once (not at the recheck), and visible.
+		if n := strings.Count(h.logs.String(), "address names no Entra user"); n != 1 {
+			t.Errorf("unknown address reported %d times; want 1", n)
+		}
+		if got := h.eng.Unresolved(); len(got) != 1 || got[0].Address != "ghost@contoso.com" || got[0].Reason != "unknown" {
+			t.Errorf("Unresolved() = %v; want ghost@contoso.com unknown", got)
 		}
 	})
 }

@@ -344,8 +344,8 @@ func (fs *feedSet) allMatches() []Match {
 	return matches
 }
 
-// knownFunc reports, per user, whether every source that could concern
-// them has been read. fs.mu must be held.
+// knownFunc reports, per address, whether every source that could concern
+// it has been read. fs.mu must be held.
 func (fs *feedSet) knownFunc() func(string) bool {
 	matchUnloaded := false
 	unknownFixed := make(map[string]bool)
@@ -357,10 +357,12 @@ func (fs *feedSet) knownFunc() func(string) bool {
 			matchUnloaded = true
 		}
 		for _, u := range f.src.Users {
-			unknownFixed[u] = true
+			unknownFixed[state.NormalizeAddress(u)] = true
 		}
 	}
-	return func(user string) bool { return !matchUnloaded && !unknownFixed[user] }
+	// address is normalised (the directory's form); "" asks about the
+	// match sources only.
+	return func(address string) bool { return !matchUnloaded && !unknownFixed[address] }
 }
 
 func sameOccurrence(a, b sources.Occurrence) bool {

@@ -31,7 +31,10 @@ const (
 // Match is one occurrence matched to one user. Skip is empty when the
 // occurrence makes the user busy, else the reason it does not.
 type Match struct {
-	User   string // as configured: UPN, mail or object id
+	// User is the address that names the person, case-folded: a fixed
+	// user or users: target as configured, else the calendar address. The
+	// engine resolves it to the person (KeyFunc); plan shows it as is.
+	User   string
 	Source string
 	Occ    *sources.Occurrence
 	Pair   presence.Pair
@@ -142,7 +145,7 @@ func (m *Matcher) Match(source string, occs []sources.Occurrence) []Match {
 					skip = SkipTentative
 				}
 			}
-			out = append(out, Match{User: user, Source: source, Occ: o, Pair: sm.pair, Lead: sm.lead, Grace: sm.grace, Skip: skip})
+			out = append(out, Match{User: config.NormalizeAddress(user), Source: source, Occ: o, Pair: sm.pair, Lead: sm.lead, Grace: sm.grace, Skip: skip})
 		}
 		switch sm.src.Match {
 		case "":
@@ -231,9 +234,9 @@ func (m *Matcher) userFor(sm *sourceMatcher, addr string) (string, bool) {
 		}
 	}
 	if u, ok := m.users[config.NormalizeAddress(addr)]; ok {
-		return u, true
+		return config.NormalizeAddress(u), true
 	}
-	return addr, true
+	return config.NormalizeAddress(addr), true
 }
 
 // partstatOf finds the PARTSTAT of a fixed user among the attendees, so that

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"maps"
 	gosync "sync"
 
 	"github.com/calpresence/calpresence/state"
@@ -11,12 +12,12 @@ import (
 type MemStore struct {
 	mu       gosync.Mutex
 	sessions map[string]state.Session
-	ids      map[string]string
+	ids      map[string]state.Identity
 }
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore {
-	return &MemStore{sessions: make(map[string]state.Session), ids: make(map[string]string)}
+	return &MemStore{sessions: make(map[string]state.Session), ids: make(map[string]state.Identity)}
 }
 
 // Sessions returns a copy of the sessions.
@@ -34,7 +35,7 @@ func (m *MemStore) Sessions() (map[string]state.Session, error) {
 func (m *MemStore) PutSession(s state.Session) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.sessions[s.User] = s
+	m.sessions[s.Key()] = s
 	return nil
 }
 
@@ -43,31 +44,41 @@ func (m *MemStore) PutSessions(ss []state.Session) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, s := range ss {
-		m.sessions[s.User] = s
+		m.sessions[s.Key()] = s
 	}
 	return nil
 }
 
-// DeleteSession forgets the session of user.
-func (m *MemStore) DeleteSession(user string) error {
+// DeleteSession forgets the session stored under key.
+func (m *MemStore) DeleteSession(key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.sessions, user)
+	delete(m.sessions, key)
 	return nil
 }
 
-// UserID returns the cached object id of user.
-func (m *MemStore) UserID(user string) (string, bool, error) {
+// Identities returns a copy of the identities.
+func (m *MemStore) Identities() (map[string]state.Identity, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	id, ok := m.ids[user]
-	return id, ok, nil
+	return maps.Clone(m.ids), nil
 }
 
-// PutUserID caches the object id of user.
-func (m *MemStore) PutUserID(user, id string) error {
+// PutIdentities records ids under their normalised addresses.
+func (m *MemStore) PutIdentities(ids []state.Identity) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.ids[user] = id
+	for _, id := range ids {
+		id.Address = state.NormalizeAddress(id.Address)
+		m.ids[id.Address] = id
+	}
+	return nil
+}
+
+// DeleteIdentity forgets address.
+func (m *MemStore) DeleteIdentity(address string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.ids, state.NormalizeAddress(address))
 	return nil
 }

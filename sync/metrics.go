@@ -15,6 +15,8 @@ type Metrics struct {
 	Sessions        prometheus.Gauge       // presence sessions held
 	UsersBusy       prometheus.Gauge       // users inside a span now
 	Reconciles      prometheus.Counter
+	Addresses       *prometheus.GaugeVec // state: resolved|unknown|pending
+	ClearsPending   prometheus.Gauge     // clears failed and awaiting retry
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -49,10 +51,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Reconciles: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "calpresence_reconciles_total", Help: "Reconcile passes.",
 		}),
+		Addresses: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_addresses",
+			Help: "Calendar addresses met since start, by resolution: resolved (to a person), unknown (no Entra user), pending (not looked up yet, or the lookup failed).",
+		}, []string{"state"}),
+		ClearsPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "calpresence_clears_pending",
+			Help: "Sessions whose clear has not succeeded yet (retried with back-off until the lease runs out).",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy,
-			m.GraphRequests, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles)
+			m.GraphRequests, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles, m.Addresses, m.ClearsPending)
 	}
 	return m
 }

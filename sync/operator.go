@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
 // ResyncRequest says what a resync covers.
 type ResyncRequest struct {
 	Sources []string // sources to read again (all when empty)
-	Users   []string // users whose presence may change (all when empty)
-	DryRun  bool     // plan the calls but send none
+	// Users are the people whose presence may change (all when empty),
+	// by any of their addresses or object id.
+	Users  []string
+	DryRun bool // plan the calls but send none
 }
 
 // Resync reads the requested sources now, ignoring cache validators, and
@@ -22,24 +25,50 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest) ([]Result, error
 			return nil, fmt.Errorf("unknown source %q", n)
 		}
 	}
+	ids, err := e.people(ctx, req.Users)
+	if err != nil {
+		return nil, err
+	}
 	errs := e.feeds.pollAll(ctx, req.Sources, true)
+	e.resolveNew(ctx)
 	var results []Result
 	if req.DryRun {
-		actions := e.plan(req.Users)
+		actions := e.plan(ids)
 		for _, a := range actions {
 			results = append(results, Result{Action: a})
 		}
 	} else {
-		results = e.reconcile(ctx, req.Users)
+		results = e.reconcile(ctx, ids)
 	}
 	return results, errors.Join(errs...)
 }
 
-// Clear clears the presence of the given users (all users we hold a session
-// for, with all) and holds them back until their current span is over, so
-// the next boundary does not set it again.
-func (e *Engine) Clear(ctx context.Context, users []string, all bool) ([]Result, error) {
+// people maps addresses (any of a person's, or an object id) to object
+// ids, looking up the ones not known yet. Nothing maps to nothing.
+func (e *Engine) people(ctx context.Context, addresses []string) ([]string, error) {
+	var ids []string
+	for _, a := range addresses {
+		id, err := e.dir.person(ctx, a)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// Clear clears the presence of the given people (by any of their
+// addresses; all people we hold a session for, with all) and holds them
+// back until their current span is over, so the next boundary does not set
+// it again.
+func (e *Engine) Clear(ctx context.Context, addresses []string, all bool) ([]Result, error) {
 	now := time.Now()
+	users, err := e.people(ctx, addresses)
+	if err != nil {
+		return nil, err
+	}
 	in, err := e.input(now)
 	if err != nil {
 		return nil, err
@@ -58,11 +87,11 @@ func (e *Engine) Clear(ctx context.Context, users []string, all bool) ([]Result,
 	}
 	e.reconcileMu.Lock()
 	defer e.reconcileMu.Unlock()
-	results := e.exec.run(ctx, actions)
+	results := e.exec.run(ctx, e.named(actions))
 	var errs []error
 	for _, r := range results {
 		if r.Err != nil {
-			errs = append(errs, fmt.Errorf("clear %s: %w", r.Action.User, r.Err))
+			errs = append(errs, fmt.Errorf("clear %s: %w", r.Action.display(), r.Err))
 		}
 	}
 	return results, errors.Join(errs...)
@@ -75,3 +104,7 @@ func (e *Engine) Ready() (bool, []SourceStatus) {
 	defer e.mu.Unlock()
 	return e.ready, st
 }
+
+// Unresolved lists the calendar addresses met since start that name no
+// Entra user yet (unknown, ambiguous, or a lookup failing), for /readyz.
+func (e *Engine) Unresolved() []Unresolved { return e.dir.unresolved() }

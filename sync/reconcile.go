@@ -46,8 +46,12 @@ const (
 
 // Action is one change reconcile asks for.
 type Action struct {
-	Op         string
-	User       string
+	Op string
+	// User is the person's key: their Entra object id (in plan and dry
+	// runs without Graph, the case-folded address).
+	User string
+	// Name is how the person is shown (their UPN); empty: User.
+	Name       string
 	Pair       presence.Pair
 	Expiration time.Duration // for OpSet
 	Span       Span          // the span set (OpSet, OpNote) or ended (OpClear)
@@ -61,20 +65,33 @@ type Action struct {
 	HasPrev bool
 }
 
-// ReconcileInput is everything Reconcile looks at.
+// display is how the action's person is shown in logs and reports.
+func (a Action) display() string {
+	if a.Name != "" {
+		return a.Name
+	}
+	return a.User
+}
+
+// ReconcileInput is everything Reconcile looks at. People are keyed by
+// object id (Spans, Sessions, Held, Known).
 type ReconcileInput struct {
 	Now      time.Time
 	Spans    map[string][]Span
 	Sessions map[string]state.Session
-	// Matches are the current matches, used to say why a span ended early.
+	// Matches are the current matches, used to say why a span ended early;
+	// Key names the person of a match, as for Spans (nil: the case-folded
+	// address).
 	Matches []Match
-	// Known reports whether every source that could concern user has been
-	// read (from the network or a stored copy). A user is never cleared
+	Key     KeyFunc
+	// Known reports whether every source that could concern the person
+	// has been read (from the network or a stored copy). Nobody is cleared
 	// while it is false.
-	Known func(user string) bool
-	// Hold reports whether calls for user are held back (unknown user,
-	// permanent error for this span, retry pending).
-	Hold     func(user string, now time.Time) bool
+	Known func(person string) bool
+	// Held is a snapshot of the people whose calls are held back (a
+	// permanent error for this span, a retry pending, an operator's
+	// clear), with the time each hold ends.
+	Held     map[string]time.Time
 	MaxLease time.Duration
 	// FirstPass marks the first reconcile after start-up: changes it makes
 	// for spans that began or ended before then are logged as "restart".
@@ -112,7 +129,8 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 				break
 			}
 		}
-		if in.Hold != nil && in.Hold(user, now) {
+		if until, ok := in.Held[user]; ok && now.Before(until) {
+			wake(until)
 			continue
 		}
 		// A call that was in flight when we stopped may or may not have
@@ -177,7 +195,9 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 		if !held {
 			continue
 		}
-		if !uncertain && !sess.Expires.After(now) {
+		if !sess.Expires.After(now) && (!uncertain || sess.Pending == state.PendingClear) {
+			// The lease has run out: Graph has dropped the session by
+			// itself (also one whose clear kept failing).
 			reason := ReasonExpired
 			if !now.Before(sess.SpanEnd) {
 				reason = ReasonEnd
@@ -205,7 +225,7 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 			}
 			actions = append(actions, Action{Op: OpClear, User: user, Span: ended, Reason: reason, Due: due})
 		default:
-			actions = append(actions, Action{Op: OpClear, User: user, Span: ended, Reason: earlyEndReason(sess, in.Matches, now)})
+			actions = append(actions, Action{Op: OpClear, User: user, Span: ended, Reason: earlyEndReason(sess, in.Matches, in.Key, now)})
 		}
 	}
 	for i := range actions {
@@ -216,12 +236,15 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 
 // earlyEndReason says why a span that should still be running has no busy
 // occurrence left: the first of its events that explains it.
-func earlyEndReason(sess state.Session, matches []Match, now time.Time) string {
+func earlyEndReason(sess state.Session, matches []Match, key KeyFunc, now time.Time) string {
 	for _, ref := range sess.Events {
 		var found *Match
 		for i := range matches {
 			m := &matches[i]
-			if m.User == sess.User && m.Source == ref.Source && m.Occ.UID == ref.UID && m.Occ.RecurrenceID.Equal(ref.RecurrenceID) {
+			if m.Source != ref.Source || m.Occ.UID != ref.UID {
+				continue
+			}
+			if id, ok := key.of(m); ok && id == sess.Key() && m.Occ.RecurrenceID.Equal(ref.RecurrenceID) {
 				found = m
 				break
 			}

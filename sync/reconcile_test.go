@@ -30,7 +30,7 @@ func busy(user string, o *sources.Occurrence) Match {
 
 // held is the session a successful set at setAt for span [start, end) leaves.
 func held(start, end time.Time, setAt time.Time, lease time.Duration, events ...*sources.Occurrence) state.Session {
-	s := state.Session{User: alice, UserID: "id-" + alice, Availability: conf.Availability, Activity: conf.Activity,
+	s := state.Session{UserID: alice, Availability: conf.Availability, Activity: conf.Activity,
 		SpanStart: start, SpanEnd: end, SetAt: setAt, Expires: setAt.Add(lease)}
 	for _, o := range events {
 		s.Events = append(s.Events, state.EventRef{Source: "zoom", UID: o.UID, RecurrenceID: o.RecurrenceID, Start: o.Start, End: o.End})
@@ -201,7 +201,7 @@ func TestReconcile(t *testing.T) {
 			wantNext: t0.Add(time.Hour),
 		},
 		{
-			name: "a clear in flight at a crash is repeated", now: t0.Add(70 * minute),
+			name: "a clear in flight at a crash is repeated", now: t0.Add(4 * minute),
 			matches: []Match{busy(alice, short)},
 			sessions: map[string]state.Session{alice: func() state.Session {
 				s := held(t0, t0.Add(3*minute), t0, presence.MinLease, short)
@@ -210,11 +210,21 @@ func TestReconcile(t *testing.T) {
 			}()}, known: true,
 			want: []brief{{OpClear, alice, ReasonEnd, 0, ""}},
 		},
+		{
+			name: "a clear pending past its lease is forgotten: Graph dropped the session", now: t0.Add(70 * minute),
+			matches: []Match{busy(alice, short)},
+			sessions: map[string]state.Session{alice: func() state.Session {
+				s := held(t0, t0.Add(3*minute), t0, presence.MinLease, short)
+				s.Pending = OpClear
+				return s
+			}()}, known: true,
+			want: []brief{{OpForget, alice, ReasonEnd, 0, ""}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, next := Reconcile(ReconcileInput{
-				Now: tt.now, Spans: Spans(tt.matches, 2*minute), Sessions: tt.sessions, Matches: tt.matches,
+				Now: tt.now, Spans: Spans(tt.matches, 2*minute, nil), Sessions: tt.sessions, Matches: tt.matches,
 				Known: func(string) bool { return tt.known }, MaxLease: 4 * time.Hour,
 			})
 			if diff := cmp.Diff(tt.want, briefs(got)); diff != "" {
@@ -231,7 +241,7 @@ func TestReconcileRestartReasons(t *testing.T) {
 	meeting := occ("m1", 0, time.Hour)
 	started := t0.Add(10 * minute)
 	got, _ := Reconcile(ReconcileInput{
-		Now: started, Spans: Spans([]Match{busy(alice, meeting)}, 0), Known: func(string) bool { return true },
+		Now: started, Spans: Spans([]Match{busy(alice, meeting)}, 0, nil), Known: func(string) bool { return true },
 		MaxLease: 4 * time.Hour, FirstPass: true, Started: started,
 	})
 	if want := []brief{{OpSet, alice, ReasonRestart, 50 * minute, conf.Activity}}; !cmp.Equal(briefs(got), want) {
@@ -258,7 +268,7 @@ func TestSpans(t *testing.T) {
 	skipped := busy(alice, occ("x", 5*time.Hour, time.Hour))
 	skipped.Skip = SkipTransparent
 
-	got := Spans([]Match{busy(alice, b), w, busy(alice, a), lead, skipped}, 2*minute)[alice]
+	got := Spans([]Match{busy(alice, b), w, busy(alice, a), lead, skipped}, 2*minute, nil)[alice]
 	type span struct {
 		Start, End time.Time
 		Activity   string
@@ -276,7 +286,7 @@ func TestSpans(t *testing.T) {
 		t.Errorf("Spans (-want +got):\n%s", diff)
 	}
 	// Without a merge gap the 1-minute gap stays; touching spans still join.
-	got = Spans([]Match{busy(alice, a), busy(alice, b), busy(alice, occ("d", 61*minute, 10*minute))}, 0)[alice]
+	got = Spans([]Match{busy(alice, a), busy(alice, b), busy(alice, occ("d", 61*minute, 10*minute))}, 0, nil)[alice]
 	if len(got) != 2 || !got[1].End.Equal(t0.Add(71*minute)) {
 		t.Errorf("Spans with merge_gap 0 = %+v; want 2 spans, the second ending at +71m", got)
 	}

@@ -8,11 +8,11 @@ import (
 	"github.com/calpresence/calpresence/state"
 )
 
-// Span is a stretch of time one user should show as busy: the busy
-// occurrences of all sources, widened by lead and grace, merged where they
-// overlap or lie closer than merge_gap.
+// Span is a stretch of time one person should show as busy: the busy
+// occurrences of all sources, under any of their addresses, widened by lead
+// and grace, merged where they overlap or lie closer than merge_gap.
 type Span struct {
-	User       string
+	User       string // the person's key (see KeyFunc)
 	Start, End time.Time
 	// Pair is the strongest presence among the span's occurrences.
 	Pair presence.Pair
@@ -23,15 +23,33 @@ type Span struct {
 // Contains reports whether t falls in [Start, End).
 func (s *Span) Contains(t time.Time) bool { return !t.Before(s.Start) && t.Before(s.End) }
 
-// Spans builds every user's busy spans from the matches. It is pure: the
-// same matches always give the same spans. Spans of one user are sorted and
-// disjoint, separated by at least mergeGap.
-func Spans(matches []Match, mergeGap time.Duration) map[string][]Span {
+// KeyFunc names the person a match makes busy: the key spans, sessions
+// and holds are kept under (the Entra object id in the daemon). ok is false
+// when the match concerns nobody the worker may act on yet (an address
+// not resolved, unknown to Entra, or not allowed by only_configured).
+// A nil KeyFunc keys by the case-folded address (plan, which has no Graph).
+type KeyFunc func(m *Match) (key string, ok bool)
+
+func (k KeyFunc) of(m *Match) (string, bool) {
+	if k == nil {
+		return state.NormalizeAddress(m.User), true
+	}
+	return k(m)
+}
+
+// Spans builds every person's busy spans from the matches: occurrences of
+// one person, from any source and under any address, make one timeline.
+// It is pure: the same matches and keys always give the same spans. Spans
+// of one person are sorted and disjoint, separated by at least mergeGap.
+func Spans(matches []Match, mergeGap time.Duration, key KeyFunc) map[string][]Span {
 	byUser := make(map[string][]*Match)
 	for i := range matches {
 		m := &matches[i]
-		if m.Busy() {
-			byUser[m.User] = append(byUser[m.User], m)
+		if !m.Busy() {
+			continue
+		}
+		if k, ok := key.of(m); ok {
+			byUser[k] = append(byUser[k], m)
 		}
 	}
 	out := make(map[string][]Span, len(byUser))

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync"
@@ -234,9 +235,9 @@ func (p *countingPresence) ClearPresence(ctx context.Context, userID string) err
 	return nil
 }
 
-func (p *countingPresence) ResolveUser(ctx context.Context, user string) (string, error) {
+func (p *countingPresence) ResolveUser(ctx context.Context, address string) (presence.Person, error) {
 	p.resolves.Add(1)
-	return "id-" + user, nil
+	return presence.Person{ID: "id-" + address, UPN: address}, nil
 }
 
 // sample is what one pass cost.

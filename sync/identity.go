@@ -1,0 +1,419 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state"
+)
+
+// UnknownUserRecheck is how long an address Entra does not know is left
+// alone before the next lookup: never a hot loop, yet a user created later
+// is picked up without a restart.
+const UnknownUserRecheck = time.Hour
+
+// reObjectID matches an Entra object id (a GUID).
+var reObjectID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// directory maps calendar addresses to people (Entra object ids). It is the
+// one owner of that mapping: answers are kept durably in the state (so a
+// restart knows everyone before Graph answers a lookup), looked up again
+// every refresh, and dropped when Graph says an id is gone.
+//
+// Addresses are resolved ahead of any boundary: building spans asks the
+// directory (lookup, memory only) and notes the addresses it cannot answer
+// yet; the engine's resolver resolves them (resolve) and reconciles again.
+// A person the directory cannot name yet is simply not acted on: nobody
+// else waits for them.
+type directory struct {
+	presence    Presence
+	store       Store
+	log         *slog.Logger
+	metrics     *Metrics
+	refresh     time.Duration
+	concurrency int
+
+	mu     gosync.Mutex
+	known  map[string]state.Identity // by normalised address
+	byID   map[string][]string       // person id → their known addresses, sorted
+	failed map[string]lookupFailure  // transient lookup failures, by address
+	seen   map[string]bool           // addresses met since start (kept fresh)
+	// reported is when an unknown address was last reported (once per
+	// refresh, not at every recheck).
+	reported map[string]time.Time
+	want     chan struct{} // an address waits for a lookup
+}
+
+// lookupFailure is a lookup that failed for a reason other than "no such
+// user": it is retried with back-off, and the address waits meanwhile.
+type lookupFailure struct {
+	tries   int
+	retryAt time.Time
+	err     string
+}
+
+func newDirectory(p Presence, st Store, refresh time.Duration, concurrency int, log *slog.Logger, m *Metrics) *directory {
+	if refresh <= 0 {
+		refresh = 24 * time.Hour
+	}
+	return &directory{presence: p, store: st, log: log, metrics: m, refresh: refresh, concurrency: max(concurrency, 1),
+		known: make(map[string]state.Identity), byID: make(map[string][]string), failed: make(map[string]lookupFailure), seen: make(map[string]bool),
+		reported: make(map[string]time.Time), want: make(chan struct{}, 1)}
+}
+
+// load reads the identities kept in the state.
+func (d *directory) load() error {
+	ids, err := d.store.Identities()
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, v := range ids {
+		d.set(v)
+	}
+	d.gauges()
+	return nil
+}
+
+// lookup returns the person address names, from memory. An object id
+// names itself, as is: it needs no lookup (a wrong one is answered 404 by
+// setPresence, and held back). Another address not yet resolved is noted
+// for the resolver and reported as unknown for now.
+func (d *directory) lookup(address string) (id string, ok bool) {
+	a := state.NormalizeAddress(address)
+	if reObjectID.MatchString(a) {
+		return a, true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.seen[a] {
+		d.seen[a] = true
+		d.signal()
+	}
+	if idn, found := d.known[a]; found {
+		return idn.ID, !idn.Unknown && idn.ID != ""
+	}
+	return "", false
+}
+
+// set records what Entra said of idn.Address. d.mu must be held.
+func (d *directory) set(idn state.Identity) {
+	d.drop(idn.Address)
+	d.known[idn.Address] = idn
+	if idn.ID != "" && !idn.Unknown {
+		as := append(d.byID[idn.ID], idn.Address)
+		slices.Sort(as)
+		d.byID[idn.ID] = as
+	}
+}
+
+// drop forgets address. d.mu must be held.
+func (d *directory) drop(address string) {
+	old, ok := d.known[address]
+	if !ok {
+		return
+	}
+	delete(d.known, address)
+	if as := slices.DeleteFunc(d.byID[old.ID], func(a string) bool { return a == address }); len(as) > 0 {
+		d.byID[old.ID] = as
+	} else {
+		delete(d.byID, old.ID)
+	}
+}
+
+// isUnknown reports whether Entra said address names nobody.
+func (d *directory) isUnknown(address string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.known[state.NormalizeAddress(address)].Unknown
+}
+
+// upn returns how a person is shown: their UPN when known, else one of
+// their addresses, else the id.
+func (d *directory) upn(id string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	as := d.byID[id]
+	for _, a := range as {
+		if u := d.known[a].UPN; u != "" {
+			return u
+		}
+	}
+	if len(as) > 0 {
+		return as[0]
+	}
+	return id
+}
+
+// addresses returns the known addresses of the person id, sorted.
+func (d *directory) addresses(id string) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.byID[id])
+}
+
+// signal wakes the resolver. d.mu must be held.
+func (d *directory) signal() {
+	select {
+	case d.want <- struct{}{}:
+	default:
+	}
+}
+
+// due returns the addresses met since start that need a lookup at now:
+// never resolved, due for their refresh, unknown for longer than
+// UnknownUserRecheck, or whose last failure's back-off has passed.
+func (d *directory) due(now time.Time) []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for a := range d.seen {
+		if f, ok := d.failed[a]; ok {
+			if !now.Before(f.retryAt) {
+				out = append(out, a)
+			}
+			continue
+		}
+		idn, ok := d.known[a]
+		switch {
+		case !ok:
+			out = append(out, a)
+		case idn.Unknown:
+			if !now.Before(idn.CheckedAt.Add(min(UnknownUserRecheck, d.refresh))) {
+				out = append(out, a)
+			}
+		case !now.Before(idn.CheckedAt.Add(d.refresh)):
+			out = append(out, a)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// nextDue is the earliest time an address met since start falls due
+// (zero: none is waiting; now: one is due already).
+func (d *directory) nextDue(now time.Time) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var next time.Time
+	at := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for a := range d.seen {
+		if f, ok := d.failed[a]; ok {
+			at(f.retryAt)
+			continue
+		}
+		idn, ok := d.known[a]
+		switch {
+		case !ok:
+			at(now)
+		case idn.Unknown:
+			at(idn.CheckedAt.Add(min(UnknownUserRecheck, d.refresh)))
+		default:
+			at(idn.CheckedAt.Add(d.refresh))
+		}
+	}
+	return next
+}
+
+// resolve looks the addresses up in Entra, at most d.concurrency at a time,
+// and keeps the answers. It reports whether any address now names another
+// person than before (or a person where it named none), so the caller knows
+// to reconcile again.
+//
+// A transient failure (throttling, 5xx, a timeout) keeps what was known
+// (an id resolved yesterday is still the best answer) and retries with
+// back-off; "no such user" is kept as unknown and reported once per
+// refresh; an ambiguous address is reported likewise.
+func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) {
+	if len(addrs) == 0 {
+		return false
+	}
+	type answer struct {
+		p   presence.Person
+		err error
+	}
+	answers := make([]answer, len(addrs))
+	parallel(len(addrs), d.concurrency, func(i int) {
+		p, err := d.presence.ResolveUser(ctx, addrs[i])
+		if err == nil {
+			p.ID = strings.ToLower(p.ID)
+		}
+		answers[i] = answer{p, err}
+		d.metrics.GraphRequests.WithLabelValues("resolveUser", statusCode(err)).Inc()
+	})
+	now := time.Now()
+	var (
+		puts     []state.Identity
+		failures int
+		firstErr error
+	)
+	d.mu.Lock()
+	for i, a := range addrs {
+		ans, old := answers[i], d.known[a]
+		switch kind := presence.KindOf(ans.err); {
+		case ans.err == nil:
+			delete(d.failed, a)
+			idn := state.Identity{Address: a, ID: ans.p.ID, UPN: ans.p.UPN, CheckedAt: now}
+			if old.ID != idn.ID || old.Unknown {
+				changed = true
+				d.reportMerge(a, idn)
+			}
+			d.set(idn)
+			puts = append(puts, idn)
+		case errors.Is(ans.err, context.Canceled):
+			continue
+		case kind == presence.NotFound || kind == presence.Permanent:
+			delete(d.failed, a)
+			if r, ok := d.reported[a]; !ok || !now.Before(r.Add(d.refresh)) {
+				// Reported once per refresh: rechecks in between are quiet.
+				d.reported[a] = now
+				d.log.Warn("address names no Entra user; its meetings are skipped", "address", a, "err", ans.err,
+					"recheck_in", min(UnknownUserRecheck, d.refresh).String())
+			}
+			if old.ID != "" && !old.Unknown {
+				changed = true
+			}
+			idn := state.Identity{Address: a, Unknown: true, CheckedAt: now}
+			d.set(idn)
+			puts = append(puts, idn)
+		default:
+			f := d.failed[a]
+			f.tries++
+			wait := backoff(f.tries)
+			var pe *presence.Error
+			if errors.As(ans.err, &pe) && pe.RetryAfter > 0 {
+				wait = pe.RetryAfter
+			}
+			f.retryAt, f.err = now.Add(wait), ans.err.Error()
+			d.failed[a] = f
+			failures++
+			if firstErr == nil {
+				firstErr = ans.err
+			}
+		}
+	}
+	d.gauges()
+	d.mu.Unlock()
+	if failures > 0 {
+		d.log.Warn("address lookups failed; those people wait, nobody else does", "failed", failures, "of", len(addrs), "err", firstErr)
+	}
+	if len(puts) > 0 {
+		if err := d.store.PutIdentities(puts); err != nil {
+			// Memory holds them; a restart looks them up again.
+			d.log.Warn("keep resolved addresses", "err", err)
+		}
+	}
+	return changed
+}
+
+// reportMerge logs, at Info, that address turned out to name a person
+// already known under other addresses: they are one presence. d.mu must be
+// held.
+func (d *directory) reportMerge(address string, idn state.Identity) {
+	others := slices.DeleteFunc(slices.Clone(d.byID[idn.ID]), func(a string) bool { return a == address })
+	if len(others) == 0 {
+		return
+	}
+	d.log.Info("addresses name one person; merged into one presence", "user", idn.UPN, "address", address, "also", others)
+}
+
+// forget drops every address that maps to id: Graph answered 404 for it (a
+// user deleted, perhaps re-created with a new id). They are looked up again
+// at once.
+func (d *directory) forget(id string) {
+	d.mu.Lock()
+	gone := slices.Clone(d.byID[id])
+	for _, a := range gone {
+		d.drop(a)
+	}
+	if len(gone) > 0 {
+		d.signal()
+	}
+	d.gauges()
+	d.mu.Unlock()
+	for _, a := range gone {
+		if err := d.store.DeleteIdentity(a); err != nil {
+			d.log.Warn("forget resolved address", "address", a, "err", err)
+		}
+	}
+	if len(gone) > 0 {
+		d.log.Warn("Graph no longer knows this user id; looking its addresses up again", "user_id", id, "addresses", gone)
+	}
+}
+
+// person resolves address now if it is not known yet (an operator's
+// -user), else answers from memory.
+func (d *directory) person(ctx context.Context, address string) (string, error) {
+	if id, ok := d.lookup(address); ok {
+		return id, nil
+	}
+	a := state.NormalizeAddress(address)
+	d.resolve(ctx, []string{a})
+	if id, ok := d.lookup(a); ok {
+		return id, nil
+	}
+	d.mu.Lock()
+	f, failed := d.failed[a]
+	d.mu.Unlock()
+	if failed {
+		return "", errors.New(address + ": lookup failed: " + f.err)
+	}
+	return "", errors.New(address + ": no Entra user has this address")
+}
+
+// Unresolved is an address the directory cannot name a person for.
+type Unresolved struct {
+	Address string `json:"address"`
+	Reason  string `json:"reason"` // "unknown", or the last lookup error
+}
+
+// unresolved lists the addresses met since start that name nobody yet.
+func (d *directory) unresolved() []Unresolved {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []Unresolved
+	for a := range d.seen {
+		if f, ok := d.failed[a]; ok {
+			if idn, known := d.known[a]; !known || idn.Unknown {
+				out = append(out, Unresolved{a, f.err})
+			}
+			continue
+		}
+		if idn, ok := d.known[a]; ok && idn.Unknown {
+			out = append(out, Unresolved{a, "unknown"})
+		}
+	}
+	slices.SortFunc(out, func(x, y Unresolved) int { return strings.Compare(x.Address, y.Address) })
+	return out
+}
+
+// gauges refreshes the identity gauges. d.mu must be held.
+func (d *directory) gauges() {
+	var resolved, unknown, pending float64
+	for a := range d.seen {
+		idn, ok := d.known[a]
+		switch {
+		case !ok:
+			pending++
+		case idn.Unknown:
+			unknown++
+		default:
+			resolved++
+		}
+	}
+	d.metrics.Addresses.WithLabelValues("resolved").Set(resolved)
+	d.metrics.Addresses.WithLabelValues("unknown").Set(unknown)
+	d.metrics.Addresses.WithLabelValues("pending").Set(pending)
+}
