@@ -1,0 +1,305 @@
+package sync
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state"
+)
+
+const (
+	frankID = "11111111-1111-1111-1111-111111111111"
+	bobID   = "22222222-2222-2222-2222-222222222222"
+	carolID = "33333333-3333-3333-3333-333333333333"
+)
+
+// tenant is a small Entra: Frank has an alias in proxyAddresses.
+var tenant = map[string]presence.Person{
+	"frank@contoso.com":       {ID: frankID, UPN: "frank@contoso.com"},
+	"frank.jones@contoso.com": {ID: frankID, UPN: "frank@contoso.com"},
+	"bob@contoso.com":         {ID: bobID, UPN: "bob@contoso.com"},
+	"carol@contoso.com":       {ID: carolID, UPN: "carol@contoso.com"},
+}
+
+// TestSpansMergeOnePersonsSpellings: occurrences naming one person by UPN,
+// alias, another letter case or object id, from different sources, make
+// one timeline; every pair of spellings merges.
+func TestSpansMergeOnePersonsSpellings(t *testing.T) {
+	spellings := []string{"frank@contoso.com", "frank.jones@contoso.com", "Frank@Contoso.COM", frankID, strings.ToUpper(frankID)}
+	for i, a := range spellings {
+		for _, b := range spellings[i+1:] {
+			t.Run(a+"+"+b, func(t *testing.T) {
+				d := newDirectory(&fakePresence{people: tenant}, NewMemStore(), time.Hour, 4, slog.New(slog.DiscardHandler), NewMetrics(nil))
+				for _, addr := range []string{a, b} {
+					d.lookup(addr)
+				}
+				d.resolve(context.Background(), d.due(t0))
+				key := func(m *Match) (string, bool) { return d.lookup(m.User) }
+				zoom := Match{User: config.NormalizeAddress(a), Source: "zoom", Occ: occ("z", 0, 15*minute), Pair: conf}
+				google := Match{User: config.NormalizeAddress(b), Source: "google", Occ: occ("g", 5*minute, 6*minute), Pair: inCall}
+				spans := Spans([]Match{zoom, google}, 2*minute, key)
+				if len(spans) != 1 || len(spans[frankID]) != 1 {
+					t.Fatalf("Spans(%s, %s) = %v; want one span for %s", a, b, spans, frankID)
+				}
+				s := spans[frankID][0]
+				if !s.Start.Equal(t0) || !s.End.Equal(t0.Add(15*minute)) || s.Pair != conf || len(s.Events) != 2 {
+					t.Errorf("span = %+v; want 15:00-15:15 InAConferenceCall with both events", s)
+				}
+				if got := d.upn(frankID); got != "frank@contoso.com" && !(a == frankID || a == strings.ToUpper(frankID)) {
+					t.Errorf("upn(%s) = %q; want frank@contoso.com", frankID, got)
+				}
+			})
+		}
+	}
+}
+
+// twoSources is the issue's setup: a Zoom feed for frank@contoso.com (his
+// UPN) and a Google feed matched by attendees, inviting his alias.
+func twoSources() *config.Config {
+	cfg := testConfig()
+	cfg.Sources = []config.Source{
+		{Name: "zoom", URL: "https://example.test/zoom.ics", Users: []string{"frank@contoso.com"}, PollInterval: time.Minute},
+		{Name: "google", URL: "https://example.test/google.ics", Match: config.MatchAttendees, Domains: []string{"contoso.com"}, PollInterval: time.Minute},
+	}
+	return cfg
+}
+
+// invite is a feed of one event from start lasting dur inviting attendees.
+func invite(base time.Time, uid string, start, dur time.Duration, attendees ...string) string {
+	body := ics(base, uid, start, dur)
+	var att strings.Builder
+	att.WriteString("SUMMARY:" + uid + "\r\nORGANIZER:mailto:someone@partner.example\r\n")
+	for _, a := range attendees {
+		att.WriteString("ATTENDEE;PARTSTAT=ACCEPTED:mailto:" + a + "\r\n")
+	}
+	return strings.Replace(body, "SUMMARY:"+uid+"\r\n", att.String(), 1)
+}
+
+func startTwoSources(t *testing.T, begin time.Time, zoom, google string, store *MemStore, graph *fakePresence) *harness {
+	h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoom, "google": google}, errs: map[string]error{}},
+		graph: graph, store: store, begin: begin, metrics: NewMetrics(nil)}
+	if h.store == nil {
+		h.store = NewMemStore()
+	}
+	h.start(twoSources())
+	return h
+}
+
+// TestEngineOnePersonTwoAddresses is the scenario of the identity issue: a
+// Google meeting naming Frank's alias starts inside his Zoom meeting, then
+// is removed. Frank stays busy until the Zoom meeting ends: the Google
+// meeting neither shortens his one Graph session nor clears it.
+func TestEngineOnePersonTwoAddresses(t *testing.T) {
+	tests := []struct {
+		name    string
+		zoomDur time.Duration
+		want    []string
+	}{
+		// 15 minutes: one set for the whole Zoom span; the lease lapses
+		// with it (no clear needed).
+		{"fifteen minutes", 15 * time.Minute, []string{"10m0s set " + frankID + " InAConferenceCall 15m0s"}},
+		// 3 minutes: Graph's minimum lease (5m) outlives it, so one clear
+		// at its end, and only then.
+		{"three minutes", 3 * time.Minute, []string{"10m0s set " + frankID + " InAConferenceCall 5m0s", "13m0s clear " + frankID}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				begin := time.Now()
+				graph := &fakePresence{begin: begin, people: tenant}
+				inner := tt.zoomDur / 3
+				h := startTwoSources(t, begin, ics(begin, "zoom-1", 10*time.Minute, tt.zoomDur),
+					invite(begin, "g-1", 10*time.Minute+inner, inner, "frank.jones@contoso.com"), nil, graph)
+				h.until(10*time.Minute + inner + 30*time.Second) // inside both meetings
+				h.feeds.set("google", ics(begin))                // the Google meeting is removed
+				h.until(10*time.Minute + 2*inner)
+				// Still in the Zoom meeting: still one session, for its span.
+				if s, _ := h.store.Sessions(); len(s) != 1 || !s[frankID].SpanEnd.Equal(begin.Add(10*time.Minute+tt.zoomDur)) {
+					t.Errorf("sessions after the removal = %v; want Frank's, for the Zoom meeting", s)
+				}
+				h.until(time.Hour)
+				h.stop()
+				h.want(tt.want...)
+				if !strings.Contains(h.logs.String(), `"msg":"addresses name one person; merged into one presence"`) {
+					t.Errorf("the merge of frank@ and frank.jones@ was not reported:\n%s", h.logs.String())
+				}
+				if strings.Contains(h.logs.String(), `"level":"ERROR"`) {
+					t.Errorf("a merge is not an error:\n%s", h.logs.String())
+				}
+			})
+		})
+	}
+}
+
+// TestEngineResolutionFailureWaitsOnlyForThatPerson: while Frank's alias
+// cannot be looked up (throttled, then timing out), Frank waits; Bob, whose
+// address resolves, is served at his boundary. Once the lookup succeeds,
+// Frank is set at once, and no lookup runs at a boundary.
+func TestEngineResolutionFailureWaitsOnlyForThatPerson(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		var failUntil = begin.Add(12 * time.Minute)
+		graph := &fakePresence{begin: begin, people: tenant, resolveErr: func(a string) error {
+			if a != "frank.jones@contoso.com" || !time.Now().Before(failUntil) {
+				return nil
+			}
+			if time.Since(begin) < 5*time.Minute {
+				return &presence.Error{Op: "resolveUser", User: a, Status: 429, Kind: presence.Retry, RetryAfter: 2 * time.Minute}
+			}
+			return &presence.Error{Op: "resolveUser", User: a, Kind: presence.Retry, Message: "timeout"}
+		}}
+		cfg := twoSources()
+		cfg.Sources[0].Users = []string{"bob@contoso.com"}
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
+			"zoom":   ics(begin, "zoom-1", 10*time.Minute, 30*time.Minute),
+			"google": invite(begin, "g-1", 10*time.Minute, 30*time.Minute, "frank.jones@contoso.com"),
+		}, errs: map[string]error{}}, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		h.start(cfg)
+		h.until(11 * time.Minute)
+		h.want("10m0s set " + bobID + " InAConferenceCall 30m0s")
+		if got := h.eng.Unresolved(); len(got) != 1 || got[0].Address != "frank.jones@contoso.com" {
+			t.Errorf("Unresolved() = %v; want frank.jones@contoso.com waiting", got)
+		}
+		h.until(time.Hour)
+		h.stop()
+		graph.mu.Lock()
+		calls := slices.Clone(graph.calls)
+		graph.mu.Unlock()
+		// The failures stop at 12m; the back-off then in force is at most
+		// 5 minutes (backoff's cap).
+		if len(calls) != 2 || calls[1].Op != "set" || calls[1].User != frankID || calls[1].At < 12*time.Minute || calls[1].At > 17*time.Minute {
+			t.Errorf("Graph calls = %v; want Bob at 10m, then Frank once his alias resolved (12m..17m)", calls)
+		}
+		// Back-off, not a hot loop: 429 Retry-After 2m, then 1s, 2s, 4s …
+		if n := graph.lookupsOf("frank.jones@contoso.com"); n < 3 || n > 15 {
+			t.Errorf("alias looked up %d times in 12 minutes of failures; want a back-off (3..15)", n)
+		}
+	})
+}
+
+// TestEngineForgetsAnIDGraphNoLongerKnows: a person deleted and re-created
+// gets a new object id; the set for the old one is answered 404, the
+// directory looks their address up again, and the new id is set.
+func TestEngineForgetsAnIDGraphNoLongerKnows(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		const newID = "44444444-4444-4444-4444-444444444444"
+		people := map[string]presence.Person{"frank@contoso.com": {ID: frankID, UPN: "frank@contoso.com"}}
+		graph := &fakePresence{begin: begin, people: people}
+		store := NewMemStore()
+		cfg := testConfig()
+		cfg.Sources[0].Users = []string{"frank@contoso.com"}
+		h := startHarness(t, cfg, ics(begin, "a", 10*time.Minute, 30*time.Minute), store, graph)
+		h.until(5 * time.Minute) // resolved to frankID, kept in the store
+		graph.mu.Lock()
+		people["frank@contoso.com"] = presence.Person{ID: newID, UPN: "frank@contoso.com"}
+		graph.fail = func(op, user string) error {
+			if user == frankID {
+				return &presence.Error{Op: "setPresence", User: user, Status: 404, Kind: presence.NotFound}
+			}
+			return nil
+		}
+		graph.mu.Unlock()
+		h.until(time.Hour)
+		h.stop()
+		h.want("10m0s set " + newID + " InAConferenceCall 30m0s")
+		ids, _ := store.Identities()
+		if ids["frank@contoso.com"].ID != newID {
+			t.Errorf("stored identity = %+v; want the new id", ids["frank@contoso.com"])
+		}
+	})
+}
+
+// TestEngineOnlyConfigured: with only_configured, an invitation can make
+// busy only people the configuration names (by any of their addresses).
+func TestEngineOnlyConfigured(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		graph := &fakePresence{begin: begin, people: tenant}
+		cfg := twoSources()
+		cfg.Presence.OnlyConfigured = true
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
+			"zoom":   ics(begin),
+			"google": invite(begin, "g-1", 10*time.Minute, 30*time.Minute, "frank.jones@contoso.com", "bob@contoso.com", "mallory@contoso.com"),
+		}, errs: map[string]error{}}, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		h.start(cfg)
+		h.until(time.Hour)
+		h.stop()
+		// Frank is named (zoom's users: frank@contoso.com) and reached
+		// through his alias; Bob and Mallory are not named.
+		h.want("10m0s set " + frankID + " InAConferenceCall 30m0s")
+	})
+}
+
+// TestEngineAdoptsASchema1StateFile starts the engine on the state file an
+// earlier release wrote (sessions keyed by address; see state's migration
+// test for its contents), seven minutes after midnight: Frank's two records
+// are one session, re-set at once for his whole Zoom meeting (never
+// cleared), Bob's uncertain set is repeated, and Carol's session, kept
+// under her address, is adopted once her address resolves.
+func TestEngineAdoptsASchema1StateFile(t *testing.T) {
+	data, err := os.ReadFile("../state/testdata/v1-sessions-by-address.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "state.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		midnight := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+		if !time.Now().Equal(midnight) {
+			t.Fatalf("synctest's clock starts at %v, not at the fixture's midnight", time.Now())
+		}
+		time.Sleep(7 * time.Minute)
+		st, err := state.Open(path, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		cfg := testConfig()
+		cfg.Sources[0].Users = []string{"frank@contoso.com", "bob@contoso.com", "carol@contoso.com"}
+		graph := &fakePresence{begin: midnight, people: tenant}
+		eng, err := New(Options{Config: cfg, Presence: graph, Store: st,
+			Fetcher: &fakeFeeds{bodies: map[string]string{"zoom": ics(midnight, "zoom-1", time.Duration(0), 15*time.Minute)}, errs: map[string]error{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- eng.Run(ctx) }()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		cancel()
+		<-done
+		// Sent concurrently, at 7m and a few (virtual) milliseconds of
+		// state writes: compare to the minute.
+		var got []string
+		for _, c := range graph.calls {
+			c.At, c.Expiration = c.At.Round(time.Minute), c.Expiration.Round(time.Minute)
+			got = append(got, c.String())
+		}
+		slices.Sort(got)
+		want := []string{
+			"7m0s set " + frankID + " InAConferenceCall 8m0s", // extended: his lease was sized for the 6-minute Google meeting
+			"7m0s set " + bobID + " InAConferenceCall 8m0s",   // uncertain: repeated
+			"7m0s set " + carolID + " InAConferenceCall 8m0s", // adopted under her id
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("Graph calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		sessions, _ := st.Sessions()
+		if len(sessions) != 0 {
+			t.Errorf("sessions after the meeting = %v; want none (every lease lapsed with its span)", sessions)
+		}
+	})
+}
