@@ -114,3 +114,80 @@ func TestLimiterNeverExceedsTheWindow(t *testing.T) {
 		}
 	})
 }
+
+// TestEngineRefusedClearIsRetriedUntilTheLeaseRunsOut: a clear answered 403
+// (consent being changed) is neither dropped nor undone: it is retried with
+// back-off, with the id the session recorded (no lookup), until the lease
+// it clears has run out; then the record goes.
+func TestEngineRefusedClearIsRetriedUntilTheLeaseRunsOut(t *testing.T) {
+	tests := []struct {
+		name     string
+		refusals int // -1: always
+		want     []string
+	}{
+		{"accepted after two refusals", 2, []string{"10m0s set alice@contoso.com InAConferenceCall 5m0s", "clear alice@contoso.com"}},
+		{"refused until the lease ends", -1, []string{"10m0s set alice@contoso.com InAConferenceCall 5m0s"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				begin := time.Now()
+				var (
+					mu       gosync.Mutex
+					attempts []time.Duration
+				)
+				graph := &fakePresence{begin: begin, fail: func(op, user string) error {
+					if op != "clear" {
+						return nil
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					attempts = append(attempts, time.Since(begin))
+					if tt.refusals < 0 || len(attempts) <= tt.refusals {
+						return &presence.Error{Op: "clearPresence", User: user, Status: 403, Kind: presence.Permanent, Message: "Forbidden"}
+					}
+					return nil
+				}}
+				// 10m-13m: Graph's minimum lease keeps the session to 15m.
+				h := startHarness(t, testConfig(), ics(begin, "m", 10*time.Minute, 3*time.Minute), nil, graph)
+				h.until(13*time.Minute + 500*time.Millisecond)
+				if got := gaugeValue(h.metrics.ClearsPending); got != 1 {
+					t.Errorf("calpresence_clears_pending after the first refusal = %v; want 1", got)
+				}
+				h.until(time.Hour)
+				h.stop()
+
+				got := h.graph.got()
+				for i := range got { // the accepted clear's time depends on the jitter
+					if strings.Contains(got[i], " clear ") {
+						got[i] = got[i][strings.Index(got[i], " ")+1:]
+					}
+				}
+				if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+					t.Errorf("Graph calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if tt.refusals < 0 {
+					if len(attempts) < 4 {
+						t.Errorf("refused clear tried %d times; want it retried until the lease ends", len(attempts))
+					}
+					if last := attempts[len(attempts)-1]; last > 15*time.Minute {
+						t.Errorf("clear retried at %v, after the lease ran out (15m)", last)
+					}
+				} else if len(attempts) != tt.refusals+1 {
+					t.Errorf("clear tried %d times; want %d", len(attempts), tt.refusals+1)
+				}
+				if s, _ := h.store.Sessions(); len(s) != 0 {
+					t.Errorf("sessions at the end = %v; want none", s)
+				}
+				if got := gaugeValue(h.metrics.ClearsPending); got != 0 {
+					t.Errorf("calpresence_clears_pending at the end = %v; want 0", got)
+				}
+				if n := graph.lookupsOf(alice); n != 1 {
+					t.Errorf("alice looked up %d times; want 1 (a clear uses the recorded id)", n)
+				}
+			})
+		})
+	}
+}
