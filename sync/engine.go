@@ -217,7 +217,7 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 // input gathers what Reconcile looks at, at now.
 func (e *Engine) input(now time.Time) (ReconcileInput, error) {
 	matches, known := e.feeds.snapshot()
-	sessions, err := e.store.Sessions()
+	sessions, err := e.readSessions(true)
 	if err != nil {
 		return ReconcileInput{}, err
 	}
@@ -245,7 +245,7 @@ func onlyUsers(actions []Action, users []string) []Action {
 // have moved on.
 func (e *Engine) nextWake(in ReconcileInput) time.Time {
 	now := time.Now()
-	sessions, err := e.store.Sessions()
+	sessions, err := e.readSessions(false)
 	if err != nil {
 		return now.Add(time.Minute)
 	}

@@ -26,6 +26,8 @@ type Presence interface {
 // Store records the sessions we hold and resolved user ids. *state.Store
 // implements it; MemStore keeps them in memory (dry run).
 type Store interface {
+	// Sessions may return the sessions that decode together with a
+	// *state.BadRecordsError for those that do not: not fatal.
 	Sessions() (map[string]state.Session, error)
 	PutSession(state.Session) error
 	PutSessions([]state.Session) error
