@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,14 +111,44 @@ func TestStateCheckBadRecords(t *testing.T) {
 	}
 }
 
-// TestDamagedStateFile: a file that is not a database at all stops run
-// with an error naming the file and the way out, and state check says the
-// same; neither panics.
+// TestDamagedStateFile: a file that is not a database at all, or a copy
+// cut short, stops run with an error naming the file and the way out, and
+// state check says the same; neither panics.
 func TestDamagedStateFile(t *testing.T) {
-	e := newStateEnv(t)
-	if err := os.WriteFile(e.dbPath, bytes.Repeat([]byte("not a database "), 1000), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	t.Run("garbage", func(t *testing.T) {
+		e := newStateEnv(t)
+		if err := os.WriteFile(e.dbPath, bytes.Repeat([]byte("not a database "), 1000), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		checkDamaged(t, e)
+	})
+	t.Run("truncated", func(t *testing.T) {
+		e := newStateEnv(t)
+		s, err := state.Open(e.dbPath, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sessions []state.Session
+		for i := range 500 {
+			sessions = append(sessions, state.Session{User: fmt.Sprintf("user%d@contoso.com", i), UserID: "id", Availability: "Busy", Activity: "InACall"})
+		}
+		if err := s.PutSessions(sessions); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		fi, err := os.Stat(e.dbPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(e.dbPath, fi.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+		checkDamaged(t, e)
+	})
+}
+
+func checkDamaged(t *testing.T, e stateEnv) {
+	t.Helper()
 	for _, args := range [][]string{
 		{"run", "-config", e.cfgPath, "-log-format", "text"},
 		{"state", "check", "-config", e.cfgPath},
