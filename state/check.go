@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -85,26 +86,30 @@ func Check(path string, timeout time.Duration) (*Report, error) {
 // the worker uses. It returns false when a read failed on a damaged page
 // (recorded in r.Problems).
 func (s *Store) checkRecords(r *Report) bool {
-	var keys [][]string // keys of user_ids and feeds
-	present := make(map[string]bool)
-	var version []byte
-	err := s.view(func(tx *bolt.Tx) error {
+	var (
+		present          = make(map[string]bool)
+		version          []byte
+		userIDs, feedIDs []string
+	)
+	keys := func(b *bolt.Bucket) (ks []string, err error) {
+		if b == nil {
+			return nil, nil
+		}
+		err = b.ForEach(func(k, _ []byte) error { ks = append(ks, string(k)); return nil })
+		return ks, err
+	}
+	err := s.view(func(tx *bolt.Tx) (err error) {
 		for _, name := range allBuckets {
 			present[string(name)] = tx.Bucket(name) != nil
 		}
 		if b := tx.Bucket(bucketMeta); b != nil {
-			version = b.Get(keyVersion)
+			version = bytes.Clone(b.Get(keyVersion))
 		}
-		for _, name := range [][]byte{bucketUserIDs, bucketFeeds} {
-			var ks []string
-			if b := tx.Bucket(name); b != nil {
-				if err := b.ForEach(func(k, _ []byte) error { ks = append(ks, string(k)); return nil }); err != nil {
-					return err
-				}
-			}
-			keys = append(keys, ks)
+		if userIDs, err = keys(tx.Bucket(bucketUserIDs)); err != nil {
+			return err
 		}
-		return nil
+		feedIDs, err = keys(tx.Bucket(bucketFeeds))
+		return err
 	})
 	if err != nil {
 		r.Problems = append(r.Problems, err.Error())
@@ -112,46 +117,42 @@ func (s *Store) checkRecords(r *Report) bool {
 	}
 
 	meta := BucketReport{Name: string(bucketMeta), Missing: !present[string(bucketMeta)]}
-	if n, err := strconv.Atoi(string(version)); version != nil && (err != nil || n < 1 || n > schemaVersion) {
-		meta.Bad = append(meta.Bad, BadRecord{Bucket: meta.Name, Key: string(keyVersion),
-			Err: fmt.Errorf("schema version %q; this build reads 1..%d", version, schemaVersion)})
-	} else if version != nil {
-		meta.Good++
+	if version != nil {
+		if n, err := strconv.Atoi(string(version)); err != nil || n < 1 || n > schemaVersion {
+			meta.Bad = append(meta.Bad, BadRecord{Bucket: meta.Name, Key: string(keyVersion),
+				Err: fmt.Errorf("schema version %q; this build reads 1..%d", version, schemaVersion)})
+		} else {
+			meta.Good++
+		}
 	}
 
 	sessions := BucketReport{Name: string(bucketSessions), Missing: !present[string(bucketSessions)]}
 	if !sessions.Missing {
 		got, err := s.Sessions()
-		var bad *BadRecordsError
-		switch {
-		case errors.As(err, &bad):
-			sessions.Bad = bad.Records
-		case err != nil:
-			r.Problems = append(r.Problems, err.Error())
+		if !tally(&sessions, err, r) {
 			return false
 		}
-		sessions.Good = len(got)
+		sessions.Good = len(got) // tally counted the read as one
 	}
 
-	userIDs := BucketReport{Name: string(bucketUserIDs), Missing: !present[string(bucketUserIDs)]}
-	for _, k := range keys[0] {
-		_, _, err := s.UserID(k)
-		if !tally(&userIDs, err, r) {
+	users := BucketReport{Name: string(bucketUserIDs), Missing: !present[string(bucketUserIDs)]}
+	for _, k := range userIDs {
+		if _, _, err := s.UserID(k); !tally(&users, err, r) {
 			return false
 		}
 	}
 
+	// A feed is its metadata and its body: without the bodies bucket
+	// there is no feed to read.
 	feeds := BucketReport{Name: string(bucketFeeds), Missing: !present[string(bucketFeeds)] || !present[string(bucketFeedBodies)]}
-	for _, k := range keys[1] {
-		if feeds.Missing {
-			break
-		}
-		_, _, err := s.Feed(k)
-		if !tally(&feeds, err, r) {
-			return false
+	if !feeds.Missing {
+		for _, k := range feedIDs {
+			if _, _, err := s.Feed(k); !tally(&feeds, err, r) {
+				return false
+			}
 		}
 	}
-	r.Buckets = []BucketReport{meta, sessions, userIDs, feeds}
+	r.Buckets = []BucketReport{meta, sessions, users, feeds}
 	return true
 }
 
