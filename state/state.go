@@ -7,6 +7,11 @@
 // survives a crash. The file is locked (flock) while a Store is open; a
 // second opener, in this process or another, gets ErrLocked instead of
 // waiting forever or sharing the file.
+//
+// A record that does not decode is skipped and reported (*BadRecordsError),
+// never fatal for the others; a file that cannot be read as a database at
+// all is ErrCorrupt, and MoveAside gets it out of the way. Check reports
+// both.
 package state
 
 import (
