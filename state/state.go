@@ -80,6 +80,10 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
+	if err := s.probe(); err != nil {
+		db.Close()
+		return nil, err // names the file
+	}
 	return s, nil
 }
 
