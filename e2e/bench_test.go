@@ -10,6 +10,7 @@ import (
 
 	"github.com/calpresence/calpresence/graph"
 	"github.com/calpresence/calpresence/graph/graphtest"
+	"github.com/calpresence/calpresence/internal/testutil"
 )
 
 // warmClient builds a Graph client for g and makes one call with it, so
@@ -40,17 +41,11 @@ func setCalls(g *graphtest.Server) []graphtest.Call {
 // calls and returns them.
 func waitSets(tb testing.TB, g *graphtest.Server, n int, within time.Duration) []graphtest.Call {
 	tb.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		calls := setCalls(g)
-		if len(calls) >= n {
-			return calls
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("saw %d successful setPresence calls after %v; want %d", len(calls), within, n)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var calls []graphtest.Call
+	if !testutil.WaitUntil(within, func() bool { calls = setCalls(g); return len(calls) >= n }) {
+		tb.Fatalf("saw %d successful setPresence calls after %v; want %d", len(calls), within, n)
 	}
+	return calls
 }
 
 // percentile returns the p-th percentile (0 < p ≤ 100) of sorted

@@ -122,7 +122,7 @@ func TestFaultLongRetryAfterIsRescheduled(t *testing.T) {
 		t.Errorf("setPresence retried at %v; want not before the Retry-After date %v", at[1], setAt)
 	}
 	gapsAtLeast(t, "clearPresence", attempts(g, graphtest.OpClearPresence, id), 2*time.Second)
-	if n := len(e.logs.lines("graph call failed; will retry", id, "HTTP 429")); n != 3 {
+	if n := len(e.logs.Lines("graph call failed; will retry", id, "HTTP 429")); n != 3 {
 		t.Errorf("engine logged %d throttled calls; want 3", n)
 	}
 	checkSetThenCleared(t, g, id, 1)
@@ -204,7 +204,7 @@ func TestFaultSlowerThanTimeout(t *testing.T) {
 	if n := countCalls(g, graphtest.OpSetPresence, id, 0); n < 3 {
 		t.Errorf("setPresence attempts = %d; want at least 3 (two timed out)", n)
 	}
-	if n := len(e.logs.lines("graph call failed; will retry", id, "timeout")); n < 2 {
+	if n := len(e.logs.Lines("graph call failed; will retry", id, "timeout")); n < 2 {
 		t.Errorf("engine logged %d timed-out calls; want at least 2", n)
 	}
 	checkSetThenCleared(t, g, id, 1)
@@ -268,7 +268,7 @@ func TestFault400IsPermanent(t *testing.T) {
 	if got, want := presenceOps(g, refused), []string{"setPresence 400 status"}; !slices.Equal(got, want) {
 		t.Errorf("refused user's presence calls = %v; want %v (not retried)", got, want)
 	}
-	lines := e.logs.lines("graph refused the call", `"user":"`+refused+`"`)
+	lines := e.logs.Lines("graph refused the call", `"user":"`+refused+`"`)
 	if len(lines) != 1 {
 		t.Errorf("engine reported the refusal %d times; want once:\n%s", len(lines), strings.Join(lines, "\n"))
 	} else if !strings.Contains(lines[0], "HTTP 400") || !strings.Contains(lines[0], "Unsupported combination") {
@@ -309,7 +309,7 @@ func TestFaultUnknownUser(t *testing.T) {
 	if n := countCalls(g, "", ghost, 0); n != 2 {
 		t.Errorf("calls about %s = %d; want the 2 lookups only", ghost, n)
 	}
-	if n := len(e.logs.lines("address names no Entra user", ghost)); n != 1 {
+	if n := len(e.logs.Lines("address names no Entra user", ghost)); n != 1 {
 		t.Errorf("unknown user reported %d times; want once", n)
 	}
 	checkSetThenCleared(t, g, id, 2)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/graph"
 	"github.com/calpresence/calpresence/graph/graphtest"
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync"
@@ -104,39 +104,6 @@ func directory(ids ...string) []graphtest.User {
 	return out
 }
 
-// logBuffer collects JSON log lines.
-type logBuffer struct {
-	mu  gosync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the log lines containing every one of subs.
-func (b *logBuffer) lines(subs ...string) []string {
-	var out []string
-	for _, l := range strings.Split(b.String(), "\n") {
-		ok := l != ""
-		for _, s := range subs {
-			ok = ok && strings.Contains(l, s)
-		}
-		if ok {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // options shape an env.
 type options struct {
 	users       []string // the source's fixed users
@@ -166,7 +133,7 @@ type env struct {
 	client *graph.Client
 	store  sync.Store
 	feeds  *feeds
-	logs   *logBuffer
+	logs   *testutil.LogBuffer
 	eng    *sync.Engine
 
 	cancel context.CancelFunc
@@ -222,7 +189,7 @@ func newClient(tb testing.TB, cfg *config.Config, logger *slog.Logger, opts ...g
 // one is built); benchmarks pass a warm one.
 func start(tb testing.TB, g *graphtest.Server, body string, client *graph.Client, o options) *env {
 	tb.Helper()
-	e := &env{tb: tb, g: g, feeds: newFeeds(), logs: &logBuffer{}}
+	e := &env{tb: tb, g: g, feeds: newFeeds(), logs: &testutil.LogBuffer{}}
 	e.cfg = newConfig(tb, g, o)
 	level := slog.LevelDebug
 	if o.quiet {
@@ -300,12 +267,8 @@ func (e *env) waitFor(what string, within time.Duration, pred func(graphtest.Cal
 // predicate runs under the fake's lock.
 func (e *env) eventually(what string, within time.Duration, cond func() bool) {
 	e.tb.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.tb.Fatalf("waited %v for %s; calls:\n%s", within, what, callList(e.g.Calls()))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testutil.WaitUntil(within, cond) {
+		e.tb.Fatalf("waited %v for %s; calls:\n%s", within, what, callList(e.g.Calls()))
 	}
 }
 
@@ -406,19 +369,17 @@ func attempts(g *graphtest.Server, op, user string) []time.Time {
 // nothing pending, nothing left to clear.
 func waitNoSessionsRecorded(t testing.TB, e *env) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		s, err := e.store.Sessions()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(s) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("recorded sessions at the end = %+v; want none", s)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	var (
+		s   map[string]state.Session
+		err error
+	)
+	if !testutil.WaitUntil(2*time.Second, func() bool {
+		s, err = e.store.Sessions()
+		return err != nil || len(s) == 0
+	}) {
+		t.Errorf("recorded sessions at the end = %+v; want none", s)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }

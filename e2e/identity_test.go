@@ -66,10 +66,10 @@ func TestIdentityAliasInProxyAddresses(t *testing.T) {
 	if n := countCalls(g, graphtest.OpListUsers, "frank.jones@contoso.com", 200); n != 1 {
 		t.Errorf("proxyAddresses lookups of the alias = %d; want 1", n)
 	}
-	if n := len(e.logs.lines("addresses name one person", `"user":"frank@contoso.com"`)); n != 1 {
+	if n := len(e.logs.Lines("addresses name one person", `"user":"frank@contoso.com"`)); n != 1 {
 		t.Errorf("merge reported %d times; want once", n)
 	}
-	if n := len(e.logs.lines(`"msg":"presence set"`, `"user":"frank@contoso.com"`, `"user_id":"`+frankID+`"`)); n != 1 {
+	if n := len(e.logs.Lines(`"msg":"presence set"`, `"user":"frank@contoso.com"`, `"user_id":"`+frankID+`"`)); n != 1 {
 		t.Errorf("the set was not logged with Frank's UPN and id:\n%s", e.logs.String())
 	}
 	waitNoSessionsRecorded(t, e)

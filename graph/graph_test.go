@@ -7,12 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/graph/graphtest"
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 )
 
@@ -28,28 +28,10 @@ var testUsers = []graphtest.User{
 	{ID: bobID, UserPrincipalName: "bob_partner.example#EXT#@contoso.onmicrosoft.com", Mail: "bob@partner.example"},
 }
 
-// logBuffer collects a client's log output for inspection.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type testEnv struct {
 	srv  *graphtest.Server
 	c    *Client
-	logs *logBuffer
+	logs *testutil.LogBuffer
 }
 
 // newEnv starts a fake and a real client for it. edit may change the
@@ -62,7 +44,7 @@ func newEnv(t *testing.T, edit func(*config.Graph), opts ...Option) *testEnv {
 	if edit != nil {
 		edit(&cfg)
 	}
-	logs := &logBuffer{}
+	logs := &testutil.LogBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts = append([]Option{WithRetry(3, 10*time.Millisecond, 5*time.Second)}, opts...)
 	c, err := New(context.Background(), cfg, logger, opts...)
@@ -561,7 +543,7 @@ func TestResolveUserErrorsAreNotCached(t *testing.T) {
 
 func TestDryRun(t *testing.T) {
 	srv := graphtest.NewServer(t)
-	logs := &logBuffer{}
+	logs := &testutil.LogBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	// No tenant, no client id, no secret: the quick start has no account.
 	cfg := config.Graph{DryRun: true, Endpoint: srv.GraphURL(), AuthorityHost: srv.AuthorityHost()}

@@ -55,15 +55,15 @@ type feedRecord struct {
 }
 
 // Feed returns the stored copy of source's feed. A damaged record, a body
-// that does not decompress, or one whose hash does not match is an error
-// naming the source.
+// that does not decompress, or one whose hash does not match is a
+// *BadRecordsError naming the source.
 func (s *Store) Feed(source string) (Feed, bool, error) {
 	var (
 		rec   feedRecord
 		found bool
 		gz    []byte
 	)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		data := tx.Bucket(bucketFeeds).Get([]byte(source))
 		if data == nil {
 			return nil
@@ -74,7 +74,7 @@ func (s *Store) Feed(source string) (Feed, bool, error) {
 		}
 		body := tx.Bucket(bucketFeedBodies).Get([]byte(source))
 		if body == nil {
-			return fmt.Errorf("state: corrupt record %s %q: body missing", bucketFeedBodies, source)
+			return badRecord(bucketFeedBodies, []byte(source), errors.New("body missing"))
 		}
 		gz = bytes.Clone(body) // only valid inside the transaction
 		return nil
@@ -90,14 +90,14 @@ func (s *Store) Feed(source string) (Feed, bool, error) {
 		FetchedAt:  rec.FetchedAt,
 	}
 	if n, err := hex.Decode(f.Hash[:], []byte(rec.Hash)); err != nil || n != len(f.Hash) {
-		return Feed{}, false, fmt.Errorf("state: corrupt record %s %q: bad hash %q", bucketFeeds, source, rec.Hash)
+		return Feed{}, false, badRecord(bucketFeeds, []byte(source), fmt.Errorf("bad hash %q", rec.Hash))
 	}
 	f.Body, err = gunzip(gz, rec.Size)
 	if err != nil {
-		return Feed{}, false, fmt.Errorf("state: corrupt record %s %q: %w", bucketFeedBodies, source, err)
+		return Feed{}, false, badRecord(bucketFeedBodies, []byte(source), err)
 	}
 	if sha256.Sum256(f.Body) != f.Hash {
-		return Feed{}, false, fmt.Errorf("state: corrupt record %s %q: body does not match its hash", bucketFeedBodies, source)
+		return Feed{}, false, badRecord(bucketFeedBodies, []byte(source), errors.New("body does not match its hash"))
 	}
 	return f, true, nil
 }

@@ -32,15 +32,18 @@ func NormalizeAddress(address string) string {
 	return strings.ToLower(strings.TrimSpace(address))
 }
 
-// Identities returns every cached identity, by address. A damaged record is
-// an error naming it.
+// Identities returns every cached identity, by address. A record that does
+// not decode is skipped, as in Sessions: the good ones come with a
+// *BadRecordsError naming the others (they are looked up again).
 func (s *Store) Identities() (map[string]Identity, error) {
 	out := make(map[string]Identity)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	var bad []BadRecord
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketIdentities).ForEach(func(k, v []byte) error {
 			var id Identity
-			if err := decode(bucketIdentities, k, v, &id); err != nil {
-				return err
+			if err := json.Unmarshal(v, &id); err != nil {
+				bad = append(bad, BadRecord{Bucket: string(bucketIdentities), Key: string(k), Err: err})
+				return nil
 			}
 			id.Address = string(k)
 			out[id.Address] = id
@@ -49,6 +52,9 @@ func (s *Store) Identities() (map[string]Identity, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(bad) > 0 {
+		return out, &BadRecordsError{Records: bad}
 	}
 	return out, nil
 }

@@ -7,6 +7,11 @@
 // survives a crash. The file is locked (flock) while a Store is open; a
 // second opener, in this process or another, gets ErrLocked instead of
 // waiting forever or sharing the file.
+//
+// A record that does not decode is skipped and reported (*BadRecordsError),
+// never fatal for the others; a file that cannot be read as a database at
+// all is ErrCorrupt, and MoveAside gets it out of the way. Check reports
+// both.
 package state
 
 import (
@@ -15,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -65,7 +71,7 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		// its 50ms retry interval means a single attempt.
 		timeout = time.Nanosecond
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	db, err := openBolt(path, &bolt.Options{Timeout: timeout})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("open state %s: %w", path, ErrLocked)
 	}
@@ -77,10 +83,16 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
+	if err := s.probe(); err != nil {
+		db.Close()
+		return nil, err // names the file
+	}
 	return s, nil
 }
 
-func (s *Store) init() error {
+func (s *Store) init() (err error) {
+	defer recoverDamage(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -94,7 +106,7 @@ func (s *Store) init() error {
 		}
 		n, err := strconv.Atoi(string(v))
 		if err != nil {
-			return fmt.Errorf("meta %q: bad schema version %q", keyVersion, v)
+			return fmt.Errorf("%w: meta %q: bad schema version %q", ErrCorrupt, keyVersion, v)
 		}
 		if n > schemaVersion {
 			return fmt.Errorf("schema version %d is newer than this build's %d", n, schemaVersion)
@@ -171,14 +183,20 @@ func (s Session) Key() string {
 	return s.Address
 }
 
-// Sessions returns every recorded session, by Key.
+// Sessions returns every recorded session, by Key. A record that does not
+// decode is skipped: Sessions then returns the good sessions together with a
+// *BadRecordsError naming the skipped keys, which the caller reports and
+// otherwise ignores (see BadRecordsError). Any other error means no
+// session could be read.
 func (s *Store) Sessions() (map[string]Session, error) {
 	out := make(map[string]Session)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	var bad []BadRecord
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
 			var sess Session
-			if err := decode(bucketSessions, k, v, &sess); err != nil {
-				return err
+			if err := json.Unmarshal(v, &sess); err != nil {
+				bad = append(bad, BadRecord{Bucket: string(bucketSessions), Key: string(k), Err: err})
+				return nil
 			}
 			out[string(k)] = sess
 			return nil
@@ -186,6 +204,9 @@ func (s *Store) Sessions() (map[string]Session, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(bad) > 0 {
+		return out, &BadRecordsError{Records: bad}
 	}
 	return out, nil
 }
@@ -256,7 +277,7 @@ func (s *Store) put(bucket []byte, key string, v any) error {
 
 func (s *Store) get(bucket []byte, key string, v any) (bool, error) {
 	var found bool
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		data := tx.Bucket(bucket).Get([]byte(key))
 		if data == nil {
 			return nil
@@ -264,7 +285,10 @@ func (s *Store) get(bucket []byte, key string, v any) (bool, error) {
 		found = true
 		return decode(bucket, []byte(key), data, v)
 	})
-	return found, err
+	if err != nil {
+		return false, err
+	}
+	return found, nil
 }
 
 func (s *Store) delete(bucket []byte, key string) error {
@@ -280,11 +304,11 @@ func (s *Store) delete(bucket []byte, key string) error {
 	return nil
 }
 
-// decode unmarshals one record, naming it in the error: a damaged record is
-// reported, not a panic or a silent zero value.
+// decode unmarshals one record. A damaged record is a *BadRecordsError
+// naming it, not a panic or a silent zero value.
 func decode(bucket, key, data []byte, v any) error {
 	if err := json.Unmarshal(data, v); err != nil {
-		return fmt.Errorf("state: corrupt record %s %q: %w", bucket, key, err)
+		return badRecord(bucket, key, err)
 	}
 	return nil
 }

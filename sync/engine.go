@@ -284,7 +284,7 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 // are left out (and so noted for the resolver).
 func (e *Engine) input(now time.Time) (ReconcileInput, error) {
 	matches, sourcesKnown := e.feeds.snapshot()
-	sessions, err := e.store.Sessions()
+	sessions, err := e.readSessions(true)
 	if err != nil {
 		return ReconcileInput{}, err
 	}
@@ -396,7 +396,7 @@ func onlyUsers(actions []Action, users []string) []Action {
 // have moved on.
 func (e *Engine) nextWake(in ReconcileInput) time.Time {
 	now := time.Now()
-	sessions, err := e.store.Sessions()
+	sessions, err := e.readSessions(false)
 	if err != nil {
 		return now.Add(time.Minute)
 	}

@@ -29,6 +29,8 @@ type Presence interface {
 // each address. *state.Store implements it; MemStore keeps them in memory
 // (dry run).
 type Store interface {
+	// Sessions may return the sessions that decode together with a
+	// *state.BadRecordsError for those that do not: not fatal.
 	Sessions() (map[string]state.Session, error)
 	PutSession(state.Session) error
 	PutSessions([]state.Session) error

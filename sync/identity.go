@@ -68,10 +68,11 @@ func newDirectory(p Presence, st Store, refresh time.Duration, concurrency int, 
 		reported: make(map[string]time.Time), want: make(chan struct{}, 1)}
 }
 
-// load reads the identities kept in the state.
+// load reads the identities kept in the state. Records that do not decode
+// are skipped (they are looked up again) and reported in the error.
 func (d *directory) load() error {
 	ids, err := d.store.Identities()
-	if err != nil {
+	if bad := (*state.BadRecordsError)(nil); err != nil && !errors.As(err, &bad) {
 		return err
 	}
 	d.mu.Lock()
@@ -80,7 +81,7 @@ func (d *directory) load() error {
 		d.set(v)
 	}
 	d.gauges()
-	return nil
+	return err
 }
 
 // lookup returns the person address names, from memory. An object id

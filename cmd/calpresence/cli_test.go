@@ -2,10 +2,12 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -111,13 +113,61 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestResyncWithoutDaemonDryRun runs resync -dry-run with no daemon: one
+// pass in memory that prints what it would do. The feed is written at test
+// time around now, so the test does not depend on the date.
 func TestResyncWithoutDaemonDryRun(t *testing.T) {
-	stdout, stderr, code := runCLI(t, nil, "resync", "-dry-run", "-config", "testdata/plan.yaml")
-	if code != 0 {
-		t.Fatalf("resync -dry-run exit %d; want 0\nstderr: %s", code, stderr)
+	now := time.Now().UTC().Truncate(time.Minute)
+	for _, tt := range []struct {
+		name   string
+		events [][2]time.Time // start, end
+		want   string
+	}{
+		{"meeting-now", [][2]time.Time{{now.Add(-10 * time.Minute), now.Add(50 * time.Minute)}, {now.Add(3 * time.Hour), now.Add(4 * time.Hour)}},
+			"would set alice@contoso.com (start) InAConferenceCall for "},
+		{"meeting-later", [][2]time.Time{{now.Add(3 * time.Hour), now.Add(4 * time.Hour)}},
+			"no presence changes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfgPath := writeDryRunFeed(t, tt.events)
+			stdout, stderr, code := runCLI(t, nil, "resync", "-dry-run", "-config", cfgPath)
+			if code != 0 {
+				t.Fatalf("resync -dry-run exit %d; want 0\nstderr: %s", code, stderr)
+			}
+			if lines := strings.Split(strings.TrimSpace(stdout), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], tt.want) {
+				t.Errorf("resync -dry-run stdout = %q; want one line starting %q", stdout, tt.want)
+			}
+		})
 	}
-	// The test feed's meetings are in 2027: nothing is due now.
-	if !strings.Contains(stdout, "no presence changes") {
-		t.Errorf("resync -dry-run stdout = %q; want %q", stdout, "no presence changes")
+}
+
+// writeDryRunFeed writes a feed of alice's meetings and a dry-run
+// configuration reading it, and returns the configuration's path.
+func writeDryRunFeed(t *testing.T, events [][2]time.Time) string {
+	t.Helper()
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calpresence test//EN\r\n")
+	for i, ev := range events {
+		fmt.Fprintf(&b, "BEGIN:VEVENT\r\nUID:meeting-%d\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:%s\r\nDTEND:%s\r\nSUMMARY:Zoom call %d\r\nEND:VEVENT\r\n",
+			i, ev[0].Format("20060102T150405Z"), ev[1].Format("20060102T150405Z"), i)
 	}
+	b.WriteString("END:VCALENDAR\r\n")
+	cfg := `graph:
+  dry_run: true
+state:
+  path: ./unused.db
+server:
+  listen: ""
+sources:
+  - name: zoom
+    url: file:feed.ics
+    users: [alice@contoso.com]
+`
+	for name, body := range map[string]string{"feed.ics": b.String(), "config.yaml": cfg} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "config.yaml")
 }

@@ -92,7 +92,7 @@ func openDeps(ctx context.Context, cfg *config.Config, log *slog.Logger) (*deps,
 	} else {
 		st, err := state.Open(cfg.State.Path, stateLockTimeout)
 		if err != nil {
-			return nil, fmt.Errorf("open state: %w", err)
+			return nil, err // names the file already
 		}
 		d.store, d.feeds, d.closeFn = st, st, st.Close
 		// Copies of feeds no longer configured are of no use.
@@ -154,7 +154,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	eng, closeState, err := openEngine(ctx, cfg, log, sync.NewMetrics(reg))
 	if err != nil {
-		return err
+		return recoveryHint(err, args)
 	}
 	defer closeState()
 	log.Info("calpresence starting", "version", versionString(), "sources", len(cfg.Sources), "dry_run", cfg.Graph.DryRun, "listen", cfg.Server.Listen)
@@ -299,7 +299,7 @@ func cmdResync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	eng, closeState, err := openEngine(ctx, cfg, mkLog(stderr), nil)
 	if err != nil {
-		return err
+		return recoveryHint(err, args)
 	}
 	defer closeState()
 	results, err := eng.Resync(ctx, sync.ResyncRequest{Sources: srcs, Users: users, DryRun: *dryRun})
@@ -338,7 +338,7 @@ func cmdClear(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	eng, closeState, err := openEngine(ctx, cfg, mkLog(stderr), nil)
 	if err != nil {
-		return err
+		return recoveryHint(err, args)
 	}
 	defer closeState()
 	results, err := eng.Clear(ctx, users, *all)

@@ -13,13 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/calpresence/calpresence/graph/graphtest"
+	"github.com/calpresence/calpresence/internal/testutil"
 )
 
 const aliceID = "6e3f7a2c-1b9d-4c5e-8f00-0a1b2c3d4e5f"
@@ -28,8 +28,7 @@ const aliceID = "6e3f7a2c-1b9d-4c5e-8f00-0a1b2c3d4e5f"
 type daemon struct {
 	cmd  *exec.Cmd
 	addr chan string // the server address, from the "serving" log line
-	mu   sync.Mutex
-	logs []string
+	logs testutil.LogBuffer
 	done chan error
 }
 
@@ -48,9 +47,7 @@ func startDaemon(t *testing.T, cfgPath string) *daemon {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
-			d.mu.Lock()
-			d.logs = append(d.logs, line)
-			d.mu.Unlock()
+			d.logs.Write([]byte(line + "\n"))
 			var rec struct{ Msg, Addr string }
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
 				d.addr <- rec.Addr
@@ -69,26 +66,16 @@ func startDaemon(t *testing.T, cfgPath string) *daemon {
 	return d
 }
 
-func (d *daemon) log() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return strings.Join(d.logs, "\n")
-}
+func (d *daemon) log() string { return d.logs.String() }
 
 // waitCalls waits until the fake has seen n presence calls.
 func waitCalls(t *testing.T, g *graphtest.Server, n int, within time.Duration) []graphtest.Call {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		calls := g.PresenceCalls()
-		if len(calls) >= n {
-			return calls
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("saw %d presence calls after %v; want %d: %+v", len(calls), within, n, calls)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var calls []graphtest.Call
+	if !testutil.WaitUntil(within, func() bool { calls = g.PresenceCalls(); return len(calls) >= n }) {
+		t.Fatalf("saw %d presence calls after %v; want %d: %+v", len(calls), within, n, calls)
 	}
+	return calls
 }
 
 // e2eEnv is a fake Entra + Graph, a feed on loopback with one meeting, and
@@ -155,12 +142,8 @@ sources:
 // waitLog waits for a log line containing want.
 func (d *daemon) waitLog(t *testing.T, want string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !strings.Contains(d.log(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line with %s within %v", want, within)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !testutil.WaitUntil(within, func() bool { return strings.Contains(d.log(), want) }) {
+		t.Fatalf("no log line with %s within %v", want, within)
 	}
 }
 

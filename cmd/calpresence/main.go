@@ -36,6 +36,7 @@ Usage:
   calpresence plan     [-config FILE] [-from T] [-to T] [-source NAME]... [-user USER]... [-output table|json]
   calpresence validate [-config FILE]
   calpresence clear    [-config FILE] (-user USER... | -all)
+  calpresence state    check|reset [-config FILE]      inspect or move aside a damaged state file
   calpresence version
 
 -config defaults to $CALPRESENCE_CONFIG, then /etc/calpresence/config.yaml.
@@ -61,6 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"plan":     cmdPlan,
 		"validate": cmdValidate,
 		"clear":    cmdClear,
+		"state":    cmdState,
 		"version":  cmdVersion,
 	}
 	name := args[0]
