@@ -15,17 +15,18 @@ import (
 	"time"
 )
 
-// The shared corpus (150 files from ten iCalendar libraries' test suites,
-// see ../shared/corpus/MANIFEST.md) is the conformance suite. It lives
-// outside the module; the tests skip when it is absent and never write to it.
-const corpusDir = "../../shared/corpus"
+// The corpus (150 files from ten iCalendar libraries' test suites, see
+// testdata/corpus/MANIFEST.md, licences in testdata/corpus/licenses) is the
+// conformance suite. It is part of the repository, so every clone and CI
+// run it; a missing file fails the tests, it never skips them.
+const corpusDir = "testdata/corpus"
+
+// corpusSize is the number of .ics files in the corpus (MANIFEST.md).
+const corpusSize = 150
 
 func corpusFiles(tb testing.TB) []string {
 	tb.Helper()
 	dir := filepath.Join(corpusDir, "ics")
-	if _, err := os.Stat(dir); err != nil {
-		tb.Skipf("corpus not found at %s: %v", dir, err)
-	}
 	var files []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".ics") {
@@ -34,7 +35,10 @@ func corpusFiles(tb testing.TB) []string {
 		return err
 	})
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("read the corpus: %v", err)
+	}
+	if len(files) != corpusSize {
+		tb.Fatalf("corpus %s has %d .ics files; want %d (MANIFEST.md)", dir, len(files), corpusSize)
 	}
 	sort.Strings(files)
 	return files
@@ -469,7 +473,7 @@ func loadExpectations(tb testing.TB) []expectation {
 	tb.Helper()
 	data, err := os.ReadFile(filepath.Join(corpusDir, "expectations.json"))
 	if err != nil {
-		tb.Skipf("expectations not found: %v", err)
+		tb.Fatalf("read the corpus expectations: %v", err)
 	}
 	var doc struct {
 		Expectations []expectation `json:"expectations"`
