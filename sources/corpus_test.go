@@ -2,6 +2,7 @@ package sources
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math"
@@ -68,6 +69,7 @@ func TestCorpusConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			res, err := ParseExpand(data, opt)
+			checkNoPanic(t, rel, res, err)
 			if err != nil {
 				failed++
 				if !lineErr.MatchString(err.Error()) {
@@ -217,6 +219,9 @@ func runExpectation(e *expectation) ([]view, error) {
 		return nil, err
 	}
 	cal, err := Parse(data)
+	if pe := (*panicError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("parse panicked (recovered): %w", err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +246,9 @@ func runExpectation(e *expectation) ([]view, error) {
 	opt.To = we.t.Add(72 * time.Hour)
 	opt.MaxPerEvent = 100000
 	res, locs := cal.expand(opt, true)
+	if res.recovered > 0 {
+		return nil, fmt.Errorf("expand panicked %d times (recovered): %q", res.recovered, res.Warnings)
+	}
 	var xwr *time.Location
 	if e.OracleOptions.XWRTZ && len(cal.roots) > 0 && cal.roots[0].xwr != "" {
 		xwr = resolveNamedZone(cal.roots[0].xwr)

@@ -51,6 +51,7 @@ func (x *expander) expandGroup(g *group) {
 			if ev == nil {
 				ev = g.overrides[0]
 			}
+			x.res.recovered++
 			x.warnf(ev, ev.line("DTSTART", 0), "cannot expand: %v", r)
 		}
 	}()
