@@ -247,7 +247,7 @@ func runExpectation(e *expectation) ([]view, error) {
 	opt.MaxPerEvent = 100000
 	res, locs := cal.expand(opt, true)
 	if res.recovered > 0 {
-		return nil, fmt.Errorf("expand panicked %d times (recovered): %q", res.recovered, res.Warnings)
+		return nil, fmt.Errorf("expand panicked %d times (recovered): %q", res.recovered, res.Dropped)
 	}
 	var xwr *time.Location
 	if e.OracleOptions.XWRTZ && len(cal.roots) > 0 && cal.roots[0].xwr != "" {

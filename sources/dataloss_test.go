@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -46,5 +47,109 @@ func TestStrayTEvent(t *testing.T) {
 	}
 	if len(res.Warnings) != 0 {
 		t.Errorf("Expand(DTSTART:20131009T170000T) warnings = %q; want none", res.Warnings)
+	}
+}
+
+// TestDropped: every piece of calendar data that cannot be used is in
+// Result.Dropped (and Warnings), naming the line and the UID; repairs and
+// fallbacks are warnings only.
+func TestDropped(t *testing.T) {
+	opt := ExpandOptions{From: utc("2024-01-01T00:00:00Z"), To: utc("2024-02-01T00:00:00Z"), MaxPerEvent: 3}
+	tests := []struct {
+		name    string
+		event   []string // the VEVENT's properties; UID on line 5
+		want    []string // Dropped
+		occ     int
+		warning string // a warning that is not in Dropped
+	}{
+		{
+			name:  "unreadable DTSTART",
+			event: []string{"UID:a", "DTSTART:20240110T10000", "DTEND:20240110T110000Z"},
+			want:  []string{`line 6: UID "a": VEVENT skipped: DTSTART: invalid value "20240110T10000"`},
+		},
+		{
+			name:  "no DTSTART",
+			event: []string{"UID:a", "SUMMARY:x", "DTEND:20240110T110000Z"},
+			want:  []string{`line 4: UID "a": VEVENT skipped: no DTSTART`},
+		},
+		{
+			name:  "unreadable DTEND: no length, no one busy",
+			event: []string{"UID:a", "DTSTART:20240110T100000Z", "DTEND:2024-01-10T11:00Z"},
+			want:  []string{`line 7: UID "a": DTEND: invalid value "2024-01-10T11:00Z", ignored: the event has no length and makes no one busy`},
+			occ:   1,
+		},
+		{
+			name:  "invalid DURATION on a DATE-TIME",
+			event: []string{"UID:a", "DTSTART:20240110T100000Z", "DURATION:1H"},
+			want:  []string{`line 7: UID "a": invalid DURATION "1H", ignored: the event has no length and makes no one busy`},
+			occ:   1,
+		},
+		{
+			name:    "unreadable DTEND on a DATE keeps the day",
+			event:   []string{"UID:a", "DTSTART;VALUE=DATE:20240110", "DTEND;VALUE=DATE:2024011"},
+			occ:     1,
+			warning: `line 7: UID "a": DTEND: invalid value "2024011", ignored`,
+		},
+		{
+			name:  "invalid RRULE",
+			event: []string{"UID:a", "DTSTART:20240110T100000Z", "DURATION:PT1H", "RRULE:COUNT=3"},
+			want:  []string{`line 8: UID "a": RRULE "COUNT=3" ignored: no valid FREQ`},
+			occ:   1,
+		},
+		{
+			name:  "invalid RDATE",
+			event: []string{"UID:a", "DTSTART:20240110T100000Z", "DURATION:PT1H", "RDATE:20240111T1000000Z"},
+			want:  []string{`line 8: UID "a": RDATE: invalid value "20240111T1000000Z", ignored`},
+			occ:   1,
+		},
+		{
+			name:  "over MaxPerEvent",
+			event: []string{"UID:a", "DTSTART:20240110T100000Z", "DURATION:PT1H", "RRULE:FREQ=DAILY"},
+			want:  []string{`line 6: UID "a": more than 3 occurrences in the window; the rest are dropped`},
+			occ:   3,
+		},
+		{
+			name:    "unknown TZID is a fallback, not a loss",
+			event:   []string{"UID:a", "DTSTART;TZID=Nowhere/Town:20240110T100000", "DURATION:PT1H"},
+			occ:     1,
+			warning: `line 6: UID "a": unknown TZID "Nowhere/Town", using UTC`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := ParseExpand(vcal(ev(tt.event...)), opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, res.Dropped); diff != "" {
+				t.Errorf("Expand(%q) Dropped mismatch (-want +got):\n%s", tt.event, diff)
+			}
+			for _, d := range res.Dropped {
+				if !slices.Contains(res.Warnings, d) {
+					t.Errorf("Expand(%q): dropped %q is not among the warnings %q", tt.event, d, res.Warnings)
+				}
+			}
+			if tt.warning != "" && !slices.Contains(res.Warnings, tt.warning) {
+				t.Errorf("Expand(%q) warnings = %q; want %q", tt.event, res.Warnings, tt.warning)
+			}
+			if len(res.Occurrences) != tt.occ {
+				t.Errorf("Expand(%q) = %v; want %d occurrences", tt.event, brief(res), tt.occ)
+			}
+		})
+	}
+}
+
+// TestDroppedOverride: an override that cannot be read is a loss too.
+func TestDroppedOverride(t *testing.T) {
+	res, err := ParseExpand(vcal(
+		ev("UID:s", "DTSTART:20240110T100000Z", "DURATION:PT1H", "RRULE:FREQ=DAILY;COUNT=2"),
+		ev("UID:s", "RECURRENCE-ID:2024011T100000Z", "DTSTART:20240111T120000Z", "DURATION:PT1H")),
+		ExpandOptions{From: utc("2024-01-01T00:00:00Z"), To: utc("2024-02-01T00:00:00Z")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`line 12: UID "s": override skipped: RECURRENCE-ID: invalid value "2024011T100000Z"`}
+	if diff := cmp.Diff(want, res.Dropped); diff != "" {
+		t.Errorf("Expand(bad RECURRENCE-ID) Dropped mismatch (-want +got):\n%s", diff)
 	}
 }

@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -52,7 +53,7 @@ func (x *expander) expandGroup(g *group) {
 				ev = g.overrides[0]
 			}
 			x.res.recovered++
-			x.warnf(ev, ev.line("DTSTART", 0), "cannot expand: %v", r)
+			x.lossf(ev, ev.line("DTSTART", 0), "cannot expand: %v", r)
 		}
 	}()
 	var ms *span
@@ -60,7 +61,7 @@ func (x *expander) expandGroup(g *group) {
 	if master != nil {
 		s, err := x.span(master)
 		if err != nil {
-			x.warnf(master, master.line("DTSTART", 0), "VEVENT skipped: %v", err)
+			x.lossf(master, master.line("DTSTART", 0), "VEVENT skipped: %v", err)
 			master = nil
 		} else {
 			ms = &s
@@ -94,7 +95,7 @@ func (x *expander) overrides(list []*vevent, master *vevent, ms *span, mf *field
 		line := ev.line("RECURRENCE-ID", 0)
 		rid, err := x.dt(ev, p, p.Value, line)
 		if err != nil {
-			x.warnf(ev, line, "override skipped: %v", err)
+			x.lossf(ev, line, "override skipped: %v", err)
 			continue
 		}
 		o := &override{ev: ev, rid: rid, ridAt: rid.instant()}
@@ -109,7 +110,7 @@ func (x *expander) overrides(list []*vevent, master *vevent, ms *span, mf *field
 			// No DTSTART: the instance keeps its time and the series' length.
 			o.span = span{start: rid, dur: ms.dur}
 		default:
-			x.warnf(ev, line, "override without DTSTART and without its series skipped")
+			x.lossf(ev, line, "override without DTSTART and without its series skipped")
 			continue
 		}
 		o.f = readFields(ev.c).inherit(mf)
@@ -271,10 +272,14 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 	recurring := len(rules) > 0
 	for _, r := range rules {
 		list, capped, err := expandRule(r.spec, start.wall, r.until, win)
-		if err != nil {
+		switch {
+		case errors.Is(err, errRuleNeverMatches):
 			x.warnf(m, r.line, "RRULE %q: %v", r.value, err)
+		case err != nil:
+			x.lossf(m, r.line, "RRULE %q: %v", r.value, err)
 		}
 		if capped {
+			// The occurrences past the cap are reported (once) by emit.
 			x.warnf(m, r.line, "RRULE %q: stopped after %d occurrences", r.value, len(list))
 		}
 		for _, w := range list {
@@ -370,7 +375,7 @@ func (x *expander) rules(m *vevent) []rule {
 		}
 		spec, err := parseRRule(p.Value)
 		if err != nil {
-			x.warnf(m, line, "RRULE %q ignored: %v", p.Value, err)
+			x.lossf(m, line, "RRULE %q ignored: %v", p.Value, err)
 			continue
 		}
 		if s.loc == nil {
@@ -470,7 +475,7 @@ func (x *expander) rdates(m *vevent, i int, ms span, win ruleWindow, insts *[]in
 		sv, ev, isPeriod := strings.Cut(v, "/")
 		d, err := x.dt(m, p, sv, line)
 		if err != nil {
-			x.warnf(m, line, "%v, ignored", err) // err names RDATE
+			x.lossf(m, line, "%v, ignored", err) // err names RDATE
 			continue
 		}
 		any = true
@@ -545,7 +550,7 @@ func (x *expander) emit(ev *vevent, f *fields, rid, start, end time.Time, allDay
 		return true
 	}
 	if *n >= x.opt.MaxPerEvent {
-		x.warnf(ev, ev.line("DTSTART", 0), "more than %d occurrences in the window; the rest are dropped", x.opt.MaxPerEvent)
+		x.lossf(ev, ev.line("DTSTART", 0), "more than %d occurrences in the window; the rest are dropped", x.opt.MaxPerEvent)
 		return false
 	}
 	*n++

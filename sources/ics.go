@@ -35,8 +35,16 @@ type Result struct {
 	// Warnings are human-readable and name the line and UID, e.g.
 	// `line 42: UID "abc": unknown TZID "Foo", using UTC`.
 	Warnings []string
-	Events   int    // VEVENTs read
-	Method   string // calendar METHOD, upper-case
+	// Dropped are the warnings (also in Warnings) about calendar data that
+	// was lost: a VEVENT or override that could not be read and was
+	// skipped, a recurrence rule or date that was ignored, an end that could
+	// not be read (the event makes no one busy), occurrences beyond
+	// MaxPerEvent. Each names the line and UID. Unlike the other warnings
+	// (repairs, fallbacks) they mean meetings are missing: callers report
+	// them where an operator sees them.
+	Dropped []string
+	Events  int    // VEVENTs read
+	Method  string // calendar METHOD, upper-case
 
 	// recovered counts the panics recovered into a "cannot expand"
 	// warning. Production carries on; the tests require 0.
@@ -268,6 +276,17 @@ type expander struct {
 }
 
 func (x *expander) warnf(ev *vevent, line int, format string, args ...any) {
+	x.res.Warnings = append(x.res.Warnings, warning(ev, line, format, args...))
+}
+
+// lossf is warnf for calendar data that is lost (Result.Dropped).
+func (x *expander) lossf(ev *vevent, line int, format string, args ...any) {
+	msg := warning(ev, line, format, args...)
+	x.res.Warnings = append(x.res.Warnings, msg)
+	x.res.Dropped = append(x.res.Dropped, msg)
+}
+
+func warning(ev *vevent, line int, format string, args ...any) string {
 	msg := fmt.Sprintf(format, args...)
 	if ev != nil && ev.uid != "" {
 		msg = fmt.Sprintf("UID %q: %s", ev.uid, msg)
@@ -275,7 +294,7 @@ func (x *expander) warnf(ev *vevent, line int, format string, args ...any) {
 	if line > 0 {
 		msg = fmt.Sprintf("line %d: %s", line, msg)
 	}
-	x.res.Warnings = append(x.res.Warnings, msg)
+	return msg
 }
 
 // zone resolves a TZID once per feed: IANA name, Windows name, the feed's
@@ -402,7 +421,7 @@ func (x *expander) span(ev *vevent) (span, error) {
 	if pe := ev.c.Props["DTEND"]; len(pe) > 0 {
 		end, err := x.dt(ev, &pe[0], pe[0].Value, ev.line("DTEND", 0))
 		if err != nil {
-			x.warnf(ev, ev.line("DTEND", 0), "%v, ignored", err)
+			x.endIgnored(ev, ev.line("DTEND", 0), s, err.Error())
 			return x.defaultSpan(s), nil
 		}
 		if start.date && end.date {
@@ -422,13 +441,24 @@ func (x *expander) span(ev *vevent) (span, error) {
 	if pd := ev.c.Props["DURATION"]; len(pd) > 0 {
 		d, err := parseDuration(pd[0].Value)
 		if err != nil || d.negative() {
-			x.warnf(ev, ev.line("DURATION", 0), "invalid DURATION %q, ignored", pd[0].Value)
+			x.endIgnored(ev, ev.line("DURATION", 0), s, fmt.Sprintf("invalid DURATION %q", pd[0].Value))
 			return x.defaultSpan(s), nil
 		}
 		s.dur = d
 		return s, nil
 	}
 	return x.defaultSpan(s), nil
+}
+
+// endIgnored reports an end that cannot be read. A DATE event keeps its
+// default day; a DATE-TIME event is left without length, so it makes no one
+// busy: that is data lost.
+func (x *expander) endIgnored(ev *vevent, line int, s span, problem string) {
+	if s.start.date {
+		x.warnf(ev, line, "%s, ignored", problem)
+		return
+	}
+	x.lossf(ev, line, "%s, ignored: the event has no length and makes no one busy", problem)
 }
 
 // defaultSpan: without DTEND or DURATION a DATE lasts one day and a

@@ -22,7 +22,7 @@ func checkNoPanic(tb testing.TB, name string, res *Result, err error) {
 		tb.Errorf("Parse(%s) panicked (recovered into %q); want a repair or an error", name, err)
 	}
 	if res != nil && res.recovered > 0 {
-		tb.Errorf("Expand(%s) panicked %d times (recovered into warnings %q); want none", name, res.recovered, res.Warnings)
+		tb.Errorf("Expand(%s) panicked %d times (recovered into warnings %q); want none", name, res.recovered, res.Dropped)
 	}
 }
 
@@ -117,8 +117,8 @@ func TestPanicFailsTheCheck(t *testing.T) {
 		vtz := cal.roots[0].vtz["Bad/Zone"]
 		vtz.Children = append(vtz.Children, (*ical.Component)(nil))
 		res := cal.Expand(ExpandOptions{From: utc("2024-01-01T00:00:00Z"), To: utc("2024-01-02T00:00:00Z")})
-		if res.recovered != 1 || len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], `UID "a": cannot expand: `) {
-			t.Fatalf("Expand(nil VTIMEZONE child) recovered %d, warnings %q; want 1 and a \"cannot expand\" for UID a", res.recovered, res.Warnings)
+		if res.recovered != 1 || len(res.Dropped) != 1 || !strings.Contains(res.Dropped[0], `UID "a": cannot expand: `) {
+			t.Fatalf("Expand(nil VTIMEZONE child) recovered %d, dropped %q; want 1 and a \"cannot expand\" for UID a", res.recovered, res.Dropped)
 		}
 		if got, want := brief(res), []string{"2024-01-01T12:00Z/2024-01-01T13:00Z"}; !slices.Equal(got, want) {
 			t.Errorf("Expand = %v; want %v (the other event still expands)", got, want)
