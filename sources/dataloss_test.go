@@ -2,6 +2,7 @@ package sources
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +152,126 @@ func TestDroppedOverride(t *testing.T) {
 	want := []string{`line 12: UID "s": override skipped: RECURRENCE-ID: invalid value "2024011T100000Z"`}
 	if diff := cmp.Diff(want, res.Dropped); diff != "" {
 		t.Errorf("Expand(bad RECURRENCE-ID) Dropped mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// TestDuplicateUID: several VEVENTs with one UID and no RECURRENCE-ID. A
+// higher SEQUENCE supersedes; with equal SEQUENCE, different DTSTARTs are
+// distinct meetings (a broken exporter) and all count, with a warning;
+// copies with the same DTSTART are one.
+func TestDuplicateUID(t *testing.T) {
+	tests := []struct {
+		name      string
+		parts     []string
+		want      []string
+		summaries []string
+		warn      string
+		dropped   []string
+	}{
+		{
+			name: "higher SEQUENCE supersedes",
+			parts: []string{ev("UID:u", "SEQUENCE:2", "DTSTART:20240110T120000Z", "DURATION:PT1H", "SUMMARY:new"),
+				ev("UID:u", "SEQUENCE:1", "DTSTART:20240110T100000Z", "DURATION:PT1H", "SUMMARY:old")},
+			want:      []string{"2024-01-10T12:00Z/2024-01-10T13:00Z"},
+			summaries: []string{"new"},
+			warn:      `line 7: UID "u": 2 VEVENTs with this UID and no RECURRENCE-ID: SEQUENCE 2 supersedes 1 older`,
+		},
+		{
+			name: "equal SEQUENCE, different DTSTART: all count",
+			parts: []string{ev("UID:u", "DTSTART:20240110T100000Z", "DURATION:PT1H", "SUMMARY:a"),
+				ev("UID:u", "DTSTART:20240111T100000Z", "DURATION:PT1H", "SUMMARY:b"),
+				ev("UID:u", "DTSTART;TZID=Europe/Berlin:20240112T100000", "DURATION:PT1H", "SUMMARY:c")},
+			want:      []string{"2024-01-10T10:00Z/2024-01-10T11:00Z", "2024-01-11T10:00Z/2024-01-11T11:00Z", "2024-01-12T09:00Z/2024-01-12T10:00Z"},
+			summaries: []string{"a", "b", "c"},
+			warn:      `line 6: UID "u": 3 VEVENTs with this UID and SEQUENCE 0 but different DTSTARTs: each counts as a meeting of its own`,
+		},
+		{
+			name: "equal everything: one",
+			parts: []string{ev("UID:u", "SEQUENCE:1", "DTSTART:20240110T100000Z", "DURATION:PT1H", "SUMMARY:x"),
+				ev("UID:u", "SEQUENCE:1", "DTSTART:20240110T100000Z", "DURATION:PT1H", "SUMMARY:x")},
+			want:      []string{"2024-01-10T10:00Z/2024-01-10T11:00Z"},
+			summaries: []string{"x"},
+			warn:      `line 14: UID "u": 2 VEVENTs with this UID, SEQUENCE 1 and the same DTSTART: the last in the file counts`,
+		},
+		{
+			name: "equal SEQUENCE and DTSTART: the last in the file counts",
+			parts: []string{ev("UID:u", "DTSTART:20240110T100000Z", "DURATION:PT1H", "SUMMARY:first"),
+				ev("UID:u", "DTSTART:20240110T100000Z", "DURATION:PT2H", "SUMMARY:last")},
+			want:      []string{"2024-01-10T10:00Z/2024-01-10T12:00Z"},
+			summaries: []string{"last"},
+			warn:      "the same DTSTART: the last in the file counts",
+		},
+		{
+			name: "the older copies go, the newest distinct ones stay",
+			parts: []string{ev("UID:u", "SEQUENCE:0", "DTSTART:20240110T090000Z", "DURATION:PT1H", "SUMMARY:stale"),
+				ev("UID:u", "SEQUENCE:1", "DTSTART:20240110T100000Z", "DURATION:PT1H", "SUMMARY:a"),
+				ev("UID:u", "SEQUENCE:1", "DTSTART:20240110T140000Z", "DURATION:PT1H", "SUMMARY:b")},
+			want:      []string{"2024-01-10T10:00Z/2024-01-10T11:00Z", "2024-01-10T14:00Z/2024-01-10T15:00Z"},
+			summaries: []string{"a", "b"},
+			warn:      "2 VEVENTs with this UID and SEQUENCE 1 but different DTSTARTs",
+		},
+		{
+			name: "a copy without DTSTART does not hide the others",
+			parts: []string{ev("UID:u", "DTSTART:20240110T100000Z", "DURATION:PT1H", "SUMMARY:a"),
+				ev("UID:u", "SUMMARY:broken")},
+			want:      []string{"2024-01-10T10:00Z/2024-01-10T11:00Z"},
+			summaries: []string{"a"},
+			dropped:   []string{`line 10: UID "u": VEVENT skipped: no DTSTART`},
+		},
+		{
+			name: "recurring series with one UID share their overrides",
+			parts: []string{ev("UID:u", "DTSTART:20240110T100000Z", "DURATION:PT1H", "RRULE:FREQ=DAILY;COUNT=2", "SUMMARY:a"),
+				ev("UID:u", "DTSTART:20240110T150000Z", "DURATION:PT1H", "RRULE:FREQ=DAILY;COUNT=2", "SUMMARY:b"),
+				ev("UID:u", "RECURRENCE-ID:20240111T150000Z", "DTSTART:20240111T160000Z", "DURATION:PT1H", "SUMMARY:b moved")},
+			want: []string{"2024-01-10T10:00Z/2024-01-10T11:00Z", "2024-01-10T15:00Z/2024-01-10T16:00Z",
+				"2024-01-11T10:00Z/2024-01-11T11:00Z", "2024-01-11T16:00Z/2024-01-11T17:00Z"},
+			summaries: []string{"a", "b", "a", "b moved"},
+			warn:      "2 VEVENTs with this UID and SEQUENCE 0 but different DTSTARTs",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := ParseExpand(vcal(tt.parts...), ExpandOptions{From: utc("2024-01-01T00:00:00Z"), To: utc("2024-02-01T00:00:00Z")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, brief(res)); diff != "" {
+				t.Errorf("Expand mismatch (-want +got):\n%s\nwarnings: %q", diff, res.Warnings)
+			}
+			var summaries []string
+			for _, o := range res.Occurrences {
+				summaries = append(summaries, o.Summary)
+			}
+			if diff := cmp.Diff(tt.summaries, summaries); diff != "" {
+				t.Errorf("Expand summaries mismatch (-want +got):\n%s", diff)
+			}
+			if tt.warn != "" && !slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.Contains(w, tt.warn) }) {
+				t.Errorf("Expand warnings = %q; want one containing %q", res.Warnings, tt.warn)
+			}
+			if diff := cmp.Diff(tt.dropped, res.Dropped); diff != "" {
+				t.Errorf("Expand Dropped mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestDuplicateUIDExporter: a feed whose exporter gives every meeting the
+// same UID (no SEQUENCE, no RECURRENCE-ID) keeps every meeting.
+func TestDuplicateUIDExporter(t *testing.T) {
+	var parts []string
+	start := utc("2024-01-01T09:00:00Z")
+	for i := range 50 {
+		at := start.Add(time.Duration(i) * 6 * time.Hour)
+		parts = append(parts, ev("UID:same-for-all", "DTSTART:"+at.Format("20060102T150405Z"), "DURATION:PT30M", "RRULE:FREQ=WEEKLY;COUNT=4"))
+	}
+	res, err := ParseExpand(vcal(parts...), ExpandOptions{From: utc("2024-01-01T00:00:00Z"), To: utc("2024-03-01T00:00:00Z")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(res.Occurrences), 50*4; got != want {
+		t.Errorf("Expand(50 weekly series, one UID) = %d occurrences; want %d", got, want)
+	}
+	if len(res.Dropped) != 0 {
+		t.Errorf("Expand(50 weekly series, one UID) dropped %q; want nothing", res.Dropped)
 	}
 }

@@ -14,9 +14,12 @@ type override struct {
 	ridAt  time.Time
 	future bool // RANGE=THISANDFUTURE
 	used   bool
-	span   span
-	hasDT  bool
-	f      fields
+	// excluded: an EXDATE of a series names the instance, so the override
+	// is void.
+	excluded bool
+	span     span
+	hasDT    bool
+	f        fields
 }
 
 // ridKey identifies an instance: by instant for zoned and UTC values, by
@@ -40,37 +43,51 @@ type instance struct {
 	hasEnd bool
 }
 
+// series is a master VEVENT with its span and fields.
+type series struct {
+	ev   *vevent
+	span span
+	f    *fields
+}
+
 // expandGroup expands the VEVENTs that share a UID.
 func (x *expander) expandGroup(g *group) {
-	master := pick(g.masters)
-	if len(g.masters) > 1 {
-		x.warnf(master, master.line("DTSTART", 0), "%d VEVENTs with this UID and no RECURRENCE-ID; using SEQUENCE %d (the last such in the file)", len(g.masters), master.seq)
-	}
+	var masters []*vevent
 	defer func() {
 		if r := recover(); r != nil {
-			ev := master
-			if ev == nil {
-				ev = g.overrides[0]
+			ev := g.overrides
+			switch {
+			case len(masters) > 0:
+				ev = masters
+			case len(g.masters) > 0:
+				ev = g.masters
 			}
 			x.res.recovered++
-			x.lossf(ev, ev.line("DTSTART", 0), "cannot expand: %v", r)
+			x.lossf(ev[0], ev[0].line("DTSTART", 0), "cannot expand: %v", r)
 		}
 	}()
+	masters = x.masters(g.masters)
+	var list []series
+	for _, m := range masters {
+		s, err := x.span(m)
+		if err != nil {
+			x.lossf(m, m.line("DTSTART", 0), "VEVENT skipped: %v", err)
+			continue
+		}
+		f := readFields(m.c)
+		list = append(list, series{ev: m, span: s, f: &f})
+	}
+	// Overrides inherit from, and stand in for instances of, the first
+	// series; with several (one UID on distinct meetings) an override
+	// replaces the instance of whichever produces it.
+	var master *vevent
 	var ms *span
 	var mf *fields
-	if master != nil {
-		s, err := x.span(master)
-		if err != nil {
-			x.lossf(master, master.line("DTSTART", 0), "VEVENT skipped: %v", err)
-			master = nil
-		} else {
-			ms = &s
-			f := readFields(master.c)
-			mf = &f
-		}
+	if len(list) > 0 {
+		master, ms, mf = list[0].ev, &list[0].span, list[0].f
 	}
 	ovs := x.overrides(g.overrides, master, ms, mf)
-	if master == nil {
+	if len(list) == 0 {
 		n := 0
 		for _, o := range ovs {
 			if !x.emitOverride(o, time.Time{}, &n) {
@@ -79,7 +96,43 @@ func (x *expander) expandGroup(g *group) {
 		}
 		return
 	}
-	x.expandSeries(master, *ms, mf, ovs)
+	n, more := 0, true
+	rules := make([][]rule, len(list))
+	for i, s := range list {
+		var cnt int
+		var ok bool
+		rules[i], cnt, ok = x.expandSeries(s.ev, s.span, s.f, ovs)
+		if i == 0 {
+			n, more = cnt, ok
+		}
+	}
+	if !more {
+		return
+	}
+	for _, o := range ovs {
+		if o.used || o.excluded {
+			continue
+		}
+		// An override whose instance no series produces is still a
+		// meeting, unless it is older than the series (a lower SEQUENCE):
+		// then the series was edited after it and it is stale.
+		if o.ev.seq < master.seq && !x.anyProduces(list, rules, o) {
+			continue
+		}
+		if !x.emitOverride(o, o.ridAt, &n) {
+			return
+		}
+	}
+}
+
+// anyProduces reports whether one of the series has the instance o names.
+func (x *expander) anyProduces(list []series, rules [][]rule, o *override) bool {
+	for i, s := range list {
+		if x.produces(s.ev, s.span.start, rules[i], o) {
+			return true
+		}
+	}
+	return false
 }
 
 // overrides parses the RECURRENCE-ID components; several for one instance:
@@ -196,8 +249,10 @@ func (x *expander) exdates(ev *vevent, series dtv) *exdates {
 	return e
 }
 
-// expandSeries expands a master VEVENT with its overrides.
-func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override) {
+// expandSeries expands a master VEVENT with the overrides that replace its
+// instances. It returns its rules, the occurrences it emitted, and false when
+// it hit MaxPerEvent; the caller emits the overrides no series used.
+func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override) (rules []rule, n int, more bool) {
 	loc := ms.start.loc
 	start := ms.start
 	ex := x.exdates(m, start)
@@ -218,7 +273,11 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 		return ex.has(wallIn(o.ridAt, loc), o.ridAt, false)
 	}
 	for _, o := range ovs {
+		if o.used {
+			continue // an earlier series with this UID replaced its instance
+		}
 		if excluded(o) {
+			o.excluded = true
 			continue // the instance was excluded: its override is void
 		}
 		switch {
@@ -258,13 +317,13 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 		limit: x.opt.MaxPerEvent,
 	}
 
-	rules := x.rules(m)
+	rules = x.rules(m)
 	var insts []instance
 	if len(rules) > 0 && len(m.c.Props["RDATE"]) == 0 && allEndBefore(rules, start.wall) {
 		// Every RRULE ends before DTSTART: clients write this for a
 		// deleted series (python-recurring-ical-events issue 117).
 		x.warnf(m, m.line("RRULE", 0), "UNTIL before DTSTART: no occurrences")
-		return
+		return rules, 0, true
 	}
 	if !start.wall.Before(win.lo) && !start.wall.After(win.hi) {
 		insts = append(insts, instance{wall: start.wall})
@@ -298,7 +357,6 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 		})
 	}
 
-	n := 0
 	for _, in := range insts {
 		at := in.at
 		if at.IsZero() {
@@ -314,7 +372,7 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 		if o := matchOverride(byInstant, byWall, byDate, in.wall, at); o != nil {
 			o.used = true
 			if !x.emitOverride(o, rid, &n) {
-				return
+				return rules, n, false
 			}
 			continue
 		}
@@ -333,23 +391,10 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 			}
 		}
 		if !x.emit(m, f, rid, occStart, occEnd, start.date, loc, &n) {
-			return
+			return rules, n, false
 		}
 	}
-	for _, o := range ovs {
-		if o.used || excluded(o) {
-			continue
-		}
-		// An override whose instance the series does not produce is still
-		// a meeting, unless it is older than the series (a lower SEQUENCE):
-		// then the series was edited after it and it is stale.
-		if o.ev.seq < m.seq && !x.produces(m, start, rules, o) {
-			continue
-		}
-		if !x.emitOverride(o, o.ridAt, &n) {
-			return
-		}
-	}
+	return rules, n, true
 }
 
 // rule is a parsed RRULE of a series.

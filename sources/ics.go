@@ -558,14 +558,66 @@ func (f fields) inherit(m *fields) fields {
 	return f
 }
 
-// pick returns the VEVENT that wins among several with one identity: the
-// highest SEQUENCE, then the last in the file.
-func pick(list []*vevent) *vevent {
-	var best *vevent
-	for _, ev := range list {
-		if best == nil || ev.seq >= best.seq {
-			best = ev
-		}
+// masters returns the VEVENTs among those of one UID without RECURRENCE-ID
+// that count, in file order.
+//
+// A higher SEQUENCE is a later revision of the same event and supersedes
+// the lower ones (RFC 5545 3.8.7.4). Copies with the highest SEQUENCE and
+// the same DTSTART are one event: the last in the file wins. Copies with the
+// highest SEQUENCE and different DTSTARTs are not revisions of one another
+// (nothing says which is newer): an exporter gave several meetings one UID,
+// so each counts, with a warning.
+func (x *expander) masters(list []*vevent) []*vevent {
+	if len(list) <= 1 {
+		return list
 	}
-	return best
+	top := list[0].seq
+	for _, ev := range list[1:] {
+		top = max(top, ev.seq)
+	}
+	var kept []*vevent
+	byStart := make(map[string]int, len(list))
+	older, same := 0, 0
+	for _, ev := range list {
+		if ev.seq < top {
+			older++
+			continue
+		}
+		k := startKey(ev)
+		if i, ok := byStart[k]; ok {
+			kept[i] = ev
+			same++
+			continue
+		}
+		byStart[k] = len(kept)
+		kept = append(kept, ev)
+	}
+	first := kept[0]
+	line := first.line("DTSTART", 0)
+	if older > 0 {
+		x.warnf(first, line, "%d VEVENTs with this UID and no RECURRENCE-ID: SEQUENCE %d supersedes %d older", len(list), top, older)
+	}
+	if same > 0 {
+		x.warnf(first, line, "%d VEVENTs with this UID, SEQUENCE %d and the same DTSTART: the last in the file counts", same+1, top)
+	}
+	if len(kept) > 1 {
+		x.warnf(first, line, "%d VEVENTs with this UID and SEQUENCE %d but different DTSTARTs: each counts as a meeting of its own", len(kept), top)
+	}
+	return kept
+}
+
+// startKey is a VEVENT's DTSTART as written, for telling copies apart.
+func startKey(ev *vevent) string {
+	ps := ev.c.Props["DTSTART"]
+	if len(ps) == 0 {
+		return ""
+	}
+	var tz, val string
+	if v := ps[0].Params["TZID"]; len(v) > 0 {
+		tz = v[0]
+	}
+	if v := ps[0].Params["VALUE"]; len(v) > 0 {
+		val = toUpperASCII(v[0])
+	}
+	return tz + "\x00" + val + "\x00" + strings.TrimSpace(ps[0].Value)
 }
