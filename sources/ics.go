@@ -172,7 +172,10 @@ type group struct {
 }
 
 // Expand expands every VEVENT of the calendar in the window. It does not
-// modify the Calendar.
+// modify the Calendar. VEVENTs that share a UID without RECURRENCE-ID are
+// one event when they are revisions of it (the highest SEQUENCE wins, then
+// the last with the same DTSTART) and distinct events, with a warning,
+// when they have the highest SEQUENCE but different DTSTARTs.
 func (c *Calendar) Expand(opt ExpandOptions) *Result {
 	res, _ := c.expand(opt, false)
 	return res
