@@ -275,3 +275,19 @@ func TestDuplicateUIDExporter(t *testing.T) {
 		t.Errorf("Expand(50 weekly series, one UID) dropped %q; want nothing", res.Dropped)
 	}
 }
+
+// TestDeletedSeriesTakesItsOverrides: a series whose every RRULE ends
+// before DTSTART (how clients write a deleted series) has no instances, and
+// its overrides go with it, as before several series could share a UID.
+func TestDeletedSeriesTakesItsOverrides(t *testing.T) {
+	res, err := ParseExpand(vcal(
+		ev("UID:d", "DTSTART:20240110T100000Z", "DURATION:PT1H", "RRULE:FREQ=DAILY;UNTIL=20240101T000000Z"),
+		ev("UID:d", "RECURRENCE-ID:20240111T100000Z", "DTSTART:20240111T120000Z", "DURATION:PT1H")),
+		ExpandOptions{From: utc("2024-01-01T00:00:00Z"), To: utc("2024-02-01T00:00:00Z")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Occurrences) != 0 || len(res.Dropped) != 0 {
+		t.Errorf("Expand(deleted series with an override) = %v, dropped %q; want nothing", brief(res), res.Dropped)
+	}
+}

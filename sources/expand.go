@@ -251,7 +251,8 @@ func (x *expander) exdates(ev *vevent, series dtv) *exdates {
 
 // expandSeries expands a master VEVENT with the overrides that replace its
 // instances. It returns its rules, the occurrences it emitted, and false when
-// it hit MaxPerEvent; the caller emits the overrides no series used.
+// it hit MaxPerEvent or is a deleted series; otherwise the caller emits the
+// overrides no series used.
 func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override) (rules []rule, n int, more bool) {
 	loc := ms.start.loc
 	start := ms.start
@@ -322,8 +323,9 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 	if len(rules) > 0 && len(m.c.Props["RDATE"]) == 0 && allEndBefore(rules, start.wall) {
 		// Every RRULE ends before DTSTART: clients write this for a
 		// deleted series (python-recurring-ical-events issue 117).
+		// Its overrides go with it.
 		x.warnf(m, m.line("RRULE", 0), "UNTIL before DTSTART: no occurrences")
-		return rules, 0, true
+		return rules, 0, false
 	}
 	if !start.wall.Before(win.lo) && !start.wall.After(win.hi) {
 		insts = append(insts, instance{wall: start.wall})
