@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # crosscheck.sh: compare `calpresence plan` with the Mozilla ical.js oracle on
-# every file of the shared iCalendar corpus (docs/crosscheck.md).
+# every file of the iCalendar corpus in sources/testdata/corpus
+# (docs/crosscheck.md).
 #
 #   scripts/crosscheck.sh [-v] [-from T -to T] [FILE.ics...]
 #
-# Not part of `go test`: it needs node/npm and ../shared (or
-# $CALPRESENCE_SHARED). Without them it says why and exits 0. It prints one
+# Not part of `go test`: it needs node/npm and the oracle in
+# ../shared/tools/oracle (or $CALPRESENCE_SHARED/tools/oracle, or
+# $CALPRESENCE_ORACLE). Without them it says why and exits 0. It prints one
 # line per file (agree / DIFFER) and a summary `N agree, M differ`, and exits
 # 0 even when they differ: it is a report. It exits non-zero only when it
 # could not run (build, npm ci, a side crashing).
@@ -16,6 +18,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=${CALPRESENCE_SHARED:-$root/../shared}
+corpus=$root/sources/testdata/corpus/ics
 
 skip() {
 	echo "crosscheck: skipped: $*"
@@ -23,7 +26,7 @@ skip() {
 }
 
 command -v node >/dev/null 2>&1 || skip "node not found (Node 18 or newer runs the ical.js oracle)"
-[ -d "$shared/corpus/ics" ] || skip "no corpus at $shared/corpus/ics (set CALPRESENCE_SHARED)"
+[ -d "$corpus" ] || { echo "crosscheck: no corpus at $corpus" >&2; exit 1; }
 if [ -z "${CALPRESENCE_ORACLE:-}" ]; then
 	command -v npm >/dev/null 2>&1 || skip "npm not found (needed to install the oracle)"
 	[ -f "$shared/tools/oracle/expand.mjs" ] || skip "no oracle at $shared/tools/oracle"
@@ -58,5 +61,5 @@ if [ -z "$oracle" ]; then
 	fi
 fi
 
-echo "crosscheck: $(node --version) ical.js oracle vs calpresence $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), corpus $shared/corpus/ics"
-"$tmp/crosscheck" -calpresence "$tmp/calpresence" -oracle "$oracle" -corpus "$shared/corpus/ics" ${args[@]+"${args[@]}"}
+echo "crosscheck: $(node --version) ical.js oracle vs calpresence $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), corpus sources/testdata/corpus/ics"
+"$tmp/crosscheck" -calpresence "$tmp/calpresence" -oracle "$oracle" -corpus "$corpus" ${args[@]+"${args[@]}"}

@@ -2,6 +2,7 @@ package sources
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math"
@@ -15,17 +16,18 @@ import (
 	"time"
 )
 
-// The shared corpus (150 files from ten iCalendar libraries' test suites,
-// see ../shared/corpus/MANIFEST.md) is the conformance suite. It lives
-// outside the module; the tests skip when it is absent and never write to it.
-const corpusDir = "../../shared/corpus"
+// The corpus (150 files from ten iCalendar libraries' test suites, see
+// testdata/corpus/MANIFEST.md, licences in testdata/corpus/licenses) is the
+// conformance suite. It is part of the repository, so every clone and CI
+// run it; a missing file fails the tests, it never skips them.
+const corpusDir = "testdata/corpus"
+
+// corpusSize is the number of .ics files in the corpus (MANIFEST.md).
+const corpusSize = 150
 
 func corpusFiles(tb testing.TB) []string {
 	tb.Helper()
 	dir := filepath.Join(corpusDir, "ics")
-	if _, err := os.Stat(dir); err != nil {
-		tb.Skipf("corpus not found at %s: %v", dir, err)
-	}
 	var files []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".ics") {
@@ -34,7 +36,10 @@ func corpusFiles(tb testing.TB) []string {
 		return err
 	})
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("read the corpus: %v", err)
+	}
+	if len(files) != corpusSize {
+		tb.Fatalf("corpus %s has %d .ics files; want %d (MANIFEST.md)", dir, len(files), corpusSize)
 	}
 	sort.Strings(files)
 	return files
@@ -64,6 +69,7 @@ func TestCorpusConformance(t *testing.T) {
 				t.Fatal(err)
 			}
 			res, err := ParseExpand(data, opt)
+			checkNoPanic(t, rel, res, err)
 			if err != nil {
 				failed++
 				if !lineErr.MatchString(err.Error()) {
@@ -213,6 +219,9 @@ func runExpectation(e *expectation) ([]view, error) {
 		return nil, err
 	}
 	cal, err := Parse(data)
+	if pe := (*panicError)(nil); errors.As(err, &pe) {
+		return nil, fmt.Errorf("parse panicked (recovered): %w", err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -237,6 +246,9 @@ func runExpectation(e *expectation) ([]view, error) {
 	opt.To = we.t.Add(72 * time.Hour)
 	opt.MaxPerEvent = 100000
 	res, locs := cal.expand(opt, true)
+	if res.recovered > 0 {
+		return nil, fmt.Errorf("expand panicked %d times (recovered): %q", res.recovered, res.Dropped)
+	}
 	var xwr *time.Location
 	if e.OracleOptions.XWRTZ && len(cal.roots) > 0 && cal.roots[0].xwr != "" {
 		xwr = resolveNamedZone(cal.roots[0].xwr)
@@ -469,7 +481,7 @@ func loadExpectations(tb testing.TB) []expectation {
 	tb.Helper()
 	data, err := os.ReadFile(filepath.Join(corpusDir, "expectations.json"))
 	if err != nil {
-		tb.Skipf("expectations not found: %v", err)
+		tb.Fatalf("read the corpus expectations: %v", err)
 	}
 	var doc struct {
 		Expectations []expectation `json:"expectations"`

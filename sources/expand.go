@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -13,9 +14,12 @@ type override struct {
 	ridAt  time.Time
 	future bool // RANGE=THISANDFUTURE
 	used   bool
-	span   span
-	hasDT  bool
-	f      fields
+	// excluded: an EXDATE of a series names the instance, so the override
+	// is void.
+	excluded bool
+	span     span
+	hasDT    bool
+	f        fields
 }
 
 // ridKey identifies an instance: by instant for zoned and UTC values, by
@@ -39,36 +43,51 @@ type instance struct {
 	hasEnd bool
 }
 
+// series is a master VEVENT with its span and fields.
+type series struct {
+	ev   *vevent
+	span span
+	f    *fields
+}
+
 // expandGroup expands the VEVENTs that share a UID.
 func (x *expander) expandGroup(g *group) {
-	master := pick(g.masters)
-	if len(g.masters) > 1 {
-		x.warnf(master, master.line("DTSTART", 0), "%d VEVENTs with this UID and no RECURRENCE-ID; using SEQUENCE %d (the last such in the file)", len(g.masters), master.seq)
-	}
+	var masters []*vevent
 	defer func() {
 		if r := recover(); r != nil {
-			ev := master
-			if ev == nil {
-				ev = g.overrides[0]
+			ev := g.overrides
+			switch {
+			case len(masters) > 0:
+				ev = masters
+			case len(g.masters) > 0:
+				ev = g.masters
 			}
-			x.warnf(ev, ev.line("DTSTART", 0), "cannot expand: %v", r)
+			x.res.recovered++
+			x.lossf(ev[0], ev[0].line("DTSTART", 0), "cannot expand: %v", r)
 		}
 	}()
+	masters = x.masters(g.masters)
+	var list []series
+	for _, m := range masters {
+		s, err := x.span(m)
+		if err != nil {
+			x.lossf(m, m.line("DTSTART", 0), "VEVENT skipped: %v", err)
+			continue
+		}
+		f := readFields(m.c)
+		list = append(list, series{ev: m, span: s, f: &f})
+	}
+	// Overrides inherit from, and stand in for instances of, the first
+	// series; with several (one UID on distinct meetings) an override
+	// replaces the instance of whichever produces it.
+	var master *vevent
 	var ms *span
 	var mf *fields
-	if master != nil {
-		s, err := x.span(master)
-		if err != nil {
-			x.warnf(master, master.line("DTSTART", 0), "VEVENT skipped: %v", err)
-			master = nil
-		} else {
-			ms = &s
-			f := readFields(master.c)
-			mf = &f
-		}
+	if len(list) > 0 {
+		master, ms, mf = list[0].ev, &list[0].span, list[0].f
 	}
 	ovs := x.overrides(g.overrides, master, ms, mf)
-	if master == nil {
+	if len(list) == 0 {
 		n := 0
 		for _, o := range ovs {
 			if !x.emitOverride(o, time.Time{}, &n) {
@@ -77,7 +96,43 @@ func (x *expander) expandGroup(g *group) {
 		}
 		return
 	}
-	x.expandSeries(master, *ms, mf, ovs)
+	n, more := 0, true
+	rules := make([][]rule, len(list))
+	for i, s := range list {
+		var cnt int
+		var ok bool
+		rules[i], cnt, ok = x.expandSeries(s.ev, s.span, s.f, ovs)
+		if i == 0 {
+			n, more = cnt, ok
+		}
+	}
+	if !more {
+		return
+	}
+	for _, o := range ovs {
+		if o.used || o.excluded {
+			continue
+		}
+		// An override whose instance no series produces is still a
+		// meeting, unless it is older than the series (a lower SEQUENCE):
+		// then the series was edited after it and it is stale.
+		if o.ev.seq < master.seq && !x.anyProduces(list, rules, o) {
+			continue
+		}
+		if !x.emitOverride(o, o.ridAt, &n) {
+			return
+		}
+	}
+}
+
+// anyProduces reports whether one of the series has the instance o names.
+func (x *expander) anyProduces(list []series, rules [][]rule, o *override) bool {
+	for i, s := range list {
+		if x.produces(s.ev, s.span.start, rules[i], o) {
+			return true
+		}
+	}
+	return false
 }
 
 // overrides parses the RECURRENCE-ID components; several for one instance:
@@ -93,7 +148,7 @@ func (x *expander) overrides(list []*vevent, master *vevent, ms *span, mf *field
 		line := ev.line("RECURRENCE-ID", 0)
 		rid, err := x.dt(ev, p, p.Value, line)
 		if err != nil {
-			x.warnf(ev, line, "override skipped: %v", err)
+			x.lossf(ev, line, "override skipped: %v", err)
 			continue
 		}
 		o := &override{ev: ev, rid: rid, ridAt: rid.instant()}
@@ -108,7 +163,7 @@ func (x *expander) overrides(list []*vevent, master *vevent, ms *span, mf *field
 			// No DTSTART: the instance keeps its time and the series' length.
 			o.span = span{start: rid, dur: ms.dur}
 		default:
-			x.warnf(ev, line, "override without DTSTART and without its series skipped")
+			x.lossf(ev, line, "override without DTSTART and without its series skipped")
 			continue
 		}
 		o.f = readFields(ev.c).inherit(mf)
@@ -194,8 +249,11 @@ func (x *expander) exdates(ev *vevent, series dtv) *exdates {
 	return e
 }
 
-// expandSeries expands a master VEVENT with its overrides.
-func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override) {
+// expandSeries expands a master VEVENT with the overrides that replace its
+// instances. It returns its rules, the occurrences it emitted, and false when
+// it hit MaxPerEvent or is a deleted series; otherwise the caller emits the
+// overrides no series used.
+func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override) (rules []rule, n int, more bool) {
 	loc := ms.start.loc
 	start := ms.start
 	ex := x.exdates(m, start)
@@ -216,7 +274,11 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 		return ex.has(wallIn(o.ridAt, loc), o.ridAt, false)
 	}
 	for _, o := range ovs {
+		if o.used {
+			continue // an earlier series with this UID replaced its instance
+		}
 		if excluded(o) {
+			o.excluded = true
 			continue // the instance was excluded: its override is void
 		}
 		switch {
@@ -256,13 +318,14 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 		limit: x.opt.MaxPerEvent,
 	}
 
-	rules := x.rules(m)
+	rules = x.rules(m)
 	var insts []instance
 	if len(rules) > 0 && len(m.c.Props["RDATE"]) == 0 && allEndBefore(rules, start.wall) {
 		// Every RRULE ends before DTSTART: clients write this for a
 		// deleted series (python-recurring-ical-events issue 117).
+		// Its overrides go with it.
 		x.warnf(m, m.line("RRULE", 0), "UNTIL before DTSTART: no occurrences")
-		return
+		return rules, 0, false
 	}
 	if !start.wall.Before(win.lo) && !start.wall.After(win.hi) {
 		insts = append(insts, instance{wall: start.wall})
@@ -270,10 +333,14 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 	recurring := len(rules) > 0
 	for _, r := range rules {
 		list, capped, err := expandRule(r.spec, start.wall, r.until, win)
-		if err != nil {
+		switch {
+		case errors.Is(err, errRuleNeverMatches):
 			x.warnf(m, r.line, "RRULE %q: %v", r.value, err)
+		case err != nil:
+			x.lossf(m, r.line, "RRULE %q: %v", r.value, err)
 		}
 		if capped {
+			// The occurrences past the cap are reported (once) by emit.
 			x.warnf(m, r.line, "RRULE %q: stopped after %d occurrences", r.value, len(list))
 		}
 		for _, w := range list {
@@ -292,7 +359,6 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 		})
 	}
 
-	n := 0
 	for _, in := range insts {
 		at := in.at
 		if at.IsZero() {
@@ -308,7 +374,7 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 		if o := matchOverride(byInstant, byWall, byDate, in.wall, at); o != nil {
 			o.used = true
 			if !x.emitOverride(o, rid, &n) {
-				return
+				return rules, n, false
 			}
 			continue
 		}
@@ -327,23 +393,10 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 			}
 		}
 		if !x.emit(m, f, rid, occStart, occEnd, start.date, loc, &n) {
-			return
+			return rules, n, false
 		}
 	}
-	for _, o := range ovs {
-		if o.used || excluded(o) {
-			continue
-		}
-		// An override whose instance the series does not produce is still
-		// a meeting, unless it is older than the series (a lower SEQUENCE):
-		// then the series was edited after it and it is stale.
-		if o.ev.seq < m.seq && !x.produces(m, start, rules, o) {
-			continue
-		}
-		if !x.emitOverride(o, o.ridAt, &n) {
-			return
-		}
-	}
+	return rules, n, true
 }
 
 // rule is a parsed RRULE of a series.
@@ -369,7 +422,7 @@ func (x *expander) rules(m *vevent) []rule {
 		}
 		spec, err := parseRRule(p.Value)
 		if err != nil {
-			x.warnf(m, line, "RRULE %q ignored: %v", p.Value, err)
+			x.lossf(m, line, "RRULE %q ignored: %v", p.Value, err)
 			continue
 		}
 		if s.loc == nil {
@@ -469,7 +522,7 @@ func (x *expander) rdates(m *vevent, i int, ms span, win ruleWindow, insts *[]in
 		sv, ev, isPeriod := strings.Cut(v, "/")
 		d, err := x.dt(m, p, sv, line)
 		if err != nil {
-			x.warnf(m, line, "%v, ignored", err) // err names RDATE
+			x.lossf(m, line, "%v, ignored", err) // err names RDATE
 			continue
 		}
 		any = true
@@ -544,7 +597,7 @@ func (x *expander) emit(ev *vevent, f *fields, rid, start, end time.Time, allDay
 		return true
 	}
 	if *n >= x.opt.MaxPerEvent {
-		x.warnf(ev, ev.line("DTSTART", 0), "more than %d occurrences in the window; the rest are dropped", x.opt.MaxPerEvent)
+		x.lossf(ev, ev.line("DTSTART", 0), "more than %d occurrences in the window; the rest are dropped", x.opt.MaxPerEvent)
 		return false
 	}
 	*n++

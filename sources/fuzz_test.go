@@ -9,6 +9,7 @@ import (
 )
 
 // FuzzParseExpand: no input panics, hangs or breaks the Result invariants.
+// A panic that Parse or Expand recovered fails it too (checkNoPanic).
 //
 //	go test -run '^$' -fuzz FuzzParseExpand -fuzztime 10s ./sources/
 func FuzzParseExpand(f *testing.F) {
@@ -28,6 +29,7 @@ func FuzzParseExpand(f *testing.F) {
 	opt := ExpandOptions{From: utc("2023-06-01T00:00:00Z"), To: utc("2025-06-01T00:00:00Z"), MaxPerEvent: 200}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		res, err := ParseExpand(data, opt)
+		checkNoPanic(t, "fuzz input", res, err)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "line ") {
 				t.Fatalf("ParseExpand error %q does not name the line", err)

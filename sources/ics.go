@@ -35,8 +35,20 @@ type Result struct {
 	// Warnings are human-readable and name the line and UID, e.g.
 	// `line 42: UID "abc": unknown TZID "Foo", using UTC`.
 	Warnings []string
-	Events   int    // VEVENTs read
-	Method   string // calendar METHOD, upper-case
+	// Dropped are the warnings (also in Warnings) about calendar data that
+	// was lost: a VEVENT or override that could not be read and was
+	// skipped, a recurrence rule or date that was ignored, an end that could
+	// not be read (the event makes no one busy), occurrences beyond
+	// MaxPerEvent. Each names the line and UID. Unlike the other warnings
+	// (repairs, fallbacks) they mean meetings are missing: callers report
+	// them where an operator sees them.
+	Dropped []string
+	Events  int    // VEVENTs read
+	Method  string // calendar METHOD, upper-case
+
+	// recovered counts the panics recovered into a "cannot expand"
+	// warning. Production carries on; the tests require 0.
+	recovered int
 }
 
 // DefaultMaxPerEvent is the MaxPerEvent used when it is 0.
@@ -71,16 +83,35 @@ type calRoot struct {
 
 // Parse reads an iCalendar feed with go-ical, after the line-level repairs
 // described on scanFeed.
-func Parse(data []byte) (cal *Calendar, err error) {
+func Parse(data []byte) (*Calendar, error) {
+	return parse(data, scanFeed)
+}
+
+// panicError is a panic of go-ical (or of the scanner) recovered into an
+// error. The scanner should repair or drop every line go-ical panics on, so
+// the tests treat one as a failure (errors.As), while production reports it
+// as a parse error of that feed and carries on.
+type panicError struct {
+	line int
+	val  any
+}
+
+func (e *panicError) Error() string {
+	return fmt.Sprintf("line %d: malformed calendar: %v", e.line, e.val)
+}
+
+// parse is Parse with the line-level pass as a parameter, so that a test can
+// hand go-ical a line the scanner would have repaired.
+func parse(data []byte, scan func([]byte) (*scanResult, error)) (cal *Calendar, err error) {
 	line := 1
 	defer func() {
 		// go-ical panics on some malformed lines; the scanner should have
 		// caught them all, but a feed must never take the worker down.
 		if r := recover(); r != nil {
-			cal, err = nil, fmt.Errorf("line %d: malformed calendar: %v", line, r)
+			cal, err = nil, &panicError{line: line, val: r}
 		}
 	}()
-	sc, err := scanFeed(data)
+	sc, err := scan(data)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +172,10 @@ type group struct {
 }
 
 // Expand expands every VEVENT of the calendar in the window. It does not
-// modify the Calendar.
+// modify the Calendar. VEVENTs that share a UID without RECURRENCE-ID are
+// one event when they are revisions of it (the highest SEQUENCE wins, then
+// the last with the same DTSTART) and distinct events, with a warning,
+// when they have the highest SEQUENCE but different DTSTARTs.
 func (c *Calendar) Expand(opt ExpandOptions) *Result {
 	res, _ := c.expand(opt, false)
 	return res
@@ -245,6 +279,17 @@ type expander struct {
 }
 
 func (x *expander) warnf(ev *vevent, line int, format string, args ...any) {
+	x.res.Warnings = append(x.res.Warnings, warning(ev, line, format, args...))
+}
+
+// lossf is warnf for calendar data that is lost (Result.Dropped).
+func (x *expander) lossf(ev *vevent, line int, format string, args ...any) {
+	msg := warning(ev, line, format, args...)
+	x.res.Warnings = append(x.res.Warnings, msg)
+	x.res.Dropped = append(x.res.Dropped, msg)
+}
+
+func warning(ev *vevent, line int, format string, args ...any) string {
 	msg := fmt.Sprintf(format, args...)
 	if ev != nil && ev.uid != "" {
 		msg = fmt.Sprintf("UID %q: %s", ev.uid, msg)
@@ -252,7 +297,7 @@ func (x *expander) warnf(ev *vevent, line int, format string, args ...any) {
 	if line > 0 {
 		msg = fmt.Sprintf("line %d: %s", line, msg)
 	}
-	x.res.Warnings = append(x.res.Warnings, msg)
+	return msg
 }
 
 // zone resolves a TZID once per feed: IANA name, Windows name, the feed's
@@ -379,7 +424,7 @@ func (x *expander) span(ev *vevent) (span, error) {
 	if pe := ev.c.Props["DTEND"]; len(pe) > 0 {
 		end, err := x.dt(ev, &pe[0], pe[0].Value, ev.line("DTEND", 0))
 		if err != nil {
-			x.warnf(ev, ev.line("DTEND", 0), "%v, ignored", err)
+			x.endIgnored(ev, ev.line("DTEND", 0), s, err.Error())
 			return x.defaultSpan(s), nil
 		}
 		if start.date && end.date {
@@ -399,13 +444,24 @@ func (x *expander) span(ev *vevent) (span, error) {
 	if pd := ev.c.Props["DURATION"]; len(pd) > 0 {
 		d, err := parseDuration(pd[0].Value)
 		if err != nil || d.negative() {
-			x.warnf(ev, ev.line("DURATION", 0), "invalid DURATION %q, ignored", pd[0].Value)
+			x.endIgnored(ev, ev.line("DURATION", 0), s, fmt.Sprintf("invalid DURATION %q", pd[0].Value))
 			return x.defaultSpan(s), nil
 		}
 		s.dur = d
 		return s, nil
 	}
 	return x.defaultSpan(s), nil
+}
+
+// endIgnored reports an end that cannot be read. A DATE event keeps its
+// default day; a DATE-TIME event is left without length, so it makes no one
+// busy: that is data lost.
+func (x *expander) endIgnored(ev *vevent, line int, s span, problem string) {
+	if s.start.date {
+		x.warnf(ev, line, "%s, ignored", problem)
+		return
+	}
+	x.lossf(ev, line, "%s, ignored: the event has no length and makes no one busy", problem)
 }
 
 // defaultSpan: without DTEND or DURATION a DATE lasts one day and a
@@ -505,14 +561,66 @@ func (f fields) inherit(m *fields) fields {
 	return f
 }
 
-// pick returns the VEVENT that wins among several with one identity: the
-// highest SEQUENCE, then the last in the file.
-func pick(list []*vevent) *vevent {
-	var best *vevent
-	for _, ev := range list {
-		if best == nil || ev.seq >= best.seq {
-			best = ev
-		}
+// masters returns the VEVENTs among those of one UID without RECURRENCE-ID
+// that count, in file order.
+//
+// A higher SEQUENCE is a later revision of the same event and supersedes
+// the lower ones (RFC 5545 3.8.7.4). Copies with the highest SEQUENCE and
+// the same DTSTART are one event: the last in the file wins. Copies with the
+// highest SEQUENCE and different DTSTARTs are not revisions of one another
+// (nothing says which is newer): an exporter gave several meetings one UID,
+// so each counts, with a warning.
+func (x *expander) masters(list []*vevent) []*vevent {
+	if len(list) <= 1 {
+		return list
 	}
-	return best
+	top := list[0].seq
+	for _, ev := range list[1:] {
+		top = max(top, ev.seq)
+	}
+	var kept []*vevent
+	byStart := make(map[string]int, len(list))
+	older, same := 0, 0
+	for _, ev := range list {
+		if ev.seq < top {
+			older++
+			continue
+		}
+		k := startKey(ev)
+		if i, ok := byStart[k]; ok {
+			kept[i] = ev
+			same++
+			continue
+		}
+		byStart[k] = len(kept)
+		kept = append(kept, ev)
+	}
+	first := kept[0]
+	line := first.line("DTSTART", 0)
+	if older > 0 {
+		x.warnf(first, line, "%d VEVENTs with this UID and no RECURRENCE-ID: SEQUENCE %d supersedes %d older", len(list), top, older)
+	}
+	if same > 0 {
+		x.warnf(first, line, "%d VEVENTs with this UID, SEQUENCE %d and the same DTSTART: the last in the file counts", same+1, top)
+	}
+	if len(kept) > 1 {
+		x.warnf(first, line, "%d VEVENTs with this UID and SEQUENCE %d but different DTSTARTs: each counts as a meeting of its own", len(kept), top)
+	}
+	return kept
+}
+
+// startKey is a VEVENT's DTSTART as written, for telling copies apart.
+func startKey(ev *vevent) string {
+	ps := ev.c.Props["DTSTART"]
+	if len(ps) == 0 {
+		return ""
+	}
+	var tz, val string
+	if v := ps[0].Params["TZID"]; len(v) > 0 {
+		tz = v[0]
+	}
+	if v := ps[0].Params["VALUE"]; len(v) > 0 {
+		val = toUpperASCII(v[0])
+	}
+	return tz + "\x00" + val + "\x00" + strings.TrimSpace(ps[0].Value)
 }

@@ -34,8 +34,8 @@ var errBadDate = errors.New("invalid date or date-time")
 
 // parseDT parses a DATE (YYYYMMDD) or DATE-TIME (YYYYMMDDTHHMMSS[Z]) value.
 // It repairs what clients emit in the wild: a date without VALUE=DATE, a
-// VALUE=DATE with a time part (the date is kept), a date with a stray Z, and
-// a time without seconds.
+// VALUE=DATE with a time part (the date is kept), a date with a stray Z, a
+// time without seconds, and a stray T after the time.
 // wantDate reports that the property says VALUE=DATE.
 func parseDT(v string, wantDate bool) (rawDT, error) {
 	v = strings.TrimSpace(v)
@@ -64,6 +64,12 @@ func parseDT(v string, wantDate bool) (rawDT, error) {
 		return rawDT{}, errBadDate
 	}
 	rest := v[9:]
+	// A stray T after a complete time (DTSTART:20131009T170000T, written by
+	// an Android calendar exporter) starts no further part: the time before
+	// it is the value.
+	if n := len(rest); (n == 7 || n == 5) && (rest[n-1] == 'T' || rest[n-1] == 't') {
+		rest = rest[:n-1]
+	}
 	kind := kindFloating
 	if n := len(rest); n > 0 && (rest[n-1] == 'Z' || rest[n-1] == 'z') {
 		kind = kindUTC

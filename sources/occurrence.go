@@ -32,7 +32,9 @@ type Attendee struct {
 // Cancelled reports whether the occurrence is cancelled.
 func (o *Occurrence) Cancelled() bool { return o.Status == "CANCELLED" }
 
-// Key identifies an occurrence within a feed across polls.
+// Key identifies an occurrence within a feed across polls. It is unique
+// except in a feed that gives several meetings one UID (kept as distinct
+// events, see Calendar.Expand): their single occurrences share a Key.
 type Key struct {
 	UID          string
 	RecurrenceID time.Time

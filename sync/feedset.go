@@ -79,6 +79,7 @@ type feed struct {
 	matches    []Match
 	from, to   time.Time // window the occurrences were expanded for
 	warnings   int
+	dropped    []string // Result.Dropped of the last good read
 }
 
 // loadCache reads the last good copy of every source from the feed cache,
@@ -306,6 +307,7 @@ func (fs *feedSet) install(f *feed, res *sources.Result, now time.Time) {
 	f.from, f.to = now.Add(-time.Hour), now.Add(fs.cfg.Schedule.Horizon)
 	f.loaded = true
 	f.warnings = len(res.Warnings)
+	f.dropped = reportDropped(fs.log, fs.metrics, f.src.Name, f.dropped, res.Dropped)
 	fs.metrics.FeedEvents.WithLabelValues(f.src.Name).Set(float64(len(f.occs)))
 }
 

@@ -10,6 +10,7 @@ type Metrics struct {
 	FeedEvents      *prometheus.GaugeVec   // source: occurrences in the window
 	FeedLastSuccess *prometheus.GaugeVec   // source: unix time of the last good read
 	FeedHealthy     *prometheus.GaugeVec   // source: 1 healthy, 0 not
+	FeedDropped     *prometheus.GaugeVec   // source: calendar data the last read could not use
 	GraphRequests   *prometheus.CounterVec // op, code
 	TransitionLag   prometheus.Histogram   // boundary → call sent, seconds
 	Sessions        prometheus.Gauge       // presence sessions held
@@ -33,6 +34,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"source"}),
 		FeedHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "calpresence_feed_healthy", Help: "1 when the last read of the source succeeded.",
+		}, []string{"source"}),
+		FeedDropped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_feed_dropped_events",
+			Help: "Events, or parts of them (overrides, rules, dates, ends, occurrences past the cap), that the last good read of the source could not use, by source.",
 		}, []string{"source"}),
 		GraphRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "calpresence_graph_requests_total", Help: "Graph presence calls by operation and HTTP status (0: transport error).",
@@ -61,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy,
+		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped,
 			m.GraphRequests, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles, m.Addresses, m.ClearsPending)
 	}
 	return m

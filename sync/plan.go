@@ -17,6 +17,10 @@ type PlanRequest struct {
 	From, To time.Time
 	Sources  []string // all when empty
 	Users    []string // all when empty
+	// Dropped, when set, is called with each piece of calendar data a
+	// source lost (sources.Result.Dropped: events skipped, rules or ends
+	// ignored), sources in configuration order, once Plan has read them all.
+	Dropped func(source, warning string)
 }
 
 // SourceError is a failure to read or parse one source.
@@ -50,11 +54,19 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 		}
 	}
 	results := make([][]Match, len(selected))
+	dropped := make([][]string, len(selected))
 	errs := make([]error, len(selected))
 	parallel(len(selected), fetchParallelism, func(i int) {
 		idx := selected[i]
-		results[i], errs[i] = planSource(ctx, m, fetcher, &cfg.Sources[idx], cfg.SourceLocation(idx), cfg.Schedule.MaxOccurrences, req)
+		results[i], dropped[i], errs[i] = planSource(ctx, m, fetcher, &cfg.Sources[idx], cfg.SourceLocation(idx), cfg.Schedule.MaxOccurrences, req)
 	})
+	if req.Dropped != nil {
+		for i, list := range dropped {
+			for _, d := range list {
+				req.Dropped(cfg.Sources[selected[i]].Name, d)
+			}
+		}
+	}
 	var out []Match
 	for _, r := range results {
 		out = append(out, r...)
@@ -66,14 +78,16 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 	return out, errors.Join(errs...)
 }
 
-func planSource(ctx context.Context, m *Matcher, fetcher Fetcher, src *config.Source, zone *time.Location, maxPerEvent int, req PlanRequest) ([]Match, error) {
+// planSource returns the busy matches of one source and the calendar data
+// it lost.
+func planSource(ctx context.Context, m *Matcher, fetcher Fetcher, src *config.Source, zone *time.Location, maxPerEvent int, req PlanRequest) ([]Match, []string, error) {
 	res, err := fetcher.Fetch(ctx, sources.FetchRequest{Name: src.Name, URL: src.URL, Headers: src.Headers})
 	if err != nil {
-		return nil, &SourceError{src.Name, err}
+		return nil, nil, &SourceError{src.Name, err}
 	}
 	out, err := sources.ParseExpand(res.Body, sources.ExpandOptions{From: req.From, To: req.To, Zone: zone, MaxPerEvent: maxPerEvent})
 	if err != nil {
-		return nil, &SourceError{src.Name, fmt.Errorf("%s: %w", sources.RedactURL(src.URL), err)}
+		return nil, nil, &SourceError{src.Name, fmt.Errorf("%s: %w", sources.RedactURL(src.URL), err)}
 	}
 	var busy []Match
 	for _, mt := range m.Match(src.Name, compact(out.Occurrences, m.usesDescription(src.Name))) {
@@ -84,5 +98,5 @@ func planSource(ctx context.Context, m *Matcher, fetcher Fetcher, src *config.So
 			busy = append(busy, mt)
 		}
 	}
-	return busy, nil
+	return busy, out.Dropped, nil
 }

@@ -63,6 +63,38 @@ func TestPlanBrokenFeed(t *testing.T) {
 	}
 }
 
+// TestPlanDroppedData: calendar data a feed loses is named on stderr, with
+// the source, line and UID; the feed's other events are printed and the
+// exit status is 0. The Android exporter's DTSTART:20270303T170000T is
+// repaired, not lost.
+func TestPlanDroppedData(t *testing.T) {
+	stdout, stderr, code := runCLI(t, nil, "plan", "-config", "testdata/plan-dropped.yaml",
+		"-from", "2027-03-01T00:00:00Z", "-to", "2027-03-31T00:00:00Z", "-output", "json")
+	if code != 0 {
+		t.Errorf("plan exit %d; want 0\nstderr: %s", code, stderr)
+	}
+	for _, uid := range []string{"good@example.com", "android-1@example.com"} {
+		if !strings.Contains(stdout, `"uid":"`+uid+`"`) {
+			t.Errorf("plan stdout lacks %s:\n%s", uid, stdout)
+		}
+	}
+	if n := strings.Count(stdout, "\n"); n != 2 {
+		t.Errorf("plan printed %d lines; want 2\n%s", n, stdout)
+	}
+	want := `warning: source "android": line 18: UID "unreadable@example.com": VEVENT skipped: DTSTART: invalid value "2027-03-04 10:00"
+warning: source "android": line 25: UID "no-end@example.com": DTEND: invalid value "20270305T1100000Z", ignored: the event has no length and makes no one busy
+`
+	if stderr != want {
+		t.Errorf("plan stderr:\n%s\nwant:\n%s", stderr, want)
+	}
+	// A feed that loses nothing says nothing.
+	_, stderr, code = runCLI(t, nil, "plan", "-config", "testdata/plan.yaml",
+		"-from", "2027-03-01T00:00:00Z", "-to", "2027-03-31T00:00:00Z", "-output", "json")
+	if code != 0 || stderr != "" {
+		t.Errorf("plan of a clean feed: exit %d, stderr %q; want 0 and nothing", code, stderr)
+	}
+}
+
 func TestValidate(t *testing.T) {
 	stdout, stderr, code := runCLI(t, nil, "validate", "-config", "testdata/plan.yaml")
 	if code != 0 || !strings.Contains(stdout, "2 sources") {

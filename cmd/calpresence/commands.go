@@ -380,6 +380,11 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	req := sync.PlanRequest{From: time.Now().Truncate(time.Second), Sources: srcs, Users: users}
+	// Calendar data a feed loses is named on stderr; it does not change the
+	// exit status (the feed was read).
+	req.Dropped = func(source, warning string) {
+		fmt.Fprintf(stderr, "warning: source %q: %s\n", source, warning)
+	}
 	if *from != "" {
 		if req.From, err = time.Parse(time.RFC3339, *from); err != nil {
 			return usagef("-from: %v", err)

@@ -1,6 +1,7 @@
 // Command crosscheck compares what `calpresence plan` makes of every file of
-// the shared iCalendar corpus with an independent implementation, the
-// Mozilla ical.js oracle in ../shared/tools/oracle. It is a report, not a
+// the iCalendar corpus (sources/testdata/corpus) with an independent
+// implementation, the Mozilla ical.js oracle in ../shared/tools/oracle. It
+// is a report, not a
 // test: it prints one line per file and a summary, and exits 0 even when the
 // two disagree. scripts/crosscheck.sh builds the binaries, installs the
 // oracle and runs it; see docs/crosscheck.md.
