@@ -64,11 +64,15 @@ type Engine struct {
 	ready     bool
 	firstPass bool
 
+	// wrapScheduler, set by tests, stands between the engine and gocron.
+	wrapScheduler func(gocron.Scheduler) gocron.Scheduler
+
 	reconcileMu gosync.Mutex // one reconcile at a time
 	kick        chan struct{}
 	wakeMu      gosync.Mutex
 	wakeAt      time.Time
 	wakeJob     gocron.Job
+	wakeTimer   *time.Timer // in place of wakeJob when gocron refused it
 	sched       gocron.Scheduler
 }
 
@@ -134,6 +138,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start scheduler: %w", err)
 	}
+	if e.wrapScheduler != nil {
+		s = e.wrapScheduler(s)
+	}
 	e.sched = s
 	for i := range e.cfg.Sources {
 		name, interval := e.cfg.Sources[i].Name, e.cfg.SourcePollInterval(i)
@@ -163,11 +170,15 @@ func (e *Engine) Run(ctx context.Context) error {
 		// Finish in-flight calls; the state is written after each call.
 		_ = s.Shutdown()
 	}()
+	safety := time.NewTicker(SafetyReconcile)
+	defer safety.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-e.kick:
+			e.reconcile(ctx, nil)
+		case <-safety.C:
 			e.reconcile(ctx, nil)
 		}
 	}
@@ -427,30 +438,47 @@ func (e *Engine) nextWake(in ReconcileInput) time.Time {
 	return next
 }
 
-// scheduleWake (re)schedules the one-time boundary job at t.
+// SafetyReconcile is the longest Run goes without a reconcile, whatever the
+// boundary wakes say: a wake lost for any reason costs at most this much
+// (DESIGN "Precision": a boundary can never be lost).
+const SafetyReconcile = time.Minute
+
+// scheduleWake (re)schedules the one-time boundary job at t. A t that is
+// already due reconciles now. Should gocron refuse the job (it refuses a
+// start time that has passed by the time it checks, after a GC pause on a
+// busy machine), a plain timer takes its place: the boundary is never
+// lost.
 func (e *Engine) scheduleWake(t time.Time) {
-	if e.sched == nil {
+	if e.sched == nil || t.IsZero() {
 		return
 	}
 	e.wakeMu.Lock()
 	defer e.wakeMu.Unlock()
-	if t.IsZero() || (!e.wakeAt.IsZero() && e.wakeAt.Equal(t)) {
+	if e.wakeAt.Equal(t) && (e.wakeJob != nil || e.wakeTimer != nil) {
 		return
 	}
 	if e.wakeJob != nil {
 		_ = e.sched.RemoveJob(e.wakeJob.ID())
 		e.wakeJob = nil
 	}
-	if min := time.Now().Add(time.Millisecond); t.Before(min) {
-		t = min
+	if e.wakeTimer != nil {
+		e.wakeTimer.Stop()
+		e.wakeTimer = nil
+	}
+	e.wakeAt = time.Time{}
+	if !t.After(time.Now()) {
+		e.kickReconcile()
+		return
 	}
 	j, err := e.sched.NewJob(gocron.OneTimeJob(gocron.OneTimeJobStartDateTime(t)),
 		gocron.NewTask(e.kickReconcile), gocron.WithName("boundary"))
 	if err != nil {
-		e.log.Error("schedule boundary", "at", t, "err", err)
-		return
+		e.log.Warn("gocron refused the boundary job; a timer takes its place", "at", t, "err", err)
+		e.wakeTimer = time.AfterFunc(time.Until(t), e.kickReconcile)
+	} else {
+		e.wakeJob = j
 	}
-	e.wakeJob, e.wakeAt = j, t
+	e.wakeAt = t
 }
 
 // plan returns the actions a reconcile would take now, without taking them.

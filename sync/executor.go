@@ -134,7 +134,14 @@ func (x *executor) run(ctx context.Context, actions []Action) []Result {
 	var wg gosync.WaitGroup
 	for i, a := range actions {
 		if a.Op == OpForget || a.Op == OpNote {
-			results[i] = Result{Action: a, Err: x.record(a)}
+			err := x.record(a)
+			if err != nil {
+				// Logged and backed off like a failed call: a full disk
+				// must not turn the loop into a thousand writes a second.
+				err = fmt.Errorf("record: %w", err)
+				x.fail(a, err, x.logFor(a))
+			}
+			results[i] = Result{Action: a, Err: err}
 			continue
 		}
 		select {

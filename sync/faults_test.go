@@ -2,11 +2,16 @@ package sync
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	gosync "sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/go-co-op/gocron/v2"
 
 	"github.com/calpresence/calpresence/presence"
 )
@@ -190,4 +195,90 @@ func TestEngineRefusedClearIsRetriedUntilTheLeaseRunsOut(t *testing.T) {
 			})
 		})
 	}
+}
+
+// refusingScheduler is gocron refusing every one-time job, as it does when
+// the start time has passed by the time it checks.
+type refusingScheduler struct{ gocron.Scheduler }
+
+func (s refusingScheduler) NewJob(d gocron.JobDefinition, t gocron.Task, o ...gocron.JobOption) (gocron.Job, error) {
+	if strings.Contains(fmt.Sprintf("%T", d), "oneTime") {
+		return nil, gocron.ErrOneTimeJobStartDateTimePast
+	}
+	return s.Scheduler.NewJob(d, t, o...)
+}
+
+// TestEngineBoundaryFiresWhenGocronRefusesTheWake: the wake for every
+// boundary is refused; the boundaries still fire on time.
+func TestEngineBoundaryFiresWhenGocronRefusesTheWake(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute+30*time.Second, 3*time.Minute)}, errs: map[string]error{}},
+			graph: &fakePresence{begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		eng, err := New(Options{Config: testConfig(), Presence: h.graph, Store: h.store, Fetcher: h.feeds, Metrics: h.metrics,
+			Logger: slog.New(slog.NewJSONHandler(&h.logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		eng.wrapScheduler = func(s gocron.Scheduler) gocron.Scheduler { return refusingScheduler{s} }
+		h.eng = eng
+		ctx, cancel := context.WithCancel(context.Background())
+		h.cancel, h.done = cancel, make(chan error, 1)
+		go func() { h.done <- eng.Run(ctx) }()
+		h.until(time.Hour)
+		h.stop()
+		// On the boundary, not at the next safety reconcile (11m, 14m).
+		h.want("10m30s set alice@contoso.com InAConferenceCall 5m0s", "13m30s clear alice@contoso.com")
+		if !strings.Contains(h.logs.String(), "gocron refused the boundary job") {
+			t.Error("the refusal was not logged")
+		}
+	})
+}
+
+// failingDeletes is a store whose session deletes fail (a full disk).
+type failingDeletes struct {
+	*MemStore
+	mu      gosync.Mutex
+	deletes int
+}
+
+func (s *failingDeletes) DeleteSession(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deletes++
+	return errors.New("write state.db: no space left on device")
+}
+
+// TestEngineFailingStateWriteBacksOff: forgetting a session whose lease
+// lapsed with its span is a write only; when it fails, it is logged and
+// retried with back-off, not in a hot loop.
+func TestEngineFailingStateWriteBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		store := &failingDeletes{MemStore: NewMemStore()}
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}},
+			graph: &fakePresence{begin: begin}, store: store.MemStore, begin: begin, metrics: NewMetrics(nil)}
+		eng, err := New(Options{Config: testConfig(), Presence: h.graph, Store: store, Fetcher: h.feeds, Metrics: h.metrics,
+			Logger: slog.New(slog.NewJSONHandler(&h.logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.eng = eng
+		ctx, cancel := context.WithCancel(context.Background())
+		h.cancel, h.done = cancel, make(chan error, 1)
+		go func() { h.done <- eng.Run(ctx) }()
+		h.until(time.Hour) // the span ends at 40m: 20 minutes of failing deletes
+		h.stop()
+		h.want("10m0s set alice@contoso.com InAConferenceCall 30m0s")
+		store.mu.Lock()
+		n := store.deletes
+		store.mu.Unlock()
+		// Back-off 1s, 2s, 4s … 5m: about a dozen in 20 minutes.
+		if n < 3 || n > 30 {
+			t.Errorf("failing delete tried %d times in 20 minutes; want a back-off (3..30)", n)
+		}
+		if !strings.Contains(h.logs.String(), "no space left on device") {
+			t.Error("the failing write was not logged")
+		}
+	})
 }
