@@ -119,6 +119,10 @@ type State struct {
 type Server struct {
 	Listen         string `yaml:"listen"`
 	AdminTokenFile string `yaml:"admin_token_file,omitempty"`
+	// ShutdownTimeout bounds what SIGTERM waits for: Graph calls in
+	// flight and admin requests (default 20s, under Kubernetes' 30 s
+	// grace period).
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
 
 // User maps a calendar address to an Entra user.
@@ -241,7 +245,7 @@ func Default() *Config {
 			IdentityRefresh: 24 * time.Hour,
 		},
 		State:  State{Path: "/var/lib/calpresence/state.db"},
-		Server: Server{Listen: ":8080"},
+		Server: Server{Listen: ":8080", ShutdownTimeout: 20 * time.Second},
 	}
 }
 

@@ -78,7 +78,7 @@ func TestLoadFull(t *testing.T) {
 			IdentityRefresh: 12 * time.Hour,
 		},
 		State:  State{Path: "/data/state.db"},
-		Server: Server{Listen: "127.0.0.1:9090", AdminTokenFile: "/run/secrets/calpresence-admin"},
+		Server: Server{Listen: "127.0.0.1:9090", AdminTokenFile: "/run/secrets/calpresence-admin", ShutdownTimeout: 25 * time.Second},
 		Users: []User{
 			{Email: "alice@partner.example", User: "alice@contoso.com"},
 			{Email: "Bob@Partner.example", User: "6f1c2d3e-0000-4000-8000-000000000001"},
@@ -254,6 +254,7 @@ func TestLoadInvalid(t *testing.T) {
 			"FILE:13: schedule.identity_refresh: must be at least 1m (got 30s)"},
 		{"state-path", `:10: state.path: required`},
 		{"server-listen", `:10: server.listen: must be host:port such as ":8080" or "127.0.0.1:8080" (got "8080")`},
+		{"server-shutdown-timeout", `:10: server.shutdown_timeout: must be positive (got 0s)`},
 
 		// Users.
 		{"users-required", ":10: users[0].user: required\nFILE:11: users[1].email: required"},

@@ -133,6 +133,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 			k.add("server.listen", "must be host:port such as \":8080\" or \"127.0.0.1:8080\" (got %q)", l)
 		}
 	}
+	positive(k, "server.shutdown_timeout", c.Server.ShutdownTimeout)
 	c.validateUsers(k)
 	c.validateSources(k)
 	return k.problems

@@ -150,8 +150,10 @@ func allowed(r *http.Request, token string) bool {
 }
 
 // Serve listens on addr and serves h until ctx is done, then shuts down
-// gracefully. ready, when not nil, receives the bound address.
-func Serve(ctx context.Context, addr string, h http.Handler, ready func(net.Addr)) error {
+// gracefully: requests still running after shutdownTimeout (a long admin
+// resync) are cut off, so that the process ends within its grace period.
+// ready, when not nil, receives the bound address.
+func Serve(ctx context.Context, addr string, h http.Handler, shutdownTimeout time.Duration, ready func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
@@ -167,10 +169,10 @@ func Serve(ctx context.Context, addr string, h http.Handler, ready func(net.Addr
 		return err
 	case <-ctx.Done():
 	}
-	shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	shut, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shut); err != nil {
-		return err
+		_ = srv.Close() // past the timeout: cut the rest off
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

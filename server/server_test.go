@@ -5,10 +5,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -125,5 +127,37 @@ func TestAdminActionErrors(t *testing.T) {
 	}
 	if code, _ := do(t, h, "GET", "/-/resync", "127.0.0.1:1", "", ""); code != 405 {
 		t.Errorf("GET /-/resync = %d; want 405", code)
+	}
+}
+
+// TestServeCutsOffRequestsPastTheShutdownTimeout: a request still running
+// when the timeout is over (a long admin resync) does not keep the process
+// up, nor make its exit a failure.
+func TestServeCutsOffRequestsPastTheShutdownTimeout(t *testing.T) {
+	started := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, "127.0.0.1:0", h, 200*time.Millisecond, func(a net.Addr) { addrc <- a }) }()
+	addr := <-addrc
+	go func() {
+		resp, err := http.Post("http://"+addr.String()+"/-/resync", "application/json", strings.NewReader("{}"))
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve = %v; want nil (a clean exit)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve still running 10s after cancel with a 200ms shutdown timeout")
 	}
 }

@@ -117,6 +117,10 @@ func New(o Options) (*Engine, error) {
 		onlyConfigured: make(map[string]bool),
 		kick:           make(chan struct{}, 1),
 	}
+	e.exec.grace = o.Config.Server.ShutdownTimeout
+	if e.exec.grace <= 0 {
+		e.exec.grace = config.Default().Server.ShutdownTimeout
+	}
 	for i, src := range o.Config.Sources {
 		if src.Match != "" && o.Config.SourcePresence(i).OnlyConfigured {
 			e.onlyConfigured[src.Name] = true
@@ -177,10 +181,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-e.kick:
-			e.reconcile(ctx, nil)
 		case <-safety.C:
-			e.reconcile(ctx, nil)
 		}
+		if ctx.Err() != nil {
+			return nil // shutting down: no new pass
+		}
+		e.reconcile(ctx, nil)
 	}
 }
 

@@ -57,6 +57,7 @@ type executor struct {
 	dir         *directory
 	limiter     *Limiter
 	concurrency int
+	grace       time.Duration // a call in flight at shutdown may take this long
 	log         *slog.Logger
 	metrics     *Metrics
 
@@ -147,6 +148,10 @@ func (x *executor) run(ctx context.Context, actions []Action) []Result {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			// Shutting down: no new call. The recorded intent stays, and
+			// the next start treats it as uncertain.
 			results[i] = Result{Action: a, Err: ctx.Err()}
 			continue
 		}
@@ -206,6 +211,14 @@ func (x *executor) record(a Action) error {
 	return nil
 }
 
+// afterGrace returns a context that ends grace after parent does (or when
+// cancel is called).
+func afterGrace(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stop := context.AfterFunc(parent, func() { time.AfterFunc(grace, cancel) })
+	return ctx, func() { stop(); cancel() }
+}
+
 // logFor is the logger of one action: the person by UPN, with their id.
 func (x *executor) logFor(a Action) *slog.Logger {
 	return x.log.With("user", a.display(), "user_id", a.User, "op", a.Op, "reason", a.Reason)
@@ -220,10 +233,12 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session, an
 	if err != nil {
 		return Result{Action: a, Err: err}
 	}
-	// A call once started is finished even when we are shutting down
-	// (SIGTERM): its outcome is then recorded, not left uncertain. The
-	// Graph client's own timeout bounds it.
-	ctx = context.WithoutCancel(ctx)
+	// A call once started may finish when we are shutting down (SIGTERM):
+	// its outcome is then recorded, not left uncertain. It gets x.grace
+	// after ctx ends, no more, so that shutdown ends within Kubernetes'
+	// grace period; a call cut short stays recorded as uncertain.
+	ctx, cancel := afterGrace(ctx, x.grace)
+	defer cancel()
 	sent := time.Now()
 	if !a.Due.IsZero() {
 		x.metrics.TransitionLag.Observe(max(sent.Sub(a.Due), 0).Seconds())

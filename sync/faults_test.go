@@ -14,6 +14,7 @@ import (
 	"github.com/go-co-op/gocron/v2"
 
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state"
 )
 
 func TestEngineRetriesAClearUntilItIsSent(t *testing.T) {
@@ -279,6 +280,49 @@ func TestEngineFailingStateWriteBacksOff(t *testing.T) {
 		}
 		if !strings.Contains(h.logs.String(), "no space left on device") {
 			t.Error("the failing write was not logged")
+		}
+	})
+}
+
+// hangingPresence never answers a set: a Graph that stopped responding.
+type hangingPresence struct{ *fakePresence }
+
+func (p hangingPresence) SetPresence(ctx context.Context, id, availability, activity string, exp time.Duration) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestEngineShutdownIsBounded: a call in flight at shutdown gets the grace
+// period (server.shutdown_timeout), not the Graph client's own retries;
+// Run then returns, and the call stays recorded as uncertain for the next
+// start.
+func TestEngineShutdownIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		graph := &fakePresence{begin: begin}
+		store := NewMemStore()
+		cfg := testConfig()
+		cfg.Server.ShutdownTimeout = 20 * time.Second
+		eng, err := New(Options{Config: cfg, Presence: hangingPresence{graph}, Store: store,
+			Fetcher: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- eng.Run(ctx) }()
+		time.Sleep(11 * time.Minute) // the set went out at 10m and hangs
+		cancel()
+		stopped := time.Now()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v; want nil", err)
+		}
+		if d := time.Since(stopped); d > 21*time.Second {
+			t.Errorf("Run returned %v after cancel; want within the 20s grace", d)
+		}
+		s, _ := store.Sessions()
+		if s[alice].Pending != state.PendingSet {
+			t.Errorf("session after an interrupted set = %+v; want it recorded as uncertain (pending set)", s[alice])
 		}
 	})
 }

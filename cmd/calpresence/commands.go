@@ -164,7 +164,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	srvErr := make(chan error, 1)
 	if cfg.Server.Listen != "" {
 		go func() {
-			srvErr <- server.Serve(ctx, cfg.Server.Listen, server.Handler(eng, reg, token, log), func(a net.Addr) {
+			srvErr <- server.Serve(ctx, cfg.Server.Listen, server.Handler(eng, reg, token, log), cfg.Server.ShutdownTimeout, func(a net.Addr) {
 				log.Info("serving", "addr", a.String())
 			})
 		}()
