@@ -317,3 +317,43 @@ func TestRunRestartAfterKill(t *testing.T) {
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	<-d.done
 }
+
+// TestRunShutdownWithACallInFlight: Graph stops answering a set; SIGTERM
+// still ends the daemon within server.shutdown_timeout, with exit 0, and
+// the set stays recorded as uncertain for the next start.
+func TestRunShutdownWithACallInFlight(t *testing.T) {
+	e := newE2E(t, 3*time.Second, time.Minute)
+	e.g.Inject(graphtest.Fault{Op: graphtest.OpSetPresence, Delay: 2 * time.Minute})
+	cfg, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = []byte(strings.Replace(string(cfg), "server:\n", "server:\n  shutdown_timeout: 2s\n", 1))
+	if err := os.WriteFile(e.cfgPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, e.cfgPath)
+	d.serving(t)
+	time.Sleep(time.Until(e.start.Add(time.Second))) // the set is in flight
+
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Errorf("daemon exit after SIGTERM: %v; want 0", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("daemon did not stop within 15s of SIGTERM with a 2s shutdown_timeout")
+	}
+	// 2s of grace, plus the process's own start and stop.
+	if d := time.Since(stopped); d > 6*time.Second {
+		t.Errorf("daemon stopped %v after SIGTERM; want about the 2s shutdown_timeout", d)
+	}
+	stdout, _, code := runCLI(t, nil, "state", "check", "-config", e.cfgPath)
+	if code != 0 || !strings.Contains(stdout, "sessions    1 good") {
+		t.Errorf("state after the interrupted set: exit %d\n%s\nwant one session recorded", code, stdout)
+	}
+}
