@@ -224,7 +224,7 @@ func Default() *Config {
 		Graph: Graph{
 			Auth:           AuthClientSecret,
 			Cloud:          CloudPublic,
-			MaxConcurrency: 4,
+			MaxConcurrency: 100,
 			Timeout:        30 * time.Second,
 			RateLimit:      10000,
 			RateWindow:     30 * time.Second,

@@ -144,7 +144,7 @@ func TestLoadDefaults(t *testing.T) {
 	}{
 		{"graph.auth", d.Graph.Auth, "client_secret"},
 		{"graph.cloud", d.Graph.Cloud, "public"},
-		{"graph.max_concurrency", d.Graph.MaxConcurrency, 4},
+		{"graph.max_concurrency", d.Graph.MaxConcurrency, 100},
 		{"graph.timeout", d.Graph.Timeout, 30 * time.Second},
 		{"graph.rate_limit", d.Graph.RateLimit, 10000},
 		{"graph.rate_window", d.Graph.RateWindow, 30 * time.Second},

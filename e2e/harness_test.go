@@ -174,9 +174,10 @@ func newConfig(tb testing.TB, g *graphtest.Server, o options) *config.Config {
 	return cfg
 }
 
-// newClient builds the real Graph client for cfg.
+// newClient builds the real Graph client for cfg, paced as the daemon's is.
 func newClient(tb testing.TB, cfg *config.Config, logger *slog.Logger, opts ...graph.Option) *graph.Client {
 	tb.Helper()
+	opts = append([]graph.Option{graph.WithPacer(sync.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow))}, opts...)
 	c, err := graph.New(context.Background(), cfg.Graph, logger, opts...)
 	if err != nil {
 		tb.Fatalf("graph.New: %v", err)

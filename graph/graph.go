@@ -19,9 +19,11 @@
 //     RetryAfter set, for the reconciler to reschedule.
 //   - Transport errors and timeouts are not retried here (Kind Retry): the
 //     reconciler owns the schedule.
-//   - Concurrency (graph.max_concurrency) and the presence rate limit
-//     (graph.rate_limit per graph.rate_window) are applied by the caller,
-//     sync's executor, to every call it makes, dry runs included.
+//   - Concurrency (graph.max_concurrency) is the caller's (sync's
+//     executor). The presence rate limit (graph.rate_limit per
+//     graph.rate_window) is applied here, to every attempt of every
+//     presence request, by the Pacer the caller passes (WithPacer): only
+//     here is each retry seen.
 //   - After a 401 the credential is rebuilt (azidentity cannot drop a
 //     cached token; rebuilding also re-reads client_secret_file and
 //     certificate_file) and the call is retried once, at most once per 10 s
@@ -95,7 +97,25 @@ type options struct {
 	baseDelay  time.Duration
 	maxDelay   time.Duration
 	now        func() time.Time
+	pacer      Pacer
 }
+
+// Pacer paces the presence requests the client sends. Graph limits
+// presence calls per app and tenant (10,000 per 30 s) and counts every
+// request that reaches it, retries included; so every attempt of a
+// setPresence or clearPresence, the client's own retries of 429/503/504
+// among them, takes a slot first, and a 429 pauses all of them, since
+// Graph throttles the app, not one user. sync.Limiter implements it.
+type Pacer interface {
+	// Acquire blocks until a request may go out; release is called when
+	// its answer has arrived.
+	Acquire(ctx context.Context) (release func(), err error)
+	// Pause holds every request back for d.
+	Pause(d time.Duration)
+}
+
+// WithPacer paces every presence request through p (see Pacer).
+func WithPacer(p Pacer) Option { return func(o *options) { o.pacer = p } }
 
 // WithTransport replaces the TLS transport under the middleware, for Graph
 // and for token requests (graph.ca_file is then not applied).
@@ -172,7 +192,7 @@ func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Opt
 	}
 	retry := &retryHandler{
 		maxRetries: o.maxRetries, baseDelay: o.baseDelay, maxDelay: o.maxDelay,
-		timeout: timeout, logger: logger, now: o.now,
+		timeout: timeout, logger: logger, now: o.now, pacer: o.pacer,
 	}
 	httpClient := &http.Client{
 		Transport: nethttplibrary.NewCustomTransportWithParentTransport(base, middlewares(retry, sdkVersion())...),

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -644,5 +645,60 @@ func TestOddSuccessBodies(t *testing.T) {
 				t.Errorf("ResolveUser = %v (%s); want Retry", err, k)
 			}
 		})
+	}
+}
+
+// countingPacer records what the client asks of its pacer.
+type countingPacer struct {
+	mu       sync.Mutex
+	acquired int
+	inFlight int
+	pauses   []time.Duration
+}
+
+func (p *countingPacer) Acquire(ctx context.Context) (func(), error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.acquired++
+	p.inFlight++
+	return func() { p.mu.Lock(); p.inFlight--; p.mu.Unlock() }, nil
+}
+
+func (p *countingPacer) Pause(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pauses = append(p.pauses, d)
+}
+
+// TestPacerSeesEveryPresenceAttempt: every request Graph's presence limit
+// counts — the client's own retries included — takes a pacer slot, and a
+// 429 pauses the pacer (the whole app) for its Retry-After; user lookups
+// are not presence requests and are not paced.
+func TestPacerSeesEveryPresenceAttempt(t *testing.T) {
+	p := &countingPacer{}
+	e := newEnv(t, nil, WithPacer(p))
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpSetPresence, Status: 429, Header: http.Header{"Retry-After": {"1"}}})
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpClearPresence, Status: 503})
+	ctx := ctxT(t)
+	if err := e.c.SetPresence(ctx, aliceID, presence.Busy, presence.ActivityInACall, time.Hour); err != nil {
+		t.Fatalf("SetPresence = %v; want success after one retry", err)
+	}
+	if err := e.c.ClearPresence(ctx, aliceID); err != nil {
+		t.Fatalf("ClearPresence = %v; want success after one retry", err)
+	}
+	if _, err := e.c.ResolveUser(ctx, aliceUPN); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	sent := len(e.srv.CallsOp(graphtest.OpSetPresence)) + len(e.srv.CallsOp(graphtest.OpClearPresence))
+	if p.acquired != 4 || sent != 4 {
+		t.Errorf("pacer slots taken = %d for %d presence requests; want 4 and 4 (two answers, two retries)", p.acquired, sent)
+	}
+	if p.inFlight != 0 {
+		t.Errorf("%d pacer slots still held; want all released", p.inFlight)
+	}
+	if len(p.pauses) != 1 || p.pauses[0] != time.Second {
+		t.Errorf("pauses = %v; want one of 1s, for the 429 (a 503 throttles nobody)", p.pauses)
 	}
 }

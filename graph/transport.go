@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +92,14 @@ type retryHandler struct {
 	timeout    time.Duration
 	logger     *slog.Logger
 	now        func() time.Time
+	pacer      Pacer // nil: presence requests are not paced
+}
+
+// isPresence reports whether r is a presence request (setPresence,
+// clearPresence): the requests Graph's presence rate limit counts.
+func isPresence(r *http.Request) bool {
+	p := r.URL.Path
+	return strings.HasSuffix(p, "/presence/setPresence") || strings.HasSuffix(p, "/presence/clearPresence")
 }
 
 func retriable(status int) bool {
@@ -109,6 +118,7 @@ func (h *retryHandler) Intercept(p nethttplibrary.Pipeline, index int, req *http
 		body = b
 	}
 	ctx := req.Context()
+	paced := h.pacer != nil && isPresence(req)
 	for attempt := 0; ; attempt++ {
 		r := req.Clone(ctx)
 		if body != nil {
@@ -119,18 +129,31 @@ func (h *retryHandler) Intercept(p nethttplibrary.Pipeline, index int, req *http
 		if attempt > 0 {
 			r.Header.Set("Retry-Attempt", strconv.Itoa(attempt))
 		}
+		release := func() {}
+		if paced {
+			var err error
+			if release, err = h.pacer.Acquire(ctx); err != nil {
+				return nil, err
+			}
+		}
 		resp, err := h.once(p, index, r)
-		if err != nil || !retriable(resp.StatusCode) || attempt >= h.maxRetries {
+		release() // Graph has counted the request by now
+		if err != nil {
 			return resp, err
+		}
+		if !retriable(resp.StatusCode) {
+			return resp, nil
 		}
 		delay, ok := parseRetryAfter(resp.Header.Get("Retry-After"), h.now())
 		if !ok {
-			delay = backoff(h.baseDelay, attempt)
-			if delay > h.maxDelay {
-				delay = h.maxDelay
-			}
+			delay = min(backoff(h.baseDelay, attempt), h.maxDelay)
 		}
-		if delay > h.maxDelay {
+		if paced && resp.StatusCode == http.StatusTooManyRequests {
+			// Graph throttles the app: nobody's request goes out
+			// before this one may be retried.
+			h.pacer.Pause(delay)
+		}
+		if attempt >= h.maxRetries || delay > h.maxDelay {
 			return resp, nil
 		}
 		if dl, ok := ctx.Deadline(); ok && h.now().Add(delay).After(dl) {

@@ -47,19 +47,20 @@ type Result struct {
 	Sent   time.Time
 }
 
-// executor sends actions to Graph with bounded concurrency under a global
-// rate limit, recording each session before and after the call, and keeps
-// the per-person holds (an id Graph does not know, permanent errors, retry
+// executor sends actions to Graph with a concurrency sized to the work
+// (gate), recording each session before and after the call, and keeps the
+// per-person holds (an id Graph does not know, permanent errors, retry
 // back-off). Actions name people by object id: no lookup is on its path.
+// The presence rate limit is the Presence implementation's: only the
+// Graph client sees each attempt (graph.WithPacer).
 type executor struct {
-	presence    Presence
-	store       Store
-	dir         *directory
-	limiter     *Limiter
-	concurrency int
-	grace       time.Duration // a call in flight at shutdown may take this long
-	log         *slog.Logger
-	metrics     *Metrics
+	presence Presence
+	store    Store
+	dir      *directory
+	gate     *gate
+	grace    time.Duration // a call in flight at shutdown may take this long
+	log      *slog.Logger
+	metrics  *Metrics
 
 	mu    gosync.Mutex
 	holds map[string]hold
@@ -72,8 +73,8 @@ type hold struct {
 	why     string
 }
 
-func newExecutor(p Presence, st Store, dir *directory, lim *Limiter, concurrency int, log *slog.Logger, m *Metrics) *executor {
-	return &executor{presence: p, store: st, dir: dir, limiter: lim, concurrency: max(concurrency, 1), log: log, metrics: m, holds: make(map[string]hold)}
+func newExecutor(p Presence, st Store, dir *directory, g *gate, log *slog.Logger, m *Metrics) *executor {
+	return &executor{presence: p, store: st, dir: dir, gate: g, log: log, metrics: m, holds: make(map[string]hold)}
 }
 
 // heldAt is a snapshot of the holds in force at now: person id → until.
@@ -102,8 +103,9 @@ func (x *executor) nextRelease(now time.Time) time.Time {
 	return t
 }
 
-// run carries out the actions, at most x.concurrency at a time, and returns
-// their results in the order given.
+// run carries out the actions, starting them in the order given with as
+// many in flight as the gate allows, and returns their results in that
+// order.
 //
 // The intent of every call is recorded before any call is made, in one
 // transaction: if we die mid-burst, the next start knows which sessions
@@ -131,7 +133,6 @@ func (x *executor) run(ctx context.Context, actions []Action) []Result {
 			return results
 		}
 	}
-	sem := make(chan struct{}, x.concurrency)
 	var wg gosync.WaitGroup
 	for i, a := range actions {
 		if a.Op == OpForget || a.Op == OpNote {
@@ -145,11 +146,7 @@ func (x *executor) run(ctx context.Context, actions []Action) []Result {
 			results[i] = Result{Action: a, Err: err}
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || x.gate.acquire(ctx) != nil {
 			// Shutting down: no new call. The recorded intent stays, and
 			// the next start treats it as uncertain.
 			results[i] = Result{Action: a, Err: ctx.Err()}
@@ -163,8 +160,8 @@ func (x *executor) run(ctx context.Context, actions []Action) []Result {
 			// written while the next call goes out (concurrent writes share
 			// one fsync through bbolt's Batch).
 			var once gosync.Once
-			done := func() { once.Do(func() { <-sem }) }
-			defer done()
+			done := func(latency time.Duration) { once.Do(func() { x.gate.release(latency) }) }
+			defer done(0)
 			results[i] = x.call(ctx, a, pending[i], done)
 		}()
 	}
@@ -224,15 +221,12 @@ func (x *executor) logFor(a Action) *slog.Logger {
 	return x.log.With("user", a.display(), "user_id", a.User, "op", a.Op, "reason", a.Reason)
 }
 
-// call makes one Graph call; it calls answered once Graph has answered
-// (or no call will be made).
-func (x *executor) call(ctx context.Context, a Action, pending state.Session, answered func()) Result {
+// call makes one Graph call; it calls answered with the call's latency
+// once Graph has answered.
+func (x *executor) call(ctx context.Context, a Action, pending state.Session, answered func(time.Duration)) Result {
 	log := x.logFor(a)
 	id := a.User
-	release, err := x.limiter.Acquire(ctx)
-	if err != nil {
-		return Result{Action: a, Err: err}
-	}
+	var err error
 	// A call once started may finish when we are shutting down (SIGTERM):
 	// its outcome is then recorded, not left uncertain. It gets x.grace
 	// after ctx ends, no more, so that shutdown ends within Kubernetes'
@@ -252,8 +246,7 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session, an
 			err = nil // the session is already gone: success
 		}
 	}
-	release() // Graph has counted the call by now
-	answered()
+	answered(time.Since(sent))
 	x.count(a.Op, err)
 
 	if err == nil {

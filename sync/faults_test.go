@@ -121,6 +121,36 @@ func TestLimiterNeverExceedsTheWindow(t *testing.T) {
 	})
 }
 
+// TestLimiterPause: a 429 pauses every caller for its Retry-After, limited
+// or not; a shorter pause does not cut a longer one short.
+func TestLimiterPause(t *testing.T) {
+	for _, l := range []*Limiter{NewLimiter(10, 3*time.Second), NewLimiter(0, 0)} {
+		synctest.Test(t, func(t *testing.T) {
+			begin := time.Now()
+			l.Pause(2 * time.Second)
+			l.Pause(time.Second)
+			var wg gosync.WaitGroup
+			for range 3 {
+				wg.Go(func() {
+					if err := l.Wait(context.Background()); err != nil {
+						t.Error(err)
+					}
+					if d := time.Since(begin); d != 2*time.Second {
+						t.Errorf("call sent %v after the pause began; want 2s", d)
+					}
+				})
+			}
+			wg.Wait()
+			ctx, cancel := context.WithCancel(context.Background())
+			l.Pause(time.Hour)
+			cancel()
+			if err := l.Wait(ctx); err == nil {
+				t.Error("Wait with a cancelled context during a pause = nil; want an error")
+			}
+		})
+	}
+}
+
 // TestEngineRefusedClearIsRetriedUntilTheLeaseRunsOut: a clear answered 403
 // (consent being changed) is neither dropped nor undone: it is retried with
 // back-off, with the id the session recorded (no lookup), until the lease

@@ -19,15 +19,17 @@ import (
 // call arrives before its answer comes back, so the call that reuses the
 // slot n calls later arrives more than w after it.
 type Limiter struct {
-	mu   gosync.Mutex
-	n    int
-	w    time.Duration
-	ring []time.Time     // when each of the last n events ended, oldest at next
-	busy []chan struct{} // non-nil while the call holding that slot runs
-	next int
+	mu     gosync.Mutex
+	paused time.Time // no event before this (Pause)
+	n      int
+	w      time.Duration
+	ring   []time.Time     // when each of the last n events ended, oldest at next
+	busy   []chan struct{} // non-nil while the call holding that slot runs
+	next   int
 }
 
-// NewLimiter returns a limiter of n events per w. n < 1 means no limit.
+// NewLimiter returns a limiter of n events per w. n < 1 means no limit
+// (but Pause still holds events back).
 func NewLimiter(n int, w time.Duration) *Limiter {
 	if n < 1 || w <= 0 {
 		return &Limiter{}
@@ -49,11 +51,19 @@ func (l *Limiter) Wait(ctx context.Context) error {
 // release when the call has ended (answered or failed); its slot counts
 // from then.
 func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
-	if l.n == 0 {
-		return func() {}, ctx.Err()
-	}
 	for {
 		l.mu.Lock()
+		if wait := time.Until(l.paused); wait > 0 {
+			l.mu.Unlock()
+			if err := sleep(ctx, wait); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if l.n == 0 {
+			l.mu.Unlock()
+			return func() {}, ctx.Err()
+		}
 		i := l.next
 		if ch := l.busy[i]; ch != nil {
 			// The call n calls ago is still running.
@@ -84,12 +94,31 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 		}
 		wait := l.w - now.Sub(last)
 		l.mu.Unlock()
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
 		}
+	}
+}
+
+// Pause holds every event back for d from now: Graph answered 429 and
+// throttles the whole app, not one caller. A shorter pause than one in
+// force changes nothing.
+func (l *Limiter) Pause(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if until := time.Now().Add(d); until.After(l.paused) {
+		l.paused = until
+	}
+}
+
+// sleep waits d, or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }

@@ -104,7 +104,7 @@ func openDeps(ctx context.Context, cfg *config.Config, log *slog.Logger) (*deps,
 			log.Warn("drop stored copies of removed sources", "err", err)
 		}
 	}
-	g, err := graph.New(ctx, cfg.Graph, log)
+	g, err := graph.New(ctx, cfg.Graph, log, graph.WithPacer(sync.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow)))
 	if err != nil {
 		_ = d.closeFn()
 		return nil, fmt.Errorf("graph client: %w", err)
