@@ -91,6 +91,9 @@ type Presence struct {
 	// users: (as a target) or in some source's fixed users: an invitation's
 	// attendee list is written by whoever sent it.
 	OnlyConfigured bool `yaml:"only_configured,omitempty"`
+	// LeadBurst is how early a burst of starts larger than the rate
+	// allows in a second may begin (0: never early; default 5s).
+	LeadBurst time.Duration `yaml:"lead_burst"`
 }
 
 // Schedule configures polling and the expansion window.
@@ -234,6 +237,7 @@ func Default() *Config {
 			Activity:     presence.ActivityInAConferenceCall,
 			MergeGap:     2 * time.Minute,
 			MaxLease:     presence.MaxLease,
+			LeadBurst:    5 * time.Second,
 		},
 		Schedule: Schedule{
 			PollInterval:    5 * time.Minute,

@@ -67,6 +67,7 @@ func TestLoadFull(t *testing.T) {
 			MergeGap:       5 * time.Minute,
 			MaxLease:       90 * time.Minute,
 			OnlyConfigured: true,
+			LeadBurst:      5 * time.Second,
 		},
 		Schedule: Schedule{
 			PollInterval:    10 * time.Minute,
@@ -241,7 +242,8 @@ func TestLoadInvalid(t *testing.T) {
 		{"presence-pair", `:11: presence.activity: availability/activity Available/InAConferenceCall is not allowed by Graph (allowed: Available/Available, Busy/InACall, Busy/InAConferenceCall, Away/Away, DoNotDisturb/Presenting)`},
 		{"presence-negative", ":10: presence.lead: must not be negative (got -1m0s)\n" +
 			"FILE:11: presence.grace: must not be negative (got -1s)\n" +
-			"FILE:12: presence.merge_gap: must not be negative (got -2m0s)"},
+			"FILE:12: presence.merge_gap: must not be negative (got -2m0s)\n" +
+			"FILE:13: presence.lead_burst: must not be negative (got -5s)"},
 		{"presence-max-lease", `:10: presence.max_lease: must be between 5m and 4h (got 2m0s)`},
 
 		// Schedule, state, server.

@@ -170,8 +170,8 @@ func TestSourcePresence(t *testing.T) {
 		{Name: "override", Activity: "InACall", Lead: &lead, Grace: &grace},
 	}
 	want := []config.Presence{
-		{Availability: "Busy", Activity: "InAConferenceCall", Lead: time.Minute, Grace: time.Minute, MergeGap: 2 * time.Minute, MaxLease: 4 * time.Hour},
-		{Availability: "Busy", Activity: "InACall", Lead: 2 * time.Minute, Grace: 0, MergeGap: 2 * time.Minute, MaxLease: 4 * time.Hour},
+		{Availability: "Busy", Activity: "InAConferenceCall", Lead: time.Minute, Grace: time.Minute, MergeGap: 2 * time.Minute, MaxLease: 4 * time.Hour, LeadBurst: 5 * time.Second},
+		{Availability: "Busy", Activity: "InACall", Lead: 2 * time.Minute, Grace: 0, MergeGap: 2 * time.Minute, MaxLease: 4 * time.Hour, LeadBurst: 5 * time.Second},
 	}
 	for i, w := range want {
 		if got := c.SourcePresence(i); got != w {

@@ -229,6 +229,7 @@ func (c *Config) validatePresence(k *checker) {
 	notNegative(k, "presence.lead", p.Lead)
 	notNegative(k, "presence.grace", p.Grace)
 	notNegative(k, "presence.merge_gap", p.MergeGap)
+	notNegative(k, "presence.lead_burst", p.LeadBurst)
 	// Graph accepts an expirationDuration from PT5M to PT4H.
 	if p.MaxLease < presence.MinLease || p.MaxLease > presence.MaxLease {
 		k.add("presence.max_lease", "must be between 5m and 4h (got %s)", p.MaxLease)

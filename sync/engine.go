@@ -55,6 +55,7 @@ type Engine struct {
 	dir     *directory
 	exec    *executor
 	started time.Time
+	rate    float64 // presence calls per second Graph allows (0: no limit)
 	// onlyConfigured names the sources whose matches may make busy only
 	// the people the configuration names (only_configured).
 	onlyConfigured map[string]bool
@@ -116,6 +117,9 @@ func New(o Options) (*Engine, error) {
 		maxLease:       o.Config.Presence.MaxLease,
 		onlyConfigured: make(map[string]bool),
 		kick:           make(chan struct{}, 1),
+	}
+	if g.RateLimit > 0 && g.RateWindow > 0 {
+		e.rate = float64(g.RateLimit) / g.RateWindow.Seconds()
 	}
 	e.exec.grace = o.Config.Server.ShutdownTimeout
 	if e.exec.grace <= 0 {
@@ -291,6 +295,10 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 	e.mu.Unlock()
 	in.Started = e.started
 	actions, _ := Reconcile(in)
+	if n := earlyStarts(actions, now); n > 0 {
+		e.log.Info("burst of starts larger than the rate allows in a second: sending ahead of the boundary",
+			"starts", n, "boundary", actions[0].Due, "lead", actions[0].Due.Sub(now).String())
+	}
 	results := e.exec.run(ctx, burstOrder(e.named(onlyUsers(actions, users))))
 	e.scheduleWake(e.nextWake(in))
 	return results
@@ -309,6 +317,7 @@ func (e *Engine) input(now time.Time) (ReconcileInput, error) {
 	return ReconcileInput{
 		Now: now, Spans: Spans(matches, e.cfg.Presence.MergeGap, key), Sessions: e.adoptMigrated(sessions),
 		Matches: matches, Key: key, Known: e.knownFunc(sourcesKnown), Held: e.exec.heldAt(now), MaxLease: e.maxLease,
+		Rate: e.rate, LeadBurst: e.cfg.Presence.LeadBurst,
 	}, nil
 }
 
@@ -385,6 +394,18 @@ func (e *Engine) adoptMigrated(sessions map[string]state.Session) map[string]sta
 		sessions[id] = sess
 	}
 	return sessions
+}
+
+// earlyStarts counts the sets of a burst that go out ahead of their span's
+// start (ReconcileInput.LeadBurst).
+func earlyStarts(actions []Action, now time.Time) int {
+	n := 0
+	for _, a := range actions {
+		if a.Op == OpSet && a.Due.After(now) {
+			n++
+		}
+	}
+	return n
 }
 
 // burstOrder orders a pass's actions for sending: people going busy first

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -289,5 +290,45 @@ func TestSpans(t *testing.T) {
 	got = Spans([]Match{busy(alice, a), busy(alice, b), busy(alice, occ("d", 61*minute, 10*minute))}, 0, nil)[alice]
 	if len(got) != 2 || !got[1].End.Equal(t0.Add(71*minute)) {
 		t.Errorf("Spans with merge_gap 0 = %+v; want 2 spans, the second ending at +71m", got)
+	}
+}
+
+// TestReconcileSpreadsALargeBurstAroundItsStart: when more people start at
+// one instant than the rate allows in a second, their sets begin
+// N/(2×rate) before it (at most LeadBurst), so the worst lag is halved; a
+// burst the rate sends within a second waits for its start.
+func TestReconcileSpreadsALargeBurstAroundItsStart(t *testing.T) {
+	burst := func(n int) map[string][]Span {
+		spans := make(map[string][]Span, n)
+		for i := range n {
+			u := fmt.Sprintf("user%04d@contoso.com", i)
+			spans[u] = []Span{{User: u, Start: t0, End: t0.Add(time.Hour), Pair: conf}}
+		}
+		return spans
+	}
+	in := func(n int, now time.Time, leadBurst time.Duration) ReconcileInput {
+		return ReconcileInput{Now: now, Spans: burst(n), Known: func(string) bool { return true }, MaxLease: 4 * time.Hour,
+			Rate: 10000.0 / 30, LeadBurst: leadBurst}
+	}
+	// 1,000 at 333/s take 3 s: begin 1.5 s early.
+	if actions, next := Reconcile(in(1000, t0.Add(-2*time.Second), 5*time.Second)); len(actions) != 0 || !next.Equal(t0.Add(-1500*time.Millisecond)) {
+		t.Errorf("2 s before: %d actions, next %v; want none and a wake 1.5 s before the start", len(actions), next.Sub(t0))
+	}
+	actions, _ := Reconcile(in(1000, t0.Add(-1500*time.Millisecond), 5*time.Second))
+	if len(actions) != 1000 || actions[0].Op != OpSet || !actions[0].Due.Equal(t0) || actions[0].Reason != ReasonStart {
+		t.Errorf("1.5 s before: %d actions (first %+v); want 1,000 sets due at the start", len(actions), actions[0])
+	}
+	// 10,000 would be 15 s early: capped at LeadBurst.
+	if _, next := Reconcile(in(10000, t0.Add(-time.Minute), 5*time.Second)); !next.Equal(t0.Add(-5 * time.Second)) {
+		t.Errorf("10,000 starts: wake %v before the start; want 5s (LeadBurst)", t0.Sub(next))
+	}
+	// 300 fit in a second: on time. LeadBurst 0: never early.
+	for _, c := range []struct {
+		n    int
+		lead time.Duration
+	}{{300, 5 * time.Second}, {1000, 0}} {
+		if actions, next := Reconcile(in(c.n, t0.Add(-time.Second), c.lead)); len(actions) != 0 || !next.Equal(t0) {
+			t.Errorf("%d starts, lead_burst %v: %d actions, next %v; want none before the start", c.n, c.lead, len(actions), next.Sub(t0))
+		}
 	}
 }
