@@ -200,3 +200,32 @@ func commandLine(args []string) (sub, cfgPath string) {
 	}
 	return sub, cfgPath
 }
+
+// TestDocumentedPaths checks that every file under deploy/ that the README
+// and the runbook name exists, so their commands work as written.
+func TestDocumentedPaths(t *testing.T) {
+	re := regexp.MustCompile("(?:^|[\\s`(])((?:deploy|docs)/[A-Za-z0-9_./-]*[A-Za-z0-9_/])")
+	for _, doc := range []string{"../README.md", "../docs/operations.md", "calpresence.service", "compose.yaml"} {
+		data, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		for _, m := range re.FindAllStringSubmatch(string(data), -1) {
+			p := m[1]
+			switch p {
+			case "deploy/calpresence": // kubectl's name for the Deployment
+				continue
+			case "deploy/config.yaml", "deploy/graph-client-secret", "deploy/.env": // created by the user for Compose
+				continue
+			}
+			n++
+			if _, err := os.Stat(filepath.Join("..", p)); err != nil {
+				t.Errorf("%s names %s: %v", doc, p, err)
+			}
+		}
+		if n == 0 && doc != "calpresence.service" {
+			t.Errorf("%s names no file under deploy/ or docs/", doc)
+		}
+	}
+}
