@@ -218,6 +218,15 @@ const (
 	MatchOrganizer = "organizer"
 )
 
+// DefaultPath is the configuration file the commands read when neither
+// -config nor $CALPRESENCE_CONFIG (PathEnv) names one; the container image
+// and the manifests in deploy/ mount the configuration there.
+const DefaultPath = "/etc/calpresence/config.yaml"
+
+// PathEnv is the environment variable that names the configuration file
+// when -config is not given.
+const PathEnv = "CALPRESENCE_CONFIG"
+
 // Default returns the configuration used for every key the file leaves out
 // (DESIGN.md "Configuration"). Sources have no defaults here: a source's
 // poll_interval inherits schedule.poll_interval, and its presence and skip

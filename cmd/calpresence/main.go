@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/calpresence/calpresence/config"
 )
 
 // Exit statuses (DESIGN "Command line").
@@ -110,10 +112,10 @@ func newFlagSet(name, synopsis string, stderr io.Writer) (*flag.FlagSet, *string
 }
 
 func defaultConfigPath() string {
-	if p := os.Getenv("CALPRESENCE_CONFIG"); p != "" {
+	if p := os.Getenv(config.PathEnv); p != "" {
 		return p
 	}
-	return "/etc/calpresence/config.yaml"
+	return config.DefaultPath
 }
 
 // parseFlags parses args and rejects stray arguments.

@@ -1,0 +1,12 @@
+// Package deploy holds the files that run calpresence outside a developer's
+// shell: Kubernetes manifests (kubernetes/base, one replica with the bbolt
+// state file; kubernetes/postgres-replicas, two replicas once the postgres
+// state driver exists), a Compose file, a hardened systemd unit and
+// Prometheus alert rules (prometheus/alerts.yaml). docs/operations.md is
+// their runbook.
+//
+// There is no code here: the package's test parses every file and checks
+// that it agrees with the binary — the listen port, the configuration and
+// state paths, the shutdown grace, the image's user, the metrics the alerts
+// name — and that the example configurations load as written.
+package deploy
