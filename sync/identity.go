@@ -275,7 +275,7 @@ func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) 
 			puts = append(puts, idn)
 		case errors.Is(ans.err, context.Canceled):
 			continue
-		case kind == presence.NotFound || kind == presence.Permanent:
+		case kind == presence.NotFound || kind == presence.Permanent && !forbidden(ans.err):
 			delete(d.failed, a)
 			if r, ok := d.reported[a]; !ok || !now.Before(r.Add(d.refresh)) {
 				// Reported once per refresh: rechecks in between are quiet.
@@ -308,7 +308,11 @@ func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) 
 	d.gauges()
 	d.mu.Unlock()
 	if failures > 0 {
-		d.log.Warn("address lookups failed; those people wait, nobody else does", "failed", failures, "of", len(addrs), "err", firstErr)
+		msg := "address lookups failed; those people wait, nobody else does"
+		if forbidden(firstErr) {
+			msg = "address lookups refused (403): grant the app User.Read.All with admin consent; those people wait"
+		}
+		d.log.Warn(msg, "failed", failures, "of", len(addrs), "err", firstErr)
 	}
 	if len(puts) > 0 {
 		if err := d.store.PutIdentities(puts); err != nil {
@@ -317,6 +321,14 @@ func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) 
 		}
 	}
 	return changed
+}
+
+// forbidden reports whether Graph refused a lookup (403): the app lacks
+// User.Read.All, or consent is being changed. That says nothing of the
+// address, so it is retried like a transient failure, not marked unknown.
+func forbidden(err error) bool {
+	var pe *presence.Error
+	return errors.As(err, &pe) && pe.Status == 403
 }
 
 // reportMerge logs, at Info, that address turned out to name a person

@@ -303,3 +303,34 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 		}
 	})
 }
+
+// TestDirectoryForbiddenLookupIsNotUnknown: a 403 on a lookup (the app
+// lacks User.Read.All) says nothing of the address: it is retried with
+// back-off and reported as a consent problem, not as "no such user".
+func TestDirectoryForbiddenLookupIsNotUnknown(t *testing.T) {
+	var logs strings.Builder
+	refuse := true
+	p := &fakePresence{people: tenant, resolveErr: func(string) error {
+		if refuse {
+			return &presence.Error{Op: "resolveUser", Status: 403, Kind: presence.Permanent, Message: "Authorization_RequestDenied"}
+		}
+		return nil
+	}}
+	d := newDirectory(p, NewMemStore(), time.Hour, 4, slog.New(slog.NewTextHandler(&logs, nil)), NewMetrics(nil))
+	d.lookup("frank@contoso.com")
+	d.resolve(context.Background(), d.due(time.Now()))
+	if d.isUnknown("frank@contoso.com") {
+		t.Error("a 403 marked the address unknown")
+	}
+	if got := d.unresolved(); len(got) != 1 || !strings.Contains(got[0].Reason, "403") {
+		t.Errorf("unresolved() = %v; want frank with the 403", got)
+	}
+	if !strings.Contains(logs.String(), "User.Read.All") {
+		t.Errorf("the log does not name the missing permission:\n%s", logs.String())
+	}
+	refuse = false
+	d.resolve(context.Background(), []string{"frank@contoso.com"})
+	if id, ok := d.lookup("frank@contoso.com"); !ok || id != frankID {
+		t.Errorf("after consent: lookup = %q, %v; want %s", id, ok, frankID)
+	}
+}
