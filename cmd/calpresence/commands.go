@@ -188,6 +188,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return err
 }
 
+// adminToken reads server.admin_token_file ("" when none is configured).
 func adminToken(cfg *config.Config) (string, error) {
 	if cfg.Server.AdminTokenFile == "" {
 		return "", nil
@@ -196,7 +197,12 @@ func adminToken(cfg *config.Config) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("server.admin_token_file: %w", err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		// An empty token would quietly turn the check off.
+		return "", fmt.Errorf("server.admin_token_file: %s is empty", cfg.Server.AdminTokenFile)
+	}
+	return token, nil
 }
 
 // errNoDaemon means no daemon answered on server.listen.
@@ -215,13 +221,20 @@ func askDaemon(ctx context.Context, cfg *config.Config, path string, req server.
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
+	// The daemon needs the token from every caller when one is configured
+	// (DESIGN "Admin surface"): a token file we cannot read is an error
+	// here, not a request sent without it.
+	token, err := adminToken(cfg)
+	if err != nil {
+		return nil, usageError{err}
+	}
 	body, _ := json.Marshal(req)
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+net.JoinHostPort(host, port)+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
-	if token, err := adminToken(cfg); err == nil && token != "" {
+	if token != "" {
 		hreq.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := (&http.Client{Timeout: 10 * time.Minute}).Do(hreq)
