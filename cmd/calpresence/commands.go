@@ -45,18 +45,28 @@ func loadConfig(path string) (*config.Config, error) {
 	return cfg, nil
 }
 
-// logFlags adds -log-format and -log-level to fs.
+// logFlags adds -log-format and -log-level to fs. A value they do not
+// know fails the parse (a usage error, exit 2), never quietly becomes the
+// default.
 func logFlags(fs *flag.FlagSet) func(w io.Writer) *slog.Logger {
-	format := fs.String("log-format", "auto", "log format: json, text, or auto (json unless stderr is a terminal)")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	return func(w io.Writer) *slog.Logger {
-		var lv slog.Level
-		if err := lv.UnmarshalText([]byte(*level)); err != nil {
-			lv = slog.LevelInfo
+	format, lv := "auto", slog.LevelInfo
+	fs.Func("log-format", "log format: json, text, or auto (json unless stderr is a terminal) (default auto)", func(s string) error {
+		if s != "json" && s != "text" && s != "auto" {
+			return fmt.Errorf("want json, text or auto (got %q)", s)
 		}
+		format = s
+		return nil
+	})
+	fs.Func("log-level", "log level: debug, info, warn, error (default info)", func(s string) error {
+		if err := lv.UnmarshalText([]byte(s)); err != nil {
+			return fmt.Errorf("want debug, info, warn or error (got %q)", s)
+		}
+		return nil
+	})
+	return func(w io.Writer) *slog.Logger {
 		opts := &slog.HandlerOptions{Level: lv}
-		json := *format == "json"
-		if *format == "auto" {
+		json := format == "json"
+		if format == "auto" {
 			json = !isTerminal(w)
 		}
 		if json {
@@ -143,6 +153,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
+		return err
+	}
+	if err := preflight(ctx, cfg); err != nil {
 		return err
 	}
 	log := mkLog(stderr)
@@ -461,6 +474,11 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
+		return err
+	}
+	// What run needs besides a valid file, checked the same way run
+	// checks it, contacting nothing.
+	if err := preflight(ctx, cfg); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok: %s\n", *cfgPath, cfg.Summary())
