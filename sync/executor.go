@@ -63,6 +63,8 @@ type executor struct {
 
 	mu    gosync.Mutex
 	holds map[string]hold
+
+	recent recentErrors // the last failed Graph calls, for the status page
 }
 
 type hold struct {
@@ -255,6 +257,7 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session, an
 	release() // Graph has counted the call by now
 	answered()
 	x.count(a.Op, err)
+	x.recent.add(a, err, sent)
 
 	if err == nil {
 		x.clearHold(a.User)
