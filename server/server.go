@@ -27,6 +27,8 @@ type Engine interface {
 	Unresolved() []sync.Unresolved
 	Resync(ctx context.Context, req sync.ResyncRequest) ([]sync.Result, error)
 	Clear(ctx context.Context, users []string, all bool) ([]sync.Result, error)
+	// Status is the snapshot the status page shows.
+	Status(now time.Time) sync.Status
 }
 
 // ActionRequest is the body of POST /-/resync and POST /-/clear.
@@ -78,6 +80,7 @@ func Reports(results []sync.Result) []ActionReport {
 // admin actions (see authorize).
 func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", serveStatus(eng, log))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

@@ -23,7 +23,10 @@ type fakeEngine struct {
 	resyncs []sync.ResyncRequest
 	clears  [][]string
 	err     error
+	status  sync.Status
 }
+
+func (f *fakeEngine) Status(now time.Time) sync.Status { return f.status }
 
 func (f *fakeEngine) Ready() (bool, []sync.SourceStatus) {
 	return f.ready, []sync.SourceStatus{{Name: "zoom", URL: "https://example.zoom.us/feed.ics?<redacted>", Loaded: true, Healthy: f.ready}}
