@@ -92,8 +92,9 @@ const MaxTransitions = 50
 
 // Status returns a snapshot of the worker at now. It reads what the
 // engine holds in memory (the feeds' matches, the directory, the holds);
-// it takes no reconcile lock and makes no call, so it stays cheap to ask
-// every few seconds.
+// it takes no reconcile lock, reads no state and makes no call, so it stays
+// cheap to ask every few seconds. (Like every pass, it notes addresses the
+// directory has not met yet for the resolver.)
 func (e *Engine) Status(now time.Time) Status {
 	st := Status{Now: now, Sources: e.feeds.statuses(), Unresolved: e.dir.unresolved(), GraphErrors: e.exec.recent.list()}
 	e.mu.Lock()
