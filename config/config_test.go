@@ -202,7 +202,10 @@ sources:
 func TestLoadInvalid(t *testing.T) {
 	tests := []struct {
 		file string
-		want string // without the "testdata/invalid-<file>.yaml" prefix
+		// want is without the "testdata/invalid-<file>.yaml" prefix. For
+		// the files-* rules, Load passes and CheckFiles reports it (what
+		// run needs from the file system).
+		want string
 	}{
 		// Decoding: strict keys, types, syntax.
 		{"unknown-field", `:10: schedule: unknown field "poll_intervl" (did you mean "poll_interval"?)`},
@@ -231,6 +234,8 @@ func TestLoadInvalid(t *testing.T) {
 		{"graph-secret-other-auth", ":4: graph.client_secret: only used with auth client_secret (auth is managed_identity)\n" +
 			"FILE:6: graph.certificate_password: only used with auth client_certificate (auth is managed_identity)"},
 		{"graph-cloud", `:5: graph.cloud: must be one of public, usgov, usgov-dod, china (got "azure-germany")`},
+		{"graph-cloud-china", ":5: graph.cloud: china: Microsoft Graph documents setPresence for the global service and US Government L4/L5 only, " +
+			"not for the service operated by 21Vianet; set graph.endpoint explicitly to try it anyway"},
 		{"graph-endpoint", ":5: graph.endpoint: must be an https URL (got \"http://graph.example/v1.0\")\n" +
 			"FILE:6: graph.authority_host: must be an https URL (got \"login.example\")"},
 		{"graph-limits", ":5: graph.max_concurrency: must be at least 1 (got 0)\n" +
@@ -283,6 +288,18 @@ func TestLoadInvalid(t *testing.T) {
 		{"source-lead", ":9: sources[0].lead: must not be negative (got -1m0s)\nFILE:10: sources[0].grace: must not be negative (got -30s)"},
 		{"source-header", `:9: sources[0].headers: invalid header name "Bad Header"`},
 
+		// Files run needs (CheckFiles).
+		{"files-certificate-missing", ": graph.certificate_file: open testdata/does-not-exist.pem: no such file or directory"},
+		{"files-certificate-no-key", `: graph.certificate_file: testdata/client-cert-only.pem: no private key (want a PEM "PRIVATE KEY" or "RSA PRIVATE KEY" block beside the certificate)`},
+		{"files-certificate-ec", ": graph.certificate_file: testdata/client-ec.pem: a *ecdsa.PrivateKey; Entra client certificates need an RSA key"},
+		{"files-certificate-other-key", ": graph.certificate_file: testdata/client-other-key.pem: the private key matches none of the certificates"},
+		{"files-certificate-password", ": graph.certificate_file: testdata/client.pem is PEM, but certificate_password is set: azidentity reads a password-protected certificate as PKCS#12 (.pfx) only; use an unencrypted PEM without the password, or the .pfx"},
+		{"files-ca", `: graph.ca_file: testdata/valid-minimal.yaml: no PEM certificate found (want one or more "CERTIFICATE" blocks)`},
+		{"files-token-file", ": graph.token_file: open testdata/does-not-exist: no such file or directory"},
+		{"files-admin-token", ": server.admin_token_file: open testdata/does-not-exist: no such file or directory"},
+		{"files-admin-token-empty", ": server.admin_token_file: testdata/empty-token is empty"},
+		{"files-state", ": state.path: cannot create testdata/ca.pem/state.db: testdata/ca.pem is not a directory"},
+
 		// Every problem at once, in file order.
 		{"many", ":6: graph.cloud: must be one of public, usgov, usgov-dod, china (got \"moon\")\n" +
 			"FILE:8: presence.activity: availability/activity Busy/Presenting is not allowed by Graph (allowed: Available/Available, Busy/InACall, Busy/InAConferenceCall, Away/Away, DoNotDisturb/Presenting)\n" +
@@ -300,7 +317,13 @@ func TestLoadInvalid(t *testing.T) {
 			file := "testdata/invalid-" + tt.file + ".yaml"
 			seen[file] = true
 			want := file + strings.ReplaceAll(tt.want, "FILE", file)
-			_, err := loadWith(t, file, env(nil))
+			c, err := loadWith(t, file, env(nil))
+			if strings.HasPrefix(tt.file, "files-") {
+				if err != nil {
+					t.Fatalf("Load(%s) = %v; want nil (CheckFiles finds the problem)", file, err)
+				}
+				err = c.CheckFiles()
+			}
 			if err == nil {
 				t.Fatalf("Load(%s) = nil error; want\n%s", file, want)
 			}
@@ -337,5 +360,78 @@ func TestRelativeFileURL(t *testing.T) {
 	}
 	if got, want := c.Sources[1].URL, "file:///abs/b.ics"; got != want {
 		t.Errorf("absolute file URL = %q; want %q", got, want)
+	}
+}
+
+// TestCheckFilesValid: a configuration with every file in place passes,
+// and the state check leaves nothing behind.
+func TestCheckFilesValid(t *testing.T) {
+	c, err := Load("testdata/valid-files.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckFiles(); err != nil {
+		t.Errorf("CheckFiles() = %v; want nil", err)
+	}
+	if _, err := os.Stat("testdata/state"); !os.IsNotExist(err) {
+		t.Errorf("CheckFiles left testdata/state behind (stat: %v)", err)
+	}
+	left, _ := filepath.Glob("testdata/.calpresence-check-*")
+	if len(left) > 0 {
+		t.Errorf("CheckFiles left %v behind", left)
+	}
+
+	// An existing state file that can be written passes too.
+	c.State.Path = filepath.Join(t.TempDir(), "state.db")
+	if err := os.WriteFile(c.State.Path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckFiles(); err != nil {
+		t.Errorf("CheckFiles() with an existing state file = %v; want nil", err)
+	}
+	c.State.Path = t.TempDir()
+	if err := c.CheckFiles(); err == nil || !strings.Contains(err.Error(), "state.path: "+c.State.Path+" is not a regular file") {
+		t.Errorf("CheckFiles() with a directory as state file = %v; want it named", err)
+	}
+}
+
+// TestCheckFilesDryRun: a dry run opens no state and calls no Graph, so
+// only the admin token file counts.
+func TestCheckFilesDryRun(t *testing.T) {
+	c, err := Load("testdata/invalid-files-certificate-missing.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Graph.DryRun = true
+	c.State.Path = "testdata/ca.pem/state.db"
+	if err := c.CheckFiles(); err != nil {
+		t.Errorf("CheckFiles() in dry run = %v; want nil", err)
+	}
+	c.Server.AdminTokenFile = "testdata/empty-token"
+	if err := c.CheckFiles(); err == nil || !strings.Contains(err.Error(), "server.admin_token_file: testdata/empty-token is empty") {
+		t.Errorf("CheckFiles() in dry run with an empty admin token = %v; want it named", err)
+	}
+}
+
+// TestCheckFilesWorkloadIdentityEnv: without token_file, the file
+// AZURE_FEDERATED_TOKEN_FILE names is checked, and one of them is needed.
+func TestCheckFilesWorkloadIdentityEnv(t *testing.T) {
+	c, err := Load("testdata/invalid-files-token-file.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Graph.TokenFile = ""
+	c.State.Path = filepath.Join(t.TempDir(), "state.db")
+	t.Setenv("AZURE_FEDERATED_TOKEN_FILE", "")
+	if err := c.CheckFiles(); err == nil || !strings.Contains(err.Error(), "graph.token_file: required with auth workload_identity when AZURE_FEDERATED_TOKEN_FILE is not set") {
+		t.Errorf("CheckFiles() with no token file = %v; want it required", err)
+	}
+	t.Setenv("AZURE_FEDERATED_TOKEN_FILE", "testdata/empty-token")
+	if err := c.CheckFiles(); err == nil || !strings.Contains(err.Error(), "graph.token_file: testdata/empty-token is empty") {
+		t.Errorf("CheckFiles() with an empty federated token = %v; want it named", err)
+	}
+	t.Setenv("AZURE_FEDERATED_TOKEN_FILE", "testdata/admin-token")
+	if err := c.CheckFiles(); err != nil {
+		t.Errorf("CheckFiles() with a federated token = %v; want nil", err)
 	}
 }

@@ -178,6 +178,15 @@ func (c *Config) validateGraph(k *checker) {
 	if !slices.Contains(clouds, g.Cloud) {
 		k.add("graph.cloud", "must be one of %s (got %q)", strings.Join(clouds, ", "), g.Cloud)
 	}
+	// Graph's reference lists setPresence (v1.0) as available in the
+	// global service and US Government L4 and L5 (DOD), not in the China
+	// cloud operated by 21Vianet ("National cloud deployments" table of
+	// https://learn.microsoft.com/graph/api/presence-setpresence). An
+	// explicit endpoint says the operator knows better.
+	if g.Cloud == CloudChina && g.Endpoint == "" {
+		k.add("graph.cloud", "china: Microsoft Graph documents setPresence for the global service and US Government L4/L5 only, "+
+			"not for the service operated by 21Vianet; set graph.endpoint explicitly to try it anyway")
+	}
 	for _, e := range []struct{ path, v string }{
 		{"graph.endpoint", g.Endpoint}, {"graph.authority_host", g.AuthorityHost},
 	} {

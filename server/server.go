@@ -1,18 +1,18 @@
-// Package server serves the worker's HTTP endpoints: /healthz, /readyz,
-// /metrics, and the admin actions under /-/ (resync, clear), which answer
-// only loopback callers or ones bearing the admin token.
+// Package server serves the worker's HTTP endpoints: the status page at /,
+// /healthz, /readyz, /metrics, and the admin actions under /-/ (resync,
+// clear), which refuse anything a browser page could forge and answer only
+// the admin token when one is configured, else only loopback callers
+// (authorize says exactly how).
 package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +27,8 @@ type Engine interface {
 	Unresolved() []sync.Unresolved
 	Resync(ctx context.Context, req sync.ResyncRequest) ([]sync.Result, error)
 	Clear(ctx context.Context, users []string, all bool) ([]sync.Result, error)
+	// Status is the snapshot the status page shows.
+	Status(now time.Time) sync.Status
 }
 
 // ActionRequest is the body of POST /-/resync and POST /-/clear.
@@ -73,10 +75,12 @@ func Reports(results []sync.Result) []ActionReport {
 	return out
 }
 
-// Handler returns the HTTP handler. token is the admin token ("" : only
-// loopback callers may use the admin actions).
+// Handler returns the HTTP handler. token is the admin token: when set,
+// every admin request must bear it; "" lets only loopback callers use the
+// admin actions (see authorize).
 func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", serveStatus(eng, log))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -99,8 +103,8 @@ func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.L
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	admin := func(do func(ctx context.Context, req ActionRequest) ([]sync.Result, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if !allowed(r, token) {
-				http.Error(w, "admin actions need a loopback caller or the admin token", http.StatusForbidden)
+			if why := authorize(r, token); why != nil {
+				refuse(w, r, why, log)
 				return
 			}
 			var req ActionRequest
@@ -110,6 +114,7 @@ func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.L
 					return
 				}
 			}
+			log.Info("admin action", "remote_addr", r.RemoteAddr, "path", r.URL.Path, "sources", req.Sources, "users", req.Users, "all", req.All, "dry_run", req.DryRun)
 			results, err := do(r.Context(), req)
 			resp := ActionResponse{Actions: Reports(results)}
 			code := http.StatusOK
@@ -118,9 +123,7 @@ func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.L
 				code = http.StatusInternalServerError
 				log.Warn("admin action failed", "path", r.URL.Path, "err", err)
 			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(code)
-			_ = json.NewEncoder(w).Encode(resp)
+			writeJSON(w, code, resp)
 		}
 	}
 	mux.Handle("POST /-/resync", admin(func(ctx context.Context, req ActionRequest) ([]sync.Result, error) {
@@ -132,21 +135,11 @@ func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.L
 	return mux
 }
 
-// allowed reports whether r may use the admin actions: a loopback peer, or
-// the bearer token.
-func allowed(r *http.Request, token string) bool {
-	if token != "" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1 {
-			return true
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // Serve listens on addr and serves h until ctx is done, then shuts down

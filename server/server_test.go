@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/sync"
 )
 
@@ -22,7 +23,10 @@ type fakeEngine struct {
 	resyncs []sync.ResyncRequest
 	clears  [][]string
 	err     error
+	status  sync.Status
 }
+
+func (f *fakeEngine) Status(now time.Time) sync.Status { return f.status }
 
 func (f *fakeEngine) Ready() (bool, []sync.SourceStatus) {
 	return f.ready, []sync.SourceStatus{{Name: "zoom", URL: "https://example.zoom.us/feed.ics?<redacted>", Loaded: true, Healthy: f.ready}}
@@ -74,55 +78,185 @@ func TestEndpoints(t *testing.T) {
 	}
 }
 
-func TestAdminActionsNeedLoopbackOrToken(t *testing.T) {
+// adminReq is one admin request as a client sends it.
+type adminReq struct {
+	path, remote, host string
+	headers            map[string]string
+	body               string
+}
+
+// send serves req on h and returns the status and body.
+func send(t *testing.T, h http.Handler, req adminReq) (int, string) {
+	t.Helper()
+	rec := sendRec(t, h, req)
+	return rec.Code, rec.Body.String()
+}
+
+// sendRec serves req on h and returns the whole answer.
+func sendRec(t *testing.T, h http.Handler, req adminReq) *httptest.ResponseRecorder {
+	t.Helper()
+	r := httptest.NewRequest("POST", req.path, strings.NewReader(req.body))
+	r.RemoteAddr = req.remote
+	if req.host != "" {
+		r.Host = req.host
+	}
+	for k, v := range req.headers {
+		r.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return rec
+}
+
+// The headers a browser sends with the issue's forgery, a page on another
+// site running
+//
+//	fetch('http://127.0.0.1:8080/-/clear', {method:'POST', mode:'no-cors', body:'{"all":true}'})
+//
+// (Chromium's, as sent: a string body makes it text/plain, with no preflight.)
+var noCORS = map[string]string{
+	"Content-Type":   "text/plain;charset=UTF-8",
+	"Origin":         "http://evil.example",
+	"Sec-Fetch-Site": "cross-site",
+	"Sec-Fetch-Mode": "no-cors",
+	"Sec-Fetch-Dest": "empty",
+	"Referer":        "http://evil.example/",
+	"User-Agent":     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36",
+}
+
+func with(h map[string]string, kv ...string) map[string]string {
+	out := map[string]string{}
+	for k, v := range h {
+		out[k] = v
+	}
+	for i := 0; i < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			delete(out, kv[i])
+		} else {
+			out[kv[i]] = kv[i+1]
+		}
+	}
+	return out
+}
+
+var jsonCT = map[string]string{"Content-Type": "application/json"}
+
+// TestAdminAccess runs the admin rules (DESIGN "Admin surface") over
+// token configured or not × loopback or remote caller × right, wrong or
+// missing token × what a browser adds.
+func TestAdminAccess(t *testing.T) {
+	const loop4, loop6, remote = "127.0.0.1:5000", "[::1]:5000", "10.0.0.9:5000"
+	right := with(jsonCT, "Authorization", "Bearer tok3n")
+	wrong := with(jsonCT, "Authorization", "Bearer nope")
 	tests := []struct {
-		name, remote, auth string
-		want               int
+		name  string
+		token string
+		req   adminReq
+		want  int
 	}{
-		{"loopback v4", "127.0.0.1:5000", "", 200},
-		{"loopback v6", "[::1]:5000", "", 200},
-		{"remote without token", "10.0.0.9:5000", "", 403},
-		{"remote with wrong token", "10.0.0.9:5000", "Bearer nope", 403},
-		{"remote with token", "10.0.0.9:5000", "Bearer tok3n", 200},
+		// An admin token is configured: it is needed by everyone.
+		{"token: loopback with it", "tok3n", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: right}, 200},
+		{"token: loopback without it", "tok3n", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: jsonCT}, 401},
+		{"token: loopback with a wrong one", "tok3n", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: wrong}, 401},
+		{"token: sidecar (loopback peer, service name) without it", "tok3n", adminReq{remote: loop4, host: "calpresence.ops.svc:8080", headers: jsonCT}, 401},
+		{"token: sidecar with it", "tok3n", adminReq{remote: loop4, host: "calpresence.ops.svc:8080", headers: right}, 200},
+		{"token: remote with it", "tok3n", adminReq{remote: remote, host: "calpresence:8080", headers: right}, 200},
+		{"token: remote without it", "tok3n", adminReq{remote: remote, host: "calpresence:8080", headers: jsonCT}, 401},
+		{"token: remote with a wrong one", "tok3n", adminReq{remote: remote, host: "calpresence:8080", headers: wrong}, 401},
+		{"token: remote with an empty bearer", "tok3n", adminReq{remote: remote, headers: with(jsonCT, "Authorization", "Bearer ")}, 401},
+		{"token: the token as Basic credentials", "tok3n", adminReq{remote: loop4, headers: with(jsonCT, "Authorization", "Basic tok3n")}, 401},
+		{"token: no-cors forgery from loopback", "tok3n", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: noCORS}, 403},
+		{"token: with it, but cross-site", "tok3n", adminReq{remote: remote, headers: with(right, "Origin", "http://evil.example", "Sec-Fetch-Site", "cross-site")}, 403},
+		{"token: with it, but text/plain", "tok3n", adminReq{remote: remote, headers: with(right, "Content-Type", "text/plain")}, 415},
+
+		// No admin token: loopback only, and nothing a browser can forge.
+		{"no token: loopback v4", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: jsonCT}, 200},
+		{"no token: loopback v6", "", adminReq{remote: loop6, host: "[::1]:8080", headers: jsonCT}, 200},
+		{"no token: localhost", "", adminReq{remote: loop4, host: "localhost:8080", headers: jsonCT}, 200},
+		{"no token: JSON with a charset", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: with(jsonCT, "Content-Type", "application/json; charset=utf-8")}, 200},
+		{"no token: a bearer token is no use", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: wrong}, 200},
+		{"no token: remote", "", adminReq{remote: remote, host: "calpresence:8080", headers: jsonCT}, 403},
+		{"no token: remote with a token", "", adminReq{remote: remote, host: "calpresence:8080", headers: right}, 403},
+		{"no token: sidecar (loopback peer, service name)", "", adminReq{remote: loop4, host: "calpresence.ops.svc:8080", headers: jsonCT}, 403},
+		{"no token: the issue's no-cors forgery", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: noCORS}, 403},
+		{"no token: no-cors from a browser without Origin or Fetch Metadata", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: with(noCORS, "Origin", "", "Sec-Fetch-Site", "", "Sec-Fetch-Mode", "", "Sec-Fetch-Dest", "")}, 415},
+		{"no token: a cross-site form post", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: with(noCORS, "Content-Type", "application/x-www-form-urlencoded", "Sec-Fetch-Mode", "navigate")}, 403},
+		{"no token: a form post with no Origin", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: map[string]string{"Content-Type": "multipart/form-data; boundary=x"}}, 415},
+		{"no token: no Content-Type", "", adminReq{remote: loop4, host: "127.0.0.1:8080"}, 415},
+		{"no token: JSON from another site (needs a preflight, refused anyway)", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: with(jsonCT, "Origin", "http://localhost:3000", "Sec-Fetch-Site", "same-site")}, 403},
+		{"no token: Sec-Fetch-Site same-site alone", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: with(jsonCT, "Sec-Fetch-Site", "same-site")}, 403},
+		{"no token: Origin null", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: with(jsonCT, "Origin", "null")}, 403},
+		{"no token: same origin", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: with(jsonCT, "Origin", "http://127.0.0.1:8080", "Sec-Fetch-Site", "same-origin")}, 200},
+		{"no token: typed into the address bar (none)", "", adminReq{remote: loop4, host: "localhost:8080", headers: with(jsonCT, "Sec-Fetch-Site", "none")}, 200},
+		{"no token: DNS rebinding (same-origin, foreign Host)", "", adminReq{remote: loop4, host: "evil.example:8080", headers: with(jsonCT, "Origin", "http://evil.example:8080", "Sec-Fetch-Site", "same-origin")}, 403},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			eng := &fakeEngine{ready: true}
-			h := Handler(eng, prometheus.NewRegistry(), "tok3n", slog.New(slog.DiscardHandler))
-			code, body := do(t, h, "POST", "/-/resync", tt.remote, tt.auth, `{"sources":["zoom"],"users":["alice@contoso.com"],"dry_run":true}`)
-			if code != tt.want {
-				t.Fatalf("POST /-/resync from %s = %d %s; want %d", tt.remote, code, body, tt.want)
-			}
-			if code != 200 {
-				if len(eng.resyncs) != 0 {
-					t.Errorf("refused request still resynced")
+		for _, path := range []string{"/-/resync", "/-/clear"} {
+			t.Run(tt.name+" "+path, func(t *testing.T) {
+				eng := &fakeEngine{ready: true}
+				var logs testutil.LogBuffer
+				h := Handler(eng, prometheus.NewRegistry(), tt.token, slog.New(slog.NewTextHandler(&logs, nil)))
+				req := tt.req
+				req.path, req.body = path, `{"all":true}`
+				rec := sendRec(t, h, req)
+				code, body := rec.Code, rec.Body.String()
+				if code != tt.want {
+					t.Fatalf("POST %s = %d %s; want %d", path, code, body, tt.want)
 				}
-				return
-			}
-			want := sync.ResyncRequest{Sources: []string{"zoom"}, Users: []string{"alice@contoso.com"}, DryRun: true}
-			if len(eng.resyncs) != 1 || eng.resyncs[0].DryRun != want.DryRun || eng.resyncs[0].Sources[0] != "zoom" || eng.resyncs[0].Users[0] != want.Users[0] {
-				t.Errorf("Resync calls = %+v; want [%+v]", eng.resyncs, want)
-			}
-			if !strings.Contains(body, `"op":"set"`) || !strings.Contains(body, `"user":"alice@contoso.com","user_id":"9a1f3c2e-4b5d-4e6f-8a7b-0c1d2e3f4a5b"`) {
-				t.Errorf("answer = %s; want the action, with the person's UPN and id", body)
-			}
-		})
+				acted := len(eng.resyncs) + len(eng.clears)
+				if code != 200 {
+					if acted != 0 {
+						t.Errorf("refused request still acted: resyncs %v, clears %v", eng.resyncs, eng.clears)
+					}
+					if !strings.Contains(body, `"error":"refused: `) {
+						t.Errorf("answer = %s; want a JSON error saying why", body)
+					}
+					if got := logs.Lines("admin request refused", "remote_addr="+req.remote, "path="+path, "reason="); len(got) != 1 {
+						t.Errorf("log = %q; want one refusal line with the caller, path and reason", logs.String())
+					}
+					if got := rec.Header().Get("WWW-Authenticate"); code == 401 && got != `Bearer realm="calpresence"` {
+						t.Errorf("WWW-Authenticate = %q; want the Bearer challenge", got)
+					}
+					if strings.Contains(logs.String(), "tok3n") {
+						t.Errorf("log shows the token: %s", logs.String())
+					}
+					return
+				}
+				if acted != 1 {
+					t.Errorf("allowed request: resyncs %v, clears %v; want one action", eng.resyncs, eng.clears)
+				}
+			})
+		}
 	}
-	// Without a configured token only loopback may act.
-	h := Handler(&fakeEngine{}, prometheus.NewRegistry(), "", slog.New(slog.DiscardHandler))
-	if code, _ := do(t, h, "POST", "/-/clear", "10.0.0.9:5000", "Bearer ", `{"all":true}`); code != 403 {
-		t.Errorf("POST /-/clear from remote with no token configured = %d; want 403", code)
+}
+
+// TestAdminActionPassesTheRequest: an allowed request reaches the engine
+// as sent, and the answer names each person by UPN and id.
+func TestAdminActionPassesTheRequest(t *testing.T) {
+	eng := &fakeEngine{ready: true}
+	h := Handler(eng, prometheus.NewRegistry(), "tok3n", slog.New(slog.DiscardHandler))
+	code, body := send(t, h, adminReq{path: "/-/resync", remote: "10.0.0.9:5000", headers: map[string]string{"Content-Type": "application/json", "Authorization": "Bearer tok3n"},
+		body: `{"sources":["zoom"],"users":["alice@contoso.com"],"dry_run":true}`})
+	if code != 200 {
+		t.Fatalf("POST /-/resync = %d %s; want 200", code, body)
+	}
+	want := sync.ResyncRequest{Sources: []string{"zoom"}, Users: []string{"alice@contoso.com"}, DryRun: true}
+	if len(eng.resyncs) != 1 || eng.resyncs[0].DryRun != want.DryRun || eng.resyncs[0].Sources[0] != "zoom" || eng.resyncs[0].Users[0] != want.Users[0] {
+		t.Errorf("Resync calls = %+v; want [%+v]", eng.resyncs, want)
+	}
+	if !strings.Contains(body, `"op":"set"`) || !strings.Contains(body, `"user":"alice@contoso.com","user_id":"9a1f3c2e-4b5d-4e6f-8a7b-0c1d2e3f4a5b"`) {
+		t.Errorf("answer = %s; want the action, with the person's UPN and id", body)
 	}
 }
 
 func TestAdminActionErrors(t *testing.T) {
 	eng := &fakeEngine{err: errors.New(`source "zoom": fetch https://example.zoom.us/feed.ics?<redacted>: timeout`)}
 	h := Handler(eng, prometheus.NewRegistry(), "", slog.New(slog.DiscardHandler))
-	code, body := do(t, h, "POST", "/-/resync", "127.0.0.1:1", "", "")
+	code, body := send(t, h, adminReq{path: "/-/resync", remote: "127.0.0.1:1", host: "127.0.0.1:8080", headers: jsonCT})
 	if code != 500 || !strings.Contains(body, `source \"zoom\"`) {
 		t.Errorf("failing resync = %d %s; want 500 naming the source", code, body)
 	}
-	if code, _ := do(t, h, "POST", "/-/resync", "127.0.0.1:1", "", "{not json"); code != 400 {
+	if code, _ := send(t, h, adminReq{path: "/-/resync", remote: "127.0.0.1:1", host: "127.0.0.1:8080", headers: jsonCT, body: "{not json"}); code != 400 {
 		t.Errorf("bad body = %d; want 400", code)
 	}
 	if code, _ := do(t, h, "GET", "/-/resync", "127.0.0.1:1", "", ""); code != 405 {

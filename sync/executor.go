@@ -64,6 +64,8 @@ type executor struct {
 
 	mu    gosync.Mutex
 	holds map[string]hold
+
+	recent recentErrors // the last failed Graph calls, for the status page
 }
 
 type hold struct {
@@ -248,6 +250,7 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session, an
 	}
 	answered(time.Since(sent))
 	x.count(a.Op, err)
+	x.recent.add(a, err, sent)
 
 	if err == nil {
 		x.clearHold(a.User)

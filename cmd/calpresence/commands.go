@@ -45,18 +45,28 @@ func loadConfig(path string) (*config.Config, error) {
 	return cfg, nil
 }
 
-// logFlags adds -log-format and -log-level to fs.
+// logFlags adds -log-format and -log-level to fs. A value they do not
+// know fails the parse (a usage error, exit 2), never quietly becomes the
+// default.
 func logFlags(fs *flag.FlagSet) func(w io.Writer) *slog.Logger {
-	format := fs.String("log-format", "auto", "log format: json, text, or auto (json unless stderr is a terminal)")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	return func(w io.Writer) *slog.Logger {
-		var lv slog.Level
-		if err := lv.UnmarshalText([]byte(*level)); err != nil {
-			lv = slog.LevelInfo
+	format, lv := "auto", slog.LevelInfo
+	fs.Func("log-format", "log format: json, text, or auto (json unless stderr is a terminal) (default auto)", func(s string) error {
+		if s != "json" && s != "text" && s != "auto" {
+			return fmt.Errorf("want json, text or auto (got %q)", s)
 		}
+		format = s
+		return nil
+	})
+	fs.Func("log-level", "log level: debug, info, warn, error (default info)", func(s string) error {
+		if err := lv.UnmarshalText([]byte(s)); err != nil {
+			return fmt.Errorf("want debug, info, warn or error (got %q)", s)
+		}
+		return nil
+	})
+	return func(w io.Writer) *slog.Logger {
 		opts := &slog.HandlerOptions{Level: lv}
-		json := *format == "json"
-		if *format == "auto" {
+		json := format == "json"
+		if format == "auto" {
 			json = !isTerminal(w)
 		}
 		if json {
@@ -145,6 +155,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if err := preflight(ctx, cfg); err != nil {
+		return err
+	}
 	log := mkLog(stderr)
 	token, err := adminToken(cfg)
 	if err != nil {
@@ -188,6 +201,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return err
 }
 
+// adminToken reads server.admin_token_file ("" when none is configured).
 func adminToken(cfg *config.Config) (string, error) {
 	if cfg.Server.AdminTokenFile == "" {
 		return "", nil
@@ -196,7 +210,12 @@ func adminToken(cfg *config.Config) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("server.admin_token_file: %w", err)
 	}
-	return strings.TrimSpace(string(b)), nil
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		// An empty token would quietly turn the check off.
+		return "", fmt.Errorf("server.admin_token_file: %s is empty", cfg.Server.AdminTokenFile)
+	}
+	return token, nil
 }
 
 // errNoDaemon means no daemon answered on server.listen.
@@ -215,13 +234,20 @@ func askDaemon(ctx context.Context, cfg *config.Config, path string, req server.
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
+	// The daemon needs the token from every caller when one is configured
+	// (DESIGN "Admin surface"): a token file we cannot read is an error
+	// here, not a request sent without it.
+	token, err := adminToken(cfg)
+	if err != nil {
+		return nil, usageError{err}
+	}
 	body, _ := json.Marshal(req)
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+net.JoinHostPort(host, port)+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
-	if token, err := adminToken(cfg); err == nil && token != "" {
+	if token != "" {
 		hreq.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := (&http.Client{Timeout: 10 * time.Minute}).Do(hreq)
@@ -448,6 +474,11 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
+		return err
+	}
+	// What run needs besides a valid file, checked the same way run
+	// checks it, contacting nothing.
+	if err := preflight(ctx, cfg); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok: %s\n", *cfgPath, cfg.Summary())
