@@ -82,7 +82,7 @@ func (e *Engine) Clear(ctx context.Context, addresses []string, all bool) ([]Res
 		a.Prev, a.HasPrev = in.Sessions[u]
 		actions = append(actions, a)
 		if s, ok := SpanAt(in.Spans[u], now); ok {
-			e.exec.holdUntil(u, s.End, "cleared by operator")
+			e.exec.holdUntil(u, s.End, operatorHold)
 		}
 	}
 	e.reconcileMu.Lock()
