@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -96,6 +97,8 @@ type refreshingCredential struct {
 	cur       azcore.TokenCredential
 	gen       uint64
 	refreshed time.Time
+
+	issued atomic.Bool // a token request has succeeded since start
 }
 
 // minRefreshInterval keeps a burst of 401s (many users at once) from
@@ -115,7 +118,11 @@ func (c *refreshingCredential) GetToken(ctx context.Context, opts policy.TokenRe
 	c.mu.Lock()
 	cur := c.cur
 	c.mu.Unlock()
-	return cur.GetToken(ctx, opts)
+	tok, err := cur.GetToken(ctx, opts)
+	if err == nil {
+		c.issued.Store(true)
+	}
+	return tok, err
 }
 
 // generation identifies the current credential; pass it to refresh.

@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	abs "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoft/kiota-abstractions-go/serialization"
 	kauth "github.com/microsoft/kiota-authentication-azure-go"
@@ -213,6 +214,26 @@ func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Opt
 	logger.DebugContext(ctx, "graph: client ready", "endpoint", ep.Graph, "authority", ep.Authority,
 		"auth", cfg.Auth, "instance_discovery", !ep.Override)
 	return c, nil
+}
+
+// Authenticate asks the authority for a token now (the credential caches
+// it for the calls to come), so that a broken secret, certificate or
+// consent shows at start, not at the first meeting. In dry run it does
+// nothing.
+func (c *Client) Authenticate(ctx context.Context) error {
+	if c.dryRun {
+		return nil
+	}
+	if _, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.ep.Scope}}); err != nil {
+		return fmt.Errorf("graph: token from %s: %w", c.ep.Authority, err)
+	}
+	return nil
+}
+
+// Authenticated reports whether the authority has issued a token since the
+// client was built (always true in dry run): /readyz is not ready before.
+func (c *Client) Authenticated() bool {
+	return c.dryRun || c.cred.issued.Load()
 }
 
 // Close releases idle connections.

@@ -702,3 +702,23 @@ func TestPacerSeesEveryPresenceAttempt(t *testing.T) {
 		t.Errorf("pauses = %v; want one of 1s, for the 429 (a 503 throttles nobody)", p.pauses)
 	}
 }
+
+// TestAuthenticate: a token is asked for at once, before any presence
+// call, and Authenticated says whether the authority issued one.
+func TestAuthenticate(t *testing.T) {
+	e := newEnv(t, nil)
+	if e.c.Authenticated() {
+		t.Fatal("Authenticated before any token request = true")
+	}
+	if err := e.c.Authenticate(ctxT(t)); err != nil {
+		t.Fatalf("Authenticate = %v", err)
+	}
+	if !e.c.Authenticated() || len(e.srv.CallsOp(graphtest.OpToken)) != 1 {
+		t.Errorf("after Authenticate: Authenticated %v, %d token requests; want true and 1", e.c.Authenticated(), len(e.srv.CallsOp(graphtest.OpToken)))
+	}
+
+	bad := newEnv(t, func(c *config.Graph) { c.ClientSecret = "wrong" })
+	if err := bad.c.Authenticate(ctxT(t)); err == nil || bad.c.Authenticated() {
+		t.Errorf("Authenticate with a wrong secret = %v, Authenticated %v; want an error and false", err, bad.c.Authenticated())
+	}
+}
