@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/graph/graphtest"
+	"github.com/calpresence/calpresence/internal/testutil"
 )
 
 // TestRunAdminAndStatusPage runs the daemon with an admin token: the
@@ -74,8 +75,10 @@ func TestRunAdminAndStatusPage(t *testing.T) {
 	if n := len(e.g.PresenceCalls()); n != 1 {
 		t.Errorf("presence calls after refused requests = %d; want 1 (the set)", n)
 	}
-	if n := strings.Count(d.log(), `"msg":"admin request refused"`); n != 2 {
-		t.Errorf("refusals logged %d times; want 2:\n%s", n, d.log())
+	// The daemon's log reaches us through a pipe: wait for the lines.
+	refusals := func() int { return strings.Count(d.log(), `"msg":"admin request refused"`) }
+	if !testutil.WaitUntil(5*time.Second, func() bool { return refusals() >= 2 }) || refusals() != 2 {
+		t.Errorf("refusals logged %d times; want 2:\n%s", refusals(), d.log())
 	}
 
 	// The CLI sends the token: resync changes nothing, clear clears.
