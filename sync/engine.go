@@ -119,16 +119,6 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("start scheduler: %w", err)
 	}
 	e.sched = s
-	for i := range e.cfg.Sources {
-		name, interval := e.cfg.Sources[i].Name, e.cfg.SourcePollInterval(i)
-		_, err := s.NewJob(gocron.DurationJob(interval),
-			gocron.NewTask(func() { e.pollOne(ctx, name) }),
-			gocron.WithSingletonMode(gocron.LimitModeReschedule),
-			gocron.WithName("poll "+name))
-		if err != nil {
-			return fmt.Errorf("schedule poll of %q: %w", name, err)
-		}
-	}
 	s.Start()
 	if in, err := e.input(time.Now()); err == nil {
 		e.scheduleWake(e.nextWake(in))
@@ -140,6 +130,13 @@ func (e *Engine) Run(ctx context.Context) error {
 		// Finish in-flight calls; the state is written after each call.
 		_ = s.Shutdown()
 	}()
+	// The polls: one goroutine and a bounded pool of workers for all the
+	// sources (sync/poller.go), stopped and waited for on the way out.
+	pollCtx, stopPolls := context.WithCancel(ctx)
+	var polls gosync.WaitGroup
+	polls.Go(func() { e.feeds.runPolls(pollCtx, time.Now(), e.kickReconcile) })
+	defer polls.Wait()
+	defer stopPolls()
 	for {
 		select {
 		case <-ctx.Done():

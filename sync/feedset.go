@@ -8,6 +8,8 @@ import (
 	gosync "sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
@@ -24,16 +26,37 @@ type feedSet struct {
 	fetcher Fetcher
 	matcher *Matcher
 
-	mu    gosync.Mutex // guards feeds' contents
+	// slots holds a token for every poll in progress (fetch and parse):
+	// scheduled polls, the first pass and resyncs share concurrency of them.
+	slots       chan struct{}
+	concurrency int
+
+	mu    gosync.Mutex // guards feeds' contents and the snapshot
 	feeds map[string]*feed
+	// snap caches allMatches and knownFunc between changes: a reconcile
+	// at every boundary must not gather 200,000 matches again when no
+	// source has changed since the last.
+	snap struct {
+		valid   bool
+		matches []Match
+		known   func(string) bool
+	}
 }
 
 func newFeedSet(cfg *config.Config, cache FeedCache, fetcher Fetcher, m *Matcher, log *slog.Logger, metrics *Metrics) *feedSet {
+	n := cfg.Schedule.FetchConcurrency
+	if n <= 0 {
+		n = fetchParallelism
+	}
 	fs := &feedSet{cfg: cfg, log: log, metrics: metrics, cache: cache, fetcher: fetcher, matcher: m,
+		slots: make(chan struct{}, n), concurrency: n,
 		feeds: make(map[string]*feed, len(cfg.Sources))}
 	for i := range cfg.Sources {
 		src := &cfg.Sources[i]
-		fs.feeds[src.Name] = &feed{src: src, zone: cfg.SourceLocation(i)}
+		fs.feeds[src.Name] = &feed{src: src, zone: cfg.SourceLocation(i), interval: cfg.SourcePollInterval(i),
+			notModified:  metrics.FeedFetches.WithLabelValues(src.Name, "not_modified"),
+			healthyGauge: metrics.FeedHealthy.WithLabelValues(src.Name),
+			lastSuccess:  metrics.FeedLastSuccess.WithLabelValues(src.Name)}
 	}
 	return fs
 }
@@ -62,13 +85,17 @@ func (fs *feedSet) statuses() []SourceStatus {
 func (fs *feedSet) snapshot() ([]Match, func(string) bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	return fs.allMatches(), fs.knownFunc()
+	if !fs.snap.valid {
+		fs.snap.matches, fs.snap.known, fs.snap.valid = fs.allMatches(), fs.knownFunc(), true
+	}
+	return fs.snap.matches, fs.snap.known
 }
 
 // feed is what the engine knows of one source.
 type feed struct {
 	src        *config.Source
 	zone       *time.Location
+	interval   time.Duration
 	loaded     bool // occurrences come from a good copy (network or cache)
 	healthy    bool
 	lastErr    string
@@ -79,6 +106,11 @@ type feed struct {
 	matches    []Match
 	from, to   time.Time // window the occurrences were expanded for
 	warnings   int
+
+	// The metrics every poll touches, looked up once.
+	notModified  prometheus.Counter
+	healthyGauge prometheus.Gauge
+	lastSuccess  prometheus.Gauge
 }
 
 // loadCache reads the last good copy of every source from the feed cache,
@@ -126,7 +158,7 @@ func (fs *feedSet) pollAll(ctx context.Context, names []string, force bool) []er
 	keep, flush := fs.keepBatched()
 	defer flush()
 	errs := make([]error, len(names))
-	parallel(len(names), fetchParallelism, func(i int) {
+	parallel(len(names), fs.concurrency, func(i int) {
 		_, errs[i] = fs.poll(ctx, names[i], force, keep)
 	})
 	return errs
@@ -193,8 +225,13 @@ func (fs *feedSet) storeFeeds(batch []state.Feed) {
 // remove events. It reports whether the occurrences changed. A new copy
 // goes to the feed cache through keep, or at once when keep is nil.
 func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(state.Feed)) (bool, error) {
+	select {
+	case fs.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-fs.slots }()
 	f := fs.feeds[name]
-	log := fs.log.With("source", name)
 	now := time.Now()
 	fs.mu.Lock()
 	req := sources.FetchRequest{Name: name, URL: f.src.URL, Headers: f.src.Headers}
@@ -213,25 +250,25 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
-		fs.unhealthy(f, "error", err, log)
+		fs.unhealthy(f, "error", err)
 		return false, &SourceError{name, err}
 	}
 	body := res.Body
 	if res.NotModified {
-		fs.metrics.FeedFetches.WithLabelValues(name, "not_modified").Inc()
+		f.notModified.Inc()
 		fs.healthy(f, now)
 		if !stale {
 			return false, nil
 		}
 		// The window has slid: expand the unchanged copy again.
 		if body, err = fs.lastBody(f); err != nil {
-			log.Warn("cannot re-expand unchanged feed", "err", err)
+			fs.log.Warn("cannot re-expand unchanged feed", "source", name, "err", err)
 			return false, nil
 		}
 	}
 	out, err := fs.expand(f, body, now)
 	if err != nil {
-		fs.unhealthy(f, "parse_error", err, log)
+		fs.unhealthy(f, "parse_error", err)
 		return false, &SourceError{name, err}
 	}
 	if !res.NotModified {
@@ -239,7 +276,7 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 		fs.metrics.FeedFetches.WithLabelValues(name, "ok").Inc()
 	}
 	for _, w := range out.Warnings {
-		log.Debug("feed warning", "warning", w)
+		fs.log.Debug("feed warning", "source", name, "warning", w)
 	}
 	fs.mu.Lock()
 	changed := !slices.EqualFunc(f.occs, out.Occurrences, sameOccurrence) || !f.loaded
@@ -250,19 +287,19 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 	}
 	f.healthy, f.lastErr, f.lastOK = true, "", now
 	fs.mu.Unlock()
-	fs.metrics.FeedHealthy.WithLabelValues(name).Set(1)
-	fs.metrics.FeedLastSuccess.WithLabelValues(name).Set(float64(now.Unix()))
+	f.healthyGauge.Set(1)
+	f.lastSuccess.Set(float64(now.Unix()))
 	if !res.NotModified && fs.cache != nil {
 		c := state.Feed{Source: name, URLHash: state.URLHash(f.src.URL), Validators: state.Validators{ETag: res.Validators.ETag, LastModified: res.Validators.LastModified},
 			Hash: res.Hash, Body: body, FetchedAt: now}
 		if keep != nil {
 			keep(c)
 		} else if err := fs.cache.PutFeed(c); err != nil {
-			log.Warn("keep last good copy", "err", err)
+			fs.log.Warn("keep last good copy", "source", name, "err", err)
 		}
 	}
 	if changed {
-		log.Info("feed read", "events", out.Events, "occurrences", len(out.Occurrences), "warnings", len(out.Warnings))
+		fs.log.Info("feed read", "source", name, "events", out.Events, "occurrences", len(out.Occurrences), "warnings", len(out.Warnings))
 	}
 	return changed, nil
 }
@@ -306,10 +343,12 @@ func (fs *feedSet) install(f *feed, res *sources.Result, now time.Time) {
 	f.from, f.to = now.Add(-time.Hour), now.Add(fs.cfg.Schedule.Horizon)
 	f.loaded = true
 	f.warnings = len(res.Warnings)
+	fs.snap.valid = false
 	fs.metrics.FeedEvents.WithLabelValues(f.src.Name).Set(float64(len(f.occs)))
 }
 
-func (fs *feedSet) unhealthy(f *feed, result string, err error, log *slog.Logger) {
+func (fs *feedSet) unhealthy(f *feed, result string, err error) {
+	log := fs.log.With("source", f.src.Name)
 	fs.metrics.FeedFetches.WithLabelValues(f.src.Name, result).Inc()
 	fs.metrics.FeedHealthy.WithLabelValues(f.src.Name).Set(0)
 	fs.mu.Lock()
@@ -331,8 +370,8 @@ func (fs *feedSet) healthy(f *feed, now time.Time) {
 	if !was {
 		fs.log.Info("feed readable again", "source", f.src.Name)
 	}
-	fs.metrics.FeedHealthy.WithLabelValues(f.src.Name).Set(1)
-	fs.metrics.FeedLastSuccess.WithLabelValues(f.src.Name).Set(float64(now.Unix()))
+	f.healthyGauge.Set(1)
+	f.lastSuccess.Set(float64(now.Unix()))
 }
 
 // allMatches gathers the matches of every source. fs.mu must be held.
