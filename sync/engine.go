@@ -56,7 +56,7 @@ type Engine struct {
 	started  time.Time
 	maxLease time.Duration
 
-	mu        gosync.Mutex // guards ready, firstPass
+	mu        gosync.Mutex // guards ready, firstPass, started
 	ready     bool
 	firstPass bool
 
@@ -105,14 +105,14 @@ func New(o Options) (*Engine, error) {
 	return e, nil
 }
 
-// Run is the daemon: it loads the last good copies, reads every source,
-// reconciles at once, then polls each source at its interval and
-// reconciles at every boundary until ctx is done. Sessions are not cleared
-// on the way out: they expire by themselves and a restart picks them up.
+// Run is the daemon: it loads the last good copies and reconciles from
+// them and the stored sessions at once (the engine is then ready), reads
+// every source, reconciling again as they answer, then polls each source at
+// its interval and reconciles at every boundary until ctx is done. A feed
+// that hangs delays nobody's change. Sessions are not cleared on the way
+// out: they expire by themselves and a restart picks them up.
 func (e *Engine) Run(ctx context.Context) error {
-	// A failing source is logged and marked unhealthy by the pass itself;
-	// the daemon carries on with the others and polls it again later.
-	_ = e.FirstPass(ctx)
+	e.startFromStore(ctx)
 
 	s, err := gocron.NewScheduler(gocron.WithLogger(gocronLogger{e.log}))
 	if err != nil {
@@ -134,6 +134,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	// sources (sync/poller.go), stopped and waited for on the way out.
 	pollCtx, stopPolls := context.WithCancel(ctx)
 	var polls gosync.WaitGroup
+	polls.Go(func() {
+		// The first round reads every source now. A failing source is
+		// logged and marked unhealthy by the poll itself; its last good
+		// copy stays in force and it is polled again at its interval.
+		_ = e.feeds.pollAll(pollCtx, nil, false, e.kickReconcile)
+		if pollCtx.Err() == nil {
+			e.reconcile(pollCtx, nil)
+			e.endFirstPass()
+		}
+	})
 	polls.Go(func() { e.feeds.runPolls(pollCtx, time.Now(), e.kickReconcile) })
 	defer polls.Wait()
 	defer stopPolls()
@@ -147,28 +157,53 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// FirstPass is what Run does before it starts scheduling: it loads the
-// last good copy of every source not yet read, reads every source (a
-// conditional GET for those it holds a copy of), reconciles at once as after
-// a restart, and marks the engine ready. It returns the sources that could
-// not be read, joined; their last good copies stay in use.
+// FirstPass is Run's start without the scheduling: it loads the last good
+// copy of every source, reconciles at once from them and the stored
+// sessions (the engine is then ready), reads every source (a conditional
+// GET for those it holds a copy of) and reconciles again. It returns the
+// sources that could not be read, joined; their last good copies stay in
+// use.
 //
-// Run calls it once. Calling it again is a full steady-state pass (the
-// load tool, cmd/calpresence-load, measures both).
+// Calling it again is a full steady-state pass (the load tool,
+// cmd/calpresence-load, measures both).
 func (e *Engine) FirstPass(ctx context.Context) error {
-	if e.started.IsZero() {
-		e.started = time.Now()
+	e.startFromStore(ctx)
+	errs := e.feeds.pollAll(ctx, nil, false, nil)
+	e.reconcile(ctx, nil)
+	e.endFirstPass()
+	return errors.Join(errs...)
+}
+
+// startFromStore, the first time it is called, loads the last good copy
+// of every source and reconciles from them and the stored sessions before
+// any feed is read: sessions whose span ended while the worker was down are
+// cleared and spans in progress are set at once, however slow the feeds
+// are. A user a source without a stored copy could concern is left alone
+// until it is read (Known). The engine is ready after it.
+func (e *Engine) startFromStore(ctx context.Context) {
+	e.mu.Lock()
+	first := e.started.IsZero()
+	if first {
+		e.started, e.firstPass = time.Now(), true
+	}
+	e.mu.Unlock()
+	if !first {
+		return
 	}
 	e.feeds.loadCache()
-	errs := e.feeds.pollAll(ctx, nil, false)
-	e.mu.Lock()
-	e.firstPass = true
-	e.mu.Unlock()
 	e.reconcile(ctx, nil)
 	e.mu.Lock()
 	e.ready = true
 	e.mu.Unlock()
-	return errors.Join(errs...)
+}
+
+// endFirstPass ends the start-up: until every source has been read once,
+// reconciles log the changes they make for spans that began or ended
+// before the start as "restart".
+func (e *Engine) endFirstPass() {
+	e.mu.Lock()
+	e.firstPass = false
+	e.mu.Unlock()
 }
 
 // kickReconcile asks Run's loop for a reconcile soon.
@@ -202,9 +237,8 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 		return nil
 	}
 	e.mu.Lock()
-	in.FirstPass, e.firstPass = e.firstPass, false
+	in.FirstPass, in.Started = e.firstPass, e.started
 	e.mu.Unlock()
-	in.Started = e.started
 	actions, _ := Reconcile(in)
 	results := e.exec.run(ctx, onlyUsers(actions, users))
 	e.scheduleWake(e.nextWake(in))

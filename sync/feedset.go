@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"slices"
 	gosync "sync"
 	"time"
@@ -114,44 +115,51 @@ type feed struct {
 }
 
 // loadCache reads the last good copy of every source from the feed cache,
-// so that a restart knows the meetings before the network answers.
+// so that a restart knows the meetings before the network answers. The
+// copies are parsed in parallel, one per core.
 func (fs *feedSet) loadCache() {
 	if fs.cache == nil {
 		return
 	}
 	now := time.Now()
-	for name, f := range fs.feeds {
+	names := sortedKeys(fs.feeds)
+	parallel(len(names), runtime.GOMAXPROCS(0), func(i int) {
+		name := names[i]
+		f := fs.feeds[name]
 		fs.mu.Lock()
 		loaded := f.loaded
 		fs.mu.Unlock()
 		if loaded {
-			continue // already read; the copy we hold is at least as new
+			return // already read; the copy we hold is at least as new
 		}
 		c, ok, err := fs.cache.Feed(name)
 		if err != nil {
 			fs.log.Warn("read cached feed", "source", name, "err", err)
-			continue
+			return
 		}
 		if !ok || c.URLHash != state.URLHash(f.src.URL) {
-			continue
+			return
 		}
 		res, err := fs.expand(f, c.Body, now)
 		if err != nil {
 			fs.log.Warn("cached feed does not parse; ignored", "source", name, "err", err)
-			continue
+			return
 		}
 		fs.mu.Lock()
-		fs.install(f, res, now)
-		f.validators, f.hash, f.lastOK = c.Validators, c.Hash, c.FetchedAt
+		if !f.loaded {
+			fs.install(f, res, now)
+			f.validators, f.hash, f.lastOK = c.Validators, c.Hash, c.FetchedAt
+		}
 		fs.mu.Unlock()
 		fs.log.Info("last good copy loaded", "source", name, "fetched_at", c.FetchedAt, "occurrences", len(res.Occurrences))
-	}
+	})
 }
 
-// pollAll reads the named sources (all when none) with bounded parallelism.
-// The new copies go to the feed cache in batches, all written by the time
-// it returns.
-func (fs *feedSet) pollAll(ctx context.Context, names []string, force bool) []error {
+// pollAll reads the named sources (all when none) with bounded parallelism,
+// calling changed (when not nil) after each poll that changed a source's
+// occurrences. The new copies go to the feed cache in batches, all written
+// by the time it returns.
+func (fs *feedSet) pollAll(ctx context.Context, names []string, force bool, changed func()) []error {
 	if len(names) == 0 {
 		names = sortedKeys(fs.feeds)
 	}
@@ -159,7 +167,11 @@ func (fs *feedSet) pollAll(ctx context.Context, names []string, force bool) []er
 	defer flush()
 	errs := make([]error, len(names))
 	parallel(len(names), fs.concurrency, func(i int) {
-		_, errs[i] = fs.poll(ctx, names[i], force, keep)
+		var ch bool
+		ch, errs[i] = fs.poll(ctx, names[i], force, keep)
+		if ch && changed != nil {
+			changed()
+		}
 	})
 	return errs
 }

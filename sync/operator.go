@@ -22,7 +22,7 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest) ([]Result, error
 			return nil, fmt.Errorf("unknown source %q", n)
 		}
 	}
-	errs := e.feeds.pollAll(ctx, req.Sources, true)
+	errs := e.feeds.pollAll(ctx, req.Sources, true, nil)
 	var results []Result
 	if req.DryRun {
 		actions := e.plan(req.Users)
