@@ -236,7 +236,7 @@ func runExpectation(e *expectation) ([]view, error) {
 	opt.From = ws.t.Add(-72 * time.Hour)
 	opt.To = we.t.Add(72 * time.Hour)
 	opt.MaxPerEvent = 100000
-	res, locs := cal.expand(opt, true)
+	res, locs, _ := cal.expand(opt, true)
 	var xwr *time.Location
 	if e.OracleOptions.XWRTZ && len(cal.roots) > 0 && cal.roots[0].xwr != "" {
 		xwr = resolveNamedZone(cal.roots[0].xwr)
