@@ -15,6 +15,11 @@ import (
 // that 10,000 sources with one interval are read a few at a time across
 // the interval instead of all at the same instant.
 
+// pollTick is the grain of the phases: the sources due in the same tick
+// are handed out together, so that the workers run through them back to
+// back instead of each being woken on its own.
+const pollTick = time.Second
+
 // pollItem is one source in the queue.
 type pollItem struct {
 	name     string
@@ -58,7 +63,11 @@ func (fs *feedSet) pollSchedule(epoch time.Time) pollQueue {
 	q := make(pollQueue, 0, len(names))
 	for i, name := range names {
 		iv := fs.feeds[name].interval
-		it := &pollItem{name: name, interval: iv, offset: time.Duration(int64(iv) / int64(len(names)) * int64(i))}
+		off := time.Duration(int64(iv) / int64(len(names)) * int64(i))
+		if iv > pollTick {
+			off = off.Truncate(pollTick)
+		}
+		it := &pollItem{name: name, interval: iv, offset: off}
 		it.due = it.next(epoch, epoch)
 		q = append(q, it)
 	}
