@@ -77,6 +77,12 @@ type SourceStatus struct {
 	LastError   string    `json:"last_error,omitempty"`
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	Occurrences int       `json:"occurrences"`
+	// Stale: the copy in force was last confirmed longer ago than
+	// max_copy_age, and its events after that no longer count.
+	Stale bool `json:"stale,omitempty"`
+	// CopyAge is how long ago the copy in force was last confirmed, for
+	// a source that is failing or stale (e.g. "26h4m10s").
+	CopyAge string `json:"copy_age,omitempty"`
 }
 
 // New builds an engine. The configuration must have passed Validate.

@@ -10,6 +10,7 @@ type Metrics struct {
 	FeedEvents      *prometheus.GaugeVec   // source: occurrences in the window
 	FeedLastSuccess *prometheus.GaugeVec   // source: unix time of the last good read
 	FeedHealthy     *prometheus.GaugeVec   // source: 1 healthy, 0 not
+	FeedStale       *prometheus.GaugeVec   // source: 1 when the copy in force is older than max_copy_age
 	GraphRequests   *prometheus.CounterVec // op, code
 	TransitionLag   prometheus.Histogram   // boundary → call sent, seconds
 	Sessions        prometheus.Gauge       // presence sessions held
@@ -32,6 +33,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		FeedHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "calpresence_feed_healthy", Help: "1 when the last read of the source succeeded.",
 		}, []string{"source"}),
+		FeedStale: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_feed_stale", Help: "1 when the source's last good copy is older than max_copy_age (its later events no longer count).",
+		}, []string{"source"}),
 		GraphRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "calpresence_graph_requests_total", Help: "Graph presence calls by operation and HTTP status (0: transport error).",
 		}, []string{"op", "code"}),
@@ -51,7 +55,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy,
+		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedStale,
 			m.GraphRequests, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles)
 	}
 	return m
