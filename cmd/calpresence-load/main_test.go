@@ -80,6 +80,9 @@ func TestRun(t *testing.T) {
 		if args[len(args)-1] == "plan" {
 			want = []string{"plan:", "fetches 24 (200: 24, 304: 0, failed: 0)"}
 		}
+		if args[len(args)-1] == "bolt" {
+			want = append(want, "restart pass:", "ready (reconciled from the stored copies) after ")
+		}
 		for _, w := range want {
 			if !strings.Contains(got, w) {
 				t.Errorf("run(%q) output lacks %q:\n%s", args, w, got)
