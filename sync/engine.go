@@ -118,8 +118,6 @@ func New(o Options) (*Engine, error) {
 // that hangs delays nobody's change. Sessions are not cleared on the way
 // out: they expire by themselves and a restart picks them up.
 func (e *Engine) Run(ctx context.Context) error {
-	e.startFromStore(ctx)
-
 	s, err := gocron.NewScheduler(gocron.WithLogger(gocronLogger{e.log}))
 	if err != nil {
 		return fmt.Errorf("start scheduler: %w", err)
@@ -141,6 +139,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	pollCtx, stopPolls := context.WithCancel(ctx)
 	var polls gosync.WaitGroup
 	polls.Go(func() {
+		// The stored copies, reconciled as they load (a reconcile a
+		// second at most: each builds every user's spans).
+		e.startFromStore(pollCtx, throttle(e.kickReconcile, time.Second))
+		polls.Go(func() { e.feeds.runPolls(pollCtx, time.Now(), e.kickReconcile) })
 		// The first round reads every source now. A failing source is
 		// logged and marked unhealthy by the poll itself; its last good
 		// copy stays in force and it is polled again at its interval.
@@ -150,7 +152,6 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.endFirstPass()
 		}
 	})
-	polls.Go(func() { e.feeds.runPolls(pollCtx, time.Now(), e.kickReconcile) })
 	defer polls.Wait()
 	defer stopPolls()
 	for {
@@ -173,7 +174,7 @@ func (e *Engine) Run(ctx context.Context) error {
 // Calling it again is a full steady-state pass (the load tool,
 // cmd/calpresence-load, measures both).
 func (e *Engine) FirstPass(ctx context.Context) error {
-	e.startFromStore(ctx)
+	e.startFromStore(ctx, nil)
 	errs := e.feeds.pollAll(ctx, nil, false, nil)
 	e.reconcile(ctx, nil)
 	e.endFirstPass()
@@ -184,9 +185,11 @@ func (e *Engine) FirstPass(ctx context.Context) error {
 // of every source and reconciles from them and the stored sessions before
 // any feed is read: sessions whose span ended while the worker was down are
 // cleared and spans in progress are set at once, however slow the feeds
-// are. A user a source without a stored copy could concern is left alone
-// until it is read (Known). The engine is ready after it.
-func (e *Engine) startFromStore(ctx context.Context) {
+// are. A user a source not loaded yet could concern is left alone until it
+// is (Known). loaded, when not nil, is called as copies load, so that
+// reconciles can begin before the last of 10,000 copies is parsed. The
+// engine is ready after it.
+func (e *Engine) startFromStore(ctx context.Context, loaded func()) {
 	e.mu.Lock()
 	first := e.started.IsZero()
 	if first {
@@ -196,7 +199,7 @@ func (e *Engine) startFromStore(ctx context.Context) {
 	if !first {
 		return
 	}
-	e.feeds.loadCache()
+	e.feeds.loadCache(loaded)
 	e.reconcile(ctx, nil)
 	e.mu.Lock()
 	e.ready = true
@@ -210,6 +213,25 @@ func (e *Engine) endFirstPass() {
 	e.mu.Lock()
 	e.firstPass = false
 	e.mu.Unlock()
+}
+
+// throttle returns a function that calls fn, at most once every d: a
+// call within d of the last is dropped.
+func throttle(fn func(), d time.Duration) func() {
+	var mu gosync.Mutex
+	var last time.Time
+	return func() {
+		mu.Lock()
+		now := time.Now()
+		ok := last.IsZero() || now.Sub(last) >= d
+		if ok {
+			last = now
+		}
+		mu.Unlock()
+		if ok {
+			fn()
+		}
+	}
 }
 
 // kickReconcile asks Run's loop for a reconcile soon.

@@ -503,3 +503,50 @@ func TestEngineRestartWhileFeedsHang(t *testing.T) {
 		}
 	})
 }
+
+// slowCache is a feed cache that takes a while to read one source's copy.
+type slowCache struct {
+	*memFeedCache
+	slow  string
+	delay time.Duration
+}
+
+func (c *slowCache) Feed(source string) (state.Feed, bool, error) {
+	if source == c.slow {
+		time.Sleep(c.delay)
+	}
+	return c.memFeedCache.Feed(source)
+}
+
+// On a restart the stored copies are reconciled as they load: the users
+// of a copy that loads at once are not kept waiting for one that is slow.
+func TestEngineRestartReconcilesAsCopiesLoad(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		cfg := testConfig()
+		cfg.Sources = append(cfg.Sources, config.Source{Name: "zz-webex", URL: "https://example.test/webex.ics",
+			Users: []string{"bob@contoso.com"}, PollInterval: time.Minute})
+		cache := &memFeedCache{feeds: map[string]state.Feed{}}
+		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: NewMemStore(),
+			graph: &fakePresence{begin: begin}, cache: cache,
+			feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{
+				"zoom":     ics(begin, "a", 60*time.Minute, 3*time.Minute),
+				"zz-webex": ics(begin, "b", 62*time.Minute, 30*time.Minute),
+			}}}
+		h.start(cfg)
+		h.until(61 * time.Minute)
+		h.stop()
+		h.feeds.mu.Lock()
+		h.feeds.hang = true
+		h.feeds.mu.Unlock()
+		h.cache = &slowCache{memFeedCache: cache, slow: "zz-webex", delay: 10 * time.Second}
+		h.until(64 * time.Minute)
+		h.start(cfg)
+		h.until(70 * time.Minute)
+		h.stop()
+		h.want(
+			"1h0m0s set alice@contoso.com InAConferenceCall 5m0s",
+			"1h4m0s clear alice@contoso.com",
+			"1h4m10s set bob@contoso.com InAConferenceCall 27m50s")
+	})
+}

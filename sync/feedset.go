@@ -170,9 +170,10 @@ const failWarnEvery = 5 * time.Minute
 
 // loadCache reads the last good copy of every source from the feed cache,
 // so that a restart knows the meetings before the network answers. The
-// copies are parsed in parallel, one per core. A copy older than
-// max_copy_age is stale from the start: its future events do not count.
-func (fs *feedSet) loadCache() {
+// copies are parsed in parallel, one per core; changed, when not nil, is
+// called after each. A copy older than max_copy_age is stale from the
+// start: its future events do not count.
+func (fs *feedSet) loadCache(changed func()) {
 	if fs.cache == nil {
 		return
 	}
@@ -211,6 +212,9 @@ func (fs *feedSet) loadCache() {
 		f.staleNoted = stale
 		fs.mu.Unlock()
 		fs.log.Info("last good copy loaded", "source", name, "fetched_at", c.FetchedAt, "occurrences", len(x.occs))
+		if changed != nil {
+			changed()
+		}
 		if stale {
 			f.staleGauge.Set(1)
 			fs.log.Warn("last good copy is stale: its events after max_copy_age do not count until the feed is read",
