@@ -14,6 +14,15 @@
 //	calpresence-load -feeds 10000 -meetings 50 -mode engine -state bolt
 //	GOMEMLIMIT=256MiB calpresence-load -mode plan
 //
+// -mode soak runs the daemon's loop (Engine.Run: polls at -poll, a
+// reconcile at every boundary) for -duration on a state file and prints
+// RSS, CPU, goroutines and fetches every -sample; with -url it reads the
+// feeds from another process started with -mode serve, so that the
+// process measured is only the worker:
+//
+//	calpresence-load -mode serve -listen 127.0.0.1:18440 &
+//	GOMEMLIMIT=384MiB calpresence-load -mode soak -url http://127.0.0.1:18440 -poll 60s -duration 1h
+//
 // It honours GOMEMLIMIT and GOGC from the environment; -memlimit sets the
 // limit itself. Everything stays on loopback and it stops by itself.
 package main
