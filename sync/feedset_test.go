@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -236,5 +237,23 @@ func TestFeedOverACapIsRefused(t *testing.T) {
 				t.Errorf(`calpresence_feed_fetches_total{result="over_limit"} = %v; want 2`, got)
 			}
 		})
+	}
+}
+
+// /readyz shows stale and copy_age only for the sources that need them.
+func TestSourceStatusJSON(t *testing.T) {
+	for _, tt := range []struct {
+		st   SourceStatus
+		want string
+	}{
+		{SourceStatus{Name: "a", Loaded: true, Healthy: true, Occurrences: 2},
+			`{"name":"a","url":"","loaded":true,"healthy":true,"occurrences":2}`},
+		{SourceStatus{Name: "b", Loaded: true, LastError: "timeout", Stale: true, CopyAge: "26h0m0s"},
+			`{"name":"b","url":"","loaded":true,"healthy":false,"last_error":"timeout","occurrences":0,"stale":true,"copy_age":"26h0m0s"}`},
+	} {
+		got, err := json.Marshal(tt.st)
+		if err != nil || string(got) != tt.want {
+			t.Errorf("json.Marshal(%+v) = %s, %v; want %s", tt.st, got, err, tt.want)
+		}
 	}
 }
