@@ -257,3 +257,15 @@ func TestSourceStatusJSON(t *testing.T) {
 		}
 	}
 }
+
+// plan refuses a feed over max_feed_events, as the daemon does.
+func TestPlanRefusesTooManyEvents(t *testing.T) {
+	now := time.Now()
+	cfg := testConfig()
+	cfg.Schedule.MaxFeedEvents = 1
+	feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(now, "x", time.Hour, time.Hour, "y", 2*time.Hour, time.Hour)}, errs: map[string]error{}}
+	_, err := Plan(context.Background(), cfg, feeds, PlanRequest{From: now, To: now.Add(cfg.Schedule.Horizon)})
+	if !errors.Is(err, sources.ErrOverLimit) {
+		t.Errorf("Plan() error = %v; want one wrapping sources.ErrOverLimit", err)
+	}
+}

@@ -53,7 +53,7 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 	errs := make([]error, len(selected))
 	parallel(len(selected), fetchParallelism, func(i int) {
 		idx := selected[i]
-		results[i], errs[i] = planSource(ctx, m, fetcher, &cfg.Sources[idx], cfg.SourceLocation(idx), cfg.Schedule.MaxOccurrences, req)
+		results[i], errs[i] = planSource(ctx, m, fetcher, &cfg.Sources[idx], cfg.SourceLocation(idx), cfg.Schedule, req)
 	})
 	var out []Match
 	for _, r := range results {
@@ -66,12 +66,16 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 	return out, errors.Join(errs...)
 }
 
-func planSource(ctx context.Context, m *Matcher, fetcher Fetcher, src *config.Source, zone *time.Location, maxPerEvent int, req PlanRequest) ([]Match, error) {
+// planSource reads one source for Plan. A feed over max_feed_events is
+// refused as the daemon refuses it; the occurrence and people caps, which
+// depend on the window, are the daemon's alone (plan's window may be wide).
+func planSource(ctx context.Context, m *Matcher, fetcher Fetcher, src *config.Source, zone *time.Location, sc config.Schedule, req PlanRequest) ([]Match, error) {
 	res, err := fetcher.Fetch(ctx, sources.FetchRequest{Name: src.Name, URL: src.URL, Headers: src.Headers})
 	if err != nil {
 		return nil, &SourceError{src.Name, err}
 	}
-	out, err := sources.ParseExpand(res.Body, sources.ExpandOptions{From: req.From, To: req.To, Zone: zone, MaxPerEvent: maxPerEvent})
+	out, err := sources.ParseExpand(res.Body, sources.ExpandOptions{From: req.From, To: req.To, Zone: zone,
+		MaxPerEvent: sc.MaxOccurrences, MaxEvents: sc.MaxFeedEvents})
 	if err != nil {
 		return nil, &SourceError{src.Name, fmt.Errorf("%s: %w", sources.RedactURL(src.URL), err)}
 	}
