@@ -242,14 +242,6 @@ func (e *Engine) kickReconcile() {
 	}
 }
 
-// pollOne is the scheduled poll of one source: it reconciles when the
-// occurrences changed.
-func (e *Engine) pollOne(ctx context.Context, name string) {
-	if changed, _ := e.feeds.poll(ctx, name, false, nil); changed {
-		e.kickReconcile()
-	}
-}
-
 // reconcile brings Graph in line with the spans at this moment and
 // schedules the next boundary. users restricts the calls (nil: all).
 func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
