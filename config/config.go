@@ -111,6 +111,21 @@ type Schedule struct {
 	// IdentityRefresh is how often a resolved address is looked up again
 	// in Entra, and an unknown one at most reported (default 24h).
 	IdentityRefresh time.Duration `yaml:"identity_refresh"`
+	// FetchConcurrency caps the feeds read at once, across scheduled
+	// polls, the first pass and resyncs (default 16).
+	FetchConcurrency int `yaml:"fetch_concurrency"`
+	// MaxCopyAge is how long the last good copy of a failing feed keeps
+	// counting: events that start more than MaxCopyAge after the copy was
+	// last confirmed (fetched, or answered 304) are dropped, and the source
+	// is reported stale (default 24h).
+	MaxCopyAge time.Duration `yaml:"max_copy_age"`
+	// MaxFeedEvents, MaxFeedOccurrences and MaxFeedPeople cap one feed's
+	// VEVENTs, its occurrences within the window and the distinct people
+	// it makes busy; a feed over a cap is refused like a broken one
+	// (defaults 10,000, 50,000 and 2,000).
+	MaxFeedEvents      int `yaml:"max_feed_events"`
+	MaxFeedOccurrences int `yaml:"max_feed_occurrences"`
+	MaxFeedPeople      int `yaml:"max_feed_people"`
 }
 
 // State configures the durable state file.
@@ -249,13 +264,18 @@ func Default() *Config {
 			LeadBurst:    5 * time.Second,
 		},
 		Schedule: Schedule{
-			PollInterval:    5 * time.Minute,
-			Horizon:         36 * time.Hour,
-			Timezone:        "UTC",
-			FetchTimeout:    30 * time.Second,
-			MaxFeedBytes:    10 << 20,
-			MaxOccurrences:  1000,
-			IdentityRefresh: 24 * time.Hour,
+			PollInterval:       5 * time.Minute,
+			Horizon:            36 * time.Hour,
+			Timezone:           "UTC",
+			FetchTimeout:       30 * time.Second,
+			MaxFeedBytes:       10 << 20,
+			MaxOccurrences:     1000,
+			IdentityRefresh:    24 * time.Hour,
+			FetchConcurrency:   16,
+			MaxCopyAge:         24 * time.Hour,
+			MaxFeedEvents:      10000,
+			MaxFeedOccurrences: 50000,
+			MaxFeedPeople:      2000,
 		},
 		State:  State{Path: "/var/lib/calpresence/state.db"},
 		Server: Server{Listen: ":8080", ShutdownTimeout: 20 * time.Second},

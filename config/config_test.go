@@ -77,6 +77,12 @@ func TestLoadFull(t *testing.T) {
 			MaxFeedBytes:    1 << 20,
 			MaxOccurrences:  500,
 			IdentityRefresh: 12 * time.Hour,
+
+			FetchConcurrency:   8,
+			MaxCopyAge:         12 * time.Hour,
+			MaxFeedEvents:      5000,
+			MaxFeedOccurrences: 20000,
+			MaxFeedPeople:      300,
 		},
 		State:  State{Path: "/data/state.db"},
 		Server: Server{Listen: "127.0.0.1:9090", AdminTokenFile: "/run/secrets/calpresence-admin", ShutdownTimeout: 25 * time.Second},
@@ -161,6 +167,11 @@ func TestLoadDefaults(t *testing.T) {
 		{"schedule.fetch_timeout", d.Schedule.FetchTimeout, 30 * time.Second},
 		{"schedule.max_feed_bytes", d.Schedule.MaxFeedBytes, int64(10 << 20)},
 		{"schedule.max_occurrences", d.Schedule.MaxOccurrences, 1000},
+		{"schedule.fetch_concurrency", d.Schedule.FetchConcurrency, 16},
+		{"schedule.max_copy_age", d.Schedule.MaxCopyAge, 24 * time.Hour},
+		{"schedule.max_feed_events", d.Schedule.MaxFeedEvents, 10000},
+		{"schedule.max_feed_occurrences", d.Schedule.MaxFeedOccurrences, 50000},
+		{"schedule.max_feed_people", d.Schedule.MaxFeedPeople, 2000},
 		{"state.path", d.State.Path, "/var/lib/calpresence/state.db"},
 		{"server.listen", d.Server.Listen, ":8080"},
 	}
@@ -259,6 +270,11 @@ func TestLoadInvalid(t *testing.T) {
 			"FILE:11: schedule.max_feed_bytes: must be at least 1 (got 0)\n" +
 			"FILE:12: schedule.max_occurrences: must be at least 1 (got -1)\n" +
 			"FILE:13: schedule.identity_refresh: must be at least 1m (got 30s)"},
+		{"schedule-feed-limits", ":10: schedule.fetch_concurrency: must be at least 1 (got 0)\n" +
+			"FILE:11: schedule.max_feed_events: must be at least 1 (got 0)\n" +
+			"FILE:12: schedule.max_feed_occurrences: must be at least 1 (got -5)\n" +
+			"FILE:13: schedule.max_feed_people: must be at least 1 (got 0)\n" +
+			"FILE:14: schedule.max_copy_age: must be at least 1m (got 30s)"},
 		{"state-path", `:10: state.path: required`},
 		{"server-listen", `:10: server.listen: must be host:port such as ":8080" or "127.0.0.1:8080" (got "8080")`},
 		{"server-shutdown-timeout", `:10: server.shutdown_timeout: must be positive (got 0s)`},

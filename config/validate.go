@@ -264,6 +264,22 @@ func (c *Config) validateSchedule(k *checker) {
 	if s.IdentityRefresh < time.Minute {
 		k.add("schedule.identity_refresh", "must be at least 1m (got %s)", s.IdentityRefresh)
 	}
+	for _, n := range []struct {
+		path string
+		v    int
+	}{
+		{"schedule.fetch_concurrency", s.FetchConcurrency},
+		{"schedule.max_feed_events", s.MaxFeedEvents},
+		{"schedule.max_feed_occurrences", s.MaxFeedOccurrences},
+		{"schedule.max_feed_people", s.MaxFeedPeople},
+	} {
+		if n.v < 1 {
+			k.add(n.path, "must be at least 1 (got %d)", n.v)
+		}
+	}
+	if s.MaxCopyAge < time.Minute {
+		k.add("schedule.max_copy_age", "must be at least 1m (got %s)", s.MaxCopyAge)
+	}
 }
 
 func checkZone(k *checker, path, name string) {

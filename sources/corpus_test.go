@@ -245,7 +245,7 @@ func runExpectation(e *expectation) ([]view, error) {
 	opt.From = ws.t.Add(-72 * time.Hour)
 	opt.To = we.t.Add(72 * time.Hour)
 	opt.MaxPerEvent = 100000
-	res, locs := cal.expand(opt, true)
+	res, locs, _ := cal.expand(opt, true)
 	if res.recovered > 0 {
 		return nil, fmt.Errorf("expand panicked %d times (recovered): %q", res.recovered, res.Dropped)
 	}

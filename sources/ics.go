@@ -27,7 +27,16 @@ type ExpandOptions struct {
 	// within the window; 0 means 1000. Exceeding it stops that event with a
 	// warning.
 	MaxPerEvent int
+	// MaxEvents and MaxOccurrences cap the whole feed: its VEVENTs, and its
+	// occurrences within the window. 0 means no cap. ParseExpand refuses a
+	// feed over a cap with an error wrapping ErrOverLimit, and stops as
+	// soon as it sees the excess (the events are counted before the
+	// calendar is decoded), so an oversized feed costs little.
+	MaxEvents, MaxOccurrences int
 }
+
+// ErrOverLimit is wrapped by the errors of a feed over one of its caps.
+var ErrOverLimit = errors.New("over the limit")
 
 // Result is what ParseExpand found in a feed.
 type Result struct {
@@ -59,11 +68,12 @@ const DefaultMaxPerEvent = 1000
 // truncated (no END:VCALENDAR); everything else that real clients get wrong
 // is repaired or skipped with a warning. It never panics.
 func ParseExpand(data []byte, opt ExpandOptions) (*Result, error) {
-	cal, err := Parse(data)
+	cal, err := parse(data, scanFeed, opt.MaxEvents)
 	if err != nil {
 		return nil, err
 	}
-	return cal.Expand(opt), nil
+	res, _, err := cal.expand(opt, false)
+	return res, err
 }
 
 // Calendar is a parsed feed, ready for Expand. It holds the parse tree:
@@ -84,7 +94,7 @@ type calRoot struct {
 // Parse reads an iCalendar feed with go-ical, after the line-level repairs
 // described on scanFeed.
 func Parse(data []byte) (*Calendar, error) {
-	return parse(data, scanFeed)
+	return parse(data, scanFeed, 0)
 }
 
 // panicError is a panic of go-ical (or of the scanner) recovered into an
@@ -101,8 +111,9 @@ func (e *panicError) Error() string {
 }
 
 // parse is Parse with the line-level pass as a parameter, so that a test can
-// hand go-ical a line the scanner would have repaired.
-func parse(data []byte, scan func([]byte) (*scanResult, error)) (cal *Calendar, err error) {
+// hand go-ical a line the scanner would have repaired, refusing a feed of
+// more than maxEvents VEVENTs (0: no cap) before decoding it.
+func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int) (cal *Calendar, err error) {
 	line := 1
 	defer func() {
 		// go-ical panics on some malformed lines; the scanner should have
@@ -114,6 +125,19 @@ func parse(data []byte, scan func([]byte) (*scanResult, error)) (cal *Calendar, 
 	sc, err := scan(data)
 	if err != nil {
 		return nil, err
+	}
+	if maxEvents > 0 {
+		n := 0
+		for i := range sc.cals {
+			for _, c := range sc.cals[i].comps {
+				if c.name == "VEVENT" {
+					n++
+				}
+			}
+		}
+		if n > maxEvents {
+			return nil, fmt.Errorf("%d VEVENTs, more than the %d allowed: %w", n, maxEvents, ErrOverLimit)
+		}
 	}
 	cal = &Calendar{warnings: sc.warnings}
 	dec := ical.NewDecoder(bytes.NewReader(sc.data))
@@ -175,14 +199,19 @@ type group struct {
 // modify the Calendar. VEVENTs that share a UID without RECURRENCE-ID are
 // one event when they are revisions of it (the highest SEQUENCE wins, then
 // the last with the same DTSTART) and distinct events, with a warning,
-// when they have the highest SEQUENCE but different DTSTARTs.
+// when they have the highest SEQUENCE but different DTSTARTs. Past opt.MaxOccurrences it stops, with a warning.
 func (c *Calendar) Expand(opt ExpandOptions) *Result {
-	res, _ := c.expand(opt, false)
+	res, _, err := c.expand(opt, false)
+	if err != nil {
+		res.Warnings = append(res.Warnings, err.Error())
+	}
 	return res
 }
 
-// expand is Expand, also returning each occurrence's zone when withLocs.
-func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Location) {
+// expand is Expand, also returning each occurrence's zone when withLocs,
+// and an error wrapping ErrOverLimit past opt.MaxOccurrences (with what was
+// expanded until then).
+func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Location, error) {
 	if opt.MaxPerEvent <= 0 {
 		opt.MaxPerEvent = DefaultMaxPerEvent
 	}
@@ -236,8 +265,13 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 	if withLocs {
 		x.locs = &locs
 	}
+	var over error
 	for _, g := range order {
 		x.expandGroup(g)
+		if n := len(x.res.Occurrences); opt.MaxOccurrences > 0 && n > opt.MaxOccurrences {
+			over = fmt.Errorf("more than %d occurrences in the window: %w", opt.MaxOccurrences, ErrOverLimit)
+			break
+		}
 	}
 	occ := x.res.Occurrences
 	less := func(a, b *Occurrence) int {
@@ -251,7 +285,7 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 	}
 	if !withLocs {
 		slices.SortStableFunc(occ, func(a, b Occurrence) int { return less(&a, &b) })
-		return x.res, nil
+		return x.res, nil, over
 	}
 	perm := make([]int, len(occ))
 	for i := range perm {
@@ -264,7 +298,7 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 		sorted[i], sortedLocs[i] = occ[j], locs[j]
 	}
 	x.res.Occurrences = sorted
-	return x.res, sortedLocs
+	return x.res, sortedLocs, over
 }
 
 type expander struct {

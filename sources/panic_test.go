@@ -55,7 +55,7 @@ func TestPanicFailsTheCheck(t *testing.T) {
 	data := vcal(ev("UID:ms", msTimezones, "DTEND;TZID=W. Europe Standard Time:20200609T093000"))
 
 	t.Run("parse", func(t *testing.T) {
-		cal, err := parse(data, rawScan)
+		cal, err := parse(data, rawScan, 0)
 		var pe *panicError
 		if cal != nil || !errors.As(err, &pe) {
 			t.Fatalf("parse(%q) without the scanner = %v, %v; want a recovered panic", msTimezones, cal, err)
@@ -94,7 +94,7 @@ func TestPanicFailsTheCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := parse(data, rawScan); !errors.As(err, new(*panicError)) {
+		if _, err := parse(data, rawScan, 0); !errors.As(err, new(*panicError)) {
 			t.Errorf("go-ical on %s as it is: %v; want a (recovered) panic, the reason for the repair", file, err)
 		}
 		res, err := ParseExpand(data, ExpandOptions{From: utc("2020-06-01T00:00:00Z"), To: utc("2020-07-01T00:00:00Z")})

@@ -61,7 +61,7 @@ type Engine struct {
 	onlyConfigured map[string]bool
 	maxLease       time.Duration
 
-	mu        gosync.Mutex // guards ready, firstPass
+	mu        gosync.Mutex // guards ready, firstPass, started
 	ready     bool
 	firstPass bool
 
@@ -139,15 +139,13 @@ func New(o Options) (*Engine, error) {
 	return e, nil
 }
 
-// Run is the daemon: it loads the last good copies, reads every source,
-// reconciles at once, then polls each source at its interval and
-// reconciles at every boundary until ctx is done. Sessions are not cleared
-// on the way out: they expire by themselves and a restart picks them up.
+// Run is the daemon: it loads the last good copies and reconciles from
+// them and the stored sessions at once (the engine is then ready), reads
+// every source, reconciling again as they answer, then polls each source at
+// its interval and reconciles at every boundary until ctx is done. A feed
+// that hangs delays nobody's change. Sessions are not cleared on the way
+// out: they expire by themselves and a restart picks them up.
 func (e *Engine) Run(ctx context.Context) error {
-	// A failing source is logged and marked unhealthy by the pass itself;
-	// the daemon carries on with the others and polls it again later.
-	_ = e.FirstPass(ctx)
-
 	s, err := gocron.NewScheduler(gocron.WithLogger(gocronLogger{e.log}))
 	if err != nil {
 		return fmt.Errorf("start scheduler: %w", err)
@@ -156,16 +154,6 @@ func (e *Engine) Run(ctx context.Context) error {
 		s = e.wrapScheduler(s)
 	}
 	e.sched = s
-	for i := range e.cfg.Sources {
-		name, interval := e.cfg.Sources[i].Name, e.cfg.SourcePollInterval(i)
-		_, err := s.NewJob(gocron.DurationJob(interval),
-			gocron.NewTask(func() { e.pollOne(ctx, name) }),
-			gocron.WithSingletonMode(gocron.LimitModeReschedule),
-			gocron.WithName("poll "+name))
-		if err != nil {
-			return fmt.Errorf("schedule poll of %q: %w", name, err)
-		}
-	}
 	s.Start()
 	var wg gosync.WaitGroup
 	wg.Add(1)
@@ -186,6 +174,26 @@ func (e *Engine) Run(ctx context.Context) error {
 	}()
 	safety := time.NewTicker(SafetyReconcile)
 	defer safety.Stop()
+	// The polls: one goroutine and a bounded pool of workers for all the
+	// sources (sync/poller.go), stopped and waited for on the way out.
+	pollCtx, stopPolls := context.WithCancel(ctx)
+	var polls gosync.WaitGroup
+	polls.Go(func() {
+		// The stored copies, reconciled as they load (a reconcile a
+		// second at most: each builds every user's spans).
+		e.startFromStore(pollCtx, throttle(e.kickReconcile, time.Second))
+		polls.Go(func() { e.feeds.runPolls(pollCtx, time.Now(), e.kickReconcile) })
+		// The first round reads every source now. A failing source is
+		// logged and marked unhealthy by the poll itself; its last good
+		// copy stays in force and it is polled again at its interval.
+		_ = e.feeds.pollAll(pollCtx, nil, false, e.kickReconcile)
+		if pollCtx.Err() == nil {
+			e.reconcile(pollCtx, nil)
+			e.endFirstPass()
+		}
+	})
+	defer polls.Wait()
+	defer stopPolls()
 	for {
 		select {
 		case <-ctx.Done():
@@ -200,29 +208,75 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// FirstPass is what Run does before it starts scheduling: it loads the
-// last good copy of every source not yet read, reads every source (a
-// conditional GET for those it holds a copy of), reconciles at once as after
-// a restart, and marks the engine ready. It returns the sources that could
-// not be read, joined; their last good copies stay in use.
+// FirstPass is Run's start without the scheduling: it loads the last good
+// copy of every source, reconciles at once from them and the stored
+// sessions (the engine is then ready), reads every source (a conditional
+// GET for those it holds a copy of) and reconciles again. It returns the
+// sources that could not be read, joined; their last good copies stay in
+// use.
 //
-// Run calls it once. Calling it again is a full steady-state pass (the
-// load tool, cmd/calpresence-load, measures both).
+// Calling it again is a full steady-state pass (the load tool,
+// cmd/calpresence-load, measures both).
 func (e *Engine) FirstPass(ctx context.Context) error {
-	if e.started.IsZero() {
-		e.started = time.Now()
-	}
-	e.feeds.loadCache()
-	errs := e.feeds.pollAll(ctx, nil, false)
-	e.resolveNew(ctx)
+	e.startFromStore(ctx, nil)
+	errs := e.feeds.pollAll(ctx, nil, false, nil)
+	e.resolveNew(ctx) // no resolver loop runs beside a one-off pass
+	e.reconcile(ctx, nil)
+	e.endFirstPass()
+	return errors.Join(errs...)
+}
+
+// startFromStore, the first time it is called, loads the last good copy
+// of every source and reconciles from them and the stored sessions before
+// any feed is read: sessions whose span ended while the worker was down are
+// cleared and spans in progress are set at once, however slow the feeds
+// are. A user a source not loaded yet could concern is left alone until it
+// is (Known). loaded, when not nil, is called as copies load, so that
+// reconciles can begin before the last of 10,000 copies is parsed. The
+// engine is ready after it.
+func (e *Engine) startFromStore(ctx context.Context, loaded func()) {
 	e.mu.Lock()
-	e.firstPass = true
+	first := e.started.IsZero()
+	if first {
+		e.started, e.firstPass = time.Now(), true
+	}
 	e.mu.Unlock()
+	if !first {
+		return
+	}
+	e.feeds.loadCache(loaded)
 	e.reconcile(ctx, nil)
 	e.mu.Lock()
 	e.ready = true
 	e.mu.Unlock()
-	return errors.Join(errs...)
+}
+
+// endFirstPass ends the start-up: until every source has been read once,
+// reconciles log the changes they make for spans that began or ended
+// before the start as "restart".
+func (e *Engine) endFirstPass() {
+	e.mu.Lock()
+	e.firstPass = false
+	e.mu.Unlock()
+}
+
+// throttle returns a function that calls fn, at most once every d: a
+// call within d of the last is dropped.
+func throttle(fn func(), d time.Duration) func() {
+	var mu gosync.Mutex
+	var last time.Time
+	return func() {
+		mu.Lock()
+		now := time.Now()
+		ok := last.IsZero() || now.Sub(last) >= d
+		if ok {
+			last = now
+		}
+		mu.Unlock()
+		if ok {
+			fn()
+		}
+	}
 }
 
 // resolveNew looks up, now, every address the sources and the
@@ -274,14 +328,6 @@ func (e *Engine) kickReconcile() {
 	}
 }
 
-// pollOne is the scheduled poll of one source: it reconciles when the
-// occurrences changed.
-func (e *Engine) pollOne(ctx context.Context, name string) {
-	if changed, _ := e.feeds.poll(ctx, name, false, nil); changed {
-		e.kickReconcile()
-	}
-}
-
 // reconcile brings Graph in line with the spans at this moment and
 // schedules the next boundary. users restricts the calls (nil: all).
 func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
@@ -297,9 +343,8 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 		return nil
 	}
 	e.mu.Lock()
-	in.FirstPass, e.firstPass = e.firstPass, false
+	in.FirstPass, in.Started = e.firstPass, e.started
 	e.mu.Unlock()
-	in.Started = e.started
 	actions, _ := Reconcile(in)
 	if n := earlyStarts(actions, now); n > 0 {
 		e.log.Info("burst of starts larger than the rate allows in a second: sending ahead of the boundary",

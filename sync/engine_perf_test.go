@@ -5,6 +5,7 @@ import (
 	"fmt"
 	gosync "sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/calpresence/calpresence/config"
@@ -32,6 +33,7 @@ type memFeedCache struct {
 	feeds   map[string]state.Feed
 	singles int
 	batches []int
+	fail    error // every write fails with it
 }
 
 func (c *memFeedCache) Feed(source string) (state.Feed, bool, error) {
@@ -51,6 +53,9 @@ func (c *memFeedCache) PutFeed(f state.Feed) error {
 func (c *memFeedCache) PutFeeds(fs []state.Feed) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.fail != nil {
+		return c.fail
+	}
 	c.batches = append(c.batches, len(fs))
 	for _, f := range fs {
 		c.feeds[f.Source] = f
@@ -59,43 +64,46 @@ func (c *memFeedCache) PutFeeds(fs []state.Feed) error {
 }
 
 func TestDryRunStaleFeedFetchedInFull(t *testing.T) {
-	now := time.Now()
-	cfg := testConfig()
-	cfg.Schedule.Horizon = 2 * time.Hour // every pass finds the window slid
-	feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(now, "a", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}}
-	rf := &recordingFetcher{fakeFeeds: feeds}
-	eng, err := New(Options{Config: cfg, Presence: &fakePresence{}, Store: NewMemStore(), Fetcher: rf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	for range 2 {
-		if err := eng.FirstPass(ctx); err != nil {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		cfg := testConfig()
+		cfg.Schedule.Horizon = 2 * time.Hour // expanded again after at most an hour
+		feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(now, "a", 10*time.Minute, 5*time.Hour)}, errs: map[string]error{}}
+		rf := &recordingFetcher{fakeFeeds: feeds}
+		eng, err := New(Options{Config: cfg, Presence: &fakePresence{}, Store: NewMemStore(), Fetcher: rf})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if got := fmt.Sprint(rf.conditional); got != "[false false]" {
-		t.Errorf("conditional requests without a feed cache, window slid = %s; want [false false]", got)
-	}
-	if _, st := eng.Ready(); len(st) != 1 || st[0].Occurrences != 1 {
-		t.Errorf("Ready() = %+v; want zoom with 1 occurrence", st)
-	}
+		ctx := context.Background()
+		for range 2 {
+			if err := eng.FirstPass(ctx); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * time.Hour) // the window has slid
+		}
+		if got := fmt.Sprint(rf.conditional); got != "[false false]" {
+			t.Errorf("conditional requests without a feed cache, window slid = %s; want [false false]", got)
+		}
+		if _, st := eng.Ready(); len(st) != 1 || st[0].Occurrences != 1 {
+			t.Errorf("Ready() = %+v; want zoom with 1 occurrence", st)
+		}
 
-	// With a fresh window the copy in hand is checked conditionally.
-	cfg = testConfig()
-	rf = &recordingFetcher{fakeFeeds: feeds}
-	eng, err = New(Options{Config: cfg, Presence: &fakePresence{}, Store: NewMemStore(), Fetcher: rf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		if err := eng.FirstPass(ctx); err != nil {
+		// With a fresh window the copy in hand is checked conditionally.
+		cfg = testConfig()
+		rf = &recordingFetcher{fakeFeeds: feeds}
+		eng, err = New(Options{Config: cfg, Presence: &fakePresence{}, Store: NewMemStore(), Fetcher: rf})
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if got := fmt.Sprint(rf.conditional); got != "[false true]" {
-		t.Errorf("conditional requests without a feed cache = %s; want [false true]", got)
-	}
+		for range 2 {
+			if err := eng.FirstPass(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := fmt.Sprint(rf.conditional); got != "[false true]" {
+			t.Errorf("conditional requests without a feed cache = %s; want [false true]", got)
+		}
+	})
 }
 
 func TestPollAllStoresCopiesInBatches(t *testing.T) {

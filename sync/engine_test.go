@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/state"
 )
 
 // fakeFeeds serves feed bodies from memory, answering "not modified" when
@@ -26,6 +28,7 @@ type fakeFeeds struct {
 	bodies map[string]string
 	errs   map[string]error
 	reads  int
+	hang   bool // every fetch waits until its context is done
 }
 
 func (f *fakeFeeds) set(name, body string) {
@@ -44,6 +47,12 @@ func (f *fakeFeeds) Fetch(ctx context.Context, req sources.FetchRequest) (source
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reads++
+	if f.hang {
+		f.mu.Unlock()
+		<-ctx.Done()
+		f.mu.Lock()
+		return sources.FetchResult{}, ctx.Err()
+	}
 	if err := f.errs[req.Name]; err != nil {
 		return sources.FetchResult{}, err
 	}
@@ -174,6 +183,7 @@ type harness struct {
 	metrics *Metrics
 	eng     *Engine
 	logs    testutil.LogBuffer
+	cache   FeedCache // nil: none, as in a dry run
 }
 
 // reasons returns "op reason" of every presence change logged.
@@ -202,7 +212,7 @@ func startHarness(t *testing.T, cfg *config.Config, body string, store *MemStore
 }
 
 func (h *harness) start(cfg *config.Config) {
-	eng, err := New(Options{Config: cfg, Presence: h.graph, Store: h.store, Fetcher: h.feeds,
+	eng, err := New(Options{Config: cfg, Presence: h.graph, Store: h.store, Fetcher: h.feeds, Feeds: h.cache,
 		Logger: slog.New(slog.NewJSONHandler(&h.logs, nil)), Metrics: h.metrics})
 	if err != nil {
 		h.t.Fatal(err)
@@ -458,5 +468,95 @@ func TestEngineLeadGraceAndOverlappingSources(t *testing.T) {
 		h.until(2 * time.Hour)
 		h.stop()
 		h.want("20m0s set alice@contoso.com InAConferenceCall 33m0s")
+	})
+}
+
+// Killed mid-meeting, restarted while the feeds hang: the meeting that
+// ended while the worker was down is cleared and the one that began is set
+// at once, from the stored copies and sessions, and the engine is ready.
+func TestEngineRestartWhileFeedsHang(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		cfg := testConfig()
+		cfg.Sources = append(cfg.Sources, config.Source{Name: "webex", URL: "https://example.test/webex.ics",
+			Users: []string{"bob@contoso.com"}, PollInterval: time.Minute})
+		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: NewMemStore(),
+			graph: &fakePresence{begin: begin}, cache: &memFeedCache{feeds: map[string]state.Feed{}},
+			feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{
+				// Alice's short meeting gets a 5 min lease, to 1h5m.
+				"zoom":  ics(begin, "a", 60*time.Minute, 3*time.Minute),
+				"webex": ics(begin, "b", 62*time.Minute, 30*time.Minute),
+			}}}
+		h.start(cfg)
+		h.until(61 * time.Minute)
+		h.stop() // killed during Alice's meeting
+		h.feeds.mu.Lock()
+		h.feeds.hang = true
+		h.feeds.mu.Unlock()
+		h.until(64 * time.Minute)
+		h.start(cfg)
+		synctest.Wait()
+		if ready, _ := h.eng.Ready(); !ready {
+			t.Error("Ready() = false while the feeds hang; want ready after the reconcile from the stored copies")
+		}
+		h.until(70 * time.Minute)
+		h.stop()
+		got := h.graph.got()
+		slices.Sort(got[1:])
+		want := []string{
+			"1h0m0s set alice@contoso.com InAConferenceCall 5m0s",
+			"1h4m0s clear alice@contoso.com",
+			"1h4m0s set bob@contoso.com InAConferenceCall 28m0s",
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("Graph calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
+}
+
+// slowCache is a feed cache that takes a while to read one source's copy.
+type slowCache struct {
+	*memFeedCache
+	slow  string
+	delay time.Duration
+}
+
+func (c *slowCache) Feed(source string) (state.Feed, bool, error) {
+	if source == c.slow {
+		time.Sleep(c.delay)
+	}
+	return c.memFeedCache.Feed(source)
+}
+
+// On a restart the stored copies are reconciled as they load: the users
+// of a copy that loads at once are not kept waiting for one that is slow.
+func TestEngineRestartReconcilesAsCopiesLoad(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		cfg := testConfig()
+		cfg.Sources = append(cfg.Sources, config.Source{Name: "zz-webex", URL: "https://example.test/webex.ics",
+			Users: []string{"bob@contoso.com"}, PollInterval: time.Minute})
+		cache := &memFeedCache{feeds: map[string]state.Feed{}}
+		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: NewMemStore(),
+			graph: &fakePresence{begin: begin}, cache: cache,
+			feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{
+				"zoom":     ics(begin, "a", 60*time.Minute, 3*time.Minute),
+				"zz-webex": ics(begin, "b", 62*time.Minute, 30*time.Minute),
+			}}}
+		h.start(cfg)
+		h.until(61 * time.Minute)
+		h.stop()
+		h.feeds.mu.Lock()
+		h.feeds.hang = true
+		h.feeds.mu.Unlock()
+		h.cache = &slowCache{memFeedCache: cache, slow: "zz-webex", delay: 10 * time.Second}
+		h.until(64 * time.Minute)
+		h.start(cfg)
+		h.until(70 * time.Minute)
+		h.stop()
+		h.want(
+			"1h0m0s set alice@contoso.com InAConferenceCall 5m0s",
+			"1h4m0s clear alice@contoso.com",
+			"1h4m10s set bob@contoso.com InAConferenceCall 27m50s")
 	})
 }

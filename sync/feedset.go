@@ -3,10 +3,15 @@ package sync
 import (
 	"context"
 	"errors"
+	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"runtime"
 	"slices"
 	gosync "sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/sources"
@@ -24,18 +29,53 @@ type feedSet struct {
 	fetcher Fetcher
 	matcher *Matcher
 
-	mu    gosync.Mutex // guards feeds' contents
+	// slots holds a token for every poll in progress (fetch and parse):
+	// scheduled polls, the first pass and resyncs share concurrency of them.
+	slots       chan struct{}
+	concurrency int
+
+	mu    gosync.Mutex // guards feeds' contents and the snapshot
 	feeds map[string]*feed
+	// snap caches allMatches and knownFunc between changes: a reconcile
+	// at every boundary must not gather 200,000 matches again when no
+	// source has changed since the last.
+	snap struct {
+		valid   bool
+		matches []Match
+		known   func(string) bool
+	}
 }
 
 func newFeedSet(cfg *config.Config, cache FeedCache, fetcher Fetcher, m *Matcher, log *slog.Logger, metrics *Metrics) *feedSet {
+	n := cfg.Schedule.FetchConcurrency
+	if n <= 0 {
+		n = fetchParallelism
+	}
 	fs := &feedSet{cfg: cfg, log: log, metrics: metrics, cache: cache, fetcher: fetcher, matcher: m,
+		slots: make(chan struct{}, n), concurrency: n,
 		feeds: make(map[string]*feed, len(cfg.Sources))}
+	every := min(cfg.Schedule.Horizon, fs.maxCopyAge()) / 2
 	for i := range cfg.Sources {
 		src := &cfg.Sources[i]
-		fs.feeds[src.Name] = &feed{src: src, zone: cfg.SourceLocation(i)}
+		h := fnv.New32a()
+		h.Write([]byte(src.Name))
+		fs.feeds[src.Name] = &feed{src: src, zone: cfg.SourceLocation(i), interval: cfg.SourcePollInterval(i),
+			// Spread the re-expansions of copies read at the same time
+			// (all of them, after a start) over a quarter of the period.
+			expandEvery:  every - time.Duration(h.Sum32())%max(every/4, 1),
+			notModified:  metrics.FeedFetches.WithLabelValues(src.Name, "not_modified"),
+			healthyGauge: metrics.FeedHealthy.WithLabelValues(src.Name),
+			lastSuccess:  metrics.FeedLastSuccess.WithLabelValues(src.Name),
+			staleGauge:   metrics.FeedStale.WithLabelValues(src.Name)}
 	}
 	return fs
+}
+
+func (fs *feedSet) maxCopyAge() time.Duration {
+	if d := fs.cfg.Schedule.MaxCopyAge; d > 0 {
+		return d
+	}
+	return config.Default().Schedule.MaxCopyAge
 }
 
 // has reports whether name is a configured source.
@@ -44,17 +84,30 @@ func (fs *feedSet) has(name string) bool {
 	return ok
 }
 
-// statuses returns each source's status, sorted by name.
+// statuses returns each source's status, sorted by name. The age of the
+// copy in force is given for the sources that are failing or stale.
 func (fs *feedSet) statuses() []SourceStatus {
+	now := time.Now()
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	var st []SourceStatus
 	for _, name := range sortedKeys(fs.feeds) {
 		f := fs.feeds[name]
-		st = append(st, SourceStatus{Name: name, URL: sources.RedactURL(f.src.URL), Loaded: f.loaded, Healthy: f.healthy,
-			LastError: f.lastErr, LastSuccess: f.lastOK, Occurrences: len(f.occs)})
+		s := SourceStatus{Name: name, URL: sources.RedactURL(f.src.URL), Loaded: f.loaded, Healthy: f.healthy,
+			LastError: f.lastErr, LastSuccess: f.lastOK, Occurrences: len(f.occs), Stale: fs.stale(f, now)}
+		if f.loaded && (!f.healthy || s.Stale) {
+			s.CopyAge = now.Sub(f.lastOK).Round(time.Second).String()
+		}
+		st = append(st, s)
 	}
 	return st
+}
+
+// stale reports whether the copy of f in force is older than max_copy_age:
+// last confirmed (fetched, or answered 304) longer ago than that. fs.mu
+// must be held.
+func (fs *feedSet) stale(f *feed, now time.Time) bool {
+	return f.loaded && now.Sub(f.lastOK) > fs.maxCopyAge()
 }
 
 // snapshot returns every source's matches and the known function for
@@ -62,73 +115,132 @@ func (fs *feedSet) statuses() []SourceStatus {
 func (fs *feedSet) snapshot() ([]Match, func(string) bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	return fs.allMatches(), fs.knownFunc()
+	if !fs.snap.valid {
+		fs.snap.matches, fs.snap.known, fs.snap.valid = fs.allMatches(), fs.knownFunc(), true
+	}
+	return fs.snap.matches, fs.snap.known
 }
 
 // feed is what the engine knows of one source.
 type feed struct {
-	src        *config.Source
-	zone       *time.Location
-	loaded     bool // occurrences come from a good copy (network or cache)
-	healthy    bool
-	lastErr    string
+	src      *config.Source
+	zone     *time.Location
+	interval time.Duration
+
+	// pollMu is held through a poll of the source: one at a time.
+	pollMu gosync.Mutex
+
+	// The rest is guarded by feedSet.mu.
+	loaded  bool // occurrences come from a good copy (network or cache)
+	healthy bool
+	lastErr string
+	// lastOK is when the copy in force was last confirmed: fetched, or
+	// answered "not modified" (after a restart: when the stored copy was).
 	lastOK     time.Time
 	validators state.Validators
-	hash       [32]byte
+	hash       [32]byte // of the copy in force
+	storedHash [32]byte // of the copy in the feed cache, as far as we know
 	occs       []sources.Occurrence
 	matches    []Match
-	from, to   time.Time // window the occurrences were expanded for
 	warnings   int
 	dropped    []string // Result.Dropped of the last good read
+	// The occurrences were expanded at expandedAt, and are expanded again
+	// from the copy in force every expandEvery: the window slides, and
+	// max_copy_age runs from lastOK.
+	expandedAt  time.Time
+	expandEvery time.Duration
+	// refused is the hash of the last body refused (it did not parse, or
+	// is over a cap), with why: the same body again is refused unparsed.
+	refused       [32]byte
+	refusedErr    error
+	refusedResult string
+	failingSince  time.Time
+	lastWarn      time.Time // of a failure or staleness, to warn at most every failWarnEvery
+	staleNoted    bool
+
+	// The metrics every poll touches, looked up once.
+	notModified  prometheus.Counter
+	healthyGauge prometheus.Gauge
+	lastSuccess  prometheus.Gauge
+	staleGauge   prometheus.Gauge
 }
 
+// failWarnEvery is how often a source that keeps failing is logged at
+// Warn (in between, at Debug).
+const failWarnEvery = 5 * time.Minute
+
 // loadCache reads the last good copy of every source from the feed cache,
-// so that a restart knows the meetings before the network answers.
-func (fs *feedSet) loadCache() {
+// so that a restart knows the meetings before the network answers. The
+// copies are parsed in parallel, one per core; changed, when not nil, is
+// called after each. A copy older than max_copy_age is stale from the
+// start: its future events do not count.
+func (fs *feedSet) loadCache(changed func()) {
 	if fs.cache == nil {
 		return
 	}
 	now := time.Now()
-	for name, f := range fs.feeds {
+	names := sortedKeys(fs.feeds)
+	parallel(len(names), runtime.GOMAXPROCS(0), func(i int) {
+		name := names[i]
+		f := fs.feeds[name]
 		fs.mu.Lock()
 		loaded := f.loaded
 		fs.mu.Unlock()
 		if loaded {
-			continue // already read; the copy we hold is at least as new
+			return // already read; the copy we hold is at least as new
 		}
 		c, ok, err := fs.cache.Feed(name)
 		if err != nil {
 			fs.log.Warn("read cached feed", "source", name, "err", err)
-			continue
+			return
 		}
 		if !ok || c.URLHash != state.URLHash(f.src.URL) {
-			continue
+			return
 		}
-		res, err := fs.expand(f, c.Body, now)
+		x, err := fs.expand(f, c.Body, now, c.FetchedAt)
 		if err != nil {
-			fs.log.Warn("cached feed does not parse; ignored", "source", name, "err", err)
-			continue
+			fs.log.Warn("cached feed refused; ignored", "source", name, "err", err)
+			return
 		}
 		fs.mu.Lock()
-		fs.install(f, res, now)
-		f.validators, f.hash, f.lastOK = c.Validators, c.Hash, c.FetchedAt
+		if f.loaded {
+			fs.mu.Unlock()
+			return
+		}
+		fs.install(f, x, now)
+		f.validators, f.hash, f.storedHash, f.lastOK = c.Validators, c.Hash, c.Hash, c.FetchedAt
+		stale := fs.stale(f, now)
+		f.staleNoted = stale
 		fs.mu.Unlock()
-		fs.log.Info("last good copy loaded", "source", name, "fetched_at", c.FetchedAt, "occurrences", len(res.Occurrences))
-	}
+		fs.log.Info("last good copy loaded", "source", name, "fetched_at", c.FetchedAt, "occurrences", len(x.occs))
+		if changed != nil {
+			changed()
+		}
+		if stale {
+			f.staleGauge.Set(1)
+			fs.log.Warn("last good copy is stale: its events after max_copy_age do not count until the feed is read",
+				"source", name, "fetched_at", c.FetchedAt, "copy_age", now.Sub(c.FetchedAt).Round(time.Second))
+		}
+	})
 }
 
-// pollAll reads the named sources (all when none) with bounded parallelism.
-// The new copies go to the feed cache in batches, all written by the time
-// it returns.
-func (fs *feedSet) pollAll(ctx context.Context, names []string, force bool) []error {
+// pollAll reads the named sources (all when none) with bounded parallelism,
+// calling changed (when not nil) after each poll that changed a source's
+// occurrences. The new copies go to the feed cache in batches, all written
+// by the time it returns.
+func (fs *feedSet) pollAll(ctx context.Context, names []string, force bool, changed func()) []error {
 	if len(names) == 0 {
 		names = sortedKeys(fs.feeds)
 	}
 	keep, flush := fs.keepBatched()
 	defer flush()
 	errs := make([]error, len(names))
-	parallel(len(names), fetchParallelism, func(i int) {
-		_, errs[i] = fs.poll(ctx, names[i], force, keep)
+	parallel(len(names), fs.concurrency, func(i int) {
+		var ch bool
+		ch, errs[i] = fs.poll(ctx, names[i], force, keep)
+		if ch && changed != nil {
+			changed()
+		}
 	})
 	return errs
 }
@@ -180,161 +292,317 @@ func (fs *feedSet) storeFeeds(batch []state.Feed) {
 		return
 	}
 	if err := fs.cache.PutFeeds(batch); err == nil {
+		for _, c := range batch {
+			fs.stored(c)
+		}
 		return
 	}
-	for _, f := range batch {
-		if err := fs.cache.PutFeed(f); err != nil {
-			fs.log.Warn("keep last good copy", "source", f.Source, "err", err)
-		}
+	for _, c := range batch {
+		fs.storeFeed(c)
 	}
+}
+
+// storeFeed writes one last good copy.
+func (fs *feedSet) storeFeed(c state.Feed) {
+	if err := fs.cache.PutFeed(c); err != nil {
+		fs.log.Warn("keep last good copy", "source", c.Source, "err", err)
+		return
+	}
+	fs.stored(c)
+}
+
+// stored notes that c is the copy in the feed cache.
+func (fs *feedSet) stored(c state.Feed) {
+	fs.mu.Lock()
+	fs.feeds[c.Source].storedHash = c.Hash
+	fs.mu.Unlock()
 }
 
 // poll fetches one source and, when it changed, parses and expands it. A
 // failure keeps the last good copy: only a successfully parsed feed can
 // remove events. It reports whether the occurrences changed. A new copy
 // goes to the feed cache through keep, or at once when keep is nil.
+//
+// A scheduled poll (not force) skips a source that is being read already.
 func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(state.Feed)) (bool, error) {
 	f := fs.feeds[name]
-	log := fs.log.With("source", name)
+	if force {
+		f.pollMu.Lock()
+	} else if !f.pollMu.TryLock() {
+		return false, nil
+	}
+	defer f.pollMu.Unlock()
+	select {
+	case fs.slots <- struct{}{}:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	defer func() { <-fs.slots }()
+
 	now := time.Now()
 	fs.mu.Lock()
-	req := sources.FetchRequest{Name: name, URL: f.src.URL, Headers: f.src.Headers}
-	stale := f.loaded && now.Sub(f.from) > fs.cfg.Schedule.Horizon/2
-	// Without a feed cache (dry run) no body is kept to expand again when
-	// the window has slid: a stale feed is fetched in full instead. (Kept
-	// in memory, 10,000 feeds' bodies would take 900 MB.)
-	if f.loaded && !force && !(stale && fs.cache == nil) {
-		req.Prev = sources.Validators{ETag: f.validators.ETag, LastModified: f.validators.LastModified}
-		req.PrevHash = f.hash
-	}
+	loaded, hash, validators := f.loaded, f.hash, f.validators
+	inStore := f.storedHash == f.hash
+	reexpand := loaded && !now.Before(f.expandedAt.Add(f.expandEvery))
 	fs.mu.Unlock()
+	// Time has moved on: the copy in force is expanded again, whether the
+	// feed answers "not modified" or fails. The body comes from the feed
+	// cache, and only when it is the copy in force (its write may have
+	// failed, leaving an older one there).
+	var stored []byte
+	if reexpand && fs.cache != nil {
+		stored = fs.storedBody(f, hash)
+	}
+	req := sources.FetchRequest{Name: name, URL: f.src.URL, Headers: f.src.Headers}
+	// A "not modified" applies to the copy in force, and is asked for only
+	// when that copy is all we need. Without it in the feed cache (a failed
+	// write; or a dry run, which keeps no bodies, when the copy is due to
+	// be expanded again: 10,000 feeds' bodies would take 900 MB) the feed
+	// is fetched in full instead.
+	switch {
+	case !loaded || force:
+	case fs.cache == nil && reexpand:
+	case fs.cache != nil && (!inStore || (reexpand && stored == nil)):
+	default:
+		req.Prev = sources.Validators{ETag: validators.ETag, LastModified: validators.LastModified}
+		req.PrevHash = hash
+	}
 
 	res, err := fs.fetcher.Fetch(ctx, req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, ctx.Err()
 		}
-		fs.unhealthy(f, "error", err, log)
-		return false, &SourceError{name, err}
+		return fs.failed(f, "error", err, stored, now)
 	}
 	body := res.Body
 	if res.NotModified {
-		fs.metrics.FeedFetches.WithLabelValues(name, "not_modified").Inc()
-		fs.healthy(f, now)
-		if !stale {
+		f.notModified.Inc()
+		if stored == nil {
+			fs.healthy(f, now)
 			return false, nil
 		}
-		// The window has slid: expand the unchanged copy again.
-		if body, err = fs.lastBody(f); err != nil {
-			log.Warn("cannot re-expand unchanged feed", "err", err)
-			return false, nil
+		body = stored
+	} else {
+		fs.mu.Lock()
+		refused, why, result := res.Hash == f.refused && res.Hash != [32]byte{}, f.refusedErr, f.refusedResult
+		fs.mu.Unlock()
+		if refused {
+			// The body refused last time, again: no need to parse it.
+			return fs.failed(f, result, why, stored, now)
 		}
 	}
-	out, err := fs.expand(f, body, now)
+	x, err := fs.expand(f, body, now, now)
 	if err != nil {
-		fs.unhealthy(f, "parse_error", err, log)
-		return false, &SourceError{name, err}
+		result := "parse_error"
+		if errors.Is(err, sources.ErrOverLimit) {
+			result = "over_limit"
+		}
+		if res.NotModified {
+			stored = nil // the stored copy itself is refused (a cap lowered since)
+		} else {
+			fs.mu.Lock()
+			f.refused, f.refusedErr, f.refusedResult = res.Hash, err, result
+			fs.mu.Unlock()
+		}
+		return fs.failed(f, result, err, stored, now)
 	}
 	if !res.NotModified {
 		// One result per fetch: "ok" only for a body that parsed.
 		fs.metrics.FeedFetches.WithLabelValues(name, "ok").Inc()
 	}
-	for _, w := range out.Warnings {
-		log.Debug("feed warning", "warning", w)
+	for _, w := range x.warnings {
+		fs.log.Debug("feed warning", "source", name, "warning", w)
 	}
 	fs.mu.Lock()
-	changed := !slices.EqualFunc(f.occs, out.Occurrences, sameOccurrence) || !f.loaded
-	fs.install(f, out, now)
+	changed := !slices.EqualFunc(f.occs, x.occs, sameOccurrence) || !f.loaded
+	fs.install(f, x, now)
 	if !res.NotModified {
 		f.validators = state.Validators{ETag: res.Validators.ETag, LastModified: res.Validators.LastModified}
 		f.hash = res.Hash
+		f.refused, f.refusedErr = [32]byte{}, nil
 	}
-	f.healthy, f.lastErr, f.lastOK = true, "", now
+	c := state.Feed{Source: name, URLHash: state.URLHash(f.src.URL), Validators: f.validators, Hash: f.hash, Body: body, FetchedAt: now}
 	fs.mu.Unlock()
-	fs.metrics.FeedHealthy.WithLabelValues(name).Set(1)
-	fs.metrics.FeedLastSuccess.WithLabelValues(name).Set(float64(now.Unix()))
-	if !res.NotModified && fs.cache != nil {
-		c := state.Feed{Source: name, URLHash: state.URLHash(f.src.URL), Validators: state.Validators{ETag: res.Validators.ETag, LastModified: res.Validators.LastModified},
-			Hash: res.Hash, Body: body, FetchedAt: now}
+	fs.healthy(f, now)
+	// A new copy is stored; so is a re-expanded one, with the time it was
+	// confirmed, so that after a restart its age is known to within
+	// expandEvery.
+	if fs.cache != nil {
 		if keep != nil {
 			keep(c)
-		} else if err := fs.cache.PutFeed(c); err != nil {
-			log.Warn("keep last good copy", "err", err)
+		} else {
+			fs.storeFeed(c)
 		}
 	}
 	if changed {
-		log.Info("feed read", "events", out.Events, "occurrences", len(out.Occurrences), "warnings", len(out.Warnings))
+		fs.log.Info("feed read", "source", name, "events", x.events, "occurrences", len(x.occs), "warnings", len(x.warnings))
 	}
 	return changed, nil
 }
 
-// lastBody reads the last good copy of f from the feed cache.
-func (fs *feedSet) lastBody(f *feed) ([]byte, error) {
+// storedBody returns the body of f's copy in the feed cache when its hash
+// is hash, else nil.
+func (fs *feedSet) storedBody(f *feed, hash [32]byte) []byte {
 	if fs.cache == nil {
-		return nil, errors.New("no feed cache")
+		return nil
 	}
 	c, ok, err := fs.cache.Feed(f.src.Name)
 	if err != nil {
-		return nil, err
+		fs.log.Warn("read last good copy", "source", f.src.Name, "err", err)
+		return nil
 	}
-	if !ok {
-		return nil, errors.New("no stored copy")
+	if !ok || c.Hash != hash || c.URLHash != state.URLHash(f.src.URL) {
+		return nil
 	}
-	return c.Body, nil
+	return c.Body
 }
 
-// expand parses body and expands it over [now-1h, now+horizon].
-func (fs *feedSet) expand(f *feed, body []byte, now time.Time) (*sources.Result, error) {
+// expansion is a feed's body expanded and matched.
+type expansion struct {
+	occs     []sources.Occurrence
+	matches  []Match
+	events   int
+	warnings []string
+	dropped  []string // sources.Result.Dropped
+}
+
+// expand parses body and expands it over [now-1h, now+horizon], for a copy
+// last confirmed at confirmed, and matches the occurrences. A feed over a
+// cap is refused with an error wrapping sources.ErrOverLimit.
+//
+// Past max_copy_age the copy's future events stop counting: an occurrence
+// that starts later than confirmed + max_copy_age is dropped (a meeting
+// that started before then runs on to its end). A copy confirmed by every
+// poll is expanded again long before that matters (expandEvery is at most
+// half of max_copy_age); one that keeps failing loses its events one by
+// one as they come due, and the source is reported stale.
+func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expansion, error) {
+	sc := fs.cfg.Schedule
 	res, err := sources.ParseExpand(body, sources.ExpandOptions{
-		From: now.Add(-time.Hour), To: now.Add(fs.cfg.Schedule.Horizon),
-		Zone: f.zone, MaxPerEvent: fs.cfg.Schedule.MaxOccurrences,
+		From: now.Add(-time.Hour), To: now.Add(sc.Horizon),
+		Zone: f.zone, MaxPerEvent: sc.MaxOccurrences,
+		MaxEvents: sc.MaxFeedEvents, MaxOccurrences: sc.MaxFeedOccurrences,
 	})
 	if err != nil {
 		return nil, err
+	}
+	occs := res.Occurrences // sorted by start
+	cutoff := confirmed.Add(fs.maxCopyAge())
+	if i, _ := slices.BinarySearchFunc(occs, cutoff, func(o sources.Occurrence, t time.Time) int {
+		if o.Start.After(t) {
+			return 1
+		}
+		return -1
+	}); i < len(occs) {
+		occs = occs[:i]
 	}
 	// Descriptions (Zoom's and Webex's dial-in text, a kilobyte an event)
 	// would be the bulk of what 10,000 feeds' occurrences hold, and only a
 	// description filter reads them; without one, a changed description
 	// changes nobody's presence either.
-	res.Occurrences = compact(res.Occurrences, fs.matcher.usesDescription(f.src.Name))
-	return res, nil
+	occs = compact(occs, fs.matcher.usesDescription(f.src.Name))
+	matches := fs.matcher.Match(f.src.Name, occs)
+	if maxPeople := sc.MaxFeedPeople; maxPeople > 0 {
+		people := make(map[string]struct{})
+		for i := range matches {
+			people[matches[i].User] = struct{}{}
+		}
+		if len(people) > maxPeople {
+			return nil, fmt.Errorf("%d people matched, more than the %d allowed: %w", len(people), maxPeople, sources.ErrOverLimit)
+		}
+	}
+	return &expansion{occs: occs, matches: matches, events: res.Events, warnings: res.Warnings, dropped: res.Dropped}, nil
 }
 
 // install replaces the occurrences of f. fs.mu must be held.
-func (fs *feedSet) install(f *feed, res *sources.Result, now time.Time) {
-	f.occs = res.Occurrences
-	f.matches = fs.matcher.Match(f.src.Name, f.occs)
-	f.from, f.to = now.Add(-time.Hour), now.Add(fs.cfg.Schedule.Horizon)
+func (fs *feedSet) install(f *feed, x *expansion, now time.Time) {
+	f.occs, f.matches = x.occs, x.matches
+	f.expandedAt = now
 	f.loaded = true
-	f.warnings = len(res.Warnings)
-	f.dropped = reportDropped(fs.log, fs.metrics, f.src.Name, f.dropped, res.Dropped)
+	f.warnings = len(x.warnings)
+	f.dropped = reportDropped(fs.log, fs.metrics, f.src.Name, f.dropped, x.dropped)
+	fs.snap.valid = false
 	fs.metrics.FeedEvents.WithLabelValues(f.src.Name).Set(float64(len(f.occs)))
 }
 
-func (fs *feedSet) unhealthy(f *feed, result string, err error, log *slog.Logger) {
-	fs.metrics.FeedFetches.WithLabelValues(f.src.Name, result).Inc()
-	fs.metrics.FeedHealthy.WithLabelValues(f.src.Name).Set(0)
+// failed records a failed read of f: the fetch, or the body (result says
+// which), and returns the poll's result. The last good copy stays in
+// force; when last is its body (it was due to be expanded again), it is
+// expanded for the time now, so that its events keep coming due and, past
+// max_copy_age, stop counting.
+//
+// The first failure is logged at Warn, and so is the source going stale;
+// while it keeps failing, one Warn every failWarnEvery, Debug in between.
+func (fs *feedSet) failed(f *feed, result string, err error, last []byte, now time.Time) (bool, error) {
+	name := f.src.Name
+	fs.metrics.FeedFetches.WithLabelValues(name, result).Inc()
+	f.healthyGauge.Set(0)
 	fs.mu.Lock()
-	was := f.healthy || f.lastErr == ""
-	f.healthy, f.lastErr = false, err.Error()
+	confirmed := f.lastOK
 	fs.mu.Unlock()
-	if was {
-		log.Warn("feed unreadable; keeping the last good copy", "err", err)
-	} else {
-		log.Debug("feed still unreadable", "err", err)
+	var x *expansion
+	if last != nil {
+		var xerr error
+		if x, xerr = fs.expand(f, last, now, confirmed); xerr != nil {
+			fs.log.Warn("last good copy refused", "source", name, "err", xerr)
+			x = nil
+		}
 	}
+	fs.mu.Lock()
+	changed := false
+	if x != nil {
+		changed = !slices.EqualFunc(f.occs, x.occs, sameOccurrence)
+		fs.install(f, x, now)
+	}
+	first := f.healthy || f.lastErr == ""
+	if first {
+		f.failingSince = now
+	}
+	f.healthy, f.lastErr = false, err.Error()
+	stale := fs.stale(f, now)
+	becameStale := stale && !f.staleNoted
+	f.staleNoted = stale
+	warn := first || becameStale || now.Sub(f.lastWarn) >= failWarnEvery
+	if warn {
+		f.lastWarn = now
+	}
+	loaded, since := f.loaded, f.failingSince
+	fs.mu.Unlock()
+	if stale {
+		f.staleGauge.Set(1)
+	}
+	args := []any{"source", name, "err", err}
+	if loaded {
+		args = append(args, "copy_age", now.Sub(confirmed).Round(time.Second), "stale", stale)
+	}
+	switch {
+	case becameStale:
+		fs.log.Warn("feed still unreadable and its last good copy is stale: its events after max_copy_age no longer count",
+			append(args, "failing_since", since)...)
+	case first:
+		fs.log.Warn("feed unreadable; keeping the last good copy", args...)
+	case warn:
+		fs.log.Warn("feed still unreadable", append(args, "failing_since", since)...)
+	default:
+		fs.log.Debug("feed still unreadable", args...)
+	}
+	return changed, &SourceError{name, err}
 }
 
+// healthy records a good read of f at now.
 func (fs *feedSet) healthy(f *feed, now time.Time) {
 	fs.mu.Lock()
-	was := f.healthy
+	was := f.healthy || f.lastErr == ""
 	f.healthy, f.lastErr, f.lastOK = true, "", now
+	f.staleNoted = false
 	fs.mu.Unlock()
 	if !was {
 		fs.log.Info("feed readable again", "source", f.src.Name)
 	}
-	fs.metrics.FeedHealthy.WithLabelValues(f.src.Name).Set(1)
-	fs.metrics.FeedLastSuccess.WithLabelValues(f.src.Name).Set(float64(now.Unix()))
+	f.healthyGauge.Set(1)
+	f.lastSuccess.Set(float64(now.Unix()))
+	f.staleGauge.Set(0)
 }
 
 // allMatches gathers the matches of every source. fs.mu must be held.

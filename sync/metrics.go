@@ -11,6 +11,7 @@ type Metrics struct {
 	FeedLastSuccess *prometheus.GaugeVec   // source: unix time of the last good read
 	FeedHealthy     *prometheus.GaugeVec   // source: 1 healthy, 0 not
 	FeedDropped     *prometheus.GaugeVec   // source: calendar data the last read could not use
+	FeedStale       *prometheus.GaugeVec   // source: 1 when the copy in force is older than max_copy_age
 	GraphRequests   *prometheus.CounterVec // op, code
 	TransitionLag   prometheus.Histogram   // boundary → call sent, seconds
 	Sessions        prometheus.Gauge       // presence sessions held
@@ -39,6 +40,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "calpresence_feed_dropped_events",
 			Help: "Events, or parts of them (overrides, rules, dates, ends, occurrences past the cap), that the last good read of the source could not use, by source.",
 		}, []string{"source"}),
+		FeedStale: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_feed_stale", Help: "1 when the source's last good copy is older than max_copy_age (its later events no longer count).",
+		}, []string{"source"}),
 		GraphRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "calpresence_graph_requests_total", Help: "Graph presence calls by operation and HTTP status (0: transport error).",
 		}, []string{"op", "code"}),
@@ -66,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped,
+		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale,
 			m.GraphRequests, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles, m.Addresses, m.ClearsPending)
 	}
 	return m

@@ -29,7 +29,7 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest) ([]Result, error
 	if err != nil {
 		return nil, err
 	}
-	errs := e.feeds.pollAll(ctx, req.Sources, true)
+	errs := e.feeds.pollAll(ctx, req.Sources, true, nil)
 	e.resolveNew(ctx)
 	var results []Result
 	if req.DryRun {

@@ -58,7 +58,7 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 	errs := make([]error, len(selected))
 	parallel(len(selected), fetchParallelism, func(i int) {
 		idx := selected[i]
-		results[i], dropped[i], errs[i] = planSource(ctx, m, fetcher, &cfg.Sources[idx], cfg.SourceLocation(idx), cfg.Schedule.MaxOccurrences, req)
+		results[i], dropped[i], errs[i] = planSource(ctx, m, fetcher, &cfg.Sources[idx], cfg.SourceLocation(idx), cfg.Schedule, req)
 	})
 	if req.Dropped != nil {
 		for i, list := range dropped {
@@ -79,13 +79,16 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 }
 
 // planSource returns the busy matches of one source and the calendar data
-// it lost.
-func planSource(ctx context.Context, m *Matcher, fetcher Fetcher, src *config.Source, zone *time.Location, maxPerEvent int, req PlanRequest) ([]Match, []string, error) {
+// it lost. A feed over max_feed_events is refused as the daemon refuses it;
+// the occurrence and people caps, which depend on the window, are the
+// daemon's alone (plan's window may be wide).
+func planSource(ctx context.Context, m *Matcher, fetcher Fetcher, src *config.Source, zone *time.Location, sc config.Schedule, req PlanRequest) ([]Match, []string, error) {
 	res, err := fetcher.Fetch(ctx, sources.FetchRequest{Name: src.Name, URL: src.URL, Headers: src.Headers})
 	if err != nil {
 		return nil, nil, &SourceError{src.Name, err}
 	}
-	out, err := sources.ParseExpand(res.Body, sources.ExpandOptions{From: req.From, To: req.To, Zone: zone, MaxPerEvent: maxPerEvent})
+	out, err := sources.ParseExpand(res.Body, sources.ExpandOptions{From: req.From, To: req.To, Zone: zone,
+		MaxPerEvent: sc.MaxOccurrences, MaxEvents: sc.MaxFeedEvents})
 	if err != nil {
 		return nil, nil, &SourceError{src.Name, fmt.Errorf("%s: %w", sources.RedactURL(src.URL), err)}
 	}

@@ -14,6 +14,15 @@
 //	calpresence-load -feeds 10000 -meetings 50 -mode engine -state bolt
 //	GOMEMLIMIT=256MiB calpresence-load -mode plan
 //
+// -mode soak runs the daemon's loop (Engine.Run: polls at -poll, a
+// reconcile at every boundary) for -duration on a state file and prints
+// RSS, CPU, goroutines and fetches every -sample; with -url it reads the
+// feeds from another process started with -mode serve, so that the
+// process measured is only the worker:
+//
+//	calpresence-load -mode serve -listen 127.0.0.1:18440 &
+//	GOMEMLIMIT=384MiB calpresence-load -mode soak -url http://127.0.0.1:18440 -poll 60s -duration 1h
+//
 // It honours GOMEMLIMIT and GOGC from the environment; -memlimit sets the
 // limit itself. Everything stays on loopback and it stops by itself.
 package main
@@ -69,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o options
 	fs.IntVar(&o.feeds, "feeds", 10000, "number of feeds, one user each")
 	fs.IntVar(&o.meetings, "meetings", 50, "meetings (VEVENTs) per feed")
-	fs.StringVar(&o.mode, "mode", "engine", "engine: the daemon's first pass, then an unchanged one; plan: sync.Plan")
+	fs.StringVar(&o.mode, "mode", "engine", "engine: the daemon's first pass, then an unchanged one; plan: sync.Plan;\nsoak: the daemon's Run for -duration, sampling RSS and CPU every -sample; serve: only serve the feeds on -listen")
 	fs.StringVar(&o.state, "state", "bolt", "engine state: bolt (a state file in a temporary directory) or mem (dry-run style)")
 	fs.StringVar(&o.style, "style", "mixed", "feed style: mixed, zoom, webex, outlook or google")
 	fs.Uint64Var(&o.seed, "seed", 1, "generator seed")
@@ -78,6 +87,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile after the first pass to `file` (and after the restart pass to file.restart)")
 	fs.BoolVar(&o.restart, "restart", true, "engine with bolt: also time a restart (a new engine on the same state file)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
+	fs.DurationVar(&o.duration, "duration", time.Hour, "soak: how long to run")
+	fs.DurationVar(&o.sampleEvery, "sample", time.Minute, "soak: how often to sample RSS and CPU")
+	fs.DurationVar(&o.poll, "poll", 0, "poll interval of every source (default: schedule.poll_interval, 5m)")
+	fs.StringVar(&o.url, "url", "", "soak, engine: read the feeds from a `base URL` served by -mode serve (another process) instead of an in-process server")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "serve: loopback address to listen on")
 	verbose := fs.Bool("v", false, "log the engine's warnings to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -88,8 +102,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
 	case o.feeds < 1 || o.meetings < 1:
 		return usageError{errors.New("-feeds and -meetings must be at least 1")}
-	case o.mode != "engine" && o.mode != "plan":
-		return usageError{fmt.Errorf("-mode: want engine or plan (got %q)", o.mode)}
+	case o.mode != "engine" && o.mode != "plan" && o.mode != "soak" && o.mode != "serve":
+		return usageError{fmt.Errorf("-mode: want engine, plan, soak or serve (got %q)", o.mode)}
+	case o.mode == "soak" && (o.duration <= 0 || o.sampleEvery <= 0):
+		return usageError{errors.New("-duration and -sample must be positive")}
 	case o.state != "bolt" && o.state != "mem":
 		return usageError{fmt.Errorf("-state: want bolt or mem (got %q)", o.state)}
 	case !strings.Contains("mixed zoom webex outlook google", o.style) || o.style == "":
@@ -105,6 +121,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o.log = slog.New(slog.DiscardHandler)
 	if *verbose {
 		o.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	switch o.mode {
+	case "serve":
+		return serve(ctx, o, stdout)
+	case "soak":
+		ctx, cancel := context.WithTimeout(ctx, o.duration+o.timeout)
+		defer cancel()
+		return soak(ctx, o, stdout)
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()

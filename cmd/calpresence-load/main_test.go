@@ -80,6 +80,9 @@ func TestRun(t *testing.T) {
 		if args[len(args)-1] == "plan" {
 			want = []string{"plan:", "fetches 24 (200: 24, 304: 0, failed: 0)"}
 		}
+		if args[len(args)-1] == "bolt" {
+			want = append(want, "restart pass:", "ready (reconciled from the stored copies) after ")
+		}
 		for _, w := range want {
 			if !strings.Contains(got, w) {
 				t.Errorf("run(%q) output lacks %q:\n%s", args, w, got)
@@ -175,4 +178,21 @@ func BenchmarkFullPass(b *testing.B) {
 		}
 		report(b, occs)
 	})
+}
+
+func TestSoak(t *testing.T) {
+	var out, errb bytes.Buffer
+	args := []string{"-mode", "soak", "-feeds", "12", "-meetings", "5", "-poll", "1s", "-duration", "2500ms", "-sample", "1s"}
+	if err := run(context.Background(), args, &out, &errb); err != nil {
+		t.Fatalf("run(%q) error: %v\n%s%s", args, err, out.String(), errb.String())
+	}
+	got := out.String()
+	for _, w := range []string{"soak: 12 feeds × 5 meetings", "elapsed   RSS MB", "done after "} {
+		if !strings.Contains(got, w) {
+			t.Errorf("run(%q) output lacks %q:\n%s", args, w, got)
+		}
+	}
+	if n := strings.Count(got, "\n"); n < 5 {
+		t.Errorf("run(%q) printed %d lines; want a header and 2 samples:\n%s", args, n, got)
+	}
 }
