@@ -108,6 +108,10 @@ type Schedule struct {
 	// IdentityRefresh is how often a resolved address is looked up again
 	// in Entra, and an unknown one at most reported (default 24h).
 	IdentityRefresh time.Duration `yaml:"identity_refresh"`
+	// CAFile adds PEM certificates to the trusted roots for https feeds (a
+	// TLS-inspecting proxy, a private CA); graph.ca_file does the same for
+	// Graph and Entra.
+	CAFile string `yaml:"ca_file,omitempty"`
 }
 
 // State configures the durable state file.
