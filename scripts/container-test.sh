@@ -46,6 +46,12 @@ if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null || ! co
 fi
 podman --version
 
+# What podman writes outside its configured places, when the run creates it:
+# the image blob info cache (root's is fixed) and /run/containers.
+created=()
+for d in /var/lib/containers /run/containers; do
+	[ -e "$d" ] || created+=("$d")
+done
 work=$(mktemp -d "${TMPDIR:-/tmp}/calpresence-container.XXXXXX")
 mkdir -p "$work/tmp" "$work/storage" "$work/run" "$work/conf"
 # Keep every piece of podman's state under $work: storage, runtime state,
@@ -92,7 +98,7 @@ cleanup() {
 	podman system reset -f >/dev/null 2>&1
 	# Anything still mounted under $work (overlay layers) goes before the files.
 	grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-	rm -rf "$work"
+	rm -rf "$work" "${created[@]}"
 	echo "== container: done in $((SECONDS - t0))s, exit $rc"
 	exit $rc
 }
