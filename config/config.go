@@ -126,6 +126,10 @@ type Schedule struct {
 	MaxFeedEvents      int `yaml:"max_feed_events"`
 	MaxFeedOccurrences int `yaml:"max_feed_occurrences"`
 	MaxFeedPeople      int `yaml:"max_feed_people"`
+	// CAFile adds PEM certificates to the trusted roots for https feeds (a
+	// TLS-inspecting proxy, a private CA); graph.ca_file does the same for
+	// Graph and Entra.
+	CAFile string `yaml:"ca_file,omitempty"`
 }
 
 // State configures the durable state file.

@@ -361,6 +361,8 @@ func TestRelativeFilesFollowConfig(t *testing.T) {
   auth: client_certificate
   certificate_file: certs/graph.pem
   ca_file: /etc/ssl/ca.pem
+schedule:
+  ca_file: proxy-ca.pem
 server:
   admin_token_file: admin
 sources:
@@ -374,6 +376,9 @@ sources:
 		c.Server.AdminTokenFile != "/etc/calpresence/admin" {
 		t.Errorf("Parse: certificate_file %q, ca_file %q, admin_token_file %q; want them next to the config",
 			c.Graph.CertificateFile, c.Graph.CAFile, c.Server.AdminTokenFile)
+	}
+	if c.Schedule.CAFile != "/etc/calpresence/proxy-ca.pem" {
+		t.Errorf("Parse: schedule.ca_file %q; want it next to the config", c.Schedule.CAFile)
 	}
 }
 

@@ -543,6 +543,7 @@ func resolveFiles(c *Config, dir string) {
 		&c.Graph.CertificateFile,
 		&c.Graph.TokenFile,
 		&c.Graph.CAFile,
+		&c.Schedule.CAFile,
 		&c.Server.AdminTokenFile,
 	} {
 		if *p != "" && !filepath.IsAbs(*p) {

@@ -59,11 +59,12 @@ type Store struct {
 // needed. If another Store holds the file, Open retries for up to timeout and
 // then fails with ErrLocked; a timeout <= 0 tries once. It never blocks
 // indefinitely, so `calpresence resync` next to a live daemon cannot hang
-// or touch the daemon's file.
+// or touch the daemon's file. A directory it cannot write (permissions, a
+// read-only file system) is ErrNotWritable, with the fix in its text.
 func Open(path string, timeout time.Duration) (*Store, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("open state %s: %w", path, err)
+			return nil, explainNotWritable(path, fmt.Errorf("open state %s: %w", path, err))
 		}
 	}
 	if timeout <= 0 {
@@ -76,7 +77,7 @@ func Open(path string, timeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("open state %s: %w", path, ErrLocked)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open state %s: %w", path, err)
+		return nil, explainNotWritable(path, fmt.Errorf("open state %s: %w", path, err))
 	}
 	s := &Store{db: db, path: path}
 	if err := s.init(); err != nil {

@@ -130,8 +130,13 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, m *sy
 	if err != nil {
 		return nil, nil, err
 	}
+	fetcher, err := newFetcher(cfg)
+	if err != nil {
+		_ = d.closeFn()
+		return nil, nil, usageError{err}
+	}
 	eng, err = sync.New(sync.Options{Config: cfg, Presence: d.graph, Store: d.store, Feeds: d.feeds,
-		Fetcher: newFetcher(cfg), Logger: log, Metrics: m})
+		Fetcher: fetcher, Logger: log, Metrics: m})
 	if err != nil {
 		_ = d.closeFn()
 		return nil, nil, usageError{err}
@@ -139,10 +144,15 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, m *sy
 	return eng, d.closeFn, nil
 }
 
-func newFetcher(cfg *config.Config) *sources.Fetcher {
+func newFetcher(cfg *config.Config) (*sources.Fetcher, error) {
 	f := sources.NewFetcher(cfg.Schedule.FetchTimeout, cfg.Schedule.MaxFeedBytes)
 	f.UserAgent = "calpresence/" + versionString()
-	return f
+	if cfg.Schedule.CAFile != "" {
+		if err := f.TrustCAFile(cfg.Schedule.CAFile); err != nil {
+			return nil, fmt.Errorf("schedule.ca_file: %w", err)
+		}
+	}
+	return f, nil
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -425,7 +435,11 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !req.To.After(req.From) {
 		return usagef("-to must be after -from")
 	}
-	matches, planErr := sync.Plan(ctx, cfg, newFetcher(cfg), req)
+	fetcher, err := newFetcher(cfg)
+	if err != nil {
+		return usageError{err}
+	}
+	matches, planErr := sync.Plan(ctx, cfg, fetcher, req)
 	if matches == nil && planErr != nil && !isFeedError(planErr) {
 		return usageError{planErr}
 	}

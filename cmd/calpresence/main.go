@@ -8,8 +8,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/calpresence/calpresence/config"
@@ -84,12 +86,51 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.As(err, new(usageError)):
-		fmt.Fprintf(stderr, "calpresence %s: %v\n", name, err)
+		printError(stderr, name, args[1:], err, exitUsage)
 		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "calpresence %s: %v\n", name, err)
+		printError(stderr, name, args[1:], err, exitFailed)
 		return exitFailed
 	}
+}
+
+// loggingCommands are the subcommands whose output is logs (-log-format).
+var loggingCommands = map[string]bool{"run": true, "resync": true, "clear": true}
+
+// printError prints the error that ends a command. A command that logs in
+// JSON (-log-format json, or auto with stderr not a terminal: a container)
+// first gets it as one JSON log line too, so that a log pipeline sees why
+// the process stopped; the plain text follows for people.
+func printError(stderr io.Writer, name string, args []string, err error, code int) {
+	if loggingCommands[name] {
+		format := flagValue(args, "log-format")
+		if format == "json" || (format == "" || format == "auto") && !isTerminal(stderr) {
+			slog.New(slog.NewJSONHandler(stderr, nil)).Error("calpresence "+name+" failed",
+				"err", err.Error(), "exit_code", code)
+		}
+	}
+	fmt.Fprintf(stderr, "calpresence %s: %v\n", name, err)
+}
+
+// flagValue returns the value of flag name in args (-name v, -name=v, or
+// with two dashes), or "" when it is not there.
+func flagValue(args []string, name string) string {
+	for i, a := range args {
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			continue
+		}
+		n, v, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if n != name {
+			continue
+		}
+		if hasValue {
+			return v
+		}
+		if i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 // stringList is a repeatable string flag.
