@@ -41,6 +41,7 @@ type feedSet struct {
 	// source has changed since the last.
 	snap struct {
 		valid   bool
+		gen     uint64 // counts the changes: the engine's spans follow it
 		matches []Match
 		known   func(string) bool
 	}
@@ -113,12 +114,21 @@ func (fs *feedSet) stale(f *feed, now time.Time) bool {
 // snapshot returns every source's matches and the known function for
 // Reconcile, consistent with each other.
 func (fs *feedSet) snapshot() ([]Match, func(string) bool) {
+	m, k, _ := fs.snapshotGen()
+	return m, k
+}
+
+// snapshotGen is snapshot with the snapshot's generation, which changes
+// whenever a source's matches do: what is built from the matches (the
+// engine's spans) can be kept while it stays the same.
+func (fs *feedSet) snapshotGen() ([]Match, func(string) bool, uint64) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if !fs.snap.valid {
 		fs.snap.matches, fs.snap.known, fs.snap.valid = fs.allMatches(), fs.knownFunc(), true
+		fs.snap.gen++
 	}
-	return fs.snap.matches, fs.snap.known
+	return fs.snap.matches, fs.snap.known, fs.snap.gen
 }
 
 // feed is what the engine knows of one source.

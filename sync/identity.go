@@ -41,6 +41,7 @@ type directory struct {
 	concurrency int
 
 	mu     gosync.Mutex
+	gen    uint64                    // counts the changes of who an address names
 	known  map[string]state.Identity // by normalised address
 	byID   map[string][]string       // person id → their known addresses, sorted
 	failed map[string]lookupFailure  // transient lookup failures, by address
@@ -107,6 +108,9 @@ func (d *directory) lookup(address string) (id string, ok bool) {
 
 // set records what Entra said of idn.Address. d.mu must be held.
 func (d *directory) set(idn state.Identity) {
+	if old, ok := d.known[idn.Address]; !ok || old.ID != idn.ID || old.Unknown != idn.Unknown {
+		d.gen++
+	}
 	d.drop(idn.Address)
 	d.known[idn.Address] = idn
 	if idn.ID != "" && !idn.Unknown {
@@ -123,6 +127,7 @@ func (d *directory) drop(address string) {
 		return
 	}
 	delete(d.known, address)
+	d.gen++
 	if as := slices.DeleteFunc(d.byID[old.ID], func(a string) bool { return a == address }); len(as) > 0 {
 		d.byID[old.ID] = as
 	} else {
@@ -135,6 +140,14 @@ func (d *directory) isUnknown(address string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.known[state.NormalizeAddress(address)].Unknown
+}
+
+// generation changes whenever an address comes to name another person, or
+// none: what is keyed by person (the engine's spans) must be rebuilt then.
+func (d *directory) generation() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.gen
 }
 
 // upn returns how a person is shown: their UPN when known, else one of

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -353,4 +354,34 @@ func TestDirectoryForbiddenLookupIsNotUnknown(t *testing.T) {
 	if id, ok := d.lookup("frank@contoso.com"); !ok || id != frankID {
 		t.Errorf("after consent: lookup = %q, %v; want %s", id, ok, frankID)
 	}
+}
+
+// TestEngineKeepsSpansUntilSomethingChanges: a boundary's reconcile does not
+// rebuild every person's spans; a feed change or a new identity does.
+func TestEngineKeepsSpansUntilSomethingChanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		graph := &fakePresence{begin: begin, people: tenant}
+		h := startTwoSources(t, begin, ics(begin, "zoom-1", 10*time.Minute, 30*time.Minute),
+			invite(begin, "g-1", time.Hour, 30*time.Minute, "frank.jones@contoso.com"), nil, graph)
+		h.until(time.Minute)
+		ptr := func() uintptr {
+			in, err := h.eng.input(time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return reflect.ValueOf(in.Spans).Pointer()
+		}
+		first := ptr()
+		h.until(20 * time.Minute) // a boundary (10m) and many polls, nothing changed
+		if ptr() != first {
+			t.Error("spans were rebuilt with no feed or identity change")
+		}
+		h.feeds.set("google", ics(begin))
+		h.until(22 * time.Minute)
+		if ptr() == first {
+			t.Error("spans were not rebuilt after a feed changed")
+		}
+		h.stop()
+	})
 }
