@@ -42,6 +42,10 @@ type options struct {
 	// soak and serve
 	duration, sampleEvery, poll time.Duration
 	url, listen                 string
+
+	// boundary
+	lead, latency time.Duration
+	shift         time.Duration // moves the feeds' clock (quarter hours) by this much
 }
 
 // harness is the feed server and the configuration pointing at it.
@@ -57,7 +61,7 @@ type harness struct {
 }
 
 func newHarness(o options) (*harness, error) {
-	gen := &generator{seed: o.seed, meetings: o.meetings, base: time.Now().UTC().Truncate(24 * time.Hour), style: o.style}
+	gen := &generator{seed: o.seed, meetings: o.meetings, base: time.Now().UTC().Truncate(24 * time.Hour).Add(o.shift), style: o.style}
 	fsrv := &feedServer{gen: gen, n: o.feeds}
 	srv := httptest.NewUnstartedServer(fsrv)
 	srv.Config.IdleTimeout = time.Minute // keep-alive between passes
@@ -109,7 +113,12 @@ func (h *harness) close() {
 // in h.dir (bolt) or in memory as in a dry run (mem). The state file is
 // kept across calls, so a second engine on it is a restart.
 func (h *harness) newEngine(kind string) (*sync.Engine, func() error, error) {
-	opt := sync.Options{Config: h.cfg, Presence: h.pres, Fetcher: h.fetcher, Logger: h.log}
+	return h.newEngineOn(kind, h.pres)
+}
+
+// newEngineOn is newEngine with another Graph.
+func (h *harness) newEngineOn(kind string, p sync.Presence) (*sync.Engine, func() error, error) {
+	opt := sync.Options{Config: h.cfg, Presence: p, Fetcher: h.fetcher, Logger: h.log}
 	closeFn := func() error { return nil }
 	if kind == "bolt" {
 		st, err := state.Open(h.cfg.State.Path, time.Second)

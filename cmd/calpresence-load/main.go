@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o options
 	fs.IntVar(&o.feeds, "feeds", 10000, "number of feeds, one user each")
 	fs.IntVar(&o.meetings, "meetings", 50, "meetings (VEVENTs) per feed")
-	fs.StringVar(&o.mode, "mode", "engine", "engine: the daemon's first pass, then an unchanged one; plan: sync.Plan;\nsoak: the daemon's Run for -duration, sampling RSS and CPU every -sample; serve: only serve the feeds on -listen")
+	fs.StringVar(&o.mode, "mode", "engine", "engine: the daemon's first pass, then an unchanged one; plan: sync.Plan;\nsoak: the daemon's Run for -duration, sampling RSS and CPU every -sample; serve: only serve the feeds on -listen;\nboundary: the daemon's Run against a Graph of -latency, timing its first pass and a quarter hour -lead after the start")
 	fs.StringVar(&o.state, "state", "bolt", "engine state: bolt (a state file in a temporary directory) or mem (dry-run style)")
 	fs.StringVar(&o.style, "style", "mixed", "feed style: mixed, zoom, webex, outlook or google")
 	fs.Uint64Var(&o.seed, "seed", 1, "generator seed")
@@ -92,6 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.poll, "poll", 0, "poll interval of every source (default: schedule.poll_interval, 5m)")
 	fs.StringVar(&o.url, "url", "", "soak, engine: read the feeds from a `base URL` served by -mode serve (another process) instead of an in-process server")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:0", "serve: loopback address to listen on")
+	fs.DurationVar(&o.lead, "lead", 2*time.Minute, "boundary: how long after the start a quarter hour falls (the feeds' clock is shifted)")
+	fs.DurationVar(&o.latency, "latency", 100*time.Millisecond, "boundary: how long Graph takes to answer a call")
 	verbose := fs.Bool("v", false, "log the engine's warnings to stderr")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -102,8 +104,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
 	case o.feeds < 1 || o.meetings < 1:
 		return usageError{errors.New("-feeds and -meetings must be at least 1")}
-	case o.mode != "engine" && o.mode != "plan" && o.mode != "soak" && o.mode != "serve":
-		return usageError{fmt.Errorf("-mode: want engine, plan, soak or serve (got %q)", o.mode)}
+	case o.mode != "engine" && o.mode != "plan" && o.mode != "soak" && o.mode != "serve" && o.mode != "boundary":
+		return usageError{fmt.Errorf("-mode: want engine, plan, soak, serve or boundary (got %q)", o.mode)}
 	case o.mode == "soak" && (o.duration <= 0 || o.sampleEvery <= 0):
 		return usageError{errors.New("-duration and -sample must be positive")}
 	case o.state != "bolt" && o.state != "mem":
@@ -129,6 +131,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ctx, cancel := context.WithTimeout(ctx, o.duration+o.timeout)
 		defer cancel()
 		return soak(ctx, o, stdout)
+	case "boundary":
+		ctx, cancel := context.WithTimeout(ctx, o.lead+o.timeout)
+		defer cancel()
+		return boundary(ctx, o, stdout)
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
