@@ -60,6 +60,8 @@ type Engine struct {
 	// the people the configuration names (only_configured).
 	onlyConfigured map[string]bool
 	maxLease       time.Duration
+	sig            *signalSet        // live meeting signals (signals.go)
+	userIndex      map[string]string // users: address → target, for signals
 
 	mu        gosync.Mutex // guards ready, firstPass
 	ready     bool
@@ -117,6 +119,8 @@ func New(o Options) (*Engine, error) {
 		maxLease:       o.Config.Presence.MaxLease,
 		onlyConfigured: make(map[string]bool),
 		kick:           make(chan struct{}, 1),
+		sig:            newSignalSet(o.Store, o.Logger),
+		userIndex:      o.Config.UserIndex(),
 	}
 	if g.RateLimit > 0 && g.RateWindow > 0 {
 		e.rate = float64(g.RateLimit) / g.RateWindow.Seconds()
@@ -314,6 +318,7 @@ func (e *Engine) input(now time.Time) (ReconcileInput, error) {
 		return ReconcileInput{}, err
 	}
 	key := e.keyFunc()
+	matches = e.withSignals(matches, now, key)
 	return ReconcileInput{
 		Now: now, Spans: Spans(matches, e.cfg.Presence.MergeGap, key), Sessions: e.adoptMigrated(sessions),
 		Matches: matches, Key: key, Known: e.knownFunc(sourcesKnown), Held: e.exec.heldAt(now), MaxLease: e.maxLease,

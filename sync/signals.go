@@ -183,7 +183,6 @@ func segment(m *Match, start, end time.Time, first bool, event string) Match {
 	return nm
 }
 
-
 // signalSet is the engine's live meeting signals: in memory, and in the
 // store when it keeps them.
 type signalSet struct {
@@ -244,7 +243,7 @@ func (ss *signalSet) add(s Signal) (bool, error) {
 	return true, nil
 }
 
-// Recent returns the signals in force, newest first, for the status page.
+// Signals returns the signals in force, newest first, for the status page.
 func (e *Engine) Signals() []Signal {
 	e.sig.mu.Lock()
 	out := make([]Signal, 0, len(e.sig.byID))
