@@ -18,7 +18,8 @@ const (
 // from join links (https://<sub>.zoom.us/j/<number>, /w/ for webinars,
 // zoommtg://…?confno=<number>) and Webex meeting numbers ("Meeting
 // number: 2550 123 4567" as Webex invitations print it, and the video
-// address <number>@<site>.webex.com). Sorted, without repeats.
+// address <number>@<site>.webex.com) in a text that mentions Webex
+// (other vendors print "meeting number" too). Sorted, without repeats.
 func MeetingKeys(text ...string) []string {
 	var keys []string
 	for _, t := range text {
@@ -53,58 +54,82 @@ func eventKeys(c *ical.Component) []string {
 	return slices.Compact(keys)
 }
 
-// appendKeys appends the keys found in s. It only looks further where a
-// cheap substring test says a vendor is mentioned: descriptions are the
-// bulk of a feed's bytes.
+// appendKeys appends the keys found in s. It looks further only where a
+// vendor is mentioned, and never copies s: descriptions are the bulk of a
+// feed's bytes.
 func appendKeys(keys []string, s string) []string {
 	if s == "" {
 		return keys
 	}
-	lower := ""
-	low := func() string {
-		if lower == "" {
-			lower = strings.ToLower(s)
-		}
-		return lower
+	if indexFold(s, "zoom") >= 0 {
+		keys = zoomKeys(keys, s)
 	}
-	if containsFold(s, "zoom") {
-		keys = zoomKeys(keys, low())
-	}
-	if containsFold(s, "webex") || containsFold(s, "meeting number") {
-		keys = webexKeys(keys, low())
+	if indexFold(s, "webex") >= 0 {
+		keys = webexKeys(keys, s)
 	}
 	return keys
 }
 
-// containsFold is a case-insensitive strings.Contains for an ASCII,
-// lower-case needle.
-func containsFold(s, needle string) bool {
-	n := len(needle)
-	for i := 0; i+n <= len(s); i++ {
-		if s[i]|0x20 == needle[0] && strings.EqualFold(s[i:i+n], needle) {
-			return true
-		}
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
 	}
-	return false
+	return c
 }
 
-// zoomKeys finds Zoom meeting numbers in s (lower-cased).
+// indexFold is strings.Index ignoring ASCII case, for a lower-case
+// needle. It jumps from one candidate first byte to the next with
+// strings.IndexByte: a feed's descriptions are long and mostly not links.
+func indexFold(s, needle string) int {
+	n := len(needle)
+	c0, up := needle[0], needle[0]
+	if 'a' <= c0 && c0 <= 'z' {
+		up = c0 - ('a' - 'A')
+	}
+	for i := 0; i+n <= len(s); i++ {
+		window := s[i : len(s)-n+1]
+		j := strings.IndexByte(window, c0)
+		if up != c0 {
+			limit := window
+			if j >= 0 {
+				limit = window[:j]
+			}
+			if k := strings.IndexByte(limit, up); k >= 0 {
+				j = k
+			}
+		}
+		if j < 0 {
+			return -1
+		}
+		i += j
+		k := 1
+		for k < n && lowerASCII(s[i+k]) == needle[k] {
+			k++
+		}
+		if k == n {
+			return i
+		}
+	}
+	return -1
+}
+
+// zoomKeys finds Zoom meeting numbers in s.
 func zoomKeys(keys []string, s string) []string {
 	for rest := s; ; {
-		i := strings.Index(rest, "zoom.us/")
+		i := indexFold(rest, "zoom.us/")
 		if i < 0 {
 			break
 		}
 		rest = rest[i+len("zoom.us/"):]
 		// zoom.us/j/<n>, zoom.us/w/<n> (webinar), zoom.us/s/<n> (host start link)
-		if len(rest) > 2 && (rest[0] == 'j' || rest[0] == 'w' || rest[0] == 's') && rest[1] == '/' {
+		if len(rest) > 2 && strings.IndexByte("jwsJWS", rest[0]) >= 0 && rest[1] == '/' {
 			if n := leadingDigits(rest[2:]); len(n) >= 9 {
 				keys = append(keys, KeyZoom+n)
 			}
 		}
 	}
 	for rest := s; ; {
-		i := strings.Index(rest, "confno=")
+		i := indexFold(rest, "confno=")
 		if i < 0 {
 			break
 		}
@@ -116,19 +141,20 @@ func zoomKeys(keys []string, s string) []string {
 	return keys
 }
 
-// webexKeys finds Webex meeting numbers in s (lower-cased): "meeting
-// number: 2550 123 4567", "meeting number (access code): …" and the
-// video address "25501234567@site.webex.com".
+// webexKeys finds Webex meeting numbers in s: "Meeting number: 2550 123
+// 4567", "Meeting number (access code): …" and the video address
+// "25501234567@site.webex.com".
 func webexKeys(keys []string, s string) []string {
+	const accessCode = " (access code)"
 	for rest := s; ; {
-		i := strings.Index(rest, "meeting number")
+		i := indexFold(rest, "meeting number")
 		if i < 0 {
 			break
 		}
 		rest = rest[i+len("meeting number"):]
 		r := rest
-		if strings.HasPrefix(r, " (access code)") {
-			r = r[len(" (access code)"):]
+		if len(r) >= len(accessCode) && strings.EqualFold(r[:len(accessCode)], accessCode) {
+			r = r[len(accessCode):]
 		}
 		r = strings.TrimLeft(r, " \t")
 		if !strings.HasPrefix(r, ":") {
@@ -140,7 +166,7 @@ func webexKeys(keys []string, s string) []string {
 		}
 	}
 	for rest := s; ; {
-		i := strings.Index(rest, ".webex.com")
+		i := indexFold(rest, ".webex.com")
 		if i < 0 {
 			break
 		}

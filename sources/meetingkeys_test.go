@@ -21,8 +21,9 @@ func TestMeetingKeys(t *testing.T) {
 		{"https://zoom.us/j/123", nil},            // too short to be a meeting number
 		{"https://us02web.zoom.us/my/alice", nil}, // a personal link names no number
 		{"see zoom.us/j/83412345678 and zoom.us/j/83412345678", []string{"zoom:83412345678"}},
-		{"Meeting number (access code): 2550 123 4567\n", []string{"webex:25501234567"}},
-		{"Meeting Number: 25501234567", []string{"webex:25501234567"}},
+		{"Join the Webex meeting\nMeeting number (access code): 2550 123 4567\n", []string{"webex:25501234567"}},
+		{"WEBEX Meeting Number: 25501234567", []string{"webex:25501234567"}},
+		{"Meeting number: 2550 123 4567", nil}, // no Webex in sight: another vendor's number
 		{"Dial 25501234567@contoso.webex.com", []string{"webex:25501234567"}},
 		{"meeting number: tbd", nil},
 		{"Teams meeting ID: 123 456 789 012", nil},
@@ -97,6 +98,15 @@ func TestMeetingKeysOverride(t *testing.T) {
 func FuzzMeetingKeys(f *testing.F) {
 	f.Add("https://us02web.zoom.us/j/83412345678?pwd=x Meeting number: 2550 123 4567 1@a.webex.com")
 	f.Fuzz(func(t *testing.T, s string) {
+		lower := []byte(s)
+		for i, c := range lower {
+			lower[i] = lowerASCII(c)
+		}
+		for _, needle := range []string{"zoom", "webex", "zoom.us/", ".webex.com"} {
+			if got, want := indexFold(s, needle), strings.Index(string(lower), needle); got != want {
+				t.Errorf("indexFold(%q, %q) = %d; want %d", s, needle, got, want)
+			}
+		}
 		for _, k := range MeetingKeys(s) {
 			n, ok := strings.CutPrefix(k, KeyZoom)
 			if !ok {
