@@ -12,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,9 +75,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Handler is the webhook receiver. Run must be running for deliveries to
 // reach the Sink.
 type Handler struct {
-	o     Options
-	queue chan state.Signal
-	mux   *http.ServeMux
+	o         Options
+	queue     chan state.Signal
+	mux       *http.ServeMux
+	instances instances
 }
 
 // New builds a Handler.
@@ -236,10 +239,13 @@ func (h *Handler) webex(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, "webex", "", "refused", http.StatusUnauthorized, err)
 		return
 	}
-	_, sigs, err := ParseWebex(body)
+	d, err := ParseWebex(body)
+	sigs := d.Signals
 	label := "other"
 	if len(sigs) > 0 {
 		label = sigs[0].Event
+	} else if d.Instance != "" {
+		label = "started"
 	}
 	switch {
 	case errors.Is(err, ErrUnknownEvent):
@@ -248,6 +254,48 @@ func (h *Handler) webex(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		h.refuse(w, r, "webex", label, "invalid", http.StatusBadRequest, err)
 		return
+	case d.Instance != "":
+		h.instances.put(d.Instance, d.Meeting)
+		h.count("webex", label, "noted")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	for i := range sigs {
+		// A participant event names the meeting instance: the meeting
+		// number, when its start was seen, links it to the calendar.
+		if id, ok := strings.CutPrefix(sigs[i].Meeting, keyWebexInstance); ok && sigs[i].Event != state.SignalEnded {
+			if m, ok := h.instances.get(id); ok {
+				sigs[i].Meeting = m
+			}
+		}
 	}
 	h.enqueue(w, r, "webex", sigs)
+}
+
+// maxInstances bounds the Webex instance → meeting number memory: a
+// meeting's participant events come within hours of its start.
+const maxInstances = 10000
+
+// instances remembers the meeting number of each Webex meeting instance
+// whose start was seen (in memory: after a restart, participant events of
+// meetings already running are unscheduled calls, ended by "ended").
+type instances struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (x *instances) put(id, meeting string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.m == nil || len(x.m) >= maxInstances {
+		x.m = make(map[string]string)
+	}
+	x.m[id] = meeting
+}
+
+func (x *instances) get(id string) (string, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	m, ok := x.m[id]
+	return m, ok
 }

@@ -270,6 +270,28 @@ func TestWebex(t *testing.T) {
 	}
 }
 
+// TestWebexInstanceLinked: a participant event names the meeting instance
+// only; the meeting's "started" event gives its number, which links the
+// participant to the calendar.
+func TestWebexInstanceLinked(t *testing.T) {
+	r := newRig(t)
+	started := strings.NewReplacer(`"event":"ended"`, `"event":"started"`, `"end":"2026-12-02T15:18:00Z",`, ``, `"state":"ended"`, `"state":"started"`).Replace(webexEnded)
+	if w := r.post(PathWebex, started, map[string]string{"X-Spark-Signature": webexSign(started)}); w.Code != http.StatusOK {
+		t.Fatalf("POST meetings/started = %d; want 200", w.Code)
+	}
+	if n := len(r.h.queue); n != 0 {
+		t.Errorf("meetings/started queued %d signals; want none", n)
+	}
+	if w := r.post(PathWebex, webexLeft, map[string]string{"X-Spark-Signature": webexSign(webexLeft)}); w.Code != http.StatusOK {
+		t.Fatalf("POST meetingParticipants/left = %d; want 200", w.Code)
+	}
+	want := []state.Signal{{Vendor: "webex", Event: state.SignalLeft, Meeting: "webex:25501234567", Email: "carol@contoso.com",
+		At: time.Date(2026, 12, 2, 15, 12, 0, 0, time.UTC), Received: now}}
+	if diff := cmp.Diff(want, r.drain(t, 1)); diff != "" {
+		t.Errorf("signals (-want +got):\n%s", diff)
+	}
+}
+
 // TestBadInput: no delivery below panics, queues a signal, or answers 2xx
 // unless it is an event calpresence does not use.
 func TestBadInput(t *testing.T) {
@@ -373,12 +395,20 @@ func FuzzParseZoom(f *testing.F) {
 func FuzzParseWebex(f *testing.F) {
 	f.Add([]byte(webexEnded))
 	f.Add([]byte(webexLeft))
+	f.Add([]byte(`{"resource":"meetings","event":"started","data":{"id":"i","meetingNumber":"25501234567"}}`))
 	f.Add([]byte(`{"resource":"meetingParticipants","event":"joined","data":{"meetingNumber":25501234567,"email":"a@b.c"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		_, sigs, err := ParseWebex(body)
+		d, err := ParseWebex(body)
+		sigs := d.Signals
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownEvent) {
 				t.Errorf("ParseWebex error %v is neither ErrMalformed nor ErrUnknownEvent", err)
+			}
+			return
+		}
+		if d.Instance != "" {
+			if len(sigs) != 0 || !strings.HasPrefix(d.Meeting, "webex:") {
+				t.Errorf("ParseWebex started = %+v; want a meeting key and no signal", d)
 			}
 			return
 		}

@@ -58,30 +58,47 @@ type webexBody struct {
 // ended of one instance, not calendar events.
 const keyWebexInstance = "webex-id:"
 
-// ParseWebex reads a Webex delivery into signals: one for a participant
-// event; for a meeting that ended, one by meeting number and one by
-// instance id, so that participant events carrying only the instance id
-// are ended too. The event name for metrics is resource/event.
-func ParseWebex(body []byte) (event string, sigs []state.Signal, err error) {
+// WebexDelivery is a parsed Webex delivery.
+type WebexDelivery struct {
+	Event   string // resource/event
+	Signals []state.Signal
+	// Instance and Meeting, from "meetings started": the meeting instance
+	// id participant events carry, and the meeting key it stands for.
+	Instance, Meeting string
+}
+
+// ParseWebex reads a Webex delivery: one signal for a participant event;
+// for a meeting that ended, one by meeting number and one by instance id,
+// so that participant events carrying only the instance id are ended too;
+// for a meeting that started, the instance id's meeting number (Webex's
+// participant events name the instance, not the number).
+func ParseWebex(body []byte) (out WebexDelivery, err error) {
 	var b webexBody
 	if err := json.Unmarshal(body, &b); err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return out, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if b.Resource == "" || b.Event == "" {
-		return "", nil, fmt.Errorf("%w: no resource or event", ErrMalformed)
+		return out, fmt.Errorf("%w: no resource or event", ErrMalformed)
 	}
-	event = b.Resource + "/" + b.Event
+	event := b.Resource + "/" + b.Event
+	out.Event = event
 	d := &b.Data
 	var keys []string
 	if len(d.MeetingNumber) > 0 && string(d.MeetingNumber) != "null" {
 		n, err := meetingNumber(d.MeetingNumber)
 		if err != nil {
-			return event, nil, fmt.Errorf("%w: data.meetingNumber: %v", ErrMalformed, err)
+			return out, fmt.Errorf("%w: data.meetingNumber: %v", ErrMalformed, err)
 		}
 		keys = append(keys, sources.KeyWebex+n)
 	}
 	s := state.Signal{Vendor: "webex"}
 	switch event {
+	case "meetings/started":
+		if d.ID == "" || len(keys) == 0 {
+			return out, fmt.Errorf("%w: no data.id or data.meetingNumber", ErrMalformed)
+		}
+		out.Instance, out.Meeting = d.ID, keys[0]
+		return out, nil
 	case "meetings/ended":
 		s.Event = state.SignalEnded
 		s.At = eventTime(d.End, 0)
@@ -95,20 +112,20 @@ func ParseWebex(body []byte) (event string, sigs []state.Signal, err error) {
 		}
 		s.Email = state.NormalizeAddress(d.Email)
 		if s.Email == "" {
-			return event, nil, fmt.Errorf("%w: no data.email", ErrMalformed)
+			return out, fmt.Errorf("%w: no data.email", ErrMalformed)
 		}
 		if len(keys) == 0 && d.MeetingID != "" {
 			keys = append(keys, keyWebexInstance+d.MeetingID)
 		}
 	default:
-		return event, nil, ErrUnknownEvent
+		return out, ErrUnknownEvent
 	}
 	if len(keys) == 0 {
-		return event, nil, fmt.Errorf("%w: no data.meetingNumber or meeting id", ErrMalformed)
+		return out, fmt.Errorf("%w: no data.meetingNumber or meeting id", ErrMalformed)
 	}
 	for _, k := range keys {
 		s.Meeting = k
-		sigs = append(sigs, s)
+		out.Signals = append(out.Signals, s)
 	}
-	return event, sigs, nil
+	return out, nil
 }
