@@ -64,7 +64,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{Signals: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "calpresence_webhook_signals_total",
-		Help: "Webhook deliveries by vendor, event and result: refused (signature or timestamp), invalid, unused (an event not used), dropped (queue full), then what the engine did: applied, duplicate, ignored (nobody covered), error.",
+		Help: "Webhook deliveries by vendor, event and result: refused (signature or timestamp), invalid, unused (an event not used), dropped (queue full), validated (Zoom url_validation), noted (a Webex meeting start), then what the engine did: applied, duplicate, ignored (nobody covered), error.",
 	}, []string{"vendor", "event", "result"})}
 	if reg != nil {
 		reg.MustRegister(m.Signals)

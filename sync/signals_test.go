@@ -232,6 +232,9 @@ func TestEngineSignalSurvivesRestart(t *testing.T) {
 		h := startHarness(t, signalConfig(), zoomFeed(begin, "m", 10*minute, time.Hour), store, nil)
 		h.until(30 * minute)
 		h.send(state.SignalEnded, zoomKey, "")
+		if got := h.eng.Signals(); len(got) != 1 || got[0].Meeting != zoomKey || got[0].Event != state.SignalEnded {
+			t.Errorf("Signals() = %+v; want the one ended signal", got)
+		}
 		h.until(35 * minute)
 		h.stop()
 		h.start(signalConfig())
