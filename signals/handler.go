@@ -157,7 +157,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, vendor, event, 
 	h.count(vendor, event, result)
 	lvl := slog.LevelWarn
 	if result == "unused" {
-		lvl = slog.LevelDebug
+		lvl = slog.LevelInfo // an event subscribed to by mistake: harmless
 	}
 	h.o.Logger.Log(r.Context(), lvl, "webhook delivery refused", "vendor", vendor, "event", event, "result", result, "status", code, "remote", r.RemoteAddr, "err", err)
 	http.Error(w, http.StatusText(code), code)
