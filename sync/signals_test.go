@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -263,4 +264,45 @@ func (h *harness) wantAnyOrder(want ...string) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		h.t.Errorf("Graph calls (sorted):\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// TestEngineWebexSignal: a Webex invitation names its meeting by number in
+// the description; a Webex "ended" for that number ends it.
+func TestEngineWebexSignal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		body := strings.Replace(ics(begin, "w", 10*minute, time.Hour), "SUMMARY:w\r\n",
+			"SUMMARY:w\r\nLOCATION:https://contoso.webex.com/contoso/j.php?MTID=m1a2b3c\r\n"+
+				"DESCRIPTION:Join meeting\\nhttps://contoso.webex.com/contoso/j.php?MTID=m1a2b3c\\n\\nMeeting number (access code): 2550 123 4567\\nMeeting password: x\\n\r\n", 1)
+		h := startHarness(t, signalConfig(), body, nil, nil)
+		h.until(20 * minute)
+		res, err := h.eng.Signal(context.Background(), Signal{Vendor: "webex", Event: state.SignalEnded, Meeting: "webex:25501234567", At: time.Now()})
+		if err != nil || res != SignalApplied {
+			t.Fatalf("Signal = %q, %v; want applied", res, err)
+		}
+		synctest.Wait()
+		h.until(2 * time.Hour)
+		h.stop()
+		h.wantAnyOrder("10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+			"20m0s clear alice@contoso.com", "20m0s clear bob@contoso.com")
+	})
+}
+
+func TestEngineSignalRefusesBadInput(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarness(t, signalConfig(), zoomFeed(time.Now(), "m", 10*minute, time.Hour), nil, nil)
+		defer h.stop()
+		for _, s := range []Signal{
+			{Vendor: "zoom", Event: "started", Meeting: zoomKey},
+			{Vendor: "zoom", Event: state.SignalLeft, Meeting: zoomKey},
+			{Vendor: "zoom", Event: state.SignalEnded},
+		} {
+			if res, err := h.eng.Signal(context.Background(), s); !errors.Is(err, ErrSignal) {
+				t.Errorf("Signal(%+v) = %q, %v; want ErrSignal", s, res, err)
+			}
+		}
+		if got := h.eng.Signals(); len(got) != 0 {
+			t.Errorf("Signals() = %v; want none stored", got)
+		}
+	})
 }
