@@ -112,22 +112,54 @@ func New(o Options) *Handler {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 // Run hands queued signals to the Sink, one at a time in arrival order,
-// until ctx is done. The signals still queued then are dropped: the
-// vendor was answered 200 already, and the meeting's schedule stands.
+// until ctx is done; then it hands over what is still queued (the vendor
+// was answered 200 for it: the engine stores it, and a restart applies
+// it) and returns. Stop the listener first, so that nothing is queued
+// after Run has returned.
 func (h *Handler) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			h.drain(context.WithoutCancel(ctx), nil)
 			return
 		case s := <-h.queue:
-			res, err := h.o.Sink.Signal(ctx, s)
-			if err != nil {
-				res = "error"
-				h.o.Logger.Error("live meeting signal not applied", "vendor", s.Vendor, "event", s.Event, "meeting", s.Meeting, "err", err)
+			if ctx.Err() != nil {
+				h.drain(context.WithoutCancel(ctx), &s)
+				return
 			}
-			h.count(s.Vendor, s.Event, res)
+			h.hand(ctx, s)
 		}
 	}
+}
+
+// DrainTimeout bounds how long Run spends on the signals still queued when
+// it is stopped.
+const DrainTimeout = 5 * time.Second
+
+// drain hands over first (when not nil) and the queue, within DrainTimeout.
+func (h *Handler) drain(ctx context.Context, first *state.Signal) {
+	ctx, cancel := context.WithTimeout(ctx, DrainTimeout)
+	defer cancel()
+	if first != nil {
+		h.hand(ctx, *first)
+	}
+	for ctx.Err() == nil {
+		select {
+		case s := <-h.queue:
+			h.hand(ctx, s)
+		default:
+			return
+		}
+	}
+}
+
+func (h *Handler) hand(ctx context.Context, s state.Signal) {
+	res, err := h.o.Sink.Signal(ctx, s)
+	if err != nil {
+		res = "error"
+		h.o.Logger.Error("live meeting signal not applied", "vendor", s.Vendor, "event", s.Event, "meeting", s.Meeting, "err", err)
+	}
+	h.count(s.Vendor, s.Event, res)
 }
 
 func (h *Handler) count(vendor, event, result string) {

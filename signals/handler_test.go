@@ -440,3 +440,21 @@ func checkSignal(t *testing.T, s state.Signal, prefix string) {
 		t.Errorf("signal event %q", s.Event)
 	}
 }
+
+// TestRunDrainsOnStop: what was acknowledged before Run is stopped still
+// reaches the sink.
+func TestRunDrainsOnStop(t *testing.T) {
+	r := newRig(t)
+	for i := range 3 {
+		body := strings.Replace(zoomEndedBody, "83412345678", strconv.Itoa(83412345670+i), 1)
+		if w := r.zoom(body, now); w.Code != http.StatusOK {
+			t.Fatalf("POST = %d; want 200", w.Code)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r.h.Run(ctx) // stopped already: hands over the queue and returns
+	if len(r.sink.got) != 3 {
+		t.Errorf("sink got %d signals after Run was stopped; want 3", len(r.sink.got))
+	}
+}

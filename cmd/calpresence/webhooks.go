@@ -37,13 +37,17 @@ func startWebhooks(ctx context.Context, cfg *config.Config, sink signals.Sink, r
 		o.WebexSecret = string(wc.Webex.Secret)
 	}
 	h := signals.New(o)
+	// The queue outlives the listener: what was acknowledged is handed to
+	// the engine (and stored) before the process exits.
+	queueCtx, stopQueue := context.WithCancel(context.WithoutCancel(ctx))
 	w.wg.Add(2)
 	go func() {
 		defer w.wg.Done()
-		h.Run(ctx)
+		h.Run(queueCtx)
 	}()
 	go func() {
 		defer w.wg.Done()
+		defer stopQueue()
 		err := server.Serve(ctx, wc.Listen, h, cfg.Server.ShutdownTimeout, func(a net.Addr) {
 			log.Info("serving webhooks", "addr", a.String(), "zoom", o.ZoomSecret != "", "webex", o.WebexSecret != "")
 		})
