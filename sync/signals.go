@@ -56,10 +56,15 @@ const DefaultMaxUnscheduled = 8 * time.Hour
 //     meeting's "ended", or t + maxUnscheduled.
 //
 // A signal never touches an occurrence it does not fall within: a personal
-// meeting number reused by the next meeting does not end that one. The
-// feed's matches are shared: cut matches are copies, with copied
-// occurrences. who maps a participant's address to the address that names
-// them in matches (users: mapping); key names people as for Spans.
+// meeting number reused by the next meeting does not end that one.
+//
+// matches must be the caller's own slice (feedSet.snapshot returns a fresh
+// one): an occurrence cut short is replaced in it, and further parts and
+// unscheduled calls are appended, so that 185,000 matches are not copied
+// again on every reconcile while a signal is in force. The occurrences
+// are the feeds' and shared: they are never changed; a cut one is a copy.
+// who maps a participant's address to the address that names them in
+// matches (users: mapping); key names people as for Spans.
 func applySignals(matches []Match, sigs []Signal, pair presence.Pair, maxUnscheduled time.Duration, who func(email string) string, key KeyFunc) []Match {
 	if len(sigs) == 0 {
 		return matches
@@ -92,12 +97,14 @@ func applySignals(matches []Match, sigs []Signal, pair presence.Pair, maxUnsched
 	// scheduled[i]: the joined signal i fell within a busy occurrence of its
 	// person, so it is no unscheduled call.
 	scheduled := make([]bool, len(sigs))
-	out := make([]Match, 0, len(matches))
-	var rel []int
+	var (
+		rel   []int
+		parts []Match
+		extra []Match
+	)
 	for i := range matches {
 		m := &matches[i]
 		if !m.Busy() || len(m.Occ.MeetingKeys) == 0 {
-			out = append(out, *m)
 			continue
 		}
 		from, to := m.Occ.Start.Add(-m.Lead), m.Occ.End.Add(m.Grace)
@@ -110,18 +117,18 @@ func applySignals(matches []Match, sigs []Signal, pair presence.Pair, maxUnsched
 			}
 		}
 		if len(rel) == 0 {
-			out = append(out, *m)
 			continue
 		}
 		slices.Sort(rel) // signals are sorted by time
 		person, _ := key.of(m)
 		in, segStart, first := true, m.Occ.Start, true
+		parts = parts[:0]
 		for _, j := range rel {
 			s := &sigs[j]
 			mine := persons[j] != "" && persons[j] == person
 			switch {
 			case s.Event == state.SignalEnded && in, s.Event == state.SignalLeft && mine && in:
-				out = append(out, segment(m, segStart, s.At, first, s.Event))
+				parts = append(parts, segment(m, segStart, s.At, first, s.Event))
 				in, first = false, false
 			case s.Event == state.SignalJoined && mine:
 				scheduled[j] = true
@@ -131,8 +138,10 @@ func applySignals(matches []Match, sigs []Signal, pair presence.Pair, maxUnsched
 			}
 		}
 		if in {
-			out = append(out, segment(m, segStart, m.Occ.End, first, ""))
+			parts = append(parts, segment(m, segStart, m.Occ.End, first, ""))
 		}
+		matches[i] = parts[0]
+		extra = append(extra, parts[1:]...)
 	}
 	for i := range sigs {
 		s := &sigs[i]
@@ -156,9 +165,9 @@ func applySignals(matches []Match, sigs []Signal, pair presence.Pair, maxUnsched
 		if !occ.End.After(occ.Start) {
 			nm.Skip = SkipSignal
 		}
-		out = append(out, nm)
+		extra = append(extra, nm)
 	}
-	return out
+	return append(matches, extra...)
 }
 
 // segment is the part [start, end) of m's occurrence, a copy. Only the
