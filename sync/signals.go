@@ -192,6 +192,25 @@ func segment(m *Match, start, end time.Time, first bool, event string) Match {
 	return nm
 }
 
+// withMeeting returns copies of the busy matches whose occurrence names
+// meeting and is in effect at t. It reads the feeds in place, under their
+// lock: a signal must not cost a copy of every match (hundreds of people
+// join at the top of the hour).
+func (fs *feedSet) withMeeting(meeting string, t time.Time) []Match {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var out []Match
+	for _, f := range fs.feeds {
+		for i := range f.matches {
+			m := &f.matches[i]
+			if m.Busy() && slices.Contains(m.Occ.MeetingKeys, meeting) && !t.Before(m.Occ.Start.Add(-m.Lead)) && t.Before(m.Occ.End.Add(m.Grace)) {
+				out = append(out, *m)
+			}
+		}
+	}
+	return out
+}
+
 // signalSet is the engine's live meeting signals: in memory, and in the
 // store when it keeps them.
 type signalSet struct {
@@ -374,15 +393,12 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 			}
 		}
 	}
-	matches, _ := e.feeds.snapshot()
+	matches := e.feeds.withMeeting(s.Meeting, s.At)
 	key := e.keyFunc()
 	s.Expires = s.At.Add(e.maxUnscheduled())
 	people := make(map[string]bool)
 	for i := range matches {
 		m := &matches[i]
-		if !m.Busy() || !slices.Contains(m.Occ.MeetingKeys, s.Meeting) || s.At.Before(m.Occ.Start.Add(-m.Lead)) || !s.At.Before(m.Occ.End.Add(m.Grace)) {
-			continue
-		}
 		s.Expires = maxTime(s.Expires, m.Occ.End.Add(m.Grace).Add(time.Minute))
 		if id, ok := key.of(m); ok {
 			people[id] = true
