@@ -302,6 +302,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"oversized", PathZoom, `{"event":"meeting.ended","x":"` + strings.Repeat("a", DefaultMaxBody) + `"}`, http.StatusRequestEntityTooLarge, "invalid"},
 		{"malformed JSON", PathZoom, `{"event":"meeting.ended",`, http.StatusBadRequest, "invalid"},
+		{"left for a breakout room", PathZoom, `{"event":"meeting.participant_left","payload":{"object":{"id":83412345678,"participant":{"email":"a@contoso.com","leave_time":"2026-12-02T15:19:00Z","leave_reason":"Alice left the meeting to join breakout room."}}}}`, http.StatusOK, "unused"},
 		{"unknown event", PathZoom, `{"event":"meeting.sharing_started","payload":{"object":{"id":83412345678}}}`, http.StatusOK, "unused"},
 		{"no meeting id", PathZoom, `{"event":"meeting.ended","payload":{"object":{}}}`, http.StatusBadRequest, "invalid"},
 		{"meeting id not a number", PathZoom, `{"event":"meeting.ended","payload":{"object":{"id":"abc"}}}`, http.StatusBadRequest, "invalid"},

@@ -103,6 +103,9 @@ type zoomBody struct {
 				Email     string `json:"email"`
 				JoinTime  string `json:"join_time"`
 				LeaveTime string `json:"leave_time"`
+				// LeaveReason says why; moving into a breakout room is a
+				// "left" of the main meeting without leaving the call.
+				LeaveReason string `json:"leave_reason"`
 			} `json:"participant"`
 		} `json:"object"`
 	} `json:"payload"`
@@ -138,6 +141,9 @@ func ParseZoom(body []byte) (zoomEvent, error) {
 	case zoomEnded:
 		s.Event, at = state.SignalEnded, o.EndTime
 	case zoomLeft:
+		if strings.Contains(strings.ToLower(o.Participant.LeaveReason), "breakout") {
+			return ev, fmt.Errorf("%w: left for a breakout room, still in the call", ErrUnknownEvent)
+		}
 		s.Event, at = state.SignalLeft, o.Participant.LeaveTime
 	case zoomJoined:
 		s.Event, at = state.SignalJoined, o.Participant.JoinTime
