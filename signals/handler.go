@@ -250,11 +250,11 @@ func (h *Handler) zoom(w http.ResponseWriter, r *http.Request) {
 // zoomLabel bounds the metric's event label to the events used.
 func zoomLabel(event string) string {
 	switch event {
-	case zoomEnded:
+	case zoomEnded, zoomWebinarEnded:
 		return state.SignalEnded
-	case zoomLeft:
+	case zoomLeft, zoomWebinarLeft:
 		return state.SignalLeft
-	case zoomJoined:
+	case zoomJoined, zoomWebinarJoined:
 		return state.SignalJoined
 	case zoomURLValidation:
 		return "url_validation"

@@ -26,6 +26,11 @@ const (
 	zoomEnded         = "meeting.ended"
 	zoomLeft          = "meeting.participant_left"
 	zoomJoined        = "meeting.participant_joined"
+	// Webinars: the same events and payloads (their join links are
+	// zoom.us/w/<number>).
+	zoomWebinarEnded  = "webinar.ended"
+	zoomWebinarLeft   = "webinar.participant_left"
+	zoomWebinarJoined = "webinar.participant_joined"
 )
 
 // ZoomSignature is the x-zm-signature Zoom sends with body at timestamp:
@@ -138,14 +143,14 @@ func ParseZoom(body []byte) (zoomEvent, error) {
 		}
 		ev.PlainToken = b.Payload.PlainToken
 		return ev, nil
-	case zoomEnded:
+	case zoomEnded, zoomWebinarEnded:
 		s.Event, at = state.SignalEnded, o.EndTime
-	case zoomLeft:
+	case zoomLeft, zoomWebinarLeft:
 		if strings.Contains(strings.ToLower(o.Participant.LeaveReason), "breakout") {
 			return ev, fmt.Errorf("%w: left for a breakout room, still in the call", ErrUnknownEvent)
 		}
 		s.Event, at = state.SignalLeft, o.Participant.LeaveTime
-	case zoomJoined:
+	case zoomJoined, zoomWebinarJoined:
 		s.Event, at = state.SignalJoined, o.Participant.JoinTime
 	case "":
 		return ev, fmt.Errorf("%w: no event", ErrMalformed)
