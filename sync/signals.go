@@ -37,6 +37,11 @@ const (
 	SignalIgnored   = "ignored"   // the participant is nobody the configuration covers
 )
 
+// LeftKeep is the shortest time a "left" is kept: longer than a vendor
+// retries a delivery, so that a "joined" delivered after its "left" still
+// finds it.
+const LeftKeep = time.Hour
+
 // DefaultMaxUnscheduled caps an unscheduled call (a joined with no
 // calendar event) when webhooks.max_unscheduled is not set: a lost "left"
 // cannot keep anyone Busy longer.
@@ -255,6 +260,20 @@ func (ss *signalSet) at(now time.Time, log *slog.Logger) []Signal {
 	return out
 }
 
+// lastJoined is the time of the latest "joined" of meeting (by email; by
+// anyone when email is empty) at or before t; zero when there is none.
+func (ss *signalSet) lastJoined(meeting, email string, t time.Time) time.Time {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var last time.Time
+	for _, s := range ss.byID {
+		if s.Event == state.SignalJoined && s.Meeting == meeting && (email == "" || s.Email == email) && !s.At.After(t) && s.At.After(last) {
+			last = s.At
+		}
+	}
+	return last
+}
+
 // add records s unless it is known already; it reports whether it was new.
 func (ss *signalSet) add(s Signal) (bool, error) {
 	ss.mu.Lock()
@@ -395,7 +414,19 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 	}
 	matches := e.feeds.withMeeting(s.Meeting, s.At)
 	key := e.keyFunc()
+	// A signal matters while the occurrences it cuts run, and an "ended" or
+	// "left" while the unscheduled calls it ends would otherwise go on,
+	// including one whose "joined" a vendor's retry delivers late: an
+	// "ended" (one per meeting) is kept as long as an unscheduled call may
+	// last, a "left" (one per person and meeting: the many) at least
+	// LeftKeep.
 	s.Expires = s.At.Add(e.maxUnscheduled())
+	if s.Event == state.SignalLeft {
+		s.Expires = s.At.Add(LeftKeep)
+		if j := e.sig.lastJoined(s.Meeting, s.Email, s.At); !j.IsZero() {
+			s.Expires = maxTime(s.Expires, j.Add(e.maxUnscheduled()))
+		}
+	}
 	people := make(map[string]bool)
 	for i := range matches {
 		m := &matches[i]

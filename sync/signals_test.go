@@ -10,6 +10,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
@@ -303,6 +305,41 @@ func TestEngineSignalRefusesBadInput(t *testing.T) {
 		}
 		if got := h.eng.Signals(); len(got) != 0 {
 			t.Errorf("Signals() = %v; want none stored", got)
+		}
+	})
+}
+
+// TestEngineSignalExpiry: a signal is kept while it can matter, and no
+// longer: a "left" until the scheduled end of what it cuts (at least
+// LeftKeep), or as long as the unscheduled call it ends could have run; a
+// "joined" and an "ended" as long as an unscheduled call may last.
+func TestEngineSignalExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		store := NewMemStore()
+		h := startHarness(t, signalConfig(), zoomFeed(begin, "m", 10*minute, 3*time.Hour), store, nil)
+		h.until(30 * minute)
+		h.send(state.SignalLeft, zoomKey, "bob@contoso.com")                // scheduled until 3h10m
+		h.send(state.SignalJoined, "zoom:55555555555", "carol@contoso.com") // unscheduled
+		h.until(40 * minute)
+		h.send(state.SignalLeft, "zoom:55555555555", "carol@contoso.com")
+		h.send(state.SignalLeft, "zoom:77777777777", "carol@contoso.com") // nothing to end
+		h.send(state.SignalEnded, "zoom:77777777777", "")
+		h.stop()
+		stored, _ := store.Signals()
+		got := make(map[string]time.Duration)
+		for _, s := range stored {
+			got[s.Event+" "+s.Meeting+" "+s.Email] = s.Expires.Sub(begin)
+		}
+		want := map[string]time.Duration{
+			"left zoom:83412345678 bob@contoso.com":     3*time.Hour + 11*minute,
+			"joined zoom:55555555555 carol@contoso.com": 30*minute + 8*time.Hour,
+			"left zoom:55555555555 carol@contoso.com":   30*minute + 8*time.Hour,
+			"left zoom:77777777777 carol@contoso.com":   40*minute + LeftKeep,
+			"ended zoom:77777777777 ":                   40*minute + 8*time.Hour,
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("expiry of the stored signals (-want +got):\n%s", diff)
 		}
 	})
 }
