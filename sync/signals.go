@@ -188,7 +188,7 @@ func segment(m *Match, start, end time.Time, first bool, event string) Match {
 	}
 	if event != "" {
 		nm.Grace, nm.Signal = 0, event
-		if !end.After(m.Occ.Start) {
+		if !end.After(start) {
 			// Over before it began: nothing of it makes anyone busy.
 			occ.End = occ.Start
 			nm.Skip = SkipSignal
@@ -242,20 +242,25 @@ func newSignalSet(st Store, log *slog.Logger) *signalSet {
 
 // at returns the signals in force at now, and forgets the expired ones.
 func (ss *signalSet) at(now time.Time, log *slog.Logger) []Signal {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	var out []Signal
+	var expired []string
+	ss.mu.Lock()
 	for id, s := range ss.byID {
 		if !now.Before(s.Expires) {
 			delete(ss.byID, id)
-			if ss.store != nil {
-				if err := ss.store.DeleteSignal(id); err != nil {
-					log.Warn("forget an expired live meeting signal", "err", err)
-				}
-			}
+			expired = append(expired, id)
 			continue
 		}
 		out = append(out, s)
+	}
+	ss.mu.Unlock()
+	if ss.store != nil {
+		for _, id := range expired {
+			// A record left behind is forgotten again at the next start.
+			if err := ss.store.DeleteSignal(id); err != nil {
+				log.Warn("forget an expired live meeting signal", "err", err)
+			}
+		}
 	}
 	return out
 }
