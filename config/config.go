@@ -46,6 +46,8 @@ type Config struct {
 	Users    []User   `yaml:"users,omitempty"`
 	Sources  []Source `yaml:"sources"`
 
+	Webhooks *Webhooks `yaml:"webhooks,omitempty"` // live meeting signals; nil: off (webhooks.go)
+
 	// Path is the file the configuration was read from (not in YAML).
 	Path string `yaml:"-"`
 }

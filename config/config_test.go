@@ -279,6 +279,15 @@ func TestLoadInvalid(t *testing.T) {
 		{"server-listen", `:10: server.listen: must be host:port such as ":8080" or "127.0.0.1:8080" (got "8080")`},
 		{"server-shutdown-timeout", `:10: server.shutdown_timeout: must be positive (got 0s)`},
 
+		// Webhooks.
+		{"webhooks-listen", `:10: webhooks.listen: must be host:port such as ":8081" (got "8081")`},
+		{"webhooks-listen-same", `:12: webhooks.listen: must differ from server.listen (":8080"): the webhook listener is the one exposed to Zoom and Webex`},
+		{"webhooks-none", `:9: webhooks: set zoom, webex or both`},
+		{"webhooks-zoom-secret", `:10: webhooks.zoom: set one of secret_token or secret_token_file`},
+		{"webhooks-webex-secret", `:10: webhooks.webex: set one of secret or secret_file`},
+		{"webhooks-secret-file", `:11: webhooks.webex.secret_file: open testdata/does-not-exist: no such file or directory`},
+		{"webhooks-max-unscheduled", `:11: webhooks.max_unscheduled: must be positive (got -1h0m0s)`},
+
 		// Users.
 		{"users-required", ":10: users[0].user: required\nFILE:11: users[1].email: required"},
 		{"users-duplicate", `:12: users[1].email: duplicate email "Alice@Partner.Example" (also users[0])`},

@@ -34,7 +34,9 @@ func TestHideConfigSecrets(t *testing.T) {
 	// Cover the other secrets too.
 	c.Graph.CertificatePassword = "cert-password-0xBAADF00D"
 	c.Sources[1].URL = "https://user:userinfo-0x8BADF00D@example.com/calendar/ical/private-0123456789abcdef0123456789abcdef/basic.ics"
+	c.Webhooks = &config.Webhooks{Zoom: &config.ZoomWebhook{SecretToken: "zoom-webhook-0xABADCAFE"}, Webex: &config.WebexWebhook{Secret: "webex-webhook-0xDEFEC8ED"}}
 	hidden := []string{
+		"zoom-webhook-0xABADCAFE", "webex-webhook-0xDEFEC8ED",
 		"client-secret-0xDEADBEEF", "zoom-token-0xFEEDFACE", "feed-token-0xCAFEBABE",
 		"cert-password-0xBAADF00D", "userinfo-0x8BADF00D", "0123456789abcdef0123456789abcdef",
 	}
@@ -60,6 +62,7 @@ func TestHideConfigSecrets(t *testing.T) {
 		"%+v *c":           fmt.Sprintf("%+v", *c),
 		"%#v *c":           fmt.Sprintf("%#v", *c),
 		"%v graph":         fmt.Sprintf("%v", c.Graph),
+		"%+v webhooks":     fmt.Sprintf("%+v %+v %+v", *c.Webhooks, *c.Webhooks.Zoom, *c.Webhooks.Webex),
 		"%+v sources":      fmt.Sprintf("%+v", c.Sources),
 		"%#v sources":      fmt.Sprintf("%#v", c.Sources),
 		"%q secret":        fmt.Sprintf("%q", c.Graph.ClientSecret),

@@ -80,6 +80,10 @@ func parse(data []byte, path string, lookup lookupFunc) (*Config, error) {
 		p.Line = lineFor(d.lines, p.Path)
 		problems = append(problems, *p)
 	}
+	for _, p := range c.loadWebhooks() {
+		p.Line = lineFor(d.lines, p.Path)
+		problems = append(problems, p)
+	}
 	problems = append(problems, c.validate(d.lines)...)
 	if len(problems) > 0 {
 		return nil, newValidationError(path, problems)
@@ -538,14 +542,14 @@ func validVarName(s string) bool {
 // resolveFiles makes the relative *_file paths relative to dir, the
 // directory of the configuration file.
 func resolveFiles(c *Config, dir string) {
-	for _, p := range []*string{
+	for _, p := range append([]*string{
 		&c.Graph.ClientSecretFile,
 		&c.Graph.CertificateFile,
 		&c.Graph.TokenFile,
 		&c.Graph.CAFile,
 		&c.Schedule.CAFile,
 		&c.Server.AdminTokenFile,
-	} {
+	}, c.webhookFiles()...) {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}

@@ -134,6 +134,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		}
 	}
 	positive(k, "server.shutdown_timeout", c.Server.ShutdownTimeout)
+	c.validateWebhooks(k)
 	c.validateUsers(k)
 	c.validateSources(k)
 	return k.problems

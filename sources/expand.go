@@ -621,6 +621,7 @@ func (x *expander) emit(ev *vevent, f *fields, rid, start, end time.Time, allDay
 		Transparent:  f.transp == 2,
 		Organizer:    f.organizer,
 		Attendees:    f.attendees,
+		MeetingKeys:  f.keys,
 	})
 	if x.locs != nil {
 		*x.locs = append(*x.locs, loc)

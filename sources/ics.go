@@ -514,7 +514,8 @@ type fields struct {
 	status                         string
 	organizer                      string
 	attendees                      []Attendee
-	transp                         int8 // 0 unset, 1 opaque, 2 transparent
+	keys                           []string // MeetingKeys of the VEVENT
+	transp                         int8     // 0 unset, 1 opaque, 2 transparent
 	has                            uint8
 }
 
@@ -553,6 +554,7 @@ func readFields(c *ical.Component) fields {
 			}
 		}
 	}
+	f.keys = eventKeys(c)
 	if p := c.Props["TRANSP"]; len(p) > 0 {
 		f.transp = 1
 		if strings.EqualFold(strings.TrimSpace(p[0].Value), "TRANSPARENT") {
@@ -584,6 +586,9 @@ func (f fields) inherit(m *fields) fields {
 	}
 	if f.has&hasAttendees == 0 {
 		f.attendees = m.attendees
+	}
+	if f.keys == nil {
+		f.keys = m.keys
 	}
 	if f.transp == 0 {
 		f.transp = m.transp

@@ -21,6 +21,11 @@ type Occurrence struct {
 	Transparent bool
 	Organizer   string // lower-cased address, mailto: stripped
 	Attendees   []Attendee
+	// MeetingKeys are the Zoom and Webex meetings the event's join links
+	// name ("zoom:83412345678", "webex:25501234567"; see MeetingKeys),
+	// read before the description is dropped: live meeting signals find
+	// their occurrences by them.
+	MeetingKeys []string
 }
 
 // Attendee is one ATTENDEE of an occurrence.

@@ -14,7 +14,7 @@ import (
 // Report is what Check found in a state file.
 type Report struct {
 	Path    string
-	Buckets []BucketReport // meta, sessions, identities, feeds, in that order
+	Buckets []BucketReport // meta, sessions, identities, feeds, signals, in that order
 	// Problems are damage below the records: what bbolt's own consistency
 	// check found (pages, freelist), or a read that failed on a damaged
 	// page.
@@ -151,7 +151,15 @@ func (s *Store) checkRecords(r *Report) bool {
 			}
 		}
 	}
-	r.Buckets = []BucketReport{meta, sessions, users, feeds}
+	sigs := BucketReport{Name: string(bucketSignals), Missing: !present[string(bucketSignals)]}
+	if !sigs.Missing {
+		got, err := s.Signals()
+		if !tally(&sigs, err, r) {
+			return false
+		}
+		sigs.Good = len(got) // tally counted the read as one
+	}
+	r.Buckets = []BucketReport{meta, sessions, users, feeds, sigs}
 	return true
 }
 

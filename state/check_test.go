@@ -36,7 +36,7 @@ func TestCheckClean(t *testing.T) {
 	for _, b := range r.Buckets {
 		got[b.Name] = b.Good
 	}
-	if diff := cmp.Diff(map[string]int{"meta": 1, "sessions": 1, "identities": 1, "feeds": 1}, got); diff != "" {
+	if diff := cmp.Diff(map[string]int{"meta": 1, "sessions": 1, "identities": 1, "feeds": 1, "signals": 0}, got); diff != "" {
 		t.Errorf("good records per bucket (-want +got):\n%s", diff)
 	}
 }
@@ -52,14 +52,18 @@ func TestCheckBadRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	putRaw(t, s, bucketFeedBodies, "webex", []byte("not gzip"))
+	if err := s.PutSignal(Signal{ID: "zoom|ended|zoom:83412345678||t", Vendor: "zoom", Event: SignalEnded, Meeting: "zoom:83412345678"}); err != nil {
+		t.Fatal(err)
+	}
+	putRaw(t, s, bucketSignals, "bad-signal", []byte("7"))
 	s.Close()
 
 	r, err := Check(path, time.Second)
 	if err != nil {
 		t.Fatalf("Check error = %v", err)
 	}
-	if r.Clean() || r.BadRecords() != 3 || len(r.Problems) != 0 {
-		t.Fatalf("Check = %d bad records, problems %q; want 3 bad records and no problem", r.BadRecords(), r.Problems)
+	if r.Clean() || r.BadRecords() != 4 || len(r.Problems) != 0 {
+		t.Fatalf("Check = %d bad records, problems %q; want 4 bad records and no problem", r.BadRecords(), r.Problems)
 	}
 	type count struct {
 		Good int
@@ -78,6 +82,7 @@ func TestCheckBadRecords(t *testing.T) {
 		"sessions":   {Good: 1, Bad: []string{"sessions bob@contoso.com"}},
 		"identities": {Bad: []string{"identities carol@contoso.com"}},
 		"feeds":      {Good: 1, Bad: []string{"feed_bodies webex"}},
+		"signals":    {Good: 1, Bad: []string{"signals bad-signal"}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Check per bucket (-want +got):\n%s", diff)

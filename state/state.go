@@ -44,9 +44,10 @@ var (
 	bucketIdentities = []byte("identities")  // key lower-cased address, value Identity (JSON)
 	bucketFeeds      = []byte("feeds")       // key source, value feedRecord (JSON)
 	bucketFeedBodies = []byte("feed_bodies") // key source, value gzip-compressed body
+	bucketSignals    = []byte("signals")     // key Signal.ID, value Signal (JSON); added in schema 2 by init, no migration
 	keyVersion       = []byte("version")
 
-	allBuckets = [][]byte{bucketMeta, bucketSessions, bucketIdentities, bucketFeeds, bucketFeedBodies}
+	allBuckets = [][]byte{bucketMeta, bucketSessions, bucketIdentities, bucketFeeds, bucketFeedBodies, bucketSignals}
 )
 
 // Store is an open state file. Its methods are safe for concurrent use.

@@ -31,6 +31,7 @@ func compact(occs []sources.Occurrence, keepDescription bool) []sources.Occurren
 		n     int
 	}
 	atts := make(map[sliceKey][]sources.Attendee)
+	keys := make(map[*string][]string)
 	for i, o := range occs {
 		o.UID, o.Summary, o.Location = str(o.UID), str(o.Summary), str(o.Location)
 		o.Status, o.Organizer = str(o.Status), str(o.Organizer)
@@ -51,6 +52,19 @@ func compact(occs []sources.Occurrence, keepDescription bool) []sources.Occurren
 				atts[k] = a
 			}
 			o.Attendees = a
+		}
+		if len(o.MeetingKeys) > 0 {
+			// Shared like the attendees: one slice per event.
+			k := &o.MeetingKeys[0]
+			mk, ok := keys[k]
+			if !ok {
+				mk = make([]string, len(o.MeetingKeys))
+				for j, x := range o.MeetingKeys {
+					mk[j] = str(x)
+				}
+				keys[k] = mk
+			}
+			o.MeetingKeys = mk
 		}
 		out[i] = o
 	}

@@ -60,6 +60,8 @@ type Engine struct {
 	// the people the configuration names (only_configured).
 	onlyConfigured map[string]bool
 	maxLease       time.Duration
+	sig            *signalSet        // live meeting signals (signals.go)
+	userIndex      map[string]string // users: address → target, for signals
 
 	mu        gosync.Mutex // guards ready, firstPass, started
 	ready     bool
@@ -68,10 +70,11 @@ type Engine struct {
 	// wrapScheduler, set by tests, stands between the engine and gocron.
 	wrapScheduler func(gocron.Scheduler) gocron.Scheduler
 
-	spansMu    gosync.Mutex // guards spansCache
-	spansCache struct {
-		feedGen, dirGen uint64
-		spans           map[string][]Span
+	viewMu    gosync.Mutex // guards viewCache
+	viewCache struct {
+		gen     [3]uint64 // of the feed snapshot, the live signals, the directory
+		matches []Match
+		spans   map[string][]Span
 	}
 
 	reconcileMu gosync.Mutex // one reconcile at a time
@@ -129,6 +132,8 @@ func New(o Options) (*Engine, error) {
 		maxLease:       o.Config.Presence.MaxLease,
 		onlyConfigured: make(map[string]bool),
 		kick:           make(chan struct{}, 1),
+		sig:            newSignalSet(o.Store, o.Logger),
+		userIndex:      o.Config.UserIndex(),
 	}
 	if g.RateLimit > 0 && g.RateWindow > 0 {
 		e.rate = float64(g.RateLimit) / g.RateWindow.Seconds()
@@ -371,27 +376,31 @@ func (e *Engine) input(now time.Time) (ReconcileInput, error) {
 		return ReconcileInput{}, err
 	}
 	key := e.keyFunc()
+	matches, spans := e.view(matches, feedGen, now, key)
 	return ReconcileInput{
-		Now: now, Spans: e.spans(matches, feedGen, key), Sessions: e.adoptMigrated(sessions),
+		Now: now, Spans: spans, Sessions: e.adoptMigrated(sessions),
 		Matches: matches, Key: key, Known: e.knownFunc(sourcesKnown), Held: e.exec.heldAt(now), MaxLease: e.maxLease,
 		Rate: e.rate, LeadBurst: e.cfg.Presence.LeadBurst,
 	}, nil
 }
 
-// spans returns every person's spans for the matches of snapshot
-// generation feedGen, built again only when the matches or the directory
+// view returns the matches of feed snapshot generation feedGen with the
+// live signals in force at now applied, and every person's spans from them.
+// Both are built again only when the matches, the signals or the directory
 // changed since the last call: a boundary's reconcile must cost what
 // changed, not every person's spans from 200,000 matches (about a second
 // at 10,000 feeds).
-func (e *Engine) spans(matches []Match, feedGen uint64, key KeyFunc) map[string][]Span {
-	dirGen := e.dir.generation()
-	e.spansMu.Lock()
-	defer e.spansMu.Unlock()
-	if e.spansCache.spans == nil || e.spansCache.feedGen != feedGen || e.spansCache.dirGen != dirGen {
-		e.spansCache.spans = Spans(matches, e.cfg.Presence.MergeGap, key)
-		e.spansCache.feedGen, e.spansCache.dirGen = feedGen, dirGen
+func (e *Engine) view(matches []Match, feedGen uint64, now time.Time, key KeyFunc) ([]Match, map[string][]Span) {
+	sigs, sigGen := e.sig.at(now, e.log)
+	gen := [3]uint64{feedGen, sigGen, e.dir.generation()}
+	e.viewMu.Lock()
+	defer e.viewMu.Unlock()
+	if e.viewCache.spans == nil || e.viewCache.gen != gen {
+		m := e.withSignals(matches, sigs, key)
+		e.viewCache.matches, e.viewCache.spans = m, Spans(m, e.cfg.Presence.MergeGap, key)
+		e.viewCache.gen = gen
 	}
-	return e.spansCache.spans
+	return e.viewCache.matches, e.viewCache.spans
 }
 
 // keyFunc names the person of a match by object id, from the directory's

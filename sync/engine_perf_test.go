@@ -150,7 +150,8 @@ func TestCompact(t *testing.T) {
 	occs := make([]sources.Occurrence, 3, 8)
 	for i := range occs {
 		occs[i] = sources.Occurrence{UID: "u1", Summary: "Sync", Description: "dial-in", Status: "CONFIRMED",
-			Start: time.Unix(int64(i)*3600, 0), End: time.Unix(int64(i)*3600+1800, 0), Attendees: atts}
+			Start: time.Unix(int64(i)*3600, 0), End: time.Unix(int64(i)*3600+1800, 0), Attendees: atts,
+			MeetingKeys: []string{"zoom:83412345678"}}
 	}
 	for _, keep := range []bool{false, true} {
 		got := compact(occs, keep)

@@ -649,5 +649,5 @@ func sameOccurrence(a, b sources.Occurrence) bool {
 	return a.UID == b.UID && a.RecurrenceID.Equal(b.RecurrenceID) && a.Start.Equal(b.Start) && a.End.Equal(b.End) &&
 		a.Status == b.Status && a.Transparent == b.Transparent && a.AllDay == b.AllDay &&
 		a.Summary == b.Summary && a.Location == b.Location && a.Description == b.Description &&
-		a.Organizer == b.Organizer && slices.Equal(a.Attendees, b.Attendees)
+		a.Organizer == b.Organizer && slices.Equal(a.Attendees, b.Attendees) && slices.Equal(a.MeetingKeys, b.MeetingKeys)
 }

@@ -26,6 +26,7 @@ const (
 	SkipExcluded    = "excluded"
 	SkipNotIncluded = "not_included"
 	SkipZeroLength  = "zero_length"
+	SkipSignal      = "signal" // a live meeting signal ended it before it began
 )
 
 // Match is one occurrence matched to one user. Skip is empty when the
@@ -41,6 +42,10 @@ type Match struct {
 	Lead   time.Duration
 	Grace  time.Duration
 	Skip   string
+	// Signal is the live meeting event (state.SignalEnded, SignalLeft)
+	// that cut this match's occurrence short; empty for a match as the
+	// feed gave it (see applySignals).
+	Signal string
 }
 
 // Busy reports whether the match makes its user busy.

@@ -13,6 +13,7 @@ type MemStore struct {
 	mu       gosync.Mutex
 	sessions map[string]state.Session
 	ids      map[string]state.Identity
+	signals  map[string]state.Signal
 }
 
 // NewMemStore returns an empty MemStore.
@@ -80,5 +81,31 @@ func (m *MemStore) DeleteIdentity(address string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.ids, state.NormalizeAddress(address))
+	return nil
+}
+
+// Signals returns a copy of the live meeting signals (SignalStore).
+func (m *MemStore) Signals() (map[string]state.Signal, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.signals), nil
+}
+
+// PutSignal records s.
+func (m *MemStore) PutSignal(s state.Signal) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.signals == nil {
+		m.signals = make(map[string]state.Signal)
+	}
+	m.signals[s.ID] = s
+	return nil
+}
+
+// DeleteSignal forgets the signal stored under id.
+func (m *MemStore) DeleteSignal(id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.signals, id)
 	return nil
 }

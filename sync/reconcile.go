@@ -32,6 +32,7 @@ const (
 	ReasonEarlyMoved     = "early-end:moved"
 	ReasonEarlyCancelled = "early-end:cancelled"
 	ReasonEarlyDeclined  = "early-end:declined"
+	ReasonEarlySignal    = "early-end:signal" // a Zoom or Webex webhook said the meeting ended or the person left
 )
 
 // Timing constants of the presence rules.
@@ -294,6 +295,8 @@ func earlyEndReason(sess state.Session, matches []Match, key KeyFunc, now time.T
 		switch {
 		case found == nil:
 			continue
+		case found.Signal != "" && !found.Occ.End.After(now):
+			return ReasonEarlySignal
 		case found.Skip == SkipCancelled:
 			return ReasonEarlyCancelled
 		case found.Skip == SkipDeclined:

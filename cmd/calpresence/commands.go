@@ -196,6 +196,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- eng.Run(ctx) }()
+	wh := startWebhooks(ctx, cfg, eng, reg, log) // webhooks.go
 	select {
 	case err = <-runErr:
 		cancel()
@@ -206,7 +207,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		// The listener failed (port taken): stop the worker too.
 		cancel()
 		<-runErr
+	case err = <-wh.err:
+		cancel()
+		<-runErr
 	}
+	wh.wait()
 	log.Info("calpresence stopped")
 	return err
 }

@@ -97,7 +97,7 @@ func newE2E(t *testing.T, lead, length time.Duration) *e2eEnv {
 	start := time.Now().Add(lead).Truncate(time.Second)
 	end := start.Add(length)
 	feed := fmt.Sprintf("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//e2e//EN\r\nBEGIN:VEVENT\r\nUID:ZOOM-e2e-1\r\nDTSTAMP:20260101T000000Z\r\n"+
-		"DTSTART:%s\r\nDTEND:%s\r\nSUMMARY:Zoom call\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+		"DTSTART:%s\r\nDTEND:%s\r\nSUMMARY:Zoom call\r\nLOCATION:https://us02web.zoom.us/j/83412345678?pwd=e2e\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
 		start.UTC().Format("20060102T150405Z"), end.UTC().Format("20060102T150405Z"))
 	hits := new(atomic.Int64)
 	feedSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,131 @@
+package signals
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/state"
+)
+
+// WebexSignature is the X-Spark-Signature Webex sends with body:
+// hex(HMAC-SHA1(secret, body)).
+func WebexSignature(secret string, body []byte) string {
+	m := hmac.New(sha1.New, []byte(secret))
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifyWebex checks a Webex delivery's X-Spark-Signature over the raw
+// body, in constant time. Webex signs no timestamp: a replayed delivery is
+// the same fact again, which the engine recognises as a duplicate.
+func VerifyWebex(secret, signature string, body []byte) error {
+	if signature == "" {
+		return fmt.Errorf("%w: no X-Spark-Signature", ErrSignature)
+	}
+	want := WebexSignature(secret, body)
+	if !hmac.Equal([]byte(strings.ToLower(signature)), []byte(want)) {
+		return fmt.Errorf("%w: X-Spark-Signature does not match", ErrSignature)
+	}
+	return nil
+}
+
+// webexBody is a Webex webhook delivery (developer.webex.com, Webhooks
+// guide: resource, event, data). For resource "meetings" data is the
+// meeting instance (id, meetingNumber, start, end); for
+// "meetingParticipants" the participant (email, state, joinedTime,
+// leftTime, meetingId, and on some sites meetingNumber).
+type webexBody struct {
+	Resource string `json:"resource"`
+	Event    string `json:"event"`
+	Data     struct {
+		ID            string          `json:"id"`
+		MeetingID     string          `json:"meetingId"`
+		MeetingNumber json.RawMessage `json:"meetingNumber"`
+		End           string          `json:"end"`
+		Email         string          `json:"email"`
+		JoinedTime    string          `json:"joinedTime"`
+		LeftTime      string          `json:"leftTime"`
+	} `json:"data"`
+}
+
+// Webex keys for a meeting instance the invitation does not name (a
+// participant event without meetingNumber): it pairs joined, left and
+// ended of one instance, not calendar events.
+const keyWebexInstance = "webex-id:"
+
+// WebexDelivery is a parsed Webex delivery.
+type WebexDelivery struct {
+	Event   string // resource/event
+	Signals []state.Signal
+	// Instance and Meeting, from "meetings started": the meeting instance
+	// id participant events carry, and the meeting key it stands for.
+	Instance, Meeting string
+}
+
+// ParseWebex reads a Webex delivery: one signal for a participant event;
+// for a meeting that ended, one by meeting number and one by instance id,
+// so that participant events carrying only the instance id are ended too;
+// for a meeting that started, the instance id's meeting number (Webex's
+// participant events name the instance, not the number).
+func ParseWebex(body []byte) (out WebexDelivery, err error) {
+	var b webexBody
+	if err := json.Unmarshal(body, &b); err != nil {
+		return out, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if b.Resource == "" || b.Event == "" {
+		return out, fmt.Errorf("%w: no resource or event", ErrMalformed)
+	}
+	event := b.Resource + "/" + b.Event
+	out.Event = event
+	d := &b.Data
+	var keys []string
+	if len(d.MeetingNumber) > 0 && string(d.MeetingNumber) != "null" {
+		n, err := meetingNumber(d.MeetingNumber)
+		if err != nil {
+			return out, fmt.Errorf("%w: data.meetingNumber: %v", ErrMalformed, err)
+		}
+		keys = append(keys, sources.KeyWebex+n)
+	}
+	s := state.Signal{Vendor: "webex"}
+	switch event {
+	case "meetings/started":
+		if d.ID == "" || len(keys) == 0 {
+			return out, fmt.Errorf("%w: no data.id or data.meetingNumber", ErrMalformed)
+		}
+		out.Instance, out.Meeting = d.ID, keys[0]
+		return out, nil
+	case "meetings/ended":
+		s.Event = state.SignalEnded
+		s.At = eventTime(d.End, 0)
+		if d.ID != "" {
+			keys = append(keys, keyWebexInstance+d.ID)
+		}
+	case "meetingParticipants/joined", "meetingParticipants/left":
+		s.Event, s.At = state.SignalJoined, eventTime(d.JoinedTime, 0)
+		if b.Event == "left" {
+			s.Event, s.At = state.SignalLeft, eventTime(d.LeftTime, 0)
+		}
+		s.Email = state.NormalizeAddress(d.Email)
+		if s.Email == "" {
+			return out, fmt.Errorf("%w: no data.email", ErrMalformed)
+		}
+		if len(keys) == 0 && d.MeetingID != "" {
+			keys = append(keys, keyWebexInstance+d.MeetingID)
+		}
+	default:
+		return out, ErrUnknownEvent
+	}
+	if len(keys) == 0 {
+		return out, fmt.Errorf("%w: no data.meetingNumber or meeting id", ErrMalformed)
+	}
+	for _, k := range keys {
+		s.Meeting = k
+		out.Signals = append(out.Signals, s)
+	}
+	return out, nil
+}

@@ -1,0 +1,86 @@
+package state
+
+import (
+	"encoding/json"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Signal events: what a live meeting signal says happened.
+const (
+	SignalEnded  = "ended"  // the meeting ended, for everyone
+	SignalLeft   = "left"   // one participant left
+	SignalJoined = "joined" // one participant joined
+)
+
+// Signal is one live meeting fact from a vendor's webhook (Zoom, Webex):
+// a meeting ended, or a participant left or joined it. It overrides the
+// schedule the feeds show until it expires, also across a restart and
+// later polls of a feed that still shows the meeting running.
+type Signal struct {
+	// ID identifies the fact: vendor, event, meeting, participant and
+	// time. A vendor's retry of one delivery has the same ID.
+	ID     string `json:"-"`
+	Vendor string `json:"vendor"` // "zoom" or "webex"
+	Event  string `json:"event"`  // SignalEnded, SignalLeft, SignalJoined
+	// Meeting is the meeting's key, as sources.MeetingKeys spells it
+	// ("zoom:83412345678").
+	Meeting string `json:"meeting"`
+	// Email is the participant's address, lower-cased (left, joined).
+	Email string `json:"email,omitempty"`
+	// At is when it happened, by the vendor's clock (never after
+	// Received).
+	At       time.Time `json:"at"`
+	Received time.Time `json:"received"`
+	// Expires is when the signal stops mattering: after the scheduled end
+	// of the occurrences it concerns, or the cap on an unscheduled call.
+	Expires time.Time `json:"expires"`
+}
+
+// SignalID is the identity of a signal's fact (Signal.ID).
+func SignalID(vendor, event, meeting, email string, at time.Time) string {
+	return vendor + "|" + event + "|" + meeting + "|" + NormalizeAddress(email) + "|" + at.UTC().Format(time.RFC3339Nano)
+}
+
+// Signals returns every stored signal, by ID, expired ones included (the
+// caller prunes them with DeleteSignal). A record that does not decode is
+// skipped and named in a *BadRecordsError, as in Sessions.
+func (s *Store) Signals() (map[string]Signal, error) {
+	out := make(map[string]Signal)
+	var bad []BadRecord
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSignals)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var sig Signal
+			if err := json.Unmarshal(v, &sig); err != nil {
+				bad = append(bad, BadRecord{Bucket: string(bucketSignals), Key: string(k), Err: err})
+				return nil
+			}
+			sig.ID = string(k)
+			out[sig.ID] = sig
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return out, &BadRecordsError{Records: bad}
+	}
+	return out, nil
+}
+
+// PutSignal records sig under sig.ID, durably.
+func (s *Store) PutSignal(sig Signal) error {
+	return s.put(bucketSignals, sig.ID, sig)
+}
+
+// DeleteSignal forgets the signal stored under id; forgetting none is not
+// an error.
+func (s *Store) DeleteSignal(id string) error {
+	return s.delete(bucketSignals, id)
+}

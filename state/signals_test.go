@@ -1,0 +1,70 @@
+package state
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestSignalsSurviveReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2027, 3, 4, 15, 40, 0, 0, time.UTC)
+	sig := Signal{Vendor: "zoom", Event: SignalEnded, Meeting: "zoom:83412345678", At: at, Received: at.Add(time.Second), Expires: at.Add(time.Hour)}
+	sig.ID = SignalID(sig.Vendor, sig.Event, sig.Meeting, "", sig.At)
+	if err := s.PutSignal(sig); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.Signals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]Signal{sig.ID: sig}, got); diff != "" {
+		t.Errorf("Signals() after reopen (-want +got):\n%s", diff)
+	}
+	if err := s.DeleteSignal(sig.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Signals(); len(got) != 0 {
+		t.Errorf("Signals() after DeleteSignal = %v; want none", got)
+	}
+}
+
+func TestSignalsBadRecordSkipped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	good := Signal{ID: "good", Vendor: "webex", Event: SignalLeft, Meeting: "webex:25501234567", Email: "a@b.example"}
+	if err := s.PutSignal(good); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSignals).Put([]byte("bad"), []byte("{")) }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Signals()
+	var bad *BadRecordsError
+	if !errors.As(err, &bad) || len(bad.Records) != 1 || bad.Records[0].Key != "bad" {
+		t.Errorf("Signals() error = %v; want one bad record \"bad\"", err)
+	}
+	if _, ok := got["good"]; !ok || len(got) != 1 {
+		t.Errorf("Signals() = %v; want the good one only", got)
+	}
+}
