@@ -5,15 +5,13 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
-	"io/fs"
 	"os"
-	"path/filepath"
 )
 
 // CheckFiles checks what the daemon will need from the file system, without
 // contacting anything: the credential, CA and token files are readable and
-// well-formed, and the state file can be created or written. It returns a
+// well-formed. (The state file is the state package's: state.CheckWritable,
+// which the CLI's preflight applies beside this.) It returns a
 // *ValidationError naming, for each problem, the key and the file; nil when
 // all is well. `calpresence validate` and `run` apply it alike, so that a
 // configuration validate passes does not fail when run starts.
@@ -35,10 +33,6 @@ import (
 //     AZURE_FEDERATED_TOKEN_FILE names: readable and not empty.
 //   - server.admin_token_file: readable and not empty (an empty token would
 //     turn the admin check off).
-//   - state.path: the file, when it exists, is a regular file that can be
-//     opened for writing; otherwise a file can be created (and is removed
-//     again) in its directory, or in the nearest directory above it that
-//     exists (the state is opened with its folders created).
 //
 // In dry_run nothing calls Graph and no state is opened, so only the admin
 // token is checked (graph.client_secret_file is read by Load already).
@@ -61,9 +55,6 @@ func (c *Config) CheckFiles() error {
 			default:
 				k.add("graph.token_file", "required with auth workload_identity when AZURE_FEDERATED_TOKEN_FILE is not set")
 			}
-		}
-		if c.State.Path != "" {
-			checkWritable(k, "state.path", c.State.Path)
 		}
 	}
 	if c.Server.AdminTokenFile != "" {
@@ -195,63 +186,4 @@ func checkCertificate(k *checker, key, path string, password bool) {
 		}
 		k.add(key, "%s: the private key matches none of the certificates", path)
 	}
-}
-
-// checkWritable checks that the state file at path can be opened for
-// writing, or created.
-func checkWritable(k *checker, key, path string) {
-	st, err := os.Stat(path)
-	switch {
-	case err == nil && !st.Mode().IsRegular():
-		k.add(key, "%s is not a regular file", path)
-		return
-	case err == nil:
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
-			k.add(key, "cannot write the state file: %v", err)
-			return
-		}
-		_ = f.Close()
-		return
-	}
-	// The file is not there yet (or a file stands where a folder should):
-	// it is created, with its folders, in the nearest directory that
-	// exists.
-	dir := filepath.Dir(path)
-	for {
-		st, serr := os.Stat(dir)
-		if serr == nil {
-			if !st.IsDir() {
-				k.add(key, "cannot create %s: %s is not a directory", path, dir)
-				return
-			}
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			k.add(key, "%v", err)
-			return
-		}
-		dir = parent
-	}
-	f, err := os.CreateTemp(dir, ".calpresence-check-*")
-	if err != nil {
-		k.add(key, "cannot create %s: directory %s is not writable: %v", path, dir, unwrapPath(err))
-		return
-	}
-	name := f.Name()
-	_ = f.Close()
-	if err := os.Remove(name); err != nil {
-		k.add(key, "cannot remove the test file %s: %v", name, err)
-	}
-}
-
-// unwrapPath drops the *fs.PathError wrapping (its path is a temporary
-// name that means nothing to the reader).
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

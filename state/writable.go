@@ -55,3 +55,52 @@ func explainNotWritable(path string, err error) error {
 	dir, _ := filepath.Abs(filepath.Dir(path))
 	return &notWritableError{dir: dir, readOnly: readOnly, uid: os.Getuid(), gid: os.Getgid(), err: err}
 }
+
+// CheckWritable checks, without opening it, that the state file at path
+// can be used: when it exists, it is a regular file that can be opened for
+// writing; otherwise a file can be created (and is removed again) in its
+// directory, or in the nearest directory above it that exists (Open
+// creates the folders). A directory this process cannot write is
+// ErrNotWritable with the fix in its text, as from Open.
+func CheckWritable(path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case err == nil && !st.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", path)
+	case err == nil:
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return explainNotWritable(path, fmt.Errorf("cannot write the state file: %w", err))
+		}
+		return f.Close()
+	}
+	dir := filepath.Dir(path)
+	for {
+		st, serr := os.Stat(dir)
+		if serr == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("cannot create %s: %s is not a directory", path, dir)
+			}
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return err
+		}
+		dir = parent
+	}
+	f, err := os.CreateTemp(dir, ".calpresence-check-*")
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // its path is a temporary name that means nothing to the reader
+		}
+		return explainNotWritable(filepath.Join(dir, "state.db"), fmt.Errorf("cannot create %s: directory %s is not writable: %w", path, dir, err))
+	}
+	name := f.Name()
+	_ = f.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("cannot remove the test file %s: %w", name, err)
+	}
+	return nil
+}

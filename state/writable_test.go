@@ -78,3 +78,29 @@ func TestOpenNotWritable(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckWritable: a state file that can be created or written passes
+// and leaves nothing behind; one that cannot is named.
+func TestCheckWritable(t *testing.T) {
+	dir := t.TempDir()
+	if err := CheckWritable(filepath.Join(dir, "sub", "state.db")); err != nil {
+		t.Errorf("CheckWritable(new file in a new folder) = %v; want nil", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("CheckWritable left %v behind", left)
+	}
+	existing := filepath.Join(dir, "state.db")
+	if err := os.WriteFile(existing, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckWritable(existing); err != nil {
+		t.Errorf("CheckWritable(existing file) = %v; want nil", err)
+	}
+	if err := CheckWritable(dir); err == nil || !strings.Contains(err.Error(), dir+" is not a regular file") {
+		t.Errorf("CheckWritable(a directory) = %v; want it named", err)
+	}
+	under := filepath.Join(existing, "state.db")
+	if err := CheckWritable(under); err == nil || !strings.Contains(err.Error(), "cannot create "+under+": "+existing+" is not a directory") {
+		t.Errorf("CheckWritable(under a file) = %v; want it named", err)
+	}
+}

@@ -363,8 +363,9 @@ func TestArbitraryUID(t *testing.T) {
 }
 
 // TestStateNotWritable: with the state directory not writable the daemon
-// exits 1 at once, logging (JSON) an error that names the directory and the
-// fix.
+// exits 2 at once (the preflight it shares with validate finds it: a
+// deployment error), logging (JSON) an error that names the directory and
+// the fix.
 func TestStateNotWritable(t *testing.T) {
 	needImage(t)
 	e := newEnv(t)
@@ -388,8 +389,8 @@ func TestStateNotWritable(t *testing.T) {
 			args = append(append(args, tt.flags...), image)
 			t0 := time.Now()
 			out, code := podman(t, args...)
-			if code != 1 {
-				t.Fatalf("exit %d; want 1\n%s", code, out)
+			if code != 2 {
+				t.Fatalf("exit %d; want 2\n%s", code, out)
 			}
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			var rec struct{ Level, Msg, Err string }
