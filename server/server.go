@@ -23,8 +23,7 @@ import (
 
 // Engine is what the server needs from the worker.
 type Engine interface {
-	Ready() (bool, []sync.SourceStatus)
-	Unresolved() []sync.Unresolved
+	Readiness() sync.Readiness
 	Resync(ctx context.Context, req sync.ResyncRequest) ([]sync.Result, error)
 	Clear(ctx context.Context, users []string, all bool) ([]sync.Result, error)
 	// Status is the snapshot the status page shows.
@@ -85,20 +84,14 @@ func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.L
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ready, st := eng.Ready()
+		rd := eng.Readiness()
 		code := http.StatusOK
-		if !ready {
+		if !rd.Ready {
 			code = http.StatusServiceUnavailable
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(struct {
-			Ready   bool                `json:"ready"`
-			Sources []sync.SourceStatus `json:"sources"`
-			// Unresolved are calendar addresses that name no Entra user
-			// (yet): their meetings make nobody busy.
-			Unresolved []sync.Unresolved `json:"unresolved_addresses,omitempty"`
-		}{ready, st, eng.Unresolved()})
+		_ = json.NewEncoder(w).Encode(rd)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	admin := func(do func(ctx context.Context, req ActionRequest) ([]sync.Result, error)) http.HandlerFunc {

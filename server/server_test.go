@@ -28,12 +28,14 @@ type fakeEngine struct {
 
 func (f *fakeEngine) Status(now time.Time) sync.Status { return f.status }
 
-func (f *fakeEngine) Ready() (bool, []sync.SourceStatus) {
-	return f.ready, []sync.SourceStatus{{Name: "zoom", URL: "https://example.zoom.us/feed.ics?<redacted>", Loaded: true, Healthy: f.ready}}
-}
-
-func (f *fakeEngine) Unresolved() []sync.Unresolved {
-	return []sync.Unresolved{{Address: "ghost@contoso.com", Reason: "unknown"}}
+func (f *fakeEngine) Readiness() sync.Readiness {
+	r := sync.Readiness{Ready: f.ready,
+		Sources:    []sync.SourceStatus{{Name: "zoom", URL: "https://example.zoom.us/feed.ics?<redacted>", Loaded: true, Healthy: f.ready}},
+		Unresolved: []sync.Unresolved{{Address: "ghost@contoso.com", Reason: "unknown"}}}
+	if !f.ready {
+		r.Reasons = []string{"the first reconcile is not done yet"}
+	}
+	return r
 }
 
 func (f *fakeEngine) Resync(ctx context.Context, req sync.ResyncRequest) ([]sync.Result, error) {
@@ -65,8 +67,9 @@ func TestEndpoints(t *testing.T) {
 	if code, _ := do(t, h, "GET", "/healthz", "10.0.0.9:1234", "", ""); code != 200 {
 		t.Errorf("/healthz = %d; want 200", code)
 	}
-	if code, body := do(t, h, "GET", "/readyz", "10.0.0.9:1234", "", ""); code != 503 || !strings.Contains(body, `"ready":false`) {
-		t.Errorf("/readyz before the first pass = %d %s; want 503", code, body)
+	if code, body := do(t, h, "GET", "/readyz", "10.0.0.9:1234", "", ""); code != 503 || !strings.Contains(body, `"ready":false`) ||
+		!strings.Contains(body, `"reasons":["the first reconcile is not done yet"]`) {
+		t.Errorf("/readyz before the first pass = %d %s; want 503 with the reason", code, body)
 	}
 	eng.ready = true
 	if code, body := do(t, h, "GET", "/readyz", "10.0.0.9:1234", "", ""); code != 200 || !strings.Contains(body, `"healthy":true`) ||

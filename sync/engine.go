@@ -42,20 +42,25 @@ type Options struct {
 	Fetcher Fetcher
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Authenticated reports whether Graph's authority has issued a token
+	// since start (graph.Client.Authenticated); /readyz is 503 until it
+	// has. nil: no such check (tests, the one-off commands).
+	Authenticated func() bool
 }
 
 // Engine is the worker: it polls the sources, keeps their occurrences,
 // and reconciles presence at every span boundary.
 type Engine struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	metrics *Metrics
-	store   Store
-	feeds   *feedSet
-	dir     *directory
-	exec    *executor
-	started time.Time
-	rate    float64 // presence calls per second Graph allows (0: no limit)
+	cfg           *config.Config
+	log           *slog.Logger
+	metrics       *Metrics
+	store         Store
+	feeds         *feedSet
+	dir           *directory
+	exec          *executor
+	started       time.Time
+	rate          float64     // presence calls per second Graph allows (0: no limit)
+	authenticated func() bool // nil: not checked
 	// onlyConfigured names the sources whose matches may make busy only
 	// the people the configuration names (only_configured).
 	onlyConfigured map[string]bool
@@ -138,6 +143,7 @@ func New(o Options) (*Engine, error) {
 	if g.RateLimit > 0 && g.RateWindow > 0 {
 		e.rate = float64(g.RateLimit) / g.RateWindow.Seconds()
 	}
+	e.authenticated = o.Authenticated
 	e.exec.grace = o.Config.Server.ShutdownTimeout
 	if e.exec.grace <= 0 {
 		e.exec.grace = config.Default().Server.ShutdownTimeout

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -558,5 +559,45 @@ func TestEngineRestartReconcilesAsCopiesLoad(t *testing.T) {
 			"1h0m0s set alice@contoso.com InAConferenceCall 5m0s",
 			"1h4m0s clear alice@contoso.com",
 			"1h4m10s set bob@contoso.com InAConferenceCall 27m50s")
+	})
+}
+
+// TestEngineReadiness: not ready before a source has loaded or while
+// Graph's authority has issued no token; ready otherwise, with what is
+// degraded listed.
+func TestEngineReadiness(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		var authenticated atomic.Bool
+		feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}}
+		feeds.fail("zoom", errors.New("connection refused"))
+		h := &harness{t: t, feeds: feeds, graph: &fakePresence{begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		eng, err := New(Options{Config: testConfig(), Presence: h.graph, Store: h.store, Fetcher: feeds, Metrics: h.metrics,
+			Authenticated: authenticated.Load})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.eng = eng
+		ctx, cancel := context.WithCancel(context.Background())
+		h.cancel, h.done = cancel, make(chan error, 1)
+		go func() { h.done <- eng.Run(ctx) }()
+		h.until(time.Minute)
+		r := eng.Readiness()
+		if r.Ready || !slices.Contains(r.Reasons, "no source has loaded yet (neither read nor a stored copy)") ||
+			!slices.Contains(r.Reasons, "Graph's authority has issued no token since start (check the credentials)") {
+			t.Errorf("Readiness with no source loaded and no token = %+v; want not ready, with both reasons", r)
+		}
+		authenticated.Store(true)
+		feeds.fail("zoom", nil)
+		h.until(3 * time.Minute)
+		if r := eng.Readiness(); !r.Ready || len(r.Reasons) != 0 {
+			t.Errorf("Readiness once the feed loaded and a token came = %+v; want ready", r)
+		}
+		feeds.fail("zoom", errors.New("HTTP 503"))
+		h.until(5 * time.Minute)
+		if r := eng.Readiness(); !r.Ready || len(r.Degraded) != 1 || !strings.Contains(r.Degraded[0], "source zoom is failing") {
+			t.Errorf("Readiness with the feed failing after it loaded = %+v; want ready, degraded by the source", r)
+		}
+		h.stop()
 	})
 }

@@ -99,10 +99,60 @@ func (e *Engine) Clear(ctx context.Context, addresses []string, all bool) ([]Res
 
 // Ready reports whether the first pass is done, with each source's status.
 func (e *Engine) Ready() (bool, []SourceStatus) {
-	st := e.feeds.statuses()
+	r := e.Readiness()
+	return r.Ready, r.Sources
+}
+
+// Readiness is what /readyz answers.
+type Readiness struct {
+	Ready bool `json:"ready"`
+	// Reasons say why the worker is not ready (empty when it is).
+	Reasons []string `json:"reasons,omitempty"`
+	// Degraded are what wants a look although the worker is ready: failing
+	// or stale sources, people held back, addresses naming nobody.
+	Degraded   []string       `json:"degraded,omitempty"`
+	Sources    []SourceStatus `json:"sources"`
+	Unresolved []Unresolved   `json:"unresolved_addresses,omitempty"`
+}
+
+// Readiness reports whether the worker can do its job: not before the
+// first reconcile is done, while no source has loaded (from the network
+// or a stored copy), or while Graph's authority has issued no token since
+// start (a broken secret must not replace a working pod in a rollout).
+// Once ready, what is degraded is listed but does not make it unready.
+func (e *Engine) Readiness() Readiness {
+	now := time.Now()
+	r := Readiness{Sources: e.feeds.statuses(), Unresolved: e.dir.unresolved()}
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.ready, st
+	ready := e.ready
+	e.mu.Unlock()
+	if !ready {
+		r.Reasons = append(r.Reasons, "the first reconcile is not done yet")
+	}
+	loaded := false
+	for _, s := range r.Sources {
+		loaded = loaded || s.Loaded
+		switch {
+		case s.Stale:
+			r.Degraded = append(r.Degraded, fmt.Sprintf("source %s is stale: its copy is %s old", s.Name, s.CopyAge))
+		case !s.Healthy && s.LastError != "":
+			r.Degraded = append(r.Degraded, fmt.Sprintf("source %s is failing: %s", s.Name, s.LastError))
+		}
+	}
+	if !loaded && len(r.Sources) > 0 {
+		r.Reasons = append(r.Reasons, "no source has loaded yet (neither read nor a stored copy)")
+	}
+	if e.authenticated != nil && !e.authenticated() {
+		r.Reasons = append(r.Reasons, "Graph's authority has issued no token since start (check the credentials)")
+	}
+	if n := len(e.exec.heldAt(now)); n > 0 {
+		r.Degraded = append(r.Degraded, fmt.Sprintf("%d people held back from Graph calls (see the status page)", n))
+	}
+	if n := len(r.Unresolved); n > 0 {
+		r.Degraded = append(r.Degraded, fmt.Sprintf("%d calendar addresses name no Entra user", n))
+	}
+	r.Ready = len(r.Reasons) == 0
+	return r
 }
 
 // Unresolved lists the calendar addresses met since start that name no

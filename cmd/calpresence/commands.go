@@ -90,7 +90,7 @@ type deps struct {
 	store   sync.Store
 	feeds   sync.FeedCache
 	closeFn func() error
-	graph   sync.Presence
+	graph   *graph.Client
 }
 
 // openDeps opens the state file (in memory for a dry run) and the Graph
@@ -124,9 +124,9 @@ func openDeps(ctx context.Context, cfg *config.Config, log *slog.Logger) (*deps,
 }
 
 // openEngine opens the state and the Graph client and builds the worker on
-// them; close releases the state file.
-func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, m *sync.Metrics) (eng *sync.Engine, close func() error, err error) {
-	d, err := openDeps(ctx, cfg, log)
+// them; d.closeFn releases the state file.
+func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, m *sync.Metrics) (eng *sync.Engine, d *deps, err error) {
+	d, err = openDeps(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -136,12 +136,12 @@ func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, m *sy
 		return nil, nil, usageError{err}
 	}
 	eng, err = sync.New(sync.Options{Config: cfg, Presence: d.graph, Store: d.store, Feeds: d.feeds,
-		Fetcher: fetcher, Logger: log, Metrics: m})
+		Fetcher: fetcher, Logger: log, Metrics: m, Authenticated: d.graph.Authenticated})
 	if err != nil {
 		_ = d.closeFn()
 		return nil, nil, usageError{err}
 	}
-	return eng, d.closeFn, nil
+	return eng, d, nil
 }
 
 func newFetcher(cfg *config.Config) (*sources.Fetcher, error) {
@@ -175,11 +175,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	eng, closeState, err := openEngine(ctx, cfg, log, sync.NewMetrics(reg))
+	eng, d, err := openEngine(ctx, cfg, log, sync.NewMetrics(reg))
 	if err != nil {
 		return recoveryHint(err, args)
 	}
-	defer closeState()
+	defer d.closeFn()
 	log.Info("calpresence starting", "version", versionString(), "sources", len(cfg.Sources), "dry_run", cfg.Graph.DryRun, "listen", cfg.Server.Listen)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -194,6 +194,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else {
 		srvErr <- nil
 	}
+	go authenticate(ctx, d.graph, log)
 	runErr := make(chan error, 1)
 	go func() { runErr <- eng.Run(ctx) }()
 	wh := startWebhooks(ctx, cfg, eng, reg, log) // webhooks.go
@@ -214,6 +215,24 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	wh.wait()
 	log.Info("calpresence stopped")
 	return err
+}
+
+// authenticate asks Graph's authority for a token at start, and again with
+// back-off until it answers: a broken secret shows at once, in the log and
+// as /readyz 503, not at the first meeting.
+func authenticate(ctx context.Context, g *graph.Client, log *slog.Logger) {
+	for wait := time.Second; ; wait = min(2*wait, 5*time.Minute) {
+		err := g.Authenticate(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		log.Error("no token from Graph's authority; not ready until there is one", "err", err, "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // adminToken reads server.admin_token_file ("" when none is configured).
@@ -338,11 +357,11 @@ func cmdResync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *dryRun {
 		cfg.Graph.DryRun = true
 	}
-	eng, closeState, err := openEngine(ctx, cfg, mkLog(stderr), nil)
+	eng, d, err := openEngine(ctx, cfg, mkLog(stderr), nil)
 	if err != nil {
 		return recoveryHint(err, args)
 	}
-	defer closeState()
+	defer d.closeFn()
 	results, err := eng.Resync(ctx, sync.ResyncRequest{Sources: srcs, Users: users, DryRun: *dryRun})
 	reports := server.Reports(results)
 	printReports(stdout, reports, *dryRun)
@@ -377,11 +396,11 @@ func cmdClear(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
-	eng, closeState, err := openEngine(ctx, cfg, mkLog(stderr), nil)
+	eng, d, err := openEngine(ctx, cfg, mkLog(stderr), nil)
 	if err != nil {
 		return recoveryHint(err, args)
 	}
-	defer closeState()
+	defer d.closeFn()
 	results, err := eng.Clear(ctx, users, *all)
 	printReports(stdout, server.Reports(results), false)
 	return err
