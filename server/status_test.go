@@ -60,6 +60,10 @@ func sampleStatus() sync.Status {
 			{At: now.Add(-time.Minute), Op: "set", User: "bob@contoso.com", Status: 429, Message: "setPresence: HTTP 429 TooManyRequests"},
 			{At: now.Add(-4 * time.Minute), Op: "set", User: "carol@contoso.com", Status: 403, Message: "setPresence: HTTP 403 Forbidden: no Teams license"},
 		},
+		Signals: []sync.Signal{
+			{Vendor: "zoom", Event: "ended", Meeting: "zoom:83412345678", At: now.Add(-2 * time.Minute), Received: now.Add(-2 * time.Minute), Expires: now.Add(30 * time.Minute)},
+			{Vendor: "webex", Event: "left", Meeting: "webex:25123456789", Email: "bob@contoso.com", At: now.Add(-6 * time.Minute), Expires: now.Add(time.Hour)},
+		},
 	}
 }
 
@@ -174,6 +178,8 @@ func checkPage(t *testing.T, doc *node) {
 		{"held", "carol@contoso.com 9a1f3c2e-0000-4000-8000-000000000003 refused by Graph setPresence for 9a1f3c2e-0000-4000-8000-000000000003: HTTP 403 Forbidden: no Teams license 2027-03-04 15:50:00 UTC in 50m"},
 		{"held", "ghost@partner.example unknown"},
 		{"graph-errors", "2027-03-04 14:59:00 UTC 1m ago set bob@contoso.com HTTP 429 setPresence: HTTP 429 TooManyRequests"},
+		{"signals", "2027-03-04 14:58:00 UTC 2m ago zoom ended zoom:83412345678 everyone 2027-03-04 15:30:00 UTC"},
+		{"signals", "webex left webex:25123456789 bob@contoso.com"},
 	} {
 		if got := doc.byID(tc.section).words(); !strings.Contains(got, tc.want) {
 			t.Errorf("section %s = %q; want it to show %q", tc.section, got, tc.want)
@@ -226,6 +232,7 @@ func TestStatusPageEmpty(t *testing.T) {
 		"held":         "Nobody is held back.",
 		"next":         "No changes within the horizon.",
 		"graph-errors": "No failed Graph calls since start.",
+		"signals":      "No live meeting signals in force",
 		"sources":      "No sources are configured.",
 	} {
 		if got := doc.byID(section).words(); !strings.Contains(got, want) {

@@ -30,6 +30,9 @@ type Status struct {
 	Unresolved []Unresolved
 	// GraphErrors are the last failed Graph calls, newest first.
 	GraphErrors []GraphError
+	// Signals are the live meeting signals in force (Zoom, Webex
+	// webhooks), newest first, at most MaxTransitions.
+	Signals []Signal
 }
 
 // BusyPerson is someone busy now, and why.
@@ -97,6 +100,11 @@ const MaxTransitions = 50
 // directory has not met yet for the resolver.)
 func (e *Engine) Status(now time.Time) Status {
 	st := Status{Now: now, Sources: e.feeds.statuses(), Unresolved: e.dir.unresolved(), GraphErrors: e.exec.recent.list()}
+	if sigs := e.Signals(); len(sigs) > MaxTransitions {
+		st.Signals = sigs[:MaxTransitions]
+	} else {
+		st.Signals = sigs
+	}
 	e.mu.Lock()
 	st.Ready = e.ready
 	e.mu.Unlock()
