@@ -109,8 +109,10 @@ func (e *Engine) Status(now time.Time) Status {
 	st.Ready = e.ready
 	e.mu.Unlock()
 
-	matches, _ := e.feeds.snapshot()
-	spans := Spans(matches, e.cfg.Presence.MergeGap, e.keyFunc())
+	// The reconcile's own view (live signals applied), kept between
+	// changes: no spans are built here while nothing changed.
+	matches, _, feedGen := e.feeds.snapshotGen()
+	matches, spans := e.view(matches, feedGen, now, e.keyFunc())
 	summaries := summaryIndex(matches)
 	meetings := func(s Span, at time.Time) []Meeting {
 		var now, all []Meeting
