@@ -144,6 +144,7 @@ func New(o Options) (*Engine, error) {
 		e.rate = float64(g.RateLimit) / g.RateWindow.Seconds()
 	}
 	e.authenticated = o.Authenticated
+	e.feeds.installed = e.noteAddresses
 	e.exec.grace = o.Config.Server.ShutdownTimeout
 	if e.exec.grace <= 0 {
 		e.exec.grace = config.Default().Server.ShutdownTimeout
@@ -292,6 +293,19 @@ func throttle(fn func(), d time.Duration) func() {
 		mu.Unlock()
 		if ok {
 			fn()
+		}
+	}
+}
+
+// noteAddresses tells the directory of the addresses in a source's new
+// matches, so that the resolver looks them up at once (off any boundary's
+// path), not only once a reconcile has met them.
+func (e *Engine) noteAddresses(matches []Match) {
+	last := ""
+	for i := range matches {
+		if a := matches[i].User; a != last { // fixed users repeat in a row
+			e.dir.lookup(a)
+			last = a
 		}
 	}
 }

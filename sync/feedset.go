@@ -36,6 +36,11 @@ type feedSet struct {
 
 	mu    gosync.Mutex // guards feeds' contents and the snapshot
 	feeds map[string]*feed
+	// installed, when set, is told of each source's new matches as they
+	// are installed (the engine notes their addresses for the resolver, so
+	// that lookups run while the other feeds are still being read). It is
+	// called with mu held.
+	installed func([]Match)
 	// snap caches allMatches and knownFunc between changes: a reconcile
 	// at every boundary must not gather 200,000 matches again when no
 	// source has changed since the last.
@@ -534,6 +539,9 @@ func (fs *feedSet) install(f *feed, x *expansion, now time.Time) {
 	f.dropped = reportDropped(fs.log, fs.metrics, f.src.Name, f.dropped, x.dropped)
 	fs.snap.valid = false
 	fs.metrics.FeedEvents.WithLabelValues(f.src.Name).Set(float64(len(f.occs)))
+	if fs.installed != nil {
+		fs.installed(f.matches)
+	}
 }
 
 // failed records a failed read of f: the fetch, or the body (result says

@@ -95,7 +95,7 @@ func boundary(ctx context.Context, o options, out io.Writer) error {
 	defer func() { stop(); <-done }()
 
 	// The first pass: ready, every address looked up (one user a feed),
-	// and no call for 2 s after the last. (Polled cheaply: asking for the
+	// and no call for 5 s after the last. (Polled cheaply: asking for the
 	// status page's snapshot ten times a second would cost the daemon CPU.)
 	var ready, complete time.Time
 	for complete.IsZero() {
@@ -109,7 +109,7 @@ func boundary(ctx context.Context, o options, out io.Writer) error {
 			ready = now
 		}
 		calls := pres.sent()
-		if !ready.IsZero() && pres.resolves.Load() >= int64(o.feeds) && len(calls) > 0 && now.Sub(calls[len(calls)-1].at) > 2*time.Second {
+		if !ready.IsZero() && pres.resolves.Load() >= int64(o.feeds) && len(calls) > 0 && now.Sub(calls[len(calls)-1].at) > 5*time.Second {
 			complete = calls[len(calls)-1].at
 		}
 		if now.After(at.Add(-10 * time.Second)) {
@@ -131,6 +131,9 @@ func boundary(ctx context.Context, o options, out io.Writer) error {
 	first, seen := time.Duration(0), false
 	for _, c := range pres.sent()[firstCalls:] {
 		lag := c.at.Sub(at)
+		if lag < -10*time.Second {
+			continue // a late call of the first pass, not the boundary's (lead_burst is at most seconds)
+		}
 		if !seen || lag < first {
 			first, seen = lag, true
 		}
