@@ -1,13 +1,9 @@
 package state
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Identity is what Entra said of one calendar address: the person it
@@ -37,60 +33,26 @@ func NormalizeAddress(address string) string {
 // *BadRecordsError naming the others (they are looked up again).
 func (s *Store) Identities() (map[string]Identity, error) {
 	out := make(map[string]Identity)
-	var bad []BadRecord
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketIdentities).ForEach(func(k, v []byte) error {
-			var id Identity
-			if err := json.Unmarshal(v, &id); err != nil {
-				bad = append(bad, BadRecord{Bucket: string(bucketIdentities), Key: string(k), Err: err})
-				return nil
-			}
-			id.Address = string(k)
-			out[id.Address] = id
-			return nil
-		})
+	err := readAll(s, bucketIdentities, func(k string, id Identity) {
+		id.Address = k
+		out[k] = id
 	})
-	if err != nil {
+	if err != nil && !isBadRecords(err) {
 		return nil, err
 	}
-	if len(bad) > 0 {
-		return out, &BadRecordsError{Records: bad}
-	}
-	return out, nil
+	return out, err
 }
 
 // PutIdentities records ids in one transaction, each under its normalised
 // address, replacing earlier ones.
 func (s *Store) PutIdentities(ids []Identity) error {
-	type rec struct {
-		key  string
-		data []byte
-	}
-	recs := make([]rec, 0, len(ids))
-	for _, id := range ids {
+	return putAll(s, bucketIdentities, "identities", ids, func(id Identity) (string, error) {
 		key := NormalizeAddress(id.Address)
 		if key == "" {
-			return errors.New("state: put identity: empty address")
+			return "", errors.New("state: put identity: empty address")
 		}
-		data, err := json.Marshal(id)
-		if err != nil {
-			return fmt.Errorf("state: encode %s %q: %w", bucketIdentities, key, err)
-		}
-		recs = append(recs, rec{key, data})
-	}
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketIdentities)
-		for _, r := range recs {
-			if err := b.Put([]byte(r.key), r.data); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("state: put %d identities: %w", len(ids), err)
-	}
-	return nil
+		return key, nil
+	}, true)
 }
 
 // DeleteIdentity forgets what is cached for address.

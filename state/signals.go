@@ -1,10 +1,7 @@
 package state
 
 import (
-	"encoding/json"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Signal events: what a live meeting signal says happened.
@@ -48,30 +45,14 @@ func SignalID(vendor, event, meeting, email string, at time.Time) string {
 // skipped and named in a *BadRecordsError, as in Sessions.
 func (s *Store) Signals() (map[string]Signal, error) {
 	out := make(map[string]Signal)
-	var bad []BadRecord
-	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSignals)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			var sig Signal
-			if err := json.Unmarshal(v, &sig); err != nil {
-				bad = append(bad, BadRecord{Bucket: string(bucketSignals), Key: string(k), Err: err})
-				return nil
-			}
-			sig.ID = string(k)
-			out[sig.ID] = sig
-			return nil
-		})
+	err := readAll(s, bucketSignals, func(k string, sig Signal) {
+		sig.ID = k
+		out[k] = sig
 	})
-	if err != nil {
+	if err != nil && !isBadRecords(err) {
 		return nil, err
 	}
-	if len(bad) > 0 {
-		return out, &BadRecordsError{Records: bad}
-	}
-	return out, nil
+	return out, err
 }
 
 // PutSignal records sig under sig.ID, durably.

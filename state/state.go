@@ -192,25 +192,11 @@ func (s Session) Key() string {
 // session could be read.
 func (s *Store) Sessions() (map[string]Session, error) {
 	out := make(map[string]Session)
-	var bad []BadRecord
-	err := s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
-			var sess Session
-			if err := json.Unmarshal(v, &sess); err != nil {
-				bad = append(bad, BadRecord{Bucket: string(bucketSessions), Key: string(k), Err: err})
-				return nil
-			}
-			out[string(k)] = sess
-			return nil
-		})
-	})
-	if err != nil {
+	err := readAll(s, bucketSessions, func(k string, sess Session) { out[k] = sess })
+	if err != nil && !isBadRecords(err) {
 		return nil, err
 	}
-	if len(bad) > 0 {
-		return out, &BadRecordsError{Records: bad}
-	}
-	return out, nil
+	return out, err
 }
 
 // PutSession records sess under sess.Key(), replacing any earlier one.
@@ -223,34 +209,12 @@ func (s *Store) PutSession(sess Session) error {
 
 // PutSessions records many sessions in one transaction.
 func (s *Store) PutSessions(sessions []Session) error {
-	type rec struct {
-		key  string
-		data []byte
-	}
-	recs := make([]rec, 0, len(sessions))
-	for _, sess := range sessions {
+	return putAll(s, bucketSessions, "sessions", sessions, func(sess Session) (string, error) {
 		if sess.Key() == "" {
-			return errors.New("state: put session: no user id")
+			return "", errors.New("state: put session: no user id")
 		}
-		data, err := json.Marshal(sess)
-		if err != nil {
-			return fmt.Errorf("state: encode %s %q: %w", bucketSessions, sess.Key(), err)
-		}
-		recs = append(recs, rec{sess.Key(), data})
-	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSessions)
-		for _, r := range recs {
-			if err := b.Put([]byte(r.key), r.data); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("state: put %d sessions: %w", len(sessions), err)
-	}
-	return nil
+		return sess.Key(), nil
+	}, false)
 }
 
 // DeleteSession forgets the session stored under key (a Session's Key);
