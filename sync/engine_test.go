@@ -212,11 +212,23 @@ func startHarness(t *testing.T, cfg *config.Config, body string, store *MemStore
 	return h
 }
 
-func (h *harness) start(cfg *config.Config) {
-	eng, err := New(Options{Config: cfg, Presence: h.graph, Store: h.store, Fetcher: h.feeds, Feeds: h.cache,
-		Logger: slog.New(slog.NewJSONHandler(&h.logs, nil)), Metrics: h.metrics})
+func (h *harness) start(cfg *config.Config) { h.startWith(cfg, nil, nil) }
+
+// startWith is start with edit changing the engine's options (another
+// store, a readiness check) and prepare the engine before it runs (its
+// scheduler); either may be nil.
+func (h *harness) startWith(cfg *config.Config, edit func(*Options), prepare func(*Engine)) {
+	o := Options{Config: cfg, Presence: h.graph, Store: h.store, Fetcher: h.feeds, Feeds: h.cache,
+		Logger: slog.New(slog.NewJSONHandler(&h.logs, nil)), Metrics: h.metrics}
+	if edit != nil {
+		edit(&o)
+	}
+	eng, err := New(o)
 	if err != nil {
 		h.t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(eng)
 	}
 	h.eng = eng
 	ctx, cancel := context.WithCancel(context.Background())
@@ -572,15 +584,8 @@ func TestEngineReadiness(t *testing.T) {
 		feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}}
 		feeds.fail("zoom", errors.New("connection refused"))
 		h := &harness{t: t, feeds: feeds, graph: &fakePresence{begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
-		eng, err := New(Options{Config: testConfig(), Presence: h.graph, Store: h.store, Fetcher: feeds, Metrics: h.metrics,
-			Authenticated: authenticated.Load})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.eng = eng
-		ctx, cancel := context.WithCancel(context.Background())
-		h.cancel, h.done = cancel, make(chan error, 1)
-		go func() { h.done <- eng.Run(ctx) }()
+		h.startWith(testConfig(), func(o *Options) { o.Authenticated = authenticated.Load }, nil)
+		eng := h.eng
 		h.until(time.Minute)
 		r := eng.Readiness()
 		if r.Ready || !slices.Contains(r.Reasons, "no source has loaded yet (neither read nor a stored copy)") ||

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -246,16 +245,9 @@ func TestEngineBoundaryFiresWhenGocronRefusesTheWake(t *testing.T) {
 		begin := time.Now()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute+30*time.Second, 3*time.Minute)}, errs: map[string]error{}},
 			graph: &fakePresence{begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
-		eng, err := New(Options{Config: testConfig(), Presence: h.graph, Store: h.store, Fetcher: h.feeds, Metrics: h.metrics,
-			Logger: slog.New(slog.NewJSONHandler(&h.logs, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng.wrapScheduler = func(s gocron.Scheduler) gocron.Scheduler { return refusingScheduler{s} }
-		h.eng = eng
-		ctx, cancel := context.WithCancel(context.Background())
-		h.cancel, h.done = cancel, make(chan error, 1)
-		go func() { h.done <- eng.Run(ctx) }()
+		h.startWith(testConfig(), nil, func(e *Engine) {
+			e.wrapScheduler = func(s gocron.Scheduler) gocron.Scheduler { return refusingScheduler{s} }
+		})
 		h.until(time.Hour)
 		h.stop()
 		// On the boundary, not at the next safety reconcile (11m, 14m).
@@ -289,15 +281,7 @@ func TestEngineFailingStateWriteBacksOff(t *testing.T) {
 		store := &failingDeletes{MemStore: NewMemStore()}
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}},
 			graph: &fakePresence{begin: begin}, store: store.MemStore, begin: begin, metrics: NewMetrics(nil)}
-		eng, err := New(Options{Config: testConfig(), Presence: h.graph, Store: store, Fetcher: h.feeds, Metrics: h.metrics,
-			Logger: slog.New(slog.NewJSONHandler(&h.logs, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.eng = eng
-		ctx, cancel := context.WithCancel(context.Background())
-		h.cancel, h.done = cancel, make(chan error, 1)
-		go func() { h.done <- eng.Run(ctx) }()
+		h.startWith(testConfig(), func(o *Options) { o.Store = store }, nil)
 		h.until(time.Hour) // the span ends at 40m: 20 minutes of failing deletes
 		h.stop()
 		h.want("10m0s set alice@contoso.com InAConferenceCall 30m0s")
