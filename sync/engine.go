@@ -201,10 +201,14 @@ func (e *Engine) Run(ctx context.Context) error {
 		// second at most: each builds every user's spans).
 		e.startFromStore(pollCtx, throttle(e.kickReconcile, time.Second))
 		polls.Go(func() { e.feeds.runPolls(pollCtx, time.Now(), e.kickReconcile) })
-		// The first round reads every source now. A failing source is
-		// logged and marked unhealthy by the poll itself; its last good
-		// copy stays in force and it is polled again at its interval.
-		_ = e.feeds.pollAll(pollCtx, nil, false, e.kickReconcile)
+		// The first round reads every source now, reconciling as they
+		// answer, also a second at most (10,000 feeds answering in a
+		// burst would otherwise have every user's spans built again for
+		// each; the reconcile after the round catches up). A failing
+		// source is logged and marked unhealthy by the poll itself; its
+		// last good copy stays in force and it is polled again at its
+		// interval.
+		_ = e.feeds.pollAll(pollCtx, nil, false, throttle(e.kickReconcile, time.Second))
 		if pollCtx.Err() == nil {
 			e.reconcile(pollCtx, nil)
 			e.endFirstPass()
