@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"runtime/pprof"
 	"slices"
 	gosync "sync"
 	"time"
@@ -91,19 +89,12 @@ func boundary(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "calpresence-load: %d feeds × %d meetings, Graph latency %v, boundary at %s (%v after start)\n",
 		o.feeds, o.meetings, o.latency, at.Format(time.TimeOnly), at.Sub(start).Round(time.Second))
 
-	if o.cpuprofile != "" {
-		// The first pass's profile: from here until every call is made.
-		f, err := os.Create(o.cpuprofile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return err
-		}
-		defer f.Close()
-		defer pprof.StopCPUProfile() // a no-op once stopped below
+	// The first pass's profile: from here until every call is made.
+	stopProfile, err := startCPUProfile(o.cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- eng.Run(runCtx) }()
@@ -133,9 +124,7 @@ func boundary(ctx context.Context, o options, out io.Writer) error {
 			return fmt.Errorf("the first pass was not complete 10 s before the boundary (ready %v, %d calls)", !ready.IsZero(), len(calls))
 		}
 	}
-	if o.cpuprofile != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	firstCalls := len(pres.sent())
 	fmt.Fprintf(out, "first pass: ready after %v, all %d calls made after %v (%d lookups); target calls/333 + 5 s = %.1f s\n",
 		ready.Sub(start).Round(time.Millisecond), firstCalls, complete.Sub(start).Round(time.Millisecond),

@@ -341,23 +341,11 @@ func measure(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "\n%s %s/%s, GOMAXPROCS=%d, NumCPU=%d, GOMEMLIMIT=%s, GOGC=%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH,
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), memLimitString(), envOr("GOGC", "100"))
 
-	stopProfile := func() {}
-	if o.cpuprofile != "" {
-		f, err := os.Create(o.cpuprofile)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return err
-		}
-		stopProfile = func() {
-			pprof.StopCPUProfile()
-			f.Close()
-			stopProfile = func() {}
-		}
-		defer stopProfile()
+	stopProfile, err := startCPUProfile(o.cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	writeHeap := func(suffix string) error {
 		if o.memprofile == "" {
 			return nil
@@ -533,4 +521,27 @@ func procStatus(key string) int64 {
 		}
 	}
 	return 0
+}
+
+// startCPUProfile writes a CPU profile to path ("": none) until stop is
+// called; stop may be called again, to no effect.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var once gosync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}, nil
 }
