@@ -291,18 +291,11 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 		cfg := testConfig()
 		cfg.Sources[0].Users = []string{"frank@contoso.com", "bob@contoso.com", "carol@contoso.com"}
 		graph := &fakePresence{begin: midnight, people: tenant}
-		eng, err := New(Options{Config: cfg, Presence: graph, Store: st,
-			Fetcher: &fakeFeeds{bodies: map[string]string{"zoom": ics(midnight, "zoom-1", time.Duration(0), 15*time.Minute)}, errs: map[string]error{}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- eng.Run(ctx) }()
-		time.Sleep(time.Hour)
-		synctest.Wait()
-		cancel()
-		<-done
+		h := &harness{t: t, graph: graph, store: st, begin: midnight, metrics: NewMetrics(nil),
+			feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(midnight, "zoom-1", time.Duration(0), 15*time.Minute)}, errs: map[string]error{}}}
+		h.start(cfg)
+		h.until(67 * time.Minute)
+		h.stop()
 		// Sent concurrently: compare sorted, to the minute.
 		var got []string
 		for _, c := range graph.calls {

@@ -1,15 +1,12 @@
 package sync
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
-	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -38,21 +35,11 @@ func TestEngineSkipsUndecodableSession(t *testing.T) {
 		begin := time.Now()
 		feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 3*time.Minute)}, errs: map[string]error{}}
 		graph := &fakePresence{begin: begin}
-		var logs testutil.LogBuffer
-		eng, err := New(Options{Config: testConfig(), Presence: graph, Store: damagedStore{NewMemStore(), "mallory@contoso.com"},
-			Fetcher: feeds, Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Metrics: NewMetrics(nil)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- eng.Run(ctx) }()
-		time.Sleep(time.Hour)
-		synctest.Wait()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run = %v", err)
-		}
+		h := &harness{t: t, feeds: feeds, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		h.startWith(testConfig(), func(o *Options) { o.Store = damagedStore{h.store, "mallory@contoso.com"} }, nil)
+		h.until(time.Hour)
+		h.stop()
+		logs := &h.logs
 
 		want := []string{"10m0s set alice@contoso.com InAConferenceCall 5m0s", "13m0s clear alice@contoso.com"}
 		if got := graph.got(); strings.Join(got, "\n") != strings.Join(want, "\n") {
