@@ -1,7 +1,6 @@
 package sources
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -140,7 +139,7 @@ func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int) (
 		}
 	}
 	cal = &Calendar{warnings: sc.warnings}
-	dec := ical.NewDecoder(bytes.NewReader(sc.data))
+	dec := newICSDecoder(sc.data)
 	for i := range sc.cals {
 		line = sc.cals[i].line
 		c, derr := dec.Decode()
