@@ -126,14 +126,15 @@ func New(o Options) (*Engine, error) {
 		// Not fatal: every address is looked up again.
 		o.Logger.Warn("read resolved addresses", "err", err)
 	}
+	sessions := newSessionCache(o.Store)
 	e := &Engine{
 		cfg:            o.Config,
 		log:            o.Logger,
 		metrics:        o.Metrics,
-		store:          o.Store,
+		store:          sessions,
 		feeds:          newFeedSet(o.Config, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
 		dir:            dir,
-		exec:           newExecutor(o.Presence, o.Store, dir, newGate(g.MaxConcurrency, g.RateLimit, g.RateWindow), o.Logger, o.Metrics),
+		exec:           newExecutor(o.Presence, sessions, dir, newGate(g.MaxConcurrency, g.RateLimit, g.RateWindow), o.Logger, o.Metrics),
 		maxLease:       o.Config.Presence.MaxLease,
 		onlyConfigured: make(map[string]bool),
 		kick:           make(chan struct{}, 1),
