@@ -182,7 +182,7 @@ func intent(a Action, now time.Time) state.Session {
 	p := a.Prev
 	if a.Op == OpSet || !a.HasPrev {
 		p = state.Session{UserID: a.User, Availability: a.Pair.Availability, Activity: a.Pair.Activity,
-			SpanStart: a.Span.Start, SpanEnd: a.Span.End, Expires: a.Prev.Expires, SetAt: a.Prev.SetAt, Events: a.Span.Events}
+			SpanStart: a.Span.Start, SpanEnd: a.Span.End, Expires: a.Prev.Expires, SetAt: a.Prev.SetAt, Events: a.Span.Events()}
 	}
 	if a.Op == OpSet {
 		p.Expires = maxTime(p.Expires, now.Add(a.Expiration))
@@ -204,7 +204,7 @@ func (x *executor) record(a Action) error {
 			return nil
 		}
 		s := a.Prev
-		s.SpanStart, s.SpanEnd, s.Events = a.Span.Start, a.Span.End, a.Span.Events
+		s.SpanStart, s.SpanEnd, s.Events = a.Span.Start, a.Span.End, a.Span.Events()
 		return x.store.PutSession(s)
 	}
 	return nil

@@ -625,7 +625,11 @@ func (fs *feedSet) healthy(f *feed, now time.Time) {
 
 // allMatches gathers the matches of every source. fs.mu must be held.
 func (fs *feedSet) allMatches() []Match {
-	var matches []Match
+	n := 0
+	for _, f := range fs.feeds {
+		n += len(f.matches)
+	}
+	matches := make([]Match, 0, n)
 	for _, name := range sortedKeys(fs.feeds) {
 		matches = append(matches, fs.feeds[name].matches...)
 	}

@@ -52,7 +52,7 @@ func TestSpansMergeOnePersonsSpellings(t *testing.T) {
 					t.Fatalf("Spans(%s, %s) = %v; want one span for %s", a, b, spans, frankID)
 				}
 				s := spans[frankID][0]
-				if !s.Start.Equal(t0) || !s.End.Equal(t0.Add(15*minute)) || s.Pair != conf || len(s.Events) != 2 {
+				if !s.Start.Equal(t0) || !s.End.Equal(t0.Add(15*minute)) || s.Pair != conf || len(s.Events()) != 2 {
 					t.Errorf("span = %+v; want 15:00-15:15 InAConferenceCall with both events", s)
 				}
 				if got := d.upn(frankID); got != "frank@contoso.com" && !(a == frankID || a == strings.ToUpper(frankID)) {

@@ -223,7 +223,7 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 			wake(sess.Expires)
 			continue
 		}
-		ended := Span{User: user, Start: sess.SpanStart, End: sess.SpanEnd, Events: sess.Events}
+		ended := Span{User: user, Start: sess.SpanStart, End: sess.SpanEnd, events: sess.Events}
 		switch {
 		case !now.Before(sess.SpanEnd):
 			// The span ended as planned (or while we were down).

@@ -277,7 +277,7 @@ func TestSpans(t *testing.T) {
 	}
 	var gotBrief []span
 	for _, s := range got {
-		gotBrief = append(gotBrief, span{s.Start, s.End, s.Pair.Activity, len(s.Events)})
+		gotBrief = append(gotBrief, span{s.Start, s.End, s.Pair.Activity, len(s.Events())})
 	}
 	want := []span{
 		{t0, t0.Add(61 * minute), conf.Activity, 3},

@@ -116,7 +116,7 @@ func (e *Engine) Status(now time.Time) Status {
 	summaries := summaryIndex(matches)
 	meetings := func(s Span, at time.Time) []Meeting {
 		var now, all []Meeting
-		for _, ev := range s.Events {
+		for _, ev := range s.Events() {
 			m := Meeting{Source: ev.Source, UID: ev.UID, Summary: summaries[refKey(ev.Source, ev.UID, ev.RecurrenceID, ev.Start)], Start: ev.Start, End: ev.End}
 			all = append(all, m)
 			if !at.Before(ev.Start) && at.Before(ev.End) {

@@ -125,6 +125,11 @@ func boundary(ctx context.Context, o options, out io.Writer) error {
 		}
 	}
 	stopProfile()
+	if o.memprofile != "" {
+		if err := writeHeapProfile(o.memprofile); err != nil {
+			return err
+		}
+	}
 	firstCalls := len(pres.sent())
 	fmt.Fprintf(out, "first pass: ready after %v, all %d calls made after %v (%d lookups); target calls/333 + 5 s = %.1f s\n",
 		ready.Sub(start).Round(time.Millisecond), firstCalls, complete.Sub(start).Round(time.Millisecond),

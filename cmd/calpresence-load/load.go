@@ -350,12 +350,7 @@ func measure(ctx context.Context, o options, out io.Writer) error {
 		if o.memprofile == "" {
 			return nil
 		}
-		f, err := os.Create(o.memprofile + suffix)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		return pprof.Lookup("heap").WriteTo(f, 0)
+		return writeHeapProfile(o.memprofile + suffix)
 	}
 
 	if o.mode == "plan" {
@@ -525,6 +520,16 @@ func procStatus(key string) int64 {
 
 // startCPUProfile writes a CPU profile to path ("": none) until stop is
 // called; stop may be called again, to no effect.
+// writeHeapProfile writes the heap profile to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
+}
+
 func startCPUProfile(path string) (stop func(), err error) {
 	if path == "" {
 		return func() {}, nil
