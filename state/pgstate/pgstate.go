@@ -58,6 +58,9 @@ type Store struct {
 // migrates its tables, and returns the Store. A database migrated by a
 // newer release is refused with a *NewerSchemaError.
 //
+// While another replica migrates, Open waits for it (for the advisory
+// lock) as long as ctx allows.
+//
 // Errors name the host, port and database, never the DSN: it may carry
 // the password.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
@@ -71,6 +74,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		// reports why, redacted).
 		return nil, errors.New("pgstate: open: the DSN does not parse (calpresence validate says why)")
 	}
+	// pgxpool fills in its own default (the number of CPUs, at least 4)
+	// and cannot tell it from a value the DSN gave: look for the key.
 	switch {
 	case opts.MaxConns > 0:
 		cfg.MaxConns = opts.MaxConns
@@ -114,6 +119,10 @@ func where(cfg *pgxpool.Config) string {
 	}
 	return fmt.Sprintf("database %q on %s:%d", c.Database, host, c.Port)
 }
+
+// Where names the database the Store uses (host, port and database, no
+// credentials), for logs.
+func (s *Store) Where() string { return s.where }
 
 // Close closes the pool's connections, waiting for those in use.
 func (s *Store) Close() error {

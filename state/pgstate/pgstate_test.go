@@ -347,6 +347,13 @@ func TestSessionSettings(t *testing.T) {
 	if err := s.pool.QueryRow(ctx, "SELECT current_setting('synchronous_commit'), current_setting('application_name')").Scan(&sc, &app); err != nil {
 		t.Fatal(err)
 	}
+	port := u.Port()
+	if port == "" {
+		port = "5432"
+	}
+	if got, want := s.Where(), fmt.Sprintf("database %q on %s:%s", db, u.Hostname(), port); got != want {
+		t.Errorf("Where() = %q; want %q", got, want)
+	}
 	if sc != "on" || app != "calpresence" {
 		t.Errorf("synchronous_commit %q, application_name %q; want on, calpresence", sc, app)
 	}
