@@ -71,8 +71,8 @@ func (s *Store) Feed(source string) (Feed, bool, error) {
 		rec = bytes.Clone(data) // only valid inside the transaction
 		body := tx.Bucket(bucketFeedBodies).Get([]byte(source))
 		if body == nil {
-			// Checked before the record decodes, as it always was: either
-			// way the copy is unusable and named.
+			// A damaged record is reported before a missing body, as
+			// before DecodeFeed took the decoding over.
 			var probe feedRecord
 			if err := decode(bucketFeeds, []byte(source), data, &probe); err != nil {
 				return err
