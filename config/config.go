@@ -17,13 +17,17 @@
 //   - A key that is null or has no value counts as absent (default kept).
 //   - Relative *_file paths are relative to the config file's directory.
 //   - client_secret_file is read (and trimmed) at load into ClientSecret, and
-//     ClientSecretFile is cleared, so the loaded Config validates as is.
+//     ClientSecretFile is cleared, so the loaded Config validates as is;
+//     state.dsn_file likewise into state.dsn.
+//   - state.path is bbolt's: with state.driver postgres it is an error in the
+//     file, and Load clears the default.
 //   - In dry_run, credentials (tenant_id, client_id, secrets) may be empty.
 //   - server.listen "" disables the HTTP server.
 //   - A source's poll_interval of 0 (or none) inherits schedule.poll_interval.
 //
-// A Config prints safely: Secret values show as <secret>, and source URLs
-// (RedactURL) and header values are redacted by String, Redacted,
+// A Config prints safely: Secret values show as <secret>, the state DSN's
+// password as xxxxx (RedactDSN), and source URLs (RedactURL) and header
+// values are redacted by String, Redacted,
 // yaml.Marshal, json.Marshal and fmt's %v, %+v and %#v.
 package config
 
@@ -134,9 +138,21 @@ type Schedule struct {
 	CAFile string `yaml:"ca_file,omitempty"`
 }
 
-// State configures the durable state file.
+// State configures the durable state: a bbolt file, for one replica, or a
+// PostgreSQL database any number of replicas share (DESIGN "Several
+// replicas").
 type State struct {
-	Path string `yaml:"path"`
+	// Driver is bbolt (default) or postgres.
+	Driver string `yaml:"driver"`
+	// Path is the bbolt file; only used with driver bbolt (Load clears it
+	// with postgres).
+	Path string `yaml:"path,omitempty"`
+	// DSN names the PostgreSQL database (driver postgres); it prints with
+	// its password redacted.
+	DSN DSN `yaml:"dsn,omitempty"`
+	// DSNFile is a file holding the DSN, read (and trimmed) at load into
+	// DSN, as graph.client_secret_file is.
+	DSNFile string `yaml:"dsn_file,omitempty"`
 }
 
 // Server configures the HTTP listener for health, metrics and admin actions.
@@ -283,7 +299,7 @@ func Default() *Config {
 			MaxFeedOccurrences: 50000,
 			MaxFeedPeople:      2000,
 		},
-		State:  State{Path: "/var/lib/calpresence/state.db"},
+		State:  State{Driver: DriverBbolt, Path: "/var/lib/calpresence/state.db"},
 		Server: Server{Listen: ":8080", ShutdownTimeout: 20 * time.Second},
 	}
 }
@@ -448,7 +464,8 @@ func (c *Config) ConfiguredUsers() []string {
 
 // Summary describes c in one line for `calpresence validate`, e.g.
 // "3 sources, 5 users (2 fixed, 3 mapped), dry run". Fixed users are those
-// listed in sources' users:; mapped users are the targets of users:.
+// listed in sources' users:; mapped users are the targets of users:. With
+// the state in PostgreSQL it names the database, the DSN redacted.
 func (c *Config) Summary() string {
 	fixed, mapped, all := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, s := range c.Sources {
@@ -463,6 +480,9 @@ func (c *Config) Summary() string {
 	}
 	out := fmt.Sprintf("%s, %s (%d fixed, %d mapped)",
 		plural(len(c.Sources), "source"), plural(len(all), "user"), len(fixed), len(mapped))
+	if c.State.Driver == DriverPostgres && c.State.DSN != "" {
+		out += ", state in PostgreSQL at " + c.State.DSN.String()
+	}
 	if c.Graph.DryRun {
 		out += ", dry run"
 	}

@@ -84,7 +84,7 @@ func TestLoadFull(t *testing.T) {
 			MaxFeedOccurrences: 20000,
 			MaxFeedPeople:      300,
 		},
-		State:  State{Path: "/data/state.db"},
+		State:  State{Driver: "bbolt", Path: "/data/state.db"},
 		Server: Server{Listen: "127.0.0.1:9090", AdminTokenFile: "/run/secrets/calpresence-admin", ShutdownTimeout: 25 * time.Second},
 		Users: []User{
 			{Email: "alice@partner.example", User: "alice@contoso.com"},
@@ -172,6 +172,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"schedule.max_feed_events", d.Schedule.MaxFeedEvents, 10000},
 		{"schedule.max_feed_occurrences", d.Schedule.MaxFeedOccurrences, 50000},
 		{"schedule.max_feed_people", d.Schedule.MaxFeedPeople, 2000},
+		{"state.driver", d.State.Driver, "bbolt"},
 		{"state.path", d.State.Path, "/var/lib/calpresence/state.db"},
 		{"server.listen", d.Server.Listen, ":8080"},
 	}
@@ -276,6 +277,14 @@ func TestLoadInvalid(t *testing.T) {
 			"FILE:13: schedule.max_feed_people: must be at least 1 (got 0)\n" +
 			"FILE:14: schedule.max_copy_age: must be at least 1m (got 30s)"},
 		{"state-path", `:10: state.path: required`},
+		{"state-driver", `:10: state.driver: must be one of bbolt, postgres (got "mysql")`},
+		{"state-dsn-none", `:9: state: set one of dsn or dsn_file (driver postgres)`},
+		{"state-dsn-both", `:9: state: set one of dsn or dsn_file (driver postgres)`},
+		{"state-dsn-parse", `:11: state.dsn: pgx cannot parse it: invalid port (got "postgres://xxxxx@db.example:notaport/calpresence")`},
+		{"state-dsn-file", `:11: state.dsn_file: open testdata/does-not-exist: no such file or directory`},
+		{"state-dsn-file-parse", `:11: state.dsn_file: testdata/bad-dsn: pgx cannot parse it: invalid port (got "host=db.example user=calpresence password=xxxxx port=99999999 dbname=calpresence")`},
+		{"state-dsn-bbolt", `:11: state.dsn: only used with driver postgres (driver is bbolt)`},
+		{"state-path-postgres", `:12: state.path: only used with driver bbolt (driver is postgres)`},
 		{"server-listen", `:10: server.listen: must be host:port such as ":8080" or "127.0.0.1:8080" (got "8080")`},
 		{"server-shutdown-timeout", `:10: server.shutdown_timeout: must be positive (got 0s)`},
 

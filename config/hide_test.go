@@ -35,7 +35,9 @@ func TestHideConfigSecrets(t *testing.T) {
 	c.Graph.CertificatePassword = "cert-password-0xBAADF00D"
 	c.Sources[1].URL = "https://user:userinfo-0x8BADF00D@example.com/calendar/ical/private-0123456789abcdef0123456789abcdef/basic.ics"
 	c.Webhooks = &config.Webhooks{Zoom: &config.ZoomWebhook{SecretToken: "zoom-webhook-0xABADCAFE"}, Webex: &config.WebexWebhook{Secret: "webex-webhook-0xDEFEC8ED"}}
+	c.State = config.State{Driver: config.DriverPostgres, DSN: "postgres://calpresence:dsn-password-0xC0FFEE@db.example/calpresence?sslmode=verify-full&sslpassword=ssl-key-0xBADC0DE"}
 	hidden := []string{
+		"dsn-password-0xC0FFEE", "ssl-key-0xBADC0DE",
 		"zoom-webhook-0xABADCAFE", "webex-webhook-0xDEFEC8ED",
 		"client-secret-0xDEADBEEF", "zoom-token-0xFEEDFACE", "feed-token-0xCAFEBABE",
 		"cert-password-0xBAADF00D", "userinfo-0x8BADF00D", "0123456789abcdef0123456789abcdef",
@@ -62,6 +64,8 @@ func TestHideConfigSecrets(t *testing.T) {
 		"%+v *c":           fmt.Sprintf("%+v", *c),
 		"%#v *c":           fmt.Sprintf("%#v", *c),
 		"%v graph":         fmt.Sprintf("%v", c.Graph),
+		"%+v %#v state":    fmt.Sprintf("%+v %#v %s", c.State, c.State, c.State.DSN),
+		"Summary()":        c.Summary(),
 		"%+v webhooks":     fmt.Sprintf("%+v %+v %+v", *c.Webhooks, *c.Webhooks.Zoom, *c.Webhooks.Webex),
 		"%+v sources":      fmt.Sprintf("%+v", c.Sources),
 		"%#v sources":      fmt.Sprintf("%#v", c.Sources),
@@ -81,6 +85,7 @@ func TestHideConfigSecrets(t *testing.T) {
 		"certificate_password: <secret>",
 		"url: https://example.zoom.us/feed.ics?<redacted>",
 		"Authorization: <redacted>",
+		"dsn: postgres://calpresence:xxxxx@db.example/calpresence?sslmode=verify-full&sslpassword=xxxxx",
 	} {
 		if !strings.Contains(string(y), want) {
 			t.Errorf("yaml.Marshal(c) lacks %q:\n%s", want, y)

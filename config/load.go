@@ -32,8 +32,8 @@ func Load(path string) (*Config, error) {
 // The steps, in order: defaults (Default); ${VAR} expansion from the
 // environment on scalar values; a strict decode in which an unknown or
 // duplicate key, a value of the wrong type or a bad duration is an error with
-// its line; reading graph.client_secret_file; Validate. Every problem found is
-// reported at once in a *ValidationError.
+// its line; reading graph.client_secret_file and state.dsn_file; Validate.
+// Every problem found is reported at once in a *ValidationError.
 //
 // A key given as null (or with nothing after the colon) counts as absent and
 // keeps its default. Relative paths in *_file keys are resolved against the
@@ -79,6 +79,10 @@ func parse(data []byte, path string, lookup lookupFunc) (*Config, error) {
 	if p := readSecretFile(c); p != nil {
 		p.Line = lineFor(d.lines, p.Path)
 		problems = append(problems, *p)
+	}
+	for _, p := range c.loadState(func(path string) bool { _, ok := d.lines[path]; return ok }) {
+		p.Line = lineFor(d.lines, p.Path)
+		problems = append(problems, p)
 	}
 	for _, p := range c.loadWebhooks() {
 		p.Line = lineFor(d.lines, p.Path)
@@ -549,6 +553,7 @@ func resolveFiles(c *Config, dir string) {
 		&c.Graph.CAFile,
 		&c.Schedule.CAFile,
 		&c.Server.AdminTokenFile,
+		&c.State.DSNFile,
 	}, c.webhookFiles()...) {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)

@@ -53,8 +53,9 @@ func (s Source) MarshalYAML() (any, error) { return sourceFields(s.redacted()), 
 func (s Source) MarshalJSON() ([]byte, error) { return json.Marshal(sourceFields(s.redacted())) }
 
 // Redacted returns a copy of c that is safe to show: secrets read
-// "<secret>", source URLs are redacted (RedactURL) and header values read
-// "<redacted>". c is not modified.
+// "<secret>", the state DSN's password "xxxxx" (RedactDSN), source URLs are
+// redacted (RedactURL) and header values read "<redacted>". c is not
+// modified.
 func (c *Config) Redacted() *Config {
 	r := *c
 	for _, s := range []*Secret{&r.Graph.ClientSecret, &r.Graph.CertificatePassword} {
@@ -62,6 +63,7 @@ func (c *Config) Redacted() *Config {
 			*s = "<secret>"
 		}
 	}
+	r.State.DSN = DSN(RedactDSN(string(c.State.DSN)))
 	r.Users = append([]User(nil), c.Users...)
 	r.Sources = make([]Source, len(c.Sources))
 	for i, s := range c.Sources {

@@ -121,9 +121,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	c.validateGraph(k)
 	c.validatePresence(k)
 	c.validateSchedule(k)
-	if c.State.Path == "" {
-		k.add("state.path", "required")
-	}
+	c.validateState(k)
 	if l := c.Server.Listen; l != "" {
 		_, port, err := net.SplitHostPort(l)
 		if err == nil {

@@ -59,9 +59,8 @@ type feedRecord struct {
 // *BadRecordsError naming the source.
 func (s *Store) Feed(source string) (Feed, bool, error) {
 	var (
-		rec   feedRecord
-		found bool
-		gz    []byte
+		rec, gz []byte
+		found   bool
 	)
 	err := s.view(func(tx *bolt.Tx) error {
 		data := tx.Bucket(bucketFeeds).Get([]byte(source))
@@ -69,37 +68,86 @@ func (s *Store) Feed(source string) (Feed, bool, error) {
 			return nil
 		}
 		found = true
-		if err := decode(bucketFeeds, []byte(source), data, &rec); err != nil {
-			return err
-		}
+		rec = bytes.Clone(data) // only valid inside the transaction
 		body := tx.Bucket(bucketFeedBodies).Get([]byte(source))
 		if body == nil {
+			// A damaged record is reported before a missing body, as
+			// before DecodeFeed took the decoding over.
+			var probe feedRecord
+			if err := decode(bucketFeeds, []byte(source), data, &probe); err != nil {
+				return err
+			}
 			return badRecord(bucketFeedBodies, []byte(source), errors.New("body missing"))
 		}
-		gz = bytes.Clone(body) // only valid inside the transaction
+		gz = bytes.Clone(body)
 		return nil
 	})
 	if err != nil || !found {
 		return Feed{}, false, err
 	}
-
-	f := Feed{
-		Source:     source,
-		URLHash:    rec.URLHash,
-		Validators: Validators{ETag: rec.ETag, LastModified: rec.LastModified},
-		FetchedAt:  rec.FetchedAt,
-	}
-	if n, err := hex.Decode(f.Hash[:], []byte(rec.Hash)); err != nil || n != len(f.Hash) {
-		return Feed{}, false, badRecord(bucketFeeds, []byte(source), fmt.Errorf("bad hash %q", rec.Hash))
-	}
-	f.Body, err = gunzip(gz, rec.Size)
+	f, err := DecodeFeed(source, rec, gz)
 	if err != nil {
-		return Feed{}, false, badRecord(bucketFeedBodies, []byte(source), err)
-	}
-	if sha256.Sum256(f.Body) != f.Hash {
-		return Feed{}, false, badRecord(bucketFeedBodies, []byte(source), errors.New("body does not match its hash"))
+		return Feed{}, false, err
 	}
 	return f, true, nil
+}
+
+// EncodeFeed returns f as a store keeps it: its metadata record (JSON) and
+// its body, gzip-compressed, so that the body is stored as raw gzip, not
+// base64 in JSON. A zero Hash is computed from Body. The bbolt Store and
+// state/pgstate share this encoding (and DecodeFeed).
+func EncodeFeed(f Feed) (rec, gz []byte, err error) {
+	if f.Source == "" {
+		return nil, nil, errors.New("state: put feed: empty source")
+	}
+	if f.Hash == ([32]byte{}) {
+		f.Hash = sha256.Sum256(f.Body)
+	}
+	rec, err = json.Marshal(feedRecord{
+		URLHash:      f.URLHash,
+		ETag:         f.Validators.ETag,
+		LastModified: f.Validators.LastModified,
+		Hash:         hex.EncodeToString(f.Hash[:]),
+		Size:         len(f.Body),
+		FetchedAt:    f.FetchedAt,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("state: encode %s %q: %w", bucketFeeds, f.Source, err)
+	}
+	gz, err = compress(f.Body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("state: compress feed %q: %w", f.Source, err)
+	}
+	return rec, gz, nil
+}
+
+// DecodeFeed turns source's stored record and compressed body (from
+// EncodeFeed) back into a Feed. A record that does not decode, a body that
+// does not decompress, or one whose hash does not match is a
+// *BadRecordsError naming the source (in "feeds" or "feed_bodies").
+func DecodeFeed(source string, rec, gz []byte) (Feed, error) {
+	var r feedRecord
+	if err := decode(bucketFeeds, []byte(source), rec, &r); err != nil {
+		return Feed{}, err
+	}
+	f := Feed{
+		Source:     source,
+		URLHash:    r.URLHash,
+		Validators: Validators{ETag: r.ETag, LastModified: r.LastModified},
+		FetchedAt:  r.FetchedAt,
+	}
+	if n, err := hex.Decode(f.Hash[:], []byte(r.Hash)); err != nil || n != len(f.Hash) {
+		return Feed{}, badRecord(bucketFeeds, []byte(source), fmt.Errorf("bad hash %q", r.Hash))
+	}
+	var err error
+	f.Body, err = gunzip(gz, r.Size)
+	if err != nil {
+		return Feed{}, badRecord(bucketFeedBodies, []byte(source), err)
+	}
+	if sha256.Sum256(f.Body) != f.Hash {
+		return Feed{}, badRecord(bucketFeedBodies, []byte(source), errors.New("body does not match its hash"))
+	}
+	return f, nil
 }
 
 // PutFeed stores f as source's last good copy, replacing the previous one,
@@ -117,26 +165,9 @@ func (s *Store) PutFeeds(feeds []Feed) error {
 	// Encode and compress outside the transaction: bbolt has one writer at a
 	// time.
 	for _, f := range feeds {
-		if f.Source == "" {
-			return errors.New("state: put feed: empty source")
-		}
-		if f.Hash == ([32]byte{}) {
-			f.Hash = sha256.Sum256(f.Body)
-		}
-		rec, err := json.Marshal(feedRecord{
-			URLHash:      f.URLHash,
-			ETag:         f.Validators.ETag,
-			LastModified: f.Validators.LastModified,
-			Hash:         hex.EncodeToString(f.Hash[:]),
-			Size:         len(f.Body),
-			FetchedAt:    f.FetchedAt,
-		})
+		rec, gz, err := EncodeFeed(f)
 		if err != nil {
-			return fmt.Errorf("state: encode %s %q: %w", bucketFeeds, f.Source, err)
-		}
-		gz, err := compress(f.Body)
-		if err != nil {
-			return fmt.Errorf("state: compress feed %q: %w", f.Source, err)
+			return err
 		}
 		enc = append(enc, encoded{[]byte(f.Source), rec, gz})
 	}

@@ -1,0 +1,32 @@
+package pgstate_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/calpresence/calpresence/internal/pgtest"
+	"github.com/calpresence/calpresence/state/pgstate"
+	"github.com/calpresence/calpresence/state/storetest"
+	"github.com/calpresence/calpresence/sync"
+)
+
+// *pgstate.Store stands in for the bbolt store wherever sync takes one.
+var (
+	_ sync.Store       = (*pgstate.Store)(nil)
+	_ sync.FeedCache   = (*pgstate.Store)(nil)
+	_ sync.SignalStore = (*pgstate.Store)(nil)
+	_ storetest.Store  = (*pgstate.Store)(nil)
+)
+
+// TestContract runs the store contract (state/storetest) against
+// PostgreSQL, a fresh database per check; state runs it against bbolt.
+func TestContract(t *testing.T) {
+	dsn := storetest.PerTest(func(t *testing.T) string { return pgtest.DB(t) })
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		s, err := pgstate.Open(context.Background(), dsn(t), pgstate.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
