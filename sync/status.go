@@ -128,7 +128,7 @@ func (e *Engine) Status(now time.Time) Status {
 		}
 		return now
 	}
-	horizon := now.Add(e.cfg.Schedule.Horizon)
+	horizon := now.Add(e.config().Schedule.Horizon)
 	for id, ss := range spans {
 		upn := e.dir.upn(id)
 		if s, ok := SpanAt(ss, now); ok {
