@@ -55,6 +55,7 @@ type Engine struct {
 	// conf is the configuration in force; a reload replaces it
 	// (reload.go).
 	conf          atomic.Pointer[settings]
+	startCfg      *config.Config // what it was built with: what needs a restart differs from it
 	log           *slog.Logger
 	metrics       *Metrics
 	store         Store
@@ -132,16 +133,17 @@ func New(o Options) (*Engine, error) {
 		o.Logger.Warn("read resolved addresses", "err", err)
 	}
 	e := &Engine{
-		log:     o.Logger,
-		metrics: o.Metrics,
-		store:   o.Store,
-		feeds:   newFeedSet(o.Config, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
-		dir:     dir,
-		exec:    newExecutor(o.Presence, o.Store, dir, newGate(g.MaxConcurrency, g.RateLimit, g.RateWindow), o.Logger, o.Metrics),
-		kick:    make(chan struct{}, 1),
-		sig:     newSignalSet(o.Store, o.Logger),
-		reloads: make(chan reloadRequest),
-		stopped: make(chan struct{}),
+		log:      o.Logger,
+		metrics:  o.Metrics,
+		store:    o.Store,
+		feeds:    newFeedSet(o.Config, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
+		dir:      dir,
+		exec:     newExecutor(o.Presence, o.Store, dir, newGate(g.MaxConcurrency, g.RateLimit, g.RateWindow), o.Logger, o.Metrics),
+		kick:     make(chan struct{}, 1),
+		sig:      newSignalSet(o.Store, o.Logger),
+		reloads:  make(chan reloadRequest),
+		stopped:  make(chan struct{}),
+		startCfg: o.Config,
 	}
 	e.conf.Store(newSettings(o.Config, 0, nil))
 	if g.RateLimit > 0 && g.RateWindow > 0 {

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -22,6 +23,14 @@ type ReloadReport struct {
 	// NeedsRestart are the keys that changed but are read only at start
 	// (config.NeedsRestart): they are not applied until a restart.
 	NeedsRestart []string `json:"needs_restart,omitempty"`
+}
+
+// ReloadStatus is the outcome of a reload, for /readyz and the status
+// page: when, and either the error that refused it or what it changed.
+type ReloadStatus struct {
+	At    time.Time `json:"at"`
+	Error string    `json:"error,omitempty"`
+	ReloadReport
 }
 
 // errNotRunning: Reload was asked of an engine whose Run has returned.
@@ -83,7 +92,7 @@ func (e *Engine) applyReload(cfg *config.Config, m *Matcher) (ReloadReport, []st
 	e.reconcileMu.Lock()
 	defer e.reconcileMu.Unlock()
 	old := e.conf.Load()
-	report := ReloadReport{NeedsRestart: config.NeedsRestart(old.cfg, cfg)}
+	report := ReloadReport{NeedsRestart: config.NeedsRestart(e.startCfg, cfg)}
 	report.Added, report.Removed, report.Changed, report.Unchanged = e.feeds.reload(cfg, m)
 	removed := maps.Clone(old.removed)
 	if removed == nil {

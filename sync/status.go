@@ -33,6 +33,11 @@ type Status struct {
 	// Signals are the live meeting signals in force (Zoom, Webex
 	// webhooks), newest first, at most MaxTransitions.
 	Signals []Signal
+	// Down says why no engine runs ("" when one does); the rest is then
+	// empty.
+	Down string
+	// Reload is the outcome of the last reload (nil: none since start).
+	Reload *ReloadStatus
 }
 
 // BusyPerson is someone busy now, and why.
