@@ -314,12 +314,12 @@ func (a *App) Run(ctx context.Context) error {
 // the end.
 func (a *App) Start(ctx context.Context) error {
 	ctx, a.cancel = context.WithCancel(ctx)
+	cfg := a.Config()
+	a.log.Info("calpresence starting", "version", a.version, "sources", len(cfg.Sources), "dry_run", cfg.Graph.DryRun, "listen", a.listen)
 	if _, err := a.StartEngine(ctx); err != nil {
 		a.cancel()
 		return err
 	}
-	cfg := a.Config()
-	a.log.Info("calpresence starting", "version", a.version, "sources", len(cfg.Sources), "dry_run", cfg.Graph.DryRun, "listen", a.listen)
 	if a.listen != "" {
 		a.srvErr = make(chan error, 1)
 		h := server.HandlerToken(a, a.reg, func() string { return *a.token.Load() }, a.log)

@@ -196,13 +196,13 @@ type feedPruner interface {
 }
 
 // pruneStored drops the stored copies of the sources no longer
-// configured. fs.mu must be held.
+// configured.
 func (fs *feedSet) pruneStored() {
 	p, ok := fs.cache.(feedPruner)
 	if !ok {
 		return
 	}
-	if err := p.DeleteFeedsExcept(sortedKeys(fs.feeds)); err != nil {
+	if err := p.DeleteFeedsExcept(fs.names()); err != nil {
 		fs.log.Warn("drop stored copies of removed sources", "err", err)
 	}
 }

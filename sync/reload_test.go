@@ -2,6 +2,7 @@ package sync
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -198,5 +199,33 @@ func TestReloadReportsRestartKeys(t *testing.T) {
 		if !strings.Contains(h.logs.String(), "configuration changes not applied until a restart") {
 			t.Error("no warning about the keys that need a restart")
 		}
+	})
+}
+
+// TestReloadChangedSourceKeepsCopyWhileFailing: a source changed but at
+// the same URL keeps its last good copy when the read the reload starts
+// fails; its person stays busy, with no Graph call.
+func TestReloadChangedSourceKeepsCopyWhileFailing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{}, errs: map[string]error{}},
+			graph: &fakePresence{begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil),
+			cache: &memFeedCache{feeds: map[string]state.Feed{}}}
+		h.feeds.set("zoom", ics(begin, "z", time.Duration(0), time.Hour))
+		h.start(testConfig())
+		h.until(10 * time.Minute)
+		h.feeds.fail("zoom", errors.New("HTTP 503"))
+		cfg := testConfig()
+		cfg.Sources[0].Exclude = config.Filter{Summary: "(?i)focus time"}
+		if r := h.reload(cfg); !slices.Equal(r.Changed, []string{"zoom"}) {
+			t.Errorf("Reload = %+v; want zoom changed", r)
+		}
+		h.until(30 * time.Minute)
+		st := h.eng.Readiness().Sources
+		if len(st) != 1 || !st[0].Loaded || st[0].Healthy || st[0].Occurrences != 1 {
+			t.Errorf("source after the failed read = %+v; want its copy in force, failing", st)
+		}
+		h.stop()
+		h.want("0s set " + alice + " InAConferenceCall 1h0m0s")
 	})
 }
