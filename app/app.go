@@ -69,6 +69,10 @@ type App struct {
 	reload *sync.ReloadStatus
 
 	reloadMu gosync.Mutex // one reload at a time
+	// reloads counts the reloads by result (ok, refused); reloadOK is 1
+	// while the last one succeeded (or none was asked for).
+	reloads  *prometheus.CounterVec
+	reloadOK prometheus.Gauge
 
 	// Set by Start, for Wait.
 	cancel    context.CancelFunc
@@ -148,6 +152,14 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 		a.listen = cfg.Server.Listen
 	}
 	a.metrics = sync.NewMetrics(a.reg)
+	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "calpresence_config_reloads_total", Help: "Reloads of the configuration file by result: ok, refused (the configuration in force stays).",
+	}, []string{"result"})
+	a.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "calpresence_config_last_reload_successful", Help: "1 unless the last reload of the configuration was refused.",
+	})
+	a.reloadOK.Set(1)
+	a.reg.MustRegister(a.reloads, a.reloadOK)
 	token, err := AdminToken(cfg)
 	if err != nil {
 		return nil, &ConfigError{err}

@@ -197,6 +197,13 @@ func TestReloadOverHTTP(t *testing.T) {
 	if got := d.logs.Lines("reload: configuration problem"); len(got) != 2 {
 		t.Errorf("problems logged = %q; want one line each", got)
 	}
+	metrics := get(t, "http://"+d.addr+"/metrics")
+	for _, want := range []string{`calpresence_config_reloads_total{result="ok"} 1`, `calpresence_config_reloads_total{result="refused"} 1`,
+		"calpresence_config_last_reload_successful 0"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 	page := get(t, "http://"+d.addr+"/")
 	if !strings.Contains(page, "reload failed") || !strings.Contains(page, "presence.activity") {
 		t.Errorf("status page lacks the reload error:\n%s", page)

@@ -27,6 +27,15 @@ func (a *App) Reload(ctx context.Context) (sync.ReloadReport, error) {
 	path := a.Config().Path
 	report, err := a.reloadFrom(ctx, path)
 	st := &sync.ReloadStatus{At: time.Now(), ReloadReport: report}
+	a.reloads.WithLabelValues("ok").Add(0)
+	a.reloads.WithLabelValues("refused").Add(0)
+	if err == nil {
+		a.reloads.WithLabelValues("ok").Inc()
+		a.reloadOK.Set(1)
+	} else {
+		a.reloads.WithLabelValues("refused").Inc()
+		a.reloadOK.Set(0)
+	}
 	if err != nil {
 		st = &sync.ReloadStatus{At: st.At, Error: err.Error()}
 		for _, problem := range strings.Split(err.Error(), "\n") {

@@ -191,8 +191,9 @@ func (e *Engine) config() *config.Config { return e.conf.Load().cfg }
 // them and the stored sessions at once (the engine is then ready), reads
 // every source, reconciling again as they answer, then polls each source at
 // its interval and reconciles at every boundary until ctx is done. A feed
-// that hangs delays nobody's change. Sessions are not cleared on the way
-// out: they expire by themselves and a restart picks them up.
+// that hangs delays nobody's change. A Reload is applied between two of its
+// reconciles. Sessions are not cleared on the way out: they expire by
+// themselves and a restart picks them up.
 func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Lock()
 	e.running = true
