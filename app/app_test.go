@@ -284,4 +284,37 @@ func TestNoEngine(t *testing.T) {
 	if _, err := a.Signal(context.Background(), sync.Signal{}); !errors.Is(err, server.ErrUnavailable) {
 		t.Errorf("Signal = %v; want ErrUnavailable", err)
 	}
+
+	// Later (a standby become leader): an engine started behind the same
+	// server answers.
+	if err := os.WriteFile(filepath.Join(dir, "zoom.ics"), []byte(feed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := a.StartEngine(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); a.bg.Wait() }()
+	if a.Engine() != eng {
+		t.Error("Engine() is not the engine started")
+	}
+	if !testutil.WaitUntil(10*time.Second, func() bool {
+		resp, err := http.Get(srv.URL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}) {
+		t.Errorf("/readyz not 200 after StartEngine: %+v", a.Readiness())
+	}
+	resp, err = http.Post(srv.URL+"/-/resync", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("POST /-/resync after StartEngine = %d; want 200", resp.StatusCode)
+	}
 }
