@@ -205,8 +205,8 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 
 // openStore opens the state the configuration names: the bbolt file at
 // state.path, or memory for a dry run (and WithMemoryState). It is the
-// one place that chooses the store. close releases it.
-func openStore(cfg *config.Config, memory bool) (store sync.Store, feeds sync.FeedCache, close func() error, err error) {
+// one place that chooses the store. closeFn releases it.
+func openStore(cfg *config.Config, memory bool) (store sync.Store, feeds sync.FeedCache, closeFn func() error, err error) {
 	if cfg.Graph.DryRun || memory {
 		// A dry run keeps no feed copies either: nil keeps them in memory.
 		return sync.NewMemStore(), nil, func() error { return nil }, nil
