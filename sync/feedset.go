@@ -211,7 +211,11 @@ type feed struct {
 	// rematch: a reload changed how the copy in force is expanded or
 	// matched; the next expansion counts as a change even when the
 	// occurrences are the same.
-	rematch      bool
+	rematch bool
+	// added: a reload added the source. Nobody can be busy because of a
+	// copy of it, so its not being read yet holds back nobody's clear
+	// (knownFunc).
+	added        bool
 	failingSince time.Time
 	lastWarn     time.Time // of a failure or staleness, to warn at most every failWarnEvery
 	staleNoted   bool
@@ -698,7 +702,7 @@ func (fs *feedSet) knownFunc() func(string) bool {
 	matchUnloaded := false
 	unknownFixed := make(map[string]bool)
 	for _, f := range fs.feeds {
-		if f.loaded {
+		if f.loaded || f.added {
 			continue
 		}
 		if f.src.Match != "" {

@@ -45,7 +45,9 @@ type reloadRequest struct {
 // Reload puts cfg in force without a restart, between two reconciles (it
 // is handed to Run's loop):
 //
-//   - a source added is read at once;
+//   - a source added is read at once; until it has been, it holds back
+//     nobody's clear (no one can be busy because of it yet, and a new
+//     feed that never answers must not keep everyone busy);
 //   - a source removed is dropped, with its stored copy: what it made
 //     people busy for ends through the reconcile that follows at once,
 //     with the reason "early-end:source-removed";
@@ -137,6 +139,7 @@ func (fs *feedSet) reload(cfg *config.Config, m *Matcher) (added, removed, chang
 		f, ok := fs.feeds[name]
 		if !ok {
 			nf := fs.newFeed(cfg, i)
+			nf.added = true
 			feeds[name] = nf
 			fs.added = append(fs.added, nf)
 			added = append(added, name)

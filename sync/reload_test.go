@@ -229,3 +229,21 @@ func TestReloadChangedSourceKeepsCopyWhileFailing(t *testing.T) {
 		h.want("0s set " + alice + " InAConferenceCall 1h0m0s")
 	})
 }
+
+// TestReloadAddedSourceHoldsNoClear: a match source added by a reload
+// whose feed cannot be read does not keep anyone from being cleared.
+func TestReloadAddedSourceHoldsNoClear(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		h := startHarness(t, testConfig(), ics(begin, "z", time.Duration(0), time.Hour), nil, nil)
+		h.feeds.fail("team", errors.New("HTTP 404"))
+		h.until(10 * time.Minute)
+		cfg := testConfig()
+		cfg.Sources = append(cfg.Sources, config.Source{Name: "team", URL: "https://example.test/team.ics", Match: "attendees", PollInterval: time.Minute})
+		h.reload(cfg)
+		h.feeds.set("zoom", ics(begin)) // alice's meeting cancelled
+		h.until(12 * time.Minute)
+		h.stop()
+		h.want("0s set "+alice+" InAConferenceCall 1h0m0s", "11m0s clear "+alice)
+	})
+}
