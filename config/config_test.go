@@ -329,6 +329,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"files-certificate-other-key", ": graph.certificate_file: testdata/client-other-key.pem: the private key matches none of the certificates"},
 		{"files-certificate-password", ": graph.certificate_file: testdata/client.pem is PEM, but certificate_password is set: azidentity reads a password-protected certificate as PKCS#12 (.pfx) only; use an unencrypted PEM without the password, or the .pfx"},
 		{"files-ca", `: graph.ca_file: testdata/valid-minimal.yaml: no PEM certificate found (want one or more "CERTIFICATE" blocks)`},
+		{"files-schedule-ca", `: schedule.ca_file: testdata/valid-minimal.yaml: no PEM certificate found (want one or more "CERTIFICATE" blocks)`},
 		{"files-token-file", ": graph.token_file: open testdata/does-not-exist: no such file or directory"},
 		{"files-admin-token", ": server.admin_token_file: open testdata/does-not-exist: no such file or directory"},
 		{"files-admin-token-empty", ": server.admin_token_file: testdata/empty-token is empty"},

@@ -31,11 +31,12 @@ import (
 //     certificate parsing.
 //   - graph.token_file (auth workload_identity), else the file
 //     AZURE_FEDERATED_TOKEN_FILE names: readable and not empty.
+//   - schedule.ca_file: as graph.ca_file (the feeds' extra roots).
 //   - server.admin_token_file: readable and not empty (an empty token would
 //     turn the admin check off).
 //
-// In dry_run nothing calls Graph and no state is opened, so only the admin
-// token is checked (graph.client_secret_file is read by Load already).
+// In dry_run nothing calls Graph and no state is opened, so only the
+// feeds' CA and the admin token are checked (graph.client_secret_file is read by Load already).
 func (c *Config) CheckFiles() error {
 	k := &checker{}
 	g := c.Graph
@@ -56,6 +57,10 @@ func (c *Config) CheckFiles() error {
 				k.add("graph.token_file", "required with auth workload_identity when AZURE_FEDERATED_TOKEN_FILE is not set")
 			}
 		}
+	}
+	if c.Schedule.CAFile != "" {
+		// Feeds are read in a dry run too.
+		checkCAFile(k, "schedule.ca_file", c.Schedule.CAFile)
 	}
 	if c.Server.AdminTokenFile != "" {
 		checkNotEmpty(k, "server.admin_token_file", c.Server.AdminTokenFile)

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/calpresence/calpresence/app"
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/graph"
 	"github.com/calpresence/calpresence/graph/graphtest"
@@ -125,7 +128,7 @@ type extraSource struct {
 	body  string
 }
 
-// env is a running engine wired to a graphtest server.
+// env is a running daemon (app) wired to a graphtest server.
 type env struct {
 	tb     testing.TB
 	g      *graphtest.Server
@@ -134,6 +137,7 @@ type env struct {
 	store  sync.Store
 	feeds  *feeds
 	logs   *testutil.LogBuffer
+	app    *app.App
 	eng    *sync.Engine
 
 	cancel context.CancelFunc
@@ -201,30 +205,30 @@ func start(tb testing.TB, g *graphtest.Server, body string, client *graph.Client
 		client = newClient(tb, e.cfg, logger, o.graphOpts...)
 	}
 	e.client = client
-	var feedCache sync.FeedCache
-	if o.bolt {
-		st, err := state.Open(e.cfg.State.Path, time.Second)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { st.Close() })
-		e.store, feedCache = st, st
-	} else {
-		e.store = sync.NewMemStore()
-	}
 	e.feeds.set(source, body)
 	for _, x := range o.more {
 		e.feeds.set(x.name, x.body)
 	}
-	eng, err := sync.New(sync.Options{Config: e.cfg, Presence: client, Store: e.store, Feeds: feedCache,
-		Fetcher: e.feeds, Logger: logger})
-	if err != nil {
-		tb.Fatalf("sync.New: %v", err)
+	// The daemon as `calpresence run` builds it, with the feeds and the
+	// Graph client injected; without server.listen it serves nothing.
+	opts := []app.Option{app.WithLogger(logger), app.WithGraph(client), app.WithFetcher(e.feeds), app.WithRegistry(prometheus.NewRegistry())}
+	if !o.bolt {
+		opts = append(opts, app.WithMemoryState())
 	}
-	e.eng = eng
 	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, e.cfg, opts...)
+	if err != nil {
+		cancel()
+		tb.Fatalf("app.New: %v", err)
+	}
+	tb.Cleanup(func() { a.Close() })
+	if err := a.Start(ctx); err != nil {
+		cancel()
+		tb.Fatalf("Start: %v", err)
+	}
+	e.app, e.eng, e.store = a, a.Engine(), a.Store()
 	e.cancel, e.done = cancel, make(chan error, 1)
-	go func() { e.done <- eng.Run(ctx) }()
+	go func() { e.done <- a.Wait() }()
 	tb.Cleanup(func() {
 		e.stop()
 		if (tb.Failed() || os.Getenv("E2E_LOGS") != "") && !o.quiet {

@@ -224,7 +224,10 @@ func (c *Client) Authenticate(ctx context.Context) error {
 	if c.dryRun {
 		return nil
 	}
-	if _, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.ep.Scope}}); err != nil {
+	// EnableCAE as kiota's authentication provider asks (its default):
+	// azidentity caches CAE and non-CAE tokens apart, and the token asked
+	// for here is to serve the first calls too.
+	if _, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.ep.Scope}, EnableCAE: true}); err != nil {
 		return fmt.Errorf("graph: token from %s: %w", c.ep.Authority, err)
 	}
 	return nil

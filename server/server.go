@@ -1,6 +1,6 @@
 // Package server serves the worker's HTTP endpoints: the status page at /,
 // /healthz, /readyz, /metrics, and the admin actions under /-/ (resync,
-// clear), which refuse anything a browser page could forge and answer only
+// clear, reload), which refuse anything a browser page could forge and answer only
 // the admin token when one is configured, else only loopback callers
 // (authorize says exactly how).
 package server
@@ -28,7 +28,18 @@ type Engine interface {
 	Clear(ctx context.Context, users []string, all bool) ([]sync.Result, error)
 	// Status is the snapshot the status page shows.
 	Status(now time.Time) sync.Status
+	// Reload reads the configuration file again and puts it in force
+	// (POST /-/reload). An error wrapping ErrRefused means the new
+	// configuration was refused and the one in force stays.
+	Reload(ctx context.Context) (sync.ReloadReport, error)
 }
+
+// ErrUnavailable marks an admin action that cannot be done now (no
+// engine runs): answered 503.
+var ErrUnavailable = errors.New("unavailable")
+
+// ErrRefused marks a reload whose configuration was refused: answered 422.
+var ErrRefused = errors.New("configuration refused")
 
 // ActionRequest is the body of POST /-/resync and POST /-/clear.
 type ActionRequest struct {
@@ -41,7 +52,9 @@ type ActionRequest struct {
 // ActionResponse is the answer to an admin action.
 type ActionResponse struct {
 	Actions []ActionReport `json:"actions"`
-	Error   string         `json:"error,omitempty"`
+	// Reload is what POST /-/reload changed.
+	Reload *sync.ReloadReport `json:"reload,omitempty"`
+	Error  string             `json:"error,omitempty"`
 }
 
 // ActionReport is one presence call made (or planned, in a dry run).
@@ -78,6 +91,13 @@ func Reports(results []sync.Result) []ActionReport {
 // every admin request must bear it; "" lets only loopback callers use the
 // admin actions (see authorize).
 func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.Logger) http.Handler {
+	return HandlerToken(eng, gatherer, func() string { return token }, log)
+}
+
+// HandlerToken is Handler with an admin token that may change while it
+// serves (a reload reads the token file again): token is asked at every
+// admin request.
+func HandlerToken(eng Engine, gatherer prometheus.Gatherer, token func() string, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", serveStatus(eng, log))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +116,7 @@ func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.L
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	admin := func(do func(ctx context.Context, req ActionRequest) ([]sync.Result, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if why := authorize(r, token); why != nil {
+			if why := authorize(r, token()); why != nil {
 				refuse(w, r, why, log)
 				return
 			}
@@ -113,7 +133,7 @@ func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.L
 			code := http.StatusOK
 			if err != nil {
 				resp.Error = err.Error()
-				code = http.StatusInternalServerError
+				code = errorCode(err)
 				log.Warn("admin action failed", "path", r.URL.Path, "err", err)
 			}
 			writeJSON(w, code, resp)
@@ -125,7 +145,33 @@ func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.L
 	mux.Handle("POST /-/clear", admin(func(ctx context.Context, req ActionRequest) ([]sync.Result, error) {
 		return eng.Clear(ctx, req.Users, req.All)
 	}))
+	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if why := authorize(r, token()); why != nil {
+			refuse(w, r, why, log)
+			return
+		}
+		log.Info("admin action", "remote_addr", r.RemoteAddr, "path", r.URL.Path)
+		report, err := eng.Reload(r.Context())
+		resp := ActionResponse{Actions: []ActionReport{}, Reload: &report}
+		code := http.StatusOK
+		if err != nil {
+			resp.Reload, resp.Error = nil, err.Error()
+			code = errorCode(err)
+		}
+		writeJSON(w, code, resp)
+	})
 	return mux
+}
+
+// errorCode is the status an admin action's error is answered with.
+func errorCode(err error) int {
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, ErrRefused):
+		return http.StatusUnprocessableEntity
+	}
+	return http.StatusInternalServerError
 }
 
 // writeJSON answers with v as JSON.

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -22,8 +23,14 @@ type fakeEngine struct {
 	ready   bool
 	resyncs []sync.ResyncRequest
 	clears  [][]string
+	reloads int
 	err     error
 	status  sync.Status
+}
+
+func (f *fakeEngine) Reload(ctx context.Context) (sync.ReloadReport, error) {
+	f.reloads++
+	return sync.ReloadReport{Added: []string{"webex"}, Unchanged: 1}, f.err
 }
 
 func (f *fakeEngine) Status(now time.Time) sync.Status { return f.status }
@@ -194,7 +201,7 @@ func TestAdminAccess(t *testing.T) {
 		{"no token: DNS rebinding (same-origin, foreign Host)", "", adminReq{remote: loop4, host: "evil.example:8080", headers: with(jsonCT, "Origin", "http://evil.example:8080", "Sec-Fetch-Site", "same-origin")}, 403},
 	}
 	for _, tt := range tests {
-		for _, path := range []string{"/-/resync", "/-/clear"} {
+		for _, path := range []string{"/-/resync", "/-/clear", "/-/reload"} {
 			t.Run(tt.name+" "+path, func(t *testing.T) {
 				eng := &fakeEngine{ready: true}
 				var logs testutil.LogBuffer
@@ -206,10 +213,10 @@ func TestAdminAccess(t *testing.T) {
 				if code != tt.want {
 					t.Fatalf("POST %s = %d %s; want %d", path, code, body, tt.want)
 				}
-				acted := len(eng.resyncs) + len(eng.clears)
+				acted := len(eng.resyncs) + len(eng.clears) + eng.reloads
 				if code != 200 {
 					if acted != 0 {
-						t.Errorf("refused request still acted: resyncs %v, clears %v", eng.resyncs, eng.clears)
+						t.Errorf("refused request still acted: resyncs %v, clears %v, reloads %d", eng.resyncs, eng.clears, eng.reloads)
 					}
 					if !strings.Contains(body, `"error":"refused: `) {
 						t.Errorf("answer = %s; want a JSON error saying why", body)
@@ -226,7 +233,7 @@ func TestAdminAccess(t *testing.T) {
 					return
 				}
 				if acted != 1 {
-					t.Errorf("allowed request: resyncs %v, clears %v; want one action", eng.resyncs, eng.clears)
+					t.Errorf("allowed request: resyncs %v, clears %v, reloads %d; want one action", eng.resyncs, eng.clears, eng.reloads)
 				}
 			})
 		}
@@ -264,6 +271,45 @@ func TestAdminActionErrors(t *testing.T) {
 	}
 	if code, _ := do(t, h, "GET", "/-/resync", "127.0.0.1:1", "", ""); code != 405 {
 		t.Errorf("GET /-/resync = %d; want 405", code)
+	}
+}
+
+// TestReloadAnswers: POST /-/reload answers what changed, 422 when the
+// new configuration was refused, and 503 when no engine runs.
+func TestReloadAnswers(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		code int
+		want string
+	}{
+		{"applied", nil, 200, `"reload":{"added":["webex"],"unchanged":1}`},
+		{"refused", fmt.Errorf("%w: config.yaml:3: sources[0].url: required", ErrRefused), 422, `"error":"configuration refused: config.yaml:3: sources[0].url: required"`},
+		{"no engine", fmt.Errorf("%w: standing by", ErrUnavailable), 503, `"error":"unavailable: standing by"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := Handler(&fakeEngine{err: tt.err}, prometheus.NewRegistry(), "", slog.New(slog.DiscardHandler))
+			code, body := send(t, h, adminReq{path: "/-/reload", remote: "127.0.0.1:1", host: "127.0.0.1:8080", headers: jsonCT})
+			if code != tt.code || !strings.Contains(body, tt.want) {
+				t.Errorf("POST /-/reload = %d %s; want %d with %s", code, body, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+// TestHandlerTokenChanges: the admin token is asked at every request, so a
+// reload that reads a new token file rotates it.
+func TestHandlerTokenChanges(t *testing.T) {
+	token := "first"
+	h := HandlerToken(&fakeEngine{}, prometheus.NewRegistry(), func() string { return token }, slog.New(slog.DiscardHandler))
+	req := adminReq{path: "/-/reload", remote: "10.0.0.9:1", headers: with(jsonCT, "Authorization", "Bearer first")}
+	if code, body := send(t, h, req); code != 200 {
+		t.Fatalf("with the first token = %d %s; want 200", code, body)
+	}
+	token = "second"
+	if code, _ := send(t, h, req); code != 401 {
+		t.Errorf("with the old token after rotation = %d; want 401", code)
 	}
 }
 

@@ -272,3 +272,27 @@ func TestRelative(t *testing.T) {
 		t.Errorf("relative(zero) = %q; want \"\"", got)
 	}
 }
+
+// TestStatusPageShowsReload: a refused reload shows as a line with its
+// error (URLs redacted) and when; an applied one with its counts.
+func TestStatusPageShowsReload(t *testing.T) {
+	st := sampleStatus()
+	at := st.Now.Add(-2 * time.Minute)
+	st.Reload = &sync.ReloadStatus{At: at, Error: `config.yaml:30: sources[1].url: must be http(s) or file (got "ftp://host/feed.ics?token=s3cret")`}
+	page, _ := getPage(t, st)
+	for _, want := range []string{"reload failed", "2027-03-04 14:58:00 UTC", "the configuration in force stays", "sources[1].url: must be http(s) or file"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, "s3cret") {
+		t.Error("status page shows a feed token from the reload error")
+	}
+	st.Reload = &sync.ReloadStatus{At: at, ReloadReport: sync.ReloadReport{Added: []string{"webex"}, Unchanged: 2, NeedsRestart: []string{"graph.client_secret"}}}
+	page, _ = getPage(t, st)
+	for _, want := range []string{"configuration reloaded", "1 added, 0 removed, 0 changed, 2 unchanged", "needs a restart: graph.client_secret"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q:\n%s", want, page)
+		}
+	}
+}

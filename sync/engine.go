@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
@@ -51,7 +52,10 @@ type Options struct {
 // Engine is the worker: it polls the sources, keeps their occurrences,
 // and reconciles presence at every span boundary.
 type Engine struct {
-	cfg           *config.Config
+	// conf is the configuration in force; a reload replaces it
+	// (reload.go).
+	conf          atomic.Pointer[settings]
+	startCfg      *config.Config // what it was built with: what needs a restart differs from it
 	log           *slog.Logger
 	metrics       *Metrics
 	store         Store
@@ -61,14 +65,16 @@ type Engine struct {
 	started       time.Time
 	rate          float64     // presence calls per second Graph allows (0: no limit)
 	authenticated func() bool // nil: not checked
-	// onlyConfigured names the sources whose matches may make busy only
-	// the people the configuration names (only_configured).
-	onlyConfigured map[string]bool
-	maxLease       time.Duration
-	sig            *signalSet        // live meeting signals (signals.go)
-	userIndex      map[string]string // users: address → target, for signals
+	sig           *signalSet  // live meeting signals (signals.go)
 
-	mu        gosync.Mutex // guards ready, firstPass, started
+	// reloads hands Reload's configurations to Run's loop, so that a
+	// reload is applied between reconciles (reload.go); stopped is
+	// closed when Run returns.
+	reloads chan reloadRequest
+	stopped chan struct{}
+
+	mu        gosync.Mutex // guards running, ready, firstPass, started
+	running   bool         // Run was called
 	ready     bool
 	firstPass bool
 
@@ -77,7 +83,7 @@ type Engine struct {
 
 	viewMu    gosync.Mutex // guards viewCache
 	viewCache struct {
-		gen     [3]uint64 // of the feed snapshot, the live signals, the directory
+		gen     [4]uint64 // of the feed snapshot, the live signals, the directory, the settings
 		matches []Match
 		spans   map[string][]Span
 	}
@@ -128,19 +134,19 @@ func New(o Options) (*Engine, error) {
 	}
 	sessions := newSessionCache(o.Store)
 	e := &Engine{
-		cfg:            o.Config,
-		log:            o.Logger,
-		metrics:        o.Metrics,
-		store:          sessions,
-		feeds:          newFeedSet(o.Config, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
-		dir:            dir,
-		exec:           newExecutor(o.Presence, sessions, dir, newGate(g.MaxConcurrency, g.RateLimit, g.RateWindow), o.Logger, o.Metrics),
-		maxLease:       o.Config.Presence.MaxLease,
-		onlyConfigured: make(map[string]bool),
-		kick:           make(chan struct{}, 1),
-		sig:            newSignalSet(o.Store, o.Logger),
-		userIndex:      o.Config.UserIndex(),
+		log:      o.Logger,
+		metrics:  o.Metrics,
+		store:    sessions,
+		feeds:    newFeedSet(o.Config, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
+		dir:      dir,
+		exec:     newExecutor(o.Presence, sessions, dir, newGate(g.MaxConcurrency, g.RateLimit, g.RateWindow), o.Logger, o.Metrics),
+		kick:     make(chan struct{}, 1),
+		sig:      newSignalSet(o.Store, o.Logger),
+		reloads:  make(chan reloadRequest),
+		stopped:  make(chan struct{}),
+		startCfg: o.Config,
 	}
+	e.conf.Store(newSettings(o.Config, 0, nil))
 	if g.RateLimit > 0 && g.RateWindow > 0 {
 		e.rate = float64(g.RateLimit) / g.RateWindow.Seconds()
 	}
@@ -150,21 +156,50 @@ func New(o Options) (*Engine, error) {
 	if e.exec.grace <= 0 {
 		e.exec.grace = config.Default().Server.ShutdownTimeout
 	}
-	for i, src := range o.Config.Sources {
-		if src.Match != "" && o.Config.SourcePresence(i).OnlyConfigured {
-			e.onlyConfigured[src.Name] = true
-		}
-	}
 	return e, nil
 }
+
+// settings is the configuration in force with what is derived from it.
+type settings struct {
+	cfg *config.Config
+	gen uint64 // counts the reloads: the engine's spans follow it
+	// onlyConfigured names the sources whose matches may make busy only
+	// the people the configuration names (only_configured).
+	onlyConfigured map[string]bool
+	userIndex      map[string]string // users: address → target, for signals
+	// removed are the sources reloads removed since start, for the
+	// reason their people's spans end with.
+	removed map[string]bool
+}
+
+func newSettings(cfg *config.Config, gen uint64, removed map[string]bool) *settings {
+	s := &settings{cfg: cfg, gen: gen, onlyConfigured: make(map[string]bool), userIndex: cfg.UserIndex(), removed: removed}
+	for i, src := range cfg.Sources {
+		if src.Match != "" && cfg.SourcePresence(i).OnlyConfigured {
+			s.onlyConfigured[src.Name] = true
+		}
+	}
+	return s
+}
+
+// sourceRemoved reports whether a reload removed the named source.
+func (s *settings) sourceRemoved(name string) bool { return s.removed[name] }
+
+// config returns the configuration in force.
+func (e *Engine) config() *config.Config { return e.conf.Load().cfg }
 
 // Run is the daemon: it loads the last good copies and reconciles from
 // them and the stored sessions at once (the engine is then ready), reads
 // every source, reconciling again as they answer, then polls each source at
 // its interval and reconciles at every boundary until ctx is done. A feed
-// that hangs delays nobody's change. Sessions are not cleared on the way
-// out: they expire by themselves and a restart picks them up.
+// that hangs delays nobody's change. A Reload is applied between two of its
+// reconciles. Sessions are not cleared on the way out: they expire by
+// themselves and a restart picks them up.
 func (e *Engine) Run(ctx context.Context) error {
+	e.mu.Lock()
+	e.running = true
+	e.mu.Unlock()
+	defer close(e.stopped)
 	s, err := gocron.NewScheduler(gocron.WithLogger(gocronLogger{e.log}))
 	if err != nil {
 		return fmt.Errorf("start scheduler: %w", err)
@@ -223,6 +258,18 @@ func (e *Engine) Run(ctx context.Context) error {
 			return nil
 		case <-e.kick:
 		case <-safety.C:
+		case req := <-e.reloads:
+			report, read := e.applyReload(req.cfg, req.matcher)
+			req.reply <- report
+			if len(read) > 0 {
+				// Added and changed sources are read at once, reconciling
+				// as they answer; the reconcile below already drops what
+				// removed sources made busy.
+				polls.Go(func() {
+					_ = e.feeds.pollAll(pollCtx, read, true, throttle(e.kickReconcile, time.Second))
+					e.kickReconcile()
+				})
+			}
 		}
 		if ctx.Err() != nil {
 			return nil // shutting down: no new pass
@@ -323,7 +370,7 @@ func (e *Engine) resolveNew(ctx context.Context) {
 	for i := range matches {
 		e.dir.lookup(matches[i].User)
 	}
-	for _, u := range e.cfg.ConfiguredUsers() {
+	for _, u := range e.config().ConfiguredUsers() {
 		e.dir.lookup(u)
 	}
 	e.dir.resolve(ctx, e.dir.due(time.Now()))
@@ -402,10 +449,11 @@ func (e *Engine) input(now time.Time) (ReconcileInput, error) {
 	}
 	key := e.keyFunc()
 	matches, spans := e.view(matches, feedGen, now, key)
+	cfg := e.config()
 	return ReconcileInput{
 		Now: now, Spans: spans, Sessions: e.adoptMigrated(sessions),
-		Matches: matches, Key: key, Known: e.knownFunc(sourcesKnown), Held: e.exec.heldAt(now), MaxLease: e.maxLease,
-		Rate: e.rate, LeadBurst: e.cfg.Presence.LeadBurst,
+		Matches: matches, Key: key, Known: e.knownFunc(sourcesKnown), Held: e.exec.heldAt(now), MaxLease: cfg.Presence.MaxLease,
+		Rate: e.rate, LeadBurst: cfg.Presence.LeadBurst, SourceRemoved: e.conf.Load().sourceRemoved,
 	}, nil
 }
 
@@ -417,12 +465,13 @@ func (e *Engine) input(now time.Time) (ReconcileInput, error) {
 // at 10,000 feeds).
 func (e *Engine) view(matches []Match, feedGen uint64, now time.Time, key KeyFunc) ([]Match, map[string][]Span) {
 	sigs, sigGen := e.sig.at(now, e.log)
-	gen := [3]uint64{feedGen, sigGen, e.dir.generation()}
+	conf := e.conf.Load()
+	gen := [4]uint64{feedGen, sigGen, e.dir.generation(), conf.gen}
 	e.viewMu.Lock()
 	defer e.viewMu.Unlock()
 	if e.viewCache.spans == nil || e.viewCache.gen != gen {
 		m := e.withSignals(matches, sigs, key)
-		e.viewCache.matches, e.viewCache.spans = m, Spans(m, e.cfg.Presence.MergeGap, key)
+		e.viewCache.matches, e.viewCache.spans = m, Spans(m, conf.cfg.Presence.MergeGap, key)
 		e.viewCache.gen = gen
 	}
 	return e.viewCache.matches, e.viewCache.spans
@@ -431,10 +480,11 @@ func (e *Engine) view(matches []Match, feedGen uint64, now time.Time, key KeyFun
 // keyFunc names the person of a match by object id, from the directory's
 // memory; with only_configured, only people the configuration names.
 func (e *Engine) keyFunc() KeyFunc {
+	conf := e.conf.Load()
 	var allowed map[string]bool
-	if len(e.onlyConfigured) > 0 {
+	if len(conf.onlyConfigured) > 0 {
 		allowed = make(map[string]bool)
-		for _, u := range e.cfg.ConfiguredUsers() {
+		for _, u := range conf.cfg.ConfiguredUsers() {
 			if id, ok := e.dir.lookup(u); ok {
 				allowed[id] = true
 			}
@@ -442,7 +492,7 @@ func (e *Engine) keyFunc() KeyFunc {
 	}
 	return func(m *Match) (string, bool) {
 		id, ok := e.dir.lookup(m.User)
-		if !ok || (e.onlyConfigured[m.Source] && !allowed[id]) {
+		if !ok || (conf.onlyConfigured[m.Source] && !allowed[id]) {
 			return "", false
 		}
 		return id, true

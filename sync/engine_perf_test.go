@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"slices"
 	gosync "sync"
 	"testing"
 	"testing/synctest"
@@ -59,6 +60,17 @@ func (c *memFeedCache) PutFeeds(fs []state.Feed) error {
 	c.batches = append(c.batches, len(fs))
 	for _, f := range fs {
 		c.feeds[f.Source] = f
+	}
+	return nil
+}
+
+func (c *memFeedCache) DeleteFeedsExcept(sources []string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name := range c.feeds {
+		if !slices.Contains(sources, name) {
+			delete(c.feeds, name)
+		}
 	}
 	return nil
 }

@@ -57,7 +57,11 @@ func (f *fakeFeeds) Fetch(ctx context.Context, req sources.FetchRequest) (source
 	if err := f.errs[req.Name]; err != nil {
 		return sources.FetchResult{}, err
 	}
-	body := []byte(f.bodies[req.Name])
+	b, ok := f.bodies[req.URL] // a body served at its URL wins
+	if !ok {
+		b = f.bodies[req.Name]
+	}
+	body := []byte(b)
 	h := sha256.Sum256(body)
 	if h == req.PrevHash {
 		return sources.FetchResult{NotModified: true, Hash: h}, nil

@@ -22,20 +22,26 @@ import (
 // of each, read from the network or from the last good copy kept in the
 // feed cache, with each source's health. It is safe for concurrent use.
 type feedSet struct {
-	cfg     *config.Config
 	log     *slog.Logger
 	metrics *Metrics
 	cache   FeedCache
 	fetcher Fetcher
-	matcher *Matcher
 
 	// slots holds a token for every poll in progress (fetch and parse):
 	// scheduled polls, the first pass and resyncs share concurrency of them.
 	slots       chan struct{}
 	concurrency int
 
-	mu    gosync.Mutex // guards feeds' contents and the snapshot
-	feeds map[string]*feed
+	mu gosync.Mutex // guards feeds (the map and their contents), cfg, matcher and the snapshot
+	// cfg and matcher are the configuration in force and its compiled
+	// filters; a reload (reload.go) replaces both.
+	cfg     *config.Config
+	matcher *Matcher
+	feeds   map[string]*feed
+	// added are the feeds a reload added or replaced since the poller last
+	// looked, and addedKick tells it (poller.go).
+	added     []*feed
+	addedKick chan struct{}
 	// installed, when set, is told of each source's new matches as they
 	// are installed (the engine notes their addresses for the resolver, so
 	// that lookups run while the other feeds are still being read). It is
@@ -59,26 +65,32 @@ func newFeedSet(cfg *config.Config, cache FeedCache, fetcher Fetcher, m *Matcher
 	}
 	fs := &feedSet{cfg: cfg, log: log, metrics: metrics, cache: cache, fetcher: fetcher, matcher: m,
 		slots: make(chan struct{}, n), concurrency: n,
-		feeds: make(map[string]*feed, len(cfg.Sources))}
-	every := min(cfg.Schedule.Horizon, fs.maxCopyAge()) / 2
+		feeds: make(map[string]*feed, len(cfg.Sources)), addedKick: make(chan struct{}, 1)}
 	for i := range cfg.Sources {
-		src := &cfg.Sources[i]
-		h := fnv.New32a()
-		h.Write([]byte(src.Name))
-		fs.feeds[src.Name] = &feed{src: src, zone: cfg.SourceLocation(i), interval: cfg.SourcePollInterval(i),
-			// Spread the re-expansions of copies read at the same time
-			// (all of them, after a start) over a quarter of the period.
-			expandEvery:  every - time.Duration(h.Sum32())%max(every/4, 1),
-			notModified:  metrics.FeedFetches.WithLabelValues(src.Name, "not_modified"),
-			healthyGauge: metrics.FeedHealthy.WithLabelValues(src.Name),
-			lastSuccess:  metrics.FeedLastSuccess.WithLabelValues(src.Name),
-			staleGauge:   metrics.FeedStale.WithLabelValues(src.Name)}
+		fs.feeds[cfg.Sources[i].Name] = fs.newFeed(cfg, i)
 	}
 	return fs
 }
 
-func (fs *feedSet) maxCopyAge() time.Duration {
-	if d := fs.cfg.Schedule.MaxCopyAge; d > 0 {
+// newFeed is what the engine knows of source i of cfg before it is read.
+func (fs *feedSet) newFeed(cfg *config.Config, i int) *feed {
+	src := &cfg.Sources[i]
+	every := min(cfg.Schedule.Horizon, maxCopyAge(cfg)) / 2
+	h := fnv.New32a()
+	h.Write([]byte(src.Name))
+	return &feed{src: src, zone: cfg.SourceLocation(i), interval: cfg.SourcePollInterval(i),
+		// Spread the re-expansions of copies read at the same time
+		// (all of them, after a start) over a quarter of the period.
+		expandEvery:  every - time.Duration(h.Sum32())%max(every/4, 1),
+		notModified:  fs.metrics.FeedFetches.WithLabelValues(src.Name, "not_modified"),
+		healthyGauge: fs.metrics.FeedHealthy.WithLabelValues(src.Name),
+		lastSuccess:  fs.metrics.FeedLastSuccess.WithLabelValues(src.Name),
+		staleGauge:   fs.metrics.FeedStale.WithLabelValues(src.Name)}
+}
+
+// maxCopyAge is cfg's schedule.max_copy_age, or its default.
+func maxCopyAge(cfg *config.Config) time.Duration {
+	if d := cfg.Schedule.MaxCopyAge; d > 0 {
 		return d
 	}
 	return config.Default().Schedule.MaxCopyAge
@@ -86,8 +98,35 @@ func (fs *feedSet) maxCopyAge() time.Duration {
 
 // has reports whether name is a configured source.
 func (fs *feedSet) has(name string) bool {
-	_, ok := fs.feeds[name]
-	return ok
+	return fs.get(name) != nil
+}
+
+// get returns the feed of the named source; nil when there is none (any
+// more: a reload removed it).
+func (fs *feedSet) get(name string) *feed {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.feeds[name]
+}
+
+// names returns the configured sources' names, sorted.
+func (fs *feedSet) names() []string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return sortedKeys(fs.feeds)
+}
+
+// current reports whether f is still the feed in force for its source
+// (not removed or replaced by a reload). fs.mu must be held.
+func (fs *feedSet) current(f *feed) bool {
+	return fs.feeds[f.src.Name] == f
+}
+
+// rules returns the configuration and matcher in force.
+func (fs *feedSet) rules() (*config.Config, *Matcher) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.cfg, fs.matcher
 }
 
 // statuses returns each source's status, sorted by name. The age of the
@@ -113,7 +152,7 @@ func (fs *feedSet) statuses() []SourceStatus {
 // last confirmed (fetched, or answered 304) longer ago than that. fs.mu
 // must be held.
 func (fs *feedSet) stale(f *feed, now time.Time) bool {
-	return f.loaded && now.Sub(f.lastOK) > fs.maxCopyAge()
+	return f.loaded && now.Sub(f.lastOK) > maxCopyAge(fs.cfg)
 }
 
 // snapshot returns every source's matches and the known function for
@@ -169,9 +208,17 @@ type feed struct {
 	refused       [32]byte
 	refusedErr    error
 	refusedResult string
-	failingSince  time.Time
-	lastWarn      time.Time // of a failure or staleness, to warn at most every failWarnEvery
-	staleNoted    bool
+	// rematch: a reload changed how the copy in force is expanded or
+	// matched; the next expansion counts as a change even when the
+	// occurrences are the same.
+	rematch bool
+	// added: a reload added the source. Nobody can be busy because of a
+	// copy of it, so its not being read yet holds back nobody's clear
+	// (knownFunc).
+	added        bool
+	failingSince time.Time
+	lastWarn     time.Time // of a failure or staleness, to warn at most every failWarnEvery
+	staleNoted   bool
 
 	// The metrics every poll touches, looked up once.
 	notModified  prometheus.Counter
@@ -194,10 +241,13 @@ func (fs *feedSet) loadCache(changed func()) {
 		return
 	}
 	now := time.Now()
-	names := sortedKeys(fs.feeds)
+	names := fs.names()
 	parallel(len(names), runtime.GOMAXPROCS(0), func(i int) {
 		name := names[i]
-		f := fs.feeds[name]
+		f := fs.get(name)
+		if f == nil {
+			return // removed by a reload meanwhile
+		}
 		fs.mu.Lock()
 		loaded := f.loaded
 		fs.mu.Unlock()
@@ -218,7 +268,7 @@ func (fs *feedSet) loadCache(changed func()) {
 			return
 		}
 		fs.mu.Lock()
-		if f.loaded {
+		if f.loaded || !fs.current(f) {
 			fs.mu.Unlock()
 			return
 		}
@@ -245,7 +295,7 @@ func (fs *feedSet) loadCache(changed func()) {
 // by the time it returns.
 func (fs *feedSet) pollAll(ctx context.Context, names []string, force bool, changed func()) []error {
 	if len(names) == 0 {
-		names = sortedKeys(fs.feeds)
+		names = fs.names()
 	}
 	keep, flush := fs.keepBatched()
 	defer flush()
@@ -329,7 +379,9 @@ func (fs *feedSet) storeFeed(c state.Feed) {
 // stored notes that c is the copy in the feed cache.
 func (fs *feedSet) stored(c state.Feed) {
 	fs.mu.Lock()
-	fs.feeds[c.Source].storedHash = c.Hash
+	if f := fs.feeds[c.Source]; f != nil && state.URLHash(f.src.URL) == c.URLHash {
+		f.storedHash = c.Hash
+	}
 	fs.mu.Unlock()
 }
 
@@ -339,8 +391,13 @@ func (fs *feedSet) stored(c state.Feed) {
 // goes to the feed cache through keep, or at once when keep is nil.
 //
 // A scheduled poll (not force) skips a source that is being read already.
+// A source a reload removed is not read; what a reload replaced while it
+// was being read is dropped.
 func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(state.Feed)) (bool, error) {
-	f := fs.feeds[name]
+	f := fs.get(name)
+	if f == nil {
+		return false, nil
+	}
 	if force {
 		f.pollMu.Lock()
 	} else if !f.pollMu.TryLock() {
@@ -430,7 +487,12 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 		fs.log.Debug("feed warning", "source", name, "warning", w)
 	}
 	fs.mu.Lock()
-	changed := !slices.EqualFunc(f.occs, x.occs, sameOccurrence) || !f.loaded
+	if !fs.current(f) {
+		fs.mu.Unlock()
+		return false, nil // a reload replaced or removed the source meanwhile
+	}
+	changed := !slices.EqualFunc(f.occs, x.occs, sameOccurrence) || !f.loaded || f.rematch
+	f.rematch = false
 	fs.install(f, x, now)
 	if !res.NotModified {
 		f.validators = state.Validators{ETag: res.Validators.ETag, LastModified: res.Validators.LastModified}
@@ -493,7 +555,8 @@ type expansion struct {
 // half of max_copy_age); one that keeps failing loses its events one by
 // one as they come due, and the source is reported stale.
 func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expansion, error) {
-	sc := fs.cfg.Schedule
+	cfg, matcher := fs.rules()
+	sc := cfg.Schedule
 	res, err := sources.ParseExpand(body, sources.ExpandOptions{
 		From: now.Add(-time.Hour), To: now.Add(sc.Horizon),
 		Zone: f.zone, MaxPerEvent: sc.MaxOccurrences,
@@ -503,7 +566,7 @@ func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expa
 		return nil, err
 	}
 	occs := res.Occurrences // sorted by start
-	cutoff := confirmed.Add(fs.maxCopyAge())
+	cutoff := confirmed.Add(maxCopyAge(cfg))
 	if i, _ := slices.BinarySearchFunc(occs, cutoff, func(o sources.Occurrence, t time.Time) int {
 		if o.Start.After(t) {
 			return 1
@@ -516,8 +579,8 @@ func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expa
 	// would be the bulk of what 10,000 feeds' occurrences hold, and only a
 	// description filter reads them; without one, a changed description
 	// changes nobody's presence either.
-	occs = compact(occs, fs.matcher.usesDescription(f.src.Name))
-	matches := fs.matcher.Match(f.src.Name, occs)
+	occs = compact(occs, matcher.usesDescription(f.src.Name))
+	matches := matcher.Match(f.src.Name, occs)
 	if maxPeople := sc.MaxFeedPeople; maxPeople > 0 {
 		people := make(map[string]struct{})
 		for i := range matches {
@@ -569,8 +632,9 @@ func (fs *feedSet) failed(f *feed, result string, err error, last []byte, now ti
 	}
 	fs.mu.Lock()
 	changed := false
-	if x != nil {
-		changed = !slices.EqualFunc(f.occs, x.occs, sameOccurrence)
+	if x != nil && fs.current(f) {
+		changed = !slices.EqualFunc(f.occs, x.occs, sameOccurrence) || f.rematch
+		f.rematch = false
 		fs.install(f, x, now)
 	}
 	first := f.healthy || f.lastErr == ""
@@ -642,7 +706,7 @@ func (fs *feedSet) knownFunc() func(string) bool {
 	matchUnloaded := false
 	unknownFixed := make(map[string]bool)
 	for _, f := range fs.feeds {
-		if f.loaded {
+		if f.loaded || f.added {
 			continue
 		}
 		if f.src.Match != "" {

@@ -113,6 +113,10 @@ type Readiness struct {
 	Degraded   []string       `json:"degraded,omitempty"`
 	Sources    []SourceStatus `json:"sources"`
 	Unresolved []Unresolved   `json:"unresolved_addresses,omitempty"`
+	// Reload is the outcome of the last reload of the configuration (nil:
+	// none since start). The daemon fills it in: a configuration it
+	// refused never reached the engine.
+	Reload *ReloadStatus `json:"reload,omitempty"`
 }
 
 // Readiness reports whether the worker can do its job: not before the

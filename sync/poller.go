@@ -3,6 +3,7 @@ package sync
 import (
 	"container/heap"
 	"context"
+	"hash/fnv"
 	gosync "sync"
 	"time"
 )
@@ -23,6 +24,7 @@ const pollTick = time.Second
 // pollItem is one source in the queue.
 type pollItem struct {
 	name     string
+	feed     *feed // the feed it polls: a reload that replaces it drops the item
 	interval time.Duration
 	offset   time.Duration // phase within the interval, from the poller's epoch
 	due      time.Time
@@ -59,20 +61,46 @@ func (q *pollQueue) Pop() any {
 // configuration. The first poll of each comes one phase after epoch, so
 // with one source it polls at epoch + k·interval.
 func (fs *feedSet) pollSchedule(epoch time.Time) pollQueue {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.added = nil // all in the schedule below
 	names := sortedKeys(fs.feeds)
 	q := make(pollQueue, 0, len(names))
 	for i, name := range names {
-		iv := fs.feeds[name].interval
-		off := time.Duration(int64(iv) / int64(len(names)) * int64(i))
-		if iv > pollTick {
+		f := fs.feeds[name]
+		off := time.Duration(int64(f.interval) / int64(len(names)) * int64(i))
+		if f.interval > pollTick {
 			off = off.Truncate(pollTick)
 		}
-		it := &pollItem{name: name, interval: iv, offset: off}
+		it := &pollItem{name: name, feed: f, interval: f.interval, offset: off}
 		it.due = it.next(epoch, epoch)
 		q = append(q, it)
 	}
 	heap.Init(&q)
 	return q
+}
+
+// takeAdded returns the items of the feeds a reload added or replaced
+// since the last call, polled an interval after now (the reload reads
+// them at once itself), on a phase of their own within the interval.
+func (fs *feedSet) takeAdded(epoch, now time.Time) []*pollItem {
+	fs.mu.Lock()
+	added := fs.added
+	fs.added = nil
+	fs.mu.Unlock()
+	items := make([]*pollItem, 0, len(added))
+	for _, f := range added {
+		h := fnv.New32a()
+		h.Write([]byte(f.src.Name))
+		off := time.Duration(h.Sum32()) % f.interval
+		if f.interval > pollTick {
+			off = off.Truncate(pollTick)
+		}
+		it := &pollItem{name: f.src.Name, feed: f, interval: f.interval, offset: off}
+		it.due = it.next(epoch, now.Add(f.interval-1))
+		items = append(items, it)
+	}
+	return items
 }
 
 // runPolls polls every source at its interval from epoch on, until ctx is
@@ -82,13 +110,10 @@ func (fs *feedSet) pollSchedule(epoch time.Time) pollQueue {
 // waits for one, and the source then keeps its phase.
 func (fs *feedSet) runPolls(ctx context.Context, epoch time.Time, changed func()) {
 	q := fs.pollSchedule(epoch)
-	if len(q) == 0 {
-		return
-	}
 	var mu gosync.Mutex // guards the items' busy flags
 	work := make(chan *pollItem)
 	var wg gosync.WaitGroup
-	for range min(fs.concurrency, len(q)) {
+	for range fs.concurrency {
 		wg.Go(func() {
 			for it := range work {
 				if ch, _ := fs.poll(ctx, it.name, false, nil); ch {
@@ -103,17 +128,37 @@ func (fs *feedSet) runPolls(ctx context.Context, epoch time.Time, changed func()
 	defer wg.Wait()
 	defer close(work)
 
-	timer := time.NewTimer(time.Until(q[0].due))
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	resetTimer := func() {
+		timer.Stop()
+		if len(q) > 0 {
+			timer.Reset(time.Until(q[0].due))
+		}
+	}
+	resetTimer()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-fs.addedKick:
+			for _, it := range fs.takeAdded(epoch, time.Now()) {
+				heap.Push(&q, it)
+			}
+			resetTimer()
+			continue
 		case <-timer.C:
 		}
 		now := time.Now()
-		for !q[0].due.After(now) {
+		for len(q) > 0 && !q[0].due.After(now) {
 			it := q[0]
+			fs.mu.Lock()
+			gone := !fs.current(it.feed)
+			fs.mu.Unlock()
+			if gone {
+				heap.Pop(&q) // removed or replaced by a reload
+				continue
+			}
 			mu.Lock()
 			skip := it.busy
 			it.busy = true
@@ -131,6 +176,6 @@ func (fs *feedSet) runPolls(ctx context.Context, epoch time.Time, changed func()
 			it.due = it.next(epoch, now)
 			heap.Fix(&q, 0)
 		}
-		timer.Reset(time.Until(q[0].due))
+		resetTimer()
 	}
 }

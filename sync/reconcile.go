@@ -33,6 +33,8 @@ const (
 	ReasonEarlyCancelled = "early-end:cancelled"
 	ReasonEarlyDeclined  = "early-end:declined"
 	ReasonEarlySignal    = "early-end:signal" // a Zoom or Webex webhook said the meeting ended or the person left
+	// ReasonSourceRemoved: a reload removed the source of the meeting.
+	ReasonSourceRemoved = "early-end:source-removed"
 )
 
 // Timing constants of the presence rules.
@@ -105,6 +107,9 @@ type ReconcileInput struct {
 	// for spans that began or ended before then are logged as "restart".
 	FirstPass bool
 	Started   time.Time
+	// SourceRemoved reports whether a reload removed the named source
+	// since start (nil: none did), to say why a span of its ended early.
+	SourceRemoved func(source string) bool
 }
 
 // Reconcile compares each user's desired span at in.Now with the session
@@ -238,7 +243,7 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 			}
 			actions = append(actions, Action{Op: OpClear, User: user, Span: ended, Reason: reason, Due: due})
 		default:
-			actions = append(actions, Action{Op: OpClear, User: user, Span: ended, Reason: earlyEndReason(sess, in.Matches, in.Key, now)})
+			actions = append(actions, Action{Op: OpClear, User: user, Span: ended, Reason: earlyEndReason(sess, in.Matches, in.Key, in.SourceRemoved, now)})
 		}
 	}
 	for i := range actions {
@@ -279,8 +284,11 @@ func burstLeads(in ReconcileInput) map[time.Time]time.Duration {
 
 // earlyEndReason says why a span that should still be running has no busy
 // occurrence left: the first of its events that explains it.
-func earlyEndReason(sess state.Session, matches []Match, key KeyFunc, now time.Time) string {
+func earlyEndReason(sess state.Session, matches []Match, key KeyFunc, removed func(string) bool, now time.Time) string {
 	for _, ref := range sess.Events {
+		if removed != nil && removed(ref.Source) {
+			return ReasonSourceRemoved
+		}
 		var found *Match
 		for i := range matches {
 			m := &matches[i]

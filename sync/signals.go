@@ -320,12 +320,12 @@ func (e *Engine) withSignals(matches []Match, sigs []Signal, key KeyFunc) []Matc
 	if len(sigs) == 0 {
 		return matches
 	}
-	p := e.cfg.Presence
+	p := e.config().Presence
 	return applySignals(matches, sigs, presence.Pair{Availability: p.Availability, Activity: p.Activity}, e.maxUnscheduled(), e.target, key)
 }
 
 func (e *Engine) maxUnscheduled() time.Duration {
-	if w := e.cfg.Webhooks; w != nil && w.MaxUnscheduled > 0 {
+	if w := e.config().Webhooks; w != nil && w.MaxUnscheduled > 0 {
 		return w.MaxUnscheduled
 	}
 	return DefaultMaxUnscheduled
@@ -335,7 +335,7 @@ func (e *Engine) maxUnscheduled() time.Duration {
 // names them in the configuration.
 func (e *Engine) target(email string) string {
 	a := config.NormalizeAddress(email)
-	if u, ok := e.userIndex[a]; ok {
+	if u, ok := e.conf.Load().userIndex[a]; ok {
 		return config.NormalizeAddress(u)
 	}
 	return a
@@ -350,10 +350,11 @@ func (e *Engine) covers(address string) bool {
 	if a == "" {
 		return false
 	}
-	if _, ok := e.userIndex[a]; ok {
+	conf := e.conf.Load()
+	if _, ok := conf.userIndex[a]; ok {
 		return true
 	}
-	for _, u := range e.cfg.ConfiguredUsers() {
+	for _, u := range conf.cfg.ConfiguredUsers() {
 		if config.NormalizeAddress(u) == a {
 			return true
 		}
@@ -363,8 +364,8 @@ func (e *Engine) covers(address string) bool {
 		return false
 	}
 	domain := a[at+1:]
-	for _, src := range e.cfg.Sources {
-		if src.Match == "" || e.onlyConfigured[src.Name] {
+	for _, src := range conf.cfg.Sources {
+		if src.Match == "" || conf.onlyConfigured[src.Name] {
 			continue
 		}
 		for _, d := range src.Domains {

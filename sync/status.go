@@ -33,6 +33,11 @@ type Status struct {
 	// Signals are the live meeting signals in force (Zoom, Webex
 	// webhooks), newest first, at most MaxTransitions.
 	Signals []Signal
+	// Down says why no engine runs ("" when one does); the rest is then
+	// empty.
+	Down string
+	// Reload is the outcome of the last reload (nil: none since start).
+	Reload *ReloadStatus
 }
 
 // BusyPerson is someone busy now, and why.
@@ -128,7 +133,7 @@ func (e *Engine) Status(now time.Time) Status {
 		}
 		return now
 	}
-	horizon := now.Add(e.cfg.Schedule.Horizon)
+	horizon := now.Add(e.config().Schedule.Horizon)
 	for id, ss := range spans {
 		upn := e.dir.upn(id)
 		if s, ok := SpanAt(ss, now); ok {

@@ -21,10 +21,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/calpresence/calpresence/app"
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources"
-	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync"
 )
 
@@ -109,32 +111,32 @@ func (h *harness) close() {
 	os.RemoveAll(h.dir)
 }
 
-// newEngine builds an engine like `calpresence run` does, on a state file
-// in h.dir (bolt) or in memory as in a dry run (mem). The state file is
-// kept across calls, so a second engine on it is a restart.
+// newEngine builds an engine like `calpresence run` does (app.New), on a
+// state file in h.dir (bolt) or in memory as in a dry run (mem). The state
+// file is kept across calls, so a second engine on it is a restart.
 func (h *harness) newEngine(kind string) (*sync.Engine, func() error, error) {
 	return h.newEngineOn(kind, h.pres)
 }
 
-// newEngineOn is newEngine with another Graph.
-func (h *harness) newEngineOn(kind string, p sync.Presence) (*sync.Engine, func() error, error) {
-	opt := sync.Options{Config: h.cfg, Presence: p, Fetcher: h.fetcher, Logger: h.log}
-	closeFn := func() error { return nil }
-	if kind == "bolt" {
-		st, err := state.Open(h.cfg.State.Path, time.Second)
-		if err != nil {
-			return nil, nil, err
-		}
-		opt.Store, opt.Feeds, closeFn = st, st, st.Close
-	} else {
-		opt.Store = sync.NewMemStore()
+// newEngineOn is newEngine with another Graph. closeFn releases the state.
+func (h *harness) newEngineOn(kind string, p sync.Presence) (eng *sync.Engine, closeFn func() error, err error) {
+	opts := []app.Option{app.WithPresence(p), app.WithFetcher(h.fetcher), app.WithRegistry(prometheus.NewRegistry())}
+	if h.log != nil {
+		opts = append(opts, app.WithLogger(h.log))
 	}
-	eng, err := sync.New(opt)
+	if kind != "bolt" {
+		opts = append(opts, app.WithMemoryState())
+	}
+	a, err := app.New(context.Background(), h.cfg, opts...)
 	if err != nil {
-		closeFn()
 		return nil, nil, err
 	}
-	return eng, closeFn, nil
+	eng, err = a.NewEngine()
+	if err != nil {
+		a.Close()
+		return nil, nil, err
+	}
+	return eng, a.Close, nil
 }
 
 // plan is `calpresence plan` over the default window: now .. now+horizon.

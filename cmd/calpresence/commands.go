@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -19,22 +20,17 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
+	"github.com/calpresence/calpresence/app"
 	"github.com/calpresence/calpresence/config"
-	"github.com/calpresence/calpresence/graph"
 	"github.com/calpresence/calpresence/server"
-	"github.com/calpresence/calpresence/sources"
-	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = ""
 
-// stateLockTimeout bounds the wait for the state file: a resync or clear
-// next to a daemon that holds it must fail fast, never hang.
+// stateLockTimeout bounds the wait for the state file when state check
+// or reset opens it: next to a daemon that holds it, they fail fast.
 const stateLockTimeout = 2 * time.Second
 
 func loadConfig(path string) (*config.Config, error) {
@@ -85,74 +81,10 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// deps are the worker's collaborators, built from the configuration.
-type deps struct {
-	store   sync.Store
-	feeds   sync.FeedCache
-	closeFn func() error
-	graph   *graph.Client
-}
-
-// openDeps opens the state file (in memory for a dry run) and the Graph
-// client.
-func openDeps(ctx context.Context, cfg *config.Config, log *slog.Logger) (*deps, error) {
-	d := &deps{closeFn: func() error { return nil }}
-	if cfg.Graph.DryRun {
-		d.store = sync.NewMemStore()
-	} else {
-		st, err := state.Open(cfg.State.Path, stateLockTimeout)
-		if err != nil {
-			return nil, err // names the file already
-		}
-		d.store, d.feeds, d.closeFn = st, st, st.Close
-		// Copies of feeds no longer configured are of no use.
-		names := make([]string, len(cfg.Sources))
-		for i, s := range cfg.Sources {
-			names[i] = s.Name
-		}
-		if err := st.DeleteFeedsExcept(names); err != nil {
-			log.Warn("drop stored copies of removed sources", "err", err)
-		}
-	}
-	g, err := graph.New(ctx, cfg.Graph, log, graph.WithPacer(sync.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow)))
-	if err != nil {
-		_ = d.closeFn()
-		return nil, fmt.Errorf("graph client: %w", err)
-	}
-	d.graph = g
-	return d, nil
-}
-
-// openEngine opens the state and the Graph client and builds the worker on
-// them; d.closeFn releases the state file.
-func openEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, m *sync.Metrics) (eng *sync.Engine, d *deps, err error) {
-	d, err = openDeps(ctx, cfg, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	fetcher, err := newFetcher(cfg)
-	if err != nil {
-		_ = d.closeFn()
-		return nil, nil, usageError{err}
-	}
-	eng, err = sync.New(sync.Options{Config: cfg, Presence: d.graph, Store: d.store, Feeds: d.feeds,
-		Fetcher: fetcher, Logger: log, Metrics: m, Authenticated: d.graph.Authenticated})
-	if err != nil {
-		_ = d.closeFn()
-		return nil, nil, usageError{err}
-	}
-	return eng, d, nil
-}
-
-func newFetcher(cfg *config.Config) (*sources.Fetcher, error) {
-	f := sources.NewFetcher(cfg.Schedule.FetchTimeout, cfg.Schedule.MaxFeedBytes)
-	f.UserAgent = "calpresence/" + versionString()
-	if cfg.Schedule.CAFile != "" {
-		if err := f.TrustCAFile(cfg.Schedule.CAFile); err != nil {
-			return nil, fmt.Errorf("schedule.ca_file: %w", err)
-		}
-	}
-	return f, nil
+// newApp builds the daemon's App for cfg (app.New) with this build's
+// version.
+func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...app.Option) (*app.App, error) {
+	return app.New(ctx, cfg, append([]app.Option{app.WithLogger(log), app.WithVersion(versionString())}, opts...)...)
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -161,95 +93,23 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	// SIGHUP reloads the configuration (it would end the process otherwise).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
 		return err
 	}
-	if err := preflight(ctx, cfg); err != nil {
+	if err := app.Preflight(ctx, cfg); err != nil {
 		return err
 	}
-	log := mkLog(stderr)
-	token, err := adminToken(cfg)
-	if err != nil {
-		return usageError{err}
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	eng, d, err := openEngine(ctx, cfg, log, sync.NewMetrics(reg))
+	a, err := newApp(ctx, cfg, mkLog(stderr), app.WithReloadSignals(hup))
 	if err != nil {
 		return recoveryHint(err, args)
 	}
-	defer d.closeFn()
-	log.Info("calpresence starting", "version", versionString(), "sources", len(cfg.Sources), "dry_run", cfg.Graph.DryRun, "listen", cfg.Server.Listen)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	srvErr := make(chan error, 1)
-	if cfg.Server.Listen != "" {
-		go func() {
-			srvErr <- server.Serve(ctx, cfg.Server.Listen, server.Handler(eng, reg, token, log), cfg.Server.ShutdownTimeout, func(a net.Addr) {
-				log.Info("serving", "addr", a.String())
-			})
-		}()
-	} else {
-		srvErr <- nil
-	}
-	go authenticate(ctx, d.graph, log)
-	runErr := make(chan error, 1)
-	go func() { runErr <- eng.Run(ctx) }()
-	wh := startWebhooks(ctx, cfg, eng, reg, log) // webhooks.go
-	select {
-	case err = <-runErr:
-		cancel()
-		if serr := <-srvErr; err == nil {
-			err = serr
-		}
-	case err = <-srvErr:
-		// The listener failed (port taken): stop the worker too.
-		cancel()
-		<-runErr
-	case err = <-wh.err:
-		cancel()
-		<-runErr
-	}
-	wh.wait()
-	log.Info("calpresence stopped")
-	return err
-}
-
-// authenticate asks Graph's authority for a token at start, and again with
-// back-off until it answers: a broken secret shows at once, in the log and
-// as /readyz 503, not at the first meeting.
-func authenticate(ctx context.Context, g *graph.Client, log *slog.Logger) {
-	for wait := time.Second; ; wait = min(2*wait, 5*time.Minute) {
-		err := g.Authenticate(ctx)
-		if err == nil || ctx.Err() != nil {
-			return
-		}
-		log.Error("no token from Graph's authority; not ready until there is one", "err", err, "retry_in", wait.String())
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
-}
-
-// adminToken reads server.admin_token_file ("" when none is configured).
-func adminToken(cfg *config.Config) (string, error) {
-	if cfg.Server.AdminTokenFile == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(cfg.Server.AdminTokenFile)
-	if err != nil {
-		return "", fmt.Errorf("server.admin_token_file: %w", err)
-	}
-	token := strings.TrimSpace(string(b))
-	if token == "" {
-		// An empty token would quietly turn the check off.
-		return "", fmt.Errorf("server.admin_token_file: %s is empty", cfg.Server.AdminTokenFile)
-	}
-	return token, nil
+	defer a.Close()
+	return a.Run(ctx)
 }
 
 // errNoDaemon means no daemon answered on server.listen.
@@ -271,7 +131,7 @@ func askDaemon(ctx context.Context, cfg *config.Config, path string, req server.
 	// The daemon needs the token from every caller when one is configured
 	// (DESIGN "Admin surface"): a token file we cannot read is an error
 	// here, not a request sent without it.
-	token, err := adminToken(cfg)
+	token, err := app.AdminToken(cfg)
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -297,13 +157,21 @@ func askDaemon(ctx context.Context, cfg *config.Config, path string, req server.
 		return nil, fmt.Errorf("ask daemon: HTTP %d: unreadable answer: %w", resp.StatusCode, err)
 	}
 	if out.Error != "" {
-		return &out, errors.New(out.Error)
+		return &out, &daemonError{resp.StatusCode, out.Error}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return &out, fmt.Errorf("ask daemon: HTTP %d", resp.StatusCode)
+		return &out, &daemonError{resp.StatusCode, fmt.Sprintf("ask daemon: HTTP %d", resp.StatusCode)}
 	}
 	return &out, nil
 }
+
+// daemonError is the daemon's answer to an admin action that failed.
+type daemonError struct {
+	code int // HTTP status
+	msg  string
+}
+
+func (e *daemonError) Error() string { return e.msg }
 
 func printReports(w io.Writer, reports []server.ActionReport, dryRun bool) {
 	if len(reports) == 0 {
@@ -357,11 +225,11 @@ func cmdResync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *dryRun {
 		cfg.Graph.DryRun = true
 	}
-	eng, d, err := openEngine(ctx, cfg, mkLog(stderr), nil)
+	eng, closeApp, err := oneOffEngine(ctx, cfg, mkLog(stderr), args)
 	if err != nil {
-		return recoveryHint(err, args)
+		return err
 	}
-	defer d.closeFn()
+	defer closeApp()
 	results, err := eng.Resync(ctx, sync.ResyncRequest{Sources: srcs, Users: users, DryRun: *dryRun})
 	reports := server.Reports(results)
 	printReports(stdout, reports, *dryRun)
@@ -396,14 +264,72 @@ func cmdClear(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
-	eng, d, err := openEngine(ctx, cfg, mkLog(stderr), nil)
+	eng, closeApp, err := oneOffEngine(ctx, cfg, mkLog(stderr), args)
 	if err != nil {
-		return recoveryHint(err, args)
+		return err
 	}
-	defer d.closeFn()
+	defer closeApp()
 	results, err := eng.Clear(ctx, users, *all)
 	printReports(stdout, server.Reports(results), false)
 	return err
+}
+
+// oneOffEngine builds, without running it, the engine a resync or clear
+// with no daemon to ask drives itself. closeApp releases the state.
+func oneOffEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, args []string) (eng *sync.Engine, closeApp func() error, err error) {
+	a, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, recoveryHint(err, args)
+	}
+	eng, err = a.NewEngine()
+	if err != nil {
+		a.Close()
+		return nil, nil, err
+	}
+	return eng, a.Close, nil
+}
+
+func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, cfgPath := newFlagSet("reload", "[-config FILE]", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	// The file must load here too: its server.listen and admin token say
+	// where the daemon is and how to ask it. One that does not is not sent.
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	resp, err := askDaemon(ctx, cfg, "/-/reload", server.ActionRequest{})
+	if errors.Is(err, errNoDaemon) {
+		return fmt.Errorf("no daemon answers on server.listen (%q): nothing to reload", cfg.Server.Listen)
+	}
+	if de := (*daemonError)(nil); errors.As(err, &de) && de.code == http.StatusUnprocessableEntity {
+		return usageError{fmt.Errorf("the daemon refused the configuration and keeps the one in force:\n%s", strings.TrimPrefix(de.msg, "configuration refused: "))}
+	}
+	if err != nil {
+		return err
+	}
+	printReload(stdout, *cfgPath, resp.Reload)
+	return nil
+}
+
+// printReload prints what a reload changed.
+func printReload(w io.Writer, path string, r *sync.ReloadReport) {
+	if r == nil {
+		r = &sync.ReloadReport{}
+	}
+	list := func(n []string) string {
+		if len(n) == 0 {
+			return ""
+		}
+		return " (" + strings.Join(n, ", ") + ")"
+	}
+	fmt.Fprintf(w, "reloaded %s: %d added%s, %d removed%s, %d changed%s, %d unchanged\n", path,
+		len(r.Added), list(r.Added), len(r.Removed), list(r.Removed), len(r.Changed), list(r.Changed), r.Unchanged)
+	if len(r.NeedsRestart) > 0 {
+		fmt.Fprintf(w, "not applied until a restart: %s\n", strings.Join(r.NeedsRestart, ", "))
+	}
 }
 
 // planLine is one line of `plan -output json` (DESIGN "Command line").
@@ -459,7 +385,7 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if !req.To.After(req.From) {
 		return usagef("-to must be after -from")
 	}
-	fetcher, err := newFetcher(cfg)
+	fetcher, err := app.NewFetcher(cfg, versionString())
 	if err != nil {
 		return usageError{err}
 	}
@@ -515,8 +441,8 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	// What run needs besides a valid file, checked the same way run
-	// checks it, contacting nothing.
-	if err := preflight(ctx, cfg); err != nil {
+	// (and every reload) checks it, contacting nothing.
+	if err := app.Preflight(ctx, cfg); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok: %s\n", *cfgPath, cfg.Summary())

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/calpresence/calpresence/app"
 	"github.com/calpresence/calpresence/config"
 )
 
@@ -40,6 +41,7 @@ Usage:
   calpresence plan     [-config FILE] [-from T] [-to T] [-source NAME]... [-user USER]... [-output table|json]
   calpresence validate [-config FILE]
   calpresence clear    [-config FILE] (-user USER... | -all)
+  calpresence reload   [-config FILE]                  the daemon reads its configuration again
   calpresence state    check|reset [-config FILE]      inspect or move aside a damaged state file
   calpresence version
 
@@ -66,6 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"plan":     cmdPlan,
 		"validate": cmdValidate,
 		"clear":    cmdClear,
+		"reload":   cmdReload,
 		"state":    cmdState,
 		"version":  cmdVersion,
 	}
@@ -85,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case errors.As(err, new(usageError)):
+	case errors.As(err, new(usageError)) || errors.As(err, new(*app.ConfigError)):
 		printError(stderr, name, args[1:], err, exitUsage)
 		return exitUsage
 	default:

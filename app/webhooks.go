@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/calpresence/calpresence/signals"
 )
 
-// webhooks is the live meeting signal receiver of `run`: its own listener
+// webhooks is the live meeting signal receiver of the daemon: its own listener
 // (webhooks.listen, the one exposed through the ingress) and the queue
 // that hands signals to the engine.
 type webhooks struct {

@@ -1,0 +1,93 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/calpresence/calpresence/server"
+	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync"
+)
+
+// The App is what the server and the webhooks talk to (server.Engine,
+// signals.Sink): it hands each request to the engine running now, and
+// answers for itself when none does. /readyz and the status page carry the
+// outcome of the last reload.
+
+var _ server.Engine = (*App)(nil)
+
+// Readiness is /readyz: the engine's, with the last reload's outcome; a
+// reload that failed is listed among the degraded details (the
+// configuration in force keeps working). Not ready while no engine runs.
+func (a *App) Readiness() sync.Readiness {
+	eng, down := a.current()
+	var r sync.Readiness
+	if eng == nil {
+		r = sync.Readiness{Reasons: []string{"no engine running: " + down}, Sources: []sync.SourceStatus{}}
+	} else {
+		r = eng.Readiness()
+	}
+	r.Reload = a.lastReload()
+	if rl := r.Reload; rl != nil && rl.Error != "" {
+		r.Degraded = append(r.Degraded, fmt.Sprintf("reload failed at %s: %s (the configuration in force stays)",
+			rl.At.UTC().Format(time.RFC3339), rl.Error))
+	}
+	return r
+}
+
+// Status is the status page's snapshot.
+func (a *App) Status(now time.Time) sync.Status {
+	eng, down := a.current()
+	var st sync.Status
+	if eng == nil {
+		st = sync.Status{Now: now, Down: down}
+	} else {
+		st = eng.Status(now)
+	}
+	st.Reload = a.lastReload()
+	return st
+}
+
+// Resync is POST /-/resync.
+func (a *App) Resync(ctx context.Context, req sync.ResyncRequest) ([]sync.Result, error) {
+	eng, err := a.running()
+	if err != nil {
+		return nil, err
+	}
+	return eng.Resync(ctx, req)
+}
+
+// Clear is POST /-/clear.
+func (a *App) Clear(ctx context.Context, users []string, all bool) ([]sync.Result, error) {
+	eng, err := a.running()
+	if err != nil {
+		return nil, err
+	}
+	return eng.Clear(ctx, users, all)
+}
+
+// Signal hands a live meeting signal to the engine (signals.Sink).
+func (a *App) Signal(ctx context.Context, s state.Signal) (string, error) {
+	eng, err := a.running()
+	if err != nil {
+		return "", err
+	}
+	return eng.Signal(ctx, s)
+}
+
+// running returns the engine running now, or an error wrapping
+// server.ErrUnavailable that says why there is none.
+func (a *App) running() (*sync.Engine, error) {
+	eng, down := a.current()
+	if eng == nil {
+		return nil, fmt.Errorf("%w: no engine running: %s", server.ErrUnavailable, down)
+	}
+	return eng, nil
+}
+
+func (a *App) lastReload() *sync.ReloadStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.reload
+}
