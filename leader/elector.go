@@ -241,7 +241,8 @@ func (e *Elector) stopLeading(fence context.CancelCauseFunc, cause error) {
 // replica becomes leader it calls lead with a context that is cancelled the
 // moment leadership is lost or ctx ends; lead must then return promptly.
 // When lead returns on its own (nil or an error), Run releases the lock,
-// waits 2×Retry so a standby may take over, and stands by again. A nil lead
+// waits 2×Retry so a standby may take over, and stands by again; the same
+// after this replica was fenced. A nil lead
 // just holds the lead until it is lost, for callers that only use Leading
 // or IsLeader (gocron). Run may not be called twice at once.
 func (e *Elector) Run(ctx context.Context, lead func(context.Context) error) error {
@@ -327,7 +328,8 @@ var (
 
 // term holds the lock from acquisition to its loss or release: a grace of
 // one lease, then lead. It returns the session if it is still usable (lock
-// released) and whether lead stepped down on its own.
+// released) and whether Run should pause before trying again (lead
+// stepped down, or this replica was fenced).
 func (e *Elector) term(ctx context.Context, conn *pgx.Conn, asked time.Time, lead func(context.Context) error) (*pgx.Conn, bool) {
 	e.prove(asked)
 	termCtx, end := context.WithCancelCause(ctx)
@@ -360,8 +362,12 @@ func (e *Elector) term(ctx context.Context, conn *pgx.Conn, asked time.Time, lea
 		conn = e.release(conn)
 	}
 	switch {
-	case fenced || ctx.Err() != nil:
+	case ctx.Err() != nil:
 		return conn, false
+	case fenced:
+		// Pause too: a standby whose session is sound is the better
+		// leader, and this one may well be fenced again.
+		return conn, true
 	case leadErr != nil:
 		e.log.Error("lead failed; stepping down", "error", leadErr)
 	case led:
