@@ -214,7 +214,7 @@ func admin(t *testing.T, dsn string) *pgx.Conn {
 func backendPID(t *testing.T, c *pgx.Conn, id string) int {
 	t.Helper()
 	var pid int
-	if err := c.QueryRow(context.Background(), "SELECT pid FROM pg_stat_activity WHERE application_name = $1", appPrefix+id).Scan(&pid); err != nil {
+	if err := c.QueryRow(context.Background(), "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()", appPrefix+id).Scan(&pid); err != nil {
 		t.Fatalf("backend of %s: %v", id, err)
 	}
 	return pid
@@ -369,10 +369,10 @@ func TestLeadErrorReleasesTheLock(t *testing.T) {
 	if !testutil.WaitUntil(10*time.Second, func() bool { s, ok := a.lastSpan(); return ok && !s.stop.IsZero() }) {
 		t.Fatal("a's failing lead never returned")
 	}
+	waitLeading(t, 10*time.Second, b, a)
 	if got := a.logs.Lines(`"level":"ERROR"`, "lead failed", "boom"); len(got) != 1 {
 		t.Errorf("a logged %q; want one error with lead's", got)
 	}
-	waitLeading(t, 10*time.Second, b, a)
 	// And a takes it again once b goes.
 	b.stop()
 	waitLeading(t, 10*time.Second, a, b)
