@@ -419,6 +419,18 @@ func TestLeadErrorAloneLeadsAgain(t *testing.T) {
 	}
 }
 
+func TestLeaderWhenNobodyLeads(t *testing.T) {
+	t.Parallel()
+	e, err := New(pgtest.DB(t), Options{ID: "observer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if id, since, err := e.Leader(context.Background()); id != "" || !since.IsZero() || err != nil {
+		t.Errorf("Leader() = %q, %v, %v; want \"\", zero, nil", id, since, err)
+	}
+}
+
 func TestRunTwice(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DB(t)
