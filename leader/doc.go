@@ -6,7 +6,10 @@
 // An [Elector] holds the lock on one dedicated connection (not a pool: a
 // session-level lock belongs to the session that took it, so the DSN must
 // reach PostgreSQL directly or through a pooler in session mode, never
-// transaction mode). [Elector.Run] waits for the lock, calls the caller's
+// transaction mode). It refuses a server in recovery: a lock taken on a
+// hot standby excludes nobody using the primary. Sessions are named
+// application_name "calpresence/<ID>", which is how [Elector.Leader] tells
+// any replica who leads. [Elector.Run] waits for the lock, calls the caller's
 // lead function with a context that is cancelled the moment leadership is
 // lost, and releases the lock when lead returns or Run's context ends.
 // [Elector.Leading] is cheap and meant to be asked before every Graph call;
@@ -54,6 +57,9 @@
 //     ServerTimeout after the last query it received, and New insists that
 //     the lease is strictly shorter than that (3 s < 8 s by default): the
 //     old leader has stopped long before the lock is free at all.
+//
+// A fenced replica closes its session and pauses 2×Retry before it tries
+// again, so a standby whose session is sound takes over first.
 //
 // What no lock can fence is a call already in flight when leadership ends
 // (a process frozen mid-request and resumed later); asking Leading right

@@ -210,7 +210,7 @@ func (e *Elector) prove(t time.Time) {
 	e.lease.Store(int64(t.Sub(e.epoch) + e.leaseLen()))
 }
 
-// lead marks this replica leader unless term has already ended.
+// startLeading marks this replica leader unless term has already ended.
 func (e *Elector) startLeading(term context.Context) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -242,9 +242,9 @@ func (e *Elector) stopLeading(fence context.CancelCauseFunc, cause error) {
 // moment leadership is lost or ctx ends; lead must then return promptly.
 // When lead returns on its own (nil or an error), Run releases the lock,
 // waits 2×Retry so a standby may take over, and stands by again; the same
-// after this replica was fenced. A nil lead
-// just holds the lead until it is lost, for callers that only use Leading
-// or IsLeader (gocron). Run may not be called twice at once.
+// after this replica was fenced. A nil lead just holds the lead until it
+// is lost, for callers that only use Leading or IsLeader (gocron). Run may
+// not be called twice at once.
 func (e *Elector) Run(ctx context.Context, lead func(context.Context) error) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("leader: Run is already running")
@@ -291,10 +291,11 @@ func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.
 			asked := time.Now()
 			var got bool
 			got, err = e.tryLock(conn)
+			if err == nil && lastErr != "" {
+				lastErr = ""
+				e.log.Info("database reachable again", "database", e.where)
+			}
 			if err == nil && got {
-				if lastErr != "" {
-					e.log.Info("database reachable again", "database", e.where)
-				}
 				return conn, asked
 			}
 			if err != nil {
