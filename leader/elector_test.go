@@ -518,3 +518,55 @@ func TestDefaultKey(t *testing.T) {
 		t.Errorf("FNV-1a of calpresence = %d; DefaultKey = %d", got, DefaultKey)
 	}
 }
+
+// checkLock finds exactly this session's lock on exactly this key, for keys
+// of either sign (pg_locks splits a bigint key into two oids).
+func TestCheckLock(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DB(t)
+	ctx := context.Background()
+	for _, key := range []int64{DefaultKey, -7, 1, -1 << 63} {
+		e, err := New(dsn, Options{Key: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine := admin(t, dsn)
+		cfg, err := pgx.ParseConfig(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RuntimeParams["application_name"] = "calpresence/other"
+		other, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close(ctx)
+		due := func() time.Time { return time.Now().Add(5 * time.Second) }
+		exec := func(c *pgx.Conn, sql string, key int64) {
+			t.Helper()
+			if _, err := c.Exec(ctx, sql, key); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		if err := e.checkLock(mine, due()); !errors.Is(err, errLockLost) {
+			t.Errorf("key %d, not locked: checkLock = %v; want errLockLost", key, err)
+		}
+		exec(mine, "SELECT pg_advisory_lock($1)", key^1)
+		if err := e.checkLock(mine, due()); !errors.Is(err, errLockLost) {
+			t.Errorf("key %d, a neighbouring key locked: checkLock = %v; want errLockLost", key, err)
+		}
+		exec(other, "SELECT pg_advisory_lock($1)", key)
+		if err := e.checkLock(mine, due()); !errors.Is(err, errLockLost) {
+			t.Errorf("key %d, locked by another session: checkLock = %v; want errLockLost", key, err)
+		}
+		if id, since, err := e.holder(ctx, mine); err != nil || id != "other" || since.IsZero() {
+			t.Errorf("key %d: holder = %q, %v, %v; want other, its session start, nil", key, id, since, err)
+		}
+		exec(other, "SELECT pg_advisory_unlock($1)", key)
+		exec(mine, "SELECT pg_advisory_lock($1)", key)
+		if err := e.checkLock(mine, due()); err != nil {
+			t.Errorf("key %d, locked by this session: checkLock = %v; want nil", key, err)
+		}
+	}
+}
