@@ -1,0 +1,174 @@
+package leader
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"os/exec"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/calpresence/calpresence/internal/pgtest"
+	"github.com/calpresence/calpresence/internal/testutil"
+	"github.com/go-co-op/gocron/v2"
+)
+
+// helperEnv, when set to a DSN, makes the test binary run one Elector
+// called "child" instead of the tests, until it is killed.
+const helperEnv = "CALPRESENCE_LEADER_HELPER_DSN"
+
+func TestMain(m *testing.M) {
+	if dsn := os.Getenv(helperEnv); dsn != "" {
+		o := fast
+		o.ID = "child"
+		e, err := New(dsn, o)
+		if err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(2)
+		}
+		e.Run(context.Background(), nil)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestTakeOverFromKilledProcess(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DB(t)
+	var stderr testutil.LogBuffer
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+dsn)
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("child's output:\n%s", stderr.String())
+		}
+	})
+	obs, err := New(dsn, Options{ID: "observer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+	if !testutil.WaitUntil(20*time.Second, func() bool {
+		id, _, err := obs.Leader(context.Background())
+		return err == nil && id == "child"
+	}) {
+		t.Fatal("the child process never held the lock")
+	}
+	b := startReplica(t, dsn, "b", fast, nil)
+	time.Sleep(fast.lease()) // the child acts
+	if b.e.Leading() {
+		t.Fatal("b leads while the child holds the lock")
+	}
+	t0 := time.Now()
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no clean-up in the child
+		t.Fatal(err)
+	}
+	<-exited
+	// The child's kernel closes its socket; the server ends the session at
+	// once, b finds the lock free within Retry and acts after the grace.
+	start := waitLeading(t, 10*time.Second, b)
+	took := start.Sub(t0)
+	t.Logf("b leads %v after the leader process was killed (Retry %v + grace %v)", took, fast.Retry, fast.lease())
+	if took > fast.Retry+fast.lease()+3*time.Second {
+		t.Errorf("b took %v to lead; want within Retry+grace+3s", took)
+	}
+}
+
+func TestFenceOnNetworkCut(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DB(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, u.Host)
+	a := startReplica(t, p.dsn(t, dsn), "a", fast, nil)
+	waitLeading(t, 10*time.Second, a)
+	b := startReplica(t, dsn, "b", fast, nil)
+	adm := admin(t, dsn)
+	pid := backendPID(t, adm, "a")
+	time.Sleep(3 * fast.Retry) // b is standing by
+
+	t0 := time.Now()
+	p.freeze()
+	var s span
+	if !testutil.WaitUntil(10*time.Second, func() bool { s, _ = a.lastSpan(); return !s.stop.IsZero() }) {
+		t.Fatal("a's lead context not cancelled 10s after the cut")
+	}
+	stopped := s.stop.Sub(t0)
+	t.Logf("a stopped %v after the cut (lease %v)", stopped, fast.lease())
+	if stopped > fast.lease()+2*time.Second {
+		t.Errorf("a stopped %v after the cut; want within the lease %v (+2s slack)", stopped, fast.lease())
+	}
+	if got := a.metric("calpresence_leader_fenced_total", "reason", "check_timeout"); got != 1 {
+		t.Errorf("a: fenced_total{check_timeout} = %v; want 1", got)
+	}
+
+	// The frozen proxy keeps the server's socket open and its kernel ACKs
+	// keepalives, so only idle_session_timeout frees the lock: ServerTimeout
+	// after a's last query reached the server (at most Check before the cut).
+	start := waitLeading(t, fast.ServerTimeout+fast.Retry+fast.lease()+10*time.Second, b, a)
+	took := start.Sub(t0)
+	t.Logf("b leads %v after the cut (ServerTimeout %v + Retry %v + grace %v)", took, fast.ServerTimeout, fast.Retry, fast.lease())
+	if min := fast.ServerTimeout - fast.Check; took < min {
+		t.Errorf("b leads %v after the cut; the server should have kept a's lock for %v", took, min)
+	}
+	if max := fast.ServerTimeout + fast.Retry + fast.lease() + 3*time.Second; took > max {
+		t.Errorf("b leads %v after the cut; want within %v", took, max)
+	}
+	if !s.stop.Before(start) {
+		t.Errorf("a stopped at %s, not before b started at %s", s.stop.Format(time.StampMicro), start.Format(time.StampMicro))
+	}
+	var n int
+	if err := adm.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid).Scan(&n); err != nil || n != 0 {
+		t.Errorf("a's old backend %d: %d sessions, %v; want ended by the server", pid, n, err)
+	}
+	noOverlap(t, a, b)
+}
+
+func TestGocronRunsJobsOnTheLeaderOnly(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DB(t)
+	a := startReplica(t, dsn, "a", fast, nil)
+	waitLeading(t, 10*time.Second, a)
+	b := startReplica(t, dsn, "b", fast, nil)
+	var runsA, runsB atomic.Int32
+	for _, x := range []struct {
+		r    *replica
+		runs *atomic.Int32
+	}{{a, &runsA}, {b, &runsB}} {
+		s, err := gocron.NewScheduler(gocron.WithDistributedElector(x.r.e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.NewJob(gocron.DurationJob(50*time.Millisecond), gocron.NewTask(func() { x.runs.Add(1) })); err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		t.Cleanup(func() { s.Shutdown() })
+	}
+	time.Sleep(time.Second)
+	if na, nb := runsA.Load(), runsB.Load(); na < 5 || nb != 0 {
+		t.Errorf("after 1s, a (leader) ran %d jobs and b (standby) %d; want ≥ 5 and 0", na, nb)
+	}
+	a.stop()
+	waitLeading(t, 10*time.Second, b, a)
+	na := runsA.Load()
+	nb := runsB.Load()
+	time.Sleep(time.Second)
+	if got := runsA.Load(); got != na {
+		t.Errorf("a ran %d jobs after it stopped leading; want 0", got-na)
+	}
+	if got := runsB.Load() - nb; got < 5 {
+		t.Errorf("b ran %d jobs in 1s as leader; want ≥ 5", got)
+	}
+}
