@@ -28,9 +28,11 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/graph"
+	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/server"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/pgstate"
 	"github.com/calpresence/calpresence/sync"
 )
 
@@ -59,6 +61,9 @@ type App struct {
 	presence   sync.Presence
 	fetcher    sync.Fetcher
 	started    *config.Config // what the daemon started with
+	// elector is the leader election with several replicas (Start sets
+	// it with state.driver postgres; replicas.go); nil with one.
+	elector *leader.Elector
 
 	token atomic.Pointer[string] // the admin token; a reload reads it again
 
@@ -172,7 +177,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 		}
 		a.fetcher = f
 	}
-	a.store, a.feeds, a.closeStore, err = openStore(cfg, a.memory)
+	a.store, a.feeds, a.closeStore, err = openStore(ctx, cfg, a.memory)
 	if err != nil {
 		return nil, err
 	}
@@ -204,12 +209,20 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 }
 
 // openStore opens the state the configuration names: the bbolt file at
-// state.path, or memory for a dry run (and WithMemoryState). It is the
-// one place that chooses the store. closeFn releases it.
-func openStore(cfg *config.Config, memory bool) (store sync.Store, feeds sync.FeedCache, closeFn func() error, err error) {
-	if cfg.Graph.DryRun || memory {
+// state.path, the PostgreSQL database at state.dsn (driver postgres), or
+// memory for a dry run (and WithMemoryState). It is the one place that
+// chooses the store. closeFn releases it.
+func openStore(ctx context.Context, cfg *config.Config, memory bool) (store sync.Store, feeds sync.FeedCache, closeFn func() error, err error) {
+	switch {
+	case cfg.Graph.DryRun || memory:
 		// A dry run keeps no feed copies either: nil keeps them in memory.
 		return sync.NewMemStore(), nil, func() error { return nil }, nil
+	case cfg.State.Driver == config.DriverPostgres:
+		st, err := pgstate.Open(ctx, string(cfg.State.DSN), pgstate.Options{})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("state (%s): %w", cfg.State.DSN, err)
+		}
+		return st, st, st.Close, nil
 	}
 	st, err := state.Open(cfg.State.Path, stateLockTimeout)
 	if err != nil {
@@ -243,6 +256,9 @@ func (a *App) Close() error {
 	if a.ownGraph {
 		a.graph.Close()
 	}
+	if a.elector != nil {
+		_ = a.elector.Close()
+	}
 	return a.closeStore()
 }
 
@@ -275,13 +291,23 @@ func (a *App) current() (*sync.Engine, string) {
 // with the configuration in force, without running it: the one-off
 // commands (resync, clear without a daemon) and the load tool drive it
 // themselves. A configuration the engine refuses is a *ConfigError.
-func (a *App) NewEngine() (*sync.Engine, error) {
+func (a *App) NewEngine() (*sync.Engine, error) { return a.newEngine(nil) }
+
+// newEngine is NewEngine for a replica elected by el (nil: the only one):
+// its scheduler runs only while el leads, and no presence call is sent
+// once it does not.
+func (a *App) newEngine(el *leader.Elector) (*sync.Engine, error) {
 	var authenticated func() bool
 	if a.graph != nil {
 		authenticated = a.graph.Authenticated
 	}
-	eng, err := sync.New(sync.Options{Config: a.Config(), Presence: a.presence, Store: a.store, Feeds: a.feeds,
-		Fetcher: a.fetcher, Logger: a.log, Metrics: a.metrics, Authenticated: authenticated})
+	o := sync.Options{Config: a.Config(), Presence: a.presence, Store: a.store, Feeds: a.feeds,
+		Fetcher: a.fetcher, Logger: a.log, Metrics: a.metrics, Authenticated: authenticated}
+	if el != nil {
+		o.Presence = fencedPresence{Presence: a.presence, leading: el.Leading}
+		o.Elector = el
+	}
+	eng, err := sync.New(o)
 	if err != nil {
 		return nil, &ConfigError{err}
 	}
@@ -328,7 +354,15 @@ func (a *App) Start(ctx context.Context) error {
 	ctx, a.cancel = context.WithCancel(ctx)
 	cfg := a.Config()
 	a.log.Info("calpresence starting", "version", a.version, "sources", len(cfg.Sources), "dry_run", cfg.Graph.DryRun, "listen", a.listen)
-	if _, err := a.StartEngine(ctx); err != nil {
+	if replicated(cfg, a.memory) {
+		el, err := a.newElector(cfg, true)
+		if err != nil {
+			a.cancel()
+			return err
+		}
+		a.elector = el
+		a.bg.Go(func() { a.engineErr <- a.runReplica(ctx) })
+	} else if _, err := a.StartEngine(ctx); err != nil {
 		a.cancel()
 		return err
 	}

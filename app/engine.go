@@ -20,13 +20,26 @@ var _ server.Engine = (*App)(nil)
 // Readiness is /readyz: the engine's, with the last reload's outcome; a
 // reload that failed is listed among the degraded details (the
 // configuration in force keeps working). Not ready while no engine runs.
+//
+// With several replicas it says which role this one has: a standby is
+// ready while it can reach the database (it can take the lead), with no
+// engine of its own.
 func (a *App) Readiness() sync.Readiness {
 	eng, down := a.current()
+	rep := a.replica(context.Background())
 	var r sync.Readiness
-	if eng == nil {
-		r = sync.Readiness{Reasons: []string{"no engine running: " + down}, Sources: []sync.SourceStatus{}}
-	} else {
+	switch {
+	case eng != nil:
 		r = eng.Readiness()
+	case rep != nil && rep.Role == "standby" && rep.Error == "":
+		r = sync.Readiness{Ready: true, Sources: []sync.SourceStatus{}}
+	case rep != nil && rep.Error != "":
+		r = sync.Readiness{Reasons: []string{rep.Error}, Sources: []sync.SourceStatus{}}
+	default:
+		r = sync.Readiness{Reasons: []string{"no engine running: " + down}, Sources: []sync.SourceStatus{}}
+	}
+	if rep != nil {
+		r.Role, r.Replica = rep.Role, rep
 	}
 	r.Reload = a.lastReload()
 	if rl := r.Reload; rl != nil && rl.Error != "" {
@@ -39,12 +52,17 @@ func (a *App) Readiness() sync.Readiness {
 // Status is the status page's snapshot.
 func (a *App) Status(now time.Time) sync.Status {
 	eng, down := a.current()
+	rep := a.replica(context.Background())
 	var st sync.Status
-	if eng == nil {
-		st = sync.Status{Now: now, Down: down}
-	} else {
+	switch {
+	case eng != nil:
 		st = eng.Status(now)
+	case rep != nil && rep.Role == "standby":
+		st = sync.Status{Now: now, Ready: rep.Error == ""} // the replica line says the rest
+	default:
+		st = sync.Status{Now: now, Down: down}
 	}
+	st.Replica = rep
 	st.Reload = a.lastReload()
 	return st
 }
@@ -80,10 +98,16 @@ func (a *App) Signal(ctx context.Context, s state.Signal) (string, error) {
 // server.ErrUnavailable that says why there is none.
 func (a *App) running() (*sync.Engine, error) {
 	eng, down := a.current()
-	if eng == nil {
-		return nil, fmt.Errorf("%w: no engine running: %s", server.ErrUnavailable, down)
+	if eng != nil {
+		return eng, nil
 	}
-	return eng, nil
+	if rep := a.replica(context.Background()); rep != nil && rep.Role == "standby" {
+		if rep.Leader != "" {
+			return nil, fmt.Errorf("%w: this replica (%s) stands by: send admin actions to the leader, replica %s", server.ErrUnavailable, rep.ID, rep.Leader)
+		}
+		return nil, fmt.Errorf("%w: this replica (%s) stands by and no replica leads right now: try again in a few seconds", server.ErrUnavailable, rep.ID)
+	}
+	return nil, fmt.Errorf("%w: no engine running: %s", server.ErrUnavailable, down)
 }
 
 func (a *App) lastReload() *sync.ReloadStatus {

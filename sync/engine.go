@@ -47,6 +47,10 @@ type Options struct {
 	// since start (graph.Client.Authenticated); /readyz is 503 until it
 	// has. nil: no such check (tests, the one-off commands).
 	Authenticated func() bool
+	// Elector, with several replicas (state.driver postgres), is the
+	// leader election: the engine's scheduler runs its jobs only while
+	// this replica leads (gocron.WithDistributedElector). nil: one replica.
+	Elector gocron.Elector
 }
 
 // Engine is the worker: it polls the sources, keeps their occurrences,
@@ -80,6 +84,7 @@ type Engine struct {
 
 	// wrapScheduler, set by tests, stands between the engine and gocron.
 	wrapScheduler func(gocron.Scheduler) gocron.Scheduler
+	elector       gocron.Elector // Options.Elector
 
 	viewMu    gosync.Mutex // guards viewCache
 	viewCache struct {
@@ -145,6 +150,7 @@ func New(o Options) (*Engine, error) {
 		reloads:  make(chan reloadRequest),
 		stopped:  make(chan struct{}),
 		startCfg: o.Config,
+		elector:  o.Elector,
 	}
 	e.conf.Store(newSettings(o.Config, 0, nil))
 	if g.RateLimit > 0 && g.RateWindow > 0 {
@@ -200,7 +206,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.running = true
 	e.mu.Unlock()
 	defer close(e.stopped)
-	s, err := gocron.NewScheduler(gocron.WithLogger(gocronLogger{e.log}))
+	opts := []gocron.SchedulerOption{gocron.WithLogger(gocronLogger{e.log})}
+	if e.elector != nil {
+		opts = append(opts, gocron.WithDistributedElector(e.elector))
+	}
+	s, err := gocron.NewScheduler(opts...)
 	if err != nil {
 		return fmt.Errorf("start scheduler: %w", err)
 	}

@@ -117,6 +117,10 @@ type Readiness struct {
 	// none since start). The daemon fills it in: a configuration it
 	// refused never reached the engine.
 	Reload *ReloadStatus `json:"reload,omitempty"`
+	// Role is leader or standby with several replicas (state.driver
+	// postgres); Replica says more. Empty with one replica.
+	Role    string   `json:"role,omitempty"`
+	Replica *Replica `json:"replica,omitempty"`
 }
 
 // Readiness reports whether the worker can do its job: not before the

@@ -38,6 +38,20 @@ type Status struct {
 	Down string
 	// Reload is the outcome of the last reload (nil: none since start).
 	Reload *ReloadStatus
+	// Replica is this replica's part with several replicas (nil: one).
+	Replica *Replica
+}
+
+// Replica is what a replica sharing its state with others (state.driver
+// postgres) says of itself: whether it leads, and who does.
+type Replica struct {
+	ID   string `json:"id"`
+	Role string `json:"role"` // leader or standby
+	// Leader names the replica that leads ("" when none does now, or it
+	// cannot be asked: Error says why).
+	Leader string    `json:"leader,omitempty"`
+	Since  time.Time `json:"leader_since,omitzero"`
+	Error  string    `json:"error,omitempty"`
 }
 
 // BusyPerson is someone busy now, and why.

@@ -225,12 +225,15 @@ func cmdResync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *dryRun {
 		cfg.Graph.DryRun = true
 	}
-	eng, closeApp, err := oneOffEngine(ctx, cfg, mkLog(stderr), args)
-	if err != nil {
+	var results []sync.Result
+	err = oneOff(ctx, cfg, mkLog(stderr), args, func(ctx context.Context, eng *sync.Engine) error {
+		var err error
+		results, err = eng.Resync(ctx, sync.ResyncRequest{Sources: srcs, Users: users, DryRun: *dryRun})
+		return err
+	})
+	if err != nil && results == nil {
 		return err
 	}
-	defer closeApp()
-	results, err := eng.Resync(ctx, sync.ResyncRequest{Sources: srcs, Users: users, DryRun: *dryRun})
 	reports := server.Reports(results)
 	printReports(stdout, reports, *dryRun)
 	for _, r := range reports {
@@ -264,29 +267,31 @@ func cmdClear(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
-	eng, closeApp, err := oneOffEngine(ctx, cfg, mkLog(stderr), args)
-	if err != nil {
+	var results []sync.Result
+	err = oneOff(ctx, cfg, mkLog(stderr), args, func(ctx context.Context, eng *sync.Engine) error {
+		var err error
+		results, err = eng.Clear(ctx, users, *all)
+		return err
+	})
+	if err != nil && results == nil {
 		return err
 	}
-	defer closeApp()
-	results, err := eng.Clear(ctx, users, *all)
 	printReports(stdout, server.Reports(results), false)
 	return err
 }
 
 // oneOffEngine builds, without running it, the engine a resync or clear
 // with no daemon to ask drives itself. closeApp releases the state.
-func oneOffEngine(ctx context.Context, cfg *config.Config, log *slog.Logger, args []string) (eng *sync.Engine, closeApp func() error, err error) {
+// oneOff runs fn with an engine of its own, when no daemon answered: on
+// the state file, whose lock keeps a daemon out meanwhile, or with several
+// replicas while this process holds the lead (app.Exclusive).
+func oneOff(ctx context.Context, cfg *config.Config, log *slog.Logger, args []string, fn func(ctx context.Context, eng *sync.Engine) error) error {
 	a, err := newApp(ctx, cfg, log)
 	if err != nil {
-		return nil, nil, recoveryHint(err, args)
+		return recoveryHint(err, args)
 	}
-	eng, err = a.NewEngine()
-	if err != nil {
-		a.Close()
-		return nil, nil, err
-	}
-	return eng, a.Close, nil
+	defer a.Close()
+	return a.Exclusive(ctx, fn)
 }
 
 func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {

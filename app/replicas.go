@@ -1,0 +1,172 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/leader"
+	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/sync"
+)
+
+// Several replicas (state.driver postgres, DESIGN "Several replicas"):
+// every replica serves the status page, the probes and the metrics; one,
+// elected with a PostgreSQL advisory lock (package leader), runs the
+// engine. A standby builds a new engine when it takes the lead: it starts
+// from the sessions, intents and feed copies the old leader recorded in
+// the database, as a restarted single replica starts from its file. The
+// lead lost, the engine's context ends at once and every Graph call first
+// asks whether this replica still leads (fencedPresence).
+
+// replicated reports whether cfg shares its state with other replicas.
+func replicated(cfg *config.Config, memory bool) bool {
+	return cfg.State.Driver == config.DriverPostgres && !cfg.Graph.DryRun && !memory
+}
+
+// newElector returns the election for cfg's database; reg, when set,
+// registers its metrics.
+func (a *App) newElector(cfg *config.Config, withMetrics bool) (*leader.Elector, error) {
+	o := leader.Options{Logger: a.log}
+	if withMetrics {
+		o.Registerer = a.reg
+	}
+	el, err := leader.New(string(cfg.State.DSN), o)
+	if err != nil {
+		return nil, &ConfigError{fmt.Errorf("state.dsn: %w", err)}
+	}
+	return el, nil
+}
+
+// runReplica takes part in the election until ctx ends, running the
+// engine while this replica leads.
+func (a *App) runReplica(ctx context.Context) error {
+	a.setEngine(nil, "standby: another replica leads, or the election has not been won yet")
+	return a.elector.Run(ctx, func(ctx context.Context) error {
+		eng, err := a.newEngine(a.elector)
+		if err != nil {
+			return err
+		}
+		a.setEngine(eng, "")
+		a.log.Info("this replica leads: the engine starts", "replica", a.elector.ID())
+		err = eng.Run(ctx)
+		a.setEngine(nil, "standby: the lead was lost or handed over")
+		a.log.Info("the engine stopped: this replica stands by", "replica", a.elector.ID(), "err", err)
+		return err
+	})
+}
+
+func (a *App) setEngine(eng *sync.Engine, down string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.eng, a.down = eng, down
+}
+
+// replica says what this replica is, for /readyz and the status page;
+// nil with one replica.
+func (a *App) replica(ctx context.Context) *sync.Replica {
+	if a.elector == nil {
+		return nil
+	}
+	r := &sync.Replica{ID: a.elector.ID(), Role: a.elector.Role()}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	id, since, err := a.elector.Leader(ctx)
+	if err != nil {
+		r.Error = "cannot ask the database who leads: " + err.Error()
+	}
+	r.Leader, r.Since = id, since
+	return r
+}
+
+// errNotLeader is what a Graph call gets once this replica no longer
+// leads: it is never sent.
+var errNotLeader = errors.New("this replica no longer leads: the call is not sent (fenced)")
+
+// fencedPresence sends a presence change only while this replica leads:
+// a leader cut off from the database stops changing presence at once,
+// before another replica can take over (leader.Elector.Leading expires
+// with its lease even when nothing else notices).
+type fencedPresence struct {
+	sync.Presence
+	leading func() bool
+}
+
+func (f fencedPresence) SetPresence(ctx context.Context, userID, availability, activity string, expiration time.Duration) error {
+	if !f.leading() {
+		return errNotLeader
+	}
+	return f.Presence.SetPresence(ctx, userID, availability, activity, expiration)
+}
+
+func (f fencedPresence) ClearPresence(ctx context.Context, userID string) error {
+	if !f.leading() {
+		return errNotLeader
+	}
+	return f.Presence.ClearPresence(ctx, userID)
+}
+
+// ResolveUser changes nothing in Graph: it is not fenced.
+func (f fencedPresence) ResolveUser(ctx context.Context, address string) (presence.Person, error) {
+	return f.Presence.ResolveUser(ctx, address)
+}
+
+// Exclusive runs fn with an engine no other writer runs beside: with one
+// replica the state file's lock already sees to that (New took it); with
+// several, fn runs while this process holds the lead, so the one-off
+// commands (resync, clear without a daemon answering) never act beside a
+// leader. When another replica leads, it says which instead: ask it.
+func (a *App) Exclusive(ctx context.Context, fn func(ctx context.Context, eng *sync.Engine) error) error {
+	cfg := a.Config()
+	if !replicated(cfg, a.memory) {
+		eng, err := a.NewEngine()
+		if err != nil {
+			return err
+		}
+		return fn(ctx, eng)
+	}
+	el, err := a.newElector(cfg, false)
+	if err != nil {
+		return err
+	}
+	defer el.Close()
+	if id, _, err := el.Leader(ctx); err != nil {
+		return fmt.Errorf("ask the database who leads: %w", err)
+	} else if id != "" {
+		return fmt.Errorf("replica %s leads: send the command to it (its server.listen), or stop it first", id)
+	}
+	// The lead may still be taken by a replica starting now: wait a while,
+	// then say so rather than hang.
+	runCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var (
+		ran   bool
+		fnErr error
+	)
+	err = el.Run(runCtx, func(leadCtx context.Context) error {
+		if ran {
+			return nil
+		}
+		ran = true
+		eng, err := a.newEngine(el)
+		if err == nil {
+			fnErr = fn(leadCtx, eng)
+		} else {
+			fnErr = err
+		}
+		cancel() // done: hand the lead back at once
+		return nil
+	})
+	switch {
+	case ran:
+		return fnErr
+	case err != nil:
+		return err
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	id, _, _ := el.Leader(ctx)
+	return fmt.Errorf("could not take the lead within 30 s (leader now: %q): send the command to the leading replica", id)
+}
