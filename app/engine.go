@@ -86,12 +86,20 @@ func (a *App) Clear(ctx context.Context, users []string, all bool) ([]sync.Resul
 }
 
 // Signal hands a live meeting signal to the engine (signals.Sink).
+//
+// A standby has no engine: it queues the signal in the shared store for
+// the leader's engine to apply (sync.QueueSignal, TakeInbox), since the
+// vendor was answered already and an ingress sends webhooks to any ready
+// replica.
 func (a *App) Signal(ctx context.Context, s state.Signal) (string, error) {
 	eng, err := a.running()
-	if err != nil {
-		return "", err
+	if err == nil {
+		return eng.Signal(ctx, s)
 	}
-	return eng.Signal(ctx, s)
+	if st, ok := a.store.(sync.SignalStore); ok && a.elector != nil {
+		return sync.QueueSignal(st, s)
+	}
+	return "", err
 }
 
 // running returns the engine running now, or an error wrapping

@@ -32,6 +32,10 @@ type FeedCache interface {
 	PutFeeds(fs []state.Feed) error
 }
 
+// InboxEvery is how often the leader of several replicas applies the
+// live meeting signals standbys queued (TakeInbox).
+const InboxEvery = 2 * time.Second
+
 // Options configure an Engine.
 type Options struct {
 	Config   *config.Config
@@ -225,6 +229,22 @@ func (e *Engine) Run(ctx context.Context) error {
 		defer wg.Done()
 		e.resolveLoop(ctx)
 	}()
+	if e.elector != nil {
+		// Several replicas: the webhooks a standby received wait in the
+		// shared store's inbox.
+		wg.Go(func() {
+			t := time.NewTicker(InboxEvery)
+			defer t.Stop()
+			for {
+				e.TakeInbox(ctx)
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		})
+	}
 	defer wg.Wait()
 	if in, err := e.input(time.Now()); err == nil {
 		e.scheduleWake(e.nextWake(in))

@@ -35,6 +35,7 @@ const (
 	SignalApplied   = "applied"   // stored; the next reconcile (at once) follows it
 	SignalDuplicate = "duplicate" // the same fact was received before (a vendor's retry)
 	SignalIgnored   = "ignored"   // the participant is nobody the configuration covers
+	SignalQueued    = "queued"    // a standby queued it for the leader (QueueSignal)
 )
 
 // LeftKeep is the shortest time a "left" is kept: longer than a vendor
@@ -237,6 +238,9 @@ func newSignalSet(st Store, log *slog.Logger) *signalSet {
 			log.Warn("read live meeting signals", "err", err)
 		}
 		for id, sig := range got {
+			if strings.HasPrefix(id, inboxPrefix) {
+				continue // queued by a standby, not applied yet (TakeInbox)
+			}
 			ss.byID[id] = sig
 		}
 	}
@@ -381,23 +385,21 @@ func (e *Engine) covers(address string) bool {
 // use (no meeting, an unknown event).
 var ErrSignal = errors.New("invalid signal")
 
-// Signal takes a live meeting signal: it checks that it concerns someone
-// the configuration covers (a participant's address resolved to one
-// person), stores it durably, and asks for a reconcile at once. It returns
-// what it did (SignalApplied, SignalDuplicate, SignalIgnored) and logs one
-// line. Idempotent: a vendor's retry of a delivery is a SignalDuplicate.
-func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
+// normalizeSignal checks s and fills in what Signal derives from it: the
+// time received, the event time (never after it was received), the
+// participant's address case-folded, and the id.
+func normalizeSignal(s Signal) (Signal, error) {
 	switch s.Event {
 	case state.SignalEnded:
 	case state.SignalLeft, state.SignalJoined:
 		if s.Email == "" {
-			return "", errors.Join(ErrSignal, errors.New("no participant address"))
+			return s, errors.Join(ErrSignal, errors.New("no participant address"))
 		}
 	default:
-		return "", errors.Join(ErrSignal, errors.New("unknown event "+s.Event))
+		return s, errors.Join(ErrSignal, errors.New("unknown event "+s.Event))
 	}
 	if s.Meeting == "" {
-		return "", errors.Join(ErrSignal, errors.New("no meeting"))
+		return s, errors.Join(ErrSignal, errors.New("no meeting"))
 	}
 	if s.Received.IsZero() {
 		s.Received = time.Now()
@@ -407,6 +409,75 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 	}
 	s.Email = state.NormalizeAddress(s.Email)
 	s.ID = state.SignalID(s.Vendor, s.Event, s.Meeting, s.Email, s.At)
+	return s, nil
+}
+
+// inboxPrefix marks the signals standbys queued (QueueSignal) in the store
+// shared with the leader: under their own keys, so that a vendor's retry
+// queued by a standby never replaces the record of a signal applied.
+const inboxPrefix = "inbox:"
+
+// QueueSignal keeps s in st's inbox, for the engine of the replica that
+// leads to apply (TakeInbox): a standby has no feeds to apply it to, and
+// the webhook was answered before it was read.
+func QueueSignal(st SignalStore, s Signal) (string, error) {
+	s, err := normalizeSignal(s)
+	if err != nil {
+		return "", err
+	}
+	if err := st.PutSignal(withID(s, inboxPrefix+s.ID)); err != nil {
+		return "", err
+	}
+	return SignalQueued, nil
+}
+
+func withID(s Signal, id string) Signal {
+	s.ID = id
+	return s
+}
+
+// TakeInbox applies the signals standbys queued (QueueSignal), and drops
+// them from the inbox: with several replicas, the leader's engine calls it
+// every few seconds (Options.Elector).
+func (e *Engine) TakeInbox(ctx context.Context) {
+	st := e.sig.store
+	if st == nil {
+		return
+	}
+	all, err := st.Signals()
+	if err != nil && all == nil {
+		e.log.Warn("read the live meeting signals standbys queued", "err", err)
+		return
+	}
+	for id, s := range all {
+		if !strings.HasPrefix(id, inboxPrefix) || ctx.Err() != nil {
+			continue
+		}
+		res, err := e.Signal(ctx, s)
+		if err != nil && !errors.Is(err, ErrSignal) {
+			e.log.Error("live meeting signal a standby queued not applied; trying again", "id", id, "err", err)
+			continue
+		}
+		if err != nil {
+			res = "refused: " + err.Error()
+		}
+		e.log.Info("live meeting signal a standby queued, taken", "id", id, "result", res)
+		if err := st.DeleteSignal(id); err != nil {
+			e.log.Warn("drop a queued live meeting signal", "id", id, "err", err)
+		}
+	}
+}
+
+// Signal takes a live meeting signal: it checks that it concerns someone
+// the configuration covers (a participant's address resolved to one
+// person), stores it durably, and asks for a reconcile at once. It returns
+// what it did (SignalApplied, SignalDuplicate, SignalIgnored) and logs one
+// line. Idempotent: a vendor's retry of a delivery is a SignalDuplicate.
+func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
+	s, err := normalizeSignal(s)
+	if err != nil {
+		return "", err
+	}
 	log := e.log.With("vendor", s.Vendor, "event", s.Event, "meeting", s.Meeting)
 	if s.Email != "" {
 		log = log.With("participant", s.Email)

@@ -343,3 +343,49 @@ func TestEngineSignalExpiry(t *testing.T) {
 		}
 	})
 }
+
+// alwaysLeads is a leader election this replica always wins.
+type alwaysLeads struct{}
+
+func (alwaysLeads) IsLeader(context.Context) error { return nil }
+
+// TestEngineTakesSignalsStandbysQueued: with several replicas a webhook
+// may reach a standby, which has no engine: it queues the signal in the
+// shared store, and the leader's engine applies it within InboxEvery,
+// then drops it from the inbox. A vendor's retry queued after the leader
+// applied the same fact is a duplicate and does not replace its record.
+func TestEngineTakesSignalsStandbysQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		store := NewMemStore()
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(begin, "m", 10*minute, time.Hour)}, errs: map[string]error{}},
+			graph: &fakePresence{begin: begin}, store: store, begin: begin, metrics: NewMetrics(nil)}
+		h.startWith(signalConfig(), func(o *Options) { o.Elector = alwaysLeads{} }, nil)
+		h.until(30 * minute)
+		ended := Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}
+		if res, err := QueueSignal(store, ended); err != nil || res != SignalQueued {
+			t.Fatalf("QueueSignal = %q, %v", res, err)
+		}
+		h.until(30*minute + InboxEvery + time.Second)
+		// The same delivery again, queued by the other standby.
+		if _, err := QueueSignal(store, ended); err != nil {
+			t.Fatal(err)
+		}
+		h.until(time.Hour)
+		h.stop()
+		h.wantAnyOrder("10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+			"30m2s clear alice@contoso.com", "30m2s clear bob@contoso.com")
+		stored, _ := store.Signals()
+		if len(stored) != 1 {
+			t.Fatalf("stored signals %v; want the one applied, the inbox empty", stored)
+		}
+		for id, s := range stored {
+			if strings.HasPrefix(id, inboxPrefix) || s.Expires.IsZero() {
+				t.Errorf("stored %q = %+v; want the applied record", id, s)
+			}
+		}
+		if got := h.logs.Lines("a standby queued, taken", `"result":"duplicate"`); len(got) != 1 {
+			t.Errorf("the retry was not taken as a duplicate; logs:\n%s", h.logs.String())
+		}
+	})
+}
