@@ -77,7 +77,7 @@ func Spans(matches []Match, mergeGap time.Duration, key KeyFunc) map[string][]Sp
 			}
 			return a.Occ.End.Add(a.Grace).Compare(b.Occ.End.Add(b.Grace))
 		})
-		var spans []Span
+		spans := make([]Span, 0, countSpans(ms, mergeGap))
 		first := 0 // of the last span's matches in ms
 		for i, m := range ms {
 			start, end := m.Occ.Start.Add(-m.Lead), m.Occ.End.Add(m.Grace)
@@ -98,6 +98,25 @@ func Spans(matches []Match, mergeGap time.Duration, key KeyFunc) map[string][]Sp
 		out[user] = spans
 	}
 	return out
+}
+
+// countSpans is the number of spans Spans makes of one person's sorted
+// matches: their slice is then allocated once (growing it by appends
+// allocated most of what Spans did at 10,000 people, BenchmarkSpans10k).
+func countSpans(ms []*Match, mergeGap time.Duration) int {
+	n := 0
+	var end time.Time
+	for _, m := range ms {
+		start, e := m.Occ.Start.Add(-m.Lead), m.Occ.End.Add(m.Grace)
+		if n > 0 && (!start.After(end) || start.Sub(end) < mergeGap) {
+			if e.After(end) {
+				end = e
+			}
+			continue
+		}
+		n, end = n+1, e
+	}
+	return n
 }
 
 // SpanAt returns the span containing t, if any.
