@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -240,6 +241,25 @@ func TestRunbookMetrics(t *testing.T) {
 		}
 		if !named[m] {
 			t.Errorf("docs/operations.md does not explain %s", m)
+		}
+	}
+}
+
+// TestPromtool checks the rules with Prometheus's own tool when it is
+// installed: promtool check rules, and the unit tests in
+// prometheus/alerts_test.yaml.
+func TestPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool is not installed")
+	}
+	for _, args := range [][]string{
+		{"check", "rules", "prometheus/alerts.yaml"},
+		{"test", "rules", "prometheus/alerts_test.yaml"},
+	} {
+		out, err := exec.Command(promtool, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 }
