@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/sync"
 )
 
@@ -24,12 +26,23 @@ func (r *recorder) Unregister(prometheus.Collector) bool    { return false }
 
 var descRE = regexp.MustCompile(`^Desc\{fqName: "([a-zA-Z_:][a-zA-Z0-9_:]*)", .*variableLabels: \{([^}]*)\}\}$`)
 
-// metricLabels maps each metric sync.NewMetrics registers, as PromQL sees
-// it (a histogram as _bucket, _sum and _count), to its label names.
+// register registers calpresence's metrics on reg as the daemon does: the
+// engine's (sync.NewMetrics) and, with several replicas, the leader
+// election's (leader.New with a Registerer; it does not connect).
+func register(t *testing.T, reg prometheus.Registerer) {
+	t.Helper()
+	sync.NewMetrics(reg)
+	if _, err := leader.New("postgres://calpresence@db.invalid:5432/calpresence", leader.Options{ID: "test", Registerer: reg}); err != nil {
+		t.Fatalf("leader.New: %v", err)
+	}
+}
+
+// metricLabels maps each metric the daemon registers, as PromQL sees it (a
+// histogram as _bucket, _sum and _count), to its label names.
 func metricLabels(t *testing.T) map[string][]string {
 	t.Helper()
 	rec := &recorder{}
-	sync.NewMetrics(rec)
+	register(t, rec)
 	ch := make(chan *prometheus.Desc, 100)
 	for _, c := range rec.cs {
 		c.Describe(ch)
@@ -51,13 +64,13 @@ func metricLabels(t *testing.T) map[string][]string {
 	// Cross-check against what a registry gathers: the metrics without
 	// labels appear there at once, with their types.
 	reg := prometheus.NewRegistry()
-	sync.NewMetrics(reg)
+	register(t, reg)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(mfs) == 0 {
-		t.Fatal("a fresh registry gathers nothing from sync.NewMetrics")
+		t.Fatal("a fresh registry gathers nothing from sync.NewMetrics and leader.New")
 	}
 	for _, mf := range mfs {
 		if _, ok := out[mf.GetName()]; !ok {
@@ -213,6 +226,9 @@ func TestRunbookMetrics(t *testing.T) {
 	}
 	named := map[string]bool{}
 	for _, m := range regexp.MustCompile(`\bcalpresence_[a-z_]+[a-z]`).FindAllString(string(runbook), -1) {
+		if m == "calpresence_migrations" {
+			continue // the table of schema versions in PostgreSQL, not a metric
+		}
 		named[m] = true
 		if _, ok := known[m]; !ok {
 			t.Errorf("docs/operations.md names %s, which calpresence does not export", m)
@@ -225,6 +241,25 @@ func TestRunbookMetrics(t *testing.T) {
 		}
 		if !named[m] {
 			t.Errorf("docs/operations.md does not explain %s", m)
+		}
+	}
+}
+
+// TestPromtool checks the rules with Prometheus's own tool when it is
+// installed: promtool check rules, and the unit tests in
+// prometheus/alerts_test.yaml.
+func TestPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool is not installed")
+	}
+	for _, args := range [][]string{
+		{"check", "rules", "prometheus/alerts.yaml"},
+		{"test", "rules", "prometheus/alerts_test.yaml"},
+	} {
+		out, err := exec.Command(promtool, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 }

@@ -205,7 +205,7 @@ func commandLine(args []string) (sub, cfgPath string) {
 // and the runbook name exists, so their commands work as written.
 func TestDocumentedPaths(t *testing.T) {
 	re := regexp.MustCompile("(?:^|[\\s`(])((?:deploy|docs)/[A-Za-z0-9_./-]*[A-Za-z0-9_/])")
-	for _, doc := range []string{"../README.md", "../docs/operations.md", "calpresence.service", "compose.yaml"} {
+	for _, doc := range []string{"../README.md", "../docs/operations.md", "calpresence.service", "compose.yaml", "compose-replicas.yaml"} {
 		data, err := os.ReadFile(doc)
 		if err != nil {
 			t.Fatal(err)
@@ -216,7 +216,7 @@ func TestDocumentedPaths(t *testing.T) {
 			switch p {
 			case "deploy/calpresence": // kubectl's name for the Deployment
 				continue
-			case "deploy/config.yaml", "deploy/graph-client-secret", "deploy/.env": // created by the user for Compose
+			case "deploy/config.yaml", "deploy/graph-client-secret", "deploy/.env", "deploy/postgres-dsn", "deploy/postgres-password": // created by the user for Compose
 				continue
 			}
 			n++

@@ -1,9 +1,9 @@
 // Package deploy holds the files that run calpresence outside a developer's
 // shell: Kubernetes manifests (kubernetes/base, one replica with the bbolt
-// state file; kubernetes/postgres-replicas, two replicas once the postgres
-// state driver exists), a Compose file, a hardened systemd unit and
-// Prometheus alert rules (prometheus/alerts.yaml). docs/operations.md is
-// their runbook.
+// state file; kubernetes/postgres-replicas, two replicas sharing the state in
+// PostgreSQL), Compose files (compose.yaml, one container; compose-replicas.yaml,
+// two replicas and PostgreSQL), a hardened systemd unit and Prometheus alert
+// rules (prometheus/alerts.yaml). docs/operations.md is their runbook.
 //
 // There is no code here: the package's test parses every file and checks
 // that it agrees with the binary — the listen port, the configuration and

@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -41,7 +40,11 @@ type object struct {
 type deploymentSpec struct {
 	Replicas *int `yaml:"replicas"`
 	Strategy struct {
-		Type string `yaml:"type"`
+		Type          string `yaml:"type"`
+		RollingUpdate *struct {
+			MaxUnavailable any `yaml:"maxUnavailable"` // a number or a percentage
+			MaxSurge       any `yaml:"maxSurge"`
+		} `yaml:"rollingUpdate"`
 	} `yaml:"strategy"`
 	Selector struct {
 		MatchLabels map[string]string `yaml:"matchLabels"`
@@ -471,80 +474,140 @@ func keys(m map[string]string) []string {
 	return out
 }
 
-// TestKubernetesPostgresReplicas checks the two-replica overlay. It needs
-// state.driver: postgres, which this release lacks: its configuration must
-// load, or fail only on the postgres keys.
+// TestKubernetesPostgresReplicas checks the two-replica overlay as
+// kustomize applies it to the base: two replicas rolled one at a time, a
+// PodDisruptionBudget over the pods, no volume claim, the base's probes
+// (a standby is ready), and a configuration that loads in the pod with the
+// state in PostgreSQL at the DSN the Secret mounts.
 func TestKubernetesPostgresReplicas(t *testing.T) {
+	const dir = "kubernetes/postgres-replicas"
 	base := manifests(t, "kubernetes/base")
 	baseDep := decodeSpec[deploymentSpec](t, only(t, base, "Deployment"))
-	objs := manifests(t, "kubernetes/postgres-replicas")
+	baseC := baseDep.Template.Spec.Containers[0]
+	objs := manifests(t, dir)
 
+	// The kustomization: the base, the PDB, the patches, the claim deleted.
+	k := readDocs[object](t, filepath.Join(dir, "kustomization.yaml"))[0]
+	if !slices.Contains(k.Resources, "../base") || !slices.Contains(k.Resources, "pdb.yaml") {
+		t.Errorf("resources = %q; want ../base and pdb.yaml", k.Resources)
+	}
+	if p := patchPaths(k); !slices.Contains(p, "deployment.yaml") || !slices.Contains(p, "configmap.yaml") {
+		t.Errorf("patches = %q; want deployment.yaml and configmap.yaml", p)
+	}
+	claim := only(t, base, "PersistentVolumeClaim").Metadata.Name
+	var claimDeleted bool
+	for _, p := range k.Patches {
+		claimDeleted = claimDeleted || (strings.Contains(p.Patch, "$patch: delete") &&
+			strings.Contains(p.Patch, "kind: PersistentVolumeClaim") && strings.Contains(p.Patch, "name: "+claim))
+	}
+	if !claimDeleted {
+		t.Errorf("no patch deletes the base's claim %q: two replicas share no ReadWriteOnce volume", claim)
+	}
+	if len(objs["PersistentVolumeClaim"]) > 0 {
+		t.Errorf("the overlay has a PersistentVolumeClaim; the state is in PostgreSQL")
+	}
+
+	// The Deployment: the base's, with two replicas rolled one at a time.
 	dep := only(t, objs, "Deployment")
+	if dep.Metadata.Name != only(t, base, "Deployment").Metadata.Name {
+		t.Errorf("Deployment patch %q does not name the base's Deployment", dep.Metadata.Name)
+	}
 	spec := decodeSpec[deploymentSpec](t, dep)
 	if spec.Replicas == nil || *spec.Replicas != 2 || spec.Strategy.Type != "RollingUpdate" {
 		t.Errorf("replicas %s, strategy %q; want 2 and RollingUpdate", show(spec.Replicas), spec.Strategy.Type)
 	}
+	if ru := spec.Strategy.RollingUpdate; ru == nil || fmt.Sprint(ru.MaxUnavailable) != "0" || fmt.Sprint(ru.MaxSurge) != "1" {
+		t.Errorf("rollingUpdate = %+v; want maxUnavailable 0 and maxSurge 1 (a new pod is ready before an old one stops)", ru)
+	}
+	if len(spec.Template.Spec.Containers) > 0 {
+		t.Errorf("the Deployment patch sets containers; keep the base's (its probes: /readyz, which a standby passes, and /healthz)")
+	}
+	if r := baseC.ReadinessProbe; r == nil || r.HTTPGet == nil || r.HTTPGet.Path != "/readyz" {
+		t.Errorf("the base's readinessProbe is %+v; want /readyz (200 on a standby that reaches the database)", r)
+	}
+
+	// The PodDisruptionBudget keeps one of the Deployment's pods.
 	pdb := only(t, objs, "PodDisruptionBudget")
 	pdbSpec := decodeSpec[struct {
-		MinAvailable int `yaml:"minAvailable"`
+		MinAvailable *int `yaml:"minAvailable"`
 		Selector     struct {
 			MatchLabels map[string]string `yaml:"matchLabels"`
 		} `yaml:"selector"`
 	}](t, pdb)
-	if pdbSpec.MinAvailable != 1 || !subset(pdbSpec.Selector.MatchLabels, baseDep.Template.Metadata.Labels) {
-		t.Errorf("PodDisruptionBudget minAvailable %d, selector %v; want 1 and the pods' labels %v", pdbSpec.MinAvailable, pdbSpec.Selector.MatchLabels, baseDep.Template.Metadata.Labels)
+	if pdbSpec.MinAvailable == nil || *pdbSpec.MinAvailable != 1 {
+		t.Errorf("PodDisruptionBudget minAvailable = %s; want 1", show(pdbSpec.MinAvailable))
 	}
-	for _, v := range spec.Template.Spec.Volumes {
-		if v.PersistentVolumeClaim != nil {
-			t.Errorf("volume %q is a claim: two replicas share no ReadWriteOnce volume", v.Name)
-		}
-	}
-	for _, f := range []string{"kustomization.yaml", "deployment.yaml", "pdb.yaml", "configmap.yaml"} {
-		data, err := os.ReadFile(filepath.Join("kubernetes/postgres-replicas", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(data), "state.driver: postgres") {
-			t.Errorf("postgres-replicas/%s does not say it needs state.driver: postgres", f)
-		}
+	if !subset(pdbSpec.Selector.MatchLabels, baseDep.Template.Metadata.Labels) || !subset(baseDep.Selector.MatchLabels, pdbSpec.Selector.MatchLabels) {
+		t.Errorf("PodDisruptionBudget selector %v; want the Deployment's pods (labels %v, selector %v)", pdbSpec.Selector.MatchLabels, baseDep.Template.Metadata.Labels, baseDep.Selector.MatchLabels)
 	}
 
-	// The configuration: the base's pod environment, the overlay's secret
-	// files (the base Secret plus postgres-dsn).
-	secret := readDocs[object](t, "kubernetes/base/secret.example.yaml")[0]
-	secret.StringData["postgres-dsn"] = "postgres://calpresence:pw@postgres:5432/calpresence?sslmode=require"
-	mounts := map[string]volume{}
-	baseMounts := baseDep.Template.Spec.Containers[0].VolumeMounts
+	// The volumes as kustomize merges them (by name): the overlay's
+	// replace the base's, mounted where the base's container mounts them.
+	vols := map[string]volume{}
+	for _, v := range baseDep.Template.Spec.Volumes {
+		vols[v.Name] = v
+	}
 	for _, v := range spec.Template.Spec.Volumes {
-		for _, m := range baseMounts {
-			if m.Name == v.Name {
-				mounts[m.MountPath] = v
-			}
+		if _, ok := vols[v.Name]; !ok {
+			t.Errorf("volume %q is not in the base, whose container would not mount it", v.Name)
+		}
+		vols[v.Name] = v
+	}
+	mounts := map[string]volume{}
+	for _, m := range baseC.VolumeMounts {
+		mounts[m.MountPath] = vols[m.Name]
+	}
+	for p, v := range mounts {
+		if v.PersistentVolumeClaim != nil {
+			t.Errorf("%s is on claim %q: two replicas share no ReadWriteOnce volume", p, v.PersistentVolumeClaim.ClaimName)
+		}
+	}
+	if v := mounts[stateDir]; v.EmptyDir == nil {
+		t.Errorf("%s: want an emptyDir in place of the claim (nothing is written there with driver postgres)", stateDir)
+	}
+
+	// The configuration: the base's pod environment, the overlay's Secret
+	// (the base's keys and postgres-dsn) through the overlay's volumes.
+	secret := readDocs[object](t, filepath.Join(dir, "secret.example.yaml"))[0]
+	if secret.Kind != "Secret" || secret.Metadata.Name != "calpresence" {
+		t.Fatalf("secret.example.yaml: %s %q; want the Secret calpresence", secret.Kind, secret.Metadata.Name)
+	}
+	baseSecret := readDocs[object](t, "kubernetes/base/secret.example.yaml")[0]
+	for key := range baseSecret.StringData {
+		if _, ok := secret.StringData[key]; !ok {
+			t.Errorf("secret.example.yaml lacks the base's key %q", key)
 		}
 	}
 	files := secretFiles(t, mounts, secret)
-	if _, ok := files["/run/secrets/calpresence/postgres-dsn"]; !ok {
-		t.Errorf("the overlay mounts %v; want the DSN file among them", keys(files))
+	dsn := secret.StringData["postgres-dsn"]
+	const dsnPath = "/run/secrets/calpresence/postgres-dsn"
+	if got, ok := files[dsnPath]; !ok || got != dsn {
+		t.Errorf("the overlay mounts %v; want the Secret's postgres-dsn at %s", keys(files), dsnPath)
 	}
 	env := map[string]string{}
-	for _, e := range baseDep.Template.Spec.Containers[0].Env {
+	for _, e := range baseC.Env {
 		env[e.Name] = "x"
 	}
 	cm := only(t, objs, "ConfigMap")
+	if cmVol := mounts[configDir]; cmVol.ConfigMap == nil || cmVol.ConfigMap.Name != cm.Metadata.Name {
+		t.Errorf("ConfigMap %q is not the one the pod mounts at %s", cm.Metadata.Name, configDir)
+	}
 	cfg, err := loadAsDeployed(t, cm.Data[configFile], env, files)
-	var verr *config.ValidationError
-	switch {
-	case err == nil:
-		checkListen(t, "postgres-replicas ConfigMap", cfg, listenPort(t))
-	case errors.As(err, &verr):
-		for _, p := range verr.Problems {
-			if p.Path != "state" || !(strings.Contains(p.Msg, `"driver"`) || strings.Contains(p.Msg, `"dsn_file"`)) {
-				t.Errorf("postgres-replicas ConfigMap: %s: %s; want only the postgres keys refused", p.Path, p.Msg)
-			}
-		}
-		t.Logf("the postgres driver is not here yet: %v", err)
-	default:
-		t.Fatal(err)
+	if err != nil {
+		t.Fatalf("the overlay's ConfigMap does not load in the pod's environment: %v", err)
+	}
+	if cfg.State.Driver != config.DriverPostgres || string(cfg.State.DSN) != dsn || cfg.State.Path != "" {
+		t.Errorf("state: driver %q, dsn %v, path %q; want postgres, the Secret's postgres-dsn (through state.dsn_file), no path", cfg.State.Driver, cfg.State.DSN, cfg.State.Path)
+	}
+	if !strings.Contains(cm.Data[configFile], "dsn_file: "+dsnPath) {
+		t.Errorf("the overlay's configuration does not read the DSN from %s (state.dsn_file)", dsnPath)
+	}
+	checkListen(t, "postgres-replicas ConfigMap", cfg, listenPort(t))
+	if g := baseDep.Template.Spec.TerminationGracePeriodSeconds; g == nil || float64(*g) <= cfg.Server.ShutdownTimeout.Seconds() {
+		t.Errorf("terminationGracePeriodSeconds %s is not above the overlay's shutdown_timeout %v", show(g), cfg.Server.ShutdownTimeout)
+	}
+	if cfg.Graph.DryRun {
+		t.Error("the overlay's configuration is a dry run: a dry run keeps its state in memory and elects no leader")
 	}
 }
 
