@@ -32,7 +32,13 @@ func (a *App) Readiness() sync.Readiness {
 	case eng != nil:
 		r = eng.Readiness()
 	case rep != nil && rep.Role == "standby" && rep.Error == "":
+		// It could lead: the database answers, and so did Graph's
+		// authority (a rollout with a broken secret must not pass on
+		// its standbys).
 		r = sync.Readiness{Ready: true, Sources: []sync.SourceStatus{}}
+		if a.graph != nil && !a.graph.Authenticated() {
+			r = sync.Readiness{Reasons: []string{"Graph's authority has issued no token since start (check the credentials)"}, Sources: []sync.SourceStatus{}}
+		}
 	case rep != nil && rep.Error != "":
 		r = sync.Readiness{Reasons: []string{rep.Error}, Sources: []sync.SourceStatus{}}
 	default:

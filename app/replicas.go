@@ -53,6 +53,7 @@ func (a *App) runReplica(ctx context.Context) error {
 		a.log.Info("this replica leads: the engine starts", "replica", a.elector.ID())
 		err = eng.Run(ctx)
 		a.setEngine(nil, "standby: the lead was lost or handed over")
+		a.metrics.ResetGauges()
 		a.log.Info("the engine stopped: this replica stands by", "replica", a.elector.ID(), "err", err)
 		return err
 	})

@@ -75,3 +75,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return m
 }
+
+// ResetGauges forgets what the gauges say of an engine that stopped: a
+// replica whose engine stopped when it lost the lead must not go on
+// showing the feeds, sessions and people of the time it led (the leader
+// shows them now). Counters and the histogram keep counting.
+func (m *Metrics) ResetGauges() {
+	for _, g := range []*prometheus.GaugeVec{m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale, m.Addresses} {
+		g.Reset()
+	}
+	for _, g := range []prometheus.Gauge{m.Sessions, m.UsersBusy, m.ClearsPending} {
+		g.Set(0)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -61,6 +62,12 @@ func stateFlagSet(name, synopsis string, stderr io.Writer) (flags *flag.FlagSet,
 		cfg, err := loadConfig(*cfgPath)
 		if err != nil {
 			return "", err
+		}
+		if cfg.State.Driver == config.DriverPostgres {
+			// A record that does not decode is reported in the log, and
+			// the database has its own tools for the rest.
+			return "", usagef("%s: state.driver is postgres: calpresence %s works on a bbolt file (state.path); "+
+				"the database's records are checked as the worker reads them (see the runbook, Replicas and failover)", *cfgPath, name)
 		}
 		return cfg.State.Path, nil
 	}

@@ -264,3 +264,18 @@ func TestStateUsage(t *testing.T) {
 		}
 	}
 }
+
+func TestStateCommandsRefusePostgres(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.yaml")
+	cfg := "graph:\n  dry_run: true\nstate:\n  driver: postgres\n  dsn: postgres://calpresence:secret-pw@db.example:5432/calpresence\nsources:\n  - name: zoom\n    url: https://zoom.example/feed.ics\n    users: [alice@contoso.com]\n"
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"check", "reset"} {
+		_, stderr, code := runCLI(t, nil, "state", cmd, "-config", cfgPath)
+		if code != 2 || !strings.Contains(stderr, "state.driver is postgres") || strings.Contains(stderr, "secret-pw") {
+			t.Errorf("state %s on a postgres config: exit %d, %s; want exit 2 naming the driver", cmd, code, stderr)
+		}
+	}
+}
