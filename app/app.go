@@ -63,7 +63,8 @@ type App struct {
 	started    *config.Config // what the daemon started with
 	// elector is the leader election with several replicas (Start sets
 	// it with state.driver postgres; replicas.go); nil with one.
-	elector *leader.Elector
+	elector     *leader.Elector
+	electorOpts leader.Options // WithElectorOptions
 
 	token atomic.Pointer[string] // the admin token; a reload reads it again
 
@@ -128,6 +129,12 @@ func WithGraphOptions(opts ...graph.Option) Option {
 // WithPresence sends presence calls to p instead of Graph (the load
 // tool's counting fake): no Graph client is built, and no token awaited.
 func WithPresence(p sync.Presence) Option { return func(a *App) { a.presence = p } }
+
+// WithElectorOptions sets the leader election's options with several
+// replicas (state.driver postgres); the App sets their Logger and
+// Registerer. Tests use it to tell two replicas in one process apart (the
+// default ID, hostname-pid, is the same for both) and to shorten timings.
+func WithElectorOptions(o leader.Options) Option { return func(a *App) { a.electorOpts = o } }
 
 // WithMemoryState keeps the state in memory, as a dry run does, instead of
 // opening the state file.

@@ -29,7 +29,8 @@ func replicated(cfg *config.Config, memory bool) bool {
 // newElector returns the election for cfg's database; reg, when set,
 // registers its metrics.
 func (a *App) newElector(cfg *config.Config, withMetrics bool) (*leader.Elector, error) {
-	o := leader.Options{Logger: a.log}
+	o := a.electorOpts
+	o.Logger, o.Registerer = a.log, nil
 	if withMetrics {
 		o.Registerer = a.reg
 	}
