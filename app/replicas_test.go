@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/graph/graphtest"
 	"github.com/calpresence/calpresence/internal/pgtest"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/leader"
@@ -410,4 +411,78 @@ func TestReplicasTakeOverFromFencedLeader(t *testing.T) {
 		}
 		return fenced, true
 	})
+}
+
+// TestStandbyNotReadyWithoutToken: a standby whose credentials Graph's
+// authority refuses could not act if it took the lead, so it is not ready
+// (a rollout must not replace a working leader with it), as a single
+// replica is not; with good credentials it is.
+func TestStandbyNotReadyWithoutToken(t *testing.T) {
+	dsn := pgtest.DB(t)
+	// Another replica leads all along.
+	other, err := leader.New(dsn, leader.Options{ID: "other", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	running := make(chan struct{})
+	go func() { defer close(running); _ = other.Run(ctx, nil) }()
+	t.Cleanup(func() { cancel(); <-running; other.Close() })
+	if !testutil.WaitUntil(15*time.Second, other.Leading) {
+		t.Fatal("the other replica does not lead after 15s")
+	}
+	g := graphtest.NewServer(t)
+	for _, tc := range []struct {
+		name, secret string
+		code         int
+		reason       string
+	}{
+		{"refused", "wrong-secret", 503, "Graph's authority has issued no token since start (check the credentials)"},
+		{"good", g.ClientSecret(), 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := replicaConfig(t, dsn)
+			gc := g.Config()
+			cfg.Graph.TenantID, cfg.Graph.ClientID, cfg.Graph.ClientSecret = gc.TenantID, gc.ClientID, config.Secret(tc.secret)
+			cfg.Graph.Endpoint, cfg.Graph.AuthorityHost, cfg.Graph.CAFile = gc.Endpoint, gc.AuthorityHost, gc.CAFile
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			logs := &testutil.LogBuffer{}
+			bound := make(chan net.Addr, 1)
+			a, err := New(context.Background(), cfg, WithLogger(slog.New(slog.NewJSONHandler(logs, nil))),
+				WithRegistry(prometheus.NewRegistry()), WithFetcher(&memFeeds{}),
+				WithListen("127.0.0.1:0", func(a net.Addr) { bound <- a }), WithElectorOptions(leader.Options{ID: "standby-" + tc.name}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			if err := a.Start(ctx); err != nil {
+				cancel()
+				a.Close()
+				t.Fatal(err)
+			}
+			r := &replica{id: "standby-" + tc.name, app: a, addr: (<-bound).String(), graph: &fakeGraph{}, logs: logs, cancel: cancel, done: make(chan error, 1)}
+			go func() { r.done <- a.Wait() }()
+			t.Cleanup(func() {
+				r.stop(t)
+				a.Close()
+				if t.Failed() {
+					t.Logf("logs:\n%s", logs.String())
+				}
+			})
+			// Long enough for the authority to answer (or refuse) the first
+			// request of the authenticate loop.
+			if !testutil.WaitUntil(15*time.Second, func() bool {
+				return a.graph.Authenticated() || len(logs.Lines(`"msg":"no token from Graph's authority`)) > 0
+			}) {
+				t.Fatal("the authority neither issued a token nor refused one within 15s")
+			}
+			code, rd := r.readyz(t)
+			if code != tc.code || rd.Role != "standby" || (tc.reason == "") != (len(rd.Reasons) == 0) ||
+				(tc.reason != "" && !strings.Contains(strings.Join(rd.Reasons, "\n"), tc.reason)) {
+				t.Errorf("/readyz = %d, role %q, reasons %q; want %d, standby, reason %q", code, rd.Role, rd.Reasons, tc.code, tc.reason)
+			}
+		})
+	}
 }
