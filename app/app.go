@@ -298,12 +298,12 @@ func (a *App) current() (*sync.Engine, string) {
 // with the configuration in force, without running it: the one-off
 // commands (resync, clear without a daemon) and the load tool drive it
 // themselves. A configuration the engine refuses is a *ConfigError.
-func (a *App) NewEngine() (*sync.Engine, error) { return a.newEngine(nil) }
+func (a *App) NewEngine() (*sync.Engine, error) { return a.newEngine(nil, nil) }
 
 // newEngine is NewEngine for a replica elected by el (nil: the only one):
-// its scheduler runs only while el leads, and no presence call is sent
-// once it does not.
-func (a *App) newEngine(el *leader.Elector) (*sync.Engine, error) {
+// its scheduler runs only while el leads, no presence call is sent once it
+// does not, and calls in flight are cut short when lost ends (leadLost).
+func (a *App) newEngine(el *leader.Elector, lost context.Context) (*sync.Engine, error) {
 	var authenticated func() bool
 	if a.graph != nil {
 		authenticated = a.graph.Authenticated
@@ -311,7 +311,7 @@ func (a *App) newEngine(el *leader.Elector) (*sync.Engine, error) {
 	o := sync.Options{Config: a.Config(), Presence: a.presence, Store: a.store, Feeds: a.feeds,
 		Fetcher: a.fetcher, Logger: a.log, Metrics: a.metrics, Authenticated: authenticated}
 	if el != nil {
-		o.Presence = fencedPresence{Presence: a.presence, leading: el.Leading}
+		o.Presence = fencedPresence{Presence: a.presence, leading: el.Leading, lost: lost}
 		o.Elector = el
 	}
 	eng, err := sync.New(o)

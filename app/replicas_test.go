@@ -157,18 +157,25 @@ type replica struct {
 	done   chan error // Wait's result
 }
 
-func startReplica(t *testing.T, cfg *config.Config, id string, feeds sync.Fetcher) *replica {
+// startReplica starts an App called id on cfg, calling g instead of Graph
+// (nil: the Graph client cfg names).
+func startReplica(t *testing.T, cfg *config.Config, id string, feeds sync.Fetcher, g *fakeGraph) *replica {
 	t.Helper()
-	r := &replica{id: id, graph: &fakeGraph{}, logs: &testutil.LogBuffer{}, done: make(chan error, 1)}
+	r := &replica{id: id, graph: g, logs: &testutil.LogBuffer{}, done: make(chan error, 1)}
 	bound := make(chan net.Addr, 1)
-	a, err := New(context.Background(), cfg,
+	opts := []Option{
 		WithLogger(slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))),
 		WithRegistry(prometheus.NewRegistry()),
-		WithPresence(r.graph), WithFetcher(feeds),
+		WithFetcher(feeds),
 		WithListen("127.0.0.1:0", func(a net.Addr) { bound <- a }),
 		// Two replicas in one process: the default ID (hostname-pid)
 		// would be the same for both.
-		WithElectorOptions(leader.Options{ID: id}))
+		WithElectorOptions(leader.Options{ID: id}),
+	}
+	if g != nil {
+		opts = append(opts, WithPresence(g))
+	}
+	a, err := New(context.Background(), cfg, opts...)
 	if err != nil {
 		t.Fatalf("%s: New: %v", id, err)
 	}
@@ -183,8 +190,11 @@ func startReplica(t *testing.T, cfg *config.Config, id string, feeds sync.Fetche
 	t.Cleanup(func() {
 		r.stop(t)
 		a.Close()
+		if t.Failed() && g != nil {
+			t.Logf("%s's calls: %v", id, g.Calls())
+		}
 		if t.Failed() {
-			t.Logf("%s's calls: %v\n%s's logs:\n%s", id, r.graph.Calls(), id, r.logs.String())
+			t.Logf("%s's logs:\n%s", id, r.logs.String())
 		}
 	})
 	return r
@@ -269,8 +279,8 @@ func testTakeOver(t *testing.T, lose func(t *testing.T, old, standby *replica) (
 	// Both start at once: exactly one leads.
 	var r1, r2 *replica
 	var wg gosync.WaitGroup
-	wg.Go(func() { r1 = startReplica(t, cfg, "r1", feeds) })
-	wg.Go(func() { r2 = startReplica(t, cfg, "r2", feeds) })
+	wg.Go(func() { r1 = startReplica(t, cfg, "r1", feeds, &fakeGraph{}) })
+	wg.Go(func() { r2 = startReplica(t, cfg, "r2", feeds, &fakeGraph{}) })
 	wg.Wait()
 	if t.Failed() {
 		t.FailNow()
@@ -386,31 +396,97 @@ func TestReplicasHandOverOnStop(t *testing.T) {
 // next check (fenced), stands by, and the other replica takes over.
 func TestReplicasTakeOverFromFencedLeader(t *testing.T) {
 	testTakeOver(t, func(t *testing.T, old, standby *replica) (time.Time, bool) {
-		dsn := string(old.app.Config().State.DSN)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		adm, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer adm.Close(context.Background())
-		var n int
-		if err := adm.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE datname = current_database() AND application_name = $1`, "calpresence/"+old.id).Scan(&n); err != nil || n != 1 {
-			t.Fatalf("terminate %s's lock session: %d terminated, %v; want 1", old.id, n, err)
-		}
-		var fenced time.Time
-		if !testutil.WaitUntil(10*time.Second, func() bool {
-			fenced = old.logTime(t, "lost the leader lock; stopped acting")
-			return !fenced.IsZero()
-		}) {
-			t.Fatalf("%s not fenced 10s after its lock session was ended", old.id)
-		}
-		if old.app.elector.Leading() {
-			t.Errorf("%s: Leading after it logged the fence", old.id)
-		}
-		return fenced, true
+		return old.cutLock(t), true
 	})
+}
+
+// cutLock ends the replica's lock session from another connection
+// (pg_terminate_backend: a failover, an administrator) and returns when
+// the replica logged that it stopped acting.
+func (r *replica) cutLock(t *testing.T) (fenced time.Time) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	adm, err := pgx.Connect(ctx, string(r.app.Config().State.DSN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close(context.Background())
+	var n int
+	// The lock session is "calpresence/<ID>"; Leader's is "<ID> (status)".
+	if err := adm.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = $1`, "calpresence/"+r.id).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("terminate %s's lock session: %d terminated, %v; want 1", r.id, n, err)
+	}
+	if !testutil.WaitUntil(10*time.Second, func() bool {
+		fenced = r.logTime(t, "lost the leader lock; stopped acting")
+		return !fenced.IsZero()
+	}) {
+		t.Fatalf("%s not fenced 10s after its lock session was ended", r.id)
+	}
+	if r.app.elector.Leading() {
+		t.Errorf("%s: Leading after it logged the fence", r.id)
+	}
+	return fenced
+}
+
+// TestFencedLeaderSendsNoRetry: Graph throttles the leader's set
+// (429, Retry-After 5 s) and the Graph client waits to send it again; the
+// leader is fenced meanwhile. The retry must not go out: another replica
+// may be leading by then, and a set arriving after its clear would leave
+// the person busy for the whole lease.
+func TestFencedLeaderSendsNoRetry(t *testing.T) {
+	dsn := pgtest.DB(t)
+	g := graphtest.NewServer(t, graphtest.WithUsers(
+		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
+		graphtest.User{ID: bobID, UserPrincipalName: "bob@contoso.com", Mail: "bob@contoso.com"}))
+	g.FailNext(graphtest.OpSetPresence, 1, http.StatusTooManyRequests, "5")
+	cfg := replicaConfig(t, dsn)
+	gc := g.Config()
+	cfg.Graph.TenantID, cfg.Graph.ClientID, cfg.Graph.ClientSecret = gc.TenantID, gc.ClientID, gc.ClientSecret
+	cfg.Graph.Endpoint, cfg.Graph.AuthorityHost, cfg.Graph.CAFile = gc.Endpoint, gc.AuthorityHost, gc.CAFile
+	cfg.Server.ShutdownTimeout = 20 * time.Second // the grace of calls in flight outlasts the Retry-After
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	feeds := &memFeeds{bodies: map[string][]byte{
+		"alice": meeting("alice-1", now.Add(-time.Minute), now.Add(10*time.Minute)),
+		"bob":   meeting("bob-1", now.Add(time.Hour), now.Add(2*time.Hour)),
+	}}
+	r := startReplica(t, cfg, "r1", feeds, nil)
+	var throttled graphtest.Call
+	if !testutil.WaitUntil(20*time.Second, func() bool {
+		calls := g.PresenceCalls()
+		if len(calls) > 0 {
+			throttled = calls[0]
+		}
+		return len(calls) > 0
+	}) {
+		t.Fatal("no setPresence within 20s")
+	}
+	if throttled.Op != graphtest.OpSetPresence || throttled.Status != http.StatusTooManyRequests {
+		t.Fatalf("first call = %s %s %d; want setPresence answered 429", throttled.Op, throttled.User, throttled.Status)
+	}
+	fenced := r.cutLock(t)
+	if d := fenced.Sub(throttled.Time); d > 4*time.Second {
+		t.Fatalf("fenced %v after the 429: too late to tell (the retry is due 5s after it)", d)
+	}
+	time.Sleep(time.Until(throttled.Time.Add(8 * time.Second))) // the retry was due at +5s
+
+	// This replica leads again later (nobody else does), and then rightly
+	// repeats the uncertain set; until then nothing may go out.
+	relead := time.Now()
+	if l := r.logs.Lines(`"msg":"leading"`); len(l) > 1 {
+		var rec struct{ Time time.Time }
+		_ = json.Unmarshal([]byte(l[1]), &rec)
+		relead = rec.Time
+	}
+	for _, c := range g.PresenceCalls()[1:] {
+		if c.Time.After(fenced) && c.Time.Before(relead) {
+			t.Errorf("%s %s sent at %s (status %d), after the fence at %s", c.Op, c.User, c.Time.Format("15:04:05.000"), c.Status, fenced.Format("15:04:05.000"))
+		}
+	}
 }
 
 // TestStandbyNotReadyWithoutToken: a standby whose credentials Graph's
@@ -448,29 +524,8 @@ func TestStandbyNotReadyWithoutToken(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			logs := &testutil.LogBuffer{}
-			bound := make(chan net.Addr, 1)
-			a, err := New(context.Background(), cfg, WithLogger(slog.New(slog.NewJSONHandler(logs, nil))),
-				WithRegistry(prometheus.NewRegistry()), WithFetcher(&memFeeds{}),
-				WithListen("127.0.0.1:0", func(a net.Addr) { bound <- a }), WithElectorOptions(leader.Options{ID: "standby-" + tc.name}))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			if err := a.Start(ctx); err != nil {
-				cancel()
-				a.Close()
-				t.Fatal(err)
-			}
-			r := &replica{id: "standby-" + tc.name, app: a, addr: (<-bound).String(), graph: &fakeGraph{}, logs: logs, cancel: cancel, done: make(chan error, 1)}
-			go func() { r.done <- a.Wait() }()
-			t.Cleanup(func() {
-				r.stop(t)
-				a.Close()
-				if t.Failed() {
-					t.Logf("logs:\n%s", logs.String())
-				}
-			})
+			r := startReplica(t, cfg, "standby-"+tc.name, &memFeeds{}, nil)
+			a, logs := r.app, r.logs
 			// Long enough for the authority to answer (or refuse) the first
 			// request of the authenticate loop.
 			if !testutil.WaitUntil(15*time.Second, func() bool {
