@@ -63,7 +63,8 @@ type App struct {
 	started    *config.Config // what the daemon started with
 	// elector is the leader election with several replicas (Start sets
 	// it with state.driver postgres; replicas.go); nil with one.
-	elector *leader.Elector
+	elector     *leader.Elector
+	electorOpts leader.Options // WithElectorOptions
 
 	token atomic.Pointer[string] // the admin token; a reload reads it again
 
@@ -128,6 +129,12 @@ func WithGraphOptions(opts ...graph.Option) Option {
 // WithPresence sends presence calls to p instead of Graph (the load
 // tool's counting fake): no Graph client is built, and no token awaited.
 func WithPresence(p sync.Presence) Option { return func(a *App) { a.presence = p } }
+
+// WithElectorOptions sets the leader election's options with several
+// replicas (state.driver postgres); the App sets their Logger and
+// Registerer. Tests use it to tell two replicas in one process apart (the
+// default ID, hostname-pid, is the same for both) and to shorten timings.
+func WithElectorOptions(o leader.Options) Option { return func(a *App) { a.electorOpts = o } }
 
 // WithMemoryState keeps the state in memory, as a dry run does, instead of
 // opening the state file.
@@ -291,12 +298,12 @@ func (a *App) current() (*sync.Engine, string) {
 // with the configuration in force, without running it: the one-off
 // commands (resync, clear without a daemon) and the load tool drive it
 // themselves. A configuration the engine refuses is a *ConfigError.
-func (a *App) NewEngine() (*sync.Engine, error) { return a.newEngine(nil) }
+func (a *App) NewEngine() (*sync.Engine, error) { return a.newEngine(nil, nil) }
 
 // newEngine is NewEngine for a replica elected by el (nil: the only one):
-// its scheduler runs only while el leads, and no presence call is sent
-// once it does not.
-func (a *App) newEngine(el *leader.Elector) (*sync.Engine, error) {
+// its scheduler runs only while el leads, no presence call is sent once it
+// does not, and calls in flight are cut short when lost ends (leadLost).
+func (a *App) newEngine(el *leader.Elector, lost context.Context) (*sync.Engine, error) {
 	var authenticated func() bool
 	if a.graph != nil {
 		authenticated = a.graph.Authenticated
@@ -304,7 +311,7 @@ func (a *App) newEngine(el *leader.Elector) (*sync.Engine, error) {
 	o := sync.Options{Config: a.Config(), Presence: a.presence, Store: a.store, Feeds: a.feeds,
 		Fetcher: a.fetcher, Logger: a.log, Metrics: a.metrics, Authenticated: authenticated}
 	if el != nil {
-		o.Presence = fencedPresence{Presence: a.presence, leading: el.Leading}
+		o.Presence = fencedPresence{Presence: a.presence, leading: el.Leading, lost: lost}
 		o.Elector = el
 	}
 	eng, err := sync.New(o)

@@ -22,7 +22,7 @@ var _ server.Engine = (*App)(nil)
 // configuration in force keeps working). Not ready while no engine runs.
 //
 // With several replicas it says which role this one has: a standby is
-// ready while it can reach the database (it can take the lead), with no
+// ready while it could take the lead and act (standbyReasons), with no
 // engine of its own.
 func (a *App) Readiness() sync.Readiness {
 	eng, down := a.current()
@@ -31,14 +31,9 @@ func (a *App) Readiness() sync.Readiness {
 	switch {
 	case eng != nil:
 		r = eng.Readiness()
-	case rep != nil && rep.Role == "standby" && rep.Error == "":
-		// It could lead: the database answers, and so did Graph's
-		// authority (a rollout with a broken secret must not pass on
-		// its standbys).
-		r = sync.Readiness{Ready: true, Sources: []sync.SourceStatus{}}
-		if a.graph != nil && !a.graph.Authenticated() {
-			r = sync.Readiness{Reasons: []string{"Graph's authority has issued no token since start (check the credentials)"}, Sources: []sync.SourceStatus{}}
-		}
+	case rep != nil && rep.Role == "standby":
+		reasons := a.standbyReasons(rep)
+		r = sync.Readiness{Ready: len(reasons) == 0, Reasons: reasons, Sources: []sync.SourceStatus{}}
 	case rep != nil && rep.Error != "":
 		r = sync.Readiness{Reasons: []string{rep.Error}, Sources: []sync.SourceStatus{}}
 	default:
@@ -55,6 +50,21 @@ func (a *App) Readiness() sync.Readiness {
 	return r
 }
 
+// standbyReasons say why a standby could not act if it took the lead now
+// (none: it could): it must reach the database, and hold a token from
+// Graph's authority as a leader must (sync.Engine.Readiness), or a rollout
+// would replace a working leader with replicas whose credentials fail.
+func (a *App) standbyReasons(rep *sync.Replica) []string {
+	var reasons []string
+	if rep.Error != "" {
+		reasons = append(reasons, rep.Error)
+	}
+	if a.graph != nil && !a.graph.Authenticated() {
+		reasons = append(reasons, "Graph's authority has issued no token since start (check the credentials)")
+	}
+	return reasons
+}
+
 // Status is the status page's snapshot.
 func (a *App) Status(now time.Time) sync.Status {
 	eng, down := a.current()
@@ -64,7 +74,7 @@ func (a *App) Status(now time.Time) sync.Status {
 	case eng != nil:
 		st = eng.Status(now)
 	case rep != nil && rep.Role == "standby":
-		st = sync.Status{Now: now, Ready: rep.Error == ""} // the replica line says the rest
+		st = sync.Status{Now: now, Ready: len(a.standbyReasons(rep)) == 0} // the replica line says the rest
 	default:
 		st = sync.Status{Now: now, Down: down}
 	}

@@ -29,7 +29,8 @@ func replicated(cfg *config.Config, memory bool) bool {
 // newElector returns the election for cfg's database; reg, when set,
 // registers its metrics.
 func (a *App) newElector(cfg *config.Config, withMetrics bool) (*leader.Elector, error) {
-	o := leader.Options{Logger: a.log}
+	o := a.electorOpts
+	o.Logger, o.Registerer = a.log, nil
 	if withMetrics {
 		o.Registerer = a.reg
 	}
@@ -44,14 +45,16 @@ func (a *App) newElector(cfg *config.Config, withMetrics bool) (*leader.Elector,
 // engine while this replica leads.
 func (a *App) runReplica(ctx context.Context) error {
 	a.setEngine(nil, "standby: another replica leads, or the election has not been won yet")
-	return a.elector.Run(ctx, func(ctx context.Context) error {
-		eng, err := a.newEngine(a.elector)
+	return a.elector.Run(ctx, func(leadCtx context.Context) error {
+		lost, stop := leadLost(ctx, leadCtx)
+		defer stop()
+		eng, err := a.newEngine(a.elector, lost)
 		if err != nil {
 			return err
 		}
 		a.setEngine(eng, "")
 		a.log.Info("this replica leads: the engine starts", "replica", a.elector.ID())
-		err = eng.Run(ctx)
+		err = eng.Run(leadCtx)
 		a.setEngine(nil, "standby: the lead was lost or handed over")
 		a.metrics.ResetGauges()
 		a.log.Info("the engine stopped: this replica stands by", "replica", a.elector.ID(), "err", err)
@@ -82,6 +85,19 @@ func (a *App) replica(ctx context.Context) *sync.Replica {
 	return r
 }
 
+// leadLost returns a context that ends when term, the context of a lead
+// (leader.Elector.Run's lead function), ends while run, the context Run
+// was given, has not: the lead was lost (fenced), not handed back. stop
+// stops watching (call it when lead returns); it does not end the context.
+func leadLost(run, term context.Context) (lost context.Context, stop func() bool) {
+	lost, cancel := context.WithCancel(context.Background())
+	return lost, context.AfterFunc(term, func() {
+		if run.Err() == nil {
+			cancel()
+		}
+	})
+}
+
 // errNotLeader is what a Graph call gets once this replica no longer
 // leads: it is never sent.
 var errNotLeader = errors.New("this replica no longer leads: the call is not sent (fenced)")
@@ -90,15 +106,36 @@ var errNotLeader = errors.New("this replica no longer leads: the call is not sen
 // a leader cut off from the database stops changing presence at once,
 // before another replica can take over (leader.Elector.Leading expires
 // with its lease even when nothing else notices).
+//
+// A call already in flight when the lead is lost (lost ends) is cut short:
+// the Graph client would otherwise send it again after a 429's or 503's
+// Retry-After, seconds after another replica may have begun to act (a set
+// arriving after its clear leaves the person busy for the whole lease). Cut
+// short, the call stays recorded as uncertain, and the next leader settles
+// it. A lead handed back (SIGTERM) lets calls in flight finish: the lock is
+// held until the engine has stopped.
 type fencedPresence struct {
 	sync.Presence
 	leading func() bool
+	lost    context.Context // nil: never
+}
+
+// guard returns ctx, cut short when the lead is lost.
+func (f fencedPresence) guard(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if f.lost == nil {
+		return ctx, cancel
+	}
+	stop := context.AfterFunc(f.lost, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 func (f fencedPresence) SetPresence(ctx context.Context, userID, availability, activity string, expiration time.Duration) error {
 	if !f.leading() {
 		return errNotLeader
 	}
+	ctx, cancel := f.guard(ctx)
+	defer cancel()
 	return f.Presence.SetPresence(ctx, userID, availability, activity, expiration)
 }
 
@@ -106,6 +143,8 @@ func (f fencedPresence) ClearPresence(ctx context.Context, userID string) error 
 	if !f.leading() {
 		return errNotLeader
 	}
+	ctx, cancel := f.guard(ctx)
+	defer cancel()
 	return f.Presence.ClearPresence(ctx, userID)
 }
 
@@ -151,7 +190,9 @@ func (a *App) Exclusive(ctx context.Context, fn func(ctx context.Context, eng *s
 			return nil
 		}
 		ran = true
-		eng, err := a.newEngine(el)
+		lost, stop := leadLost(runCtx, leadCtx)
+		defer stop()
+		eng, err := a.newEngine(el, lost)
 		if err == nil {
 			fnErr = fn(leadCtx, eng)
 		} else {
