@@ -541,3 +541,53 @@ func TestStandbyNotReadyWithoutToken(t *testing.T) {
 		})
 	}
 }
+
+// TestExclusiveOneOff: a one-off command (resync, clear with no daemon
+// answering) on a database replicas share acts only while it holds the
+// lead: alone, it runs and hands the lead back; beside a leader, it refuses
+// and names it.
+func TestExclusiveOneOff(t *testing.T) {
+	dsn := pgtest.DB(t)
+	cfg := replicaConfig(t, dsn)
+	now := time.Now().Truncate(time.Second)
+	feeds := &memFeeds{bodies: map[string][]byte{
+		"alice": meeting("alice-1", now.Add(-time.Minute), now.Add(time.Hour)),
+		"bob":   meeting("bob-1", now.Add(2*time.Hour), now.Add(3*time.Hour)),
+	}}
+
+	oneOff := func(g *fakeGraph) error {
+		a, err := New(context.Background(), cfg, WithPresence(g), WithFetcher(feeds),
+			WithElectorOptions(leader.Options{ID: "one-off"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		return a.Exclusive(context.Background(), func(ctx context.Context, eng *sync.Engine) error {
+			_, err := eng.Resync(ctx, sync.ResyncRequest{})
+			return err
+		})
+	}
+
+	alone := &fakeGraph{}
+	if err := oneOff(alone); err != nil {
+		t.Fatalf("resync with no replica running: %v", err)
+	}
+	if n := count(alone.Calls(), "set", aliceID); n != 1 {
+		t.Errorf("resync with no replica running set alice %d times (calls %v); want once", n, alone.Calls())
+	}
+
+	// The lead was handed back: a replica starting now leads.
+	g := &fakeGraph{}
+	r := startReplica(t, cfg, "replica-a", feeds, g)
+	if !testutil.WaitUntil(20*time.Second, func() bool { return r.role(t) == "leader" }) {
+		t.Fatal("replica-a did not lead within 20 s")
+	}
+	beside := &fakeGraph{}
+	err := oneOff(beside)
+	if err == nil || !strings.Contains(err.Error(), "replica-a leads") {
+		t.Errorf("resync beside a leader: %v; want a refusal naming replica-a", err)
+	}
+	if calls := beside.Calls(); len(calls) != 0 {
+		t.Errorf("the refused one-off called Graph: %v", calls)
+	}
+}
