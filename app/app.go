@@ -188,15 +188,11 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 	if err != nil {
 		return nil, err
 	}
-	if p, ok := a.feeds.(feedPruner); ok {
-		// Copies of feeds no longer configured are of no use.
-		names := make([]string, len(cfg.Sources))
-		for i, s := range cfg.Sources {
-			names[i] = s.Name
-		}
-		if err := p.DeleteFeedsExcept(names); err != nil {
-			a.log.Warn("drop stored copies of removed sources", "err", err)
-		}
+	if !replicated(cfg, a.memory) {
+		// With several replicas, only the leader prunes (runReplica): a
+		// standby of a new release must not drop a copy the leader of the
+		// old one still reads.
+		a.pruneFeeds(cfg)
 	}
 	switch {
 	case a.presence != nil:
@@ -238,8 +234,24 @@ func openStore(ctx context.Context, cfg *config.Config, memory bool) (store sync
 	return st, st, st.Close, nil
 }
 
+// pruneFeeds drops the stored copies of sources cfg does not name: they
+// are of no use.
+func (a *App) pruneFeeds(cfg *config.Config) {
+	p, ok := a.feeds.(feedPruner)
+	if !ok {
+		return
+	}
+	names := make([]string, len(cfg.Sources))
+	for i, s := range cfg.Sources {
+		names[i] = s.Name
+	}
+	if err := p.DeleteFeedsExcept(names); err != nil {
+		a.log.Warn("drop stored copies of removed sources", "err", err)
+	}
+}
+
 // feedPruner drops the stored copies of sources not named; *state.Store
-// implements it.
+// and *pgstate.Store implement it.
 type feedPruner interface {
 	DeleteFeedsExcept(sources []string) error
 }

@@ -48,6 +48,7 @@ func (a *App) runReplica(ctx context.Context) error {
 	return a.elector.Run(ctx, func(leadCtx context.Context) error {
 		lost, stop := leadLost(ctx, leadCtx)
 		defer stop()
+		a.pruneFeeds(a.Config())
 		eng, err := a.newEngine(a.elector, lost)
 		if err != nil {
 			return err
