@@ -412,6 +412,10 @@ func (e *Elector) watch(term context.Context, end context.CancelCauseFunc, conn 
 			switch {
 			case errors.Is(err, errLockLost):
 				fence("lock_lost", err)
+			case errors.Is(err, context.DeadlineExceeded):
+				// The query's deadline is the lease's: pgx may report it
+				// before the timer below fires.
+				fence("check_timeout", err)
 			case err != nil:
 				fence("check_failed", err)
 			}
