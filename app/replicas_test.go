@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -22,7 +21,6 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/sync"
 )
 
@@ -99,24 +97,12 @@ func count(calls []graphCall, op, user string) int {
 	return n
 }
 
-// memFeeds serves feed bodies from memory, "not modified" when unchanged.
-type memFeeds struct {
-	mu     gosync.Mutex
-	bodies map[string][]byte
-}
-
-func (f *memFeeds) Fetch(_ context.Context, req sources.FetchRequest) (sources.FetchResult, error) {
-	f.mu.Lock()
-	body, ok := f.bodies[req.Name]
-	f.mu.Unlock()
-	if !ok {
-		return sources.FetchResult{}, fmt.Errorf("feed %q: no such feed", req.Name)
-	}
-	h := sha256.Sum256(body)
-	if h == req.PrevHash {
-		return sources.FetchResult{NotModified: true, Hash: h}, nil
-	}
-	return sources.FetchResult{Body: body, Hash: h, Status: 200}, nil
+// twoFeeds serves the feeds of replicaConfig's sources, alice and bob.
+func twoFeeds(alice, bob []byte) *testutil.Feeds {
+	f := &testutil.Feeds{}
+	f.Set("alice", alice)
+	f.Set("bob", bob)
+	return f
 }
 
 // meeting is a feed of one event from start to end (whole seconds).
@@ -271,10 +257,10 @@ func testTakeOver(t *testing.T, lose func(t *testing.T, old, standby *replica) (
 	cfg := replicaConfig(t, dsn)
 	base := time.Now().Truncate(time.Second)
 	aliceEnd, bobStart := base.Add(40*time.Second), base.Add(25*time.Second)
-	feeds := &memFeeds{bodies: map[string][]byte{
-		"alice": meeting("alice-1", base.Add(-10*time.Minute), aliceEnd),
-		"bob":   meeting("bob-1", bobStart, base.Add(10*time.Minute)),
-	}}
+	feeds := twoFeeds(
+		meeting("alice-1", base.Add(-10*time.Minute), aliceEnd),
+		meeting("bob-1", bobStart, base.Add(10*time.Minute)),
+	)
 
 	// Both start at once: exactly one leads.
 	var r1, r2 *replica
@@ -450,10 +436,10 @@ func TestFencedLeaderSendsNoRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().Truncate(time.Second)
-	feeds := &memFeeds{bodies: map[string][]byte{
-		"alice": meeting("alice-1", now.Add(-time.Minute), now.Add(10*time.Minute)),
-		"bob":   meeting("bob-1", now.Add(time.Hour), now.Add(2*time.Hour)),
-	}}
+	feeds := twoFeeds(
+		meeting("alice-1", now.Add(-time.Minute), now.Add(10*time.Minute)),
+		meeting("bob-1", now.Add(time.Hour), now.Add(2*time.Hour)),
+	)
 	r := startReplica(t, cfg, "r1", feeds, nil)
 	var throttled graphtest.Call
 	if !testutil.WaitUntil(20*time.Second, func() bool {
@@ -524,7 +510,7 @@ func TestStandbyNotReadyWithoutToken(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			r := startReplica(t, cfg, "standby-"+tc.name, &memFeeds{}, nil)
+			r := startReplica(t, cfg, "standby-"+tc.name, &testutil.Feeds{}, nil)
 			a, logs := r.app, r.logs
 			// Long enough for the authority to answer (or refuse) the first
 			// request of the authenticate loop.
@@ -550,10 +536,10 @@ func TestExclusiveOneOff(t *testing.T) {
 	dsn := pgtest.DB(t)
 	cfg := replicaConfig(t, dsn)
 	now := time.Now().Truncate(time.Second)
-	feeds := &memFeeds{bodies: map[string][]byte{
-		"alice": meeting("alice-1", now.Add(-time.Minute), now.Add(time.Hour)),
-		"bob":   meeting("bob-1", now.Add(2*time.Hour), now.Add(3*time.Hour)),
-	}}
+	feeds := twoFeeds(
+		meeting("alice-1", now.Add(-time.Minute), now.Add(time.Hour)),
+		meeting("bob-1", now.Add(2*time.Hour), now.Add(3*time.Hour)),
+	)
 
 	oneOff := func(g *fakeGraph) error {
 		a, err := New(context.Background(), cfg, WithPresence(g), WithFetcher(feeds),

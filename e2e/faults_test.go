@@ -261,7 +261,7 @@ func TestFault400IsPermanent(t *testing.T) {
 		return c.Op == graphtest.OpSetPresence && c.User == fine && c.Status == 200
 	})
 	// A feed change mid-span makes the engine reconcile again.
-	e.feeds.set(source, ics(event{"m1", begin, end}, event{"later", begin.Add(time.Hour), begin.Add(2 * time.Hour)}))
+	e.feeds.Set(source, []byte(ics(event{"m1", begin, end}, event{"later", begin.Add(time.Hour), begin.Add(2 * time.Hour)})))
 	e.waitCleared([]string{fine}, time.Until(end)+5*time.Second)
 	time.Sleep(1500 * time.Millisecond) // more polls, no more calls
 

@@ -2,14 +2,12 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	gosync "sync"
 	"testing"
 	"time"
 
@@ -20,42 +18,12 @@ import (
 	"github.com/calpresence/calpresence/graph"
 	"github.com/calpresence/calpresence/graph/graphtest"
 	"github.com/calpresence/calpresence/internal/testutil"
-	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync"
 )
 
 // source is the name of the one feed every test configures.
 const source = "zoom"
-
-// feeds is a sync.Fetcher serving feed bodies from memory, answering "not
-// modified" when the body is unchanged.
-type feeds struct {
-	mu     gosync.Mutex
-	bodies map[string][]byte
-}
-
-func newFeeds() *feeds { return &feeds{bodies: make(map[string][]byte)} }
-
-func (f *feeds) set(name, body string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.bodies[name] = []byte(body)
-}
-
-func (f *feeds) Fetch(ctx context.Context, req sources.FetchRequest) (sources.FetchResult, error) {
-	f.mu.Lock()
-	body, ok := f.bodies[req.Name]
-	f.mu.Unlock()
-	if !ok {
-		return sources.FetchResult{}, fmt.Errorf("feed %q: no such feed", req.Name)
-	}
-	h := sha256.Sum256(body)
-	if h == req.PrevHash {
-		return sources.FetchResult{NotModified: true, Hash: h}, nil
-	}
-	return sources.FetchResult{Body: body, Hash: h, Status: 200}, nil
-}
 
 // event is one VEVENT of a generated feed.
 type event struct {
@@ -135,7 +103,7 @@ type env struct {
 	cfg    *config.Config
 	client *graph.Client
 	store  sync.Store
-	feeds  *feeds
+	feeds  *testutil.Feeds
 	logs   *testutil.LogBuffer
 	app    *app.App
 	eng    *sync.Engine
@@ -194,7 +162,7 @@ func newClient(tb testing.TB, cfg *config.Config, logger *slog.Logger, opts ...g
 // one is built); benchmarks pass a warm one.
 func start(tb testing.TB, g *graphtest.Server, body string, client *graph.Client, o options) *env {
 	tb.Helper()
-	e := &env{tb: tb, g: g, feeds: newFeeds(), logs: &testutil.LogBuffer{}}
+	e := &env{tb: tb, g: g, feeds: &testutil.Feeds{}, logs: &testutil.LogBuffer{}}
 	e.cfg = newConfig(tb, g, o)
 	level := slog.LevelDebug
 	if o.quiet {
@@ -205,9 +173,9 @@ func start(tb testing.TB, g *graphtest.Server, body string, client *graph.Client
 		client = newClient(tb, e.cfg, logger, o.graphOpts...)
 	}
 	e.client = client
-	e.feeds.set(source, body)
+	e.feeds.Set(source, []byte(body))
 	for _, x := range o.more {
-		e.feeds.set(x.name, x.body)
+		e.feeds.Set(x.name, []byte(x.body))
 	}
 	// The daemon as `calpresence run` builds it, with the feeds and the
 	// Graph client injected; without server.listen it serves nothing.

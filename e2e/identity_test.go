@@ -35,7 +35,7 @@ func TestIdentityAliasInProxyAddresses(t *testing.T) {
 	e.eventually("inside the Google meeting", time.Until(begin)+3*time.Second, func() bool {
 		return time.Now().After(begin.Add(1500 * time.Millisecond))
 	})
-	e.feeds.set("google", ics())
+	e.feeds.Set("google", []byte(ics()))
 	e.waitFor("clearPresence 200", time.Until(end)+5*time.Second, func(c graphtest.Call) bool {
 		return c.Op == graphtest.OpClearPresence && c.Status == 200
 	})
