@@ -125,5 +125,8 @@ func MergeSessions(a, b Session) Session {
 		keep, other = b, a
 	}
 	keep.Events = append(append([]EventRef(nil), keep.Events...), other.Events...)
+	if other.HeldUntil.After(keep.HeldUntil) {
+		keep.HeldUntil = other.HeldUntil
+	}
 	return keep
 }

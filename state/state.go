@@ -158,7 +158,21 @@ type Session struct {
 	// leaves a trace the next start can act on.
 	Pending string     `json:"pending,omitempty"`
 	Events  []EventRef `json:"events,omitempty"` // the occurrences making up the span
+	// HeldUntil is set by an operator's clear (calpresence clear,
+	// POST /-/clear): nothing is set for the person before it (the end of
+	// the span they were in). It is kept with the session, so a restart or
+	// another replica honours it; once the clear has gone through the
+	// record stays as a hold with no lease (Expires not after the clear).
+	HeldUntil time.Time `json:"held_until,omitzero"`
 }
+
+// HeldAt reports whether an operator's clear holds the person back at now.
+func (s Session) HeldAt(now time.Time) bool { return now.Before(s.HeldUntil) }
+
+// Live reports whether the record stands for a session Graph may hold at
+// now: a lease not run out, or a call whose outcome is not known yet. A
+// record that is only an operator's hold is not live.
+func (s Session) Live(now time.Time) bool { return s.Pending != "" || s.Expires.After(now) }
 
 // Pending values of a Session.
 const (

@@ -655,14 +655,17 @@ func (e *Engine) nextWake(in ReconcileInput) time.Time {
 			busy++
 		}
 	}
-	clearing := 0
+	clearing, live := 0, 0
 	for _, sess := range in.Sessions {
 		if sess.Pending == state.PendingClear {
 			clearing++
 		}
+		if sess.Live(now) {
+			live++ // not a record that is only an operator's hold
+		}
 	}
 	e.metrics.UsersBusy.Set(float64(busy))
-	e.metrics.Sessions.Set(float64(len(in.Sessions)))
+	e.metrics.Sessions.Set(float64(live))
 	e.metrics.ClearsPending.Set(float64(clearing))
 	due, next := Reconcile(in)
 	if len(due) > 0 {

@@ -80,17 +80,28 @@ func newExecutor(p Presence, st Store, dir *directory, g *gate, log *slog.Logger
 }
 
 // heldAt is a snapshot of the holds in force at now: person id → until.
+// Holds that ended more than holdMemory ago are deleted on the way.
 func (x *executor) heldAt(now time.Time) map[string]time.Time {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	out := make(map[string]time.Time)
 	for id, h := range x.holds {
-		if now.Before(h.until) {
+		switch {
+		case now.Before(h.until):
 			out[id] = h.until
+		case now.Sub(h.until) > holdMemory:
+			delete(x.holds, id)
 		}
 	}
 	return out
 }
+
+// holdMemory is how long a hold is remembered after it ended: a call that
+// fails again within it backs off from where the last back-off stopped
+// (and an unknown id is not reported again); after it, a failure starts
+// afresh and the hold is gone (people come and go: the map must not keep
+// everyone who ever failed once).
+const holdMemory = 15 * time.Minute
 
 // nextRelease is the earliest time a timed hold ends (zero: none).
 func (x *executor) nextRelease(now time.Time) time.Time {
@@ -188,6 +199,7 @@ func intent(a Action, now time.Time) state.Session {
 		p.Expires = maxTime(p.Expires, now.Add(a.Expiration))
 	}
 	p.UserID, p.Pending = a.User, a.Op
+	p.HeldUntil = maxTime(p.HeldUntil, a.HoldUntil)
 	if a.Name != "" {
 		p.UPN = a.Name
 	}
@@ -259,9 +271,12 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session, an
 			pending.Pending, pending.SetAt, pending.Expires = "", sent, sent.Add(a.Expiration)
 			rerr = x.store.PutSession(pending)
 		} else {
-			rerr = x.store.DeleteSession(a.User)
+			rerr = x.ended(pending, sent)
 		}
 		attrs := []any{"span_start", a.Span.Start, "span_end", a.Span.End}
+		if !a.HoldUntil.IsZero() {
+			attrs = append(attrs, "held_until", a.HoldUntil)
+		}
 		if a.Op == OpSet {
 			attrs = append(attrs, "availability", a.Pair.Availability, "activity", a.Pair.Activity, "expiration", a.Expiration.String())
 		}
@@ -285,6 +300,17 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session, an
 	// retried with back-off until the lease it clears has run out.
 	x.fail(a, err, log)
 	return Result{Action: a, Err: err, Sent: sent}
+}
+
+// ended records that a clear went through at t: the record goes, or,
+// while an operator's clear holds the person back, stays as that hold with
+// no lease and nothing pending.
+func (x *executor) ended(s state.Session, t time.Time) error {
+	if !s.HeldAt(t) {
+		return x.store.DeleteSession(s.Key())
+	}
+	s.Pending, s.Expires = "", t
+	return x.store.PutSession(s)
 }
 
 // undo voids the intent recorded for a call that Graph never acted on:
@@ -338,15 +364,8 @@ func (x *executor) fail(a Action, err error, log *slog.Logger) {
 	}
 }
 
-// holdUntil holds user back until t.
-func (x *executor) holdUntil(user string, t time.Time, why string) {
-	x.mu.Lock()
-	x.holds[user] = hold{until: t, why: why}
-	x.mu.Unlock()
-}
-
 // clearHold ends a retry back-off or an unknown-user hold after a
-// successful call; holds set for other reasons (an operator's clear) stay.
+// successful call; a refusal for the span stays until the span is over.
 func (x *executor) clearHold(user string) {
 	x.mu.Lock()
 	if h := x.holds[user]; h.tries > 0 || h.unknown {

@@ -62,31 +62,38 @@ func (e *Engine) people(ctx context.Context, addresses []string) ([]string, erro
 // Clear clears the presence of the given people (by any of their
 // addresses; all people we hold a session for, with all) and holds them
 // back until their current span is over, so the next boundary does not set
-// it again.
+// it again. The hold is recorded with the session (state.Session.HeldUntil):
+// a restart or another replica honours it, and a clear that fails is
+// retried as a clear until it goes through.
 func (e *Engine) Clear(ctx context.Context, addresses []string, all bool) ([]Result, error) {
-	now := time.Now()
 	users, err := e.people(ctx, addresses)
 	if err != nil {
 		return nil, err
 	}
+	e.reconcileMu.Lock()
+	defer e.reconcileMu.Unlock()
+	now := time.Now()
 	in, err := e.input(now)
 	if err != nil {
 		return nil, err
 	}
 	if all {
-		users = sortedKeys(in.Sessions)
+		users = users[:0]
+		for _, u := range sortedKeys(in.Sessions) {
+			if in.Sessions[u].Live(now) {
+				users = append(users, u) // not a record that is only a hold
+			}
+		}
 	}
 	actions := make([]Action, 0, len(users))
 	for _, u := range users {
-		a := Action{Op: OpClear, User: u, Reason: "operator"}
+		a := Action{Op: OpClear, User: u, Reason: ReasonOperator}
 		a.Prev, a.HasPrev = in.Sessions[u]
-		actions = append(actions, a)
 		if s, ok := SpanAt(in.Spans[u], now); ok {
-			e.exec.holdUntil(u, s.End, operatorHold)
+			a.Span, a.HoldUntil = s, s.End
 		}
+		actions = append(actions, a)
 	}
-	e.reconcileMu.Lock()
-	defer e.reconcileMu.Unlock()
 	results := e.exec.run(ctx, e.named(actions))
 	var errs []error
 	for _, r := range results {
@@ -94,6 +101,7 @@ func (e *Engine) Clear(ctx context.Context, addresses []string, all bool) ([]Res
 			errs = append(errs, fmt.Errorf("clear %s: %w", r.Action.display(), r.Err))
 		}
 	}
+	e.scheduleWake(e.nextWake(in))
 	return results, errors.Join(errs...)
 }
 

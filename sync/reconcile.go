@@ -26,6 +26,12 @@ const (
 	ReasonRetry     = "retry"
 	ReasonExpired   = "expired"
 	ReasonShortened = "shortened"
+	// ReasonOperator: an operator's clear (calpresence clear, /-/clear),
+	// and its retries.
+	ReasonOperator = "operator"
+	// ReasonHoldEnded: an operator's clear held the person back until the
+	// end of the span they were in; a span still running then is set.
+	ReasonHoldEnded = "hold-ended"
 
 	ReasonEarlyRemoved   = "early-end:removed"
 	ReasonEarlyShortened = "early-end:shortened"
@@ -66,6 +72,9 @@ type Action struct {
 	// planned; HasPrev is false when there was none.
 	Prev    state.Session
 	HasPrev bool
+	// HoldUntil, on an operator's clear, is recorded with the session:
+	// nothing is set for the person before it (state.Session.HeldUntil).
+	HoldUntil time.Time
 }
 
 // display is how the action's person is shown in logs and reports.
@@ -151,6 +160,18 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 			wake(until)
 			continue
 		}
+		if held && sess.HeldAt(now) {
+			// An operator cleared the person: nothing is set before the
+			// hold ends. A clear not known to have gone through (failed,
+			// or in flight when we stopped) is sent again as a clear,
+			// never turned into a set.
+			wake(sess.HeldUntil)
+			if sess.Pending != "" {
+				actions = append(actions, Action{Op: OpClear, User: user, Reason: ReasonOperator, HoldUntil: sess.HeldUntil,
+					Span: Span{User: user, Start: sess.SpanStart, End: sess.SpanEnd, events: sess.Events}})
+			}
+			continue
+		}
 		// A call that was in flight when we stopped may or may not have
 		// reached Graph: treat the session as uncertain.
 		uncertain := held && sess.Pending != ""
@@ -165,7 +186,10 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 			switch {
 			case !live:
 				reason, due := ReasonStart, span.Start
-				if held && !uncertain {
+				switch {
+				case held && !sess.HeldUntil.IsZero():
+					reason, due = ReasonHoldEnded, sess.HeldUntil
+				case held && !uncertain:
 					reason = ReasonExpired // lease lapsed (e.g. worker was down)
 				}
 				if in.FirstPass && span.Start.Before(in.Started) {

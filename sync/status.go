@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state"
 )
 
 // Status is a snapshot of the worker for the status page (DESIGN
@@ -184,18 +185,25 @@ func (e *Engine) Status(now time.Time) Status {
 			hp.Kind = HoldThrottle
 		case h.tries > 0:
 			hp.Kind = HoldRetry
-		case h.why == operatorHold:
-			hp.Kind = HoldOperator
 		default:
 			hp.Kind = HoldRefused
 		}
 		st.Held = append(st.Held, hp)
 	}
+	// An operator's clears are recorded with the sessions (the engine's
+	// copy in memory: no state is read here).
+	if sessions, err := e.store.Sessions(); err == nil || errors.As(err, new(*state.BadRecordsError)) {
+		for id, sess := range sessions {
+			if sess.HeldAt(now) {
+				st.Held = append(st.Held, HeldPerson{User: e.dir.upn(id), UserID: id, Kind: HoldOperator, Reason: operatorHold, Until: sess.HeldUntil})
+			}
+		}
+	}
 	slices.SortFunc(st.Held, func(a, b HeldPerson) int { return strings.Compare(a.User, b.User) })
 	return st
 }
 
-// operatorHold is the reason Clear holds people back with.
+// operatorHold is the reason shown for an operator's clear.
 const operatorHold = "cleared by operator"
 
 func firstSummary(ms []Meeting) string {

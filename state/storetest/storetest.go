@@ -146,6 +146,7 @@ func fullSession(id string) state.Session {
 		Expires:      start.Add(time.Hour + 123456789*time.Nanosecond),
 		SetAt:        t0.Add(-time.Second),
 		Pending:      state.PendingSet,
+		HeldUntil:    start.Add(time.Hour).In(newfoundland),
 		Events: []state.EventRef{
 			{Source: "zoom-sales", UID: "ZOOM834@zoom.us", RecurrenceID: start, Start: start, End: start.Add(30 * time.Minute)},
 			{Source: "webex", UID: "single", Start: t0.Add(20 * time.Minute).In(newfoundland), End: t0.Add(time.Hour)},
