@@ -184,6 +184,11 @@ type Source struct {
 	Exclude      Filter            `yaml:"exclude,omitempty"`
 	Skip         Skip              `yaml:"skip,omitempty"`
 	Timezone     string            `yaml:"timezone,omitempty"`
+	// AllowPrivate lets the feed (and its redirects) reach link-local
+	// addresses and cloud metadata services, refused otherwise: their
+	// answers include the machine's credentials. Loopback and the private
+	// ranges need no such permission.
+	AllowPrivate bool `yaml:"allow_private,omitempty"`
 
 	// Presence overrides; zero values inherit from the top-level presence.
 	Availability string         `yaml:"availability,omitempty"`

@@ -96,6 +96,7 @@ func TestLoadFull(t *testing.T) {
 				URL:          "https://example.zoom.us/feed.ics?token=zt0k3n",
 				PollInterval: 2 * time.Minute,
 				Headers:      map[string]string{"Authorization": "Bearer ft0k3n"},
+				AllowPrivate: true,
 				Users:        []string{"alice@contoso.com", "carol@contoso.com"},
 				Include:      Filter{Summary: "(?i)zoom|webex", Location: `zoom\.us|webex\.com`, Description: "meeting"},
 				Exclude:      Filter{Summary: "(?i)focus time", Location: "home", Description: "optional"},
@@ -182,6 +183,9 @@ func TestLoadDefaults(t *testing.T) {
 		}
 	}
 	s := got.Sources[0]
+	if s.AllowPrivate {
+		t.Error("default sources[0].allow_private = true; want false")
+	}
 	if !s.SkipAllDay() || !s.SkipTransparent() || s.SkipTentative() || !s.SkipDeclined() {
 		t.Errorf("default skip = all_day %v, transparent %v, tentative %v, declined %v; want true, true, false, true",
 			s.SkipAllDay(), s.SkipTransparent(), s.SkipTentative(), s.SkipDeclined())

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -50,7 +51,9 @@ type Validators struct {
 
 // FetchRequest is one fetch of one feed.
 type FetchRequest struct {
-	Name string // the source name, for the caller's logs; Fetch does not use it
+	// Name is the source's name: the caller's logs use it, and a refused
+	// address's error names it.
+	Name string
 	// URL is https://, http://, or a file URL: file:///abs/path,
 	// file://localhost/abs/path, or file:relative/path (resolved against the
 	// working directory).
@@ -64,6 +67,11 @@ type FetchRequest struct {
 	// them zero when there is none: a 304 answer is then an error.
 	Prev     Validators
 	PrevHash [32]byte
+	// AllowPrivate lets the feed, and its redirects, reach what is
+	// otherwise refused with ErrRefusedAddress (link-local addresses and
+	// cloud metadata services, see refusedAddr and metadataNames): the
+	// source's allow_private.
+	AllowPrivate bool
 }
 
 // FetchResult is the outcome of a successful fetch.
@@ -86,13 +94,23 @@ type FetchResult struct {
 }
 
 // Fetcher gets feeds. Its zero value is usable (http.DefaultClient and the
-// defaults); NewFetcher gives a tuned client. A Fetcher is safe for
+// defaults); NewFetcher gives a tuned client that also refuses
+// connections to cloud metadata services. A Fetcher is safe for
 // concurrent use.
+//
+// Whatever the client, a feed URL or redirect whose host is a metadata
+// service name or a refused IP literal fails with ErrRefusedAddress unless
+// the request has AllowPrivate.
 type Fetcher struct {
 	// Client does the HTTP requests. Its CheckRedirect is replaced for each
 	// fetch by the redirect policy described on FetchRequest.Headers. Leave
 	// Client.Timeout zero: Fetcher.Timeout already bounds the body read.
 	Client *http.Client
+	// PrivateClient does the requests that have AllowPrivate (nil: Client).
+	// NewFetcher's is Client without the address check, with a connection
+	// pool of its own: a connection dialed for a source allowed to reach a
+	// link-local address is never reused for another source.
+	PrivateClient *http.Client
 	// Timeout bounds one fetch, from connecting to reading the last byte of
 	// the body (default DefaultFetchTimeout).
 	Timeout time.Duration
@@ -105,32 +123,59 @@ type Fetcher struct {
 
 // NewFetcher returns a Fetcher with its own connection pool, sized for many
 // feeds polled concurrently. Zero arguments select the defaults.
+//
+// Its Client refuses to connect to the addresses refusedAddr refuses,
+// checked on the address dialed, after name resolution (guardDialer).
+// Like http.DefaultTransport it takes a proxy from HTTPS_PROXY, HTTP_PROXY
+// and NO_PROXY; through a proxy it is the proxy that dials the feed, so
+// the check applies to the proxy's address, and to the feed's host by
+// name only.
 func NewFetcher(timeout time.Duration, maxBytes int64) *Fetcher {
+	// http.DefaultTransport's dialer settings.
+	return newFetcher(timeout, maxBytes, &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second})
+}
+
+// newFetcher is NewFetcher dialing with d (a test gives it a resolver of
+// its own): Client with the address check, PrivateClient without.
+func newFetcher(timeout time.Duration, maxBytes int64, d *net.Dialer) *Fetcher {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	// The default of 2 idle connections per host makes a pass over many feeds
 	// on one host (a Zoom or Google tenant, or a loopback benchmark) reconnect
 	// for nearly every fetch.
 	tr.MaxIdleConns = 256
 	tr.MaxIdleConnsPerHost = 32
+	open := tr.Clone()
+	plain := *d
+	open.DialContext = plain.DialContext
+	tr.DialContext = guardDialer(d).DialContext
 	return &Fetcher{
-		Client:    &http.Client{Transport: tr},
-		Timeout:   timeout,
-		MaxBytes:  maxBytes,
-		UserAgent: DefaultUserAgent,
+		Client:        &http.Client{Transport: tr},
+		PrivateClient: &http.Client{Transport: open},
+		Timeout:       timeout,
+		MaxBytes:      maxBytes,
+		UserAgent:     DefaultUserAgent,
 	}
 }
 
 // TrustCAFile adds the PEM certificates of file to the roots the Fetcher
 // trusts for https feeds, on top of the system's (schedule.ca_file: a
 // TLS-inspecting proxy, a feed server with a private CA). The Fetcher's
-// Client must use an *http.Transport, as NewFetcher's does.
+// Client (and PrivateClient, if set) must use an *http.Transport, as
+// NewFetcher's do.
 func (f *Fetcher) TrustCAFile(file string) error {
-	var tr *http.Transport
-	if f.Client != nil {
-		tr, _ = f.Client.Transport.(*http.Transport)
-	}
-	if tr == nil {
-		return errors.New("the fetcher's client has no *http.Transport")
+	var trs []*http.Transport
+	for _, c := range []*http.Client{f.Client, f.PrivateClient} {
+		if c == nil && len(trs) > 0 {
+			continue // no PrivateClient
+		}
+		var tr *http.Transport
+		if c != nil {
+			tr, _ = c.Transport.(*http.Transport)
+		}
+		if tr == nil {
+			return errors.New("the fetcher's client has no *http.Transport")
+		}
+		trs = append(trs, tr)
 	}
 	pemData, err := os.ReadFile(file)
 	if err != nil {
@@ -143,10 +188,12 @@ func (f *Fetcher) TrustCAFile(file string) error {
 	if !pool.AppendCertsFromPEM(pemData) {
 		return fmt.Errorf("CA file %s: no PEM certificates found", file)
 	}
-	if tr.TLSClientConfig == nil {
-		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	for _, tr := range trs {
+		if tr.TLSClientConfig == nil {
+			tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		tr.TLSClientConfig.RootCAs = pool
 	}
-	tr.TLSClientConfig.RootCAs = pool
 	return nil
 }
 
@@ -180,7 +227,7 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 	}
 	switch u.Scheme {
 	case "http", "https":
-		return f.fetchHTTP(ctx, req)
+		return f.fetchHTTP(ctx, u, req)
 	case "file":
 		return f.fetchFile(ctx, u, req)
 	default:
@@ -188,14 +235,19 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 	}
 }
 
-func (f *Fetcher) fetchHTTP(ctx context.Context, req FetchRequest) (FetchResult, error) {
+func (f *Fetcher) fetchHTTP(ctx context.Context, u *url.URL, req FetchRequest) (FetchResult, error) {
+	if !req.AllowPrivate {
+		if err := checkHost(u.Hostname()); err != nil {
+			return FetchResult{}, fetchError(req.URL, allowPrivateHint(req.Name, err))
+		}
+	}
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, f.timeout())
 	defer cancel()
 
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, req.URL, nil)
 	if err != nil {
-		return FetchResult{}, f.httpError(parent, ctx, req.URL, err)
+		return FetchResult{}, f.httpError(parent, ctx, req, err)
 	}
 	ua := f.UserAgent
 	if ua == "" {
@@ -224,12 +276,15 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, req FetchRequest) (FetchResult,
 	if f.Client != nil {
 		client = f.Client
 	}
+	if req.AllowPrivate && f.PrivateClient != nil {
+		client = f.PrivateClient
+	}
 	c := *client // shallow copy: shares the Transport and its pool
-	c.CheckRedirect = redirectPolicy(req.Headers)
+	c.CheckRedirect = redirectPolicy(req.Headers, req.AllowPrivate)
 
 	resp, err := c.Do(hreq)
 	if err != nil {
-		return FetchResult{}, f.httpError(parent, ctx, req.URL, err)
+		return FetchResult{}, f.httpError(parent, ctx, req, err)
 	}
 	defer resp.Body.Close()
 
@@ -262,7 +317,7 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, req FetchRequest) (FetchResult,
 	}
 	body, err := readLimited(resp.Body, limit, resp.ContentLength)
 	if err != nil {
-		return res, f.httpError(parent, ctx, req.URL, err)
+		return res, f.httpError(parent, ctx, req, err)
 	}
 	res.Validators = Validators{ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified")}
 	res.Hash = sha256.Sum256(body)
@@ -277,16 +332,17 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, req FetchRequest) (FetchResult,
 // httpError turns an error from the client or the body read into a fetch
 // error without the URL's secrets. net/http returns a *url.Error that quotes
 // the full (possibly redirected) URL; it is taken apart, not wrapped, so
-// that not even errors.As can reach the URL.
-func (f *Fetcher) httpError(parent, ctx context.Context, raw string, err error) error {
+// that not even errors.As can reach the URL. A refused address gets the
+// hint to set allow_private.
+func (f *Fetcher) httpError(parent, ctx context.Context, req FetchRequest, err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
 	if parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fetchError(raw, fmt.Errorf("timed out after %s: %w", f.timeout(), context.DeadlineExceeded))
+		return fetchError(req.URL, fmt.Errorf("timed out after %s: %w", f.timeout(), context.DeadlineExceeded))
 	}
-	return fetchError(raw, err)
+	return fetchError(req.URL, allowPrivateHint(req.Name, err))
 }
 
 // fetchError wraps err as "fetch <redacted URL>: <err>". The message of err
@@ -323,11 +379,17 @@ func scrub(msg, raw string) string {
 // another origin it drops the source's configured headers: net/http itself
 // only strips Authorization and Cookie, and only when the domain changes,
 // but a feed's custom header (X-Api-Key, Private-Token…) is as much a
-// credential.
-func redirectPolicy(headers map[string]string) func(*http.Request, []*http.Request) error {
+// credential. Unless allowPrivate, a redirect to a host checkHost refuses
+// is not followed.
+func redirectPolicy(headers map[string]string, allowPrivate bool) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if len(via) > maxRedirects {
 			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		if !allowPrivate {
+			if err := checkHost(req.URL.Hostname()); err != nil {
+				return fmt.Errorf("redirect to %s: %w", RedactURL(req.URL.String()), err)
+			}
 		}
 		first := via[0].URL
 		if req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {

@@ -123,7 +123,7 @@ func zoomKeys(keys []string, s string) []string {
 		rest = rest[i+len("zoom.us/"):]
 		// zoom.us/j/<n>, zoom.us/w/<n> (webinar), zoom.us/s/<n> (host start link)
 		if len(rest) > 2 && strings.IndexByte("jwsJWS", rest[0]) >= 0 && rest[1] == '/' {
-			if n := leadingDigits(rest[2:]); len(n) >= 9 {
+			if n := leadingDigits(rest[2:]); isMeetingNumber(n) {
 				keys = append(keys, KeyZoom+n)
 			}
 		}
@@ -134,7 +134,7 @@ func zoomKeys(keys []string, s string) []string {
 			break
 		}
 		rest = rest[i+len("confno="):]
-		if n := leadingDigits(rest); len(n) >= 9 {
+		if n := leadingDigits(rest); isMeetingNumber(n) {
 			keys = append(keys, KeyZoom+n)
 		}
 	}
@@ -161,7 +161,7 @@ func webexKeys(keys []string, s string) []string {
 			continue
 		}
 		r = strings.TrimLeft(r[1:], " \t")
-		if n := spacedDigits(r); len(n) >= 9 {
+		if n := spacedDigits(r); isMeetingNumber(n) {
 			keys = append(keys, KeyWebex+n)
 		}
 	}
@@ -180,13 +180,23 @@ func webexKeys(keys []string, s string) []string {
 			for k > 0 && rest[k-1] >= '0' && rest[k-1] <= '9' {
 				k--
 			}
-			if n := rest[k : j-1]; len(n) >= 9 && (k == 0 || !isAlnum(rest[k-1])) {
+			if n := rest[k : j-1]; isMeetingNumber(n) && (k == 0 || !isAlnum(rest[k-1])) {
 				keys = append(keys, KeyWebex+n)
 			}
 		}
 		rest = rest[i+len(".webex.com"):]
 	}
 	return keys
+}
+
+// isMeetingNumber reports whether the digits n can be a meeting number:
+// 9 to 13 of them (Zoom's and Webex's have 9 to 11 today; 13 leaves
+// room). A longer run is some other number (a phone
+// number with its country code, an order id) and names no meeting, so
+// it is dropped rather than cut to a prefix that could name someone
+// else's meeting.
+func isMeetingNumber(n string) bool {
+	return len(n) >= 9 && len(n) <= 13
 }
 
 func isAlnum(b byte) bool {

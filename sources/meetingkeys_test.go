@@ -18,7 +18,13 @@ func TestMeetingKeys(t *testing.T) {
 		{"HTTPS://Contoso.Zoom.US/J/83412345678", []string{"zoom:83412345678"}},
 		{"https://zoom.us/w/98765432101", []string{"zoom:98765432101"}},
 		{"zoommtg://zoom.us/join?action=join&confno=91234567890&pwd=x", []string{"zoom:91234567890"}},
-		{"https://zoom.us/j/123", nil},            // too short to be a meeting number
+		{"https://zoom.us/j/123", nil},                                      // too short to be a meeting number
+		{"https://zoom.us/j/1234567890123", []string{"zoom:1234567890123"}}, // 13 digits: the longest taken
+		// Longer than 13 digits: some other number, not a meeting (fuzz).
+		{"Zoom.us/j/00000000000000", nil},
+		{"zoommtg://zoom.us/join?confno=123456789012345", nil},
+		{"Dial 123456789012345@contoso.webex.com", nil},
+		{"Webex meeting number: 1234 5678 9012 34", nil},
 		{"https://us02web.zoom.us/my/alice", nil}, // a personal link names no number
 		{"see zoom.us/j/83412345678 and zoom.us/j/83412345678", []string{"zoom:83412345678"}},
 		{"Join the Webex meeting\nMeeting number (access code): 2550 123 4567\n", []string{"webex:25501234567"}},
@@ -97,6 +103,7 @@ func TestMeetingKeysOverride(t *testing.T) {
 
 func FuzzMeetingKeys(f *testing.F) {
 	f.Add("https://us02web.zoom.us/j/83412345678?pwd=x Meeting number: 2550 123 4567 1@a.webex.com")
+	f.Add("Zoom.us/j/00000000000000") // 14 digits: was taken as a key
 	f.Fuzz(func(t *testing.T, s string) {
 		lower := []byte(s)
 		for i, c := range lower {

@@ -425,7 +425,7 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 	if reexpand && fs.cache != nil {
 		stored = fs.storedBody(f, hash)
 	}
-	req := sources.FetchRequest{Name: name, URL: f.src.URL, Headers: f.src.Headers}
+	req := sources.FetchRequest{Name: name, URL: f.src.URL, Headers: f.src.Headers, AllowPrivate: f.src.AllowPrivate}
 	// A "not modified" applies to the copy in force, and is asked for only
 	// when that copy is all we need. Without it in the feed cache (a failed
 	// write; or a dry run, which keeps no bodies, when the copy is due to

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	gosync "sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
+	"github.com/google/go-cmp/cmp"
 )
 
 // feedHarness is the engine harness with a feed cache and zoom's body.
@@ -257,4 +259,59 @@ func TestPlanRefusesTooManyEvents(t *testing.T) {
 	if !errors.Is(err, sources.ErrOverLimit) {
 		t.Errorf("Plan() error = %v; want one wrapping sources.ErrOverLimit", err)
 	}
+}
+
+// allowFeeds is fakeFeeds remembering each source's AllowPrivate as the
+// fetcher got it.
+type allowFeeds struct {
+	*fakeFeeds
+	mu    gosync.Mutex
+	allow map[string]bool
+}
+
+func (f *allowFeeds) Fetch(ctx context.Context, req sources.FetchRequest) (sources.FetchResult, error) {
+	f.mu.Lock()
+	f.allow[req.Name] = req.AllowPrivate
+	f.mu.Unlock()
+	return f.fakeFeeds.Fetch(ctx, req)
+}
+
+// A source's allow_private reaches the fetcher, in the daemon and in plan.
+func TestAllowPrivateReachesFetcher(t *testing.T) {
+	cfg := testConfig()
+	cfg.Sources = append(cfg.Sources, config.Source{Name: "onprem", URL: "http://calendar.corp.example/feed.ics",
+		Users: []string{alice}, PollInterval: time.Minute, AllowPrivate: true})
+	want := map[string]bool{"zoom": false, "onprem": true}
+	newFeeds := func(now time.Time) *allowFeeds {
+		body := ics(now, "x", time.Hour, time.Hour)
+		return &allowFeeds{allow: map[string]bool{},
+			fakeFeeds: &fakeFeeds{bodies: map[string]string{"zoom": body, "onprem": body}, errs: map[string]error{}}}
+	}
+
+	t.Run("plan", func(t *testing.T) {
+		now := time.Now()
+		feeds := newFeeds(now)
+		if _, err := Plan(context.Background(), cfg, feeds, PlanRequest{From: now, To: now.Add(cfg.Schedule.Horizon)}); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, feeds.allow); diff != "" {
+			t.Errorf("AllowPrivate by source (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("engine", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h := &harness{t: t, begin: time.Now(), metrics: NewMetrics(nil), store: NewMemStore()}
+			h.graph = &fakePresence{begin: h.begin}
+			feeds := newFeeds(h.begin)
+			h.feeds = feeds.fakeFeeds
+			h.startWith(cfg, func(o *Options) { o.Fetcher = feeds }, nil)
+			h.until(30 * time.Second)
+			h.stop()
+			feeds.mu.Lock()
+			defer feeds.mu.Unlock()
+			if diff := cmp.Diff(want, feeds.allow); diff != "" {
+				t.Errorf("AllowPrivate by source (-want +got):\n%s", diff)
+			}
+		})
+	})
 }

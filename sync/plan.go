@@ -83,7 +83,7 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 // the occurrence and people caps, which depend on the window, are the
 // daemon's alone (plan's window may be wide).
 func planSource(ctx context.Context, m *Matcher, fetcher Fetcher, src *config.Source, zone *time.Location, sc config.Schedule, req PlanRequest) ([]Match, []string, error) {
-	res, err := fetcher.Fetch(ctx, sources.FetchRequest{Name: src.Name, URL: src.URL, Headers: src.Headers})
+	res, err := fetcher.Fetch(ctx, sources.FetchRequest{Name: src.Name, URL: src.URL, Headers: src.Headers, AllowPrivate: src.AllowPrivate})
 	if err != nil {
 		return nil, nil, &SourceError{src.Name, err}
 	}
