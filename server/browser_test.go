@@ -14,23 +14,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/calpresence/calpresence/internal/testutil"
 )
 
-// chromium finds Debian's chromium in PATH. Outside CI a machine without it
-// skips the browser test; in CI (CI set) its absence is a failure, since
-// .ci/run installs it.
-func chromium(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("chromium not found in PATH with CI=%q set: .ci/run installs Debian's chromium for this test", os.Getenv("CI"))
-	}
-	t.Skip("chromium not found in PATH: skipping the status page's browser test (apt-get install chromium to run it; CI does)")
-	return ""
-}
+// chromium finds Debian's chromium (testutil.Tool: a skip outside CI, a
+// failure in it).
+func chromium(t *testing.T) string { return testutil.Tool(t, "chromium", "chromium") }
 
 // headless runs chromium headless on url with extra flags and returns its
 // standard output. Its own network chatter is turned off (the machine's
