@@ -387,7 +387,11 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	if a.listen != "" {
 		a.srvErr = make(chan error, 1)
-		h := server.HandlerToken(a, a.reg, func() string { return *a.token.Load() }, a.log)
+		// Asked at every request: a reload changes the token and the
+		// names the pages answer (server.hostnames) in place.
+		h := server.HandlerSettings(a, a.reg, func() server.Settings {
+			return server.Settings{Token: *a.token.Load(), Hostnames: a.Config().Server.Hostnames}
+		}, a.log)
 		ready := make(chan struct{})
 		a.bg.Go(func() {
 			a.srvErr <- server.Serve(ctx, a.listen, h, cfg.Server.ShutdownTimeout, func(addr net.Addr) {

@@ -228,6 +228,43 @@ func TestReloadOverHTTP(t *testing.T) {
 	}
 }
 
+// TestReloadHostnames: the pages answer the names in server.hostnames of
+// the configuration in force; a reload that lists a new one puts it in
+// force at once, with no restart.
+func TestReloadHostnames(t *testing.T) {
+	d := startDaemon(t, "zoom")
+	getAs := func(host, path string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+d.addr+path, nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, path := range []string{"/", "/readyz", "/metrics"} {
+		if code := getAs("calpresence.internal:8080", path); code != 421 {
+			t.Errorf("GET %s as calpresence.internal before it is listed = %d; want 421", path, code)
+		}
+	}
+	// extra lands right after the server keys: it is server.hostnames.
+	d.writeConfig(t, "  hostnames: [calpresence.internal]\n", "zoom")
+	code, resp := d.post(t, "/-/reload", withToken)
+	if code != 200 || resp.Reload == nil || len(resp.Reload.NeedsRestart) != 0 {
+		t.Fatalf("POST /-/reload = %d %+v; want 200, nothing needing a restart", code, resp)
+	}
+	for _, path := range []string{"/", "/readyz", "/metrics"} {
+		if code := getAs("calpresence.internal:8080", path); code != 200 {
+			t.Errorf("GET %s as calpresence.internal once listed = %d; want 200", path, code)
+		}
+		if code := getAs("evil.example:8080", path); code != 421 {
+			t.Errorf("GET %s as evil.example = %d; want 421", path, code)
+		}
+	}
+}
+
 func get(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)

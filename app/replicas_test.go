@@ -528,6 +528,44 @@ func TestStandbyNotReadyWithoutToken(t *testing.T) {
 	}
 }
 
+// TestStandbyPagesHost: a replica that stands by serves the status page,
+// /readyz and /metrics under the same Host rule as the leader: loopback,
+// IP literals and server.hostnames, any other name 421.
+func TestStandbyPagesHost(t *testing.T) {
+	dsn := pgtest.DB(t)
+	other, err := leader.New(dsn, leader.Options{ID: "other", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	running := make(chan struct{})
+	go func() { defer close(running); _ = other.Run(ctx, nil) }()
+	t.Cleanup(func() { cancel(); <-running; other.Close() })
+	if !testutil.WaitUntil(15*time.Second, other.Leading) {
+		t.Fatal("the other replica does not lead after 15s")
+	}
+	cfg := replicaConfig(t, dsn)
+	cfg.Server.Hostnames = []string{"calpresence.ops.svc"}
+	r := startReplica(t, cfg, "standby", &testutil.Feeds{}, &fakeGraph{})
+	if !testutil.WaitUntil(15*time.Second, func() bool { return r.role(t) == "standby" }) {
+		t.Fatalf("/readyz role = %q; want standby", r.role(t))
+	}
+	for _, path := range []string{"/", "/readyz", "/metrics"} {
+		for host, want := range map[string]int{"calpresence.ops.svc:8080": 200, "evil.example:8080": 421} {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+r.addr+path, nil)
+			req.Host = host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("standby: GET %s as %s = %d; want %d", path, host, resp.StatusCode, want)
+			}
+		}
+	}
+}
+
 // TestExclusiveOneOff: a one-off command (resync, clear with no daemon
 // answering) on a database replicas share acts only while it holds the
 // lead: alone, it runs and hands the lead back; beside a leader, it refuses

@@ -163,6 +163,12 @@ type Server struct {
 	// flight and admin requests (default 20s, under Kubernetes' 30 s
 	// grace period).
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Hostnames are the names the pages (/, /readyz, /metrics) answer in
+	// Host besides loopback names and IP literals, e.g. the Service's
+	// name or an internal DNS name; any other name is refused (421), so a
+	// page on another site that rebinds its own name to our address reads
+	// nothing. Matched case-insensitively, port and trailing dot ignored.
+	Hostnames []string `yaml:"hostnames,omitempty"`
 }
 
 // User maps a calendar address to an Entra user.

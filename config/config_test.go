@@ -84,8 +84,9 @@ func TestLoadFull(t *testing.T) {
 			MaxFeedOccurrences: 20000,
 			MaxFeedPeople:      300,
 		},
-		State:  State{Driver: "bbolt", Path: "/data/state.db"},
-		Server: Server{Listen: "127.0.0.1:9090", AdminTokenFile: "/run/secrets/calpresence-admin", ShutdownTimeout: 25 * time.Second},
+		State: State{Driver: "bbolt", Path: "/data/state.db"},
+		Server: Server{Listen: "127.0.0.1:9090", AdminTokenFile: "/run/secrets/calpresence-admin", ShutdownTimeout: 25 * time.Second,
+			Hostnames: []string{"calpresence.internal", "calpresence.ops.svc.cluster.local."}},
 		Users: []User{
 			{Email: "alice@partner.example", User: "alice@contoso.com"},
 			{Email: "Bob@Partner.example", User: "6f1c2d3e-0000-4000-8000-000000000001"},
@@ -176,6 +177,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"state.driver", d.State.Driver, "bbolt"},
 		{"state.path", d.State.Path, "/var/lib/calpresence/state.db"},
 		{"server.listen", d.Server.Listen, ":8080"},
+		{"server.hostnames (none: loopback and IP literals only)", len(d.Server.Hostnames), 0},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -291,6 +293,19 @@ func TestLoadInvalid(t *testing.T) {
 		{"state-path-postgres", `:12: state.path: only used with driver bbolt (driver is postgres)`},
 		{"server-listen", `:10: server.listen: must be host:port such as ":8080" or "127.0.0.1:8080" (got "8080")`},
 		{"server-shutdown-timeout", `:10: server.shutdown_timeout: must be positive (got 0s)`},
+		{"server-hostnames", ":12: server.hostnames[1]: must be a DNS name such as calpresence.internal, without scheme, port or path (got \"https://calpresence.internal\")\n" +
+			"FILE:13: server.hostnames[2]: must be a DNS name such as calpresence.internal, without scheme, port or path (got \"calpresence.internal:8080\")\n" +
+			"FILE:14: server.hostnames[3]: must be a DNS name such as calpresence.internal, without scheme, port or path (got \"calpresence.internal/status\")\n" +
+			"FILE:15: server.hostnames[4]: must be a DNS name such as calpresence.internal, without scheme, port or path (got \"\")\n" +
+			"FILE:16: server.hostnames[5]: must be a DNS name such as calpresence.internal, without scheme, port or path (got \"bad_name.example\")\n" +
+			"FILE:17: server.hostnames[6]: must be a DNS name such as calpresence.internal, without scheme, port or path (got \"-calpresence.example\")\n" +
+			"FILE:18: server.hostnames[7]: must be a DNS name such as calpresence.internal, without scheme, port or path (got \"calpresence..internal\")\n" +
+			"FILE:19: server.hostnames[8]: must be a DNS name such as calpresence.internal, without scheme, port or path (got \"10.0.0\")"},
+		{"server-hostnames-wildcard", `:11: server.hostnames[0]: wildcards are not supported; list each name (got "*.example.com")`},
+		{"server-hostnames-ip", ":11: server.hostnames[0]: IP literals are answered without being listed; list names only (got \"10.0.0.5\")\n" +
+			"FILE:12: server.hostnames[1]: IP literals are answered without being listed; list names only (got \"[::1]\")\n" +
+			"FILE:13: server.hostnames[2]: IP literals are answered without being listed; list names only (got \"fe80::1\")"},
+		{"server-hostnames-duplicate", `:13: server.hostnames[2]: duplicate name "Calpresence.Internal." (also server.hostnames[0])`},
 
 		// Webhooks.
 		{"webhooks-listen", `:10: webhooks.listen: must be host:port such as ":8081" (got "8081")`},

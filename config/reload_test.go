@@ -24,6 +24,7 @@ func TestNeedsRestart(t *testing.T) {
 			c.Presence.Grace = time.Minute
 			c.Schedule.Horizon = time.Hour
 			c.Server.AdminTokenFile = "/run/token"
+			c.Server.Hostnames = []string{"calpresence.internal"}
 		}, nil},
 		{"secret and listener", func(c *Config) {
 			c.Graph.ClientSecret = "other"

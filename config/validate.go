@@ -84,6 +84,9 @@ func newValidationError(file string, problems []Problem) *ValidationError {
 //   - server.listen "" disables the HTTP server (no health, metrics or admin
 //     actions); otherwise it must be host:port with a numeric port.
 //   - A source's poll_interval of 0 means "inherit schedule.poll_interval".
+//   - server.hostnames holds DNS names only: loopback names and IP literals
+//     are answered anyway, so an IP literal there is an error rather than a
+//     no-op, and a wildcard (*.example.com) is refused, not matched.
 func (c *Config) Validate() error {
 	if problems := c.validate(nil); len(problems) > 0 {
 		return newValidationError(c.Path, problems)
@@ -132,6 +135,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 		}
 	}
 	positive(k, "server.shutdown_timeout", c.Server.ShutdownTimeout)
+	checkHostnames(k, "server.hostnames", c.Server.Hostnames)
 	c.validateWebhooks(k)
 	c.validateUsers(k)
 	c.validateSources(k)
@@ -444,4 +448,63 @@ func checkFilter(k *checker, path string, f Filter) {
 			k.add(path+"."+fe.key, "invalid regular expression: %s", msg)
 		}
 	}
+}
+
+// checkHostnames checks server.hostnames: each a DNS name (no scheme, port,
+// path or wildcard), none an IP literal, none twice. Names compare as the
+// server matches them: case-insensitively, a trailing dot ignored.
+func checkHostnames(k *checker, path string, names []string) {
+	seen := map[string]int{}
+	for i, name := range names {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		switch {
+		case strings.Contains(name, "*"):
+			k.add(p, "wildcards are not supported; list each name (got %q)", name)
+			continue
+		case isIPLiteral(name):
+			k.add(p, "IP literals are answered without being listed; list names only (got %q)", name)
+			continue
+		case !isDNSName(name):
+			k.add(p, "must be a DNS name such as calpresence.internal, without scheme, port or path (got %q)", name)
+			continue
+		}
+		key := strings.ToLower(strings.TrimSuffix(name, "."))
+		if j, dup := seen[key]; dup {
+			k.add(p, "duplicate name %q (also %s[%d])", name, path, j)
+			continue
+		}
+		seen[key] = i
+	}
+}
+
+// isIPLiteral reports whether s is an IP address, IPv6 in brackets or not.
+func isIPLiteral(s string) bool {
+	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		s = s[1 : len(s)-1]
+	}
+	return net.ParseIP(s) != nil
+}
+
+// isDNSName reports whether s is a host name as DNS spells it (RFC 1123
+// section 2.1): dot-separated labels of 1 to 63 letters, digits and
+// hyphens, neither starting nor ending with a hyphen, 253 characters at
+// most, and a last label that is not all digits (RFC 3696 section 2), so
+// that no name reads as an address. One trailing dot is allowed.
+func isDNSName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	labels := strings.Split(s, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }

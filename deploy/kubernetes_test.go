@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"fmt"
+	"maps"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -139,6 +141,33 @@ type volume struct {
 	} `yaml:"persistentVolumeClaim"`
 	EmptyDir *struct{} `yaml:"emptyDir"`
 }
+
+type labelSelector struct {
+	MatchLabels      map[string]string `yaml:"matchLabels"`
+	MatchExpressions []yaml.Node       `yaml:"matchExpressions"`
+}
+
+type networkPolicySpec struct {
+	PodSelector labelSelector `yaml:"podSelector"`
+	PolicyTypes []string      `yaml:"policyTypes"`
+	Ingress     []struct {
+		From []struct {
+			PodSelector       *labelSelector `yaml:"podSelector"`
+			NamespaceSelector *labelSelector `yaml:"namespaceSelector"`
+			IPBlock           *struct {
+				CIDR string `yaml:"cidr"`
+			} `yaml:"ipBlock"`
+		} `yaml:"from"`
+		Ports []struct {
+			Port     string `yaml:"port"` // a number or a port name
+			Protocol string `yaml:"protocol"`
+		} `yaml:"ports"`
+	} `yaml:"ingress"`
+}
+
+// prometheusLabels are the labels the NetworkPolicy admits to the admin
+// port: the namespace's Prometheus (the policy says to adapt them).
+var prometheusLabels = map[string]string{"app.kubernetes.io/name": "prometheus"}
 
 // manifests reads every YAML file in dir, by kind then name.
 func manifests(t *testing.T, dir string) map[string]map[string]object {
@@ -437,8 +466,84 @@ func TestKubernetesBase(t *testing.T) {
 	if cfg.Graph.DryRun {
 		t.Error("the ConfigMap's configuration is a dry run; the deployment example should call Graph")
 	}
+	checkNetworkPolicy(t, objs, c, spec.Template.Metadata.Labels)
 	if want := secret.StringData["graph-client-secret"]; want == "" || string(cfg.Graph.ClientSecret) != want {
 		t.Errorf("client secret = %q; want the Secret's graph-client-secret, through the mounted file", string(cfg.Graph.ClientSecret))
+	}
+}
+
+// checkNetworkPolicy checks the NetworkPolicy of objs against the pods
+// (their labels and container c): it selects them for ingress; the admin
+// port (server.listen's) admits only pods labelled as the namespace's
+// Prometheus; the webhooks port, once declared, admits the ingress
+// controller; and every port the container declares is admitted by a rule.
+func checkNetworkPolicy(t *testing.T, objs map[string]map[string]object, c container, podLabels map[string]string) {
+	t.Helper()
+	np := only(t, objs, "NetworkPolicy")
+	spec := decodeSpec[networkPolicySpec](t, np)
+	if len(spec.PodSelector.MatchExpressions) > 0 || !subset(spec.PodSelector.MatchLabels, podLabels) {
+		t.Errorf("NetworkPolicy podSelector %v does not select the calpresence pods (labels %v)", spec.PodSelector.MatchLabels, podLabels)
+	}
+	if !slices.Contains(spec.PolicyTypes, "Ingress") {
+		t.Errorf("NetworkPolicy policyTypes = %q; want Ingress", spec.PolicyTypes)
+	}
+	admin := listenPort(t)
+	webhooksPort := func() int {
+		_, p, _ := net.SplitHostPort(config.DefaultWebhooksListen)
+		n, _ := strconv.Atoi(p)
+		return n
+	}()
+	var adminAdmitted, webhooksAdmitted bool
+	admitted := map[int]bool{}
+	for i, rule := range spec.Ingress {
+		// The ports of the rule; none listed means every port.
+		covers := func(port int, name string) bool {
+			if len(rule.Ports) == 0 {
+				return true
+			}
+			for _, p := range rule.Ports {
+				if p.Protocol != "" && p.Protocol != "TCP" {
+					continue
+				}
+				if p.Port == name || p.Port == strconv.Itoa(port) || resolvePort(c, p.Port) == port {
+					return true
+				}
+			}
+			return false
+		}
+		for _, p := range c.Ports {
+			if covers(p.ContainerPort, p.Name) && len(rule.From) > 0 {
+				admitted[p.ContainerPort] = true
+			}
+		}
+		if covers(webhooksPort, "webhooks") && len(rule.From) > 0 {
+			webhooksAdmitted = true
+		}
+		if !covers(admin, "http") {
+			continue
+		}
+		if len(rule.From) == 0 {
+			t.Errorf("NetworkPolicy ingress[%d] admits anyone to the admin port %d", i, admin)
+		}
+		for j, peer := range rule.From {
+			if peer.IPBlock != nil || peer.NamespaceSelector != nil || peer.PodSelector == nil ||
+				len(peer.PodSelector.MatchExpressions) > 0 || !subset(prometheusLabels, peer.PodSelector.MatchLabels) {
+				t.Errorf("NetworkPolicy ingress[%d].from[%d] admits more than the namespace's Prometheus (pods labelled %v) to the admin port %d", i, j, prometheusLabels, admin)
+				continue
+			}
+			adminAdmitted = true
+		}
+	}
+	if !adminAdmitted {
+		t.Errorf("NetworkPolicy: no rule admits the namespace's Prometheus (pods labelled %v) to the admin port %d (server.listen %q): scrapes would fail", prometheusLabels, admin, defaults.Server.Listen)
+	}
+	if !webhooksAdmitted {
+		t.Errorf("NetworkPolicy: no rule admits anyone to the webhooks port (%q, or %d) the Deployment tells to declare: the ingress could not reach it", "webhooks", webhooksPort)
+	}
+	for _, p := range c.Ports {
+		if !admitted[p.ContainerPort] {
+			t.Errorf("NetworkPolicy: the container's port %s (%d) is admitted from nowhere", p.Name, p.ContainerPort)
+		}
 	}
 }
 
@@ -609,6 +714,18 @@ func TestKubernetesPostgresReplicas(t *testing.T) {
 	if cfg.Graph.DryRun {
 		t.Error("the overlay's configuration is a dry run: a dry run keeps its state in memory and elects no leader")
 	}
+
+	// The base's NetworkPolicy applies to the overlay's pods as they are
+	// after the patch: kept, and still selecting them.
+	for _, p := range k.Patches {
+		if strings.Contains(p.Patch, "$patch: delete") && strings.Contains(p.Patch, "kind: NetworkPolicy") {
+			t.Errorf("a patch deletes the base's NetworkPolicy: the admin port would be open to the cluster")
+		}
+	}
+	labels := map[string]string{}
+	maps.Copy(labels, baseDep.Template.Metadata.Labels)
+	maps.Copy(labels, spec.Template.Metadata.Labels)
+	checkNetworkPolicy(t, base, baseC, labels)
 }
 
 // TestKubernetesTools checks the one-off pods that run state check and

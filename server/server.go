@@ -2,7 +2,9 @@
 // /healthz, /readyz, /metrics, and the admin actions under /-/ (resync,
 // clear, reload), which refuse anything a browser page could forge and answer only
 // the admin token when one is configured, else only loopback callers
-// (authorize says exactly how).
+// (authorize says exactly how). The status page, /readyz and /metrics
+// answer only a Host that is a loopback name, an IP literal or listed in
+// server.hostnames, else 421 (host.go says why).
 package server
 
 import (
@@ -87,23 +89,42 @@ func Reports(results []sync.Result) []ActionReport {
 	return out
 }
 
-// Handler returns the HTTP handler. token is the admin token: when set,
-// every admin request must bear it; "" lets only loopback callers use the
-// admin actions (see authorize).
-func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.Logger) http.Handler {
-	return HandlerToken(eng, gatherer, func() string { return token }, log)
+// Settings are what the handler takes from the configuration. It asks
+// for them at every request, so that a reload puts a change in force at
+// once.
+type Settings struct {
+	// Token is the admin token: when set, every admin request must bear
+	// it; "" lets only loopback callers use the admin actions (see
+	// authorize).
+	Token string
+	// Hostnames are the Host names the pages answer besides loopback
+	// names and IP literals (server.hostnames; see pageHost).
+	Hostnames []string
 }
 
-// HandlerToken is Handler with an admin token that may change while it
-// serves (a reload reads the token file again): token is asked at every
-// admin request.
-func HandlerToken(eng Engine, gatherer prometheus.Gatherer, token func() string, log *slog.Logger) http.Handler {
+// Handler returns the HTTP handler. token is the admin token: when set,
+// every admin request must bear it; "" lets only loopback callers use the
+// admin actions (see authorize). The pages answer loopback names and IP
+// literals only (no server.hostnames).
+func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.Logger) http.Handler {
+	return HandlerSettings(eng, gatherer, func() Settings { return Settings{Token: token} }, log)
+}
+
+// HandlerSettings is Handler with settings that may change while it
+// serves (a reload reads the token file and server.hostnames again):
+// settings is asked at every request.
+func HandlerSettings(eng Engine, gatherer prometheus.Gatherer, settings func() Settings, log *slog.Logger) http.Handler {
+	token := func() string { return settings().Token }
+	pages := &hostGuard{hostnames: func() []string { return settings().Hostnames }, log: log}
 	mux := http.NewServeMux()
-	mux.Handle("GET /{$}", serveStatus(eng, log))
+	mux.Handle("GET /{$}", pages.wrap(serveStatus(eng, log)))
+	// /healthz says "ok" and nothing else, so it answers any Host: a
+	// health check that sends none (HTTP/1.0) or a load balancer's own
+	// name still gets its answer.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /readyz", pages.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rd := eng.Readiness()
 		code := http.StatusOK
 		if !rd.Ready {
@@ -112,8 +133,8 @@ func HandlerToken(eng Engine, gatherer prometheus.Gatherer, token func() string,
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(rd)
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	})))
+	mux.Handle("GET /metrics", pages.wrap(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})))
 	admin := func(do func(ctx context.Context, req ActionRequest) ([]sync.Result, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if why := authorize(r, token()); why != nil {

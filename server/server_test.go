@@ -55,10 +55,14 @@ func (f *fakeEngine) Clear(ctx context.Context, users []string, all bool) ([]syn
 	return nil, f.err
 }
 
+// podHost is the Host a probe or a scrape names: the pod's address.
+const podHost = "10.0.0.5:8080"
+
 func do(t *testing.T, h http.Handler, method, path, remote, auth, body string) (int, string) {
 	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	req.RemoteAddr = remote
+	req.Host = podHost // as a probe or Prometheus sends it, not httptest's example.com
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
@@ -183,6 +187,9 @@ func TestAdminAccess(t *testing.T) {
 		{"no token: loopback v4", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: jsonCT}, 200},
 		{"no token: loopback v6", "", adminReq{remote: loop6, host: "[::1]:8080", headers: jsonCT}, 200},
 		{"no token: localhost", "", adminReq{remote: loop4, host: "localhost:8080", headers: jsonCT}, 200},
+		{"no token: localhost with a trailing dot", "", adminReq{remote: loop4, host: "LOCALHOST.:8080", headers: jsonCT}, 200},
+		{"no token: v4-mapped loopback", "", adminReq{remote: loop6, host: "[::ffff:127.0.0.1]:8080", headers: jsonCT}, 200},
+		{"no token: a listed-looking name", "", adminReq{remote: loop4, host: "calpresence.internal:8080", headers: jsonCT}, 403},
 		{"no token: JSON with a charset", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: with(jsonCT, "Content-Type", "application/json; charset=utf-8")}, 200},
 		{"no token: a bearer token is no use", "", adminReq{remote: loop4, host: "127.0.0.1:8080", headers: wrong}, 200},
 		{"no token: remote", "", adminReq{remote: remote, host: "calpresence:8080", headers: jsonCT}, 403},
@@ -298,18 +305,32 @@ func TestReloadAnswers(t *testing.T) {
 	}
 }
 
-// TestHandlerTokenChanges: the admin token is asked at every request, so a
-// reload that reads a new token file rotates it.
-func TestHandlerTokenChanges(t *testing.T) {
-	token := "first"
-	h := HandlerToken(&fakeEngine{}, prometheus.NewRegistry(), func() string { return token }, slog.New(slog.DiscardHandler))
+// TestHandlerSettingsChange: the settings are asked at every request, so
+// a reload that reads a new token file rotates the token, and one that
+// changes server.hostnames changes the names the pages answer.
+func TestHandlerSettingsChange(t *testing.T) {
+	settings := Settings{Token: "first"}
+	h := HandlerSettings(&fakeEngine{ready: true}, prometheus.NewRegistry(), func() Settings { return settings }, slog.New(slog.DiscardHandler))
 	req := adminReq{path: "/-/reload", remote: "10.0.0.9:1", headers: with(jsonCT, "Authorization", "Bearer first")}
 	if code, body := send(t, h, req); code != 200 {
 		t.Fatalf("with the first token = %d %s; want 200", code, body)
 	}
-	token = "second"
+	page := func() int {
+		r := httptest.NewRequest("GET", "/readyz", nil)
+		r.Host = "calpresence.internal:8080"
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec.Code
+	}
+	if code := page(); code != 421 {
+		t.Errorf("GET /readyz for calpresence.internal before it is listed = %d; want 421", code)
+	}
+	settings = Settings{Token: "second", Hostnames: []string{"calpresence.internal"}}
 	if code, _ := send(t, h, req); code != 401 {
 		t.Errorf("with the old token after rotation = %d; want 401", code)
+	}
+	if code := page(); code != 200 {
+		t.Errorf("GET /readyz for calpresence.internal once listed = %d; want 200", code)
 	}
 }
 

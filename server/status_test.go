@@ -156,6 +156,7 @@ func getPage(t *testing.T, st sync.Status) (string, *httptest.ResponseRecorder) 
 	t.Helper()
 	h := Handler(&fakeEngine{status: st}, prometheus.NewRegistry(), "", slog.New(slog.DiscardHandler))
 	req := httptest.NewRequest("GET", "/", nil)
+	req.Host = "127.0.0.1:8080" // httptest's example.com is not a name the page answers
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return rec.Body.String(), rec
@@ -248,7 +249,9 @@ func TestStatusPageOnlyAtRoot(t *testing.T) {
 	h := Handler(&fakeEngine{status: sampleStatus()}, prometheus.NewRegistry(), "", slog.New(slog.DiscardHandler))
 	for path, want := range map[string]int{"/": 200, "/nope": 404, "/index.html": 404} {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		req := httptest.NewRequest("GET", path, nil)
+		req.Host = "localhost:8080"
+		h.ServeHTTP(rec, req)
 		if rec.Code != want {
 			t.Errorf("GET %s = %d; want %d", path, rec.Code, want)
 		}
