@@ -257,13 +257,16 @@ func (e *Elector) Run(ctx context.Context, lead func(context.Context) error) err
 	var conn *pgx.Conn
 	defer func() { e.closeConn(conn) }()
 	for {
-		var asked time.Time
-		conn, asked = e.acquire(ctx, conn)
+		var (
+			asked time.Time
+			pid   int32
+		)
+		conn, asked, pid = e.acquire(ctx, conn)
 		if ctx.Err() != nil {
 			return nil
 		}
 		var stepDown bool
-		conn, stepDown = e.term(ctx, conn, asked, lead)
+		conn, stepDown = e.term(ctx, conn, asked, pid, lead)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -278,8 +281,9 @@ func (e *Elector) Run(ctx context.Context, lead func(context.Context) error) err
 }
 
 // acquire tries the lock every Retry until it has it (returning the session
-// holding it and when the winning query was asked) or ctx ends.
-func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.Time) {
+// holding it, when the winning query was asked and the server backend that
+// took it) or ctx ends.
+func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.Time, int32) {
 	var lastErr string // logged when it changes, not every Retry
 	reported := false  // the current leader has been named in the log
 	for {
@@ -289,14 +293,17 @@ func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.
 		}
 		if conn != nil {
 			asked := time.Now()
-			var got bool
-			got, err = e.tryLock(conn)
+			var (
+				got bool
+				pid int32
+			)
+			got, pid, err = e.tryLock(conn)
 			if err == nil && lastErr != "" {
 				lastErr = ""
 				e.log.Info("database reachable again", "database", e.where)
 			}
 			if err == nil && got {
-				return conn, asked
+				return conn, asked, pid
 			}
 			if err != nil {
 				e.closeConn(conn)
@@ -308,7 +315,7 @@ func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.
 			}
 		}
 		if ctx.Err() != nil {
-			return conn, time.Time{}
+			return conn, time.Time{}, 0
 		}
 		if err != nil && err.Error() != lastErr {
 			lastErr = err.Error()
@@ -316,7 +323,7 @@ func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.
 		}
 		select {
 		case <-ctx.Done():
-			return conn, time.Time{}
+			return conn, time.Time{}, 0
 		case <-time.After(e.retry):
 		}
 	}
@@ -331,7 +338,7 @@ var (
 // one lease, then lead. It returns the session if it is still usable (lock
 // released) and whether Run should pause before trying again (lead
 // stepped down, or this replica was fenced).
-func (e *Elector) term(ctx context.Context, conn *pgx.Conn, asked time.Time, lead func(context.Context) error) (*pgx.Conn, bool) {
+func (e *Elector) term(ctx context.Context, conn *pgx.Conn, asked time.Time, pid int32, lead func(context.Context) error) (*pgx.Conn, bool) {
 	e.prove(asked)
 	termCtx, end := context.WithCancelCause(ctx)
 	defer end(errStepDown)
@@ -339,7 +346,7 @@ func (e *Elector) term(ctx context.Context, conn *pgx.Conn, asked time.Time, lea
 	defer stopAfter()
 
 	watched := make(chan *pgx.Conn, 1)
-	go func() { watched <- e.watch(termCtx, end, conn, asked) }()
+	go func() { watched <- e.watch(termCtx, end, conn, asked, pid) }()
 
 	// A previous leader may still act until its last lease ends, at most
 	// one lease after the lock came free, which was before we got it.
@@ -377,11 +384,11 @@ func (e *Elector) term(ctx context.Context, conn *pgx.Conn, asked time.Time, lea
 	return conn, led
 }
 
-// watch proves every Check that conn still holds the lock, each proof due
-// within the lease of the previous one. When one fails it fences: stops
+// watch proves every Check that conn, on server backend pid, still holds
+// the lock, each proof due within the lease of the previous one. When one fails it fences: stops
 // leading and ends the term at once, then closes conn and returns nil.
 // When the term ends otherwise it returns conn, still holding the lock.
-func (e *Elector) watch(term context.Context, end context.CancelCauseFunc, conn *pgx.Conn, asked time.Time) *pgx.Conn {
+func (e *Elector) watch(term context.Context, end context.CancelCauseFunc, conn *pgx.Conn, asked time.Time, pid int32) *pgx.Conn {
 	fence := func(reason string, err error) {
 		e.stopLeading(end, fmt.Errorf("%w: %s: %v", errFenced, reason, err))
 		e.m.fenced.WithLabelValues(reason).Inc()
@@ -403,7 +410,7 @@ func (e *Elector) watch(term context.Context, end context.CancelCauseFunc, conn 
 			return nil
 		}
 		done := make(chan error, 1)
-		go func() { done <- e.checkLock(conn, due) }()
+		go func() { done <- e.checkLock(conn, pid, due) }()
 		expire := time.NewTimer(time.Until(due))
 		var err error
 		select {
