@@ -314,7 +314,7 @@ func (a *App) NewEngine() (*sync.Engine, error) { return a.newEngine(nil, nil) }
 
 // newEngine is NewEngine for a replica elected by el (nil: the only one):
 // its scheduler runs only while el leads, no presence call is sent once it
-// does not, and calls in flight are cut short when lost ends (leadLost).
+// does not, and calls in flight are cut short when lost ends (leader.Lost).
 func (a *App) newEngine(el *leader.Elector, lost context.Context) (*sync.Engine, error) {
 	var authenticated func() bool
 	if a.graph != nil {

@@ -19,7 +19,8 @@ import (
 // from the sessions, intents and feed copies the old leader recorded in
 // the database, as a restarted single replica starts from its file. The
 // lead lost, the engine's context ends at once and every Graph call first
-// asks whether this replica still leads (fencedPresence).
+// asks whether this replica still leads (fencedPresence); calls in flight
+// are cut short (leader.Lost), during a hand-back too.
 
 // replicated reports whether cfg shares its state with other replicas.
 func replicated(cfg *config.Config, memory bool) bool {
@@ -46,10 +47,8 @@ func (a *App) newElector(cfg *config.Config, withMetrics bool) (*leader.Elector,
 func (a *App) runReplica(ctx context.Context) error {
 	a.setEngine(nil, "standby: another replica leads, or the election has not been won yet")
 	return a.elector.Run(ctx, func(leadCtx context.Context) error {
-		lost, stop := leadLost(ctx, leadCtx)
-		defer stop()
 		a.pruneFeeds(a.Config())
-		eng, err := a.newEngine(a.elector, lost)
+		eng, err := a.newEngine(a.elector, leader.Lost(leadCtx))
 		if err != nil {
 			return err
 		}
@@ -86,19 +85,6 @@ func (a *App) replica(ctx context.Context) *sync.Replica {
 	return r
 }
 
-// leadLost returns a context that ends when term, the context of a lead
-// (leader.Elector.Run's lead function), ends while run, the context Run
-// was given, has not: the lead was lost (fenced), not handed back. stop
-// stops watching (call it when lead returns); it does not end the context.
-func leadLost(run, term context.Context) (lost context.Context, stop func() bool) {
-	lost, cancel := context.WithCancel(context.Background())
-	return lost, context.AfterFunc(term, func() {
-		if run.Err() == nil {
-			cancel()
-		}
-	})
-}
-
 // errNotLeader is what a Graph call gets once this replica no longer
 // leads: it is never sent.
 var errNotLeader = errors.New("this replica no longer leads: the call is not sent (fenced)")
@@ -114,7 +100,8 @@ var errNotLeader = errors.New("this replica no longer leads: the call is not sen
 // arriving after its clear leaves the person busy for the whole lease). Cut
 // short, the call stays recorded as uncertain, and the next leader settles
 // it. A lead handed back (SIGTERM) lets calls in flight finish: the lock is
-// held until the engine has stopped.
+// held, and checked, until the engine has stopped; lost the lock meanwhile,
+// they are cut short as well (leader.Lost).
 type fencedPresence struct {
 	sync.Presence
 	leading func() bool
@@ -191,9 +178,7 @@ func (a *App) Exclusive(ctx context.Context, fn func(ctx context.Context, eng *s
 			return nil
 		}
 		ran = true
-		lost, stop := leadLost(runCtx, leadCtx)
-		defer stop()
-		eng, err := a.newEngine(el, lost)
+		eng, err := a.newEngine(el, leader.Lost(leadCtx))
 		if err == nil {
 			fnErr = fn(leadCtx, eng)
 		} else {

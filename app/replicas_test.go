@@ -416,12 +416,12 @@ func (r *replica) cutLock(t *testing.T) (fenced time.Time) {
 	return fenced
 }
 
-// TestFencedLeaderSendsNoRetry: Graph throttles the leader's set
-// (429, Retry-After 5 s) and the Graph client waits to send it again; the
-// leader is fenced meanwhile. The retry must not go out: another replica
-// may be leading by then, and a set arriving after its clear would leave
-// the person busy for the whole lease.
-func TestFencedLeaderSendsNoRetry(t *testing.T) {
+// throttledLeader runs one replica against a Graph that answers its first
+// set 429 with Retry-After 5 s, and returns once that answer came: the
+// Graph client is waiting to send the set again. Calls in flight may take
+// 20 s after the engine's context ends, longer than the Retry-After.
+func throttledLeader(t *testing.T) (*replica, *graphtest.Server, graphtest.Call) {
+	t.Helper()
 	dsn := pgtest.DB(t)
 	g := graphtest.NewServer(t, graphtest.WithUsers(
 		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
@@ -454,6 +454,16 @@ func TestFencedLeaderSendsNoRetry(t *testing.T) {
 	if throttled.Op != graphtest.OpSetPresence || throttled.Status != http.StatusTooManyRequests {
 		t.Fatalf("first call = %s %s %d; want setPresence answered 429", throttled.Op, throttled.User, throttled.Status)
 	}
+	return r, g, throttled
+}
+
+// TestFencedLeaderSendsNoRetry: Graph throttles the leader's set
+// (429, Retry-After 5 s) and the Graph client waits to send it again; the
+// leader is fenced meanwhile. The retry must not go out: another replica
+// may be leading by then, and a set arriving after its clear would leave
+// the person busy for the whole lease.
+func TestFencedLeaderSendsNoRetry(t *testing.T) {
+	r, g, throttled := throttledLeader(t)
 	fenced := r.cutLock(t)
 	if d := fenced.Sub(throttled.Time); d > 4*time.Second {
 		t.Fatalf("fenced %v after the 429: too late to tell (the retry is due 5s after it)", d)
@@ -472,6 +482,38 @@ func TestFencedLeaderSendsNoRetry(t *testing.T) {
 		if c.Time.After(fenced) && c.Time.Before(relead) {
 			t.Errorf("%s %s sent at %s (status %d), after the fence at %s", c.Op, c.User, c.Time.Format("15:04:05.000"), c.Status, fenced.Format("15:04:05.000"))
 		}
+	}
+}
+
+// TestHandingBackLeaderFencedSendsNoRetry: as TestFencedLeaderSendsNoRetry,
+// but the leader is handing the lead back (SIGTERM) when its lock is lost:
+// it lets calls in flight finish, and so keeps checking the lock until
+// they have; lost meanwhile, the throttled set is cut, not sent at +5 s
+// when another replica may lead.
+func TestHandingBackLeaderFencedSendsNoRetry(t *testing.T) {
+	r, g, throttled := throttledLeader(t)
+	r.cancel() // SIGTERM: Wait returns once the call in flight has ended
+	if !testutil.WaitUntil(5*time.Second, func() bool { return !r.app.elector.Leading() }) {
+		t.Fatal("still Leading 5s after the hand-back began")
+	}
+	fenced := r.cutLock(t)
+	if d := fenced.Sub(throttled.Time); d > 4*time.Second {
+		t.Fatalf("fenced %v after the 429: too late to tell (the retry is due 5s after it)", d)
+	}
+	select {
+	case err := <-r.done:
+		r.cancel = nil // stopped: the cleanup has nothing to wait for
+		if err != nil {
+			t.Errorf("Wait = %v; want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the replica has not stopped 30s after the hand-back began")
+	}
+	if d := time.Until(throttled.Time.Add(6 * time.Second)); d > 0 {
+		time.Sleep(d) // the retry was due at +5s
+	}
+	for _, c := range g.PresenceCalls()[1:] {
+		t.Errorf("%s %s sent at %s (status %d) by a leader handing back, fenced at %s", c.Op, c.User, c.Time.Format("15:04:05.000"), c.Status, fenced.Format("15:04:05.000"))
 	}
 }
 

@@ -61,6 +61,11 @@
 // A fenced replica closes its session and pauses 2×Retry before it tries
 // again, so a standby whose session is sound takes over first.
 //
+// A leader that hands the lead back (Run's context ends: SIGTERM) stops
+// starting anything, but may let its calls in flight finish before it
+// releases the lock; it keeps checking the lock until then, and [Lost]
+// tells it to cut them if the lock is lost meanwhile.
+//
 // What no lock can fence is a call already in flight when leadership ends
 // (a process frozen mid-request and resumed later); asking Leading right
 // before each call keeps that window to one call.
