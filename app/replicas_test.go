@@ -21,6 +21,7 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state/pgstate"
 	"github.com/calpresence/calpresence/sync"
 )
 
@@ -514,6 +515,67 @@ func TestHandingBackLeaderFencedSendsNoRetry(t *testing.T) {
 	}
 	for _, c := range g.PresenceCalls()[1:] {
 		t.Errorf("%s %s sent at %s (status %d) by a leader handing back, fenced at %s", c.Op, c.User, c.Time.Format("15:04:05.000"), c.Status, fenced.Format("15:04:05.000"))
+	}
+}
+
+// TestStoreFenceStopsTheEngine: another lead begins (the database's
+// leader epoch advances) while this replica's elector still holds the
+// lock, as when a write reaches the database after the lock went. The next
+// write its engine makes (the copy of a changed feed, or the intent before
+// a set) is refused: the engine stops acting at once instead of retrying,
+// and no Graph call goes out in that term. Nobody else leads here, so it leads again in a new epoch and
+// makes the call then.
+func TestStoreFenceStopsTheEngine(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DB(t)
+	cfg := replicaConfig(t, dsn)
+	now := time.Now().Truncate(time.Second)
+	later := meeting("later", now.Add(2*time.Hour), now.Add(3*time.Hour))
+	feeds := twoFeeds(later, later)
+	g := &fakeGraph{}
+	r := startReplica(t, cfg, "r1", feeds, g)
+	if !testutil.WaitUntil(20*time.Second, func() bool { code, rd := r.readyz(t); return code == 200 && rd.Role == "leader" }) {
+		t.Fatal("r1 not a ready leader within 20s")
+	}
+	if l := r.logs.Lines("this replica leads: the engine starts", `"epoch":1`); len(l) != 1 {
+		t.Errorf("r1's first lead logged %q; want epoch 1", l)
+	}
+
+	other, err := pgstate.Open(ctx, dsn, pgstate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Lead(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fenced := time.Now()
+	feeds.Set("alice", meeting("alice-now", now.Add(-time.Minute), now.Add(time.Hour)))
+
+	if !testutil.WaitUntil(15*time.Second, func() bool {
+		return len(r.logs.Lines(`"msg":"lead failed; stepping down"`, "leader epoch 1", "fenced")) > 0
+	}) {
+		t.Fatalf("r1's lead did not end on the refused write within 15s; calls %v", g.Calls())
+	}
+	// It leads again (epoch 3) and sets alice.
+	if !testutil.WaitUntil(20*time.Second, func() bool { return count(g.Calls(), "set", aliceID) > 0 }) {
+		t.Fatalf("alice not set within 20s of the fence; calls %v", g.Calls())
+	}
+	l := r.logs.Lines("this replica leads: the engine starts")
+	if len(l) != 2 || !strings.Contains(l[1], `"epoch":3`) {
+		t.Fatalf("r1's leads: %q; want two, the second in epoch 3", l)
+	}
+	var rec struct{ Time time.Time }
+	if err := json.Unmarshal([]byte(l[1]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range g.Calls() {
+		if c.At.After(fenced) && c.At.Before(rec.Time) {
+			t.Errorf("%s: sent in the term the database had fenced (epoch advanced at %s, new term at %s)", c, fenced.Format("15:04:05.000"), rec.Time.Format("15:04:05.000"))
+		}
+	}
+	if n := count(g.Calls(), "set", aliceID); n != 1 {
+		t.Errorf("alice set %d times; want once, in the new term", n)
 	}
 }
 
