@@ -192,7 +192,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 		// With several replicas, only the leader prunes (runReplica): a
 		// standby of a new release must not drop a copy the leader of the
 		// old one still reads.
-		a.pruneFeeds(cfg)
+		a.pruneFeeds(cfg, a.feeds)
 	}
 	switch {
 	case a.presence != nil:
@@ -234,10 +234,10 @@ func openStore(ctx context.Context, cfg *config.Config, memory bool) (store sync
 	return st, st, st.Close, nil
 }
 
-// pruneFeeds drops the stored copies of sources cfg does not name: they
-// are of no use.
-func (a *App) pruneFeeds(cfg *config.Config) {
-	p, ok := a.feeds.(feedPruner)
+// pruneFeeds drops the stored copies in feeds of sources cfg does not
+// name: they are of no use.
+func (a *App) pruneFeeds(cfg *config.Config, feeds sync.FeedCache) {
+	p, ok := feeds.(feedPruner)
 	if !ok {
 		return
 	}
@@ -312,10 +312,11 @@ func (a *App) current() (*sync.Engine, string) {
 // themselves. A configuration the engine refuses is a *ConfigError.
 func (a *App) NewEngine() (*sync.Engine, error) { return a.newEngine(nil, nil) }
 
-// newEngine is NewEngine for a replica elected by el (nil: the only one):
-// its scheduler runs only while el leads, no presence call is sent once it
-// does not, and calls in flight are cut short when lost ends (leadLost).
-func (a *App) newEngine(el *leader.Elector, lost context.Context) (*sync.Engine, error) {
+// newEngine is NewEngine for a replica elected by el (nil: the only one),
+// in its lead t (beginTerm): it writes through t's store, its scheduler
+// runs only while el leads, no presence call is sent once it does not, and
+// calls in flight are cut short when t.lost ends.
+func (a *App) newEngine(el *leader.Elector, t *term) (*sync.Engine, error) {
 	var authenticated func() bool
 	if a.graph != nil {
 		authenticated = a.graph.Authenticated
@@ -323,7 +324,8 @@ func (a *App) newEngine(el *leader.Elector, lost context.Context) (*sync.Engine,
 	o := sync.Options{Config: a.Config(), Presence: a.presence, Store: a.store, Feeds: a.feeds,
 		Fetcher: a.fetcher, Logger: a.log, Metrics: a.metrics, Authenticated: authenticated}
 	if el != nil {
-		o.Presence = fencedPresence{Presence: a.presence, leading: el.Leading, lost: lost}
+		o.Store, o.Feeds = t.store, t.feeds
+		o.Presence = fencedPresence{Presence: a.presence, leading: el.Leading, lost: t.lost}
 		o.Elector = el
 	}
 	eng, err := sync.New(o)

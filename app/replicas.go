@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	gosync "sync"
 	"time"
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/pgstate"
 	"github.com/calpresence/calpresence/sync"
 )
 
@@ -19,7 +22,11 @@ import (
 // from the sessions, intents and feed copies the old leader recorded in
 // the database, as a restarted single replica starts from its file. The
 // lead lost, the engine's context ends at once and every Graph call first
-// asks whether this replica still leads (fencedPresence).
+// asks whether this replica still leads (fencedPresence); calls in flight
+// are cut short (leader.Lost), during a hand-back too. Each lead takes a new
+// leader epoch in the database and writes in it (beginTerm): what an
+// earlier leader still writes is refused, and a refusal of this one's
+// writes ends its lead.
 
 // replicated reports whether cfg shares its state with other replicas.
 func replicated(cfg *config.Config, memory bool) bool {
@@ -46,21 +53,85 @@ func (a *App) newElector(cfg *config.Config, withMetrics bool) (*leader.Elector,
 func (a *App) runReplica(ctx context.Context) error {
 	a.setEngine(nil, "standby: another replica leads, or the election has not been won yet")
 	return a.elector.Run(ctx, func(leadCtx context.Context) error {
-		lost, stop := leadLost(ctx, leadCtx)
-		defer stop()
-		a.pruneFeeds(a.Config())
-		eng, err := a.newEngine(a.elector, lost)
+		t, err := a.beginTerm(leadCtx)
+		if err != nil {
+			return err
+		}
+		defer t.end()
+		a.pruneFeeds(a.Config(), t.feeds)
+		eng, err := a.newEngine(a.elector, t)
 		if err != nil {
 			return err
 		}
 		a.setEngine(eng, "")
-		a.log.Info("this replica leads: the engine starts", "replica", a.elector.ID())
-		err = eng.Run(leadCtx)
+		a.log.Info("this replica leads: the engine starts", "replica", a.elector.ID(), "epoch", t.epoch)
+		err = eng.Run(t.ctx)
+		if cause := context.Cause(t.ctx); errors.Is(cause, state.ErrFenced) {
+			err = cause // the elector steps down and pauses, as after its own fence
+		}
 		a.setEngine(nil, "standby: the lead was lost or handed over")
 		a.metrics.ResetGauges()
 		a.log.Info("the engine stopped: this replica stands by", "replica", a.elector.ID(), "err", err)
 		return err
 	})
+}
+
+// term is one lead of this replica, as its engine sees it (beginTerm).
+type term struct {
+	// ctx is the lead's context, ended too when the store refuses a write
+	// of this term (the cause then wraps state.ErrFenced).
+	ctx context.Context
+	// lost ends when the lead is lost (leader.Lost) or the store refuses a
+	// write of this term: calls in flight are then cut short.
+	lost  context.Context
+	store sync.Store
+	feeds sync.FeedCache
+	epoch int64 // the leader epoch its writes carry (0: none, not PostgreSQL)
+	end   func()
+}
+
+// beginTerm starts a lead of this replica; leadCtx is the elector's for it.
+// With the PostgreSQL store it first takes a new leader epoch
+// (pgstate.Store.Lead), before the engine reads anything: from then on the
+// database refuses what earlier leads still write, and the engine writes
+// through the view that carries the new epoch. Once the database refuses
+// a write of this lead in turn (a later lead has begun, whether or not the
+// elector has noticed yet), the term ends as on the elector's fence: the
+// engine stops acting, and calls in flight are cut short. end releases
+// what beginTerm started; call it when the lead returns.
+func (a *App) beginTerm(leadCtx context.Context) (*term, error) {
+	ctx, endCtx := context.WithCancelCause(leadCtx)
+	lost, endLost := context.WithCancelCause(leader.Lost(leadCtx))
+	t := &term{ctx: ctx, lost: lost, store: a.store, feeds: a.feeds}
+	t.end = func() { endCtx(nil); endLost(nil) }
+	pg, ok := a.store.(*pgstate.Store)
+	if !ok {
+		return t, nil
+	}
+	view, err := pg.Lead(leadCtx)
+	if err != nil {
+		t.end()
+		return nil, err
+	}
+	t.store, t.feeds, t.epoch = view, view, view.Epoch()
+	done := make(chan struct{})
+	var watch gosync.WaitGroup
+	watch.Go(func() {
+		select {
+		case <-view.Fenced():
+			err := fmt.Errorf("the database refused a write of leader epoch %d, as a later lead has begun: %w", view.Epoch(), state.ErrFenced)
+			endLost(err)
+			endCtx(err)
+		case <-done:
+		}
+	})
+	t.end = func() {
+		close(done)
+		watch.Wait()
+		endCtx(nil)
+		endLost(nil)
+	}
+	return t, nil
 }
 
 func (a *App) setEngine(eng *sync.Engine, down string) {
@@ -86,19 +157,6 @@ func (a *App) replica(ctx context.Context) *sync.Replica {
 	return r
 }
 
-// leadLost returns a context that ends when term, the context of a lead
-// (leader.Elector.Run's lead function), ends while run, the context Run
-// was given, has not: the lead was lost (fenced), not handed back. stop
-// stops watching (call it when lead returns); it does not end the context.
-func leadLost(run, term context.Context) (lost context.Context, stop func() bool) {
-	lost, cancel := context.WithCancel(context.Background())
-	return lost, context.AfterFunc(term, func() {
-		if run.Err() == nil {
-			cancel()
-		}
-	})
-}
-
 // errNotLeader is what a Graph call gets once this replica no longer
 // leads: it is never sent.
 var errNotLeader = errors.New("this replica no longer leads: the call is not sent (fenced)")
@@ -114,7 +172,8 @@ var errNotLeader = errors.New("this replica no longer leads: the call is not sen
 // arriving after its clear leaves the person busy for the whole lease). Cut
 // short, the call stays recorded as uncertain, and the next leader settles
 // it. A lead handed back (SIGTERM) lets calls in flight finish: the lock is
-// held until the engine has stopped.
+// held, and checked, until the engine has stopped; lost the lock meanwhile,
+// they are cut short as well (leader.Lost).
 type fencedPresence struct {
 	sync.Presence
 	leading func() bool
@@ -191,15 +250,19 @@ func (a *App) Exclusive(ctx context.Context, fn func(ctx context.Context, eng *s
 			return nil
 		}
 		ran = true
-		lost, stop := leadLost(runCtx, leadCtx)
-		defer stop()
-		eng, err := a.newEngine(el, lost)
+		defer cancel() // done: hand the lead back at once
+		t, err := a.beginTerm(leadCtx)
+		if err != nil {
+			fnErr = err
+			return nil
+		}
+		defer t.end()
+		eng, err := a.newEngine(el, t)
 		if err == nil {
-			fnErr = fn(leadCtx, eng)
+			fnErr = fn(t.ctx, eng)
 		} else {
 			fnErr = err
 		}
-		cancel() // done: hand the lead back at once
 		return nil
 	})
 	switch {

@@ -21,6 +21,7 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state/pgstate"
 	"github.com/calpresence/calpresence/sync"
 )
 
@@ -416,12 +417,12 @@ func (r *replica) cutLock(t *testing.T) (fenced time.Time) {
 	return fenced
 }
 
-// TestFencedLeaderSendsNoRetry: Graph throttles the leader's set
-// (429, Retry-After 5 s) and the Graph client waits to send it again; the
-// leader is fenced meanwhile. The retry must not go out: another replica
-// may be leading by then, and a set arriving after its clear would leave
-// the person busy for the whole lease.
-func TestFencedLeaderSendsNoRetry(t *testing.T) {
+// throttledLeader runs one replica against a Graph that answers its first
+// set 429 with Retry-After 5 s, and returns once that answer came: the
+// Graph client is waiting to send the set again. Calls in flight may take
+// 20 s after the engine's context ends, longer than the Retry-After.
+func throttledLeader(t *testing.T) (*replica, *graphtest.Server, graphtest.Call) {
+	t.Helper()
 	dsn := pgtest.DB(t)
 	g := graphtest.NewServer(t, graphtest.WithUsers(
 		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
@@ -454,6 +455,16 @@ func TestFencedLeaderSendsNoRetry(t *testing.T) {
 	if throttled.Op != graphtest.OpSetPresence || throttled.Status != http.StatusTooManyRequests {
 		t.Fatalf("first call = %s %s %d; want setPresence answered 429", throttled.Op, throttled.User, throttled.Status)
 	}
+	return r, g, throttled
+}
+
+// TestFencedLeaderSendsNoRetry: Graph throttles the leader's set
+// (429, Retry-After 5 s) and the Graph client waits to send it again; the
+// leader is fenced meanwhile. The retry must not go out: another replica
+// may be leading by then, and a set arriving after its clear would leave
+// the person busy for the whole lease.
+func TestFencedLeaderSendsNoRetry(t *testing.T) {
+	r, g, throttled := throttledLeader(t)
 	fenced := r.cutLock(t)
 	if d := fenced.Sub(throttled.Time); d > 4*time.Second {
 		t.Fatalf("fenced %v after the 429: too late to tell (the retry is due 5s after it)", d)
@@ -472,6 +483,99 @@ func TestFencedLeaderSendsNoRetry(t *testing.T) {
 		if c.Time.After(fenced) && c.Time.Before(relead) {
 			t.Errorf("%s %s sent at %s (status %d), after the fence at %s", c.Op, c.User, c.Time.Format("15:04:05.000"), c.Status, fenced.Format("15:04:05.000"))
 		}
+	}
+}
+
+// TestHandingBackLeaderFencedSendsNoRetry: as TestFencedLeaderSendsNoRetry,
+// but the leader is handing the lead back (SIGTERM) when its lock is lost:
+// it lets calls in flight finish, and so keeps checking the lock until
+// they have; lost meanwhile, the throttled set is cut, not sent at +5 s
+// when another replica may lead.
+func TestHandingBackLeaderFencedSendsNoRetry(t *testing.T) {
+	r, g, throttled := throttledLeader(t)
+	r.cancel() // SIGTERM: Wait returns once the call in flight has ended
+	if !testutil.WaitUntil(5*time.Second, func() bool { return !r.app.elector.Leading() }) {
+		t.Fatal("still Leading 5s after the hand-back began")
+	}
+	fenced := r.cutLock(t)
+	if d := fenced.Sub(throttled.Time); d > 4*time.Second {
+		t.Fatalf("fenced %v after the 429: too late to tell (the retry is due 5s after it)", d)
+	}
+	select {
+	case err := <-r.done:
+		r.cancel = nil // stopped: the cleanup has nothing to wait for
+		if err != nil {
+			t.Errorf("Wait = %v; want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the replica has not stopped 30s after the hand-back began")
+	}
+	if d := time.Until(throttled.Time.Add(6 * time.Second)); d > 0 {
+		time.Sleep(d) // the retry was due at +5s
+	}
+	for _, c := range g.PresenceCalls()[1:] {
+		t.Errorf("%s %s sent at %s (status %d) by a leader handing back, fenced at %s", c.Op, c.User, c.Time.Format("15:04:05.000"), c.Status, fenced.Format("15:04:05.000"))
+	}
+}
+
+// TestStoreFenceStopsTheEngine: another lead begins (the database's
+// leader epoch advances) while this replica's elector still holds the
+// lock, as when a write reaches the database after the lock went. The next
+// write its engine makes (the copy of a changed feed, or the intent before
+// a set) is refused: the engine stops acting at once instead of retrying,
+// and no Graph call goes out in that term. Nobody else leads here, so it leads again in a new epoch and
+// makes the call then.
+func TestStoreFenceStopsTheEngine(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DB(t)
+	cfg := replicaConfig(t, dsn)
+	now := time.Now().Truncate(time.Second)
+	later := meeting("later", now.Add(2*time.Hour), now.Add(3*time.Hour))
+	feeds := twoFeeds(later, later)
+	g := &fakeGraph{}
+	r := startReplica(t, cfg, "r1", feeds, g)
+	if !testutil.WaitUntil(20*time.Second, func() bool { code, rd := r.readyz(t); return code == 200 && rd.Role == "leader" }) {
+		t.Fatal("r1 not a ready leader within 20s")
+	}
+	if l := r.logs.Lines("this replica leads: the engine starts", `"epoch":1`); len(l) != 1 {
+		t.Errorf("r1's first lead logged %q; want epoch 1", l)
+	}
+
+	other, err := pgstate.Open(ctx, dsn, pgstate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := other.Lead(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fenced := time.Now()
+	feeds.Set("alice", meeting("alice-now", now.Add(-time.Minute), now.Add(time.Hour)))
+
+	if !testutil.WaitUntil(15*time.Second, func() bool {
+		return len(r.logs.Lines(`"msg":"lead failed; stepping down"`, "leader epoch 1", "fenced")) > 0
+	}) {
+		t.Fatalf("r1's lead did not end on the refused write within 15s; calls %v", g.Calls())
+	}
+	// It leads again (epoch 3) and sets alice.
+	if !testutil.WaitUntil(20*time.Second, func() bool { return count(g.Calls(), "set", aliceID) > 0 }) {
+		t.Fatalf("alice not set within 20s of the fence; calls %v", g.Calls())
+	}
+	l := r.logs.Lines("this replica leads: the engine starts")
+	if len(l) != 2 || !strings.Contains(l[1], `"epoch":3`) {
+		t.Fatalf("r1's leads: %q; want two, the second in epoch 3", l)
+	}
+	var rec struct{ Time time.Time }
+	if err := json.Unmarshal([]byte(l[1]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range g.Calls() {
+		if c.At.After(fenced) && c.At.Before(rec.Time) {
+			t.Errorf("%s: sent in the term the database had fenced (epoch advanced at %s, new term at %s)", c, fenced.Format("15:04:05.000"), rec.Time.Format("15:04:05.000"))
+		}
+	}
+	if n := count(g.Calls(), "set", aliceID); n != 1 {
+		t.Errorf("alice set %d times; want once, in the new term", n)
 	}
 }
 

@@ -6,8 +6,8 @@
 // An [Elector] holds the lock on one dedicated connection (not a pool: a
 // session-level lock belongs to the session that took it, so the DSN must
 // reach PostgreSQL directly or through a pooler in session mode, never
-// transaction mode). It refuses a server in recovery: a lock taken on a
-// hot standby excludes nobody using the primary. Sessions are named
+// transaction mode; see Poolers below). It refuses a server in recovery: a
+// lock taken on a hot standby excludes nobody using the primary. Sessions are named
 // application_name "calpresence/<ID>", which is how [Elector.Leader] tells
 // any replica who leads. [Elector.Run] waits for the lock, calls the caller's
 // lead function with a context that is cancelled the moment leadership is
@@ -61,9 +61,30 @@
 // A fenced replica closes its session and pauses 2×Retry before it tries
 // again, so a standby whose session is sound takes over first.
 //
+// A leader that hands the lead back (Run's context ends: SIGTERM) stops
+// starting anything, but may let its calls in flight finish before it
+// releases the lock; it keeps checking the lock until then, and [Lost]
+// tells it to cut them if the lock is lost meanwhile.
+//
 // What no lock can fence is a call already in flight when leadership ends
 // (a process frozen mid-request and resumed later); asking Leading right
-// before each call keeps that window to one call.
+// before each call keeps that window to one call, and a store can refuse
+// the writes of a lead that has ended (state/pgstate's leader epochs).
+//
+// # Poolers
+//
+// A pooler in transaction mode (PgBouncer's pool_mode=transaction) hands
+// one server session to several clients in turn, and advisory locks are
+// the server session's and re-entrant: pg_try_advisory_lock answers true
+// to every client that shares the backend holding the lock. Two replicas
+// would lead. The Elector refuses to lead through such a pooler, in three
+// places: after connecting it reads back idle_session_timeout and the TCP
+// settings it asked for, which such a pooler does not pass on; it does not
+// try the lock on a backend that holds it already (its own session never
+// does when it tries); and it records the backend's pid when it takes the
+// lock and requires the same backend, holding the lock, at every check.
+// Each refusal names the pooler and says to connect directly or in session
+// mode.
 //
 // # Metrics
 //

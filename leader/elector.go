@@ -239,7 +239,9 @@ func (e *Elector) stopLeading(fence context.CancelCauseFunc, cause error) {
 // Run takes part in the election until ctx ends, then releases the lock
 // (so a rolling update hands over at once) and returns nil. Each time this
 // replica becomes leader it calls lead with a context that is cancelled the
-// moment leadership is lost or ctx ends; lead must then return promptly.
+// moment leadership is lost or ctx ends; lead must then return promptly,
+// though after ctx ended it may let calls in flight finish: the lock is
+// checked until lead returns, and Lost(leadCtx) ends if it is lost.
 // When lead returns on its own (nil or an error), Run releases the lock,
 // waits 2×Retry so a standby may take over, and stands by again; the same
 // after this replica was fenced. A nil lead just holds the lead until it
@@ -257,13 +259,16 @@ func (e *Elector) Run(ctx context.Context, lead func(context.Context) error) err
 	var conn *pgx.Conn
 	defer func() { e.closeConn(conn) }()
 	for {
-		var asked time.Time
-		conn, asked = e.acquire(ctx, conn)
+		var (
+			asked time.Time
+			pid   int32
+		)
+		conn, asked, pid = e.acquire(ctx, conn)
 		if ctx.Err() != nil {
 			return nil
 		}
 		var stepDown bool
-		conn, stepDown = e.term(ctx, conn, asked, lead)
+		conn, stepDown = e.term(ctx, conn, asked, pid, lead)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -278,8 +283,9 @@ func (e *Elector) Run(ctx context.Context, lead func(context.Context) error) err
 }
 
 // acquire tries the lock every Retry until it has it (returning the session
-// holding it and when the winning query was asked) or ctx ends.
-func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.Time) {
+// holding it, when the winning query was asked and the server backend that
+// took it) or ctx ends.
+func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.Time, int32) {
 	var lastErr string // logged when it changes, not every Retry
 	reported := false  // the current leader has been named in the log
 	for {
@@ -289,14 +295,17 @@ func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.
 		}
 		if conn != nil {
 			asked := time.Now()
-			var got bool
-			got, err = e.tryLock(conn)
+			var (
+				got bool
+				pid int32
+			)
+			got, pid, err = e.tryLock(conn)
 			if err == nil && lastErr != "" {
 				lastErr = ""
 				e.log.Info("database reachable again", "database", e.where)
 			}
 			if err == nil && got {
-				return conn, asked
+				return conn, asked, pid
 			}
 			if err != nil {
 				e.closeConn(conn)
@@ -308,7 +317,7 @@ func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.
 			}
 		}
 		if ctx.Err() != nil {
-			return conn, time.Time{}
+			return conn, time.Time{}, 0
 		}
 		if err != nil && err.Error() != lastErr {
 			lastErr = err.Error()
@@ -316,7 +325,7 @@ func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.
 		}
 		select {
 		case <-ctx.Done():
-			return conn, time.Time{}
+			return conn, time.Time{}, 0
 		case <-time.After(e.retry):
 		}
 	}
@@ -331,15 +340,28 @@ var (
 // one lease, then lead. It returns the session if it is still usable (lock
 // released) and whether Run should pause before trying again (lead
 // stepped down, or this replica was fenced).
-func (e *Elector) term(ctx context.Context, conn *pgx.Conn, asked time.Time, lead func(context.Context) error) (*pgx.Conn, bool) {
+//
+// The lock is checked until lead has returned, not merely until its
+// context ends: after Run's context ends (SIGTERM) lead may still finish
+// calls in flight, and those must be cut (Lost) if the lock is lost
+// meanwhile, for another replica may then take over.
+func (e *Elector) term(ctx context.Context, conn *pgx.Conn, asked time.Time, pid int32, lead func(context.Context) error) (*pgx.Conn, bool) {
 	e.prove(asked)
 	termCtx, end := context.WithCancelCause(ctx)
 	defer end(errStepDown)
 	stopAfter := context.AfterFunc(termCtx, func() { e.stopLeading(nil, nil) })
 	defer stopAfter()
+	lost, lose := context.WithCancelCause(context.Background())
+	defer lose(errStepDown)
+	fence := func(cause error) {
+		e.stopLeading(end, cause)
+		lose(cause)
+	}
 
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
 	watched := make(chan *pgx.Conn, 1)
-	go func() { watched <- e.watch(termCtx, end, conn, asked) }()
+	go func() { watched <- e.watch(watchCtx, fence, conn, asked, pid) }()
 
 	// A previous leader may still act until its last lease ends, at most
 	// one lease after the lock came free, which was before we got it.
@@ -353,12 +375,13 @@ func (e *Elector) term(ctx context.Context, conn *pgx.Conn, asked time.Time, lea
 		if e.startLeading(termCtx) {
 			led = true
 			e.log.Info("leading", "database", e.where, "key", e.key)
-			leadErr = lead(termCtx)
+			leadErr = lead(context.WithValue(termCtx, lostKey{}, lost))
 		}
 	}
-	fenced := errors.Is(context.Cause(termCtx), errFenced)
 	e.stopLeading(end, errStepDown)
+	stopWatch()
 	conn = <-watched
+	fenced := errors.Is(context.Cause(lost), errFenced)
 	if conn != nil {
 		conn = e.release(conn)
 	}
@@ -377,13 +400,32 @@ func (e *Elector) term(ctx context.Context, conn *pgx.Conn, asked time.Time, lea
 	return conn, led
 }
 
-// watch proves every Check that conn still holds the lock, each proof due
-// within the lease of the previous one. When one fails it fences: stops
-// leading and ends the term at once, then closes conn and returns nil.
-// When the term ends otherwise it returns conn, still holding the lock.
-func (e *Elector) watch(term context.Context, end context.CancelCauseFunc, conn *pgx.Conn, asked time.Time) *pgx.Conn {
+// lostKey keys the context Lost returns in the context lead is given.
+type lostKey struct{}
+
+// Lost returns, for the context Run gives lead, a context that ends when
+// this replica loses that lead (it is fenced: the lock is gone, or not
+// proven within the lease), and in any case once lead has returned. It
+// does not end when the lead is handed back because Run's context ended:
+// lead's own context ends then, and lead may still let calls in flight
+// finish, while Run keeps checking the lock until lead returns. Cut those
+// calls short when Lost ends: another replica may be about to act. For a
+// context that does not come from Run, Lost returns one that never ends.
+func Lost(ctx context.Context) context.Context {
+	if lost, ok := ctx.Value(lostKey{}).(context.Context); ok {
+		return lost
+	}
+	return context.Background()
+}
+
+// watch proves every Check that conn, on server backend pid, still holds
+// the lock, each proof due within the lease of the previous one, until
+// stop ends. When a proof fails it fences (stops leading, ends the term
+// and Lost's context at once), then closes conn and returns nil. When stop
+// ends first it returns conn, still holding the lock.
+func (e *Elector) watch(stop context.Context, fenceFn func(cause error), conn *pgx.Conn, asked time.Time, pid int32) *pgx.Conn {
 	fence := func(reason string, err error) {
-		e.stopLeading(end, fmt.Errorf("%w: %s: %v", errFenced, reason, err))
+		fenceFn(fmt.Errorf("%w: %s: %v", errFenced, reason, err))
 		e.m.fenced.WithLabelValues(reason).Inc()
 		e.log.Error("lost the leader lock; stopped acting", "reason", reason, "error", err, "database", e.where)
 	}
@@ -391,7 +433,7 @@ func (e *Elector) watch(term context.Context, end context.CancelCauseFunc, conn 
 	defer tick.Stop()
 	for {
 		select {
-		case <-term.Done():
+		case <-stop.Done():
 			return conn
 		case <-tick.C:
 		}
@@ -403,7 +445,7 @@ func (e *Elector) watch(term context.Context, end context.CancelCauseFunc, conn 
 			return nil
 		}
 		done := make(chan error, 1)
-		go func() { done <- e.checkLock(conn, due) }()
+		go func() { done <- e.checkLock(conn, pid, due) }()
 		expire := time.NewTimer(time.Until(due))
 		var err error
 		select {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -520,7 +521,8 @@ func TestDefaultKey(t *testing.T) {
 }
 
 // checkLock finds exactly this session's lock on exactly this key, for keys
-// of either sign (pg_locks splits a bigint key into two oids).
+// of either sign (pg_locks splits a bigint key into two oids), and only on
+// the server backend that took it.
 func TestCheckLock(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DB(t)
@@ -531,6 +533,10 @@ func TestCheckLock(t *testing.T) {
 			t.Fatal(err)
 		}
 		mine := admin(t, dsn)
+		var pid int32
+		if err := mine.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
 		cfg, err := pgx.ParseConfig(dsn)
 		if err != nil {
 			t.Fatal(err)
@@ -549,15 +555,15 @@ func TestCheckLock(t *testing.T) {
 			}
 		}
 
-		if err := e.checkLock(mine, due()); !errors.Is(err, errLockLost) {
+		if err := e.checkLock(mine, pid, due()); !errors.Is(err, errLockLost) {
 			t.Errorf("key %d, not locked: checkLock = %v; want errLockLost", key, err)
 		}
 		exec(mine, "SELECT pg_advisory_lock($1)", key^1)
-		if err := e.checkLock(mine, due()); !errors.Is(err, errLockLost) {
+		if err := e.checkLock(mine, pid, due()); !errors.Is(err, errLockLost) {
 			t.Errorf("key %d, a neighbouring key locked: checkLock = %v; want errLockLost", key, err)
 		}
 		exec(other, "SELECT pg_advisory_lock($1)", key)
-		if err := e.checkLock(mine, due()); !errors.Is(err, errLockLost) {
+		if err := e.checkLock(mine, pid, due()); !errors.Is(err, errLockLost) {
 			t.Errorf("key %d, locked by another session: checkLock = %v; want errLockLost", key, err)
 		}
 		if id, since, err := e.holder(ctx, mine); err != nil || id != "other" || since.IsZero() {
@@ -565,8 +571,82 @@ func TestCheckLock(t *testing.T) {
 		}
 		exec(other, "SELECT pg_advisory_unlock($1)", key)
 		exec(mine, "SELECT pg_advisory_lock($1)", key)
-		if err := e.checkLock(mine, due()); err != nil {
+		if err := e.checkLock(mine, pid, due()); err != nil {
 			t.Errorf("key %d, locked by this session: checkLock = %v; want nil", key, err)
+		}
+		// The lock is held, but by the backend the session was on, no
+		// longer by the one it is on now (a pooler moved it).
+		if err := e.checkLock(mine, pid+1, due()); !errors.Is(err, errLockLost) || !strings.Contains(err.Error(), "pooler in transaction mode") {
+			t.Errorf("key %d, the session on another backend than the one that took the lock: checkLock = %v; want errLockLost naming the pooler", key, err)
+		}
+	}
+}
+
+// tryLock refuses a lock that the session's server backend holds already
+// (a pooler's other client took it there) rather than take it again.
+func TestTryLockOnABackendThatHoldsIt(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DB(t)
+	e, err := New(dsn, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := admin(t, dsn)
+	got, pid, err := e.tryLock(c)
+	if err != nil || !got || pid == 0 {
+		t.Fatalf("tryLock on a free lock = %v, %d, %v; want true, the backend's pid, nil", got, pid, err)
+	}
+	got, pid2, err := e.tryLock(c)
+	if err == nil || got || pid2 != pid || !strings.Contains(err.Error(), "holds it already") || !strings.Contains(err.Error(), "PgBouncer") {
+		t.Errorf("tryLock on a backend that holds the lock = %v, %d, %v; want false, %d, an error naming PgBouncer", got, pid2, err, pid)
+	}
+	var n int
+	if err := c.QueryRow(context.Background(), "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'").Scan(&n); err != nil || n != 1 {
+		t.Errorf("advisory locks of the backend = %d, %v; want 1", n, err)
+	}
+	// Taken once: one unlock frees it.
+	var was bool
+	if err := c.QueryRow(context.Background(), "SELECT pg_advisory_unlock($1)", e.key).Scan(&was); err != nil || !was {
+		t.Fatalf("unlock = %v, %v", was, err)
+	}
+	if err := c.QueryRow(context.Background(), "SELECT pg_advisory_unlock($1)", e.key).Scan(&was); err != nil || was {
+		t.Errorf("a second unlock = %v, %v; want false (the lock was taken once)", was, err)
+	}
+}
+
+// checkSettings refuses a lock session whose server session lacks the
+// settings it asked for.
+func TestCheckSettings(t *testing.T) {
+	cfg, err := pgx.ParseConfig("postgres://u@h/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sessionConfig(cfg, "a", 8*time.Second, true).RuntimeParams
+	applied := map[string]string{"idle_session_timeout": "8000", "tcp_keepalives_idle": "4", "tcp_keepalives_interval": "1", "tcp_keepalives_count": "4", "tcp_user_timeout": "8000"}
+	with := func(name, v string) map[string]string {
+		m := maps.Clone(applied)
+		m[name] = v
+		return m
+	}
+	for _, tt := range []struct {
+		name string
+		got  map[string]string
+		bad  string // "" when accepted
+	}{
+		{"all applied", applied, ""},
+		{"no keepalives on this socket", with("tcp_keepalives_idle", "0"), ""},
+		{"no tcp_user_timeout on this platform", with("tcp_user_timeout", "0"), ""},
+		{"idle_session_timeout dropped", with("idle_session_timeout", "0"), "idle_session_timeout is 0, not 8000"},
+		{"idle_session_timeout the server's", with("idle_session_timeout", "60000"), "idle_session_timeout is 60000, not 8000"},
+		{"a keepalive rewritten", with("tcp_keepalives_count", "9"), "tcp_keepalives_count is 9, not 4"},
+		{"an old server", with("idle_session_timeout", ""), "idle_session_timeout is unknown, not 8000"},
+	} {
+		err := checkSettings(want, tt.got)
+		switch {
+		case tt.bad == "" && err != nil:
+			t.Errorf("%s: checkSettings = %v; want nil", tt.name, err)
+		case tt.bad != "" && (err == nil || !strings.Contains(err.Error(), tt.bad) || !strings.Contains(err.Error(), "PgBouncer") || !strings.Contains(err.Error(), "connect to PostgreSQL directly")):
+			t.Errorf("%s: checkSettings = %v; want an error saying %q, naming PgBouncer and what to do", tt.name, err, tt.bad)
 		}
 	}
 }

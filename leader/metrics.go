@@ -23,7 +23,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		fenced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "calpresence_leader_fenced_total",
-			Help: "Times this replica lost the lead without giving it up, by reason: check_failed (the session failed), lock_lost (the session lives but no longer holds the lock), check_timeout (no answer within the lease), lease_expired (no check was made within the lease).",
+			Help: "Times this replica lost the lead without giving it up, by reason: check_failed (the session failed), lock_lost (the session lives but no longer holds the lock, or is on another server backend than the one that took it), check_timeout (no answer within the lease), lease_expired (no check was made within the lease).",
 		}, []string{"reason"}),
 	}
 	for _, r := range fenceReasons {

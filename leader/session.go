@@ -83,6 +83,9 @@ func describe(cfg *pgx.ConnConfig) string {
 
 // connect opens a session with cfg and makes sure it reaches a primary: an
 // advisory lock taken on a hot standby excludes nobody using the primary.
+// For the lock session it also reads back the settings sessionConfig asked
+// for (checkSettings): they fence a silent leader, and a pooler that drops
+// them shares server sessions between its clients.
 func (e *Elector) connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -90,8 +93,13 @@ func (e *Elector) connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, 
 	}
 	qctx, cancel := context.WithTimeout(ctx, e.checkTimeout)
 	defer cancel()
-	var standby bool
-	if err := conn.QueryRow(qctx, "SELECT pg_is_in_recovery()").Scan(&standby); err != nil {
+	var (
+		standby       bool
+		names, values []string
+	)
+	err = conn.QueryRow(qctx, `SELECT pg_is_in_recovery(), coalesce(array_agg(name), '{}'), coalesce(array_agg(setting), '{}')
+		FROM pg_settings WHERE name = ANY($1)`, checkedParams).Scan(&standby, &names, &values)
+	if err != nil {
 		e.closeConn(conn)
 		return nil, fmt.Errorf("connect to %s: %w", e.where, err)
 	}
@@ -99,7 +107,60 @@ func (e *Elector) connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, 
 		e.closeConn(conn)
 		return nil, fmt.Errorf("connect to %s: the server is a read-only standby; point the DSN at the primary", e.where)
 	}
+	if cfg == e.cfg {
+		got := make(map[string]string, len(names))
+		for i, n := range names {
+			got[n] = values[i]
+		}
+		if err := checkSettings(cfg.RuntimeParams, got); err != nil {
+			e.closeConn(conn)
+			return nil, fmt.Errorf("connect to %s: %w", e.where, err)
+		}
+	}
 	return conn, nil
+}
+
+// checkedParams are the settings of the lock session that checkSettings
+// reads back.
+var checkedParams = []string{"idle_session_timeout", "tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "tcp_user_timeout"}
+
+// checkSettings compares the settings the lock session asked for (want,
+// its startup parameters, in the server's units) with those its server
+// session has (got, from pg_settings.setting).
+//
+// A pooler in transaction mode (PgBouncer's pool_mode=transaction) answers
+// the startup itself and refuses or, with ignore_startup_parameters, drops
+// the parameters it does not know: the server session never gets them. It
+// also hands one server session to several clients in turn, and a session
+// advisory lock belongs to the server session, so two replicas would both
+// hold it. Missing settings are how such a pooler shows itself before any
+// lock is taken. idle_session_timeout must be exactly what was asked; a TCP
+// setting may also read 0, which is what the server shows where it cannot
+// apply it (a Unix-domain socket for the keepalives; tcp_user_timeout off
+// Linux, tcp_keepalives_count on Windows).
+func checkSettings(want, got map[string]string) error {
+	var bad []string
+	for _, name := range checkedParams {
+		w, ok := want[name]
+		if !ok {
+			continue
+		}
+		g := got[name]
+		if g == w || (name != "idle_session_timeout" && g == "0") {
+			continue
+		}
+		if g == "" {
+			g = "unknown"
+		}
+		bad = append(bad, fmt.Sprintf("%s is %s, not %s", name, g, w))
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the server session did not take the settings this replica connects with (%s): "+
+		"a pooler in transaction mode (PgBouncer's pool_mode=transaction) drops them and shares one server session, "+
+		"and so the leader lock, between clients; connect to PostgreSQL directly or through a pooler in session mode",
+		strings.Join(bad, ", "))
 }
 
 // closeConn closes conn (nil is fine) without waiting long for a server
@@ -113,17 +174,36 @@ func (e *Elector) closeConn(conn *pgx.Conn) {
 	_ = conn.Close(ctx)
 }
 
-// tryLock asks for the lock once, without waiting for it. Its deadline
-// does not follow Run's context: a query cut short leaves the lock's state
-// unknown, and the caller then closes the session.
-func (e *Elector) tryLock(conn *pgx.Conn) (bool, error) {
+// tryLock asks for the lock once, without waiting for it, and returns the
+// server backend (pid) that answered. Its deadline does not follow Run's
+// context: a query cut short leaves the lock's state unknown, and the
+// caller then closes the session.
+//
+// Session advisory locks are re-entrant: pg_try_advisory_lock answers true
+// on a backend that holds the lock already. This session never holds it
+// when it asks (a lock it had was released, or the session closed), so a
+// backend that does is shared with another client, the leader: a pooler in
+// transaction mode hands one server session to several clients in turn.
+// The lock is then refused, not taken a second time.
+func (e *Elector) tryLock(conn *pgx.Conn) (got bool, pid int32, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), e.checkTimeout)
 	defer cancel()
-	var got bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", e.key).Scan(&got); err != nil {
-		return false, fmt.Errorf("try lock %d: %w", e.key, err)
+	hi, lo := e.keyHalves()
+	var shared bool
+	// CASE evaluates its condition first: the lock is not tried on a
+	// backend that holds it.
+	err = conn.QueryRow(ctx, `SELECT pg_backend_pid(), held, CASE WHEN held THEN false ELSE pg_try_advisory_lock($3) END
+		FROM (SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = pg_backend_pid() AND `+lockWhere+`) AS held) s`,
+		hi, lo, e.key).Scan(&pid, &shared, &got)
+	if err != nil {
+		return false, 0, fmt.Errorf("try lock %d: %w", e.key, err)
 	}
-	return got, nil
+	if shared {
+		return false, pid, fmt.Errorf("try lock %d: server backend %d holds it already, for another client: "+
+			"a pooler in transaction mode (PgBouncer's pool_mode=transaction) shares server sessions between clients; "+
+			"connect to PostgreSQL directly or through a pooler in session mode", e.key, pid)
+	}
+	return got, pid, nil
 }
 
 var errLockLost = errors.New("the session no longer holds the lock")
@@ -139,16 +219,28 @@ func (e *Elector) keyHalves() (hi, lo int64) {
 	return int64(uint32(uint64(e.key) >> 32)), int64(uint32(e.key))
 }
 
-// checkLock proves, before due, that conn is alive and its backend holds
-// the lock.
-func (e *Elector) checkLock(conn *pgx.Conn, due time.Time) error {
+// checkLock proves, before due, that conn is alive, still on the server
+// backend pid that took the lock, and that this backend holds it. A
+// session whose backend changed is behind a pooler that moves clients
+// between server sessions: the lock stayed with the old one, and whoever
+// is handed that one holds it too.
+func (e *Elector) checkLock(conn *pgx.Conn, pid int32, due time.Time) error {
 	ctx, cancel := context.WithDeadline(context.Background(), due)
 	defer cancel()
 	hi, lo := e.keyHalves()
-	var held bool
-	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = pg_backend_pid() AND `+lockWhere+`)`, hi, lo).Scan(&held)
+	var (
+		now  int32
+		held bool
+	)
+	err := conn.QueryRow(ctx, `SELECT pg_backend_pid(), EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = $3 AND `+lockWhere+`)`,
+		hi, lo, pid).Scan(&now, &held)
 	if err != nil {
 		return fmt.Errorf("check lock %d: %w", e.key, err)
+	}
+	if now != pid {
+		return fmt.Errorf("check lock %d: %w: the session is on server backend %d, not %d that took it: "+
+			"a pooler in transaction mode (PgBouncer's pool_mode=transaction) moves clients between server sessions; "+
+			"connect to PostgreSQL directly or through a pooler in session mode", e.key, errLockLost, now, pid)
 	}
 	if !held {
 		return fmt.Errorf("check lock %d: %w", e.key, errLockLost)

@@ -172,3 +172,58 @@ func TestGocronRunsJobsOnTheLeaderOnly(t *testing.T) {
 		t.Errorf("b ran %d jobs in 1s as leader; want ≥ 5", got)
 	}
 }
+
+// TestHandBackKeepsChecking: Run's context ends (SIGTERM) while lead still
+// finishes a call in flight; the lock session is then ended under it. The
+// elector keeps checking until lead returns, so Lost ends within a lease
+// of the loss (the call is cut) rather than never.
+func TestHandBackKeepsChecking(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.DB(t)
+	lostAt := make(chan time.Time, 1)
+	a := startReplica(t, dsn, "a", fast, func(ctx context.Context, call int) error {
+		<-ctx.Done() // handed back: the call in flight goes on
+		select {
+		case <-Lost(ctx).Done():
+			lostAt <- time.Now()
+		case <-time.After(20 * time.Second):
+			lostAt <- time.Time{}
+		}
+		return nil
+	})
+	waitLeading(t, 10*time.Second, a)
+	adm := admin(t, dsn)
+	pid := backendPID(t, adm, "a")
+	a.cancel() // the hand-back begins
+	time.Sleep(fast.lease())
+	select {
+	case <-lostAt:
+		t.Fatal("Lost ended on a mere hand-back")
+	default:
+	}
+	t0 := time.Now()
+	if _, err := adm.Exec(context.Background(), "SELECT pg_terminate_backend($1)", pid); err != nil {
+		t.Fatal(err)
+	}
+	at := <-lostAt
+	if at.IsZero() {
+		t.Fatal("Lost did not end within 20s of the lock session's end, during the hand-back")
+	}
+	took := at.Sub(t0)
+	t.Logf("Lost ended %v after the lock session was ended (lease %v)", took, fast.lease())
+	if took > fast.lease()+2*time.Second {
+		t.Errorf("Lost ended %v after the loss; want within the lease %v (+2s slack)", took, fast.lease())
+	}
+	// Counted just after the fence.
+	if !testutil.WaitUntil(time.Second, func() bool { return a.metric("calpresence_leader_fenced_total", "reason", "check_failed") == 1 }) {
+		t.Errorf("a: fenced_total{check_failed} = %v; want 1", a.metric("calpresence_leader_fenced_total", "reason", "check_failed"))
+	}
+}
+
+// TestLostOutsideRun: a context that does not come from Run has a Lost
+// that never ends.
+func TestLostOutsideRun(t *testing.T) {
+	if done := Lost(context.Background()).Done(); done != nil {
+		t.Errorf("Lost(context.Background()).Done() = %v; want nil (never ends)", done)
+	}
+}

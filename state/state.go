@@ -31,6 +31,12 @@ import (
 // the state file.
 var ErrLocked = errors.New("state file is locked by another process (is the daemon running?)")
 
+// ErrFenced reports a write the store refused because the writer's term
+// as leader is over: another replica took the lead since (state/pgstate's
+// leader epochs). It is not worth retrying: the writer must stop acting.
+// The bbolt file, which one process holds, never returns it.
+var ErrFenced = errors.New("this replica's term as leader is over (fenced)")
+
 // schemaVersion is the layout of the file. Open refuses a newer one rather
 // than misread it, and migrates an older one in place (migrate.go).
 //

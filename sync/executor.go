@@ -340,6 +340,10 @@ func (x *executor) fail(a Action, err error, log *slog.Logger) {
 	switch kind := presence.KindOf(err); {
 	case errors.Is(err, context.Canceled):
 		return
+	case errors.Is(err, state.ErrFenced):
+		// The store refused the record: another replica leads now, and
+		// this engine is being stopped. Nothing to retry or hold back.
+		return
 	case kind == presence.NotFound && a.Op == OpSet:
 		// Graph does not know the id (a user deleted, perhaps re-created
 		// with a new id): the directory looks the person's addresses up

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -296,6 +297,23 @@ func TestEngineFailingStateWriteBacksOff(t *testing.T) {
 			t.Error("the failing write was not logged")
 		}
 	})
+}
+
+// TestFencedRecordHoldsNobodyBack: a record the store refused because
+// this replica's term as leader is over (state.ErrFenced) is not a failure
+// to retry: the engine is being stopped and the next leader makes the
+// call. Another failed record is held back as before.
+func TestFencedRecordHoldsNobodyBack(t *testing.T) {
+	x := newExecutor(&fakePresence{}, NewMemStore(), nil, nil, slog.New(slog.DiscardHandler), NewMetrics(nil))
+	a := Action{Op: OpSet, User: "alice"}
+	x.fail(a, fmt.Errorf("record intent: leader epoch 1 is over: epoch 2 leads now: %w", state.ErrFenced), x.logFor(a))
+	if held := x.heldAt(time.Now()); len(held) != 0 {
+		t.Errorf("held after a fenced record: %v; want nobody", held)
+	}
+	x.fail(a, errors.New("record intent: no space left on device"), x.logFor(a))
+	if held := x.heldAt(time.Now()); len(held) != 1 {
+		t.Errorf("held after a failed record: %v; want alice, backing off", held)
+	}
 }
 
 // hangingPresence never answers a set: a Graph that stopped responding.

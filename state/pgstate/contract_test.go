@@ -30,3 +30,29 @@ func TestContract(t *testing.T) {
 		return s
 	})
 }
+
+// TestContractLeaderView runs it against the view a leader writes through
+// (Lead): checked writes keep the same contract while the term lasts.
+func TestContractLeaderView(t *testing.T) {
+	dsn := storetest.PerTest(func(t *testing.T) string { return pgtest.DB(t) })
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		s, err := pgstate.Open(context.Background(), dsn(t), pgstate.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := s.Lead(context.Background())
+		if err != nil {
+			s.Close()
+			t.Fatal(err)
+		}
+		return leaderView{v, s}
+	})
+}
+
+// leaderView is a view that closes the Store it came from.
+type leaderView struct {
+	*pgstate.Store
+	from *pgstate.Store
+}
+
+func (v leaderView) Close() error { return v.from.Close() }

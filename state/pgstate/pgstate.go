@@ -12,6 +12,11 @@
 // The tables are created and migrated by Open (migrate.go,
 // migrations/*.sql), under an advisory lock, so replicas may start
 // together.
+//
+// A replica that takes the lead calls Lead and writes through the view it
+// returns: the database refuses those writes with state.ErrFenced once a
+// later leader has called Lead in turn (epoch.go). The Store Open returns
+// writes unchecked, as a standby's webhook inbox must.
 package pgstate
 
 import (
@@ -51,6 +56,7 @@ type Store struct {
 	pool    *pgxpool.Pool
 	timeout time.Duration
 	where   string // host:port/database, for errors; never the DSN
+	term    *term  // a view's (Lead); nil for the Store Open returns
 }
 
 // Open connects to the database dsn names (a URL or key=value string, as
@@ -124,9 +130,13 @@ func where(cfg *pgxpool.Config) string {
 // credentials), for logs.
 func (s *Store) Where() string { return s.where }
 
-// Close closes the pool's connections, waiting for those in use.
+// Close closes the pool's connections, waiting for those in use. A view
+// (Lead) shares the pool of the Store it came from: closing it does
+// nothing.
 func (s *Store) Close() error {
-	s.pool.Close()
+	if s.term == nil {
+		s.pool.Close()
+	}
 	return nil
 }
 

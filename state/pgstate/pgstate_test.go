@@ -162,6 +162,14 @@ func TestMigrateKeepsData(t *testing.T) {
 				t.Fatalf("no seed for schema %d: add one to seeds that writes the fixture as schema %d stores it", from, from)
 			}
 			seed(ctx, t, pool)
+			// The leader epoch the seed left (schema 2 brought it; 0
+			// before), kept by the migrations after it.
+			var epoch int64
+			if from >= 2 {
+				if err := pool.QueryRow(ctx, "SELECT epoch FROM leader_epoch").Scan(&epoch); err != nil {
+					t.Fatal(err)
+				}
+			}
 			pool.Close()
 
 			s := open(t, dsn)
@@ -192,6 +200,9 @@ func TestMigrateKeepsData(t *testing.T) {
 			}
 			if diff := cmp.Diff(map[string]state.Signal{seedSignal.ID: seedSignal}, signals); diff != "" {
 				t.Errorf("Signals() mismatch (-want +got):\n%s", diff)
+			}
+			if v := lead(t, s); v.Epoch() != epoch+1 {
+				t.Errorf("Lead after the migration took epoch %d; want %d (the seed's %d, kept, and one more)", v.Epoch(), epoch+1, epoch)
 			}
 		})
 	}

@@ -183,7 +183,7 @@ func putAll[T any](s *Store, table string, values []T, key func(T) (string, erro
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	_, err := s.pool.Exec(ctx, `INSERT INTO `+table+` (key, record)
+	err := s.exec(ctx, `INSERT INTO `+table+` (key, record)
 		SELECT * FROM unnest($1::bytea[], $2::bytea[])
 		ON CONFLICT ((sha256(key))) DO UPDATE SET record = excluded.record`, keys, recs)
 	if err != nil {
@@ -202,7 +202,7 @@ func (s *Store) delete(table, key string) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if _, err := s.pool.Exec(ctx, "DELETE FROM "+table+" WHERE sha256(key) = sha256($1) AND key = $1", []byte(key)); err != nil {
+	if err := s.exec(ctx, "DELETE FROM "+table+" WHERE sha256(key) = sha256($1) AND key = $1", []byte(key)); err != nil {
 		return fmt.Errorf("state: delete %s %q: %w", table, key, err)
 	}
 	return nil
@@ -302,7 +302,7 @@ func (s *Store) PutFeeds(feeds []state.Feed) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	_, err := s.pool.Exec(ctx, `INSERT INTO feeds (source, record, body)
+	err := s.exec(ctx, `INSERT INTO feeds (source, record, body)
 		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])
 		ON CONFLICT ((sha256(source))) DO UPDATE SET record = excluded.record, body = excluded.body`,
 		sources, keepRecs, keepGzs)
@@ -321,7 +321,7 @@ func (s *Store) DeleteFeedsExcept(sources []string) error {
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	if _, err := s.pool.Exec(ctx, "DELETE FROM feeds WHERE NOT (source = ANY($1::bytea[]))", keep); err != nil {
+	if err := s.exec(ctx, "DELETE FROM feeds WHERE NOT (source = ANY($1::bytea[]))", keep); err != nil {
 		return fmt.Errorf("state: delete feeds: %w", err)
 	}
 	return nil
