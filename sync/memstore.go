@@ -84,6 +84,16 @@ func (m *MemStore) DeleteIdentity(address string) error {
 	return nil
 }
 
+// DeleteIdentities forgets addresses.
+func (m *MemStore) DeleteIdentities(addresses []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range addresses {
+		delete(m.ids, state.NormalizeAddress(a))
+	}
+	return nil
+}
+
 // Signals returns a copy of the live meeting signals (SignalStore).
 func (m *MemStore) Signals() (map[string]state.Signal, error) {
 	m.mu.Lock()

@@ -88,6 +88,29 @@ func (s *Store) DeleteIdentity(address string) error {
 	return s.delete(tableIdentities, state.NormalizeAddress(address))
 }
 
+// DeleteIdentities forgets what is cached for each of addresses, in one
+// statement; forgetting none is not an error.
+func (s *Store) DeleteIdentities(addresses []string) error {
+	keys := make([][]byte, 0, len(addresses))
+	for _, a := range addresses {
+		if k := state.NormalizeAddress(a); k != "" {
+			keys = append(keys, []byte(k))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	// Joined on sha256(key), the unique index, then on the key itself.
+	err := s.exec(ctx, `DELETE FROM identities AS t USING unnest($1::bytea[]) AS d(key)
+		WHERE sha256(t.key) = sha256(d.key) AND t.key = d.key`, keys)
+	if err != nil {
+		return fmt.Errorf("state: delete %d identities: %w", len(keys), err)
+	}
+	return nil
+}
+
 // Signals returns every stored signal, by ID, expired ones included, with
 // a *state.BadRecordsError for those that do not decode (as Sessions).
 func (s *Store) Signals() (map[string]state.Signal, error) {

@@ -39,6 +39,7 @@ type Store interface {
 	Identities() (map[string]state.Identity, error)
 	PutIdentities([]state.Identity) error
 	DeleteIdentity(address string) error
+	DeleteIdentities(addresses []string) error
 
 	Feed(source string) (state.Feed, bool, error)
 	PutFeed(state.Feed) error
@@ -66,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"Sessions", testSessions},
 		{"PutSessions", testPutSessions},
 		{"Identities", testIdentities},
+		{"DeleteIdentities", testDeleteIdentities},
 		{"Feeds", testFeeds},
 		{"PutFeeds", testPutFeeds},
 		{"DeleteFeedsExcept", testDeleteFeedsExcept},
@@ -315,6 +317,59 @@ func testIdentities(t *testing.T, open func(t *testing.T) Store) {
 		if err := s.PutIdentities(batch); err != nil {
 			t.Errorf("PutIdentities(%v) = %v; want nil", batch, err)
 		}
+	}
+}
+
+// testDeleteIdentities: the worker forgets the addresses no feed names any
+// more in batches. A batch normalises each address as DeleteIdentity does,
+// skips what is not there, and leaves every other record alone.
+func testDeleteIdentities(t *testing.T, open func(t *testing.T) Store) {
+	s := openStore(t, open)
+	want := make(map[string]state.Identity)
+	var all []state.Identity
+	for i := range 1000 {
+		id := state.Identity{Address: fmt.Sprintf("guest-%04d@partner.example", i), ID: fmt.Sprintf("id-%d", i), CheckedAt: t0}
+		if i%3 == 0 {
+			id = state.Identity{Address: id.Address, Unknown: true, CheckedAt: t0}
+		}
+		all = append(all, id)
+		want[id.Address] = id
+	}
+	if err := s.PutIdentities(all); err != nil {
+		t.Fatal(err)
+	}
+	check := func() {
+		t.Helper()
+		got, err := s.Identities()
+		if err != nil {
+			t.Fatalf("Identities() error = %v", err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("Identities() mismatch (-want +got):\n%s", diff)
+		}
+	}
+	for _, batch := range [][]string{nil, {}, {"", "  "}, {"nobody@partner.example"}} {
+		if err := s.DeleteIdentities(batch); err != nil {
+			t.Errorf("DeleteIdentities(%q) = %v; want nil", batch, err)
+		}
+	}
+	check()
+
+	// Every other one, spelled differently, plus one twice and one that is
+	// not there, in one call.
+	var gone []string
+	for i := 0; i < 1000; i += 2 {
+		a := fmt.Sprintf("guest-%04d@partner.example", i)
+		gone = append(gone, " "+strings.ToUpper(a)+" ")
+		delete(want, a)
+	}
+	gone = append(gone, gone[0], "nobody@partner.example")
+	if err := s.DeleteIdentities(gone); err != nil {
+		t.Fatalf("DeleteIdentities(%d addresses) = %v", len(gone), err)
+	}
+	check()
+	if len(want) != 500 {
+		t.Fatalf("%d identities left in want; the test means 500", len(want))
 	}
 }
 
