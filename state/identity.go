@@ -20,6 +20,10 @@ type Identity struct {
 	UPN string `json:"upn,omitempty"`
 	// Unknown records that Entra has no user with this address.
 	Unknown bool `json:"unknown,omitempty"`
+	// UnknownSince is when Entra first said so, of the answers in a row
+	// that did: the lookups of an unknown address back off with it (zero
+	// when not Unknown, or from an earlier release).
+	UnknownSince time.Time `json:"unknown_since,omitzero"`
 	// CheckedAt is when Entra last answered for this address (zero for an
 	// id carried over from schema 1: it is looked up again soon).
 	CheckedAt time.Time `json:"checked_at,omitzero"`

@@ -381,15 +381,19 @@ func throttle(fn func(), d time.Duration) func() {
 
 // noteAddresses tells the directory of the addresses in a source's new
 // matches, so that the resolver looks them up at once (off any boundary's
-// path), not only once a reconcile has met them.
-func (e *Engine) noteAddresses(matches []Match) {
+// path), not only once a reconcile has met them. When they come from new
+// content (changed), the addresses Entra did not know are looked up again
+// at once too: the feed may name them for a user created since.
+func (e *Engine) noteAddresses(matches []Match, changed bool) {
+	var addrs []string
 	last := ""
 	for i := range matches {
 		if a := matches[i].User; a != last { // fixed users repeat in a row
-			e.dir.lookup(a)
+			addrs = append(addrs, a)
 			last = a
 		}
 	}
+	e.dir.note(addrs, changed)
 }
 
 // resolveNew looks up, now, every address the sources and the

@@ -14,10 +14,17 @@ import (
 	"github.com/calpresence/calpresence/state"
 )
 
-// UnknownUserRecheck is how long an address Entra does not know is left
-// alone before the next lookup: never a hot loop, yet a user created later
-// is picked up without a restart.
-const UnknownUserRecheck = time.Hour
+// An address Entra does not know is looked up again with back-off: first
+// after UnknownUserRecheck, then each time after as long as it has been
+// unknown (1h, 1h, 2h, 4h, 8h, 16h), at most UnknownUserRecheckMax apart
+// (and never less often than schedule.identity_refresh). Never a hot loop,
+// and an external attendee costs a lookup a day, not one an hour for ever;
+// yet a user created later is picked up without a restart, and at once
+// when a feed that names the address changes.
+const (
+	UnknownUserRecheck    = time.Hour
+	UnknownUserRecheckMax = 24 * time.Hour
+)
 
 // reObjectID matches an Entra object id (a GUID).
 var reObjectID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -49,7 +56,10 @@ type directory struct {
 	// reported is when an unknown address was last reported (once per
 	// refresh, not at every recheck).
 	reported map[string]time.Time
-	want     chan struct{} // an address waits for a lookup
+	// recheck are unknown addresses a changed feed names: looked up again
+	// at once, whatever their back-off.
+	recheck map[string]bool
+	want    chan struct{} // an address waits for a lookup
 }
 
 // lookupFailure is a lookup that failed for a reason other than "no such
@@ -66,7 +76,7 @@ func newDirectory(p Presence, st Store, refresh time.Duration, concurrency int, 
 	}
 	return &directory{presence: p, store: st, log: log, metrics: m, refresh: refresh, concurrency: max(concurrency, 1),
 		known: make(map[string]state.Identity), byID: make(map[string][]string), failed: make(map[string]lookupFailure), seen: make(map[string]bool),
-		reported: make(map[string]time.Time), want: make(chan struct{}, 1)}
+		reported: make(map[string]time.Time), recheck: make(map[string]bool), want: make(chan struct{}, 1)}
 }
 
 // load reads the identities kept in the state. Records that do not decode
@@ -104,6 +114,41 @@ func (d *directory) lookup(address string) (id string, ok bool) {
 		return idn.ID, !idn.Unknown && idn.ID != ""
 	}
 	return "", false
+}
+
+// note meets the addresses a feed's new matches name, as lookup does; when
+// the feed changed (new content), those Entra did not know are looked up
+// again at once rather than at the end of their back-off.
+func (d *directory) note(addresses []string, changed bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, address := range addresses {
+		a := state.NormalizeAddress(address)
+		if reObjectID.MatchString(a) {
+			continue
+		}
+		if !d.seen[a] {
+			d.seen[a] = true
+			d.signal()
+		}
+		if changed && d.known[a].Unknown && !d.recheck[a] {
+			d.recheck[a] = true
+			d.signal()
+		}
+	}
+}
+
+// unknownWait is how long after its last lookup the unknown address of
+// idn is looked up again: as long as it has been unknown, within
+// [UnknownUserRecheck, UnknownUserRecheckMax], both capped by the refresh.
+func (d *directory) unknownWait(idn state.Identity) time.Duration {
+	first := min(UnknownUserRecheck, d.refresh)
+	last := max(first, min(UnknownUserRecheckMax, d.refresh))
+	since := idn.UnknownSince
+	if since.IsZero() || since.After(idn.CheckedAt) {
+		since = idn.CheckedAt // a record of an earlier release: start afresh
+	}
+	return min(max(idn.CheckedAt.Sub(since), first), last)
 }
 
 // set records what Entra said of idn.Address. d.mu must be held.
@@ -183,8 +228,9 @@ func (d *directory) signal() {
 }
 
 // due returns the addresses met since start that need a lookup at now:
-// never resolved, due for their refresh, unknown for longer than
-// UnknownUserRecheck, or whose last failure's back-off has passed.
+// never resolved, due for their refresh, unknown and at the end of their
+// back-off (unknownWait) or named by a feed that changed, or whose last
+// failure's back-off has passed.
 func (d *directory) due(now time.Time) []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -201,7 +247,7 @@ func (d *directory) due(now time.Time) []string {
 		case !ok:
 			out = append(out, a)
 		case idn.Unknown:
-			if !now.Before(idn.CheckedAt.Add(min(UnknownUserRecheck, d.refresh))) {
+			if d.recheck[a] || !now.Before(idn.CheckedAt.Add(d.unknownWait(idn))) {
 				out = append(out, a)
 			}
 		case !now.Before(idn.CheckedAt.Add(d.refresh)):
@@ -232,8 +278,10 @@ func (d *directory) nextDue(now time.Time) time.Time {
 		switch {
 		case !ok:
 			at(now)
+		case idn.Unknown && d.recheck[a]:
+			at(now)
 		case idn.Unknown:
-			at(idn.CheckedAt.Add(min(UnknownUserRecheck, d.refresh)))
+			at(idn.CheckedAt.Add(d.unknownWait(idn)))
 		default:
 			at(idn.CheckedAt.Add(d.refresh))
 		}
@@ -279,6 +327,7 @@ func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) 
 		switch kind := presence.KindOf(ans.err); {
 		case ans.err == nil:
 			delete(d.failed, a)
+			delete(d.recheck, a)
 			idn := state.Identity{Address: a, ID: ans.p.ID, UPN: ans.p.UPN, CheckedAt: now}
 			if old.ID != idn.ID || old.Unknown {
 				changed = true
@@ -290,16 +339,24 @@ func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) 
 			continue
 		case kind == presence.NotFound || kind == presence.Permanent && !forbidden(ans.err):
 			delete(d.failed, a)
+			delete(d.recheck, a)
+			idn := state.Identity{Address: a, Unknown: true, CheckedAt: now, UnknownSince: now}
+			if old.Unknown {
+				// Unknown still: the back-off grows with how long.
+				idn.UnknownSince = old.UnknownSince
+				if idn.UnknownSince.IsZero() || idn.UnknownSince.After(old.CheckedAt) {
+					idn.UnknownSince = old.CheckedAt
+				}
+			}
 			if r, ok := d.reported[a]; !ok || !now.Before(r.Add(d.refresh)) {
 				// Reported once per refresh: rechecks in between are quiet.
 				d.reported[a] = now
 				d.log.Warn("address names no Entra user; its meetings are skipped", "address", a, "err", ans.err,
-					"recheck_in", min(UnknownUserRecheck, d.refresh).String())
+					"recheck_in", d.unknownWait(idn).String())
 			}
 			if old.ID != "" && !old.Unknown {
 				changed = true
 			}
-			idn := state.Identity{Address: a, Unknown: true, CheckedAt: now}
 			d.set(idn)
 			puts = append(puts, idn)
 		default:

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	gosync "sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -374,6 +375,79 @@ func TestEngineKeepsSpansUntilSomethingChanges(t *testing.T) {
 		h.until(22 * time.Minute)
 		if ptr() == first {
 			t.Error("spans were not rebuilt after a feed changed")
+		}
+		h.stop()
+	})
+}
+
+// TestEngineUnknownAddressBacksOff: an address Entra does not know (a
+// partner's, say) that a daily meeting names is looked up with back-off (as
+// long again as it has been unknown: 1h, 1h, 2h, 4h … at most a day apart),
+// not every hour for ever; reported once per refresh; and looked up again
+// at once when the feed changes, but not for a new DTSTAMP alone.
+func TestEngineUnknownAddressBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		const ghost = "ghost@contoso.com"
+		var (
+			mu      gosync.Mutex
+			lookups []time.Duration
+		)
+		graph := &fakePresence{begin: begin, people: tenant, resolveErr: func(a string) error {
+			if a != ghost {
+				return nil
+			}
+			mu.Lock()
+			lookups = append(lookups, time.Since(begin).Round(time.Minute))
+			mu.Unlock()
+			return &presence.Error{Op: "resolveUser", User: a, Status: 404, Kind: presence.NotFound}
+		}}
+		daily := func(summary, stamp string) string {
+			body := invite(begin, "standup", 10*time.Hour, 15*time.Minute, "bob@contoso.com", ghost)
+			body = strings.Replace(body, "SUMMARY:standup", "SUMMARY:"+summary+"\r\nRRULE:FREQ=DAILY", 1)
+			return strings.Replace(body, "DTSTAMP:20000101T000000Z", "DTSTAMP:"+stamp, 1)
+		}
+		cfg := twoSources()
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
+			"zoom": ics(begin), "google": daily("standup", "20000101T000000Z"),
+		}, errs: map[string]error{}}, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		h.start(cfg)
+		got := func() []time.Duration {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(lookups)
+		}
+
+		h.until(72*time.Hour + 30*time.Minute)
+		want := []time.Duration{0, time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour, 16 * time.Hour, 32 * time.Hour, 56 * time.Hour}
+		if !slices.Equal(got(), want) {
+			t.Errorf("lookups of %s in 72h = %v; want %v", ghost, got(), want)
+		}
+		// Once per refresh (24h): at 0, 32h, 56h.
+		if n := strings.Count(h.logs.String(), "address names no Entra user"); n != 3 {
+			t.Errorf("unknown address reported %d times in 72h; want 3", n)
+		}
+
+		// A new DTSTAMP alone (servers stamp every download) is no change.
+		h.feeds.set("google", daily("standup", "20000104T000000Z"))
+		h.until(73 * time.Hour)
+		if n := len(got()); n != len(want) {
+			t.Errorf("lookups after a new DTSTAMP = %v; want none more", got()[len(want):])
+		}
+		// The meeting changed: looked up again within the poll.
+		h.feeds.set("google", daily("standup (moved room)", "20000104T000000Z"))
+		h.until(73*time.Hour + 2*time.Minute)
+		if g := got(); len(g) != len(want)+1 || g[len(g)-1] < 73*time.Hour {
+			t.Errorf("lookups after the feed changed = %v; want one more at 73h", g)
+		}
+		// And the back-off goes on from there: a day after the change.
+		h.until(96*time.Hour + 30*time.Minute)
+		if g := got(); len(g) != len(want)+1 {
+			t.Errorf("lookups by 96h = %v; want none after the change's before a day has passed", g)
+		}
+		h.until(97*time.Hour + 30*time.Minute)
+		if g := got(); len(g) != len(want)+2 {
+			t.Errorf("lookups by 97h30m = %v; want one a day after the change's", g)
 		}
 		h.stop()
 	})

@@ -270,7 +270,7 @@ func testIdentities(t *testing.T, open func(t *testing.T) Store) {
 		t.Errorf("Identities() of a new store = %v, %v; want none", got, err)
 	}
 	frank := state.Identity{Address: " Frank@Contoso.com ", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0.In(berlin)}
-	ghost := state.Identity{Address: "ghost@contoso.com", Unknown: true, CheckedAt: t0}
+	ghost := state.Identity{Address: "ghost@contoso.com", Unknown: true, CheckedAt: t0, UnknownSince: t0.Add(-3 * time.Hour).In(newfoundland)}
 	carried := state.Identity{Address: "old@contoso.com", ID: "id-2"} // from schema 1: CheckedAt zero
 	if err := s.PutIdentities([]state.Identity{frank, ghost, carried}); err != nil {
 		t.Fatal(err)
@@ -287,6 +287,9 @@ func testIdentities(t *testing.T, open func(t *testing.T) Store) {
 			t.Fatalf("Identities() mismatch (-want +got):\n%s", diff)
 		}
 		sameOffset(t, "CheckedAt", got[frank.Address].CheckedAt, frank.CheckedAt)
+		if g, ok := want[ghost.Address]; ok && g.Unknown {
+			sameOffset(t, "UnknownSince", got[ghost.Address].UnknownSince, g.UnknownSince)
+		}
 	}
 	check()
 
