@@ -26,6 +26,24 @@ const (
 	UnknownUserRecheckMax = 24 * time.Hour
 )
 
+// ForgetAfter is how long the directory keeps an address that no loaded
+// feed names, nor the configuration: then what Entra said of it leaves
+// memory and the state. Attendees churn (a partner's guests, one-off
+// interviews), and nothing may grow with the days. A week, so that the
+// people of a weekly meeting stay known even with a horizon shorter than
+// that; an address named again later is simply looked up again.
+const ForgetAfter = 7 * 24 * time.Hour
+
+// forgetEvery is how often the resolver looks for addresses to forget,
+// and notes those still named.
+const forgetEvery = time.Hour
+
+// idleAfter: an address no feed has named for longer than this is not
+// looked up again (refreshed, or rechecked when unknown) until one names it
+// again, and forgotten after ForgetAfter. Two sweeps, so that an address
+// named all along never counts as idle between them.
+const idleAfter = 2 * forgetEvery
+
 // reObjectID matches an Entra object id (a GUID).
 var reObjectID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
@@ -52,7 +70,13 @@ type directory struct {
 	known  map[string]state.Identity // by normalised address
 	byID   map[string][]string       // person id → their known addresses, sorted
 	failed map[string]lookupFailure  // transient lookup failures, by address
-	seen   map[string]bool           // addresses met since start (kept fresh)
+	// seen are the addresses met since start (kept fresh), with when a
+	// feed or the configuration last named them (for one met otherwise,
+	// a signal's or an operator's, when it was first met).
+	seen map[string]time.Time
+	// since is when the directory was made: an identity loaded from the
+	// state with no CheckedAt (schema 1) counts from then.
+	since time.Time
 	// reported is when an unknown address was last reported (once per
 	// refresh, not at every recheck).
 	reported map[string]time.Time
@@ -75,7 +99,8 @@ func newDirectory(p Presence, st Store, refresh time.Duration, concurrency int, 
 		refresh = 24 * time.Hour
 	}
 	return &directory{presence: p, store: st, log: log, metrics: m, refresh: refresh, concurrency: max(concurrency, 1),
-		known: make(map[string]state.Identity), byID: make(map[string][]string), failed: make(map[string]lookupFailure), seen: make(map[string]bool),
+		known: make(map[string]state.Identity), byID: make(map[string][]string), failed: make(map[string]lookupFailure),
+		seen: make(map[string]time.Time), since: time.Now(),
 		reported: make(map[string]time.Time), recheck: make(map[string]bool), want: make(chan struct{}, 1)}
 }
 
@@ -106,10 +131,7 @@ func (d *directory) lookup(address string) (id string, ok bool) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.seen[a] {
-		d.seen[a] = true
-		d.signal()
-	}
+	d.meet(a)
 	if idn, found := d.known[a]; found {
 		return idn.ID, !idn.Unknown && idn.ID != ""
 	}
@@ -127,14 +149,20 @@ func (d *directory) note(addresses []string, changed bool) {
 		if reObjectID.MatchString(a) {
 			continue
 		}
-		if !d.seen[a] {
-			d.seen[a] = true
-			d.signal()
-		}
+		d.meet(a)
 		if changed && d.known[a].Unknown && !d.recheck[a] {
 			d.recheck[a] = true
 			d.signal()
 		}
+	}
+}
+
+// meet notes address a, normalised, for the resolver if it is new. d.mu
+// must be held.
+func (d *directory) meet(a string) {
+	if _, ok := d.seen[a]; !ok {
+		d.seen[a] = time.Now()
+		d.signal()
 	}
 }
 
@@ -230,63 +258,44 @@ func (d *directory) signal() {
 // due returns the addresses met since start that need a lookup at now:
 // never resolved, due for their refresh, unknown and at the end of their
 // back-off (unknownWait) or named by a feed that changed, or whose last
-// failure's back-off has passed.
+// failure's back-off has passed. An address no feed names any more
+// (idleAfter) needs none.
 func (d *directory) due(now time.Time) []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var out []string
-	for a := range d.seen {
-		if f, ok := d.failed[a]; ok {
-			if !now.Before(f.retryAt) {
-				out = append(out, a)
-			}
-			continue
-		}
-		idn, ok := d.known[a]
-		switch {
-		case !ok:
-			out = append(out, a)
-		case idn.Unknown:
-			if d.recheck[a] || !now.Before(idn.CheckedAt.Add(d.unknownWait(idn))) {
-				out = append(out, a)
-			}
-		case !now.Before(idn.CheckedAt.Add(d.refresh)):
-			out = append(out, a)
-		}
-	}
-	slices.Sort(out)
+	out, _ := d.dueAt(now)
 	return out
 }
 
-// nextDue is the earliest time an address met since start falls due
-// (zero: none is waiting; now: one is due already).
-func (d *directory) nextDue(now time.Time) time.Time {
+// dueAt returns the addresses due at now (see due), sorted, and the
+// earliest time one of the others falls due (zero: none is waiting), in
+// one pass over them: the resolver asks every minute.
+func (d *directory) dueAt(now time.Time) (out []string, next time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var next time.Time
-	at := func(t time.Time) {
-		if next.IsZero() || t.Before(next) {
-			next = t
+	for a, named := range d.seen {
+		if now.Sub(named) > idleAfter {
+			continue // until a feed names it again (prune)
 		}
-	}
-	for a := range d.seen {
+		var at time.Time // zero: due now
 		if f, ok := d.failed[a]; ok {
-			at(f.retryAt)
-			continue
+			at = f.retryAt
+		} else if idn, ok := d.known[a]; ok {
+			switch {
+			case idn.Unknown && d.recheck[a]:
+			case idn.Unknown:
+				at = idn.CheckedAt.Add(d.unknownWait(idn))
+			default:
+				at = idn.CheckedAt.Add(d.refresh)
+			}
 		}
-		idn, ok := d.known[a]
 		switch {
-		case !ok:
-			at(now)
-		case idn.Unknown && d.recheck[a]:
-			at(now)
-		case idn.Unknown:
-			at(idn.CheckedAt.Add(d.unknownWait(idn)))
-		default:
-			at(idn.CheckedAt.Add(d.refresh))
+		case !now.Before(at):
+			out = append(out, a)
+		case next.IsZero() || at.Before(next):
+			next = at
 		}
 	}
-	return next
+	slices.Sort(out)
+	return out, next
 }
 
 // resolve looks the addresses up in Entra, at most d.concurrency at a time,
@@ -391,6 +400,75 @@ func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) 
 		}
 	}
 	return changed
+}
+
+// prune notes that the addresses in named (normalised) are named at now,
+// and forgets every address that none has named for ForgetAfter, but for
+// those in keep (the configuration's people, never forgotten): in memory,
+// then in the state. An address met since start counts from when it was
+// last named (or first met); one only loaded from the state, from its last
+// lookup. It returns the addresses forgotten.
+func (d *directory) prune(now time.Time, named, keep map[string]bool) []string {
+	d.mu.Lock()
+	for a := range named {
+		if !reObjectID.MatchString(a) {
+			d.meet(a)
+			d.seen[a] = now
+		}
+	}
+	for a := range keep {
+		if _, met := d.seen[a]; met {
+			d.seen[a] = now // named by the configuration
+		}
+	}
+	var gone []string
+	for a, last := range d.seen {
+		if !keep[a] && now.Sub(last) >= ForgetAfter {
+			gone = append(gone, a)
+		}
+	}
+	for a, idn := range d.known {
+		if _, met := d.seen[a]; met || keep[a] {
+			continue
+		}
+		last := idn.CheckedAt
+		if last.IsZero() {
+			last = d.since
+		}
+		if now.Sub(last) >= ForgetAfter {
+			gone = append(gone, a)
+		}
+	}
+	for _, a := range gone {
+		d.drop(a)
+		delete(d.seen, a)
+		delete(d.failed, a)
+		delete(d.reported, a)
+		delete(d.recheck, a)
+	}
+	if len(gone) > 0 {
+		d.gauges()
+	}
+	d.mu.Unlock()
+	if len(gone) == 0 {
+		return nil
+	}
+	slices.Sort(gone)
+	var err error
+	if st, ok := d.store.(interface{ DeleteIdentities([]string) error }); ok {
+		err = st.DeleteIdentities(gone)
+	} else {
+		for _, a := range gone {
+			err = errors.Join(err, d.store.DeleteIdentity(a))
+		}
+	}
+	if err != nil {
+		// Memory has forgotten them; the next start loads them again and
+		// forgets them then.
+		d.log.Warn("forget addresses no feed names", "addresses", len(gone), "err", err)
+	}
+	d.log.Info("addresses no feed has named for a while forgotten", "addresses", len(gone), "after", ForgetAfter.String())
+	return gone
 }
 
 // forbidden reports whether Graph refused a lookup (403): the app lacks

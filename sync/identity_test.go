@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -44,7 +45,7 @@ func TestSpansMergeOnePersonsSpellings(t *testing.T) {
 				for _, addr := range []string{a, b} {
 					d.lookup(addr)
 				}
-				d.resolve(context.Background(), d.due(t0))
+				d.resolve(context.Background(), d.due(time.Now())) // the clock the directory met them by
 				key := func(m *Match) (string, bool) { return d.lookup(m.User) }
 				zoom := Match{User: config.NormalizeAddress(a), Source: "zoom", Occ: occ("z", 0, 15*minute), Pair: conf}
 				google := Match{User: config.NormalizeAddress(b), Source: "google", Occ: occ("g", 5*minute, 6*minute), Pair: inCall}
@@ -450,5 +451,74 @@ func TestEngineUnknownAddressBacksOff(t *testing.T) {
 			t.Errorf("lookups by 97h30m = %v; want one a day after the change's", g)
 		}
 		h.stop()
+	})
+}
+
+// TestDirectoryForgetsUnnamedAddresses: an address no feed names is
+// forgotten ForgetAfter after it was last named (or, loaded from the state
+// and not met since, last looked up), in memory and in the state; one a
+// feed names, or the configuration, never is, however old its answer.
+func TestDirectoryForgetsUnnamedAddresses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		day := 24 * time.Hour
+		st := NewMemStore()
+		if err := st.PutIdentities([]state.Identity{
+			{Address: "old@partner.example", ID: "id-old", CheckedAt: now.Add(-8 * day)},
+			{Address: "recent@partner.example", Unknown: true, CheckedAt: now.Add(-day), UnknownSince: now.Add(-3 * day)},
+			{Address: "named@partner.example", ID: "id-named", CheckedAt: now.Add(-30 * day)},
+			{Address: "ceo@contoso.com", ID: "id-ceo", CheckedAt: now.Add(-30 * day)},
+			{Address: "carried@contoso.com", ID: "id-carried"}, // schema 1: no CheckedAt
+		}); err != nil {
+			t.Fatal(err)
+		}
+		d := newDirectory(&fakePresence{}, st, day, 4, slog.New(slog.DiscardHandler), NewMetrics(nil))
+		if err := d.load(); err != nil {
+			t.Fatal(err)
+		}
+		d.lookup("met@partner.example") // a webhook's participant, say
+		named := map[string]bool{"named@partner.example": true}
+		keep := map[string]bool{"ceo@contoso.com": true}
+		stored := func() []string {
+			ids, _ := st.Identities()
+			return slices.Sorted(maps.Keys(ids))
+		}
+
+		if got, want := d.prune(now, named, keep), []string{"old@partner.example"}; !slices.Equal(got, want) {
+			t.Errorf("prune at start = %v; want %v", got, want)
+		}
+		if got, want := stored(), []string{"carried@contoso.com", "ceo@contoso.com", "named@partner.example", "recent@partner.example"}; !slices.Equal(got, want) {
+			t.Errorf("identities stored after the first prune = %v; want %v", got, want)
+		}
+		// The answer for a named address is old: it is refreshed, not
+		// forgotten; the one for recent@ (unknown, no feed names it) is not
+		// looked up again.
+		if got, want := d.due(now), []string{"met@partner.example", "named@partner.example"}; !slices.Equal(got, want) {
+			t.Errorf("due = %v; want %v", got, want)
+		}
+
+		time.Sleep(ForgetAfter - time.Minute)
+		if got := d.prune(time.Now(), named, keep); !slices.Equal(got, []string{"recent@partner.example"}) {
+			t.Errorf("prune a minute before a week is over = %v; want recent@partner.example (unnamed, looked up 8 days ago)", got)
+		}
+		time.Sleep(time.Minute)
+		want := []string{"carried@contoso.com", "met@partner.example"}
+		if got := d.prune(time.Now(), named, keep); !slices.Equal(got, want) {
+			t.Errorf("prune a week after start = %v; want %v", got, want)
+		}
+		if got, want := stored(), []string{"ceo@contoso.com", "named@partner.example"}; !slices.Equal(got, want) {
+			t.Errorf("identities stored a week after start = %v; want %v", got, want)
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if got, want := slices.Sorted(maps.Keys(d.known)), []string{"ceo@contoso.com", "named@partner.example"}; !slices.Equal(got, want) {
+			t.Errorf("known a week after start = %v; want %v", got, want)
+		}
+		if got, want := slices.Sorted(maps.Keys(d.seen)), []string{"named@partner.example"}; !slices.Equal(got, want) {
+			t.Errorf("seen a week after start = %v; want %v", got, want)
+		}
+		if _, ok := d.byID["id-old"]; ok {
+			t.Error("byID still names the forgotten old@partner.example")
+		}
 	})
 }
