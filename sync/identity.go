@@ -540,6 +540,28 @@ type Unresolved struct {
 	Reason  string `json:"reason"` // "unknown", or the last lookup error
 }
 
+// UnresolvedShown is how many unresolved addresses /readyz names: the
+// first, by address. Thousands of external attendees must not make a
+// readiness probe's answer megabytes long.
+const UnresolvedShown = 10
+
+// UnresolvedSummary is what /readyz says of the calendar addresses that
+// name nobody: how many there are, and the first UnresolvedShown of them by
+// address (the status page lists more; the log names each once per
+// refresh).
+type UnresolvedSummary struct {
+	Count int          `json:"count"`
+	First []Unresolved `json:"first"`
+}
+
+// summarizeUnresolved is all's summary for /readyz; nil when all is empty.
+func summarizeUnresolved(all []Unresolved) *UnresolvedSummary {
+	if len(all) == 0 {
+		return nil
+	}
+	return &UnresolvedSummary{Count: len(all), First: all[:min(len(all), UnresolvedShown)]}
+}
+
 // unresolved lists the addresses met since start that name nobody yet.
 func (d *directory) unresolved() []Unresolved {
 	d.mu.Lock()

@@ -2,6 +2,8 @@ package sync
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"maps"
 	"os"
@@ -519,6 +521,63 @@ func TestDirectoryForgetsUnnamedAddresses(t *testing.T) {
 		}
 		if _, ok := d.byID["id-old"]; ok {
 			t.Error("byID still names the forgotten old@partner.example")
+		}
+	})
+}
+
+// TestEngineSummarisesUnresolved: /readyz counts the addresses that name
+// nobody and names the first few by address, not all of them; the status
+// page lists more, but not without bound either.
+func TestEngineSummarisesUnresolved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		graph := &fakePresence{begin: begin, resolveErr: func(a string) error {
+			if strings.HasPrefix(a, "ghost-") {
+				return &presence.Error{Op: "resolveUser", User: a, Status: 404, Kind: presence.NotFound}
+			}
+			return nil
+		}}
+		const ghosts = MaxUnresolved + 50
+		cfg := testConfig()
+		var want []string
+		for i := range ghosts {
+			a := fmt.Sprintf("ghost-%03d@contoso.com", ghosts-1-i) // configured in reverse
+			cfg.Sources[0].Users = append(cfg.Sources[0].Users, a)
+			want = append(want, a)
+		}
+		slices.Sort(want)
+		h := startHarness(t, cfg, ics(begin, "m", 10*time.Minute, 30*time.Minute), nil, graph)
+		h.until(time.Minute)
+		r := h.eng.Readiness()
+		st := h.eng.Status(time.Now())
+		h.stop()
+
+		if r.Unresolved == nil || r.Unresolved.Count != ghosts || len(r.Unresolved.First) != UnresolvedShown {
+			t.Fatalf("Readiness().Unresolved = %+v; want %d counted, the first %d named", r.Unresolved, ghosts, UnresolvedShown)
+		}
+		for i, u := range r.Unresolved.First {
+			if u.Address != want[i] || u.Reason != "unknown" {
+				t.Errorf("Readiness().Unresolved.First[%d] = %+v; want %s unknown", i, u, want[i])
+			}
+		}
+		if !slices.Contains(r.Degraded, fmt.Sprintf("%d calendar addresses name no Entra user", ghosts)) {
+			t.Errorf("Readiness().Degraded = %q; want the count of unresolved addresses", r.Degraded)
+		}
+		body, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(body), fmt.Sprintf(`"unresolved_addresses":{"count":%d,"first":[{"address":"ghost-000@contoso.com","reason":"unknown"},`, ghosts)) {
+			t.Errorf("/readyz JSON = %s; want unresolved_addresses as a count and the first few", body)
+		}
+		if len(body) > 2048 {
+			t.Errorf("/readyz JSON is %d bytes with %d unresolved addresses; want a summary under 2 KB", len(body), ghosts)
+		}
+
+		if st.UnresolvedCount != ghosts || len(st.Unresolved) != MaxUnresolved || st.Unresolved[0].Address != want[0] ||
+			st.Unresolved[MaxUnresolved-1].Address != want[MaxUnresolved-1] {
+			t.Errorf("Status(): %d of %d unresolved listed, from %v; want the first %d of %d by address",
+				len(st.Unresolved), st.UnresolvedCount, st.Unresolved[:1], MaxUnresolved, ghosts)
 		}
 	})
 }
