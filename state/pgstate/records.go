@@ -125,6 +125,25 @@ func (s *Store) Signals() (map[string]state.Signal, error) {
 	return out, err
 }
 
+// queuedSignalsQuery reads the inbox alone, through the partial index
+// signals_queued (migrations/*_signals_queued.sql).
+const queuedSignalsQuery = "SELECT key, record FROM signals WHERE queued"
+
+// QueuedSignals returns the signals waiting in the inbox (their ID begins
+// with state.QueuedPrefix), by ID, and reads no other row, with a
+// *state.BadRecordsError for those that do not decode (as Sessions).
+func (s *Store) QueuedSignals() (map[string]state.Signal, error) {
+	out := make(map[string]state.Signal)
+	err := query(s, tableSignals, queuedSignalsQuery, func(k string, sig state.Signal) {
+		sig.ID = k
+		out[k] = sig
+	})
+	if err != nil && !isBadRecords(err) {
+		return nil, err
+	}
+	return out, err
+}
+
 // PutSignal records sig under sig.ID, durably.
 func (s *Store) PutSignal(sig state.Signal) error {
 	return putAll(s, tableSignals, []state.Signal{sig}, func(sig state.Signal) (string, error) {
@@ -145,9 +164,15 @@ func (s *Store) DeleteSignal(id string) error {
 // key. A record that does not decode is skipped and named in the
 // *state.BadRecordsError returned once the rest are read.
 func readAll[T any](s *Store, table string, add func(key string, v T)) error {
+	return query(s, table, "SELECT key, record FROM "+table, add)
+}
+
+// query is readAll of the rows sql (which selects key and record) reads
+// from table.
+func query[T any](s *Store, table, sql string, add func(key string, v T)) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	rows, err := s.pool.Query(ctx, "SELECT key, record FROM "+table)
+	rows, err := s.pool.Query(ctx, sql)
 	if err != nil {
 		return fmt.Errorf("state: read %s: %w", table, err)
 	}

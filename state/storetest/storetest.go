@@ -47,6 +47,7 @@ type Store interface {
 	DeleteFeedsExcept(sources []string) error
 
 	Signals() (map[string]state.Signal, error)
+	QueuedSignals() (map[string]state.Signal, error)
 	PutSignal(state.Signal) error
 	DeleteSignal(id string) error
 
@@ -72,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"PutFeeds", testPutFeeds},
 		{"DeleteFeedsExcept", testDeleteFeedsExcept},
 		{"Signals", testSignals},
+		{"QueuedSignals", testQueuedSignals},
 		{"OddKeys", testOddKeys},
 		{"Many", testMany},
 		{"Durable", testDurable},
@@ -577,6 +579,58 @@ func testSignals(t *testing.T, open func(t *testing.T) Store) {
 		t.Error("PutSignal(no ID) = nil; want an error")
 	}
 	wantSignals(t, s, map[string]state.Signal{left.ID: left})
+}
+
+// testQueuedSignals: the inbox (signals stored under state.QueuedPrefix)
+// is read alone, among many signals in force; Signals still returns all.
+// Only the exact prefix queues: keys come from outside.
+func testQueuedSignals(t *testing.T, open func(t *testing.T) Store) {
+	s := openStore(t, open)
+	want := make(map[string]state.Signal)
+	all := make(map[string]state.Signal)
+	put := func(sig state.Signal) {
+		t.Helper()
+		if err := s.PutSignal(sig); err != nil {
+			t.Fatal(err)
+		}
+		all[sig.ID] = sig
+	}
+	for i := range 300 {
+		put(signal(state.SignalLeft, fmt.Sprintf("guest-%03d@partner.example", i), t0.Add(time.Duration(i)*time.Second)))
+	}
+	for _, id := range []string{"Inbox:x", "inbox", "inbox;x", "xinbox:x", " inbox:x"} {
+		sig := signal(state.SignalEnded, "", t0)
+		sig.ID = id
+		put(sig)
+	}
+	check := func() {
+		t.Helper()
+		got, err := s.QueuedSignals()
+		if err != nil {
+			t.Fatalf("QueuedSignals() error = %v", err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("QueuedSignals() mismatch (-want +got):\n%s", diff)
+		}
+	}
+	check()
+	for i, email := range []string{"alice@contoso.com", "bob@contoso.com"} {
+		sig := signal(state.SignalJoined, email, t0.Add(time.Duration(i)*time.Minute).In(berlin))
+		sig.ID = state.QueuedPrefix + sig.ID
+		put(sig)
+		want[sig.ID] = sig
+	}
+	check()
+	wantSignals(t, s, all)
+	for id := range want {
+		if err := s.DeleteSignal(id); err != nil {
+			t.Fatal(err)
+		}
+		delete(want, id)
+		delete(all, id)
+		check()
+	}
+	wantSignals(t, s, all)
 }
 
 // testOddKeys: keys come from outside (addresses in feeds, webhook
