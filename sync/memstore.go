@@ -101,6 +101,19 @@ func (m *MemStore) Signals() (map[string]state.Signal, error) {
 	return maps.Clone(m.signals), nil
 }
 
+// QueuedSignals returns a copy of the signals in the inbox (SignalStore).
+func (m *MemStore) QueuedSignals() (map[string]state.Signal, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]state.Signal)
+	for id, s := range m.signals {
+		if state.Queued(id) {
+			out[id] = s
+		}
+	}
+	return out, nil
+}
+
 // PutSignal records s.
 func (m *MemStore) PutSignal(s state.Signal) error {
 	m.mu.Lock()
