@@ -454,15 +454,7 @@ func (d *directory) prune(now time.Time, named, keep map[string]bool) []string {
 		return nil
 	}
 	slices.Sort(gone)
-	var err error
-	if st, ok := d.store.(interface{ DeleteIdentities([]string) error }); ok {
-		err = st.DeleteIdentities(gone)
-	} else {
-		for _, a := range gone {
-			err = errors.Join(err, d.store.DeleteIdentity(a))
-		}
-	}
-	if err != nil {
+	if err := d.unstore(gone); err != nil {
 		// Memory has forgotten them; the next start loads them again and
 		// forgets them then.
 		d.log.Warn("forget addresses no feed names", "addresses", len(gone), "err", err)
@@ -504,14 +496,40 @@ func (d *directory) forget(id string) {
 	}
 	d.gauges()
 	d.mu.Unlock()
-	for _, a := range gone {
-		if err := d.store.DeleteIdentity(a); err != nil {
-			d.log.Warn("forget resolved address", "address", a, "err", err)
+	if len(gone) == 0 {
+		return
+	}
+	if err := d.unstore(gone); err != nil {
+		d.log.Warn("forget resolved addresses", "addresses", gone, "err", err)
+	}
+	d.log.Warn("Graph no longer knows this user id; looking its addresses up again", "user_id", id, "addresses", gone)
+}
+
+// unstore deletes from the state the identities of addresses, which the
+// directory has just dropped from memory. One the resolver answered again
+// meanwhile is stored again: the resolver stores an answer after it sets it
+// in memory, and its put may have come before this delete.
+func (d *directory) unstore(addresses []string) error {
+	var err error
+	if st, ok := d.store.(interface{ DeleteIdentities([]string) error }); ok {
+		err = st.DeleteIdentities(addresses)
+	} else {
+		for _, a := range addresses {
+			err = errors.Join(err, d.store.DeleteIdentity(a))
 		}
 	}
-	if len(gone) > 0 {
-		d.log.Warn("Graph no longer knows this user id; looking its addresses up again", "user_id", id, "addresses", gone)
+	var again []state.Identity
+	d.mu.Lock()
+	for _, a := range addresses {
+		if idn, ok := d.known[a]; ok {
+			again = append(again, idn)
+		}
 	}
+	d.mu.Unlock()
+	if len(again) > 0 {
+		err = errors.Join(err, d.store.PutIdentities(again))
+	}
+	return err
 }
 
 // person resolves address now if it is not known yet (an operator's

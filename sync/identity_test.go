@@ -581,3 +581,44 @@ func TestEngineSummarisesUnresolved(t *testing.T) {
 		}
 	})
 }
+
+// racingStore answers a lookup (as the resolver, woken by forget, may)
+// just before each delete of identities reaches the store.
+type racingStore struct {
+	*MemStore
+	before func()
+}
+
+func (s *racingStore) DeleteIdentity(address string) error {
+	s.before()
+	return s.MemStore.DeleteIdentity(address)
+}
+
+func (s *racingStore) DeleteIdentities(addresses []string) error {
+	s.before()
+	return s.MemStore.DeleteIdentities(addresses)
+}
+
+// TestDirectoryForgetKeepsAnAnswerThatRaced: Graph answers 404 for an id;
+// the directory forgets its addresses and wakes the resolver, which may
+// look one up again and store the new answer before forget's delete
+// reaches the state. The new answer must stay stored (a restart would
+// otherwise look it up again, or worse, keep an older one).
+func TestDirectoryForgetKeepsAnAnswerThatRaced(t *testing.T) {
+	const newID = "44444444-4444-4444-4444-444444444444"
+	people := map[string]presence.Person{"frank@contoso.com": {ID: frankID, UPN: "frank@contoso.com"}}
+	st := &racingStore{MemStore: NewMemStore()}
+	d := newDirectory(&fakePresence{people: people}, st, time.Hour, 4, slog.New(slog.DiscardHandler), NewMetrics(nil))
+	d.lookup("frank@contoso.com")
+	d.resolve(context.Background(), d.due(time.Now()))
+	people["frank@contoso.com"] = presence.Person{ID: newID, UPN: "frank@contoso.com"}
+	st.before = func() { d.resolve(context.Background(), d.due(time.Now())) } // the resolver, first
+	d.forget(frankID)
+	if id, ok := d.lookup("frank@contoso.com"); !ok || id != newID {
+		t.Fatalf("lookup after forget = %q, %v; want %s", id, ok, newID)
+	}
+	ids, _ := st.Identities()
+	if got := ids["frank@contoso.com"]; got.ID != newID {
+		t.Errorf("stored identity = %+v; want the new id %s (resolved while forget was deleting)", got, newID)
+	}
+}
