@@ -38,7 +38,7 @@ func (f *fakeEngine) Status(now time.Time) sync.Status { return f.status }
 func (f *fakeEngine) Readiness() sync.Readiness {
 	r := sync.Readiness{Ready: f.ready,
 		Sources:    []sync.SourceStatus{{Name: "zoom", URL: "https://example.zoom.us/feed.ics?<redacted>", Loaded: true, Healthy: f.ready}},
-		Unresolved: []sync.Unresolved{{Address: "ghost@contoso.com", Reason: "unknown"}}}
+		Unresolved: &sync.UnresolvedSummary{Count: 1200, First: []sync.Unresolved{{Address: "ghost@contoso.com", Reason: "unknown"}}}}
 	if !f.ready {
 		r.Reasons = []string{"the first reconcile is not done yet"}
 	}
@@ -84,8 +84,8 @@ func TestEndpoints(t *testing.T) {
 	}
 	eng.ready = true
 	if code, body := do(t, h, "GET", "/readyz", "10.0.0.9:1234", "", ""); code != 200 || !strings.Contains(body, `"healthy":true`) ||
-		!strings.Contains(body, `"unresolved_addresses":[{"address":"ghost@contoso.com","reason":"unknown"}]`) {
-		t.Errorf("/readyz = %d %s; want 200 with source health and unresolved addresses", code, body)
+		!strings.Contains(body, `"unresolved_addresses":{"count":1200,"first":[{"address":"ghost@contoso.com","reason":"unknown"}]}`) {
+		t.Errorf("/readyz = %d %s; want 200 with source health and the unresolved addresses summarised", code, body)
 	}
 	if code, _ := do(t, h, "GET", "/metrics", "10.0.0.9:1234", "", ""); code != 200 {
 		t.Errorf("/metrics = %d; want 200", code)

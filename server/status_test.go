@@ -55,7 +55,8 @@ func sampleStatus() sync.Status {
 			{User: "carol@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000003", Kind: sync.HoldRefused,
 				Reason: "setPresence for 9a1f3c2e-0000-4000-8000-000000000003: HTTP 403 Forbidden: no Teams license", Until: now.Add(50 * time.Minute)},
 		},
-		Unresolved: []sync.Unresolved{{Address: "ghost@partner.example", Reason: "unknown"}},
+		Unresolved:      []sync.Unresolved{{Address: "ghost@partner.example", Reason: "unknown"}},
+		UnresolvedCount: 1200, // the rest not shown
 		GraphErrors: []sync.GraphError{
 			{At: now.Add(-time.Minute), Op: "set", User: "bob@contoso.com", Status: 429, Message: "setPresence: HTTP 429 TooManyRequests"},
 			{At: now.Add(-4 * time.Minute), Op: "set", User: "carol@contoso.com", Status: 403, Message: "setPresence: HTTP 403 Forbidden: no Teams license"},
@@ -178,6 +179,7 @@ func checkPage(t *testing.T, doc *node) {
 		{"held", "bob@contoso.com 9a1f3c2e-0000-4000-8000-000000000002 throttled 3 tries setPresence for 9a1f3c2e-0000-4000-8000-000000000002: HTTP 429 TooManyRequests"},
 		{"held", "carol@contoso.com 9a1f3c2e-0000-4000-8000-000000000003 refused by Graph setPresence for 9a1f3c2e-0000-4000-8000-000000000003: HTTP 403 Forbidden: no Teams license 2027-03-04 15:50:00 UTC in 50m"},
 		{"held", "ghost@partner.example unknown"},
+		{"held", "Calendar addresses that name no Entra user (1200) Their meetings make nobody busy. The first 1 by address are shown."},
 		{"graph-errors", "2027-03-04 14:59:00 UTC 1m ago set bob@contoso.com HTTP 429 setPresence: HTTP 429 TooManyRequests"},
 		{"signals", "2027-03-04 14:58:00 UTC 2m ago zoom ended zoom:83412345678 everyone 2027-03-04 15:30:00 UTC"},
 		{"signals", "webex left webex:25123456789 bob@contoso.com"},

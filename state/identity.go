@@ -2,8 +2,11 @@ package state
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Identity is what Entra said of one calendar address: the person it
@@ -17,6 +20,10 @@ type Identity struct {
 	UPN string `json:"upn,omitempty"`
 	// Unknown records that Entra has no user with this address.
 	Unknown bool `json:"unknown,omitempty"`
+	// UnknownSince is when Entra first said so, of the answers in a row
+	// that did: the lookups of an unknown address back off with it (zero
+	// when not Unknown, or from an earlier release).
+	UnknownSince time.Time `json:"unknown_since,omitzero"`
 	// CheckedAt is when Entra last answered for this address (zero for an
 	// id carried over from schema 1: it is looked up again soon).
 	CheckedAt time.Time `json:"checked_at,omitzero"`
@@ -58,4 +65,32 @@ func (s *Store) PutIdentities(ids []Identity) error {
 // DeleteIdentity forgets what is cached for address.
 func (s *Store) DeleteIdentity(address string) error {
 	return s.delete(bucketIdentities, NormalizeAddress(address))
+}
+
+// DeleteIdentities forgets what is cached for each of addresses, in one
+// transaction: the worker forgets the addresses no feed names any more in
+// batches, not with an fsync each. Forgetting none is not an error.
+func (s *Store) DeleteIdentities(addresses []string) error {
+	var keys [][]byte
+	for _, a := range addresses {
+		if k := NormalizeAddress(a); k != "" {
+			keys = append(keys, []byte(k))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	err := s.db.Batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketIdentities)
+		for _, k := range keys {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("state: delete %d identities: %w", len(keys), err)
+	}
+	return nil
 }

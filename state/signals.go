@@ -1,7 +1,12 @@
 package state
 
 import (
+	"bytes"
+	"encoding/json"
+	"strings"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Signal events: what a live meeting signal says happened.
@@ -53,6 +58,48 @@ func (s *Store) Signals() (map[string]Signal, error) {
 		return nil, err
 	}
 	return out, err
+}
+
+// QueuedPrefix begins the ID of a signal queued for the replica that
+// leads to apply (sync.QueueSignal: a standby received the webhook). The
+// leader reads them every 2 s, with QueuedSignals.
+const QueuedPrefix = "inbox:"
+
+// Queued reports whether a signal stored under id waits in the inbox.
+func Queued(id string) bool { return strings.HasPrefix(id, QueuedPrefix) }
+
+// QueuedSignals returns the signals waiting in the inbox (their ID begins
+// with QueuedPrefix), by ID, and reads no other: the bucket is sorted by
+// key, and a cursor finds them together. A record that does not decode is
+// skipped and named in a *BadRecordsError, as in Sessions.
+func (s *Store) QueuedSignals() (map[string]Signal, error) {
+	out := make(map[string]Signal)
+	var bad []BadRecord
+	prefix := []byte(QueuedPrefix)
+	err := s.view(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSignals)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, data := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, data = c.Next() {
+			var sig Signal
+			if err := json.Unmarshal(data, &sig); err != nil {
+				bad = append(bad, BadRecord{Bucket: string(bucketSignals), Key: string(k), Err: err})
+				continue
+			}
+			sig.ID = string(k)
+			out[sig.ID] = sig
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return out, &BadRecordsError{Records: bad}
+	}
+	return out, nil
 }
 
 // PutSignal records sig under sig.ID, durably.

@@ -381,15 +381,19 @@ func throttle(fn func(), d time.Duration) func() {
 
 // noteAddresses tells the directory of the addresses in a source's new
 // matches, so that the resolver looks them up at once (off any boundary's
-// path), not only once a reconcile has met them.
-func (e *Engine) noteAddresses(matches []Match) {
+// path), not only once a reconcile has met them. When they come from new
+// content (changed), the addresses Entra did not know are looked up again
+// at once too: the feed may name them for a user created since.
+func (e *Engine) noteAddresses(matches []Match, changed bool) {
+	var addrs []string
 	last := ""
 	for i := range matches {
 		if a := matches[i].User; a != last { // fixed users repeat in a row
-			e.dir.lookup(a)
+			addrs = append(addrs, a)
 			last = a
 		}
 	}
+	e.dir.note(addrs, changed)
 }
 
 // resolveNew looks up, now, every address the sources and the
@@ -409,18 +413,26 @@ func (e *Engine) resolveNew(ctx context.Context) {
 // resolveLoop keeps the directory answering ahead of the boundaries: it
 // resolves the addresses that spans met and could not name, and refreshes
 // the others when due, then reconciles when someone's identity changed.
-// Lookups never run on a boundary's path.
+// Lookups never run on a boundary's path. Every forgetEvery, once every
+// source has been read, it has the directory forget the addresses no feed
+// names any more (forgetUnnamed).
 func (e *Engine) resolveLoop(ctx context.Context) {
+	var nextForget time.Time
 	for ctx.Err() == nil {
 		now := time.Now()
-		if due := e.dir.due(now); len(due) > 0 {
+		if !now.Before(nextForget) && e.startedUp() {
+			e.forgetUnnamed(now)
+			nextForget = now.Add(forgetEvery)
+		}
+		due, next := e.dir.dueAt(now)
+		if len(due) > 0 {
 			if e.dir.resolve(ctx, due) {
 				e.kickReconcile()
 			}
 			continue // failures wait for their back-off: no hot loop
 		}
 		wait := time.Minute
-		if next := e.dir.nextDue(now); !next.IsZero() && next.Sub(now) < wait {
+		if !next.IsZero() && next.Sub(now) < wait {
 			wait = max(next.Sub(now), time.Second)
 		}
 		t := time.NewTimer(wait)
@@ -431,6 +443,38 @@ func (e *Engine) resolveLoop(ctx context.Context) {
 		}
 		t.Stop()
 	}
+}
+
+// startedUp reports whether the start is over: every source has been read
+// once (or tried), so that the feeds' matches name everyone they will.
+func (e *Engine) startedUp() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return !e.started.IsZero() && !e.firstPass
+}
+
+// forgetUnnamed has the directory forget the addresses that no loaded
+// feed has named for ForgetAfter (directory.prune). The configuration's
+// people (fixed users and both sides of users:) are never forgotten.
+func (e *Engine) forgetUnnamed(now time.Time) {
+	matches, _ := e.feeds.snapshot()
+	named := make(map[string]bool)
+	last := ""
+	for i := range matches {
+		if a := matches[i].User; a != last { // fixed users repeat in a row
+			named[state.NormalizeAddress(a)] = true
+			last = a
+		}
+	}
+	conf := e.conf.Load()
+	keep := make(map[string]bool)
+	for _, u := range conf.cfg.ConfiguredUsers() {
+		keep[state.NormalizeAddress(u)] = true
+	}
+	for a := range conf.userIndex {
+		keep[a] = true
+	}
+	e.dir.prune(now, named, keep)
 }
 
 // kickReconcile asks Run's loop for a reconcile soon.

@@ -44,9 +44,10 @@ type feedSet struct {
 	addedKick chan struct{}
 	// installed, when set, is told of each source's new matches as they
 	// are installed (the engine notes their addresses for the resolver, so
-	// that lookups run while the other feeds are still being read). It is
-	// called with mu held.
-	installed func([]Match)
+	// that lookups run while the other feeds are still being read), and
+	// whether they come from new content: a body that was not the copy in
+	// force, whose occurrences changed. It is called with mu held.
+	installed func(matches []Match, changed bool)
 	// snap caches allMatches and knownFunc between changes: a reconcile
 	// at every boundary must not gather 200,000 matches again when no
 	// source has changed since the last.
@@ -272,7 +273,7 @@ func (fs *feedSet) loadCache(changed func()) {
 			fs.mu.Unlock()
 			return
 		}
-		fs.install(f, x, now)
+		fs.install(f, x, now, false)
 		f.validators, f.hash, f.storedHash, f.lastOK = c.Validators, c.Hash, c.Hash, c.FetchedAt
 		stale := fs.stale(f, now)
 		f.staleNoted = stale
@@ -493,7 +494,9 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 	}
 	changed := !slices.EqualFunc(f.occs, x.occs, sameOccurrence) || !f.loaded || f.rematch
 	f.rematch = false
-	fs.install(f, x, now)
+	// New content: not the copy in force expanded again as time moves on
+	// (fetched in full or not), nor a body whose DTSTAMPs alone changed.
+	fs.install(f, x, now, changed && !res.NotModified && res.Hash != f.hash)
 	if !res.NotModified {
 		f.validators = state.Validators{ETag: res.Validators.ETag, LastModified: res.Validators.LastModified}
 		f.hash = res.Hash
@@ -593,8 +596,9 @@ func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expa
 	return &expansion{occs: occs, matches: matches, events: res.Events, warnings: res.Warnings, dropped: res.Dropped}, nil
 }
 
-// install replaces the occurrences of f. fs.mu must be held.
-func (fs *feedSet) install(f *feed, x *expansion, now time.Time) {
+// install replaces the occurrences of f; fresh says they come from new
+// content (see installed). fs.mu must be held.
+func (fs *feedSet) install(f *feed, x *expansion, now time.Time, fresh bool) {
 	f.occs, f.matches = x.occs, x.matches
 	f.expandedAt = now
 	f.loaded = true
@@ -603,7 +607,7 @@ func (fs *feedSet) install(f *feed, x *expansion, now time.Time) {
 	fs.snap.valid = false
 	fs.metrics.FeedEvents.WithLabelValues(f.src.Name).Set(float64(len(f.occs)))
 	if fs.installed != nil {
-		fs.installed(f.matches)
+		fs.installed(f.matches, fresh)
 	}
 }
 
@@ -635,7 +639,7 @@ func (fs *feedSet) failed(f *feed, result string, err error, last []byte, now ti
 	if x != nil && fs.current(f) {
 		changed = !slices.EqualFunc(f.occs, x.occs, sameOccurrence) || f.rematch
 		f.rematch = false
-		fs.install(f, x, now)
+		fs.install(f, x, now, false)
 	}
 	first := f.healthy || f.lastErr == ""
 	if first {

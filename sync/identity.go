@@ -14,10 +14,35 @@ import (
 	"github.com/calpresence/calpresence/state"
 )
 
-// UnknownUserRecheck is how long an address Entra does not know is left
-// alone before the next lookup: never a hot loop, yet a user created later
-// is picked up without a restart.
-const UnknownUserRecheck = time.Hour
+// An address Entra does not know is looked up again with back-off: first
+// after UnknownUserRecheck, then each time after as long as it has been
+// unknown (1h, 1h, 2h, 4h, 8h, 16h), at most UnknownUserRecheckMax apart
+// (and never less often than schedule.identity_refresh). Never a hot loop,
+// and an external attendee costs a lookup a day, not one an hour for ever;
+// yet a user created later is picked up without a restart, and at once
+// when a feed that names the address changes.
+const (
+	UnknownUserRecheck    = time.Hour
+	UnknownUserRecheckMax = 24 * time.Hour
+)
+
+// ForgetAfter is how long the directory keeps an address that no loaded
+// feed names, nor the configuration: then what Entra said of it leaves
+// memory and the state. Attendees churn (a partner's guests, one-off
+// interviews), and nothing may grow with the days. A week, so that the
+// people of a weekly meeting stay known even with a horizon shorter than
+// that; an address named again later is simply looked up again.
+const ForgetAfter = 7 * 24 * time.Hour
+
+// forgetEvery is how often the resolver looks for addresses to forget,
+// and notes those still named.
+const forgetEvery = time.Hour
+
+// idleAfter: an address no feed has named for longer than this is not
+// looked up again (refreshed, or rechecked when unknown) until one names it
+// again, and forgotten after ForgetAfter. Two sweeps, so that an address
+// named all along never counts as idle between them.
+const idleAfter = 2 * forgetEvery
 
 // reObjectID matches an Entra object id (a GUID).
 var reObjectID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
@@ -45,11 +70,20 @@ type directory struct {
 	known  map[string]state.Identity // by normalised address
 	byID   map[string][]string       // person id → their known addresses, sorted
 	failed map[string]lookupFailure  // transient lookup failures, by address
-	seen   map[string]bool           // addresses met since start (kept fresh)
+	// seen are the addresses met since start (kept fresh), with when a
+	// feed or the configuration last named them (for one met otherwise,
+	// a signal's or an operator's, when it was first met).
+	seen map[string]time.Time
+	// since is when the directory was made: an identity loaded from the
+	// state with no CheckedAt (schema 1) counts from then.
+	since time.Time
 	// reported is when an unknown address was last reported (once per
 	// refresh, not at every recheck).
 	reported map[string]time.Time
-	want     chan struct{} // an address waits for a lookup
+	// recheck are unknown addresses a changed feed names: looked up again
+	// at once, whatever their back-off.
+	recheck map[string]bool
+	want    chan struct{} // an address waits for a lookup
 }
 
 // lookupFailure is a lookup that failed for a reason other than "no such
@@ -65,8 +99,9 @@ func newDirectory(p Presence, st Store, refresh time.Duration, concurrency int, 
 		refresh = 24 * time.Hour
 	}
 	return &directory{presence: p, store: st, log: log, metrics: m, refresh: refresh, concurrency: max(concurrency, 1),
-		known: make(map[string]state.Identity), byID: make(map[string][]string), failed: make(map[string]lookupFailure), seen: make(map[string]bool),
-		reported: make(map[string]time.Time), want: make(chan struct{}, 1)}
+		known: make(map[string]state.Identity), byID: make(map[string][]string), failed: make(map[string]lookupFailure),
+		seen: make(map[string]time.Time), since: time.Now(),
+		reported: make(map[string]time.Time), recheck: make(map[string]bool), want: make(chan struct{}, 1)}
 }
 
 // load reads the identities kept in the state. Records that do not decode
@@ -96,14 +131,52 @@ func (d *directory) lookup(address string) (id string, ok bool) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.seen[a] {
-		d.seen[a] = true
-		d.signal()
-	}
+	d.meet(a)
 	if idn, found := d.known[a]; found {
 		return idn.ID, !idn.Unknown && idn.ID != ""
 	}
 	return "", false
+}
+
+// note meets the addresses a feed's new matches name, as lookup does; when
+// the feed changed (new content), those Entra did not know are looked up
+// again at once rather than at the end of their back-off.
+func (d *directory) note(addresses []string, changed bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, address := range addresses {
+		a := state.NormalizeAddress(address)
+		if reObjectID.MatchString(a) {
+			continue
+		}
+		d.meet(a)
+		if changed && d.known[a].Unknown && !d.recheck[a] {
+			d.recheck[a] = true
+			d.signal()
+		}
+	}
+}
+
+// meet notes address a, normalised, for the resolver if it is new. d.mu
+// must be held.
+func (d *directory) meet(a string) {
+	if _, ok := d.seen[a]; !ok {
+		d.seen[a] = time.Now()
+		d.signal()
+	}
+}
+
+// unknownWait is how long after its last lookup the unknown address of
+// idn is looked up again: as long as it has been unknown, within
+// [UnknownUserRecheck, UnknownUserRecheckMax], both capped by the refresh.
+func (d *directory) unknownWait(idn state.Identity) time.Duration {
+	first := min(UnknownUserRecheck, d.refresh)
+	last := max(first, min(UnknownUserRecheckMax, d.refresh))
+	since := idn.UnknownSince
+	if since.IsZero() || since.After(idn.CheckedAt) {
+		since = idn.CheckedAt // a record of an earlier release: start afresh
+	}
+	return min(max(idn.CheckedAt.Sub(since), first), last)
 }
 
 // set records what Entra said of idn.Address. d.mu must be held.
@@ -183,62 +256,46 @@ func (d *directory) signal() {
 }
 
 // due returns the addresses met since start that need a lookup at now:
-// never resolved, due for their refresh, unknown for longer than
-// UnknownUserRecheck, or whose last failure's back-off has passed.
+// never resolved, due for their refresh, unknown and at the end of their
+// back-off (unknownWait) or named by a feed that changed, or whose last
+// failure's back-off has passed. An address no feed names any more
+// (idleAfter) needs none.
 func (d *directory) due(now time.Time) []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var out []string
-	for a := range d.seen {
-		if f, ok := d.failed[a]; ok {
-			if !now.Before(f.retryAt) {
-				out = append(out, a)
-			}
-			continue
-		}
-		idn, ok := d.known[a]
-		switch {
-		case !ok:
-			out = append(out, a)
-		case idn.Unknown:
-			if !now.Before(idn.CheckedAt.Add(min(UnknownUserRecheck, d.refresh))) {
-				out = append(out, a)
-			}
-		case !now.Before(idn.CheckedAt.Add(d.refresh)):
-			out = append(out, a)
-		}
-	}
-	slices.Sort(out)
+	out, _ := d.dueAt(now)
 	return out
 }
 
-// nextDue is the earliest time an address met since start falls due
-// (zero: none is waiting; now: one is due already).
-func (d *directory) nextDue(now time.Time) time.Time {
+// dueAt returns the addresses due at now (see due), sorted, and the
+// earliest time one of the others falls due (zero: none is waiting), in
+// one pass over them: the resolver asks every minute.
+func (d *directory) dueAt(now time.Time) (out []string, next time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var next time.Time
-	at := func(t time.Time) {
-		if next.IsZero() || t.Before(next) {
-			next = t
+	for a, named := range d.seen {
+		if now.Sub(named) > idleAfter {
+			continue // until a feed names it again (prune)
 		}
-	}
-	for a := range d.seen {
+		var at time.Time // zero: due now
 		if f, ok := d.failed[a]; ok {
-			at(f.retryAt)
-			continue
+			at = f.retryAt
+		} else if idn, ok := d.known[a]; ok {
+			switch {
+			case idn.Unknown && d.recheck[a]:
+			case idn.Unknown:
+				at = idn.CheckedAt.Add(d.unknownWait(idn))
+			default:
+				at = idn.CheckedAt.Add(d.refresh)
+			}
 		}
-		idn, ok := d.known[a]
 		switch {
-		case !ok:
-			at(now)
-		case idn.Unknown:
-			at(idn.CheckedAt.Add(min(UnknownUserRecheck, d.refresh)))
-		default:
-			at(idn.CheckedAt.Add(d.refresh))
+		case !now.Before(at):
+			out = append(out, a)
+		case next.IsZero() || at.Before(next):
+			next = at
 		}
 	}
-	return next
+	slices.Sort(out)
+	return out, next
 }
 
 // resolve looks the addresses up in Entra, at most d.concurrency at a time,
@@ -279,6 +336,7 @@ func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) 
 		switch kind := presence.KindOf(ans.err); {
 		case ans.err == nil:
 			delete(d.failed, a)
+			delete(d.recheck, a)
 			idn := state.Identity{Address: a, ID: ans.p.ID, UPN: ans.p.UPN, CheckedAt: now}
 			if old.ID != idn.ID || old.Unknown {
 				changed = true
@@ -290,16 +348,24 @@ func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) 
 			continue
 		case kind == presence.NotFound || kind == presence.Permanent && !forbidden(ans.err):
 			delete(d.failed, a)
+			delete(d.recheck, a)
+			idn := state.Identity{Address: a, Unknown: true, CheckedAt: now, UnknownSince: now}
+			if old.Unknown {
+				// Unknown still: the back-off grows with how long.
+				idn.UnknownSince = old.UnknownSince
+				if idn.UnknownSince.IsZero() || idn.UnknownSince.After(old.CheckedAt) {
+					idn.UnknownSince = old.CheckedAt
+				}
+			}
 			if r, ok := d.reported[a]; !ok || !now.Before(r.Add(d.refresh)) {
 				// Reported once per refresh: rechecks in between are quiet.
 				d.reported[a] = now
 				d.log.Warn("address names no Entra user; its meetings are skipped", "address", a, "err", ans.err,
-					"recheck_in", min(UnknownUserRecheck, d.refresh).String())
+					"recheck_in", d.unknownWait(idn).String())
 			}
 			if old.ID != "" && !old.Unknown {
 				changed = true
 			}
-			idn := state.Identity{Address: a, Unknown: true, CheckedAt: now}
 			d.set(idn)
 			puts = append(puts, idn)
 		default:
@@ -336,6 +402,67 @@ func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) 
 	return changed
 }
 
+// prune notes that the addresses in named (normalised) are named at now,
+// and forgets every address that none has named for ForgetAfter, but for
+// those in keep (the configuration's people, never forgotten): in memory,
+// then in the state. An address met since start counts from when it was
+// last named (or first met); one only loaded from the state, from its last
+// lookup. It returns the addresses forgotten.
+func (d *directory) prune(now time.Time, named, keep map[string]bool) []string {
+	d.mu.Lock()
+	for a := range named {
+		if !reObjectID.MatchString(a) {
+			d.meet(a)
+			d.seen[a] = now
+		}
+	}
+	for a := range keep {
+		if _, met := d.seen[a]; met {
+			d.seen[a] = now // named by the configuration
+		}
+	}
+	var gone []string
+	for a, last := range d.seen {
+		if !keep[a] && now.Sub(last) >= ForgetAfter {
+			gone = append(gone, a)
+		}
+	}
+	for a, idn := range d.known {
+		if _, met := d.seen[a]; met || keep[a] {
+			continue
+		}
+		last := idn.CheckedAt
+		if last.IsZero() {
+			last = d.since
+		}
+		if now.Sub(last) >= ForgetAfter {
+			gone = append(gone, a)
+		}
+	}
+	for _, a := range gone {
+		d.drop(a)
+		delete(d.seen, a)
+		delete(d.failed, a)
+		delete(d.reported, a)
+		delete(d.recheck, a)
+	}
+	if len(gone) > 0 {
+		d.gauges()
+	}
+	d.mu.Unlock()
+	if len(gone) == 0 {
+		return nil
+	}
+	slices.Sort(gone)
+	if err := d.unstore(gone); err != nil {
+		// Memory has forgotten them; the next start loads them again and
+		// forgets them then.
+		d.log.Warn("forget addresses no feed names", "addresses", len(gone), "err", err)
+	}
+	d.log.Info("addresses no feed has named for a while forgotten", "addresses", len(gone), "after", ForgetAfter.String())
+	return gone
+}
+
 // forbidden reports whether Graph refused a lookup (403): the app lacks
 // User.Read.All, or consent is being changed. That says nothing of the
 // address, so it is retried like a transient failure, not marked unknown.
@@ -369,14 +496,40 @@ func (d *directory) forget(id string) {
 	}
 	d.gauges()
 	d.mu.Unlock()
-	for _, a := range gone {
-		if err := d.store.DeleteIdentity(a); err != nil {
-			d.log.Warn("forget resolved address", "address", a, "err", err)
+	if len(gone) == 0 {
+		return
+	}
+	if err := d.unstore(gone); err != nil {
+		d.log.Warn("forget resolved addresses", "addresses", gone, "err", err)
+	}
+	d.log.Warn("Graph no longer knows this user id; looking its addresses up again", "user_id", id, "addresses", gone)
+}
+
+// unstore deletes from the state the identities of addresses, which the
+// directory has just dropped from memory. One the resolver answered again
+// meanwhile is stored again: the resolver stores an answer after it sets it
+// in memory, and its put may have come before this delete.
+func (d *directory) unstore(addresses []string) error {
+	var err error
+	if st, ok := d.store.(interface{ DeleteIdentities([]string) error }); ok {
+		err = st.DeleteIdentities(addresses)
+	} else {
+		for _, a := range addresses {
+			err = errors.Join(err, d.store.DeleteIdentity(a))
 		}
 	}
-	if len(gone) > 0 {
-		d.log.Warn("Graph no longer knows this user id; looking its addresses up again", "user_id", id, "addresses", gone)
+	var again []state.Identity
+	d.mu.Lock()
+	for _, a := range addresses {
+		if idn, ok := d.known[a]; ok {
+			again = append(again, idn)
+		}
 	}
+	d.mu.Unlock()
+	if len(again) > 0 {
+		err = errors.Join(err, d.store.PutIdentities(again))
+	}
+	return err
 }
 
 // person resolves address now if it is not known yet (an operator's
@@ -403,6 +556,28 @@ func (d *directory) person(ctx context.Context, address string) (string, error) 
 type Unresolved struct {
 	Address string `json:"address"`
 	Reason  string `json:"reason"` // "unknown", or the last lookup error
+}
+
+// UnresolvedShown is how many unresolved addresses /readyz names: the
+// first, by address. Thousands of external attendees must not make a
+// readiness probe's answer megabytes long.
+const UnresolvedShown = 10
+
+// UnresolvedSummary is what /readyz says of the calendar addresses that
+// name nobody: how many there are, and the first UnresolvedShown of them by
+// address (the status page lists more; the log names each once per
+// refresh).
+type UnresolvedSummary struct {
+	Count int          `json:"count"`
+	First []Unresolved `json:"first"`
+}
+
+// summarizeUnresolved is all's summary for /readyz; nil when all is empty.
+func summarizeUnresolved(all []Unresolved) *UnresolvedSummary {
+	if len(all) == 0 {
+		return nil
+	}
+	return &UnresolvedSummary{Count: len(all), First: all[:min(len(all), UnresolvedShown)]}
 }
 
 // unresolved lists the addresses met since start that name nobody yet.

@@ -2,12 +2,16 @@ package sync
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+	gosync "sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -43,7 +47,7 @@ func TestSpansMergeOnePersonsSpellings(t *testing.T) {
 				for _, addr := range []string{a, b} {
 					d.lookup(addr)
 				}
-				d.resolve(context.Background(), d.due(t0))
+				d.resolve(context.Background(), d.due(time.Now())) // the clock the directory met them by
 				key := func(m *Match) (string, bool) { return d.lookup(m.User) }
 				zoom := Match{User: config.NormalizeAddress(a), Source: "zoom", Occ: occ("z", 0, 15*minute), Pair: conf}
 				google := Match{User: config.NormalizeAddress(b), Source: "google", Occ: occ("g", 5*minute, 6*minute), Pair: inCall}
@@ -377,4 +381,244 @@ func TestEngineKeepsSpansUntilSomethingChanges(t *testing.T) {
 		}
 		h.stop()
 	})
+}
+
+// TestEngineUnknownAddressBacksOff: an address Entra does not know (a
+// partner's, say) that a daily meeting names is looked up with back-off (as
+// long again as it has been unknown: 1h, 1h, 2h, 4h … at most a day apart),
+// not every hour for ever; reported once per refresh; and looked up again
+// at once when the feed changes, but not for a new DTSTAMP alone.
+func TestEngineUnknownAddressBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		const ghost = "ghost@contoso.com"
+		var (
+			mu      gosync.Mutex
+			lookups []time.Duration
+		)
+		graph := &fakePresence{begin: begin, people: tenant, resolveErr: func(a string) error {
+			if a != ghost {
+				return nil
+			}
+			mu.Lock()
+			lookups = append(lookups, time.Since(begin).Round(time.Minute))
+			mu.Unlock()
+			return &presence.Error{Op: "resolveUser", User: a, Status: 404, Kind: presence.NotFound}
+		}}
+		daily := func(summary, stamp string) string {
+			body := invite(begin, "standup", 10*time.Hour, 15*time.Minute, "bob@contoso.com", ghost)
+			body = strings.Replace(body, "SUMMARY:standup", "SUMMARY:"+summary+"\r\nRRULE:FREQ=DAILY", 1)
+			return strings.Replace(body, "DTSTAMP:20000101T000000Z", "DTSTAMP:"+stamp, 1)
+		}
+		cfg := twoSources()
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
+			"zoom": ics(begin), "google": daily("standup", "20000101T000000Z"),
+		}, errs: map[string]error{}}, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		h.start(cfg)
+		got := func() []time.Duration {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(lookups)
+		}
+
+		h.until(72*time.Hour + 30*time.Minute)
+		want := []time.Duration{0, time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour, 16 * time.Hour, 32 * time.Hour, 56 * time.Hour}
+		if !slices.Equal(got(), want) {
+			t.Errorf("lookups of %s in 72h = %v; want %v", ghost, got(), want)
+		}
+		// Once per refresh (24h): at 0, 32h, 56h.
+		if n := strings.Count(h.logs.String(), "address names no Entra user"); n != 3 {
+			t.Errorf("unknown address reported %d times in 72h; want 3", n)
+		}
+
+		// A new DTSTAMP alone (servers stamp every download) is no change.
+		h.feeds.set("google", daily("standup", "20000104T000000Z"))
+		h.until(73 * time.Hour)
+		if n := len(got()); n != len(want) {
+			t.Errorf("lookups after a new DTSTAMP = %v; want none more", got()[len(want):])
+		}
+		// The meeting changed: looked up again within the poll.
+		h.feeds.set("google", daily("standup (moved room)", "20000104T000000Z"))
+		h.until(73*time.Hour + 2*time.Minute)
+		if g := got(); len(g) != len(want)+1 || g[len(g)-1] < 73*time.Hour {
+			t.Errorf("lookups after the feed changed = %v; want one more at 73h", g)
+		}
+		// And the back-off goes on from there: a day after the change.
+		h.until(96*time.Hour + 30*time.Minute)
+		if g := got(); len(g) != len(want)+1 {
+			t.Errorf("lookups by 96h = %v; want none after the change's before a day has passed", g)
+		}
+		h.until(97*time.Hour + 30*time.Minute)
+		if g := got(); len(g) != len(want)+2 {
+			t.Errorf("lookups by 97h30m = %v; want one a day after the change's", g)
+		}
+		h.stop()
+	})
+}
+
+// TestDirectoryForgetsUnnamedAddresses: an address no feed names is
+// forgotten ForgetAfter after it was last named (or, loaded from the state
+// and not met since, last looked up), in memory and in the state; one a
+// feed names, or the configuration, never is, however old its answer.
+func TestDirectoryForgetsUnnamedAddresses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		day := 24 * time.Hour
+		st := NewMemStore()
+		if err := st.PutIdentities([]state.Identity{
+			{Address: "old@partner.example", ID: "id-old", CheckedAt: now.Add(-8 * day)},
+			{Address: "recent@partner.example", Unknown: true, CheckedAt: now.Add(-day), UnknownSince: now.Add(-3 * day)},
+			{Address: "named@partner.example", ID: "id-named", CheckedAt: now.Add(-30 * day)},
+			{Address: "ceo@contoso.com", ID: "id-ceo", CheckedAt: now.Add(-30 * day)},
+			{Address: "carried@contoso.com", ID: "id-carried"}, // schema 1: no CheckedAt
+		}); err != nil {
+			t.Fatal(err)
+		}
+		d := newDirectory(&fakePresence{}, st, day, 4, slog.New(slog.DiscardHandler), NewMetrics(nil))
+		if err := d.load(); err != nil {
+			t.Fatal(err)
+		}
+		d.lookup("met@partner.example") // a webhook's participant, say
+		named := map[string]bool{"named@partner.example": true}
+		keep := map[string]bool{"ceo@contoso.com": true}
+		stored := func() []string {
+			ids, _ := st.Identities()
+			return slices.Sorted(maps.Keys(ids))
+		}
+
+		if got, want := d.prune(now, named, keep), []string{"old@partner.example"}; !slices.Equal(got, want) {
+			t.Errorf("prune at start = %v; want %v", got, want)
+		}
+		if got, want := stored(), []string{"carried@contoso.com", "ceo@contoso.com", "named@partner.example", "recent@partner.example"}; !slices.Equal(got, want) {
+			t.Errorf("identities stored after the first prune = %v; want %v", got, want)
+		}
+		// The answer for a named address is old: it is refreshed, not
+		// forgotten; the one for recent@ (unknown, no feed names it) is not
+		// looked up again.
+		if got, want := d.due(now), []string{"met@partner.example", "named@partner.example"}; !slices.Equal(got, want) {
+			t.Errorf("due = %v; want %v", got, want)
+		}
+
+		time.Sleep(ForgetAfter - time.Minute)
+		if got := d.prune(time.Now(), named, keep); !slices.Equal(got, []string{"recent@partner.example"}) {
+			t.Errorf("prune a minute before a week is over = %v; want recent@partner.example (unnamed, looked up 8 days ago)", got)
+		}
+		time.Sleep(time.Minute)
+		want := []string{"carried@contoso.com", "met@partner.example"}
+		if got := d.prune(time.Now(), named, keep); !slices.Equal(got, want) {
+			t.Errorf("prune a week after start = %v; want %v", got, want)
+		}
+		if got, want := stored(), []string{"ceo@contoso.com", "named@partner.example"}; !slices.Equal(got, want) {
+			t.Errorf("identities stored a week after start = %v; want %v", got, want)
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if got, want := slices.Sorted(maps.Keys(d.known)), []string{"ceo@contoso.com", "named@partner.example"}; !slices.Equal(got, want) {
+			t.Errorf("known a week after start = %v; want %v", got, want)
+		}
+		if got, want := slices.Sorted(maps.Keys(d.seen)), []string{"named@partner.example"}; !slices.Equal(got, want) {
+			t.Errorf("seen a week after start = %v; want %v", got, want)
+		}
+		if _, ok := d.byID["id-old"]; ok {
+			t.Error("byID still names the forgotten old@partner.example")
+		}
+	})
+}
+
+// TestEngineSummarisesUnresolved: /readyz counts the addresses that name
+// nobody and names the first few by address, not all of them; the status
+// page lists more, but not without bound either.
+func TestEngineSummarisesUnresolved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		graph := &fakePresence{begin: begin, resolveErr: func(a string) error {
+			if strings.HasPrefix(a, "ghost-") {
+				return &presence.Error{Op: "resolveUser", User: a, Status: 404, Kind: presence.NotFound}
+			}
+			return nil
+		}}
+		const ghosts = MaxUnresolved + 50
+		cfg := testConfig()
+		var want []string
+		for i := range ghosts {
+			a := fmt.Sprintf("ghost-%03d@contoso.com", ghosts-1-i) // configured in reverse
+			cfg.Sources[0].Users = append(cfg.Sources[0].Users, a)
+			want = append(want, a)
+		}
+		slices.Sort(want)
+		h := startHarness(t, cfg, ics(begin, "m", 10*time.Minute, 30*time.Minute), nil, graph)
+		h.until(time.Minute)
+		r := h.eng.Readiness()
+		st := h.eng.Status(time.Now())
+		h.stop()
+
+		if r.Unresolved == nil || r.Unresolved.Count != ghosts || len(r.Unresolved.First) != UnresolvedShown {
+			t.Fatalf("Readiness().Unresolved = %+v; want %d counted, the first %d named", r.Unresolved, ghosts, UnresolvedShown)
+		}
+		for i, u := range r.Unresolved.First {
+			if u.Address != want[i] || u.Reason != "unknown" {
+				t.Errorf("Readiness().Unresolved.First[%d] = %+v; want %s unknown", i, u, want[i])
+			}
+		}
+		if !slices.Contains(r.Degraded, fmt.Sprintf("%d calendar addresses name no Entra user", ghosts)) {
+			t.Errorf("Readiness().Degraded = %q; want the count of unresolved addresses", r.Degraded)
+		}
+		body, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(body), fmt.Sprintf(`"unresolved_addresses":{"count":%d,"first":[{"address":"ghost-000@contoso.com","reason":"unknown"},`, ghosts)) {
+			t.Errorf("/readyz JSON = %s; want unresolved_addresses as a count and the first few", body)
+		}
+		if len(body) > 2048 {
+			t.Errorf("/readyz JSON is %d bytes with %d unresolved addresses; want a summary under 2 KB", len(body), ghosts)
+		}
+
+		if st.UnresolvedCount != ghosts || len(st.Unresolved) != MaxUnresolved || st.Unresolved[0].Address != want[0] ||
+			st.Unresolved[MaxUnresolved-1].Address != want[MaxUnresolved-1] {
+			t.Errorf("Status(): %d of %d unresolved listed, from %v; want the first %d of %d by address",
+				len(st.Unresolved), st.UnresolvedCount, st.Unresolved[:1], MaxUnresolved, ghosts)
+		}
+	})
+}
+
+// racingStore answers a lookup (as the resolver, woken by forget, may)
+// just before each delete of identities reaches the store.
+type racingStore struct {
+	*MemStore
+	before func()
+}
+
+func (s *racingStore) DeleteIdentity(address string) error {
+	s.before()
+	return s.MemStore.DeleteIdentity(address)
+}
+
+func (s *racingStore) DeleteIdentities(addresses []string) error {
+	s.before()
+	return s.MemStore.DeleteIdentities(addresses)
+}
+
+// TestDirectoryForgetKeepsAnAnswerThatRaced: Graph answers 404 for an id;
+// the directory forgets its addresses and wakes the resolver, which may
+// look one up again and store the new answer before forget's delete
+// reaches the state. The new answer must stay stored (a restart would
+// otherwise look it up again, or worse, keep an older one).
+func TestDirectoryForgetKeepsAnAnswerThatRaced(t *testing.T) {
+	const newID = "44444444-4444-4444-4444-444444444444"
+	people := map[string]presence.Person{"frank@contoso.com": {ID: frankID, UPN: "frank@contoso.com"}}
+	st := &racingStore{MemStore: NewMemStore()}
+	d := newDirectory(&fakePresence{people: people}, st, time.Hour, 4, slog.New(slog.DiscardHandler), NewMetrics(nil))
+	d.lookup("frank@contoso.com")
+	d.resolve(context.Background(), d.due(time.Now()))
+	people["frank@contoso.com"] = presence.Person{ID: newID, UPN: "frank@contoso.com"}
+	st.before = func() { d.resolve(context.Background(), d.due(time.Now())) } // the resolver, first
+	d.forget(frankID)
+	if id, ok := d.lookup("frank@contoso.com"); !ok || id != newID {
+		t.Fatalf("lookup after forget = %q, %v; want %s", id, ok, newID)
+	}
+	ids, _ := st.Identities()
+	if got := ids["frank@contoso.com"]; got.ID != newID {
+		t.Errorf("stored identity = %+v; want the new id %s (resolved while forget was deleting)", got, newID)
+	}
 }

@@ -84,11 +84,34 @@ func (m *MemStore) DeleteIdentity(address string) error {
 	return nil
 }
 
+// DeleteIdentities forgets addresses.
+func (m *MemStore) DeleteIdentities(addresses []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range addresses {
+		delete(m.ids, state.NormalizeAddress(a))
+	}
+	return nil
+}
+
 // Signals returns a copy of the live meeting signals (SignalStore).
 func (m *MemStore) Signals() (map[string]state.Signal, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return maps.Clone(m.signals), nil
+}
+
+// QueuedSignals returns a copy of the signals in the inbox (SignalStore).
+func (m *MemStore) QueuedSignals() (map[string]state.Signal, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]state.Signal)
+	for id, s := range m.signals {
+		if state.Queued(id) {
+			out[id] = s
+		}
+	}
+	return out, nil
 }
 
 // PutSignal records s.

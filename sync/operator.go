@@ -118,9 +118,9 @@ type Readiness struct {
 	Reasons []string `json:"reasons,omitempty"`
 	// Degraded are what wants a look although the worker is ready: failing
 	// or stale sources, people held back, addresses naming nobody.
-	Degraded   []string       `json:"degraded,omitempty"`
-	Sources    []SourceStatus `json:"sources"`
-	Unresolved []Unresolved   `json:"unresolved_addresses,omitempty"`
+	Degraded   []string           `json:"degraded,omitempty"`
+	Sources    []SourceStatus     `json:"sources"`
+	Unresolved *UnresolvedSummary `json:"unresolved_addresses,omitempty"`
 	// Reload is the outcome of the last reload of the configuration (nil:
 	// none since start). The daemon fills it in: a configuration it
 	// refused never reached the engine.
@@ -138,7 +138,7 @@ type Readiness struct {
 // Once ready, what is degraded is listed but does not make it unready.
 func (e *Engine) Readiness() Readiness {
 	now := time.Now()
-	r := Readiness{Sources: e.feeds.statuses(), Unresolved: e.dir.unresolved()}
+	r := Readiness{Sources: e.feeds.statuses(), Unresolved: summarizeUnresolved(e.dir.unresolved())}
 	e.mu.Lock()
 	ready := e.ready
 	e.mu.Unlock()
@@ -164,8 +164,8 @@ func (e *Engine) Readiness() Readiness {
 	if n := len(e.exec.heldAt(now)); n > 0 {
 		r.Degraded = append(r.Degraded, fmt.Sprintf("%d people held back from Graph calls (see the status page)", n))
 	}
-	if n := len(r.Unresolved); n > 0 {
-		r.Degraded = append(r.Degraded, fmt.Sprintf("%d calendar addresses name no Entra user", n))
+	if u := r.Unresolved; u != nil {
+		r.Degraded = append(r.Degraded, fmt.Sprintf("%d calendar addresses name no Entra user", u.Count))
 	}
 	r.Ready = len(r.Reasons) == 0
 	return r

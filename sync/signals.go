@@ -25,6 +25,9 @@ type Signal = state.Signal
 // keeps them in memory only.
 type SignalStore interface {
 	Signals() (map[string]state.Signal, error)
+	// QueuedSignals returns the signals in the inbox alone (QueueSignal),
+	// without reading the others: the leader asks every InboxEvery.
+	QueuedSignals() (map[string]state.Signal, error)
 	PutSignal(state.Signal) error
 	DeleteSignal(id string) error
 }
@@ -415,7 +418,7 @@ func normalizeSignal(s Signal) (Signal, error) {
 // inboxPrefix marks the signals standbys queued (QueueSignal) in the store
 // shared with the leader: under their own keys, so that a vendor's retry
 // queued by a standby never replaces the record of a signal applied.
-const inboxPrefix = "inbox:"
+const inboxPrefix = state.QueuedPrefix
 
 // QueueSignal keeps s in st's inbox, for the engine of the replica that
 // leads to apply (TakeInbox): a standby has no feeds to apply it to, and
@@ -444,14 +447,14 @@ func (e *Engine) TakeInbox(ctx context.Context) {
 	if st == nil {
 		return
 	}
-	all, err := st.Signals()
-	if err != nil && all == nil {
+	queued, err := st.QueuedSignals()
+	if err != nil && queued == nil {
 		e.log.Warn("read the live meeting signals standbys queued", "err", err)
 		return
 	}
-	for id, s := range all {
-		if !strings.HasPrefix(id, inboxPrefix) || ctx.Err() != nil {
-			continue
+	for id, s := range queued {
+		if ctx.Err() != nil {
+			return
 		}
 		res, err := e.Signal(ctx, s)
 		if err != nil && !errors.Is(err, ErrSignal) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	gosync "sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -386,6 +387,52 @@ func TestEngineTakesSignalsStandbysQueued(t *testing.T) {
 		}
 		if got := h.logs.Lines("a standby queued, taken", `"result":"duplicate"`); len(got) != 1 {
 			t.Errorf("the retry was not taken as a duplicate; logs:\n%s", h.logs.String())
+		}
+	})
+}
+
+// readCountingStore counts the reads of every signal in force.
+type readCountingStore struct {
+	*MemStore
+	mu    gosync.Mutex
+	reads int
+}
+
+func (s *readCountingStore) Signals() (map[string]state.Signal, error) {
+	s.mu.Lock()
+	s.reads++
+	s.mu.Unlock()
+	return s.MemStore.Signals()
+}
+
+// TestEngineInboxReadsOnlyTheQueued: the leader looks into the inbox every
+// InboxEvery; it reads the queued signals alone (QueuedSignals), never
+// every signal in force again (with PostgreSQL, the whole table every 2 s).
+func TestEngineInboxReadsOnlyTheQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		store := &readCountingStore{MemStore: NewMemStore()}
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(begin, "m", 10*minute, time.Hour)}, errs: map[string]error{}},
+			graph: &fakePresence{begin: begin}, store: store.MemStore, begin: begin, metrics: NewMetrics(nil)}
+		h.startWith(signalConfig(), func(o *Options) { o.Store, o.Elector = store, alwaysLeads{} }, nil)
+		h.until(time.Minute)
+		store.mu.Lock()
+		atStart := store.reads
+		store.mu.Unlock()
+		h.until(11 * time.Minute) // 300 looks into the inbox
+		ended := Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}
+		if _, err := QueueSignal(store, ended); err != nil {
+			t.Fatal(err)
+		}
+		h.until(11*time.Minute + InboxEvery + time.Second)
+		h.stop()
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		if atStart != 1 || store.reads != atStart {
+			t.Errorf("every signal read %d times at start and %d times over 300 looks into the inbox; want once at start, then never", atStart, store.reads-atStart)
+		}
+		if got := h.logs.Lines("a standby queued, taken", `"result":"applied"`); len(got) != 1 {
+			t.Errorf("the queued signal was not applied; logs:\n%s", h.logs.String())
 		}
 	})
 }

@@ -27,8 +27,10 @@ type Status struct {
 	Next []Transition
 	// Held are the people the worker holds back from Graph calls now.
 	Held []HeldPerson
-	// Unresolved are calendar addresses that name no Entra user (yet).
-	Unresolved []Unresolved
+	// Unresolved are calendar addresses that name no Entra user (yet):
+	// the first MaxUnresolved by address, of UnresolvedCount.
+	Unresolved      []Unresolved
+	UnresolvedCount int
 	// GraphErrors are the last failed Graph calls, newest first.
 	GraphErrors []GraphError
 	// Signals are the live meeting signals in force (Zoom, Webex
@@ -113,13 +115,19 @@ type GraphError struct {
 // MaxTransitions caps Status.Next.
 const MaxTransitions = 50
 
+// MaxUnresolved caps Status.Unresolved: the page stays readable (and
+// cheap to render every 30 s) with thousands of unknown attendees.
+const MaxUnresolved = 200
+
 // Status returns a snapshot of the worker at now. It reads what the
 // engine holds in memory (the feeds' matches, the directory, the holds);
 // it takes no reconcile lock, reads no state and makes no call, so it stays
 // cheap to ask every few seconds. (Like every pass, it notes addresses the
 // directory has not met yet for the resolver.)
 func (e *Engine) Status(now time.Time) Status {
-	st := Status{Now: now, Sources: e.feeds.statuses(), Unresolved: e.dir.unresolved(), GraphErrors: e.exec.recent.list()}
+	st := Status{Now: now, Sources: e.feeds.statuses(), GraphErrors: e.exec.recent.list()}
+	unresolved := e.dir.unresolved()
+	st.Unresolved, st.UnresolvedCount = unresolved[:min(len(unresolved), MaxUnresolved)], len(unresolved)
 	if sigs := e.Signals(); len(sigs) > MaxTransitions {
 		st.Signals = sigs[:MaxTransitions]
 	} else {

@@ -72,6 +72,7 @@ func TestStaleLeaderRefused(t *testing.T) {
 		"PutSessions":       func() error { return a.PutSessions([]state.Session{alice, {UserID: "bob"}}) },
 		"PutIdentities":     func() error { return a.PutIdentities([]state.Identity{{Address: "alice@contoso.com", ID: "alice"}}) },
 		"DeleteIdentity":    func() error { return a.DeleteIdentity("alice@contoso.com") },
+		"DeleteIdentities":  func() error { return a.DeleteIdentities([]string{"alice@contoso.com"}) },
 		"PutFeed":           func() error { return a.PutFeed(state.Feed{Source: "zoom", Body: []byte("late")}) },
 		"PutFeeds":          func() error { return a.PutFeeds([]state.Feed{{Source: "webex", Body: []byte("late")}}) },
 		"DeleteFeedsExcept": func() error { return a.DeleteFeedsExcept(nil) },

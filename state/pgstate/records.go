@@ -88,11 +88,53 @@ func (s *Store) DeleteIdentity(address string) error {
 	return s.delete(tableIdentities, state.NormalizeAddress(address))
 }
 
+// DeleteIdentities forgets what is cached for each of addresses, in one
+// statement; forgetting none is not an error.
+func (s *Store) DeleteIdentities(addresses []string) error {
+	keys := make([][]byte, 0, len(addresses))
+	for _, a := range addresses {
+		if k := state.NormalizeAddress(a); k != "" {
+			keys = append(keys, []byte(k))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	ctx, cancel := s.ctx()
+	defer cancel()
+	// Joined on sha256(key), the unique index, then on the key itself.
+	err := s.exec(ctx, `DELETE FROM identities AS t USING unnest($1::bytea[]) AS d(key)
+		WHERE sha256(t.key) = sha256(d.key) AND t.key = d.key`, keys)
+	if err != nil {
+		return fmt.Errorf("state: delete %d identities: %w", len(keys), err)
+	}
+	return nil
+}
+
 // Signals returns every stored signal, by ID, expired ones included, with
 // a *state.BadRecordsError for those that do not decode (as Sessions).
 func (s *Store) Signals() (map[string]state.Signal, error) {
 	out := make(map[string]state.Signal)
 	err := readAll(s, tableSignals, func(k string, sig state.Signal) {
+		sig.ID = k
+		out[k] = sig
+	})
+	if err != nil && !isBadRecords(err) {
+		return nil, err
+	}
+	return out, err
+}
+
+// queuedSignalsQuery reads the inbox alone, through the partial index
+// signals_queued (migrations/*_signals_queued.sql).
+const queuedSignalsQuery = "SELECT key, record FROM signals WHERE queued"
+
+// QueuedSignals returns the signals waiting in the inbox (their ID begins
+// with state.QueuedPrefix), by ID, and reads no other row, with a
+// *state.BadRecordsError for those that do not decode (as Sessions).
+func (s *Store) QueuedSignals() (map[string]state.Signal, error) {
+	out := make(map[string]state.Signal)
+	err := query(s, tableSignals, queuedSignalsQuery, func(k string, sig state.Signal) {
 		sig.ID = k
 		out[k] = sig
 	})
@@ -122,9 +164,15 @@ func (s *Store) DeleteSignal(id string) error {
 // key. A record that does not decode is skipped and named in the
 // *state.BadRecordsError returned once the rest are read.
 func readAll[T any](s *Store, table string, add func(key string, v T)) error {
+	return query(s, table, "SELECT key, record FROM "+table, add)
+}
+
+// query is readAll of the rows sql (which selects key and record) reads
+// from table.
+func query[T any](s *Store, table, sql string, add func(key string, v T)) error {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	rows, err := s.pool.Query(ctx, "SELECT key, record FROM "+table)
+	rows, err := s.pool.Query(ctx, sql)
 	if err != nil {
 		return fmt.Errorf("state: read %s: %w", table, err)
 	}

@@ -39,6 +39,7 @@ type Store interface {
 	Identities() (map[string]state.Identity, error)
 	PutIdentities([]state.Identity) error
 	DeleteIdentity(address string) error
+	DeleteIdentities(addresses []string) error
 
 	Feed(source string) (state.Feed, bool, error)
 	PutFeed(state.Feed) error
@@ -46,6 +47,7 @@ type Store interface {
 	DeleteFeedsExcept(sources []string) error
 
 	Signals() (map[string]state.Signal, error)
+	QueuedSignals() (map[string]state.Signal, error)
 	PutSignal(state.Signal) error
 	DeleteSignal(id string) error
 
@@ -66,10 +68,12 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"Sessions", testSessions},
 		{"PutSessions", testPutSessions},
 		{"Identities", testIdentities},
+		{"DeleteIdentities", testDeleteIdentities},
 		{"Feeds", testFeeds},
 		{"PutFeeds", testPutFeeds},
 		{"DeleteFeedsExcept", testDeleteFeedsExcept},
 		{"Signals", testSignals},
+		{"QueuedSignals", testQueuedSignals},
 		{"OddKeys", testOddKeys},
 		{"Many", testMany},
 		{"Durable", testDurable},
@@ -268,7 +272,7 @@ func testIdentities(t *testing.T, open func(t *testing.T) Store) {
 		t.Errorf("Identities() of a new store = %v, %v; want none", got, err)
 	}
 	frank := state.Identity{Address: " Frank@Contoso.com ", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0.In(berlin)}
-	ghost := state.Identity{Address: "ghost@contoso.com", Unknown: true, CheckedAt: t0}
+	ghost := state.Identity{Address: "ghost@contoso.com", Unknown: true, CheckedAt: t0, UnknownSince: t0.Add(-3 * time.Hour).In(newfoundland)}
 	carried := state.Identity{Address: "old@contoso.com", ID: "id-2"} // from schema 1: CheckedAt zero
 	if err := s.PutIdentities([]state.Identity{frank, ghost, carried}); err != nil {
 		t.Fatal(err)
@@ -285,6 +289,9 @@ func testIdentities(t *testing.T, open func(t *testing.T) Store) {
 			t.Fatalf("Identities() mismatch (-want +got):\n%s", diff)
 		}
 		sameOffset(t, "CheckedAt", got[frank.Address].CheckedAt, frank.CheckedAt)
+		if g, ok := want[ghost.Address]; ok && g.Unknown {
+			sameOffset(t, "UnknownSince", got[ghost.Address].UnknownSince, g.UnknownSince)
+		}
 	}
 	check()
 
@@ -315,6 +322,59 @@ func testIdentities(t *testing.T, open func(t *testing.T) Store) {
 		if err := s.PutIdentities(batch); err != nil {
 			t.Errorf("PutIdentities(%v) = %v; want nil", batch, err)
 		}
+	}
+}
+
+// testDeleteIdentities: the worker forgets the addresses no feed names any
+// more in batches. A batch normalises each address as DeleteIdentity does,
+// skips what is not there, and leaves every other record alone.
+func testDeleteIdentities(t *testing.T, open func(t *testing.T) Store) {
+	s := openStore(t, open)
+	want := make(map[string]state.Identity)
+	var all []state.Identity
+	for i := range 1000 {
+		id := state.Identity{Address: fmt.Sprintf("guest-%04d@partner.example", i), ID: fmt.Sprintf("id-%d", i), CheckedAt: t0}
+		if i%3 == 0 {
+			id = state.Identity{Address: id.Address, Unknown: true, CheckedAt: t0}
+		}
+		all = append(all, id)
+		want[id.Address] = id
+	}
+	if err := s.PutIdentities(all); err != nil {
+		t.Fatal(err)
+	}
+	check := func() {
+		t.Helper()
+		got, err := s.Identities()
+		if err != nil {
+			t.Fatalf("Identities() error = %v", err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("Identities() mismatch (-want +got):\n%s", diff)
+		}
+	}
+	for _, batch := range [][]string{nil, {}, {"", "  "}, {"nobody@partner.example"}} {
+		if err := s.DeleteIdentities(batch); err != nil {
+			t.Errorf("DeleteIdentities(%q) = %v; want nil", batch, err)
+		}
+	}
+	check()
+
+	// Every other one, spelled differently, plus one twice and one that is
+	// not there, in one call.
+	var gone []string
+	for i := 0; i < 1000; i += 2 {
+		a := fmt.Sprintf("guest-%04d@partner.example", i)
+		gone = append(gone, " "+strings.ToUpper(a)+" ")
+		delete(want, a)
+	}
+	gone = append(gone, gone[0], "nobody@partner.example")
+	if err := s.DeleteIdentities(gone); err != nil {
+		t.Fatalf("DeleteIdentities(%d addresses) = %v", len(gone), err)
+	}
+	check()
+	if len(want) != 500 {
+		t.Fatalf("%d identities left in want; the test means 500", len(want))
 	}
 }
 
@@ -519,6 +579,58 @@ func testSignals(t *testing.T, open func(t *testing.T) Store) {
 		t.Error("PutSignal(no ID) = nil; want an error")
 	}
 	wantSignals(t, s, map[string]state.Signal{left.ID: left})
+}
+
+// testQueuedSignals: the inbox (signals stored under state.QueuedPrefix)
+// is read alone, among many signals in force; Signals still returns all.
+// Only the exact prefix queues: keys come from outside.
+func testQueuedSignals(t *testing.T, open func(t *testing.T) Store) {
+	s := openStore(t, open)
+	want := make(map[string]state.Signal)
+	all := make(map[string]state.Signal)
+	put := func(sig state.Signal) {
+		t.Helper()
+		if err := s.PutSignal(sig); err != nil {
+			t.Fatal(err)
+		}
+		all[sig.ID] = sig
+	}
+	for i := range 300 {
+		put(signal(state.SignalLeft, fmt.Sprintf("guest-%03d@partner.example", i), t0.Add(time.Duration(i)*time.Second)))
+	}
+	for _, id := range []string{"Inbox:x", "inbox", "inbox;x", "xinbox:x", " inbox:x"} {
+		sig := signal(state.SignalEnded, "", t0)
+		sig.ID = id
+		put(sig)
+	}
+	check := func() {
+		t.Helper()
+		got, err := s.QueuedSignals()
+		if err != nil {
+			t.Fatalf("QueuedSignals() error = %v", err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("QueuedSignals() mismatch (-want +got):\n%s", diff)
+		}
+	}
+	check()
+	for i, email := range []string{"alice@contoso.com", "bob@contoso.com"} {
+		sig := signal(state.SignalJoined, email, t0.Add(time.Duration(i)*time.Minute).In(berlin))
+		sig.ID = state.QueuedPrefix + sig.ID
+		put(sig)
+		want[sig.ID] = sig
+	}
+	check()
+	wantSignals(t, s, all)
+	for id := range want {
+		if err := s.DeleteSignal(id); err != nil {
+			t.Fatal(err)
+		}
+		delete(want, id)
+		delete(all, id)
+		check()
+	}
+	wantSignals(t, s, all)
 }
 
 // testOddKeys: keys come from outside (addresses in feeds, webhook
