@@ -13,7 +13,6 @@ import (
 
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/leader"
-	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/sync"
 )
 
@@ -29,22 +28,15 @@ func (r *recorder) Unregister(prometheus.Collector) bool    { return false }
 var descRE = regexp.MustCompile(`^Desc\{fqName: "([a-zA-Z_:][a-zA-Z0-9_:]*)", .*variableLabels: \{([^}]*)\}\}$`)
 
 // register registers calpresence's metrics on reg as the daemon does: the
-// engine's (sync.NewMetrics), with several replicas the leader election's
-// (leader.New with a Registerer; it does not connect), the webhook
-// receiver's (signals.NewMetrics) and the configuration reloads'.
+// engine's (sync.NewMetrics) and, with several replicas, the leader
+// election's (leader.New with a Registerer; it does not connect).
 func register(t *testing.T, reg prometheus.Registerer) {
 	t.Helper()
 	sync.NewMetrics(reg)
 	if _, err := leader.New("postgres://calpresence@db.invalid:5432/calpresence", leader.Options{ID: "test", Registerer: reg}); err != nil {
 		t.Fatalf("leader.New: %v", err)
 	}
-	signals.NewMetrics(reg)
-	// app.New registers the reload metrics itself; they are built here as it
-	// builds them, since importing app would pull in the Graph SDK.
-	reg.MustRegister(
-		prometheus.NewCounterVec(prometheus.CounterOpts{Name: "calpresence_config_reloads_total", Help: "Reloads by result."}, []string{"result"}),
-		prometheus.NewGauge(prometheus.GaugeOpts{Name: "calpresence_config_last_reload_successful", Help: "1 unless the last reload was refused."}),
-	)
+	registerAppMetrics(reg)
 }
 
 // metricLabels maps each metric the daemon registers, as PromQL sees it (a
