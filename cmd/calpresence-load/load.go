@@ -33,6 +33,7 @@ import (
 
 type options struct {
 	feeds, meetings int
+	history         int // past meetings per feed
 	mode, state     string
 	style           string
 	seed            uint64
@@ -64,7 +65,7 @@ type harness struct {
 }
 
 func newHarness(o options) (*harness, error) {
-	gen := &feedgen.Generator{Seed: o.seed, Meetings: o.meetings, Base: time.Now().UTC().Truncate(24 * time.Hour).Add(o.shift), Style: o.style}
+	gen := &feedgen.Generator{Seed: o.seed, Meetings: o.meetings, History: o.history, Base: time.Now().UTC().Truncate(24 * time.Hour).Add(o.shift), Style: o.style}
 	fsrv := &feedServer{gen: gen, n: o.feeds}
 	srv := httptest.NewUnstartedServer(fsrv)
 	srv.Config.IdleTimeout = time.Minute // keep-alive between passes
@@ -337,7 +338,11 @@ func measure(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer h.close()
-	fmt.Fprintf(out, "calpresence-load: %d feeds × %d meetings (%s, seed %d), mode %s", o.feeds, o.meetings, o.style, o.seed, o.mode)
+	fmt.Fprintf(out, "calpresence-load: %d feeds × %d meetings", o.feeds, o.meetings)
+	if o.history > 0 {
+		fmt.Fprintf(out, " + %d past", o.history)
+	}
+	fmt.Fprintf(out, " (%s, seed %d), mode %s", o.style, o.seed, o.mode)
 	if o.mode == "engine" {
 		fmt.Fprintf(out, ", state %s", o.state)
 	}

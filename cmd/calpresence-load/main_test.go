@@ -6,6 +6,7 @@ import (
 	"flag"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -25,6 +26,7 @@ func TestRun(t *testing.T) {
 		{"-feeds", "24", "-meetings", "10", "-state", "bolt"},
 		{"-feeds", "24", "-meetings", "10", "-state", "mem"},
 		{"-feeds", "24", "-meetings", "10", "-mode", "plan"},
+		{"-feeds", "24", "-meetings", "10", "-history", "300", "-state", "mem"},
 	} {
 		var out, errb bytes.Buffer
 		if err := run(context.Background(), args, &out, &errb); err != nil {
@@ -38,6 +40,9 @@ func TestRun(t *testing.T) {
 		if args[len(args)-1] == "bolt" {
 			want = append(want, "restart pass:", "ready (reconciled from the stored copies) after ")
 		}
+		if slices.Contains(args, "-history") {
+			want = append(want, "24 feeds × 10 meetings + 300 past (mixed, seed 1)")
+		}
 		for _, w := range want {
 			if !strings.Contains(got, w) {
 				t.Errorf("run(%q) output lacks %q:\n%s", args, w, got)
@@ -47,7 +52,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunUsage(t *testing.T) {
-	for _, args := range [][]string{{"-mode", "x"}, {"-state", "disk"}, {"-feeds", "0"}, {"-memlimit", "lots"}, {"-style", "icloud"}} {
+	for _, args := range [][]string{{"-mode", "x"}, {"-state", "disk"}, {"-feeds", "0"}, {"-history", "-1"}, {"-memlimit", "lots"}, {"-style", "icloud"}} {
 		var out, errb bytes.Buffer
 		err := run(context.Background(), args, &out, &errb)
 		if _, ok := err.(usageError); !ok {

@@ -29,7 +29,7 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gen := &feedgen.Generator{Seed: o.seed, Meetings: o.meetings, Base: time.Now().UTC().Truncate(24 * time.Hour), Style: o.style}
+	gen := &feedgen.Generator{Seed: o.seed, Meetings: o.meetings, History: o.history, Base: time.Now().UTC().Truncate(24 * time.Hour), Style: o.style}
 	srv := &http.Server{Handler: &feedServer{gen: gen, n: o.feeds}, IdleTimeout: 5 * time.Minute}
 	fmt.Fprintf(out, "serving %d feeds at http://%s\n", o.feeds, ln.Addr())
 	go func() {

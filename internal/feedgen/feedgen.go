@@ -38,9 +38,13 @@ func (s style) String() string {
 // not count against the worker's.
 type Generator struct {
 	Seed     uint64
-	Meetings int       // meetings (VEVENTs, with some overrides) around Base
-	Base     time.Time // midnight UTC of the day the run started
-	Style    string    // "mixed" or one style's name
+	Meetings int // meetings (VEVENTs, with some overrides) around Base
+	// History is the number of past meetings a feed carries besides, as
+	// published calendars keep every meeting there was: single VEVENTs
+	// on the working days before Base, three a day, going back.
+	History int
+	Base    time.Time // midnight UTC of the day the run started
+	Style   string    // "mixed" or one style's name
 }
 
 func (g *Generator) styleOf(i int) style {
@@ -198,21 +202,46 @@ func (g *Generator) Feed(buf []byte, i int) []byte {
 		w.b = append(w.b, vtzLondon...)
 	}
 	for j := range g.Meetings {
-		m := g.meeting(r)
-		uid := strconv.Itoa(i) + "-" + strconv.Itoa(j)
-		switch st {
-		case styleZoom:
-			g.zoomEvent(w, uid, j, m, r)
-		case styleWebex:
-			g.webexEvent(w, uid, j, m, r)
-		case styleOutlook:
-			g.outlookEvent(w, uid, j, m, r)
-		case styleGoogle:
-			g.googleEvent(w, uid, j, m, r)
-		}
+		g.event(w, st, strconv.Itoa(i)+"-"+strconv.Itoa(j), j, g.meeting(r), r)
+	}
+	// After the meetings, so that they are the same with or without.
+	for k := range g.History {
+		g.event(w, st, strconv.Itoa(i)+"-h"+strconv.Itoa(k), k, g.pastMeeting(r, k), r)
 	}
 	w.line("END:VCALENDAR")
 	return w.b
+}
+
+func (g *Generator) event(w *feedWriter, st style, uid string, j int, m meeting, r *rand.Rand) {
+	switch st {
+	case styleZoom:
+		g.zoomEvent(w, uid, j, m, r)
+	case styleWebex:
+		g.webexEvent(w, uid, j, m, r)
+	case styleOutlook:
+		g.outlookEvent(w, uid, j, m, r)
+	case styleGoogle:
+		g.googleEvent(w, uid, j, m, r)
+	}
+}
+
+// pastMeeting is the timing of past meeting k: a single meeting on the
+// (k/3+1)-th working day before Base, between 8:00 and 17:45.
+func (g *Generator) pastMeeting(r *rand.Rand, k int) meeting {
+	n := k/3 + 1
+	d := g.Base.AddDate(0, 0, -7*(n/5))
+	for left := n % 5; left > 0; {
+		d = d.AddDate(0, 0, -1)
+		if wd := d.Weekday(); wd != time.Saturday && wd != time.Sunday {
+			left--
+		}
+	}
+	hour := 8 + r.IntN(10)
+	minute := [...]int{0, 0, 0, 30, 15, 45}[r.IntN(6)]
+	return meeting{
+		start: d.Add(time.Duration(hour)*time.Hour + time.Duration(minute)*time.Minute),
+		dur:   [...]time.Duration{30 * time.Minute, 30 * time.Minute, 45 * time.Minute, time.Hour, 90 * time.Minute, 15 * time.Minute}[r.IntN(6)],
+	}
 }
 
 var attendeeNames = [...]string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory"}

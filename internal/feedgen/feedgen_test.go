@@ -49,3 +49,44 @@ func TestFeedsDeterministic(t *testing.T) {
 		t.Error("feed(3) = feed(4); want different feeds")
 	}
 }
+
+// TestFeedsHistory: past meetings add VEVENTs and bytes, never an
+// occurrence in the window, and leave the other meetings as they were.
+func TestFeedsHistory(t *testing.T) {
+	base := time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC) // a Wednesday
+	opt := sources.ExpandOptions{From: base.Add(11 * time.Hour), To: base.Add(48 * time.Hour)}
+	for _, st := range []string{"zoom", "webex", "outlook", "google"} {
+		g := &Generator{Seed: 3, Meetings: 10, Base: base, Style: st}
+		h := *g
+		h.History = 300
+		live, past := g.Feed(nil, 1), h.Feed(nil, 1)
+		if !bytes.HasPrefix(past, bytes.TrimSuffix(live, []byte("END:VCALENDAR\r\n"))) {
+			t.Errorf("%s: the feed with history does not start with the one without", st)
+		}
+		want, err := sources.ParseExpand(live, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := sources.ParseExpand(past, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Events != want.Events+300 || len(got.Warnings) > 0 {
+			t.Errorf("%s with 300 past meetings: %d VEVENTs, warnings %q; want %d, none", st, got.Events, got.Warnings, want.Events+300)
+		}
+		if len(got.Occurrences) != len(want.Occurrences) {
+			t.Errorf("%s with 300 past meetings: %d occurrences in the window; want %d, as without", st, len(got.Occurrences), len(want.Occurrences))
+		}
+		wide, err := sources.ParseExpand(past, sources.ExpandOptions{From: base.AddDate(-1, 0, 0), To: base})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(wide.Occurrences); n < 300 {
+			t.Errorf("%s: %d occurrences in the year before; want the 300 past meetings at least", st, n)
+		}
+		if per := (len(past) - len(live)) / 300; per < 900 || per > 2300 {
+			t.Errorf("%s: %d bytes per past meeting; want about 1-2 KB", st, per)
+		}
+		t.Logf("%s: %d bytes per past meeting", st, (len(past)-len(live))/300)
+	}
+}
