@@ -351,6 +351,8 @@ func TestParseInput(t *testing.T) {
 		{"CRLF", crlf, "Hello", 1, ""},
 		{"LF only", bytes.ReplaceAll(crlf, []byte("\r\n"), []byte("\n")), "Hello", 1, ""},
 		{"lone CR", bytes.ReplaceAll(crlf, []byte("\r\n"), []byte("\r")), "Hello", 1, ""},
+		{"a lone CR in a CRLF feed", vcal(ev("UID:a", "DTSTART:20240101T100000Z", "SUMMARY:Hello\rWorld")), "Hello\nWorld", 1, "joined"},
+		{"a lone CR at the end", append(bytes.TrimSuffix(crlf, []byte("\n")), "X-END:\r"...), "Hello", 1, "outside VCALENDAR"},
 		{"BOM", append([]byte("\xef\xbb\xbf"), crlf...), "Hello", 1, ""},
 		{"folding with space and tab", vcal(ev("UID:a", "DTSTART:20240101T1000", " 00Z", "SUMMARY:Hel", "\tlo")), "Hello", 1, ""},
 		{"very long line", vcal(ev("UID:a", "DTSTART:20240101T100000Z", "SUMMARY:"+long)), long, 1, ""},
