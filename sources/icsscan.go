@@ -40,6 +40,10 @@ type scanComp struct {
 	name  string
 	line  int
 	props []propLine // VEVENT only: the lines of the properties we read
+	// VEVENT only: where it is and what its time lines say, so that one
+	// that cannot reach the window is skipped without decoding it
+	// (skip.go).
+	ev eventLines
 	// propStart is the index of the first of props in scanner.props while
 	// the scan is under way.
 	propStart int
@@ -90,6 +94,8 @@ type scanner struct {
 	// finish hands each scanComp its part (one allocation for the feed,
 	// not one per VEVENT).
 	props []propLine
+	// tzids interns the TZID parameters of the time lines.
+	tzids map[string]string
 	// prevText: the last content line was a TEXT property, so a stray text
 	// line is an unfolded continuation of it.
 	prevText bool
@@ -298,6 +304,8 @@ func (s *scanner) line(logical, raw []byte, off, lineNo int) error {
 		if p := internProp(name); p != "" {
 			s.props = appendDoubling(s.props, propLine{p, lineNo})
 		}
+		cal := &s.cals[len(s.cals)-1]
+		s.eventLine(&cal.comps[len(cal.comps)-1].ev, name, logical, nameEnd, valStart)
 	}
 	s.emitLine(logical, raw)
 	return nil
@@ -383,6 +391,9 @@ func (s *scanner) begin(logical, raw, value []byte, off, lineNo int) error {
 	if len(s.stack) == 1 {
 		cal := &s.cals[len(s.cals)-1]
 		cal.comps = appendDoubling(cal.comps, scanComp{name: comp, line: lineNo, propStart: len(s.props)})
+		if comp == "VEVENT" {
+			cal.comps[len(cal.comps)-1].ev.begin = s.outPos(off)
+		}
 	}
 	if len(s.stack) >= 64 {
 		return fmt.Errorf("line %d: components nested too deeply", lineNo)
@@ -391,6 +402,15 @@ func (s *scanner) begin(logical, raw, value []byte, off, lineNo int) error {
 	s.prevText = false
 	s.emitLine(logical, raw)
 	return nil
+}
+
+// outPos is the offset in the scanned feed at which the line at offset off
+// of the input is written.
+func (s *scanner) outPos(off int) int {
+	if s.rewrite {
+		return len(s.out)
+	}
+	return off
 }
 
 // compName returns the upper-case name of the component a BEGIN or END
@@ -468,6 +488,12 @@ func (s *scanner) end(logical, raw, value []byte, off, lineNo int) error {
 			s.out = append(s.out, "END:"+s.stack[i].name+"\n"...)
 		}
 		s.note(lineNo, "unclosed", fmt.Sprintf("END:%s closes BEGIN:%s of line %d", comp, top.name, top.line))
+	}
+	if depth == 1 && comp == "VEVENT" {
+		// The start of the END line, not its end: stray() may later trim
+		// the line ending after it.
+		cal := &s.cals[len(s.cals)-1]
+		cal.comps[len(cal.comps)-1].ev.end = s.outPos(off)
 	}
 	s.stack = s.stack[:depth]
 	s.emitLine(logical, raw)
