@@ -387,6 +387,25 @@ func TestParseInput(t *testing.T) {
 	}
 }
 
+// TestWarningsInOrder: the scanner's warnings about one line come in the
+// order it found them, the same every time.
+func TestWarningsInOrder(t *testing.T) {
+	want := []string{
+		"line 1: invalid UTF-8 replaced",
+		"line 1: component outside VCALENDAR wrapped in one",
+		"line 2: END:VCALENDAR closes BEGIN:1\uFFFD of line 1",
+	}
+	for range 20 {
+		res, err := ParseExpand([]byte("BEGIN:1\x8a\nEND:VCALENDAR"), ExpandOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, res.Warnings); diff != "" {
+			t.Fatalf("ParseExpand warnings mismatch (-want +got):\n%s", diff)
+		}
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name string

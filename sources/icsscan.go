@@ -2,10 +2,10 @@ package sources
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"unicode/utf8"
 )
@@ -104,6 +104,7 @@ type scanner struct {
 
 type note struct {
 	first, count int
+	seq          int // notes of one line are listed in the order found
 	msg          string
 }
 
@@ -225,7 +226,7 @@ func (s *scanner) note(line int, kind, msg string) {
 		n.count++
 		return
 	}
-	s.notes[kind] = &note{first: line, count: 1, msg: msg}
+	s.notes[kind] = &note{first: line, count: 1, seq: len(s.notes), msg: msg}
 }
 
 func (s *scanner) noteList() []string {
@@ -236,7 +237,7 @@ func (s *scanner) noteList() []string {
 	for _, n := range s.notes {
 		list = append(list, n)
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].first < list[j].first })
+	slices.SortFunc(list, func(a, b *note) int { return cmp.Or(cmp.Compare(a.first, b.first), cmp.Compare(a.seq, b.seq)) })
 	out := make([]string, len(list))
 	for i, n := range list {
 		out[i] = fmt.Sprintf("line %d: %s", n.first, n.msg)
