@@ -583,17 +583,22 @@ func (x *expander) emitOverride(o *override, rid time.Time, n *int) bool {
 	return x.emit(o.ev, &o.f, rid, at, s.end(s.start.wall, at), s.start.date, s.start.loc, n)
 }
 
+// inWindow reports whether an occurrence from start to end (not before
+// it) is in the window: it overlaps it, or, without length, starts in it.
+func (x *expander) inWindow(start, end time.Time) bool {
+	if start.Equal(end) {
+		return !start.Before(x.opt.From) && start.Before(x.opt.To)
+	}
+	return start.Before(x.opt.To) && end.After(x.opt.From)
+}
+
 // emit adds an occurrence if it overlaps the window. It returns false when
 // the event hit MaxPerEvent.
 func (x *expander) emit(ev *vevent, f *fields, rid, start, end time.Time, allDay bool, loc *time.Location, n *int) bool {
 	if end.Before(start) {
 		end = start
 	}
-	if start.Equal(end) {
-		if start.Before(x.opt.From) || !start.Before(x.opt.To) {
-			return true
-		}
-	} else if !start.Before(x.opt.To) || !end.After(x.opt.From) {
+	if !x.inWindow(start, end) {
 		return true
 	}
 	if *n >= x.opt.MaxPerEvent {

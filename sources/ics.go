@@ -30,8 +30,14 @@ type ExpandOptions struct {
 	// occurrences within the window. 0 means no cap. ParseExpand refuses a
 	// feed over a cap with an error wrapping ErrOverLimit, and stops as
 	// soon as it sees the excess (the events are counted before the
-	// calendar is decoded), so an oversized feed costs little.
+	// calendar is decoded), so an oversized feed costs little. MaxEvents
+	// counts every VEVENT, also those that end before the window and that
+	// ParseExpand therefore does not decode.
 	MaxEvents, MaxOccurrences int
+
+	// decodeAll turns off ParseExpand's skipping of VEVENTs that end
+	// before the window (skip.go), for the tests that compare.
+	decodeAll bool
 }
 
 // ErrOverLimit is wrapped by the errors of a feed over one of its caps.
@@ -51,12 +57,16 @@ type Result struct {
 	// (repairs, fallbacks) they mean meetings are missing: callers report
 	// them where an operator sees them.
 	Dropped []string
-	Events  int    // VEVENTs read
+	Events  int    // VEVENTs read, also those skipped undecoded
 	Method  string // calendar METHOD, upper-case
 
 	// recovered counts the panics recovered into a "cannot expand"
-	// warning. Production carries on; the tests require 0.
+	// warning, and the skipped VEVENTs that could not be decoded when
+	// needed after all. Production carries on; the tests require 0.
 	recovered int
+	// skipped counts the VEVENTs left undecoded because they cannot
+	// reach the window (skip.go), for the tests.
+	skipped int
 }
 
 // DefaultMaxPerEvent is the MaxPerEvent used when it is 0.
@@ -66,8 +76,16 @@ const DefaultMaxPerEvent = 1000
 // It fails, naming the line, on input that is not iCalendar or that is
 // truncated (no END:VCALENDAR); everything else that real clients get wrong
 // is repaired or skipped with a warning. It never panics.
+//
+// A VEVENT that ends well before the window, is no recurrence and shares
+// its UID with no other is recognised from its time lines and not decoded;
+// the result is the same as with every VEVENT decoded (skip.go).
 func ParseExpand(data []byte, opt ExpandOptions) (*Result, error) {
-	cal, err := parse(data, scanFeed, opt.MaxEvents)
+	var from time.Time
+	if !opt.decodeAll {
+		from = opt.From
+	}
+	cal, err := parse(data, scanFeed, opt.MaxEvents, from)
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +103,7 @@ type Calendar struct {
 type calRoot struct {
 	cal    *ical.Calendar
 	info   *scanCal
+	data   []byte // the scanned feed, when VEVENTs were left undecoded
 	method string
 	xwr    string
 	vtz    map[string]*ical.Component
@@ -93,7 +112,7 @@ type calRoot struct {
 // Parse reads an iCalendar feed with go-ical, after the line-level repairs
 // described on scanFeed.
 func Parse(data []byte) (*Calendar, error) {
-	return parse(data, scanFeed, 0)
+	return parse(data, scanFeed, 0, time.Time{})
 }
 
 // panicError is a panic of go-ical (or of the scanner) recovered into an
@@ -111,8 +130,10 @@ func (e *panicError) Error() string {
 
 // parse is Parse with the line-level pass as a parameter, so that a test can
 // hand go-ical a line the scanner would have repaired, refusing a feed of
-// more than maxEvents VEVENTs (0: no cap) before decoding it.
-func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int) (cal *Calendar, err error) {
+// more than maxEvents VEVENTs (0: no cap) before decoding it. Unless from is
+// zero, it leaves undecoded the VEVENTs that cannot reach a window starting
+// at from (skip.go).
+func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int, from time.Time) (cal *Calendar, err error) {
 	line := 1
 	defer func() {
 		// go-ical panics on some malformed lines; the scanner should have
@@ -138,10 +159,14 @@ func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int) (
 			return nil, fmt.Errorf("%d VEVENTs, more than the %d allowed: %w", n, maxEvents, ErrOverLimit)
 		}
 	}
+	deferred := !from.IsZero() && deferPast(sc, from)
 	cal = &Calendar{warnings: sc.warnings}
 	dec := newICSDecoder(sc.data)
 	for i := range sc.cals {
 		line = sc.cals[i].line
+		if deferred {
+			dec.top = sc.cals[i].comps
+		}
 		c, derr := dec.Decode()
 		if derr != nil {
 			if errors.Is(derr, io.EOF) {
@@ -150,6 +175,9 @@ func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int) (
 			return nil, fmt.Errorf("line %d: %w", line, derr)
 		}
 		root := &calRoot{cal: c, info: &sc.cals[i], vtz: map[string]*ical.Component{}}
+		if deferred {
+			root.data = sc.data
+		}
 		root.method = toUpperASCII(strings.TrimSpace(propValue(c.Component, "METHOD")))
 		root.xwr = strings.TrimSpace(propValue(c.Component, "X-WR-TIMEZONE"))
 		for _, child := range c.Children {
@@ -233,10 +261,30 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 			if child.Name != "VEVENT" {
 				continue
 			}
-			ev := &vevent{c: child, root: root, index: idx}
+			var sc *scanComp
 			if i < len(root.info.comps) && root.info.comps[i].name == "VEVENT" {
-				ev.sc = &root.info.comps[i]
+				sc = &root.info.comps[i]
 			}
+			if child == deferredVEVENT {
+				// Left undecoded by parse: dropped, unless it reaches
+				// this window after all or its times warn.
+				if !x.mustDecode(root, &sc.ev) {
+					x.res.skipped++
+					idx++
+					continue
+				}
+				c, err := decodeEventAt(root.data, sc.ev.begin)
+				if err != nil {
+					// The scanner let through a line the decoder refuses:
+					// a bug, as a panic would be.
+					x.res.recovered++
+					x.lossf(&vevent{root: root}, sc.line, "VEVENT skipped: %v", err)
+					idx++
+					continue
+				}
+				child = c
+			}
+			ev := &vevent{c: child, root: root, index: idx, sc: sc}
 			idx++
 			ev.uid = strings.TrimSpace(propValue(child, "UID"))
 			if s := propValue(child, "SEQUENCE"); s != "" {
@@ -337,26 +385,56 @@ func warning(ev *vevent, line int, format string, args ...any) string {
 // VTIMEZONE, an Outlook display name or offset label, then the default
 // zone with a warning.
 func (x *expander) zone(ev *vevent, tzid string, line int) *time.Location {
-	root := ev.root
+	m := x.zoneCache(ev.root)
+	if loc, ok := m[tzid]; ok {
+		return loc
+	}
+	loc, vtzErr, unknown := x.lookupZone(ev.root, tzid)
+	if vtzErr != nil {
+		x.warnf(ev, line, "VTIMEZONE %q: %v", tzid, vtzErr)
+	}
+	if unknown {
+		x.warnf(ev, line, "unknown TZID %q, using %s", tzid, loc)
+	}
+	m[tzid] = loc
+	return loc
+}
+
+// quietZone is zone for a VEVENT that may be skipped: false, and nothing
+// cached, where zone would warn.
+func (x *expander) quietZone(root *calRoot, tzid string) (*time.Location, bool) {
+	m := x.zoneCache(root)
+	if loc, ok := m[tzid]; ok {
+		return loc, true
+	}
+	loc, vtzErr, unknown := x.lookupZone(root, tzid)
+	if vtzErr != nil || unknown {
+		return nil, false
+	}
+	m[tzid] = loc
+	return loc, true
+}
+
+func (x *expander) zoneCache(root *calRoot) map[string]*time.Location {
 	m := x.zones[root]
 	if m == nil {
 		m = map[string]*time.Location{}
 		x.zones[root] = m
 	}
-	if loc, ok := m[tzid]; ok {
-		return loc
-	}
-	loc := resolveNamedZone(tzid)
+	return m
+}
+
+// lookupZone finds the zone of a TZID for zone: the VTIMEZONE's error
+// when one named so cannot be used, and unknown when the default stands in.
+func (x *expander) lookupZone(root *calRoot, tzid string) (loc *time.Location, vtzErr error, unknown bool) {
+	loc = resolveNamedZone(tzid)
 	if loc == nil {
 		vc := root.vtz[tzid]
 		if vc == nil {
 			vc = root.vtz[strings.TrimSpace(tzid)]
 		}
 		if vc != nil {
-			var err error
-			if loc, err = vtzLocation(vc, tzid); err != nil {
-				x.warnf(ev, line, "VTIMEZONE %q: %v", tzid, err)
-			}
+			loc, vtzErr = vtzLocation(vc, tzid)
 		}
 	}
 	if loc == nil {
@@ -366,16 +444,14 @@ func (x *expander) zone(ev *vevent, tzid string, line int) *time.Location {
 		// The configured zone stands in for an unknown TZID (as khal's
 		// default_timezone does). Without one, a UTC offset written in the
 		// TZID ("GMT-05.00/-04.00", "UTC+01") beats plain UTC.
-		loc = x.def
+		loc, unknown = x.def, true
 		if x.opt.Zone == nil {
 			if off, ok := parseOffsetLabel(tzid); ok {
 				loc = time.FixedZone(fmtOffset(off), off)
 			}
 		}
-		x.warnf(ev, line, "unknown TZID %q, using %s", tzid, loc)
 	}
-	m[tzid] = loc
-	return loc
+	return loc, vtzErr, unknown
 }
 
 // floating returns the zone of floating and all-day values: X-WR-TIMEZONE,
@@ -390,6 +466,23 @@ func (x *expander) floating(ev *vevent) *time.Location {
 	}
 	x.float[ev.root] = loc
 	return loc
+}
+
+// quietFloating is floating for a VEVENT that may be skipped: false where
+// floating would warn.
+func (x *expander) quietFloating(root *calRoot) (*time.Location, bool) {
+	if loc, ok := x.float[root]; ok {
+		return loc, true
+	}
+	loc := x.def
+	if root.xwr != "" {
+		var ok bool
+		if loc, ok = x.quietZone(root, root.xwr); !ok {
+			return nil, false
+		}
+	}
+	x.float[root] = loc
+	return loc, true
 }
 
 // dtv is a resolved DATE or DATE-TIME value.
@@ -411,16 +504,35 @@ func (x *expander) dt(ev *vevent, p *ical.Prop, value string, line int) (dtv, er
 	if err != nil {
 		return dtv{}, fmt.Errorf("%s: invalid value %q", p.Name, value)
 	}
-	switch r.kind {
-	case kindDate:
-		return dtv{wall: r.wall, loc: x.floating(ev), date: true, floating: true}, nil
-	case kindUTC:
-		return dtv{wall: r.wall, loc: time.UTC}, nil
-	}
+	var tzid string
 	if tz := p.Params["TZID"]; len(tz) > 0 && strings.TrimSpace(tz[0]) != "" {
-		return dtv{wall: r.wall, loc: x.zone(ev, tz[0], line)}, nil
+		tzid = tz[0]
 	}
-	return dtv{wall: r.wall, loc: x.floating(ev), floating: true}, nil
+	d, _ := x.locate(ev.root, ev, r, tzid, line)
+	return d, nil
+}
+
+// locate resolves a parsed value: a DATE or a floating DATE-TIME in the
+// floating zone, a DATE-TIME with a TZID (tzid, not blank) in its zone.
+// With ev nil it is quiet: false where resolving a zone would warn.
+func (x *expander) locate(root *calRoot, ev *vevent, r rawDT, tzid string, line int) (dtv, bool) {
+	d, ok := dtv{wall: r.wall}, true
+	switch {
+	case r.kind == kindUTC:
+		d.loc = time.UTC
+	case r.kind == kindDate || tzid == "":
+		d.date, d.floating = r.kind == kindDate, true
+		if ev == nil {
+			d.loc, ok = x.quietFloating(root)
+		} else {
+			d.loc = x.floating(ev)
+		}
+	case ev == nil:
+		d.loc, ok = x.quietZone(root, tzid)
+	default:
+		d.loc = x.zone(ev, tzid, line)
+	}
+	return d, ok
 }
 
 // span is when an event starts and how long it lasts.
@@ -460,11 +572,7 @@ func (x *expander) span(ev *vevent) (span, error) {
 			x.endIgnored(ev, ev.line("DTEND", 0), s, err.Error())
 			return x.defaultSpan(s), nil
 		}
-		if start.date && end.date {
-			s.dur.days = int(end.wall.Sub(start.wall) / (24 * time.Hour))
-		} else {
-			s.dur.exact = end.instant().Sub(start.instant())
-		}
+		s.dur = between(start, end)
 		if s.dur.negative() {
 			// DTEND before DTSTART: swapped, as python-recurring-ical-events
 			// and the ical.js oracle do.
@@ -484,6 +592,15 @@ func (x *expander) span(ev *vevent) (span, error) {
 		return s, nil
 	}
 	return x.defaultSpan(s), nil
+}
+
+// between is the length of an event from its DTSTART to its DTEND: whole
+// days between two DATEs, else exact.
+func between(start, end dtv) icalDuration {
+	if start.date && end.date {
+		return icalDuration{days: int(end.wall.Sub(start.wall) / (24 * time.Hour))}
+	}
+	return icalDuration{exact: end.instant().Sub(start.instant())}
 }
 
 // endIgnored reports an end that cannot be read. A DATE event keeps its

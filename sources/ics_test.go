@@ -351,6 +351,8 @@ func TestParseInput(t *testing.T) {
 		{"CRLF", crlf, "Hello", 1, ""},
 		{"LF only", bytes.ReplaceAll(crlf, []byte("\r\n"), []byte("\n")), "Hello", 1, ""},
 		{"lone CR", bytes.ReplaceAll(crlf, []byte("\r\n"), []byte("\r")), "Hello", 1, ""},
+		{"a lone CR in a CRLF feed", vcal(ev("UID:a", "DTSTART:20240101T100000Z", "SUMMARY:Hello\rWorld")), "Hello\nWorld", 1, "joined"},
+		{"a lone CR at the end", append(bytes.TrimSuffix(crlf, []byte("\n")), "X-END:\r"...), "Hello", 1, "outside VCALENDAR"},
 		{"BOM", append([]byte("\xef\xbb\xbf"), crlf...), "Hello", 1, ""},
 		{"folding with space and tab", vcal(ev("UID:a", "DTSTART:20240101T1000", " 00Z", "SUMMARY:Hel", "\tlo")), "Hello", 1, ""},
 		{"very long line", vcal(ev("UID:a", "DTSTART:20240101T100000Z", "SUMMARY:"+long)), long, 1, ""},
@@ -382,6 +384,25 @@ func TestParseInput(t *testing.T) {
 				t.Errorf("Expand(%q) warnings = %q; want one containing %q", tt.name, res.Warnings, tt.warn)
 			}
 		})
+	}
+}
+
+// TestWarningsInOrder: the scanner's warnings about one line come in the
+// order it found them, the same every time.
+func TestWarningsInOrder(t *testing.T) {
+	want := []string{
+		"line 1: invalid UTF-8 replaced",
+		"line 1: component outside VCALENDAR wrapped in one",
+		"line 2: END:VCALENDAR closes BEGIN:1\uFFFD of line 1",
+	}
+	for range 20 {
+		res, err := ParseExpand([]byte("BEGIN:1\x8a\nEND:VCALENDAR"), ExpandOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, res.Warnings); diff != "" {
+			t.Fatalf("ParseExpand warnings mismatch (-want +got):\n%s", diff)
+		}
 	}
 }
 

@@ -27,6 +27,10 @@ type icsDecoder struct {
 	data    []byte
 	pos     int
 	scratch []byte
+	// top are the scanned components of the calendar Decode reads next;
+	// those deferred (skip.go) are not decoded: deferredVEVENT stands in
+	// for each. nil decodes everything, as go-ical does.
+	top []scanComp
 }
 
 func newICSDecoder(data []byte) *icsDecoder { return &icsDecoder{data: data} }
@@ -164,18 +168,24 @@ func decodeParam(s string) (name string, values []string, rest string, err error
 	}
 }
 
-func (d *icsDecoder) decodeComponentBody(name string) (*ical.Component, error) {
+// decodeComponentBody decodes a component after its BEGIN line. top are
+// its children as the scanner saw them (the calendar's), or nil.
+func (d *icsDecoder) decodeComponentBody(name string, top []scanComp) (*ical.Component, error) {
 	var prop *ical.Prop
 	props := make(ical.Props)
 	var children []*ical.Component
 	for {
+		if k := len(children); k < len(top) && top[k].ev.flags&evDeferred != 0 && d.skipEvent(&top[k].ev) {
+			children = append(children, deferredVEVENT)
+			continue
+		}
 		var err error
 		prop, err = d.decodeContentLine()
 		if err != nil {
 			return nil, err
 		}
 		if prop.Name == "BEGIN" {
-			child, err := d.decodeComponentBody(strings.ToUpper(prop.Value))
+			child, err := d.decodeComponentBody(strings.ToUpper(prop.Value), nil)
 			if err != nil {
 				return nil, err
 			}
@@ -202,7 +212,9 @@ func (d *icsDecoder) Decode() (*ical.Calendar, error) {
 	if prop.Name != "BEGIN" {
 		return nil, fmt.Errorf("ical: malformed component: expected BEGIN property, got %q", prop.Name)
 	}
-	comp, err := d.decodeComponentBody(strings.ToUpper(prop.Value))
+	top := d.top
+	d.top = nil
+	comp, err := d.decodeComponentBody(strings.ToUpper(prop.Value), top)
 	if err != nil {
 		return nil, err
 	}

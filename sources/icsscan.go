@@ -2,9 +2,10 @@ package sources
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -39,6 +40,13 @@ type scanComp struct {
 	name  string
 	line  int
 	props []propLine // VEVENT only: the lines of the properties we read
+	// VEVENT only: where it is and what its time lines say, so that one
+	// that cannot reach the window is skipped without decoding it
+	// (skip.go).
+	ev eventLines
+	// propStart is the index of the first of props in scanner.props while
+	// the scan is under way.
+	propStart int
 }
 
 type propLine struct {
@@ -63,6 +71,12 @@ func (c *scanComp) lineOf(name string, n int) int {
 	return c.line
 }
 
+func (c *scanComp) takeProps(all []propLine, end int) {
+	if end > c.propStart {
+		c.props = all[c.propStart:end:end]
+	}
+}
+
 type frame struct {
 	name      string
 	line      int
@@ -76,6 +90,12 @@ type scanner struct {
 	stack   []frame
 	cals    []scanCal
 	seenCal bool
+	// props holds the propLines of every VEVENT, one after the other;
+	// finish hands each scanComp its part (one allocation for the feed,
+	// not one per VEVENT).
+	props []propLine
+	// tzids interns the TZID parameters of the time lines.
+	tzids map[string]string
 	// prevText: the last content line was a TEXT property, so a stray text
 	// line is an unfolded continuation of it.
 	prevText bool
@@ -84,30 +104,43 @@ type scanner struct {
 
 type note struct {
 	first, count int
+	seq          int // notes of one line are listed in the order found
 	msg          string
 }
 
 var bom = []byte("\xef\xbb\xbf")
 
 func scanFeed(in []byte) (*scanResult, error) {
-	s := &scanner{data: in}
 	data := in
 	if bytes.HasPrefix(data, bom) {
 		data = data[len(bom):]
 	}
-	if !utf8.Valid(data) {
+	badUTF8 := !utf8.Valid(data)
+	if badUTF8 {
 		data = bytes.ToValidUTF8(data, []byte("\uFFFD"))
-		s.note(1, "utf8", "invalid UTF-8 replaced")
 	}
-	if n := bytes.Count(data, []byte{'\r'}); n > 0 && n != bytes.Count(data, []byte("\r\n")) {
-		// Lone CR line endings (old Mac): go-ical splits on LF only.
+	// Lone CR line endings (old Mac): go-ical splits on LF only, so they
+	// become LFs. The lines are read as if there were none, and read again
+	// when the CRs are more than the lines they end.
+	crs := bytes.Count(data, []byte{'\r'})
+	res, crlf, err := scanLines(data, badUTF8)
+	if crs > 0 && (err == nil && crlf != crs || err != nil && hasLoneCR(data)) {
 		data = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))
 		data = bytes.ReplaceAll(data, []byte("\r"), []byte("\n"))
+		res, _, err = scanLines(data, badUTF8)
 	}
-	s.data = data
+	return res, err
+}
 
+// scanLines is scanFeed after the repairs of the whole feed. It also
+// returns the number of lines that end in CR LF.
+func scanLines(data []byte, badUTF8 bool) (*scanResult, int, error) {
+	s := &scanner{data: data}
+	if badUTF8 {
+		s.note(1, "utf8", "invalid UTF-8 replaced")
+	}
 	var scratch []byte
-	pos, lineNo := 0, 0
+	pos, lineNo, crlf := 0, 0, 0
 	for pos < len(data) {
 		start, startLine := pos, lineNo+1
 		end := bytes.IndexByte(data[pos:], '\n')
@@ -115,6 +148,9 @@ func scanFeed(in []byte) (*scanResult, error) {
 			end = len(data)
 		} else {
 			end += pos
+			if end > pos && data[end-1] == '\r' {
+				crlf++
+			}
 		}
 		phys := trimCR(data[pos:end])
 		pos = min(end+1, len(data))
@@ -127,6 +163,9 @@ func scanFeed(in []byte) (*scanResult, error) {
 				e = len(data)
 			} else {
 				e += pos
+				if data[e-1] == '\r' {
+					crlf++
+				}
 			}
 			if !folded {
 				scratch = append(scratch[:0], phys...)
@@ -140,17 +179,17 @@ func scanFeed(in []byte) (*scanResult, error) {
 			logical = scratch
 		}
 		if err := s.line(logical, data[start:pos], start, startLine); err != nil {
-			return nil, err
+			return nil, crlf, err
 		}
 	}
 	if err := s.finish(lineNo); err != nil {
-		return nil, err
+		return nil, crlf, err
 	}
 	res := &scanResult{data: data, cals: s.cals, warnings: s.noteList()}
 	if s.rewrite {
 		res.data = s.out
 	}
-	return res, nil
+	return res, crlf, nil
 }
 
 func trimCR(b []byte) []byte {
@@ -187,7 +226,7 @@ func (s *scanner) note(line int, kind, msg string) {
 		n.count++
 		return
 	}
-	s.notes[kind] = &note{first: line, count: 1, msg: msg}
+	s.notes[kind] = &note{first: line, count: 1, seq: len(s.notes), msg: msg}
 }
 
 func (s *scanner) noteList() []string {
@@ -198,7 +237,7 @@ func (s *scanner) noteList() []string {
 	for _, n := range s.notes {
 		list = append(list, n)
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].first < list[j].first })
+	slices.SortFunc(list, func(a, b *note) int { return cmp.Or(cmp.Compare(a.first, b.first), cmp.Compare(a.seq, b.seq)) })
 	out := make([]string, len(list))
 	for i, n := range list {
 		out[i] = fmt.Sprintf("line %d: %s", n.first, n.msg)
@@ -244,7 +283,7 @@ func (s *scanner) line(logical, raw []byte, off, lineNo int) error {
 		raw = nil
 		nameEnd, valStart, _ = checkContentLine(logical)
 	}
-	var nb [24]byte
+	var nb [64]byte // X- names run to 30 and more
 	name := upperName(nb[:0], logical[:nameEnd])
 	value := logical[valStart:]
 	switch string(name) {
@@ -264,10 +303,10 @@ func (s *scanner) line(logical, raw []byte, off, lineNo int) error {
 	s.prevText = isTextProp(name)
 	if len(s.stack) == 2 && s.stack[1].name == "VEVENT" {
 		if p := internProp(name); p != "" {
-			cal := &s.cals[len(s.cals)-1]
-			c := &cal.comps[len(cal.comps)-1]
-			c.props = append(c.props, propLine{p, lineNo})
+			s.props = appendDoubling(s.props, propLine{p, lineNo})
 		}
+		cal := &s.cals[len(s.cals)-1]
+		s.eventLine(&cal.comps[len(cal.comps)-1].ev, name, logical, nameEnd, valStart)
 	}
 	s.emitLine(logical, raw)
 	return nil
@@ -323,7 +362,7 @@ func notICS(lineNo int, logical []byte) error {
 }
 
 func (s *scanner) begin(logical, raw, value []byte, off, lineNo int) error {
-	comp := strings.ToUpper(string(bytes.TrimSpace(value)))
+	comp := compName(value)
 	if comp == "" {
 		return fmt.Errorf("line %d: BEGIN without a component name", lineNo)
 	}
@@ -352,7 +391,10 @@ func (s *scanner) begin(logical, raw, value []byte, off, lineNo int) error {
 	}
 	if len(s.stack) == 1 {
 		cal := &s.cals[len(s.cals)-1]
-		cal.comps = append(cal.comps, scanComp{name: comp, line: lineNo})
+		cal.comps = appendDoubling(cal.comps, scanComp{name: comp, line: lineNo, propStart: len(s.props)})
+		if comp == "VEVENT" {
+			cal.comps[len(cal.comps)-1].ev.begin = s.outPos(off)
+		}
 	}
 	if len(s.stack) >= 64 {
 		return fmt.Errorf("line %d: components nested too deeply", lineNo)
@@ -363,8 +405,64 @@ func (s *scanner) begin(logical, raw, value []byte, off, lineNo int) error {
 	return nil
 }
 
+// outPos is the offset in the scanned feed at which the line at offset off
+// of the input is written.
+func (s *scanner) outPos(off int) int {
+	if s.rewrite {
+		return len(s.out)
+	}
+	return off
+}
+
+// compName returns the upper-case name of the component a BEGIN or END
+// line names, without allocating for the usual ones.
+func compName(value []byte) string {
+	v := bytes.TrimSpace(value)
+	var buf [16]byte
+	if len(v) > len(buf) || !isASCII(v) {
+		return strings.ToUpper(string(v))
+	}
+	switch u := upperName(buf[:0], v); string(u) {
+	case "VCALENDAR":
+		return "VCALENDAR"
+	case "VEVENT":
+		return "VEVENT"
+	case "VALARM":
+		return "VALARM"
+	case "VTIMEZONE":
+		return "VTIMEZONE"
+	case "STANDARD":
+		return "STANDARD"
+	case "DAYLIGHT":
+		return "DAYLIGHT"
+	case "VTODO":
+		return "VTODO"
+	default:
+		return string(u)
+	}
+}
+
+func isASCII(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// appendDoubling is append that doubles the capacity when it grows, where
+// append grows large slices by a quarter: the scanner's slices grow to one
+// element a component, and this allocates half as much on the way.
+func appendDoubling[T any](s []T, v T) []T {
+	if len(s) == cap(s) {
+		s = slices.Grow(s, max(len(s), 8))
+	}
+	return append(s, v)
+}
+
 func (s *scanner) end(logical, raw, value []byte, off, lineNo int) error {
-	comp := strings.ToUpper(string(bytes.TrimSpace(value)))
+	comp := compName(value)
 	if !bytes.Equal(bytes.TrimSpace(value), value) {
 		s.startRewrite(off)
 		raw = nil
@@ -392,12 +490,32 @@ func (s *scanner) end(logical, raw, value []byte, off, lineNo int) error {
 		}
 		s.note(lineNo, "unclosed", fmt.Sprintf("END:%s closes BEGIN:%s of line %d", comp, top.name, top.line))
 	}
+	if depth == 1 && comp == "VEVENT" {
+		// The start of the END line, not its end: stray() may later trim
+		// the line ending after it.
+		cal := &s.cals[len(s.cals)-1]
+		cal.comps[len(cal.comps)-1].ev.end = s.outPos(off)
+	}
 	s.stack = s.stack[:depth]
 	s.emitLine(logical, raw)
 	return nil
 }
 
 func (s *scanner) finish(lastLine int) error {
+	// Each component's properties run up to the next component's.
+	var prev *scanComp
+	for i := range s.cals {
+		for j := range s.cals[i].comps {
+			c := &s.cals[i].comps[j]
+			if prev != nil {
+				prev.takeProps(s.props, c.propStart)
+			}
+			prev = c
+		}
+	}
+	if prev != nil {
+		prev.takeProps(s.props, len(s.props))
+	}
 	if !s.seenCal {
 		return fmt.Errorf("line %d: not an iCalendar feed: no BEGIN:VCALENDAR", max(lastLine, 1))
 	}
@@ -421,7 +539,7 @@ func (s *scanner) finish(lastLine int) error {
 // returns the end of the name and the start of the value, or the problem
 // go-ical would report (or panic on).
 func checkContentLine(s []byte) (nameEnd, valStart int, problem string) {
-	i := bytes.IndexAny(s, ";:")
+	i := indexNameEnd(s)
 	if i < 0 {
 		return -1, 0, "missing colon"
 	}
@@ -475,6 +593,30 @@ func checkContentLine(s []byte) (nameEnd, valStart int, problem string) {
 		return i, 0, "missing colon"
 	}
 	return i, p + 1, ""
+}
+
+// indexNameEnd is bytes.IndexAny(s, ";:"), for the short names it finds.
+func indexNameEnd(s []byte) int {
+	for i, c := range s {
+		if c == ';' || c == ':' {
+			return i
+		}
+	}
+	return -1
+}
+
+// hasLoneCR reports whether data has a CR that is not followed by LF.
+func hasLoneCR(data []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(data[i:], '\r')
+		if j < 0 {
+			return false
+		}
+		i += j + 1
+		if i == len(data) || data[i] != '\n' {
+			return true
+		}
+	}
 }
 
 func validName(b []byte) bool {

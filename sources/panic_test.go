@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-ical"
 )
@@ -58,7 +59,7 @@ func TestPanicFailsTheCheck(t *testing.T) {
 		// The decoder returns an error where go-ical panicked; a scanner
 		// that panics stands for any panic left in parse.
 		panics := func([]byte) (*scanResult, error) { panic("boom") }
-		cal, err := parse(data, panics, 0)
+		cal, err := parse(data, panics, 0, time.Time{})
 		var pe *panicError
 		if cal != nil || !errors.As(err, &pe) {
 			t.Fatalf("parse(%q) with a panicking scanner = %v, %v; want a recovered panic", msTimezones, cal, err)
@@ -100,7 +101,7 @@ func TestPanicFailsTheCheck(t *testing.T) {
 		if _, err := goICALAll(data); err == nil || !strings.HasPrefix(err.Error(), "panic:") {
 			t.Errorf("go-ical on %s as it is: %v; want a (recovered) panic, the reason for the repair", file, err)
 		}
-		if _, err := parse(data, rawScan, 0); err == nil || errors.As(err, new(*panicError)) {
+		if _, err := parse(data, rawScan, 0, time.Time{}); err == nil || errors.As(err, new(*panicError)) {
 			t.Errorf("parse of %s without the scanner: %v; want the decoder's error", file, err)
 		}
 		res, err := ParseExpand(data, ExpandOptions{From: utc("2020-06-01T00:00:00Z"), To: utc("2020-07-01T00:00:00Z")})

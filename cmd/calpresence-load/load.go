@@ -25,6 +25,7 @@ import (
 
 	"github.com/calpresence/calpresence/app"
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/feedgen"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/sync"
@@ -32,6 +33,7 @@ import (
 
 type options struct {
 	feeds, meetings int
+	history         int // past meetings per feed
 	mode, state     string
 	style           string
 	seed            uint64
@@ -52,7 +54,7 @@ type options struct {
 
 // harness is the feed server and the configuration pointing at it.
 type harness struct {
-	gen     *generator
+	gen     *feedgen.Generator
 	srv     *httptest.Server
 	served  *feedServer
 	cfg     *config.Config
@@ -63,7 +65,7 @@ type harness struct {
 }
 
 func newHarness(o options) (*harness, error) {
-	gen := &generator{seed: o.seed, meetings: o.meetings, base: time.Now().UTC().Truncate(24 * time.Hour).Add(o.shift), style: o.style}
+	gen := &feedgen.Generator{Seed: o.seed, Meetings: o.meetings, History: o.history, Base: time.Now().UTC().Truncate(24 * time.Hour).Add(o.shift), Style: o.style}
 	fsrv := &feedServer{gen: gen, n: o.feeds}
 	srv := httptest.NewUnstartedServer(fsrv)
 	srv.Config.IdleTimeout = time.Minute // keep-alive between passes
@@ -158,7 +160,7 @@ func occurrences(eng *sync.Engine) int {
 // feedServer serves feed i at /feeds/i.ics, generating it for each 200
 // answer, with an ETag that If-None-Match turns into a 304.
 type feedServer struct {
-	gen *generator
+	gen *feedgen.Generator
 	n   int
 
 	ok, notModified atomic.Int64
@@ -175,7 +177,7 @@ func (s *feedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	etag := s.gen.etag(i)
+	etag := s.gen.ETag(i)
 	w.Header().Set("ETag", etag)
 	if r.Header.Get("If-None-Match") == etag {
 		s.notModified.Add(1)
@@ -187,7 +189,7 @@ func (s *feedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if bp == nil {
 		bp = new([]byte)
 	}
-	body := s.gen.feed((*bp)[:0], i)
+	body := s.gen.Feed((*bp)[:0], i)
 	s.genTime.Add(int64(time.Since(t0)))
 	w.Header().Set("Content-Type", "text/calendar; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
@@ -336,7 +338,11 @@ func measure(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer h.close()
-	fmt.Fprintf(out, "calpresence-load: %d feeds × %d meetings (%s, seed %d), mode %s", o.feeds, o.meetings, o.style, o.seed, o.mode)
+	fmt.Fprintf(out, "calpresence-load: %d feeds × %d meetings", o.feeds, o.meetings)
+	if o.history > 0 {
+		fmt.Fprintf(out, " + %d past", o.history)
+	}
+	fmt.Fprintf(out, " (%s, seed %d), mode %s", o.style, o.seed, o.mode)
 	if o.mode == "engine" {
 		fmt.Fprintf(out, ", state %s", o.state)
 	}

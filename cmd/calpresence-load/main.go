@@ -12,6 +12,7 @@
 // fake: this tool does not import graph/.
 //
 //	calpresence-load -feeds 10000 -meetings 50 -mode engine -state bolt
+//	calpresence-load -feeds 200 -meetings 5 -history 4000 -mode plan
 //	GOMEMLIMIT=256MiB calpresence-load -mode plan
 //
 // -mode soak runs the daemon's loop (Engine.Run: polls at -poll, a
@@ -69,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("calpresence-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: calpresence-load [-feeds N] [-meetings M] [-mode engine|plan] [-state bolt|mem] [flags]")
+		fmt.Fprintln(stderr, "usage: calpresence-load [-feeds N] [-meetings M] [-history H] [-mode engine|plan] [-state bolt|mem] [flags]")
 		fmt.Fprintln(stderr)
 		fmt.Fprintln(stderr, "Times a full pass over N generated feeds served from loopback (DESIGN.md \"Performance\").")
 		fmt.Fprintln(stderr)
@@ -78,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o options
 	fs.IntVar(&o.feeds, "feeds", 10000, "number of feeds, one user each")
 	fs.IntVar(&o.meetings, "meetings", 50, "meetings (VEVENTs) per feed")
+	fs.IntVar(&o.history, "history", 0, "past meetings per feed besides, as published calendars carry them: single VEVENTs on the working days before today, three a day")
 	fs.StringVar(&o.mode, "mode", "engine", "engine: the daemon's first pass, then an unchanged one; plan: sync.Plan;\nsoak: the daemon's Run for -duration, sampling RSS and CPU every -sample; serve: only serve the feeds on -listen;\nboundary: the daemon's Run against a Graph of -latency, timing its first pass and a quarter hour -lead after the start")
 	fs.StringVar(&o.state, "state", "bolt", "engine state: bolt (a state file in a temporary directory) or mem (dry-run style)")
 	fs.StringVar(&o.style, "style", "mixed", "feed style: mixed, zoom, webex, outlook or google")
@@ -104,6 +106,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
 	case o.feeds < 1 || o.meetings < 1:
 		return usageError{errors.New("-feeds and -meetings must be at least 1")}
+	case o.history < 0:
+		return usageError{errors.New("-history must not be negative")}
 	case o.mode != "engine" && o.mode != "plan" && o.mode != "soak" && o.mode != "serve" && o.mode != "boundary":
 		return usageError{fmt.Errorf("-mode: want engine, plan, soak, serve or boundary (got %q)", o.mode)}
 	case o.mode == "soak" && (o.duration <= 0 || o.sampleEvery <= 0):

@@ -6,11 +6,9 @@ import (
 	"flag"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/calpresence/calpresence/sources"
 )
 
 // The full-pass figure of DESIGN.md "Performance" at a size that suits
@@ -23,53 +21,12 @@ var (
 	benchMeetings = flag.Int("load.meetings", 50, "meetings per feed in BenchmarkFullPass")
 )
 
-func TestFeedsParse(t *testing.T) {
-	now := time.Now()
-	for _, st := range []string{"zoom", "webex", "outlook", "google"} {
-		g := &generator{seed: 1, meetings: 50, base: now.UTC().Truncate(24 * time.Hour), style: st}
-		var events, occs, size int
-		for i := range 8 {
-			data := g.feed(nil, i)
-			size += len(data)
-			res, err := sources.ParseExpand(data, sources.ExpandOptions{From: now.Add(-time.Hour), To: now.Add(36 * time.Hour)})
-			if err != nil {
-				t.Fatalf("ParseExpand(%s feed %d) error: %v", st, i, err)
-			}
-			if len(res.Warnings) > 0 {
-				t.Errorf("ParseExpand(%s feed %d) warnings %q; want none", st, i, res.Warnings)
-			}
-			events += res.Events
-			occs += len(res.Occurrences)
-		}
-		t.Logf("%s: %d bytes per meeting, %d VEVENTs and %d occurrences in 37 h per feed", st, size/(8*50), events/8, occs/8)
-		// Each meeting is one VEVENT, plus an override for some.
-		if events < 8*50 || events > 8*50*5/4 {
-			t.Errorf("%s: %d VEVENTs in 8 feeds of 50 meetings; want 400..500", st, events)
-		}
-		if perMeeting := size / (8 * 50); perMeeting < 1200 || perMeeting > 2300 {
-			t.Errorf("%s: %d bytes per meeting; want about 1.75 KB", st, perMeeting)
-		}
-		if perFeed := occs / 8; perFeed < 5 || perFeed > 50 {
-			t.Errorf("%s: %d occurrences per feed in 37 h; want 5..50", st, perFeed)
-		}
-	}
-}
-
-func TestFeedsDeterministic(t *testing.T) {
-	g := &generator{seed: 7, meetings: 20, base: time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC), style: "mixed"}
-	if a, b := g.feed(nil, 3), g.feed(nil, 3); !bytes.Equal(a, b) {
-		t.Error("feed(3) differs between two calls; want the same bytes")
-	}
-	if a, b := g.feed(nil, 3), g.feed(nil, 4); bytes.Equal(a, b) {
-		t.Error("feed(3) = feed(4); want different feeds")
-	}
-}
-
 func TestRun(t *testing.T) {
 	for _, args := range [][]string{
 		{"-feeds", "24", "-meetings", "10", "-state", "bolt"},
 		{"-feeds", "24", "-meetings", "10", "-state", "mem"},
 		{"-feeds", "24", "-meetings", "10", "-mode", "plan"},
+		{"-feeds", "24", "-meetings", "10", "-history", "300", "-state", "mem"},
 	} {
 		var out, errb bytes.Buffer
 		if err := run(context.Background(), args, &out, &errb); err != nil {
@@ -83,6 +40,9 @@ func TestRun(t *testing.T) {
 		if args[len(args)-1] == "bolt" {
 			want = append(want, "restart pass:", "ready (reconciled from the stored copies) after ")
 		}
+		if slices.Contains(args, "-history") {
+			want = append(want, "24 feeds × 10 meetings + 300 past (mixed, seed 1)")
+		}
 		for _, w := range want {
 			if !strings.Contains(got, w) {
 				t.Errorf("run(%q) output lacks %q:\n%s", args, w, got)
@@ -92,7 +52,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunUsage(t *testing.T) {
-	for _, args := range [][]string{{"-mode", "x"}, {"-state", "disk"}, {"-feeds", "0"}, {"-memlimit", "lots"}, {"-style", "icloud"}} {
+	for _, args := range [][]string{{"-mode", "x"}, {"-state", "disk"}, {"-feeds", "0"}, {"-history", "-1"}, {"-memlimit", "lots"}, {"-style", "icloud"}} {
 		var out, errb bytes.Buffer
 		err := run(context.Background(), args, &out, &errb)
 		if _, ok := err.(usageError); !ok {

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"time"
+
+	"github.com/calpresence/calpresence/internal/feedgen"
 )
 
 // serve serves the generated feeds on o.listen (loopback) until ctx is
@@ -27,7 +29,7 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gen := &generator{seed: o.seed, meetings: o.meetings, base: time.Now().UTC().Truncate(24 * time.Hour), style: o.style}
+	gen := &feedgen.Generator{Seed: o.seed, Meetings: o.meetings, History: o.history, Base: time.Now().UTC().Truncate(24 * time.Hour), Style: o.style}
 	srv := &http.Server{Handler: &feedServer{gen: gen, n: o.feeds}, IdleTimeout: 5 * time.Minute}
 	fmt.Fprintf(out, "serving %d feeds at http://%s\n", o.feeds, ln.Addr())
 	go func() {

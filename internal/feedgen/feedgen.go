@@ -1,4 +1,6 @@
-package main
+// Package feedgen generates the calendar feeds the load tool serves and
+// the benchmarks parse: deterministic, in the styles of the big publishers.
+package feedgen
 
 import (
 	"math/rand/v2"
@@ -6,8 +8,8 @@ import (
 	"time"
 )
 
-// The generated feeds imitate what the four big publishers send (DESIGN.md
-// "Performance": about 1.75 KB per meeting): Zoom (an IANA TZID with its
+// The generated feeds imitate what the four big publishers send (about
+// 1.75 KB per meeting): Zoom (an IANA TZID with its
 // VTIMEZONE, a stray TZID property, long folded descriptions, an alarm),
 // Webex (a display-name TZID defined only by its VTIMEZONE), Outlook (a
 // Windows zone name, overrides, EXDATEs, X-MICROSOFT-CDO-BUSYSTATUS and an
@@ -31,18 +33,22 @@ func (s style) String() string {
 	return [...]string{"zoom", "webex", "outlook", "google"}[s]
 }
 
-// generator writes feed i of a deterministic set. It holds no feed: each
+// Generator writes feed i of a deterministic set. It holds no feed: each
 // body is generated again for each request, so the server's memory does
 // not count against the worker's.
-type generator struct {
-	seed     uint64
-	meetings int
-	base     time.Time // midnight UTC of the day the run started
-	style    string    // "mixed" or one style's name
+type Generator struct {
+	Seed     uint64
+	Meetings int // meetings (VEVENTs, with some overrides) around Base
+	// History is the number of past meetings a feed carries besides, as
+	// published calendars keep every meeting there was: single VEVENTs
+	// on the working days before Base, three a day, going back.
+	History int
+	Base    time.Time // midnight UTC of the day the run started
+	Style   string    // "mixed" or one style's name
 }
 
-func (g *generator) styleOf(i int) style {
-	switch g.style {
+func (g *Generator) styleOf(i int) style {
+	switch g.Style {
 	case "zoom":
 		return styleZoom
 	case "webex":
@@ -55,9 +61,9 @@ func (g *generator) styleOf(i int) style {
 	return style(i % int(numStyles))
 }
 
-// etag is the validator of feed i, known without generating it.
-func (g *generator) etag(i int) string {
-	return `"` + strconv.FormatUint(g.seed, 36) + "-" + strconv.Itoa(i) + "-" + strconv.FormatInt(g.base.Unix(), 36) + `"`
+// ETag is the validator of feed i, known without generating it.
+func (g *Generator) ETag(i int) string {
+	return `"` + strconv.FormatUint(g.Seed, 36) + "-" + strconv.Itoa(i) + "-" + strconv.FormatInt(g.Base.Unix(), 36) + `"`
 }
 
 type feedWriter struct {
@@ -120,14 +126,14 @@ type meeting struct {
 	moved  time.Time // an instance moved by an override (zero: none)
 }
 
-func (g *generator) meeting(r *rand.Rand) meeting {
+func (g *Generator) meeting(r *rand.Rand) meeting {
 	hour := 7 + r.IntN(11)
 	minute := [...]int{0, 0, 0, 30, 15, 45}[r.IntN(6)]
 	m := meeting{dur: [...]time.Duration{30 * time.Minute, 30 * time.Minute, 45 * time.Minute, time.Hour, 90 * time.Minute, 15 * time.Minute}[r.IntN(6)]}
 	clock := time.Duration(hour)*time.Hour + time.Duration(minute)*time.Minute
 	switch k := r.IntN(10); {
 	case k < 3: // daily on weekdays, started weeks ago
-		d := g.base.AddDate(0, 0, -7*(1+r.IntN(8))-r.IntN(7))
+		d := g.Base.AddDate(0, 0, -7*(1+r.IntN(8))-r.IntN(7))
 		for d.Weekday() == time.Saturday || d.Weekday() == time.Sunday {
 			d = d.AddDate(0, 0, 1)
 		}
@@ -137,7 +143,7 @@ func (g *generator) meeting(r *rand.Rand) meeting {
 			m.rrule = "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;INTERVAL=1"
 		}
 	case k < 7: // weekly
-		d := g.base.AddDate(0, 0, -7*(1+r.IntN(20))+r.IntN(7)-3)
+		d := g.Base.AddDate(0, 0, -7*(1+r.IntN(20))+r.IntN(7)-3)
 		m.start = d.Add(clock)
 		m.rrule = "FREQ=WEEKLY;BYDAY=" + weekdays[d.Weekday()]
 		switch r.IntN(4) {
@@ -147,12 +153,12 @@ func (g *generator) meeting(r *rand.Rand) meeting {
 			m.rrule = "FREQ=WEEKLY;INTERVAL=2;BYDAY=" + weekdays[d.Weekday()]
 		}
 	default: // single, within a week of now
-		m.start = g.base.AddDate(0, 0, r.IntN(8)-3).Add(clock)
+		m.start = g.Base.AddDate(0, 0, r.IntN(8)-3).Add(clock)
 	}
 	if m.rrule != "" && r.IntN(4) == 0 {
 		// An instance in the last few weeks: either dropped or moved.
 		wk := time.Duration(7*24) * time.Hour
-		inst := m.start.Add(wk * time.Duration((g.base.Sub(m.start)/wk)+time.Duration(r.IntN(2))))
+		inst := m.start.Add(wk * time.Duration((g.Base.Sub(m.start)/wk)+time.Duration(r.IntN(2))))
 		if r.IntN(2) == 0 {
 			m.exdate = inst
 		} else {
@@ -162,9 +168,9 @@ func (g *generator) meeting(r *rand.Rand) meeting {
 	return m
 }
 
-// feed returns the body of feed i, appended to buf.
-func (g *generator) feed(buf []byte, i int) []byte {
-	r := rand.New(rand.NewPCG(g.seed, uint64(i)))
+// Feed returns the body of feed i, appended to buf.
+func (g *Generator) Feed(buf []byte, i int) []byte {
+	r := rand.New(rand.NewPCG(g.Seed, uint64(i)))
 	w := &feedWriter{b: buf}
 	st := g.styleOf(i)
 	w.line("BEGIN:VCALENDAR")
@@ -195,22 +201,47 @@ func (g *generator) feed(buf []byte, i int) []byte {
 		w.line("X-WR-TIMEZONE:Europe/London")
 		w.b = append(w.b, vtzLondon...)
 	}
-	for j := range g.meetings {
-		m := g.meeting(r)
-		uid := strconv.Itoa(i) + "-" + strconv.Itoa(j)
-		switch st {
-		case styleZoom:
-			g.zoomEvent(w, uid, j, m, r)
-		case styleWebex:
-			g.webexEvent(w, uid, j, m, r)
-		case styleOutlook:
-			g.outlookEvent(w, uid, j, m, r)
-		case styleGoogle:
-			g.googleEvent(w, uid, j, m, r)
-		}
+	for j := range g.Meetings {
+		g.event(w, st, strconv.Itoa(i)+"-"+strconv.Itoa(j), j, g.meeting(r), r)
+	}
+	// After the meetings, so that they are the same with or without.
+	for k := range g.History {
+		g.event(w, st, strconv.Itoa(i)+"-h"+strconv.Itoa(k), k, g.pastMeeting(r, k), r)
 	}
 	w.line("END:VCALENDAR")
 	return w.b
+}
+
+func (g *Generator) event(w *feedWriter, st style, uid string, j int, m meeting, r *rand.Rand) {
+	switch st {
+	case styleZoom:
+		g.zoomEvent(w, uid, j, m, r)
+	case styleWebex:
+		g.webexEvent(w, uid, j, m, r)
+	case styleOutlook:
+		g.outlookEvent(w, uid, j, m, r)
+	case styleGoogle:
+		g.googleEvent(w, uid, j, m, r)
+	}
+}
+
+// pastMeeting is the timing of past meeting k: a single meeting on the
+// (k/3+1)-th working day before Base, between 8:00 and 17:45.
+func (g *Generator) pastMeeting(r *rand.Rand, k int) meeting {
+	n := k/3 + 1
+	d := g.Base.AddDate(0, 0, -7*(n/5))
+	for left := n % 5; left > 0; {
+		d = d.AddDate(0, 0, -1)
+		if wd := d.Weekday(); wd != time.Saturday && wd != time.Sunday {
+			left--
+		}
+	}
+	hour := 8 + r.IntN(10)
+	minute := [...]int{0, 0, 0, 30, 15, 45}[r.IntN(6)]
+	return meeting{
+		start: d.Add(time.Duration(hour)*time.Hour + time.Duration(minute)*time.Minute),
+		dur:   [...]time.Duration{30 * time.Minute, 30 * time.Minute, 45 * time.Minute, time.Hour, 90 * time.Minute, 15 * time.Minute}[r.IntN(6)],
+	}
 }
 
 var attendeeNames = [...]string{"bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory"}
@@ -228,10 +259,10 @@ func attendees(w *feedWriter, r *rand.Rand, n int, google bool) {
 	}
 }
 
-func (g *generator) zoomEvent(w *feedWriter, uid string, j int, m meeting, r *rand.Rand) {
+func (g *Generator) zoomEvent(w *feedWriter, uid string, j int, m meeting, r *rand.Rand) {
 	const tz = ";TZID=America/New_York"
 	w.line("BEGIN:VEVENT")
-	w.stamp("DTSTAMP", "", g.base, true)
+	w.stamp("DTSTAMP", "", g.Base, true)
 	w.line("UID:ZOOM8341", uid)
 	w.line("TZID:America/New_York")
 	w.line("SUMMARY:Project sync ", strconv.Itoa(j))
@@ -255,7 +286,7 @@ func (g *generator) zoomEvent(w *feedWriter, uid string, j int, m meeting, r *ra
 	w.line("END:VEVENT")
 	if !m.moved.IsZero() {
 		w.line("BEGIN:VEVENT")
-		w.stamp("DTSTAMP", "", g.base, true)
+		w.stamp("DTSTAMP", "", g.Base, true)
 		w.line("UID:ZOOM8341", uid)
 		w.stamp("RECURRENCE-ID", tz, m.moved, false)
 		w.line("SUMMARY:Project sync ", strconv.Itoa(j), " (moved)")
@@ -265,12 +296,12 @@ func (g *generator) zoomEvent(w *feedWriter, uid string, j int, m meeting, r *ra
 	}
 }
 
-func (g *generator) webexEvent(w *feedWriter, uid string, j int, m meeting, r *rand.Rand) {
+func (g *Generator) webexEvent(w *feedWriter, uid string, j int, m meeting, r *rand.Rand) {
 	const tz = `;TZID="(UTC-08:00) Pacific Time (US & Canada)"`
 	w.line("BEGIN:VEVENT")
 	w.line("UID:", uid, "-webex@example.webex.com")
 	w.line("SEQUENCE:", strconv.Itoa(r.IntN(3)))
-	w.stamp("DTSTAMP", "", g.base, true)
+	w.stamp("DTSTAMP", "", g.Base, true)
 	w.line("SUMMARY:Design review ", strconv.Itoa(j))
 	w.stamp("DTSTART", tz, m.start, false)
 	w.stamp("DTEND", tz, m.start.Add(m.dur), false)
@@ -290,7 +321,7 @@ func (g *generator) webexEvent(w *feedWriter, uid string, j int, m meeting, r *r
 	if !m.moved.IsZero() {
 		w.line("BEGIN:VEVENT")
 		w.line("UID:", uid, "-webex@example.webex.com")
-		w.stamp("DTSTAMP", "", g.base, true)
+		w.stamp("DTSTAMP", "", g.Base, true)
 		w.stamp("RECURRENCE-ID", tz, m.moved, false)
 		w.line("SUMMARY:Design review ", strconv.Itoa(j))
 		w.line("STATUS:CANCELLED")
@@ -300,7 +331,7 @@ func (g *generator) webexEvent(w *feedWriter, uid string, j int, m meeting, r *r
 	}
 }
 
-func (g *generator) outlookEvent(w *feedWriter, uid string, j int, m meeting, r *rand.Rand) {
+func (g *Generator) outlookEvent(w *feedWriter, uid string, j int, m meeting, r *rand.Rand) {
 	const tz = `;TZID=W. Europe Standard Time`
 	id := "040000008200E00074C5B7101A82E00800000000" + uid
 	busy := "BUSY"
@@ -321,7 +352,7 @@ func (g *generator) outlookEvent(w *feedWriter, uid string, j int, m meeting, r 
 	w.stamp("DTEND", tz, m.start.Add(m.dur), false)
 	w.line("CLASS:PUBLIC")
 	w.line("PRIORITY:5")
-	w.stamp("DTSTAMP", "", g.base, true)
+	w.stamp("DTSTAMP", "", g.Base, true)
 	if busy == "FREE" {
 		w.line("TRANSP:TRANSPARENT")
 	} else {
@@ -348,13 +379,13 @@ func (g *generator) outlookEvent(w *feedWriter, uid string, j int, m meeting, r 
 		w.line("SUMMARY:Quarterly review ", strconv.Itoa(j), " (moved)")
 		w.stamp("DTSTART", tz, m.moved.Add(-30*time.Minute), false)
 		w.stamp("DTEND", tz, m.moved.Add(m.dur-30*time.Minute), false)
-		w.stamp("DTSTAMP", "", g.base, true)
+		w.stamp("DTSTAMP", "", g.Base, true)
 		w.line("X-MICROSOFT-CDO-BUSYSTATUS:BUSY")
 		w.line("END:VEVENT")
 	}
 }
 
-func (g *generator) googleEvent(w *feedWriter, uid string, j int, m meeting, r *rand.Rand) {
+func (g *Generator) googleEvent(w *feedWriter, uid string, j int, m meeting, r *rand.Rand) {
 	// Google writes recurring events in the calendar's zone and single ones
 	// in UTC.
 	const tz = ";TZID=Europe/London"
@@ -364,7 +395,7 @@ func (g *generator) googleEvent(w *feedWriter, uid string, j int, m meeting, r *
 		w.stamp("DTEND", tz, m.start.Add(m.dur), false)
 		rule := m.rrule
 		if r.IntN(3) == 0 {
-			rule += ";UNTIL=" + g.base.AddDate(0, 2, 0).Format("20060102T150405Z")
+			rule += ";UNTIL=" + g.Base.AddDate(0, 2, 0).Format("20060102T150405Z")
 		}
 		w.line("RRULE:", rule)
 		if !m.exdate.IsZero() {
@@ -374,15 +405,15 @@ func (g *generator) googleEvent(w *feedWriter, uid string, j int, m meeting, r *
 		w.stamp("DTSTART", "", m.start, true)
 		w.stamp("DTEND", "", m.start.Add(m.dur), true)
 	}
-	w.stamp("DTSTAMP", "", g.base, true)
+	w.stamp("DTSTAMP", "", g.Base, true)
 	w.line("ORGANIZER;CN=user@contoso.com:mailto:user@contoso.com")
 	w.line("UID:", uid, "abcdefghijklmnopqrstuvwxyz@google.com")
 	attendees(w, r, 4, true)
 	w.line("X-APPLE-TRAVEL-ADVISORY-BEHAVIOR:AUTOMATIC")
 	w.line("X-GOOGLE-CONFERENCE:https://meet.google.com/abc-defg-hij")
-	w.stamp("CREATED", "", g.base.AddDate(0, -1, 0), true)
+	w.stamp("CREATED", "", g.Base.AddDate(0, -1, 0), true)
 	w.folded("DESCRIPTION:" + googleDesc)
-	w.stamp("LAST-MODIFIED", "", g.base.AddDate(0, 0, -1), true)
+	w.stamp("LAST-MODIFIED", "", g.Base.AddDate(0, 0, -1), true)
 	w.line("LOCATION:")
 	w.line("SEQUENCE:0")
 	w.line("STATUS:CONFIRMED")
@@ -393,7 +424,7 @@ func (g *generator) googleEvent(w *feedWriter, uid string, j int, m meeting, r *
 		w.line("BEGIN:VEVENT")
 		w.stamp("DTSTART", tz, m.moved.Add(2*time.Hour), false)
 		w.stamp("DTEND", tz, m.moved.Add(2*time.Hour+m.dur), false)
-		w.stamp("DTSTAMP", "", g.base, true)
+		w.stamp("DTSTAMP", "", g.Base, true)
 		w.line("UID:", uid, "abcdefghijklmnopqrstuvwxyz@google.com")
 		w.stamp("RECURRENCE-ID", tz, m.moved, false)
 		w.line("SEQUENCE:1")
