@@ -48,6 +48,13 @@ func readDocs[T any](t *testing.T, path string) []T {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return decodeDocs[T](t, path, data)
+}
+
+// decodeDocs decodes every YAML document in data, which came from path
+// (for messages), into a T.
+func decodeDocs[T any](t *testing.T, path string, data []byte) []T {
+	t.Helper()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var out []T
 	for {
