@@ -212,7 +212,7 @@ func commandLine(args []string) (sub, cfgPath string) {
 // and the runbook name exists, so their commands work as written.
 func TestDocumentedPaths(t *testing.T) {
 	re := regexp.MustCompile("(?:^|[\\s`(])((?:deploy|docs)/[A-Za-z0-9_./-]*[A-Za-z0-9_/])")
-	for _, doc := range []string{"../README.md", "../docs/operations.md", "calpresence.service", "compose.yaml", "compose-replicas.yaml"} {
+	for _, doc := range []string{"../README.md", "../docs/operations.md", "calpresence.service", "compose.yaml", "compose-replicas.yaml", "grafana/README.md", "helm/calpresence/README.md"} {
 		data, err := os.ReadFile(doc)
 		if err != nil {
 			t.Fatal(err)

@@ -2,7 +2,8 @@
 // shell: Kubernetes manifests (kubernetes/base, one replica with the bbolt
 // state file; kubernetes/postgres-replicas, two replicas sharing the state in
 // PostgreSQL), Compose files (compose.yaml, one container; compose-replicas.yaml,
-// two replicas and PostgreSQL), a hardened systemd unit, Prometheus alert rules
+// two replicas and PostgreSQL), a Helm chart of both Kubernetes variants
+// (helm/calpresence), a hardened systemd unit, Prometheus alert rules
 // (prometheus/alerts.yaml) and a Grafana dashboard (grafana/calpresence.json).
 // docs/operations.md is their runbook.
 //
