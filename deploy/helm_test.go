@@ -89,9 +89,14 @@ func TestHelmChart(t *testing.T) {
 	}
 
 	// Values that cannot run are refused at render time.
-	for _, set := range []string{"replicas=2", "state.driver=sqlite", "secrets.existingSecret="} {
-		if _, err := runHelm(t, "template", "calpresence", chart, "--set", set); err == nil {
-			t.Errorf("helm template --set %s renders; want a refusal", set)
+	for set, want := range map[string]string{
+		"replicas=2":              "the state file takes one process",
+		"state.driver=sqlite":     `state.driver "sqlite"`,
+		"secrets.existingSecret=": "secrets.existingSecret",
+	} {
+		_, err := runHelm(t, "template", "calpresence", chart, "--set", set)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("helm template --set %s: %v; want a refusal saying %q", set, err, want)
 		}
 	}
 }
