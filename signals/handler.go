@@ -38,6 +38,11 @@ const (
 	// DefaultMaxInFlight bounds the bodies being read at once; beyond
 	// it, 503.
 	DefaultMaxInFlight = 64
+	// DefaultMaxSmallInFlight bounds, besides, the bodies of at most
+	// SmallBody bytes being read at once (see Handler.body).
+	DefaultMaxSmallInFlight = 4096
+	// SmallBody is the most a small body declares: a vendor's event.
+	SmallBody = 8 << 10
 	// DefaultBodyTimeout is how long reading one body may take (64 KiB in
 	// 2 s is 32 KiB/s): a slow upload is cut, and its slot freed, well
 	// before a vendor's next delivery would find none.
@@ -64,6 +69,8 @@ type Options struct {
 	MaxBody     int64 // 0: DefaultMaxBody
 	Queue       int   // 0: DefaultQueue
 	MaxInFlight int   // 0: DefaultMaxInFlight
+	// MaxSmallInFlight: 0: DefaultMaxSmallInFlight.
+	MaxSmallInFlight int
 	// BodyTimeout bounds reading one body (0: DefaultBodyTimeout).
 	BodyTimeout time.Duration
 	// RefusalLogEvery spaces the log lines about refused deliveries
@@ -99,8 +106,10 @@ type Handler struct {
 	queue     chan state.Signal
 	mux       *http.ServeMux
 	instances instances
-	slots     chan struct{} // one per body being read
-	refusals  sampler
+	// One per body being read: small ones (SmallBody at most) and the
+	// others.
+	slots, smallSlots chan struct{}
+	refusals          sampler
 }
 
 // New builds a Handler.
@@ -120,6 +129,9 @@ func New(o Options) *Handler {
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = DefaultMaxInFlight
 	}
+	if o.MaxSmallInFlight <= 0 {
+		o.MaxSmallInFlight = DefaultMaxSmallInFlight
+	}
 	if o.BodyTimeout <= 0 {
 		o.BodyTimeout = DefaultBodyTimeout
 	}
@@ -130,7 +142,7 @@ func New(o Options) *Handler {
 		o.Now = time.Now
 	}
 	h := &Handler{o: o, queue: make(chan state.Signal, o.Queue), mux: http.NewServeMux(),
-		slots: make(chan struct{}, o.MaxInFlight), refusals: sampler{every: o.RefusalLogEvery}}
+		slots: make(chan struct{}, o.MaxInFlight), smallSlots: make(chan struct{}, o.MaxSmallInFlight), refusals: sampler{every: o.RefusalLogEvery}}
 	if o.ZoomSecret != "" {
 		h.mux.HandleFunc("POST "+PathZoom, h.zoom)
 	}
@@ -202,10 +214,18 @@ func (h *Handler) count(vendor, event, result string) {
 // refused on its headers is refused before a byte of the body is read: a
 // Content-Length over MaxBody (413), a signature header that cannot be
 // right (signed, the vendor's check; 401). The rest is read within
-// BodyTimeout, at most MaxInFlight at once (503 beyond), and at most
-// MaxBody bytes (413). So a flood of unsigned or slow uploads holds
-// neither memory nor, beyond BodyTimeout, a slot a vendor's delivery
-// needs.
+// BodyTimeout and at most MaxBody bytes (413), a bounded number at once
+// (503 beyond).
+//
+// The bound is two: MaxInFlight bodies of any size, and besides them
+// MaxSmallInFlight bodies that declare at most SmallBody bytes, a vendor's
+// event (Zoom's and Webex's are 0.5–3 KB). Uploads that stall hold their
+// slot until BodyTimeout cuts them; were there one bound, a flood of them
+// would hold every slot and the vendor's delivery sent meanwhile would be
+// answered 503 (retried minutes later). Small bodies cost little — at
+// most MaxSmallInFlight × SmallBody, 32 MiB — so their bound can be wide
+// enough that a flood of thousands of stalled connections leaves room for
+// the vendor.
 func (h *Handler) body(w http.ResponseWriter, r *http.Request, vendor string, signed func(http.Header) error) ([]byte, bool) {
 	// A refusal before the body is read closes the connection: the rest
 	// of the body is not read either.
@@ -220,14 +240,19 @@ func (h *Handler) body(w http.ResponseWriter, r *http.Request, vendor string, si
 		h.refuse(w, r, vendor, "", "refused", http.StatusUnauthorized, err)
 		return nil, false
 	}
+	slots := h.slots
+	small := r.ContentLength >= 0 && r.ContentLength <= SmallBody
+	if small {
+		slots = h.smallSlots
+	}
 	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
 	default:
 		w.Header().Set("Retry-After", "5")
 		w.Header().Set("Connection", "close")
 		h.refuse(w, r, vendor, "", "busy", http.StatusServiceUnavailable,
-			fmt.Errorf("%d deliveries being read already", cap(h.slots)))
+			fmt.Errorf("%d deliveries of this size being read already", cap(slots)))
 		return nil, false
 	}
 	// The server's ReadTimeout bounds the whole request; a body gets
@@ -236,7 +261,14 @@ func (h *Handler) body(w http.ResponseWriter, r *http.Request, vendor string, si
 	// the one.
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(h.o.BodyTimeout))
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.o.MaxBody))
+	var body []byte
+	var err error
+	if small {
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, h.o.MaxBody))
+	}
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		code, result := http.StatusBadRequest, "invalid"

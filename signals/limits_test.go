@@ -30,10 +30,14 @@ type limitsRig struct {
 }
 
 func newLimitsRig(t *testing.T, inFlight int, bodyTimeout time.Duration) *limitsRig {
+	return newLimitsRigSmall(t, inFlight, 0, bodyTimeout)
+}
+
+func newLimitsRigSmall(t *testing.T, inFlight, smallInFlight int, bodyTimeout time.Duration) *limitsRig {
 	t.Helper()
 	r := &limitsRig{rig: &rig{sink: &sink{seen: make(chan struct{}, 100)}, m: NewMetrics(nil)}, logs: &tu.LogBuffer{}}
 	r.h = New(Options{ZoomSecret: zoomSecret, WebexSecret: webexSecret, Sink: r.sink, Metrics: r.m, Now: func() time.Time { return now },
-		MaxInFlight: inFlight, BodyTimeout: bodyTimeout, RefusalLogEvery: time.Hour,
+		MaxInFlight: inFlight, MaxSmallInFlight: smallInFlight, BodyTimeout: bodyTimeout, RefusalLogEvery: time.Hour,
 		Logger: slog.New(slog.NewTextHandler(r.logs, nil))})
 	r.srv = httptest.NewServer(r.h)
 	t.Cleanup(r.srv.Close)
@@ -146,6 +150,14 @@ func TestInFlightBound(t *testing.T) {
 	if !tu.WaitUntil(time.Second, func() bool { return len(r.h.slots) == 0 }) {
 		t.Fatalf("%d slots still held after the slow uploads were cut", len(r.h.slots))
 	}
+	if code := r.signedEnded(t); code != http.StatusOK {
+		t.Errorf("signed meeting.ended after the slow uploads = %d; want 200", code)
+	}
+}
+
+// signedEnded posts a signed meeting.ended and returns the answer's code.
+func (r *limitsRig) signedEnded(t *testing.T) int {
+	t.Helper()
 	tss, sig := zoomSign(now, zoomEndedBody)
 	req, _ := http.NewRequest(http.MethodPost, r.srv.URL+PathZoom, strings.NewReader(zoomEndedBody))
 	req.Header.Set("x-zm-request-timestamp", tss)
@@ -155,7 +167,37 @@ func TestInFlightBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Errorf("signed meeting.ended after the slow uploads = %d; want 200", res.StatusCode)
+	return res.StatusCode
+}
+
+// TestVendorDeliveryDuringFlood: stalled uploads of large bodies hold
+// every slot for large bodies, yet a vendor's delivery (a few KB) sent
+// meanwhile is read at once; small bodies have their own, wider bound
+// (503 beyond it too), and a stalled small one is cut at the deadline.
+func TestVendorDeliveryDuringFlood(t *testing.T) {
+	const bodyTimeout = 2 * time.Second
+	r := newLimitsRigSmall(t, 2, 3, bodyTimeout)
+	r.upload(t, PathZoom, forged(), 10000, 9000)
+	r.upload(t, PathZoom, forged(), 10000, 9000)
+	if !tu.WaitUntil(time.Second, func() bool { return len(r.h.slots) == 2 }) {
+		t.Fatalf("%d large bodies being read; want 2", len(r.h.slots))
+	}
+	t0 := time.Now()
+	if code := r.signedEnded(t); code != http.StatusOK || time.Since(t0) > bodyTimeout/2 {
+		t.Errorf("signed meeting.ended while the large slots are held = %d after %s; want 200 at once", code, time.Since(t0))
+	}
+	if got := r.drain(t, 1); len(got) != 1 || got[0].Meeting != "zoom:83412345678" {
+		t.Errorf("signals = %+v; want the meeting ended", got)
+	}
+
+	small := []net.Conn{r.upload(t, PathZoom, forged(), 2000, 100), r.upload(t, PathZoom, forged(), 2000, 100), r.upload(t, PathZoom, forged(), 2000, 100)}
+	if !tu.WaitUntil(time.Second, func() bool { return len(r.h.smallSlots) == 3 }) {
+		t.Fatalf("%d small bodies being read; want 3", len(r.h.smallSlots))
+	}
+	if resp, _ := answer(t, r.upload(t, PathZoom, forged(), 2000, 100), time.Second); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a small upload beyond MaxSmallInFlight = %d; want 503", resp.StatusCode)
+	}
+	if resp, took := answer(t, small[0], 2*bodyTimeout); resp.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("a stalled small upload = %d after %s; want 408 at the body deadline", resp.StatusCode, took)
 	}
 }
