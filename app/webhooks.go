@@ -2,14 +2,19 @@ package app
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"net"
+	"net/http"
 	gosync "sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/calpresence/calpresence/config"
-	"github.com/calpresence/calpresence/server"
 	"github.com/calpresence/calpresence/signals"
 )
 
@@ -48,7 +53,7 @@ func startWebhooks(ctx context.Context, cfg *config.Config, sink signals.Sink, r
 	go func() {
 		defer w.wg.Done()
 		defer stopQueue()
-		err := server.Serve(ctx, wc.Listen, h, cfg.Server.ShutdownTimeout, func(a net.Addr) {
+		err := serveWebhooks(ctx, wc.Listen, h, cfg.Server.ShutdownTimeout, func(a net.Addr) {
 			log.Info("serving webhooks", "addr", a.String(), "zoom", o.ZoomSecret != "", "webex", o.WebexSecret != "")
 		})
 		if err != nil {
@@ -56,6 +61,63 @@ func startWebhooks(ctx context.Context, cfg *config.Config, sink signals.Sink, r
 		}
 	}()
 	return w
+}
+
+// The webhook listener's bounds: it faces the internet. A vendor's
+// delivery is a few KB sent at once; the handler reads a body within
+// signals.DefaultBodyTimeout, these bound the rest of a connection.
+const (
+	webhookReadHeaderTimeout = 5 * time.Second
+	webhookReadTimeout       = 10 * time.Second
+	webhookWriteTimeout      = 10 * time.Second
+	webhookIdleTimeout       = 60 * time.Second
+	webhookMaxHeaderBytes    = 16 << 10
+)
+
+// webhookServer is the http.Server of the webhook listener.
+func webhookServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: webhookReadHeaderTimeout,
+		ReadTimeout:       webhookReadTimeout,
+		WriteTimeout:      webhookWriteTimeout,
+		IdleTimeout:       webhookIdleTimeout,
+		MaxHeaderBytes:    webhookMaxHeaderBytes,
+		// Connections the server cuts (timeouts, oversized headers) are
+		// the flood's; they are counted by the handler's refusals, not
+		// logged one line each.
+		ErrorLog: log.New(io.Discard, "", 0),
+	}
+}
+
+// serveWebhooks serves h on addr with webhookServer's bounds until ctx is
+// done, then shuts down within shutdownTimeout, as server.Serve does for
+// the status listener.
+func serveWebhooks(ctx context.Context, addr string, h http.Handler, shutdownTimeout time.Duration, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	srv := webhookServer(h)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shut); err != nil {
+		_ = srv.Close() // past the timeout: cut the rest off
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // wait waits for the receiver to stop (ctx done).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/leader"
+	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/sync"
 )
 
@@ -28,11 +29,16 @@ func (r *recorder) Unregister(prometheus.Collector) bool    { return false }
 var descRE = regexp.MustCompile(`^Desc\{fqName: "([a-zA-Z_:][a-zA-Z0-9_:]*)", .*variableLabels: \{([^}]*)\}\}$`)
 
 // register registers calpresence's metrics on reg as the daemon does: the
-// engine's (sync.NewMetrics) and, with several replicas, the leader
-// election's (leader.New with a Registerer; it does not connect).
+// engine's (sync.NewMetrics), the webhook receiver's (signals.NewMetrics)
+// and, with several replicas, the leader election's (leader.New with a
+// Registerer; it does not connect). The configuration reload's two metrics
+// are created inside app.New, which opens the state and the feeds:
+// registerAppMetrics builds them as it does, for the runbook that explains
+// them (the dashboard and the alerts do not read them).
 func register(t *testing.T, reg prometheus.Registerer) {
 	t.Helper()
 	sync.NewMetrics(reg)
+	signals.NewMetrics(reg)
 	if _, err := leader.New("postgres://calpresence@db.invalid:5432/calpresence", leader.Options{ID: "test", Registerer: reg}); err != nil {
 		t.Fatalf("leader.New: %v", err)
 	}

@@ -48,6 +48,13 @@ func readDocs[T any](t *testing.T, path string) []T {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return decodeDocs[T](t, path, data)
+}
+
+// decodeDocs decodes every YAML document in data, which came from path
+// (for messages), into a T.
+func decodeDocs[T any](t *testing.T, path string, data []byte) []T {
+	t.Helper()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var out []T
 	for {
@@ -206,7 +213,7 @@ func commandLine(args []string) (sub, cfgPath string) {
 // work as written.
 func TestDocumentedPaths(t *testing.T) {
 	re := regexp.MustCompile("(?:^|[\\s`(])((?:deploy|docs)/[A-Za-z0-9_./-]*[A-Za-z0-9_/])")
-	for _, doc := range []string{"../README.md", "../docs/operations.md", "../docs/deploy.md", "../docs/webhooks.md", "../docs/architecture.md", "calpresence.service", "compose.yaml", "compose-replicas.yaml"} {
+	for _, doc := range []string{"../README.md", "../docs/operations.md", "../docs/deploy.md", "../docs/webhooks.md", "../docs/architecture.md", "calpresence.service", "compose.yaml", "compose-replicas.yaml", "grafana/README.md", "helm/calpresence/README.md"} {
 		data, err := os.ReadFile(doc)
 		if err != nil {
 			t.Fatal(err)

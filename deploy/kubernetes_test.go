@@ -169,32 +169,6 @@ type networkPolicySpec struct {
 // port: the namespace's Prometheus (the policy says to adapt them).
 var prometheusLabels = map[string]string{"app.kubernetes.io/name": "prometheus"}
 
-// manifests reads every YAML file in dir, by kind then name.
-func manifests(t *testing.T, dir string) map[string]map[string]object {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("%s: no manifests (%v)", dir, err)
-	}
-	out := map[string]map[string]object{}
-	for _, f := range files {
-		for _, o := range readDocs[object](t, f) {
-			if o.Kind == "" || o.APIVersion == "" {
-				t.Errorf("%s: a document without kind or apiVersion", f)
-				continue
-			}
-			if out[o.Kind] == nil {
-				out[o.Kind] = map[string]object{}
-			}
-			if _, dup := out[o.Kind][o.Metadata.Name]; dup {
-				t.Errorf("%s: second %s %q in %s", f, o.Kind, o.Metadata.Name, dir)
-			}
-			out[o.Kind][o.Metadata.Name] = o
-		}
-	}
-	return out
-}
-
 // only returns the one object of a kind.
 func only(t *testing.T, objs map[string]map[string]object, kind string) object {
 	t.Helper()
@@ -294,23 +268,71 @@ func patchPaths(k object) []string {
 	return out
 }
 
+// TestKubernetesBase checks the one-replica manifests as kubectl apply -k
+// applies them.
 func TestKubernetesBase(t *testing.T) {
-	objs := manifests(t, "kubernetes/base")
+	objs := kustomize(t, "kubernetes/base")
+	secret := readDocs[object](t, "kubernetes/base/secret.example.yaml")[0]
+	checkOneReplica(t, objs, secret)
+}
+
+// TestKubernetesPostgresReplicas checks the two-replica overlay as
+// kustomize applies it to the base (checkReplicas), and that it is built
+// on the base rather than beside it.
+func TestKubernetesPostgresReplicas(t *testing.T) {
+	const dir = "kubernetes/postgres-replicas"
+	k := readDocs[object](t, filepath.Join(dir, "kustomization.yaml"))[0]
+	if !slices.Contains(k.Resources, "../base") || !slices.Contains(k.Resources, "pdb.yaml") {
+		t.Errorf("resources = %q; want ../base and pdb.yaml", k.Resources)
+	}
+	if p := patchPaths(k); !slices.Contains(p, "deployment.yaml") || !slices.Contains(p, "configmap.yaml") {
+		t.Errorf("patches = %q; want deployment.yaml and configmap.yaml", p)
+	}
+	secret := readDocs[object](t, filepath.Join(dir, "secret.example.yaml"))[0]
+	baseSecret := readDocs[object](t, "kubernetes/base/secret.example.yaml")[0]
+	for key := range baseSecret.StringData {
+		if _, ok := secret.StringData[key]; !ok {
+			t.Errorf("secret.example.yaml lacks the base's key %q", key)
+		}
+	}
+	checkReplicas(t, kustomize(t, dir), secret)
+}
+
+// deployment is what checkDeployment read from a rendered set of objects,
+// for the checks of one mode.
+type deployment struct {
+	spec    deploymentSpec
+	c       container
+	mounts  map[string]volume // mount path → volume
+	cfg     *config.Config
+	cfgText string
+}
+
+// checkDeployment checks what every way of running calpresence on
+// Kubernetes shares, on objs as they are applied (the kustomize
+// manifests', the Helm chart's), with secret the Secret the pods read:
+// the pod's security, the command, ports and probes on server.listen, the
+// Service, the configuration mounted where the CLI reads it and loading in
+// the pod's environment, the secrets as files, the NetworkPolicy.
+func checkDeployment(t *testing.T, objs map[string]map[string]object, secret object) deployment {
+	t.Helper()
 	dep := only(t, objs, "Deployment")
 	spec := decodeSpec[deploymentSpec](t, dep)
 	pod := spec.Template.Spec
 	port := listenPort(t)
 	df := readDockerfile(t)
 
-	// One replica, replaced rather than rolled: the bbolt file is locked.
-	if spec.Replicas == nil || *spec.Replicas != 1 || spec.Strategy.Type != "Recreate" {
-		t.Errorf("replicas %s, strategy %q; want 1 and Recreate (the bbolt state file takes one process)", show(spec.Replicas), spec.Strategy.Type)
+	if len(objs["Secret"]) > 0 {
+		t.Errorf("Secrets %v are applied: credentials come from a Secret created beforehand, never from the repository", keys(objs["Secret"]))
 	}
 	if !subset(spec.Selector.MatchLabels, spec.Template.Metadata.Labels) {
 		t.Errorf("selector %v does not match the pod labels %v", spec.Selector.MatchLabels, spec.Template.Metadata.Labels)
 	}
 	if g := pod.TerminationGracePeriodSeconds; g == nil || float64(*g) <= shutdownMax.Seconds() {
 		t.Errorf("terminationGracePeriodSeconds = %s; want above server.shutdown_timeout %v", show(g), shutdownMax)
+	}
+	if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+		t.Errorf("automountServiceAccountToken = %s; want false (calpresence never calls the Kubernetes API)", show(pod.AutomountServiceAccountToken))
 	}
 
 	// Security: the restricted Pod Security Standard and the image's user.
@@ -343,7 +365,8 @@ func TestKubernetesBase(t *testing.T) {
 		t.Errorf("args = %q; want run reading %s", c.Args, config.DefaultPath)
 	}
 
-	// Ports and probes agree with server.listen.
+	// Ports and probes agree with server.listen. The readiness probe is
+	// /readyz, which a standby replica passes while it reaches the database.
 	var ports []int
 	for _, p := range c.Ports {
 		ports = append(ports, p.ContainerPort)
@@ -384,18 +407,20 @@ func TestKubernetesBase(t *testing.T) {
 		}
 	}
 
-	// Volumes: the configuration where the CLI looks, the state where
-	// state.path says, on the claim.
+	// Volumes: each mounted, read-only when it is configuration, without
+	// subPath.
 	vols := map[string]volume{}
 	for _, v := range pod.Volumes {
 		vols[v.Name] = v
 	}
 	mounts := map[string]volume{}
+	mounted := map[string]bool{}
 	for _, m := range c.VolumeMounts {
 		v, ok := vols[m.Name]
 		if !ok {
 			t.Errorf("volumeMount %q: no such volume", m.Name)
 		}
+		mounted[m.Name] = true
 		if m.SubPath != "" {
 			t.Errorf("volumeMount %q uses subPath: updates to it would never reach the pod", m.Name)
 		}
@@ -404,37 +429,25 @@ func TestKubernetesBase(t *testing.T) {
 			t.Errorf("volumeMount %q at %s: want readOnly", m.Name, m.MountPath)
 		}
 	}
+	for name := range vols {
+		if !mounted[name] {
+			t.Errorf("volume %q is mounted nowhere", name)
+		}
+	}
 	cmVol := mounts[configDir]
 	if cmVol.ConfigMap == nil {
 		t.Fatalf("no ConfigMap mounted at %s, where calpresence reads %s", configDir, config.DefaultPath)
 	}
 	cm, ok := objs["ConfigMap"][cmVol.ConfigMap.Name]
 	if !ok {
-		t.Fatalf("ConfigMap %q is mounted but not in the manifests", cmVol.ConfigMap.Name)
+		t.Fatalf("ConfigMap %q is mounted but not applied", cmVol.ConfigMap.Name)
 	}
 	cfgText, ok := cm.Data[configFile]
 	if !ok {
 		t.Fatalf("ConfigMap %q has no key %s (mounted as %s)", cm.Metadata.Name, configFile, config.DefaultPath)
 	}
-	stVol := mounts[stateDir]
-	if stVol.PersistentVolumeClaim == nil {
-		t.Fatalf("no PersistentVolumeClaim mounted at %s (the directory of state.path)", stateDir)
-	}
-	pvc, ok := objs["PersistentVolumeClaim"][stVol.PersistentVolumeClaim.ClaimName]
-	if !ok {
-		t.Fatalf("claim %q is mounted but not in the manifests", stVol.PersistentVolumeClaim.ClaimName)
-	}
-	if am := decodeSpec[struct {
-		AccessModes []string `yaml:"accessModes"`
-	}](t, pvc).AccessModes; !slices.Equal(am, []string{"ReadWriteOnce"}) {
-		t.Errorf("claim accessModes = %v; want [ReadWriteOnce]", am)
-	}
 
-	// The Secret example provides every key the pod takes from it.
-	secret := readDocs[object](t, "kubernetes/base/secret.example.yaml")[0]
-	if secret.Kind != "Secret" {
-		t.Fatalf("secret.example.yaml: kind %q", secret.Kind)
-	}
+	// The environment, from the Secret.
 	env := map[string]string{}
 	for _, e := range c.Env {
 		switch {
@@ -457,18 +470,103 @@ func TestKubernetesBase(t *testing.T) {
 		t.Fatalf("the ConfigMap's %s does not load in the pod's environment: %v", configFile, err)
 	}
 	checkListen(t, "ConfigMap", cfg, port)
-	if cfg.State.Path != defaults.State.Path {
-		t.Errorf("ConfigMap state.path = %q; want %q, on the claim", cfg.State.Path, defaults.State.Path)
-	}
 	if g := pod.TerminationGracePeriodSeconds; g != nil && float64(*g) <= cfg.Server.ShutdownTimeout.Seconds() {
 		t.Errorf("terminationGracePeriodSeconds %d is not above the ConfigMap's shutdown_timeout %v", *g, cfg.Server.ShutdownTimeout)
 	}
 	if cfg.Graph.DryRun {
-		t.Error("the ConfigMap's configuration is a dry run; the deployment example should call Graph")
+		t.Error("the ConfigMap's configuration is a dry run: a dry run calls no Graph, keeps its state in memory and elects no leader")
 	}
-	checkNetworkPolicy(t, objs, c, spec.Template.Metadata.Labels)
 	if want := secret.StringData["graph-client-secret"]; want == "" || string(cfg.Graph.ClientSecret) != want {
 		t.Errorf("client secret = %q; want the Secret's graph-client-secret, through the mounted file", string(cfg.Graph.ClientSecret))
+	}
+	checkNetworkPolicy(t, objs, c, spec.Template.Metadata.Labels)
+	return deployment{spec: spec, c: c, mounts: mounts, cfg: cfg, cfgText: cfgText}
+}
+
+// checkOneReplica checks the default deployment (checkDeployment): one
+// replica, replaced rather than rolled, with the bbolt state file where
+// state.path says, on a ReadWriteOnce claim.
+func checkOneReplica(t *testing.T, objs map[string]map[string]object, secret object) {
+	t.Helper()
+	d := checkDeployment(t, objs, secret)
+	if d.spec.Replicas == nil || *d.spec.Replicas != 1 || d.spec.Strategy.Type != "Recreate" {
+		t.Errorf("replicas %s, strategy %q; want 1 and Recreate (the bbolt state file takes one process)", show(d.spec.Replicas), d.spec.Strategy.Type)
+	}
+	if d.cfg.State.Driver == config.DriverPostgres || d.cfg.State.Path != defaults.State.Path {
+		t.Errorf("state: driver %q, path %q; want the bbolt file %q, on the claim", d.cfg.State.Driver, d.cfg.State.Path, defaults.State.Path)
+	}
+	stVol := d.mounts[stateDir]
+	if stVol.PersistentVolumeClaim == nil {
+		t.Fatalf("no PersistentVolumeClaim mounted at %s (the directory of state.path)", stateDir)
+	}
+	pvc, ok := objs["PersistentVolumeClaim"][stVol.PersistentVolumeClaim.ClaimName]
+	if !ok {
+		t.Fatalf("claim %q is mounted but not applied", stVol.PersistentVolumeClaim.ClaimName)
+	}
+	if am := decodeSpec[struct {
+		AccessModes []string `yaml:"accessModes"`
+	}](t, pvc).AccessModes; !slices.Equal(am, []string{"ReadWriteOnce"}) {
+		t.Errorf("claim accessModes = %v; want [ReadWriteOnce]", am)
+	}
+	if len(objs["PodDisruptionBudget"]) > 0 {
+		t.Error("a PodDisruptionBudget over one replica would block every node drain")
+	}
+}
+
+// checkReplicas checks the deployment with several replicas
+// (checkDeployment): two replicas rolled one at a time, a
+// PodDisruptionBudget over the pods, no volume claim, and the state in
+// PostgreSQL at the DSN the Secret mounts.
+func checkReplicas(t *testing.T, objs map[string]map[string]object, secret object) {
+	t.Helper()
+	d := checkDeployment(t, objs, secret)
+	spec := d.spec
+	if spec.Replicas == nil || *spec.Replicas != 2 || spec.Strategy.Type != "RollingUpdate" {
+		t.Errorf("replicas %s, strategy %q; want 2 and RollingUpdate", show(spec.Replicas), spec.Strategy.Type)
+	}
+	if ru := spec.Strategy.RollingUpdate; ru == nil || fmt.Sprint(ru.MaxUnavailable) != "0" || fmt.Sprint(ru.MaxSurge) != "1" {
+		t.Errorf("rollingUpdate = %+v; want maxUnavailable 0 and maxSurge 1 (a new pod is ready before an old one stops)", ru)
+	}
+
+	// The PodDisruptionBudget keeps one of the Deployment's pods.
+	pdb := only(t, objs, "PodDisruptionBudget")
+	pdbSpec := decodeSpec[struct {
+		MinAvailable *int `yaml:"minAvailable"`
+		Selector     struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"selector"`
+	}](t, pdb)
+	if pdbSpec.MinAvailable == nil || *pdbSpec.MinAvailable != 1 {
+		t.Errorf("PodDisruptionBudget minAvailable = %s; want 1", show(pdbSpec.MinAvailable))
+	}
+	if !subset(pdbSpec.Selector.MatchLabels, spec.Template.Metadata.Labels) || !subset(spec.Selector.MatchLabels, pdbSpec.Selector.MatchLabels) {
+		t.Errorf("PodDisruptionBudget selector %v; want the Deployment's pods (labels %v, selector %v)", pdbSpec.Selector.MatchLabels, spec.Template.Metadata.Labels, spec.Selector.MatchLabels)
+	}
+
+	// No claim: two replicas share no ReadWriteOnce volume.
+	if len(objs["PersistentVolumeClaim"]) > 0 {
+		t.Errorf("PersistentVolumeClaims %v are applied; the state is in PostgreSQL", keys(objs["PersistentVolumeClaim"]))
+	}
+	for p, v := range d.mounts {
+		if v.PersistentVolumeClaim != nil {
+			t.Errorf("%s is on claim %q: two replicas share no ReadWriteOnce volume", p, v.PersistentVolumeClaim.ClaimName)
+		}
+	}
+	if v := d.mounts[stateDir]; v.EmptyDir == nil {
+		t.Errorf("%s: want an emptyDir in place of the claim (nothing is written there with driver postgres)", stateDir)
+	}
+
+	// The state in PostgreSQL, at the DSN the Secret's postgres-dsn holds.
+	const dsnPath = "/run/secrets/calpresence/postgres-dsn"
+	dsn := secret.StringData["postgres-dsn"]
+	if dsn == "" {
+		t.Fatalf("the example Secret %q has no postgres-dsn", secret.Metadata.Name)
+	}
+	if d.cfg.State.Driver != config.DriverPostgres || string(d.cfg.State.DSN) != dsn || d.cfg.State.Path != "" {
+		t.Errorf("state: driver %q, dsn %v, path %q; want postgres, the Secret's postgres-dsn (through state.dsn_file), no path", d.cfg.State.Driver, d.cfg.State.DSN, d.cfg.State.Path)
+	}
+	if !strings.Contains(d.cfgText, dsnPath) {
+		t.Errorf("the configuration does not read the DSN from %s (state.dsn_file)", dsnPath)
 	}
 }
 
@@ -570,7 +668,7 @@ func secretFiles(t *testing.T, mounts map[string]volume, secret object) map[stri
 	return files
 }
 
-func keys(m map[string]string) []string {
+func keys[V any](m map[string]V) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)
@@ -579,159 +677,10 @@ func keys(m map[string]string) []string {
 	return out
 }
 
-// TestKubernetesPostgresReplicas checks the two-replica overlay as
-// kustomize applies it to the base: two replicas rolled one at a time, a
-// PodDisruptionBudget over the pods, no volume claim, the base's probes
-// (a standby is ready), and a configuration that loads in the pod with the
-// state in PostgreSQL at the DSN the Secret mounts.
-func TestKubernetesPostgresReplicas(t *testing.T) {
-	const dir = "kubernetes/postgres-replicas"
-	base := manifests(t, "kubernetes/base")
-	baseDep := decodeSpec[deploymentSpec](t, only(t, base, "Deployment"))
-	baseC := baseDep.Template.Spec.Containers[0]
-	objs := manifests(t, dir)
-
-	// The kustomization: the base, the PDB, the patches, the claim deleted.
-	k := readDocs[object](t, filepath.Join(dir, "kustomization.yaml"))[0]
-	if !slices.Contains(k.Resources, "../base") || !slices.Contains(k.Resources, "pdb.yaml") {
-		t.Errorf("resources = %q; want ../base and pdb.yaml", k.Resources)
-	}
-	if p := patchPaths(k); !slices.Contains(p, "deployment.yaml") || !slices.Contains(p, "configmap.yaml") {
-		t.Errorf("patches = %q; want deployment.yaml and configmap.yaml", p)
-	}
-	claim := only(t, base, "PersistentVolumeClaim").Metadata.Name
-	var claimDeleted bool
-	for _, p := range k.Patches {
-		claimDeleted = claimDeleted || (strings.Contains(p.Patch, "$patch: delete") &&
-			strings.Contains(p.Patch, "kind: PersistentVolumeClaim") && strings.Contains(p.Patch, "name: "+claim))
-	}
-	if !claimDeleted {
-		t.Errorf("no patch deletes the base's claim %q: two replicas share no ReadWriteOnce volume", claim)
-	}
-	if len(objs["PersistentVolumeClaim"]) > 0 {
-		t.Errorf("the overlay has a PersistentVolumeClaim; the state is in PostgreSQL")
-	}
-
-	// The Deployment: the base's, with two replicas rolled one at a time.
-	dep := only(t, objs, "Deployment")
-	if dep.Metadata.Name != only(t, base, "Deployment").Metadata.Name {
-		t.Errorf("Deployment patch %q does not name the base's Deployment", dep.Metadata.Name)
-	}
-	spec := decodeSpec[deploymentSpec](t, dep)
-	if spec.Replicas == nil || *spec.Replicas != 2 || spec.Strategy.Type != "RollingUpdate" {
-		t.Errorf("replicas %s, strategy %q; want 2 and RollingUpdate", show(spec.Replicas), spec.Strategy.Type)
-	}
-	if ru := spec.Strategy.RollingUpdate; ru == nil || fmt.Sprint(ru.MaxUnavailable) != "0" || fmt.Sprint(ru.MaxSurge) != "1" {
-		t.Errorf("rollingUpdate = %+v; want maxUnavailable 0 and maxSurge 1 (a new pod is ready before an old one stops)", ru)
-	}
-	if len(spec.Template.Spec.Containers) > 0 {
-		t.Errorf("the Deployment patch sets containers; keep the base's (its probes: /readyz, which a standby passes, and /healthz)")
-	}
-	if r := baseC.ReadinessProbe; r == nil || r.HTTPGet == nil || r.HTTPGet.Path != "/readyz" {
-		t.Errorf("the base's readinessProbe is %+v; want /readyz (200 on a standby that reaches the database)", r)
-	}
-
-	// The PodDisruptionBudget keeps one of the Deployment's pods.
-	pdb := only(t, objs, "PodDisruptionBudget")
-	pdbSpec := decodeSpec[struct {
-		MinAvailable *int `yaml:"minAvailable"`
-		Selector     struct {
-			MatchLabels map[string]string `yaml:"matchLabels"`
-		} `yaml:"selector"`
-	}](t, pdb)
-	if pdbSpec.MinAvailable == nil || *pdbSpec.MinAvailable != 1 {
-		t.Errorf("PodDisruptionBudget minAvailable = %s; want 1", show(pdbSpec.MinAvailable))
-	}
-	if !subset(pdbSpec.Selector.MatchLabels, baseDep.Template.Metadata.Labels) || !subset(baseDep.Selector.MatchLabels, pdbSpec.Selector.MatchLabels) {
-		t.Errorf("PodDisruptionBudget selector %v; want the Deployment's pods (labels %v, selector %v)", pdbSpec.Selector.MatchLabels, baseDep.Template.Metadata.Labels, baseDep.Selector.MatchLabels)
-	}
-
-	// The volumes as kustomize merges them (by name): the overlay's
-	// replace the base's, mounted where the base's container mounts them.
-	vols := map[string]volume{}
-	for _, v := range baseDep.Template.Spec.Volumes {
-		vols[v.Name] = v
-	}
-	for _, v := range spec.Template.Spec.Volumes {
-		if _, ok := vols[v.Name]; !ok {
-			t.Errorf("volume %q is not in the base, whose container would not mount it", v.Name)
-		}
-		vols[v.Name] = v
-	}
-	mounts := map[string]volume{}
-	for _, m := range baseC.VolumeMounts {
-		mounts[m.MountPath] = vols[m.Name]
-	}
-	for p, v := range mounts {
-		if v.PersistentVolumeClaim != nil {
-			t.Errorf("%s is on claim %q: two replicas share no ReadWriteOnce volume", p, v.PersistentVolumeClaim.ClaimName)
-		}
-	}
-	if v := mounts[stateDir]; v.EmptyDir == nil {
-		t.Errorf("%s: want an emptyDir in place of the claim (nothing is written there with driver postgres)", stateDir)
-	}
-
-	// The configuration: the base's pod environment, the overlay's Secret
-	// (the base's keys and postgres-dsn) through the overlay's volumes.
-	secret := readDocs[object](t, filepath.Join(dir, "secret.example.yaml"))[0]
-	if secret.Kind != "Secret" || secret.Metadata.Name != "calpresence" {
-		t.Fatalf("secret.example.yaml: %s %q; want the Secret calpresence", secret.Kind, secret.Metadata.Name)
-	}
-	baseSecret := readDocs[object](t, "kubernetes/base/secret.example.yaml")[0]
-	for key := range baseSecret.StringData {
-		if _, ok := secret.StringData[key]; !ok {
-			t.Errorf("secret.example.yaml lacks the base's key %q", key)
-		}
-	}
-	files := secretFiles(t, mounts, secret)
-	dsn := secret.StringData["postgres-dsn"]
-	const dsnPath = "/run/secrets/calpresence/postgres-dsn"
-	if got, ok := files[dsnPath]; !ok || got != dsn {
-		t.Errorf("the overlay mounts %v; want the Secret's postgres-dsn at %s", keys(files), dsnPath)
-	}
-	env := map[string]string{}
-	for _, e := range baseC.Env {
-		env[e.Name] = "x"
-	}
-	cm := only(t, objs, "ConfigMap")
-	if cmVol := mounts[configDir]; cmVol.ConfigMap == nil || cmVol.ConfigMap.Name != cm.Metadata.Name {
-		t.Errorf("ConfigMap %q is not the one the pod mounts at %s", cm.Metadata.Name, configDir)
-	}
-	cfg, err := loadAsDeployed(t, cm.Data[configFile], env, files)
-	if err != nil {
-		t.Fatalf("the overlay's ConfigMap does not load in the pod's environment: %v", err)
-	}
-	if cfg.State.Driver != config.DriverPostgres || string(cfg.State.DSN) != dsn || cfg.State.Path != "" {
-		t.Errorf("state: driver %q, dsn %v, path %q; want postgres, the Secret's postgres-dsn (through state.dsn_file), no path", cfg.State.Driver, cfg.State.DSN, cfg.State.Path)
-	}
-	if !strings.Contains(cm.Data[configFile], "dsn_file: "+dsnPath) {
-		t.Errorf("the overlay's configuration does not read the DSN from %s (state.dsn_file)", dsnPath)
-	}
-	checkListen(t, "postgres-replicas ConfigMap", cfg, listenPort(t))
-	if g := baseDep.Template.Spec.TerminationGracePeriodSeconds; g == nil || float64(*g) <= cfg.Server.ShutdownTimeout.Seconds() {
-		t.Errorf("terminationGracePeriodSeconds %s is not above the overlay's shutdown_timeout %v", show(g), cfg.Server.ShutdownTimeout)
-	}
-	if cfg.Graph.DryRun {
-		t.Error("the overlay's configuration is a dry run: a dry run keeps its state in memory and elects no leader")
-	}
-
-	// The base's NetworkPolicy applies to the overlay's pods as they are
-	// after the patch: kept, and still selecting them.
-	for _, p := range k.Patches {
-		if strings.Contains(p.Patch, "$patch: delete") && strings.Contains(p.Patch, "kind: NetworkPolicy") {
-			t.Errorf("a patch deletes the base's NetworkPolicy: the admin port would be open to the cluster")
-		}
-	}
-	labels := map[string]string{}
-	maps.Copy(labels, baseDep.Template.Metadata.Labels)
-	maps.Copy(labels, spec.Template.Metadata.Labels)
-	checkNetworkPolicy(t, base, baseC, labels)
-}
-
 // TestKubernetesTools checks the one-off pods that run state check and
 // state reset against the Deployment's volume while it is scaled to zero.
 func TestKubernetesTools(t *testing.T) {
-	base := manifests(t, "kubernetes/base")
+	base := kustomize(t, "kubernetes/base")
 	baseDep := decodeSpec[deploymentSpec](t, only(t, base, "Deployment"))
 	claim := only(t, base, "PersistentVolumeClaim").Metadata.Name
 	df := readDockerfile(t)
@@ -778,4 +727,148 @@ func TestKubernetesTools(t *testing.T) {
 			t.Errorf("%s: image %q; want the Deployment's %q", file, c.Image, baseDep.Template.Spec.Containers[0].Image)
 		}
 	}
+}
+
+// kustomize renders the kustomization in dir as kubectl apply -k would, by
+// kind then name, for what the ones here use: resources (files, and
+// directories with a kustomization of their own), the namespace, and
+// patches (a file or inline) applied as strategic merges or deletions.
+func kustomize(t *testing.T, dir string) map[string]map[string]object {
+	t.Helper()
+	var objs []object
+	for _, d := range kustomizeDocs(t, dir) {
+		data, err := yaml.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, decodeDocs[object](t, dir, data)...)
+	}
+	return byKind(t, dir, objs)
+}
+
+func kustomizeDocs(t *testing.T, dir string) []map[string]any {
+	t.Helper()
+	k := readDocs[object](t, filepath.Join(dir, "kustomization.yaml"))[0]
+	var docs []map[string]any
+	for _, r := range k.Resources {
+		p := filepath.Join(dir, r)
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			docs = append(docs, kustomizeDocs(t, p)...)
+			continue
+		}
+		docs = append(docs, readDocs[map[string]any](t, p)...)
+	}
+	for _, p := range k.Patches {
+		var patches []map[string]any
+		if p.Path != "" {
+			patches = readDocs[map[string]any](t, filepath.Join(dir, p.Path))
+		} else {
+			patches = decodeDocs[map[string]any](t, dir+" inline patch", []byte(p.Patch))
+		}
+		for _, patch := range patches {
+			kind, name := kindName(patch)
+			i := slices.IndexFunc(docs, func(d map[string]any) bool {
+				k, n := kindName(d)
+				return k == kind && n == name
+			})
+			if i < 0 {
+				t.Errorf("%s: a patch of %s %q, which no resource defines", dir, kind, name)
+				continue
+			}
+			if patch["$patch"] == "delete" {
+				docs = slices.Delete(docs, i, i+1)
+				continue
+			}
+			docs[i] = strategicMerge(docs[i], patch).(map[string]any)
+		}
+	}
+	if k.Namespace != "" {
+		for _, d := range docs {
+			if md, ok := d["metadata"].(map[string]any); ok && d["kind"] != "Namespace" {
+				md["namespace"] = k.Namespace
+			}
+		}
+	}
+	return docs
+}
+
+func kindName(d map[string]any) (kind, name string) {
+	md, _ := d["metadata"].(map[string]any)
+	kind, _ = d["kind"].(string)
+	name, _ = md["name"].(string)
+	return kind, name
+}
+
+// strategicMerge merges patch into dst as a strategic merge patch does for
+// the fields the patches here touch: maps merge, null deletes a field,
+// lists of named items (containers, volumes, env) merge by name, and
+// anything else is replaced.
+func strategicMerge(dst, patch any) any {
+	switch p := patch.(type) {
+	case map[string]any:
+		d, ok := dst.(map[string]any)
+		if !ok {
+			d = map[string]any{}
+		}
+		out := maps.Clone(d)
+		for k, v := range p {
+			if v == nil {
+				delete(out, k)
+				continue
+			}
+			out[k] = strategicMerge(d[k], v)
+		}
+		return out
+	case []any:
+		d, ok := dst.([]any)
+		if !ok || !named(d) || !named(p) {
+			return patch
+		}
+		out := slices.Clone(d)
+		for _, item := range p {
+			name := item.(map[string]any)["name"]
+			i := slices.IndexFunc(out, func(o any) bool { return o.(map[string]any)["name"] == name })
+			if i < 0 {
+				out = append(out, item)
+				continue
+			}
+			out[i] = strategicMerge(out[i], item)
+		}
+		return out
+	}
+	return patch
+}
+
+// named reports whether every item of a list is a map with a name.
+func named(list []any) bool {
+	for _, item := range list {
+		m, ok := item.(map[string]any)
+		if !ok {
+			return false
+		}
+		if _, ok := m["name"].(string); !ok {
+			return false
+		}
+	}
+	return len(list) > 0
+}
+
+// byKind indexes objects by kind then name; where names their source.
+func byKind(t *testing.T, where string, objs []object) map[string]map[string]object {
+	t.Helper()
+	out := map[string]map[string]object{}
+	for _, o := range objs {
+		if o.Kind == "" || o.APIVersion == "" {
+			t.Errorf("%s: a document without kind or apiVersion", where)
+			continue
+		}
+		if out[o.Kind] == nil {
+			out[o.Kind] = map[string]object{}
+		}
+		if _, dup := out[o.Kind][o.Metadata.Name]; dup {
+			t.Errorf("%s: second %s %q", where, o.Kind, o.Metadata.Name)
+		}
+		out[o.Kind][o.Metadata.Name] = o
+	}
+	return out
 }

@@ -9,11 +9,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
-	"sync"
+	gosync "sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,8 +31,25 @@ const (
 
 // Defaults of Options.
 const (
-	DefaultMaxBody = 1 << 20 // bytes; a vendor's event is a few KB
+	// DefaultMaxBody caps a delivery's body, before its signature is
+	// checked: a vendor's event is a few KB.
+	DefaultMaxBody = 64 << 10
 	DefaultQueue   = 1024
+	// DefaultMaxInFlight bounds the bodies being read at once; beyond
+	// it, 503.
+	DefaultMaxInFlight = 64
+	// DefaultMaxSmallInFlight bounds, besides, the bodies of at most
+	// SmallBody bytes being read at once (see Handler.body).
+	DefaultMaxSmallInFlight = 4096
+	// SmallBody is the most a small body declares: a vendor's event.
+	SmallBody = 8 << 10
+	// DefaultBodyTimeout is how long reading one body may take (64 KiB in
+	// 2 s is 32 KiB/s): a slow upload is cut, and its slot freed, well
+	// before a vendor's next delivery would find none.
+	DefaultBodyTimeout = 2 * time.Second
+	// DefaultRefusalLogEvery: at most one line per interval about
+	// refused deliveries, with the number not logged.
+	DefaultRefusalLogEvery = 10 * time.Second
 )
 
 // Sink takes a signal: *sync.Engine implements it. It returns what it did
@@ -49,6 +68,14 @@ type Options struct {
 	Metrics     *Metrics
 	MaxBody     int64 // 0: DefaultMaxBody
 	Queue       int   // 0: DefaultQueue
+	MaxInFlight int   // 0: DefaultMaxInFlight
+	// MaxSmallInFlight: 0: DefaultMaxSmallInFlight.
+	MaxSmallInFlight int
+	// BodyTimeout bounds reading one body (0: DefaultBodyTimeout).
+	BodyTimeout time.Duration
+	// RefusalLogEvery spaces the log lines about refused deliveries
+	// (0: DefaultRefusalLogEvery).
+	RefusalLogEvery time.Duration
 	// Now is the clock for timestamps (nil: time.Now).
 	Now func() time.Time
 }
@@ -64,7 +91,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{Signals: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "calpresence_webhook_signals_total",
-		Help: "Webhook deliveries by vendor, event and result: refused (signature or timestamp), invalid, unused (an event not used), dropped (queue full), validated (Zoom url_validation), noted (a Webex meeting start), then what the engine did: applied, duplicate, ignored (nobody covered), error.",
+		Help: "Webhook deliveries by vendor, event and result: refused (signature or timestamp), too_large (body over the cap), busy (too many bodies being read), invalid (unreadable, or signed but not JSON), unused (an event not used, or one naming nobody), dropped (queue full), validated (Zoom url_validation), noted (a Webex meeting start), then what the engine did: applied, duplicate, ignored (nobody covered), error.",
 	}, []string{"vendor", "event", "result"})}
 	if reg != nil {
 		reg.MustRegister(m.Signals)
@@ -79,6 +106,10 @@ type Handler struct {
 	queue     chan state.Signal
 	mux       *http.ServeMux
 	instances instances
+	// One per body being read: small ones (SmallBody at most) and the
+	// others.
+	slots, smallSlots chan struct{}
+	refusals          sampler
 }
 
 // New builds a Handler.
@@ -95,10 +126,23 @@ func New(o Options) *Handler {
 	if o.Queue <= 0 {
 		o.Queue = DefaultQueue
 	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.MaxSmallInFlight <= 0 {
+		o.MaxSmallInFlight = DefaultMaxSmallInFlight
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = DefaultBodyTimeout
+	}
+	if o.RefusalLogEvery <= 0 {
+		o.RefusalLogEvery = DefaultRefusalLogEvery
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &Handler{o: o, queue: make(chan state.Signal, o.Queue), mux: http.NewServeMux()}
+	h := &Handler{o: o, queue: make(chan state.Signal, o.Queue), mux: http.NewServeMux(),
+		slots: make(chan struct{}, o.MaxInFlight), smallSlots: make(chan struct{}, o.MaxSmallInFlight), refusals: sampler{every: o.RefusalLogEvery}}
 	if o.ZoomSecret != "" {
 		h.mux.HandleFunc("POST "+PathZoom, h.zoom)
 	}
@@ -166,33 +210,136 @@ func (h *Handler) count(vendor, event, result string) {
 	h.o.Metrics.Signals.WithLabelValues(vendor, event, result).Inc()
 }
 
-// body reads the request body up to MaxBody; false when it answered.
-func (h *Handler) body(w http.ResponseWriter, r *http.Request, vendor string) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.o.MaxBody))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		code := http.StatusBadRequest
-		if errors.As(err, &tooBig) {
-			code = http.StatusRequestEntityTooLarge
-		}
-		h.refuse(w, r, vendor, "", "invalid", code, err)
+// body reads a delivery's body, or answers and returns false. What can be
+// refused on its headers is refused before a byte of the body is read: a
+// Content-Length over MaxBody (413), a signature header that cannot be
+// right (signed, the vendor's check; 401). The rest is read within
+// BodyTimeout and at most MaxBody bytes (413), a bounded number at once
+// (503 beyond).
+//
+// The bound is two: MaxInFlight bodies of any size, and besides them
+// MaxSmallInFlight bodies that declare at most SmallBody bytes, a vendor's
+// event (Zoom's and Webex's are 0.5–3 KB). Uploads that stall hold their
+// slot until BodyTimeout cuts them; were there one bound, a flood of them
+// would hold every slot and the vendor's delivery sent meanwhile would be
+// answered 503 (retried minutes later). Small bodies cost little — at
+// most MaxSmallInFlight × SmallBody, 32 MiB — so their bound can be wide
+// enough that a flood of thousands of stalled connections leaves room for
+// the vendor.
+func (h *Handler) body(w http.ResponseWriter, r *http.Request, vendor string, signed func(http.Header) error) ([]byte, bool) {
+	// A refusal before the body is read closes the connection: the rest
+	// of the body is not read either.
+	if r.ContentLength > h.o.MaxBody {
+		w.Header().Set("Connection", "close")
+		h.refuse(w, r, vendor, "", "too_large", http.StatusRequestEntityTooLarge,
+			fmt.Errorf("Content-Length %d over %d bytes", r.ContentLength, h.o.MaxBody))
 		return nil, false
 	}
+	if err := signed(r.Header); err != nil {
+		w.Header().Set("Connection", "close")
+		h.refuse(w, r, vendor, "", "refused", http.StatusUnauthorized, err)
+		return nil, false
+	}
+	slots := h.slots
+	small := r.ContentLength >= 0 && r.ContentLength <= SmallBody
+	if small {
+		slots = h.smallSlots
+	}
+	select {
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
+	default:
+		w.Header().Set("Retry-After", "5")
+		w.Header().Set("Connection", "close")
+		h.refuse(w, r, vendor, "", "busy", http.StatusServiceUnavailable,
+			fmt.Errorf("%d deliveries of this size being read already", cap(slots)))
+		return nil, false
+	}
+	// The server's ReadTimeout bounds the whole request; a body gets
+	// less, so that a slot is held for BodyTimeout at most. Not every
+	// ResponseWriter can (a test recorder): then the server's bound is
+	// the one.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(h.o.BodyTimeout))
+	var body []byte
+	var err error
+	if small {
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, h.o.MaxBody))
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		code, result := http.StatusBadRequest, "invalid"
+		if errors.As(err, &tooBig) {
+			code, result = http.StatusRequestEntityTooLarge, "too_large"
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			code = http.StatusRequestTimeout
+		}
+		h.refuse(w, r, vendor, "", result, code, err)
+		return nil, false
+	}
+	// Read to the end: no further read of this request can block, and
+	// none must be cut by the deadline (the server reads on, in the
+	// background, to see the client go).
+	_ = rc.SetReadDeadline(time.Time{})
 	return body, true
 }
 
-// refuse answers a delivery that has no effect, with one log line.
+// refuse answers a delivery that has no effect and counts it. It logs at
+// most one line per RefusalLogEvery (a flood must not write one line per
+// request), with the number of refusals not logged since.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, vendor, event, result string, code int, err error) {
 	if event == "" {
 		event = "unknown"
 	}
 	h.count(vendor, event, result)
-	lvl := slog.LevelWarn
-	if result == "unused" {
-		lvl = slog.LevelInfo // an event subscribed to by mistake: harmless
+	if skipped, ok := h.refusals.allow(time.Now()); ok {
+		h.o.Logger.Warn("webhook delivery refused", "vendor", vendor, "event", event, "result", result, "status", code,
+			"remote", r.RemoteAddr, "err", err, "refused_unlogged", skipped)
 	}
-	h.o.Logger.Log(r.Context(), lvl, "webhook delivery refused", "vendor", vendor, "event", event, "result", result, "status", code, "remote", r.RemoteAddr, "err", err)
 	http.Error(w, http.StatusText(code), code)
+}
+
+// accept answers 200 to a signed delivery that changes nothing (an event
+// not used, one naming nobody, or a body that is not the vendor's JSON):
+// Zoom and Webex disable a webhook that keeps failing. Only an invalid
+// one is logged (sampled); an unused one is normal (a phone dial-in).
+func (h *Handler) accept(w http.ResponseWriter, r *http.Request, vendor, event, result string, err error) {
+	h.count(vendor, event, result)
+	if result == "invalid" {
+		if skipped, ok := h.refusals.allow(time.Now()); ok {
+			h.o.Logger.Warn("signed webhook delivery not understood", "vendor", vendor, "event", event, "remote", r.RemoteAddr,
+				"err", err, "refused_unlogged", skipped)
+		}
+	} else {
+		h.o.Logger.Debug("webhook delivery not used", "vendor", vendor, "event", event, "err", err)
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// sampler lets one log line through per interval and counts the others.
+type sampler struct {
+	every time.Duration
+
+	mu      gosync.Mutex
+	next    time.Time // no line before then
+	skipped int       // lines not let through since the last one
+}
+
+// allow says whether to log now, and how many lines were not since the
+// last one.
+func (s *sampler) allow(now time.Time) (skipped int, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Before(s.next) {
+		s.skipped++
+		return 0, false
+	}
+	skipped = s.skipped
+	s.next, s.skipped = now.Add(s.every), 0
+	return skipped, true
 }
 
 // enqueue hands signals to Run and answers 200, or 503 when the queue is
@@ -212,7 +359,9 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, vendor string,
 }
 
 func (h *Handler) zoom(w http.ResponseWriter, r *http.Request) {
-	body, ok := h.body(w, r, "zoom")
+	body, ok := h.body(w, r, "zoom", func(hd http.Header) error {
+		return checkZoomHeaders(hd.Get("x-zm-request-timestamp"), hd.Get("x-zm-signature"), h.o.Now())
+	})
 	if !ok {
 		return
 	}
@@ -223,19 +372,20 @@ func (h *Handler) zoom(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, "zoom", "", "refused", http.StatusUnauthorized, err)
 		return
 	}
+	// From here on the delivery is Zoom's: answered 2xx whatever it holds.
 	ev, err := ParseZoom(body)
 	label := zoomLabel(ev.Event)
 	switch {
 	case errors.Is(err, ErrUnknownEvent):
-		h.refuse(w, r, "zoom", label, "unused", http.StatusOK, err)
+		h.accept(w, r, "zoom", label, "unused", err)
 		return
 	case err != nil:
-		h.refuse(w, r, "zoom", label, "invalid", http.StatusBadRequest, err)
+		h.accept(w, r, "zoom", label, "invalid", err)
 		return
 	case ev.PlainToken != "":
 		v, err := zoomValidate(h.o.ZoomSecret, ev.PlainToken)
 		if err != nil {
-			h.refuse(w, r, "zoom", label, "invalid", http.StatusBadRequest, err)
+			h.accept(w, r, "zoom", label, "invalid", err)
 			return
 		}
 		h.count("zoom", label, "validated")
@@ -263,7 +413,7 @@ func zoomLabel(event string) string {
 }
 
 func (h *Handler) webex(w http.ResponseWriter, r *http.Request) {
-	body, ok := h.body(w, r, "webex")
+	body, ok := h.body(w, r, "webex", func(hd http.Header) error { return checkWebexHeader(hd.Get("X-Spark-Signature")) })
 	if !ok {
 		return
 	}
@@ -271,20 +421,17 @@ func (h *Handler) webex(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, "webex", "", "refused", http.StatusUnauthorized, err)
 		return
 	}
+	// From here on the delivery is Webex's: answered 2xx whatever it
+	// holds.
 	d, err := ParseWebex(body)
 	sigs := d.Signals
-	label := "other"
-	if len(sigs) > 0 {
-		label = sigs[0].Event
-	} else if d.Instance != "" {
-		label = "started"
-	}
+	label := webexLabel(d.Event)
 	switch {
 	case errors.Is(err, ErrUnknownEvent):
-		h.refuse(w, r, "webex", label, "unused", http.StatusOK, err)
+		h.accept(w, r, "webex", label, "unused", err)
 		return
 	case err != nil:
-		h.refuse(w, r, "webex", label, "invalid", http.StatusBadRequest, err)
+		h.accept(w, r, "webex", label, "invalid", err)
 		return
 	case d.Instance != "":
 		h.instances.put(d.Instance, d.Meeting)
@@ -304,6 +451,21 @@ func (h *Handler) webex(w http.ResponseWriter, r *http.Request) {
 	h.enqueue(w, r, "webex", sigs)
 }
 
+// webexLabel bounds the metric's event label to the events used.
+func webexLabel(event string) string {
+	switch event {
+	case "meetings/ended":
+		return state.SignalEnded
+	case "meetings/started":
+		return "started"
+	case "meetingParticipants/left":
+		return state.SignalLeft
+	case "meetingParticipants/joined":
+		return state.SignalJoined
+	}
+	return "other"
+}
+
 // maxInstances bounds the Webex instance → meeting number memory: a
 // meeting's participant events come within hours of its start.
 const maxInstances = 10000
@@ -312,7 +474,7 @@ const maxInstances = 10000
 // whose start was seen (in memory: after a restart, participant events of
 // meetings already running are unscheduled calls, ended by "ended").
 type instances struct {
-	mu sync.Mutex
+	mu gosync.Mutex
 	m  map[string]string
 }
 

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	gosync "sync"
@@ -200,8 +202,10 @@ func TestZoomURLValidation(t *testing.T) {
 	}
 	// A token shaped like a signed message would make the answer a
 	// signature of the sender's choosing.
-	if w := r.zoom(`{"payload":{"plainToken":"v0:1796224800:{}"},"event":"endpoint.url_validation"}`, now); w.Code != http.StatusBadRequest {
-		t.Errorf("POST url_validation with a v0: token = %d; want 400", w.Code)
+	// Signed, so answered 200 (every signed delivery is), but without
+	// the token.
+	if w := r.zoom(`{"payload":{"plainToken":"v0:1796224800:{}"},"event":"endpoint.url_validation"}`, now); w.Code != http.StatusOK || w.Body.Len() != 0 {
+		t.Errorf("POST url_validation with a v0: token = %d %q; want 200 and no answer", w.Code, w.Body)
 	}
 	// Unsigned challenges are refused like any delivery.
 	if w := r.post(PathZoom, body, nil); w.Code != http.StatusUnauthorized {
@@ -295,25 +299,28 @@ func TestWebexInstanceLinked(t *testing.T) {
 	}
 }
 
-// TestBadInput: no delivery below panics, queues a signal, or answers 2xx
-// unless it is an event calpresence does not use.
+// TestBadInput: no delivery below panics or queues a signal, and every
+// signed one is answered 200, whatever it holds: Zoom and Webex disable a
+// webhook that keeps failing.
 func TestBadInput(t *testing.T) {
 	tests := []struct {
 		name, path, body string
 		code             int
 		result           string
 	}{
-		{"oversized", PathZoom, `{"event":"meeting.ended","x":"` + strings.Repeat("a", DefaultMaxBody) + `"}`, http.StatusRequestEntityTooLarge, "invalid"},
-		{"malformed JSON", PathZoom, `{"event":"meeting.ended",`, http.StatusBadRequest, "invalid"},
+		{"oversized", PathZoom, `{"event":"meeting.ended","x":"` + strings.Repeat("a", DefaultMaxBody) + `"}`, http.StatusRequestEntityTooLarge, "too_large"},
+		{"malformed JSON", PathZoom, `{"event":"meeting.ended",`, http.StatusOK, "invalid"},
+		{"not JSON at all", PathZoom, `event=meeting.ended`, http.StatusOK, "invalid"},
 		{"left for a breakout room", PathZoom, `{"event":"meeting.participant_left","payload":{"object":{"id":83412345678,"participant":{"email":"a@contoso.com","leave_time":"2026-12-02T15:19:00Z","leave_reason":"Alice left the meeting to join breakout room."}}}}`, http.StatusOK, "unused"},
 		{"unknown event", PathZoom, `{"event":"meeting.sharing_started","payload":{"object":{"id":83412345678}}}`, http.StatusOK, "unused"},
-		{"no meeting id", PathZoom, `{"event":"meeting.ended","payload":{"object":{}}}`, http.StatusBadRequest, "invalid"},
-		{"meeting id not a number", PathZoom, `{"event":"meeting.ended","payload":{"object":{"id":"abc"}}}`, http.StatusBadRequest, "invalid"},
-		{"left without email", PathZoom, `{"event":"meeting.participant_left","payload":{"object":{"id":83412345678,"participant":{"user_name":"Dial-in"}}}}`, http.StatusBadRequest, "invalid"},
-		{"webex malformed", PathWebex, `[1,2`, http.StatusBadRequest, "invalid"},
+		{"no event", PathZoom, `{"payload":{}}`, http.StatusOK, "unused"},
+		{"no meeting id", PathZoom, `{"event":"meeting.ended","payload":{"object":{}}}`, http.StatusOK, "unused"},
+		{"meeting id not a number", PathZoom, `{"event":"meeting.ended","payload":{"object":{"id":"abc"}}}`, http.StatusOK, "unused"},
+		{"left without email", PathZoom, `{"event":"meeting.participant_left","payload":{"object":{"id":83412345678,"participant":{"user_name":"Dial-in"}}}}`, http.StatusOK, "unused"},
+		{"webex malformed", PathWebex, `[1,2`, http.StatusOK, "invalid"},
 		{"webex unknown resource", PathWebex, `{"resource":"messages","event":"created","data":{}}`, http.StatusOK, "unused"},
-		{"webex joined without email", PathWebex, `{"resource":"meetingParticipants","event":"joined","data":{"meetingId":"m"}}`, http.StatusBadRequest, "invalid"},
-		{"webex ended without meeting", PathWebex, `{"resource":"meetings","event":"ended","data":{}}`, http.StatusBadRequest, "invalid"},
+		{"webex joined without email", PathWebex, `{"resource":"meetingParticipants","event":"joined","data":{"meetingId":"m"}}`, http.StatusOK, "unused"},
+		{"webex ended without meeting", PathWebex, `{"resource":"meetings","event":"ended","data":{}}`, http.StatusOK, "unused"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -331,7 +338,7 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("queued %d signals; want none", n)
 			}
 			var total float64
-			for _, ev := range []string{"unknown", "other", "ended", "left", "joined"} {
+			for _, ev := range []string{"unknown", "other", "ended", "left", "joined", "url_validation"} {
 				total += testutil.ToFloat64(r.m.Signals.WithLabelValues(strings.TrimPrefix(tt.path, "/webhooks/"), ev, tt.result))
 			}
 			if total != 1 {
@@ -460,5 +467,49 @@ func TestRunDrainsOnStop(t *testing.T) {
 	r.h.Run(ctx) // stopped already: hands over the queue and returns
 	if len(r.sink.got) != 3 {
 		t.Errorf("sink got %d signals after Run was stopped; want 3", len(r.sink.got))
+	}
+}
+
+// TestSignedUnused: deliveries the vendors send that change nothing — a
+// phone dial-in (no email), an event type not used — are answered 200 and
+// counted unused under their event; before, a participant without an
+// email was answered 400, and Webex deactivates a webhook that keeps
+// failing. testdata/README.md names where each shape comes from.
+func TestSignedUnused(t *testing.T) {
+	tests := []struct{ file, path, event string }{
+		{"zoom-joined-dial-in.json", PathZoom, "joined"},
+		{"zoom-sharing-started.json", PathZoom, "other"},
+		{"webex-joined-dial-in.json", PathWebex, "joined"},
+		{"webex-transcript-created.json", PathWebex, "other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := strings.TrimSpace(string(data))
+			r := newRig(t)
+			var w *httptest.ResponseRecorder
+			vendor := strings.TrimPrefix(tt.path, "/webhooks/")
+			if tt.path == PathZoom {
+				w = r.zoom(body, now.Add(-2*time.Second))
+			} else {
+				w = r.post(PathWebex, body, map[string]string{"X-Spark-Signature": webexSign(body)})
+			}
+			if w.Code != http.StatusOK {
+				t.Errorf("POST %s = %d; want 200", tt.file, w.Code)
+			}
+			if n := len(r.h.queue); n != 0 {
+				t.Errorf("queued %d signals; want none", n)
+			}
+			if got := testutil.ToFloat64(r.m.Signals.WithLabelValues(vendor, tt.event, "unused")); got != 1 {
+				t.Errorf("calpresence_webhook_signals_total{vendor=%q,event=%q,result=\"unused\"} = %v; want 1", vendor, tt.event, got)
+			}
+			// Unsigned, the same delivery is still refused.
+			if w := r.post(tt.path, body, nil); w.Code != http.StatusUnauthorized {
+				t.Errorf("POST %s unsigned = %d; want 401", tt.file, w.Code)
+			}
+		})
 	}
 }

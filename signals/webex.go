@@ -24,12 +24,24 @@ func WebexSignature(secret string, body []byte) string {
 // body, in constant time. Webex signs no timestamp: a replayed delivery is
 // the same fact again, which the engine recognises as a duplicate.
 func VerifyWebex(secret, signature string, body []byte) error {
-	if signature == "" {
-		return fmt.Errorf("%w: no X-Spark-Signature", ErrSignature)
+	if err := checkWebexHeader(signature); err != nil {
+		return err
 	}
 	want := WebexSignature(secret, body)
 	if !hmac.Equal([]byte(strings.ToLower(signature)), []byte(want)) {
 		return fmt.Errorf("%w: X-Spark-Signature does not match", ErrSignature)
+	}
+	return nil
+}
+
+// checkWebexHeader is what VerifyWebex can check without the body: an
+// X-Spark-Signature shaped as Webex's (a SHA-1 in hex).
+func checkWebexHeader(signature string) error {
+	if signature == "" {
+		return fmt.Errorf("%w: no X-Spark-Signature", ErrSignature)
+	}
+	if !isHex(signature, sha1.Size) {
+		return fmt.Errorf("%w: X-Spark-Signature is not a SHA-1 in hex", ErrSignature)
 	}
 	return nil
 }
@@ -77,8 +89,11 @@ func ParseWebex(body []byte) (out WebexDelivery, err error) {
 	if err := json.Unmarshal(body, &b); err != nil {
 		return out, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
+	// From here on the delivery is JSON Webex signed: what it lacks makes
+	// it unused (answered 2xx), never an error Webex would count against
+	// the webhook.
 	if b.Resource == "" || b.Event == "" {
-		return out, fmt.Errorf("%w: no resource or event", ErrMalformed)
+		return out, fmt.Errorf("%w: no resource or event", ErrUnknownEvent)
 	}
 	event := b.Resource + "/" + b.Event
 	out.Event = event
@@ -87,7 +102,7 @@ func ParseWebex(body []byte) (out WebexDelivery, err error) {
 	if len(d.MeetingNumber) > 0 && string(d.MeetingNumber) != "null" {
 		n, err := meetingNumber(d.MeetingNumber)
 		if err != nil {
-			return out, fmt.Errorf("%w: data.meetingNumber: %v", ErrMalformed, err)
+			return out, fmt.Errorf("%w: data.meetingNumber: %v", ErrUnknownEvent, err)
 		}
 		keys = append(keys, sources.KeyWebex+n)
 	}
@@ -95,7 +110,7 @@ func ParseWebex(body []byte) (out WebexDelivery, err error) {
 	switch event {
 	case "meetings/started":
 		if d.ID == "" || len(keys) == 0 {
-			return out, fmt.Errorf("%w: no data.id or data.meetingNumber", ErrMalformed)
+			return out, fmt.Errorf("%w: no data.id or data.meetingNumber", ErrUnknownEvent)
 		}
 		out.Instance, out.Meeting = d.ID, keys[0]
 		return out, nil
@@ -112,7 +127,9 @@ func ParseWebex(body []byte) (out WebexDelivery, err error) {
 		}
 		s.Email = state.NormalizeAddress(d.Email)
 		if s.Email == "" {
-			return out, fmt.Errorf("%w: no data.email", ErrMalformed)
+			// A phone caller or a guest: nobody to find in the
+			// configuration.
+			return out, fmt.Errorf("%w: no data.email", ErrUnknownEvent)
 		}
 		if len(keys) == 0 && d.MeetingID != "" {
 			keys = append(keys, keyWebexInstance+d.MeetingID)
@@ -121,7 +138,7 @@ func ParseWebex(body []byte) (out WebexDelivery, err error) {
 		return out, ErrUnknownEvent
 	}
 	if len(keys) == 0 {
-		return out, fmt.Errorf("%w: no data.meetingNumber or meeting id", ErrMalformed)
+		return out, fmt.Errorf("%w: no data.meetingNumber or meeting id", ErrUnknownEvent)
 	}
 	for _, k := range keys {
 		s.Meeting = k

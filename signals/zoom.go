@@ -50,21 +50,43 @@ var ErrSignature = errors.New("signature check failed")
 // constant time, and a timestamp (Unix seconds, as Zoom sends it) within
 // ZoomMaxSkew of now.
 func VerifyZoom(secret, timestamp, signature string, body []byte, now time.Time) error {
-	if timestamp == "" || signature == "" {
-		return fmt.Errorf("%w: no x-zm-signature or x-zm-request-timestamp", ErrSignature)
+	if err := checkZoomHeaders(timestamp, signature, now); err != nil {
+		return err
 	}
 	want := ZoomSignature(secret, timestamp, body)
 	if !hmac.Equal([]byte(signature), []byte(want)) {
 		return fmt.Errorf("%w: x-zm-signature does not match", ErrSignature)
 	}
+	return nil
+}
+
+// checkZoomHeaders is what VerifyZoom can check without the body: both
+// headers there, the signature shaped as Zoom's ("v0=" and 64 hex
+// digits), the timestamp within ZoomMaxSkew.
+func checkZoomHeaders(timestamp, signature string, now time.Time) error {
+	if timestamp == "" || signature == "" {
+		return fmt.Errorf("%w: no x-zm-signature or x-zm-request-timestamp", ErrSignature)
+	}
+	if h, ok := strings.CutPrefix(signature, "v0="); !ok || !isHex(h, sha256.Size) {
+		return fmt.Errorf("%w: x-zm-signature is not v0= and a SHA-256 in hex", ErrSignature)
+	}
 	sec, err := strconv.ParseInt(timestamp, 10, 64)
 	if err != nil {
-		return fmt.Errorf("%w: x-zm-request-timestamp %q is not a Unix time", ErrSignature, timestamp)
+		return fmt.Errorf("%w: x-zm-request-timestamp %.40q is not a Unix time", ErrSignature, timestamp)
 	}
 	if d := now.Sub(time.Unix(sec, 0)); d > ZoomMaxSkew || d < -ZoomMaxSkew {
 		return fmt.Errorf("%w: x-zm-request-timestamp is %s away from now (at most %s)", ErrSignature, d.Round(time.Second), ZoomMaxSkew)
 	}
 	return nil
+}
+
+// isHex says whether s is n bytes in hex.
+func isHex(s string, n int) bool {
+	if len(s) != 2*n {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil
 }
 
 // ZoomValidation is the answer to endpoint.url_validation: the plain token
@@ -88,11 +110,11 @@ func zoomValidate(secret, plainToken string) (ZoomValidation, error) {
 
 // Parse errors.
 var (
-	// ErrMalformed: not the JSON a vendor sends, or a field the event
-	// needs is missing.
+	// ErrMalformed: not JSON, or not the object a vendor sends.
 	ErrMalformed = errors.New("malformed delivery")
-	// ErrUnknownEvent: an event calpresence does not use (acknowledged,
-	// ignored).
+	// ErrUnknownEvent: an event calpresence does not use, or one that
+	// lacks what it would use (a participant without an email: a phone
+	// dial-in or a guest; no meeting number). Acknowledged, ignored.
 	ErrUnknownEvent = errors.New("event not used")
 )
 
@@ -139,7 +161,7 @@ func ParseZoom(body []byte) (zoomEvent, error) {
 	switch b.Event {
 	case zoomURLValidation:
 		if b.Payload.PlainToken == "" {
-			return ev, fmt.Errorf("%w: no payload.plainToken", ErrMalformed)
+			return ev, fmt.Errorf("%w: no payload.plainToken", ErrUnknownEvent)
 		}
 		ev.PlainToken = b.Payload.PlainToken
 		return ev, nil
@@ -153,21 +175,22 @@ func ParseZoom(body []byte) (zoomEvent, error) {
 	case zoomJoined, zoomWebinarJoined:
 		s.Event, at = state.SignalJoined, o.Participant.JoinTime
 	case "":
-		return ev, fmt.Errorf("%w: no event", ErrMalformed)
+		return ev, fmt.Errorf("%w: no event", ErrUnknownEvent)
 	default:
 		return ev, ErrUnknownEvent
 	}
 	n, err := meetingNumber(o.ID)
 	if err != nil {
-		return ev, fmt.Errorf("%w: payload.object.id: %v", ErrMalformed, err)
+		return ev, fmt.Errorf("%w: payload.object.id: %v", ErrUnknownEvent, err)
 	}
 	s.Meeting = sources.KeyZoom + n
 	if s.Event != state.SignalEnded {
 		s.Email = state.NormalizeAddress(o.Participant.Email)
 		if s.Email == "" {
 			// A guest without an address (or a phone caller): nobody to
-			// find in the configuration.
-			return ev, fmt.Errorf("%w: no payload.object.participant.email", ErrMalformed)
+			// find in the configuration. Still answered 2xx: Zoom
+			// disables a webhook that keeps failing.
+			return ev, fmt.Errorf("%w: no payload.object.participant.email", ErrUnknownEvent)
 		}
 	}
 	s.At = eventTime(at, b.EventTS)

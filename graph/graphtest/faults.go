@@ -131,18 +131,21 @@ func (s *Server) rateLimited() (bool, int) {
 	return true, secs
 }
 
-// sleep waits d, or less if the request is cancelled or the server closes.
-func (s *Server) sleep(r *http.Request, d time.Duration) {
+// sleep waits d, or less if the request is cancelled or the server
+// closes; it reports whether it waited all of d.
+func (s *Server) sleep(r *http.Request, d time.Duration) bool {
 	if d <= 0 {
-		return
+		return true
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return true
 	case <-r.Context().Done():
 	case <-s.done:
 	}
+	return false
 }
 
 // resetConn closes the client's connection abruptly (RST where possible).

@@ -107,7 +107,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var rp reply
 	if f := s.takeFault(c.Op, c.User); f != nil {
-		s.sleep(r, f.Delay)
+		if !s.sleep(r, f.Delay) {
+			// The client gave up first: a server this slow has not
+			// answered yet, so nothing is answered. Returning would send
+			// an implicit 200, which a client that half-closed its
+			// connection may still read after its own timeout.
+			c.Fault = "delay"
+			s.record(c)
+			panic(http.ErrAbortHandler)
+		}
 		switch {
 		case f.Reset:
 			c.Fault = "reset"
