@@ -1,7 +1,7 @@
 // Package graph is calpresence's Microsoft Graph client: credentials
-// (azidentity), national-cloud endpoints, setPresence, clearPresence, the
-// bulk read-back of presence (getPresencesByUserId), user lookup and the
-// classification of failures into *presence.Error.
+// (azidentity), national-cloud endpoints, setPresence, clearPresence,
+// setStatusMessage, the bulk read-back of presence (getPresencesByUserId),
+// user lookup and the classification of failures into *presence.Error.
 //
 // It is the only package that imports msgraph-sdk-go, kiota and
 // azidentity; everything else talks to it through small interfaces (sync)
@@ -111,8 +111,8 @@ type options struct {
 // Pacer paces the presence requests the client sends. Graph limits
 // presence calls per app and tenant (10,000 writes per 30 s; 1,500 reads
 // per 30 s, a budget of their own) and counts every request that reaches
-// it, retries included; so every attempt of a setPresence, clearPresence
-// or getPresencesByUserId, the client's own retries of
+// it, retries included; so every attempt of a setPresence, clearPresence,
+// setStatusMessage or getPresencesByUserId, the client's own retries of
 // 429/503/504 among them, takes a slot of its budget's pacer first, and a
 // 429 pauses every request of that budget, since Graph throttles the app,
 // not one user. sync.Limiter implements it.
@@ -124,8 +124,8 @@ type Pacer interface {
 	Pause(d time.Duration)
 }
 
-// WithPacer paces every presence write (setPresence, clearPresence)
-// through p (see Pacer).
+// WithPacer paces every presence write (setPresence, clearPresence,
+// setStatusMessage) through p (see Pacer).
 func WithPacer(p Pacer) Option { return func(o *options) { o.pacer = p } }
 
 // Graph's budget for presence reads (getPresencesByUserId), per app and

@@ -97,8 +97,9 @@ type retryHandler struct {
 }
 
 // pacerFor is the pacer that counts r: Graph keeps two presence budgets
-// per app and tenant, one for the writes (setPresence, clearPresence)
-// and one for the reads (getPresencesByUserId, 1,500 calls per 30 s). Other requests (user lookups) are counted by neither;
+// per app and tenant, one for the writes (setPresence, clearPresence,
+// setStatusMessage) and one for the reads (getPresencesByUserId, 1,500
+// calls per 30 s). Other requests (user lookups) are counted by neither;
 // for them it returns nil.
 func (h *retryHandler) pacerFor(r *http.Request) Pacer {
 	p := r.URL.Path
@@ -106,7 +107,8 @@ func (h *retryHandler) pacerFor(r *http.Request) Pacer {
 	case r.Method != http.MethodPost:
 		return nil
 	case strings.HasSuffix(p, "/presence/setPresence"),
-		strings.HasSuffix(p, "/presence/clearPresence"):
+		strings.HasSuffix(p, "/presence/clearPresence"),
+		strings.HasSuffix(p, "/presence/setStatusMessage"):
 		return h.writes
 	case strings.HasSuffix(p, "/communications/getPresencesByUserId"):
 		return h.reads
