@@ -1,6 +1,7 @@
 // Package graph is calpresence's Microsoft Graph client: credentials
-// (azidentity), national-cloud endpoints, setPresence, clearPresence, user
-// lookup and the classification of failures into *presence.Error.
+// (azidentity), national-cloud endpoints, setPresence, clearPresence,
+// setStatusMessage, the bulk read-back of presence (getPresencesByUserId),
+// user lookup and the classification of failures into *presence.Error.
 //
 // It is the only package that imports msgraph-sdk-go, kiota and
 // azidentity; everything else talks to it through small interfaces (sync)
@@ -8,7 +9,8 @@
 //
 // Decisions worth knowing:
 //
-//   - Only the users request builders of msgraph-sdk-go are used, on a
+//   - Only the users request builders of msgraph-sdk-go (and the one for
+//     communications/getPresencesByUserId) are used, on a
 //     request adapter built here with JSON (de)serialisation and an explicit
 //     middleware chain (see middlewares): the SDK's root client would link
 //     every Graph API and registers global serialisers.
@@ -22,8 +24,10 @@
 //   - Concurrency (graph.max_concurrency) is the caller's (sync's
 //     executor). The presence rate limit (graph.rate_limit per
 //     graph.rate_window) is applied here, to every attempt of every
-//     presence request, by the Pacer the caller passes (WithPacer): only
-//     here is each retry seen.
+//     presence write, by the Pacer the caller passes (WithPacer): only
+//     here is each retry seen. Reads have their own budget in Graph and
+//     their own Pacer (WithReadPacer); ReadPresences bounds its own
+//     concurrency.
 //   - After a 401 the credential is rebuilt (azidentity cannot drop a
 //     cached token; rebuilding also re-reads client_secret_file and
 //     certificate_file) and the call is retried once, at most once per 10 s
@@ -50,6 +54,7 @@ import (
 	nethttplibrary "github.com/microsoft/kiota-http-go"
 	jsonserialization "github.com/microsoft/kiota-serialization-json-go"
 	core "github.com/microsoftgraph/msgraph-sdk-go-core"
+	"github.com/microsoftgraph/msgraph-sdk-go/communications"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/calpresence/calpresence/config"
@@ -86,6 +91,7 @@ type Client struct {
 
 	cred      *refreshingCredential
 	users     *users.UsersRequestBuilder
+	presences *communications.GetPresencesByUserIdRequestBuilder
 	transport *http.Transport // nil when given by WithTransport or in dry run
 }
 
@@ -99,14 +105,17 @@ type options struct {
 	maxDelay   time.Duration
 	now        func() time.Time
 	pacer      Pacer
+	readPacer  Pacer
 }
 
 // Pacer paces the presence requests the client sends. Graph limits
-// presence calls per app and tenant (10,000 per 30 s) and counts every
-// request that reaches it, retries included; so every attempt of a
-// setPresence or clearPresence, the client's own retries of 429/503/504
-// among them, takes a slot first, and a 429 pauses all of them, since
-// Graph throttles the app, not one user. sync.Limiter implements it.
+// presence calls per app and tenant (10,000 writes per 30 s; 1,500 reads
+// per 30 s, a budget of their own) and counts every request that reaches
+// it, retries included; so every attempt of a setPresence, clearPresence,
+// setStatusMessage or getPresencesByUserId, the client's own retries of
+// 429/503/504 among them, takes a slot of its budget's pacer first, and a
+// 429 pauses every request of that budget, since Graph throttles the app,
+// not one user. sync.Limiter implements it.
 type Pacer interface {
 	// Acquire blocks until a request may go out; release is called when
 	// its answer has arrived.
@@ -115,8 +124,23 @@ type Pacer interface {
 	Pause(d time.Duration)
 }
 
-// WithPacer paces every presence request through p (see Pacer).
+// WithPacer paces every presence write (setPresence, clearPresence,
+// setStatusMessage) through p (see Pacer).
 func WithPacer(p Pacer) Option { return func(o *options) { o.pacer = p } }
+
+// Graph's budget for presence reads (getPresencesByUserId), per app and
+// tenant, apart from the writes': the pacer given to WithReadPacer should
+// allow ReadRateLimit calls per ReadRateWindow.
+const (
+	ReadRateLimit  = 1500
+	ReadRateWindow = 30 * time.Second
+)
+
+// WithReadPacer paces every presence read (getPresencesByUserId) through
+// p, a second pacer of the same kind as WithPacer's sized for Graph's read
+// budget (ReadRateLimit per ReadRateWindow). A 429 to a read pauses reads
+// only; writes go on.
+func WithReadPacer(p Pacer) Option { return func(o *options) { o.readPacer = p } }
 
 // WithTransport replaces the TLS transport under the middleware, for Graph
 // and for token requests (graph.ca_file is then not applied).
@@ -193,7 +217,7 @@ func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Opt
 	}
 	retry := &retryHandler{
 		maxRetries: o.maxRetries, baseDelay: o.baseDelay, maxDelay: o.maxDelay,
-		timeout: timeout, logger: logger, now: o.now, pacer: o.pacer,
+		timeout: timeout, logger: logger, now: o.now, writes: o.pacer, reads: o.readPacer,
 	}
 	httpClient := &http.Client{
 		Transport: nethttplibrary.NewCustomTransportWithParentTransport(base, middlewares(retry, sdkVersion())...),
@@ -211,6 +235,7 @@ func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Opt
 	}
 	adapter.SetBaseUrl(ep.Graph)
 	c.users = users.NewUsersRequestBuilderInternal(map[string]string{"baseurl": ep.Graph}, adapter)
+	c.presences = communications.NewGetPresencesByUserIdRequestBuilderInternal(map[string]string{"baseurl": ep.Graph}, adapter)
 	logger.DebugContext(ctx, "graph: client ready", "endpoint", ep.Graph, "authority", ep.Authority,
 		"auth", cfg.Auth, "instance_discovery", !ep.Override)
 	return c, nil

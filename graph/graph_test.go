@@ -562,6 +562,10 @@ func TestDryRun(t *testing.T) {
 	if got, err := c.ResolveUser(ctx, "Ally@Partner.example"); err != nil || got != (presence.Person{ID: "ally@partner.example", UPN: "ally@partner.example"}) {
 		t.Errorf("ResolveUser = %+v, %v; want the input, lower-cased", got, err)
 	}
+	// Nothing was set, so there is nothing to read back.
+	if got, err := c.ReadPresences(ctx, []string{aliceID}); !errors.Is(err, ErrDryRun) || got != nil {
+		t.Errorf("ReadPresences = %v, %v; want nil, ErrDryRun", got, err)
+	}
 	if n := len(srv.Calls()); n != 0 {
 		t.Errorf("calls = %d; want none", n)
 	}

@@ -92,14 +92,28 @@ type retryHandler struct {
 	timeout    time.Duration
 	logger     *slog.Logger
 	now        func() time.Time
-	pacer      Pacer // nil: presence requests are not paced
+	writes     Pacer // presence writes; nil: not paced
+	reads      Pacer // presence reads; nil: not paced
 }
 
-// isPresence reports whether r is a presence request (setPresence,
-// clearPresence): the requests Graph's presence rate limit counts.
-func isPresence(r *http.Request) bool {
+// pacerFor is the pacer that counts r: Graph keeps two presence budgets
+// per app and tenant, one for the writes (setPresence, clearPresence,
+// setStatusMessage) and one for the reads (getPresencesByUserId, 1,500
+// calls per 30 s). Other requests (user lookups) are counted by neither;
+// for them it returns nil.
+func (h *retryHandler) pacerFor(r *http.Request) Pacer {
 	p := r.URL.Path
-	return strings.HasSuffix(p, "/presence/setPresence") || strings.HasSuffix(p, "/presence/clearPresence")
+	switch {
+	case r.Method != http.MethodPost:
+		return nil
+	case strings.HasSuffix(p, "/presence/setPresence"),
+		strings.HasSuffix(p, "/presence/clearPresence"),
+		strings.HasSuffix(p, "/presence/setStatusMessage"):
+		return h.writes
+	case strings.HasSuffix(p, "/communications/getPresencesByUserId"):
+		return h.reads
+	}
+	return nil
 }
 
 func retriable(status int) bool {
@@ -118,7 +132,8 @@ func (h *retryHandler) Intercept(p nethttplibrary.Pipeline, index int, req *http
 		body = b
 	}
 	ctx := req.Context()
-	paced := h.pacer != nil && isPresence(req)
+	pacer := h.pacerFor(req)
+	paced := pacer != nil
 	for attempt := 0; ; attempt++ {
 		r := req.Clone(ctx)
 		if body != nil {
@@ -132,7 +147,7 @@ func (h *retryHandler) Intercept(p nethttplibrary.Pipeline, index int, req *http
 		release := func() {}
 		if paced {
 			var err error
-			if release, err = h.pacer.Acquire(ctx); err != nil {
+			if release, err = pacer.Acquire(ctx); err != nil {
 				return nil, err
 			}
 		}
@@ -149,9 +164,9 @@ func (h *retryHandler) Intercept(p nethttplibrary.Pipeline, index int, req *http
 			delay = min(backoff(h.baseDelay, attempt), h.maxDelay)
 		}
 		if paced && resp.StatusCode == http.StatusTooManyRequests {
-			// Graph throttles the app: nobody's request goes out
-			// before this one may be retried.
-			h.pacer.Pause(delay)
+			// Graph throttles the app: nobody's request against the
+			// same budget goes out before this one may be retried.
+			pacer.Pause(delay)
 		}
 		if attempt >= h.maxRetries || delay > h.maxDelay {
 			return resp, nil

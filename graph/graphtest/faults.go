@@ -11,9 +11,9 @@ import (
 // behaviour. Inject it with Server.Inject.
 type Fault struct {
 	// Op restricts the fault to one operation (Op* constants). Empty
-	// matches every Graph operation (setPresence, clearPresence, getUser,
-	// listUsers) but not the Entra ones (openid, token): name those
-	// explicitly.
+	// matches every Graph operation (setPresence, clearPresence,
+	// setStatusMessage, getPresencesByUserId, getUser, listUsers) but not
+	// the Entra ones (openid, token): name those explicitly.
 	Op string
 	// User restricts the fault to one user (case-insensitive), as in
 	// Call.User.
@@ -73,14 +73,25 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.latency = d
 }
 
-// SetRateLimit answers presence calls (setPresence, clearPresence) beyond
-// limit per window with 429 and a Retry-After of the rest of the window, as
-// Graph does (10,000 per 30 s per app per tenant). limit 0 disables it.
+// SetRateLimit answers presence writes (setPresence, clearPresence,
+// setStatusMessage) beyond limit per window with 429 and a Retry-After of
+// the rest of the window, as Graph does (10,000 per 30 s per app per
+// tenant). limit 0 disables it. Reads have their own: SetReadRateLimit.
 func (s *Server) SetRateLimit(limit int, window time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rateLimit, s.rateWindow, s.rateCount = limit, window, 0
-	s.rateStart = time.Time{}
+	s.writeLimit = rateWindow{limit: limit, window: window}
+}
+
+// SetReadRateLimit answers getPresencesByUserId calls beyond limit per
+// window with 429 and a Retry-After of the rest of the window, as Graph
+// does (1,500 per 30 s per app per tenant), counted apart from the writes:
+// reads throttled leave the writes alone and the other way round. limit 0
+// disables it.
+func (s *Server) SetReadRateLimit(limit int, window time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readLimit = rateWindow{limit: limit, window: window}
 }
 
 // takeFault returns the fault for a call, consuming one of its Times.
@@ -107,23 +118,41 @@ func (s *Server) takeFault(op, user string) *Fault {
 	return nil
 }
 
-// rateLimited reports whether a presence call exceeds the rate limit and,
-// if so, the seconds until the window ends.
-func (s *Server) rateLimited() (bool, int) {
+// rateWindow is one of Graph's budgets: limit calls per fixed window.
+type rateWindow struct {
+	limit  int
+	window time.Duration
+	start  time.Time
+	count  int
+}
+
+// rateLimited reports whether a call of op exceeds its budget (none for
+// ops Graph's presence limits do not count) and, if so, the seconds until
+// the window ends.
+func (s *Server) rateLimited(op string) (bool, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rateLimit <= 0 || s.rateWindow <= 0 {
+	var rw *rateWindow
+	switch op {
+	case OpSetPresence, OpClearPresence, OpSetStatusMessage:
+		rw = &s.writeLimit
+	case OpReadPresences:
+		rw = &s.readLimit
+	default:
+		return false, 0
+	}
+	if rw.limit <= 0 || rw.window <= 0 {
 		return false, 0
 	}
 	now := s.nowLocked()
-	if s.rateStart.IsZero() || !now.Before(s.rateStart.Add(s.rateWindow)) {
-		s.rateStart, s.rateCount = now, 0
+	if rw.start.IsZero() || !now.Before(rw.start.Add(rw.window)) {
+		rw.start, rw.count = now, 0
 	}
-	if s.rateCount < s.rateLimit {
-		s.rateCount++
+	if rw.count < rw.limit {
+		rw.count++
 		return false, 0
 	}
-	left := s.rateStart.Add(s.rateWindow).Sub(now)
+	left := rw.start.Add(rw.window).Sub(now)
 	secs := int((left + time.Second - 1) / time.Second)
 	if secs < 1 {
 		secs = 1

@@ -91,6 +91,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			c.SessionID, c.Availability, c.Activity, c.ExpirationDuration = f.SessionID, f.Availability, f.Activity, f.ExpirationDuration
 		}
 	}
+	if c.Op == OpReadPresences {
+		var f idsBody
+		if json.Unmarshal(body, &f) == nil {
+			c.IDs = f.IDs
+		}
+	}
 	if c.Op == OpListUsers {
 		if addrs, _, err := parseFilter(r.URL.Query().Get("$filter")); err == nil && len(addrs) > 0 {
 			c.User = addrs[0].value
@@ -129,8 +135,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			c.Fault = "delay"
 		}
 	}
-	if rp.status == 0 && (c.Op == OpSetPresence || c.Op == OpClearPresence) {
-		if limited, secs := s.rateLimited(); limited {
+	if rp.status == 0 {
+		if limited, secs := s.rateLimited(c.Op); limited {
 			c.Fault = "rate_limit"
 			rp = odataError(http.StatusTooManyRequests, "TooManyRequests", "Too many requests.")
 			rp.header.Set("Retry-After", strconv.Itoa(secs))
@@ -162,6 +168,10 @@ func route(path string) (op, user string) {
 		return OpSetPresence, parts[2]
 	case len(parts) == 5 && parts[0] == "v1.0" && parts[1] == "users" && parts[3] == "presence" && parts[4] == "clearPresence":
 		return OpClearPresence, parts[2]
+	case len(parts) == 5 && parts[0] == "v1.0" && parts[1] == "users" && parts[3] == "presence" && parts[4] == "setStatusMessage":
+		return OpSetStatusMessage, parts[2]
+	case len(parts) == 3 && parts[0] == "v1.0" && parts[1] == "communications" && parts[2] == "getPresencesByUserId":
+		return OpReadPresences, ""
 	case len(parts) == 3 && parts[0] == "v1.0" && parts[1] == "users":
 		return OpGetUser, parts[2]
 	case len(parts) == 2 && parts[0] == "v1.0" && parts[1] == "users":
@@ -181,7 +191,8 @@ func (s *Server) handle(op, user string, r *http.Request, body []byte) reply {
 	}
 	// Graph.
 	wantMethod := http.MethodGet
-	if op == OpSetPresence || op == OpClearPresence {
+	switch op {
+	case OpSetPresence, OpClearPresence, OpSetStatusMessage, OpReadPresences:
 		wantMethod = http.MethodPost
 	}
 	if r.Method != wantMethod {
@@ -196,6 +207,10 @@ func (s *Server) handle(op, user string, r *http.Request, body []byte) reply {
 		return s.setPresence(clientID, user, r, body)
 	case OpClearPresence:
 		return s.clearPresence(user, r, body)
+	case OpSetStatusMessage:
+		return s.setStatusMessage(user, r, body)
+	case OpReadPresences:
+		return s.readPresences(r, body)
 	case OpGetUser:
 		return s.getUser(user, r)
 	default:

@@ -1,7 +1,8 @@
 // Package graphtest is a small fake of Microsoft Entra ID (the token
 // endpoint MSAL talks to) and of the slice of Microsoft Graph that
-// calpresence uses (setPresence, clearPresence, user lookup), served over
-// TLS for tests anywhere in the repository.
+// calpresence uses (setPresence, clearPresence, setStatusMessage,
+// getPresencesByUserId, user lookup), served over TLS for tests anywhere in
+// the repository.
 //
 // It imports only the standard library, config and presence, so tests of
 // packages that do not import msgraph-sdk-go can use it cheaply.
@@ -9,8 +10,13 @@
 // The fake is strict where Graph is strict (bearer token, sessionId equal to
 // the client id, allowed availability/activity pairs, expirationDuration
 // within PT5M..PT4H, ConsistencyLevel for lambda filters) and records every
-// call it answers. Faults (status codes, latency, connection resets, a rate
-// limit) are injected per test.
+// call it answers. Faults (status codes, latency, connection resets, rate
+// limits for presence writes and, apart, for presence reads) are injected
+// per test.
+//
+// What Teams shows for a person (getPresencesByUserId) is aggregated as
+// Graph does it from the sessions the fake holds, the person's own
+// preferred status and their status message: see Shown.
 package graphtest
 
 import (
@@ -48,6 +54,9 @@ const (
 	OpGetUser       = "getUser"       // GET /v1.0/users/{id|upn}
 	OpListUsers     = "listUsers"     // GET /v1.0/users?$filter=...
 	OpUnknown       = "unknown"       // anything else (answered 404)
+
+	OpSetStatusMessage = "setStatusMessage"     // POST /v1.0/users/{id}/presence/setStatusMessage
+	OpReadPresences    = "getPresencesByUserId" // POST /v1.0/communications/getPresencesByUserId
 )
 
 // User is an entry of the fake directory.
@@ -83,6 +92,8 @@ type Call struct {
 	// Body is the raw request body (token requests: omitted, they carry
 	// secrets).
 	Body []byte
+	// IDs are the ids of a getPresencesByUserId body.
+	IDs []string
 	// Request body fields of setPresence/clearPresence.
 	SessionID          string
 	Availability       string
@@ -120,14 +131,13 @@ type Server struct {
 	fedToken   string
 	tokenSeq   int
 	sessions   map[sessionKey]Session
+	people     map[string]*person // by lower-cased {id}: what the person set themself
 	calls      []Call
 	changed    chan struct{} // closed and replaced whenever a call is recorded
 	faults     []*Fault
 	latency    time.Duration
-	rateLimit  int
-	rateWindow time.Duration
-	rateStart  time.Time
-	rateCount  int
+	writeLimit rateWindow // presence writes: setPresence, clearPresence, setStatusMessage
+	readLimit  rateWindow // presence reads: getPresencesByUserId
 	done       chan struct{}
 }
 
@@ -175,6 +185,7 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 		clock:         time.Now,
 		tokens:        make(map[string]tokenInfo),
 		sessions:      make(map[sessionKey]Session),
+		people:        make(map[string]*person),
 		changed:       make(chan struct{}),
 		done:          make(chan struct{}),
 	}
@@ -380,6 +391,7 @@ func (s *Server) CallsOp(op string) []Call {
 }
 
 // PresenceCalls returns the recorded setPresence and clearPresence calls.
+// (Status messages and reads are not among them: CallsOp.)
 func (s *Server) PresenceCalls() []Call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -392,15 +404,15 @@ func (s *Server) PresenceCalls() []Call {
 	return out
 }
 
-// Reset forgets recorded calls, faults, latency and the rate limit. Users,
-// sessions and issued tokens stay.
+// Reset forgets recorded calls, faults, latency and the rate limits. Users,
+// sessions, what people set themselves and issued tokens stay.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = nil
 	s.faults = nil
 	s.latency = 0
-	s.rateLimit, s.rateWindow, s.rateCount = 0, 0, 0
+	s.writeLimit, s.readLimit = rateWindow{}, rateWindow{}
 }
 
 // WaitFor blocks until a recorded call (already recorded or future)
