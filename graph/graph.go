@@ -90,8 +90,8 @@ type Client struct {
 	now      func() time.Time
 
 	cred      *refreshingCredential
-	users     *users.UsersRequestBuilder
-	presences *communications.GetPresencesByUserIdRequestBuilder
+	users     func() *users.UsersRequestBuilder
+	presences func() *communications.GetPresencesByUserIdRequestBuilder
 	transport *http.Transport // nil when given by WithTransport or in dry run
 }
 
@@ -234,8 +234,16 @@ func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Opt
 		return nil, fmt.Errorf("graph: request adapter: %w", err)
 	}
 	adapter.SetBaseUrl(ep.Graph)
-	c.users = users.NewUsersRequestBuilderInternal(map[string]string{"baseurl": ep.Graph}, adapter)
-	c.presences = communications.NewGetPresencesByUserIdRequestBuilderInternal(map[string]string{"baseurl": ep.Graph}, adapter)
+	// A request builder is not safe for concurrent use (kiota writes the
+	// base URL into its path parameters at every request, and a builder's
+	// own Get shares its map), and calls run side by side: each call gets
+	// a builder of its own.
+	c.users = func() *users.UsersRequestBuilder {
+		return users.NewUsersRequestBuilderInternal(map[string]string{"baseurl": ep.Graph}, adapter)
+	}
+	c.presences = func() *communications.GetPresencesByUserIdRequestBuilder {
+		return communications.NewGetPresencesByUserIdRequestBuilderInternal(map[string]string{"baseurl": ep.Graph}, adapter)
+	}
 	logger.DebugContext(ctx, "graph: client ready", "endpoint", ep.Graph, "authority", ep.Authority,
 		"auth", cfg.Auth, "instance_discovery", !ep.Override)
 	return c, nil
@@ -311,7 +319,7 @@ func (c *Client) SetPresence(ctx context.Context, userID, availability, activity
 		body.SetAvailability(&availability)
 		body.SetActivity(&activity)
 		body.SetExpirationDuration(iso)
-		return c.users.ByUserId(userID).Presence().SetPresence().Post(ctx, body, nil)
+		return c.users().ByUserId(userID).Presence().SetPresence().Post(ctx, body, nil)
 	})
 }
 
@@ -327,7 +335,7 @@ func (c *Client) ClearPresence(ctx context.Context, userID string) error {
 	return c.do(ctx, OpClearPresence, userID, func(ctx context.Context) error {
 		body := users.NewItemPresenceClearPresencePostRequestBody()
 		body.SetSessionId(&c.clientID)
-		return c.users.ByUserId(userID).Presence().ClearPresence().Post(ctx, body, nil)
+		return c.users().ByUserId(userID).Presence().ClearPresence().Post(ctx, body, nil)
 	})
 }
 
@@ -369,7 +377,7 @@ func person(id, upn *string) presence.Person {
 func (c *Client) lookup(ctx context.Context, u string) (presence.Person, error) {
 	var got presence.Person
 	err := c.do(ctx, OpResolveUser, u, func(ctx context.Context) error {
-		res, err := c.users.ByUserId(u).Get(ctx, &users.UserItemRequestBuilderGetRequestConfiguration{
+		res, err := c.users().ByUserId(u).Get(ctx, &users.UserItemRequestBuilderGetRequestConfiguration{
 			QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{Select: userFields},
 		})
 		if err == nil && res != nil {
@@ -397,7 +405,7 @@ func (c *Client) lookup(ctx context.Context, u string) (presence.Person, error) 
 	headers.Add("ConsistencyLevel", "eventual")
 	var found []presence.Person
 	err = c.do(ctx, OpResolveUser, u, func(ctx context.Context) error {
-		res, err := c.users.Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
+		res, err := c.users().Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
 			Headers: headers,
 			QueryParameters: &users.UsersRequestBuilderGetQueryParameters{
 				Filter: &filter, Select: userFields, Count: &count,

@@ -140,7 +140,7 @@ func (c *Client) readBatch(ctx context.Context, ids []string) (map[string]presen
 	err := c.do(ctx, OpReadPresences, "", func(ctx context.Context) error {
 		body := communications.NewGetPresencesByUserIdPostRequestBody()
 		body.SetIds(ids)
-		res, err := c.presences.PostAsGetPresencesByUserIdPostResponse(ctx, body, nil)
+		res, err := c.presences().PostAsGetPresencesByUserIdPostResponse(ctx, body, nil)
 		if err != nil || res == nil {
 			return err
 		}

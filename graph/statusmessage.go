@@ -76,6 +76,6 @@ func (c *Client) statusMessage(ctx context.Context, op, userID, message string, 
 		}
 		body := users.NewItemPresenceSetStatusMessagePostRequestBody()
 		body.SetStatusMessage(sm)
-		return c.users.ByUserId(userID).Presence().SetStatusMessage().Post(ctx, body, nil)
+		return c.users().ByUserId(userID).Presence().SetStatusMessage().Post(ctx, body, nil)
 	})
 }
