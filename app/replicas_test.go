@@ -8,7 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +22,7 @@ import (
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state/pgstate"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // Two replicas sharing one PostgreSQL database (DESIGN "Several
@@ -50,7 +50,7 @@ func (c graphCall) String() string {
 // fakeGraph stands in for Graph for one replica: it records every call,
 // and resolves the test's two addresses.
 type fakeGraph struct {
-	mu    gosync.Mutex
+	mu    sync.Mutex
 	calls []graphCall
 }
 
@@ -146,7 +146,7 @@ type replica struct {
 
 // startReplica starts an App called id on cfg, calling g instead of Graph
 // (nil: the Graph client cfg names).
-func startReplica(t *testing.T, cfg *config.Config, id string, feeds sync.Fetcher, g *fakeGraph) *replica {
+func startReplica(t *testing.T, cfg *config.Config, id string, feeds engine.Fetcher, g *fakeGraph) *replica {
 	t.Helper()
 	r := &replica{id: id, graph: g, logs: &testutil.LogBuffer{}, done: make(chan error, 1)}
 	bound := make(chan net.Addr, 1)
@@ -206,17 +206,17 @@ func (r *replica) stop(t *testing.T) {
 }
 
 // readyz asks the replica's /readyz; code 0 when it does not answer.
-func (r *replica) readyz(t *testing.T) (int, sync.Readiness) {
+func (r *replica) readyz(t *testing.T) (int, engine.Readiness) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.addr+"/readyz", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, sync.Readiness{}
+		return 0, engine.Readiness{}
 	}
 	defer resp.Body.Close()
-	var rd sync.Readiness
+	var rd engine.Readiness
 	if err := json.NewDecoder(resp.Body).Decode(&rd); err != nil {
 		t.Errorf("%s: /readyz: %v", r.id, err)
 	}
@@ -265,7 +265,7 @@ func testTakeOver(t *testing.T, lose func(t *testing.T, old, standby *replica) (
 
 	// Both start at once: exactly one leads.
 	var r1, r2 *replica
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	wg.Go(func() { r1 = startReplica(t, cfg, "r1", feeds, &fakeGraph{}) })
 	wg.Go(func() { r2 = startReplica(t, cfg, "r2", feeds, &fakeGraph{}) })
 	wg.Wait()
@@ -296,7 +296,7 @@ func testTakeOver(t *testing.T, lose func(t *testing.T, old, standby *replica) (
 	for _, r := range []*replica{old, standby} {
 		want := map[*replica]string{old: "leader", standby: "standby"}[r]
 		var code int
-		var rd sync.Readiness
+		var rd engine.Readiness
 		if !testutil.WaitUntil(10*time.Second, func() bool { code, rd = r.readyz(t); return code == 200 }) ||
 			rd.Role != want || rd.Replica == nil || rd.Replica.ID != r.id || rd.Replica.Role != want || rd.Replica.Leader != old.id {
 			t.Errorf("%s: /readyz = %d, role %q, replica %+v; want 200, %s, led by %s", r.id, code, rd.Role, rd.Replica, want, old.id)
@@ -323,7 +323,7 @@ func testTakeOver(t *testing.T, lose func(t *testing.T, old, standby *replica) (
 	if running {
 		// The old one stands by now, and says who leads.
 		var code int
-		var rd sync.Readiness
+		var rd engine.Readiness
 		if !testutil.WaitUntil(15*time.Second, func() bool {
 			code, rd = old.readyz(t)
 			return code == 200 && rd.Role == "standby" && rd.Replica != nil && rd.Replica.Leader == standby.id
@@ -690,8 +690,8 @@ func TestExclusiveOneOff(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer a.Close()
-		return a.Exclusive(context.Background(), func(ctx context.Context, eng *sync.Engine) error {
-			_, err := eng.Resync(ctx, sync.ResyncRequest{})
+		return a.Exclusive(context.Background(), func(ctx context.Context, eng *engine.Engine) error {
+			_, err := eng.Resync(ctx, engine.ResyncRequest{})
 			return err
 		})
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	gosync "sync"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,7 +18,7 @@ import (
 // that hands signals to the engine.
 type webhooks struct {
 	err chan error // the listener's failure; never sent when off
-	wg  gosync.WaitGroup
+	wg  sync.WaitGroup
 }
 
 // startWebhooks starts the receiver when the configuration has webhooks:

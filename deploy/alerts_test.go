@@ -13,7 +13,7 @@ import (
 
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/leader"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // recorder is a prometheus.Registerer that keeps what is registered, so
@@ -28,11 +28,11 @@ func (r *recorder) Unregister(prometheus.Collector) bool    { return false }
 var descRE = regexp.MustCompile(`^Desc\{fqName: "([a-zA-Z_:][a-zA-Z0-9_:]*)", .*variableLabels: \{([^}]*)\}\}$`)
 
 // register registers calpresence's metrics on reg as the daemon does: the
-// engine's (sync.NewMetrics) and, with several replicas, the leader
+// engine's (engine.NewMetrics) and, with several replicas, the leader
 // election's (leader.New with a Registerer; it does not connect).
 func register(t *testing.T, reg prometheus.Registerer) {
 	t.Helper()
-	sync.NewMetrics(reg)
+	engine.NewMetrics(reg)
 	if _, err := leader.New("postgres://calpresence@db.invalid:5432/calpresence", leader.Options{ID: "test", Registerer: reg}); err != nil {
 		t.Fatalf("leader.New: %v", err)
 	}
@@ -71,7 +71,7 @@ func metricLabels(t *testing.T) map[string][]string {
 		t.Fatal(err)
 	}
 	if len(mfs) == 0 {
-		t.Fatal("a fresh registry gathers nothing from sync.NewMetrics and leader.New")
+		t.Fatal("a fresh registry gathers nothing from engine.NewMetrics and leader.New")
 	}
 	for _, mf := range mfs {
 		if _, ok := out[mf.GetName()]; !ok {

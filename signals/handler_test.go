@@ -12,7 +12,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,7 +60,7 @@ func webexSign(body string) string {
 
 // sink records the signals it is given.
 type sink struct {
-	mu   gosync.Mutex
+	mu   sync.Mutex
 	got  []state.Signal
 	seen chan struct{}
 }

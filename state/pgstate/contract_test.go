@@ -7,15 +7,15 @@ import (
 	"github.com/calpresence/calpresence/internal/pgtest"
 	"github.com/calpresence/calpresence/state/pgstate"
 	"github.com/calpresence/calpresence/state/storetest"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // *pgstate.Store stands in for the bbolt store wherever sync takes one.
 var (
-	_ sync.Store       = (*pgstate.Store)(nil)
-	_ sync.FeedCache   = (*pgstate.Store)(nil)
-	_ sync.SignalStore = (*pgstate.Store)(nil)
-	_ storetest.Store  = (*pgstate.Store)(nil)
+	_ engine.Store       = (*pgstate.Store)(nil)
+	_ engine.FeedCache   = (*pgstate.Store)(nil)
+	_ engine.SignalStore = (*pgstate.Store)(nil)
+	_ storetest.Store    = (*pgstate.Store)(nil)
 )
 
 // TestContract runs the store contract (state/storetest) against

@@ -1,0 +1,77 @@
+package engine
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/sources"
+)
+
+func TestMatch(t *testing.T) {
+	yes, no := true, false
+	base := sources.Occurrence{UID: "u", Start: t0, End: t0.Add(time.Hour), Status: "CONFIRMED", Summary: "Zoom sync",
+		Organizer: "bob@contoso.com",
+		Attendees: []sources.Attendee{
+			{Email: "alice@partner.example", PartStat: "ACCEPTED"},
+			{Email: "carol@contoso.com", PartStat: "DECLINED"},
+			{Email: "dave@contoso.com", PartStat: "TENTATIVE"},
+			{Email: "eve@elsewhere.example", PartStat: "ACCEPTED"},
+		}}
+	with := func(f func(o *sources.Occurrence)) sources.Occurrence { o := base; f(&o); return o }
+	type got struct{ User, Skip string }
+	tests := []struct {
+		name string
+		src  config.Source
+		occ  sources.Occurrence
+		want []got
+	}{
+		{"attendees in domains, mapped, declined skipped", config.Source{Match: "attendees", Domains: []string{"contoso.com", "partner.example"}},
+			base, []got{{"bob@contoso.com", ""}, {"alice@contoso.com", ""}, {"carol@contoso.com", SkipDeclined}, {"dave@contoso.com", ""}}},
+		{"declined kept when skip.declined is false", config.Source{Match: "attendees", Domains: []string{"contoso.com"}, Skip: config.Skip{Declined: &no}},
+			base, []got{{"bob@contoso.com", ""}, {"carol@contoso.com", ""}, {"dave@contoso.com", ""}}},
+		{"tentative skipped with skip.tentative", config.Source{Match: "attendees", Domains: []string{"contoso.com"}, Skip: config.Skip{Tentative: &yes}},
+			base, []got{{"bob@contoso.com", ""}, {"carol@contoso.com", SkipDeclined}, {"dave@contoso.com", SkipTentative}}},
+		{"organizer only", config.Source{Match: "organizer"}, base, []got{{"bob@contoso.com", ""}}},
+		{"fixed users; a fixed user who declined is skipped", config.Source{Users: []string{"carol@contoso.com", "zed@contoso.com"}},
+			base, []got{{"carol@contoso.com", SkipDeclined}, {"zed@contoso.com", ""}}},
+		{"cancelled", config.Source{Users: []string{"zed@contoso.com"}},
+			with(func(o *sources.Occurrence) { o.Status = "CANCELLED" }), []got{{"zed@contoso.com", SkipCancelled}}},
+		{"transparent", config.Source{Users: []string{"zed@contoso.com"}},
+			with(func(o *sources.Occurrence) { o.Transparent = true }), []got{{"zed@contoso.com", SkipTransparent}}},
+		{"transparent kept", config.Source{Users: []string{"zed@contoso.com"}, Skip: config.Skip{Transparent: &no}},
+			with(func(o *sources.Occurrence) { o.Transparent = true }), []got{{"zed@contoso.com", ""}}},
+		{"all day", config.Source{Users: []string{"zed@contoso.com"}},
+			with(func(o *sources.Occurrence) { o.AllDay = true }), []got{{"zed@contoso.com", SkipAllDay}}},
+		{"zero length", config.Source{Users: []string{"zed@contoso.com"}},
+			with(func(o *sources.Occurrence) { o.End = o.Start }), []got{{"zed@contoso.com", SkipZeroLength}}},
+		{"include must match every set field", config.Source{Users: []string{"zed@contoso.com"}, Include: config.Filter{Summary: "(?i)zoom", Location: "zoom\\.us"}},
+			base, []got{{"zed@contoso.com", SkipNotIncluded}}},
+		{"include matches", config.Source{Users: []string{"zed@contoso.com"}, Include: config.Filter{Summary: "(?i)zoom"}},
+			base, []got{{"zed@contoso.com", ""}}},
+		{"exclude", config.Source{Users: []string{"zed@contoso.com"}, Exclude: config.Filter{Summary: "(?i)sync"}},
+			base, []got{{"zed@contoso.com", SkipExcluded}}},
+		{"status tentative with skip.tentative", config.Source{Users: []string{"zed@contoso.com"}, Skip: config.Skip{Tentative: &yes}},
+			with(func(o *sources.Occurrence) { o.Status = "TENTATIVE" }), []got{{"zed@contoso.com", SkipTentative}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.src.Name = "s"
+			cfg := &config.Config{Presence: testConfig().Presence, Sources: []config.Source{tt.src},
+				Users: []config.User{{Email: "Alice@Partner.example", User: "alice@contoso.com"}}}
+			m, err := NewMatcher(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var gotList []got
+			for _, mt := range m.Match("s", []sources.Occurrence{tt.occ}) {
+				gotList = append(gotList, got{mt.User, mt.Skip})
+			}
+			if diff := cmp.Diff(tt.want, gotList); diff != "" {
+				t.Errorf("Match (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

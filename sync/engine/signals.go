@@ -1,0 +1,540 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/state"
+)
+
+// Signal is a live meeting fact from a Zoom or Webex webhook (DESIGN "Live
+// meeting signals"): a meeting ended, a participant left or joined it.
+type Signal = state.Signal
+
+// SignalStore keeps live meeting signals across restarts; *state.Store
+// implements it. An engine whose Store does not (a dry run's MemStore)
+// keeps them in memory only.
+type SignalStore interface {
+	Signals() (map[string]state.Signal, error)
+	// QueuedSignals returns the signals in the inbox alone (QueueSignal),
+	// without reading the others: the leader asks every InboxEvery.
+	QueuedSignals() (map[string]state.Signal, error)
+	PutSignal(state.Signal) error
+	DeleteSignal(id string) error
+}
+
+// What Engine.Signal did with a signal, for the log and the
+// calpresence_webhook_signals_total metric.
+const (
+	SignalApplied   = "applied"   // stored; the next reconcile (at once) follows it
+	SignalDuplicate = "duplicate" // the same fact was received before (a vendor's retry)
+	SignalIgnored   = "ignored"   // the participant is nobody the configuration covers
+	SignalQueued    = "queued"    // a standby queued it for the leader (QueueSignal)
+)
+
+// LeftKeep is the shortest time a "left" is kept: longer than a vendor
+// retries a delivery, so that a "joined" delivered after its "left" still
+// finds it.
+const LeftKeep = time.Hour
+
+// DefaultMaxUnscheduled caps an unscheduled call (a joined with no
+// calendar event) when webhooks.max_unscheduled is not set: a lost "left"
+// cannot keep anyone Busy longer.
+const DefaultMaxUnscheduled = 8 * time.Hour
+
+// applySignals returns matches as the live signals say they really are, at
+// any time (it is pure: the same input gives the same output):
+//
+//   - "ended" at t cuts, at t, every busy occurrence that names the meeting
+//     and is in effect at t (between its start, widened by lead, and its
+//     end, widened by grace), for everyone;
+//   - "left" at t cuts the person's part of such an occurrence at t, and a
+//     later "joined" brings it back from then until its scheduled end;
+//   - "joined" with no such occurrence of the person is an unscheduled call:
+//     a synthetic match (source "webhook:<vendor>", UID the meeting key,
+//     the default presence pair) from t until their next "left", the
+//     meeting's "ended", or t + maxUnscheduled.
+//
+// A signal never touches an occurrence it does not fall within: a personal
+// meeting number reused by the next meeting does not end that one.
+//
+// matches must be the caller's own slice (feedSet.snapshot returns a fresh
+// one): an occurrence cut short is replaced in it, and further parts and
+// unscheduled calls are appended, so that 185,000 matches are not copied
+// again on every reconcile while a signal is in force. The occurrences
+// are the feeds' and shared: they are never changed; a cut one is a copy.
+// who maps a participant's address to the address that names them in
+// matches (users: mapping); key names people as for Spans.
+func applySignals(matches []Match, sigs []Signal, pair presence.Pair, maxUnscheduled time.Duration, who func(email string) string, key KeyFunc) []Match {
+	if len(sigs) == 0 {
+		return matches
+	}
+	if maxUnscheduled <= 0 {
+		maxUnscheduled = DefaultMaxUnscheduled
+	}
+	if who == nil {
+		who = state.NormalizeAddress
+	}
+	// The matches are the feed set's, shared with every reader: cut copies.
+	matches = slices.Clone(matches)
+	sigs = slices.Clone(sigs)
+	slices.SortStableFunc(sigs, func(a, b Signal) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	// The person each participant signal names, and the signals by meeting.
+	persons := make([]string, len(sigs))
+	byMeeting := make(map[string][]int)
+	for i := range sigs {
+		s := &sigs[i]
+		if s.Email != "" {
+			if p, ok := key.of(&Match{User: who(s.Email), Source: "webhook:" + s.Vendor}); ok {
+				persons[i] = p
+			}
+		}
+		byMeeting[s.Meeting] = append(byMeeting[s.Meeting], i)
+	}
+	// scheduled[i]: the joined signal i fell within a busy occurrence of its
+	// person, so it is no unscheduled call.
+	scheduled := make([]bool, len(sigs))
+	var (
+		rel   []int
+		parts []Match
+		extra []Match
+	)
+	for i := range matches {
+		m := &matches[i]
+		if !m.Busy() || len(m.Occ.MeetingKeys) == 0 {
+			continue
+		}
+		from, to := m.Occ.Start.Add(-m.Lead), m.Occ.End.Add(m.Grace)
+		rel = rel[:0]
+		for _, k := range m.Occ.MeetingKeys {
+			for _, j := range byMeeting[k] {
+				if t := sigs[j].At; !t.Before(from) && t.Before(to) {
+					rel = append(rel, j)
+				}
+			}
+		}
+		if len(rel) == 0 {
+			continue
+		}
+		slices.Sort(rel) // signals are sorted by time
+		person, _ := key.of(m)
+		in, segStart, first := true, m.Occ.Start, true
+		parts = parts[:0]
+		for _, j := range rel {
+			s := &sigs[j]
+			mine := persons[j] != "" && persons[j] == person
+			switch {
+			case s.Event == state.SignalEnded && in, s.Event == state.SignalLeft && mine && in:
+				parts = append(parts, segment(m, segStart, s.At, first, s.Event))
+				in, first = false, false
+			case s.Event == state.SignalJoined && mine:
+				scheduled[j] = true
+				if !in {
+					in, segStart = true, maxTime(s.At, m.Occ.Start)
+				}
+			}
+		}
+		if in {
+			parts = append(parts, segment(m, segStart, m.Occ.End, first, ""))
+		}
+		matches[i] = parts[0]
+		extra = append(extra, parts[1:]...)
+	}
+	for i := range sigs {
+		s := &sigs[i]
+		if s.Event != state.SignalJoined || scheduled[i] || persons[i] == "" {
+			continue
+		}
+		end, cut := s.At.Add(maxUnscheduled), ""
+		for _, j := range byMeeting[s.Meeting] {
+			o := &sigs[j]
+			if j <= i || !o.At.Before(end) {
+				continue
+			}
+			if o.Event == state.SignalEnded || o.Event == state.SignalLeft && persons[j] == persons[i] {
+				end, cut = o.At, o.Event
+				break
+			}
+		}
+		occ := &sources.Occurrence{UID: s.Meeting, RecurrenceID: s.At.UTC(), Summary: "unscheduled call " + s.Meeting,
+			Start: s.At, End: maxTime(end, s.At), MeetingKeys: []string{s.Meeting}}
+		nm := Match{User: who(s.Email), Source: "webhook:" + s.Vendor, Occ: occ, Pair: pair, Signal: cut}
+		if !occ.End.After(occ.Start) {
+			nm.Skip = SkipSignal
+		}
+		extra = append(extra, nm)
+	}
+	return append(matches, extra...)
+}
+
+// segment is the part [start, end) of m's occurrence, a copy. Only the
+// first part keeps the lead; a part cut short by a signal (event) loses
+// the grace: the meeting is over.
+func segment(m *Match, start, end time.Time, first bool, event string) Match {
+	occ := *m.Occ
+	occ.Start, occ.End = start, maxTime(end, start)
+	nm := *m
+	nm.Occ = &occ
+	if !first {
+		nm.Lead = 0
+	}
+	if event != "" {
+		nm.Grace, nm.Signal = 0, event
+		if !end.After(start) {
+			// Over before it began: nothing of it makes anyone busy.
+			occ.End = occ.Start
+			nm.Skip = SkipSignal
+		}
+	}
+	return nm
+}
+
+// withMeeting returns copies of the busy matches whose occurrence names
+// meeting and is in effect at t. It reads the feeds in place, under their
+// lock: a signal must not cost a copy of every match (hundreds of people
+// join at the top of the hour).
+func (fs *feedSet) withMeeting(meeting string, t time.Time) []Match {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var out []Match
+	for _, f := range fs.feeds {
+		for i := range f.matches {
+			m := &f.matches[i]
+			if m.Busy() && slices.Contains(m.Occ.MeetingKeys, meeting) && !t.Before(m.Occ.Start.Add(-m.Lead)) && t.Before(m.Occ.End.Add(m.Grace)) {
+				out = append(out, *m)
+			}
+		}
+	}
+	return out
+}
+
+// signalSet is the engine's live meeting signals: in memory, and in the
+// store when it keeps them.
+type signalSet struct {
+	mu    sync.Mutex
+	store SignalStore // nil: memory only
+	byID  map[string]Signal
+	gen   uint64 // counts the changes of byID: the engine's spans follow it
+}
+
+func newSignalSet(st Store, log *slog.Logger) *signalSet {
+	ss := &signalSet{byID: make(map[string]Signal)}
+	if s, ok := st.(SignalStore); ok {
+		ss.store = s
+		got, err := s.Signals()
+		if err != nil {
+			// Not fatal: the good ones are back; a bad record is skipped.
+			log.Warn("read live meeting signals", "err", err)
+		}
+		for id, sig := range got {
+			if strings.HasPrefix(id, inboxPrefix) {
+				continue // queued by a standby, not applied yet (TakeInbox)
+			}
+			ss.byID[id] = sig
+		}
+	}
+	return ss
+}
+
+// at returns the signals in force at now, and forgets the expired ones.
+func (ss *signalSet) at(now time.Time, log *slog.Logger) ([]Signal, uint64) {
+	var out []Signal
+	var expired []string
+	ss.mu.Lock()
+	for id, s := range ss.byID {
+		if !now.Before(s.Expires) {
+			delete(ss.byID, id)
+			expired = append(expired, id)
+			continue
+		}
+		out = append(out, s)
+	}
+	if len(expired) > 0 {
+		ss.gen++
+	}
+	gen := ss.gen
+	ss.mu.Unlock()
+	if ss.store != nil {
+		for _, id := range expired {
+			// A record left behind is forgotten again at the next start.
+			if err := ss.store.DeleteSignal(id); err != nil {
+				log.Warn("forget an expired live meeting signal", "err", err)
+			}
+		}
+	}
+	return out, gen
+}
+
+// lastJoined is the time of the latest "joined" of meeting (by email; by
+// anyone when email is empty) at or before t; zero when there is none.
+func (ss *signalSet) lastJoined(meeting, email string, t time.Time) time.Time {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var last time.Time
+	for _, s := range ss.byID {
+		if s.Event == state.SignalJoined && s.Meeting == meeting && (email == "" || s.Email == email) && !s.At.After(t) && s.At.After(last) {
+			last = s.At
+		}
+	}
+	return last
+}
+
+// add records s unless it is known already; it reports whether it was new.
+func (ss *signalSet) add(s Signal) (bool, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if _, ok := ss.byID[s.ID]; ok {
+		return false, nil
+	}
+	if ss.store != nil {
+		if err := ss.store.PutSignal(s); err != nil {
+			return false, err
+		}
+	}
+	ss.byID[s.ID] = s
+	ss.gen++
+	return true, nil
+}
+
+// Signals returns the signals in force, newest first, for the status page.
+func (e *Engine) Signals() []Signal {
+	e.sig.mu.Lock()
+	out := make([]Signal, 0, len(e.sig.byID))
+	for _, s := range e.sig.byID {
+		out = append(out, s)
+	}
+	e.sig.mu.Unlock()
+	slices.SortFunc(out, func(a, b Signal) int { return b.Received.Compare(a.Received) })
+	return out
+}
+
+// withSignals is input's step between the feeds' matches and the spans.
+func (e *Engine) withSignals(matches []Match, sigs []Signal, key KeyFunc) []Match {
+	if len(sigs) == 0 {
+		return matches
+	}
+	p := e.config().Presence
+	return applySignals(matches, sigs, presence.Pair{Availability: p.Availability, Activity: p.Activity}, e.maxUnscheduled(), e.target, key)
+}
+
+func (e *Engine) maxUnscheduled() time.Duration {
+	if w := e.config().Webhooks; w != nil && w.MaxUnscheduled > 0 {
+		return w.MaxUnscheduled
+	}
+	return DefaultMaxUnscheduled
+}
+
+// target maps a participant's address through users: to the address that
+// names them in the configuration.
+func (e *Engine) target(email string) string {
+	a := config.NormalizeAddress(email)
+	if u, ok := e.conf.Load().userIndex[a]; ok {
+		return config.NormalizeAddress(u)
+	}
+	return a
+}
+
+// covers reports whether the configuration covers the address: a fixed
+// user, a users: entry (either side), or an address in the domains of a
+// source that matches attendees or organizers (and is not
+// only_configured).
+func (e *Engine) covers(address string) bool {
+	a := config.NormalizeAddress(address)
+	if a == "" {
+		return false
+	}
+	conf := e.conf.Load()
+	if _, ok := conf.userIndex[a]; ok {
+		return true
+	}
+	for _, u := range conf.cfg.ConfiguredUsers() {
+		if config.NormalizeAddress(u) == a {
+			return true
+		}
+	}
+	at := strings.LastIndexByte(a, '@')
+	if at < 0 {
+		return false
+	}
+	domain := a[at+1:]
+	for _, src := range conf.cfg.Sources {
+		if src.Match == "" || conf.onlyConfigured[src.Name] {
+			continue
+		}
+		for _, d := range src.Domains {
+			if strings.EqualFold(strings.TrimPrefix(d, "@"), domain) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ErrSignal is wrapped by the errors Signal returns for a signal it cannot
+// use (no meeting, an unknown event).
+var ErrSignal = errors.New("invalid signal")
+
+// normalizeSignal checks s and fills in what Signal derives from it: the
+// time received, the event time (never after it was received), the
+// participant's address case-folded, and the id.
+func normalizeSignal(s Signal) (Signal, error) {
+	switch s.Event {
+	case state.SignalEnded:
+	case state.SignalLeft, state.SignalJoined:
+		if s.Email == "" {
+			return s, errors.Join(ErrSignal, errors.New("no participant address"))
+		}
+	default:
+		return s, errors.Join(ErrSignal, errors.New("unknown event "+s.Event))
+	}
+	if s.Meeting == "" {
+		return s, errors.Join(ErrSignal, errors.New("no meeting"))
+	}
+	if s.Received.IsZero() {
+		s.Received = time.Now()
+	}
+	if s.At.IsZero() || s.At.After(s.Received) {
+		s.At = s.Received // a vendor's clock ahead of ours: now, not later
+	}
+	s.Email = state.NormalizeAddress(s.Email)
+	s.ID = state.SignalID(s.Vendor, s.Event, s.Meeting, s.Email, s.At)
+	return s, nil
+}
+
+// inboxPrefix marks the signals standbys queued (QueueSignal) in the store
+// shared with the leader: under their own keys, so that a vendor's retry
+// queued by a standby never replaces the record of a signal applied.
+const inboxPrefix = state.QueuedPrefix
+
+// QueueSignal keeps s in st's inbox, for the engine of the replica that
+// leads to apply (TakeInbox): a standby has no feeds to apply it to, and
+// the webhook was answered before it was read.
+func QueueSignal(st SignalStore, s Signal) (string, error) {
+	s, err := normalizeSignal(s)
+	if err != nil {
+		return "", err
+	}
+	if err := st.PutSignal(withID(s, inboxPrefix+s.ID)); err != nil {
+		return "", err
+	}
+	return SignalQueued, nil
+}
+
+func withID(s Signal, id string) Signal {
+	s.ID = id
+	return s
+}
+
+// TakeInbox applies the signals standbys queued (QueueSignal), and drops
+// them from the inbox: with several replicas, the leader's engine calls it
+// every few seconds (Options.Elector).
+func (e *Engine) TakeInbox(ctx context.Context) {
+	st := e.sig.store
+	if st == nil {
+		return
+	}
+	queued, err := st.QueuedSignals()
+	if err != nil && queued == nil {
+		e.log.Warn("read the live meeting signals standbys queued", "err", err)
+		return
+	}
+	for id, s := range queued {
+		if ctx.Err() != nil {
+			return
+		}
+		res, err := e.Signal(ctx, s)
+		if err != nil && !errors.Is(err, ErrSignal) {
+			e.log.Error("live meeting signal a standby queued not applied; trying again", "id", id, "err", err)
+			continue
+		}
+		if err != nil {
+			res = "refused: " + err.Error()
+		}
+		e.log.Info("live meeting signal a standby queued, taken", "id", id, "result", res)
+		if err := st.DeleteSignal(id); err != nil {
+			e.log.Warn("drop a queued live meeting signal", "id", id, "err", err)
+		}
+	}
+}
+
+// Signal takes a live meeting signal: it checks that it concerns someone
+// the configuration covers (a participant's address resolved to one
+// person), stores it durably, and asks for a reconcile at once. It returns
+// what it did (SignalApplied, SignalDuplicate, SignalIgnored) and logs one
+// line. Idempotent: a vendor's retry of a delivery is a SignalDuplicate.
+func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
+	s, err := normalizeSignal(s)
+	if err != nil {
+		return "", err
+	}
+	log := e.log.With("vendor", s.Vendor, "event", s.Event, "meeting", s.Meeting)
+	if s.Email != "" {
+		log = log.With("participant", s.Email)
+		if !e.covers(s.Email) {
+			log.Info("live meeting signal ignored: the participant is nobody the configuration covers")
+			return SignalIgnored, nil
+		}
+		addr := e.target(s.Email)
+		if _, ok := e.dir.lookup(addr); !ok {
+			// Not met in any feed yet (an unscheduled call): look it up now,
+			// off the boundary path (the webhook is answered already).
+			e.dir.resolve(ctx, []string{addr})
+			if _, ok := e.dir.lookup(addr); !ok {
+				log.Info("live meeting signal ignored: the participant's address names no Entra user (yet)")
+				return SignalIgnored, nil
+			}
+		}
+	}
+	matches := e.feeds.withMeeting(s.Meeting, s.At)
+	key := e.keyFunc()
+	// A signal matters while the occurrences it cuts run, and an "ended" or
+	// "left" while the unscheduled calls it ends would otherwise go on,
+	// including one whose "joined" a vendor's retry delivers late: an
+	// "ended" (one per meeting) is kept as long as an unscheduled call may
+	// last, a "left" (one per person and meeting: the many) at least
+	// LeftKeep.
+	s.Expires = s.At.Add(e.maxUnscheduled())
+	if s.Event == state.SignalLeft {
+		s.Expires = s.At.Add(LeftKeep)
+		if j := e.sig.lastJoined(s.Meeting, s.Email, s.At); !j.IsZero() {
+			s.Expires = maxTime(s.Expires, j.Add(e.maxUnscheduled()))
+		}
+	}
+	people := make(map[string]bool)
+	for i := range matches {
+		m := &matches[i]
+		s.Expires = maxTime(s.Expires, m.Occ.End.Add(m.Grace).Add(time.Minute))
+		if id, ok := key.of(m); ok {
+			people[id] = true
+		}
+	}
+	isNew, err := e.sig.add(s)
+	if err != nil {
+		return "", err
+	}
+	if !isNew {
+		log.Info("live meeting signal: duplicate delivery, ignored")
+		return SignalDuplicate, nil
+	}
+	affected := len(people)
+	if s.Email != "" {
+		affected = 1
+	}
+	log.Info("live meeting signal", "at", s.At, "people_affected", affected, "expires", s.Expires)
+	e.kickReconcile()
+	return SignalApplied, nil
+}

@@ -1,0 +1,438 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/state"
+)
+
+const zoomKey = "zoom:83412345678"
+
+func sig(event, email string, at time.Duration) Signal {
+	s := Signal{Vendor: "zoom", Event: event, Meeting: zoomKey, Email: email, At: t0.Add(at)}
+	s.ID = state.SignalID(s.Vendor, s.Event, s.Meeting, s.Email, s.At)
+	return s
+}
+
+func keyed(o *sources.Occurrence, keys ...string) *sources.Occurrence {
+	o.MeetingKeys = keys
+	return o
+}
+
+// spanList renders spans as "user start-end" in minutes after t0.
+func spanList(spans map[string][]Span) []string {
+	var out []string
+	for _, u := range sortedKeys(spans) {
+		for _, s := range spans[u] {
+			out = append(out, fmt.Sprintf("%s %v-%v", u, s.Start.Sub(t0), s.End.Sub(t0)))
+		}
+	}
+	return out
+}
+
+func TestApplySignals(t *testing.T) {
+	const bob = "bob@contoso.com"
+	meeting := keyed(occ("m", 10*minute, 60*minute), zoomKey)
+	daily := keyed(occ("d", 24*60*minute, 60*minute), zoomKey) // the same number tomorrow
+	other := keyed(occ("o", 10*minute, 60*minute), "zoom:99999999999")
+	base := []Match{busy(alice, meeting), busy(bob, meeting), busy(alice, daily), busy(bob, other)}
+	tests := []struct {
+		name string
+		sigs []Signal
+		want []string
+	}{
+		{"no signal", nil, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+		{"ended early ends it for everyone, not tomorrow's", []Signal{sig(state.SignalEnded, "", 30*minute)}, []string{
+			"alice@contoso.com 10m0s-30m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+		{"one participant left", []Signal{sig(state.SignalLeft, alice, 30*minute)}, []string{
+			"alice@contoso.com 10m0s-30m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+		{"left then rejoined", []Signal{sig(state.SignalLeft, alice, 30*minute), sig(state.SignalJoined, alice, 40*minute)}, []string{
+			"alice@contoso.com 10m0s-30m0s", "alice@contoso.com 40m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+		{"left then rejoined within merge_gap is one span", []Signal{sig(state.SignalLeft, alice, 30*minute), sig(state.SignalJoined, alice, 31*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+		{"ended before it began (a reused number) does not touch it", []Signal{sig(state.SignalEnded, "", 5*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+		{"unscheduled join until ended", []Signal{
+			{Vendor: "zoom", Event: state.SignalJoined, Meeting: "zoom:55555555555", Email: "carol@contoso.com", At: t0.Add(2 * 60 * minute), ID: "j"},
+			{Vendor: "zoom", Event: state.SignalEnded, Meeting: "zoom:55555555555", At: t0.Add(2*60*minute + 25*minute), ID: "e"}}, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s", "carol@contoso.com 2h0m0s-2h25m0s"}},
+		{"unscheduled join without left is capped", []Signal{
+			{Vendor: "zoom", Event: state.SignalJoined, Meeting: "zoom:55555555555", Email: "carol@contoso.com", At: t0.Add(2 * 60 * minute), ID: "j"}}, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s", "carol@contoso.com 2h0m0s-3h0m0s"}},
+		{"joined inside one's own scheduled meeting adds nothing", []Signal{sig(state.SignalJoined, alice, 12*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := make([]Match, len(base))
+			copy(in, base)
+			before := make([]time.Time, len(base))
+			for i := range base {
+				before[i] = base[i].Occ.End
+			}
+			got := applySignals(in, tt.sigs, conf, time.Hour, nil, nil)
+			if g := spanList(Spans(got, 2*minute, nil)); strings.Join(g, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("spans after applySignals:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(tt.want, "\n"))
+			}
+			// The feed's occurrences are shared: never changed.
+			for i := range base {
+				if base[i].Occ.End != before[i] {
+					t.Errorf("applySignals changed the shared occurrence of match %d", i)
+				}
+			}
+		})
+	}
+}
+
+// zoomFeed is a feed of one meeting with a Zoom join link in LOCATION.
+func zoomFeed(base time.Time, uid string, start, dur time.Duration) string {
+	return strings.Replace(ics(base, uid, start, dur), "SUMMARY:"+uid+"\r\n",
+		"SUMMARY:"+uid+"\r\nLOCATION:https://us02web.zoom.us/j/83412345678?pwd=abc\r\n", 1)
+}
+
+func signalConfig() *config.Config {
+	cfg := testConfig()
+	cfg.Sources[0].Users = []string{alice, "bob@contoso.com"}
+	cfg.Users = []config.User{{Email: "carol@partner.example", User: "carol@contoso.com"}}
+	cfg.Webhooks = &config.Webhooks{MaxUnscheduled: 8 * time.Hour}
+	return cfg
+}
+
+// send gives the engine a signal at the current virtual time and waits for
+// what it set off.
+func (h *harness) send(event, meeting, email string) string {
+	h.t.Helper()
+	res, err := h.eng.Signal(context.Background(), Signal{Vendor: "zoom", Event: event, Meeting: meeting, Email: email, At: time.Now(), Received: time.Now()})
+	if err != nil {
+		h.t.Fatalf("Signal(%s %s %s) = %v", event, meeting, email, err)
+	}
+	synctest.Wait()
+	return res
+}
+
+func TestEngineSignals(t *testing.T) {
+	const bob = "bob@contoso.com"
+	tests := []struct {
+		name    string
+		signals func(h *harness) []string
+		until   time.Duration
+		want    []string
+		reasons []string
+	}{
+		{"ended early clears everyone at once, and later polls do not undo it",
+			func(h *harness) []string {
+				h.until(30 * minute)
+				return []string{h.send(state.SignalEnded, zoomKey, "")}
+			}, 2 * time.Hour,
+			[]string{"10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+				"30m0s clear alice@contoso.com", "30m0s clear bob@contoso.com"},
+			[]string{"set start", "set start", "clear early-end:signal", "clear early-end:signal"}},
+		{"one participant left",
+			func(h *harness) []string {
+				h.until(30 * minute)
+				return []string{h.send(state.SignalLeft, zoomKey, "Bob@Contoso.com")}
+			}, 2 * time.Hour,
+			[]string{"10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+				"30m0s clear bob@contoso.com"},
+			[]string{"set start", "set start", "clear early-end:signal"}},
+		{"left and rejoined",
+			func(h *harness) []string {
+				h.until(30 * minute)
+				a := h.send(state.SignalLeft, zoomKey, bob)
+				h.until(40 * minute)
+				return []string{a, h.send(state.SignalJoined, zoomKey, bob)}
+			}, 2 * time.Hour,
+			[]string{"10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+				"30m0s clear bob@contoso.com", "40m0s set bob@contoso.com InAConferenceCall 30m0s"},
+			[]string{"set start", "set start", "clear early-end:signal", "set start"}},
+		{"unscheduled join then ended",
+			func(h *harness) []string {
+				h.until(2 * time.Hour)
+				a := h.send(state.SignalJoined, "zoom:55555555555", "carol@partner.example")
+				h.until(2*time.Hour + 25*minute)
+				return []string{a, h.send(state.SignalEnded, "zoom:55555555555", "")}
+			}, 3 * time.Hour,
+			[]string{"10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+				"2h0m0s set carol@contoso.com InAConferenceCall 4h0m0s", "2h25m0s clear carol@contoso.com"},
+			[]string{"set start", "set start", "set start", "clear early-end:signal"}},
+		{"a duplicate delivery changes nothing",
+			func(h *harness) []string {
+				h.until(30 * minute)
+				at := time.Now()
+				var out []string
+				for range 2 {
+					r, err := h.eng.Signal(context.Background(), Signal{Vendor: "zoom", Event: state.SignalLeft, Meeting: zoomKey, Email: bob, At: at})
+					if err != nil {
+						h.t.Fatal(err)
+					}
+					synctest.Wait()
+					out = append(out, r)
+					h.until(31 * minute)
+				}
+				return out
+			}, 2 * time.Hour,
+			[]string{"10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+				"30m0s clear bob@contoso.com"},
+			[]string{"set start", "set start", "clear early-end:signal"}},
+		{"a signal for someone the configuration does not cover is ignored",
+			func(h *harness) []string {
+				h.until(30 * minute)
+				return []string{h.send(state.SignalJoined, "zoom:55555555555", "eve@elsewhere.example"), h.send(state.SignalLeft, zoomKey, "eve@elsewhere.example")}
+			}, 2 * time.Hour,
+			[]string{"10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s"},
+			[]string{"set start", "set start"}},
+	}
+	wantResults := map[string][]string{
+		"a duplicate delivery changes nothing":                             {SignalApplied, SignalDuplicate},
+		"a signal for someone the configuration does not cover is ignored": {SignalIgnored, SignalIgnored},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				begin := time.Now()
+				h := startHarness(t, signalConfig(), zoomFeed(begin, "m", 10*minute, time.Hour), nil, nil)
+				results := tt.signals(h)
+				h.until(tt.until)
+				h.stop()
+				h.wantAnyOrder(tt.want...)
+				if got := h.reasons(); strings.Join(slices.Sorted(slices.Values(got)), ",") != strings.Join(slices.Sorted(slices.Values(tt.reasons)), ",") {
+					t.Errorf("reasons = %v; want %v", got, tt.reasons)
+				}
+				want, ok := wantResults[tt.name]
+				if !ok {
+					want = make([]string, len(results))
+					for i := range want {
+						want[i] = SignalApplied
+					}
+				}
+				if strings.Join(results, ",") != strings.Join(want, ",") {
+					t.Errorf("Signal results = %v; want %v", results, want)
+				}
+			})
+		})
+	}
+}
+
+// TestEngineSignalSurvivesRestart: the worker restarts between the signal
+// and the meeting's scheduled end, with the feed still showing it
+// running; the signal is read back and nobody is set again.
+func TestEngineSignalSurvivesRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		store := NewMemStore()
+		h := startHarness(t, signalConfig(), zoomFeed(begin, "m", 10*minute, time.Hour), store, nil)
+		h.until(30 * minute)
+		h.send(state.SignalEnded, zoomKey, "")
+		if got := h.eng.Signals(); len(got) != 1 || got[0].Meeting != zoomKey || got[0].Event != state.SignalEnded {
+			t.Errorf("Signals() = %+v; want the one ended signal", got)
+		}
+		h.until(35 * minute)
+		h.stop()
+		h.start(signalConfig())
+		h.until(2 * time.Hour)
+		h.stop()
+		h.wantAnyOrder("10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+			"30m0s clear alice@contoso.com", "30m0s clear bob@contoso.com")
+		// Expired after the occurrence's scheduled end (and the cap): gone.
+		h.start(signalConfig())
+		h.until(9 * time.Hour)
+		h.stop()
+		if got, _ := store.Signals(); len(got) != 0 {
+			t.Errorf("signals stored after they expired: %v", got)
+		}
+	})
+}
+
+// wantAnyOrder is want for calls sent concurrently: the same calls, in
+// any order within each instant (calls render with their time first).
+func (h *harness) wantAnyOrder(want ...string) {
+	h.t.Helper()
+	got := slices.Clone(h.graph.got())
+	slices.Sort(got)
+	want = slices.Clone(want)
+	slices.Sort(want)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		h.t.Errorf("Graph calls (sorted):\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestEngineWebexSignal: a Webex invitation names its meeting by number in
+// the description; a Webex "ended" for that number ends it.
+func TestEngineWebexSignal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		body := strings.Replace(ics(begin, "w", 10*minute, time.Hour), "SUMMARY:w\r\n",
+			"SUMMARY:w\r\nLOCATION:https://contoso.webex.com/contoso/j.php?MTID=m1a2b3c\r\n"+
+				"DESCRIPTION:Join meeting\\nhttps://contoso.webex.com/contoso/j.php?MTID=m1a2b3c\\n\\nMeeting number (access code): 2550 123 4567\\nMeeting password: x\\n\r\n", 1)
+		h := startHarness(t, signalConfig(), body, nil, nil)
+		h.until(20 * minute)
+		res, err := h.eng.Signal(context.Background(), Signal{Vendor: "webex", Event: state.SignalEnded, Meeting: "webex:25501234567", At: time.Now()})
+		if err != nil || res != SignalApplied {
+			t.Fatalf("Signal = %q, %v; want applied", res, err)
+		}
+		synctest.Wait()
+		h.until(2 * time.Hour)
+		h.stop()
+		h.wantAnyOrder("10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+			"20m0s clear alice@contoso.com", "20m0s clear bob@contoso.com")
+	})
+}
+
+func TestEngineSignalRefusesBadInput(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarness(t, signalConfig(), zoomFeed(time.Now(), "m", 10*minute, time.Hour), nil, nil)
+		defer h.stop()
+		for _, s := range []Signal{
+			{Vendor: "zoom", Event: "started", Meeting: zoomKey},
+			{Vendor: "zoom", Event: state.SignalLeft, Meeting: zoomKey},
+			{Vendor: "zoom", Event: state.SignalEnded},
+		} {
+			if res, err := h.eng.Signal(context.Background(), s); !errors.Is(err, ErrSignal) {
+				t.Errorf("Signal(%+v) = %q, %v; want ErrSignal", s, res, err)
+			}
+		}
+		if got := h.eng.Signals(); len(got) != 0 {
+			t.Errorf("Signals() = %v; want none stored", got)
+		}
+	})
+}
+
+// TestEngineSignalExpiry: a signal is kept while it can matter, and no
+// longer: a "left" until the scheduled end of what it cuts (at least
+// LeftKeep), or as long as the unscheduled call it ends could have run; a
+// "joined" and an "ended" as long as an unscheduled call may last.
+func TestEngineSignalExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		store := NewMemStore()
+		h := startHarness(t, signalConfig(), zoomFeed(begin, "m", 10*minute, 3*time.Hour), store, nil)
+		h.until(30 * minute)
+		h.send(state.SignalLeft, zoomKey, "bob@contoso.com")                // scheduled until 3h10m
+		h.send(state.SignalJoined, "zoom:55555555555", "carol@contoso.com") // unscheduled
+		h.until(40 * minute)
+		h.send(state.SignalLeft, "zoom:55555555555", "carol@contoso.com")
+		h.send(state.SignalLeft, "zoom:77777777777", "carol@contoso.com") // nothing to end
+		h.send(state.SignalEnded, "zoom:77777777777", "")
+		h.stop()
+		stored, _ := store.Signals()
+		got := make(map[string]time.Duration)
+		for _, s := range stored {
+			got[s.Event+" "+s.Meeting+" "+s.Email] = s.Expires.Sub(begin)
+		}
+		want := map[string]time.Duration{
+			"left zoom:83412345678 bob@contoso.com":     3*time.Hour + 11*minute,
+			"joined zoom:55555555555 carol@contoso.com": 30*minute + 8*time.Hour,
+			"left zoom:55555555555 carol@contoso.com":   30*minute + 8*time.Hour,
+			"left zoom:77777777777 carol@contoso.com":   40*minute + LeftKeep,
+			"ended zoom:77777777777 ":                   40*minute + 8*time.Hour,
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("expiry of the stored signals (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// alwaysLeads is a leader election this replica always wins.
+type alwaysLeads struct{}
+
+func (alwaysLeads) IsLeader(context.Context) error { return nil }
+
+// TestEngineTakesSignalsStandbysQueued: with several replicas a webhook
+// may reach a standby, which has no engine: it queues the signal in the
+// shared store, and the leader's engine applies it within InboxEvery,
+// then drops it from the inbox. A vendor's retry queued after the leader
+// applied the same fact is a duplicate and does not replace its record.
+func TestEngineTakesSignalsStandbysQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		store := NewMemStore()
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(begin, "m", 10*minute, time.Hour)}, errs: map[string]error{}},
+			graph: &fakePresence{begin: begin}, store: store, begin: begin, metrics: NewMetrics(nil)}
+		h.startWith(signalConfig(), func(o *Options) { o.Elector = alwaysLeads{} }, nil)
+		h.until(30 * minute)
+		ended := Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}
+		if res, err := QueueSignal(store, ended); err != nil || res != SignalQueued {
+			t.Fatalf("QueueSignal = %q, %v", res, err)
+		}
+		h.until(30*minute + InboxEvery + time.Second)
+		// The same delivery again, queued by the other standby.
+		if _, err := QueueSignal(store, ended); err != nil {
+			t.Fatal(err)
+		}
+		h.until(time.Hour)
+		h.stop()
+		h.wantAnyOrder("10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+			"30m2s clear alice@contoso.com", "30m2s clear bob@contoso.com")
+		stored, _ := store.Signals()
+		if len(stored) != 1 {
+			t.Fatalf("stored signals %v; want the one applied, the inbox empty", stored)
+		}
+		for id, s := range stored {
+			if strings.HasPrefix(id, inboxPrefix) || s.Expires.IsZero() {
+				t.Errorf("stored %q = %+v; want the applied record", id, s)
+			}
+		}
+		if got := h.logs.Lines("a standby queued, taken", `"result":"duplicate"`); len(got) != 1 {
+			t.Errorf("the retry was not taken as a duplicate; logs:\n%s", h.logs.String())
+		}
+	})
+}
+
+// readCountingStore counts the reads of every signal in force.
+type readCountingStore struct {
+	*MemStore
+	mu    sync.Mutex
+	reads int
+}
+
+func (s *readCountingStore) Signals() (map[string]state.Signal, error) {
+	s.mu.Lock()
+	s.reads++
+	s.mu.Unlock()
+	return s.MemStore.Signals()
+}
+
+// TestEngineInboxReadsOnlyTheQueued: the leader looks into the inbox every
+// InboxEvery; it reads the queued signals alone (QueuedSignals), never
+// every signal in force again (with PostgreSQL, the whole table every 2 s).
+func TestEngineInboxReadsOnlyTheQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		store := &readCountingStore{MemStore: NewMemStore()}
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(begin, "m", 10*minute, time.Hour)}, errs: map[string]error{}},
+			graph: &fakePresence{begin: begin}, store: store.MemStore, begin: begin, metrics: NewMetrics(nil)}
+		h.startWith(signalConfig(), func(o *Options) { o.Store, o.Elector = store, alwaysLeads{} }, nil)
+		h.until(time.Minute)
+		store.mu.Lock()
+		atStart := store.reads
+		store.mu.Unlock()
+		h.until(11 * time.Minute) // 300 looks into the inbox
+		ended := Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}
+		if _, err := QueueSignal(store, ended); err != nil {
+			t.Fatal(err)
+		}
+		h.until(11*time.Minute + InboxEvery + time.Second)
+		h.stop()
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		if atStart != 1 || store.reads != atStart {
+			t.Errorf("every signal read %d times at start and %d times over 300 looks into the inbox; want once at start, then never", atStart, store.reads-atStart)
+		}
+		if got := h.logs.Lines("a standby queued, taken", `"result":"applied"`); len(got) != 1 {
+			t.Errorf("the queued signal was not applied; logs:\n%s", h.logs.String())
+		}
+	})
+}
