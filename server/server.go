@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/calpresence/calpresence/sync/engine"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // Engine is what the server needs from the worker.
@@ -78,7 +79,7 @@ func Reports(results []engine.Result) []ActionReport {
 		if r.Action.Name != "" {
 			a.User = r.Action.Name
 		}
-		if r.Action.Op == engine.OpSet {
+		if r.Action.Op == plan.OpSet {
 			a.Expiration, a.Activity = r.Action.Expiration.String(), r.Action.Pair.Activity
 		}
 		if r.Err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/sync/engine"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 type fakeEngine struct {
@@ -47,7 +48,7 @@ func (f *fakeEngine) Readiness() engine.Readiness {
 
 func (f *fakeEngine) Resync(ctx context.Context, req engine.ResyncRequest) ([]engine.Result, error) {
 	f.resyncs = append(f.resyncs, req)
-	return []engine.Result{{Action: engine.Action{Op: engine.OpSet, User: "9a1f3c2e-4b5d-4e6f-8a7b-0c1d2e3f4a5b", Name: "alice@contoso.com", Reason: "start"}}}, f.err
+	return []engine.Result{{Action: plan.Action{Op: plan.OpSet, User: "9a1f3c2e-4b5d-4e6f-8a7b-0c1d2e3f4a5b", Name: "alice@contoso.com", Reason: "start"}}}, f.err
 }
 
 func (f *fakeEngine) Clear(ctx context.Context, users []string, all bool) ([]engine.Result, error) {

@@ -28,6 +28,7 @@ import (
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/sync/engine"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 type options struct {
@@ -140,7 +141,7 @@ func (h *harness) newEngineOn(kind string, p engine.Presence) (eng *engine.Engin
 }
 
 // plan is `calpresence plan` over the default window: now .. now+horizon.
-func (h *harness) plan(ctx context.Context) ([]engine.Match, error) {
+func (h *harness) plan(ctx context.Context) ([]plan.Match, error) {
 	now := time.Now()
 	return engine.Plan(ctx, h.cfg, h.fetcher, engine.PlanRequest{From: now, To: now.Add(h.cfg.Schedule.Horizon)})
 }
@@ -356,7 +357,7 @@ func measure(ctx context.Context, o options, out io.Writer) error {
 	}
 
 	if o.mode == "plan" {
-		var matches []engine.Match
+		var matches []plan.Match
 		s, err := h.timed(func() (int, error) {
 			var err error
 			matches, err = h.plan(ctx)

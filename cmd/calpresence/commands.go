@@ -24,6 +24,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/server"
 	"github.com/calpresence/calpresence/sync/engine"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -184,7 +185,7 @@ func printReports(w io.Writer, reports []server.ActionReport, dryRun bool) {
 	}
 	for _, r := range reports {
 		line := fmt.Sprintf("%s%s %s (%s)", prefix, r.Op, r.User, r.Reason)
-		if r.Op == engine.OpSet {
+		if r.Op == plan.OpSet {
 			line += fmt.Sprintf(" %s for %s", r.Activity, r.Expiration)
 		}
 		if r.Error != "" {

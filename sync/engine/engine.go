@@ -1,3 +1,7 @@
+// Package engine turns calendar occurrences into Teams presence over time:
+// it keeps the feeds' matches, wakes at the span boundaries (gocron), runs
+// plan.Reconcile and carries out the actions it returns through Graph,
+// and offers the operator actions, reload and the status view.
 package engine
 
 import (
@@ -15,6 +19,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // Fetcher gets a feed. *sources.Fetcher implements it.
@@ -93,8 +98,8 @@ type Engine struct {
 	viewMu    sync.Mutex // guards viewCache
 	viewCache struct {
 		gen     [4]uint64 // of the feed snapshot, the live signals, the directory, the settings
-		matches []Match
-		spans   map[string][]Span
+		matches []plan.Match
+		spans   map[string][]plan.Span
 	}
 
 	reconcileMu sync.Mutex // one reconcile at a time
@@ -125,7 +130,7 @@ type SourceStatus struct {
 
 // New builds an engine. The configuration must have passed Validate.
 func New(o Options) (*Engine, error) {
-	m, err := NewMatcher(o.Config)
+	m, err := plan.NewMatcher(o.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -384,7 +389,7 @@ func throttle(fn func(), d time.Duration) func() {
 // path), not only once a reconcile has met them. When they come from new
 // content (changed), the addresses Entra did not know are looked up again
 // at once too: the feed may name them for a user created since.
-func (e *Engine) noteAddresses(matches []Match, changed bool) {
+func (e *Engine) noteAddresses(matches []plan.Match, changed bool) {
 	var addrs []string
 	last := ""
 	for i := range matches {
@@ -502,7 +507,7 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 	e.mu.Lock()
 	in.FirstPass, in.Started = e.firstPass, e.started
 	e.mu.Unlock()
-	actions, _ := Reconcile(in)
+	actions, _ := plan.Reconcile(in)
 	if n := earlyStarts(actions, now); n > 0 {
 		e.log.Info("burst of starts larger than the rate allows in a second: sending ahead of the boundary",
 			"starts", n, "boundary", actions[0].Due, "lead", actions[0].Due.Sub(now).String())
@@ -515,16 +520,16 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 // input gathers what Reconcile looks at, at now. People are keyed by the
 // object ids the directory knows; matches whose address it cannot name yet
 // are left out (and so noted for the resolver).
-func (e *Engine) input(now time.Time) (ReconcileInput, error) {
+func (e *Engine) input(now time.Time) (plan.ReconcileInput, error) {
 	matches, sourcesKnown, feedGen := e.feeds.snapshotGen()
 	sessions, err := e.readSessions(true)
 	if err != nil {
-		return ReconcileInput{}, err
+		return plan.ReconcileInput{}, err
 	}
 	key := e.keyFunc()
 	matches, spans := e.view(matches, feedGen, now, key)
 	cfg := e.config()
-	return ReconcileInput{
+	return plan.ReconcileInput{
 		Now: now, Spans: spans, Sessions: e.adoptMigrated(sessions),
 		Matches: matches, Key: key, Known: e.knownFunc(sourcesKnown), Held: e.exec.heldAt(now), MaxLease: cfg.Presence.MaxLease,
 		Rate: e.rate, LeadBurst: cfg.Presence.LeadBurst, SourceRemoved: e.conf.Load().sourceRemoved,
@@ -537,7 +542,7 @@ func (e *Engine) input(now time.Time) (ReconcileInput, error) {
 // changed since the last call: a boundary's reconcile must cost what
 // changed, not every person's spans from 200,000 matches (about a second
 // at 10,000 feeds).
-func (e *Engine) view(matches []Match, feedGen uint64, now time.Time, key KeyFunc) ([]Match, map[string][]Span) {
+func (e *Engine) view(matches []plan.Match, feedGen uint64, now time.Time, key plan.KeyFunc) ([]plan.Match, map[string][]plan.Span) {
 	sigs, sigGen := e.sig.at(now, e.log)
 	conf := e.conf.Load()
 	gen := [4]uint64{feedGen, sigGen, e.dir.generation(), conf.gen}
@@ -545,7 +550,7 @@ func (e *Engine) view(matches []Match, feedGen uint64, now time.Time, key KeyFun
 	defer e.viewMu.Unlock()
 	if e.viewCache.spans == nil || e.viewCache.gen != gen {
 		m := e.withSignals(matches, sigs, key)
-		e.viewCache.matches, e.viewCache.spans = m, Spans(m, conf.cfg.Presence.MergeGap, key)
+		e.viewCache.matches, e.viewCache.spans = m, plan.Spans(m, conf.cfg.Presence.MergeGap, key)
 		e.viewCache.gen = gen
 	}
 	return e.viewCache.matches, e.viewCache.spans
@@ -553,7 +558,7 @@ func (e *Engine) view(matches []Match, feedGen uint64, now time.Time, key KeyFun
 
 // keyFunc names the person of a match by object id, from the directory's
 // memory; with only_configured, only people the configuration names.
-func (e *Engine) keyFunc() KeyFunc {
+func (e *Engine) keyFunc() plan.KeyFunc {
 	conf := e.conf.Load()
 	var allowed map[string]bool
 	if len(conf.onlyConfigured) > 0 {
@@ -564,7 +569,7 @@ func (e *Engine) keyFunc() KeyFunc {
 			}
 		}
 	}
-	return func(m *Match) (string, bool) {
+	return func(m *plan.Match) (string, bool) {
 		id, ok := e.dir.lookup(m.User)
 		if !ok || (conf.onlyConfigured[m.Source] && !allowed[id]) {
 			return "", false
@@ -629,10 +634,10 @@ func (e *Engine) adoptMigrated(sessions map[string]state.Session) map[string]sta
 
 // earlyStarts counts the sets of a burst that go out ahead of their span's
 // start (ReconcileInput.LeadBurst).
-func earlyStarts(actions []Action, now time.Time) int {
+func earlyStarts(actions []plan.Action, now time.Time) int {
 	n := 0
 	for _, a := range actions {
-		if a.Op == OpSet && a.Due.After(now) {
+		if a.Op == plan.OpSet && a.Due.After(now) {
 			n++
 		}
 	}
@@ -645,24 +650,24 @@ func earlyStarts(actions []Action, now time.Time) int {
 // record-only actions cost no call. Within each kind the order stays.
 // With the gate and the rate allowing hundreds of calls a second, nothing
 // waits long behind the starts.
-func burstOrder(actions []Action) []Action {
-	rank := func(a Action) int {
+func burstOrder(actions []plan.Action) []plan.Action {
+	rank := func(a plan.Action) int {
 		switch {
-		case a.Op == OpSet && a.Reason != ReasonKeepAlive:
+		case a.Op == plan.OpSet && a.Reason != plan.ReasonKeepAlive:
 			return 0
-		case a.Op == OpClear:
+		case a.Op == plan.OpClear:
 			return 1
-		case a.Op == OpSet:
+		case a.Op == plan.OpSet:
 			return 2
 		}
 		return 3
 	}
-	slices.SortStableFunc(actions, func(a, b Action) int { return rank(a) - rank(b) })
+	slices.SortStableFunc(actions, func(a, b plan.Action) int { return rank(a) - rank(b) })
 	return actions
 }
 
 // named fills in how each action's person is shown.
-func (e *Engine) named(actions []Action) []Action {
+func (e *Engine) named(actions []plan.Action) []plan.Action {
 	for i := range actions {
 		actions[i].Name = e.dir.upn(actions[i].User)
 	}
@@ -670,11 +675,11 @@ func (e *Engine) named(actions []Action) []Action {
 }
 
 // onlyUsers keeps the actions for users (all when users is empty).
-func onlyUsers(actions []Action, users []string) []Action {
+func onlyUsers(actions []plan.Action, users []string) []plan.Action {
 	if len(users) == 0 {
 		return actions
 	}
-	return slices.DeleteFunc(actions, func(a Action) bool { return !slices.Contains(users, a.User) })
+	return slices.DeleteFunc(actions, func(a plan.Action) bool { return !slices.Contains(users, a.User) })
 }
 
 // nextWake is the next time a reconcile is due: now, when a boundary fell
@@ -685,7 +690,7 @@ func onlyUsers(actions []Action, users []string) []Action {
 // in is the input of the pass that just ran: its spans still hold (a poll
 // that changes them kicks a new pass), only the time and the sessions
 // have moved on.
-func (e *Engine) nextWake(in ReconcileInput) time.Time {
+func (e *Engine) nextWake(in plan.ReconcileInput) time.Time {
 	now := time.Now()
 	sessions, err := e.readSessions(false)
 	if err != nil {
@@ -695,7 +700,7 @@ func (e *Engine) nextWake(in ReconcileInput) time.Time {
 	in.Held = e.exec.heldAt(now)
 	busy := 0
 	for _, ss := range in.Spans {
-		if _, ok := SpanAt(ss, now); ok {
+		if _, ok := plan.SpanAt(ss, now); ok {
 			busy++
 		}
 	}
@@ -711,7 +716,7 @@ func (e *Engine) nextWake(in ReconcileInput) time.Time {
 	e.metrics.UsersBusy.Set(float64(busy))
 	e.metrics.Sessions.Set(float64(live))
 	e.metrics.ClearsPending.Set(float64(clearing))
-	due, next := Reconcile(in)
+	due, next := plan.Reconcile(in)
 	if len(due) > 0 {
 		return now
 	}
@@ -765,12 +770,12 @@ func (e *Engine) scheduleWake(t time.Time) {
 }
 
 // plan returns the actions a reconcile would take now, without taking them.
-func (e *Engine) plan(users []string) []Action {
+func (e *Engine) plan(users []string) []plan.Action {
 	in, err := e.input(time.Now())
 	if err != nil {
 		return nil
 	}
-	actions, _ := Reconcile(in)
+	actions, _ := plan.Reconcile(in)
 	return e.named(onlyUsers(actions, users))
 }
 

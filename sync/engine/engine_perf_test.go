@@ -12,6 +12,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // recordingFetcher remembers whether each request was conditional.
@@ -194,12 +195,12 @@ func TestMatcherUsesDescription(t *testing.T) {
 		config.Source{Name: "inc", URL: "https://example.test/inc", Users: []string{alice}, Include: config.Filter{Description: "zoom"}},
 		config.Source{Name: "exc", URL: "https://example.test/exc", Users: []string{alice}, Exclude: config.Filter{Description: "focus"}},
 		config.Source{Name: "sum", URL: "https://example.test/sum", Users: []string{alice}, Include: config.Filter{Summary: "zoom"}})
-	m, err := NewMatcher(cfg)
+	m, err := plan.NewMatcher(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]bool{"zoom": false, "inc": true, "exc": true, "sum": false, "nope": false} {
-		if got := m.usesDescription(name); got != want {
+		if got := m.UsesDescription(name); got != want {
 			t.Errorf("usesDescription(%q) = %v; want %v", name, got, want)
 		}
 	}

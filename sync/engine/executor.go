@@ -12,6 +12,7 @@ import (
 
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // Presence is what sync needs from Microsoft Graph. graph.Client implements
@@ -42,7 +43,7 @@ type Store interface {
 
 // Result is what became of one action.
 type Result struct {
-	Action Action
+	Action plan.Action
 	Err    error // nil on success
 	Sent   time.Time
 }
@@ -123,13 +124,13 @@ func (x *executor) nextRelease(now time.Time) time.Time {
 // The intent of every call is recorded before any call is made, in one
 // transaction: if we die mid-burst, the next start knows which sessions
 // are uncertain.
-func (x *executor) run(ctx context.Context, actions []Action) []Result {
+func (x *executor) run(ctx context.Context, actions []plan.Action) []Result {
 	results := make([]Result, len(actions))
 	pending := make([]state.Session, len(actions))
 	now := time.Now()
 	var intents []state.Session
 	for i, a := range actions {
-		if a.Op == OpSet || a.Op == OpClear {
+		if a.Op == plan.OpSet || a.Op == plan.OpClear {
 			pending[i] = intent(a, now)
 			intents = append(intents, pending[i])
 		}
@@ -148,7 +149,7 @@ func (x *executor) run(ctx context.Context, actions []Action) []Result {
 	}
 	var wg sync.WaitGroup
 	for i, a := range actions {
-		if a.Op == OpForget || a.Op == OpNote {
+		if a.Op == plan.OpForget || a.Op == plan.OpNote {
 			err := x.record(a)
 			if err != nil {
 				// Logged and backed off like a failed call: a full disk
@@ -189,13 +190,13 @@ func (x *executor) run(ctx context.Context, actions []Action) []Result {
 // (now + its expiration): while the set is uncertain, and for a clear
 // that follows it, that is how long Graph may show the person busy, so a
 // clear is retried until then.
-func intent(a Action, now time.Time) state.Session {
+func intent(a plan.Action, now time.Time) state.Session {
 	p := a.Prev
-	if a.Op == OpSet || !a.HasPrev {
+	if a.Op == plan.OpSet || !a.HasPrev {
 		p = state.Session{UserID: a.User, Availability: a.Pair.Availability, Activity: a.Pair.Activity,
 			SpanStart: a.Span.Start, SpanEnd: a.Span.End, Expires: a.Prev.Expires, SetAt: a.Prev.SetAt, Events: a.Span.Events()}
 	}
-	if a.Op == OpSet {
+	if a.Op == plan.OpSet {
 		p.Expires = maxTime(p.Expires, now.Add(a.Expiration))
 	}
 	p.UserID, p.Pending = a.User, a.Op
@@ -207,11 +208,11 @@ func intent(a Action, now time.Time) state.Session {
 }
 
 // record applies a record-only action.
-func (x *executor) record(a Action) error {
+func (x *executor) record(a plan.Action) error {
 	switch a.Op {
-	case OpForget:
+	case plan.OpForget:
 		return x.store.DeleteSession(a.User)
-	case OpNote:
+	case plan.OpNote:
 		if !a.HasPrev {
 			return nil
 		}
@@ -231,13 +232,13 @@ func afterGrace(parent context.Context, grace time.Duration) (context.Context, c
 }
 
 // logFor is the logger of one action: the person by UPN, with their id.
-func (x *executor) logFor(a Action) *slog.Logger {
-	return x.log.With("user", a.display(), "user_id", a.User, "op", a.Op, "reason", a.Reason)
+func (x *executor) logFor(a plan.Action) *slog.Logger {
+	return x.log.With("user", a.Display(), "user_id", a.User, "op", a.Op, "reason", a.Reason)
 }
 
 // call makes one Graph call; it calls answered with the call's latency
 // once Graph has answered.
-func (x *executor) call(ctx context.Context, a Action, pending state.Session, answered func(time.Duration)) Result {
+func (x *executor) call(ctx context.Context, a plan.Action, pending state.Session, answered func(time.Duration)) Result {
 	log := x.logFor(a)
 	id := a.User
 	var err error
@@ -252,9 +253,9 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session, an
 		x.metrics.TransitionLag.Observe(max(sent.Sub(a.Due), 0).Seconds())
 	}
 	switch a.Op {
-	case OpSet:
+	case plan.OpSet:
 		err = x.presence.SetPresence(ctx, id, a.Pair.Availability, a.Pair.Activity, a.Expiration)
-	case OpClear:
+	case plan.OpClear:
 		err = x.presence.ClearPresence(ctx, id)
 		if presence.KindOf(err) == presence.NotFound && err != nil {
 			err = nil // the session is already gone: success
@@ -267,7 +268,7 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session, an
 	if err == nil {
 		x.clearHold(a.User)
 		var rerr error
-		if a.Op == OpSet {
+		if a.Op == plan.OpSet {
 			pending.Pending, pending.SetAt, pending.Expires = "", sent, sent.Add(a.Expiration)
 			rerr = x.store.PutSession(pending)
 		} else {
@@ -277,7 +278,7 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session, an
 		if !a.HoldUntil.IsZero() {
 			attrs = append(attrs, "held_until", a.HoldUntil)
 		}
-		if a.Op == OpSet {
+		if a.Op == plan.OpSet {
 			attrs = append(attrs, "availability", a.Pair.Availability, "activity", a.Pair.Activity, "expiration", a.Expiration.String())
 		}
 		log.Info("presence "+a.Op, attrs...)
@@ -290,7 +291,7 @@ func (x *executor) call(ctx context.Context, a Action, pending state.Session, an
 		return Result{Action: a, Err: rerr, Sent: sent}
 	}
 
-	if k := presence.KindOf(err); a.Op == OpSet && (k == presence.Permanent || k == presence.NotFound) {
+	if k := presence.KindOf(err); a.Op == plan.OpSet && (k == presence.Permanent || k == presence.NotFound) {
 		// Graph refused the set: nothing changed there.
 		x.undo(a)
 	}
@@ -316,9 +317,9 @@ func (x *executor) ended(s state.Session, t time.Time) error {
 // undo voids the intent recorded for a call that Graph never acted on:
 // the previous session comes back (a set), or the record goes (a clear
 // that cannot be made, or a set with nothing before it).
-func (x *executor) undo(a Action) {
+func (x *executor) undo(a plan.Action) {
 	var err error
-	if a.Op == OpSet && a.HasPrev {
+	if a.Op == plan.OpSet && a.HasPrev {
 		err = x.store.PutSession(a.Prev)
 	} else {
 		err = x.store.DeleteSession(a.User)
@@ -329,8 +330,8 @@ func (x *executor) undo(a Action) {
 }
 
 // fail logs a failed call and holds the user back as its kind requires.
-func (x *executor) fail(a Action, err error, log *slog.Logger) {
-	if presence.KindOf(err) == presence.NotFound && a.Op == OpSet && x.dir != nil {
+func (x *executor) fail(a plan.Action, err error, log *slog.Logger) {
+	if presence.KindOf(err) == presence.NotFound && a.Op == plan.OpSet && x.dir != nil {
 		x.dir.forget(a.User)
 	}
 	now := time.Now()
@@ -344,7 +345,7 @@ func (x *executor) fail(a Action, err error, log *slog.Logger) {
 		// The store refused the record: another replica leads now, and
 		// this engine is being stopped. Nothing to retry or hold back.
 		return
-	case kind == presence.NotFound && a.Op == OpSet:
+	case kind == presence.NotFound && a.Op == plan.OpSet:
 		// Graph does not know the id (a user deleted, perhaps re-created
 		// with a new id): the directory looks the person's addresses up
 		// again; this id is left alone for UnknownUserRecheck.
@@ -352,7 +353,7 @@ func (x *executor) fail(a Action, err error, log *slog.Logger) {
 			log.Error("user id not found in Entra; looking the person up again", "err", err, "recheck_in", UnknownUserRecheck.String())
 		}
 		x.holds[a.User] = hold{until: now.Add(UnknownUserRecheck), unknown: true, why: "user id not found"}
-	case kind == presence.Permanent && a.Op == OpSet:
+	case kind == presence.Permanent && a.Op == plan.OpSet:
 		// Not retried: hold until the span it was for is over.
 		log.Error("graph refused the call; not retried for this span", "err", err)
 		x.holds[a.User] = hold{until: maxTime(a.Span.End, now.Add(time.Minute)), why: err.Error()}

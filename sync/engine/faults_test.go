@@ -15,6 +15,7 @@ import (
 
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 func TestEngineRetriesAClearUntilItIsSent(t *testing.T) {
@@ -305,7 +306,7 @@ func TestEngineFailingStateWriteBacksOff(t *testing.T) {
 // call. Another failed record is held back as before.
 func TestFencedRecordHoldsNobodyBack(t *testing.T) {
 	x := newExecutor(&fakePresence{}, NewMemStore(), nil, nil, slog.New(slog.DiscardHandler), NewMetrics(nil))
-	a := Action{Op: OpSet, User: "alice"}
+	a := plan.Action{Op: plan.OpSet, User: "alice"}
 	x.fail(a, fmt.Errorf("record intent: leader epoch 1 is over: epoch 2 leads now: %w", state.ErrFenced), x.logFor(a))
 	if held := x.heldAt(time.Now()); len(held) != 0 {
 		t.Errorf("held after a fenced record: %v; want nobody", held)

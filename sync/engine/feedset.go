@@ -16,6 +16,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // feedSet is the engine's view of its sources: the occurrences and matches
@@ -36,7 +37,7 @@ type feedSet struct {
 	// cfg and matcher are the configuration in force and its compiled
 	// filters; a reload (reload.go) replaces both.
 	cfg     *config.Config
-	matcher *Matcher
+	matcher *plan.Matcher
 	feeds   map[string]*feed
 	// added are the feeds a reload added or replaced since the poller last
 	// looked, and addedKick tells it (poller.go).
@@ -47,19 +48,19 @@ type feedSet struct {
 	// that lookups run while the other feeds are still being read), and
 	// whether they come from new content: a body that was not the copy in
 	// force, whose occurrences changed. It is called with mu held.
-	installed func(matches []Match, changed bool)
+	installed func(matches []plan.Match, changed bool)
 	// snap caches allMatches and knownFunc between changes: a reconcile
 	// at every boundary must not gather 200,000 matches again when no
 	// source has changed since the last.
 	snap struct {
 		valid   bool
 		gen     uint64 // counts the changes: the engine's spans follow it
-		matches []Match
+		matches []plan.Match
 		known   func(string) bool
 	}
 }
 
-func newFeedSet(cfg *config.Config, cache FeedCache, fetcher Fetcher, m *Matcher, log *slog.Logger, metrics *Metrics) *feedSet {
+func newFeedSet(cfg *config.Config, cache FeedCache, fetcher Fetcher, m *plan.Matcher, log *slog.Logger, metrics *Metrics) *feedSet {
 	n := cfg.Schedule.FetchConcurrency
 	if n <= 0 {
 		n = fetchParallelism
@@ -124,7 +125,7 @@ func (fs *feedSet) current(f *feed) bool {
 }
 
 // rules returns the configuration and matcher in force.
-func (fs *feedSet) rules() (*config.Config, *Matcher) {
+func (fs *feedSet) rules() (*config.Config, *plan.Matcher) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	return fs.cfg, fs.matcher
@@ -158,7 +159,7 @@ func (fs *feedSet) stale(f *feed, now time.Time) bool {
 
 // snapshot returns every source's matches and the known function for
 // Reconcile, consistent with each other.
-func (fs *feedSet) snapshot() ([]Match, func(string) bool) {
+func (fs *feedSet) snapshot() ([]plan.Match, func(string) bool) {
 	m, k, _ := fs.snapshotGen()
 	return m, k
 }
@@ -166,7 +167,7 @@ func (fs *feedSet) snapshot() ([]Match, func(string) bool) {
 // snapshotGen is snapshot with the snapshot's generation, which changes
 // whenever a source's matches do: what is built from the matches (the
 // engine's spans) can be kept while it stays the same.
-func (fs *feedSet) snapshotGen() ([]Match, func(string) bool, uint64) {
+func (fs *feedSet) snapshotGen() ([]plan.Match, func(string) bool, uint64) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if !fs.snap.valid {
@@ -196,7 +197,7 @@ type feed struct {
 	hash       [32]byte // of the copy in force
 	storedHash [32]byte // of the copy in the feed cache, as far as we know
 	occs       []sources.Occurrence
-	matches    []Match
+	matches    []plan.Match
 	warnings   int
 	dropped    []string // Result.Dropped of the last good read
 	// The occurrences were expanded at expandedAt, and are expanded again
@@ -541,7 +542,7 @@ func (fs *feedSet) storedBody(f *feed, hash [32]byte) []byte {
 // expansion is a feed's body expanded and matched.
 type expansion struct {
 	occs     []sources.Occurrence
-	matches  []Match
+	matches  []plan.Match
 	events   int
 	warnings []string
 	dropped  []string // sources.Result.Dropped
@@ -582,7 +583,7 @@ func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expa
 	// would be the bulk of what 10,000 feeds' occurrences hold, and only a
 	// description filter reads them; without one, a changed description
 	// changes nobody's presence either.
-	occs = compact(occs, matcher.usesDescription(f.src.Name))
+	occs = compact(occs, matcher.UsesDescription(f.src.Name))
 	matches := matcher.Match(f.src.Name, occs)
 	if maxPeople := sc.MaxFeedPeople; maxPeople > 0 {
 		people := make(map[string]struct{})
@@ -692,12 +693,12 @@ func (fs *feedSet) healthy(f *feed, now time.Time) {
 }
 
 // allMatches gathers the matches of every source. fs.mu must be held.
-func (fs *feedSet) allMatches() []Match {
+func (fs *feedSet) allMatches() []plan.Match {
 	n := 0
 	for _, f := range fs.feeds {
 		n += len(f.matches)
 	}
-	matches := make([]Match, 0, n)
+	matches := make([]plan.Match, 0, n)
 	for _, name := range sortedKeys(fs.feeds) {
 		matches = append(matches, fs.feeds[name].matches...)
 	}

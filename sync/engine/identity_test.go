@@ -19,6 +19,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 const (
@@ -48,10 +49,10 @@ func TestSpansMergeOnePersonsSpellings(t *testing.T) {
 					d.lookup(addr)
 				}
 				d.resolve(context.Background(), d.due(time.Now())) // the clock the directory met them by
-				key := func(m *Match) (string, bool) { return d.lookup(m.User) }
-				zoom := Match{User: config.NormalizeAddress(a), Source: "zoom", Occ: occ("z", 0, 15*minute), Pair: conf}
-				google := Match{User: config.NormalizeAddress(b), Source: "google", Occ: occ("g", 5*minute, 6*minute), Pair: inCall}
-				spans := Spans([]Match{zoom, google}, 2*minute, key)
+				key := func(m *plan.Match) (string, bool) { return d.lookup(m.User) }
+				zoom := plan.Match{User: config.NormalizeAddress(a), Source: "zoom", Occ: occ("z", 0, 15*minute), Pair: conf}
+				google := plan.Match{User: config.NormalizeAddress(b), Source: "google", Occ: occ("g", 5*minute, 6*minute), Pair: inCall}
+				spans := plan.Spans([]plan.Match{zoom, google}, 2*minute, key)
 				if len(spans) != 1 || len(spans[frankID]) != 1 {
 					t.Fatalf("Spans(%s, %s) = %v; want one span for %s", a, b, spans, frankID)
 				}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // ResyncRequest says what a resync covers.
@@ -85,11 +87,11 @@ func (e *Engine) Clear(ctx context.Context, addresses []string, all bool) ([]Res
 			}
 		}
 	}
-	actions := make([]Action, 0, len(users))
+	actions := make([]plan.Action, 0, len(users))
 	for _, u := range users {
-		a := Action{Op: OpClear, User: u, Reason: ReasonOperator}
+		a := plan.Action{Op: plan.OpClear, User: u, Reason: plan.ReasonOperator}
 		a.Prev, a.HasPrev = in.Sessions[u]
-		if s, ok := SpanAt(in.Spans[u], now); ok {
+		if s, ok := plan.SpanAt(in.Spans[u], now); ok {
 			a.Span, a.HoldUntil = s, s.End
 		}
 		actions = append(actions, a)
@@ -98,7 +100,7 @@ func (e *Engine) Clear(ctx context.Context, addresses []string, all bool) ([]Res
 	var errs []error
 	for _, r := range results {
 		if r.Err != nil {
-			errs = append(errs, fmt.Errorf("clear %s: %w", r.Action.display(), r.Err))
+			errs = append(errs, fmt.Errorf("clear %s: %w", r.Action.Display(), r.Err))
 		}
 	}
 	e.scheduleWake(e.nextWake(in))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // PlanRequest selects what Plan shows.
@@ -37,8 +38,8 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // call and writes no state. Sources that cannot be read or parsed are
 // returned as one joined error, each naming its source; the matches of the
 // others are still returned.
-func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequest) ([]Match, error) {
-	m, err := NewMatcher(cfg)
+func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequest) ([]plan.Match, error) {
+	m, err := plan.NewMatcher(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +54,7 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 			return nil, fmt.Errorf("unknown source %q", n)
 		}
 	}
-	results := make([][]Match, len(selected))
+	results := make([][]plan.Match, len(selected))
 	dropped := make([][]string, len(selected))
 	errs := make([]error, len(selected))
 	parallel(len(selected), fetchParallelism, func(i int) {
@@ -67,11 +68,11 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 			}
 		}
 	}
-	var out []Match
+	var out []plan.Match
 	for _, r := range results {
 		out = append(out, r...)
 	}
-	slices.SortStableFunc(out, func(a, b Match) int {
+	slices.SortStableFunc(out, func(a, b plan.Match) int {
 		return cmp.Or(a.Occ.Start.Compare(b.Occ.Start), cmp.Compare(a.User, b.User),
 			cmp.Compare(a.Source, b.Source), cmp.Compare(a.Occ.UID, b.Occ.UID))
 	})
@@ -82,7 +83,7 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 // it lost. A feed over max_feed_events is refused as the daemon refuses it;
 // the occurrence and people caps, which depend on the window, are the
 // daemon's alone (plan's window may be wide).
-func planSource(ctx context.Context, m *Matcher, fetcher Fetcher, src *config.Source, zone *time.Location, sc config.Schedule, req PlanRequest) ([]Match, []string, error) {
+func planSource(ctx context.Context, m *plan.Matcher, fetcher Fetcher, src *config.Source, zone *time.Location, sc config.Schedule, req PlanRequest) ([]plan.Match, []string, error) {
 	res, err := fetcher.Fetch(ctx, sources.FetchRequest{Name: src.Name, URL: src.URL, Headers: src.Headers, AllowPrivate: src.AllowPrivate})
 	if err != nil {
 		return nil, nil, &SourceError{src.Name, err}
@@ -92,8 +93,8 @@ func planSource(ctx context.Context, m *Matcher, fetcher Fetcher, src *config.So
 	if err != nil {
 		return nil, nil, &SourceError{src.Name, fmt.Errorf("%s: %w", sources.RedactURL(src.URL), err)}
 	}
-	var busy []Match
-	for _, mt := range m.Match(src.Name, compact(out.Occurrences, m.usesDescription(src.Name))) {
+	var busy []plan.Match
+	for _, mt := range m.Match(src.Name, compact(out.Occurrences, m.UsesDescription(src.Name))) {
 		if !mt.Busy() || (len(req.Users) > 0 && !slices.Contains(req.Users, mt.User)) {
 			continue
 		}

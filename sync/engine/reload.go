@@ -12,6 +12,7 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // ReloadReport says what a reload changed. Source lists are sorted.
@@ -38,7 +39,7 @@ var errNotRunning = errors.New("the engine has stopped")
 
 type reloadRequest struct {
 	cfg     *config.Config
-	matcher *Matcher
+	matcher *plan.Matcher
 	reply   chan ReloadReport
 }
 
@@ -66,7 +67,7 @@ type reloadRequest struct {
 // stays. An engine whose Run was never called (the one-off commands)
 // applies the reload at once.
 func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, error) {
-	m, err := NewMatcher(cfg)
+	m, err := plan.NewMatcher(cfg)
 	if err != nil {
 		return ReloadReport{}, err
 	}
@@ -90,7 +91,7 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, 
 
 // applyReload puts cfg in force (Reload says how) and returns what changed
 // with the sources to read now.
-func (e *Engine) applyReload(cfg *config.Config, m *Matcher) (ReloadReport, []string) {
+func (e *Engine) applyReload(cfg *config.Config, m *plan.Matcher) (ReloadReport, []string) {
 	e.reconcileMu.Lock()
 	defer e.reconcileMu.Unlock()
 	old := e.conf.Load()
@@ -124,7 +125,7 @@ func (e *Engine) applyReload(cfg *config.Config, m *Matcher) (ReloadReport, []st
 
 // reload replaces the sources with cfg's (Engine.Reload says how) and
 // returns what changed.
-func (fs *feedSet) reload(cfg *config.Config, m *Matcher) (added, removed, changed []string, unchanged int) {
+func (fs *feedSet) reload(cfg *config.Config, m *plan.Matcher) (added, removed, changed []string, unchanged int) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	old := fs.cfg

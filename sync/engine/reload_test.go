@@ -11,6 +11,7 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 const bob = "bob@contoso.com"
@@ -90,8 +91,8 @@ func TestReloadRemovesSource(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("Graph calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
-		if got := h.reasons(); !slices.Contains(got, "clear "+ReasonSourceRemoved) {
-			t.Errorf("presence changes logged = %q; want a clear %s", got, ReasonSourceRemoved)
+		if got := h.reasons(); !slices.Contains(got, "clear "+plan.ReasonSourceRemoved) {
+			t.Errorf("presence changes logged = %q; want a clear %s", got, plan.ReasonSourceRemoved)
 		}
 		if _, ok, _ := h.cache.Feed("webex"); ok {
 			t.Error("the stored copy of the removed source is still there")

@@ -14,6 +14,7 @@ import (
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // Signal is a live meeting fact from a Zoom or Webex webhook (DESIGN "Live
@@ -74,7 +75,7 @@ const DefaultMaxUnscheduled = 8 * time.Hour
 // are the feeds' and shared: they are never changed; a cut one is a copy.
 // who maps a participant's address to the address that names them in
 // matches (users: mapping); key names people as for Spans.
-func applySignals(matches []Match, sigs []Signal, pair presence.Pair, maxUnscheduled time.Duration, who func(email string) string, key KeyFunc) []Match {
+func applySignals(matches []plan.Match, sigs []Signal, pair presence.Pair, maxUnscheduled time.Duration, who func(email string) string, key plan.KeyFunc) []plan.Match {
 	if len(sigs) == 0 {
 		return matches
 	}
@@ -99,7 +100,7 @@ func applySignals(matches []Match, sigs []Signal, pair presence.Pair, maxUnsched
 	for i := range sigs {
 		s := &sigs[i]
 		if s.Email != "" {
-			if p, ok := key.of(&Match{User: who(s.Email), Source: "webhook:" + s.Vendor}); ok {
+			if p, ok := key.Of(&plan.Match{User: who(s.Email), Source: "webhook:" + s.Vendor}); ok {
 				persons[i] = p
 			}
 		}
@@ -110,8 +111,8 @@ func applySignals(matches []Match, sigs []Signal, pair presence.Pair, maxUnsched
 	scheduled := make([]bool, len(sigs))
 	var (
 		rel   []int
-		parts []Match
-		extra []Match
+		parts []plan.Match
+		extra []plan.Match
 	)
 	for i := range matches {
 		m := &matches[i]
@@ -131,7 +132,7 @@ func applySignals(matches []Match, sigs []Signal, pair presence.Pair, maxUnsched
 			continue
 		}
 		slices.Sort(rel) // signals are sorted by time
-		person, _ := key.of(m)
+		person, _ := key.Of(m)
 		in, segStart, first := true, m.Occ.Start, true
 		parts = parts[:0]
 		for _, j := range rel {
@@ -172,9 +173,9 @@ func applySignals(matches []Match, sigs []Signal, pair presence.Pair, maxUnsched
 		}
 		occ := &sources.Occurrence{UID: s.Meeting, RecurrenceID: s.At.UTC(), Summary: "unscheduled call " + s.Meeting,
 			Start: s.At, End: maxTime(end, s.At), MeetingKeys: []string{s.Meeting}}
-		nm := Match{User: who(s.Email), Source: "webhook:" + s.Vendor, Occ: occ, Pair: pair, Signal: cut}
+		nm := plan.Match{User: who(s.Email), Source: "webhook:" + s.Vendor, Occ: occ, Pair: pair, Signal: cut}
 		if !occ.End.After(occ.Start) {
-			nm.Skip = SkipSignal
+			nm.Skip = plan.SkipSignal
 		}
 		extra = append(extra, nm)
 	}
@@ -184,7 +185,7 @@ func applySignals(matches []Match, sigs []Signal, pair presence.Pair, maxUnsched
 // segment is the part [start, end) of m's occurrence, a copy. Only the
 // first part keeps the lead; a part cut short by a signal (event) loses
 // the grace: the meeting is over.
-func segment(m *Match, start, end time.Time, first bool, event string) Match {
+func segment(m *plan.Match, start, end time.Time, first bool, event string) plan.Match {
 	occ := *m.Occ
 	occ.Start, occ.End = start, maxTime(end, start)
 	nm := *m
@@ -197,7 +198,7 @@ func segment(m *Match, start, end time.Time, first bool, event string) Match {
 		if !end.After(start) {
 			// Over before it began: nothing of it makes anyone busy.
 			occ.End = occ.Start
-			nm.Skip = SkipSignal
+			nm.Skip = plan.SkipSignal
 		}
 	}
 	return nm
@@ -207,10 +208,10 @@ func segment(m *Match, start, end time.Time, first bool, event string) Match {
 // meeting and is in effect at t. It reads the feeds in place, under their
 // lock: a signal must not cost a copy of every match (hundreds of people
 // join at the top of the hour).
-func (fs *feedSet) withMeeting(meeting string, t time.Time) []Match {
+func (fs *feedSet) withMeeting(meeting string, t time.Time) []plan.Match {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	var out []Match
+	var out []plan.Match
 	for _, f := range fs.feeds {
 		for i := range f.matches {
 			m := &f.matches[i]
@@ -323,7 +324,7 @@ func (e *Engine) Signals() []Signal {
 }
 
 // withSignals is input's step between the feeds' matches and the spans.
-func (e *Engine) withSignals(matches []Match, sigs []Signal, key KeyFunc) []Match {
+func (e *Engine) withSignals(matches []plan.Match, sigs []Signal, key plan.KeyFunc) []plan.Match {
 	if len(sigs) == 0 {
 		return matches
 	}
@@ -518,7 +519,7 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 	for i := range matches {
 		m := &matches[i]
 		s.Expires = maxTime(s.Expires, m.Occ.End.Add(m.Grace).Add(time.Minute))
-		if id, ok := key.of(m); ok {
+		if id, ok := key.Of(m); ok {
 			people[id] = true
 		}
 	}

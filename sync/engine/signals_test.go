@@ -16,6 +16,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 const zoomKey = "zoom:83412345678"
@@ -32,7 +33,7 @@ func keyed(o *sources.Occurrence, keys ...string) *sources.Occurrence {
 }
 
 // spanList renders spans as "user start-end" in minutes after t0.
-func spanList(spans map[string][]Span) []string {
+func spanList(spans map[string][]plan.Span) []string {
 	var out []string
 	for _, u := range sortedKeys(spans) {
 		for _, s := range spans[u] {
@@ -47,7 +48,7 @@ func TestApplySignals(t *testing.T) {
 	meeting := keyed(occ("m", 10*minute, 60*minute), zoomKey)
 	daily := keyed(occ("d", 24*60*minute, 60*minute), zoomKey) // the same number tomorrow
 	other := keyed(occ("o", 10*minute, 60*minute), "zoom:99999999999")
-	base := []Match{busy(alice, meeting), busy(bob, meeting), busy(alice, daily), busy(bob, other)}
+	base := []plan.Match{busy(alice, meeting), busy(bob, meeting), busy(alice, daily), busy(bob, other)}
 	tests := []struct {
 		name string
 		sigs []Signal
@@ -77,14 +78,14 @@ func TestApplySignals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := make([]Match, len(base))
+			in := make([]plan.Match, len(base))
 			copy(in, base)
 			before := make([]time.Time, len(base))
 			for i := range base {
 				before[i] = base[i].Occ.End
 			}
 			got := applySignals(in, tt.sigs, conf, time.Hour, nil, nil)
-			if g := spanList(Spans(got, 2*minute, nil)); strings.Join(g, "\n") != strings.Join(tt.want, "\n") {
+			if g := spanList(plan.Spans(got, 2*minute, nil)); strings.Join(g, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("spans after applySignals:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(tt.want, "\n"))
 			}
 			// The feed's occurrences are shared: never changed.

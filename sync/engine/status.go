@@ -11,6 +11,7 @@ import (
 
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // Status is a snapshot of the worker for the status page (DESIGN
@@ -142,7 +143,7 @@ func (e *Engine) Status(now time.Time) Status {
 	matches, _, feedGen := e.feeds.snapshotGen()
 	matches, spans := e.view(matches, feedGen, now, e.keyFunc())
 	summaries := summaryIndex(matches)
-	meetings := func(s Span, at time.Time) []Meeting {
+	meetings := func(s plan.Span, at time.Time) []Meeting {
 		var now, all []Meeting
 		for _, ev := range s.Events() {
 			m := Meeting{Source: ev.Source, UID: ev.UID, Summary: summaries[refKey(ev.Source, ev.UID, ev.RecurrenceID, ev.Start)], Start: ev.Start, End: ev.End}
@@ -159,7 +160,7 @@ func (e *Engine) Status(now time.Time) Status {
 	horizon := now.Add(e.config().Schedule.Horizon)
 	for id, ss := range spans {
 		upn := e.dir.upn(id)
-		if s, ok := SpanAt(ss, now); ok {
+		if s, ok := plan.SpanAt(ss, now); ok {
 			st.Busy = append(st.Busy, BusyPerson{User: upn, UserID: id, Availability: s.Pair.Availability, Activity: s.Pair.Activity,
 				Since: s.Start, Until: s.End, Meetings: meetings(s, now)})
 		}
@@ -229,7 +230,7 @@ func refKey(source, uid string, recurrenceID, start time.Time) string {
 }
 
 // summaryIndex maps each matched occurrence to its summary.
-func summaryIndex(matches []Match) map[string]string {
+func summaryIndex(matches []plan.Match) map[string]string {
 	out := make(map[string]string, len(matches))
 	for i := range matches {
 		o := matches[i].Occ
@@ -266,11 +267,11 @@ type recentErrors struct {
 
 // add records a failed call; a call cut short by shutdown is not a
 // failure of Graph's.
-func (r *recentErrors) add(a Action, err error, at time.Time) {
+func (r *recentErrors) add(a plan.Action, err error, at time.Time) {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return
 	}
-	g := GraphError{At: at, Op: a.Op, User: a.display(), UserID: a.User, Message: err.Error()}
+	g := GraphError{At: at, Op: a.Op, User: a.Display(), UserID: a.User, Message: err.Error()}
 	var pe *presence.Error
 	if errors.As(err, &pe) {
 		g.Status = pe.Status

@@ -12,6 +12,7 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // TestStatus: the snapshot the status page shows names who is busy and
@@ -108,7 +109,7 @@ func TestStatus(t *testing.T) {
 				t.Errorf("GraphErrors not newest first: %+v", st.GraphErrors)
 			}
 			codes[g.User] = g.Status
-			if g.Op != OpSet {
+			if g.Op != plan.OpSet {
 				t.Errorf("graph error %+v; want only failed sets", g)
 			}
 		}
@@ -145,10 +146,10 @@ func TestRecentErrorsKeepsTheLast(t *testing.T) {
 		t.Fatalf("empty list() = %v", got)
 	}
 	base := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
-	r.add(Action{Op: OpSet, User: "x"}, nil, base) // a success: not kept
-	r.add(Action{Op: OpSet, User: "x"}, context.Canceled, base)
+	r.add(plan.Action{Op: plan.OpSet, User: "x"}, nil, base) // a success: not kept
+	r.add(plan.Action{Op: plan.OpSet, User: "x"}, context.Canceled, base)
 	for i := range recentErrorsKept + 5 {
-		r.add(Action{Op: OpClear, User: fmt.Sprint(i)}, &presence.Error{Status: 500 + i}, base.Add(time.Duration(i)*time.Second))
+		r.add(plan.Action{Op: plan.OpClear, User: fmt.Sprint(i)}, &presence.Error{Status: 500 + i}, base.Add(time.Duration(i)*time.Second))
 	}
 	got := r.list()
 	if len(got) != recentErrorsKept || got[0].Status != 500+recentErrorsKept+4 || got[len(got)-1].Status != 505 {

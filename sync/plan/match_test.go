@@ -1,4 +1,4 @@
-package engine
+package plan
 
 import (
 	"testing"
@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources"
 )
 
@@ -59,7 +60,7 @@ func TestMatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.src.Name = "s"
-			cfg := &config.Config{Presence: testConfig().Presence, Sources: []config.Source{tt.src},
+			cfg := &config.Config{Presence: config.Presence{Availability: presence.Busy, Activity: presence.ActivityInAConferenceCall, MergeGap: 2 * time.Minute, MaxLease: 4 * time.Hour}, Sources: []config.Source{tt.src},
 				Users: []config.User{{Email: "Alice@Partner.example", User: "alice@contoso.com"}}}
 			m, err := NewMatcher(cfg)
 			if err != nil {

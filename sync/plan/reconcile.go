@@ -1,6 +1,8 @@
-package engine
+package plan
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
@@ -77,8 +79,8 @@ type Action struct {
 	HoldUntil time.Time
 }
 
-// display is how the action's person is shown in logs and reports.
-func (a Action) display() string {
+// Display is how the action's person is shown in logs and reports.
+func (a Action) Display() string {
 	if a.Name != "" {
 		return a.Name
 	}
@@ -141,7 +143,7 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 		users[u] = true
 	}
 	early := burstLeads(in)
-	for _, user := range sortedKeys(users) {
+	for _, user := range slices.Sorted(maps.Keys(users)) {
 		spans := in.Spans[user]
 		sess, held := in.Sessions[user]
 		span, active := SpanAt(spans, now)
@@ -319,7 +321,7 @@ func earlyEndReason(sess state.Session, matches []Match, key KeyFunc, removed fu
 			if m.Source != ref.Source || m.Occ.UID != ref.UID {
 				continue
 			}
-			if id, ok := key.of(m); ok && id == sess.Key() && m.Occ.RecurrenceID.Equal(ref.RecurrenceID) {
+			if id, ok := key.Of(m); ok && id == sess.Key() && m.Occ.RecurrenceID.Equal(ref.RecurrenceID) {
 				found = m
 				break
 			}

@@ -1,9 +1,9 @@
-// Package engine turns calendar occurrences into Teams presence: it matches
-// occurrences to users, derives each user's desired busy spans (a pure
-// function of occurrences, configuration and a given time), reconciles them
-// against the sessions recorded in state, and sends the resulting Graph
-// calls at the span boundaries.
-package engine
+// Package plan is the pure decision core: which occurrences make whom busy
+// (matching and filters), each person's busy spans, and Reconcile, which
+// compares the desired spans with the sessions recorded and returns the
+// presence calls that make Graph agree. No I/O and no clock: the time is
+// an argument.
+package plan
 
 import (
 	"fmt"
@@ -182,8 +182,8 @@ func (m *Matcher) Match(source string, occs []sources.Occurrence) []Match {
 	return out
 }
 
-// usesDescription reports whether a filter of source reads descriptions.
-func (m *Matcher) usesDescription(source string) bool {
+// UsesDescription reports whether a filter of source reads descriptions.
+func (m *Matcher) UsesDescription(source string) bool {
 	sm := m.sources[source]
 	return sm != nil && (sm.include.description != nil || sm.exclude.description != nil)
 }

@@ -1,4 +1,4 @@
-package engine
+package plan
 
 import (
 	"slices"
@@ -47,7 +47,8 @@ func (s *Span) Contains(t time.Time) bool { return !t.Before(s.Start) && t.Befor
 // A nil KeyFunc keys by the case-folded address (plan, which has no Graph).
 type KeyFunc func(m *Match) (key string, ok bool)
 
-func (k KeyFunc) of(m *Match) (string, bool) {
+// Of is the key of m: k(m), or the case-folded address when k is nil.
+func (k KeyFunc) Of(m *Match) (string, bool) {
 	if k == nil {
 		return state.NormalizeAddress(m.User), true
 	}
@@ -65,7 +66,7 @@ func Spans(matches []Match, mergeGap time.Duration, key KeyFunc) map[string][]Sp
 		if !m.Busy() {
 			continue
 		}
-		if k, ok := key.of(m); ok {
+		if k, ok := key.Of(m); ok {
 			byUser[k] = append(byUser[k], m)
 		}
 	}
