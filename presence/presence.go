@@ -10,6 +10,8 @@ package presence
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"time"
 )
 
@@ -175,4 +177,26 @@ func ClassifyStatus(status int) Kind {
 	default:
 		return Permanent
 	}
+}
+
+// StatusCode is the HTTP status of a Graph call's outcome as a metric
+// label: "200" for success, the status of an *Error, "0" when there was
+// no response.
+func StatusCode(err error) string {
+	if err == nil {
+		return "200"
+	}
+	var pe *Error
+	if errors.As(err, &pe) && pe.Status != 0 {
+		return strconv.Itoa(pe.Status)
+	}
+	return "0"
+}
+
+// Backoff is a jittered exponential delay before another try of a failed
+// Graph call: 1s, 2s, 4s … capped at 5 min, each between half and all of it.
+func Backoff(tries int) time.Duration {
+	d := time.Second << min(tries-1, 9)
+	d = min(d, 5*time.Minute)
+	return d/2 + rand.N(d/2+1)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/sync/engine"
+	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -39,7 +40,7 @@ func (f *fakeEngine) Status(now time.Time) engine.Status { return f.status }
 func (f *fakeEngine) Readiness() engine.Readiness {
 	r := engine.Readiness{Ready: f.ready,
 		Sources:    []engine.SourceStatus{{Name: "zoom", URL: "https://example.zoom.us/feed.ics?<redacted>", Loaded: true, Healthy: f.ready}},
-		Unresolved: &engine.UnresolvedSummary{Count: 1200, First: []engine.Unresolved{{Address: "ghost@contoso.com", Reason: "unknown"}}}}
+		Unresolved: &identity.UnresolvedSummary{Count: 1200, First: []identity.Unresolved{{Address: "ghost@contoso.com", Reason: "unknown"}}}}
 	if !f.ready {
 		r.Reasons = []string{"the first reconcile is not done yet"}
 	}

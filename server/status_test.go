@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/calpresence/calpresence/sync/engine"
+	"github.com/calpresence/calpresence/sync/identity"
 )
 
 // Secrets the sample status carries in places an engine should already
@@ -55,7 +56,7 @@ func sampleStatus() engine.Status {
 			{User: "carol@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000003", Kind: engine.HoldRefused,
 				Reason: "setPresence for 9a1f3c2e-0000-4000-8000-000000000003: HTTP 403 Forbidden: no Teams license", Until: now.Add(50 * time.Minute)},
 		},
-		Unresolved:      []engine.Unresolved{{Address: "ghost@partner.example", Reason: "unknown"}},
+		Unresolved:      []identity.Unresolved{{Address: "ghost@partner.example", Reason: "unknown"}},
 		UnresolvedCount: 1200, // the rest not shown
 		GraphErrors: []engine.GraphError{
 			{At: now.Add(-time.Minute), Op: "set", User: "bob@contoso.com", Status: 429, Message: "setPresence: HTTP 429 TooManyRequests"},

@@ -19,6 +19,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -73,7 +74,7 @@ type Engine struct {
 	metrics       *Metrics
 	store         Store
 	feeds         *feedSet
-	dir           *directory
+	dir           *identity.Directory
 	exec          *executor
 	started       time.Time
 	rate          float64     // presence calls per second Graph allows (0: no limit)
@@ -141,8 +142,8 @@ func New(o Options) (*Engine, error) {
 		o.Metrics = NewMetrics(nil)
 	}
 	g := o.Config.Graph
-	dir := newDirectory(o.Presence, o.Store, o.Config.Schedule.IdentityRefresh, g.MaxConcurrency, o.Logger, o.Metrics)
-	if err := dir.load(); err != nil {
+	dir := identity.New(o.Presence, o.Store, o.Config.Schedule.IdentityRefresh, g.MaxConcurrency, o.Logger, o.Metrics.forIdentity())
+	if err := dir.Load(); err != nil {
 		// Not fatal: every address is looked up again.
 		o.Logger.Warn("read resolved addresses", "err", err)
 	}
@@ -398,7 +399,7 @@ func (e *Engine) noteAddresses(matches []plan.Match, changed bool) {
 			last = a
 		}
 	}
-	e.dir.note(addrs, changed)
+	e.dir.Note(addrs, changed)
 }
 
 // resolveNew looks up, now, every address the sources and the
@@ -407,18 +408,18 @@ func (e *Engine) noteAddresses(matches []plan.Match, changed bool) {
 func (e *Engine) resolveNew(ctx context.Context) {
 	matches, _ := e.feeds.snapshot()
 	for i := range matches {
-		e.dir.lookup(matches[i].User)
+		e.dir.Lookup(matches[i].User)
 	}
 	for _, u := range e.config().ConfiguredUsers() {
-		e.dir.lookup(u)
+		e.dir.Lookup(u)
 	}
-	e.dir.resolve(ctx, e.dir.due(time.Now()))
+	e.dir.Resolve(ctx, e.dir.Due(time.Now()))
 }
 
 // resolveLoop keeps the directory answering ahead of the boundaries: it
 // resolves the addresses that spans met and could not name, and refreshes
 // the others when due, then reconciles when someone's identity changed.
-// Lookups never run on a boundary's path. Every forgetEvery, once every
+// Lookups never run on a boundary's path. Every identity.ForgetEvery, once every
 // source has been read, it has the directory forget the addresses no feed
 // names any more (forgetUnnamed).
 func (e *Engine) resolveLoop(ctx context.Context) {
@@ -427,11 +428,11 @@ func (e *Engine) resolveLoop(ctx context.Context) {
 		now := time.Now()
 		if !now.Before(nextForget) && e.startedUp() {
 			e.forgetUnnamed(now)
-			nextForget = now.Add(forgetEvery)
+			nextForget = now.Add(identity.ForgetEvery)
 		}
-		due, next := e.dir.dueAt(now)
+		due, next := e.dir.DueAt(now)
 		if len(due) > 0 {
-			if e.dir.resolve(ctx, due) {
+			if e.dir.Resolve(ctx, due) {
 				e.kickReconcile()
 			}
 			continue // failures wait for their back-off: no hot loop
@@ -443,7 +444,7 @@ func (e *Engine) resolveLoop(ctx context.Context) {
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
-		case <-e.dir.want:
+		case <-e.dir.Wanted():
 		case <-t.C:
 		}
 		t.Stop()
@@ -459,7 +460,7 @@ func (e *Engine) startedUp() bool {
 }
 
 // forgetUnnamed has the directory forget the addresses that no loaded
-// feed has named for ForgetAfter (directory.prune). The configuration's
+// feed has named for identity.ForgetAfter (directory.prune). The configuration's
 // people (fixed users and both sides of users:) are never forgotten.
 func (e *Engine) forgetUnnamed(now time.Time) {
 	matches, _ := e.feeds.snapshot()
@@ -479,7 +480,7 @@ func (e *Engine) forgetUnnamed(now time.Time) {
 	for a := range conf.userIndex {
 		keep[a] = true
 	}
-	e.dir.prune(now, named, keep)
+	e.dir.Prune(now, named, keep)
 }
 
 // kickReconcile asks Run's loop for a reconcile soon.
@@ -545,7 +546,7 @@ func (e *Engine) input(now time.Time) (plan.ReconcileInput, error) {
 func (e *Engine) view(matches []plan.Match, feedGen uint64, now time.Time, key plan.KeyFunc) ([]plan.Match, map[string][]plan.Span) {
 	sigs, sigGen := e.sig.at(now, e.log)
 	conf := e.conf.Load()
-	gen := [4]uint64{feedGen, sigGen, e.dir.generation(), conf.gen}
+	gen := [4]uint64{feedGen, sigGen, e.dir.Generation(), conf.gen}
 	e.viewMu.Lock()
 	defer e.viewMu.Unlock()
 	if e.viewCache.spans == nil || e.viewCache.gen != gen {
@@ -564,13 +565,13 @@ func (e *Engine) keyFunc() plan.KeyFunc {
 	if len(conf.onlyConfigured) > 0 {
 		allowed = make(map[string]bool)
 		for _, u := range conf.cfg.ConfiguredUsers() {
-			if id, ok := e.dir.lookup(u); ok {
+			if id, ok := e.dir.Lookup(u); ok {
 				allowed[id] = true
 			}
 		}
 	}
 	return func(m *plan.Match) (string, bool) {
-		id, ok := e.dir.lookup(m.User)
+		id, ok := e.dir.Lookup(m.User)
 		if !ok || (conf.onlyConfigured[m.Source] && !allowed[id]) {
 			return "", false
 		}
@@ -582,7 +583,7 @@ func (e *Engine) keyFunc() plan.KeyFunc {
 // any of their addresses has been read.
 func (e *Engine) knownFunc(sourcesKnown func(address string) bool) func(string) bool {
 	return func(id string) bool {
-		for _, a := range e.dir.addresses(id) {
+		for _, a := range e.dir.Addresses(id) {
 			if !sourcesKnown(a) {
 				return false
 			}
@@ -603,9 +604,9 @@ func (e *Engine) adoptMigrated(sessions map[string]state.Session) map[string]sta
 			continue
 		}
 		delete(sessions, key)
-		id, ok := e.dir.lookup(sess.Address)
+		id, ok := e.dir.Lookup(sess.Address)
 		if !ok {
-			if e.dir.isUnknown(sess.Address) {
+			if e.dir.IsUnknown(sess.Address) {
 				// Nobody to clear: a set for an address Entra does not
 				// know cannot have reached anyone.
 				e.log.Info("dropping a migrated session: its address names no Entra user", "address", sess.Address)
@@ -626,7 +627,7 @@ func (e *Engine) adoptMigrated(sessions map[string]state.Session) map[string]sta
 		if err := e.store.DeleteSession(key); err != nil {
 			e.log.Warn("adopt migrated session", "user_id", id, "err", err)
 		}
-		e.log.Info("migrated session adopted", "user", e.dir.upn(id), "address", key)
+		e.log.Info("migrated session adopted", "user", e.dir.UPN(id), "address", key)
 		sessions[id] = sess
 	}
 	return sessions
@@ -669,7 +670,7 @@ func burstOrder(actions []plan.Action) []plan.Action {
 // named fills in how each action's person is shown.
 func (e *Engine) named(actions []plan.Action) []plan.Action {
 	for i := range actions {
-		actions[i].Name = e.dir.upn(actions[i].User)
+		actions[i].Name = e.dir.UPN(actions[i].User)
 	}
 	return actions
 }
@@ -683,7 +684,7 @@ func onlyUsers(actions []plan.Action, users []string) []plan.Action {
 }
 
 // nextWake is the next time a reconcile is due: now, when a boundary fell
-// due while the last pass was still sending its calls; else the next
+// Due while the last pass was still sending its calls; else the next
 // boundary of any span or session, or the end of a retry hold. It also
 // refreshes the session and busy-user gauges.
 //

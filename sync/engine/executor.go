@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -57,7 +56,7 @@ type Result struct {
 type executor struct {
 	presence Presence
 	store    Store
-	dir      *directory
+	dir      *identity.Directory
 	gate     *gate
 	grace    time.Duration // a call in flight at shutdown may take this long
 	log      *slog.Logger
@@ -76,7 +75,7 @@ type hold struct {
 	why     string
 }
 
-func newExecutor(p Presence, st Store, dir *directory, g *gate, log *slog.Logger, m *Metrics) *executor {
+func newExecutor(p Presence, st Store, dir *identity.Directory, g *gate, log *slog.Logger, m *Metrics) *executor {
 	return &executor{presence: p, store: st, dir: dir, gate: g, log: log, metrics: m, holds: make(map[string]hold)}
 }
 
@@ -332,7 +331,7 @@ func (x *executor) undo(a plan.Action) {
 // fail logs a failed call and holds the user back as its kind requires.
 func (x *executor) fail(a plan.Action, err error, log *slog.Logger) {
 	if presence.KindOf(err) == presence.NotFound && a.Op == plan.OpSet && x.dir != nil {
-		x.dir.forget(a.User)
+		x.dir.Forget(a.User)
 	}
 	now := time.Now()
 	x.mu.Lock()
@@ -348,18 +347,18 @@ func (x *executor) fail(a plan.Action, err error, log *slog.Logger) {
 	case kind == presence.NotFound && a.Op == plan.OpSet:
 		// Graph does not know the id (a user deleted, perhaps re-created
 		// with a new id): the directory looks the person's addresses up
-		// again; this id is left alone for UnknownUserRecheck.
+		// again; this id is left alone for identity.UnknownUserRecheck.
 		if !h.unknown {
-			log.Error("user id not found in Entra; looking the person up again", "err", err, "recheck_in", UnknownUserRecheck.String())
+			log.Error("user id not found in Entra; looking the person up again", "err", err, "recheck_in", identity.UnknownUserRecheck.String())
 		}
-		x.holds[a.User] = hold{until: now.Add(UnknownUserRecheck), unknown: true, why: "user id not found"}
+		x.holds[a.User] = hold{until: now.Add(identity.UnknownUserRecheck), unknown: true, why: "user id not found"}
 	case kind == presence.Permanent && a.Op == plan.OpSet:
 		// Not retried: hold until the span it was for is over.
 		log.Error("graph refused the call; not retried for this span", "err", err)
 		x.holds[a.User] = hold{until: maxTime(a.Span.End, now.Add(time.Minute)), why: err.Error()}
 	default:
 		h.tries++
-		wait := backoff(h.tries)
+		wait := presence.Backoff(h.tries)
 		var pe *presence.Error
 		if errors.As(err, &pe) && pe.RetryAfter > 0 {
 			wait = pe.RetryAfter
@@ -380,27 +379,7 @@ func (x *executor) clearHold(user string) {
 }
 
 func (x *executor) count(op string, err error) {
-	x.metrics.GraphRequests.WithLabelValues(op, statusCode(err)).Inc()
-}
-
-// statusCode is the code label of a Graph call's outcome: its HTTP status,
-// "0" for a transport error.
-func statusCode(err error) string {
-	if err == nil {
-		return "200"
-	}
-	var pe *presence.Error
-	if errors.As(err, &pe) && pe.Status != 0 {
-		return strconv.Itoa(pe.Status)
-	}
-	return "0"
-}
-
-// backoff is a jittered exponential delay: 1s, 2s, 4s … capped at 5 min.
-func backoff(tries int) time.Duration {
-	d := time.Second << min(tries-1, 9)
-	d = min(d, 5*time.Minute)
-	return d/2 + rand.N(d/2+1)
+	x.metrics.GraphRequests.WithLabelValues(op, presence.StatusCode(err)).Inc()
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -81,7 +81,7 @@ func TestEngineUnknownUserIsSkipped(t *testing.T) {
 		h.stop()
 		h.want("10m0s set alice@contoso.com InAConferenceCall 30m0s", "1h0m0s set alice@contoso.com InAConferenceCall 30m0s")
 		// Looked up when the feed was first read, then not again before
-		// UnknownUserRecheck is over (at 1h).
+		// identity.UnknownUserRecheck is over (at 1h).
 		if n := graph.lookupsOf("ghost@contoso.com"); n != 2 {
 			t.Errorf("unknown address looked up %d times in 90m; want 2", n)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/sync/identity"
 )
 
 // churn is the size of TestEngineBoundedGrowth's calendar: every day,
@@ -61,11 +62,9 @@ type directorySizes struct {
 }
 
 func (h *harness) directorySizes() directorySizes {
-	d := h.eng.dir
-	d.mu.Lock()
-	s := directorySizes{seen: len(d.seen), known: len(d.known), byID: len(d.byID), failed: len(d.failed),
-		reported: len(d.reported), recheck: len(d.recheck)}
-	d.mu.Unlock()
+	z := h.eng.dir.Sizes()
+	s := directorySizes{seen: z.Seen, known: z.Known, byID: z.ByID, failed: z.Failed,
+		reported: z.Reported, recheck: z.Recheck}
 	ids, err := h.store.Identities()
 	if err != nil {
 		h.t.Fatal(err)
@@ -81,9 +80,9 @@ func (s directorySizes) String() string {
 
 // TestEngineBoundedGrowth runs the engine for 30 simulated days on a
 // partners' calendar whose attendees are new every day (200 external
-// addresses a day, one in five unknown to Entra). What the worker keeps of
+// Addresses a day, one in five unknown to Entra). What the worker keeps of
 // addresses, in memory and in the state, stays bounded by the addresses of
-// the last ForgetAfter (plus the feed's look ahead) and the configured
+// the last identity.ForgetAfter (plus the feed's look ahead) and the configured
 // people: nothing grows with the days. An unknown address costs a handful
 // of lookups over its life, not one an hour. BENCHMARKS.md ("Bounded
 // growth") records the figures it logs.
@@ -113,11 +112,11 @@ func TestEngineBoundedGrowth(t *testing.T) {
 		h.start(cfg)
 
 		// An address of day k is named until the feed changes on day k+1
-		// and forgotten ForgetAfter later, at the next hourly sweep: just
+		// and forgotten identity.ForgetAfter later, at the next hourly sweep: just
 		// after a change, the addresses of 9 days (days D-8 to D) at most,
 		// and the configured people.
 		const configured = 2 // alice (fixed), ceo@contoso.com (users:)
-		days := int(ForgetAfter/(24*time.Hour)) + 2
+		days := int(identity.ForgetAfter/(24*time.Hour)) + 2
 		bound := days*churnPerDay + configured
 		var figures []string
 	days:

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -19,6 +18,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -44,12 +44,12 @@ func TestSpansMergeOnePersonsSpellings(t *testing.T) {
 	for i, a := range spellings {
 		for _, b := range spellings[i+1:] {
 			t.Run(a+"+"+b, func(t *testing.T) {
-				d := newDirectory(&fakePresence{people: tenant}, NewMemStore(), time.Hour, 4, slog.New(slog.DiscardHandler), NewMetrics(nil))
+				d := identity.New(&fakePresence{people: tenant}, NewMemStore(), time.Hour, 4, slog.New(slog.DiscardHandler), NewMetrics(nil).forIdentity())
 				for _, addr := range []string{a, b} {
-					d.lookup(addr)
+					d.Lookup(addr)
 				}
-				d.resolve(context.Background(), d.due(time.Now())) // the clock the directory met them by
-				key := func(m *plan.Match) (string, bool) { return d.lookup(m.User) }
+				d.Resolve(context.Background(), d.Due(time.Now())) // the clock the directory met them by
+				key := func(m *plan.Match) (string, bool) { return d.Lookup(m.User) }
 				zoom := plan.Match{User: config.NormalizeAddress(a), Source: "zoom", Occ: occ("z", 0, 15*minute), Pair: conf}
 				google := plan.Match{User: config.NormalizeAddress(b), Source: "google", Occ: occ("g", 5*minute, 6*minute), Pair: inCall}
 				spans := plan.Spans([]plan.Match{zoom, google}, 2*minute, key)
@@ -60,7 +60,7 @@ func TestSpansMergeOnePersonsSpellings(t *testing.T) {
 				if !s.Start.Equal(t0) || !s.End.Equal(t0.Add(15*minute)) || s.Pair != conf || len(s.Events()) != 2 {
 					t.Errorf("span = %+v; want 15:00-15:15 InAConferenceCall with both events", s)
 				}
-				if got := d.upn(frankID); got != "frank@contoso.com" && !(a == frankID || a == strings.ToUpper(frankID)) {
+				if got := d.UPN(frankID); got != "frank@contoso.com" && !(a == frankID || a == strings.ToUpper(frankID)) {
 					t.Errorf("upn(%s) = %q; want frank@contoso.com", frankID, got)
 				}
 			})
@@ -323,37 +323,6 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 	})
 }
 
-// TestDirectoryForbiddenLookupIsNotUnknown: a 403 on a lookup (the app
-// lacks User.Read.All) says nothing of the address: it is retried with
-// back-off and reported as a consent problem, not as "no such user".
-func TestDirectoryForbiddenLookupIsNotUnknown(t *testing.T) {
-	var logs strings.Builder
-	refuse := true
-	p := &fakePresence{people: tenant, resolveErr: func(string) error {
-		if refuse {
-			return &presence.Error{Op: "resolveUser", Status: 403, Kind: presence.Permanent, Message: "Authorization_RequestDenied"}
-		}
-		return nil
-	}}
-	d := newDirectory(p, NewMemStore(), time.Hour, 4, slog.New(slog.NewTextHandler(&logs, nil)), NewMetrics(nil))
-	d.lookup("frank@contoso.com")
-	d.resolve(context.Background(), d.due(time.Now()))
-	if d.isUnknown("frank@contoso.com") {
-		t.Error("a 403 marked the address unknown")
-	}
-	if got := d.unresolved(); len(got) != 1 || !strings.Contains(got[0].Reason, "403") {
-		t.Errorf("unresolved() = %v; want frank with the 403", got)
-	}
-	if !strings.Contains(logs.String(), "User.Read.All") {
-		t.Errorf("the log does not name the missing permission:\n%s", logs.String())
-	}
-	refuse = false
-	d.resolve(context.Background(), []string{"frank@contoso.com"})
-	if id, ok := d.lookup("frank@contoso.com"); !ok || id != frankID {
-		t.Errorf("after consent: lookup = %q, %v; want %s", id, ok, frankID)
-	}
-}
-
 // TestEngineKeepsSpansUntilSomethingChanges: a boundary's reconcile does not
 // rebuild every person's spans; a feed change or a new identity does.
 func TestEngineKeepsSpansUntilSomethingChanges(t *testing.T) {
@@ -457,75 +426,6 @@ func TestEngineUnknownAddressBacksOff(t *testing.T) {
 	})
 }
 
-// TestDirectoryForgetsUnnamedAddresses: an address no feed names is
-// forgotten ForgetAfter after it was last named (or, loaded from the state
-// and not met since, last looked up), in memory and in the state; one a
-// feed names, or the configuration, never is, however old its answer.
-func TestDirectoryForgetsUnnamedAddresses(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		now := time.Now()
-		day := 24 * time.Hour
-		st := NewMemStore()
-		if err := st.PutIdentities([]state.Identity{
-			{Address: "old@partner.example", ID: "id-old", CheckedAt: now.Add(-8 * day)},
-			{Address: "recent@partner.example", Unknown: true, CheckedAt: now.Add(-day), UnknownSince: now.Add(-3 * day)},
-			{Address: "named@partner.example", ID: "id-named", CheckedAt: now.Add(-30 * day)},
-			{Address: "ceo@contoso.com", ID: "id-ceo", CheckedAt: now.Add(-30 * day)},
-			{Address: "carried@contoso.com", ID: "id-carried"}, // schema 1: no CheckedAt
-		}); err != nil {
-			t.Fatal(err)
-		}
-		d := newDirectory(&fakePresence{}, st, day, 4, slog.New(slog.DiscardHandler), NewMetrics(nil))
-		if err := d.load(); err != nil {
-			t.Fatal(err)
-		}
-		d.lookup("met@partner.example") // a webhook's participant, say
-		named := map[string]bool{"named@partner.example": true}
-		keep := map[string]bool{"ceo@contoso.com": true}
-		stored := func() []string {
-			ids, _ := st.Identities()
-			return slices.Sorted(maps.Keys(ids))
-		}
-
-		if got, want := d.prune(now, named, keep), []string{"old@partner.example"}; !slices.Equal(got, want) {
-			t.Errorf("prune at start = %v; want %v", got, want)
-		}
-		if got, want := stored(), []string{"carried@contoso.com", "ceo@contoso.com", "named@partner.example", "recent@partner.example"}; !slices.Equal(got, want) {
-			t.Errorf("identities stored after the first prune = %v; want %v", got, want)
-		}
-		// The answer for a named address is old: it is refreshed, not
-		// forgotten; the one for recent@ (unknown, no feed names it) is not
-		// looked up again.
-		if got, want := d.due(now), []string{"met@partner.example", "named@partner.example"}; !slices.Equal(got, want) {
-			t.Errorf("due = %v; want %v", got, want)
-		}
-
-		time.Sleep(ForgetAfter - time.Minute)
-		if got := d.prune(time.Now(), named, keep); !slices.Equal(got, []string{"recent@partner.example"}) {
-			t.Errorf("prune a minute before a week is over = %v; want recent@partner.example (unnamed, looked up 8 days ago)", got)
-		}
-		time.Sleep(time.Minute)
-		want := []string{"carried@contoso.com", "met@partner.example"}
-		if got := d.prune(time.Now(), named, keep); !slices.Equal(got, want) {
-			t.Errorf("prune a week after start = %v; want %v", got, want)
-		}
-		if got, want := stored(), []string{"ceo@contoso.com", "named@partner.example"}; !slices.Equal(got, want) {
-			t.Errorf("identities stored a week after start = %v; want %v", got, want)
-		}
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if got, want := slices.Sorted(maps.Keys(d.known)), []string{"ceo@contoso.com", "named@partner.example"}; !slices.Equal(got, want) {
-			t.Errorf("known a week after start = %v; want %v", got, want)
-		}
-		if got, want := slices.Sorted(maps.Keys(d.seen)), []string{"named@partner.example"}; !slices.Equal(got, want) {
-			t.Errorf("seen a week after start = %v; want %v", got, want)
-		}
-		if _, ok := d.byID["id-old"]; ok {
-			t.Error("byID still names the forgotten old@partner.example")
-		}
-	})
-}
-
 // TestEngineSummarisesUnresolved: /readyz counts the addresses that name
 // nobody and names the first few by address, not all of them; the status
 // page lists more, but not without bound either.
@@ -553,8 +453,8 @@ func TestEngineSummarisesUnresolved(t *testing.T) {
 		st := h.eng.Status(time.Now())
 		h.stop()
 
-		if r.Unresolved == nil || r.Unresolved.Count != ghosts || len(r.Unresolved.First) != UnresolvedShown {
-			t.Fatalf("Readiness().Unresolved = %+v; want %d counted, the first %d named", r.Unresolved, ghosts, UnresolvedShown)
+		if r.Unresolved == nil || r.Unresolved.Count != ghosts || len(r.Unresolved.First) != identity.UnresolvedShown {
+			t.Fatalf("Readiness().Unresolved = %+v; want %d counted, the first %d named", r.Unresolved, ghosts, identity.UnresolvedShown)
 		}
 		for i, u := range r.Unresolved.First {
 			if u.Address != want[i] || u.Reason != "unknown" {
@@ -581,45 +481,4 @@ func TestEngineSummarisesUnresolved(t *testing.T) {
 				len(st.Unresolved), st.UnresolvedCount, st.Unresolved[:1], MaxUnresolved, ghosts)
 		}
 	})
-}
-
-// racingStore answers a lookup (as the resolver, woken by forget, may)
-// just before each delete of identities reaches the store.
-type racingStore struct {
-	*MemStore
-	before func()
-}
-
-func (s *racingStore) DeleteIdentity(address string) error {
-	s.before()
-	return s.MemStore.DeleteIdentity(address)
-}
-
-func (s *racingStore) DeleteIdentities(addresses []string) error {
-	s.before()
-	return s.MemStore.DeleteIdentities(addresses)
-}
-
-// TestDirectoryForgetKeepsAnAnswerThatRaced: Graph answers 404 for an id;
-// the directory forgets its addresses and wakes the resolver, which may
-// look one up again and store the new answer before forget's delete
-// reaches the state. The new answer must stay stored (a restart would
-// otherwise look it up again, or worse, keep an older one).
-func TestDirectoryForgetKeepsAnAnswerThatRaced(t *testing.T) {
-	const newID = "44444444-4444-4444-4444-444444444444"
-	people := map[string]presence.Person{"frank@contoso.com": {ID: frankID, UPN: "frank@contoso.com"}}
-	st := &racingStore{MemStore: NewMemStore()}
-	d := newDirectory(&fakePresence{people: people}, st, time.Hour, 4, slog.New(slog.DiscardHandler), NewMetrics(nil))
-	d.lookup("frank@contoso.com")
-	d.resolve(context.Background(), d.due(time.Now()))
-	people["frank@contoso.com"] = presence.Person{ID: newID, UPN: "frank@contoso.com"}
-	st.before = func() { d.resolve(context.Background(), d.due(time.Now())) } // the resolver, first
-	d.forget(frankID)
-	if id, ok := d.lookup("frank@contoso.com"); !ok || id != newID {
-		t.Fatalf("lookup after forget = %q, %v; want %s", id, ok, newID)
-	}
-	ids, _ := st.Identities()
-	if got := ids["frank@contoso.com"]; got.ID != newID {
-		t.Errorf("stored identity = %+v; want the new id %s (resolved while forget was deleting)", got, newID)
-	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -87,4 +88,9 @@ func (m *Metrics) ResetGauges() {
 	for _, g := range []prometheus.Gauge{m.Sessions, m.UsersBusy, m.ClearsPending} {
 		g.Set(0)
 	}
+}
+
+// forIdentity is the part of m the address directory updates.
+func (m *Metrics) forIdentity() *identity.Metrics {
+	return &identity.Metrics{GraphRequests: m.GraphRequests, Addresses: m.Addresses}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -50,7 +51,7 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest) ([]Result, error
 func (e *Engine) people(ctx context.Context, addresses []string) ([]string, error) {
 	var ids []string
 	for _, a := range addresses {
-		id, err := e.dir.person(ctx, a)
+		id, err := e.dir.Person(ctx, a)
 		if err != nil {
 			return nil, err
 		}
@@ -120,9 +121,9 @@ type Readiness struct {
 	Reasons []string `json:"reasons,omitempty"`
 	// Degraded are what wants a look although the worker is ready: failing
 	// or stale sources, people held back, addresses naming nobody.
-	Degraded   []string           `json:"degraded,omitempty"`
-	Sources    []SourceStatus     `json:"sources"`
-	Unresolved *UnresolvedSummary `json:"unresolved_addresses,omitempty"`
+	Degraded   []string                    `json:"degraded,omitempty"`
+	Sources    []SourceStatus              `json:"sources"`
+	Unresolved *identity.UnresolvedSummary `json:"unresolved_addresses,omitempty"`
 	// Reload is the outcome of the last reload of the configuration (nil:
 	// none since start). The daemon fills it in: a configuration it
 	// refused never reached the engine.
@@ -140,7 +141,7 @@ type Readiness struct {
 // Once ready, what is degraded is listed but does not make it unready.
 func (e *Engine) Readiness() Readiness {
 	now := time.Now()
-	r := Readiness{Sources: e.feeds.statuses(), Unresolved: summarizeUnresolved(e.dir.unresolved())}
+	r := Readiness{Sources: e.feeds.statuses(), Unresolved: identity.SummarizeUnresolved(e.dir.Unresolved())}
 	e.mu.Lock()
 	ready := e.ready
 	e.mu.Unlock()
@@ -175,4 +176,4 @@ func (e *Engine) Readiness() Readiness {
 
 // Unresolved lists the calendar addresses met since start that name no
 // Entra user yet (unknown, ambiguous, or a lookup failing), for /readyz.
-func (e *Engine) Unresolved() []Unresolved { return e.dir.unresolved() }
+func (e *Engine) Unresolved() []identity.Unresolved { return e.dir.Unresolved() }

@@ -12,7 +12,7 @@ import (
 // source) ordered by time and hands due sources to a fixed pool of
 // workers: no goroutine or timer per source, and at most
 // schedule.fetch_concurrency fetches in flight however many sources fall
-// due together. Each source polls at its interval on a phase of its own, so
+// Due together. Each source polls at its interval on a phase of its own, so
 // that 10,000 sources with one interval are read a few at a time across
 // the interval instead of all at the same instant.
 

@@ -109,7 +109,7 @@ func (e *Engine) applyReload(cfg *config.Config, m *plan.Matcher) (ReloadReport,
 	}
 	e.conf.Store(newSettings(cfg, old.gen+1, removed))
 	for _, u := range cfg.ConfiguredUsers() {
-		e.dir.lookup(u) // new people are looked up off the boundaries' path
+		e.dir.Lookup(u) // new people are looked up off the boundaries' path
 	}
 	if len(report.Removed) > 0 {
 		e.feeds.pruneStored()

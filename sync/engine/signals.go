@@ -490,11 +490,11 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 			return SignalIgnored, nil
 		}
 		addr := e.target(s.Email)
-		if _, ok := e.dir.lookup(addr); !ok {
+		if _, ok := e.dir.Lookup(addr); !ok {
 			// Not met in any feed yet (an unscheduled call): look it up now,
 			// off the boundary path (the webhook is answered already).
-			e.dir.resolve(ctx, []string{addr})
-			if _, ok := e.dir.lookup(addr); !ok {
+			e.dir.Resolve(ctx, []string{addr})
+			if _, ok := e.dir.Lookup(addr); !ok {
 				log.Info("live meeting signal ignored: the participant's address names no Entra user (yet)")
 				return SignalIgnored, nil
 			}

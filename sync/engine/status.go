@@ -11,6 +11,7 @@ import (
 
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -30,7 +31,7 @@ type Status struct {
 	Held []HeldPerson
 	// Unresolved are calendar addresses that name no Entra user (yet):
 	// the first MaxUnresolved by address, of UnresolvedCount.
-	Unresolved      []Unresolved
+	Unresolved      []identity.Unresolved
 	UnresolvedCount int
 	// GraphErrors are the last failed Graph calls, newest first.
 	GraphErrors []GraphError
@@ -127,7 +128,7 @@ const MaxUnresolved = 200
 // directory has not met yet for the resolver.)
 func (e *Engine) Status(now time.Time) Status {
 	st := Status{Now: now, Sources: e.feeds.statuses(), GraphErrors: e.exec.recent.list()}
-	unresolved := e.dir.unresolved()
+	unresolved := e.dir.Unresolved()
 	st.Unresolved, st.UnresolvedCount = unresolved[:min(len(unresolved), MaxUnresolved)], len(unresolved)
 	if sigs := e.Signals(); len(sigs) > MaxTransitions {
 		st.Signals = sigs[:MaxTransitions]
@@ -159,7 +160,7 @@ func (e *Engine) Status(now time.Time) Status {
 	}
 	horizon := now.Add(e.config().Schedule.Horizon)
 	for id, ss := range spans {
-		upn := e.dir.upn(id)
+		upn := e.dir.UPN(id)
 		if s, ok := plan.SpanAt(ss, now); ok {
 			st.Busy = append(st.Busy, BusyPerson{User: upn, UserID: id, Availability: s.Pair.Availability, Activity: s.Pair.Activity,
 				Since: s.Start, Until: s.End, Meetings: meetings(s, now)})
@@ -186,7 +187,7 @@ func (e *Engine) Status(now time.Time) Status {
 		lastStatus[st.GraphErrors[i].UserID] = st.GraphErrors[i].Status
 	}
 	for id, h := range e.exec.holdsAt(now) {
-		hp := HeldPerson{User: e.dir.upn(id), UserID: id, Reason: h.why, Until: h.until, Tries: h.tries}
+		hp := HeldPerson{User: e.dir.UPN(id), UserID: id, Reason: h.why, Until: h.until, Tries: h.tries}
 		switch code := lastStatus[id]; {
 		case h.unknown:
 			hp.Kind = HoldUnknown
@@ -204,7 +205,7 @@ func (e *Engine) Status(now time.Time) Status {
 	if sessions, err := e.store.Sessions(); err == nil || errors.As(err, new(*state.BadRecordsError)) {
 		for id, sess := range sessions {
 			if sess.HeldAt(now) {
-				st.Held = append(st.Held, HeldPerson{User: e.dir.upn(id), UserID: id, Kind: HoldOperator, Reason: operatorHold, Until: sess.HeldUntil})
+				st.Held = append(st.Held, HeldPerson{User: e.dir.UPN(id), UserID: id, Kind: HoldOperator, Reason: operatorHold, Until: sess.HeldUntil})
 			}
 		}
 	}

@@ -1,4 +1,7 @@
-package engine
+// Package identity maps calendar addresses to people (Entra object ids):
+// resolution ahead of the boundaries, the one cache of the answers, their
+// refresh and invalidation.
+package identity
 
 import (
 	"context"
@@ -12,7 +15,29 @@ import (
 
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
+	"github.com/prometheus/client_golang/prometheus"
 )
+
+// Resolver names the Entra user behind a calendar address (UPN, mail or
+// proxy address, any case; an object id). It caches nothing: the
+// Directory is the cache.
+type Resolver interface {
+	ResolveUser(ctx context.Context, address string) (presence.Person, error)
+}
+
+// Store keeps what Entra said of each address across restarts.
+type Store interface {
+	Identities() (map[string]state.Identity, error)
+	PutIdentities([]state.Identity) error
+	DeleteIdentity(address string) error
+}
+
+// Metrics are the collectors the Directory updates (the engine registers
+// them).
+type Metrics struct {
+	GraphRequests *prometheus.CounterVec // op, code
+	Addresses     *prometheus.GaugeVec   // state: resolved|unknown|pending
+}
 
 // An address Entra does not know is looked up again with back-off: first
 // after UnknownUserRecheck, then each time after as long as it has been
@@ -34,31 +59,31 @@ const (
 // that; an address named again later is simply looked up again.
 const ForgetAfter = 7 * 24 * time.Hour
 
-// forgetEvery is how often the resolver looks for addresses to forget,
+// ForgetEvery is how often the resolver looks for addresses to forget,
 // and notes those still named.
-const forgetEvery = time.Hour
+const ForgetEvery = time.Hour
 
 // idleAfter: an address no feed has named for longer than this is not
 // looked up again (refreshed, or rechecked when unknown) until one names it
 // again, and forgotten after ForgetAfter. Two sweeps, so that an address
 // named all along never counts as idle between them.
-const idleAfter = 2 * forgetEvery
+const idleAfter = 2 * ForgetEvery
 
 // reObjectID matches an Entra object id (a GUID).
 var reObjectID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
-// directory maps calendar addresses to people (Entra object ids). It is the
+// Directory maps calendar addresses to people (Entra object ids). It is the
 // one owner of that mapping: answers are kept durably in the state (so a
 // restart knows everyone before Graph answers a lookup), looked up again
 // every refresh, and dropped when Graph says an id is gone.
 //
 // Addresses are resolved ahead of any boundary: building spans asks the
-// directory (lookup, memory only) and notes the addresses it cannot answer
+// Directory (lookup, memory only) and notes the addresses it cannot answer
 // yet; the engine's resolver resolves them (resolve) and reconciles again.
 // A person the directory cannot name yet is simply not acted on: nobody
 // else waits for them.
-type directory struct {
-	presence    Presence
+type Directory struct {
+	resolver    Resolver
 	store       Store
 	log         *slog.Logger
 	metrics     *Metrics
@@ -94,19 +119,19 @@ type lookupFailure struct {
 	err     string
 }
 
-func newDirectory(p Presence, st Store, refresh time.Duration, concurrency int, log *slog.Logger, m *Metrics) *directory {
+func New(p Resolver, st Store, refresh time.Duration, concurrency int, log *slog.Logger, m *Metrics) *Directory {
 	if refresh <= 0 {
 		refresh = 24 * time.Hour
 	}
-	return &directory{presence: p, store: st, log: log, metrics: m, refresh: refresh, concurrency: max(concurrency, 1),
+	return &Directory{resolver: p, store: st, log: log, metrics: m, refresh: refresh, concurrency: max(concurrency, 1),
 		known: make(map[string]state.Identity), byID: make(map[string][]string), failed: make(map[string]lookupFailure),
 		seen: make(map[string]time.Time), since: time.Now(),
 		reported: make(map[string]time.Time), recheck: make(map[string]bool), want: make(chan struct{}, 1)}
 }
 
-// load reads the identities kept in the state. Records that do not decode
+// Load reads the identities kept in the state. Records that do not decode
 // are skipped (they are looked up again) and reported in the error.
-func (d *directory) load() error {
+func (d *Directory) Load() error {
 	ids, err := d.store.Identities()
 	if bad := (*state.BadRecordsError)(nil); err != nil && !errors.As(err, &bad) {
 		return err
@@ -120,11 +145,11 @@ func (d *directory) load() error {
 	return err
 }
 
-// lookup returns the person address names, from memory. An object id
+// Lookup returns the person address names, from memory. An object id
 // names itself, as is: it needs no lookup (a wrong one is answered 404 by
 // setPresence, and held back). Another address not yet resolved is noted
 // for the resolver and reported as unknown for now.
-func (d *directory) lookup(address string) (id string, ok bool) {
+func (d *Directory) Lookup(address string) (id string, ok bool) {
 	a := state.NormalizeAddress(address)
 	if reObjectID.MatchString(a) {
 		return a, true
@@ -138,10 +163,10 @@ func (d *directory) lookup(address string) (id string, ok bool) {
 	return "", false
 }
 
-// note meets the addresses a feed's new matches name, as lookup does; when
+// Note meets the addresses a feed's new matches name, as lookup does; when
 // the feed changed (new content), those Entra did not know are looked up
 // again at once rather than at the end of their back-off.
-func (d *directory) note(addresses []string, changed bool) {
+func (d *Directory) Note(addresses []string, changed bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, address := range addresses {
@@ -159,7 +184,7 @@ func (d *directory) note(addresses []string, changed bool) {
 
 // meet notes address a, normalised, for the resolver if it is new. d.mu
 // must be held.
-func (d *directory) meet(a string) {
+func (d *Directory) meet(a string) {
 	if _, ok := d.seen[a]; !ok {
 		d.seen[a] = time.Now()
 		d.signal()
@@ -169,7 +194,7 @@ func (d *directory) meet(a string) {
 // unknownWait is how long after its last lookup the unknown address of
 // idn is looked up again: as long as it has been unknown, within
 // [UnknownUserRecheck, UnknownUserRecheckMax], both capped by the refresh.
-func (d *directory) unknownWait(idn state.Identity) time.Duration {
+func (d *Directory) unknownWait(idn state.Identity) time.Duration {
 	first := min(UnknownUserRecheck, d.refresh)
 	last := max(first, min(UnknownUserRecheckMax, d.refresh))
 	since := idn.UnknownSince
@@ -180,7 +205,7 @@ func (d *directory) unknownWait(idn state.Identity) time.Duration {
 }
 
 // set records what Entra said of idn.Address. d.mu must be held.
-func (d *directory) set(idn state.Identity) {
+func (d *Directory) set(idn state.Identity) {
 	if old, ok := d.known[idn.Address]; !ok || old.ID != idn.ID || old.Unknown != idn.Unknown {
 		d.gen++
 	}
@@ -194,7 +219,7 @@ func (d *directory) set(idn state.Identity) {
 }
 
 // drop forgets address. d.mu must be held.
-func (d *directory) drop(address string) {
+func (d *Directory) drop(address string) {
 	old, ok := d.known[address]
 	if !ok {
 		return
@@ -208,24 +233,24 @@ func (d *directory) drop(address string) {
 	}
 }
 
-// isUnknown reports whether Entra said address names nobody.
-func (d *directory) isUnknown(address string) bool {
+// IsUnknown reports whether Entra said address names nobody.
+func (d *Directory) IsUnknown(address string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.known[state.NormalizeAddress(address)].Unknown
 }
 
-// generation changes whenever an address comes to name another person, or
+// Generation changes whenever an address comes to name another person, or
 // none: what is keyed by person (the engine's spans) must be rebuilt then.
-func (d *directory) generation() uint64 {
+func (d *Directory) Generation() uint64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.gen
 }
 
-// upn returns how a person is shown: their UPN when known, else one of
+// UPN returns how a person is shown: their UPN when known, else one of
 // their addresses, else the id.
-func (d *directory) upn(id string) string {
+func (d *Directory) UPN(id string) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	as := d.byID[id]
@@ -240,35 +265,54 @@ func (d *directory) upn(id string) string {
 	return id
 }
 
-// addresses returns the known addresses of the person id, sorted.
-func (d *directory) addresses(id string) []string {
+// Addresses returns the known addresses of the person id, sorted.
+func (d *Directory) Addresses(id string) []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return slices.Clone(d.byID[id])
 }
 
+// Wanted is ready when an address waits for a lookup: the resolver's
+// cue to call Due and Resolve.
+func (d *Directory) Wanted() <-chan struct{} { return d.want }
+
+// Sizes counts what the directory holds in memory, map by map: each must
+// stay bounded however long the daemon runs and however many attendees
+// come and go (the engine's growth test reads it).
+type Sizes struct {
+	Seen, Known, ByID, Failed, Reported, Recheck int
+}
+
+// Sizes returns the current Sizes.
+func (d *Directory) Sizes() Sizes {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return Sizes{Seen: len(d.seen), Known: len(d.known), ByID: len(d.byID), Failed: len(d.failed),
+		Reported: len(d.reported), Recheck: len(d.recheck)}
+}
+
 // signal wakes the resolver. d.mu must be held.
-func (d *directory) signal() {
+func (d *Directory) signal() {
 	select {
 	case d.want <- struct{}{}:
 	default:
 	}
 }
 
-// due returns the addresses met since start that need a lookup at now:
+// Due returns the addresses met since start that need a lookup at now:
 // never resolved, due for their refresh, unknown and at the end of their
 // back-off (unknownWait) or named by a feed that changed, or whose last
 // failure's back-off has passed. An address no feed names any more
 // (idleAfter) needs none.
-func (d *directory) due(now time.Time) []string {
-	out, _ := d.dueAt(now)
+func (d *Directory) Due(now time.Time) []string {
+	out, _ := d.DueAt(now)
 	return out
 }
 
-// dueAt returns the addresses due at now (see due), sorted, and the
+// DueAt returns the addresses due at now (see due), sorted, and the
 // earliest time one of the others falls due (zero: none is waiting), in
 // one pass over them: the resolver asks every minute.
-func (d *directory) dueAt(now time.Time) (out []string, next time.Time) {
+func (d *Directory) DueAt(now time.Time) (out []string, next time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for a, named := range d.seen {
@@ -298,16 +342,16 @@ func (d *directory) dueAt(now time.Time) (out []string, next time.Time) {
 	return out, next
 }
 
-// resolve looks the addresses up in Entra, at most d.concurrency at a time,
+// Resolve looks the addresses up in Entra, at most d.concurrency at a time,
 // and keeps the answers. It reports whether any address now names another
-// person than before (or a person where it named none), so the caller knows
+// Person than before (or a person where it named none), so the caller knows
 // to reconcile again.
 //
 // A transient failure (throttling, 5xx, a timeout) keeps what was known
 // (an id resolved yesterday is still the best answer) and retries with
 // back-off; "no such user" is kept as unknown and reported once per
 // refresh; an ambiguous address is reported likewise.
-func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) {
+func (d *Directory) Resolve(ctx context.Context, addrs []string) (changed bool) {
 	if len(addrs) == 0 {
 		return false
 	}
@@ -316,14 +360,21 @@ func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) 
 		err error
 	}
 	answers := make([]answer, len(addrs))
-	parallel(len(addrs), d.concurrency, func(i int) {
-		p, err := d.presence.ResolveUser(ctx, addrs[i])
-		if err == nil {
-			p.ID = strings.ToLower(p.ID)
-		}
-		answers[i] = answer{p, err}
-		d.metrics.GraphRequests.WithLabelValues("resolveUser", statusCode(err)).Inc()
-	})
+	sem := make(chan struct{}, d.concurrency)
+	var wg sync.WaitGroup
+	for i := range addrs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			p, err := d.resolver.ResolveUser(ctx, addrs[i])
+			if err == nil {
+				p.ID = strings.ToLower(p.ID)
+			}
+			answers[i] = answer{p, err}
+			d.metrics.GraphRequests.WithLabelValues("resolveUser", presence.StatusCode(err)).Inc()
+		})
+	}
+	wg.Wait()
 	now := time.Now()
 	var (
 		puts     []state.Identity
@@ -371,7 +422,7 @@ func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) 
 		default:
 			f := d.failed[a]
 			f.tries++
-			wait := backoff(f.tries)
+			wait := presence.Backoff(f.tries)
 			var pe *presence.Error
 			if errors.As(ans.err, &pe) && pe.RetryAfter > 0 {
 				wait = pe.RetryAfter
@@ -402,13 +453,13 @@ func (d *directory) resolve(ctx context.Context, addrs []string) (changed bool) 
 	return changed
 }
 
-// prune notes that the addresses in named (normalised) are named at now,
+// Prune notes that the addresses in named (normalised) are named at now,
 // and forgets every address that none has named for ForgetAfter, but for
 // those in keep (the configuration's people, never forgotten): in memory,
 // then in the state. An address met since start counts from when it was
 // last named (or first met); one only loaded from the state, from its last
 // lookup. It returns the addresses forgotten.
-func (d *directory) prune(now time.Time, named, keep map[string]bool) []string {
+func (d *Directory) Prune(now time.Time, named, keep map[string]bool) []string {
 	d.mu.Lock()
 	for a := range named {
 		if !reObjectID.MatchString(a) {
@@ -474,7 +525,7 @@ func forbidden(err error) bool {
 // reportMerge logs, at Info, that address turned out to name a person
 // already known under other addresses: they are one presence. d.mu must be
 // held.
-func (d *directory) reportMerge(address string, idn state.Identity) {
+func (d *Directory) reportMerge(address string, idn state.Identity) {
 	others := slices.DeleteFunc(slices.Clone(d.byID[idn.ID]), func(a string) bool { return a == address })
 	if len(others) == 0 {
 		return
@@ -482,10 +533,10 @@ func (d *directory) reportMerge(address string, idn state.Identity) {
 	d.log.Info("addresses name one person; merged into one presence", "user", idn.UPN, "address", address, "also", others)
 }
 
-// forget drops every address that maps to id: Graph answered 404 for it (a
+// Forget drops every address that maps to id: Graph answered 404 for it (a
 // user deleted, perhaps re-created with a new id). They are looked up again
 // at once.
-func (d *directory) forget(id string) {
+func (d *Directory) Forget(id string) {
 	d.mu.Lock()
 	gone := slices.Clone(d.byID[id])
 	for _, a := range gone {
@@ -506,10 +557,10 @@ func (d *directory) forget(id string) {
 }
 
 // unstore deletes from the state the identities of addresses, which the
-// directory has just dropped from memory. One the resolver answered again
+// Directory has just dropped from memory. One the resolver answered again
 // meanwhile is stored again: the resolver stores an answer after it sets it
 // in memory, and its put may have come before this delete.
-func (d *directory) unstore(addresses []string) error {
+func (d *Directory) unstore(addresses []string) error {
 	var err error
 	if st, ok := d.store.(interface{ DeleteIdentities([]string) error }); ok {
 		err = st.DeleteIdentities(addresses)
@@ -532,15 +583,15 @@ func (d *directory) unstore(addresses []string) error {
 	return err
 }
 
-// person resolves address now if it is not known yet (an operator's
+// Person resolves address now if it is not known yet (an operator's
 // -user), else answers from memory.
-func (d *directory) person(ctx context.Context, address string) (string, error) {
-	if id, ok := d.lookup(address); ok {
+func (d *Directory) Person(ctx context.Context, address string) (string, error) {
+	if id, ok := d.Lookup(address); ok {
 		return id, nil
 	}
 	a := state.NormalizeAddress(address)
-	d.resolve(ctx, []string{a})
-	if id, ok := d.lookup(a); ok {
+	d.Resolve(ctx, []string{a})
+	if id, ok := d.Lookup(a); ok {
 		return id, nil
 	}
 	d.mu.Lock()
@@ -572,16 +623,16 @@ type UnresolvedSummary struct {
 	First []Unresolved `json:"first"`
 }
 
-// summarizeUnresolved is all's summary for /readyz; nil when all is empty.
-func summarizeUnresolved(all []Unresolved) *UnresolvedSummary {
+// SummarizeUnresolved is all's summary for /readyz; nil when all is empty.
+func SummarizeUnresolved(all []Unresolved) *UnresolvedSummary {
 	if len(all) == 0 {
 		return nil
 	}
 	return &UnresolvedSummary{Count: len(all), First: all[:min(len(all), UnresolvedShown)]}
 }
 
-// unresolved lists the addresses met since start that name nobody yet.
-func (d *directory) unresolved() []Unresolved {
+// Unresolved lists the addresses met since start that name nobody yet.
+func (d *Directory) Unresolved() []Unresolved {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []Unresolved
@@ -601,7 +652,7 @@ func (d *directory) unresolved() []Unresolved {
 }
 
 // gauges refreshes the identity gauges. d.mu must be held.
-func (d *directory) gauges() {
+func (d *Directory) gauges() {
 	var resolved, unknown, pending float64
 	for a := range d.seen {
 		idn, ok := d.known[a]
