@@ -162,7 +162,7 @@ func New(o Options) (*Engine, error) {
 		startCfg: o.Config,
 		elector:  o.Elector,
 	}
-	e.conf.Store(newSettings(o.Config, 0, nil))
+	e.conf.Store(newSettings(o.Config, m, 0, nil))
 	if g.RateLimit > 0 && g.RateWindow > 0 {
 		e.rate = float64(g.RateLimit) / g.RateWindow.Seconds()
 	}
@@ -177,8 +177,9 @@ func New(o Options) (*Engine, error) {
 
 // settings is the configuration in force with what is derived from it.
 type settings struct {
-	cfg *config.Config
-	gen uint64 // counts the reloads: the engine's spans follow it
+	cfg     *config.Config
+	matcher *plan.Matcher // cfg compiled; says who cfg covers
+	gen     uint64        // counts the reloads: the engine's spans follow it
 	// onlyConfigured names the sources whose matches may make busy only
 	// the people the configuration names (only_configured).
 	onlyConfigured map[string]bool
@@ -188,8 +189,8 @@ type settings struct {
 	removed map[string]bool
 }
 
-func newSettings(cfg *config.Config, gen uint64, removed map[string]bool) *settings {
-	s := &settings{cfg: cfg, gen: gen, onlyConfigured: make(map[string]bool), userIndex: cfg.UserIndex(), removed: removed}
+func newSettings(cfg *config.Config, m *plan.Matcher, gen uint64, removed map[string]bool) *settings {
+	s := &settings{cfg: cfg, matcher: m, gen: gen, onlyConfigured: make(map[string]bool), userIndex: cfg.UserIndex(), removed: removed}
 	for i, src := range cfg.Sources {
 		if src.Match != "" && cfg.SourcePresence(i).OnlyConfigured {
 			s.onlyConfigured[src.Name] = true

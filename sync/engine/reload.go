@@ -107,7 +107,7 @@ func (e *Engine) applyReload(cfg *config.Config, m *plan.Matcher) (ReloadReport,
 	for _, name := range report.Added {
 		delete(removed, name)
 	}
-	e.conf.Store(newSettings(cfg, old.gen+1, removed))
+	e.conf.Store(newSettings(cfg, m, old.gen+1, removed))
 	for _, u := range cfg.ConfiguredUsers() {
 		e.dir.Lookup(u) // new people are looked up off the boundaries' path
 	}

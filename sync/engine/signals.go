@@ -349,42 +349,6 @@ func (e *Engine) target(email string) string {
 	return a
 }
 
-// covers reports whether the configuration covers the address: a fixed
-// user, a users: entry (either side), or an address in the domains of a
-// source that matches attendees or organizers (and is not
-// only_configured).
-func (e *Engine) covers(address string) bool {
-	a := config.NormalizeAddress(address)
-	if a == "" {
-		return false
-	}
-	conf := e.conf.Load()
-	if _, ok := conf.userIndex[a]; ok {
-		return true
-	}
-	for _, u := range conf.cfg.ConfiguredUsers() {
-		if config.NormalizeAddress(u) == a {
-			return true
-		}
-	}
-	at := strings.LastIndexByte(a, '@')
-	if at < 0 {
-		return false
-	}
-	domain := a[at+1:]
-	for _, src := range conf.cfg.Sources {
-		if src.Match == "" || conf.onlyConfigured[src.Name] {
-			continue
-		}
-		for _, d := range src.Domains {
-			if strings.EqualFold(strings.TrimPrefix(d, "@"), domain) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // ErrSignal is wrapped by the errors Signal returns for a signal it cannot
 // use (no meeting, an unknown event).
 var ErrSignal = errors.New("invalid signal")
@@ -485,7 +449,7 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 	log := e.log.With("vendor", s.Vendor, "event", s.Event, "meeting", s.Meeting)
 	if s.Email != "" {
 		log = log.With("participant", s.Email)
-		if !e.covers(s.Email) {
+		if !e.conf.Load().matcher.Covers(s.Email) {
 			log.Info("live meeting signal ignored: the participant is nobody the configuration covers")
 			return SignalIgnored, nil
 		}

@@ -437,3 +437,26 @@ func TestEngineInboxReadsOnlyTheQueued(t *testing.T) {
 		}
 	})
 }
+
+// TestEngineSignalForAnAttendeeOfASourceWithoutDomains: a source matching
+// attendees without domains makes any attendee busy, so a signal for one
+// is applied (the configuration covers them: plan.Matcher.Covers) rather
+// than ignored while their calendar span runs on.
+func TestEngineSignalForAnAttendeeOfASourceWithoutDomains(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		cfg := signalConfig()
+		cfg.Sources[0].Users = nil
+		cfg.Sources[0].Match = config.MatchAttendees
+		feed := strings.Replace(invite(begin, "m", 10*minute, time.Hour, "dave@contoso.com"), "SUMMARY:", "LOCATION:https://us02web.zoom.us/j/83412345678?pwd=abc\r\nSUMMARY:", 1)
+		h := startHarness(t, cfg, feed, nil, nil)
+		h.until(30 * minute)
+		if got := h.send(state.SignalLeft, zoomKey, "dave@contoso.com"); got != SignalApplied {
+			t.Errorf("Signal(left dave@contoso.com) = %q; want %q", got, SignalApplied)
+		}
+		h.until(2 * time.Hour)
+		h.stop()
+		h.wantAnyOrder("10m0s set dave@contoso.com InAConferenceCall 1h0m0s", "10m0s set someone@partner.example InAConferenceCall 1h0m0s",
+			"30m0s clear dave@contoso.com") // someone@'s lease ends with the span: no clear
+	})
+}

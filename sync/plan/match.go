@@ -8,6 +8,7 @@ package plan
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,10 +52,13 @@ type Match struct {
 // Busy reports whether the match makes its user busy.
 func (m *Match) Busy() bool { return m.Skip == "" }
 
-// Matcher matches the occurrences of configured sources to users.
+// Matcher matches the occurrences of configured sources to users, and
+// decides who the configuration covers (Covers).
 type Matcher struct {
 	users   map[string]string // normalised calendar address → configured user
+	named   map[string]bool   // normalised: fixed users and users: targets
 	sources map[string]*sourceMatcher
+	order   []*sourceMatcher // as configured
 }
 
 type sourceMatcher struct {
@@ -63,6 +67,7 @@ type sourceMatcher struct {
 	lead, grace      time.Duration
 	include, exclude filters
 	domains          []string
+	onlyConfigured   bool
 	skipAllDay       bool
 	skipTransparent  bool
 	skipTentative    bool
@@ -95,7 +100,10 @@ func compileFilter(path string, f config.Filter) (filters, error) {
 // NewMatcher compiles the sources' filters. The configuration must have
 // passed Validate.
 func NewMatcher(cfg *config.Config) (*Matcher, error) {
-	m := &Matcher{users: cfg.UserIndex(), sources: make(map[string]*sourceMatcher, len(cfg.Sources))}
+	m := &Matcher{users: cfg.UserIndex(), named: make(map[string]bool), sources: make(map[string]*sourceMatcher, len(cfg.Sources))}
+	for _, u := range cfg.ConfiguredUsers() {
+		m.named[config.NormalizeAddress(u)] = true
+	}
 	for i := range cfg.Sources {
 		src := &cfg.Sources[i]
 		p := cfg.SourcePresence(i)
@@ -104,6 +112,7 @@ func NewMatcher(cfg *config.Config) (*Matcher, error) {
 			pair:            presence.Pair{Availability: p.Availability, Activity: p.Activity},
 			lead:            p.Lead,
 			grace:           p.Grace,
+			onlyConfigured:  src.Match != "" && p.OnlyConfigured,
 			skipAllDay:      src.SkipAllDay(),
 			skipTransparent: src.SkipTransparent(),
 			skipTentative:   src.SkipTentative(),
@@ -120,6 +129,7 @@ func NewMatcher(cfg *config.Config) (*Matcher, error) {
 			return nil, err
 		}
 		m.sources[src.Name] = sm
+		m.order = append(m.order, sm)
 	}
 	return m, nil
 }
@@ -225,23 +235,55 @@ func (f filters) any(o *sources.Occurrence) bool {
 		(f.description != nil && f.description.MatchString(o.Description))
 }
 
-// userFor maps a calendar address to a configured user: through the
-// top-level users: map, else the address itself (commonly the UPN), provided
-// it is in one of the source's domains.
-func (m *Matcher) userFor(sm *sourceMatcher, addr string) (string, bool) {
-	if addr == "" {
-		return "", false
+// admits reports whether the source, matching addresses in its events
+// (match: attendees or organizer), may name addr: with domains, only an
+// address in one of them; without, any address (the directory then finds
+// whether Entra knows it).
+func (sm *sourceMatcher) admits(addr string) bool {
+	if sm.src.Match == "" || addr == "" {
+		return false
 	}
-	if len(sm.domains) > 0 {
-		at := strings.LastIndexByte(addr, '@')
-		if at < 0 || !contains(sm.domains, addr[at+1:]) {
-			return "", false
-		}
+	if len(sm.domains) == 0 {
+		return true
+	}
+	at := strings.LastIndexByte(addr, '@')
+	return at >= 0 && slices.Contains(sm.domains, strings.ToLower(addr[at+1:]))
+}
+
+// userFor maps a calendar address the source admits to a configured user:
+// through the top-level users: map, else the address itself (commonly the
+// UPN).
+func (m *Matcher) userFor(sm *sourceMatcher, addr string) (string, bool) {
+	if !sm.admits(addr) {
+		return "", false
 	}
 	if u, ok := m.users[config.NormalizeAddress(addr)]; ok {
 		return config.NormalizeAddress(u), true
 	}
 	return config.NormalizeAddress(addr), true
+}
+
+// Covers reports whether the configuration covers the address: a fixed
+// user, either side of a users: entry, or an address that a source
+// matching attendees or organizers admits (in its domains, or any address
+// when it has none) and that is not limited to the people the
+// configuration names (only_configured). It is the one rule for
+// calendars and live signals alike: a participant of a meeting whose
+// occurrence could make them busy is one a signal may affect.
+func (m *Matcher) Covers(address string) bool {
+	a := config.NormalizeAddress(address)
+	if a == "" {
+		return false
+	}
+	if _, ok := m.users[a]; ok || m.named[a] {
+		return true
+	}
+	for _, sm := range m.order {
+		if !sm.onlyConfigured && sm.admits(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // partstatOf finds the PARTSTAT of a fixed user among the attendees, so that
@@ -256,13 +298,4 @@ func (m *Matcher) partstatOf(o *sources.Occurrence, user string) string {
 		}
 	}
 	return ""
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

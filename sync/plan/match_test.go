@@ -76,3 +76,74 @@ func TestMatch(t *testing.T) {
 		})
 	}
 }
+
+// TestCovers: who the configuration covers, for calendars and signals
+// alike. A source matching attendees or organizers without domains admits
+// any address, as its calendar matching does; only_configured limits a
+// source to the people the configuration names.
+func TestCovers(t *testing.T) {
+	yes := true
+	fixed := config.Source{Name: "fixed", Users: []string{"Zed@Contoso.com"}}
+	mapped := config.User{Email: "alice@partner.example", User: "alice@contoso.com"}
+	tests := []struct {
+		name    string
+		sources []config.Source
+		covered []string
+		not     []string
+	}{
+		{"fixed users and users: entries, either side", []config.Source{fixed},
+			[]string{"zed@contoso.com", "ZED@contoso.com", "mailto:zed@contoso.com", "alice@partner.example", "alice@contoso.com"},
+			[]string{"bob@contoso.com", "", "nobody"}},
+		{"match: attendees with domains", []config.Source{fixed, {Name: "a", Match: config.MatchAttendees, Domains: []string{"@contoso.com"}}},
+			[]string{"bob@contoso.com", "Bob@CONTOSO.com", "alice@partner.example"},
+			[]string{"eve@elsewhere.example", "bob@sub.contoso.com"}},
+		{"match: attendees without domains covers any address", []config.Source{fixed, {Name: "a", Match: config.MatchAttendees}},
+			[]string{"bob@contoso.com", "eve@elsewhere.example"},
+			[]string{""}},
+		{"match: organizer without domains too", []config.Source{{Name: "o", Match: "organizer"}},
+			[]string{"eve@elsewhere.example"}, nil},
+		{"only_configured: the people named alone", []config.Source{fixed, {Name: "a", Match: config.MatchAttendees, OnlyConfigured: &yes}},
+			[]string{"zed@contoso.com", "alice@contoso.com"},
+			[]string{"bob@contoso.com", "eve@elsewhere.example"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := &config.Config{Sources: tt.sources, Users: []config.User{mapped}}
+			m, err := NewMatcher(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range tt.covered {
+				if !m.Covers(a) {
+					t.Errorf("Covers(%q) = false; want true", a)
+				}
+			}
+			for _, a := range tt.not {
+				if m.Covers(a) {
+					t.Errorf("Covers(%q) = true; want false", a)
+				}
+			}
+		})
+	}
+}
+
+// TestMatchAgreesWithCovers: every person an attendees source matches
+// without domains is one the configuration covers.
+func TestMatchAgreesWithCovers(t *testing.T) {
+	cfg := &config.Config{Sources: []config.Source{{Name: "a", Match: config.MatchAttendees}}}
+	m, err := NewMatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := sources.Occurrence{UID: "u", Start: t0, End: t0.Add(time.Hour), Organizer: "bob@contoso.com",
+		Attendees: []sources.Attendee{{Email: "eve@elsewhere.example", PartStat: "ACCEPTED"}}}
+	got := m.Match("a", []sources.Occurrence{o})
+	if len(got) != 2 {
+		t.Fatalf("Match = %v; want bob and eve", got)
+	}
+	for _, mt := range got {
+		if !m.Covers(mt.User) {
+			t.Errorf("Match names %s, but Covers(%q) = false", mt.User, mt.User)
+		}
+	}
+}
