@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/server"
+	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/engine"
 )
@@ -104,7 +105,7 @@ func (a *App) Clear(ctx context.Context, users []string, all bool) ([]engine.Res
 // Signal hands a live meeting signal to the engine (signals.Sink).
 //
 // A standby has no engine: it queues the signal in the shared store for
-// the leader's engine to apply (engine.QueueSignal, TakeInbox), since the
+// the leader's engine to apply (signals.Queue, TakeInbox), since the
 // vendor was answered already and an ingress sends webhooks to any ready
 // replica.
 func (a *App) Signal(ctx context.Context, s state.Signal) (string, error) {
@@ -112,8 +113,8 @@ func (a *App) Signal(ctx context.Context, s state.Signal) (string, error) {
 	if err == nil {
 		return eng.Signal(ctx, s)
 	}
-	if st, ok := a.store.(engine.SignalStore); ok && a.elector != nil {
-		return engine.QueueSignal(st, s)
+	if st, ok := a.store.(signals.Store); ok && a.elector != nil {
+		return signals.Queue(st, s)
 	}
 	return "", err
 }

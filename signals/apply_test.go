@@ -98,12 +98,12 @@ func TestApplySignals(t *testing.T) {
 			}
 			got := Apply(in, tt.sigs, conf, time.Hour, nil, nil)
 			if g := spanList(plan.Spans(got, 2*minute, nil)); strings.Join(g, "\n") != strings.Join(tt.want, "\n") {
-				t.Errorf("spans after applySignals:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(tt.want, "\n"))
+				t.Errorf("spans after Apply:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(tt.want, "\n"))
 			}
 			// The feed's occurrences are shared: never changed.
 			for i := range base {
 				if base[i].Occ.End != before[i] {
-					t.Errorf("applySignals changed the shared occurrence of match %d", i)
+					t.Errorf("Apply changed the shared occurrence of match %d", i)
 				}
 			}
 		})

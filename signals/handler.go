@@ -1,8 +1,10 @@
-// Package signals receives live meeting signals: Zoom and Webex webhooks
-// (DESIGN "Live meeting signals"). It checks each delivery's signature,
-// answers at once, and hands the "ended / left / joined" facts to the
-// engine through a bounded queue, off the request's path: the vendors
-// retry deliveries that are slow to answer.
+// Package signals owns live meeting signals (DESIGN "Live meeting
+// signals"): the Zoom and Webex receivers, which check each delivery's
+// signature, answer at once and hand the "ended / left / joined" facts to
+// the engine through a bounded queue, off the request's path (the vendors
+// retry deliveries that are slow to answer); the facts' inbox a standby
+// queues them in for the leader (Queue); and Apply, the pure function that
+// says what they do to the feeds' matches.
 package signals
 
 import (

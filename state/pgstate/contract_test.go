@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/calpresence/calpresence/internal/pgtest"
+	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state/pgstate"
 	"github.com/calpresence/calpresence/state/storetest"
 	"github.com/calpresence/calpresence/sync/engine"
@@ -12,10 +13,10 @@ import (
 
 // *pgstate.Store stands in for the bbolt store wherever sync takes one.
 var (
-	_ engine.Store       = (*pgstate.Store)(nil)
-	_ engine.FeedCache   = (*pgstate.Store)(nil)
-	_ engine.SignalStore = (*pgstate.Store)(nil)
-	_ storetest.Store    = (*pgstate.Store)(nil)
+	_ engine.Store     = (*pgstate.Store)(nil)
+	_ engine.FeedCache = (*pgstate.Store)(nil)
+	_ signals.Store    = (*pgstate.Store)(nil)
+	_ storetest.Store  = (*pgstate.Store)(nil)
 )
 
 // TestContract runs the store contract (state/storetest) against

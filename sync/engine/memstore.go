@@ -94,14 +94,14 @@ func (m *MemStore) DeleteIdentities(addresses []string) error {
 	return nil
 }
 
-// Signals returns a copy of the live meeting signals (SignalStore).
+// Signals returns a copy of the live meeting signals (signals.Store).
 func (m *MemStore) Signals() (map[string]state.Signal, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return maps.Clone(m.signals), nil
 }
 
-// QueuedSignals returns a copy of the signals in the inbox (SignalStore).
+// QueuedSignals returns a copy of the signals in the inbox (signals.Store).
 func (m *MemStore) QueuedSignals() (map[string]state.Signal, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

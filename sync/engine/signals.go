@@ -20,32 +20,6 @@ import (
 // meeting signals"): a meeting ended, a participant left or joined it.
 type Signal = state.Signal
 
-// SignalStore keeps live meeting signals across restarts; *state.Store
-// implements it. An engine whose Store does not (a dry run's MemStore)
-// keeps them in memory only.
-type SignalStore interface {
-	Signals() (map[string]state.Signal, error)
-	// QueuedSignals returns the signals in the inbox alone (QueueSignal),
-	// without reading the others: the leader asks every InboxEvery.
-	QueuedSignals() (map[string]state.Signal, error)
-	PutSignal(state.Signal) error
-	DeleteSignal(id string) error
-}
-
-// What Engine.Signal did with a signal, for the log and the
-// calpresence_webhook_signals_total metric.
-const (
-	SignalApplied   = "applied"   // stored; the next reconcile (at once) follows it
-	SignalDuplicate = "duplicate" // the same fact was received before (a vendor's retry)
-	SignalIgnored   = "ignored"   // the participant is nobody the configuration covers
-	SignalQueued    = "queued"    // a standby queued it for the leader (QueueSignal)
-)
-
-// LeftKeep is the shortest time a "left" is kept: longer than a vendor
-// retries a delivery, so that a "joined" delivered after its "left" still
-// finds it.
-const LeftKeep = time.Hour
-
 // DefaultMaxUnscheduled caps an unscheduled call (a joined with no
 // calendar event) when webhooks.max_unscheduled is not set: a lost "left"
 // cannot keep anyone Busy longer.
@@ -74,14 +48,14 @@ func (fs *feedSet) withMeeting(meeting string, t time.Time) []plan.Match {
 // store when it keeps them.
 type signalSet struct {
 	mu    sync.Mutex
-	store SignalStore // nil: memory only
+	store signals.Store // nil: memory only
 	byID  map[string]Signal
 	gen   uint64 // counts the changes of byID: the engine's spans follow it
 }
 
 func newSignalSet(st Store, log *slog.Logger) *signalSet {
 	ss := &signalSet{byID: make(map[string]Signal)}
-	if s, ok := st.(SignalStore); ok {
+	if s, ok := st.(signals.Store); ok {
 		ss.store = s
 		got, err := s.Signals()
 		if err != nil {
@@ -89,7 +63,7 @@ func newSignalSet(st Store, log *slog.Logger) *signalSet {
 			log.Warn("read live meeting signals", "err", err)
 		}
 		for id, sig := range got {
-			if strings.HasPrefix(id, inboxPrefix) {
+			if strings.HasPrefix(id, state.QueuedPrefix) {
 				continue // queued by a standby, not applied yet (TakeInbox)
 			}
 			ss.byID[id] = sig
@@ -196,62 +170,7 @@ func (e *Engine) target(email string) string {
 	return a
 }
 
-// ErrSignal is wrapped by the errors Signal returns for a signal it cannot
-// use (no meeting, an unknown event).
-var ErrSignal = errors.New("invalid signal")
-
-// normalizeSignal checks s and fills in what Signal derives from it: the
-// time received, the event time (never after it was received), the
-// participant's address case-folded, and the id.
-func normalizeSignal(s Signal) (Signal, error) {
-	switch s.Event {
-	case state.SignalEnded:
-	case state.SignalLeft, state.SignalJoined:
-		if s.Email == "" {
-			return s, errors.Join(ErrSignal, errors.New("no participant address"))
-		}
-	default:
-		return s, errors.Join(ErrSignal, errors.New("unknown event "+s.Event))
-	}
-	if s.Meeting == "" {
-		return s, errors.Join(ErrSignal, errors.New("no meeting"))
-	}
-	if s.Received.IsZero() {
-		s.Received = time.Now()
-	}
-	if s.At.IsZero() || s.At.After(s.Received) {
-		s.At = s.Received // a vendor's clock ahead of ours: now, not later
-	}
-	s.Email = state.NormalizeAddress(s.Email)
-	s.ID = state.SignalID(s.Vendor, s.Event, s.Meeting, s.Email, s.At)
-	return s, nil
-}
-
-// inboxPrefix marks the signals standbys queued (QueueSignal) in the store
-// shared with the leader: under their own keys, so that a vendor's retry
-// queued by a standby never replaces the record of a signal applied.
-const inboxPrefix = state.QueuedPrefix
-
-// QueueSignal keeps s in st's inbox, for the engine of the replica that
-// leads to apply (TakeInbox): a standby has no feeds to apply it to, and
-// the webhook was answered before it was read.
-func QueueSignal(st SignalStore, s Signal) (string, error) {
-	s, err := normalizeSignal(s)
-	if err != nil {
-		return "", err
-	}
-	if err := st.PutSignal(withID(s, inboxPrefix+s.ID)); err != nil {
-		return "", err
-	}
-	return SignalQueued, nil
-}
-
-func withID(s Signal, id string) Signal {
-	s.ID = id
-	return s
-}
-
-// TakeInbox applies the signals standbys queued (QueueSignal), and drops
+// TakeInbox applies the signals standbys queued (signals.Queue), and drops
 // them from the inbox: with several replicas, the leader's engine calls it
 // every few seconds (Options.Elector).
 func (e *Engine) TakeInbox(ctx context.Context) {
@@ -269,7 +188,7 @@ func (e *Engine) TakeInbox(ctx context.Context) {
 			return
 		}
 		res, err := e.Signal(ctx, s)
-		if err != nil && !errors.Is(err, ErrSignal) {
+		if err != nil && !errors.Is(err, signals.ErrInvalid) {
 			e.log.Error("live meeting signal a standby queued not applied; trying again", "id", id, "err", err)
 			continue
 		}
@@ -286,10 +205,10 @@ func (e *Engine) TakeInbox(ctx context.Context) {
 // Signal takes a live meeting signal: it checks that it concerns someone
 // the configuration covers (a participant's address resolved to one
 // person), stores it durably, and asks for a reconcile at once. It returns
-// what it did (SignalApplied, SignalDuplicate, SignalIgnored) and logs one
-// line. Idempotent: a vendor's retry of a delivery is a SignalDuplicate.
+// what it did (signals.Applied, Duplicate, Ignored) and logs one line.
+// Idempotent: a vendor's retry of a delivery is a signals.Duplicate.
 func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
-	s, err := normalizeSignal(s)
+	s, err := signals.Normalize(s)
 	if err != nil {
 		return "", err
 	}
@@ -298,7 +217,7 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 		log = log.With("participant", s.Email)
 		if !e.conf.Load().matcher.Covers(s.Email) {
 			log.Info("live meeting signal ignored: the participant is nobody the configuration covers")
-			return SignalIgnored, nil
+			return signals.Ignored, nil
 		}
 		addr := e.target(s.Email)
 		if _, ok := e.dir.Lookup(addr); !ok {
@@ -307,7 +226,7 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 			e.dir.Resolve(ctx, []string{addr})
 			if _, ok := e.dir.Lookup(addr); !ok {
 				log.Info("live meeting signal ignored: the participant's address names no Entra user (yet)")
-				return SignalIgnored, nil
+				return signals.Ignored, nil
 			}
 		}
 	}
@@ -321,7 +240,7 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 	// LeftKeep.
 	s.Expires = s.At.Add(e.maxUnscheduled())
 	if s.Event == state.SignalLeft {
-		s.Expires = s.At.Add(LeftKeep)
+		s.Expires = s.At.Add(signals.LeftKeep)
 		if j := e.sig.lastJoined(s.Meeting, s.Email, s.At); !j.IsZero() {
 			s.Expires = maxTime(s.Expires, j.Add(e.maxUnscheduled()))
 		}
@@ -340,7 +259,7 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 	}
 	if !isNew {
 		log.Info("live meeting signal: duplicate delivery, ignored")
-		return SignalDuplicate, nil
+		return signals.Duplicate, nil
 	}
 	affected := len(people)
 	if s.Email != "" {
@@ -348,5 +267,5 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 	}
 	log.Info("live meeting signal", "at", s.At, "people_affected", affected, "expires", s.Expires)
 	e.kickReconcile()
-	return SignalApplied, nil
+	return signals.Applied, nil
 }

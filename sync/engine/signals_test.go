@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -117,8 +118,8 @@ func TestEngineSignals(t *testing.T) {
 			[]string{"set start", "set start"}},
 	}
 	wantResults := map[string][]string{
-		"a duplicate delivery changes nothing":                             {SignalApplied, SignalDuplicate},
-		"a signal for someone the configuration does not cover is ignored": {SignalIgnored, SignalIgnored},
+		"a duplicate delivery changes nothing":                             {signals.Applied, signals.Duplicate},
+		"a signal for someone the configuration does not cover is ignored": {signals.Ignored, signals.Ignored},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,7 +137,7 @@ func TestEngineSignals(t *testing.T) {
 				if !ok {
 					want = make([]string, len(results))
 					for i := range want {
-						want[i] = SignalApplied
+						want[i] = signals.Applied
 					}
 				}
 				if strings.Join(results, ",") != strings.Join(want, ",") {
@@ -201,7 +202,7 @@ func TestEngineWebexSignal(t *testing.T) {
 		h := startHarness(t, signalConfig(), body, nil, nil)
 		h.until(20 * minute)
 		res, err := h.eng.Signal(context.Background(), Signal{Vendor: "webex", Event: state.SignalEnded, Meeting: "webex:25501234567", At: time.Now()})
-		if err != nil || res != SignalApplied {
+		if err != nil || res != signals.Applied {
 			t.Fatalf("Signal = %q, %v; want applied", res, err)
 		}
 		synctest.Wait()
@@ -221,8 +222,8 @@ func TestEngineSignalRefusesBadInput(t *testing.T) {
 			{Vendor: "zoom", Event: state.SignalLeft, Meeting: zoomKey},
 			{Vendor: "zoom", Event: state.SignalEnded},
 		} {
-			if res, err := h.eng.Signal(context.Background(), s); !errors.Is(err, ErrSignal) {
-				t.Errorf("Signal(%+v) = %q, %v; want ErrSignal", s, res, err)
+			if res, err := h.eng.Signal(context.Background(), s); !errors.Is(err, signals.ErrInvalid) {
+				t.Errorf("Signal(%+v) = %q, %v; want signals.ErrInvalid", s, res, err)
 			}
 		}
 		if got := h.eng.Signals(); len(got) != 0 {
@@ -257,7 +258,7 @@ func TestEngineSignalExpiry(t *testing.T) {
 			"left zoom:83412345678 bob@contoso.com":     3*time.Hour + 11*minute,
 			"joined zoom:55555555555 carol@contoso.com": 30*minute + 8*time.Hour,
 			"left zoom:55555555555 carol@contoso.com":   30*minute + 8*time.Hour,
-			"left zoom:77777777777 carol@contoso.com":   40*minute + LeftKeep,
+			"left zoom:77777777777 carol@contoso.com":   40*minute + signals.LeftKeep,
 			"ended zoom:77777777777 ":                   40*minute + 8*time.Hour,
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
@@ -285,12 +286,12 @@ func TestEngineTakesSignalsStandbysQueued(t *testing.T) {
 		h.startWith(signalConfig(), func(o *Options) { o.Elector = alwaysLeads{} }, nil)
 		h.until(30 * minute)
 		ended := Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}
-		if res, err := QueueSignal(store, ended); err != nil || res != SignalQueued {
-			t.Fatalf("QueueSignal = %q, %v", res, err)
+		if res, err := signals.Queue(store, ended); err != nil || res != signals.Queued {
+			t.Fatalf("signals.Queue = %q, %v", res, err)
 		}
 		h.until(30*minute + InboxEvery + time.Second)
 		// The same delivery again, queued by the other standby.
-		if _, err := QueueSignal(store, ended); err != nil {
+		if _, err := signals.Queue(store, ended); err != nil {
 			t.Fatal(err)
 		}
 		h.until(time.Hour)
@@ -302,7 +303,7 @@ func TestEngineTakesSignalsStandbysQueued(t *testing.T) {
 			t.Fatalf("stored signals %v; want the one applied, the inbox empty", stored)
 		}
 		for id, s := range stored {
-			if strings.HasPrefix(id, inboxPrefix) || s.Expires.IsZero() {
+			if strings.HasPrefix(id, state.QueuedPrefix) || s.Expires.IsZero() {
 				t.Errorf("stored %q = %+v; want the applied record", id, s)
 			}
 		}
@@ -342,7 +343,7 @@ func TestEngineInboxReadsOnlyTheQueued(t *testing.T) {
 		store.mu.Unlock()
 		h.until(11 * time.Minute) // 300 looks into the inbox
 		ended := Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}
-		if _, err := QueueSignal(store, ended); err != nil {
+		if _, err := signals.Queue(store, ended); err != nil {
 			t.Fatal(err)
 		}
 		h.until(11*time.Minute + InboxEvery + time.Second)
@@ -371,8 +372,8 @@ func TestEngineSignalForAnAttendeeOfASourceWithoutDomains(t *testing.T) {
 		feed := strings.Replace(invite(begin, "m", 10*minute, time.Hour, "dave@contoso.com"), "SUMMARY:", "LOCATION:https://us02web.zoom.us/j/83412345678?pwd=abc\r\nSUMMARY:", 1)
 		h := startHarness(t, cfg, feed, nil, nil)
 		h.until(30 * minute)
-		if got := h.send(state.SignalLeft, zoomKey, "dave@contoso.com"); got != SignalApplied {
-			t.Errorf("Signal(left dave@contoso.com) = %q; want %q", got, SignalApplied)
+		if got := h.send(state.SignalLeft, zoomKey, "dave@contoso.com"); got != signals.Applied {
+			t.Errorf("Signal(left dave@contoso.com) = %q; want %q", got, signals.Applied)
 		}
 		h.until(2 * time.Hour)
 		h.stop()

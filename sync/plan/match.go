@@ -45,7 +45,7 @@ type Match struct {
 	Skip   string
 	// Signal is the live meeting event (state.SignalEnded, SignalLeft)
 	// that cut this match's occurrence short; empty for a match as the
-	// feed gave it (see applySignals).
+	// feed gave it (see signals.Apply).
 	Signal string
 }
 
