@@ -63,11 +63,6 @@ const (
 	OpResolveUser   = "resolveUser"
 )
 
-// Defaults for the zero values of config.Graph.
-const (
-	DefaultTimeout = 30 * time.Second
-)
-
 // Retry policy of the middleware (see retryHandler).
 const (
 	defaultMaxRetries = 3
@@ -168,7 +163,7 @@ func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Opt
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
-		timeout = DefaultTimeout
+		timeout = config.Default().Graph.Timeout
 	}
 
 	base := o.transport

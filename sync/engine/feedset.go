@@ -61,10 +61,7 @@ type feedSet struct {
 }
 
 func newFeedSet(cfg *config.Config, cache FeedCache, fetcher Fetcher, m *plan.Matcher, log *slog.Logger, metrics *Metrics) *feedSet {
-	n := cfg.Schedule.FetchConcurrency
-	if n <= 0 {
-		n = fetchParallelism
-	}
+	n := fetchConcurrency(cfg)
 	fs := &feedSet{cfg: cfg, log: log, metrics: metrics, cache: cache, fetcher: fetcher, matcher: m,
 		slots: make(chan struct{}, n), concurrency: n,
 		feeds: make(map[string]*feed, len(cfg.Sources)), addedKick: make(chan struct{}, 1)}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -259,6 +260,55 @@ func TestPlanRefusesTooManyEvents(t *testing.T) {
 	if !errors.Is(err, sources.ErrOverLimit) {
 		t.Errorf("Plan() error = %v; want one wrapping sources.ErrOverLimit", err)
 	}
+}
+
+// inFlightFeeds is fakeFeeds counting the most fetches in flight at once;
+// each takes a little while, so that overlapping ones do overlap.
+type inFlightFeeds struct {
+	*fakeFeeds
+	mu       sync.Mutex
+	now, max int
+}
+
+func (f *inFlightFeeds) Fetch(ctx context.Context, req sources.FetchRequest) (sources.FetchResult, error) {
+	f.mu.Lock()
+	f.now++
+	f.max = max(f.max, f.now)
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.now--
+		f.mu.Unlock()
+	}()
+	time.Sleep(10 * time.Millisecond)
+	return f.fakeFeeds.Fetch(ctx, req)
+}
+
+// plan reads at most schedule.fetch_concurrency feeds at once, as the
+// daemon does.
+func TestPlanHonoursFetchConcurrency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		cfg := testConfig()
+		body := ics(now, "x", time.Hour, time.Hour)
+		feeds := &inFlightFeeds{fakeFeeds: &fakeFeeds{bodies: map[string]string{}, errs: map[string]error{}}}
+		cfg.Sources = nil
+		for i := range 8 {
+			name := fmt.Sprintf("feed%d", i)
+			cfg.Sources = append(cfg.Sources, config.Source{Name: name, URL: "https://example.test/" + name, Users: []string{alice}, PollInterval: time.Minute})
+			feeds.bodies[name] = body
+		}
+		for _, n := range []int{1, 3} {
+			cfg.Schedule.FetchConcurrency = n
+			feeds.max = 0
+			if _, err := Plan(context.Background(), cfg, feeds, PlanRequest{From: now, To: now.Add(cfg.Schedule.Horizon)}); err != nil {
+				t.Fatal(err)
+			}
+			if feeds.max != n {
+				t.Errorf("fetch_concurrency %d: Plan had %d fetches in flight at most; want %d", n, feeds.max, n)
+			}
+		}
+	})
 }
 
 // allowFeeds is fakeFeeds remembering each source's AllowPrivate as the

@@ -57,7 +57,7 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 	results := make([][]plan.Match, len(selected))
 	dropped := make([][]string, len(selected))
 	errs := make([]error, len(selected))
-	parallel(len(selected), fetchParallelism, func(i int) {
+	parallel(len(selected), fetchConcurrency(cfg), func(i int) {
 		idx := selected[i]
 		results[i], dropped[i], errs[i] = planSource(ctx, m, fetcher, &cfg.Sources[idx], cfg.SourceLocation(idx), cfg.Schedule, req)
 	})

@@ -20,11 +20,6 @@ import (
 // meeting signals"): a meeting ended, a participant left or joined it.
 type Signal = state.Signal
 
-// DefaultMaxUnscheduled caps an unscheduled call (a joined with no
-// calendar event) when webhooks.max_unscheduled is not set: a lost "left"
-// cannot keep anyone Busy longer.
-const DefaultMaxUnscheduled = 8 * time.Hour
-
 // withMeeting returns copies of the busy matches whose occurrence names
 // meeting and is in effect at t. It reads the feeds in place, under their
 // lock: a signal must not cost a copy of every match (hundreds of people
@@ -153,11 +148,14 @@ func (e *Engine) withSignals(matches []plan.Match, sigs []Signal, key plan.KeyFu
 	return signals.Apply(matches, sigs, presence.Pair{Availability: p.Availability, Activity: p.Activity}, e.maxUnscheduled(), e.target, key)
 }
 
+// maxUnscheduled caps an unscheduled call (a joined with no calendar
+// event): webhooks.max_unscheduled, or its default for a configuration
+// built without Load. A lost "left" cannot keep anyone Busy longer.
 func (e *Engine) maxUnscheduled() time.Duration {
 	if w := e.config().Webhooks; w != nil && w.MaxUnscheduled > 0 {
 		return w.MaxUnscheduled
 	}
-	return DefaultMaxUnscheduled
+	return config.DefaultWebhooksUnscheduleCap
 }
 
 // target maps a participant's address through users: to the address that

@@ -4,11 +4,19 @@ import (
 	"cmp"
 	"slices"
 	"sync"
+
+	"github.com/calpresence/calpresence/config"
 )
 
-// fetchParallelism bounds the feeds read at once: enough to hide network
-// latency, few enough to keep the bodies in flight to a few megabytes.
-const fetchParallelism = 16
+// fetchConcurrency is how many feeds are read at once:
+// schedule.fetch_concurrency, or its default for a configuration built
+// without Load.
+func fetchConcurrency(cfg *config.Config) int {
+	if n := cfg.Schedule.FetchConcurrency; n > 0 {
+		return n
+	}
+	return config.Default().Schedule.FetchConcurrency
+}
 
 // parallel calls fn(0) … fn(n-1), at most limit at a time, and returns
 // when all have returned.

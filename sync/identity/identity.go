@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 	"github.com/prometheus/client_golang/prometheus"
@@ -119,9 +120,13 @@ type lookupFailure struct {
 	err     string
 }
 
+// New makes a Directory that looks addresses up through p, at most
+// concurrency at a time, keeps the answers in st and looks each up again
+// every refresh (schedule.identity_refresh; its default when zero). Load
+// reads the answers kept.
 func New(p Resolver, st Store, refresh time.Duration, concurrency int, log *slog.Logger, m *Metrics) *Directory {
 	if refresh <= 0 {
-		refresh = 24 * time.Hour
+		refresh = config.Default().Schedule.IdentityRefresh
 	}
 	return &Directory{resolver: p, store: st, log: log, metrics: m, refresh: refresh, concurrency: max(concurrency, 1),
 		known: make(map[string]state.Identity), byID: make(map[string][]string), failed: make(map[string]lookupFailure),
