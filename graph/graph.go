@@ -101,7 +101,7 @@ type options struct {
 // request that reaches it, retries included; so every attempt of a
 // setPresence or clearPresence, the client's own retries of 429/503/504
 // among them, takes a slot first, and a 429 pauses all of them, since
-// Graph throttles the app, not one user. sync.Limiter implements it.
+// Graph throttles the app, not one user. engine.Limiter implements it.
 type Pacer interface {
 	// Acquire blocks until a request may go out; release is called when
 	// its answer has arrived.

@@ -1,10 +1,10 @@
-// Package presence holds the vocabulary that the reconciler (sync) and the
-// Graph client (graph) share without importing each other: the presence
-// values Graph accepts from an application, and the classification of a
-// failed Graph call.
+// Package presence holds the vocabulary that the synchronisation packages
+// (sync/...) and the Graph client (graph) share without importing each
+// other: the presence values Graph accepts from an application, and the
+// classification of a failed Graph call.
 //
-// It is deliberately tiny and free of heavy dependencies so that sync and
-// its tests build without msgraph-sdk-go.
+// It is deliberately tiny and free of heavy dependencies so that sync/...
+// and their tests build without msgraph-sdk-go.
 package presence
 
 import (
@@ -164,8 +164,11 @@ func KindOf(err error) Kind {
 	return Retry
 }
 
-// ClassifyStatus maps an HTTP status of a Graph response to a Kind.
-// It is the one place that decides what is retried.
+// ClassifyStatus maps an HTTP status of a Graph response to a Kind: what
+// the engine and the directory do with a call that failed (a Retry is
+// tried again after Backoff or Retry-After). It is not the only place that
+// decides what is retried: the Graph client's middleware first retries 429,
+// 503 and 504 by itself (graph/transport.go, retryHandler).
 func ClassifyStatus(status int) Kind {
 	switch {
 	case status == 404:

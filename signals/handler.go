@@ -35,7 +35,7 @@ const (
 	DefaultQueue   = 1024
 )
 
-// Sink takes a signal: *sync.Engine implements it. It returns what it did
+// Sink takes a signal: *engine.Engine implements it. It returns what it did
 // with it ("applied", "duplicate", "ignored"), for the metric.
 type Sink interface {
 	Signal(ctx context.Context, s state.Signal) (string, error)
