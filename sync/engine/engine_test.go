@@ -69,89 +69,6 @@ func (f *fakeFeeds) Fetch(ctx context.Context, req sources.FetchRequest) (source
 	return sources.FetchResult{Body: body, Hash: h, Status: 200}, nil
 }
 
-// call is one Graph call seen by fakePresence.
-type call struct {
-	At         time.Duration // since the test began
-	Op, User   string
-	Activity   string
-	Expiration time.Duration
-}
-
-func (c call) String() string {
-	if c.Op == "set" {
-		return fmt.Sprintf("%v set %s %s %v", c.At, c.User, c.Activity, c.Expiration)
-	}
-	return fmt.Sprintf("%v %s %s", c.At, c.Op, c.User)
-}
-
-// fakePresence records calls; fail, when set, answers them with an error.
-// ResolveUser answers from people (by lower-cased address), else with the
-// address itself, lower-cased, as id and UPN; resolveErr, when set, may
-// answer a lookup with an error instead.
-type fakePresence struct {
-	mu         sync.Mutex
-	begin      time.Time
-	calls      []call
-	fail       func(op, user string) error
-	people     map[string]presence.Person
-	resolveErr func(address string) error
-	lookups    map[string]int
-}
-
-func (p *fakePresence) record(op, user, activity string, exp time.Duration) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.fail != nil {
-		if err := p.fail(op, user); err != nil {
-			return err
-		}
-	}
-	p.calls = append(p.calls, call{time.Since(p.begin), op, user, activity, exp})
-	return nil
-}
-
-func (p *fakePresence) SetPresence(ctx context.Context, id, availability, activity string, exp time.Duration) error {
-	return p.record("set", id, activity, exp)
-}
-func (p *fakePresence) ClearPresence(ctx context.Context, id string) error {
-	return p.record("clear", id, "", 0)
-}
-func (p *fakePresence) ResolveUser(ctx context.Context, address string) (presence.Person, error) {
-	a := strings.ToLower(address)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.lookups == nil {
-		p.lookups = make(map[string]int)
-	}
-	p.lookups[a]++
-	if p.resolveErr != nil {
-		if err := p.resolveErr(a); err != nil {
-			return presence.Person{}, err
-		}
-	}
-	if person, ok := p.people[a]; ok {
-		return person, nil
-	}
-	return presence.Person{ID: a, UPN: a}, nil
-}
-
-// lookupsOf is how often address was looked up.
-func (p *fakePresence) lookupsOf(address string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.lookups[address]
-}
-
-func (p *fakePresence) got() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []string
-	for _, c := range p.calls {
-		out = append(out, c.String())
-	}
-	return out
-}
-
 // ics builds a feed of events given as (uid, start, duration) relative to base.
 func ics(base time.Time, events ...any) string {
 	var b strings.Builder
@@ -180,7 +97,7 @@ func testConfig() *config.Config {
 type harness struct {
 	t       *testing.T
 	feeds   *fakeFeeds
-	graph   *fakePresence
+	graph   *testutil.Presence
 	store   *MemStore
 	begin   time.Time
 	cancel  context.CancelFunc
@@ -203,11 +120,11 @@ func (h *harness) reasons() []string {
 	return out
 }
 
-func startHarness(t *testing.T, cfg *config.Config, body string, store *MemStore, graph *fakePresence) *harness {
+func startHarness(t *testing.T, cfg *config.Config, body string, store *MemStore, graph *testutil.Presence) *harness {
 	h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": body}, errs: map[string]error{}},
 		graph: graph, store: store, begin: time.Now(), metrics: NewMetrics(nil)}
 	if h.graph == nil {
-		h.graph = &fakePresence{begin: h.begin}
+		h.graph = &testutil.Presence{Begin: h.begin}
 	}
 	if h.store == nil {
 		h.store = NewMemStore()
@@ -255,7 +172,7 @@ func (h *harness) until(d time.Duration) {
 
 func (h *harness) want(want ...string) {
 	h.t.Helper()
-	got := h.graph.got()
+	got := h.graph.Got()
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		h.t.Errorf("Graph calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -420,10 +337,10 @@ func TestEngineUnchangedPollsCostNothing(t *testing.T) {
 		begin := time.Now()
 		h := startHarness(t, testConfig(), ics(begin, "m", 10*time.Minute, 5*time.Hour), nil, nil)
 		h.until(11 * time.Minute)
-		calls := len(h.graph.got())
+		calls := len(h.graph.Got())
 		h.until(111 * time.Minute) // 100 polls
 		h.stop()
-		if got := len(h.graph.got()); got != calls {
+		if got := len(h.graph.Got()); got != calls {
 			t.Errorf("Graph calls during 100 unchanged polls = %d; want 0", got-calls)
 		}
 		if got := counterValue(h.metrics.FeedFetches.WithLabelValues("zoom", "ok")); got != 1 {
@@ -440,7 +357,7 @@ func TestEngineRestart(t *testing.T) {
 		begin := time.Now()
 		store := NewMemStore()
 		body := ics(begin, "m", 10*time.Minute, 30*time.Minute, "s", 60*time.Minute, 3*time.Minute, "l", 80*time.Minute, 30*time.Minute)
-		graph := &fakePresence{begin: begin}
+		graph := &testutil.Presence{Begin: begin}
 		h := startHarness(t, testConfig(), body, store, graph)
 		h.until(15 * time.Minute)
 		h.stop() // killed mid-span
@@ -498,7 +415,7 @@ func TestEngineRestartWhileFeedsHang(t *testing.T) {
 		cfg.Sources = append(cfg.Sources, config.Source{Name: "webex", URL: "https://example.test/webex.ics",
 			Users: []string{"bob@contoso.com"}, PollInterval: time.Minute})
 		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: NewMemStore(),
-			graph: &fakePresence{begin: begin}, cache: &memFeedCache{feeds: map[string]state.Feed{}},
+			graph: &testutil.Presence{Begin: begin}, cache: &memFeedCache{feeds: map[string]state.Feed{}},
 			feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{
 				// Alice's short meeting gets a 5 min lease, to 1h5m.
 				"zoom":  ics(begin, "a", 60*time.Minute, 3*time.Minute),
@@ -518,7 +435,7 @@ func TestEngineRestartWhileFeedsHang(t *testing.T) {
 		}
 		h.until(70 * time.Minute)
 		h.stop()
-		got := h.graph.got()
+		got := h.graph.Got()
 		slices.Sort(got[1:])
 		want := []string{
 			"1h0m0s set alice@contoso.com InAConferenceCall 5m0s",
@@ -555,7 +472,7 @@ func TestEngineRestartReconcilesAsCopiesLoad(t *testing.T) {
 			Users: []string{"bob@contoso.com"}, PollInterval: time.Minute})
 		cache := &memFeedCache{feeds: map[string]state.Feed{}}
 		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: NewMemStore(),
-			graph: &fakePresence{begin: begin}, cache: cache,
+			graph: &testutil.Presence{Begin: begin}, cache: cache,
 			feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{
 				"zoom":     ics(begin, "a", 60*time.Minute, 3*time.Minute),
 				"zz-webex": ics(begin, "b", 62*time.Minute, 30*time.Minute),
@@ -587,7 +504,7 @@ func TestEngineReadiness(t *testing.T) {
 		var authenticated atomic.Bool
 		feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}}
 		feeds.fail("zoom", errors.New("connection refused"))
-		h := &harness{t: t, feeds: feeds, graph: &fakePresence{begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		h := &harness{t: t, feeds: feeds, graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(testConfig(), func(o *Options) { o.Authenticated = authenticated.Load }, nil)
 		eng := h.eng
 		h.until(time.Minute)

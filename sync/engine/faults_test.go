@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-co-op/gocron/v2"
 
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/plan"
@@ -22,7 +23,7 @@ func TestEngineRetriesAClearUntilItIsSent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		failures := 0
-		graph := &fakePresence{begin: begin, fail: func(op, user string) error {
+		graph := &testutil.Presence{Begin: begin, Fail: func(op, user string) error {
 			if op == "clear" && failures < 3 {
 				failures++
 				return &presence.Error{Op: "clearPresence", User: user, Status: 429, Kind: presence.Retry, RetryAfter: 30 * time.Second}
@@ -45,7 +46,7 @@ func TestEnginePermanentErrorIsNotRetriedInALoop(t *testing.T) {
 		begin := time.Now()
 		var mu sync.Mutex
 		attempts := 0
-		graph := &fakePresence{begin: begin, fail: func(op, user string) error {
+		graph := &testutil.Presence{Begin: begin, Fail: func(op, user string) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if op == "set" && attempts == 0 {
@@ -68,7 +69,7 @@ func TestEnginePermanentErrorIsNotRetriedInALoop(t *testing.T) {
 func TestEngineUnknownUserIsSkipped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		graph := &fakePresence{begin: begin, resolveErr: func(a string) error {
+		graph := &testutil.Presence{Begin: begin, ResolveErr: func(a string) error {
 			if strings.HasPrefix(a, "ghost") {
 				return &presence.Error{Op: "resolveUser", User: a, Status: 404, Kind: presence.NotFound}
 			}
@@ -82,10 +83,10 @@ func TestEngineUnknownUserIsSkipped(t *testing.T) {
 		h.want("10m0s set alice@contoso.com InAConferenceCall 30m0s", "1h0m0s set alice@contoso.com InAConferenceCall 30m0s")
 		// Looked up when the feed was first read, then not again before
 		// identity.UnknownUserRecheck is over (at 1h).
-		if n := graph.lookupsOf("ghost@contoso.com"); n != 2 {
+		if n := graph.LookupsOf("ghost@contoso.com"); n != 2 {
 			t.Errorf("unknown address looked up %d times in 90m; want 2", n)
 		}
-		if n := graph.lookupsOf(alice); n != 1 {
+		if n := graph.LookupsOf(alice); n != 1 {
 			t.Errorf("known address looked up %d times; want 1 (kept)", n)
 		}
 		// Reported once (not at the recheck), and visible.
@@ -173,7 +174,7 @@ func TestEngineRefusedClearIsRetriedUntilTheLeaseRunsOut(t *testing.T) {
 					mu       sync.Mutex
 					attempts []time.Duration
 				)
-				graph := &fakePresence{begin: begin, fail: func(op, user string) error {
+				graph := &testutil.Presence{Begin: begin, Fail: func(op, user string) error {
 					if op != "clear" {
 						return nil
 					}
@@ -194,7 +195,7 @@ func TestEngineRefusedClearIsRetriedUntilTheLeaseRunsOut(t *testing.T) {
 				h.until(time.Hour)
 				h.stop()
 
-				got := h.graph.got()
+				got := h.graph.Got()
 				for i := range got { // the accepted clear's time depends on the jitter
 					if strings.Contains(got[i], " clear ") {
 						got[i] = got[i][strings.Index(got[i], " ")+1:]
@@ -221,7 +222,7 @@ func TestEngineRefusedClearIsRetriedUntilTheLeaseRunsOut(t *testing.T) {
 				if got := gaugeValue(h.metrics.ClearsPending); got != 0 {
 					t.Errorf("calpresence_clears_pending at the end = %v; want 0", got)
 				}
-				if n := graph.lookupsOf(alice); n != 1 {
+				if n := graph.LookupsOf(alice); n != 1 {
 					t.Errorf("alice looked up %d times; want 1 (a clear uses the recorded id)", n)
 				}
 			})
@@ -246,7 +247,7 @@ func TestEngineBoundaryFiresWhenGocronRefusesTheWake(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute+30*time.Second, 3*time.Minute)}, errs: map[string]error{}},
-			graph: &fakePresence{begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+			graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(testConfig(), nil, func(e *Engine) {
 			e.wrapScheduler = func(s gocron.Scheduler) gocron.Scheduler { return refusingScheduler{s} }
 		})
@@ -282,7 +283,7 @@ func TestEngineFailingStateWriteBacksOff(t *testing.T) {
 		begin := time.Now()
 		store := &failingDeletes{MemStore: NewMemStore()}
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}},
-			graph: &fakePresence{begin: begin}, store: store.MemStore, begin: begin, metrics: NewMetrics(nil)}
+			graph: &testutil.Presence{Begin: begin}, store: store.MemStore, begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(testConfig(), func(o *Options) { o.Store = store }, nil)
 		h.until(time.Hour) // the span ends at 40m: 20 minutes of failing deletes
 		h.stop()
@@ -305,7 +306,7 @@ func TestEngineFailingStateWriteBacksOff(t *testing.T) {
 // to retry: the engine is being stopped and the next leader makes the
 // call. Another failed record is held back as before.
 func TestFencedRecordHoldsNobodyBack(t *testing.T) {
-	x := newExecutor(&fakePresence{}, NewMemStore(), nil, nil, slog.New(slog.DiscardHandler), NewMetrics(nil))
+	x := newExecutor(&testutil.Presence{}, NewMemStore(), nil, nil, slog.New(slog.DiscardHandler), NewMetrics(nil))
 	a := plan.Action{Op: plan.OpSet, User: "alice"}
 	x.fail(a, fmt.Errorf("record intent: leader epoch 1 is over: epoch 2 leads now: %w", state.ErrFenced), x.logFor(a))
 	if held := x.heldAt(time.Now()); len(held) != 0 {
@@ -318,7 +319,7 @@ func TestFencedRecordHoldsNobodyBack(t *testing.T) {
 }
 
 // hangingPresence never answers a set: a Graph that stopped responding.
-type hangingPresence struct{ *fakePresence }
+type hangingPresence struct{ *testutil.Presence }
 
 func (p hangingPresence) SetPresence(ctx context.Context, id, availability, activity string, exp time.Duration) error {
 	<-ctx.Done()
@@ -332,7 +333,7 @@ func (p hangingPresence) SetPresence(ctx context.Context, id, availability, acti
 func TestEngineShutdownIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		graph := &fakePresence{begin: begin}
+		graph := &testutil.Presence{Begin: begin}
 		store := NewMemStore()
 		cfg := testConfig()
 		cfg.Server.ShutdownTimeout = 20 * time.Second

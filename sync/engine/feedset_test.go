@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
 	"github.com/google/go-cmp/cmp"
@@ -22,7 +23,7 @@ import (
 func feedHarness(t *testing.T, cfg *config.Config, body string) *harness {
 	begin := time.Now()
 	h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: NewMemStore(),
-		graph: &fakePresence{begin: begin}, cache: &memFeedCache{feeds: map[string]state.Feed{}},
+		graph: &testutil.Presence{Begin: begin}, cache: &memFeedCache{feeds: map[string]state.Feed{}},
 		feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{"zoom": body}}}
 	h.start(cfg)
 	return h
@@ -106,7 +107,7 @@ func TestRestartWithOldCopy(t *testing.T) {
 			Body: []byte(body), FetchedAt: begin.Add(-90 * 24 * time.Hour),
 		}}}
 		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: NewMemStore(),
-			graph: &fakePresence{begin: begin}, cache: cache,
+			graph: &testutil.Presence{Begin: begin}, cache: cache,
 			feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{}, hang: true}}
 		h.start(testConfig())
 		synctest.Wait()
@@ -132,7 +133,7 @@ func TestNotModifiedNeedsTheCopyInForceStored(t *testing.T) {
 		feeds := &fakeFeeds{bodies: map[string]string{"zoom": v1}, errs: map[string]error{}}
 		rf := &recordingFetcher{fakeFeeds: feeds}
 		cache := &memFeedCache{feeds: map[string]state.Feed{}}
-		eng, err := New(Options{Config: cfg, Presence: &fakePresence{}, Store: NewMemStore(), Feeds: cache, Fetcher: rf})
+		eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: NewMemStore(), Feeds: cache, Fetcher: rf})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,7 +205,7 @@ func TestFeedOverACapIsRefused(t *testing.T) {
 			feeds := &fakeFeeds{bodies: map[string]string{"zoom": good}, errs: map[string]error{}}
 			cache := &memFeedCache{feeds: map[string]state.Feed{}}
 			metrics := NewMetrics(nil)
-			eng, err := New(Options{Config: cfg, Presence: &fakePresence{}, Store: NewMemStore(), Feeds: cache, Fetcher: feeds, Metrics: metrics})
+			eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: NewMemStore(), Feeds: cache, Fetcher: feeds, Metrics: metrics})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -351,7 +352,7 @@ func TestAllowPrivateReachesFetcher(t *testing.T) {
 	t.Run("engine", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			h := &harness{t: t, begin: time.Now(), metrics: NewMetrics(nil), store: NewMemStore()}
-			h.graph = &fakePresence{begin: h.begin}
+			h.graph = &testutil.Presence{Begin: h.begin}
 			feeds := newFeeds(h.begin)
 			h.feeds = feeds.fakeFeeds
 			h.startWith(cfg, func(o *Options) { o.Fetcher = feeds }, nil)

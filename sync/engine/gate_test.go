@@ -5,6 +5,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/calpresence/calpresence/internal/testutil"
 )
 
 // TestGateSizeFollowsLatency: the calls in flight are what the allowed rate
@@ -91,12 +93,10 @@ func TestEngineStartsBeforeEnds(t *testing.T) {
 			src.Name, src.Users = name, []string{x.user}
 			feeds.bodies[name] = ics(begin, name, x.start, x.dur)
 		}
-		h := &harness{t: t, feeds: feeds, graph: &fakePresence{begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		h := &harness{t: t, feeds: feeds, graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
 		h.start(cfg)
 		h.until(9 * time.Minute)
-		h.graph.mu.Lock()
-		h.graph.calls = nil
-		h.graph.mu.Unlock()
+		h.graph.Reset()
 		h.until(20 * time.Minute)
 		h.stop()
 		h.want(

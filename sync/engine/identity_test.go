@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/identity"
@@ -44,7 +45,7 @@ func TestSpansMergeOnePersonsSpellings(t *testing.T) {
 	for i, a := range spellings {
 		for _, b := range spellings[i+1:] {
 			t.Run(a+"+"+b, func(t *testing.T) {
-				d := identity.New(&fakePresence{people: tenant}, NewMemStore(), time.Hour, 4, slog.New(slog.DiscardHandler), NewMetrics(nil).forIdentity())
+				d := identity.New(&testutil.Presence{People: tenant}, NewMemStore(), time.Hour, 4, slog.New(slog.DiscardHandler), NewMetrics(nil).forIdentity())
 				for _, addr := range []string{a, b} {
 					d.Lookup(addr)
 				}
@@ -90,7 +91,7 @@ func invite(base time.Time, uid string, start, dur time.Duration, attendees ...s
 	return strings.Replace(body, "SUMMARY:"+uid+"\r\n", att.String(), 1)
 }
 
-func startTwoSources(t *testing.T, begin time.Time, zoom, google string, store *MemStore, graph *fakePresence) *harness {
+func startTwoSources(t *testing.T, begin time.Time, zoom, google string, store *MemStore, graph *testutil.Presence) *harness {
 	h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoom, "google": google}, errs: map[string]error{}},
 		graph: graph, store: store, begin: begin, metrics: NewMetrics(nil)}
 	if h.store == nil {
@@ -121,7 +122,7 @@ func TestEngineOnePersonTwoAddresses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				begin := time.Now()
-				graph := &fakePresence{begin: begin, people: tenant}
+				graph := &testutil.Presence{Begin: begin, People: tenant}
 				inner := tt.zoomDur / 3
 				h := startTwoSources(t, begin, ics(begin, "zoom-1", 10*time.Minute, tt.zoomDur),
 					invite(begin, "g-1", 10*time.Minute+inner, inner, "frank.jones@contoso.com"), nil, graph)
@@ -154,7 +155,7 @@ func TestEngineResolutionFailureWaitsOnlyForThatPerson(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		var failUntil = begin.Add(12 * time.Minute)
-		graph := &fakePresence{begin: begin, people: tenant, resolveErr: func(a string) error {
+		graph := &testutil.Presence{Begin: begin, People: tenant, ResolveErr: func(a string) error {
 			if a != "frank.jones@contoso.com" || !time.Now().Before(failUntil) {
 				return nil
 			}
@@ -177,16 +178,14 @@ func TestEngineResolutionFailureWaitsOnlyForThatPerson(t *testing.T) {
 		}
 		h.until(time.Hour)
 		h.stop()
-		graph.mu.Lock()
-		calls := slices.Clone(graph.calls)
-		graph.mu.Unlock()
+		calls := graph.Calls()
 		// The failures stop at 12m; the back-off then in force is at most
 		// 5 minutes (backoff's cap).
 		if len(calls) != 2 || calls[1].Op != "set" || calls[1].User != frankID || calls[1].At < 12*time.Minute || calls[1].At > 17*time.Minute {
 			t.Errorf("Graph calls = %v; want Bob at 10m, then Frank once his alias resolved (12m..17m)", calls)
 		}
 		// Back-off, not a hot loop: 429 Retry-After 2m, then 1s, 2s, 4s …
-		if n := graph.lookupsOf("frank.jones@contoso.com"); n < 3 || n > 15 {
+		if n := graph.LookupsOf("frank.jones@contoso.com"); n < 3 || n > 15 {
 			t.Errorf("alias looked up %d times in 12 minutes of failures; want a back-off (3..15)", n)
 		}
 	})
@@ -200,21 +199,21 @@ func TestEngineForgetsAnIDGraphNoLongerKnows(t *testing.T) {
 		begin := time.Now()
 		const newID = "44444444-4444-4444-4444-444444444444"
 		people := map[string]presence.Person{"frank@contoso.com": {ID: frankID, UPN: "frank@contoso.com"}}
-		graph := &fakePresence{begin: begin, people: people}
+		graph := &testutil.Presence{Begin: begin, People: people}
 		store := NewMemStore()
 		cfg := testConfig()
 		cfg.Sources[0].Users = []string{"frank@contoso.com"}
 		h := startHarness(t, cfg, ics(begin, "a", 10*time.Minute, 30*time.Minute), store, graph)
 		h.until(5 * time.Minute) // resolved to frankID, kept in the store
-		graph.mu.Lock()
-		people["frank@contoso.com"] = presence.Person{ID: newID, UPN: "frank@contoso.com"}
-		graph.fail = func(op, user string) error {
-			if user == frankID {
-				return &presence.Error{Op: "setPresence", User: user, Status: 404, Kind: presence.NotFound}
+		graph.Locked(func() {
+			people["frank@contoso.com"] = presence.Person{ID: newID, UPN: "frank@contoso.com"}
+			graph.Fail = func(op, user string) error {
+				if user == frankID {
+					return &presence.Error{Op: "setPresence", User: user, Status: 404, Kind: presence.NotFound}
+				}
+				return nil
 			}
-			return nil
-		}
-		graph.mu.Unlock()
+		})
 		h.until(time.Hour)
 		h.stop()
 		h.want("10m0s set " + newID + " InAConferenceCall 30m0s")
@@ -230,7 +229,7 @@ func TestEngineForgetsAnIDGraphNoLongerKnows(t *testing.T) {
 func TestEngineOnlyConfigured(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		graph := &fakePresence{begin: begin, people: tenant}
+		graph := &testutil.Presence{Begin: begin, People: tenant}
 		cfg := twoSources()
 		cfg.Presence.OnlyConfigured = true
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
@@ -295,7 +294,7 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 		time.Sleep(7 * time.Minute)
 		cfg := testConfig()
 		cfg.Sources[0].Users = []string{"frank@contoso.com", "bob@contoso.com", "carol@contoso.com"}
-		graph := &fakePresence{begin: midnight, people: tenant}
+		graph := &testutil.Presence{Begin: midnight, People: tenant}
 		h := &harness{t: t, graph: graph, store: st, begin: midnight, metrics: NewMetrics(nil),
 			feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(midnight, "zoom-1", time.Duration(0), 15*time.Minute)}, errs: map[string]error{}}}
 		h.start(cfg)
@@ -303,7 +302,7 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 		h.stop()
 		// Sent concurrently: compare sorted, to the minute.
 		var got []string
-		for _, c := range graph.calls {
+		for _, c := range graph.Calls() {
 			c.At, c.Expiration = c.At.Round(time.Minute), c.Expiration.Round(time.Minute)
 			got = append(got, c.String())
 		}
@@ -328,7 +327,7 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 func TestEngineKeepsSpansUntilSomethingChanges(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		graph := &fakePresence{begin: begin, people: tenant}
+		graph := &testutil.Presence{Begin: begin, People: tenant}
 		h := startTwoSources(t, begin, ics(begin, "zoom-1", 10*time.Minute, 30*time.Minute),
 			invite(begin, "g-1", time.Hour, 30*time.Minute, "frank.jones@contoso.com"), nil, graph)
 		h.until(time.Minute)
@@ -366,7 +365,7 @@ func TestEngineUnknownAddressBacksOff(t *testing.T) {
 			mu      sync.Mutex
 			lookups []time.Duration
 		)
-		graph := &fakePresence{begin: begin, people: tenant, resolveErr: func(a string) error {
+		graph := &testutil.Presence{Begin: begin, People: tenant, ResolveErr: func(a string) error {
 			if a != ghost {
 				return nil
 			}
@@ -432,7 +431,7 @@ func TestEngineUnknownAddressBacksOff(t *testing.T) {
 func TestEngineSummarisesUnresolved(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		graph := &fakePresence{begin: begin, resolveErr: func(a string) error {
+		graph := &testutil.Presence{Begin: begin, ResolveErr: func(a string) error {
 			if strings.HasPrefix(a, "ghost-") {
 				return &presence.Error{Op: "resolveUser", User: a, Status: 404, Kind: presence.NotFound}
 			}

@@ -6,6 +6,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 )
 
@@ -19,8 +20,8 @@ func TestEngineOperatorClearHolds(t *testing.T) {
 		// the span; it must be followed by a clear, not a set.
 		synctest.Test(t, func(t *testing.T) {
 			begin := time.Now()
-			graph := &fakePresence{begin: begin}
-			graph.fail = func(op, user string) error {
+			graph := &testutil.Presence{Begin: begin}
+			graph.Fail = func(op, user string) error {
 				if op == "clear" && time.Since(begin) < 30*time.Minute {
 					return &presence.Error{Op: "clearPresence", User: user, Status: 503, Kind: presence.Retry, RetryAfter: 20 * time.Minute}
 				}
@@ -40,9 +41,9 @@ func testOperatorClearHolds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		store := NewMemStore()
-		graph := &fakePresence{begin: begin}
+		graph := &testutil.Presence{Begin: begin}
 		// Clears fail with a long Retry-After until 30m.
-		graph.fail = func(op, user string) error {
+		graph.Fail = func(op, user string) error {
 			if op == "clear" && time.Since(begin) < 30*time.Minute {
 				return &presence.Error{Op: "clearPresence", User: user, Status: 503, Kind: presence.Retry, RetryAfter: 20 * time.Minute}
 			}
@@ -97,8 +98,8 @@ func testOperatorClearHolds(t *testing.T) {
 func TestExecutorForgetsEndedHolds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		graph := &fakePresence{begin: begin}
-		graph.fail = func(op, user string) error {
+		graph := &testutil.Presence{Begin: begin}
+		graph.Fail = func(op, user string) error {
 			return &presence.Error{Op: "setPresence", User: user, Status: 403, Kind: presence.Permanent, Message: "no Teams license"}
 		}
 		h := startHarness(t, testConfig(), ics(begin, "m", 10*time.Minute, 30*time.Minute), nil, graph)

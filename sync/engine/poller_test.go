@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/sources"
 )
 
@@ -60,7 +61,7 @@ func TestSteadyPollsSpreadAndBounded(t *testing.T) {
 				Users: []string{alice}, PollInterval: time.Minute})
 		}
 		feeds := &slowFeeds{delay: 10 * time.Millisecond, at: map[string][]time.Time{}}
-		eng, err := New(Options{Config: cfg, Presence: &fakePresence{}, Store: NewMemStore(), Fetcher: feeds})
+		eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: NewMemStore(), Fetcher: feeds})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -34,7 +35,7 @@ func TestEngineSkipsUndecodableSession(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 3*time.Minute)}, errs: map[string]error{}}
-		graph := &fakePresence{begin: begin}
+		graph := &testutil.Presence{Begin: begin}
 		h := &harness{t: t, feeds: feeds, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(testConfig(), func(o *Options) { o.Store = damagedStore{h.store, "mallory@contoso.com"} }, nil)
 		h.until(time.Hour)
@@ -42,7 +43,7 @@ func TestEngineSkipsUndecodableSession(t *testing.T) {
 		logs := &h.logs
 
 		want := []string{"10m0s set alice@contoso.com InAConferenceCall 5m0s", "13m0s clear alice@contoso.com"}
-		if got := graph.got(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		if got := graph.Got(); strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("Graph calls with a damaged session record:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 		warned := logs.Lines(`"level":"WARN"`, "skipped session records", "mallory@contoso.com")

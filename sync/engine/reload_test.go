@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -67,7 +68,7 @@ func TestReloadRemovesSource(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{}, errs: map[string]error{}},
-			graph: &fakePresence{begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil),
+			graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil),
 			cache: &memFeedCache{feeds: map[string]state.Feed{}}}
 		h.feeds.set("zoom", ics(begin, "z", time.Duration(0), time.Hour))
 		h.feeds.set("webex", ics(begin, "w", time.Duration(0), time.Hour))
@@ -82,7 +83,7 @@ func TestReloadRemovesSource(t *testing.T) {
 		}
 		h.until(20 * time.Minute)
 		h.stop()
-		got := h.graph.got()
+		got := h.graph.Got()
 		if len(got) >= 2 {
 			slices.Sort(got[:2]) // sent at once, in any order
 		}
@@ -210,7 +211,7 @@ func TestReloadChangedSourceKeepsCopyWhileFailing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{}, errs: map[string]error{}},
-			graph: &fakePresence{begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil),
+			graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil),
 			cache: &memFeedCache{feeds: map[string]state.Feed{}}}
 		h.feeds.set("zoom", ics(begin, "z", time.Duration(0), time.Hour))
 		h.start(testConfig())

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
 )
@@ -182,7 +183,7 @@ func TestEngineSignalSurvivesRestart(t *testing.T) {
 // any order within each instant (calls render with their time first).
 func (h *harness) wantAnyOrder(want ...string) {
 	h.t.Helper()
-	got := slices.Clone(h.graph.got())
+	got := slices.Clone(h.graph.Got())
 	slices.Sort(got)
 	want = slices.Clone(want)
 	slices.Sort(want)
@@ -282,7 +283,7 @@ func TestEngineTakesSignalsStandbysQueued(t *testing.T) {
 		begin := time.Now()
 		store := NewMemStore()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(begin, "m", 10*minute, time.Hour)}, errs: map[string]error{}},
-			graph: &fakePresence{begin: begin}, store: store, begin: begin, metrics: NewMetrics(nil)}
+			graph: &testutil.Presence{Begin: begin}, store: store, begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(signalConfig(), func(o *Options) { o.Elector = alwaysLeads{} }, nil)
 		h.until(30 * minute)
 		ended := Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}
@@ -335,7 +336,7 @@ func TestEngineInboxReadsOnlyTheQueued(t *testing.T) {
 		begin := time.Now()
 		store := &readCountingStore{MemStore: NewMemStore()}
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(begin, "m", 10*minute, time.Hour)}, errs: map[string]error{}},
-			graph: &fakePresence{begin: begin}, store: store.MemStore, begin: begin, metrics: NewMetrics(nil)}
+			graph: &testutil.Presence{Begin: begin}, store: store.MemStore, begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(signalConfig(), func(o *Options) { o.Store, o.Elector = store, alwaysLeads{} }, nil)
 		h.until(time.Minute)
 		store.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -22,7 +23,7 @@ func TestStatus(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		const bob, carol, dave = "bob@contoso.com", "carol@contoso.com", "dave@contoso.com"
-		graph := &fakePresence{begin: begin, fail: func(op, user string) error {
+		graph := &testutil.Presence{Begin: begin, Fail: func(op, user string) error {
 			switch {
 			case op == "set" && user == bob:
 				return &presence.Error{Op: "setPresence", User: user, Status: 429, Code: "TooManyRequests", Kind: presence.Retry, RetryAfter: 10 * time.Minute}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 )
@@ -23,27 +24,6 @@ const frankID = "11111111-1111-1111-1111-111111111111"
 var tenant = map[string]presence.Person{
 	"frank@contoso.com":       {ID: frankID, UPN: "frank@contoso.com"},
 	"frank.jones@contoso.com": {ID: frankID, UPN: "frank@contoso.com"},
-}
-
-// fakeResolver answers from people (by lower-cased address), else with the
-// address itself as id and UPN; resolveErr, when set, may answer with an
-// error instead.
-type fakeResolver struct {
-	people     map[string]presence.Person
-	resolveErr func(address string) error
-}
-
-func (p *fakeResolver) ResolveUser(_ context.Context, address string) (presence.Person, error) {
-	a := strings.ToLower(address)
-	if p.resolveErr != nil {
-		if err := p.resolveErr(a); err != nil {
-			return presence.Person{}, err
-		}
-	}
-	if person, ok := p.people[a]; ok {
-		return person, nil
-	}
-	return presence.Person{ID: a, UPN: a}, nil
 }
 
 // memStore keeps identities in memory, as the engine's MemStore does.
@@ -97,7 +77,7 @@ func testMetrics() *Metrics {
 func TestDirectoryForbiddenLookupIsNotUnknown(t *testing.T) {
 	var logs strings.Builder
 	refuse := true
-	p := &fakeResolver{people: tenant, resolveErr: func(string) error {
+	p := &testutil.Presence{People: tenant, ResolveErr: func(string) error {
 		if refuse {
 			return &presence.Error{Op: "resolveUser", Status: 403, Kind: presence.Permanent, Message: "Authorization_RequestDenied"}
 		}
@@ -140,7 +120,7 @@ func TestDirectoryForgetsUnnamedAddresses(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		d := New(&fakeResolver{}, st, day, 4, slog.New(slog.DiscardHandler), testMetrics())
+		d := New(&testutil.Presence{}, st, day, 4, slog.New(slog.DiscardHandler), testMetrics())
 		if err := d.Load(); err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +180,7 @@ func TestDirectoryForgetKeepsAnAnswerThatRaced(t *testing.T) {
 	const newID = "44444444-4444-4444-4444-444444444444"
 	people := map[string]presence.Person{"frank@contoso.com": {ID: frankID, UPN: "frank@contoso.com"}}
 	st := &racingStore{memStore: newMemStore()}
-	d := New(&fakeResolver{people: people}, st, time.Hour, 4, slog.New(slog.DiscardHandler), testMetrics())
+	d := New(&testutil.Presence{People: people}, st, time.Hour, 4, slog.New(slog.DiscardHandler), testMetrics())
 	d.Lookup("frank@contoso.com")
 	d.Resolve(context.Background(), d.Due(time.Now()))
 	people["frank@contoso.com"] = presence.Person{ID: newID, UPN: "frank@contoso.com"}
