@@ -177,26 +177,17 @@ func New(o Options) (*Engine, error) {
 
 // settings is the configuration in force with what is derived from it.
 type settings struct {
-	cfg     *config.Config
-	matcher *plan.Matcher // cfg compiled; says who cfg covers
-	gen     uint64        // counts the reloads: the engine's spans follow it
-	// onlyConfigured names the sources whose matches may make busy only
-	// the people the configuration names (only_configured).
-	onlyConfigured map[string]bool
-	userIndex      map[string]string // users: address → target, for signals
+	cfg       *config.Config
+	matcher   *plan.Matcher     // cfg compiled; says who cfg covers
+	gen       uint64            // counts the reloads: the engine's spans follow it
+	userIndex map[string]string // users: address → target, for signals
 	// removed are the sources reloads removed since start, for the
 	// reason their people's spans end with.
 	removed map[string]bool
 }
 
 func newSettings(cfg *config.Config, m *plan.Matcher, gen uint64, removed map[string]bool) *settings {
-	s := &settings{cfg: cfg, matcher: m, gen: gen, onlyConfigured: make(map[string]bool), userIndex: cfg.UserIndex(), removed: removed}
-	for i, src := range cfg.Sources {
-		if src.Match != "" && cfg.SourcePresence(i).OnlyConfigured {
-			s.onlyConfigured[src.Name] = true
-		}
-	}
-	return s
+	return &settings{cfg: cfg, matcher: m, gen: gen, userIndex: cfg.UserIndex(), removed: removed}
 }
 
 // sourceRemoved reports whether a reload removed the named source.
@@ -563,7 +554,7 @@ func (e *Engine) view(matches []plan.Match, feedGen uint64, now time.Time, key p
 func (e *Engine) keyFunc() plan.KeyFunc {
 	conf := e.conf.Load()
 	var allowed map[string]bool
-	if len(conf.onlyConfigured) > 0 {
+	if conf.matcher.Limited() {
 		allowed = make(map[string]bool)
 		for _, u := range conf.cfg.ConfiguredUsers() {
 			if id, ok := e.dir.Lookup(u); ok {
@@ -573,7 +564,7 @@ func (e *Engine) keyFunc() plan.KeyFunc {
 	}
 	return func(m *plan.Match) (string, bool) {
 		id, ok := e.dir.Lookup(m.User)
-		if !ok || (conf.onlyConfigured[m.Source] && !allowed[id]) {
+		if !ok || (conf.matcher.OnlyConfigured(m.Source) && !allowed[id]) {
 			return "", false
 		}
 		return id, true

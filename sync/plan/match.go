@@ -263,6 +263,24 @@ func (m *Matcher) userFor(sm *sourceMatcher, addr string) (string, bool) {
 	return config.NormalizeAddress(addr), true
 }
 
+// OnlyConfigured reports whether the named source may make busy only the
+// people the configuration names (only_configured): a person it matches is
+// acted on only when they resolve to one of config.ConfiguredUsers.
+func (m *Matcher) OnlyConfigured(source string) bool {
+	sm := m.sources[source]
+	return sm != nil && sm.onlyConfigured
+}
+
+// Limited reports whether some source is OnlyConfigured.
+func (m *Matcher) Limited() bool {
+	for _, sm := range m.order {
+		if sm.onlyConfigured {
+			return true
+		}
+	}
+	return false
+}
+
 // Covers reports whether the configuration covers the address: a fixed
 // user, either side of a users: entry, or an address that a source
 // matching attendees or organizers admits (in its domains, or any address

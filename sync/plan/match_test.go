@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -121,6 +122,15 @@ func TestCovers(t *testing.T) {
 			for _, a := range tt.not {
 				if m.Covers(a) {
 					t.Errorf("Covers(%q) = true; want false", a)
+				}
+			}
+			limited := slices.ContainsFunc(tt.sources, func(s config.Source) bool { return s.OnlyConfigured != nil })
+			if got := m.Limited(); got != limited {
+				t.Errorf("Limited() = %v; want %v", got, limited)
+			}
+			for _, s := range tt.sources {
+				if got, want := m.OnlyConfigured(s.Name), s.OnlyConfigured != nil; got != want {
+					t.Errorf("OnlyConfigured(%q) = %v; want %v", s.Name, got, want)
 				}
 			}
 		})
