@@ -48,43 +48,32 @@ func (c graphCall) String() string {
 }
 
 // fakeGraph stands in for Graph for one replica: it records every call,
-// and resolves the test's two addresses.
-type fakeGraph struct {
-	mu    sync.Mutex
-	calls []graphCall
-}
+// and resolves the test's two addresses (testutil.Presence).
+type fakeGraph struct{ *testutil.Presence }
 
-func (g *fakeGraph) record(op, user string) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.calls = append(g.calls, graphCall{time.Now(), op, user})
-	return nil
-}
+// epoch is what the calls' times count from.
+var epoch = time.Now()
 
-func (g *fakeGraph) SetPresence(_ context.Context, userID, _, _ string, _ time.Duration) error {
-	return g.record("set", userID)
-}
-
-func (g *fakeGraph) ClearPresence(_ context.Context, userID string) error {
-	return g.record("clear", userID)
-}
-
-func (g *fakeGraph) ResolveUser(_ context.Context, address string) (presence.Person, error) {
-	a := strings.ToLower(address)
-	switch a {
-	case "alice@contoso.com":
-		return presence.Person{ID: aliceID, UPN: a}, nil
-	case "bob@contoso.com":
-		return presence.Person{ID: bobID, UPN: a}, nil
+func newFakeGraph() *fakeGraph {
+	known := map[string]presence.Person{
+		"alice@contoso.com": {ID: aliceID, UPN: "alice@contoso.com"},
+		"bob@contoso.com":   {ID: bobID, UPN: "bob@contoso.com"},
 	}
-	return presence.Person{}, &presence.Error{Kind: presence.NotFound, Err: fmt.Errorf("no user %s", a)}
+	return &fakeGraph{&testutil.Presence{Begin: epoch, People: known, ResolveErr: func(a string) error {
+		if _, ok := known[a]; !ok {
+			return &presence.Error{Kind: presence.NotFound, Err: fmt.Errorf("no user %s", a)}
+		}
+		return nil
+	}}}
 }
 
-// Calls returns the calls so far.
+// Calls returns the calls so far, with their wall-clock times.
 func (g *fakeGraph) Calls() []graphCall {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return append([]graphCall(nil), g.calls...)
+	var out []graphCall
+	for _, c := range g.Presence.Calls() {
+		out = append(out, graphCall{epoch.Add(c.At), c.Op, c.User})
+	}
+	return out
 }
 
 // count is how many calls of op for user there were.
@@ -266,8 +255,8 @@ func testTakeOver(t *testing.T, lose func(t *testing.T, old, standby *replica) (
 	// Both start at once: exactly one leads.
 	var r1, r2 *replica
 	var wg sync.WaitGroup
-	wg.Go(func() { r1 = startReplica(t, cfg, "r1", feeds, &fakeGraph{}) })
-	wg.Go(func() { r2 = startReplica(t, cfg, "r2", feeds, &fakeGraph{}) })
+	wg.Go(func() { r1 = startReplica(t, cfg, "r1", feeds, newFakeGraph()) })
+	wg.Go(func() { r2 = startReplica(t, cfg, "r2", feeds, newFakeGraph()) })
 	wg.Wait()
 	if t.Failed() {
 		t.FailNow()
@@ -532,7 +521,7 @@ func TestStoreFenceStopsTheEngine(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	later := meeting("later", now.Add(2*time.Hour), now.Add(3*time.Hour))
 	feeds := twoFeeds(later, later)
-	g := &fakeGraph{}
+	g := newFakeGraph()
 	r := startReplica(t, cfg, "r1", feeds, g)
 	if !testutil.WaitUntil(20*time.Second, func() bool { code, rd := r.readyz(t); return code == 200 && rd.Role == "leader" }) {
 		t.Fatal("r1 not a ready leader within 20s")
@@ -650,7 +639,7 @@ func TestStandbyPagesHost(t *testing.T) {
 	}
 	cfg := replicaConfig(t, dsn)
 	cfg.Server.Hostnames = []string{"calpresence.ops.svc"}
-	r := startReplica(t, cfg, "standby", &testutil.Feeds{}, &fakeGraph{})
+	r := startReplica(t, cfg, "standby", &testutil.Feeds{}, newFakeGraph())
 	if !testutil.WaitUntil(15*time.Second, func() bool { return r.role(t) == "standby" }) {
 		t.Fatalf("/readyz role = %q; want standby", r.role(t))
 	}
@@ -696,7 +685,7 @@ func TestExclusiveOneOff(t *testing.T) {
 		})
 	}
 
-	alone := &fakeGraph{}
+	alone := newFakeGraph()
 	if err := oneOff(alone); err != nil {
 		t.Fatalf("resync with no replica running: %v", err)
 	}
@@ -705,12 +694,12 @@ func TestExclusiveOneOff(t *testing.T) {
 	}
 
 	// The lead was handed back: a replica starting now leads.
-	g := &fakeGraph{}
+	g := newFakeGraph()
 	r := startReplica(t, cfg, "replica-a", feeds, g)
 	if !testutil.WaitUntil(20*time.Second, func() bool { return r.role(t) == "leader" }) {
 		t.Fatal("replica-a did not lead within 20 s")
 	}
-	beside := &fakeGraph{}
+	beside := newFakeGraph()
 	err := oneOff(beside)
 	if err == nil || !strings.Contains(err.Error(), "replica-a leads") {
 		t.Errorf("resync beside a leader: %v; want a refusal naming replica-a", err)
