@@ -198,7 +198,8 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 	case a.presence != nil:
 		a.graph = nil
 	case a.graph == nil:
-		g, err := graph.New(ctx, cfg.Graph, a.log, append([]graph.Option{graph.WithPacer(engine.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow))}, a.graphOpts...)...)
+		g, err := graph.New(ctx, cfg.Graph, a.log, append([]graph.Option{graph.WithPacer(engine.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow)),
+			graph.WithReadPacer(engine.NewLimiter(graph.ReadRateLimit, graph.ReadRateWindow))}, a.graphOpts...)...)
 		if err != nil {
 			_ = a.closeStore()
 			return nil, fmt.Errorf("graph client: %w", err)
