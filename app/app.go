@@ -19,7 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,7 +33,7 @@ import (
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/state/pgstate"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // stateLockTimeout bounds the wait for the state file: a resync or clear
@@ -45,21 +45,21 @@ const stateLockTimeout = 2 * time.Second
 type App struct {
 	log      *slog.Logger
 	reg      *prometheus.Registry
-	metrics  *sync.Metrics
+	metrics  *engine.Metrics
 	version  string
 	listen   string
 	bound    func(net.Addr)
 	reloadOn <-chan os.Signal
 
-	store      sync.Store
-	feeds      sync.FeedCache
+	store      engine.Store
+	feeds      engine.FeedCache
 	closeStore func() error
 	graph      *graph.Client // nil when another Presence stands in for Graph
 	ownGraph   bool          // New built graph: Close closes it
 	graphOpts  []graph.Option
 	memory     bool // WithMemoryState
-	presence   sync.Presence
-	fetcher    sync.Fetcher
+	presence   engine.Presence
+	fetcher    engine.Fetcher
 	started    *config.Config // what the daemon started with
 	// elector is the leader election with several replicas (Start sets
 	// it with state.driver postgres; replicas.go); nil with one.
@@ -68,13 +68,13 @@ type App struct {
 
 	token atomic.Pointer[string] // the admin token; a reload reads it again
 
-	mu     gosync.Mutex // guards cfg, eng, down, reload
+	mu     sync.Mutex // guards cfg, eng, down, reload
 	cfg    *config.Config
-	eng    *sync.Engine
+	eng    *engine.Engine
 	down   string // why no engine runs, when none does
-	reload *sync.ReloadStatus
+	reload *engine.ReloadStatus
 
-	reloadMu gosync.Mutex // one reload at a time
+	reloadMu sync.Mutex // one reload at a time
 	// reloads counts the reloads by result (ok, refused); reloadOK is 1
 	// while the last one succeeded (or none was asked for).
 	reloads  *prometheus.CounterVec
@@ -85,7 +85,7 @@ type App struct {
 	engineErr chan error // an engine's Run returned
 	srvErr    chan error // nil: no server
 	wh        *webhooks
-	bg        gosync.WaitGroup // the server, the authenticate loop, the reload signals, the engines
+	bg        sync.WaitGroup // the server, the authenticate loop, the reload signals, the engines
 }
 
 // Option changes how New builds the App.
@@ -115,7 +115,7 @@ func WithReloadSignals(signals <-chan os.Signal) Option {
 
 // WithFetcher reads the feeds with f instead of a sources.Fetcher built
 // from the schedule settings.
-func WithFetcher(f sync.Fetcher) Option { return func(a *App) { a.fetcher = f } }
+func WithFetcher(f engine.Fetcher) Option { return func(a *App) { a.fetcher = f } }
 
 // WithGraph uses a Graph client built already (a benchmark's warm one),
 // which Close leaves open.
@@ -128,7 +128,7 @@ func WithGraphOptions(opts ...graph.Option) Option {
 
 // WithPresence sends presence calls to p instead of Graph (the load
 // tool's counting fake): no Graph client is built, and no token awaited.
-func WithPresence(p sync.Presence) Option { return func(a *App) { a.presence = p } }
+func WithPresence(p engine.Presence) Option { return func(a *App) { a.presence = p } }
 
 // WithElectorOptions sets the leader election's options with several
 // replicas (state.driver postgres); the App sets their Logger and
@@ -163,7 +163,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 	if a.listen == "" {
 		a.listen = cfg.Server.Listen
 	}
-	a.metrics = sync.NewMetrics(a.reg)
+	a.metrics = engine.NewMetrics(a.reg)
 	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "calpresence_config_reloads_total", Help: "Reloads of the configuration file by result: ok, refused (the configuration in force stays).",
 	}, []string{"result"})
@@ -198,7 +198,8 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 	case a.presence != nil:
 		a.graph = nil
 	case a.graph == nil:
-		g, err := graph.New(ctx, cfg.Graph, a.log, append([]graph.Option{graph.WithPacer(sync.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow))}, a.graphOpts...)...)
+		g, err := graph.New(ctx, cfg.Graph, a.log, append([]graph.Option{graph.WithPacer(engine.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow)),
+			graph.WithReadPacer(engine.NewLimiter(graph.ReadRateLimit, graph.ReadRateWindow))}, a.graphOpts...)...)
 		if err != nil {
 			_ = a.closeStore()
 			return nil, fmt.Errorf("graph client: %w", err)
@@ -215,11 +216,11 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 // state.path, the PostgreSQL database at state.dsn (driver postgres), or
 // memory for a dry run (and WithMemoryState). It is the one place that
 // chooses the store. closeFn releases it.
-func openStore(ctx context.Context, cfg *config.Config, memory bool) (store sync.Store, feeds sync.FeedCache, closeFn func() error, err error) {
+func openStore(ctx context.Context, cfg *config.Config, memory bool) (store engine.Store, feeds engine.FeedCache, closeFn func() error, err error) {
 	switch {
 	case cfg.Graph.DryRun || memory:
 		// A dry run keeps no feed copies either: nil keeps them in memory.
-		return sync.NewMemStore(), nil, func() error { return nil }, nil
+		return engine.NewMemStore(), nil, func() error { return nil }, nil
 	case cfg.State.Driver == config.DriverPostgres:
 		st, err := pgstate.Open(ctx, string(cfg.State.DSN), pgstate.Options{})
 		if err != nil {
@@ -236,7 +237,7 @@ func openStore(ctx context.Context, cfg *config.Config, memory bool) (store sync
 
 // pruneFeeds drops the stored copies in feeds of sources cfg does not
 // name: they are of no use.
-func (a *App) pruneFeeds(cfg *config.Config, feeds sync.FeedCache) {
+func (a *App) pruneFeeds(cfg *config.Config, feeds engine.FeedCache) {
 	p, ok := feeds.(feedPruner)
 	if !ok {
 		return
@@ -289,18 +290,18 @@ func (a *App) Config() *config.Config {
 }
 
 // Store is the state the App opened.
-func (a *App) Store() sync.Store { return a.store }
+func (a *App) Store() engine.Store { return a.store }
 
 // Registry is the registry of the App's metrics.
 func (a *App) Registry() *prometheus.Registry { return a.reg }
 
 // Engine returns the engine running now; nil when none does.
-func (a *App) Engine() *sync.Engine {
+func (a *App) Engine() *engine.Engine {
 	eng, _ := a.current()
 	return eng
 }
 
-func (a *App) current() (*sync.Engine, string) {
+func (a *App) current() (*engine.Engine, string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.eng, a.down
@@ -310,25 +311,25 @@ func (a *App) current() (*sync.Engine, string) {
 // with the configuration in force, without running it: the one-off
 // commands (resync, clear without a daemon) and the load tool drive it
 // themselves. A configuration the engine refuses is a *ConfigError.
-func (a *App) NewEngine() (*sync.Engine, error) { return a.newEngine(nil, nil) }
+func (a *App) NewEngine() (*engine.Engine, error) { return a.newEngine(nil, nil) }
 
 // newEngine is NewEngine for a replica elected by el (nil: the only one),
 // in its lead t (beginTerm): it writes through t's store, its scheduler
 // runs only while el leads, no presence call is sent once it does not, and
 // calls in flight are cut short when t.lost ends.
-func (a *App) newEngine(el *leader.Elector, t *term) (*sync.Engine, error) {
+func (a *App) newEngine(el *leader.Elector, t *term) (*engine.Engine, error) {
 	var authenticated func() bool
 	if a.graph != nil {
 		authenticated = a.graph.Authenticated
 	}
-	o := sync.Options{Config: a.Config(), Presence: a.presence, Store: a.store, Feeds: a.feeds,
+	o := engine.Options{Config: a.Config(), Presence: a.presence, Store: a.store, Feeds: a.feeds,
 		Fetcher: a.fetcher, Logger: a.log, Metrics: a.metrics, Authenticated: authenticated}
 	if el != nil {
 		o.Store, o.Feeds = t.store, t.feeds
 		o.Presence = fencedPresence{Presence: a.presence, leading: el.Leading, lost: t.lost}
 		o.Elector = el
 	}
-	eng, err := sync.New(o)
+	eng, err := engine.New(o)
 	if err != nil {
 		return nil, &ConfigError{err}
 	}
@@ -339,7 +340,7 @@ func (a *App) newEngine(el *leader.Elector, t *term) (*sync.Engine, error) {
 // from then on the server, the webhooks and reloads reach it. It is the
 // one place an engine is started: Start calls it; a replica that stands by
 // would call it when it becomes the leader.
-func (a *App) StartEngine(ctx context.Context) (*sync.Engine, error) {
+func (a *App) StartEngine(ctx context.Context) (*engine.Engine, error) {
 	eng, err := a.NewEngine()
 	if err != nil {
 		return nil, err

@@ -22,7 +22,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/server"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 const feed = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//app test//EN\r\nEND:VCALENDAR\r\n"
@@ -117,21 +117,21 @@ func (d *daemon) post(t *testing.T, path string, headers map[string]string) (int
 	return resp.StatusCode, out
 }
 
-func (d *daemon) readyz(t *testing.T) (int, sync.Readiness) {
+func (d *daemon) readyz(t *testing.T) (int, engine.Readiness) {
 	t.Helper()
 	resp, err := http.Get("http://" + d.addr + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var r sync.Readiness
+	var r engine.Readiness
 	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, r
 }
 
-func names(r sync.Readiness) []string {
+func names(r engine.Readiness) []string {
 	var out []string
 	for _, s := range r.Sources {
 		out = append(out, s.Name)
@@ -298,7 +298,7 @@ func TestNoEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r sync.Readiness
+	var r engine.Readiness
 	json.NewDecoder(resp.Body).Decode(&r)
 	resp.Body.Close()
 	if resp.StatusCode != 503 || len(r.Reasons) != 1 || !strings.HasPrefix(r.Reasons[0], "no engine running: ") {
@@ -318,7 +318,7 @@ func TestNoEngine(t *testing.T) {
 	if page := get(t, srv.URL+"/"); !strings.Contains(page, "no engine running") {
 		t.Errorf("status page does not say no engine runs:\n%s", page)
 	}
-	if _, err := a.Signal(context.Background(), sync.Signal{}); !errors.Is(err, server.ErrUnavailable) {
+	if _, err := a.Signal(context.Background(), engine.Signal{}); !errors.Is(err, server.ErrUnavailable) {
 		t.Errorf("Signal = %v; want ErrUnavailable", err)
 	}
 

@@ -6,8 +6,9 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/server"
+	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // The App is what the server and the webhooks talk to (server.Engine,
@@ -24,20 +25,20 @@ var _ server.Engine = (*App)(nil)
 // With several replicas it says which role this one has: a standby is
 // ready while it could take the lead and act (standbyReasons), with no
 // engine of its own.
-func (a *App) Readiness() sync.Readiness {
+func (a *App) Readiness() engine.Readiness {
 	eng, down := a.current()
 	rep := a.replica(context.Background())
-	var r sync.Readiness
+	var r engine.Readiness
 	switch {
 	case eng != nil:
 		r = eng.Readiness()
 	case rep != nil && rep.Role == "standby":
 		reasons := a.standbyReasons(rep)
-		r = sync.Readiness{Ready: len(reasons) == 0, Reasons: reasons, Sources: []sync.SourceStatus{}}
+		r = engine.Readiness{Ready: len(reasons) == 0, Reasons: reasons, Sources: []engine.SourceStatus{}}
 	case rep != nil && rep.Error != "":
-		r = sync.Readiness{Reasons: []string{rep.Error}, Sources: []sync.SourceStatus{}}
+		r = engine.Readiness{Reasons: []string{rep.Error}, Sources: []engine.SourceStatus{}}
 	default:
-		r = sync.Readiness{Reasons: []string{"no engine running: " + down}, Sources: []sync.SourceStatus{}}
+		r = engine.Readiness{Reasons: []string{"no engine running: " + down}, Sources: []engine.SourceStatus{}}
 	}
 	if rep != nil {
 		r.Role, r.Replica = rep.Role, rep
@@ -52,9 +53,9 @@ func (a *App) Readiness() sync.Readiness {
 
 // standbyReasons say why a standby could not act if it took the lead now
 // (none: it could): it must reach the database, and hold a token from
-// Graph's authority as a leader must (sync.Engine.Readiness), or a rollout
+// Graph's authority as a leader must (engine.Engine.Readiness), or a rollout
 // would replace a working leader with replicas whose credentials fail.
-func (a *App) standbyReasons(rep *sync.Replica) []string {
+func (a *App) standbyReasons(rep *engine.Replica) []string {
 	var reasons []string
 	if rep.Error != "" {
 		reasons = append(reasons, rep.Error)
@@ -66,17 +67,17 @@ func (a *App) standbyReasons(rep *sync.Replica) []string {
 }
 
 // Status is the status page's snapshot.
-func (a *App) Status(now time.Time) sync.Status {
+func (a *App) Status(now time.Time) engine.Status {
 	eng, down := a.current()
 	rep := a.replica(context.Background())
-	var st sync.Status
+	var st engine.Status
 	switch {
 	case eng != nil:
 		st = eng.Status(now)
 	case rep != nil && rep.Role == "standby":
-		st = sync.Status{Now: now, Ready: len(a.standbyReasons(rep)) == 0} // the replica line says the rest
+		st = engine.Status{Now: now, Ready: len(a.standbyReasons(rep)) == 0} // the replica line says the rest
 	default:
-		st = sync.Status{Now: now, Down: down}
+		st = engine.Status{Now: now, Down: down}
 	}
 	st.Replica = rep
 	st.Reload = a.lastReload()
@@ -84,7 +85,7 @@ func (a *App) Status(now time.Time) sync.Status {
 }
 
 // Resync is POST /-/resync.
-func (a *App) Resync(ctx context.Context, req sync.ResyncRequest) ([]sync.Result, error) {
+func (a *App) Resync(ctx context.Context, req engine.ResyncRequest) ([]engine.Result, error) {
 	eng, err := a.running()
 	if err != nil {
 		return nil, err
@@ -93,7 +94,7 @@ func (a *App) Resync(ctx context.Context, req sync.ResyncRequest) ([]sync.Result
 }
 
 // Clear is POST /-/clear.
-func (a *App) Clear(ctx context.Context, users []string, all bool) ([]sync.Result, error) {
+func (a *App) Clear(ctx context.Context, users []string, all bool) ([]engine.Result, error) {
 	eng, err := a.running()
 	if err != nil {
 		return nil, err
@@ -104,7 +105,7 @@ func (a *App) Clear(ctx context.Context, users []string, all bool) ([]sync.Resul
 // Signal hands a live meeting signal to the engine (signals.Sink).
 //
 // A standby has no engine: it queues the signal in the shared store for
-// the leader's engine to apply (sync.QueueSignal, TakeInbox), since the
+// the leader's engine to apply (signals.Queue, TakeInbox), since the
 // vendor was answered already and an ingress sends webhooks to any ready
 // replica.
 func (a *App) Signal(ctx context.Context, s state.Signal) (string, error) {
@@ -112,15 +113,15 @@ func (a *App) Signal(ctx context.Context, s state.Signal) (string, error) {
 	if err == nil {
 		return eng.Signal(ctx, s)
 	}
-	if st, ok := a.store.(sync.SignalStore); ok && a.elector != nil {
-		return sync.QueueSignal(st, s)
+	if st, ok := a.store.(signals.Store); ok && a.elector != nil {
+		return signals.Queue(st, s)
 	}
 	return "", err
 }
 
 // running returns the engine running now, or an error wrapping
 // server.ErrUnavailable that says why there is none.
-func (a *App) running() (*sync.Engine, error) {
+func (a *App) running() (*engine.Engine, error) {
 	eng, down := a.current()
 	if eng != nil {
 		return eng, nil
@@ -134,7 +135,7 @@ func (a *App) running() (*sync.Engine, error) {
 	return nil, fmt.Errorf("%w: no engine running: %s", server.ErrUnavailable, down)
 }
 
-func (a *App) lastReload() *sync.ReloadStatus {
+func (a *App) lastReload() *engine.ReloadStatus {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.reload

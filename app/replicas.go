@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"github.com/calpresence/calpresence/config"
@@ -12,7 +12,7 @@ import (
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/state/pgstate"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // Several replicas (state.driver postgres, DESIGN "Several replicas"):
@@ -84,8 +84,8 @@ type term struct {
 	// lost ends when the lead is lost (leader.Lost) or the store refuses a
 	// write of this term: calls in flight are then cut short.
 	lost  context.Context
-	store sync.Store
-	feeds sync.FeedCache
+	store engine.Store
+	feeds engine.FeedCache
 	epoch int64 // the leader epoch its writes carry (0: none, not PostgreSQL)
 	end   func()
 }
@@ -115,7 +115,7 @@ func (a *App) beginTerm(leadCtx context.Context) (*term, error) {
 	}
 	t.store, t.feeds, t.epoch = view, view, view.Epoch()
 	done := make(chan struct{})
-	var watch gosync.WaitGroup
+	var watch sync.WaitGroup
 	watch.Go(func() {
 		select {
 		case <-view.Fenced():
@@ -134,7 +134,7 @@ func (a *App) beginTerm(leadCtx context.Context) (*term, error) {
 	return t, nil
 }
 
-func (a *App) setEngine(eng *sync.Engine, down string) {
+func (a *App) setEngine(eng *engine.Engine, down string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.eng, a.down = eng, down
@@ -142,11 +142,11 @@ func (a *App) setEngine(eng *sync.Engine, down string) {
 
 // replica says what this replica is, for /readyz and the status page;
 // nil with one replica.
-func (a *App) replica(ctx context.Context) *sync.Replica {
+func (a *App) replica(ctx context.Context) *engine.Replica {
 	if a.elector == nil {
 		return nil
 	}
-	r := &sync.Replica{ID: a.elector.ID(), Role: a.elector.Role()}
+	r := &engine.Replica{ID: a.elector.ID(), Role: a.elector.Role()}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	id, since, err := a.elector.Leader(ctx)
@@ -175,7 +175,7 @@ var errNotLeader = errors.New("this replica no longer leads: the call is not sen
 // held, and checked, until the engine has stopped; lost the lock meanwhile,
 // they are cut short as well (leader.Lost).
 type fencedPresence struct {
-	sync.Presence
+	engine.Presence
 	leading func() bool
 	lost    context.Context // nil: never
 }
@@ -218,7 +218,7 @@ func (f fencedPresence) ResolveUser(ctx context.Context, address string) (presen
 // several, fn runs while this process holds the lead, so the one-off
 // commands (resync, clear without a daemon answering) never act beside a
 // leader. When another replica leads, it says which instead: ask it.
-func (a *App) Exclusive(ctx context.Context, fn func(ctx context.Context, eng *sync.Engine) error) error {
+func (a *App) Exclusive(ctx context.Context, fn func(ctx context.Context, eng *engine.Engine) error) error {
 	cfg := a.Config()
 	if !replicated(cfg, a.memory) {
 		eng, err := a.NewEngine()

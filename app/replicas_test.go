@@ -8,7 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +22,7 @@ import (
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state/pgstate"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // Two replicas sharing one PostgreSQL database (DESIGN "Several
@@ -48,43 +48,32 @@ func (c graphCall) String() string {
 }
 
 // fakeGraph stands in for Graph for one replica: it records every call,
-// and resolves the test's two addresses.
-type fakeGraph struct {
-	mu    gosync.Mutex
-	calls []graphCall
-}
+// and resolves the test's two addresses (testutil.Presence).
+type fakeGraph struct{ *testutil.Presence }
 
-func (g *fakeGraph) record(op, user string) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.calls = append(g.calls, graphCall{time.Now(), op, user})
-	return nil
-}
+// epoch is what the calls' times count from.
+var epoch = time.Now()
 
-func (g *fakeGraph) SetPresence(_ context.Context, userID, _, _ string, _ time.Duration) error {
-	return g.record("set", userID)
-}
-
-func (g *fakeGraph) ClearPresence(_ context.Context, userID string) error {
-	return g.record("clear", userID)
-}
-
-func (g *fakeGraph) ResolveUser(_ context.Context, address string) (presence.Person, error) {
-	a := strings.ToLower(address)
-	switch a {
-	case "alice@contoso.com":
-		return presence.Person{ID: aliceID, UPN: a}, nil
-	case "bob@contoso.com":
-		return presence.Person{ID: bobID, UPN: a}, nil
+func newFakeGraph() *fakeGraph {
+	known := map[string]presence.Person{
+		"alice@contoso.com": {ID: aliceID, UPN: "alice@contoso.com"},
+		"bob@contoso.com":   {ID: bobID, UPN: "bob@contoso.com"},
 	}
-	return presence.Person{}, &presence.Error{Kind: presence.NotFound, Err: fmt.Errorf("no user %s", a)}
+	return &fakeGraph{&testutil.Presence{Begin: epoch, People: known, ResolveErr: func(a string) error {
+		if _, ok := known[a]; !ok {
+			return &presence.Error{Kind: presence.NotFound, Err: fmt.Errorf("no user %s", a)}
+		}
+		return nil
+	}}}
 }
 
-// Calls returns the calls so far.
+// Calls returns the calls so far, with their wall-clock times.
 func (g *fakeGraph) Calls() []graphCall {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return append([]graphCall(nil), g.calls...)
+	var out []graphCall
+	for _, c := range g.Presence.Calls() {
+		out = append(out, graphCall{epoch.Add(c.At), c.Op, c.User})
+	}
+	return out
 }
 
 // count is how many calls of op for user there were.
@@ -146,7 +135,7 @@ type replica struct {
 
 // startReplica starts an App called id on cfg, calling g instead of Graph
 // (nil: the Graph client cfg names).
-func startReplica(t *testing.T, cfg *config.Config, id string, feeds sync.Fetcher, g *fakeGraph) *replica {
+func startReplica(t *testing.T, cfg *config.Config, id string, feeds engine.Fetcher, g *fakeGraph) *replica {
 	t.Helper()
 	r := &replica{id: id, graph: g, logs: &testutil.LogBuffer{}, done: make(chan error, 1)}
 	bound := make(chan net.Addr, 1)
@@ -206,17 +195,17 @@ func (r *replica) stop(t *testing.T) {
 }
 
 // readyz asks the replica's /readyz; code 0 when it does not answer.
-func (r *replica) readyz(t *testing.T) (int, sync.Readiness) {
+func (r *replica) readyz(t *testing.T) (int, engine.Readiness) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.addr+"/readyz", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, sync.Readiness{}
+		return 0, engine.Readiness{}
 	}
 	defer resp.Body.Close()
-	var rd sync.Readiness
+	var rd engine.Readiness
 	if err := json.NewDecoder(resp.Body).Decode(&rd); err != nil {
 		t.Errorf("%s: /readyz: %v", r.id, err)
 	}
@@ -265,9 +254,9 @@ func testTakeOver(t *testing.T, lose func(t *testing.T, old, standby *replica) (
 
 	// Both start at once: exactly one leads.
 	var r1, r2 *replica
-	var wg gosync.WaitGroup
-	wg.Go(func() { r1 = startReplica(t, cfg, "r1", feeds, &fakeGraph{}) })
-	wg.Go(func() { r2 = startReplica(t, cfg, "r2", feeds, &fakeGraph{}) })
+	var wg sync.WaitGroup
+	wg.Go(func() { r1 = startReplica(t, cfg, "r1", feeds, newFakeGraph()) })
+	wg.Go(func() { r2 = startReplica(t, cfg, "r2", feeds, newFakeGraph()) })
 	wg.Wait()
 	if t.Failed() {
 		t.FailNow()
@@ -296,7 +285,7 @@ func testTakeOver(t *testing.T, lose func(t *testing.T, old, standby *replica) (
 	for _, r := range []*replica{old, standby} {
 		want := map[*replica]string{old: "leader", standby: "standby"}[r]
 		var code int
-		var rd sync.Readiness
+		var rd engine.Readiness
 		if !testutil.WaitUntil(10*time.Second, func() bool { code, rd = r.readyz(t); return code == 200 }) ||
 			rd.Role != want || rd.Replica == nil || rd.Replica.ID != r.id || rd.Replica.Role != want || rd.Replica.Leader != old.id {
 			t.Errorf("%s: /readyz = %d, role %q, replica %+v; want 200, %s, led by %s", r.id, code, rd.Role, rd.Replica, want, old.id)
@@ -323,7 +312,7 @@ func testTakeOver(t *testing.T, lose func(t *testing.T, old, standby *replica) (
 	if running {
 		// The old one stands by now, and says who leads.
 		var code int
-		var rd sync.Readiness
+		var rd engine.Readiness
 		if !testutil.WaitUntil(15*time.Second, func() bool {
 			code, rd = old.readyz(t)
 			return code == 200 && rd.Role == "standby" && rd.Replica != nil && rd.Replica.Leader == standby.id
@@ -532,7 +521,7 @@ func TestStoreFenceStopsTheEngine(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	later := meeting("later", now.Add(2*time.Hour), now.Add(3*time.Hour))
 	feeds := twoFeeds(later, later)
-	g := &fakeGraph{}
+	g := newFakeGraph()
 	r := startReplica(t, cfg, "r1", feeds, g)
 	if !testutil.WaitUntil(20*time.Second, func() bool { code, rd := r.readyz(t); return code == 200 && rd.Role == "leader" }) {
 		t.Fatal("r1 not a ready leader within 20s")
@@ -650,7 +639,7 @@ func TestStandbyPagesHost(t *testing.T) {
 	}
 	cfg := replicaConfig(t, dsn)
 	cfg.Server.Hostnames = []string{"calpresence.ops.svc"}
-	r := startReplica(t, cfg, "standby", &testutil.Feeds{}, &fakeGraph{})
+	r := startReplica(t, cfg, "standby", &testutil.Feeds{}, newFakeGraph())
 	if !testutil.WaitUntil(15*time.Second, func() bool { return r.role(t) == "standby" }) {
 		t.Fatalf("/readyz role = %q; want standby", r.role(t))
 	}
@@ -690,13 +679,13 @@ func TestExclusiveOneOff(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer a.Close()
-		return a.Exclusive(context.Background(), func(ctx context.Context, eng *sync.Engine) error {
-			_, err := eng.Resync(ctx, sync.ResyncRequest{})
+		return a.Exclusive(context.Background(), func(ctx context.Context, eng *engine.Engine) error {
+			_, err := eng.Resync(ctx, engine.ResyncRequest{})
 			return err
 		})
 	}
 
-	alone := &fakeGraph{}
+	alone := newFakeGraph()
 	if err := oneOff(alone); err != nil {
 		t.Fatalf("resync with no replica running: %v", err)
 	}
@@ -705,12 +694,12 @@ func TestExclusiveOneOff(t *testing.T) {
 	}
 
 	// The lead was handed back: a replica starting now leads.
-	g := &fakeGraph{}
+	g := newFakeGraph()
 	r := startReplica(t, cfg, "replica-a", feeds, g)
 	if !testutil.WaitUntil(20*time.Second, func() bool { return r.role(t) == "leader" }) {
 		t.Fatal("replica-a did not lead within 20 s")
 	}
-	beside := &fakeGraph{}
+	beside := newFakeGraph()
 	err := oneOff(beside)
 	if err == nil || !strings.Contains(err.Error(), "replica-a leads") {
 		t.Errorf("resync beside a leader: %v; want a refusal naming replica-a", err)

@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,7 +23,7 @@ import (
 // that hands signals to the engine.
 type webhooks struct {
 	err chan error // the listener's failure; never sent when off
-	wg  gosync.WaitGroup
+	wg  sync.WaitGroup
 }
 
 // startWebhooks starts the receiver when the configuration has webhooks:

@@ -14,7 +14,7 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/signals"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // recorder is a prometheus.Registerer that keeps what is registered, so
@@ -29,7 +29,7 @@ func (r *recorder) Unregister(prometheus.Collector) bool    { return false }
 var descRE = regexp.MustCompile(`^Desc\{fqName: "([a-zA-Z_:][a-zA-Z0-9_:]*)", .*variableLabels: \{([^}]*)\}\}$`)
 
 // register registers calpresence's metrics on reg as the daemon does: the
-// engine's (sync.NewMetrics), the webhook receiver's (signals.NewMetrics)
+// engine's (engine.NewMetrics), the webhook receiver's (signals.NewMetrics)
 // and, with several replicas, the leader election's (leader.New with a
 // Registerer; it does not connect). The configuration reload's two metrics
 // are created inside app.New, which opens the state and the feeds:
@@ -37,7 +37,7 @@ var descRE = regexp.MustCompile(`^Desc\{fqName: "([a-zA-Z_:][a-zA-Z0-9_:]*)", .*
 // them (the dashboard and the alerts do not read them).
 func register(t *testing.T, reg prometheus.Registerer) {
 	t.Helper()
-	sync.NewMetrics(reg)
+	engine.NewMetrics(reg)
 	signals.NewMetrics(reg)
 	if _, err := leader.New("postgres://calpresence@db.invalid:5432/calpresence", leader.Options{ID: "test", Registerer: reg}); err != nil {
 		t.Fatalf("leader.New: %v", err)
@@ -78,7 +78,7 @@ func metricLabels(t *testing.T) map[string][]string {
 		t.Fatal(err)
 	}
 	if len(mfs) == 0 {
-		t.Fatal("a fresh registry gathers nothing from sync.NewMetrics and leader.New")
+		t.Fatal("a fresh registry gathers nothing from engine.NewMetrics and leader.New")
 	}
 	for _, mf := range mfs {
 		if _, ok := out[mf.GetName()]; !ok {

@@ -1,5 +1,5 @@
 // Package e2e holds end-to-end tests and benchmarks of calpresence's core:
-// the real sync.Engine driving the real graph.Client (msgraph-sdk-go,
+// the real engine.Engine driving the real graph.Client (msgraph-sdk-go,
 // azidentity) over TLS on loopback against graph/graphtest, the fake Entra
 // and Graph server, with feeds served from memory.
 //

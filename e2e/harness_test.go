@@ -19,7 +19,7 @@ import (
 	"github.com/calpresence/calpresence/graph/graphtest"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/state"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // source is the name of the one feed every test configures.
@@ -83,7 +83,7 @@ type options struct {
 	timeout     time.Duration
 	rateLimit   int
 	rateWindow  time.Duration
-	bolt        bool           // state on bbolt (state.Open) instead of sync.MemStore
+	bolt        bool           // state on bbolt (state.Open) instead of engine.MemStore
 	graphOpts   []graph.Option // e.g. graph.WithRetry
 	edit        func(*config.Config)
 	quiet       bool // log at warn level (benchmarks)
@@ -102,11 +102,11 @@ type env struct {
 	g      *graphtest.Server
 	cfg    *config.Config
 	client *graph.Client
-	store  sync.Store
+	store  engine.Store
 	feeds  *testutil.Feeds
 	logs   *testutil.LogBuffer
 	app    *app.App
-	eng    *sync.Engine
+	eng    *engine.Engine
 
 	cancel context.CancelFunc
 	done   chan error
@@ -149,7 +149,7 @@ func newConfig(tb testing.TB, g *graphtest.Server, o options) *config.Config {
 // newClient builds the real Graph client for cfg, paced as the daemon's is.
 func newClient(tb testing.TB, cfg *config.Config, logger *slog.Logger, opts ...graph.Option) *graph.Client {
 	tb.Helper()
-	opts = append([]graph.Option{graph.WithPacer(sync.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow))}, opts...)
+	opts = append([]graph.Option{graph.WithPacer(engine.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow))}, opts...)
 	c, err := graph.New(context.Background(), cfg.Graph, logger, opts...)
 	if err != nil {
 		tb.Fatalf("graph.New: %v", err)

@@ -68,11 +68,6 @@ const (
 	OpResolveUser   = "resolveUser"
 )
 
-// Defaults for the zero values of config.Graph.
-const (
-	DefaultTimeout = 30 * time.Second
-)
-
 // Retry policy of the middleware (see retryHandler).
 const (
 	defaultMaxRetries = 3
@@ -115,7 +110,7 @@ type options struct {
 // setStatusMessage or getPresencesByUserId, the client's own retries of
 // 429/503/504 among them, takes a slot of its budget's pacer first, and a
 // 429 pauses every request of that budget, since Graph throttles the app,
-// not one user. sync.Limiter implements it.
+// not one user. engine.Limiter implements it.
 type Pacer interface {
 	// Acquire blocks until a request may go out; release is called when
 	// its answer has arrived.
@@ -192,7 +187,7 @@ func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Opt
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
-		timeout = DefaultTimeout
+		timeout = config.Default().Graph.Timeout
 	}
 
 	base := o.transport

@@ -1,15 +1,17 @@
-// Package presence holds the vocabulary that the reconciler (sync) and the
-// Graph client (graph) share without importing each other: the presence
-// values Graph accepts from an application, and the classification of a
-// failed Graph call.
+// Package presence holds the vocabulary that the synchronisation packages
+// (sync/...) and the Graph client (graph) share without importing each
+// other: the presence values Graph accepts from an application, and the
+// classification of a failed Graph call.
 //
-// It is deliberately tiny and free of heavy dependencies so that sync and
-// its tests build without msgraph-sdk-go.
+// It is deliberately tiny and free of heavy dependencies so that sync/...
+// and their tests build without msgraph-sdk-go.
 package presence
 
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"time"
 )
 
@@ -162,8 +164,11 @@ func KindOf(err error) Kind {
 	return Retry
 }
 
-// ClassifyStatus maps an HTTP status of a Graph response to a Kind.
-// It is the one place that decides what is retried.
+// ClassifyStatus maps an HTTP status of a Graph response to a Kind: what
+// the engine and the directory do with a call that failed (a Retry is
+// tried again after Backoff or Retry-After). It is not the only place that
+// decides what is retried: the Graph client's middleware first retries 429,
+// 503 and 504 by itself (graph/transport.go, retryHandler).
 func ClassifyStatus(status int) Kind {
 	switch {
 	case status == 404:
@@ -175,4 +180,26 @@ func ClassifyStatus(status int) Kind {
 	default:
 		return Permanent
 	}
+}
+
+// StatusCode is the HTTP status of a Graph call's outcome as a metric
+// label: "200" for success, the status of an *Error, "0" when there was
+// no response.
+func StatusCode(err error) string {
+	if err == nil {
+		return "200"
+	}
+	var pe *Error
+	if errors.As(err, &pe) && pe.Status != 0 {
+		return strconv.Itoa(pe.Status)
+	}
+	return "0"
+}
+
+// Backoff is a jittered exponential delay before another try of a failed
+// Graph call: 1s, 2s, 4s … capped at 5 min, each between half and all of it.
+func Backoff(tries int) time.Duration {
+	d := time.Second << min(tries-1, 9)
+	d = min(d, 5*time.Minute)
+	return d/2 + rand.N(d/2+1)
 }

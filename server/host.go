@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 )
 
@@ -80,7 +80,7 @@ type hostGuard struct {
 	hostnames func() []string // server.hostnames, asked at every request (a reload changes it)
 	log       *slog.Logger
 
-	mu       gosync.Mutex
+	mu       sync.Mutex
 	next     time.Time // no refusal is logged before then
 	unlogged int       // refusals since the last one logged
 }

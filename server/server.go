@@ -20,20 +20,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // Engine is what the server needs from the worker.
 type Engine interface {
-	Readiness() sync.Readiness
-	Resync(ctx context.Context, req sync.ResyncRequest) ([]sync.Result, error)
-	Clear(ctx context.Context, users []string, all bool) ([]sync.Result, error)
+	Readiness() engine.Readiness
+	Resync(ctx context.Context, req engine.ResyncRequest) ([]engine.Result, error)
+	Clear(ctx context.Context, users []string, all bool) ([]engine.Result, error)
 	// Status is the snapshot the status page shows.
-	Status(now time.Time) sync.Status
+	Status(now time.Time) engine.Status
 	// Reload reads the configuration file again and puts it in force
 	// (POST /-/reload). An error wrapping ErrRefused means the new
 	// configuration was refused and the one in force stays.
-	Reload(ctx context.Context) (sync.ReloadReport, error)
+	Reload(ctx context.Context) (engine.ReloadReport, error)
 }
 
 // ErrUnavailable marks an admin action that cannot be done now (no
@@ -55,8 +56,8 @@ type ActionRequest struct {
 type ActionResponse struct {
 	Actions []ActionReport `json:"actions"`
 	// Reload is what POST /-/reload changed.
-	Reload *sync.ReloadReport `json:"reload,omitempty"`
-	Error  string             `json:"error,omitempty"`
+	Reload *engine.ReloadReport `json:"reload,omitempty"`
+	Error  string               `json:"error,omitempty"`
 }
 
 // ActionReport is one presence call made (or planned, in a dry run).
@@ -71,14 +72,14 @@ type ActionReport struct {
 }
 
 // Reports turns results into reports.
-func Reports(results []sync.Result) []ActionReport {
+func Reports(results []engine.Result) []ActionReport {
 	out := make([]ActionReport, 0, len(results))
 	for _, r := range results {
 		a := ActionReport{Op: r.Action.Op, User: r.Action.User, UserID: r.Action.User, Reason: r.Action.Reason}
 		if r.Action.Name != "" {
 			a.User = r.Action.Name
 		}
-		if r.Action.Op == sync.OpSet {
+		if r.Action.Op == plan.OpSet {
 			a.Expiration, a.Activity = r.Action.Expiration.String(), r.Action.Pair.Activity
 		}
 		if r.Err != nil {
@@ -135,7 +136,7 @@ func HandlerSettings(eng Engine, gatherer prometheus.Gatherer, settings func() S
 		_ = json.NewEncoder(w).Encode(rd)
 	})))
 	mux.Handle("GET /metrics", pages.wrap(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})))
-	admin := func(do func(ctx context.Context, req ActionRequest) ([]sync.Result, error)) http.HandlerFunc {
+	admin := func(do func(ctx context.Context, req ActionRequest) ([]engine.Result, error)) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if why := authorize(r, token()); why != nil {
 				refuse(w, r, why, log)
@@ -160,10 +161,10 @@ func HandlerSettings(eng Engine, gatherer prometheus.Gatherer, settings func() S
 			writeJSON(w, code, resp)
 		}
 	}
-	mux.Handle("POST /-/resync", admin(func(ctx context.Context, req ActionRequest) ([]sync.Result, error) {
-		return eng.Resync(ctx, sync.ResyncRequest{Sources: req.Sources, Users: req.Users, DryRun: req.DryRun})
+	mux.Handle("POST /-/resync", admin(func(ctx context.Context, req ActionRequest) ([]engine.Result, error) {
+		return eng.Resync(ctx, engine.ResyncRequest{Sources: req.Sources, Users: req.Users, DryRun: req.DryRun})
 	}))
-	mux.Handle("POST /-/clear", admin(func(ctx context.Context, req ActionRequest) ([]sync.Result, error) {
+	mux.Handle("POST /-/clear", admin(func(ctx context.Context, req ActionRequest) ([]engine.Result, error) {
 		return eng.Clear(ctx, req.Users, req.All)
 	}))
 	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, r *http.Request) {

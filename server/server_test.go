@@ -16,41 +16,43 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/calpresence/calpresence/internal/testutil"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
+	"github.com/calpresence/calpresence/sync/identity"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 type fakeEngine struct {
 	ready   bool
-	resyncs []sync.ResyncRequest
+	resyncs []engine.ResyncRequest
 	clears  [][]string
 	reloads int
 	err     error
-	status  sync.Status
+	status  engine.Status
 }
 
-func (f *fakeEngine) Reload(ctx context.Context) (sync.ReloadReport, error) {
+func (f *fakeEngine) Reload(ctx context.Context) (engine.ReloadReport, error) {
 	f.reloads++
-	return sync.ReloadReport{Added: []string{"webex"}, Unchanged: 1}, f.err
+	return engine.ReloadReport{Added: []string{"webex"}, Unchanged: 1}, f.err
 }
 
-func (f *fakeEngine) Status(now time.Time) sync.Status { return f.status }
+func (f *fakeEngine) Status(now time.Time) engine.Status { return f.status }
 
-func (f *fakeEngine) Readiness() sync.Readiness {
-	r := sync.Readiness{Ready: f.ready,
-		Sources:    []sync.SourceStatus{{Name: "zoom", URL: "https://example.zoom.us/feed.ics?<redacted>", Loaded: true, Healthy: f.ready}},
-		Unresolved: &sync.UnresolvedSummary{Count: 1200, First: []sync.Unresolved{{Address: "ghost@contoso.com", Reason: "unknown"}}}}
+func (f *fakeEngine) Readiness() engine.Readiness {
+	r := engine.Readiness{Ready: f.ready,
+		Sources:    []engine.SourceStatus{{Name: "zoom", URL: "https://example.zoom.us/feed.ics?<redacted>", Loaded: true, Healthy: f.ready}},
+		Unresolved: &identity.UnresolvedSummary{Count: 1200, First: []identity.Unresolved{{Address: "ghost@contoso.com", Reason: "unknown"}}}}
 	if !f.ready {
 		r.Reasons = []string{"the first reconcile is not done yet"}
 	}
 	return r
 }
 
-func (f *fakeEngine) Resync(ctx context.Context, req sync.ResyncRequest) ([]sync.Result, error) {
+func (f *fakeEngine) Resync(ctx context.Context, req engine.ResyncRequest) ([]engine.Result, error) {
 	f.resyncs = append(f.resyncs, req)
-	return []sync.Result{{Action: sync.Action{Op: sync.OpSet, User: "9a1f3c2e-4b5d-4e6f-8a7b-0c1d2e3f4a5b", Name: "alice@contoso.com", Reason: "start"}}}, f.err
+	return []engine.Result{{Action: plan.Action{Op: plan.OpSet, User: "9a1f3c2e-4b5d-4e6f-8a7b-0c1d2e3f4a5b", Name: "alice@contoso.com", Reason: "start"}}}, f.err
 }
 
-func (f *fakeEngine) Clear(ctx context.Context, users []string, all bool) ([]sync.Result, error) {
+func (f *fakeEngine) Clear(ctx context.Context, users []string, all bool) ([]engine.Result, error) {
 	f.clears = append(f.clears, users)
 	return nil, f.err
 }
@@ -257,7 +259,7 @@ func TestAdminActionPassesTheRequest(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("POST /-/resync = %d %s; want 200", code, body)
 	}
-	want := sync.ResyncRequest{Sources: []string{"zoom"}, Users: []string{"alice@contoso.com"}, DryRun: true}
+	want := engine.ResyncRequest{Sources: []string{"zoom"}, Users: []string{"alice@contoso.com"}, DryRun: true}
 	if len(eng.resyncs) != 1 || eng.resyncs[0].DryRun != want.DryRun || eng.resyncs[0].Sources[0] != "zoom" || eng.resyncs[0].Users[0] != want.Users[0] {
 		t.Errorf("Resync calls = %+v; want [%+v]", eng.resyncs, want)
 	}

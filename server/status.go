@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/sources"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // The status page at / (DESIGN "Operations"): server-rendered, readable
@@ -76,15 +76,15 @@ func scrub(s string) string {
 // holdKind says in words why someone is held back.
 func holdKind(kind string) string {
 	switch kind {
-	case sync.HoldUnknown:
+	case engine.HoldUnknown:
 		return "unknown to Entra"
-	case sync.HoldThrottle:
+	case engine.HoldThrottle:
 		return "throttled"
-	case sync.HoldRetry:
+	case engine.HoldRetry:
 		return "retrying"
-	case sync.HoldRefused:
+	case engine.HoldRefused:
 		return "refused by Graph"
-	case sync.HoldOperator:
+	case engine.HoldOperator:
 		return "cleared by operator"
 	}
 	return kind

@@ -12,7 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
+	"github.com/calpresence/calpresence/sync/identity"
 )
 
 // Secrets the sample status carries in places an engine should already
@@ -28,40 +29,40 @@ var pageNow = time.Date(2027, 3, 4, 15, 0, 0, 0, time.UTC)
 // sampleStatus is a worker with something in every section: a stale
 // source, alice in a meeting, bob throttled, carol refused, an address
 // nobody has, Graph errors.
-func sampleStatus() sync.Status {
+func sampleStatus() engine.Status {
 	now := pageNow
-	return sync.Status{
+	return engine.Status{
 		Now:   now,
 		Ready: true,
-		Sources: []sync.SourceStatus{
+		Sources: []engine.SourceStatus{
 			{Name: "google-team", URL: "https://calendar.google.com/calendar/ical/team%40contoso.com/private-" + pathToken + "/basic.ics",
 				Loaded: true, Healthy: false, Stale: true, CopyAge: "26h4m10s", LastSuccess: now.Add(-26 * time.Hour), Occurrences: 12,
 				LastError: "fetch https://calendar.google.com/x.ics?token=" + errToken + ": HTTP 503"},
 			{Name: "zoom-sales", URL: "https://example.zoom.us/feed.ics?token=" + feedToken, Loaded: true, Healthy: true,
 				LastSuccess: now.Add(-3 * time.Minute), Occurrences: 42},
 		},
-		Busy: []sync.BusyPerson{{
+		Busy: []engine.BusyPerson{{
 			User: "alice@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000001", Availability: "Busy", Activity: "InAConferenceCall",
 			Since: now.Add(-10 * time.Minute), Until: now.Add(30 * time.Minute),
-			Meetings: []sync.Meeting{{Source: "zoom-sales", UID: "ZOOM-1", Summary: "Weekly sync <script>alert(1)</script>", Start: now.Add(-10 * time.Minute), End: now.Add(30 * time.Minute)}},
+			Meetings: []engine.Meeting{{Source: "zoom-sales", UID: "ZOOM-1", Summary: "Weekly sync <script>alert(1)</script>", Start: now.Add(-10 * time.Minute), End: now.Add(30 * time.Minute)}},
 		}},
-		Next: []sync.Transition{
+		Next: []engine.Transition{
 			{At: now.Add(5 * time.Minute), User: "dave@contoso.com", Busy: true, Meeting: "Design review"},
 			{At: now.Add(30 * time.Minute), User: "alice@contoso.com", Busy: false, Meeting: "Weekly sync"},
 		},
-		Held: []sync.HeldPerson{
-			{User: "bob@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000002", Kind: sync.HoldThrottle, Tries: 3,
+		Held: []engine.HeldPerson{
+			{User: "bob@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000002", Kind: engine.HoldThrottle, Tries: 3,
 				Reason: "setPresence for 9a1f3c2e-0000-4000-8000-000000000002: HTTP 429 TooManyRequests", Until: now.Add(2 * time.Minute)},
-			{User: "carol@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000003", Kind: sync.HoldRefused,
+			{User: "carol@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000003", Kind: engine.HoldRefused,
 				Reason: "setPresence for 9a1f3c2e-0000-4000-8000-000000000003: HTTP 403 Forbidden: no Teams license", Until: now.Add(50 * time.Minute)},
 		},
-		Unresolved:      []sync.Unresolved{{Address: "ghost@partner.example", Reason: "unknown"}},
+		Unresolved:      []identity.Unresolved{{Address: "ghost@partner.example", Reason: "unknown"}},
 		UnresolvedCount: 1200, // the rest not shown
-		GraphErrors: []sync.GraphError{
+		GraphErrors: []engine.GraphError{
 			{At: now.Add(-time.Minute), Op: "set", User: "bob@contoso.com", Status: 429, Message: "setPresence: HTTP 429 TooManyRequests"},
 			{At: now.Add(-4 * time.Minute), Op: "set", User: "carol@contoso.com", Status: 403, Message: "setPresence: HTTP 403 Forbidden: no Teams license"},
 		},
-		Signals: []sync.Signal{
+		Signals: []engine.Signal{
 			{Vendor: "zoom", Event: "ended", Meeting: "zoom:83412345678", At: now.Add(-2 * time.Minute), Received: now.Add(-2 * time.Minute), Expires: now.Add(30 * time.Minute)},
 			{Vendor: "webex", Event: "left", Meeting: "webex:25123456789", Email: "bob@contoso.com", At: now.Add(-6 * time.Minute), Expires: now.Add(time.Hour)},
 		},
@@ -153,7 +154,7 @@ func (n *node) byTag(tag string) []*node {
 // words is n's text with white space collapsed.
 func (n *node) words() string { return strings.Join(strings.Fields(n.text.String()), " ") }
 
-func getPage(t *testing.T, st sync.Status) (string, *httptest.ResponseRecorder) {
+func getPage(t *testing.T, st engine.Status) (string, *httptest.ResponseRecorder) {
 	t.Helper()
 	h := Handler(&fakeEngine{status: st}, prometheus.NewRegistry(), "", slog.New(slog.DiscardHandler))
 	req := httptest.NewRequest("GET", "/", nil)
@@ -225,7 +226,7 @@ func TestStatusPage(t *testing.T) {
 }
 
 func TestStatusPageEmpty(t *testing.T) {
-	body, rec := getPage(t, sync.Status{Now: pageNow})
+	body, rec := getPage(t, engine.Status{Now: pageNow})
 	if rec.Code != 200 {
 		t.Fatalf("GET / = %d", rec.Code)
 	}
@@ -283,7 +284,7 @@ func TestRelative(t *testing.T) {
 func TestStatusPageShowsReload(t *testing.T) {
 	st := sampleStatus()
 	at := st.Now.Add(-2 * time.Minute)
-	st.Reload = &sync.ReloadStatus{At: at, Error: `config.yaml:30: sources[1].url: must be http(s) or file (got "ftp://host/feed.ics?token=s3cret")`}
+	st.Reload = &engine.ReloadStatus{At: at, Error: `config.yaml:30: sources[1].url: must be http(s) or file (got "ftp://host/feed.ics?token=s3cret")`}
 	page, _ := getPage(t, st)
 	for _, want := range []string{"reload failed", "2027-03-04 14:58:00 UTC", "the configuration in force stays", "sources[1].url: must be http(s) or file"} {
 		if !strings.Contains(page, want) {
@@ -293,7 +294,7 @@ func TestStatusPageShowsReload(t *testing.T) {
 	if strings.Contains(page, "s3cret") {
 		t.Error("status page shows a feed token from the reload error")
 	}
-	st.Reload = &sync.ReloadStatus{At: at, ReloadReport: sync.ReloadReport{Added: []string{"webex"}, Unchanged: 2, NeedsRestart: []string{"graph.client_secret"}}}
+	st.Reload = &engine.ReloadStatus{At: at, ReloadReport: engine.ReloadReport{Added: []string{"webex"}, Unchanged: 2, NeedsRestart: []string{"graph.client_secret"}}}
 	page, _ = getPage(t, st)
 	for _, want := range []string{"configuration reloaded", "1 added, 0 removed, 0 changed, 2 unchanged", "needs a restart: graph.client_secret"} {
 		if !strings.Contains(page, want) {

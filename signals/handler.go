@@ -1,8 +1,10 @@
-// Package signals receives live meeting signals: Zoom and Webex webhooks
-// (DESIGN "Live meeting signals"). It checks each delivery's signature,
-// answers at once, and hands the "ended / left / joined" facts to the
-// engine through a bounded queue, off the request's path: the vendors
-// retry deliveries that are slow to answer.
+// Package signals owns live meeting signals (DESIGN "Live meeting
+// signals"): the Zoom and Webex receivers, which check each delivery's
+// signature, answer at once and hand the "ended / left / joined" facts to
+// the engine through a bounded queue, off the request's path (the vendors
+// retry deliveries that are slow to answer); the facts' inbox a standby
+// queues them in for the leader (Queue); and Apply, the pure function that
+// says what they do to the feeds' matches.
 package signals
 
 import (
@@ -15,7 +17,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,7 +54,7 @@ const (
 	DefaultRefusalLogEvery = 10 * time.Second
 )
 
-// Sink takes a signal: *sync.Engine implements it. It returns what it did
+// Sink takes a signal: *engine.Engine implements it. It returns what it did
 // with it ("applied", "duplicate", "ignored"), for the metric.
 type Sink interface {
 	Signal(ctx context.Context, s state.Signal) (string, error)
@@ -323,7 +325,7 @@ func (h *Handler) accept(w http.ResponseWriter, r *http.Request, vendor, event, 
 type sampler struct {
 	every time.Duration
 
-	mu      gosync.Mutex
+	mu      sync.Mutex
 	next    time.Time // no line before then
 	skipped int       // lines not let through since the last one
 }
@@ -474,7 +476,7 @@ const maxInstances = 10000
 // whose start was seen (in memory: after a restart, participant events of
 // meetings already running are unscheduled calls, ended by "ended").
 type instances struct {
-	mu gosync.Mutex
+	mu sync.Mutex
 	m  map[string]string
 }
 

@@ -14,7 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,7 +62,7 @@ func webexSign(body string) string {
 
 // sink records the signals it is given.
 type sink struct {
-	mu   gosync.Mutex
+	mu   sync.Mutex
 	got  []state.Signal
 	seen chan struct{}
 }

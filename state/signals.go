@@ -61,7 +61,7 @@ func (s *Store) Signals() (map[string]Signal, error) {
 }
 
 // QueuedPrefix begins the ID of a signal queued for the replica that
-// leads to apply (sync.QueueSignal: a standby received the webhook). The
+// leads to apply (signals.Queue: a standby received the webhook). The
 // leader reads them every 2 s, with QueuedSignals.
 const QueuedPrefix = "inbox:"
 

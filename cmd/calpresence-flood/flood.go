@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"github.com/calpresence/calpresence/signals"
@@ -28,9 +28,9 @@ func flood(ctx context.Context, o options, out *bufio.Writer) error {
 		chunk[i] = 'a'
 	}
 	var (
-		mu      gosync.Mutex
+		mu      sync.Mutex
 		endings = map[string]int{}
-		wg      gosync.WaitGroup
+		wg      sync.WaitGroup
 	)
 	t0 := time.Now()
 	for range o.conns {

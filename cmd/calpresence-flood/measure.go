@@ -15,7 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,7 +79,7 @@ func measure(ctx context.Context, o options, out io.Writer) error {
 	peak := rest
 	var peakGoroutines int
 	sampling := make(chan struct{})
-	var sampler gosync.WaitGroup
+	var sampler sync.WaitGroup
 	sampler.Go(func() {
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
@@ -228,7 +228,7 @@ func mb(b uint64) float64 { return float64(b) / (1 << 20) }
 
 // lineCounter counts the daemon's log lines by content.
 type lineCounter struct {
-	mu    gosync.Mutex
+	mu    sync.Mutex
 	lines []string
 }
 

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // slowPresence is a Graph that answers each presence call after latency,
@@ -18,9 +18,9 @@ import (
 type slowPresence struct {
 	*countingPresence
 	latency time.Duration
-	pacer   *sync.Limiter
+	pacer   *engine.Limiter
 
-	mu    gosync.Mutex
+	mu    sync.Mutex
 	calls []sentCall
 }
 
@@ -80,7 +80,7 @@ func boundary(ctx context.Context, o options, out io.Writer) error {
 	}
 	defer h.close()
 	pres := &slowPresence{countingPresence: h.pres, latency: o.latency,
-		pacer: sync.NewLimiter(h.cfg.Graph.RateLimit, h.cfg.Graph.RateWindow)}
+		pacer: engine.NewLimiter(h.cfg.Graph.RateLimit, h.cfg.Graph.RateWindow)}
 	eng, closeFn, err := h.newEngineOn(o.state, pres)
 	if err != nil {
 		return err

@@ -16,7 +16,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -28,7 +28,8 @@ import (
 	"github.com/calpresence/calpresence/internal/feedgen"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 type options struct {
@@ -116,12 +117,12 @@ func (h *harness) close() {
 // newEngine builds an engine like `calpresence run` does (app.New), on a
 // state file in h.dir (bolt) or in memory as in a dry run (mem). The state
 // file is kept across calls, so a second engine on it is a restart.
-func (h *harness) newEngine(kind string) (*sync.Engine, func() error, error) {
+func (h *harness) newEngine(kind string) (*engine.Engine, func() error, error) {
 	return h.newEngineOn(kind, h.pres)
 }
 
 // newEngineOn is newEngine with another Graph. closeFn releases the state.
-func (h *harness) newEngineOn(kind string, p sync.Presence) (eng *sync.Engine, closeFn func() error, err error) {
+func (h *harness) newEngineOn(kind string, p engine.Presence) (eng *engine.Engine, closeFn func() error, err error) {
 	opts := []app.Option{app.WithPresence(p), app.WithFetcher(h.fetcher), app.WithRegistry(prometheus.NewRegistry())}
 	if h.log != nil {
 		opts = append(opts, app.WithLogger(h.log))
@@ -142,13 +143,13 @@ func (h *harness) newEngineOn(kind string, p sync.Presence) (eng *sync.Engine, c
 }
 
 // plan is `calpresence plan` over the default window: now .. now+horizon.
-func (h *harness) plan(ctx context.Context) ([]sync.Match, error) {
+func (h *harness) plan(ctx context.Context) ([]plan.Match, error) {
 	now := time.Now()
-	return sync.Plan(ctx, h.cfg, h.fetcher, sync.PlanRequest{From: now, To: now.Add(h.cfg.Schedule.Horizon)})
+	return engine.Plan(ctx, h.cfg, h.fetcher, engine.PlanRequest{From: now, To: now.Add(h.cfg.Schedule.Horizon)})
 }
 
 // occurrences sums the occurrences every source holds.
-func occurrences(eng *sync.Engine) int {
+func occurrences(eng *engine.Engine) int {
 	_, st := eng.Ready()
 	n := 0
 	for _, s := range st {
@@ -166,7 +167,7 @@ type feedServer struct {
 	ok, notModified atomic.Int64
 	bytes           atomic.Int64
 	genTime         atomic.Int64 // ns spent generating bodies
-	bufs            gosync.Pool
+	bufs            sync.Pool
 }
 
 func (s *feedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -224,7 +225,7 @@ func (c *countingFetcher) Fetch(ctx context.Context, req sources.FetchRequest) (
 type countingPresence struct {
 	sets, clears, resolves atomic.Int64
 
-	mu          gosync.Mutex
+	mu          sync.Mutex
 	first, last time.Time
 }
 
@@ -362,7 +363,7 @@ func measure(ctx context.Context, o options, out io.Writer) error {
 	}
 
 	if o.mode == "plan" {
-		var matches []sync.Match
+		var matches []plan.Match
 		s, err := h.timed(func() (int, error) {
 			var err error
 			matches, err = h.plan(ctx)
@@ -550,7 +551,7 @@ func startCPUProfile(path string) (stop func(), err error) {
 		f.Close()
 		return nil, err
 	}
-	var once gosync.Once
+	var once sync.Once
 	return func() {
 		once.Do(func() {
 			pprof.StopCPUProfile()

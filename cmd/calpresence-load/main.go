@@ -8,7 +8,7 @@
 // answers If-None-Match with 304, and times either the engine's first pass
 // (what `calpresence run` does before it starts scheduling: load the last
 // good copies, read every source, reconcile) followed by a second, unchanged
-// pass, or `calpresence plan` (sync.Plan). Presence calls go to a counting
+// pass, or `calpresence plan` (engine.Plan). Presence calls go to a counting
 // fake: this tool does not import graph/.
 //
 //	calpresence-load -feeds 10000 -meetings 50 -mode engine -state bolt
@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.feeds, "feeds", 10000, "number of feeds, one user each")
 	fs.IntVar(&o.meetings, "meetings", 50, "meetings (VEVENTs) per feed")
 	fs.IntVar(&o.history, "history", 0, "past meetings per feed besides, as published calendars carry them: single VEVENTs on the working days before today, three a day")
-	fs.StringVar(&o.mode, "mode", "engine", "engine: the daemon's first pass, then an unchanged one; plan: sync.Plan;\nsoak: the daemon's Run for -duration, sampling RSS and CPU every -sample; serve: only serve the feeds on -listen;\nboundary: the daemon's Run against a Graph of -latency, timing its first pass and a quarter hour -lead after the start")
+	fs.StringVar(&o.mode, "mode", "engine", "engine: the daemon's first pass, then an unchanged one; plan: engine.Plan;\nsoak: the daemon's Run for -duration, sampling RSS and CPU every -sample; serve: only serve the feeds on -listen;\nboundary: the daemon's Run against a Graph of -latency, timing its first pass and a quarter hour -lead after the start")
 	fs.StringVar(&o.state, "state", "bolt", "engine state: bolt (a state file in a temporary directory) or mem (dry-run style)")
 	fs.StringVar(&o.style, "style", "mixed", "feed style: mixed, zoom, webex, outlook or google")
 	fs.Uint64Var(&o.seed, "seed", 1, "generator seed")

@@ -71,7 +71,7 @@ func TestParseSize(t *testing.T) {
 
 // BenchmarkFullPass times the engine's first pass (fetch from loopback,
 // parse, expand, plan, and the calls to a Graph that answers at once) on a
-// fresh state, the unchanged pass after it, and sync.Plan.
+// fresh state, the unchanged pass after it, and engine.Plan.
 func BenchmarkFullPass(b *testing.B) {
 	o := options{feeds: *benchFeeds, meetings: *benchMeetings, style: "mixed", seed: 1, log: slog.New(slog.DiscardHandler)}
 	h, err := newHarness(o)

@@ -42,7 +42,7 @@ func serve(ctx context.Context, o options, out io.Writer) error {
 	return nil
 }
 
-// soak runs the daemon's loop (sync.Engine.Run: first pass, then polls at
+// soak runs the daemon's loop (engine.Engine.Run: first pass, then polls at
 // the sources' interval and a reconcile at every boundary) for o.duration
 // on a bbolt state file, and prints every o.sampleEvery what the process
 // holds and spent: RSS, the CPU time used since the last sample, the

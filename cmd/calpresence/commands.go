@@ -23,7 +23,8 @@ import (
 	"github.com/calpresence/calpresence/app"
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/server"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -184,7 +185,7 @@ func printReports(w io.Writer, reports []server.ActionReport, dryRun bool) {
 	}
 	for _, r := range reports {
 		line := fmt.Sprintf("%s%s %s (%s)", prefix, r.Op, r.User, r.Reason)
-		if r.Op == sync.OpSet {
+		if r.Op == plan.OpSet {
 			line += fmt.Sprintf(" %s for %s", r.Activity, r.Expiration)
 		}
 		if r.Error != "" {
@@ -225,10 +226,10 @@ func cmdResync(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *dryRun {
 		cfg.Graph.DryRun = true
 	}
-	var results []sync.Result
-	err = oneOff(ctx, cfg, mkLog(stderr), args, func(ctx context.Context, eng *sync.Engine) error {
+	var results []engine.Result
+	err = oneOff(ctx, cfg, mkLog(stderr), args, func(ctx context.Context, eng *engine.Engine) error {
 		var err error
-		results, err = eng.Resync(ctx, sync.ResyncRequest{Sources: srcs, Users: users, DryRun: *dryRun})
+		results, err = eng.Resync(ctx, engine.ResyncRequest{Sources: srcs, Users: users, DryRun: *dryRun})
 		return err
 	})
 	if err != nil && results == nil {
@@ -267,8 +268,8 @@ func cmdClear(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
-	var results []sync.Result
-	err = oneOff(ctx, cfg, mkLog(stderr), args, func(ctx context.Context, eng *sync.Engine) error {
+	var results []engine.Result
+	err = oneOff(ctx, cfg, mkLog(stderr), args, func(ctx context.Context, eng *engine.Engine) error {
 		var err error
 		results, err = eng.Clear(ctx, users, *all)
 		return err
@@ -285,7 +286,7 @@ func cmdClear(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // oneOff runs fn with an engine of its own, when no daemon answered: on
 // the state file, whose lock keeps a daemon out meanwhile, or with several
 // replicas while this process holds the lead (app.Exclusive).
-func oneOff(ctx context.Context, cfg *config.Config, log *slog.Logger, args []string, fn func(ctx context.Context, eng *sync.Engine) error) error {
+func oneOff(ctx context.Context, cfg *config.Config, log *slog.Logger, args []string, fn func(ctx context.Context, eng *engine.Engine) error) error {
 	a, err := newApp(ctx, cfg, log)
 	if err != nil {
 		return recoveryHint(err, args)
@@ -320,9 +321,9 @@ func cmdReload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // printReload prints what a reload changed.
-func printReload(w io.Writer, path string, r *sync.ReloadReport) {
+func printReload(w io.Writer, path string, r *engine.ReloadReport) {
 	if r == nil {
-		r = &sync.ReloadReport{}
+		r = &engine.ReloadReport{}
 	}
 	list := func(n []string) string {
 		if len(n) == 0 {
@@ -370,7 +371,7 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	req := sync.PlanRequest{From: time.Now().Truncate(time.Second), Sources: srcs, Users: users}
+	req := engine.PlanRequest{From: time.Now().Truncate(time.Second), Sources: srcs, Users: users}
 	// Calendar data a feed loses is named on stderr; it does not change the
 	// exit status (the feed was read).
 	req.Dropped = func(source, warning string) {
@@ -394,7 +395,7 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return usageError{err}
 	}
-	matches, planErr := sync.Plan(ctx, cfg, fetcher, req)
+	matches, planErr := engine.Plan(ctx, cfg, fetcher, req)
 	if matches == nil && planErr != nil && !isFeedError(planErr) {
 		return usageError{planErr}
 	}
@@ -426,7 +427,7 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // isFeedError reports whether err is about reading feeds (exit 1) rather
 // than the request (exit 2). Plan names each failed source.
-func isFeedError(err error) bool { return errors.As(err, new(*sync.SourceError)) }
+func isFeedError(err error) bool { return errors.As(err, new(*engine.SourceError)) }
 
 func oneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/internal/testutil"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // TestRunReload runs the real daemon and changes its configuration while
@@ -32,9 +32,9 @@ func TestRunReload(t *testing.T) {
 	waitCalls(t, e.g, 1, time.Until(e.start)+5*time.Second)
 	d.waitLog(t, `"msg":"presence set"`, 5*time.Second)
 
-	readyz := func() sync.Readiness {
+	readyz := func() engine.Readiness {
 		t.Helper()
-		var r sync.Readiness
+		var r engine.Readiness
 		if err := json.Unmarshal([]byte(get(t, "http://"+addr+"/readyz")), &r); err != nil {
 			t.Fatal(err)
 		}

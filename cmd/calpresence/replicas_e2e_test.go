@@ -15,7 +15,7 @@ import (
 	"github.com/calpresence/calpresence/graph/graphtest"
 	"github.com/calpresence/calpresence/internal/pgtest"
 	"github.com/calpresence/calpresence/internal/testutil"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 const bobID = "7f4a8b3d-2c0e-4d6f-9a11-1b2c3d4e5f60"
@@ -94,13 +94,13 @@ sources:
 	for i, d := range daemons {
 		addrs[i] = d.serving(t)
 	}
-	readyz := func(i int) (int, sync.Readiness) {
+	readyz := func(i int) (int, engine.Readiness) {
 		resp, err := http.Get("http://" + addrs[i] + "/readyz")
 		if err != nil {
-			return 0, sync.Readiness{}
+			return 0, engine.Readiness{}
 		}
 		defer resp.Body.Close()
-		var r sync.Readiness
+		var r engine.Readiness
 		_ = json.NewDecoder(resp.Body).Decode(&r)
 		return resp.StatusCode, r
 	}
@@ -123,7 +123,7 @@ sources:
 	leader.waitLog(t, `"msg":"presence set"`, 10*time.Second)
 	_, lr := readyz(lead)
 	var code int
-	var sr sync.Readiness
+	var sr engine.Readiness
 	if !testutil.WaitUntil(10*time.Second, func() bool { code, sr = readyz(standby); return code == 200 }) ||
 		sr.Role != "standby" || sr.Replica == nil || lr.Replica == nil || sr.Replica.Leader != lr.Replica.ID {
 		t.Fatalf("standby's /readyz = %d, role %q, replica %+v; want 200, standby, naming the leader %+v", code, sr.Role, sr.Replica, lr.Replica)

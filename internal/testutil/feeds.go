@@ -9,7 +9,7 @@ import (
 	"github.com/calpresence/calpresence/sources"
 )
 
-// Feeds is a feed fetcher (sync.Fetcher) serving bodies from memory by
+// Feeds is a feed fetcher (engine.Fetcher) serving bodies from memory by
 // source name, answering "not modified" when a body is unchanged. The zero
 // value serves nothing; Set adds or replaces a body.
 type Feeds struct {

@@ -37,7 +37,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 )
 
@@ -121,7 +121,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	results := make([]result, len(files))
 	sem := make(chan struct{}, max(o.jobs, 1))
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	for i, f := range files {
 		wg.Add(1)
 		sem <- struct{}{}

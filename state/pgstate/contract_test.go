@@ -5,16 +5,17 @@ import (
 	"testing"
 
 	"github.com/calpresence/calpresence/internal/pgtest"
+	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state/pgstate"
 	"github.com/calpresence/calpresence/state/storetest"
-	"github.com/calpresence/calpresence/sync"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // *pgstate.Store stands in for the bbolt store wherever sync takes one.
 var (
-	_ sync.Store       = (*pgstate.Store)(nil)
-	_ sync.FeedCache   = (*pgstate.Store)(nil)
-	_ sync.SignalStore = (*pgstate.Store)(nil)
+	_ engine.Store     = (*pgstate.Store)(nil)
+	_ engine.FeedCache = (*pgstate.Store)(nil)
+	_ signals.Store    = (*pgstate.Store)(nil)
 	_ storetest.Store  = (*pgstate.Store)(nil)
 )
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	gosync "sync"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,7 +26,7 @@ const fenceCode = "CPF01"
 // term is what the views of one lead share.
 type term struct {
 	epoch  int64
-	once   gosync.Once
+	once   sync.Once
 	fenced chan struct{} // closed at the first write the database refuses
 }
 

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -242,7 +242,7 @@ func TestOpenConcurrently(t *testing.T) {
 	dsn := pgtest.DB(t)
 	const replicas = 4
 	var (
-		wg    gosync.WaitGroup
+		wg    sync.WaitGroup
 		start = make(chan struct{})
 		errs  = make([]error, replicas)
 	)

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	gosync "sync"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -309,7 +309,7 @@ func (s *Store) PutFeeds(feeds []state.Feed) error {
 		}
 	} else {
 		var (
-			wg   gosync.WaitGroup
+			wg   sync.WaitGroup
 			next = make(chan int)
 		)
 		for range runtime.GOMAXPROCS(0) {

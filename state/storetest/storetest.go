@@ -17,7 +17,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,7 +89,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 // database's DSN) an open function for Run reopens.
 func PerTest[T any](create func(t *testing.T) T) func(t *testing.T) T {
 	var (
-		mu   gosync.Mutex
+		mu   sync.Mutex
 		made = map[*testing.T]T{}
 	)
 	return func(t *testing.T) T {
@@ -108,7 +108,7 @@ func PerTest[T any](create func(t *testing.T) T) func(t *testing.T) T {
 // itself and still have the cleanup close every Store it opened.
 type closeOnce struct {
 	Store
-	once gosync.Once
+	once sync.Once
 	err  error
 }
 
@@ -811,7 +811,7 @@ func testDurable(t *testing.T, open func(t *testing.T) Store) {
 func testConcurrent(t *testing.T, open func(t *testing.T) Store) {
 	s := openStore(t, open)
 	const workers, rounds = 8, 20
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
 			for r := range rounds {

@@ -1,0 +1,132 @@
+package testutil
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/calpresence/calpresence/presence"
+)
+
+// Call is one presence call a Presence received.
+type Call struct {
+	At         time.Duration // since Presence.Begin
+	Op, User   string        // "set" or "clear"; the user id
+	Activity   string
+	Expiration time.Duration
+}
+
+func (c Call) String() string {
+	if c.Op == "set" {
+		return fmt.Sprintf("%v set %s %s %v", c.At, c.User, c.Activity, c.Expiration)
+	}
+	return fmt.Sprintf("%v %s %s", c.At, c.Op, c.User)
+}
+
+// Presence is a fake Graph for the engine and the address directory: it
+// records the presence calls it receives (Calls, Got), answering them with
+// Fail's error when Fail is set. ResolveUser answers from People (by
+// lower-cased address), else with the address itself, lower-cased, as id
+// and UPN; ResolveErr, when set, may answer a lookup with an error
+// instead. Set the fields before use, or inside Locked while in use.
+type Presence struct {
+	Begin      time.Time
+	People     map[string]presence.Person
+	Fail       func(op, user string) error
+	ResolveErr func(address string) error
+
+	mu      sync.Mutex
+	calls   []Call
+	lookups map[string]int
+}
+
+// Locked runs fn with p locked: to change its fields, or what they refer
+// to, while it is in use.
+func (p *Presence) Locked(fn func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fn()
+}
+
+func (p *Presence) record(op, user, activity string, exp time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.Fail != nil {
+		if err := p.Fail(op, user); err != nil {
+			return err
+		}
+	}
+	p.calls = append(p.calls, Call{time.Since(p.Begin), op, user, activity, exp})
+	return nil
+}
+
+// SetPresence records a set.
+func (p *Presence) SetPresence(_ context.Context, id, _, activity string, exp time.Duration) error {
+	return p.record("set", id, activity, exp)
+}
+
+// ClearPresence records a clear.
+func (p *Presence) ClearPresence(_ context.Context, id string) error {
+	return p.record("clear", id, "", 0)
+}
+
+// ResolveUser answers a lookup and counts it (LookupsOf).
+func (p *Presence) ResolveUser(_ context.Context, address string) (presence.Person, error) {
+	a := strings.ToLower(address)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lookups == nil {
+		p.lookups = make(map[string]int)
+	}
+	p.lookups[a]++
+	if p.ResolveErr != nil {
+		if err := p.ResolveErr(a); err != nil {
+			return presence.Person{}, err
+		}
+	}
+	if person, ok := p.People[a]; ok {
+		return person, nil
+	}
+	return presence.Person{ID: a, UPN: a}, nil
+}
+
+// Calls returns the presence calls recorded so far.
+func (p *Presence) Calls() []Call {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.calls)
+}
+
+// Got returns the presence calls recorded so far, as Call.String.
+func (p *Presence) Got() []string {
+	var out []string
+	for _, c := range p.Calls() {
+		out = append(out, c.String())
+	}
+	return out
+}
+
+// Reset forgets the calls recorded so far.
+func (p *Presence) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = nil
+}
+
+// LookupsOf is how often address (lower-cased) was looked up.
+func (p *Presence) LookupsOf(address string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lookups[address]
+}
+
+// Lookups returns how often each address (lower-cased) was looked up.
+func (p *Presence) Lookups() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.lookups)
+}

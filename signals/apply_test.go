@@ -1,0 +1,111 @@
+package signals
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
+)
+
+const zoomKey = "zoom:83412345678"
+
+var (
+	t0     = time.Date(2027, 3, 4, 15, 0, 0, 0, time.UTC)
+	conf   = presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInAConferenceCall}
+	minute = time.Minute
+	alice  = "alice@contoso.com"
+)
+
+// occ makes an occurrence of uid from t0+start lasting dur.
+func occ(uid string, start, dur time.Duration) *sources.Occurrence {
+	return &sources.Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur), Status: "CONFIRMED"}
+}
+
+// busy is a match that makes user busy for o.
+func busy(user string, o *sources.Occurrence) plan.Match {
+	return plan.Match{User: user, Source: "zoom", Occ: o, Pair: conf}
+}
+
+func sig(event, email string, at time.Duration) state.Signal {
+	s := state.Signal{Vendor: "zoom", Event: event, Meeting: zoomKey, Email: email, At: t0.Add(at)}
+	s.ID = state.SignalID(s.Vendor, s.Event, s.Meeting, s.Email, s.At)
+	return s
+}
+
+func keyed(o *sources.Occurrence, keys ...string) *sources.Occurrence {
+	o.MeetingKeys = keys
+	return o
+}
+
+// spanList renders spans as "user start-end" in minutes after t0.
+func spanList(spans map[string][]plan.Span) []string {
+	var out []string
+	for _, u := range slices.Sorted(maps.Keys(spans)) {
+		for _, s := range spans[u] {
+			out = append(out, fmt.Sprintf("%s %v-%v", u, s.Start.Sub(t0), s.End.Sub(t0)))
+		}
+	}
+	return out
+}
+
+func TestApplySignals(t *testing.T) {
+	const bob = "bob@contoso.com"
+	meeting := keyed(occ("m", 10*minute, 60*minute), zoomKey)
+	daily := keyed(occ("d", 24*60*minute, 60*minute), zoomKey) // the same number tomorrow
+	other := keyed(occ("o", 10*minute, 60*minute), "zoom:99999999999")
+	base := []plan.Match{busy(alice, meeting), busy(bob, meeting), busy(alice, daily), busy(bob, other)}
+	tests := []struct {
+		name string
+		sigs []state.Signal
+		want []string
+	}{
+		{"no signal", nil, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+		{"ended early ends it for everyone, not tomorrow's", []state.Signal{sig(state.SignalEnded, "", 30*minute)}, []string{
+			"alice@contoso.com 10m0s-30m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+		{"one participant left", []state.Signal{sig(state.SignalLeft, alice, 30*minute)}, []string{
+			"alice@contoso.com 10m0s-30m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+		{"left then rejoined", []state.Signal{sig(state.SignalLeft, alice, 30*minute), sig(state.SignalJoined, alice, 40*minute)}, []string{
+			"alice@contoso.com 10m0s-30m0s", "alice@contoso.com 40m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+		{"left then rejoined within merge_gap is one span", []state.Signal{sig(state.SignalLeft, alice, 30*minute), sig(state.SignalJoined, alice, 31*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+		{"ended before it began (a reused number) does not touch it", []state.Signal{sig(state.SignalEnded, "", 5*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+		{"unscheduled join until ended", []state.Signal{
+			{Vendor: "zoom", Event: state.SignalJoined, Meeting: "zoom:55555555555", Email: "carol@contoso.com", At: t0.Add(2 * 60 * minute), ID: "j"},
+			{Vendor: "zoom", Event: state.SignalEnded, Meeting: "zoom:55555555555", At: t0.Add(2*60*minute + 25*minute), ID: "e"}}, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s", "carol@contoso.com 2h0m0s-2h25m0s"}},
+		{"unscheduled join without left is capped", []state.Signal{
+			{Vendor: "zoom", Event: state.SignalJoined, Meeting: "zoom:55555555555", Email: "carol@contoso.com", At: t0.Add(2 * 60 * minute), ID: "j"}}, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s", "carol@contoso.com 2h0m0s-3h0m0s"}},
+		{"joined inside one's own scheduled meeting adds nothing", []state.Signal{sig(state.SignalJoined, alice, 12*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "alice@contoso.com 24h0m0s-25h0m0s", "bob@contoso.com 10m0s-1h10m0s"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := make([]plan.Match, len(base))
+			copy(in, base)
+			before := make([]time.Time, len(base))
+			for i := range base {
+				before[i] = base[i].Occ.End
+			}
+			got := Apply(in, tt.sigs, conf, time.Hour, nil, nil)
+			if g := spanList(plan.Spans(got, 2*minute, nil)); strings.Join(g, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("spans after Apply:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(tt.want, "\n"))
+			}
+			// The feed's occurrences are shared: never changed.
+			for i := range base {
+				if base[i].Occ.End != before[i] {
+					t.Errorf("Apply changed the shared occurrence of match %d", i)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,96 @@
+package engine
+
+import (
+	"github.com/calpresence/calpresence/sync/identity"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the Prometheus metrics of the worker (DESIGN "Operations").
+type Metrics struct {
+	FeedFetches     *prometheus.CounterVec // source, result: ok|not_modified|error|parse_error
+	FeedEvents      *prometheus.GaugeVec   // source: occurrences in the window
+	FeedLastSuccess *prometheus.GaugeVec   // source: unix time of the last good read
+	FeedHealthy     *prometheus.GaugeVec   // source: 1 healthy, 0 not
+	FeedDropped     *prometheus.GaugeVec   // source: calendar data the last read could not use
+	FeedStale       *prometheus.GaugeVec   // source: 1 when the copy in force is older than max_copy_age
+	GraphRequests   *prometheus.CounterVec // op, code
+	TransitionLag   prometheus.Histogram   // boundary → call sent, seconds
+	Sessions        prometheus.Gauge       // presence sessions held
+	UsersBusy       prometheus.Gauge       // users inside a span now
+	Reconciles      prometheus.Counter
+	Addresses       *prometheus.GaugeVec // state: resolved|unknown|pending
+	ClearsPending   prometheus.Gauge     // clears failed and awaiting retry
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		FeedFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "calpresence_feed_fetches_total", Help: "Feed fetches by source and result.",
+		}, []string{"source", "result"}),
+		FeedEvents: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_feed_occurrences", Help: "Occurrences in the expansion window, by source.",
+		}, []string{"source"}),
+		FeedLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_feed_last_success_timestamp_seconds", Help: "Unix time of the last successful read, by source.",
+		}, []string{"source"}),
+		FeedHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_feed_healthy", Help: "1 when the last read of the source succeeded.",
+		}, []string{"source"}),
+		FeedDropped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_feed_dropped_events",
+			Help: "Events, or parts of them (overrides, rules, dates, ends, occurrences past the cap), that the last good read of the source could not use, by source.",
+		}, []string{"source"}),
+		FeedStale: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_feed_stale", Help: "1 when the source's last good copy is older than max_copy_age (its later events no longer count).",
+		}, []string{"source"}),
+		GraphRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "calpresence_graph_requests_total", Help: "Graph presence calls by operation and HTTP status (0: transport error).",
+		}, []string{"op", "code"}),
+		TransitionLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "calpresence_transition_lag_seconds",
+			Help:    "Delay from a scheduled span boundary to the Graph call being sent.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		Sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "calpresence_sessions", Help: "Presence sessions held.",
+		}),
+		UsersBusy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "calpresence_users_busy", Help: "Users inside a busy span now.",
+		}),
+		Reconciles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "calpresence_reconciles_total", Help: "Reconcile passes.",
+		}),
+		Addresses: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_addresses",
+			Help: "Calendar addresses met since start, by resolution: resolved (to a person), unknown (no Entra user), pending (not looked up yet, or the lookup failed).",
+		}, []string{"state"}),
+		ClearsPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "calpresence_clears_pending",
+			Help: "Sessions whose clear has not succeeded yet (retried with back-off until the lease runs out).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale,
+			m.GraphRequests, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles, m.Addresses, m.ClearsPending)
+	}
+	return m
+}
+
+// ResetGauges forgets what the gauges say of an engine that stopped: a
+// replica whose engine stopped when it lost the lead must not go on
+// showing the feeds, sessions and people of the time it led (the leader
+// shows them now). Counters and the histogram keep counting.
+func (m *Metrics) ResetGauges() {
+	for _, g := range []*prometheus.GaugeVec{m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale, m.Addresses} {
+		g.Reset()
+	}
+	for _, g := range []prometheus.Gauge{m.Sessions, m.UsersBusy, m.ClearsPending} {
+		g.Set(0)
+	}
+}
+
+// forIdentity is the part of m the address directory updates.
+func (m *Metrics) forIdentity() *identity.Metrics {
+	return &identity.Metrics{GraphRequests: m.GraphRequests, Addresses: m.Addresses}
+}

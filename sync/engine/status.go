@@ -1,0 +1,296 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/identity"
+	"github.com/calpresence/calpresence/sync/plan"
+)
+
+// Status is a snapshot of the worker for the status page (DESIGN
+// "Operations"): what a person looks for when someone's presence is not
+// what they expect. People are shown by UPN; feed URLs are redacted.
+type Status struct {
+	Now     time.Time
+	Ready   bool
+	Sources []SourceStatus
+	// Busy are the people busy now, by UPN.
+	Busy []BusyPerson
+	// Next are the coming changes within the horizon, soonest first, at
+	// most MaxTransitions.
+	Next []Transition
+	// Held are the people the worker holds back from Graph calls now.
+	Held []HeldPerson
+	// Unresolved are calendar addresses that name no Entra user (yet):
+	// the first MaxUnresolved by address, of UnresolvedCount.
+	Unresolved      []identity.Unresolved
+	UnresolvedCount int
+	// GraphErrors are the last failed Graph calls, newest first.
+	GraphErrors []GraphError
+	// Signals are the live meeting signals in force (Zoom, Webex
+	// webhooks), newest first, at most MaxTransitions.
+	Signals []Signal
+	// Down says why no engine runs ("" when one does); the rest is then
+	// empty.
+	Down string
+	// Reload is the outcome of the last reload (nil: none since start).
+	Reload *ReloadStatus
+	// Replica is this replica's part with several replicas (nil: one).
+	Replica *Replica
+}
+
+// Replica is what a replica sharing its state with others (state.driver
+// postgres) says of itself: whether it leads, and who does.
+type Replica struct {
+	ID   string `json:"id"`
+	Role string `json:"role"` // leader or standby
+	// Leader names the replica that leads ("" when none does now, or it
+	// cannot be asked: Error says why).
+	Leader string    `json:"leader,omitempty"`
+	Since  time.Time `json:"leader_since,omitzero"`
+	Error  string    `json:"error,omitempty"`
+}
+
+// BusyPerson is someone busy now, and why.
+type BusyPerson struct {
+	User   string // UPN
+	UserID string
+	// Availability and Activity are what the span asks of Graph.
+	Availability, Activity string
+	Since, Until           time.Time // the busy span
+	Meetings               []Meeting // the meetings making them busy now
+}
+
+// Meeting is one occurrence that makes someone busy.
+type Meeting struct {
+	Source     string
+	UID        string
+	Summary    string
+	Start, End time.Time
+}
+
+// Transition is a coming change of someone's presence.
+type Transition struct {
+	At      time.Time
+	User    string // UPN
+	Busy    bool   // true: becomes busy (setPresence); false: free again
+	Meeting string // the summary of the first meeting of the span
+}
+
+// Hold kinds: why someone is held back.
+const (
+	HoldUnknown  = "unknown"   // Graph does not know the id; looked up again later
+	HoldThrottle = "throttled" // 429/503: waiting for Retry-After or back-off
+	HoldRetry    = "retrying"  // another failure (5xx, timeout): back-off
+	HoldRefused  = "refused"   // a permanent 4xx: not retried for this span
+	HoldOperator = "operator"  // cleared by an operator until the span ends
+)
+
+// HeldPerson is someone the worker makes no call for until Until.
+type HeldPerson struct {
+	User   string // UPN
+	UserID string
+	Kind   string // one of the Hold kinds
+	Reason string
+	Until  time.Time
+	Tries  int
+}
+
+// GraphError is one failed Graph call.
+type GraphError struct {
+	At      time.Time
+	Op      string // set, clear
+	User    string // UPN
+	UserID  string
+	Status  int // HTTP status; 0 for a transport error
+	Message string
+}
+
+// MaxTransitions caps Status.Next.
+const MaxTransitions = 50
+
+// MaxUnresolved caps Status.Unresolved: the page stays readable (and
+// cheap to render every 30 s) with thousands of unknown attendees.
+const MaxUnresolved = 200
+
+// Status returns a snapshot of the worker at now. It reads what the
+// engine holds in memory (the feeds' matches, the directory, the holds);
+// it takes no reconcile lock, reads no state and makes no call, so it stays
+// cheap to ask every few seconds. (Like every pass, it notes addresses the
+// directory has not met yet for the resolver.)
+func (e *Engine) Status(now time.Time) Status {
+	st := Status{Now: now, Sources: e.feeds.statuses(), GraphErrors: e.exec.recent.list()}
+	unresolved := e.dir.Unresolved()
+	st.Unresolved, st.UnresolvedCount = unresolved[:min(len(unresolved), MaxUnresolved)], len(unresolved)
+	if sigs := e.Signals(); len(sigs) > MaxTransitions {
+		st.Signals = sigs[:MaxTransitions]
+	} else {
+		st.Signals = sigs
+	}
+	e.mu.Lock()
+	st.Ready = e.ready
+	e.mu.Unlock()
+
+	// The reconcile's own view (live signals applied), kept between
+	// changes: no spans are built here while nothing changed.
+	matches, _, feedGen := e.feeds.snapshotGen()
+	matches, spans := e.view(matches, feedGen, now, e.keyFunc())
+	summaries := summaryIndex(matches)
+	meetings := func(s plan.Span, at time.Time) []Meeting {
+		var now, all []Meeting
+		for _, ev := range s.Events() {
+			m := Meeting{Source: ev.Source, UID: ev.UID, Summary: summaries[refKey(ev.Source, ev.UID, ev.RecurrenceID, ev.Start)], Start: ev.Start, End: ev.End}
+			all = append(all, m)
+			if !at.Before(ev.Start) && at.Before(ev.End) {
+				now = append(now, m)
+			}
+		}
+		if len(now) == 0 {
+			return all // in the lead, grace or a merged gap
+		}
+		return now
+	}
+	horizon := now.Add(e.config().Schedule.Horizon)
+	for id, ss := range spans {
+		upn := e.dir.UPN(id)
+		if s, ok := plan.SpanAt(ss, now); ok {
+			st.Busy = append(st.Busy, BusyPerson{User: upn, UserID: id, Availability: s.Pair.Availability, Activity: s.Pair.Activity,
+				Since: s.Start, Until: s.End, Meetings: meetings(s, now)})
+		}
+		for _, s := range ss {
+			if s.Start.After(now) && s.Start.Before(horizon) {
+				st.Next = append(st.Next, Transition{At: s.Start, User: upn, Busy: true, Meeting: firstSummary(meetings(s, s.Start))})
+			}
+			if s.End.After(now) && s.End.Before(horizon) {
+				st.Next = append(st.Next, Transition{At: s.End, User: upn, Busy: false, Meeting: firstSummary(meetings(s, s.Start))})
+			}
+		}
+	}
+	slices.SortFunc(st.Busy, func(a, b BusyPerson) int { return strings.Compare(a.User, b.User) })
+	slices.SortFunc(st.Next, func(a, b Transition) int {
+		return cmp.Or(a.At.Compare(b.At), strings.Compare(a.User, b.User))
+	})
+	if len(st.Next) > MaxTransitions {
+		st.Next = st.Next[:MaxTransitions]
+	}
+
+	lastStatus := make(map[string]int)
+	for i := len(st.GraphErrors) - 1; i >= 0; i-- { // oldest first: the newest wins
+		lastStatus[st.GraphErrors[i].UserID] = st.GraphErrors[i].Status
+	}
+	for id, h := range e.exec.holdsAt(now) {
+		hp := HeldPerson{User: e.dir.UPN(id), UserID: id, Reason: h.why, Until: h.until, Tries: h.tries}
+		switch code := lastStatus[id]; {
+		case h.unknown:
+			hp.Kind = HoldUnknown
+		case h.tries > 0 && (code == 429 || code == 503):
+			hp.Kind = HoldThrottle
+		case h.tries > 0:
+			hp.Kind = HoldRetry
+		default:
+			hp.Kind = HoldRefused
+		}
+		st.Held = append(st.Held, hp)
+	}
+	// An operator's clears are recorded with the sessions (the engine's
+	// copy in memory: no state is read here).
+	if sessions, err := e.store.Sessions(); err == nil || errors.As(err, new(*state.BadRecordsError)) {
+		for id, sess := range sessions {
+			if sess.HeldAt(now) {
+				st.Held = append(st.Held, HeldPerson{User: e.dir.UPN(id), UserID: id, Kind: HoldOperator, Reason: operatorHold, Until: sess.HeldUntil})
+			}
+		}
+	}
+	slices.SortFunc(st.Held, func(a, b HeldPerson) int { return strings.Compare(a.User, b.User) })
+	return st
+}
+
+// operatorHold is the reason shown for an operator's clear.
+const operatorHold = "cleared by operator"
+
+func firstSummary(ms []Meeting) string {
+	for _, m := range ms {
+		if m.Summary != "" {
+			return m.Summary
+		}
+	}
+	return ""
+}
+
+// refKey identifies one occurrence of one source.
+func refKey(source, uid string, recurrenceID, start time.Time) string {
+	return source + "\x00" + uid + "\x00" + recurrenceID.UTC().Format(time.RFC3339Nano) + "\x00" + start.UTC().Format(time.RFC3339Nano)
+}
+
+// summaryIndex maps each matched occurrence to its summary.
+func summaryIndex(matches []plan.Match) map[string]string {
+	out := make(map[string]string, len(matches))
+	for i := range matches {
+		o := matches[i].Occ
+		if o.Summary != "" {
+			out[refKey(matches[i].Source, o.UID, o.RecurrenceID, o.Start)] = o.Summary
+		}
+	}
+	return out
+}
+
+// holdsAt returns the holds in force at now, by person id.
+func (x *executor) holdsAt(now time.Time) map[string]hold {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make(map[string]hold)
+	for id, h := range x.holds {
+		if now.Before(h.until) {
+			out[id] = h
+		}
+	}
+	return out
+}
+
+// recentErrorsKept is how many failed Graph calls the status page shows.
+const recentErrorsKept = 20
+
+// recentErrors keeps the last recentErrorsKept failed Graph calls. The
+// zero value is ready to use.
+type recentErrors struct {
+	mu   sync.Mutex
+	ring [recentErrorsKept]GraphError
+	n    int // calls recorded in all
+}
+
+// add records a failed call; a call cut short by shutdown is not a
+// failure of Graph's.
+func (r *recentErrors) add(a plan.Action, err error, at time.Time) {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return
+	}
+	g := GraphError{At: at, Op: a.Op, User: a.Display(), UserID: a.User, Message: err.Error()}
+	var pe *presence.Error
+	if errors.As(err, &pe) {
+		g.Status = pe.Status
+	}
+	r.mu.Lock()
+	r.ring[r.n%recentErrorsKept] = g
+	r.n++
+	r.mu.Unlock()
+}
+
+// list returns the kept errors, newest first.
+func (r *recentErrors) list() []GraphError {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := min(r.n, recentErrorsKept)
+	out := make([]GraphError, 0, k)
+	for i := 1; i <= k; i++ {
+		out = append(out, r.ring[(r.n-i)%recentErrorsKept])
+	}
+	return out
+}
