@@ -109,19 +109,17 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	latency := s.latency
 	s.mu.Unlock()
-	s.sleep(r, latency)
+	// answered is false once the client gave up waiting (its timeout):
+	// the call is still applied and recorded, as Graph may apply a call
+	// whose answer came too late, but no answer is written. (An answer
+	// written then, even an implicit 200, may still reach a client that
+	// half-closed its connection, which would read it after its own
+	// timeout.)
+	answered := s.sleep(r, latency)
 
 	var rp reply
 	if f := s.takeFault(c.Op, c.User); f != nil {
-		if !s.sleep(r, f.Delay) {
-			// The client gave up first: a server this slow has not
-			// answered yet, so nothing is answered. Returning would send
-			// an implicit 200, which a client that half-closed its
-			// connection may still read after its own timeout.
-			c.Fault = "delay"
-			s.record(c)
-			panic(http.ErrAbortHandler)
-		}
+		answered = answered && s.sleep(r, f.Delay)
 		switch {
 		case f.Reset:
 			c.Fault = "reset"
@@ -147,6 +145,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.Status = rp.status
 	s.record(c)
+	if !answered {
+		panic(http.ErrAbortHandler)
+	}
 
 	for k, vs := range rp.header {
 		w.Header()[k] = vs
