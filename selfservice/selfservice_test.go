@@ -96,12 +96,18 @@ var aliceView = selfservice.View{
 	}},
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvTenant(t, "") }
+
+// newEnvTenant configures the tenant as tenant (default: the fake's id).
+func newEnvTenant(t *testing.T, tenant string, opts ...graphtest.Option) *env {
 	t.Helper()
 	e := &env{
-		fake: graphtest.NewServer(t),
+		fake: graphtest.NewServer(t, opts...),
 		dir:  &directory{people: map[string]string{aliceOID: aliceUPN}},
 		now:  &clock{},
+	}
+	if tenant == "" {
+		tenant = e.fake.TenantID()
 	}
 	var h http.Handler
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
@@ -109,7 +115,7 @@ func newEnv(t *testing.T) *env {
 	s, err := selfservice.New(selfservice.Config{
 		URL:          e.srv.URL,
 		Authority:    e.fake.AuthorityHost(),
-		TenantID:     e.fake.TenantID(),
+		TenantID:     tenant,
 		ClientID:     e.fake.ClientID(),
 		ClientSecret: e.fake.ClientSecret(),
 		CookieKey:    []byte("0123456789abcdef0123456789abcdef"),
@@ -341,6 +347,28 @@ func TestSignIn(t *testing.T) {
 	if a := b.get(e.srv.URL + "/"); a.status != http.StatusFound {
 		t.Errorf("GET / after sign-out = %d; want 302 to the authority", a.status)
 	}
+}
+
+// graph.tenant_id may name the tenant by a domain: discovery then answers
+// the tenant's GUID issuer, which the ID token must carry, and another
+// tenant's token is still refused.
+func TestTenantByDomain(t *testing.T) {
+	e := newEnvTenant(t, "contoso.onmicrosoft.com", graphtest.WithTenantDomain("contoso.onmicrosoft.com"))
+	b := e.browser(t)
+	authz := e.toAuthority(b)
+	if want := "/" + e.fake.TenantID() + "/oauth2/v2.0/authorize"; authz.Path != want {
+		t.Errorf("authorize path = %s; want %s (the endpoint discovery names)", authz.Path, want)
+	}
+	cb := e.callbackURL(b, authz)
+	if a := b.get(cb.String()); a.status != http.StatusSeeOther {
+		t.Fatalf("callback = %d; want 303\n%s", a.status, a.body)
+	}
+	wantPage(t, "GET / signed in", b.get(e.srv.URL+"/"), http.StatusOK, aliceUPN)
+
+	e.fake.SignInAs(aliceOID, "alice@fabrikam.example", otherTenant)
+	b = e.browser(t)
+	wantPage(t, "callback with another tenant's token", b.get(e.callbackURL(b, e.toAuthority(b)).String()),
+		http.StatusForbidden, "this account belongs to another organisation")
 }
 
 // Every way a sign-in is refused, each with its status and the page's

@@ -32,11 +32,12 @@ func (s *Server) openID(r *http.Request) reply {
 		return entraError(http.StatusMethodNotAllowed, "invalid_request", "GET only")
 	}
 	tenant := tenantOf(r.URL.Path)
-	if !strings.EqualFold(tenant, s.tenantID) {
+	if !s.knownTenant(tenant) {
 		return entraError(http.StatusBadRequest, "invalid_tenant",
 			fmt.Sprintf("AADSTS90002: Tenant '%s' not found.", tenant))
 	}
-	base := "https://" + r.Host + "/" + tenant
+	// Entra names the tenant by its GUID whatever the request said.
+	base := "https://" + r.Host + "/" + s.tenantID
 	return jsonReply(http.StatusOK, map[string]any{
 		"issuer":                                base + "/v2.0",
 		"token_endpoint":                        base + "/oauth2/v2.0/token",

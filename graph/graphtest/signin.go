@@ -53,6 +53,20 @@ type signin struct {
 	codes     map[string]*authCode
 	fault     IDTokenFault
 	roles     []string // nil: opaque access tokens for client credentials
+	domain    string   // WithTenantDomain
+}
+
+// WithTenantDomain lets the tenant be named by a verified domain (e.g.
+// contoso.onmicrosoft.com) in the discovery URL, as Entra does: the
+// document it answers names the tenant by its GUID (issuer, endpoints).
+func WithTenantDomain(domain string) Option {
+	return func(s *Server) { s.signin.domain = domain }
+}
+
+// knownTenant reports whether tenant names the fake's tenant: its id or,
+// for discovery, the WithTenantDomain name.
+func (s *Server) knownTenant(tenant string) bool {
+	return strings.EqualFold(tenant, s.tenantID) || s.signin.domain != "" && strings.EqualFold(tenant, s.signin.domain)
 }
 
 type signedIn struct{ oid, upn, name, tenant string }
