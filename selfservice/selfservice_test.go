@@ -393,6 +393,13 @@ func TestSignInRefused(t *testing.T) {
 			t.Errorf("%d token requests; want none (the state is checked first)", n)
 		}
 	})
+	t.Run("sign-in older than 10 minutes", func(t *testing.T) {
+		e := newEnv(t)
+		b := e.browser(t)
+		cb := e.callbackURL(b, e.toAuthority(b))
+		e.now.Advance(11 * time.Minute)
+		wantPage(t, "callback after 11 minutes", b.get(cb.String()), http.StatusBadRequest, "this sign-in was not started in this browser")
+	})
 	t.Run("replayed code", func(t *testing.T) {
 		e := newEnv(t)
 		b := e.browser(t)
@@ -544,5 +551,31 @@ func TestNewRefusesShortKey(t *testing.T) {
 		TenantID: "t", ClientID: "c", ClientSecret: "s", CookieKey: []byte("short")}, &directory{}, people{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "want at least 32") {
 		t.Errorf("New with a 5-byte key = %v; want an error asking for 32 bytes", err)
+	}
+}
+
+// With an https url the cookies are Secure and carry the __Host- prefix.
+func TestSecureCookies(t *testing.T) {
+	fake := graphtest.NewServer(t)
+	s, err := selfservice.New(selfservice.Config{
+		URL: "https://presence.contoso.com", Authority: fake.AuthorityHost(), TenantID: fake.TenantID(),
+		ClientID: fake.ClientID(), ClientSecret: fake.ClientSecret(),
+		CookieKey: []byte("0123456789abcdef0123456789abcdef"), HTTPClient: fake.HTTPClient(),
+	}, &directory{}, people{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://presence.contoso.com/", nil))
+	if rec.Code != http.StatusFound {
+		t.Fatalf("GET / = %d; want 302", rec.Code)
+	}
+	cookies := rec.Result().Cookies()
+	if len(cookies) != 1 || !strings.HasPrefix(cookies[0].Name, "__Host-calpresence_login_") || !cookies[0].Secure ||
+		!cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteLaxMode {
+		t.Errorf("GET / set %v; want one Secure, HttpOnly, SameSite=Lax __Host-calpresence_login_… cookie", rec.Header()["Set-Cookie"])
+	}
+	if got := rec.Header().Get("Location"); !strings.Contains(got, url.QueryEscape("https://presence.contoso.com/auth/callback")) {
+		t.Errorf("Location %s; want the redirect URI https://presence.contoso.com/auth/callback in it", got)
 	}
 }
