@@ -160,6 +160,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // route names the operation of a path and the user it addresses.
 func route(path string) (op, user string) {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if op, ok := signinRoute(parts); ok {
+		return op, ""
+	}
 	switch {
 	case len(parts) == 4 && parts[1] == "v2.0" && parts[2] == ".well-known" && parts[3] == "openid-configuration":
 		return OpOpenID, ""
@@ -187,6 +190,10 @@ func (s *Server) handle(op, user string, r *http.Request, body []byte) reply {
 		return s.openID(r)
 	case OpToken:
 		return s.token(r, body)
+	case OpAuthorize:
+		return s.authorizeCode(r)
+	case OpKeys:
+		return s.keys(r)
 	case OpUnknown:
 		return odataError(http.StatusNotFound, "UnknownError", "No HTTP resource was found that matches the request URI.")
 	}
