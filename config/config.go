@@ -52,6 +52,8 @@ type Config struct {
 
 	Webhooks *Webhooks `yaml:"webhooks,omitempty"` // live meeting signals; nil: off (webhooks.go)
 
+	Selfservice Selfservice `yaml:"selfservice,omitempty"` // people's own page; off unless url is set (selfservice.go)
+
 	// Path is the file the configuration was read from (not in YAML).
 	Path string `yaml:"-"`
 }
@@ -310,8 +312,9 @@ func Default() *Config {
 			MaxFeedOccurrences: 50000,
 			MaxFeedPeople:      2000,
 		},
-		State:  State{Driver: DriverBbolt, Path: "/var/lib/calpresence/state.db"},
-		Server: Server{Listen: ":8080", ShutdownTimeout: 20 * time.Second},
+		State:       State{Driver: DriverBbolt, Path: "/var/lib/calpresence/state.db"},
+		Server:      Server{Listen: ":8080", ShutdownTimeout: 20 * time.Second},
+		Selfservice: Selfservice{Listen: ":8082", MaxCall: 4 * time.Hour},
 	}
 }
 

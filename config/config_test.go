@@ -87,6 +87,8 @@ func TestLoadFull(t *testing.T) {
 		State: State{Driver: "bbolt", Path: "/data/state.db"},
 		Server: Server{Listen: "127.0.0.1:9090", AdminTokenFile: "/run/secrets/calpresence-admin", ShutdownTimeout: 25 * time.Second,
 			Hostnames: []string{"calpresence.internal", "calpresence.ops.svc.cluster.local."}},
+		Selfservice: Selfservice{Listen: ":9443", URL: "https://presence.contoso.com",
+			CookieKeyFile: "/run/secrets/calpresence-cookie", Feeds: true, MaxCall: 2 * time.Hour},
 		Users: []User{
 			{Email: "alice@partner.example", User: "alice@contoso.com"},
 			{Email: "Bob@Partner.example", User: "6f1c2d3e-0000-4000-8000-000000000001"},
@@ -178,6 +180,10 @@ func TestLoadDefaults(t *testing.T) {
 		{"state.path", d.State.Path, "/var/lib/calpresence/state.db"},
 		{"server.listen", d.Server.Listen, ":8080"},
 		{"server.hostnames (none: loopback and IP literals only)", len(d.Server.Hostnames), 0},
+		{"selfservice.listen", d.Selfservice.Listen, ":8082"},
+		{"selfservice.max_call", d.Selfservice.MaxCall, 4 * time.Hour},
+		{"selfservice.feeds", d.Selfservice.Feeds, false},
+		{"selfservice (off: no url)", d.Selfservice.Enabled(), false},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -316,6 +322,18 @@ func TestLoadInvalid(t *testing.T) {
 		{"webhooks-secret-file", `:11: webhooks.webex.secret_file: open testdata/does-not-exist: no such file or directory`},
 		{"webhooks-max-unscheduled", `:11: webhooks.max_unscheduled: must be positive (got -1h0m0s)`},
 
+		// Self-service.
+		{"selfservice-url-required", `:9: selfservice.url: required: the URL people open (the self-service page is on when it is set)`},
+		{"selfservice-url-scheme", `:10: selfservice.url: must be an absolute http(s) URL such as https://presence.contoso.com (got "ftp://presence.contoso.com")`},
+		{"selfservice-url-path", `:10: selfservice.url: must be scheme and host only, without path, query or user info (got "https://presence.contoso.com/me?x=1")`},
+		{"selfservice-url-http", `:10: selfservice.url: http is allowed on loopback only: the session cookie must travel over TLS (got "http://presence.contoso.com")`},
+		{"selfservice-listen", `:10: selfservice.listen: must be host:port such as ":8082" (got "8082")`},
+		{"selfservice-listen-same", `:12: selfservice.listen: must differ from server.listen (":8080"): the self-service listener is the one exposed to people`},
+		{"selfservice-listen-webhooks", `:13: selfservice.listen: must differ from webhooks.listen (":8443")`},
+		{"selfservice-cookie-key", `:9: selfservice.cookie_key_file: required: a file of 32 or more random bytes (head -c 32 /dev/urandom > key)`},
+		{"selfservice-max-call", `:12: selfservice.max_call: must be at least 5m (got 1m0s)`},
+		{"selfservice-auth", `:10: selfservice: sign-in needs graph.auth client_secret (auth is client_certificate): signing people in with another credential is not supported yet`},
+
 		// Users.
 		{"users-required", ":10: users[0].user: required\nFILE:11: users[1].email: required"},
 		{"users-duplicate", `:12: users[1].email: duplicate email "Alice@Partner.Example" (also users[0])`},
@@ -352,6 +370,8 @@ func TestLoadInvalid(t *testing.T) {
 		{"files-token-file", ": graph.token_file: open testdata/does-not-exist: no such file or directory"},
 		{"files-admin-token", ": server.admin_token_file: open testdata/does-not-exist: no such file or directory"},
 		{"files-admin-token-empty", ": server.admin_token_file: testdata/empty-token is empty"},
+		{"files-selfservice-cookie-key", ": selfservice.cookie_key_file: open testdata/does-not-exist: no such file or directory"},
+		{"files-selfservice-cookie-key-short", ": selfservice.cookie_key_file: testdata/short-cookie-key holds 9 bytes; want at least 32 random bytes (head -c 32 /dev/urandom > testdata/short-cookie-key)"},
 
 		// Every problem at once, in file order.
 		{"many", ":6: graph.cloud: must be one of public, usgov, usgov-dod, china (got \"moon\")\n" +

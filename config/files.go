@@ -34,6 +34,8 @@ import (
 //   - schedule.ca_file: as graph.ca_file (the feeds' extra roots).
 //   - server.admin_token_file: readable and not empty (an empty token would
 //     turn the admin check off).
+//   - selfservice.cookie_key_file (self-service on): readable, at least
+//     MinCookieKey bytes.
 //
 // In dry_run nothing calls Graph and no state is opened, so only the
 // feeds' CA and the admin token are checked (graph.client_secret_file is read by Load already).
@@ -64,6 +66,9 @@ func (c *Config) CheckFiles() error {
 	}
 	if c.Server.AdminTokenFile != "" {
 		checkNotEmpty(k, "server.admin_token_file", c.Server.AdminTokenFile)
+	}
+	if c.Selfservice.Enabled() && c.Selfservice.CookieKeyFile != "" {
+		checkCookieKey(k, c.Selfservice.CookieKeyFile)
 	}
 	if len(k.problems) > 0 {
 		return newValidationError(c.Path, k.problems)

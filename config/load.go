@@ -554,6 +554,7 @@ func resolveFiles(c *Config, dir string) {
 		&c.Schedule.CAFile,
 		&c.Server.AdminTokenFile,
 		&c.State.DSNFile,
+		&c.Selfservice.CookieKeyFile,
 	}, c.webhookFiles()...) {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)

@@ -137,6 +137,7 @@ func (c *Config) validate(lines map[string]int) []Problem {
 	positive(k, "server.shutdown_timeout", c.Server.ShutdownTimeout)
 	checkHostnames(k, "server.hostnames", c.Server.Hostnames)
 	c.validateWebhooks(k)
+	c.validateSelfservice(k)
 	c.validateUsers(k)
 	c.validateSources(k)
 	return k.problems

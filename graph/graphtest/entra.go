@@ -32,11 +32,12 @@ func (s *Server) openID(r *http.Request) reply {
 		return entraError(http.StatusMethodNotAllowed, "invalid_request", "GET only")
 	}
 	tenant := tenantOf(r.URL.Path)
-	if !strings.EqualFold(tenant, s.tenantID) {
+	if !s.knownTenant(tenant) {
 		return entraError(http.StatusBadRequest, "invalid_tenant",
 			fmt.Sprintf("AADSTS90002: Tenant '%s' not found.", tenant))
 	}
-	base := "https://" + r.Host + "/" + tenant
+	// Entra names the tenant by its GUID whatever the request said.
+	base := "https://" + r.Host + "/" + s.tenantID
 	return jsonReply(http.StatusOK, map[string]any{
 		"issuer":                                base + "/v2.0",
 		"token_endpoint":                        base + "/oauth2/v2.0/token",
@@ -79,6 +80,9 @@ func (s *Server) token(r *http.Request, body []byte) reply {
 	if err != nil {
 		return entraError(http.StatusBadRequest, "invalid_request", "AADSTS900144: malformed form body")
 	}
+	if form.Get("grant_type") == "authorization_code" {
+		return s.redeemCode(r, form)
+	}
 	if g := form.Get("grant_type"); g != "client_credentials" {
 		return entraError(http.StatusBadRequest, "unsupported_grant_type",
 			fmt.Sprintf("AADSTS70003: grant type %q is not supported by the fake.", g))
@@ -118,12 +122,13 @@ func (s *Server) token(r *http.Request, body []byte) reply {
 			"AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 	}
 
-	var b [24]byte
-	_, _ = rand.Read(b[:])
 	s.mu.Lock()
 	s.tokenSeq++
-	tok := fmt.Sprintf("graphtest.%d.%s", s.tokenSeq, base64.RawURLEncoding.EncodeToString(b[:]))
-	s.tokens[tok] = tokenInfo{clientID: clientID, expires: s.nowLocked().Add(s.tokenLifetime)}
+	seq, expires := s.tokenSeq, s.nowLocked().Add(s.tokenLifetime)
+	s.mu.Unlock()
+	tok := s.appToken(seq, clientID, expires)
+	s.mu.Lock()
+	s.tokens[tok] = tokenInfo{clientID: clientID, expires: expires}
 	s.mu.Unlock()
 	secs := int(s.tokenLifetime / time.Second)
 	return jsonReply(http.StatusOK, map[string]any{

@@ -109,19 +109,17 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	latency := s.latency
 	s.mu.Unlock()
-	s.sleep(r, latency)
+	// answered is false once the client gave up waiting (its timeout):
+	// the call is still applied and recorded, as Graph may apply a call
+	// whose answer came too late, but no answer is written. (An answer
+	// written then, even an implicit 200, may still reach a client that
+	// half-closed its connection, which would read it after its own
+	// timeout.)
+	answered := s.sleep(r, latency)
 
 	var rp reply
 	if f := s.takeFault(c.Op, c.User); f != nil {
-		if !s.sleep(r, f.Delay) {
-			// The client gave up first: a server this slow has not
-			// answered yet, so nothing is answered. Returning would send
-			// an implicit 200, which a client that half-closed its
-			// connection may still read after its own timeout.
-			c.Fault = "delay"
-			s.record(c)
-			panic(http.ErrAbortHandler)
-		}
+		answered = answered && s.sleep(r, f.Delay)
 		switch {
 		case f.Reset:
 			c.Fault = "reset"
@@ -147,6 +145,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.Status = rp.status
 	s.record(c)
+	if !answered {
+		panic(http.ErrAbortHandler)
+	}
 
 	for k, vs := range rp.header {
 		w.Header()[k] = vs
@@ -159,6 +160,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 // route names the operation of a path and the user it addresses.
 func route(path string) (op, user string) {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if op, ok := signinRoute(parts); ok {
+		return op, ""
+	}
 	switch {
 	case len(parts) == 4 && parts[1] == "v2.0" && parts[2] == ".well-known" && parts[3] == "openid-configuration":
 		return OpOpenID, ""
@@ -186,6 +190,10 @@ func (s *Server) handle(op, user string, r *http.Request, body []byte) reply {
 		return s.openID(r)
 	case OpToken:
 		return s.token(r, body)
+	case OpAuthorize:
+		return s.authorizeCode(r)
+	case OpKeys:
+		return s.keys(r)
 	case OpUnknown:
 		return odataError(http.StatusNotFound, "UnknownError", "No HTTP resource was found that matches the request URI.")
 	}

@@ -123,6 +123,7 @@ type Server struct {
 	caPath   string
 	fedOnce  sync.Once
 	fedPath  string
+	signin   signin // OpenID Connect sign-in (signin.go)
 
 	mu         sync.Mutex
 	offset     time.Duration

@@ -1,0 +1,139 @@
+package selfservice_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/calpresence/calpresence/graph/graphtest"
+	"github.com/calpresence/calpresence/internal/testutil"
+)
+
+// artifacts is where the screenshot goes: $CALPRESENCE_ARTIFACTS (CI keeps
+// it), else a temporary folder.
+func artifacts(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("CALPRESENCE_ARTIFACTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// spki is the base64 SHA-256 of the certificate's public key, what
+// Chromium's --ignore-certificate-errors-spki-list takes: the browser
+// trusts the fake authority's self-signed certificate and no other.
+func spki(t *testing.T, certPEM []byte) string {
+	t.Helper()
+	b, _ := pem.Decode(certPEM)
+	if b == nil {
+		t.Fatal("no PEM certificate")
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// TestSignInInChromium drives Debian's Chromium, headless, through the
+// sign-in as a person does it: it opens /, is sent to the (fake) authority,
+// which signs Alice in and sends her back; the page names her. She then
+// signs out with the page's own form (so the browser's Origin and the CSRF
+// field are what the server checks). A phone-sized screenshot is kept.
+func TestSignInInChromium(t *testing.T) {
+	bin := testutil.Tool(t, "chromium", "chromium")
+	e := newEnv(t)
+
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(bin),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("ignore-certificate-errors-spki-list", spki(t, e.fake.CAPEM())),
+		chromedp.UserDataDir(t.TempDir()),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+
+	if err := chromedp.Do(bctx,
+		// A phone: 390 CSS pixels wide, in portrait, with touch.
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Navigate(e.srv.URL+"/"),
+		chromedp.WaitVisible(chromedp.CSS("#upn")),
+	); err != nil {
+		t.Fatalf("chromium: sign in: %v", err)
+	}
+	run := func(what string, a chromedp.Action[string]) string {
+		t.Helper()
+		v, err := chromedp.Run(bctx, a)
+		if err != nil {
+			t.Fatalf("chromium: %s: %v", what, err)
+		}
+		return v
+	}
+	upn := run("read the UPN", chromedp.Text(chromedp.CSS("#upn")))
+	oid := run("read the object id", chromedp.Text(chromedp.CSS("#oid")))
+	location := run("read the location", chromedp.Location())
+	if upn != aliceUPN || !strings.Contains(oid, aliceOID) {
+		t.Errorf("the page shows %q, %q; want %q and %q", upn, oid, aliceUPN, aliceOID)
+	}
+	if location != e.srv.URL+"/" {
+		t.Errorf("the browser ended at %s; want %s/", location, e.srv.URL)
+	}
+	if n := len(e.fake.CallsOp(graphtest.OpAuthorize)); n != 1 {
+		t.Errorf("the browser visited the authority %d times; want 1", n)
+	}
+	shot, err := chromedp.Run(bctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("chromium: screenshot: %v", err)
+	}
+
+	path := filepath.Join(artifacts(t), "selfservice-signin.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", path, err)
+	}
+	if b := img.Bounds(); b.Dx() != 390 {
+		t.Errorf("screenshot is %dx%d; want 390 wide (a phone)", b.Dx(), b.Dy())
+	}
+	t.Logf("screenshot: %s", path)
+
+	if err := chromedp.Do(bctx,
+		chromedp.Click(chromedp.CSS("button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("#signed-out")),
+	); err != nil {
+		t.Fatalf("chromium: sign out: %v", err)
+	}
+	title := run("read the heading", chromedp.Text(chromedp.CSS("#signed-out")))
+	if title != "Signed out" {
+		t.Errorf("after the sign-out button the page says %q; want Signed out", title)
+	}
+}

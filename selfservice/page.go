@@ -1,0 +1,84 @@
+package selfservice
+
+import (
+	"bytes"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"html/template"
+	"net/http"
+	"time"
+)
+
+//go:embed page.html
+var pageHTML string
+
+//go:embed page.css
+var pageCSS string
+
+// pages are the templates; "when" is replaced per Server by one that shows
+// times in Config.Location.
+var pages = template.Must(template.New("").Funcs(template.FuncMap{
+	"iso":  func(t time.Time) string { return t.Format(time.RFC3339) },
+	"when": func(t time.Time) string { return t.Format("Mon 2 Jan 15:04") },
+}).Parse(pageHTML))
+
+// csp allows nothing but the pages' own style sheet (by its hash) and
+// forms posting back here: no script, no framing, no other origin.
+var csp = func() string {
+	sum := sha256.Sum256([]byte(pageCSS))
+	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; " +
+		"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+}()
+
+// page is what every template is given; each uses its own fields.
+type page struct {
+	Title string
+	Style template.CSS
+	// refusal
+	Text string
+	// person
+	Name, UPN, OID string
+	CSRF           string
+	View           View
+	ViewError      bool
+	Zone           string
+}
+
+// templates returns the pages with times shown in loc.
+func templates(loc *time.Location) *template.Template {
+	return template.Must(pages.Clone()).Funcs(template.FuncMap{
+		"when": func(t time.Time) string { return t.In(loc).Format("Mon 2 Jan 15:04") },
+	})
+}
+
+// showPerson renders the signed-in person's own page.
+func (s *Server) showPerson(w http.ResponseWriter, r *http.Request, se session) {
+	v, err := s.people.View(r.Context(), se.OID)
+	if err != nil {
+		s.logger.WarnContext(r.Context(), "selfservice: view unavailable", "oid", se.OID, "err", err)
+	}
+	s.render(w, http.StatusOK, "person", page{
+		Title: "Your presence", Name: se.Name, UPN: se.UPN, OID: se.OID, CSRF: se.CSRF,
+		View: v, ViewError: err != nil, Zone: s.cfg.Location.String(),
+	})
+}
+
+// refuse answers status with a page that says what was refused and why.
+func (s *Server) refuse(w http.ResponseWriter, status int, title, text string) {
+	s.render(w, status, "refusal", page{Title: title, Text: text})
+}
+
+// render executes a page template into w with the status.
+func (s *Server) render(w http.ResponseWriter, status int, name string, p page) {
+	p.Style = template.CSS(pageCSS)
+	var b bytes.Buffer
+	if err := s.pages.ExecuteTemplate(&b, name, p); err != nil {
+		s.logger.Error("selfservice: render page", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(b.Bytes())
+}
