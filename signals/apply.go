@@ -64,7 +64,9 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 				persons[i] = p
 			}
 		}
-		byMeeting[s.Meeting] = append(byMeeting[s.Meeting], i)
+		if !isLive(s) {
+			byMeeting[s.Meeting] = append(byMeeting[s.Meeting], i)
+		}
 	}
 	// scheduled[i]: the joined signal i fell within a busy occurrence of its
 	// person, so it is no unscheduled call.
@@ -139,7 +141,69 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 		}
 		extra = append(extra, nm)
 	}
+	extra = appendLive(extra, sigs, persons, maxUnscheduled, who)
 	return append(matches, extra...)
+}
+
+// appendLive appends the spans presence and call signals (sorted by time)
+// give: per person and per vendor's presence or call (Meeting), from a
+// signal that asks for a pair (StatusPair) until the next signal of that
+// one — which ends it or changes its pair — or maxUnscheduled later.
+//
+// Ordered by the vendor's time, not by arrival: a status delivered late
+// takes its place in the past, and never overrides a newer one. These
+// spans touch no calendar occurrence: they are matches of their own,
+// merged with the calendar's by strength (a Zoom "Available" ends what
+// "In_Meeting" started, never the meeting on the calendar).
+func appendLive(extra []plan.Match, sigs []state.Signal, persons []string, maxUnscheduled time.Duration, who func(string) string) []plan.Match {
+	type stream struct{ person, meeting string }
+	open := make(map[stream]int) // the signal whose span runs; -1 none
+	emit := func(i int, end time.Time) {
+		s := &sigs[i]
+		pair, _ := StatusPair(s)
+		if c := s.At.Add(maxUnscheduled); c.Before(end) {
+			end = c
+		}
+		label := "Zoom presence " + s.Status
+		if s.Event == state.SignalCall {
+			label = "call " + s.Status
+		}
+		occ := &sources.Occurrence{UID: s.Meeting, RecurrenceID: s.At.UTC(), Summary: label,
+			Start: s.At, End: later(end, s.At)}
+		nm := plan.Match{User: who(s.Email), Source: "webhook:" + s.Vendor, Occ: occ, Pair: pair}
+		if !occ.End.After(occ.Start) {
+			nm.Skip = plan.SkipSignal
+		}
+		extra = append(extra, nm)
+	}
+	for i := range sigs {
+		s := &sigs[i]
+		if !isLive(s) || persons[i] == "" {
+			continue
+		}
+		k := stream{persons[i], s.Event + "|" + s.Meeting}
+		j, running := open[k]
+		pair, busy := StatusPair(s)
+		if running && j >= 0 {
+			if p, _ := StatusPair(&sigs[j]); busy && p == pair {
+				continue // the same again (held after connected): one span
+			}
+			emit(j, s.At)
+		}
+		if busy {
+			open[k] = i
+		} else {
+			open[k] = -1
+		}
+	}
+	for i := range sigs {
+		// In the signals' order, so that the same input gives the same
+		// output.
+		if isLive(&sigs[i]) && persons[i] != "" && open[stream{persons[i], sigs[i].Event + "|" + sigs[i].Meeting}] == i {
+			emit(i, sigs[i].At.Add(maxUnscheduled))
+		}
+	}
+	return extra
 }
 
 // segment is the part [start, end) of m's occurrence, a copy. Only the

@@ -410,6 +410,8 @@ func zoomLabel(event string) string {
 		return state.SignalJoined
 	case zoomURLValidation:
 		return "url_validation"
+	case zoomPresence:
+		return state.SignalPresence
 	}
 	return "other"
 }
@@ -464,6 +466,8 @@ func webexLabel(event string) string {
 		return state.SignalLeft
 	case "meetingParticipants/joined":
 		return state.SignalJoined
+	case "telephony_calls/created", "telephony_calls/updated", "telephony_calls/deleted":
+		return state.SignalCall
 	}
 	return "other"
 }

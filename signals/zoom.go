@@ -31,7 +31,14 @@ const (
 	zoomWebinarEnded  = "webinar.ended"
 	zoomWebinarLeft   = "webinar.participant_left"
 	zoomWebinarJoined = "webinar.participant_joined"
+	// zoomPresence: what Zoom knows a person is doing (Zoom Phone
+	// calls included), with the person's email.
+	zoomPresence = "user.presence_status_updated"
 )
+
+// ZoomPresenceKey is the Meeting of every Zoom presence signal: one
+// stream of statuses per person.
+const ZoomPresenceKey = "zoom-presence"
 
 // ZoomSignature is the x-zm-signature Zoom sends with body at timestamp:
 // "v0=" + hex(HMAC-SHA256(secret, "v0:" + timestamp + ":" + body)).
@@ -126,6 +133,10 @@ type zoomBody struct {
 		Object     struct {
 			ID          json.RawMessage `json:"id"`
 			EndTime     string          `json:"end_time"`
+			// user.presence_status_updated: the person and their status.
+			Email          string `json:"email"`
+			PresenceStatus string `json:"presence_status"`
+			DateTime       string `json:"date_time"`
 			Participant struct {
 				Email     string `json:"email"`
 				JoinTime  string `json:"join_time"`
@@ -174,6 +185,15 @@ func ParseZoom(body []byte) (zoomEvent, error) {
 		s.Event, at = state.SignalLeft, o.Participant.LeaveTime
 	case zoomJoined, zoomWebinarJoined:
 		s.Event, at = state.SignalJoined, o.Participant.JoinTime
+	case zoomPresence:
+		s.Event, s.Meeting, s.Status = state.SignalPresence, ZoomPresenceKey, o.PresenceStatus
+		s.Email = state.NormalizeAddress(o.Email)
+		if s.Email == "" || s.Status == "" {
+			return ev, fmt.Errorf("%w: no payload.object.email or presence_status", ErrUnknownEvent)
+		}
+		s.At = eventTime(o.DateTime, b.EventTS)
+		ev.Signal = s
+		return ev, nil
 	case "":
 		return ev, fmt.Errorf("%w: no event", ErrUnknownEvent)
 	default:

@@ -14,6 +14,12 @@ const (
 	SignalEnded  = "ended"  // the meeting ended, for everyone
 	SignalLeft   = "left"   // one participant left
 	SignalJoined = "joined" // one participant joined
+	// SignalPresence is what a vendor says a person is doing now
+	// (Status: Zoom's presence_status), whatever the calendar says.
+	SignalPresence = "presence"
+	// SignalCall is the state of one phone call of a person (Meeting: the
+	// call; Status: Webex Calling's state).
+	SignalCall = "call"
 )
 
 // Signal is one live meeting fact from a vendor's webhook (Zoom, Webex):
@@ -25,12 +31,18 @@ type Signal struct {
 	// time. A vendor's retry of one delivery has the same ID.
 	ID     string `json:"-"`
 	Vendor string `json:"vendor"` // "zoom" or "webex"
-	Event  string `json:"event"`  // SignalEnded, SignalLeft, SignalJoined
+	Event  string `json:"event"`  // SignalEnded, SignalLeft, SignalJoined, SignalPresence, SignalCall
 	// Meeting is the meeting's key, as sources.MeetingKeys spells it
 	// ("zoom:83412345678").
 	Meeting string `json:"meeting"`
 	// Email is the participant's address, lower-cased (left, joined).
 	Email string `json:"email,omitempty"`
+	// Person is the vendor's id of the person when the event names no
+	// address (Webex Calling's personId): Email is looked up from it.
+	Person string `json:"person,omitempty"`
+	// Status is the vendor's word for what the person is doing
+	// (presence, call): "In_Meeting", "connected", …
+	Status string `json:"status,omitempty"`
 	// At is when it happened, by the vendor's clock (never after
 	// Received).
 	At       time.Time `json:"at"`
