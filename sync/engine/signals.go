@@ -168,9 +168,86 @@ func (e *Engine) target(email string) string {
 	return a
 }
 
+// PersonLookup finds the address of a person a vendor names by id only
+// (signals.WebexPeople). An error wrapping signals.ErrNoPerson is final;
+// any other is transient.
+type PersonLookup interface {
+	Email(ctx context.Context, personID string) (string, error)
+}
+
+// LookupTimeout bounds one look-up of a person: signals are handed to the
+// engine one at a time.
+const LookupTimeout = 5 * time.Second
+
+// lookupRetries spaces the tries of the signals in the inbox whose person
+// could not be looked up (presence.Backoff: 1 s, 2 s, … 5 min).
+type lookupRetries struct {
+	mu    sync.Mutex
+	tries map[string]int
+	next  map[string]time.Time
+}
+
+// due says whether the inbox signal id may be tried at now.
+func (l *lookupRetries) due(id string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !now.Before(l.next[id])
+}
+
+// failed notes another failed try of id.
+func (l *lookupRetries) failed(id string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.tries == nil {
+		l.tries, l.next = make(map[string]int), make(map[string]time.Time)
+	}
+	l.tries[id]++
+	d := presence.Backoff(l.tries[id])
+	l.next[id] = now.Add(d)
+	return d
+}
+
+func (l *lookupRetries) done(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.tries, id)
+	delete(l.next, id)
+}
+
+// resolvePerson fills in s.Email from s.Person. When the look-up fails
+// for now, s goes to the inbox (durably), which TakeInbox tries again
+// with back-off: a call's end is never dropped. It returns the result to
+// report instead of going on, or "" to go on.
+func (e *Engine) resolvePerson(ctx context.Context, s *Signal, log *slog.Logger) (string, error) {
+	if e.personLookup == nil {
+		log.Info("live meeting signal ignored: it names a person by id, and no look-up is configured (webhooks.webex.access_token_file)")
+		return signals.Ignored, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, LookupTimeout)
+	email, err := e.personLookup.Email(lctx, s.Person)
+	cancel()
+	switch {
+	case errors.Is(err, signals.ErrNoPerson):
+		log.Info("live meeting signal ignored: webex knows no address for the person", "person", s.Person, "err", err)
+		return signals.Ignored, nil
+	case err != nil:
+		if e.sig.store == nil {
+			return "", err
+		}
+		if _, qerr := signals.Queue(e.sig.store, *s); qerr != nil {
+			return "", errors.Join(err, qerr)
+		}
+		log.Warn("live meeting signal waits for its person's look-up; trying again", "person", s.Person, "err", err)
+		return signals.Pending, nil
+	}
+	s.Email = email
+	return "", nil
+}
+
 // TakeInbox applies the signals standbys queued (signals.Queue), and drops
 // them from the inbox: with several replicas, the leader's engine calls it
-// every few seconds (Options.Elector).
+// every few seconds (Options.Elector). The signals waiting for their
+// person's look-up are there too, tried with back-off.
 func (e *Engine) TakeInbox(ctx context.Context) {
 	st := e.sig.store
 	if st == nil {
@@ -185,7 +262,17 @@ func (e *Engine) TakeInbox(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if !e.lookups.due(id, time.Now()) {
+			continue
+		}
+		s.ID = ""
 		res, err := e.Signal(ctx, s)
+		if err == nil && res == signals.Pending {
+			d := e.lookups.failed(id, time.Now())
+			e.log.Info("live meeting signal still waits for its person's look-up", "id", id, "retry_in", d)
+			continue
+		}
+		e.lookups.done(id)
 		if err != nil && !errors.Is(err, signals.ErrInvalid) {
 			e.log.Error("live meeting signal a standby queued not applied; trying again", "id", id, "err", err)
 			continue
@@ -211,6 +298,17 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 		return "", err
 	}
 	log := e.log.With("vendor", s.Vendor, "event", s.Event, "meeting", s.Meeting)
+	if s.Email == "" && s.Person != "" {
+		if res, err := e.resolvePerson(ctx, &s, log); res != "" || err != nil {
+			return res, err
+		}
+		if s, err = signals.Normalize(s); err != nil {
+			return "", err
+		}
+	}
+	if s.Status != "" {
+		log = log.With("status", s.Status)
+	}
 	if s.Email != "" {
 		log = log.With("participant", s.Email)
 		if !e.conf.Load().matcher.Covers(s.Email) {
