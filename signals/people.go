@@ -28,9 +28,9 @@ var ErrNoPerson = errors.New("no such person")
 // The token needs spark:people_read (or an admin's
 // spark-admin:people_read).
 type WebexPeople struct {
-	API    string       // "": DefaultWebexAPI
+	API    string        // "": DefaultWebexAPI
 	Token  func() string // the access token, read when asked
-	Client *http.Client // nil: one with a 10 s timeout
+	Client *http.Client  // nil: one with a 10 s timeout
 
 	mu    sync.Mutex
 	cache map[string]string // person id → address

@@ -131,13 +131,13 @@ type zoomBody struct {
 	Payload struct {
 		PlainToken string `json:"plainToken"`
 		Object     struct {
-			ID          json.RawMessage `json:"id"`
-			EndTime     string          `json:"end_time"`
+			ID      json.RawMessage `json:"id"`
+			EndTime string          `json:"end_time"`
 			// user.presence_status_updated: the person and their status.
 			Email          string `json:"email"`
 			PresenceStatus string `json:"presence_status"`
 			DateTime       string `json:"date_time"`
-			Participant struct {
+			Participant    struct {
 				Email     string `json:"email"`
 				JoinTime  string `json:"join_time"`
 				LeaveTime string `json:"leave_time"`
