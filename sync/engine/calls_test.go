@@ -1,0 +1,149 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/calpresence/calpresence/internal/testutil"
+	"github.com/calpresence/calpresence/signals"
+	"github.com/calpresence/calpresence/state"
+)
+
+const carol = "carol@partner.example" // users: carol@contoso.com
+
+// presenceAt gives the engine a Zoom presence status of email that
+// happened at begin+at, delivered now.
+func (h *harness) presenceAt(email, status string, at time.Duration) string {
+	h.t.Helper()
+	res, err := h.eng.Signal(context.Background(), Signal{Vendor: "zoom", Event: state.SignalPresence, Meeting: signals.ZoomPresenceKey,
+		Email: email, Status: status, At: h.begin.Add(at), Received: time.Now()})
+	if err != nil {
+		h.t.Fatalf("Signal(presence %s %s) = %v", email, status, err)
+	}
+	synctest.Wait()
+	return res
+}
+
+// TestEngineZoomPresence: On_Phone_Call sets InACall until Available; a
+// status delivered late never overrides a newer one; Presenting is
+// DoNotDisturb/Presenting over a calendar meeting; an Available never ends
+// the calendar's span.
+func TestEngineZoomPresence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarness(t, signalConfig(), zoomFeed(time.Now(), "m", 10*minute, time.Hour), nil, nil)
+		h.until(20 * minute)
+		h.presenceAt(alice, signals.ZoomPresenting, 20*minute)
+		h.until(30 * minute)
+		h.presenceAt(alice, "Available", 30*minute)
+		h.until(120 * minute)
+		h.presenceAt(carol, signals.ZoomOnPhoneCall, 120*minute)
+		h.until(130 * minute)
+		h.presenceAt(carol, "Available", 130*minute)
+		h.until(131 * minute)
+		// Out of order: this On_Phone_Call happened before the Available.
+		h.presenceAt(carol, signals.ZoomOnPhoneCall, 125*minute)
+		h.until(3 * time.Hour)
+		h.stop()
+		h.wantAnyOrder("10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+			// Presenting is the strongest of the merged span: it stays
+			// until the calendar's end, which no presence status cuts.
+			"20m0s set alice@contoso.com Presenting 4h0m0s", "1h10m0s clear alice@contoso.com",
+			"2h0m0s set carol@contoso.com InACall 4h0m0s", "2h10m0s clear carol@contoso.com")
+	})
+}
+
+// fakePeople is a Webex people API that fails while fail > 0.
+type fakePeople struct {
+	mu    sync.Mutex
+	fail  int
+	calls int
+}
+
+func (p *fakePeople) Email(ctx context.Context, id string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	if p.fail > 0 {
+		p.fail--
+		return "", errors.New("HTTP 503")
+	}
+	if id == "carol-id" {
+		return carol, nil
+	}
+	return "", signals.ErrNoPerson
+}
+
+func (p *fakePeople) failNext(n int) {
+	p.mu.Lock()
+	p.fail = n
+	p.mu.Unlock()
+}
+
+// TestEngineWebexCalls: two calls at once keep the person busy until both
+// end; a failed look-up of the person is tried again with back-off, for
+// the start and for the end of a call (never dropped).
+func TestEngineWebexCalls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		people := &fakePeople{}
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(time.Now(), "m", 10*minute, time.Hour)}, errs: map[string]error{}},
+			store: NewMemStore(), begin: time.Now(), metrics: NewMetrics(nil)}
+		h.graph = &testutil.Presence{Begin: h.begin}
+		h.startWith(signalConfig(), func(o *Options) { o.People = people }, nil)
+		call := func(id, status string) string {
+			t.Helper()
+			res, err := h.eng.Signal(context.Background(), Signal{Vendor: "webex", Event: state.SignalCall, Meeting: signals.KeyWebexCall + id,
+				Person: "carol-id", Status: status, At: time.Now(), Received: time.Now()})
+			if err != nil {
+				t.Fatalf("Signal(call %s %s) = %v", id, status, err)
+			}
+			synctest.Wait()
+			return res
+		}
+		h.until(120 * minute)
+		people.failNext(2)
+		if res := call("a", signals.WebexConnected); res != signals.Pending {
+			t.Errorf("Signal with the look-up failing = %q; want %q", res, signals.Pending)
+		}
+		h.until(125 * minute)
+		call("b", signals.WebexConnected)
+		h.until(130 * minute)
+		call("a", signals.WebexCallEnded) // b still runs
+		h.until(140 * minute)
+		people.failNext(3)
+		call("b", signals.WebexCallEnded)
+		h.until(3 * time.Hour)
+		h.stop()
+		// The retries' back-off is jittered: the set comes seconds after
+		// 2h, the clear seconds after 2h20m, and nothing in between.
+		var carols []string
+		for _, c := range h.graph.Got() {
+			if strings.Contains(c, "carol") {
+				carols = append(carols, c)
+			}
+		}
+		if len(carols) != 2 || !strings.HasPrefix(carols[0], "2h0m") || !strings.HasSuffix(carols[0], " set carol@contoso.com InACall 4h0m0s") ||
+			!strings.HasPrefix(carols[1], "2h20m") || !strings.HasSuffix(carols[1], " clear carol@contoso.com") {
+			t.Errorf("Graph calls for carol = %q; want a set InACall seconds after 2h, a clear seconds after 2h20m", carols)
+		}
+		if people.calls < 2+3+3 {
+			t.Errorf("people looked up %d times; want the failures tried again", people.calls)
+		}
+		if n := len(mustQueued(t, h.store)); n != 0 {
+			t.Errorf("%d signals left in the inbox; want none", n)
+		}
+	})
+}
+
+func mustQueued(t *testing.T, st *MemStore) map[string]state.Signal {
+	t.Helper()
+	q, err := st.QueuedSignals()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
