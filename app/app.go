@@ -324,6 +324,9 @@ func (a *App) newEngine(el *leader.Elector, t *term) (*engine.Engine, error) {
 	}
 	o := engine.Options{Config: a.Config(), Presence: a.presence, Store: a.store, Feeds: a.feeds,
 		Fetcher: a.fetcher, Logger: a.log, Metrics: a.metrics, Authenticated: authenticated}
+	if w := o.Config.Webhooks; w != nil && w.Webex != nil {
+		o.People = &webexPeople{config: a.Config}
+	}
 	if el != nil {
 		o.Store, o.Feeds = t.store, t.feeds
 		o.Presence = fencedPresence{Presence: a.presence, leading: el.Leading, lost: t.lost}

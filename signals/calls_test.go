@@ -100,21 +100,21 @@ func TestWebexPeople(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	p := &WebexPeople{API: srv.URL + "/v1", Token: func() string { return "tok" }}
+	p := &WebexPeople{API: srv.URL + "/v1"}
 	ctx := context.Background()
 	fail.Store(1)
-	if _, err := p.Email(ctx, "bob"); err == nil || errors.Is(err, ErrNoPerson) {
+	if _, err := p.Email(ctx, "bob", "tok"); err == nil || errors.Is(err, ErrNoPerson) {
 		t.Fatalf("Email(bob) during a 503 = %v; want a transient error", err)
 	}
 	for range 2 {
-		if got, err := p.Email(ctx, "bob"); got != "bob@contoso.com" || err != nil {
+		if got, err := p.Email(ctx, "bob", "tok"); got != "bob@contoso.com" || err != nil {
 			t.Fatalf("Email(bob) = %q, %v; want bob@contoso.com", got, err)
 		}
 	}
 	if n := calls.Load(); n != 2 {
 		t.Errorf("people API called %d times; want 2 (the failure, then one look-up cached)", n)
 	}
-	if _, err := p.Email(ctx, "nobody"); !errors.Is(err, ErrNoPerson) {
+	if _, err := p.Email(ctx, "nobody", "tok"); !errors.Is(err, ErrNoPerson) {
 		t.Errorf("Email(nobody) = %v; want ErrNoPerson", err)
 	}
 }

@@ -42,7 +42,7 @@ const maxPeople = 100000
 // Email returns the person's address. A failure other than ErrNoPerson is
 // transient (the network, 429, 5xx, a token being renewed): the caller
 // tries again later.
-func (p *WebexPeople) Email(ctx context.Context, personID string) (string, error) {
+func (p *WebexPeople) Email(ctx context.Context, personID, token string) (string, error) {
 	p.mu.Lock()
 	e, ok := p.cache[personID]
 	p.mu.Unlock()
@@ -57,9 +57,7 @@ func (p *WebexPeople) Email(ctx context.Context, personID string) (string, error
 	if err != nil {
 		return "", fmt.Errorf("look up webex person: %w", err)
 	}
-	if p.Token != nil {
-		req.Header.Set("Authorization", "Bearer "+p.Token())
-	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
 	c := p.Client
 	if c == nil {
