@@ -20,7 +20,8 @@ import (
 //     end, widened by grace), for everyone;
 //   - "left" at t cuts the person's part of such an occurrence at t, and a
 //     later "joined" brings it back from then until its scheduled end;
-//   - "joined" with no such occurrence of the person is an unscheduled call:
+//   - "joined" with no such occurrence of the person is an unscheduled call
+//     (only when the vendor vouches for the participant: not Unverified):
 //     a synthetic match (source "webhook:<vendor>", UID the meeting key,
 //     the default presence pair) from t until their next "left", the
 //     meeting's "ended", or t + maxUnscheduled.
@@ -119,7 +120,9 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 	}
 	for i := range sigs {
 		s := &sigs[i]
-		if s.Event != state.SignalJoined || scheduled[i] || persons[i] == "" {
+		if s.Event != state.SignalJoined || scheduled[i] || persons[i] == "" || s.Unverified {
+			// An unverified participant's join acts on their own
+			// calendar occurrence only: no unscheduled call.
 			continue
 		}
 		end, cut := s.At.Add(maxUnscheduled), ""
@@ -128,7 +131,7 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 			if j <= i || !o.At.Before(end) {
 				continue
 			}
-			if o.Event == state.SignalEnded || o.Event == state.SignalLeft && persons[j] == persons[i] {
+			if o.Event == state.SignalEnded || o.Event == state.SignalLeft && persons[j] == persons[i] && !o.Unverified {
 				end, cut = o.At, o.Event
 				break
 			}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 func readTestdata(t *testing.T, name string) string {
@@ -116,5 +118,97 @@ func TestWebexPeople(t *testing.T) {
 	}
 	if _, err := p.Email(ctx, "nobody", "tok"); !errors.Is(err, ErrNoPerson) {
 		t.Errorf("Email(nobody) = %v; want ErrNoPerson", err)
+	}
+}
+
+// TestTrust: a participant whose address the vendor does not vouch for (a
+// Zoom guest without participant.id typing a colleague's address; a Webex
+// participant neither host, invitee nor of the webhook's org) is
+// Unverified; the others are not.
+func TestTrust(t *testing.T) {
+	zoomJoin := func(id string) string {
+		return `{"event":"meeting.participant_joined","event_ts":1796224790000,"payload":{"account_id":"AAA","object":{"id":"91234567890","uuid":"u==","host_id":"h","topic":"t","type":2,` +
+			`"participant":{"user_id":"16778242","user_name":"CEO","id":"` + id + `","join_time":"2026-12-02T15:19:00Z","email":"ceo@contoso.com","registrant_id":"r1"}}}}`
+	}
+	webexJoin := func(host, invitee bool, hostEmail, org string) string {
+		b := func(v bool) string {
+			if v {
+				return "true"
+			}
+			return "false"
+		}
+		return `{"id":"Y2lz","resource":"meetingParticipants","event":"joined","orgId":"OTZh","data":{"id":"p1","orgId":"` + org + `","host":` + b(host) + `,"invitee":` + b(invitee) +
+			`,"email":"ceo@contoso.com","meetingId":"m1","hostEmail":"` + hostEmail + `","joinedTime":"2026-12-02T15:19:00Z"}}`
+	}
+	tests := []struct {
+		name, body string
+		zoom       bool
+		unverified bool
+	}{
+		{"zoom guest without participant.id", zoomJoin(""), true, true},
+		{"zoom signed-in user", zoomJoin("iFxeBPYun6SAiWUzBcEkX"), true, false},
+		{"webex outsider", webexJoin(false, false, "bob@contoso.com", "T1RIRVI"), false, true},
+		{"webex host", webexJoin(true, false, "ceo@contoso.com", "T1RIRVI"), false, false},
+		{"webex invitee", webexJoin(false, true, "bob@contoso.com", "T1RIRVI"), false, false},
+		{"webex of the webhook's org", webexJoin(false, false, "bob@contoso.com", "OTZh"), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s state.Signal
+			if tt.zoom {
+				ev, err := ParseZoom([]byte(tt.body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				s = ev.Signal
+			} else {
+				d, err := ParseWebex([]byte(tt.body))
+				if err != nil || len(d.Signals) != 1 {
+					t.Fatalf("ParseWebex = %+v, %v", d, err)
+				}
+				s = d.Signals[0]
+			}
+			if s.Unverified != tt.unverified {
+				t.Errorf("Unverified = %v; want %v", s.Unverified, tt.unverified)
+			}
+		})
+	}
+}
+
+// TestApplyUnverified: an unverified join makes no unscheduled call, and
+// an unverified left ends nobody's; on the person's own calendar
+// occurrence both still act (the calendar names them).
+func TestApplyUnverified(t *testing.T) {
+	const ceo = "ceo@contoso.com"
+	meeting := keyed(occ("m", 10*minute, 60*minute), zoomKey)
+	base := []plan.Match{busy(alice, meeting)}
+	unv := func(s state.Signal) state.Signal { s.Unverified = true; return s }
+	other := func(event, email string, at time.Duration) state.Signal {
+		s := sig(event, email, at)
+		s.Meeting = "zoom:55555555555"
+		s.ID += "|other"
+		return s
+	}
+	tests := []struct {
+		name string
+		sigs []state.Signal
+		want []string
+	}{
+		{"a guest typing the CEO's address changes nothing", []state.Signal{unv(other(state.SignalJoined, ceo, 100*minute))}, []string{
+			"alice@contoso.com 10m0s-1h10m0s"}},
+		{"a signed-in join is an unscheduled call", []state.Signal{other(state.SignalJoined, ceo, 100*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "ceo@contoso.com 1h40m0s-2h40m0s"}},
+		{"a guest's left does not end a signed-in person's call", []state.Signal{other(state.SignalJoined, ceo, 100*minute), unv(other(state.SignalLeft, ceo, 110*minute))}, []string{
+			"alice@contoso.com 10m0s-1h10m0s", "ceo@contoso.com 1h40m0s-2h40m0s"}},
+		{"on the person's own occurrence an unverified left still acts", []state.Signal{unv(sig(state.SignalLeft, alice, 30*minute))}, []string{
+			"alice@contoso.com 10m0s-30m0s"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Apply(slices.Clone(base), tt.sigs, conf, time.Hour, nil, nil)
+			if g := spanList(plan.Spans(got, 2*minute, nil)); strings.Join(g, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("spans after Apply:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
 	}
 }

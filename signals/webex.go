@@ -54,6 +54,7 @@ func checkWebexHeader(signature string) error {
 type webexBody struct {
 	Resource string `json:"resource"`
 	Event    string `json:"event"`
+	OrgID    string `json:"orgId"` // the webhook's own organisation
 	Data     struct {
 		ID            string          `json:"id"`
 		MeetingID     string          `json:"meetingId"`
@@ -62,6 +63,12 @@ type webexBody struct {
 		Email         string          `json:"email"`
 		JoinedTime    string          `json:"joinedTime"`
 		LeftTime      string          `json:"leftTime"`
+		// Who vouches for a participant: the host, an invitee, or one of
+		// the webhook's own organisation.
+		Host      bool   `json:"host"`
+		HostEmail string `json:"hostEmail"`
+		Invitee   bool   `json:"invitee"`
+		OrgID     string `json:"orgId"`
 		// telephony_calls (Webex Calling): the call, whose it is, its
 		// state and when it changed.
 		CallID         string `json:"callId"`
@@ -144,6 +151,8 @@ func ParseWebex(body []byte) (out WebexDelivery, err error) {
 			// configuration.
 			return out, fmt.Errorf("%w: no data.email", ErrUnknownEvent)
 		}
+		s.Unverified = !d.Host && !d.Invitee && state.NormalizeAddress(d.HostEmail) != s.Email &&
+			(d.OrgID == "" || d.OrgID != b.OrgID)
 		if len(keys) == 0 && d.MeetingID != "" {
 			keys = append(keys, keyWebexInstance+d.MeetingID)
 		}

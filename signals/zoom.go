@@ -138,6 +138,9 @@ type zoomBody struct {
 			PresenceStatus string `json:"presence_status"`
 			DateTime       string `json:"date_time"`
 			Participant    struct {
+				// ID is a signed-in Zoom user\'s participant id; guests
+				// and dial-ins have none.
+				ID        string `json:"id"`
 				Email     string `json:"email"`
 				JoinTime  string `json:"join_time"`
 				LeaveTime string `json:"leave_time"`
@@ -212,6 +215,9 @@ func ParseZoom(body []byte) (zoomEvent, error) {
 			// disables a webhook that keeps failing.
 			return ev, fmt.Errorf("%w: no payload.object.participant.email", ErrUnknownEvent)
 		}
+		// Zoom vouches for the address of a signed-in user only: a guest
+		// types what they like into the join or registration form.
+		s.Unverified = o.Participant.ID == ""
 	}
 	s.At = eventTime(at, b.EventTS)
 	ev.Signal = s

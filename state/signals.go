@@ -40,6 +40,11 @@ type Signal struct {
 	// Person is the vendor's id of the person when the event names no
 	// address (Webex Calling's personId): Email is looked up from it.
 	Person string `json:"person,omitempty"`
+	// Unverified: the vendor does not vouch for the participant's
+	// address (a Zoom guest, typed into a form; a Webex participant
+	// neither host, invitee nor of the webhook's org). Such a joined or
+	// left acts only on an occurrence that names that person.
+	Unverified bool `json:"unverified,omitempty"`
 	// Status is the vendor's word for what the person is doing
 	// (presence, call): "In_Meeting", "connected", …
 	Status string `json:"status,omitempty"`
