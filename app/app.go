@@ -30,6 +30,7 @@ import (
 	"github.com/calpresence/calpresence/graph"
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/server"
+	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/state/pgstate"
@@ -432,7 +433,8 @@ func (a *App) Start(ctx context.Context) error {
 			}
 		})
 	}
-	a.wh = startWebhooks(ctx, cfg, a, a.reg, a.log) // webhooks.go
+	inbox, _ := a.store.(signals.Store)
+	a.wh = startWebhooks(ctx, cfg, a, inbox, a.reg, a.log) // webhooks.go
 	return nil
 }
 

@@ -30,13 +30,17 @@ type webhooks struct {
 
 // startWebhooks starts the receiver when the configuration has webhooks:
 // until ctx is done.
-func startWebhooks(ctx context.Context, cfg *config.Config, sink signals.Sink, reg prometheus.Registerer, log *slog.Logger) *webhooks {
+//
+// inbox (nil: none, a dry run's memory) keeps each signal before the vendor
+// is answered: what was acknowledged survives a crash, and reaches the
+// leader's engine.
+func startWebhooks(ctx context.Context, cfg *config.Config, sink signals.Sink, inbox signals.Store, reg prometheus.Registerer, log *slog.Logger) *webhooks {
 	w := &webhooks{err: make(chan error, 1)}
 	wc := cfg.Webhooks
 	if wc == nil {
 		return w
 	}
-	o := signals.Options{Sink: sink, Logger: log.With("component", "webhooks"), Metrics: signals.NewMetrics(reg)}
+	o := signals.Options{Sink: sink, Inbox: inbox, Logger: log.With("component", "webhooks"), Metrics: signals.NewMetrics(reg)}
 	if wc.Zoom != nil {
 		o.ZoomSecret = string(wc.Zoom.SecretToken)
 	}

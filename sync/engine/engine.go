@@ -100,6 +100,7 @@ type Engine struct {
 	wrapScheduler func(gocron.Scheduler) gocron.Scheduler
 	elector       gocron.Elector // Options.Elector
 	personLookup  PersonLookup   // Options.People
+	stopping      atomic.Bool    // Run's context is done (Accepting)
 	lookups       lookupRetries  // signals waiting for their person (signals.go)
 
 	viewMu    sync.Mutex // guards viewCache
@@ -215,6 +216,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.running = true
 	e.mu.Unlock()
 	defer close(e.stopped)
+	// From the moment it is told to stop, it takes no more signals
+	// (Accepting): they go to the shared inbox.
+	stopAccepting := context.AfterFunc(ctx, func() { e.stopping.Store(true) })
+	defer stopAccepting()
 	opts := []gocron.SchedulerOption{gocron.WithLogger(gocronLogger{e.log})}
 	if e.elector != nil {
 		opts = append(opts, gocron.WithDistributedElector(e.elector))
@@ -234,10 +239,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		defer wg.Done()
 		e.resolveLoop(ctx)
 	}()
-	if e.elector != nil || e.personLookup != nil {
-		// Several replicas: the webhooks a standby received wait in the
-		// shared store's inbox; and so do signals whose person could not
-		// be looked up yet (Webex Calling's personId).
+	if e.sig.store != nil {
+		// The inbox: the webhooks a standby received (several replicas),
+		// those stored on receipt and not yet applied when the process
+		// stopped, and the signals whose person could not be looked up
+		// yet (Webex Calling's personId).
 		wg.Go(func() {
 			t := time.NewTicker(InboxEvery)
 			defer t.Stop()

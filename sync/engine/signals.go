@@ -365,3 +365,14 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 	e.kickReconcile()
 	return signals.Applied, nil
 }
+
+// Accepting says whether the engine takes signals: it runs, and has not
+// been told to stop (a lead lost or handed over, a shutdown). When it does
+// not, a signal belongs in the shared inbox (signals.Queue), for the
+// engine that runs next to apply.
+func (e *Engine) Accepting() bool {
+	e.mu.Lock()
+	running := e.running
+	e.mu.Unlock()
+	return running && !e.stopping.Load()
+}

@@ -1,0 +1,107 @@
+package signals
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/calpresence/calpresence/state"
+)
+
+// memInbox is a Store in memory that can refuse writes.
+type memInbox struct {
+	mu   sync.Mutex
+	m    map[string]state.Signal
+	fail bool
+}
+
+func (s *memInbox) Signals() (map[string]state.Signal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.m), nil
+}
+func (s *memInbox) QueuedSignals() (map[string]state.Signal, error) { return s.Signals() }
+func (s *memInbox) PutSignal(sig state.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail {
+		return errors.New("disk full")
+	}
+	if s.m == nil {
+		s.m = make(map[string]state.Signal)
+	}
+	s.m[sig.ID] = sig
+	return nil
+}
+func (s *memInbox) DeleteSignal(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, id)
+	return nil
+}
+func (s *memInbox) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+// resultSink answers every signal with res.
+type resultSink struct {
+	res  string
+	seen chan state.Signal
+}
+
+func (s *resultSink) Signal(ctx context.Context, sig state.Signal) (string, error) {
+	s.seen <- sig
+	return s.res, nil
+}
+
+// TestStoredBeforeAnswered: with an Inbox, a signal is stored before the
+// vendor's 200, and 503 when the store cannot take it; its record is
+// dropped once the engine took it, kept while it is pending.
+func TestStoredBeforeAnswered(t *testing.T) {
+	body := readTestdata(t, "zoom-presence-on-phone-call.json")
+	for _, res := range []string{Applied, Pending} {
+		t.Run(res, func(t *testing.T) {
+			inbox := &memInbox{}
+			sink := &resultSink{res: res, seen: make(chan state.Signal, 1)}
+			m := NewMetrics(nil)
+			h := New(Options{ZoomSecret: zoomSecret, Sink: sink, Inbox: inbox, Metrics: m, Now: func() time.Time { return now }})
+			r := &rig{h: h, m: m}
+
+			inbox.fail = true
+			if w := r.zoom(body, now); w.Code != http.StatusServiceUnavailable {
+				t.Errorf("POST with the store refusing = %d; want 503", w.Code)
+			}
+			if got := testutil.ToFloat64(m.Signals.WithLabelValues("zoom", "presence", "unstored")); got != 1 {
+				t.Errorf("unstored deliveries = %v; want 1", got)
+			}
+			inbox.fail = false
+			if w := r.zoom(body, now); w.Code != http.StatusOK {
+				t.Fatalf("POST = %d; want 200", w.Code)
+			}
+			if n := inbox.len(); n != 1 {
+				t.Fatalf("inbox holds %d signals when answered; want 1", n)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { h.Run(ctx); close(done) }()
+			<-sink.seen
+			cancel()
+			<-done
+			want := 0
+			if res == Pending {
+				want = 1
+			}
+			if n := inbox.len(); n != want {
+				t.Errorf("inbox holds %d signals after the sink answered %s; want %d", n, res, want)
+			}
+		})
+	}
+}
