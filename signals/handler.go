@@ -71,7 +71,7 @@ type Options struct {
 	// (Queue), from which the record is dropped once the Sink took the
 	// signal, and which the engine applies when the process stopped
 	// first (engine TakeInbox).
-	Inbox Store
+	Inbox       Store
 	Logger      *slog.Logger
 	Metrics     *Metrics
 	MaxBody     int64 // 0: DefaultMaxBody
