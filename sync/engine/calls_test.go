@@ -147,3 +147,34 @@ func mustQueued(t *testing.T, st *MemStore) map[string]state.Signal {
 	}
 	return q
 }
+
+// TestEngineAppliesTheInboxAtStart: a signal stored on receipt but not
+// applied before the process stopped (the inbox) is applied by the next
+// engine, one replica without an elector included; a stopping engine
+// accepts no more signals.
+func TestEngineAppliesTheInboxAtStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := NewMemStore()
+		h := startHarness(t, signalConfig(), zoomFeed(time.Now(), "m", 10*minute, time.Hour), store, nil)
+		h.until(30 * minute)
+		if !h.eng.Accepting() {
+			t.Error("a running engine does not accept signals")
+		}
+		eng := h.eng
+		h.stop()
+		if eng.Accepting() {
+			t.Error("a stopped engine accepts signals")
+		}
+		if _, err := signals.Queue(store, Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		h.start(signalConfig())
+		h.until(2 * time.Hour)
+		h.stop()
+		h.wantAnyOrder("10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+			"30m0s clear alice@contoso.com", "30m0s clear bob@contoso.com")
+		if n := len(mustQueued(t, store)); n != 0 {
+			t.Errorf("%d signals left in the inbox; want none", n)
+		}
+	})
+}
