@@ -42,6 +42,13 @@ func TestEngineZoomPresence(t *testing.T) {
 		h.presenceAt(alice, "Available", 30*minute)
 		h.until(120 * minute)
 		h.presenceAt(carol, signals.ZoomOnPhoneCall, 120*minute)
+		h.until(125 * minute)
+		// The status page lists it: whose, since when, which vendor.
+		live := h.eng.Status(time.Now()).Live
+		if len(live) != 1 || live[0].Email != carol || live[0].Vendor != "zoom" || live[0].Status != signals.ZoomOnPhoneCall ||
+			!live[0].Since.Equal(h.begin.Add(120*minute)) || live[0].Pair.Activity != "InACall" {
+			t.Errorf("Status().Live = %+v; want carol's On_Phone_Call since 2h", live)
+		}
 		h.until(130 * minute)
 		h.presenceAt(carol, "Available", 130*minute)
 		h.until(131 * minute)
@@ -112,11 +119,17 @@ func TestEngineWebexCalls(t *testing.T) {
 		h.until(125 * minute)
 		call("b", signals.WebexConnected)
 		h.until(130 * minute)
+		if live := h.eng.Status(time.Now()).Live; len(live) != 2 || live[0].Call != "b" || live[1].Call != "a" || live[0].Email != carol || live[0].Vendor != "webex" {
+			t.Errorf("Status().Live = %+v; want calls b and a of carol", live)
+		}
 		call("a", signals.WebexCallEnded) // b still runs
 		h.until(140 * minute)
 		people.failNext(3)
 		call("b", signals.WebexCallEnded)
 		h.until(3 * time.Hour)
+		if live := h.eng.Status(time.Now()).Live; len(live) != 0 {
+			t.Errorf("Status().Live after the calls = %+v; want none", live)
+		}
 		h.stop()
 		// The retries' back-off is jittered: the set comes seconds after
 		// 2h, the clear seconds after 2h20m, and nothing in between.
