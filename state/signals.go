@@ -82,6 +82,16 @@ func (s *Store) Signals() (map[string]Signal, error) {
 // leader reads them every 2 s, with QueuedSignals.
 const QueuedPrefix = "inbox:"
 
+// InstancePrefix begins the ID of a Webex meeting instance's record: its
+// Meeting is the meeting key that instance stands for (from "meetings
+// started"), shared by the replicas so that a participant's event received
+// after a restart, or by another replica, still finds its meeting. It is
+// no signal: engines skip it.
+const InstancePrefix = "webex-instance:"
+
+// SignalEventInstance is the Event of an InstancePrefix record.
+const SignalEventInstance = "instance"
+
 // Queued reports whether a signal stored under id waits in the inbox.
 func Queued(id string) bool { return strings.HasPrefix(id, QueuedPrefix) }
 
@@ -117,6 +127,14 @@ func (s *Store) QueuedSignals() (map[string]Signal, error) {
 		return out, &BadRecordsError{Records: bad}
 	}
 	return out, nil
+}
+
+// Signal returns the signal stored under id, and whether there is one.
+func (s *Store) Signal(id string) (Signal, bool, error) {
+	var sig Signal
+	found, err := s.get(bucketSignals, id, &sig)
+	sig.ID = id
+	return sig, found, err
 }
 
 // PutSignal records sig under sig.ID, durably.
