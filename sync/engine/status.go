@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/signals"
+	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/calpresence/calpresence/sync/plan"
 )
