@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -103,5 +104,32 @@ func TestStoredBeforeAnswered(t *testing.T) {
 				t.Errorf("inbox holds %d signals after the sink answered %s; want %d", n, res, want)
 			}
 		})
+	}
+}
+
+func (s *memInbox) Signal(id string) (state.Signal, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sig, ok := s.m[id]
+	return sig, ok, nil
+}
+
+// TestWebexInstanceShared: the meeting of a Webex meeting instance lives
+// in the store: a participant's "left" received by another replica (or
+// after a restart: a new Handler) still links to the meeting.
+func TestWebexInstanceShared(t *testing.T) {
+	inbox := &memInbox{}
+	started := strings.NewReplacer(`"event":"ended"`, `"event":"started"`, `"end":"2026-12-02T15:18:00Z",`, ``, `"state":"ended"`, `"state":"started"`).Replace(webexEnded)
+	first := New(Options{WebexSecret: webexSecret, Sink: &sink{seen: make(chan struct{}, 1)}, Inbox: inbox, Now: func() time.Time { return now }})
+	(&rig{h: first}).post(PathWebex, started, map[string]string{"X-Spark-Signature": webexSign(started)})
+
+	r := &rig{sink: &sink{seen: make(chan struct{}, 10)}, m: NewMetrics(nil)}
+	r.h = New(Options{WebexSecret: webexSecret, Sink: r.sink, Inbox: inbox, Metrics: r.m, Now: func() time.Time { return now }})
+	if w := r.post(PathWebex, webexLeft, map[string]string{"X-Spark-Signature": webexSign(webexLeft)}); w.Code != http.StatusOK {
+		t.Fatalf("POST meetingParticipants/left = %d; want 200", w.Code)
+	}
+	got := r.drain(t, 1)
+	if len(got) != 1 || got[0].Meeting != "webex:25501234567" {
+		t.Errorf("signals = %+v; want the left linked to webex:25501234567", got)
 	}
 }

@@ -480,6 +480,19 @@ func (h *Handler) webex(w http.ResponseWriter, r *http.Request) {
 		h.accept(w, r, "webex", label, "invalid", err)
 		return
 	case d.Instance != "":
+		if st, ok := h.o.Inbox.(instanceStore); ok {
+			// Shared by the replicas, and kept across restarts: the
+			// participant events of this instance may reach another
+			// replica, or this one restarted.
+			now := h.o.Now()
+			rec := state.Signal{ID: state.InstancePrefix + d.Instance, Vendor: "webex", Event: state.SignalEventInstance,
+				Meeting: d.Meeting, At: now, Received: now, Expires: now.Add(InstanceKeep)}
+			if err := st.PutSignal(rec); err != nil {
+				w.Header().Set("Retry-After", "30")
+				h.refuse(w, r, "webex", label, "unstored", http.StatusServiceUnavailable, fmt.Errorf("store the meeting instance: %w", err))
+				return
+			}
+		}
 		h.instances.put(d.Instance, d.Meeting)
 		h.count("webex", label, "noted")
 		w.WriteHeader(http.StatusOK)
@@ -489,7 +502,7 @@ func (h *Handler) webex(w http.ResponseWriter, r *http.Request) {
 		// A participant event names the meeting instance: the meeting
 		// number, when its start was seen, links it to the calendar.
 		if id, ok := strings.CutPrefix(sigs[i].Meeting, keyWebexInstance); ok && sigs[i].Event != state.SignalEnded {
-			if m, ok := h.instances.get(id); ok {
+			if m, ok := h.instance(id); ok {
 				sigs[i].Meeting = m
 			}
 		}
@@ -512,6 +525,43 @@ func webexLabel(event string) string {
 		return state.SignalCall
 	}
 	return "other"
+}
+
+// InstanceKeep is how long the meeting of a Webex meeting instance is
+// kept in the store: its participants' events come within hours of its
+// start. Engines forget expired records at their start.
+const InstanceKeep = 24 * time.Hour
+
+// instanceStore is the part of the Inbox's store that keeps Webex meeting
+// instances (state.InstancePrefix): both state drivers implement it.
+type instanceStore interface {
+	Signal(id string) (state.Signal, bool, error)
+	PutSignal(state.Signal) error
+}
+
+// instance returns the meeting key of a Webex meeting instance: from
+// memory, else from the store (its start reached another replica, or this
+// one before a restart).
+func (h *Handler) instance(id string) (string, bool) {
+	if m, ok := h.instances.get(id); ok {
+		return m, true
+	}
+	st, ok := h.o.Inbox.(instanceStore)
+	if !ok {
+		return "", false
+	}
+	rec, ok, err := st.Signal(state.InstancePrefix + id)
+	if err != nil {
+		// Not linked: a join is then an unscheduled call, ended by the
+		// meeting's "ended" (which names the instance too).
+		h.o.Logger.Warn("read a webex meeting instance", "err", err)
+		return "", false
+	}
+	if !ok || rec.Meeting == "" {
+		return "", false
+	}
+	h.instances.put(id, rec.Meeting)
+	return rec.Meeting, true
 }
 
 // maxInstances bounds the Webex instance → meeting number memory: a

@@ -61,6 +61,16 @@ func newSignalSet(st Store, log *slog.Logger) *signalSet {
 			if strings.HasPrefix(id, state.QueuedPrefix) {
 				continue // queued by a standby, not applied yet (TakeInbox)
 			}
+			if strings.HasPrefix(id, state.InstancePrefix) {
+				// A Webex meeting instance's meeting (the webhook
+				// receiver's): no signal. Forgotten here once expired.
+				if !time.Now().Before(sig.Expires) {
+					if err := s.DeleteSignal(id); err != nil {
+						log.Warn("forget an expired webex meeting instance", "err", err)
+					}
+				}
+				continue
+			}
 			ss.byID[id] = sig
 		}
 	}
