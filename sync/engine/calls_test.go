@@ -191,3 +191,21 @@ func TestEngineAppliesTheInboxAtStart(t *testing.T) {
 		}
 	})
 }
+
+// TestEngineSignalsRecheckedAfterReload: a reload that drops the users:
+// entry naming carol ends the call her Zoom presence started.
+func TestEngineSignalsRecheckedAfterReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarness(t, signalConfig(), zoomFeed(time.Now(), "m", 10*minute, time.Hour), nil, nil)
+		h.until(120 * minute)
+		h.presenceAt(carol, signals.ZoomOnPhoneCall, 120*minute)
+		h.until(130 * minute)
+		cfg := signalConfig()
+		cfg.Users = nil
+		h.reload(cfg)
+		h.until(3 * time.Hour)
+		h.stop()
+		h.wantAnyOrder("10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+			"2h0m0s set carol@contoso.com InACall 4h0m0s", "2h10m0s clear carol@contoso.com")
+	})
+}

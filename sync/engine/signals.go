@@ -154,8 +154,31 @@ func (e *Engine) withSignals(matches []plan.Match, sigs []Signal, key plan.KeyFu
 	if len(sigs) == 0 {
 		return matches
 	}
+	sigs = e.covered(sigs)
 	p := e.config().Presence
 	return signals.Apply(matches, sigs, presence.Pair{Availability: p.Availability, Activity: p.Activity}, e.maxUnscheduled(), e.target, key)
+}
+
+// covered returns the signals the configuration in force still takes: a
+// reload may have dropped the person (a users: entry, a source's domain)
+// since a signal was stored. The others are kept (a later reload may bring
+// them back) but act on nobody.
+func (e *Engine) covered(sigs []Signal) []Signal {
+	conf := e.conf.Load()
+	var out []Signal
+	for i, s := range sigs {
+		ok := s.Email == "" || conf.matcher.Covers(s.Email)
+		if ok && out != nil {
+			out = append(out, s)
+		}
+		if !ok && out == nil {
+			out = append(make([]Signal, 0, len(sigs)), sigs[:i]...)
+		}
+	}
+	if out == nil {
+		return sigs
+	}
+	return out
 }
 
 // maxUnscheduled caps an unscheduled call (a joined with no calendar
