@@ -209,3 +209,33 @@ func TestEngineSignalsRecheckedAfterReload(t *testing.T) {
 			"2h0m0s set carol@contoso.com InACall 4h0m0s", "2h10m0s clear carol@contoso.com")
 	})
 }
+
+// TestEngineTrust: a guest's join (no participant.id) typing a covered
+// colleague's address changes nothing; the same address on the meeting's
+// own calendar occurrence still acts.
+func TestEngineTrust(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarness(t, signalConfig(), zoomFeed(time.Now(), "m", 10*minute, time.Hour), nil, nil)
+		send := func(event, meeting, email string) string {
+			t.Helper()
+			res, err := h.eng.Signal(context.Background(), Signal{Vendor: "zoom", Event: event, Meeting: meeting, Email: email, Unverified: true, At: time.Now(), Received: time.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			return res
+		}
+		h.until(30 * minute)
+		if res := send(state.SignalLeft, zoomKey, "bob@contoso.com"); res != signals.Applied {
+			t.Errorf("an unverified left of bob's own occurrence = %q; want applied", res)
+		}
+		h.until(2 * time.Hour)
+		if res := send(state.SignalJoined, "zoom:55555555555", carol); res != signals.Ignored {
+			t.Errorf("a guest's join as carol = %q; want ignored", res)
+		}
+		h.until(3 * time.Hour)
+		h.stop()
+		h.wantAnyOrder("10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
+			"30m0s clear bob@contoso.com")
+	})
+}

@@ -360,6 +360,12 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 		}
 	}
 	matches := e.feeds.withMeeting(s.Meeting, s.At)
+	if s.Unverified && (s.Event == state.SignalJoined || s.Event == state.SignalLeft) && !names(matches, e.target(s.Email)) {
+		// Trust: the vendor does not vouch for the address (a guest may
+		// type anyone's), and no occurrence of the meeting names them.
+		log.Info("live meeting signal ignored: the vendor does not vouch for the participant's address, and the meeting's calendar occurrence does not name them")
+		return signals.Ignored, nil
+	}
 	key := e.keyFunc()
 	// A signal matters while the occurrences it cuts run, and an "ended" or
 	// "left" while the unscheduled calls it ends would otherwise go on,
@@ -408,4 +414,14 @@ func (e *Engine) Accepting() bool {
 	running := e.running
 	e.mu.Unlock()
 	return running && !e.stopping.Load()
+}
+
+// names says whether one of matches is of user.
+func names(matches []plan.Match, user string) bool {
+	for i := range matches {
+		if config.NormalizeAddress(matches[i].User) == user {
+			return true
+		}
+	}
+	return false
 }
