@@ -30,6 +30,7 @@ import (
 	"github.com/calpresence/calpresence/graph"
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/server"
+	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/state/pgstate"
@@ -324,6 +325,9 @@ func (a *App) newEngine(el *leader.Elector, t *term) (*engine.Engine, error) {
 	}
 	o := engine.Options{Config: a.Config(), Presence: a.presence, Store: a.store, Feeds: a.feeds,
 		Fetcher: a.fetcher, Logger: a.log, Metrics: a.metrics, Authenticated: authenticated}
+	if w := o.Config.Webhooks; w != nil && w.Webex != nil {
+		o.People = &webexPeople{config: a.Config}
+	}
 	if el != nil {
 		o.Store, o.Feeds = t.store, t.feeds
 		o.Presence = fencedPresence{Presence: a.presence, leading: el.Leading, lost: t.lost}
@@ -429,7 +433,8 @@ func (a *App) Start(ctx context.Context) error {
 			}
 		})
 	}
-	a.wh = startWebhooks(ctx, cfg, a, a.reg, a.log) // webhooks.go
+	inbox, _ := a.store.(signals.Store)
+	a.wh = startWebhooks(ctx, cfg, a, inbox, a.reg, a.log) // webhooks.go
 	return nil
 }
 

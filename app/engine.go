@@ -108,13 +108,20 @@ func (a *App) Clear(ctx context.Context, users []string, all bool) ([]engine.Res
 // the leader's engine to apply (signals.Queue, TakeInbox), since the
 // vendor was answered already and an ingress sends webhooks to any ready
 // replica.
+//
+// So does a leader whose engine has been told to stop (its lead lost or
+// handed over, fenced, or the process shutting down): the signal must
+// reach the engine that runs next, never this one's memory alone.
 func (a *App) Signal(ctx context.Context, s state.Signal) (string, error) {
 	eng, err := a.running()
-	if err == nil {
+	if err == nil && eng.Accepting() {
 		return eng.Signal(ctx, s)
 	}
-	if st, ok := a.store.(signals.Store); ok && a.elector != nil {
+	if st, ok := a.store.(signals.Store); ok {
 		return signals.Queue(st, s)
+	}
+	if err == nil {
+		err = fmt.Errorf("%w: the engine is stopping", server.ErrUnavailable)
 	}
 	return "", err
 }

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,13 +30,17 @@ type webhooks struct {
 
 // startWebhooks starts the receiver when the configuration has webhooks:
 // until ctx is done.
-func startWebhooks(ctx context.Context, cfg *config.Config, sink signals.Sink, reg prometheus.Registerer, log *slog.Logger) *webhooks {
+//
+// inbox (nil: none, a dry run's memory) keeps each signal before the vendor
+// is answered: what was acknowledged survives a crash, and reaches the
+// leader's engine.
+func startWebhooks(ctx context.Context, cfg *config.Config, sink signals.Sink, inbox signals.Store, reg prometheus.Registerer, log *slog.Logger) *webhooks {
 	w := &webhooks{err: make(chan error, 1)}
 	wc := cfg.Webhooks
 	if wc == nil {
 		return w
 	}
-	o := signals.Options{Sink: sink, Logger: log.With("component", "webhooks"), Metrics: signals.NewMetrics(reg)}
+	o := signals.Options{Sink: sink, Inbox: inbox, Logger: log.With("component", "webhooks"), Metrics: signals.NewMetrics(reg)}
 	if wc.Zoom != nil {
 		o.ZoomSecret = string(wc.Zoom.SecretToken)
 	}
@@ -122,3 +128,35 @@ func serveWebhooks(ctx context.Context, addr string, h http.Handler, shutdownTim
 
 // wait waits for the receiver to stop (ctx done).
 func (w *webhooks) wait() { w.wg.Wait() }
+
+// webexPeople is the engine's look-up of Webex Calling's people
+// (engine.PersonLookup): signals.WebexPeople with the token file and API
+// of the configuration in force, so that a reload or a token renewed in
+// its file takes effect. One cache, started again when the API changes.
+type webexPeople struct {
+	config func() *config.Config
+
+	mu  sync.Mutex
+	api string
+	p   *signals.WebexPeople
+}
+
+func (w *webexPeople) Email(ctx context.Context, personID string) (string, error) {
+	cfg := w.config()
+	if cfg.Webhooks == nil || cfg.Webhooks.Webex == nil || cfg.Webhooks.Webex.AccessTokenFile == "" {
+		return "", fmt.Errorf("look up webex person: webhooks.webex.access_token_file not set: %w", signals.ErrNoPerson)
+	}
+	x := cfg.Webhooks.Webex
+	data, err := os.ReadFile(x.AccessTokenFile)
+	if err != nil {
+		return "", fmt.Errorf("look up webex person: read webhooks.webex.access_token_file: %w", err)
+	}
+	token := strings.TrimSpace(string(data))
+	w.mu.Lock()
+	if w.p == nil || w.api != x.API {
+		w.api, w.p = x.API, &signals.WebexPeople{API: x.API, Client: &http.Client{Timeout: 10 * time.Second}}
+	}
+	p := w.p
+	w.mu.Unlock()
+	return p.Email(ctx, personID, token)
+}

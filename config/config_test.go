@@ -320,6 +320,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"webhooks-zoom-secret", `:10: webhooks.zoom: set one of secret_token or secret_token_file`},
 		{"webhooks-webex-secret", `:10: webhooks.webex: set one of secret or secret_file`},
 		{"webhooks-secret-file", `:11: webhooks.webex.secret_file: open testdata/does-not-exist: no such file or directory`},
+		{"webhooks-webex-api", `:12: webhooks.webex.api: must be an http(s) URL such as "https://webexapis.com/v1" (got "webexapis.com")`},
 		{"webhooks-max-unscheduled", `:11: webhooks.max_unscheduled: must be positive (got -1h0m0s)`},
 
 		// Self-service.

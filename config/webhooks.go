@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -36,12 +37,21 @@ type ZoomWebhook struct {
 type WebexWebhook struct {
 	Secret     Secret `yaml:"secret,omitempty"`
 	SecretFile string `yaml:"secret_file,omitempty"`
+	// AccessTokenFile holds a Webex access token with spark:people_read
+	// (or spark-admin:people_read): Webex Calling's events name the person
+	// by id, looked up once with GET {api}/people/{personId}. Read at each
+	// look-up, so that a token renewed in the file is used. Empty: call
+	// events are ignored.
+	AccessTokenFile string `yaml:"access_token_file,omitempty"`
+	// API is the Webex REST API's base (default DefaultWebexAPI).
+	API string `yaml:"api,omitempty"`
 }
 
 // Webhook defaults.
 const (
 	DefaultWebhooksListen        = ":8081"
 	DefaultWebhooksUnscheduleCap = 8 * time.Hour
+	DefaultWebexAPI              = "https://webexapis.com/v1"
 )
 
 // webhookFiles are the webhooks' *_file paths, for resolveFiles.
@@ -55,7 +65,7 @@ func (c *Config) webhookFiles() []*string {
 		out = append(out, &w.Zoom.SecretTokenFile)
 	}
 	if w.Webex != nil {
-		out = append(out, &w.Webex.SecretFile)
+		out = append(out, &w.Webex.SecretFile, &w.Webex.AccessTokenFile)
 	}
 	return out
 }
@@ -93,8 +103,16 @@ func (c *Config) loadWebhooks() []Problem {
 	if w.Zoom != nil {
 		read("webhooks.zoom.secret_token_file", &w.Zoom.SecretTokenFile, &w.Zoom.SecretToken)
 	}
-	if w.Webex != nil {
-		read("webhooks.webex.secret_file", &w.Webex.SecretFile, &w.Webex.Secret)
+	if x := w.Webex; x != nil {
+		read("webhooks.webex.secret_file", &x.SecretFile, &x.Secret)
+		if x.API == "" {
+			x.API = DefaultWebexAPI
+		}
+		if x.AccessTokenFile != "" {
+			if _, err := os.Stat(x.AccessTokenFile); err != nil {
+				problems = append(problems, Problem{Path: "webhooks.webex.access_token_file", Msg: err.Error()})
+			}
+		}
 	}
 	return problems
 }
@@ -117,6 +135,11 @@ func (c *Config) validateWebhooks(k *checker) {
 	}
 	if x := w.Webex; x != nil && (x.Secret == "") == (x.SecretFile == "") {
 		k.add("webhooks.webex", "set one of secret or secret_file")
+	}
+	if x := w.Webex; x != nil && x.API != "" {
+		if u, err := url.Parse(x.API); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			k.add("webhooks.webex.api", "must be an http(s) URL such as %q (got %q)", DefaultWebexAPI, x.API)
+		}
 	}
 	positive(k, "webhooks.max_unscheduled", w.MaxUnscheduled)
 }

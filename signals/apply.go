@@ -20,7 +20,8 @@ import (
 //     end, widened by grace), for everyone;
 //   - "left" at t cuts the person's part of such an occurrence at t, and a
 //     later "joined" brings it back from then until its scheduled end;
-//   - "joined" with no such occurrence of the person is an unscheduled call:
+//   - "joined" with no such occurrence of the person is an unscheduled call
+//     (only when the vendor vouches for the participant: not Unverified):
 //     a synthetic match (source "webhook:<vendor>", UID the meeting key,
 //     the default presence pair) from t until their next "left", the
 //     meeting's "ended", or t + maxUnscheduled.
@@ -64,7 +65,9 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 				persons[i] = p
 			}
 		}
-		byMeeting[s.Meeting] = append(byMeeting[s.Meeting], i)
+		if !isLive(s) {
+			byMeeting[s.Meeting] = append(byMeeting[s.Meeting], i)
+		}
 	}
 	// scheduled[i]: the joined signal i fell within a busy occurrence of its
 	// person, so it is no unscheduled call.
@@ -117,7 +120,9 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 	}
 	for i := range sigs {
 		s := &sigs[i]
-		if s.Event != state.SignalJoined || scheduled[i] || persons[i] == "" {
+		if s.Event != state.SignalJoined || scheduled[i] || persons[i] == "" || s.Unverified {
+			// An unverified participant's join acts on their own
+			// calendar occurrence only: no unscheduled call.
 			continue
 		}
 		end, cut := s.At.Add(maxUnscheduled), ""
@@ -126,7 +131,7 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 			if j <= i || !o.At.Before(end) {
 				continue
 			}
-			if o.Event == state.SignalEnded || o.Event == state.SignalLeft && persons[j] == persons[i] {
+			if o.Event == state.SignalEnded || o.Event == state.SignalLeft && persons[j] == persons[i] && !o.Unverified {
 				end, cut = o.At, o.Event
 				break
 			}
@@ -139,7 +144,69 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 		}
 		extra = append(extra, nm)
 	}
+	extra = appendLive(extra, sigs, persons, maxUnscheduled, who)
 	return append(matches, extra...)
+}
+
+// appendLive appends the spans presence and call signals (sorted by time)
+// give: per person and per vendor's presence or call (Meeting), from a
+// signal that asks for a pair (StatusPair) until the next signal of that
+// one — which ends it or changes its pair — or maxUnscheduled later.
+//
+// Ordered by the vendor's time, not by arrival: a status delivered late
+// takes its place in the past, and never overrides a newer one. These
+// spans touch no calendar occurrence: they are matches of their own,
+// merged with the calendar's by strength (a Zoom "Available" ends what
+// "In_Meeting" started, never the meeting on the calendar).
+func appendLive(extra []plan.Match, sigs []state.Signal, persons []string, maxUnscheduled time.Duration, who func(string) string) []plan.Match {
+	type stream struct{ person, meeting string }
+	open := make(map[stream]int) // the signal whose span runs; -1 none
+	emit := func(i int, end time.Time) {
+		s := &sigs[i]
+		pair, _ := StatusPair(s)
+		if c := s.At.Add(maxUnscheduled); c.Before(end) {
+			end = c
+		}
+		label := "Zoom presence " + s.Status
+		if s.Event == state.SignalCall {
+			label = "call " + s.Status
+		}
+		occ := &sources.Occurrence{UID: s.Meeting, RecurrenceID: s.At.UTC(), Summary: label,
+			Start: s.At, End: later(end, s.At)}
+		nm := plan.Match{User: who(s.Email), Source: "webhook:" + s.Vendor, Occ: occ, Pair: pair}
+		if !occ.End.After(occ.Start) {
+			nm.Skip = plan.SkipSignal
+		}
+		extra = append(extra, nm)
+	}
+	for i := range sigs {
+		s := &sigs[i]
+		if !isLive(s) || persons[i] == "" {
+			continue
+		}
+		k := stream{persons[i], s.Event + "|" + s.Meeting}
+		j, running := open[k]
+		pair, busy := StatusPair(s)
+		if running && j >= 0 {
+			if p, _ := StatusPair(&sigs[j]); busy && p == pair {
+				continue // the same again (held after connected): one span
+			}
+			emit(j, s.At)
+		}
+		if busy {
+			open[k] = i
+		} else {
+			open[k] = -1
+		}
+	}
+	for i := range sigs {
+		// In the signals' order, so that the same input gives the same
+		// output.
+		if isLive(&sigs[i]) && persons[i] != "" && open[stream{persons[i], sigs[i].Event + "|" + sigs[i].Meeting}] == i {
+			emit(i, sigs[i].At.Add(maxUnscheduled))
+		}
+	}
+	return extra
 }
 
 // segment is the part [start, end) of m's occurrence, a copy. Only the

@@ -109,3 +109,68 @@ func TestApplySignals(t *testing.T) {
 		})
 	}
 }
+
+// live is a presence or call signal of email at t0+at.
+func live(vendor, event, meeting, email, status string, at time.Duration) state.Signal {
+	s := state.Signal{Vendor: vendor, Event: event, Meeting: meeting, Email: email, Status: status, At: t0.Add(at)}
+	s, _ = Normalize(withReceived(s))
+	return s
+}
+
+func withReceived(s state.Signal) state.Signal {
+	s.Received = t0.Add(48 * time.Hour)
+	return s
+}
+
+// TestApplyPresenceAndCalls: Zoom presence and Webex calls are spans of
+// their own, ordered by the vendor's time; they never end a calendar span.
+func TestApplyPresenceAndCalls(t *testing.T) {
+	const carol = "carol@contoso.com"
+	meeting := keyed(occ("m", 10*minute, 60*minute), zoomKey)
+	base := []plan.Match{busy(alice, meeting)}
+	zp := func(email, status string, at time.Duration) state.Signal {
+		return live("zoom", state.SignalPresence, "zoom-presence", email, status, at)
+	}
+	call := func(id, status string, at time.Duration) state.Signal {
+		return live("webex", state.SignalCall, "webex-call:"+id, carol, status, at)
+	}
+	tests := []struct {
+		name string
+		sigs []state.Signal
+		want []string
+	}{
+		{"In_Meeting until Available", []state.Signal{zp(carol, ZoomInMeeting, 100*minute), zp(carol, "Available", 130*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s Busy/InAConferenceCall", "carol@contoso.com 1h40m0s-2h10m0s Busy/InAConferenceCall"}},
+		{"an older status delivered later does not override a newer one", []state.Signal{zp(carol, "Available", 130*minute), zp(carol, ZoomOnPhoneCall, 100*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s Busy/InAConferenceCall", "carol@contoso.com 1h40m0s-2h10m0s Busy/InACall"}},
+		{"Presenting is DoNotDisturb/Presenting", []state.Signal{zp(carol, ZoomPresenting, 100*minute), zp(carol, "Away", 110*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s Busy/InAConferenceCall", "carol@contoso.com 1h40m0s-1h50m0s DoNotDisturb/Presenting"}},
+		{"without an end, capped", []state.Signal{zp(carol, ZoomInMeeting, 100*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s Busy/InAConferenceCall", "carol@contoso.com 1h40m0s-2h40m0s Busy/InAConferenceCall"}},
+		{"Available never ends a calendar span", []state.Signal{zp(alice, ZoomOnPhoneCall, 20*minute), zp(alice, "Available", 30*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s Busy/InAConferenceCall"}},
+		{"Presenting in a calendar meeting wins", []state.Signal{zp(alice, ZoomPresenting, 20*minute), zp(alice, "Available", 30*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s DoNotDisturb/Presenting"}},
+		{"two calls at once: busy until both end", []state.Signal{
+			call("a", WebexConnected, 100*minute), call("b", WebexConnected, 110*minute), call("a", WebexHeld, 112*minute),
+			call("a", WebexCallEnded, 120*minute), call("b", WebexCallEnded, 140*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s Busy/InAConferenceCall", "carol@contoso.com 1h40m0s-2h20m0s Busy/InACall"}},
+		{"a call's end delivered first still ends it", []state.Signal{call("a", WebexCallEnded, 120*minute), call("a", WebexConnected, 100*minute)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s Busy/InAConferenceCall", "carol@contoso.com 1h40m0s-2h0m0s Busy/InACall"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Apply(slices.Clone(base), tt.sigs, conf, time.Hour, nil, nil)
+			var g []string
+			spans := plan.Spans(got, 2*minute, nil)
+			for _, u := range slices.Sorted(maps.Keys(spans)) {
+				for _, s := range spans[u] {
+					g = append(g, fmt.Sprintf("%s %v-%v %s/%s", u, s.Start.Sub(t0), s.End.Sub(t0), s.Pair.Availability, s.Pair.Activity))
+				}
+			}
+			if strings.Join(g, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("spans after Apply:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}

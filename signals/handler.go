@@ -66,6 +66,12 @@ type Options struct {
 	ZoomSecret  string
 	WebexSecret string
 	Sink        Sink
+	// Inbox, when set, keeps every accepted signal durably before the
+	// vendor is answered 2xx (503 when it cannot): the store's inbox
+	// (Queue), from which the record is dropped once the Sink took the
+	// signal, and which the engine applies when the process stopped
+	// first (engine TakeInbox).
+	Inbox       Store
 	Logger      *slog.Logger
 	Metrics     *Metrics
 	MaxBody     int64 // 0: DefaultMaxBody
@@ -93,7 +99,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{Signals: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "calpresence_webhook_signals_total",
-		Help: "Webhook deliveries by vendor, event and result: refused (signature or timestamp), too_large (body over the cap), busy (too many bodies being read), invalid (unreadable, or signed but not JSON), unused (an event not used, or one naming nobody), dropped (queue full), validated (Zoom url_validation), noted (a Webex meeting start), then what the engine did: applied, duplicate, ignored (nobody covered), error.",
+		Help: "Webhook deliveries by vendor, event and result: refused (signature or timestamp), too_large (body over the cap), busy (too many bodies being read), invalid (unreadable, or signed but not JSON), unused (an event not used, or one naming nobody), dropped (queue full, no inbox), unstored (the store could not keep it: 503), validated (Zoom url_validation), noted (a Webex meeting start), then what the engine did: applied, duplicate, ignored (nobody covered), queued (for the leader), pending (a person to look up), error.",
 	}, []string{"vendor", "event", "result"})}
 	if reg != nil {
 		reg.MustRegister(m.Signals)
@@ -105,7 +111,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // reach the Sink.
 type Handler struct {
 	o         Options
-	queue     chan state.Signal
+	queue     chan queued
 	mux       *http.ServeMux
 	instances instances
 	// One per body being read: small ones (SmallBody at most) and the
@@ -143,7 +149,7 @@ func New(o Options) *Handler {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	h := &Handler{o: o, queue: make(chan state.Signal, o.Queue), mux: http.NewServeMux(),
+	h := &Handler{o: o, queue: make(chan queued, o.Queue), mux: http.NewServeMux(),
 		slots: make(chan struct{}, o.MaxInFlight), smallSlots: make(chan struct{}, o.MaxSmallInFlight), refusals: sampler{every: o.RefusalLogEvery}}
 	if o.ZoomSecret != "" {
 		h.mux.HandleFunc("POST "+PathZoom, h.zoom)
@@ -156,6 +162,13 @@ func New(o Options) *Handler {
 
 // ServeHTTP serves the webhook paths.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// queued is a signal accepted, and the id of its record in the Inbox ("":
+// none).
+type queued struct {
+	s       state.Signal
+	inboxID string
+}
 
 // Run hands queued signals to the Sink, one at a time in arrival order,
 // until ctx is done; then it hands over what is still queued (the vendor
@@ -183,7 +196,7 @@ func (h *Handler) Run(ctx context.Context) {
 const DrainTimeout = 5 * time.Second
 
 // drain hands over first (when not nil) and the queue, within DrainTimeout.
-func (h *Handler) drain(ctx context.Context, first *state.Signal) {
+func (h *Handler) drain(ctx context.Context, first *queued) {
 	ctx, cancel := context.WithTimeout(ctx, DrainTimeout)
 	defer cancel()
 	if first != nil {
@@ -199,14 +212,25 @@ func (h *Handler) drain(ctx context.Context, first *state.Signal) {
 	}
 }
 
-func (h *Handler) hand(ctx context.Context, s state.Signal) {
+func (h *Handler) hand(ctx context.Context, q queued) {
+	s := q.s
 	res, err := h.o.Sink.Signal(ctx, s)
 	if err != nil {
 		res = "error"
-		h.o.Logger.Error("live meeting signal not applied", "vendor", s.Vendor, "event", s.Event, "meeting", s.Meeting, "err", err)
+		h.o.Logger.Error("live meeting signal not applied; it waits in the inbox", "vendor", s.Vendor, "event", s.Event, "meeting", s.Meeting, "err", err)
 	}
-	h.count(s.Vendor, s.Event, res)
+	// Taken: its record in the inbox is no longer needed. Not when it
+	// waits there (pending, or queued for the leader) or failed.
+	if q.inboxID != "" && err == nil && res != Pending && res != Queued {
+		if err := h.o.Inbox.DeleteSignal(q.inboxID); err != nil {
+			h.o.Logger.Warn("drop a live meeting signal from the inbox", "err", err)
+		}
+	}
+	h.count(s.Vendor, labelOf(s), res)
 }
+
+// labelOf is the metric's event label of a signal.
+func labelOf(s state.Signal) string { return s.Event }
 
 func (h *Handler) count(vendor, event, result string) {
 	h.o.Metrics.Signals.WithLabelValues(vendor, event, result).Inc()
@@ -344,15 +368,33 @@ func (s *sampler) allow(now time.Time) (skipped int, ok bool) {
 	return skipped, true
 }
 
-// enqueue hands signals to Run and answers 200, or 503 when the queue is
-// full (the vendor retries later).
+// enqueue keeps signals in the Inbox (when set), hands them to Run and
+// answers 200. It answers 503 (the vendor retries later) when the Inbox
+// cannot take them, or, without an Inbox, when the queue is full; with
+// one, a signal the full queue cannot take waits in the Inbox.
 func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, vendor string, sigs []state.Signal) {
 	now := h.o.Now()
 	for _, s := range sigs {
 		s.Received = now
+		q := queued{s: s}
+		if h.o.Inbox != nil {
+			n, err := Normalize(s)
+			if err == nil {
+				q.inboxID = inboxPrefix + n.ID
+				err = h.o.Inbox.PutSignal(withID(n, q.inboxID))
+			}
+			if err != nil {
+				w.Header().Set("Retry-After", "30")
+				h.refuse(w, r, vendor, s.Event, "unstored", http.StatusServiceUnavailable, fmt.Errorf("store the signal: %w", err))
+				return
+			}
+		}
 		select {
-		case h.queue <- s:
+		case h.queue <- q:
 		default:
+			if q.inboxID != "" {
+				continue // stored: the engine takes it from the inbox
+			}
 			h.refuse(w, r, vendor, s.Event, "dropped", http.StatusServiceUnavailable, errors.New("signal queue full"))
 			return
 		}
@@ -410,6 +452,8 @@ func zoomLabel(event string) string {
 		return state.SignalJoined
 	case zoomURLValidation:
 		return "url_validation"
+	case zoomPresence:
+		return state.SignalPresence
 	}
 	return "other"
 }
@@ -436,6 +480,19 @@ func (h *Handler) webex(w http.ResponseWriter, r *http.Request) {
 		h.accept(w, r, "webex", label, "invalid", err)
 		return
 	case d.Instance != "":
+		if st, ok := h.o.Inbox.(instanceStore); ok {
+			// Shared by the replicas, and kept across restarts: the
+			// participant events of this instance may reach another
+			// replica, or this one restarted.
+			now := h.o.Now()
+			rec := state.Signal{ID: state.InstancePrefix + d.Instance, Vendor: "webex", Event: state.SignalEventInstance,
+				Meeting: d.Meeting, At: now, Received: now, Expires: now.Add(InstanceKeep)}
+			if err := st.PutSignal(rec); err != nil {
+				w.Header().Set("Retry-After", "30")
+				h.refuse(w, r, "webex", label, "unstored", http.StatusServiceUnavailable, fmt.Errorf("store the meeting instance: %w", err))
+				return
+			}
+		}
 		h.instances.put(d.Instance, d.Meeting)
 		h.count("webex", label, "noted")
 		w.WriteHeader(http.StatusOK)
@@ -445,7 +502,7 @@ func (h *Handler) webex(w http.ResponseWriter, r *http.Request) {
 		// A participant event names the meeting instance: the meeting
 		// number, when its start was seen, links it to the calendar.
 		if id, ok := strings.CutPrefix(sigs[i].Meeting, keyWebexInstance); ok && sigs[i].Event != state.SignalEnded {
-			if m, ok := h.instances.get(id); ok {
+			if m, ok := h.instance(id); ok {
 				sigs[i].Meeting = m
 			}
 		}
@@ -464,8 +521,47 @@ func webexLabel(event string) string {
 		return state.SignalLeft
 	case "meetingParticipants/joined":
 		return state.SignalJoined
+	case "telephony_calls/created", "telephony_calls/updated", "telephony_calls/deleted":
+		return state.SignalCall
 	}
 	return "other"
+}
+
+// InstanceKeep is how long the meeting of a Webex meeting instance is
+// kept in the store: its participants' events come within hours of its
+// start. Engines forget expired records at their start.
+const InstanceKeep = 24 * time.Hour
+
+// instanceStore is the part of the Inbox's store that keeps Webex meeting
+// instances (state.InstancePrefix): both state drivers implement it.
+type instanceStore interface {
+	Signal(id string) (state.Signal, bool, error)
+	PutSignal(state.Signal) error
+}
+
+// instance returns the meeting key of a Webex meeting instance: from
+// memory, else from the store (its start reached another replica, or this
+// one before a restart).
+func (h *Handler) instance(id string) (string, bool) {
+	if m, ok := h.instances.get(id); ok {
+		return m, true
+	}
+	st, ok := h.o.Inbox.(instanceStore)
+	if !ok {
+		return "", false
+	}
+	rec, ok, err := st.Signal(state.InstancePrefix + id)
+	if err != nil {
+		// Not linked: a join is then an unscheduled call, ended by the
+		// meeting's "ended" (which names the instance too).
+		h.o.Logger.Warn("read a webex meeting instance", "err", err)
+		return "", false
+	}
+	if !ok || rec.Meeting == "" {
+		return "", false
+	}
+	h.instances.put(id, rec.Meeting)
+	return rec.Meeting, true
 }
 
 // maxInstances bounds the Webex instance → meeting number memory: a

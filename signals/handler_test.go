@@ -226,7 +226,7 @@ func TestZoomEvents(t *testing.T) {
 			`{"event":"webinar.ended","event_ts":1796224790000,"payload":{"account_id":"AAA","object":{"id":"98765432101","uuid":"w==","host_id":"h","topic":"All hands","type":5,"start_time":"2026-12-02T14:00:00Z","end_time":"2026-12-02T15:10:00Z","duration":90,"timezone":"UTC"}}}`,
 			state.Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: "zoom:98765432101", At: time.Date(2026, 12, 2, 15, 10, 0, 0, time.UTC), Received: now}},
 		{"participant joined, no join_time: event_ts",
-			`{"event":"meeting.participant_joined","event_ts":1796224790000,"payload":{"object":{"id":91234567890,"participant":{"email":"carol@contoso.com"}}}}`,
+			`{"event":"meeting.participant_joined","event_ts":1796224790000,"payload":{"object":{"id":91234567890,"participant":{"id":"iFxeBPYun6SAiWUzBcEkX","email":"carol@contoso.com"}}}}`,
 			state.Signal{Vendor: "zoom", Event: state.SignalJoined, Meeting: "zoom:91234567890", Email: "carol@contoso.com", At: time.UnixMilli(1796224790000).UTC(), Received: now}},
 	}
 	for _, tt := range tests {

@@ -26,6 +26,9 @@ const (
 	Duplicate = "duplicate" // the same fact was received before (a vendor's retry)
 	Ignored   = "ignored"   // the participant is nobody the configuration covers
 	Queued    = "queued"    // a standby queued it for the leader (Queue)
+	// Pending: its person's look-up failed for now; it waits in the
+	// inbox, tried again with back-off.
+	Pending = "pending"
 )
 
 // LeftKeep is the shortest time a "left" is kept: longer than a vendor
@@ -48,6 +51,13 @@ func Normalize(s state.Signal) (state.Signal, error) {
 		if s.Email == "" {
 			return s, errors.Join(ErrInvalid, errors.New("no participant address"))
 		}
+	case state.SignalPresence, state.SignalCall:
+		if s.Email == "" && s.Person == "" {
+			return s, errors.Join(ErrInvalid, errors.New("no person"))
+		}
+		if s.Status == "" {
+			return s, errors.Join(ErrInvalid, errors.New("no status"))
+		}
 	default:
 		return s, errors.Join(ErrInvalid, errors.New("unknown event "+s.Event))
 	}
@@ -61,7 +71,16 @@ func Normalize(s state.Signal) (state.Signal, error) {
 		s.At = s.Received // a vendor's clock ahead of ours: now, not later
 	}
 	s.Email = state.NormalizeAddress(s.Email)
-	s.ID = state.SignalID(s.Vendor, s.Event, s.Meeting, s.Email, s.At)
+	event, who := s.Event, s.Email
+	if isLive(&s) {
+		// Two states of one call (or two presence statuses) at one time
+		// are two facts; the person's vendor id stands until looked up.
+		event += "/" + s.Status
+		if who == "" {
+			who = "id:" + s.Person
+		}
+	}
+	s.ID = state.SignalID(s.Vendor, event, s.Meeting, who, s.At)
 	return s, nil
 }
 

@@ -54,6 +54,7 @@ func checkWebexHeader(signature string) error {
 type webexBody struct {
 	Resource string `json:"resource"`
 	Event    string `json:"event"`
+	OrgID    string `json:"orgId"` // the webhook's own organisation
 	Data     struct {
 		ID            string          `json:"id"`
 		MeetingID     string          `json:"meetingId"`
@@ -62,6 +63,18 @@ type webexBody struct {
 		Email         string          `json:"email"`
 		JoinedTime    string          `json:"joinedTime"`
 		LeftTime      string          `json:"leftTime"`
+		// Who vouches for a participant: the host, an invitee, or one of
+		// the webhook's own organisation.
+		Host      bool   `json:"host"`
+		HostEmail string `json:"hostEmail"`
+		Invitee   bool   `json:"invitee"`
+		OrgID     string `json:"orgId"`
+		// telephony_calls (Webex Calling): the call, whose it is, its
+		// state and when it changed.
+		CallID         string `json:"callId"`
+		PersonID       string `json:"personId"`
+		State          string `json:"state"`
+		EventTimestamp string `json:"eventTimestamp"`
 	} `json:"data"`
 }
 
@@ -69,6 +82,11 @@ type webexBody struct {
 // participant event without meetingNumber): it pairs joined, left and
 // ended of one instance, not calendar events.
 const keyWebexInstance = "webex-id:"
+
+// KeyWebexCall prefixes the Meeting of a Webex Calling signal: one
+// stream of states per call (callId), so that a person on two calls stays
+// busy until both end.
+const KeyWebexCall = "webex-call:"
 
 // WebexDelivery is a parsed Webex delivery.
 type WebexDelivery struct {
@@ -108,6 +126,8 @@ func ParseWebex(body []byte) (out WebexDelivery, err error) {
 	}
 	s := state.Signal{Vendor: "webex"}
 	switch event {
+	case "telephony_calls/created", "telephony_calls/updated", "telephony_calls/deleted":
+		return webexCall(out, b.Event, d.CallID, d.PersonID, d.State, d.EventTimestamp)
 	case "meetings/started":
 		if d.ID == "" || len(keys) == 0 {
 			return out, fmt.Errorf("%w: no data.id or data.meetingNumber", ErrUnknownEvent)
@@ -131,6 +151,8 @@ func ParseWebex(body []byte) (out WebexDelivery, err error) {
 			// configuration.
 			return out, fmt.Errorf("%w: no data.email", ErrUnknownEvent)
 		}
+		s.Unverified = !d.Host && !d.Invitee && state.NormalizeAddress(d.HostEmail) != s.Email &&
+			(d.OrgID == "" || d.OrgID != b.OrgID)
 		if len(keys) == 0 && d.MeetingID != "" {
 			keys = append(keys, keyWebexInstance+d.MeetingID)
 		}
@@ -144,5 +166,28 @@ func ParseWebex(body []byte) (out WebexDelivery, err error) {
 		s.Meeting = k
 		out.Signals = append(out.Signals, s)
 	}
+	return out, nil
+}
+
+// webexCall reads a Webex Calling event: connected or held (also by the
+// other party) makes the person busy, disconnected or deleted ends the
+// call; other states (alerting, connecting) change nothing. The event
+// names the person by id (data.personId), looked up later.
+func webexCall(out WebexDelivery, event, callID, personID, callState, at string) (WebexDelivery, error) {
+	if callID == "" || personID == "" {
+		return out, fmt.Errorf("%w: no data.callId or data.personId", ErrUnknownEvent)
+	}
+	status := callState
+	switch {
+	case event == "deleted", callState == WebexCallEnded:
+		status = WebexCallEnded
+	case callState == WebexConnected, callState == WebexHeld:
+	case callState == "remoteHeld":
+		status = WebexHeld // the other party holds: still on the call
+	default:
+		return out, fmt.Errorf("%w: call state %.20q", ErrUnknownEvent, callState)
+	}
+	out.Signals = append(out.Signals, state.Signal{Vendor: "webex", Event: state.SignalCall, Meeting: KeyWebexCall + callID,
+		Person: personID, Status: status, At: eventTime(at, 0)})
 	return out, nil
 }

@@ -31,7 +31,14 @@ const (
 	zoomWebinarEnded  = "webinar.ended"
 	zoomWebinarLeft   = "webinar.participant_left"
 	zoomWebinarJoined = "webinar.participant_joined"
+	// zoomPresence: what Zoom knows a person is doing (Zoom Phone
+	// calls included), with the person's email.
+	zoomPresence = "user.presence_status_updated"
 )
+
+// ZoomPresenceKey is the Meeting of every Zoom presence signal: one
+// stream of statuses per person.
+const ZoomPresenceKey = "zoom-presence"
 
 // ZoomSignature is the x-zm-signature Zoom sends with body at timestamp:
 // "v0=" + hex(HMAC-SHA256(secret, "v0:" + timestamp + ":" + body)).
@@ -124,9 +131,16 @@ type zoomBody struct {
 	Payload struct {
 		PlainToken string `json:"plainToken"`
 		Object     struct {
-			ID          json.RawMessage `json:"id"`
-			EndTime     string          `json:"end_time"`
-			Participant struct {
+			ID      json.RawMessage `json:"id"`
+			EndTime string          `json:"end_time"`
+			// user.presence_status_updated: the person and their status.
+			Email          string `json:"email"`
+			PresenceStatus string `json:"presence_status"`
+			DateTime       string `json:"date_time"`
+			Participant    struct {
+				// ID is a signed-in Zoom user\'s participant id; guests
+				// and dial-ins have none.
+				ID        string `json:"id"`
 				Email     string `json:"email"`
 				JoinTime  string `json:"join_time"`
 				LeaveTime string `json:"leave_time"`
@@ -174,6 +188,15 @@ func ParseZoom(body []byte) (zoomEvent, error) {
 		s.Event, at = state.SignalLeft, o.Participant.LeaveTime
 	case zoomJoined, zoomWebinarJoined:
 		s.Event, at = state.SignalJoined, o.Participant.JoinTime
+	case zoomPresence:
+		s.Event, s.Meeting, s.Status = state.SignalPresence, ZoomPresenceKey, o.PresenceStatus
+		s.Email = state.NormalizeAddress(o.Email)
+		if s.Email == "" || s.Status == "" {
+			return ev, fmt.Errorf("%w: no payload.object.email or presence_status", ErrUnknownEvent)
+		}
+		s.At = eventTime(o.DateTime, b.EventTS)
+		ev.Signal = s
+		return ev, nil
 	case "":
 		return ev, fmt.Errorf("%w: no event", ErrUnknownEvent)
 	default:
@@ -192,6 +215,9 @@ func ParseZoom(body []byte) (zoomEvent, error) {
 			// disables a webhook that keeps failing.
 			return ev, fmt.Errorf("%w: no payload.object.participant.email", ErrUnknownEvent)
 		}
+		// Zoom vouches for the address of a signed-in user only: a guest
+		// types what they like into the join or registration form.
+		s.Unverified = o.Participant.ID == ""
 	}
 	s.At = eventTime(at, b.EventTS)
 	ev.Signal = s

@@ -14,6 +14,12 @@ const (
 	SignalEnded  = "ended"  // the meeting ended, for everyone
 	SignalLeft   = "left"   // one participant left
 	SignalJoined = "joined" // one participant joined
+	// SignalPresence is what a vendor says a person is doing now
+	// (Status: Zoom's presence_status), whatever the calendar says.
+	SignalPresence = "presence"
+	// SignalCall is the state of one phone call of a person (Meeting: the
+	// call; Status: Webex Calling's state).
+	SignalCall = "call"
 )
 
 // Signal is one live meeting fact from a vendor's webhook (Zoom, Webex):
@@ -25,12 +31,23 @@ type Signal struct {
 	// time. A vendor's retry of one delivery has the same ID.
 	ID     string `json:"-"`
 	Vendor string `json:"vendor"` // "zoom" or "webex"
-	Event  string `json:"event"`  // SignalEnded, SignalLeft, SignalJoined
+	Event  string `json:"event"`  // SignalEnded, SignalLeft, SignalJoined, SignalPresence, SignalCall
 	// Meeting is the meeting's key, as sources.MeetingKeys spells it
 	// ("zoom:83412345678").
 	Meeting string `json:"meeting"`
 	// Email is the participant's address, lower-cased (left, joined).
 	Email string `json:"email,omitempty"`
+	// Person is the vendor's id of the person when the event names no
+	// address (Webex Calling's personId): Email is looked up from it.
+	Person string `json:"person,omitempty"`
+	// Unverified: the vendor does not vouch for the participant's
+	// address (a Zoom guest, typed into a form; a Webex participant
+	// neither host, invitee nor of the webhook's org). Such a joined or
+	// left acts only on an occurrence that names that person.
+	Unverified bool `json:"unverified,omitempty"`
+	// Status is the vendor's word for what the person is doing
+	// (presence, call): "In_Meeting", "connected", …
+	Status string `json:"status,omitempty"`
 	// At is when it happened, by the vendor's clock (never after
 	// Received).
 	At       time.Time `json:"at"`
@@ -64,6 +81,16 @@ func (s *Store) Signals() (map[string]Signal, error) {
 // leads to apply (signals.Queue: a standby received the webhook). The
 // leader reads them every 2 s, with QueuedSignals.
 const QueuedPrefix = "inbox:"
+
+// InstancePrefix begins the ID of a Webex meeting instance's record: its
+// Meeting is the meeting key that instance stands for (from "meetings
+// started"), shared by the replicas so that a participant's event received
+// after a restart, or by another replica, still finds its meeting. It is
+// no signal: engines skip it.
+const InstancePrefix = "webex-instance:"
+
+// SignalEventInstance is the Event of an InstancePrefix record.
+const SignalEventInstance = "instance"
 
 // Queued reports whether a signal stored under id waits in the inbox.
 func Queued(id string) bool { return strings.HasPrefix(id, QueuedPrefix) }
@@ -100,6 +127,14 @@ func (s *Store) QueuedSignals() (map[string]Signal, error) {
 		return out, &BadRecordsError{Records: bad}
 	}
 	return out, nil
+}
+
+// Signal returns the signal stored under id, and whether there is one.
+func (s *Store) Signal(id string) (Signal, bool, error) {
+	var sig Signal
+	found, err := s.get(bucketSignals, id, &sig)
+	sig.ID = id
+	return sig, found, err
 }
 
 // PutSignal records sig under sig.ID, durably.

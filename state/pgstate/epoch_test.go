@@ -198,18 +198,37 @@ func TestFenceSpansTheWrite(t *testing.T) {
 		defer close(wrote)
 		ctx, cancel := a.ctx()
 		defer cancel()
-		if err := a.exec(ctx, "SELECT pg_sleep(1)"); err != nil {
+		if err := a.exec(ctx, "SELECT pg_sleep(1.5) /* A's slow write */"); err != nil {
 			t.Errorf("A's slow write: %v", err)
 		}
 	}()
-	time.Sleep(300 * time.Millisecond) // A's check has passed; its write runs
-	// B's take-over must wait for A's write to commit, about 700 ms more.
-	// (Comparing the two clients' clocks at the commit races: both learn
-	// of it at the same instant.)
-	asked := time.Now()
+	// Wait until the server runs A's write (its check has passed then),
+	// however slow this machine is to start the goroutine.
+	ctx := context.Background()
+	var started time.Time
+	for deadline := time.Now().Add(10 * time.Second); started.IsZero(); {
+		var at time.Time
+		err := s.pool.QueryRow(ctx, `SELECT query_start FROM pg_stat_activity
+			WHERE state = 'active' AND query LIKE '%A''s slow write%' AND pid <> pg_backend_pid()`).Scan(&at)
+		switch {
+		case err == nil:
+			started = at
+		case time.Now().After(deadline):
+			t.Fatalf("A's write never showed up in pg_stat_activity: %v", err)
+		default:
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// B's take-over must wait for A's write to commit. (Comparing the two
+	// clients' clocks at the commit races: both learn of it at the same
+	// instant; the server's own clock says when A's write began.)
 	b := lead(t, s)
-	if waited := time.Since(asked); waited < 500*time.Millisecond {
-		t.Errorf("B took epoch %d %v after asking, while A's write of epoch %d had ~700ms to run; want B to wait for it", b.Epoch(), waited, a.Epoch())
+	var now time.Time
+	if err := s.pool.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&now); err != nil {
+		t.Fatal(err)
+	}
+	if ran := now.Sub(started); ran < 1500*time.Millisecond {
+		t.Errorf("B took epoch %d %v after A's write of epoch %d began; want it to wait for the write's 1.5 s", b.Epoch(), ran, a.Epoch())
 	}
 	<-wrote
 }

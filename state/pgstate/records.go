@@ -144,6 +144,26 @@ func (s *Store) QueuedSignals() (map[string]state.Signal, error) {
 	return out, err
 }
 
+// Signal returns the signal stored under id, and whether there is one.
+func (s *Store) Signal(id string) (state.Signal, bool, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	var data []byte
+	err := s.pool.QueryRow(ctx, "SELECT record FROM signals WHERE key = $1", id).Scan(&data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return state.Signal{}, false, nil
+	}
+	if err != nil {
+		return state.Signal{}, false, fmt.Errorf("state: read %s: %w", tableSignals, err)
+	}
+	var sig state.Signal
+	if err := json.Unmarshal(data, &sig); err != nil {
+		return state.Signal{}, false, &state.BadRecordsError{Records: []state.BadRecord{{Bucket: tableSignals, Key: id, Err: err}}}
+	}
+	sig.ID = id
+	return sig, true, nil
+}
+
 // PutSignal records sig under sig.ID, durably.
 func (s *Store) PutSignal(sig state.Signal) error {
 	return putAll(s, tableSignals, []state.Signal{sig}, func(sig state.Signal) (string, error) {

@@ -48,6 +48,7 @@ type Store interface {
 
 	Signals() (map[string]state.Signal, error)
 	QueuedSignals() (map[string]state.Signal, error)
+	Signal(id string) (state.Signal, bool, error)
 	PutSignal(state.Signal) error
 	DeleteSignal(id string) error
 
@@ -574,6 +575,22 @@ func testSignals(t *testing.T, open func(t *testing.T) Store) {
 		}
 	}
 	wantSignals(t, s, map[string]state.Signal{left.ID: left})
+
+	// One record read by its id: a Webex meeting instance's meeting.
+	inst := state.Signal{ID: state.InstancePrefix + "c8a5f5e1_I_2042'; --", Vendor: "webex", Event: state.SignalEventInstance,
+		Meeting: "webex:25501234567", Received: t0.UTC(), Expires: t0.Add(24 * time.Hour).UTC()}
+	if err := s.PutSignal(inst); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := s.Signal(inst.ID); err != nil || !ok || !got.Received.Equal(inst.Received) || got.Meeting != inst.Meeting || got.ID != inst.ID {
+		t.Errorf("Signal(%q) = %+v, %v, %v; want %+v", inst.ID, got, ok, err, inst)
+	}
+	if _, ok, err := s.Signal("no such signal"); ok || err != nil {
+		t.Errorf("Signal(no such signal) = %v, %v; want none", ok, err)
+	}
+	if err := s.DeleteSignal(inst.ID); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := s.PutSignal(state.Signal{Vendor: "zoom"}); err == nil {
 		t.Error("PutSignal(no ID) = nil; want an error")

@@ -61,6 +61,10 @@ type Options struct {
 	// leader election: the engine's scheduler runs its jobs only while
 	// this replica leads (gocron.WithDistributedElector). nil: one replica.
 	Elector gocron.Elector
+	// People looks up the address of a person a signal names by the
+	// vendor's id only (Webex Calling's personId); nil: such signals are
+	// ignored.
+	People PersonLookup
 }
 
 // Engine is the worker: it polls the sources, keeps their occurrences,
@@ -95,6 +99,9 @@ type Engine struct {
 	// wrapScheduler, set by tests, stands between the engine and gocron.
 	wrapScheduler func(gocron.Scheduler) gocron.Scheduler
 	elector       gocron.Elector // Options.Elector
+	personLookup  PersonLookup   // Options.People
+	stopping      atomic.Bool    // Run's context is done (Accepting)
+	lookups       lookupRetries  // signals waiting for their person (signals.go)
 
 	viewMu    sync.Mutex // guards viewCache
 	viewCache struct {
@@ -149,18 +156,19 @@ func New(o Options) (*Engine, error) {
 	}
 	sessions := newSessionCache(o.Store)
 	e := &Engine{
-		log:      o.Logger,
-		metrics:  o.Metrics,
-		store:    sessions,
-		feeds:    newFeedSet(o.Config, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
-		dir:      dir,
-		exec:     newExecutor(o.Presence, sessions, dir, newGate(g.MaxConcurrency, g.RateLimit, g.RateWindow), o.Logger, o.Metrics),
-		kick:     make(chan struct{}, 1),
-		sig:      newSignalSet(o.Store, o.Logger),
-		reloads:  make(chan reloadRequest),
-		stopped:  make(chan struct{}),
-		startCfg: o.Config,
-		elector:  o.Elector,
+		log:          o.Logger,
+		metrics:      o.Metrics,
+		store:        sessions,
+		feeds:        newFeedSet(o.Config, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
+		dir:          dir,
+		exec:         newExecutor(o.Presence, sessions, dir, newGate(g.MaxConcurrency, g.RateLimit, g.RateWindow), o.Logger, o.Metrics),
+		kick:         make(chan struct{}, 1),
+		sig:          newSignalSet(o.Store, o.Logger),
+		reloads:      make(chan reloadRequest),
+		stopped:      make(chan struct{}),
+		startCfg:     o.Config,
+		elector:      o.Elector,
+		personLookup: o.People,
 	}
 	e.conf.Store(newSettings(o.Config, m, 0, nil))
 	if g.RateLimit > 0 && g.RateWindow > 0 {
@@ -208,6 +216,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.running = true
 	e.mu.Unlock()
 	defer close(e.stopped)
+	// From the moment it is told to stop, it takes no more signals
+	// (Accepting): they go to the shared inbox.
+	stopAccepting := context.AfterFunc(ctx, func() { e.stopping.Store(true) })
+	defer stopAccepting()
 	opts := []gocron.SchedulerOption{gocron.WithLogger(gocronLogger{e.log})}
 	if e.elector != nil {
 		opts = append(opts, gocron.WithDistributedElector(e.elector))
@@ -227,9 +239,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		defer wg.Done()
 		e.resolveLoop(ctx)
 	}()
-	if e.elector != nil {
-		// Several replicas: the webhooks a standby received wait in the
-		// shared store's inbox.
+	if e.sig.store != nil {
+		// The inbox: the webhooks a standby received (several replicas),
+		// those stored on receipt and not yet applied when the process
+		// stopped, and the signals whose person could not be looked up
+		// yet (Webex Calling's personId).
 		wg.Go(func() {
 			t := time.NewTicker(InboxEvery)
 			defer t.Stop()

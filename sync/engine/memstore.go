@@ -114,6 +114,15 @@ func (m *MemStore) QueuedSignals() (map[string]state.Signal, error) {
 	return out, nil
 }
 
+// Signal returns the signal stored under id (signals.Handler's Webex
+// instances).
+func (m *MemStore) Signal(id string) (state.Signal, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.signals[id]
+	return s, ok, nil
+}
+
 // PutSignal records s.
 func (m *MemStore) PutSignal(s state.Signal) error {
 	m.mu.Lock()

@@ -61,6 +61,16 @@ func newSignalSet(st Store, log *slog.Logger) *signalSet {
 			if strings.HasPrefix(id, state.QueuedPrefix) {
 				continue // queued by a standby, not applied yet (TakeInbox)
 			}
+			if strings.HasPrefix(id, state.InstancePrefix) {
+				// A Webex meeting instance's meeting (the webhook
+				// receiver's): no signal. Forgotten here once expired.
+				if !time.Now().Before(sig.Expires) {
+					if err := s.DeleteSignal(id); err != nil {
+						log.Warn("forget an expired webex meeting instance", "err", err)
+					}
+				}
+				continue
+			}
 			ss.byID[id] = sig
 		}
 	}
@@ -144,8 +154,31 @@ func (e *Engine) withSignals(matches []plan.Match, sigs []Signal, key plan.KeyFu
 	if len(sigs) == 0 {
 		return matches
 	}
+	sigs = e.covered(sigs)
 	p := e.config().Presence
 	return signals.Apply(matches, sigs, presence.Pair{Availability: p.Availability, Activity: p.Activity}, e.maxUnscheduled(), e.target, key)
+}
+
+// covered returns the signals the configuration in force still takes: a
+// reload may have dropped the person (a users: entry, a source's domain)
+// since a signal was stored. The others are kept (a later reload may bring
+// them back) but act on nobody.
+func (e *Engine) covered(sigs []Signal) []Signal {
+	conf := e.conf.Load()
+	var out []Signal
+	for i, s := range sigs {
+		ok := s.Email == "" || conf.matcher.Covers(s.Email)
+		if ok && out != nil {
+			out = append(out, s)
+		}
+		if !ok && out == nil {
+			out = append(make([]Signal, 0, len(sigs)), sigs[:i]...)
+		}
+	}
+	if out == nil {
+		return sigs
+	}
+	return out
 }
 
 // maxUnscheduled caps an unscheduled call (a joined with no calendar
@@ -168,9 +201,86 @@ func (e *Engine) target(email string) string {
 	return a
 }
 
+// PersonLookup finds the address of a person a vendor names by id only
+// (signals.WebexPeople). An error wrapping signals.ErrNoPerson is final;
+// any other is transient.
+type PersonLookup interface {
+	Email(ctx context.Context, personID string) (string, error)
+}
+
+// LookupTimeout bounds one look-up of a person: signals are handed to the
+// engine one at a time.
+const LookupTimeout = 5 * time.Second
+
+// lookupRetries spaces the tries of the signals in the inbox whose person
+// could not be looked up (presence.Backoff: 1 s, 2 s, … 5 min).
+type lookupRetries struct {
+	mu    sync.Mutex
+	tries map[string]int
+	next  map[string]time.Time
+}
+
+// due says whether the inbox signal id may be tried at now.
+func (l *lookupRetries) due(id string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !now.Before(l.next[id])
+}
+
+// failed notes another failed try of id.
+func (l *lookupRetries) failed(id string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.tries == nil {
+		l.tries, l.next = make(map[string]int), make(map[string]time.Time)
+	}
+	l.tries[id]++
+	d := presence.Backoff(l.tries[id])
+	l.next[id] = now.Add(d)
+	return d
+}
+
+func (l *lookupRetries) done(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.tries, id)
+	delete(l.next, id)
+}
+
+// resolvePerson fills in s.Email from s.Person. When the look-up fails
+// for now, s goes to the inbox (durably), which TakeInbox tries again
+// with back-off: a call's end is never dropped. It returns the result to
+// report instead of going on, or "" to go on.
+func (e *Engine) resolvePerson(ctx context.Context, s *Signal, log *slog.Logger) (string, error) {
+	if e.personLookup == nil {
+		log.Info("live meeting signal ignored: it names a person by id, and no look-up is configured (webhooks.webex.access_token_file)")
+		return signals.Ignored, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, LookupTimeout)
+	email, err := e.personLookup.Email(lctx, s.Person)
+	cancel()
+	switch {
+	case errors.Is(err, signals.ErrNoPerson):
+		log.Info("live meeting signal ignored: webex knows no address for the person", "person", s.Person, "err", err)
+		return signals.Ignored, nil
+	case err != nil:
+		if e.sig.store == nil {
+			return "", err
+		}
+		if _, qerr := signals.Queue(e.sig.store, *s); qerr != nil {
+			return "", errors.Join(err, qerr)
+		}
+		log.Warn("live meeting signal waits for its person's look-up; trying again", "person", s.Person, "err", err)
+		return signals.Pending, nil
+	}
+	s.Email = email
+	return "", nil
+}
+
 // TakeInbox applies the signals standbys queued (signals.Queue), and drops
 // them from the inbox: with several replicas, the leader's engine calls it
-// every few seconds (Options.Elector).
+// every few seconds (Options.Elector). The signals waiting for their
+// person's look-up are there too, tried with back-off.
 func (e *Engine) TakeInbox(ctx context.Context) {
 	st := e.sig.store
 	if st == nil {
@@ -185,7 +295,17 @@ func (e *Engine) TakeInbox(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if !e.lookups.due(id, time.Now()) {
+			continue
+		}
+		s.ID = ""
 		res, err := e.Signal(ctx, s)
+		if err == nil && res == signals.Pending {
+			d := e.lookups.failed(id, time.Now())
+			e.log.Info("live meeting signal still waits for its person's look-up", "id", id, "retry_in", d)
+			continue
+		}
+		e.lookups.done(id)
 		if err != nil && !errors.Is(err, signals.ErrInvalid) {
 			e.log.Error("live meeting signal a standby queued not applied; trying again", "id", id, "err", err)
 			continue
@@ -211,6 +331,17 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 		return "", err
 	}
 	log := e.log.With("vendor", s.Vendor, "event", s.Event, "meeting", s.Meeting)
+	if s.Email == "" && s.Person != "" {
+		if res, err := e.resolvePerson(ctx, &s, log); res != "" || err != nil {
+			return res, err
+		}
+		if s, err = signals.Normalize(s); err != nil {
+			return "", err
+		}
+	}
+	if s.Status != "" {
+		log = log.With("status", s.Status)
+	}
 	if s.Email != "" {
 		log = log.With("participant", s.Email)
 		if !e.conf.Load().matcher.Covers(s.Email) {
@@ -229,6 +360,12 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 		}
 	}
 	matches := e.feeds.withMeeting(s.Meeting, s.At)
+	if s.Unverified && (s.Event == state.SignalJoined || s.Event == state.SignalLeft) && !names(matches, e.target(s.Email)) {
+		// Trust: the vendor does not vouch for the address (a guest may
+		// type anyone's), and no occurrence of the meeting names them.
+		log.Info("live meeting signal ignored: the vendor does not vouch for the participant's address, and the meeting's calendar occurrence does not name them")
+		return signals.Ignored, nil
+	}
 	key := e.keyFunc()
 	// A signal matters while the occurrences it cuts run, and an "ended" or
 	// "left" while the unscheduled calls it ends would otherwise go on,
@@ -266,4 +403,25 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 	log.Info("live meeting signal", "at", s.At, "people_affected", affected, "expires", s.Expires)
 	e.kickReconcile()
 	return signals.Applied, nil
+}
+
+// Accepting says whether the engine takes signals: it runs, and has not
+// been told to stop (a lead lost or handed over, a shutdown). When it does
+// not, a signal belongs in the shared inbox (signals.Queue), for the
+// engine that runs next to apply.
+func (e *Engine) Accepting() bool {
+	e.mu.Lock()
+	running := e.running
+	e.mu.Unlock()
+	return running && !e.stopping.Load()
+}
+
+// names says whether one of matches is of user.
+func names(matches []plan.Match, user string) bool {
+	for i := range matches {
+		if config.NormalizeAddress(matches[i].User) == user {
+			return true
+		}
+	}
+	return false
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/calpresence/calpresence/sync/plan"
@@ -38,6 +39,10 @@ type Status struct {
 	// Signals are the live meeting signals in force (Zoom, Webex
 	// webhooks), newest first, at most MaxTransitions.
 	Signals []Signal
+	// Live are the calls in progress (Webex Calling) and the Zoom
+	// presence statuses in force: whose, since when, from which vendor;
+	// newest first, at most MaxTransitions.
+	Live []signals.Live
 	// Down says why no engine runs ("" when one does); the rest is then
 	// empty.
 	Down string
@@ -130,7 +135,10 @@ func (e *Engine) Status(now time.Time) Status {
 	st := Status{Now: now, Sources: e.feeds.statuses(), GraphErrors: e.exec.recent.list()}
 	unresolved := e.dir.Unresolved()
 	st.Unresolved, st.UnresolvedCount = unresolved[:min(len(unresolved), MaxUnresolved)], len(unresolved)
-	if sigs := e.Signals(); len(sigs) > MaxTransitions {
+	sigs := e.Signals()
+	st.Live = signals.InForce(sigs, now, e.maxUnscheduled())
+	st.Live = st.Live[:min(len(st.Live), MaxTransitions)]
+	if len(sigs) > MaxTransitions {
 		st.Signals = sigs[:MaxTransitions]
 	} else {
 		st.Signals = sigs
