@@ -155,16 +155,23 @@ func doctorGraph(ctx context.Context, cfg *config.Config, g *graph.Client, repor
 		return
 	}
 	people, errs := resolveAll(ctx, g, users)
-	first := -1
+	first, failed := -1, 0
 	for i, err := range errs {
-		if err != nil {
-			report(Check{CheckFailed, "user " + users[i], describeLookup(err)})
-		} else if first < 0 {
+		switch {
+		case err == nil && first < 0:
 			first = i
+		case err != nil:
+			if failed < maxUserLines {
+				report(Check{CheckFailed, "user " + users[i], describeLookup(err)})
+			}
+			failed++
 		}
 	}
-	if resolved := len(users) - countErrs(errs); resolved == len(users) {
+	switch {
+	case failed == 0:
 		report(Check{CheckPassed, "users", fmt.Sprintf("%d configured %s resolved", len(users), plural(len(users), "user", "users"))})
+	case failed > maxUserLines:
+		report(Check{CheckFailed, "users", fmt.Sprintf("%d more of the %d configured users not resolved, not listed", failed-maxUserLines, len(users))})
 	}
 	if first < 0 {
 		report(Check{CheckSkipped, "read-back", "not checked: no configured user resolved"})
@@ -200,6 +207,10 @@ func rolesCheck(roles []string) Check {
 // resolveConcurrency bounds the lookups in flight at once.
 const resolveConcurrency = 8
 
+// maxUserLines caps the lines about users who did not resolve: a
+// permission missing fails them all, and one screen says as much.
+const maxUserLines = 20
+
 // resolveAll looks up every address, a few at a time; errs[i] is nil when
 // users[i] resolved to people[i].
 func resolveAll(ctx context.Context, g *graph.Client, users []string) ([]presence.Person, []error) {
@@ -216,16 +227,6 @@ func resolveAll(ctx context.Context, g *graph.Client, users []string) ([]presenc
 	}
 	wg.Wait()
 	return people, errs
-}
-
-func countErrs(errs []error) int {
-	n := 0
-	for _, err := range errs {
-		if err != nil {
-			n++
-		}
-	}
-	return n
 }
 
 // describeLookup says why an address did not resolve, and what to do.

@@ -59,7 +59,7 @@ func TestDoctorGraphRefusals(t *testing.T) {
 			g := graphtest.NewServer(t, graphtest.WithUsers(graphtest.User{ID: "0d3c1e6a-0000-4000-8000-000000000001", UserPrincipalName: "alice@contoso.com"}))
 			g.SetAppRoles("Presence.ReadWrite.All", "User.Read.All")
 			g.FailNext(tt.op, 1, 403, "")
-			cfg := doctorConfig(t, g, string(g.Config().ClientSecret))
+			cfg := doctorConfig(t, g, string(g.Config().ClientSecret), "alice@contoso.com")
 			var lines []string
 			if err := Doctor(context.Background(), cfg, DoctorOptions{}, func(c Check) { lines = append(lines, c.String()) }); err != nil {
 				t.Fatalf("Doctor = %v", err)
@@ -83,7 +83,7 @@ func TestDoctorGraphRefusals(t *testing.T) {
 func TestDoctorWrongSecret(t *testing.T) {
 	g := graphtest.NewServer(t)
 	var lines []string
-	if err := Doctor(context.Background(), doctorConfig(t, g, "wrong"), DoctorOptions{}, func(c Check) { lines = append(lines, c.String()) }); err != nil {
+	if err := Doctor(context.Background(), doctorConfig(t, g, "wrong", "alice@contoso.com"), DoctorOptions{}, func(c Check) { lines = append(lines, c.String()) }); err != nil {
 		t.Fatalf("Doctor = %v", err)
 	}
 	want := []string{"✗ graph: token from " + g.AuthorityHost() + ": ClientSecretCredential authentication failed. AADSTS7000215: Invalid client secret provided.",
@@ -95,15 +95,39 @@ func TestDoctorWrongSecret(t *testing.T) {
 	}
 }
 
+// TestDoctorManyUnresolved: past maxUserLines, the users who did not
+// resolve are counted on one line, not listed.
+func TestDoctorManyUnresolved(t *testing.T) {
+	g := graphtest.NewServer(t)
+	g.SetAppRoles("Presence.ReadWrite.All", "User.Read.All")
+	var users []string
+	for i := range maxUserLines + 5 {
+		users = append(users, fmt.Sprintf("nobody%02d@contoso.com", i))
+	}
+	var failed []string
+	err := Doctor(context.Background(), doctorConfig(t, g, string(g.Config().ClientSecret), users...), DoctorOptions{}, func(c Check) {
+		if c.Status == CheckFailed {
+			failed = append(failed, c.String())
+		}
+	})
+	if err != nil {
+		t.Fatalf("Doctor = %v", err)
+	}
+	want := fmt.Sprintf("✗ users: 5 more of the %d configured users not resolved, not listed", len(users))
+	if len(failed) != maxUserLines+1 || !strings.HasPrefix(failed[0], "✗ user nobody00@contoso.com: ") || failed[maxUserLines] != want {
+		t.Errorf("Doctor failed:\n%s\nwant %d lines naming a user, then %q", strings.Join(failed, "\n"), maxUserLines, want)
+	}
+}
+
 // doctorConfig loads a configuration for g with one file feed.
-func doctorConfig(t *testing.T, g *graphtest.Server, secret string) *config.Config {
+func doctorConfig(t *testing.T, g *graphtest.Server, secret string, users ...string) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	gc := g.Config()
 	yaml := fmt.Sprintf("graph:\n  tenant_id: %s\n  client_id: %s\n  client_secret: %s\n  endpoint: %s\n  authority_host: %s\n  ca_file: %s\n"+
-		"state:\n  path: %s\nserver:\n  listen: \"\"\nsources:\n  - name: empty\n    url: file://%s\n    users: [alice@contoso.com]\n",
+		"state:\n  path: %s\nserver:\n  listen: \"\"\nsources:\n  - name: empty\n    url: file://%s\n    users: [%s]\n",
 		gc.TenantID, gc.ClientID, secret, gc.Endpoint, gc.AuthorityHost, gc.CAFile,
-		filepath.Join(dir, "state.db"), filepath.Join(dir, "empty.ics"))
+		filepath.Join(dir, "state.db"), filepath.Join(dir, "empty.ics"), strings.Join(users, ", "))
 	for name, body := range map[string]string{"config.yaml": yaml, "empty.ics": feed} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
