@@ -199,8 +199,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 	case a.presence != nil:
 		a.graph = nil
 	case a.graph == nil:
-		g, err := graph.New(ctx, cfg.Graph, a.log, append([]graph.Option{graph.WithPacer(engine.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow)),
-			graph.WithReadPacer(engine.NewLimiter(graph.ReadRateLimit, graph.ReadRateWindow))}, a.graphOpts...)...)
+		g, err := newGraph(ctx, cfg, a.log, a.graphOpts...)
 		if err != nil {
 			_ = a.closeStore()
 			return nil, fmt.Errorf("graph client: %w", err)
@@ -211,6 +210,14 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 		a.presence = a.graph
 	}
 	return a, nil
+}
+
+// newGraph builds the Graph client for cfg, paced as the daemon paces it:
+// presence writes by graph.rate_limit per graph.rate_window, reads by
+// Graph's own budget for them. opts come last.
+func newGraph(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...graph.Option) (*graph.Client, error) {
+	return graph.New(ctx, cfg.Graph, log, append([]graph.Option{graph.WithPacer(engine.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow)),
+		graph.WithReadPacer(engine.NewLimiter(graph.ReadRateLimit, graph.ReadRateWindow))}, opts...)...)
 }
 
 // openStore opens the state the configuration names: the bbolt file at

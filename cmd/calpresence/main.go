@@ -40,6 +40,7 @@ Usage:
   calpresence resync   [-config FILE] [-source NAME]... [-user USER]... [-dry-run]
   calpresence plan     [-config FILE] [-from T] [-to T] [-source NAME]... [-user USER]... [-output table|json]
   calpresence validate [-config FILE]
+  calpresence doctor   [-config FILE]                  live checks: Graph roles, users, feeds, read-back, store
   calpresence clear    [-config FILE] (-user USER... | -all)
   calpresence reload   [-config FILE]                  the daemon reads its configuration again
   calpresence state    check|reset [-config FILE]      inspect or move aside a damaged state file
@@ -67,6 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"resync":   cmdResync,
 		"plan":     cmdPlan,
 		"validate": cmdValidate,
+		"doctor":   cmdDoctor,
 		"clear":    cmdClear,
 		"reload":   cmdReload,
 		"state":    cmdState,
