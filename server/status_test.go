@@ -12,6 +12,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/signals"
+	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/engine"
 	"github.com/calpresence/calpresence/sync/identity"
 )
@@ -65,6 +68,12 @@ func sampleStatus() engine.Status {
 		Signals: []engine.Signal{
 			{Vendor: "zoom", Event: "ended", Meeting: "zoom:83412345678", At: now.Add(-2 * time.Minute), Received: now.Add(-2 * time.Minute), Expires: now.Add(30 * time.Minute)},
 			{Vendor: "webex", Event: "left", Meeting: "webex:25123456789", Email: "bob@contoso.com", At: now.Add(-6 * time.Minute), Expires: now.Add(time.Hour)},
+		},
+		Live: []signals.Live{
+			{Email: "erin@contoso.com", Vendor: "webex", Kind: state.SignalCall, Call: "Y2lzY29zcGFyazovL3VzL0NBTEwvMQ", Status: "connected",
+				Pair: presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInACall}, Since: now.Add(-3 * time.Minute)},
+			{Email: "frank@contoso.com", Vendor: "zoom", Kind: state.SignalPresence, Status: "On_Phone_Call",
+				Pair: presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInACall}, Since: now.Add(-time.Minute)},
 		},
 	}
 }
@@ -184,6 +193,8 @@ func checkPage(t *testing.T, doc *node) {
 		{"graph-errors", "2027-03-04 14:59:00 UTC 1m ago set bob@contoso.com HTTP 429 setPresence: HTTP 429 TooManyRequests"},
 		{"signals", "2027-03-04 14:58:00 UTC 2m ago zoom ended zoom:83412345678 everyone 2027-03-04 15:30:00 UTC"},
 		{"signals", "webex left webex:25123456789 bob@contoso.com"},
+		{"live", "erin@contoso.com webex call Y2lzY29zcGFyazovL3VzL0NBTEwvMQ: connected Busy / InACall 2027-03-04 14:57:00 UTC 3m ago"},
+		{"live", "frank@contoso.com zoom presence: On_Phone_Call Busy / InACall"},
 	} {
 		if got := doc.byID(tc.section).words(); !strings.Contains(got, tc.want) {
 			t.Errorf("section %s = %q; want it to show %q", tc.section, got, tc.want)
@@ -237,6 +248,7 @@ func TestStatusPageEmpty(t *testing.T) {
 		"next":         "No changes within the horizon.",
 		"graph-errors": "No failed Graph calls since start.",
 		"signals":      "No live meeting signals in force",
+		"live":         "No call in progress and no Zoom presence in force",
 		"sources":      "No sources are configured.",
 	} {
 		if got := doc.byID(section).words(); !strings.Contains(got, want) {
