@@ -81,7 +81,11 @@ type Graph struct {
 	// per app per tenant).
 	RateLimit  int           `yaml:"rate_limit"`
 	RateWindow time.Duration `yaml:"rate_window"`
-	DryRun     bool          `yaml:"dry_run,omitempty"`
+	// ReadbackInterval is how often the worker reads back what Teams
+	// shows for everyone it holds a session for (and shortly after each
+	// burst of sets); 0 turns the read-back off.
+	ReadbackInterval time.Duration `yaml:"readback_interval"`
+	DryRun           bool          `yaml:"dry_run,omitempty"`
 }
 
 // Presence holds the presence settings; the top level gives defaults and
@@ -288,6 +292,9 @@ func Default() *Config {
 			Timeout:        30 * time.Second,
 			RateLimit:      10000,
 			RateWindow:     30 * time.Second,
+			// Graph drops a session now and then without a word; five
+			// minutes bounds how long someone shows Available in a meeting.
+			ReadbackInterval: 5 * time.Minute,
 		},
 		Presence: Presence{
 			Availability: presence.Busy,

@@ -209,7 +209,14 @@ func (c *Config) validateGraph(k *checker) {
 		k.add("graph.rate_limit", "must be at least 1 (got %d)", g.RateLimit)
 	}
 	positive(k, "graph.rate_window", g.RateWindow)
+	if g.ReadbackInterval != 0 && g.ReadbackInterval < MinReadbackInterval {
+		k.add("graph.readback_interval", "must be 0 (off) or at least %s (got %s)", MinReadbackInterval, g.ReadbackInterval)
+	}
 }
+
+// MinReadbackInterval is the shortest graph.readback_interval: each
+// read-back of 10,000 people is 16 calls of Graph's 1,500 reads per 30 s.
+const MinReadbackInterval = time.Second
 
 func positive(k *checker, path string, d time.Duration) {
 	if d <= 0 {
