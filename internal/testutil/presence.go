@@ -38,9 +38,15 @@ type Presence struct {
 	People     map[string]presence.Person
 	Fail       func(op, user string) error
 	ResolveErr func(address string) error
+	// Shows answers ReadPresences for one id: what Teams shows, whether
+	// it was read, or an error for the whole read. nil: every id shows
+	// what was last set for it (Available once cleared).
+	Shows func(id string) (presence.Shown, bool, error)
 
 	mu      sync.Mutex
 	calls   []Call
+	reads   int
+	shown   map[string]presence.Shown
 	lookups map[string]int
 }
 
@@ -65,13 +71,64 @@ func (p *Presence) record(op, user, activity string, exp time.Duration) error {
 }
 
 // SetPresence records a set.
-func (p *Presence) SetPresence(_ context.Context, id, _, activity string, exp time.Duration) error {
-	return p.record("set", id, activity, exp)
+func (p *Presence) SetPresence(_ context.Context, id, availability, activity string, exp time.Duration) error {
+	if err := p.record("set", id, activity, exp); err != nil {
+		return err
+	}
+	p.show(id, presence.Shown{Availability: availability, Activity: activity})
+	return nil
 }
 
 // ClearPresence records a clear.
 func (p *Presence) ClearPresence(_ context.Context, id string) error {
-	return p.record("clear", id, "", 0)
+	if err := p.record("clear", id, "", 0); err != nil {
+		return err
+	}
+	p.show(id, presence.Shown{Availability: presence.Available, Activity: presence.Available})
+	return nil
+}
+
+func (p *Presence) show(id string, s presence.Shown) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shown == nil {
+		p.shown = make(map[string]presence.Shown)
+	}
+	p.shown[id] = s
+}
+
+// ReadPresences answers a read-back from Shows, else from the last set or
+// clear of each id (Available for an id never set), and counts it (Reads).
+func (p *Presence) ReadPresences(_ context.Context, ids []string) (map[string]presence.Shown, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reads++
+	out := make(map[string]presence.Shown, len(ids))
+	for _, id := range ids {
+		if p.Shows != nil {
+			s, ok, err := p.Shows(id)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				out[id] = s
+			}
+			continue
+		}
+		s, ok := p.shown[id]
+		if !ok {
+			s = presence.Shown{Availability: presence.Available, Activity: presence.Available}
+		}
+		out[id] = s
+	}
+	return out, nil
+}
+
+// Reads is how many read-backs the fake answered.
+func (p *Presence) Reads() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reads
 }
 
 // ResolveUser answers a lookup and counts it (LookupsOf).

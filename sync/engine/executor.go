@@ -23,6 +23,10 @@ type Presence interface {
 	// ResolveUser names the Entra user a calendar address belongs to (UPN,
 	// mail or proxy address, any case; an object id). It caches nothing.
 	ResolveUser(ctx context.Context, address string) (presence.Person, error)
+	// ReadPresences returns what Teams shows for each of ids, in as few
+	// calls as Graph allows (getPresencesByUserId); an id missing from
+	// the map was not read. A partial answer may come with an error.
+	ReadPresences(ctx context.Context, ids []string) (map[string]presence.Shown, error)
 }
 
 // Store records the sessions we hold, by person, and what Entra said of
@@ -197,6 +201,13 @@ func intent(a plan.Action, now time.Time) state.Session {
 	}
 	if a.Op == plan.OpSet {
 		p.Expires = maxTime(p.Expires, now.Add(a.Expiration))
+		// One re-set of a lost session per span: the read-back judges a
+		// second loss to be the person's own status.
+		sameSpan := a.HasPrev && a.Prev.SpanStart.Equal(a.Span.Start)
+		p.Reasserted = a.Reason == plan.ReasonLost || (sameSpan && a.Prev.Reasserted)
+		if sameSpan {
+			p.OwnStatusUntil = a.Prev.OwnStatusUntil
+		}
 	}
 	p.UserID, p.Pending = a.User, a.Op
 	p.HeldUntil = maxTime(p.HeldUntil, a.HoldUntil)
