@@ -99,14 +99,18 @@ func (p *Presence) show(id string, s presence.Shown) {
 
 // ReadPresences answers a read-back from Shows, else from the last set or
 // clear of each id (Available for an id never set), and counts it (Reads).
+// Shows is called without p locked: it may block, as a slow Graph does,
+// while sets and clears go on.
 func (p *Presence) ReadPresences(_ context.Context, ids []string) (map[string]presence.Shown, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.reads++
+	shows := p.Shows
+	shown := maps.Clone(p.shown)
+	p.mu.Unlock()
 	out := make(map[string]presence.Shown, len(ids))
 	for _, id := range ids {
-		if p.Shows != nil {
-			s, ok, err := p.Shows(id)
+		if shows != nil {
+			s, ok, err := shows(id)
 			if err != nil {
 				return nil, err
 			}
@@ -115,13 +119,19 @@ func (p *Presence) ReadPresences(_ context.Context, ids []string) (map[string]pr
 			}
 			continue
 		}
-		s, ok := p.shown[id]
+		s, ok := shown[id]
 		if !ok {
 			s = presence.Shown{Availability: presence.Available, Activity: presence.Available}
 		}
 		out[id] = s
 	}
 	return out, nil
+}
+
+// Lose has Graph drop id's session without a word: the read-back shows
+// them Available until the next set.
+func (p *Presence) Lose(id string) {
+	p.show(id, presence.Shown{Availability: presence.Available, Activity: presence.Available})
 }
 
 // Reads is how many read-backs the fake answered.
