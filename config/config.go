@@ -34,6 +34,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -104,6 +105,26 @@ type Presence struct {
 	// LeadBurst is how early a burst of starts larger than the rate
 	// allows in a second may begin (0: never early; default 5s).
 	LeadBurst time.Duration `yaml:"lead_burst"`
+	// StatusMessage, when set, is the Teams status message set with each
+	// span (e.g. "In a {vendor} meeting until {end}"), expiring at the
+	// span's end; StatusMessagePlaceholders lists what it may name. A
+	// message the person wrote is never replaced or cleared. Top level
+	// only.
+	StatusMessage string `yaml:"status_message,omitempty"`
+}
+
+// StatusMessagePlaceholders are what presence.status_message may name:
+// the meeting's vendor (Zoom, Webex, else the source's name), its title,
+// and the span's end (15:04) in schedule.timezone.
+var StatusMessagePlaceholders = []string{"{vendor}", "{title}", "{end}"}
+
+// statusMessagePlaceholder finds the placeholders of a status message.
+var statusMessagePlaceholder = regexp.MustCompile(`\{[^{}]*\}`)
+
+// StatusMessageFields returns the placeholders tmpl names, in order, as
+// written (valid or not).
+func StatusMessageFields(tmpl string) []string {
+	return statusMessagePlaceholder.FindAllString(tmpl, -1)
 }
 
 // Schedule configures polling and the expansion window.

@@ -266,6 +266,7 @@ func TestLoadInvalid(t *testing.T) {
 
 		// Presence.
 		{"presence-pair", `:11: presence.activity: availability/activity Available/InAConferenceCall is not allowed by Graph (allowed: Available/Available, Busy/InACall, Busy/InAConferenceCall, Away/Away, DoNotDisturb/Presenting)`},
+		{"presence-status-message", ":6: presence.status_message: unknown placeholder {until} (known: {vendor}, {title}, {end})"},
 		{"presence-negative", ":10: presence.lead: must not be negative (got -1m0s)\n" +
 			"FILE:11: presence.grace: must not be negative (got -1s)\n" +
 			"FILE:12: presence.merge_gap: must not be negative (got -2m0s)\n" +

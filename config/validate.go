@@ -253,6 +253,15 @@ func (c *Config) validatePresence(k *checker) {
 	if p.MaxLease < presence.MinLease || p.MaxLease > presence.MaxLease {
 		k.add("presence.max_lease", "must be between 5m and 4h (got %s)", p.MaxLease)
 	}
+	for _, f := range StatusMessageFields(p.StatusMessage) {
+		if !slices.Contains(StatusMessagePlaceholders, f) {
+			k.add("presence.status_message", "unknown placeholder %s (known: %s)", f, strings.Join(StatusMessagePlaceholders, ", "))
+		}
+	}
+	// Graph: a status message is at most 280 characters.
+	if n := len([]rune(p.StatusMessage)); n > 200 {
+		k.add("presence.status_message", "at most 200 characters (got %d): Teams shows 280 at most, and the title fills in", n)
+	}
 }
 
 func (c *Config) validateSchedule(k *checker) {
