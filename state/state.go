@@ -183,6 +183,10 @@ type Session struct {
 	// (the end of that span). Kept with the session, like HeldUntil, so a
 	// restart does not fight the person either.
 	OwnStatusUntil time.Time `json:"own_status_until,omitzero"`
+	// Message is the Teams status message the worker set for this span
+	// (presence.status_message filled in), "" when none: at the span's
+	// end it is cleared only while Teams still shows this text.
+	Message string `json:"message,omitempty"`
 }
 
 // OwnStatusAt reports whether the person's own status in Teams is left

@@ -271,6 +271,12 @@ func (p *countingPresence) ReadPresences(ctx context.Context, ids []string) (map
 	return map[string]presence.Shown{}, nil
 }
 
+func (p *countingPresence) SetStatusMessage(ctx context.Context, userID, message string, expires time.Time) error {
+	return nil
+}
+
+func (p *countingPresence) ClearStatusMessage(ctx context.Context, userID string) error { return nil }
+
 // sample is what one pass cost.
 type sample struct {
 	wall      time.Duration

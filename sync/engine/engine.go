@@ -518,6 +518,7 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 			break
 		}
 	}
+	e.queueMessages(results, now)
 	return results
 }
 

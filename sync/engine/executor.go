@@ -27,6 +27,11 @@ type Presence interface {
 	// calls as Graph allows (getPresencesByUserId); an id missing from
 	// the map was not read. A partial answer may come with an error.
 	ReadPresences(ctx context.Context, ids []string) (map[string]presence.Shown, error)
+	// SetStatusMessage sets the person's Teams status message until
+	// expires; ClearStatusMessage removes it, whoever wrote it (the
+	// caller makes sure it is the worker's).
+	SetStatusMessage(ctx context.Context, userID, message string, expires time.Time) error
+	ClearStatusMessage(ctx context.Context, userID string) error
 }
 
 // Store records the sessions we hold, by person, and what Entra said of
@@ -206,7 +211,7 @@ func intent(a plan.Action, now time.Time) state.Session {
 		sameSpan := a.HasPrev && a.Prev.SpanStart.Equal(a.Span.Start)
 		p.Reasserted = a.Reason == plan.ReasonLost || (sameSpan && a.Prev.Reasserted)
 		if sameSpan {
-			p.OwnStatusUntil = a.Prev.OwnStatusUntil
+			p.OwnStatusUntil, p.Message = a.Prev.OwnStatusUntil, a.Prev.Message
 		}
 	}
 	p.UserID, p.Pending = a.User, a.Op

@@ -64,8 +64,9 @@ type ShownPerson struct {
 type readback struct {
 	soon chan struct{}
 
-	mu   sync.Mutex
-	last map[string]ShownPerson // by person id
+	mu       sync.Mutex
+	last     map[string]ShownPerson // by person id
+	messages []messageJob           // status messages to send (statusmessage.go)
 }
 
 func newReadback() *readback { return &readback{soon: make(chan struct{}, 1)} }
@@ -110,9 +111,6 @@ func (e *Engine) readbackLoop(ctx context.Context) {
 		case <-t.C:
 		case <-e.rb.soon:
 			t.Stop()
-			if !retryAt.IsZero() {
-				continue // backing off: the retry reads everyone anyway
-			}
 			s := time.NewTimer(ReadbackAfterBurst)
 			select {
 			case <-ctx.Done():
@@ -120,9 +118,19 @@ func (e *Engine) readbackLoop(ctx context.Context) {
 				return
 			case <-s.C:
 			}
+			if !retryAt.IsZero() {
+				if !e.config().Graph.DryRun {
+					e.sendMessages(ctx)
+				}
+				continue // backing off: the retry reads everyone anyway
+			}
 		}
 		// A dry run sets nothing: there is nothing in Teams to judge it by.
-		if g := e.config().Graph; g.ReadbackInterval <= 0 || g.DryRun || !e.startedUp() {
+		g := e.config().Graph
+		if !g.DryRun {
+			e.sendMessages(ctx)
+		}
+		if g.ReadbackInterval <= 0 || g.DryRun || !e.startedUp() {
 			retryAt = time.Time{}
 			continue
 		}

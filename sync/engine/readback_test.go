@@ -148,3 +148,57 @@ func TestReadbackFailuresBackOff(t *testing.T) {
 		)
 	})
 }
+
+// With presence.status_message, a span's set is followed by the message,
+// which is cleared when the span ends early while it is still ours; a
+// message the person wrote is never replaced or cleared.
+func TestStatusMessage(t *testing.T) {
+	tests := []struct {
+		name  string
+		own   string // the person's own message, written at 5m ("" none)
+		later string // the person's own message, written at 15m
+		want  []string
+	}{
+		{"ours, cleared at an early end", "", "", []string{
+			"10m30s set alice@contoso.com InAConferenceCall 30m0s",
+			`10m32s message alice@contoso.com "In a zoom meeting (m) until 00:40"`,
+			"21m0s clear alice@contoso.com",
+			"21m2s unmessage alice@contoso.com",
+		}},
+		{"theirs before the span: never replaced", "Out for lunch", "", []string{
+			"10m30s set alice@contoso.com InAConferenceCall 30m0s",
+			"21m0s clear alice@contoso.com",
+		}},
+		{"theirs written during the span: not cleared", "", "Back at 3", []string{
+			"10m30s set alice@contoso.com InAConferenceCall 30m0s",
+			`10m32s message alice@contoso.com "In a zoom meeting (m) until 00:40"`,
+			"21m0s clear alice@contoso.com",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := readbackConfig()
+				cfg.Presence.StatusMessage = "In a {vendor} meeting ({title}) until {end}"
+				begin := time.Now()
+				h := startHarness(t, cfg, ics(begin, "m", 10*time.Minute+30*time.Second, 30*time.Minute), nil, nil)
+				h.until(5 * time.Minute)
+				if tt.own != "" {
+					h.graph.SetMessage(alice, tt.own)
+				}
+				h.until(15 * time.Minute)
+				if tt.later != "" {
+					h.graph.SetMessage(alice, tt.later)
+				}
+				h.until(20*time.Minute + 30*time.Second)
+				h.feeds.set("zoom", ics(begin))
+				h.until(30 * time.Minute)
+				h.stop()
+				got := strings.Join(h.graph.Got(), "\n")
+				if want := strings.Join(tt.want, "\n"); got != want {
+					t.Errorf("Graph calls:\n%s\nwant:\n%s", got, want)
+				}
+			})
+		})
+	}
+}
