@@ -99,3 +99,46 @@ func TestRunReadbackLeavesOwnStatus(t *testing.T) {
 		t.Errorf(`/metrics lacks calpresence_readback_people{result="own_status"} 1`)
 	}
 }
+
+// TestRunStatusMessage: with presence.status_message, the daemon sets the
+// message after the span's set, expiring at the span's end; a message
+// alice wrote herself is never replaced.
+func TestRunStatusMessage(t *testing.T) {
+	for _, own := range []string{"", "Out for lunch"} {
+		t.Run("own="+own, func(t *testing.T) {
+			e := newE2E(t, 2*time.Second, time.Minute)
+			b, err := os.ReadFile(e.cfgPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := strings.Replace(string(b), "schedule:\n", "presence:\n  status_message: \"In a {vendor} meeting until {end}\"\nschedule:\n  timezone: UTC\n", 1)
+			if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if own != "" {
+				e.g.SetStatusMessage(aliceID, graphtest.StatusMessage{Content: own})
+			}
+			d := startDaemon(t, e.cfgPath)
+			d.serving(t)
+			waitCalls(t, e.g, 1, time.Until(e.start)+5*time.Second)
+			want := "In a Zoom meeting until " + e.end.UTC().Format("15:04")
+			if own != "" {
+				d.waitLog(t, "the person's own status message stays", 6*time.Second)
+				if m, _ := e.g.StatusMessage(aliceID); m.Content != own {
+					t.Errorf("status message = %q; want hers, %q", m.Content, own)
+				}
+				if n := len(e.g.CallsOp(graphtest.OpSetStatusMessage)); n != 0 {
+					t.Errorf("%d setStatusMessage calls; want none", n)
+				}
+				return
+			}
+			if !testutil.WaitUntil(6*time.Second, func() bool { m, _ := e.g.StatusMessage(aliceID); return m.Content == want }) {
+				m, _ := e.g.StatusMessage(aliceID)
+				t.Fatalf("status message = %q; want %q", m.Content, want)
+			}
+			if m, _ := e.g.StatusMessage(aliceID); !m.Expires.Equal(e.end) {
+				t.Errorf("status message expires %v; want the span's end %v", m.Expires, e.end)
+			}
+		})
+	}
+}
