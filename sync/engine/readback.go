@@ -218,6 +218,12 @@ func (e *Engine) readBack(ctx context.Context) error {
 				p.Result = "" // not judged: shown as read, no verdict
 			}
 		case presence.AvailabilityRank(sh.Availability) >= presence.AvailabilityRank(s.Availability):
+			if s.Reasserted {
+				// The re-set showed: a later loss in this span is Graph's
+				// again, not the person's own status.
+				s.Reasserted = false
+				puts = append(puts, s)
+			}
 		case !s.Reasserted:
 			p.Result = ReadbackLost
 			s.Lost = true

@@ -27,23 +27,27 @@ func TestReadbackSetsLostSessionAgain(t *testing.T) {
 		h := startHarness(t, readbackConfig(), ics(time.Now(), "m", 10*time.Minute, 30*time.Minute), nil, nil)
 		h.until(15 * time.Minute)
 		h.graph.Lose(alice)
+		// A re-set that showed: a later loss is Graph's again.
+		h.until(25 * time.Minute)
+		h.graph.Lose(alice)
 		h.until(35 * time.Minute)
 		h.stop()
 		h.want(
 			"10m0s set alice@contoso.com InAConferenceCall 30m0s",
 			"15m2s set alice@contoso.com InAConferenceCall 24m58s",
+			"25m4s set alice@contoso.com InAConferenceCall 14m56s",
 		)
-		if got, want := strings.Join(h.reasons(), ", "), "set start, set lost"; got != want {
+		if got, want := strings.Join(h.reasons(), ", "), "set start, set lost, set lost"; got != want {
 			t.Errorf("reasons = %s; want %s", got, want)
 		}
-		if got := testutil.ToFloat64(h.metrics.ReadbackReasserts); got != 1 {
-			t.Errorf("calpresence_readback_reasserts_total = %v; want 1", got)
+		if got := testutil.ToFloat64(h.metrics.ReadbackReasserts); got != 2 {
+			t.Errorf("calpresence_readback_reasserts_total = %v; want 2", got)
 		}
 		if got := testutil.ToFloat64(h.metrics.ReadbackPeople.WithLabelValues(ReadbackShown)); got != 1 {
 			t.Errorf(`calpresence_readback_people{result="shown"} = %v; want 1`, got)
 		}
-		if n := strings.Count(h.logs.String(), "Graph lost it; setting it again"); n != 1 {
-			t.Errorf("%d log lines for the re-set; want 1", n)
+		if n := strings.Count(h.logs.String(), "Graph lost it; setting it again"); n != 2 {
+			t.Errorf("%d log lines for the re-sets; want 2", n)
 		}
 	})
 }
