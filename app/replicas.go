@@ -208,7 +208,26 @@ func (f fencedPresence) ClearPresence(ctx context.Context, userID string) error 
 	return f.Presence.ClearPresence(ctx, userID)
 }
 
-// ResolveUser changes nothing in Graph: it is not fenced.
+func (f fencedPresence) SetStatusMessage(ctx context.Context, userID, message string, expires time.Time) error {
+	if !f.leading() {
+		return errNotLeader
+	}
+	ctx, cancel := f.guard(ctx)
+	defer cancel()
+	return f.Presence.SetStatusMessage(ctx, userID, message, expires)
+}
+
+func (f fencedPresence) ClearStatusMessage(ctx context.Context, userID string) error {
+	if !f.leading() {
+		return errNotLeader
+	}
+	ctx, cancel := f.guard(ctx)
+	defer cancel()
+	return f.Presence.ClearStatusMessage(ctx, userID)
+}
+
+// ResolveUser and ReadPresences change nothing in Graph: they are not
+// fenced.
 func (f fencedPresence) ResolveUser(ctx context.Context, address string) (presence.Person, error) {
 	return f.Presence.ResolveUser(ctx, address)
 }

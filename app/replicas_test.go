@@ -112,6 +112,9 @@ func replicaConfig(t *testing.T, dsn string) *config.Config {
 	cfg.Server.Listen = ""
 	cfg.Server.ShutdownTimeout = 5 * time.Second
 	cfg.Schedule.PollInterval = time.Second
+	// Each replica has a fake Graph of its own: a new leader's read-back
+	// would not see the sessions the old leader set, and set them again.
+	cfg.Graph.ReadbackInterval = 0
 	cfg.Sources = []config.Source{
 		{Name: "alice", URL: "https://feeds.example.test/alice.ics", Users: []string{"alice@contoso.com"}, PollInterval: time.Second},
 		{Name: "bob", URL: "https://feeds.example.test/bob.ics", Users: []string{"bob@contoso.com"}, PollInterval: time.Second},

@@ -34,6 +34,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -83,7 +84,11 @@ type Graph struct {
 	// per app per tenant).
 	RateLimit  int           `yaml:"rate_limit"`
 	RateWindow time.Duration `yaml:"rate_window"`
-	DryRun     bool          `yaml:"dry_run,omitempty"`
+	// ReadbackInterval is how often the worker reads back what Teams
+	// shows for everyone it holds a session for (and shortly after each
+	// burst of sets); 0 turns the read-back off.
+	ReadbackInterval time.Duration `yaml:"readback_interval"`
+	DryRun           bool          `yaml:"dry_run,omitempty"`
 }
 
 // Presence holds the presence settings; the top level gives defaults and
@@ -102,6 +107,26 @@ type Presence struct {
 	// LeadBurst is how early a burst of starts larger than the rate
 	// allows in a second may begin (0: never early; default 5s).
 	LeadBurst time.Duration `yaml:"lead_burst"`
+	// StatusMessage, when set, is the Teams status message set with each
+	// span (e.g. "In a {vendor} meeting until {end}"), expiring at the
+	// span's end; StatusMessagePlaceholders lists what it may name. A
+	// message the person wrote is never replaced or cleared. Top level
+	// only.
+	StatusMessage string `yaml:"status_message,omitempty"`
+}
+
+// StatusMessagePlaceholders are what presence.status_message may name:
+// the meeting's vendor (Zoom, Webex, else the source's name), its title,
+// and the span's end (15:04) in schedule.timezone.
+var StatusMessagePlaceholders = []string{"{vendor}", "{title}", "{end}"}
+
+// statusMessagePlaceholder finds the placeholders of a status message.
+var statusMessagePlaceholder = regexp.MustCompile(`\{[^{}]*\}`)
+
+// StatusMessageFields returns the placeholders tmpl names, in order, as
+// written (valid or not).
+func StatusMessageFields(tmpl string) []string {
+	return statusMessagePlaceholder.FindAllString(tmpl, -1)
 }
 
 // Schedule configures polling and the expansion window.
@@ -290,6 +315,9 @@ func Default() *Config {
 			Timeout:        30 * time.Second,
 			RateLimit:      10000,
 			RateWindow:     30 * time.Second,
+			// Graph drops a session now and then without a word; five
+			// minutes bounds how long someone shows Available in a meeting.
+			ReadbackInterval: 5 * time.Minute,
 		},
 		Presence: Presence{
 			Availability: presence.Busy,

@@ -46,18 +46,19 @@ func TestLoadFull(t *testing.T) {
 	want := &Config{
 		Path: "testdata/valid-full.yaml",
 		Graph: Graph{
-			TenantID:       "contoso.onmicrosoft.com",
-			ClientID:       "11111111-2222-3333-4444-555555555555",
-			Auth:           "client_secret",
-			ClientSecret:   "s3cr3t#with: yaml chars",
-			Cloud:          "usgov",
-			Endpoint:       "https://graph.microsoft.us/v1.0",
-			AuthorityHost:  "https://login.microsoftonline.us/",
-			CAFile:         "/etc/ssl/proxy.pem",
-			MaxConcurrency: 8,
-			Timeout:        45 * time.Second,
-			RateLimit:      5000,
-			RateWindow:     time.Minute,
+			TenantID:         "contoso.onmicrosoft.com",
+			ClientID:         "11111111-2222-3333-4444-555555555555",
+			Auth:             "client_secret",
+			ClientSecret:     "s3cr3t#with: yaml chars",
+			Cloud:            "usgov",
+			Endpoint:         "https://graph.microsoft.us/v1.0",
+			AuthorityHost:    "https://login.microsoftonline.us/",
+			CAFile:           "/etc/ssl/proxy.pem",
+			MaxConcurrency:   8,
+			Timeout:          45 * time.Second,
+			RateLimit:        5000,
+			RateWindow:       time.Minute,
+			ReadbackInterval: 2 * time.Minute,
 		},
 		Presence: Presence{
 			Availability:   "Busy",
@@ -159,6 +160,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"graph.timeout", d.Graph.Timeout, 30 * time.Second},
 		{"graph.rate_limit", d.Graph.RateLimit, 10000},
 		{"graph.rate_window", d.Graph.RateWindow, 30 * time.Second},
+		{"graph.readback_interval", d.Graph.ReadbackInterval, 5 * time.Minute},
 		{"presence.availability", d.Presence.Availability, "Busy"},
 		{"presence.activity", d.Presence.Activity, "InAConferenceCall"},
 		{"presence.lead", d.Presence.Lead, time.Duration(0)},
@@ -265,10 +267,12 @@ func TestLoadInvalid(t *testing.T) {
 		{"graph-limits", ":5: graph.max_concurrency: must be at least 1 (got 0)\n" +
 			"FILE:6: graph.timeout: must be positive (got 0s)\n" +
 			"FILE:7: graph.rate_limit: must be at least 1 (got 0)\n" +
-			"FILE:8: graph.rate_window: must be positive (got -1s)"},
+			"FILE:8: graph.rate_window: must be positive (got -1s)\n" +
+			"FILE:9: graph.readback_interval: must be 0 (off) or at least 1s (got 500ms)"},
 
 		// Presence.
 		{"presence-pair", `:11: presence.activity: availability/activity Available/InAConferenceCall is not allowed by Graph (allowed: Available/Available, Busy/InACall, Busy/InAConferenceCall, Away/Away, DoNotDisturb/Presenting)`},
+		{"presence-status-message", ":6: presence.status_message: unknown placeholder {until} (known: {vendor}, {title}, {end})"},
 		{"presence-negative", ":10: presence.lead: must not be negative (got -1m0s)\n" +
 			"FILE:11: presence.grace: must not be negative (got -1s)\n" +
 			"FILE:12: presence.merge_gap: must not be negative (got -2m0s)\n" +

@@ -25,7 +25,7 @@ var restartKeys = []string{
 }
 
 // liveKeys are exceptions within restartKeys: read at every use.
-var liveKeys = []string{"webhooks.max_unscheduled"}
+var liveKeys = []string{"webhooks.max_unscheduled", "graph.readback_interval"}
 
 // NeedsRestart returns the keys whose values differ between old and cur
 // that a running daemon reads only at start, sorted, e.g.

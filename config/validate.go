@@ -210,7 +210,14 @@ func (c *Config) validateGraph(k *checker) {
 		k.add("graph.rate_limit", "must be at least 1 (got %d)", g.RateLimit)
 	}
 	positive(k, "graph.rate_window", g.RateWindow)
+	if g.ReadbackInterval != 0 && g.ReadbackInterval < MinReadbackInterval {
+		k.add("graph.readback_interval", "must be 0 (off) or at least %s (got %s)", MinReadbackInterval, g.ReadbackInterval)
+	}
 }
+
+// MinReadbackInterval is the shortest graph.readback_interval: each
+// read-back of 10,000 people is 16 calls of Graph's 1,500 reads per 30 s.
+const MinReadbackInterval = time.Second
 
 func positive(k *checker, path string, d time.Duration) {
 	if d <= 0 {
@@ -246,6 +253,15 @@ func (c *Config) validatePresence(k *checker) {
 	// Graph accepts an expirationDuration from PT5M to PT4H.
 	if p.MaxLease < presence.MinLease || p.MaxLease > presence.MaxLease {
 		k.add("presence.max_lease", "must be between 5m and 4h (got %s)", p.MaxLease)
+	}
+	for _, f := range StatusMessageFields(p.StatusMessage) {
+		if !slices.Contains(StatusMessagePlaceholders, f) {
+			k.add("presence.status_message", "unknown placeholder %s (known: %s)", f, strings.Join(StatusMessagePlaceholders, ", "))
+		}
+	}
+	// Graph: a status message is at most 280 characters.
+	if n := len([]rune(p.StatusMessage)); n > 200 {
+		k.add("presence.status_message", "at most 200 characters (got %d): Teams shows 280 at most, and the title fills in", n)
 	}
 }
 

@@ -7,8 +7,9 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/calpresence/calpresence/internal/logsample"
 )
 
 // The status page, /readyz and /metrics name people and their meetings.
@@ -80,9 +81,7 @@ type hostGuard struct {
 	hostnames func() []string // server.hostnames, asked at every request (a reload changes it)
 	log       *slog.Logger
 
-	mu       sync.Mutex
-	next     time.Time // no refusal is logged before then
-	unlogged int       // refusals since the last one logged
+	refusals logsample.Sampler // Every: logRefusalsEvery
 }
 
 // wrap serves next only for a Host the pages answer, else 421.
@@ -109,16 +108,10 @@ func (g *hostGuard) wrap(next http.Handler) http.Handler {
 // logRefusal logs a refused request, at most once per logRefusalsEvery,
 // with the number of refusals not logged since the line before.
 func (g *hostGuard) logRefusal(r *http.Request) {
-	now := time.Now()
-	g.mu.Lock()
-	if now.Before(g.next) {
-		g.unlogged++
-		g.mu.Unlock()
+	unlogged, ok := g.refusals.Allow(time.Now())
+	if !ok {
 		return
 	}
-	unlogged := g.unlogged
-	g.next, g.unlogged = now.Add(logRefusalsEvery), 0
-	g.mu.Unlock()
 	g.log.Warn("page request refused: Host not answered (list it in server.hostnames to serve it)",
 		"host", r.Host, "remote_addr", r.RemoteAddr, "path", r.URL.Path, "refused_unlogged", unlogged)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/calpresence/calpresence/internal/logsample"
 	"github.com/calpresence/calpresence/sync/engine"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -116,7 +117,7 @@ func Handler(eng Engine, gatherer prometheus.Gatherer, token string, log *slog.L
 // settings is asked at every request.
 func HandlerSettings(eng Engine, gatherer prometheus.Gatherer, settings func() Settings, log *slog.Logger) http.Handler {
 	token := func() string { return settings().Token }
-	pages := &hostGuard{hostnames: func() []string { return settings().Hostnames }, log: log}
+	pages := &hostGuard{hostnames: func() []string { return settings().Hostnames }, log: log, refusals: logsample.Sampler{Every: logRefusalsEvery}}
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", pages.wrap(serveStatus(eng, log)))
 	// /healthz says "ok" and nothing else, so it answers any Host: a

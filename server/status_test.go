@@ -48,6 +48,12 @@ func sampleStatus() engine.Status {
 			User: "alice@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000001", Availability: "Busy", Activity: "InAConferenceCall",
 			Since: now.Add(-10 * time.Minute), Until: now.Add(30 * time.Minute),
 			Meetings: []engine.Meeting{{Source: "zoom-sales", UID: "ZOOM-1", Summary: "Weekly sync <script>alert(1)</script>", Start: now.Add(-10 * time.Minute), End: now.Add(30 * time.Minute)}},
+			Shown:    presence.Shown{Availability: "Busy", Activity: "InAConferenceCall"}, ShownAt: now.Add(-time.Minute), Readback: engine.ReadbackShown,
+		}, {
+			User: "erin@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000005", Availability: "Busy", Activity: "InAConferenceCall",
+			Since: now.Add(-10 * time.Minute), Until: now.Add(30 * time.Minute),
+			Meetings: []engine.Meeting{{Source: "zoom-sales", UID: "ZOOM-2", Summary: "Board", Start: now.Add(-10 * time.Minute), End: now.Add(30 * time.Minute)}},
+			Shown:    presence.Shown{Availability: "Available", Activity: "Available"}, ShownAt: now.Add(-2 * time.Minute), Readback: engine.ReadbackOwnStatus,
 		}},
 		Next: []engine.Transition{
 			{At: now.Add(5 * time.Minute), User: "dave@contoso.com", Busy: true, Meeting: "Design review"},
@@ -183,7 +189,8 @@ func checkPage(t *testing.T, doc *node) {
 		{"sources", "fetch https://calendar.google.com/x.ics?<redacted>: HTTP 503"},
 		{"sources", "https://calendar.google.com/calendar/ical/team%40contoso.com/private-<redacted>/basic.ics"},
 		{"sources", "zoom-sales healthy 2027-03-04 14:57:00 UTC 3m ago none 42 https://example.zoom.us/feed.ics?<redacted>"},
-		{"busy", "alice@contoso.com Busy InAConferenceCall Weekly sync <script>alert(1)</script> · zoom-sales · 14:50–15:30 UTC 2027-03-04 15:30:00 UTC in 30m"},
+		{"busy", "erin@contoso.com Busy InAConferenceCall Available Available Teams shows Available — their own status read 2m ago Board"},
+		{"busy", "alice@contoso.com Busy InAConferenceCall Busy InAConferenceCall read 1m ago Weekly sync <script>alert(1)</script> · zoom-sales · 14:50–15:30 UTC 2027-03-04 15:30:00 UTC in 30m"},
 		{"next", "2027-03-04 15:05:00 UTC in 5m dave@contoso.com busy Design review"},
 		{"next", "2027-03-04 15:30:00 UTC in 30m alice@contoso.com free Weekly sync"},
 		{"held", "bob@contoso.com 9a1f3c2e-0000-4000-8000-000000000002 throttled 3 tries setPresence for 9a1f3c2e-0000-4000-8000-000000000002: HTTP 429 TooManyRequests"},
@@ -210,8 +217,8 @@ func checkPage(t *testing.T, doc *node) {
 	if n := len(doc.byTag("script")); n != 0 {
 		t.Errorf("page has %d script elements; want none (a meeting title is text)", n)
 	}
-	if got := doc.byID("busy").byClass("busy-person"); len(got) != 1 || got[0].attrs["data-user"] != "alice@contoso.com" {
-		t.Errorf("busy rows = %d; want alice's only", len(got))
+	if got := doc.byID("busy").byClass("busy-person"); len(got) != 2 || got[0].attrs["data-user"] != "alice@contoso.com" || got[1].attrs["data-user"] != "erin@contoso.com" {
+		t.Errorf("busy rows = %d; want alice's and erin's", len(got))
 	}
 }
 

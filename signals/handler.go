@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/calpresence/calpresence/internal/logsample"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -117,7 +118,7 @@ type Handler struct {
 	// One per body being read: small ones (SmallBody at most) and the
 	// others.
 	slots, smallSlots chan struct{}
-	refusals          sampler
+	refusals          logsample.Sampler
 }
 
 // New builds a Handler.
@@ -150,7 +151,7 @@ func New(o Options) *Handler {
 		o.Now = time.Now
 	}
 	h := &Handler{o: o, queue: make(chan queued, o.Queue), mux: http.NewServeMux(),
-		slots: make(chan struct{}, o.MaxInFlight), smallSlots: make(chan struct{}, o.MaxSmallInFlight), refusals: sampler{every: o.RefusalLogEvery}}
+		slots: make(chan struct{}, o.MaxInFlight), smallSlots: make(chan struct{}, o.MaxSmallInFlight), refusals: logsample.Sampler{Every: o.RefusalLogEvery}}
 	if o.ZoomSecret != "" {
 		h.mux.HandleFunc("POST "+PathZoom, h.zoom)
 	}
@@ -321,7 +322,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, vendor, event, 
 		event = "unknown"
 	}
 	h.count(vendor, event, result)
-	if skipped, ok := h.refusals.allow(time.Now()); ok {
+	if skipped, ok := h.refusals.Allow(time.Now()); ok {
 		h.o.Logger.Warn("webhook delivery refused", "vendor", vendor, "event", event, "result", result, "status", code,
 			"remote", r.RemoteAddr, "err", err, "refused_unlogged", skipped)
 	}
@@ -335,7 +336,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, vendor, event, 
 func (h *Handler) accept(w http.ResponseWriter, r *http.Request, vendor, event, result string, err error) {
 	h.count(vendor, event, result)
 	if result == "invalid" {
-		if skipped, ok := h.refusals.allow(time.Now()); ok {
+		if skipped, ok := h.refusals.Allow(time.Now()); ok {
 			h.o.Logger.Warn("signed webhook delivery not understood", "vendor", vendor, "event", event, "remote", r.RemoteAddr,
 				"err", err, "refused_unlogged", skipped)
 		}
@@ -343,29 +344,6 @@ func (h *Handler) accept(w http.ResponseWriter, r *http.Request, vendor, event, 
 		h.o.Logger.Debug("webhook delivery not used", "vendor", vendor, "event", event, "err", err)
 	}
 	w.WriteHeader(http.StatusOK)
-}
-
-// sampler lets one log line through per interval and counts the others.
-type sampler struct {
-	every time.Duration
-
-	mu      sync.Mutex
-	next    time.Time // no line before then
-	skipped int       // lines not let through since the last one
-}
-
-// allow says whether to log now, and how many lines were not since the
-// last one.
-func (s *sampler) allow(now time.Time) (skipped int, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if now.Before(s.next) {
-		s.skipped++
-		return 0, false
-	}
-	skipped = s.skipped
-	s.next, s.skipped = now.Add(s.every), 0
-	return skipped, true
 }
 
 // enqueue keeps signals in the Inbox (when set), hands them to Run and

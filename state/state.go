@@ -170,7 +170,28 @@ type Session struct {
 	// another replica honours it; once the clear has gone through the
 	// record stays as a hold with no lease (Expires not after the clear).
 	HeldUntil time.Time `json:"held_until,omitzero"`
+	// Lost is set by the read-back when Teams showed less than this
+	// session while it should be in force: Graph dropped it. The next
+	// reconcile sets it again (reason "lost").
+	Lost bool `json:"lost,omitempty"`
+	// Reasserted records that a lost session of this span (SpanStart) was
+	// set again once already: if Teams still shows less, it is the
+	// person's own status, not a loss.
+	Reasserted bool `json:"reasserted,omitempty"`
+	// OwnStatusUntil is set by the read-back when the person's own status
+	// in Teams beat a re-set session: nothing is set for them before it
+	// (the end of that span). Kept with the session, like HeldUntil, so a
+	// restart does not fight the person either.
+	OwnStatusUntil time.Time `json:"own_status_until,omitzero"`
+	// Message is the Teams status message the worker set for this span
+	// (presence.status_message filled in), "" when none: at the span's
+	// end it is cleared only while Teams still shows this text.
+	Message string `json:"message,omitempty"`
 }
+
+// OwnStatusAt reports whether the person's own status in Teams is left
+// alone at now (OwnStatusUntil).
+func (s Session) OwnStatusAt(now time.Time) bool { return now.Before(s.OwnStatusUntil) }
 
 // HeldAt reports whether an operator's clear holds the person back at now.
 func (s Session) HeldAt(now time.Time) bool { return now.Before(s.HeldUntil) }

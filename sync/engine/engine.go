@@ -84,6 +84,7 @@ type Engine struct {
 	rate          float64     // presence calls per second Graph allows (0: no limit)
 	authenticated func() bool // nil: not checked
 	sig           *signalSet  // live meeting signals (signals.go)
+	rb            *readback   // what Teams shows (readback.go)
 
 	// reloads hands Reload's configurations to Run's loop, so that a
 	// reload is applied between reconciles (reload.go); stopped is
@@ -164,6 +165,7 @@ func New(o Options) (*Engine, error) {
 		exec:         newExecutor(o.Presence, sessions, dir, newGate(g.MaxConcurrency, g.RateLimit, g.RateWindow), o.Logger, o.Metrics),
 		kick:         make(chan struct{}, 1),
 		sig:          newSignalSet(o.Store, o.Logger),
+		rb:           newReadback(),
 		reloads:      make(chan reloadRequest),
 		stopped:      make(chan struct{}),
 		startCfg:     o.Config,
@@ -239,6 +241,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		defer wg.Done()
 		e.resolveLoop(ctx)
 	}()
+	// The read-back: its own goroutine, so that a read in flight never
+	// holds up a boundary (readback.go).
+	wg.Go(func() { e.readbackLoop(ctx) })
 	if e.sig.store != nil {
 		// The inbox: the webhooks a standby received (several replicas),
 		// those stored on receipt and not yet applied when the process
@@ -521,6 +526,13 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 	}
 	results := e.exec.run(ctx, burstOrder(e.named(onlyUsers(actions, users))))
 	e.scheduleWake(e.nextWake(in))
+	for _, r := range results {
+		if r.Action.Op == plan.OpSet && r.Err == nil {
+			e.rb.poke() // a burst of sets: read back what Teams shows
+			break
+		}
+	}
+	e.queueMessages(results, now)
 	return results
 }
 

@@ -23,6 +23,15 @@ type Presence interface {
 	// ResolveUser names the Entra user a calendar address belongs to (UPN,
 	// mail or proxy address, any case; an object id). It caches nothing.
 	ResolveUser(ctx context.Context, address string) (presence.Person, error)
+	// ReadPresences returns what Teams shows for each of ids, in as few
+	// calls as Graph allows (getPresencesByUserId); an id missing from
+	// the map was not read. A partial answer may come with an error.
+	ReadPresences(ctx context.Context, ids []string) (map[string]presence.Shown, error)
+	// SetStatusMessage sets the person's Teams status message until
+	// expires; ClearStatusMessage removes it, whoever wrote it (the
+	// caller makes sure it is the worker's).
+	SetStatusMessage(ctx context.Context, userID, message string, expires time.Time) error
+	ClearStatusMessage(ctx context.Context, userID string) error
 }
 
 // Store records the sessions we hold, by person, and what Entra said of
@@ -197,6 +206,13 @@ func intent(a plan.Action, now time.Time) state.Session {
 	}
 	if a.Op == plan.OpSet {
 		p.Expires = maxTime(p.Expires, now.Add(a.Expiration))
+		// One re-set of a lost session per span: the read-back judges a
+		// second loss to be the person's own status.
+		sameSpan := a.HasPrev && a.Prev.SpanStart.Equal(a.Span.Start)
+		p.Reasserted = a.Reason == plan.ReasonLost || (sameSpan && a.Prev.Reasserted)
+		if sameSpan {
+			p.OwnStatusUntil, p.Message = a.Prev.OwnStatusUntil, a.Prev.Message
+		}
 	}
 	p.UserID, p.Pending = a.User, a.Op
 	p.HeldUntil = maxTime(p.HeldUntil, a.HoldUntil)

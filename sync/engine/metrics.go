@@ -20,6 +20,10 @@ type Metrics struct {
 	Reconciles      prometheus.Counter
 	Addresses       *prometheus.GaugeVec // state: resolved|unknown|pending
 	ClearsPending   prometheus.Gauge     // clears failed and awaiting retry
+	// ReadbackPeople: people the last read-back found, by result
+	// (shown, own_status).
+	ReadbackPeople    *prometheus.GaugeVec
+	ReadbackReasserts prometheus.Counter // lost sessions set again
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -69,10 +73,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "calpresence_clears_pending",
 			Help: "Sessions whose clear has not succeeded yet (retried with back-off until the lease runs out).",
 		}),
+		ReadbackPeople: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_readback_people",
+			Help: "People the last read-back of Teams presence found, by result: shown (Teams shows our session or busier), own_status (their own status wins; left alone until the span ends).",
+		}, []string{"result"}),
+		ReadbackReasserts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "calpresence_readback_reasserts_total",
+			Help: "Sessions the read-back found lost (Teams showed less than we set while it should be in force) and set again.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale,
-			m.GraphRequests, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles, m.Addresses, m.ClearsPending)
+			m.GraphRequests, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles, m.Addresses, m.ClearsPending,
+			m.ReadbackPeople, m.ReadbackReasserts)
 	}
 	return m
 }
@@ -82,7 +95,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // showing the feeds, sessions and people of the time it led (the leader
 // shows them now). Counters and the histogram keep counting.
 func (m *Metrics) ResetGauges() {
-	for _, g := range []*prometheus.GaugeVec{m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale, m.Addresses} {
+	for _, g := range []*prometheus.GaugeVec{m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale, m.Addresses, m.ReadbackPeople} {
 		g.Reset()
 	}
 	for _, g := range []prometheus.Gauge{m.Sessions, m.UsersBusy, m.ClearsPending} {

@@ -72,7 +72,19 @@ type BusyPerson struct {
 	Availability, Activity string
 	Since, Until           time.Time // the busy span
 	Meetings               []Meeting // the meetings making them busy now
+	// Shown is what Teams showed at the last read-back (Availability ""
+	// when not read yet, or read-back is off), ShownAt when, and
+	// Readback the verdict: "shown", "lost" (set again), "own_status"
+	// (the person's own status wins until the span ends) or "" (not
+	// judged: a set in flight or just made).
+	Shown    presence.Shown
+	ShownAt  time.Time
+	Readback string
 }
+
+// OwnStatus reports whether the person's own status in Teams wins over
+// the worker's session.
+func (b BusyPerson) OwnStatus() bool { return b.Readback == ReadbackOwnStatus }
 
 // Meeting is one occurrence that makes someone busy.
 type Meeting struct {
@@ -170,8 +182,12 @@ func (e *Engine) Status(now time.Time) Status {
 	for id, ss := range spans {
 		upn := e.dir.UPN(id)
 		if s, ok := plan.SpanAt(ss, now); ok {
-			st.Busy = append(st.Busy, BusyPerson{User: upn, UserID: id, Availability: s.Pair.Availability, Activity: s.Pair.Activity,
-				Since: s.Start, Until: s.End, Meetings: meetings(s, now)})
+			b := BusyPerson{User: upn, UserID: id, Availability: s.Pair.Availability, Activity: s.Pair.Activity,
+				Since: s.Start, Until: s.End, Meetings: meetings(s, now)}
+			if sh, ok := e.rb.shown(id); ok {
+				b.Shown, b.ShownAt, b.Readback = sh.Shown, sh.At, sh.Result
+			}
+			st.Busy = append(st.Busy, b)
 		}
 		for _, s := range ss {
 			if s.Start.After(now) && s.Start.Before(horizon) {

@@ -34,6 +34,10 @@ const (
 	// ReasonHoldEnded: an operator's clear held the person back until the
 	// end of the span they were in; a span still running then is set.
 	ReasonHoldEnded = "hold-ended"
+	// ReasonLost: the read-back found Teams showing less than a session
+	// that should be in force (Graph dropped it): it is set again, once
+	// per span.
+	ReasonLost = "lost"
 
 	ReasonEarlyRemoved   = "early-end:removed"
 	ReasonEarlyShortened = "early-end:shortened"
@@ -174,10 +178,17 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 			}
 			continue
 		}
+		if held && active && sess.OwnStatusAt(now) && sess.Pending == "" {
+			// The person chose their own status in Teams, which beats
+			// every application: nothing is set for the rest of the span
+			// the read-back saw it in. Its end is cleared as usual.
+			wake(sess.OwnStatusUntil)
+			continue
+		}
 		// A call that was in flight when we stopped may or may not have
 		// reached Graph: treat the session as uncertain.
 		uncertain := held && sess.Pending != ""
-		live := held && sess.Expires.After(now) && !uncertain
+		live := held && sess.Expires.After(now) && !uncertain && !sess.Lost
 
 		if active {
 			wake(span.End)
@@ -191,6 +202,8 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 				switch {
 				case held && !sess.HeldUntil.IsZero():
 					reason, due = ReasonHoldEnded, sess.HeldUntil
+				case held && sess.Lost && !uncertain:
+					reason, due = ReasonLost, time.Time{}
 				case held && !uncertain:
 					reason = ReasonExpired // lease lapsed (e.g. worker was down)
 				}

@@ -221,6 +221,37 @@ func TestReconcile(t *testing.T) {
 			}()}, known: true,
 			want: []brief{{OpForget, alice, ReasonEnd, 0, ""}},
 		},
+		{
+			name: "a session the read-back found lost is set again", now: t0.Add(30 * minute),
+			matches: []Match{busy(alice, meeting)},
+			sessions: map[string]state.Session{alice: func() state.Session {
+				s := held(t0, t0.Add(time.Hour), t0, time.Hour, meeting)
+				s.Lost = true
+				return s
+			}()}, known: true,
+			want:     []brief{{OpSet, alice, ReasonLost, 30 * minute, conf.Activity}},
+			wantNext: t0.Add(time.Hour),
+		},
+		{
+			name: "the person's own status: no keep-alive for the rest of the span", now: t0.Add(4*time.Hour - 5*minute),
+			matches: []Match{busy(alice, workshop)},
+			sessions: map[string]state.Session{alice: func() state.Session {
+				s := held(t0, t0.Add(6*time.Hour), t0, 4*time.Hour, workshop)
+				s.OwnStatusUntil = t0.Add(6 * time.Hour)
+				return s
+			}()}, known: true,
+			wantNext: t0.Add(6 * time.Hour),
+		},
+		{
+			name: "the person's own status: the span's end is cleared as usual", now: t0.Add(time.Hour),
+			matches: []Match{busy(alice, meeting)},
+			sessions: map[string]state.Session{alice: func() state.Session {
+				s := held(t0, t0.Add(time.Hour), t0, 2*time.Hour, meeting)
+				s.OwnStatusUntil = t0.Add(time.Hour)
+				return s
+			}()}, known: true,
+			want: []brief{{OpClear, alice, ReasonEnd, 0, ""}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

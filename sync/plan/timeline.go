@@ -37,6 +37,21 @@ func (s *Span) Events() []state.EventRef {
 	return out
 }
 
+// Meeting returns the first occurrence of the span that is in progress
+// at t, else its first; nil for a span a session record describes (its
+// occurrences are only named there).
+func (s *Span) Meeting(t time.Time) *Match {
+	for _, m := range s.matches {
+		if !t.Before(m.Occ.Start) && t.Before(m.Occ.End) {
+			return m
+		}
+	}
+	if len(s.matches) > 0 {
+		return s.matches[0]
+	}
+	return nil
+}
+
 // Contains reports whether t falls in [Start, End).
 func (s *Span) Contains(t time.Time) bool { return !t.Before(s.Start) && t.Before(s.End) }
 
