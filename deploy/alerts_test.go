@@ -32,8 +32,9 @@ var descRE = regexp.MustCompile(`^Desc\{fqName: "([a-zA-Z_:][a-zA-Z0-9_:]*)", .*
 // engine's (engine.NewMetrics), the webhook receiver's (signals.NewMetrics)
 // and, with several replicas, the leader election's (leader.New with a
 // Registerer; it does not connect). The configuration reload's two metrics
-// are created inside app.New, which opens the state and the feeds, so they
-// are not here: the dashboard and the alerts do not read them.
+// are created inside app.New, which opens the state and the feeds:
+// registerAppMetrics builds them as it does, for the runbook that explains
+// them (the dashboard and the alerts do not read them).
 func register(t *testing.T, reg prometheus.Registerer) {
 	t.Helper()
 	engine.NewMetrics(reg)
@@ -41,6 +42,7 @@ func register(t *testing.T, reg prometheus.Registerer) {
 	if _, err := leader.New("postgres://calpresence@db.invalid:5432/calpresence", leader.Options{ID: "test", Registerer: reg}); err != nil {
 		t.Fatalf("leader.New: %v", err)
 	}
+	registerAppMetrics(reg)
 }
 
 // metricLabels maps each metric the daemon registers, as PromQL sees it (a

@@ -208,11 +208,12 @@ func commandLine(args []string) (sub, cfgPath string) {
 	return sub, cfgPath
 }
 
-// TestDocumentedPaths checks that every file under deploy/ that the README
-// and the runbook name exists, so their commands work as written.
+// TestDocumentedPaths checks that every file under deploy/ or docs/ that the
+// README, the docs and the deployment files name exists, so their commands
+// work as written.
 func TestDocumentedPaths(t *testing.T) {
 	re := regexp.MustCompile("(?:^|[\\s`(])((?:deploy|docs)/[A-Za-z0-9_./-]*[A-Za-z0-9_/])")
-	for _, doc := range []string{"../README.md", "../docs/operations.md", "calpresence.service", "compose.yaml", "compose-replicas.yaml", "grafana/README.md", "helm/calpresence/README.md"} {
+	for _, doc := range []string{"../README.md", "../docs/operations.md", "../docs/deploy.md", "../docs/webhooks.md", "../docs/architecture.md", "calpresence.service", "compose.yaml", "compose-replicas.yaml", "grafana/README.md", "helm/calpresence/README.md"} {
 		data, err := os.ReadFile(doc)
 		if err != nil {
 			t.Fatal(err)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the repository's Dockerfile, unmodified, with podman and runs the
-# image the way users do (README "Run the container"); .ci/run calls it.
+# image the way users do (docs/deploy.md "Run the container"); .ci/run calls it.
 #
 # No container registry is reachable here, so the two base images are local
 # stand-ins built first:
