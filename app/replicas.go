@@ -15,7 +15,7 @@ import (
 	"github.com/calpresence/calpresence/sync/engine"
 )
 
-// Several replicas (state.driver postgres, DESIGN "Several replicas"):
+// Several replicas (state.driver postgres, docs/deploy.md):
 // every replica serves the status page, the probes and the metrics; one,
 // elected with a PostgreSQL advisory lock (package leader), runs the
 // engine. A standby builds a new engine when it takes the lead: it starts

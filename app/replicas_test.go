@@ -25,8 +25,7 @@ import (
 	"github.com/calpresence/calpresence/sync/engine"
 )
 
-// Two replicas sharing one PostgreSQL database (DESIGN "Several
-// replicas"): one leads and alone calls Graph; when it loses the lead the
+// Two replicas sharing one PostgreSQL database (docs/deploy.md): one leads and alone calls Graph; when it loses the lead the
 // other takes over within 15 s from what the first recorded, so nothing is
 // repeated or lost. The tests run in real time (a real PostgreSQL and the
 // elector's real timings: a new leader acts Check+CheckTimeout = 3 s after

@@ -1,5 +1,5 @@
 // Package config loads and validates the calpresence configuration file
-// (DESIGN.md "Configuration").
+// (docs/configuration.md).
 //
 // Load reads a file in these steps: defaults (Default), ${VAR} expansion,
 // a strict decode, graph.client_secret_file, and Validate. Every problem is
@@ -166,8 +166,7 @@ type Schedule struct {
 }
 
 // State configures the durable state: a bbolt file, for one replica, or a
-// PostgreSQL database any number of replicas share (DESIGN "Several
-// replicas").
+// PostgreSQL database any number of replicas share (docs/deploy.md).
 type State struct {
 	// Driver is bbolt (default) or postgres.
 	Driver string `yaml:"driver"`
@@ -303,7 +302,7 @@ const DefaultPath = "/etc/calpresence/config.yaml"
 const PathEnv = "CALPRESENCE_CONFIG"
 
 // Default returns the configuration used for every key the file leaves out
-// (DESIGN.md "Configuration"). Sources have no defaults here: a source's
+// (docs/configuration.md). Sources have no defaults here: a source's
 // poll_interval inherits schedule.poll_interval, and its presence and skip
 // settings resolve through Presence.For and the Skip* methods.
 func Default() *Config {

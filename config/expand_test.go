@@ -254,7 +254,7 @@ func TestParseAliasCycle(t *testing.T) {
 }
 
 func TestParseManySources(t *testing.T) {
-	// DESIGN "Performance": 10,000 feeds in one file, sharing an anchored
+	// BENCHMARKS.md: 10,000 feeds in one file, sharing an anchored
 	// header and user list.
 	var b strings.Builder
 	b.WriteString("graph: {tenant_id: t, client_id: c, client_secret: s}\nsources:\n")

@@ -10,8 +10,7 @@ import (
 	"time"
 )
 
-// Webhooks configures the live meeting signals (DESIGN "Live meeting
-// signals"): Zoom and Webex webhooks received on a listener of their own,
+// Webhooks configures the live meeting signals (docs/webhooks.md): Zoom and Webex webhooks received on a listener of their own,
 // the one exposed through the ingress. Absent: off.
 type Webhooks struct {
 	// Listen is the webhook listener's address (default ":8081"); it

@@ -43,8 +43,7 @@ func postZoomEnded(tb testing.TB, url string, meeting int64) {
 	}
 }
 
-// BenchmarkWebhookLag measures a live meeting signal's lag (DESIGN "Live
-// meeting signals", issue #8: p99 ≤ 1 s): from POSTing a signed Zoom
+// BenchmarkWebhookLag measures a live meeting signal's lag (docs/webhooks.md, issue #8: p99 ≤ 1 s): from POSTing a signed Zoom
 // meeting.ended to the webhook receiver to the fake Graph receiving each
 // clearPresence, for N people in a meeting that is running (the feed
 // still shows it). The real receiver (signals.Handler over loopback HTTP),

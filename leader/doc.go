@@ -35,7 +35,7 @@
 //     enough: when a middlebox or a frozen proxy still ACKs them, the server
 //     would keep the dead leader's lock forever.
 //
-// That is inside the 15 s the design allows (DESIGN.md, "Several replicas").
+// That is inside the 15 s the design allows (docs/deploy.md).
 //
 // # Fencing
 //

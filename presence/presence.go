@@ -60,7 +60,7 @@ func Allowed(availability, activity string) bool {
 
 // Strength orders pairs when overlapping meetings from several sources
 // want different presence for one user: the higher value wins.
-// InAConferenceCall beats InACall (DESIGN "Presence rules").
+// InAConferenceCall beats InACall (docs/architecture.md).
 func Strength(p Pair) int {
 	switch p {
 	case Pair{DoNotDisturb, ActivityPresenting}:

@@ -16,8 +16,7 @@ type refusal struct {
 	reason string
 }
 
-// authorize decides whether r may use an admin action (DESIGN "Admin
-// surface"). The actions change presence for many people, so the rules
+// authorize decides whether r may use an admin action (docs/operations.md). The actions change presence for many people, so the rules
 // are strict, and the same for every admin path:
 //
 //  1. Nothing a browser page can forge. A page on another site can make the

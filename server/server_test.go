@@ -157,7 +157,7 @@ func with(h map[string]string, kv ...string) map[string]string {
 
 var jsonCT = map[string]string{"Content-Type": "application/json"}
 
-// TestAdminAccess runs the admin rules (DESIGN "Admin surface") over
+// TestAdminAccess runs the admin rules (docs/operations.md) over
 // token configured or not × loopback or remote caller × right, wrong or
 // missing token × what a browser adds.
 func TestAdminAccess(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"github.com/calpresence/calpresence/sync/engine"
 )
 
-// The status page at / (DESIGN "Operations"): server-rendered, readable
+// The status page at / (docs/operations.md): server-rendered, readable
 // without JavaScript, reloading itself every 30 s. It shows what the
 // engine's Status snapshot holds; feed URLs and any URL inside an error
 // text are redacted here again, whatever the engine already did, so that

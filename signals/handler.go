@@ -1,5 +1,4 @@
-// Package signals owns live meeting signals (DESIGN "Live meeting
-// signals"): the Zoom and Webex receivers, which check each delivery's
+// Package signals owns live meeting signals (docs/webhooks.md): the Zoom and Webex receivers, which check each delivery's
 // signature, answer at once and hand the "ended / left / joined" facts to
 // the engine through a bounded queue, off the request's path (the vendors
 // retry deliveries that are slow to answer); the facts' inbox a standby

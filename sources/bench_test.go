@@ -13,7 +13,7 @@ import (
 	"github.com/emersion/go-ical"
 )
 
-// The DESIGN target: parse + expand within 2x of go-ical's bare decode of
+// The target (BENCHMARKS.md): parse + expand within 2x of go-ical's bare decode of
 // the same bytes. Compare BenchmarkParseExpand* with BenchmarkGoICALDecode*,
 // or read the ratios BenchmarkVsGoICAL reports (BENCHMARKS.md):
 //
@@ -114,7 +114,7 @@ func reportPerOccurrence(b *testing.B, start runtime.MemStats, files [][]byte, o
 // BenchmarkVsGoICAL runs parse + expand (36 h window) and go-ical's bare
 // decode of the same bytes b.N times each and reports the ratios
 // ours/go-ical of time (x-time), allocations (x-allocs) and bytes
-// allocated (x-bytes). DESIGN.md's target is x-time <= 2. ns/op is the sum
+// allocated (x-bytes). The target (BENCHMARKS.md) is x-time <= 2. ns/op is the sum
 // of both sides.
 func BenchmarkVsGoICAL(b *testing.B) {
 	b.Run("corpus", func(b *testing.B) { benchVsGoICAL(b, corpusBytes(b)) })

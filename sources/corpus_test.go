@@ -150,7 +150,7 @@ type expectation struct {
 func (e *expectation) key() string { return e.File + " " + e.WindowStart + ".." + e.WindowEnd }
 
 // knownDifferences are expectations that encode a library's own rule where
-// DESIGN.md (RFC 5545) decides otherwise. Keys are "file start..end"; the
+// docs/configuration.md (RFC 5545) decides otherwise. Keys are "file start..end"; the
 // reasons are repeated in docs/corpus.md.
 var knownDifferences = map[string]string{}
 

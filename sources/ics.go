@@ -710,7 +710,7 @@ func (f fields) inherit(m *fields) fields {
 		f.transp = m.transp
 	}
 	if f.status == "" || m.status == "CANCELLED" {
-		// A cancelled series cancels every instance (DESIGN).
+		// A cancelled series cancels every instance (docs/configuration.md).
 		f.status = m.status
 	}
 	return f

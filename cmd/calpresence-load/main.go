@@ -1,5 +1,5 @@
 // Command calpresence-load measures a full pass over many feeds, the
-// DESIGN.md "Performance" target: 10,000 users with 10,000 feeds of ~50
+// BENCHMARKS.md target: 10,000 users with 10,000 feeds of ~50
 // meetings, fetched from loopback, parsed, expanded and planned in ≤ 15 s on
 // 2 cores with a peak RSS ≤ 512 MB.
 //
@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: calpresence-load [-feeds N] [-meetings M] [-history H] [-mode engine|plan] [-state bolt|mem] [flags]")
 		fmt.Fprintln(stderr)
-		fmt.Fprintln(stderr, "Times a full pass over N generated feeds served from loopback (DESIGN.md \"Performance\").")
+		fmt.Fprintln(stderr, "Times a full pass over N generated feeds served from loopback (BENCHMARKS.md).")
 		fmt.Fprintln(stderr)
 		fs.PrintDefaults()
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// The full-pass figure of DESIGN.md "Performance" at a size that suits
+// The full-pass figure of BENCHMARKS.md at a size that suits
 // `go test` (the tool itself runs the 10,000 feeds; see BENCHMARKS.md):
 //
 //	go test -run '^$' -bench FullPass -benchtime 3x ./cmd/calpresence-load/

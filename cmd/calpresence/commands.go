@@ -130,7 +130,7 @@ func askDaemon(ctx context.Context, cfg *config.Config, path string, req server.
 		host = "127.0.0.1"
 	}
 	// The daemon needs the token from every caller when one is configured
-	// (DESIGN "Admin surface"): a token file we cannot read is an error
+	// (docs/operations.md): a token file we cannot read is an error
 	// here, not a request sent without it.
 	token, err := app.AdminToken(cfg)
 	if err != nil {
@@ -338,7 +338,7 @@ func printReload(w io.Writer, path string, r *engine.ReloadReport) {
 	}
 }
 
-// planLine is one line of `plan -output json` (DESIGN "Command line").
+// planLine is one line of `plan -output json` (README.md).
 type planLine struct {
 	User         string `json:"user"`
 	Source       string `json:"source"`

@@ -18,7 +18,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 )
 
-// Exit statuses (DESIGN "Command line").
+// Exit statuses (README.md).
 const (
 	exitOK     = 0
 	exitFailed = 1 // the work failed: a feed or Graph error, named

@@ -15,7 +15,7 @@
 //     with --drop-cancelled and its zero-length occurrences are dropped;
 //   - plan reads floating and all-day values in schedule.timezone (UTC here),
 //     the oracle writes them "as if UTC": they line up. With X-WR-TIMEZONE,
-//     plan reads them in that zone (DESIGN.md), so the oracle's wall clock
+//     plan reads them in that zone (docs/configuration.md), so the oracle's wall clock
 //     is read in it too (-raw turns this off);
 //   - a TZID nobody can resolve is schedule.timezone for plan; the oracle
 //     gets the same zone with --default-tz.
@@ -212,7 +212,7 @@ func check(ctx context.Context, o *options, tmp string, i int, file string) resu
 		r.from, r.to = window(data)
 	}
 	if !o.raw {
-		// DESIGN.md reads floating and all-day values in X-WR-TIMEZONE;
+		// docs/configuration.md reads floating and all-day values in X-WR-TIMEZONE;
 		// the oracle prints them as if UTC. Its wall clock is the same
 		// either way, so read that wall clock in the zone here.
 		if name := xwrTimezone(data); name != "" {
@@ -377,7 +377,7 @@ func runOracle(ctx context.Context, o *options, file, from, to string, xwr *time
 			x.end = x.start
 		}
 		// plan never shows a cancelled or a zero-length occurrence
-		// (DESIGN.md, "Which occurrences make someone busy").
+		// (docs/configuration.md).
 		if l.Cancelled || x.start == x.end {
 			continue
 		}

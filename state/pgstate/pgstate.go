@@ -1,7 +1,7 @@
 // Package pgstate keeps calpresence's durable record in PostgreSQL
 // (state.driver: postgres), so that several replicas share it: the one
 // that leads writes, and whichever leads next reconciles from the sessions
-// and intents it finds (DESIGN "Several replicas").
+// and intents it finds (docs/deploy.md).
 //
 // A *Store has the method set of the bbolt *state.Store that sync uses,
 // with the same semantics and the same types (state/storetest checks both

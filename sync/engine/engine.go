@@ -747,7 +747,7 @@ func (e *Engine) nextWake(in plan.ReconcileInput) time.Time {
 
 // SafetyReconcile is the longest Run goes without a reconcile, whatever the
 // boundary wakes say: a wake lost for any reason costs at most this much
-// (DESIGN "Precision": a boundary can never be lost).
+// (docs/architecture.md: a boundary can never be lost).
 const SafetyReconcile = time.Minute
 
 // scheduleWake (re)schedules the one-time boundary job at t. A t that is

@@ -395,7 +395,7 @@ func TestEngineLeadGraceAndOverlappingSources(t *testing.T) {
 		h := startHarness(t, cfg, ics(begin, "z", 30*time.Minute, 20*time.Minute), nil, nil)
 		// A Webex call (InACall) from 20m to 40m overlaps the Zoom meeting
 		// (28m to 53m with lead and grace): one span with the strongest
-		// activity (DESIGN "Presence rules"), set once, no flicker.
+		// activity (docs/architecture.md), set once, no flicker.
 		h.feeds.set("webex", ics(begin, "w", 20*time.Minute, 20*time.Minute))
 		h.stop()
 		h.start(cfg)

@@ -5,7 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the Prometheus metrics of the worker (DESIGN "Operations").
+// Metrics are the Prometheus metrics of the worker (docs/operations.md).
 type Metrics struct {
 	FeedFetches     *prometheus.CounterVec // source, result: ok|not_modified|error|parse_error
 	FeedEvents      *prometheus.GaugeVec   // source: occurrences in the window

@@ -16,8 +16,7 @@ import (
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
-// Signal is a live meeting fact from a Zoom or Webex webhook (DESIGN "Live
-// meeting signals"): a meeting ended, a participant left or joined it.
+// Signal is a live meeting fact from a Zoom or Webex webhook (docs/webhooks.md): a meeting ended, a participant left or joined it.
 type Signal = state.Signal
 
 // withMeeting returns copies of the busy matches whose occurrence names

@@ -16,8 +16,7 @@ import (
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
-// Status is a snapshot of the worker for the status page (DESIGN
-// "Operations"): what a person looks for when someone's presence is not
+// Status is a snapshot of the worker for the status page (docs/operations.md): what a person looks for when someone's presence is not
 // what they expect. People are shown by UPN; feed URLs are redacted.
 type Status struct {
 	Now     time.Time

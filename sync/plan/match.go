@@ -199,8 +199,7 @@ func (m *Matcher) UsesDescription(source string) bool {
 }
 
 // skipReason is the reason an occurrence makes nobody busy, whoever it
-// matches; "" when it is busy for its attendees (DESIGN "Which occurrences
-// make someone busy").
+// matches; "" when it is busy for its attendees (docs/configuration.md).
 func (sm *sourceMatcher) skipReason(o *sources.Occurrence) string {
 	switch {
 	case o.Cancelled():

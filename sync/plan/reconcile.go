@@ -55,7 +55,7 @@ const (
 	// for a span that outlasts it.
 	RenewBefore = 2 * time.Minute
 	// EndSlack: at a span's end no clear is sent when the lease already ends
-	// within this of it (DESIGN "End").
+	// within this of it (docs/architecture.md).
 	EndSlack = time.Minute
 )
 
@@ -292,8 +292,7 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 }
 
 // burstLeads returns, for each instant at which more people start than
-// in.Rate allows in a second, how early their sets begin (DESIGN
-// "Performance": a burst goes out at the rate Graph allows; spreading it
+// in.Rate allows in a second, how early their sets begin (BENCHMARKS.md: a burst goes out at the rate Graph allows; spreading it
 // around the instant halves the worst lag).
 func burstLeads(in ReconcileInput) map[time.Time]time.Duration {
 	if in.Rate <= 0 || in.LeadBurst <= 0 {
