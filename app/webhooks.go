@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/server"
 	"github.com/calpresence/calpresence/signals"
 )
 
@@ -59,7 +59,7 @@ func startWebhooks(ctx context.Context, cfg *config.Config, sink signals.Sink, i
 	go func() {
 		defer w.wg.Done()
 		defer stopQueue()
-		err := serveWebhooks(ctx, wc.Listen, h, cfg.Server.ShutdownTimeout, func(a net.Addr) {
+		err := server.ServeWith(ctx, wc.Listen, webhookServer(h), cfg.Server.ShutdownTimeout, func(a net.Addr) {
 			log.Info("serving webhooks", "addr", a.String(), "zoom", o.ZoomSecret != "", "webex", o.WebexSecret != "")
 		})
 		if err != nil {
@@ -94,36 +94,6 @@ func webhookServer(h http.Handler) *http.Server {
 		// logged one line each.
 		ErrorLog: log.New(io.Discard, "", 0),
 	}
-}
-
-// serveWebhooks serves h on addr with webhookServer's bounds until ctx is
-// done, then shuts down within shutdownTimeout, as server.Serve does for
-// the status listener.
-func serveWebhooks(ctx context.Context, addr string, h http.Handler, shutdownTimeout time.Duration, ready func(net.Addr)) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", addr, err)
-	}
-	if ready != nil {
-		ready(ln.Addr())
-	}
-	srv := webhookServer(h)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shut, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shut); err != nil {
-		_ = srv.Close() // past the timeout: cut the rest off
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // wait waits for the receiver to stop (ctx done).

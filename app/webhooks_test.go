@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calpresence/calpresence/server"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
 )
@@ -31,11 +32,13 @@ func TestWebhookListenerBounds(t *testing.T) {
 	addrc := make(chan net.Addr, 1)
 	done := make(chan error, 1)
 	h := signals.New(signals.Options{ZoomSecret: "s", Sink: nopSink{}})
-	go func() { done <- serveWebhooks(ctx, "127.0.0.1:0", h, time.Second, func(a net.Addr) { addrc <- a }) }()
+	go func() {
+		done <- server.ServeWith(ctx, "127.0.0.1:0", webhookServer(h), time.Second, func(a net.Addr) { addrc <- a })
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("serveWebhooks = %v; want nil after ctx is done", err)
+			t.Errorf("ServeWith = %v; want nil after ctx is done", err)
 		}
 	}()
 	c, err := net.Dial("tcp", (<-addrc).String())

@@ -209,6 +209,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // resync) are cut off, so that the process ends within its grace period.
 // ready, when not nil, receives the bound address.
 func Serve(ctx context.Context, addr string, h http.Handler, shutdownTimeout time.Duration, ready func(net.Addr)) error {
+	return ServeWith(ctx, addr, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, shutdownTimeout, ready)
+}
+
+// ServeWith is Serve with a server of the caller's (a listener the
+// internet reaches sets tighter timeouts and limits).
+func ServeWith(ctx context.Context, addr string, srv *http.Server, shutdownTimeout time.Duration, ready func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
@@ -216,7 +222,6 @@ func Serve(ctx context.Context, addr string, h http.Handler, shutdownTimeout tim
 	if ready != nil {
 		ready(ln.Addr())
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
