@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # crosscheck.sh: compare `calpresence plan` with the Mozilla ical.js oracle on
-# every file of the iCalendar corpus in sources/testdata/corpus
+# every file of the iCalendar corpus in sources/ical/testdata/corpus
 # (docs/crosscheck.md).
 #
 #   scripts/crosscheck.sh [-v] [-from T -to T] [FILE.ics...]
@@ -18,7 +18,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 shared=${CALPRESENCE_SHARED:-$root/../shared}
-corpus=$root/sources/testdata/corpus/ics
+corpus=$root/sources/ical/testdata/corpus/ics
 
 skip() {
 	echo "crosscheck: skipped: $*"
@@ -61,5 +61,5 @@ if [ -z "$oracle" ]; then
 	fi
 fi
 
-echo "crosscheck: $(node --version) ical.js oracle vs calpresence $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), corpus sources/testdata/corpus/ics"
+echo "crosscheck: $(node --version) ical.js oracle vs calpresence $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), corpus sources/ical/testdata/corpus/ics"
 "$tmp/crosscheck" -calpresence "$tmp/calpresence" -oracle "$oracle" -corpus "$corpus" ${args[@]+"${args[@]}"}

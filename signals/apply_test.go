@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -24,12 +24,12 @@ var (
 )
 
 // occ makes an occurrence of uid from t0+start lasting dur.
-func occ(uid string, start, dur time.Duration) *sources.Occurrence {
-	return &sources.Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur), Status: "CONFIRMED"}
+func occ(uid string, start, dur time.Duration) *ical.Occurrence {
+	return &ical.Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur), Status: "CONFIRMED"}
 }
 
 // busy is a match that makes user busy for o.
-func busy(user string, o *sources.Occurrence) plan.Match {
+func busy(user string, o *ical.Occurrence) plan.Match {
 	return plan.Match{User: user, Source: "zoom", Occ: o, Pair: conf}
 }
 
@@ -39,7 +39,7 @@ func sig(event, email string, at time.Duration) state.Signal {
 	return s
 }
 
-func keyed(o *sources.Occurrence, keys ...string) *sources.Occurrence {
+func keyed(o *ical.Occurrence, keys ...string) *ical.Occurrence {
 	o.MeetingKeys = keys
 	return o
 }

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -122,7 +122,7 @@ func ParseWebex(body []byte) (out WebexDelivery, err error) {
 		if err != nil {
 			return out, fmt.Errorf("%w: data.meetingNumber: %v", ErrUnknownEvent, err)
 		}
-		keys = append(keys, sources.KeyWebex+n)
+		keys = append(keys, ical.KeyWebex+n)
 	}
 	s := state.Signal{Vendor: "webex"}
 	switch event {

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -206,7 +206,7 @@ func ParseZoom(body []byte) (zoomEvent, error) {
 	if err != nil {
 		return ev, fmt.Errorf("%w: payload.object.id: %v", ErrUnknownEvent, err)
 	}
-	s.Meeting = sources.KeyZoom + n
+	s.Meeting = ical.KeyZoom + n
 	if s.Event != state.SignalEnded {
 		s.Email = state.NormalizeAddress(o.Participant.Email)
 		if s.Email == "" {

@@ -32,7 +32,7 @@ type Signal struct {
 	ID     string `json:"-"`
 	Vendor string `json:"vendor"` // "zoom" or "webex"
 	Event  string `json:"event"`  // SignalEnded, SignalLeft, SignalJoined, SignalPresence, SignalCall
-	// Meeting is the meeting's key, as sources.MeetingKeys spells it
+	// Meeting is the meeting's key, as ical.MeetingKeys spells it
 	// ("zoom:83412345678").
 	Meeting string `json:"meeting"`
 	// Email is the participant's address, lower-cased (left, joined).

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 )
 
 func TestFeedsParse(t *testing.T) {
@@ -16,7 +16,7 @@ func TestFeedsParse(t *testing.T) {
 		for i := range 8 {
 			data := g.Feed(nil, i)
 			size += len(data)
-			res, err := sources.ParseExpand(data, sources.ExpandOptions{From: now.Add(-time.Hour), To: now.Add(36 * time.Hour)})
+			res, err := ical.ParseExpand(data, ical.ExpandOptions{From: now.Add(-time.Hour), To: now.Add(36 * time.Hour)})
 			if err != nil {
 				t.Fatalf("ParseExpand(%s feed %d) error: %v", st, i, err)
 			}
@@ -54,7 +54,7 @@ func TestFeedsDeterministic(t *testing.T) {
 // occurrence in the window, and leave the other meetings as they were.
 func TestFeedsHistory(t *testing.T) {
 	base := time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC) // a Wednesday
-	opt := sources.ExpandOptions{From: base.Add(11 * time.Hour), To: base.Add(48 * time.Hour)}
+	opt := ical.ExpandOptions{From: base.Add(11 * time.Hour), To: base.Add(48 * time.Hour)}
 	for _, st := range []string{"zoom", "webex", "outlook", "google"} {
 		g := &Generator{Seed: 3, Meetings: 10, Base: base, Style: st}
 		h := *g
@@ -63,11 +63,11 @@ func TestFeedsHistory(t *testing.T) {
 		if !bytes.HasPrefix(past, bytes.TrimSuffix(live, []byte("END:VCALENDAR\r\n"))) {
 			t.Errorf("%s: the feed with history does not start with the one without", st)
 		}
-		want, err := sources.ParseExpand(live, opt)
+		want, err := ical.ParseExpand(live, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := sources.ParseExpand(past, opt)
+		got, err := ical.ParseExpand(past, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +77,7 @@ func TestFeedsHistory(t *testing.T) {
 		if len(got.Occurrences) != len(want.Occurrences) {
 			t.Errorf("%s with 300 past meetings: %d occurrences in the window; want %d, as without", st, len(got.Occurrences), len(want.Occurrences))
 		}
-		wide, err := sources.ParseExpand(past, sources.ExpandOptions{From: base.AddDate(-1, 0, 0), To: base})
+		wide, err := ical.ParseExpand(past, ical.ExpandOptions{From: base.AddDate(-1, 0, 0), To: base})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,5 +1,5 @@
 // Command crosscheck compares what `calpresence plan` makes of every file of
-// the iCalendar corpus (sources/testdata/corpus) with an independent
+// the iCalendar corpus (sources/ical/testdata/corpus) with an independent
 // implementation, the Mozilla ical.js oracle in ../shared/tools/oracle. It
 // is a report, not a
 // test: it prints one line per file and a summary, and exits 0 even when the

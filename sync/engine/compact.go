@@ -1,6 +1,6 @@
 package engine
 
-import "github.com/calpresence/calpresence/sources"
+import "github.com/calpresence/calpresence/sources/ical"
 
 // compact returns occs as they are best kept for hours: in a slice of
 // their own length, with every string copied out of the parser's buffers
@@ -9,11 +9,11 @@ import "github.com/calpresence/calpresence/sources"
 // occurrences of one event, and without descriptions unless keepDescription.
 // For 10,000 feeds this is the difference between about 50 KB and a few KB
 // per feed (see BENCHMARKS.md).
-func compact(occs []sources.Occurrence, keepDescription bool) []sources.Occurrence {
+func compact(occs []ical.Occurrence, keepDescription bool) []ical.Occurrence {
 	if len(occs) == 0 {
 		return nil
 	}
-	out := make([]sources.Occurrence, len(occs))
+	out := make([]ical.Occurrence, len(occs))
 	strs := make(map[string]string)
 	str := func(s string) string {
 		if s == "" {
@@ -27,10 +27,10 @@ func compact(occs []sources.Occurrence, keepDescription bool) []sources.Occurren
 		return c
 	}
 	type sliceKey struct {
-		first *sources.Attendee
+		first *ical.Attendee
 		n     int
 	}
-	atts := make(map[sliceKey][]sources.Attendee)
+	atts := make(map[sliceKey][]ical.Attendee)
 	keys := make(map[*string][]string)
 	for i, o := range occs {
 		o.UID, o.Summary, o.Location = str(o.UID), str(o.Summary), str(o.Location)
@@ -45,9 +45,9 @@ func compact(occs []sources.Occurrence, keepDescription bool) []sources.Occurren
 			k := sliceKey{&o.Attendees[0], len(o.Attendees)}
 			a, ok := atts[k]
 			if !ok {
-				a = make([]sources.Attendee, len(o.Attendees))
+				a = make([]ical.Attendee, len(o.Attendees))
 				for j, x := range o.Attendees {
-					a[j] = sources.Attendee{Email: str(x.Email), PartStat: str(x.PartStat)}
+					a[j] = ical.Attendee{Email: str(x.Email), PartStat: str(x.PartStat)}
 				}
 				atts[k] = a
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -160,10 +161,10 @@ func TestPollAllStoresCopiesInBatches(t *testing.T) {
 
 func TestCompact(t *testing.T) {
 	line := "ATTENDEE;CN=Bob;PARTSTAT=ACCEPTED:mailto:bob@example.com"
-	atts := []sources.Attendee{{Email: line[len(line)-15:], PartStat: "ACCEPTED"}}
-	occs := make([]sources.Occurrence, 3, 8)
+	atts := []ical.Attendee{{Email: line[len(line)-15:], PartStat: "ACCEPTED"}}
+	occs := make([]ical.Occurrence, 3, 8)
 	for i := range occs {
-		occs[i] = sources.Occurrence{UID: "u1", Summary: "Sync", Description: "dial-in", Status: "CONFIRMED",
+		occs[i] = ical.Occurrence{UID: "u1", Summary: "Sync", Description: "dial-in", Status: "CONFIRMED",
 			Start: time.Unix(int64(i)*3600, 0), End: time.Unix(int64(i)*3600+1800, 0), Attendees: atts,
 			MeetingKeys: []string{"zoom:83412345678"}}
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -193,7 +194,7 @@ type feed struct {
 	validators state.Validators
 	hash       [32]byte // of the copy in force
 	storedHash [32]byte // of the copy in the feed cache, as far as we know
-	occs       []sources.Occurrence
+	occs       []ical.Occurrence
 	matches    []plan.Match
 	warnings   int
 	dropped    []string // Result.Dropped of the last good read
@@ -466,7 +467,7 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 	x, err := fs.expand(f, body, now, now)
 	if err != nil {
 		result := "parse_error"
-		if errors.Is(err, sources.ErrOverLimit) {
+		if errors.Is(err, ical.ErrOverLimit) {
 			result = "over_limit"
 		}
 		if res.NotModified {
@@ -538,16 +539,16 @@ func (fs *feedSet) storedBody(f *feed, hash [32]byte) []byte {
 
 // expansion is a feed's body expanded and matched.
 type expansion struct {
-	occs     []sources.Occurrence
+	occs     []ical.Occurrence
 	matches  []plan.Match
 	events   int
 	warnings []string
-	dropped  []string // sources.Result.Dropped
+	dropped  []string // ical.Result.Dropped
 }
 
 // expand parses body and expands it over [now-1h, now+horizon], for a copy
 // last confirmed at confirmed, and matches the occurrences. A feed over a
-// cap is refused with an error wrapping sources.ErrOverLimit.
+// cap is refused with an error wrapping ical.ErrOverLimit.
 //
 // Past max_copy_age the copy's future events stop counting: an occurrence
 // that starts later than confirmed + max_copy_age is dropped (a meeting
@@ -558,7 +559,7 @@ type expansion struct {
 func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expansion, error) {
 	cfg, matcher := fs.rules()
 	sc := cfg.Schedule
-	res, err := sources.ParseExpand(body, sources.ExpandOptions{
+	res, err := ical.ParseExpand(body, ical.ExpandOptions{
 		From: now.Add(-time.Hour), To: now.Add(sc.Horizon),
 		Zone: f.zone, MaxPerEvent: sc.MaxOccurrences,
 		MaxEvents: sc.MaxFeedEvents, MaxOccurrences: sc.MaxFeedOccurrences,
@@ -568,7 +569,7 @@ func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expa
 	}
 	occs := res.Occurrences // sorted by start
 	cutoff := confirmed.Add(maxCopyAge(cfg))
-	if i, _ := slices.BinarySearchFunc(occs, cutoff, func(o sources.Occurrence, t time.Time) int {
+	if i, _ := slices.BinarySearchFunc(occs, cutoff, func(o ical.Occurrence, t time.Time) int {
 		if o.Start.After(t) {
 			return 1
 		}
@@ -588,7 +589,7 @@ func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expa
 			people[matches[i].User] = struct{}{}
 		}
 		if len(people) > maxPeople {
-			return nil, fmt.Errorf("%d people matched, more than the %d allowed: %w", len(people), maxPeople, sources.ErrOverLimit)
+			return nil, fmt.Errorf("%d people matched, more than the %d allowed: %w", len(people), maxPeople, ical.ErrOverLimit)
 		}
 	}
 	return &expansion{occs: occs, matches: matches, events: res.Events, warnings: res.Warnings, dropped: res.Dropped}, nil
@@ -723,7 +724,7 @@ func (fs *feedSet) knownFunc() func(string) bool {
 	return func(address string) bool { return !matchUnloaded && !unknownFixed[address] }
 }
 
-func sameOccurrence(a, b sources.Occurrence) bool {
+func sameOccurrence(a, b ical.Occurrence) bool {
 	return a.UID == b.UID && a.RecurrenceID.Equal(b.RecurrenceID) && a.Start.Equal(b.Start) && a.End.Equal(b.End) &&
 		a.Status == b.Status && a.Transparent == b.Transparent && a.AllDay == b.AllDay &&
 		a.Summary == b.Summary && a.Location == b.Location && a.Description == b.Description &&

@@ -15,6 +15,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 	"github.com/google/go-cmp/cmp"
 )
@@ -216,8 +217,8 @@ func TestFeedOverACapIsRefused(t *testing.T) {
 			feeds.set("zoom", tt.bad)
 			for range 2 { // the second time, the same body is refused unparsed
 				err := eng.FirstPass(ctx)
-				if !errors.Is(err, sources.ErrOverLimit) || !strings.HasSuffix(err.Error(), tt.wantErr) {
-					t.Errorf("FirstPass() = %v; want an error ending %q, wrapping sources.ErrOverLimit", err, tt.wantErr)
+				if !errors.Is(err, ical.ErrOverLimit) || !strings.HasSuffix(err.Error(), tt.wantErr) {
+					t.Errorf("FirstPass() = %v; want an error ending %q, wrapping ical.ErrOverLimit", err, tt.wantErr)
 				}
 			}
 			if _, st := eng.Ready(); st[0].Healthy || st[0].Occurrences != 1 || !strings.HasSuffix(st[0].LastError, tt.wantErr) {
@@ -258,8 +259,8 @@ func TestPlanRefusesTooManyEvents(t *testing.T) {
 	cfg.Schedule.MaxFeedEvents = 1
 	feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(now, "x", time.Hour, time.Hour, "y", 2*time.Hour, time.Hour)}, errs: map[string]error{}}
 	_, err := Plan(context.Background(), cfg, feeds, PlanRequest{From: now, To: now.Add(cfg.Schedule.Horizon)})
-	if !errors.Is(err, sources.ErrOverLimit) {
-		t.Errorf("Plan() error = %v; want one wrapping sources.ErrOverLimit", err)
+	if !errors.Is(err, ical.ErrOverLimit) {
+		t.Errorf("Plan() error = %v; want one wrapping ical.ErrOverLimit", err)
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 const maxDroppedLogged = 20
 
 // reportDropped makes visible the calendar data a read of a source lost
-// (sources.Result.Dropped: events skipped, rules or ends ignored): it sets
+// (ical.Result.Dropped: events skipped, rules or ends ignored): it sets
 // the source's gauge, and logs each loss at Warn when it differs from what
 // the previous read lost, so an unchanged feed does not repeat itself. It
 // returns what to remember for the next read.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -19,7 +20,7 @@ type PlanRequest struct {
 	Sources  []string // all when empty
 	Users    []string // all when empty
 	// Dropped, when set, is called with each piece of calendar data a
-	// source lost (sources.Result.Dropped: events skipped, rules or ends
+	// source lost (ical.Result.Dropped: events skipped, rules or ends
 	// ignored), sources in configuration order, once Plan has read them all.
 	Dropped func(source, warning string)
 }
@@ -88,7 +89,7 @@ func planSource(ctx context.Context, m *plan.Matcher, fetcher Fetcher, src *conf
 	if err != nil {
 		return nil, nil, &SourceError{src.Name, err}
 	}
-	out, err := sources.ParseExpand(res.Body, sources.ExpandOptions{From: req.From, To: req.To, Zone: zone,
+	out, err := ical.ParseExpand(res.Body, ical.ExpandOptions{From: req.From, To: req.To, Zone: zone,
 		MaxPerEvent: sc.MaxOccurrences, MaxEvents: sc.MaxFeedEvents})
 	if err != nil {
 		return nil, nil, &SourceError{src.Name, fmt.Errorf("%s: %w", sources.RedactURL(src.URL), err)}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -75,9 +75,9 @@ func fillMessage(tmpl string, m *plan.Match, end time.Time, loc *time.Location) 
 		vendor = m.Source
 		for _, k := range m.Occ.MeetingKeys {
 			switch {
-			case strings.HasPrefix(k, sources.KeyZoom):
+			case strings.HasPrefix(k, ical.KeyZoom):
 				vendor = "Zoom"
-			case strings.HasPrefix(k, sources.KeyWebex):
+			case strings.HasPrefix(k, ical.KeyWebex):
 				vendor = "Webex"
 			}
 		}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 )
 
 // Skip reasons: why a matched occurrence does not make its user busy.
@@ -38,7 +38,7 @@ type Match struct {
 	// engine resolves it to the person (KeyFunc); plan shows it as is.
 	User   string
 	Source string
-	Occ    *sources.Occurrence
+	Occ    *ical.Occurrence
 	Pair   presence.Pair
 	Lead   time.Duration
 	Grace  time.Duration
@@ -137,7 +137,7 @@ func NewMatcher(cfg *config.Config) (*Matcher, error) {
 // Match returns the users each occurrence of the named source concerns, with
 // the reason it is skipped where it does not make them busy. Occurrences
 // that match no user at all are not returned.
-func (m *Matcher) Match(source string, occs []sources.Occurrence) []Match {
+func (m *Matcher) Match(source string, occs []ical.Occurrence) []Match {
 	sm := m.sources[source]
 	if sm == nil {
 		return nil
@@ -200,7 +200,7 @@ func (m *Matcher) UsesDescription(source string) bool {
 
 // skipReason is the reason an occurrence makes nobody busy, whoever it
 // matches; "" when it is busy for its attendees (docs/configuration.md).
-func (sm *sourceMatcher) skipReason(o *sources.Occurrence) string {
+func (sm *sourceMatcher) skipReason(o *ical.Occurrence) string {
 	switch {
 	case o.Cancelled():
 		return SkipCancelled
@@ -221,14 +221,14 @@ func (sm *sourceMatcher) skipReason(o *sources.Occurrence) string {
 }
 
 // all reports whether every set filter matches (include).
-func (f filters) all(o *sources.Occurrence) bool {
+func (f filters) all(o *ical.Occurrence) bool {
 	return (f.summary == nil || f.summary.MatchString(o.Summary)) &&
 		(f.location == nil || f.location.MatchString(o.Location)) &&
 		(f.description == nil || f.description.MatchString(o.Description))
 }
 
 // any reports whether some set filter matches (exclude).
-func (f filters) any(o *sources.Occurrence) bool {
+func (f filters) any(o *ical.Occurrence) bool {
 	return (f.summary != nil && f.summary.MatchString(o.Summary)) ||
 		(f.location != nil && f.location.MatchString(o.Location)) ||
 		(f.description != nil && f.description.MatchString(o.Description))
@@ -305,7 +305,7 @@ func (m *Matcher) Covers(address string) bool {
 
 // partstatOf finds the PARTSTAT of a fixed user among the attendees, so that
 // a fixed user who declined is skipped too.
-func (m *Matcher) partstatOf(o *sources.Occurrence, user string) string {
+func (m *Matcher) partstatOf(o *ical.Occurrence, user string) string {
 	for _, a := range o.Attendees {
 		if strings.EqualFold(a.Email, user) {
 			return a.PartStat

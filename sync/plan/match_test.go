@@ -9,25 +9,25 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 )
 
 func TestMatch(t *testing.T) {
 	yes, no := true, false
-	base := sources.Occurrence{UID: "u", Start: t0, End: t0.Add(time.Hour), Status: "CONFIRMED", Summary: "Zoom sync",
+	base := ical.Occurrence{UID: "u", Start: t0, End: t0.Add(time.Hour), Status: "CONFIRMED", Summary: "Zoom sync",
 		Organizer: "bob@contoso.com",
-		Attendees: []sources.Attendee{
+		Attendees: []ical.Attendee{
 			{Email: "alice@partner.example", PartStat: "ACCEPTED"},
 			{Email: "carol@contoso.com", PartStat: "DECLINED"},
 			{Email: "dave@contoso.com", PartStat: "TENTATIVE"},
 			{Email: "eve@elsewhere.example", PartStat: "ACCEPTED"},
 		}}
-	with := func(f func(o *sources.Occurrence)) sources.Occurrence { o := base; f(&o); return o }
+	with := func(f func(o *ical.Occurrence)) ical.Occurrence { o := base; f(&o); return o }
 	type got struct{ User, Skip string }
 	tests := []struct {
 		name string
 		src  config.Source
-		occ  sources.Occurrence
+		occ  ical.Occurrence
 		want []got
 	}{
 		{"attendees in domains, mapped, declined skipped", config.Source{Match: "attendees", Domains: []string{"contoso.com", "partner.example"}},
@@ -40,15 +40,15 @@ func TestMatch(t *testing.T) {
 		{"fixed users; a fixed user who declined is skipped", config.Source{Users: []string{"carol@contoso.com", "zed@contoso.com"}},
 			base, []got{{"carol@contoso.com", SkipDeclined}, {"zed@contoso.com", ""}}},
 		{"cancelled", config.Source{Users: []string{"zed@contoso.com"}},
-			with(func(o *sources.Occurrence) { o.Status = "CANCELLED" }), []got{{"zed@contoso.com", SkipCancelled}}},
+			with(func(o *ical.Occurrence) { o.Status = "CANCELLED" }), []got{{"zed@contoso.com", SkipCancelled}}},
 		{"transparent", config.Source{Users: []string{"zed@contoso.com"}},
-			with(func(o *sources.Occurrence) { o.Transparent = true }), []got{{"zed@contoso.com", SkipTransparent}}},
+			with(func(o *ical.Occurrence) { o.Transparent = true }), []got{{"zed@contoso.com", SkipTransparent}}},
 		{"transparent kept", config.Source{Users: []string{"zed@contoso.com"}, Skip: config.Skip{Transparent: &no}},
-			with(func(o *sources.Occurrence) { o.Transparent = true }), []got{{"zed@contoso.com", ""}}},
+			with(func(o *ical.Occurrence) { o.Transparent = true }), []got{{"zed@contoso.com", ""}}},
 		{"all day", config.Source{Users: []string{"zed@contoso.com"}},
-			with(func(o *sources.Occurrence) { o.AllDay = true }), []got{{"zed@contoso.com", SkipAllDay}}},
+			with(func(o *ical.Occurrence) { o.AllDay = true }), []got{{"zed@contoso.com", SkipAllDay}}},
 		{"zero length", config.Source{Users: []string{"zed@contoso.com"}},
-			with(func(o *sources.Occurrence) { o.End = o.Start }), []got{{"zed@contoso.com", SkipZeroLength}}},
+			with(func(o *ical.Occurrence) { o.End = o.Start }), []got{{"zed@contoso.com", SkipZeroLength}}},
 		{"include must match every set field", config.Source{Users: []string{"zed@contoso.com"}, Include: config.Filter{Summary: "(?i)zoom", Location: "zoom\\.us"}},
 			base, []got{{"zed@contoso.com", SkipNotIncluded}}},
 		{"include matches", config.Source{Users: []string{"zed@contoso.com"}, Include: config.Filter{Summary: "(?i)zoom"}},
@@ -56,7 +56,7 @@ func TestMatch(t *testing.T) {
 		{"exclude", config.Source{Users: []string{"zed@contoso.com"}, Exclude: config.Filter{Summary: "(?i)sync"}},
 			base, []got{{"zed@contoso.com", SkipExcluded}}},
 		{"status tentative with skip.tentative", config.Source{Users: []string{"zed@contoso.com"}, Skip: config.Skip{Tentative: &yes}},
-			with(func(o *sources.Occurrence) { o.Status = "TENTATIVE" }), []got{{"zed@contoso.com", SkipTentative}}},
+			with(func(o *ical.Occurrence) { o.Status = "TENTATIVE" }), []got{{"zed@contoso.com", SkipTentative}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,7 +68,7 @@ func TestMatch(t *testing.T) {
 				t.Fatal(err)
 			}
 			var gotList []got
-			for _, mt := range m.Match("s", []sources.Occurrence{tt.occ}) {
+			for _, mt := range m.Match("s", []ical.Occurrence{tt.occ}) {
 				gotList = append(gotList, got{mt.User, mt.Skip})
 			}
 			if diff := cmp.Diff(tt.want, gotList); diff != "" {
@@ -145,9 +145,9 @@ func TestMatchAgreesWithCovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := sources.Occurrence{UID: "u", Start: t0, End: t0.Add(time.Hour), Organizer: "bob@contoso.com",
-		Attendees: []sources.Attendee{{Email: "eve@elsewhere.example", PartStat: "ACCEPTED"}}}
-	got := m.Match("a", []sources.Occurrence{o})
+	o := ical.Occurrence{UID: "u", Start: t0, End: t0.Add(time.Hour), Organizer: "bob@contoso.com",
+		Attendees: []ical.Attendee{{Email: "eve@elsewhere.example", PartStat: "ACCEPTED"}}}
+	got := m.Match("a", []ical.Occurrence{o})
 	if len(got) != 2 {
 		t.Fatalf("Match = %v; want bob and eve", got)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -21,16 +21,16 @@ var (
 )
 
 // occ makes an occurrence of uid from t0+start lasting dur.
-func occ(uid string, start, dur time.Duration) *sources.Occurrence {
-	return &sources.Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur), Status: "CONFIRMED"}
+func occ(uid string, start, dur time.Duration) *ical.Occurrence {
+	return &ical.Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur), Status: "CONFIRMED"}
 }
 
-func busy(user string, o *sources.Occurrence) Match {
+func busy(user string, o *ical.Occurrence) Match {
 	return Match{User: user, Source: "zoom", Occ: o, Pair: conf}
 }
 
 // held is the session a successful set at setAt for span [start, end) leaves.
-func held(start, end time.Time, setAt time.Time, lease time.Duration, events ...*sources.Occurrence) state.Session {
+func held(start, end time.Time, setAt time.Time, lease time.Duration, events ...*ical.Occurrence) state.Session {
 	s := state.Session{UserID: alice, Availability: conf.Availability, Activity: conf.Activity,
 		SpanStart: start, SpanEnd: end, SetAt: setAt, Expires: setAt.Add(lease)}
 	for _, o := range events {

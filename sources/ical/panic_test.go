@@ -1,4 +1,4 @@
-package sources
+package ical
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-ical"
+	goical "github.com/emersion/go-ical"
 )
 
 // checkNoPanic fails tb when parsing or expanding recovered a panic.
@@ -122,7 +122,7 @@ func TestPanicFailsTheCheck(t *testing.T) {
 		}
 		// A parse tree go-ical never builds: building the zone panics.
 		vtz := cal.roots[0].vtz["Bad/Zone"]
-		vtz.Children = append(vtz.Children, (*ical.Component)(nil))
+		vtz.Children = append(vtz.Children, (*goical.Component)(nil))
 		res := cal.Expand(ExpandOptions{From: utc("2024-01-01T00:00:00Z"), To: utc("2024-01-02T00:00:00Z")})
 		if res.recovered != 1 || len(res.Dropped) != 1 || !strings.Contains(res.Dropped[0], `UID "a": cannot expand: `) {
 			t.Fatalf("Expand(nil VTIMEZONE child) recovered %d, dropped %q; want 1 and a \"cannot expand\" for UID a", res.recovered, res.Dropped)

@@ -1,4 +1,4 @@
-package sources
+package ical
 
 import (
 	"encoding/binary"
@@ -12,7 +12,7 @@ import (
 	"time"
 	_ "time/tzdata" // the container is a static binary without /usr/share/zoneinfo
 
-	"github.com/emersion/go-ical"
+	goical "github.com/emersion/go-ical"
 )
 
 // Zone lookups are cached process-wide: time.LoadLocation reads and parses a
@@ -175,7 +175,7 @@ func wallIn(t time.Time, loc *time.Location) civil {
 // TZOFFSETTO) give the transitions from 1900 to 2100, which are encoded as
 // TZif data for time.LoadLocationFromTZData. The result is cached by the
 // definition's content.
-func vtzLocation(comp *ical.Component, tzid string) (*time.Location, error) {
+func vtzLocation(comp *goical.Component, tzid string) (*time.Location, error) {
 	var key strings.Builder
 	key.WriteString(tzid)
 	for _, ob := range comp.Children {
@@ -211,7 +211,7 @@ const (
 	maxVTZTrans = 4000
 )
 
-func buildVTZ(comp *ical.Component, tzid string) (*time.Location, error) {
+func buildVTZ(comp *goical.Component, tzid string) (*time.Location, error) {
 	var trans []transition
 	lo := time.Date(vtzFromYear, 1, 1, 0, 0, 0, 0, time.UTC)
 	hi := time.Date(vtzToYear, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -274,7 +274,7 @@ func buildVTZ(comp *ical.Component, tzid string) (*time.Location, error) {
 	sort.SliceStable(trans, func(i, j int) bool { return trans[i].at < trans[j].at })
 	// Before the first transition the zone observes its "from" offset,
 	// which we no longer know per observance: use the first transition's
-	// offset (what ical.js does for times before the first onset).
+	// offset (what goical.js does for times before the first onset).
 	initial := transition{off: trans[0].off, isDST: trans[0].isDST, name: trans[0].name}
 	if first := firstStandard(trans); first >= 0 {
 		initial = transition{off: trans[first].off, name: trans[first].name}
@@ -291,7 +291,7 @@ func firstStandard(trans []transition) int {
 	return -1
 }
 
-func propValue(c *ical.Component, name string) string {
+func propValue(c *goical.Component, name string) string {
 	if ps := c.Props[name]; len(ps) > 0 {
 		return ps[0].Value
 	}

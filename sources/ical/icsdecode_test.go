@@ -1,4 +1,4 @@
-package sources
+package ical
 
 import (
 	"bytes"
@@ -11,18 +11,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-ical"
+	goical "github.com/emersion/go-ical"
 )
 
 // goICALAll decodes every calendar in data with go-ical's own decoder, as
 // parse did before icsDecoder: a panic is an error.
-func goICALAll(data []byte) (cals []*ical.Calendar, err error) {
+func goICALAll(data []byte) (cals []*goical.Calendar, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	dec := ical.NewDecoder(bytes.NewReader(data))
+	dec := goical.NewDecoder(bytes.NewReader(data))
 	for {
 		c, err := dec.Decode()
 		if err != nil {
@@ -32,7 +32,7 @@ func goICALAll(data []byte) (cals []*ical.Calendar, err error) {
 	}
 }
 
-func ourAll(data []byte) (cals []*ical.Calendar, err error) {
+func ourAll(data []byte) (cals []*goical.Calendar, err error) {
 	dec := newICSDecoder(data)
 	for {
 		c, err := dec.Decode()
@@ -44,11 +44,11 @@ func ourAll(data []byte) (cals []*ical.Calendar, err error) {
 }
 
 // normalize gives every property a non-nil Params map, as go-ical does.
-func normalize(c *ical.Component) {
+func normalize(c *goical.Component) {
 	for name, ps := range c.Props {
 		for i := range ps {
 			if ps[i].Params == nil {
-				ps[i].Params = ical.Params{}
+				ps[i].Params = goical.Params{}
 			}
 		}
 		c.Props[name] = ps

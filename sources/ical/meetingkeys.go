@@ -1,10 +1,10 @@
-package sources
+package ical
 
 import (
 	"slices"
 	"strings"
 
-	"github.com/emersion/go-ical"
+	goical "github.com/emersion/go-ical"
 )
 
 // Meeting key prefixes: a key is "<vendor>:<meeting number>", the number
@@ -35,7 +35,7 @@ func MeetingKeys(text ...string) []string {
 // eventKeys is MeetingKeys over the properties of a VEVENT that carry
 // join links: LOCATION, DESCRIPTION, URL, CONFERENCE and every X- property
 // (Outlook's X-ALT-DESC, Google's X-GOOGLE-CONFERENCE and the like).
-func eventKeys(c *ical.Component) []string {
+func eventKeys(c *goical.Component) []string {
 	var keys []string
 	for name, props := range c.Props {
 		switch {

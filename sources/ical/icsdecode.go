@@ -1,4 +1,4 @@
-package sources
+package ical
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/emersion/go-ical"
+	goical "github.com/emersion/go-ical"
 )
 
 // icsDecoder decodes the calendars of a scanned feed into go-ical's types.
@@ -78,7 +78,7 @@ func (d *icsDecoder) readContinuedLine() (string, error) {
 	return string(buf), nil
 }
 
-func (d *icsDecoder) decodeContentLine() (*ical.Prop, error) {
+func (d *icsDecoder) decodeContentLine() (*goical.Prop, error) {
 	for {
 		l, err := d.readContinuedLine()
 		if err != nil {
@@ -91,14 +91,14 @@ func (d *icsDecoder) decodeContentLine() (*ical.Prop, error) {
 	}
 }
 
-func decodeContentLine(s string) (*ical.Prop, error) {
+func decodeContentLine(s string) (*goical.Prop, error) {
 	i := strings.IndexAny(s, ";:")
 	if i < 0 {
 		return nil, errors.New("ical: malformed content line: missing colon")
 	} else if i == 0 {
 		return nil, errors.New("ical: malformed content line: empty property name")
 	}
-	p := &ical.Prop{Name: strings.ToUpper(s[:i])}
+	p := &goical.Prop{Name: strings.ToUpper(s[:i])}
 	s = s[i:]
 	for len(s) > 0 && s[0] == ';' {
 		s = s[1:]
@@ -112,7 +112,7 @@ func decodeContentLine(s string) (*ical.Prop, error) {
 			return nil, err
 		}
 		if p.Params == nil {
-			p.Params = make(ical.Params, 1)
+			p.Params = make(goical.Params, 1)
 		}
 		p.Params[name] = append(p.Params[name], values...)
 	}
@@ -170,10 +170,10 @@ func decodeParam(s string) (name string, values []string, rest string, err error
 
 // decodeComponentBody decodes a component after its BEGIN line. top are
 // its children as the scanner saw them (the calendar's), or nil.
-func (d *icsDecoder) decodeComponentBody(name string, top []scanComp) (*ical.Component, error) {
-	var prop *ical.Prop
-	props := make(ical.Props)
-	var children []*ical.Component
+func (d *icsDecoder) decodeComponentBody(name string, top []scanComp) (*goical.Component, error) {
+	var prop *goical.Prop
+	props := make(goical.Props)
+	var children []*goical.Component
 	for {
 		if k := len(children); k < len(top) && top[k].ev.flags&evDeferred != 0 && d.skipEvent(&top[k].ev) {
 			children = append(children, deferredVEVENT)
@@ -200,11 +200,11 @@ func (d *icsDecoder) decodeComponentBody(name string, top []scanComp) (*ical.Com
 	if !strings.EqualFold(prop.Value, name) {
 		return nil, fmt.Errorf("ical: malformed component: expected END property for %q, got %q", name, prop.Value)
 	}
-	return &ical.Component{Name: name, Props: props, Children: children}, nil
+	return &goical.Component{Name: name, Props: props, Children: children}, nil
 }
 
-// Decode decodes the next calendar, as ical.Decoder.Decode.
-func (d *icsDecoder) Decode() (*ical.Calendar, error) {
+// Decode decodes the next calendar, as goical.Decoder.Decode.
+func (d *icsDecoder) Decode() (*goical.Calendar, error) {
 	prop, err := d.decodeContentLine()
 	if err != nil {
 		return nil, err
@@ -218,8 +218,8 @@ func (d *icsDecoder) Decode() (*ical.Calendar, error) {
 	if err != nil {
 		return nil, err
 	}
-	if comp.Name != ical.CompCalendar {
-		return nil, fmt.Errorf("ical: invalid toplevel component name: expected %q, got %q", ical.CompCalendar, comp.Name)
+	if comp.Name != goical.CompCalendar {
+		return nil, fmt.Errorf("ical: invalid toplevel component name: expected %q, got %q", goical.CompCalendar, comp.Name)
 	}
-	return &ical.Calendar{Component: comp}, nil
+	return &goical.Calendar{Component: comp}, nil
 }

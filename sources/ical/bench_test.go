@@ -1,4 +1,4 @@
-package sources
+package ical
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/internal/feedgen"
-	"github.com/emersion/go-ical"
+	goical "github.com/emersion/go-ical"
 )
 
 // The target (BENCHMARKS.md): parse + expand within 2x of go-ical's bare decode of
@@ -48,7 +48,7 @@ func goICALDecode(data []byte) (err error) {
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	_, err = ical.NewDecoder(bytes.NewReader(data)).Decode()
+	_, err = goical.NewDecoder(bytes.NewReader(data)).Decode()
 	return err
 }
 

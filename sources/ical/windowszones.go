@@ -1,4 +1,4 @@
-package sources
+package ical
 
 // windowsZones maps Windows time-zone IDs (as Outlook and Exchange write them
 // in TZID) to IANA names: the CLDR windowsZones.xml "001" (default territory)

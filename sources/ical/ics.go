@@ -1,4 +1,4 @@
-package sources
+package ical
 
 import (
 	"cmp"
@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-ical"
+	goical "github.com/emersion/go-ical"
 )
 
 // ExpandOptions controls expansion.
@@ -101,12 +101,12 @@ type Calendar struct {
 }
 
 type calRoot struct {
-	cal    *ical.Calendar
+	cal    *goical.Calendar
 	info   *scanCal
 	data   []byte // the scanned feed, when VEVENTs were left undecoded
 	method string
 	xwr    string
-	vtz    map[string]*ical.Component
+	vtz    map[string]*goical.Component
 }
 
 // Parse reads an iCalendar feed with go-ical, after the line-level repairs
@@ -174,7 +174,7 @@ func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int, f
 			}
 			return nil, fmt.Errorf("line %d: %w", line, derr)
 		}
-		root := &calRoot{cal: c, info: &sc.cals[i], vtz: map[string]*ical.Component{}}
+		root := &calRoot{cal: c, info: &sc.cals[i], vtz: map[string]*goical.Component{}}
 		if deferred {
 			root.data = sc.data
 		}
@@ -203,7 +203,7 @@ func (c *Calendar) Method() string {
 
 // vevent is one VEVENT with what identifies it.
 type vevent struct {
-	c     *ical.Component
+	c     *goical.Component
 	sc    *scanComp
 	root  *calRoot
 	index int
@@ -495,7 +495,7 @@ type dtv struct {
 
 func (d dtv) instant() time.Time { return localToUTC(d.loc, d.wall) }
 
-func (x *expander) dt(ev *vevent, p *ical.Prop, value string, line int) (dtv, error) {
+func (x *expander) dt(ev *vevent, p *goical.Prop, value string, line int) (dtv, error) {
 	wantDate := false
 	if v := p.Params["VALUE"]; len(v) > 0 && strings.EqualFold(v[0], "DATE") {
 		wantDate = true
@@ -575,7 +575,7 @@ func (x *expander) span(ev *vevent) (span, error) {
 		s.dur = between(start, end)
 		if s.dur.negative() {
 			// DTEND before DTSTART: swapped, as python-recurring-ical-events
-			// and the ical.js oracle do.
+			// and the goical.js oracle do.
 			x.warnf(ev, ev.line("DTEND", 0), "DTEND before DTSTART, swapped")
 			s.start = end
 			s.dur.days, s.dur.exact = -s.dur.days, -s.dur.exact
@@ -643,7 +643,7 @@ const (
 	hasAttendees
 )
 
-func readFields(c *ical.Component) fields {
+func readFields(c *goical.Component) fields {
 	var f fields
 	if p := c.Props["SUMMARY"]; len(p) > 0 {
 		f.summary, f.has = unescapeText(p[0].Value), f.has|hasSummary

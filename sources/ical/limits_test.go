@@ -1,4 +1,4 @@
-package sources
+package ical
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/calpresence/calpresence/sources"
 )
 
 // Limits: a feed of 100,000 events. FREQ=SECONDLY/MINUTELY and huge COUNTs
@@ -111,8 +113,8 @@ func TestLimitsHundredThousandEvents(t *testing.T) {
 		t.Skip("100,000 events: not in -short")
 	}
 	data := limitFeed(limitEvents, true)
-	if len(data) > DefaultMaxFeedBytes {
-		t.Fatalf("limitFeed(%d, compact) = %d bytes; want at most the default cap %d", limitEvents, len(data), DefaultMaxFeedBytes)
+	if len(data) > sources.DefaultMaxFeedBytes {
+		t.Fatalf("limitFeed(%d, compact) = %d bytes; want at most the default cap %d", limitEvents, len(data), sources.DefaultMaxFeedBytes)
 	}
 	t.Logf("%d compact events: %d bytes (%.0f per event)", limitEvents, len(data), float64(len(data))/limitEvents)
 
@@ -120,14 +122,14 @@ func TestLimitsHundredThousandEvents(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fr, err := NewFetcher(0, 0).Fetch(context.Background(), FetchRequest{URL: "file://" + path})
+	fr, err := sources.NewFetcher(0, 0).Fetch(context.Background(), sources.FetchRequest{URL: "file://" + path})
 	if err != nil {
 		t.Fatalf("Fetch(%d bytes) with the default cap: %v", len(data), err)
 	}
 	if !bytes.Equal(fr.Body, data) {
 		t.Fatalf("Fetch(%d bytes) = %d bytes, not the file", len(data), len(fr.Body))
 	}
-	fr = FetchResult{}
+	fr = sources.FetchResult{}
 
 	// Memory: what ParseExpand allocates stays within maxRatio of what
 	// go-ical's bare decode of the same bytes allocates (counts and bytes;
@@ -181,7 +183,7 @@ func allocsOf(f func()) (allocs, allocated float64) {
 }
 
 // TestLimitsOversizeFeed: 100,000 events as a server writes them are over
-// the default 10 MiB. The Fetcher refuses them with ErrTooLarge and an error
+// the default 10 MiB. The Fetcher refuses them with sources.ErrTooLarge and an error
 // that names the (redacted) URL, however they arrive; with a 20 MiB cap the
 // same bytes parse and expand.
 func TestLimitsOversizeFeed(t *testing.T) {
@@ -189,8 +191,8 @@ func TestLimitsOversizeFeed(t *testing.T) {
 		t.Skip("100,000 events: not in -short")
 	}
 	data := limitFeed(limitEvents, false)
-	if len(data) <= DefaultMaxFeedBytes || len(data) > 20<<20 {
-		t.Fatalf("limitFeed(%d, full) = %d bytes; want between %d and %d", limitEvents, len(data), DefaultMaxFeedBytes, 20<<20)
+	if len(data) <= sources.DefaultMaxFeedBytes || len(data) > 20<<20 {
+		t.Fatalf("limitFeed(%d, full) = %d bytes; want between %d and %d", limitEvents, len(data), sources.DefaultMaxFeedBytes, 20<<20)
 	}
 	t.Logf("%d events: %d bytes (%.0f per event)", limitEvents, len(data), float64(len(data))/limitEvents)
 
@@ -212,16 +214,16 @@ func TestLimitsOversizeFeed(t *testing.T) {
 	}
 	for _, u := range urls {
 		t.Run(u.name, func(t *testing.T) {
-			_, err := NewFetcher(0, 0).Fetch(context.Background(), FetchRequest{URL: u.url})
-			if !errors.Is(err, ErrTooLarge) {
-				t.Fatalf("Fetch(%s, %d bytes) error = %v; want ErrTooLarge", u.name, len(data), err)
+			_, err := sources.NewFetcher(0, 0).Fetch(context.Background(), sources.FetchRequest{URL: u.url})
+			if !errors.Is(err, sources.ErrTooLarge) {
+				t.Fatalf("Fetch(%s, %d bytes) error = %v; want sources.ErrTooLarge", u.name, len(data), err)
 			}
 			msg := err.Error()
-			if !strings.Contains(msg, u.redacted) || !strings.Contains(msg, fmt.Sprint(DefaultMaxFeedBytes)) || strings.Contains(msg, "s3cr3t") {
-				t.Errorf("Fetch(%s) error = %q; want it to name %s and the limit %d, without the token", u.name, msg, u.redacted, DefaultMaxFeedBytes)
+			if !strings.Contains(msg, u.redacted) || !strings.Contains(msg, fmt.Sprint(sources.DefaultMaxFeedBytes)) || strings.Contains(msg, "s3cr3t") {
+				t.Errorf("Fetch(%s) error = %q; want it to name %s and the limit %d, without the token", u.name, msg, u.redacted, sources.DefaultMaxFeedBytes)
 			}
 
-			fr, err := NewFetcher(0, 20<<20).Fetch(context.Background(), FetchRequest{URL: u.url})
+			fr, err := sources.NewFetcher(0, 20<<20).Fetch(context.Background(), sources.FetchRequest{URL: u.url})
 			if err != nil {
 				t.Fatalf("Fetch(%s) with a 20 MiB cap: %v", u.name, err)
 			}

@@ -1,4 +1,4 @@
-package sources
+package ical
 
 import (
 	"bytes"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emersion/go-ical"
+	goical "github.com/emersion/go-ical"
 )
 
 // Published calendars carry every past meeting: thousands of VEVENTs,
@@ -280,7 +280,7 @@ func (e *eventLines) endsBefore(from time.Time) bool {
 
 // deferredVEVENT stands in the parse tree for a VEVENT that was not
 // decoded. It is never modified.
-var deferredVEVENT = &ical.Component{Name: ical.CompEvent}
+var deferredVEVENT = &goical.Component{Name: goical.CompEvent}
 
 // skipEvent moves the decoder past the deferred VEVENT e when it is what
 // comes next (after blank lines, which go-ical skips too), and reports
@@ -320,7 +320,7 @@ func hasPrefixFold(b []byte, prefix string) bool {
 
 // decodeEventAt decodes the component whose BEGIN line is at offset off of
 // data, as the decoder would have in its place.
-func decodeEventAt(data []byte, off int) (*ical.Component, error) {
+func decodeEventAt(data []byte, off int) (*goical.Component, error) {
 	d := &icsDecoder{data: data, pos: off}
 	prop, err := d.decodeContentLine()
 	if err != nil {
