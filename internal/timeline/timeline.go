@@ -66,6 +66,9 @@ type Data struct {
 	// screen readers, with class "sr-only" (the page's style sheet hides
 	// it).
 	ListedIn string
+	// Empty is what the timeline says when nobody has a span in the
+	// window (default "Nobody is busy in the next 36 hours.").
+	Empty string
 }
 
 // Row is one person and their spans.
@@ -130,7 +133,7 @@ type view struct {
 	Ticks              []tick
 	Now                nowLine
 	Rows               []rowView
-	Empty              bool
+	Empty              string // what an empty timeline says; "" when it is not
 	Page, Pages        int
 	Prev, Next         string // links to the other pages ("" none)
 	First, Last, Total int    // rows shown (1-based) and in all
@@ -140,6 +143,7 @@ type tick struct {
 	X     string // percentage
 	Label string // "" for an unlabelled hour
 	Day   bool   // midnight
+	End   bool   // near the right edge: the label ends at the line
 }
 
 type nowLine struct {
@@ -233,9 +237,11 @@ func build(d Data, now time.Time) view {
 	v := view{
 		ID: id, ListedIn: d.ListedIn,
 		Height: axisHeight + len(shown)*rowHeight + 4,
-		Empty:  len(rows) == 0,
 		Page:   page, Pages: pages,
 		First: first + 1, Last: first + len(shown), Total: len(rows),
+	}
+	if len(rows) == 0 {
+		v.Empty = cmp.Or(d.Empty, "Nobody is busy in the next 36 hours.")
 	}
 	v.Title = fmt.Sprintf("Busy spans from %s to %s", when(from), when(to))
 	switch {
@@ -263,7 +269,7 @@ func build(d Data, now time.Time) view {
 	// Hours, in loc: a line each, a label every labelEvery hours, the day
 	// at midnight.
 	for h := firstHour(from.In(loc)); h.Before(to); h = nextHour(h) {
-		tk := tick{X: x(h), Day: h.Hour() == 0}
+		tk := tick{X: x(h), Day: h.Hour() == 0, End: frac(h, from, to) > 0.9}
 		if h.Hour()%labelEvery == 0 {
 			tk.Label = h.Format("15:04")
 			if tk.Day {

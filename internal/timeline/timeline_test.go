@@ -353,4 +353,8 @@ func TestTextEquivalent(t *testing.T) {
 	if len(root.byTag("svg")) != 0 || root.text() != "Nobody is busy in the next 36 hours." {
 		t.Errorf("empty timeline says %q", root.text())
 	}
+	root, _ = render(t, Data{Empty: "Nothing <planned>.", Rows: []Row{{Name: "a", Bars: []Bar{{Start: now.Add(40 * time.Hour), End: now.Add(41 * time.Hour)}}}}})
+	if got := root.text(); got != "Nothing <planned>." {
+		t.Errorf("empty timeline with Empty set says %q; want %q", got, "Nothing <planned>.")
+	}
 }
