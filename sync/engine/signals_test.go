@@ -424,6 +424,15 @@ func TestStatusTimeline(t *testing.T) {
 		if diff := cmp.Diff(want, show(h.eng.Status(time.Now()))); diff != "" {
 			t.Errorf("Status().Timeline (-want +got):\n%s", diff)
 		}
+		// The early ends count as one reason.
+		for _, c := range []struct {
+			action, reason string
+			want           float64
+		}{{"set", "start", 3}, {"clear", "early-end", 2}, {"clear", "early-end:signal", 0}} {
+			if got := counterValue(h.metrics.PresenceChanges.WithLabelValues(c.action, c.reason)); got != c.want {
+				t.Errorf("calpresence_presence_changes_total{action=%q,reason=%q} = %v; want %v", c.action, c.reason, got, c.want)
+			}
+		}
 		// Two hours on, the spans that ended more than an hour before are
 		// out of the window.
 		if diff := cmp.Diff([]string{want[1], want[3], want[4]}, show(h.eng.Status(begin.Add(2*time.Hour+31*minute)))); diff != "" {

@@ -250,23 +250,8 @@ func (e *Engine) Status(now time.Time) Status {
 		st.Next = st.Next[:MaxTransitions]
 	}
 
-	lastStatus := make(map[string]int)
-	for i := len(st.GraphErrors) - 1; i >= 0; i-- { // oldest first: the newest wins
-		lastStatus[st.GraphErrors[i].UserID] = st.GraphErrors[i].Status
-	}
 	for id, h := range e.exec.holdsAt(now) {
-		hp := HeldPerson{User: e.dir.UPN(id), UserID: id, Reason: h.why, Until: h.until, Tries: h.tries}
-		switch code := lastStatus[id]; {
-		case h.unknown:
-			hp.Kind = HoldUnknown
-		case h.tries > 0 && (code == 429 || code == 503):
-			hp.Kind = HoldThrottle
-		case h.tries > 0:
-			hp.Kind = HoldRetry
-		default:
-			hp.Kind = HoldRefused
-		}
-		st.Held = append(st.Held, hp)
+		st.Held = append(st.Held, HeldPerson{User: e.dir.UPN(id), UserID: id, Kind: h.kind(), Reason: h.why, Until: h.until, Tries: h.tries})
 	}
 	// An operator's clears are recorded with the sessions (the engine's
 	// copy in memory: no state is read here).
@@ -325,6 +310,19 @@ func (x *executor) holdsAt(now time.Time) map[string]hold {
 	for id, h := range x.holds {
 		if now.Before(h.until) {
 			out[id] = h
+		}
+	}
+	return out
+}
+
+// heldKinds counts the holds in force at now by kind.
+func (x *executor) heldKinds(now time.Time) map[string]int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make(map[string]int)
+	for _, h := range x.holds {
+		if now.Before(h.until) {
+			out[h.kind()]++
 		}
 	}
 	return out
