@@ -153,7 +153,7 @@ type nowLine struct {
 
 type rowView struct {
 	Name      string
-	Y, NameY  int
+	NameY     int
 	LaneY     int
 	LaneH     int
 	MarkY1    int
@@ -188,7 +188,7 @@ func Render(d Data, now time.Time) (template.HTML, error) {
 	if err := tmpl.Execute(&b, build(d, now)); err != nil {
 		return "", fmt.Errorf("render timeline: %w", err)
 	}
-	return template.HTML(b.String()), nil //nolint:gosec // produced by html/template, which escaped every value
+	return template.HTML(b.String()), nil // produced by html/template, which escaped every value
 }
 
 // build computes the view: positions from times, the order, the page.
@@ -284,7 +284,7 @@ func build(d Data, now time.Time) view {
 
 	for i, r := range shown {
 		top := axisHeight + i*rowHeight
-		rv := rowView{Name: r.row.Name, Y: top, NameY: top + nameY, LaneY: top + laneY, LaneH: laneHeight,
+		rv := rowView{Name: r.row.Name, NameY: top + nameY, LaneY: top + laneY, LaneH: laneHeight,
 			MarkY1: top + laneY - 4, MarkY2: top + laneY + laneHeight + 4,
 			BusyLabel: hours(r.busy)}
 		for _, b := range r.bars {
