@@ -143,7 +143,6 @@ type tick struct {
 	X     string // percentage
 	Label string // "" for an unlabelled hour
 	Day   bool   // midnight
-	End   bool   // near the right edge: the label ends at the line
 }
 
 type nowLine struct {
@@ -269,8 +268,9 @@ func build(d Data, now time.Time) view {
 	// Hours, in loc: a line each, a label every labelEvery hours, the day
 	// at midnight.
 	for h := firstHour(from.In(loc)); h.Before(to); h = nextHour(h) {
-		tk := tick{X: x(h), Day: h.Hour() == 0, End: frac(h, from, to) > 0.9}
-		if h.Hour()%labelEvery == 0 {
+		tk := tick{X: x(h), Day: h.Hour() == 0}
+		// No label in the last tenth, where it would run off a phone.
+		if h.Hour()%labelEvery == 0 && frac(h, from, to) < 0.9 {
 			tk.Label = h.Format("15:04")
 			if tk.Day {
 				tk.Label = h.Format("Mon 2")
