@@ -46,7 +46,7 @@ const placesJS = `(() => {
 // within a pixel and a half, clipped at the window's edges), and the now
 // line where now falls. The page's script ban (its CSP) does not stop the
 // check: DevTools evaluates it outside the page's policy. It keeps
-// timeline.png, the timeline at a desktop's width.
+// timeline.png, the timeline at a desktop's width, and timeline-phone.png.
 func TestTimelineInChromium(t *testing.T) {
 	bin := chromium(t)
 	st := sampleStatus()
@@ -84,12 +84,12 @@ func TestTimelineInChromium(t *testing.T) {
 		return float64(at.Sub(from)) / float64(to.Sub(from))
 	}
 	for _, vp := range []struct {
-		name string
-		w, h int64
-		opts []chromedp.EmulateViewportOption
+		name, shot string
+		w, h       int64
+		opts       []chromedp.EmulateViewportOption
 	}{
-		{"desktop", 1280, 900, nil},
-		{"phone", 390, 844, []chromedp.EmulateViewportOption{chromedp.EmulateMobile}},
+		{"desktop", "timeline.png", 1280, 900, nil},
+		{"phone", "timeline-phone.png", 390, 844, []chromedp.EmulateViewportOption{chromedp.EmulateMobile}},
 	} {
 		t.Run(vp.name, func(t *testing.T) {
 			if err := chromedp.Do(bctx,
@@ -133,9 +133,6 @@ func TestTimelineInChromium(t *testing.T) {
 			if x := at(frac(st.Now)); got.Now.Start != st.Now.Format(time.RFC3339) || math.Abs(got.Now.X-x) > tolerance {
 				t.Errorf("now line (%s) at %.1f px; want %s at %.1f", got.Now.Start, got.Now.X, st.Now.Format(time.RFC3339), x)
 			}
-			if vp.name != "desktop" {
-				return
-			}
 			shot, err := chromedp.Run(bctx, chromedp.Screenshot(chromedp.CSS("#ahead")))
 			if err != nil {
 				t.Fatalf("chromium: screenshot: %v", err)
@@ -143,7 +140,7 @@ func TestTimelineInChromium(t *testing.T) {
 			if _, err := png.Decode(bytes.NewReader(shot)); err != nil {
 				t.Fatalf("screenshot: %v", err)
 			}
-			path := filepath.Join(artifacts(t), "timeline.png")
+			path := filepath.Join(artifacts(t), vp.shot)
 			if err := os.WriteFile(path, shot, 0o644); err != nil {
 				t.Fatal(err)
 			}
