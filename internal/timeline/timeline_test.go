@@ -359,3 +359,30 @@ func TestTextEquivalent(t *testing.T) {
 		t.Errorf("empty timeline with Empty set says %q; want %q", got, "Nothing <planned>.")
 	}
 }
+
+// TestWithinStrictCSP: the markup needs nothing a Content-Security-Policy
+// of default-src 'none' with style-src limited to a page's own sheet
+// forbids: no script, no style element or attribute, no event handler, no
+// resource to load.
+func TestWithinStrictCSP(t *testing.T) {
+	var rows []Row
+	for i := range 300 {
+		rows = append(rows, Row{Name: fmt.Sprintf("p%d", i),
+			Bars:  []Bar{{Start: now.Add(time.Duration(i) * time.Minute), End: now.Add(2 * time.Hour), Live: i%2 == 0, Cut: "ended", Meetings: []Meeting{{Title: "t", Source: "s"}}}},
+			Marks: []Mark{{At: now, Kind: "readback", Label: "Teams showed Busy"}}})
+	}
+	root, _ := render(t, Data{Rows: rows, Page: 1})
+	for _, e := range root.all(func(*elem) bool { return true }) {
+		if e.name == "script" || e.name == "style" || e.name == "image" || e.name == "img" || e.name == "foreignObject" || e.name == "use" {
+			t.Errorf("the markup has a %s element", e.name)
+		}
+		for a := range e.attrs {
+			if a == "style" || strings.HasPrefix(a, "on") || a == "src" {
+				t.Errorf("<%s> has a %s attribute", e.name, a)
+			}
+			if a == "href" && !strings.HasPrefix(e.attrs[a], "?") {
+				t.Errorf("<%s href=%q> leaves the page", e.name, e.attrs[a])
+			}
+		}
+	}
+}
