@@ -2,6 +2,7 @@ package engine
 
 import (
 	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -336,4 +337,35 @@ func TestStatusMessageRetries(t *testing.T) {
 			})
 		})
 	}
+}
+
+// The end time in a status message is in the person's time zone when
+// users: gives one, else in schedule.timezone.
+func TestStatusMessagePersonZone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const bob = "bob@contoso.com"
+		cfg := readbackConfig()
+		cfg.Presence.StatusMessage = "In a meeting until {end}"
+		cfg.Sources[0].Users = []string{alice, bob}
+		cfg.Users = []config.User{{Email: "alice@partner.example", User: alice, Timezone: "Europe/Berlin"}}
+		begin := time.Now()
+		// 13:30 to 14:00 UTC: 15:00 in Berlin (CET, UTC+1 in January).
+		if begin.Hour() != 0 || begin.Month() != time.January {
+			t.Fatalf("synctest starts at %v; the test wants midnight in January", begin)
+		}
+		h := startHarness(t, cfg, ics(begin, "m", 13*time.Hour+30*time.Minute, 30*time.Minute), nil, nil)
+		h.until(13*time.Hour + 31*time.Minute)
+		h.stop()
+		var got []string
+		for _, c := range h.graph.Calls() {
+			if c.Op == "message" {
+				got = append(got, c.User+": "+c.Activity)
+			}
+		}
+		slices.Sort(got)
+		want := []string{"alice@contoso.com: In a meeting until 15:00", "bob@contoso.com: In a meeting until 14:00"}
+		if !slices.Equal(got, want) {
+			t.Errorf("status messages = %q; want %q", got, want)
+		}
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/sync/plan"
@@ -45,7 +46,10 @@ const messageConcurrency = 8
 func (e *Engine) queueMessages(results []Result, now time.Time) {
 	cfg := e.config()
 	tmpl := cfg.Presence.StatusMessage
-	var jobs []messageJob
+	var (
+		jobs  []messageJob
+		zones map[string]*time.Location // by person id, once a set needs them
+	)
 	for _, r := range results {
 		a := r.Action
 		if r.Err != nil {
@@ -59,7 +63,14 @@ func (e *Engine) queueMessages(results []Result, now time.Time) {
 			if e.rb.gaveUp(a.User, a.Span.Start, now) {
 				continue // refused for this span already (logged then)
 			}
-			text := fillMessage(tmpl, a.Span.Meeting(now), a.Span.End, cfg.Location())
+			if zones == nil {
+				zones = e.personZones(cfg)
+			}
+			loc, ok := zones[a.User]
+			if !ok {
+				loc = cfg.Location()
+			}
+			text := fillMessage(tmpl, a.Span.Meeting(now), a.Span.End, loc)
 			jobs = append(jobs, messageJob{id: a.User, text: text, expires: a.Span.End, spanStart: a.Span.Start})
 		case a.Op == plan.OpClear && a.HasPrev && a.Prev.Message != "":
 			jobs = append(jobs, messageJob{id: a.User, text: a.Prev.Message, clear: true})
@@ -74,6 +85,21 @@ func (e *Engine) queueMessages(results []Result, now time.Time) {
 	}
 	e.rb.mu.Unlock()
 	e.rb.poke()
+}
+
+// personZones maps the people whose users: entry has a timezone, by
+// object id, to that zone (config.UserLocations): the end time in their
+// status message is theirs. Others use schedule.timezone.
+func (e *Engine) personZones(cfg *config.Config) map[string]*time.Location {
+	out := make(map[string]*time.Location)
+	for user, loc := range cfg.UserLocations() {
+		if id, ok := e.dir.Lookup(user); ok {
+			if _, dup := out[id]; !dup {
+				out[id] = loc
+			}
+		}
+	}
+	return out
 }
 
 // queue adds j to the messages to send, r.mu held. A person has one job
@@ -149,7 +175,7 @@ func (r *readback) gaveUp(id string, spanStart, now time.Time) bool {
 // fillMessage fills in a status message template (config
 // StatusMessagePlaceholders): {vendor} is Zoom or Webex when the meeting's
 // links say so, else the source's name; {title} the meeting's summary;
-// {end} the span's end, 15:04 in loc.
+// {end} the span's end, 15:04 in loc (the person's zone when known).
 func fillMessage(tmpl string, m *plan.Match, end time.Time, loc *time.Location) string {
 	vendor, title := "", ""
 	if m != nil {
