@@ -369,3 +369,44 @@ func TestStatusMessagePersonZone(t *testing.T) {
 		}
 	})
 }
+
+// A span whose end moves later has its status message follow it: the new
+// end time, and the expiry with it; a message the person wrote meanwhile
+// is not replaced.
+func TestStatusMessageFollowsExtendedSpan(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		theirs string // written at 15m
+		want   []string
+	}{
+		{"ours", "", []string{
+			"10m30s set alice@contoso.com InAConferenceCall 30m0s",
+			`10m32s message alice@contoso.com "In a zoom meeting until 00:40"`,
+			"20m0s set alice@contoso.com InAConferenceCall 50m30s",
+			`20m2s message alice@contoso.com "In a zoom meeting until 01:10"`,
+		}},
+		{"theirs", "Back at 3", []string{
+			"10m30s set alice@contoso.com InAConferenceCall 30m0s",
+			`10m32s message alice@contoso.com "In a zoom meeting until 00:40"`,
+			"20m0s set alice@contoso.com InAConferenceCall 50m30s",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cfg := readbackConfig()
+				cfg.Presence.StatusMessage = "In a {vendor} meeting until {end}"
+				begin := time.Now()
+				h := startHarness(t, cfg, ics(begin, "m", 10*time.Minute+30*time.Second, 30*time.Minute), nil, nil)
+				h.until(15 * time.Minute)
+				if tt.theirs != "" {
+					h.graph.SetMessage(alice, tt.theirs)
+				}
+				h.until(19*time.Minute + 30*time.Second)
+				h.feeds.set("zoom", ics(begin, "m", 10*time.Minute+30*time.Second, time.Hour))
+				h.until(30 * time.Minute)
+				h.stop()
+				h.want(tt.want...)
+			})
+		})
+	}
+}

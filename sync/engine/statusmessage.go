@@ -31,6 +31,9 @@ type messageJob struct {
 	expires   time.Time // the span's end (set)
 	spanStart time.Time // the span it belongs to (set)
 	clear     bool
+	// prev is the worker's text for the span that this set replaces (the
+	// span's end moved): shown, it is ours to replace, not the person's.
+	prev string
 
 	tries     int       // failed attempts so far
 	notBefore time.Time // a retry waits until then (zero: at once)
@@ -57,7 +60,8 @@ func (e *Engine) queueMessages(results []Result, now time.Time) {
 		}
 		switch {
 		case a.Op == plan.OpSet && tmpl != "":
-			if a.HasPrev && a.Prev.SpanStart.Equal(a.Span.Start) && a.Prev.Message != "" {
+			ours := a.HasPrev && a.Prev.SpanStart.Equal(a.Span.Start) && a.Prev.Message != ""
+			if ours && a.Prev.SpanEnd.Equal(a.Span.End) {
 				continue // already set for this span
 			}
 			if e.rb.gaveUp(a.User, a.Span.Start, now) {
@@ -71,7 +75,13 @@ func (e *Engine) queueMessages(results []Result, now time.Time) {
 				loc = cfg.Location()
 			}
 			text := fillMessage(tmpl, a.Span.Meeting(now), a.Span.End, loc)
-			jobs = append(jobs, messageJob{id: a.User, text: text, expires: a.Span.End, spanStart: a.Span.Start})
+			j := messageJob{id: a.User, text: text, expires: a.Span.End, spanStart: a.Span.Start}
+			if ours {
+				// The span's end moved later: the message follows it (its
+				// {end}, and its expiry).
+				j.prev = a.Prev.Message
+			}
+			jobs = append(jobs, j)
 		case a.Op == plan.OpClear && a.HasPrev && a.Prev.Message != "":
 			jobs = append(jobs, messageJob{id: a.User, text: a.Prev.Message, clear: true})
 		}
@@ -240,7 +250,7 @@ func (e *Engine) sendMessages(ctx context.Context) {
 			}
 			continue
 		}
-		mine := sh.StatusMessage == j.text
+		mine := sh.StatusMessage == j.text || (j.prev != "" && sh.StatusMessage == j.prev)
 		switch {
 		case j.clear && !mine:
 			continue // theirs now, or gone: nothing of ours to clear
