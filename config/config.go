@@ -118,7 +118,8 @@ type Presence struct {
 
 // StatusMessagePlaceholders are what presence.status_message may name:
 // the meeting's vendor (Zoom, Webex, else the source's name), its title,
-// and the span's end (15:04) in schedule.timezone.
+// and the span's end (15:04) in the person's zone (users[].timezone),
+// else schedule.timezone.
 var StatusMessagePlaceholders = []string{"{vendor}", "{title}", "{end}"}
 
 // statusMessagePlaceholder finds the placeholders of a status message.
