@@ -565,9 +565,17 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 	}
 	changed := !slices.EqualFunc(f.occs, x.occs, sameOccurrence) || !f.loaded || f.rematch
 	f.rematch = false
-	// New content: not the copy in force expanded again as time moves on
-	// (fetched in full or not), nor a body whose DTSTAMPs alone changed.
-	fs.install(f, x, now, changed && !res.NotModified && res.Hash != f.hash)
+	if changed {
+		// New content: not the copy in force expanded again as time
+		// moves on (fetched in full or not).
+		fs.install(f, x, now, !res.NotModified && res.Hash != f.hash)
+	} else {
+		// The same occurrences: the copy in force expanded again, or a
+		// body that changed only outside the window (a past meeting
+		// edited, DTSTAMPs): the matches and the spans built from them
+		// stay as they are.
+		fs.reexpanded(f, x, now)
+	}
 	if !res.NotModified {
 		f.validators = state.Validators{ETag: res.Validators.ETag, LastModified: res.Validators.LastModified}
 		f.hash = res.Hash
@@ -697,6 +705,16 @@ func (fs *feedSet) install(f *feed, x *expansion, now time.Time, fresh bool) {
 	}
 }
 
+// reexpanded notes that f's copy was expanded again at now into the
+// occurrences already in force (x's equal f's): the matches, and the
+// snapshot the engine builds spans from, stay as they are. fs.mu must be
+// held.
+func (fs *feedSet) reexpanded(f *feed, x *expansion, now time.Time) {
+	f.expandedAt = now
+	f.warnings = len(x.warnings)
+	f.dropped = reportDropped(fs.log, fs.metrics, f.src.Name, f.dropped, x.dropped)
+}
+
 // failed records a failed read of f: the fetch, or the body (result says
 // which), and returns the poll's result. The last good copy stays in
 // force; when last is its body (it was due to be expanded again), it is
@@ -725,7 +743,11 @@ func (fs *feedSet) failed(f *feed, result string, err error, last []byte, now ti
 	if x != nil && fs.current(f) {
 		changed = !slices.EqualFunc(f.occs, x.occs, sameOccurrence) || f.rematch
 		f.rematch = false
-		fs.install(f, x, now, false)
+		if changed {
+			fs.install(f, x, now, false)
+		} else {
+			fs.reexpanded(f, x, now)
+		}
 	}
 	first := f.healthy || f.lastErr == ""
 	if first {

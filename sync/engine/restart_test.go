@@ -231,3 +231,37 @@ func TestStoredOccurrencesEqualParsed(t *testing.T) {
 		}
 	})
 }
+
+// A feed whose bytes changed only outside the window (a meeting of last
+// week edited) costs its parse and nothing more: no Graph call, the
+// snapshot the spans are built from unchanged, the new copy stored.
+func TestChangeOutsideTheWindowRebuildsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		before := ics(begin, "past", -7*24*time.Hour, time.Hour, "m", 10*time.Minute, 30*time.Minute)
+		h := feedHarness(t, testConfig(), before)
+		h.until(11 * time.Minute)
+		_, _, gen := h.eng.feeds.snapshotGen()
+		calls := len(h.graph.Got())
+		after := strings.Replace(before, "SUMMARY:past", "SUMMARY:past (minutes attached)", 1)
+		if after == before {
+			t.Fatal("the edit changed nothing")
+		}
+		h.feeds.set("zoom", after)
+		h.until(13 * time.Minute) // two polls
+		_, _, genAfter := h.eng.feeds.snapshotGen()
+		stored, _, _ := h.cache.Feed("zoom")
+		h.until(15 * time.Minute)
+		h.stop()
+		if genAfter != gen {
+			t.Errorf("snapshot generation %d after an edit outside the window; want %d (no span rebuild)", genAfter, gen)
+		}
+		if got := len(h.graph.Got()); got != calls {
+			t.Errorf("Graph calls after the edit: %v; want none after the first %d", h.graph.Got(), calls)
+		}
+		if string(stored.Body) != after {
+			t.Error("the edited copy was not stored")
+		}
+		h.want("10m0s set alice@contoso.com InAConferenceCall 30m0s")
+	})
+}
