@@ -36,6 +36,9 @@ type FeedCache interface {
 	// PutFeeds stores several copies in one durable transaction: a pass
 	// over thousands of feeds cannot afford an fsync for each.
 	PutFeeds(fs []state.Feed) error
+	// FeedHeads returns every stored copy without its body and with its
+	// Expansion: what a restart reconciles from before parsing any copy.
+	FeedHeads() ([]state.Feed, error)
 }
 
 // InboxEvery is how often the leader of several replicas applies the
