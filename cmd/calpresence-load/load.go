@@ -426,6 +426,15 @@ func measure(ctx context.Context, o options, out io.Writer) error {
 			return err
 		}
 		closeFn = nil
+		if o.cpuprofile != "" {
+			// The restart's profile apart: what a start costs.
+			stopProfile()
+			stopRestart, err := startCPUProfile(o.cpuprofile + ".restart")
+			if err != nil {
+				return err
+			}
+			defer stopRestart()
+		}
 		eng, closeFn, err = h.newEngine(o.state)
 		if err != nil {
 			return err
