@@ -539,7 +539,13 @@ func TestUnstoredSignal503(t *testing.T) {
 	if !testutil.WaitUntil(10*time.Second, func() bool { return presenceCalls(g, "set", aliceID, "InACall") == 1 }) {
 		t.Fatalf("alice not set InACall within 10s of the retry's 200: %v", g.Presence.Calls())
 	}
+	// Had the refused delivery reached the engine, the retry would be its
+	// duplicate.
+	r.waitCount(t, "zoom", "presence", "applied", 1)
+	if got := r.signalCount(t, "zoom", "presence", "duplicate"); got != 0 {
+		t.Errorf("duplicate deliveries = %v; want 0 (the refused one changed nothing)", got)
+	}
 	if n := len(g.Calls()); n != 1 {
-		t.Errorf("calls = %v; want alice's set only (the refused delivery changed nothing)", g.Presence.Calls())
+		t.Errorf("calls = %v; want alice's set only", g.Presence.Calls())
 	}
 }
