@@ -32,8 +32,8 @@ import (
 	"github.com/calpresence/calpresence/server"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/sources"
-	"github.com/calpresence/calpresence/state"
-	"github.com/calpresence/calpresence/state/pgstate"
+	"github.com/calpresence/calpresence/state/bolt"
+	"github.com/calpresence/calpresence/state/pg"
 	"github.com/calpresence/calpresence/sync/engine"
 )
 
@@ -145,7 +145,7 @@ func WithMemoryState() Option { return func(a *App) { a.memory = true } }
 // returned): the state, the Graph client (paced by the rate limit) and the
 // feed fetcher; it drops the stored copies of sources no longer
 // configured. A configuration problem is a *ConfigError; an unusable state
-// file is returned as state.Open says it (state.ErrCorrupt, ErrLocked).
+// file is returned as bolt.Open says it (bolt.ErrCorrupt, ErrLocked).
 func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) {
 	a := &App{cfg: cfg, started: cfg, down: "the engine has not started yet", engineErr: make(chan error, 1)}
 	for _, o := range opts {
@@ -230,13 +230,13 @@ func openStore(ctx context.Context, cfg *config.Config, memory bool) (store engi
 		// A dry run keeps no feed copies either: nil keeps them in memory.
 		return engine.NewMemStore(), nil, func() error { return nil }, nil
 	case cfg.State.Driver == config.DriverPostgres:
-		st, err := pgstate.Open(ctx, string(cfg.State.DSN), pgstate.Options{})
+		st, err := pg.Open(ctx, string(cfg.State.DSN), pg.Options{})
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("state (%s): %w", cfg.State.DSN, err)
 		}
 		return st, st, st.Close, nil
 	}
-	st, err := state.Open(cfg.State.Path, stateLockTimeout)
+	st, err := bolt.Open(cfg.State.Path, stateLockTimeout)
 	if err != nil {
 		return nil, nil, nil, err // names the file already
 	}
@@ -259,8 +259,8 @@ func (a *App) pruneFeeds(cfg *config.Config, feeds engine.FeedCache) {
 	}
 }
 
-// feedPruner drops the stored copies of sources not named; *state.Store
-// and *pgstate.Store implement it.
+// feedPruner drops the stored copies of sources not named; *bolt.Store
+// and *pg.Store implement it.
 type feedPruner interface {
 	DeleteFeedsExcept(sources []string) error
 }

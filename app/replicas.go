@@ -11,7 +11,7 @@ import (
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
-	"github.com/calpresence/calpresence/state/pgstate"
+	"github.com/calpresence/calpresence/state/pg"
 	"github.com/calpresence/calpresence/sync/engine"
 )
 
@@ -92,7 +92,7 @@ type term struct {
 
 // beginTerm starts a lead of this replica; leadCtx is the elector's for it.
 // With the PostgreSQL store it first takes a new leader epoch
-// (pgstate.Store.Lead), before the engine reads anything: from then on the
+// (pg.Store.Lead), before the engine reads anything: from then on the
 // database refuses what earlier leads still write, and the engine writes
 // through the view that carries the new epoch. Once the database refuses
 // a write of this lead in turn (a later lead has begun, whether or not the
@@ -104,11 +104,11 @@ func (a *App) beginTerm(leadCtx context.Context) (*term, error) {
 	lost, endLost := context.WithCancelCause(leader.Lost(leadCtx))
 	t := &term{ctx: ctx, lost: lost, store: a.store, feeds: a.feeds}
 	t.end = func() { endCtx(nil); endLost(nil) }
-	pg, ok := a.store.(*pgstate.Store)
+	lead, ok := a.store.(*pg.Store)
 	if !ok {
 		return t, nil
 	}
-	view, err := pg.Lead(leadCtx)
+	view, err := lead.Lead(leadCtx)
 	if err != nil {
 		t.end()
 		return nil, err

@@ -1,6 +1,6 @@
-// Package storetest is the contract every state store keeps: the bbolt
-// file (state.Store) and PostgreSQL (state/pgstate) run the same suite, so
-// that sync sees one behaviour whichever is configured.
+// Package storetest is the contract every state.Store keeps: the bbolt
+// file (state/bolt) and PostgreSQL (state/pg) run the same suite, so that
+// sync sees one behaviour whichever is configured.
 //
 // Run checks each method's behaviour as sync relies on it: round trips of
 // every field, what a Put replaces and what a Delete of nothing does, batch
@@ -27,44 +27,16 @@ import (
 	"github.com/calpresence/calpresence/state"
 )
 
-// Store is what the suite exercises: sync's Store, FeedCache and
-// SignalStore together, plus what the commands use (DeleteFeedsExcept,
-// Close).
-type Store interface {
-	Sessions() (map[string]state.Session, error)
-	PutSession(state.Session) error
-	PutSessions([]state.Session) error
-	DeleteSession(key string) error
-
-	Identities() (map[string]state.Identity, error)
-	PutIdentities([]state.Identity) error
-	DeleteIdentity(address string) error
-	DeleteIdentities(addresses []string) error
-
-	Feed(source string) (state.Feed, bool, error)
-	PutFeed(state.Feed) error
-	PutFeeds([]state.Feed) error
-	DeleteFeedsExcept(sources []string) error
-
-	Signals() (map[string]state.Signal, error)
-	QueuedSignals() (map[string]state.Signal, error)
-	Signal(id string) (state.Signal, bool, error)
-	PutSignal(state.Signal) error
-	DeleteSignal(id string) error
-
-	Close() error
-}
-
 // Run runs the contract suite, each check in a subtest of its own.
 //
 // open returns a Store on the storage of the (sub)test t: empty at the
 // first call for a t, and the same storage again at a later call for the
 // same t once the Store before it is closed (the durability check reopens
 // it so). PerTest helps write it. Run closes every Store it opens.
-func Run(t *testing.T, open func(t *testing.T) Store) {
+func Run(t *testing.T, open func(t *testing.T) state.Store) {
 	checks := []struct {
 		name string
-		fn   func(t *testing.T, open func(t *testing.T) Store)
+		fn   func(t *testing.T, open func(t *testing.T) state.Store)
 	}{
 		{"Sessions", testSessions},
 		{"PutSessions", testPutSessions},
@@ -108,7 +80,7 @@ func PerTest[T any](create func(t *testing.T) T) func(t *testing.T) T {
 // closeOnce makes Close idempotent, so that the suite can close a Store
 // itself and still have the cleanup close every Store it opened.
 type closeOnce struct {
-	Store
+	state.Store
 	once sync.Once
 	err  error
 }
@@ -118,7 +90,7 @@ func (s *closeOnce) Close() error {
 	return s.err
 }
 
-func openStore(t *testing.T, open func(t *testing.T) Store) Store {
+func openStore(t *testing.T, open func(t *testing.T) state.Store) state.Store {
 	t.Helper()
 	s := &closeOnce{Store: open(t)}
 	t.Cleanup(func() {
@@ -162,7 +134,7 @@ func fullSession(id string) state.Session {
 // equateEmpty: a nil and an empty slice are the same record.
 var equateEmpty = cmpopts.EquateEmpty()
 
-func wantSessions(t *testing.T, s Store, want map[string]state.Session) {
+func wantSessions(t *testing.T, s state.Store, want map[string]state.Session) {
 	t.Helper()
 	got, err := s.Sessions()
 	if err != nil {
@@ -192,7 +164,7 @@ func sameOffset(t *testing.T, what string, got, want time.Time) {
 	}
 }
 
-func testSessions(t *testing.T, open func(t *testing.T) Store) {
+func testSessions(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	wantSessions(t, s, map[string]state.Session{})
 
@@ -233,7 +205,7 @@ func testSessions(t *testing.T, open func(t *testing.T) Store) {
 	wantSessions(t, s, map[string]state.Session{alice.UserID: alice, carol.Address: carol})
 }
 
-func testPutSessions(t *testing.T, open func(t *testing.T) Store) {
+func testPutSessions(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	a, b, c := fullSession("a"), state.Session{UserID: "b", Pending: state.PendingSet}, state.Session{UserID: "c", Activity: "InACall"}
 	if err := s.PutSessions([]state.Session{a, b}); err != nil {
@@ -267,7 +239,7 @@ func testPutSessions(t *testing.T, open func(t *testing.T) Store) {
 	}
 }
 
-func testIdentities(t *testing.T, open func(t *testing.T) Store) {
+func testIdentities(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	if got, err := s.Identities(); err != nil || len(got) != 0 {
 		t.Errorf("Identities() of a new store = %v, %v; want none", got, err)
@@ -329,7 +301,7 @@ func testIdentities(t *testing.T, open func(t *testing.T) Store) {
 // testDeleteIdentities: the worker forgets the addresses no feed names any
 // more in batches. A batch normalises each address as DeleteIdentity does,
 // skips what is not there, and leaves every other record alone.
-func testDeleteIdentities(t *testing.T, open func(t *testing.T) Store) {
+func testDeleteIdentities(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	want := make(map[string]state.Identity)
 	var all []state.Identity
@@ -397,7 +369,7 @@ func hashed(f state.Feed) state.Feed {
 	return f
 }
 
-func wantFeed(t *testing.T, s Store, want state.Feed) {
+func wantFeed(t *testing.T, s state.Store, want state.Feed) {
 	t.Helper()
 	got, ok, err := s.Feed(want.Source)
 	if err != nil || !ok {
@@ -409,14 +381,14 @@ func wantFeed(t *testing.T, s Store, want state.Feed) {
 	sameOffset(t, "FetchedAt of "+want.Source, got.FetchedAt, want.FetchedAt)
 }
 
-func noFeed(t *testing.T, s Store, source string) {
+func noFeed(t *testing.T, s state.Store, source string) {
 	t.Helper()
 	if f, ok, err := s.Feed(source); err != nil || ok {
 		t.Fatalf("Feed(%q) = %v, %v, %v; want none", source, f.Source, ok, err)
 	}
 }
 
-func testFeeds(t *testing.T, open func(t *testing.T) Store) {
+func testFeeds(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	noFeed(t, s, "zoom")
 
@@ -456,7 +428,7 @@ func testFeeds(t *testing.T, open func(t *testing.T) Store) {
 	}
 }
 
-func testPutFeeds(t *testing.T, open func(t *testing.T) Store) {
+func testPutFeeds(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	a := state.Feed{Source: "a", Body: sampleICS(1), FetchedAt: t0}
 	b := state.Feed{Source: "b", Body: sampleICS(2), Validators: state.Validators{ETag: `"b"`}, FetchedAt: t0}
@@ -490,7 +462,7 @@ func testPutFeeds(t *testing.T, open func(t *testing.T) Store) {
 	}
 }
 
-func testDeleteFeedsExcept(t *testing.T, open func(t *testing.T) Store) {
+func testDeleteFeedsExcept(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	put := func(sources ...string) {
 		t.Helper()
@@ -523,7 +495,7 @@ func testDeleteFeedsExcept(t *testing.T, open func(t *testing.T) Store) {
 	}
 }
 
-func wantSignals(t *testing.T, s Store, want map[string]state.Signal) {
+func wantSignals(t *testing.T, s state.Store, want map[string]state.Signal) {
 	t.Helper()
 	got, err := s.Signals()
 	if err != nil {
@@ -550,7 +522,7 @@ func signal(event, email string, at time.Time) state.Signal {
 	}
 }
 
-func testSignals(t *testing.T, open func(t *testing.T) Store) {
+func testSignals(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	wantSignals(t, s, map[string]state.Signal{})
 	ended := signal(state.SignalEnded, "", t0.In(berlin))
@@ -601,7 +573,7 @@ func testSignals(t *testing.T, open func(t *testing.T) Store) {
 // testQueuedSignals: the inbox (signals stored under state.QueuedPrefix)
 // is read alone, among many signals in force; Signals still returns all.
 // Only the exact prefix queues: keys come from outside.
-func testQueuedSignals(t *testing.T, open func(t *testing.T) Store) {
+func testQueuedSignals(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	want := make(map[string]state.Signal)
 	all := make(map[string]state.Signal)
@@ -653,7 +625,7 @@ func testQueuedSignals(t *testing.T, open func(t *testing.T) Store) {
 // testOddKeys: keys come from outside (addresses in feeds, webhook
 // payloads). NUL bytes, bytes that are not UTF-8 and very long keys are
 // stored and found like any other, by every store.
-func testOddKeys(t *testing.T, open func(t *testing.T) Store) {
+func testOddKeys(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	keys := []string{
 		"nul\x00inside@contoso.com",
@@ -736,7 +708,7 @@ func testOddKeys(t *testing.T, open func(t *testing.T) Store) {
 	}
 }
 
-func testMany(t *testing.T, open func(t *testing.T) Store) {
+func testMany(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	const nSessions, nFeeds = 2000, 500
 	want := make(map[string]state.Session, nSessions)
@@ -799,7 +771,7 @@ func mustJSON(t *testing.T, v any) []byte {
 
 // testDurable: what a Put returned for is there after Close and a new
 // Open.
-func testDurable(t *testing.T, open func(t *testing.T) Store) {
+func testDurable(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	sess := fullSession("0f1e2d3c-aaaa-bbbb-cccc-000000000001") // an intent: Pending set
 	frank := state.Identity{Address: "frank@contoso.com", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0}
@@ -825,7 +797,7 @@ func testDurable(t *testing.T, open func(t *testing.T) Store) {
 
 // testConcurrent uses one Store from several goroutines at once, as the
 // executor, the pollers and the webhook receiver do. Run with -race.
-func testConcurrent(t *testing.T, open func(t *testing.T) Store) {
+func testConcurrent(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	const workers, rounds = 8, 20
 	var wg sync.WaitGroup

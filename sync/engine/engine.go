@@ -29,7 +29,7 @@ type Fetcher interface {
 }
 
 // FeedCache keeps the last good copy of each feed across restarts.
-// *state.Store implements it.
+// Every state.Store implements it.
 type FeedCache interface {
 	Feed(source string) (state.Feed, bool, error)
 	PutFeed(f state.Feed) error

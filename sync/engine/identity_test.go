@@ -19,6 +19,7 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/bolt"
 	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -252,7 +253,7 @@ func TestEngineOnlyConfigured(t *testing.T) {
 // cleared), Bob's uncertain set is repeated, and Carol's session, kept
 // under her address, is adopted once her address resolves.
 func TestEngineAdoptsASchema1StateFile(t *testing.T) {
-	data, err := os.ReadFile("../../state/testdata/v1-sessions-by-address.db")
+	data, err := os.ReadFile("../../state/bolt/testdata/v1-sessions-by-address.db")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +265,7 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 	// engine then runs on what the migrated file holds, copied into a
 	// MemStore: bbolt's batch timer and the engine's locks do not mix with
 	// synctest's virtual time.
-	migrated, err := state.Open(path, time.Second)
+	migrated, err := bolt.Open(path, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

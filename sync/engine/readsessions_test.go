@@ -12,7 +12,7 @@ import (
 )
 
 // damagedStore is a MemStore whose file also holds a session record that
-// does not decode, reported the way *state.Store reports it.
+// does not decode, reported the way the state drivers report it.
 type damagedStore struct {
 	*MemStore
 	badKey string

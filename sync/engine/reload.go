@@ -194,7 +194,7 @@ func (fs *feedSet) forgetMetrics(name string) {
 }
 
 // feedPruner drops the stored copies of sources no longer configured;
-// *state.Store implements it.
+// Every state.Store implements it.
 type feedPruner interface {
 	DeleteFeedsExcept(sources []string) error
 }
@@ -234,4 +234,4 @@ func sameSource(a *config.Config, i int, b *config.Config, j int) bool {
 		p.OnlyConfigured == q.OnlyConfigured && a.SourcePollInterval(i) == b.SourcePollInterval(j)
 }
 
-var _ feedPruner = (*state.Store)(nil)
+var _ feedPruner = state.Store(nil)

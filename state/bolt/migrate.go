@@ -1,15 +1,16 @@
-package state
+package bolt
 
 import (
 	"encoding/json"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/calpresence/calpresence/state"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // migrate brings a file of schema from up to schemaVersion inside tx: all or
 // nothing.
-func migrate(tx *bolt.Tx, from int) error {
+func migrate(tx *bbolt.Tx, from int) error {
 	if from < 2 {
 		if err := migrate1to2(tx); err != nil {
 			return err
@@ -23,7 +24,7 @@ func migrate(tx *bolt.Tx, from int) error {
 type sessionV1 struct {
 	User   string `json:"user"`
 	UserID string `json:"user_id"`
-	Session
+	state.Session
 }
 
 // migrate1to2 re-keys sessions by Entra object id and turns the user-id
@@ -36,7 +37,7 @@ type sessionV1 struct {
 // clears it), else the one whose lease ends last (it is what Graph shows).
 // A record whose person was never resolved keeps its address as its key
 // until the worker resolves it.
-func migrate1to2(tx *bolt.Tx) error {
+func migrate1to2(tx *bbolt.Tx) error {
 	// The user-id cache: ids carry over, to be looked up again soon
 	// (CheckedAt zero); an empty id was a forgotten one.
 	ids := make(map[string]string)
@@ -49,9 +50,9 @@ func migrate1to2(tx *bolt.Tx) error {
 			if err := json.Unmarshal(v, &rec); err != nil || rec.ID == "" {
 				return nil // a damaged or forgotten entry is looked up again
 			}
-			addr := NormalizeAddress(string(k))
+			addr := state.NormalizeAddress(string(k))
 			ids[addr] = rec.ID
-			data, err := json.Marshal(Identity{ID: rec.ID})
+			data, err := json.Marshal(state.Identity{ID: rec.ID})
 			if err != nil {
 				return err
 			}
@@ -66,7 +67,7 @@ func migrate1to2(tx *bolt.Tx) error {
 	}
 
 	b := tx.Bucket(bucketSessions)
-	merged := make(map[string]Session)
+	merged := make(map[string]state.Session)
 	var oldKeys [][]byte
 	err := b.ForEach(func(k, v []byte) error {
 		oldKeys = append(oldKeys, append([]byte(nil), k...))
@@ -77,14 +78,14 @@ func migrate1to2(tx *bolt.Tx) error {
 		sess := old.Session
 		sess.UserID = old.UserID
 		if sess.UserID == "" {
-			sess.UserID = ids[NormalizeAddress(old.User)]
+			sess.UserID = ids[state.NormalizeAddress(old.User)]
 		}
 		if sess.UserID == "" {
-			sess.Address = NormalizeAddress(old.User)
+			sess.Address = state.NormalizeAddress(old.User)
 		}
 		key := sess.Key()
 		if prev, ok := merged[key]; ok {
-			sess = MergeSessions(prev, sess)
+			sess = state.MergeSessions(prev, sess)
 		}
 		merged[key] = sess
 		return nil
@@ -107,26 +108,4 @@ func migrate1to2(tx *bolt.Tx) error {
 		}
 	}
 	return nil
-}
-
-// MergeSessions makes one record of two that name one person. Graph holds
-// one session per person, so what it shows is the last call made: the
-// uncertain record (a call in flight) wins, else the one set last. The
-// events of both are kept so that an early end can still be explained;
-// the span stays the one the lease was sized for, so the reconciler
-// re-sets it at once when the person's merged span runs longer.
-func MergeSessions(a, b Session) Session {
-	keep, other := a, b
-	switch {
-	case a.Pending != "" && b.Pending == "":
-	case b.Pending != "" && a.Pending == "":
-		keep, other = b, a
-	case b.SetAt.After(a.SetAt):
-		keep, other = b, a
-	}
-	keep.Events = append(append([]EventRef(nil), keep.Events...), other.Events...)
-	if other.HeldUntil.After(keep.HeldUntil) {
-		keep.HeldUntil = other.HeldUntil
-	}
-	return keep
 }

@@ -1,4 +1,4 @@
-package pgstate_test
+package pg_test
 
 import (
 	"context"
@@ -6,25 +6,26 @@ import (
 
 	"github.com/calpresence/calpresence/internal/pgtest"
 	"github.com/calpresence/calpresence/signals"
-	"github.com/calpresence/calpresence/state/pgstate"
+	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/pg"
 	"github.com/calpresence/calpresence/state/storetest"
 	"github.com/calpresence/calpresence/sync/engine"
 )
 
-// *pgstate.Store stands in for the bbolt store wherever sync takes one.
+// *pg.Store stands in for the bbolt store wherever sync takes one.
 var (
-	_ engine.Store     = (*pgstate.Store)(nil)
-	_ engine.FeedCache = (*pgstate.Store)(nil)
-	_ signals.Store    = (*pgstate.Store)(nil)
-	_ storetest.Store  = (*pgstate.Store)(nil)
+	_ engine.Store     = (*pg.Store)(nil)
+	_ engine.FeedCache = (*pg.Store)(nil)
+	_ signals.Store    = (*pg.Store)(nil)
+	_ state.Store      = (*pg.Store)(nil)
 )
 
 // TestContract runs the store contract (state/storetest) against
 // PostgreSQL, a fresh database per check; state runs it against bbolt.
 func TestContract(t *testing.T) {
 	dsn := storetest.PerTest(func(t *testing.T) string { return pgtest.DB(t) })
-	storetest.Run(t, func(t *testing.T) storetest.Store {
-		s, err := pgstate.Open(context.Background(), dsn(t), pgstate.Options{})
+	storetest.Run(t, func(t *testing.T) state.Store {
+		s, err := pg.Open(context.Background(), dsn(t), pg.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -36,8 +37,8 @@ func TestContract(t *testing.T) {
 // (Lead): checked writes keep the same contract while the term lasts.
 func TestContractLeaderView(t *testing.T) {
 	dsn := storetest.PerTest(func(t *testing.T) string { return pgtest.DB(t) })
-	storetest.Run(t, func(t *testing.T) storetest.Store {
-		s, err := pgstate.Open(context.Background(), dsn(t), pgstate.Options{})
+	storetest.Run(t, func(t *testing.T) state.Store {
+		s, err := pg.Open(context.Background(), dsn(t), pg.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,8 +53,8 @@ func TestContractLeaderView(t *testing.T) {
 
 // leaderView is a view that closes the Store it came from.
 type leaderView struct {
-	*pgstate.Store
-	from *pgstate.Store
+	*pg.Store
+	from *pg.Store
 }
 
 func (v leaderView) Close() error { return v.from.Close() }

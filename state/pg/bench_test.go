@@ -1,4 +1,4 @@
-package pgstate_test
+package pg_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/calpresence/calpresence/internal/pgtest"
 	"github.com/calpresence/calpresence/state"
-	"github.com/calpresence/calpresence/state/pgstate"
+	"github.com/calpresence/calpresence/state/pg"
 )
 
 // feedBody returns a feed of about size bytes: meetings of ~1.75 KB as
@@ -42,8 +42,8 @@ func feedBody(size int) []byte {
 	return b.Bytes()
 }
 
-func openBench(b *testing.B) *pgstate.Store {
-	s, err := pgstate.Open(context.Background(), pgtest.DB(b), pgstate.Options{})
+func openBench(b *testing.B) *pg.Store {
+	s, err := pg.Open(context.Background(), pgtest.DB(b), pg.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,12 +1,8 @@
 package state
 
 import (
-	"bytes"
-	"encoding/json"
 	"strings"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Signal events: what a live meeting signal says happened.
@@ -62,21 +58,6 @@ func SignalID(vendor, event, meeting, email string, at time.Time) string {
 	return vendor + "|" + event + "|" + meeting + "|" + NormalizeAddress(email) + "|" + at.UTC().Format(time.RFC3339Nano)
 }
 
-// Signals returns every stored signal, by ID, expired ones included (the
-// caller prunes them with DeleteSignal). A record that does not decode is
-// skipped and named in a *BadRecordsError, as in Sessions.
-func (s *Store) Signals() (map[string]Signal, error) {
-	out := make(map[string]Signal)
-	err := readAll(s, bucketSignals, func(k string, sig Signal) {
-		sig.ID = k
-		out[k] = sig
-	})
-	if err != nil && !isBadRecords(err) {
-		return nil, err
-	}
-	return out, err
-}
-
 // QueuedPrefix begins the ID of a signal queued for the replica that
 // leads to apply (signals.Queue: a standby received the webhook). The
 // leader reads them every 2 s, with QueuedSignals.
@@ -94,56 +75,3 @@ const SignalEventInstance = "instance"
 
 // Queued reports whether a signal stored under id waits in the inbox.
 func Queued(id string) bool { return strings.HasPrefix(id, QueuedPrefix) }
-
-// QueuedSignals returns the signals waiting in the inbox (their ID begins
-// with QueuedPrefix), by ID, and reads no other: the bucket is sorted by
-// key, and a cursor finds them together. A record that does not decode is
-// skipped and named in a *BadRecordsError, as in Sessions.
-func (s *Store) QueuedSignals() (map[string]Signal, error) {
-	out := make(map[string]Signal)
-	var bad []BadRecord
-	prefix := []byte(QueuedPrefix)
-	err := s.view(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSignals)
-		if b == nil {
-			return nil
-		}
-		c := b.Cursor()
-		for k, data := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, data = c.Next() {
-			var sig Signal
-			if err := json.Unmarshal(data, &sig); err != nil {
-				bad = append(bad, BadRecord{Bucket: string(bucketSignals), Key: string(k), Err: err})
-				continue
-			}
-			sig.ID = string(k)
-			out[sig.ID] = sig
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if len(bad) > 0 {
-		return out, &BadRecordsError{Records: bad}
-	}
-	return out, nil
-}
-
-// Signal returns the signal stored under id, and whether there is one.
-func (s *Store) Signal(id string) (Signal, bool, error) {
-	var sig Signal
-	found, err := s.get(bucketSignals, id, &sig)
-	sig.ID = id
-	return sig, found, err
-}
-
-// PutSignal records sig under sig.ID, durably.
-func (s *Store) PutSignal(sig Signal) error {
-	return s.put(bucketSignals, sig.ID, sig)
-}
-
-// DeleteSignal forgets the signal stored under id; forgetting none is not
-// an error.
-func (s *Store) DeleteSignal(id string) error {
-	return s.delete(bucketSignals, id)
-}

@@ -1,11 +1,12 @@
-package state
+package bolt
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/calpresence/calpresence/state"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // readAll decodes every record of bucket and hands each to add with its
@@ -14,8 +15,8 @@ import (
 // callers report and otherwise ignore. Any other error means nothing could
 // be read. A missing bucket has no records.
 func readAll[T any](s *Store, bucket []byte, add func(key string, v T)) error {
-	var bad []BadRecord
-	err := s.view(func(tx *bolt.Tx) error {
+	var bad []state.BadRecord
+	err := s.view(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucket)
 		if b == nil {
 			return nil
@@ -23,7 +24,7 @@ func readAll[T any](s *Store, bucket []byte, add func(key string, v T)) error {
 		return b.ForEach(func(k, data []byte) error {
 			var v T
 			if err := json.Unmarshal(data, &v); err != nil {
-				bad = append(bad, BadRecord{Bucket: string(bucket), Key: string(k), Err: err})
+				bad = append(bad, state.BadRecord{Bucket: string(bucket), Key: string(k), Err: err})
 				return nil
 			}
 			add(string(k), v)
@@ -34,7 +35,7 @@ func readAll[T any](s *Store, bucket []byte, add func(key string, v T)) error {
 		return err
 	}
 	if len(bad) > 0 {
-		return &BadRecordsError{Records: bad}
+		return &state.BadRecordsError{Records: bad}
 	}
 	return nil
 }
@@ -63,7 +64,7 @@ func putAll[T any](s *Store, bucket []byte, what string, values []T, key func(T)
 	if batch {
 		tx = s.db.Batch
 	}
-	err := tx(func(tx *bolt.Tx) error {
+	err := tx(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucket)
 		for _, r := range recs {
 			if err := b.Put([]byte(r.key), r.data); err != nil {
@@ -80,6 +81,6 @@ func putAll[T any](s *Store, bucket []byte, what string, values []T, key func(T)
 
 // isBadRecords reports whether err is readAll's "some records skipped".
 func isBadRecords(err error) bool {
-	var bad *BadRecordsError
+	var bad *state.BadRecordsError
 	return errors.As(err, &bad)
 }

@@ -1,4 +1,4 @@
-package state
+package bolt
 
 import (
 	"bytes"
@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calpresence/calpresence/state"
 	"github.com/google/go-cmp/cmp"
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 )
 
 func openTemp(t *testing.T) (*Store, string) {
@@ -32,8 +33,8 @@ func openTemp(t *testing.T) (*Store, string) {
 
 var t0 = time.Date(2027, 3, 4, 15, 0, 0, 0, time.UTC)
 
-func sampleSession(id string) Session {
-	return Session{
+func sampleSession(id string) state.Session {
+	return state.Session{
 		UserID:       id,
 		UPN:          "alice@contoso.com",
 		Availability: "Busy",
@@ -42,8 +43,8 @@ func sampleSession(id string) Session {
 		SpanEnd:      t0.Add(time.Hour),
 		Expires:      t0.Add(time.Hour),
 		SetAt:        t0.Add(-time.Second),
-		Pending:      PendingSet,
-		Events: []EventRef{
+		Pending:      state.PendingSet,
+		Events: []state.EventRef{
 			{Source: "zoom-sales", UID: "ZOOM834", RecurrenceID: t0, Start: t0, End: t0.Add(30 * time.Minute)},
 			{Source: "webex", UID: "single", Start: t0.Add(20 * time.Minute), End: t0.Add(time.Hour)},
 		},
@@ -74,12 +75,12 @@ func TestSessions(t *testing.T) {
 	alice, bob := sampleSession("0f1e2d3c-aaaa-bbbb-cccc-000000000001"), sampleSession("0f1e2d3c-aaaa-bbbb-cccc-000000000002")
 	bob.Events = nil
 	bob.Pending = ""
-	for _, sess := range []Session{alice, bob} {
+	for _, sess := range []state.Session{alice, bob} {
 		if err := s.PutSession(sess); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want := map[string]Session{alice.UserID: alice, bob.UserID: bob}
+	want := map[string]state.Session{alice.UserID: alice, bob.UserID: bob}
 	if got, err = s.Sessions(); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func TestSessions(t *testing.T) {
 	if err := s.DeleteSession("0f1e2d3c-aaaa-bbbb-cccc-00000000dead"); err != nil {
 		t.Errorf("DeleteSession(unknown) = %v; want nil", err)
 	}
-	want = map[string]Session{alice.UserID: alice}
+	want = map[string]state.Session{alice.UserID: alice}
 	if got, err = s.Sessions(); err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +108,7 @@ func TestSessions(t *testing.T) {
 		t.Errorf("Sessions() after update and delete mismatch (-want +got):\n%s", diff)
 	}
 
-	if err := s.PutSession(Session{}); err == nil {
+	if err := s.PutSession(state.Session{}); err == nil {
 		t.Error("PutSession(no user) = nil; want an error")
 	}
 }
@@ -117,9 +118,9 @@ func TestIdentities(t *testing.T) {
 	if got, err := s.Identities(); err != nil || len(got) != 0 {
 		t.Errorf("Identities() on a new file = %v, %v; want none", got, err)
 	}
-	frank := Identity{Address: " Frank@Contoso.com", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0}
-	ghost := Identity{Address: "ghost@contoso.com", Unknown: true, CheckedAt: t0}
-	if err := s.PutIdentities([]Identity{frank, ghost}); err != nil {
+	frank := state.Identity{Address: " Frank@Contoso.com", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0}
+	ghost := state.Identity{Address: "ghost@contoso.com", Unknown: true, CheckedAt: t0}
+	if err := s.PutIdentities([]state.Identity{frank, ghost}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Identities()
@@ -127,7 +128,7 @@ func TestIdentities(t *testing.T) {
 		t.Fatal(err)
 	}
 	frank.Address = "frank@contoso.com" // keyed normalised
-	want := map[string]Identity{"frank@contoso.com": frank, "ghost@contoso.com": ghost}
+	want := map[string]state.Identity{"frank@contoso.com": frank, "ghost@contoso.com": ghost}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Identities() mismatch (-want +got):\n%s", diff)
 	}
@@ -137,7 +138,7 @@ func TestIdentities(t *testing.T) {
 	if got, _ := s.Identities(); len(got) != 1 {
 		t.Errorf("Identities() after DeleteIdentity = %v; want frank only", got)
 	}
-	if err := s.PutIdentities([]Identity{{}}); err == nil {
+	if err := s.PutIdentities([]state.Identity{{}}); err == nil {
 		t.Error("PutIdentities(no address) = nil; want an error")
 	}
 }
@@ -149,10 +150,10 @@ func TestFeedRoundTrip(t *testing.T) {
 	}
 
 	body := sampleICS(200)
-	in := Feed{
+	in := state.Feed{
 		Source:     "zoom",
-		URLHash:    URLHash("https://example.zoom.us/feed.ics?token=x"),
-		Validators: Validators{ETag: `W/"v1"`, LastModified: "Mon, 01 Mar 2027 10:00:00 GMT"},
+		URLHash:    state.URLHash("https://example.zoom.us/feed.ics?token=x"),
+		Validators: state.Validators{ETag: `W/"v1"`, LastModified: "Mon, 01 Mar 2027 10:00:00 GMT"},
 		Body:       body,
 		FetchedAt:  t0,
 	}
@@ -171,7 +172,7 @@ func TestFeedRoundTrip(t *testing.T) {
 
 	// Stored compressed, as gzip.
 	var stored []byte
-	s.db.View(func(tx *bolt.Tx) error {
+	s.db.View(func(tx *bbolt.Tx) error {
 		stored = bytes.Clone(tx.Bucket(bucketFeedBodies).Get([]byte("zoom")))
 		return nil
 	})
@@ -187,7 +188,7 @@ func TestFeedRoundTrip(t *testing.T) {
 	}
 
 	// An empty feed is a feed too.
-	if err := s.PutFeed(Feed{Source: "empty", Body: nil}); err != nil {
+	if err := s.PutFeed(state.Feed{Source: "empty", Body: nil}); err != nil {
 		t.Fatal(err)
 	}
 	if f, ok, err := s.Feed("empty"); err != nil || !ok || len(f.Body) != 0 {
@@ -198,7 +199,7 @@ func TestFeedRoundTrip(t *testing.T) {
 func TestDeleteFeedsExcept(t *testing.T) {
 	s, _ := openTemp(t)
 	for _, src := range []string{"a", "b", "c", "d"} {
-		if err := s.PutFeed(Feed{Source: src, Body: []byte(src)}); err != nil {
+		if err := s.PutFeed(state.Feed{Source: src, Body: []byte(src)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -211,7 +212,7 @@ func TestDeleteFeedsExcept(t *testing.T) {
 		}
 	}
 	// No stray bodies either.
-	s.db.View(func(tx *bolt.Tx) error {
+	s.db.View(func(tx *bbolt.Tx) error {
 		if n := tx.Bucket(bucketFeedBodies).Stats().KeyN; n != 2 {
 			t.Errorf("%d feed bodies left; want 2", n)
 		}
@@ -224,7 +225,7 @@ func TestConcurrentPutFeed(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
-			if err := s.PutFeed(Feed{Source: fmt.Sprint("src-", i), Body: sampleICS(i)}); err != nil {
+			if err := s.PutFeed(state.Feed{Source: fmt.Sprint("src-", i), Body: sampleICS(i)}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -240,9 +241,9 @@ func TestConcurrentPutFeed(t *testing.T) {
 
 func TestPutFeeds(t *testing.T) {
 	s, _ := openTemp(t)
-	feeds := []Feed{
+	feeds := []state.Feed{
 		{Source: "a", Body: sampleICS(1), FetchedAt: t0},
-		{Source: "b", Body: sampleICS(2), Validators: Validators{ETag: `"b"`}, FetchedAt: t0},
+		{Source: "b", Body: sampleICS(2), Validators: state.Validators{ETag: `"b"`}, FetchedAt: t0},
 	}
 	if err := s.PutFeeds(feeds); err != nil {
 		t.Fatal(err)
@@ -259,7 +260,7 @@ func TestPutFeeds(t *testing.T) {
 	}
 
 	// All or nothing: a bad entry stores none of the batch.
-	if err := s.PutFeeds([]Feed{{Source: "c", Body: []byte("c")}, {Body: []byte("no source")}}); err == nil {
+	if err := s.PutFeeds([]state.Feed{{Source: "c", Body: []byte("c")}, {Body: []byte("no source")}}); err == nil {
 		t.Error("PutFeeds(entry without source) = nil; want an error")
 	}
 	if _, ok, _ := s.Feed("c"); ok {
@@ -274,10 +275,10 @@ func TestPersistAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	sess := sampleSession("0f1e2d3c-aaaa-bbbb-cccc-000000000001")
-	frank := Identity{Address: "frank@contoso.com", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0}
-	feed := Feed{Source: "zoom", URLHash: URLHash("u"), Body: sampleICS(3), FetchedAt: t0}
+	frank := state.Identity{Address: "frank@contoso.com", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0}
+	feed := state.Feed{Source: "zoom", URLHash: state.URLHash("u"), Body: sampleICS(3), FetchedAt: t0}
 	feed.Hash = sha256.Sum256(feed.Body)
-	for _, err := range []error{s.PutSession(sess), s.PutIdentities([]Identity{frank}), s.PutFeed(feed)} {
+	for _, err := range []error{s.PutSession(sess), s.PutIdentities([]state.Identity{frank}), s.PutFeed(feed)} {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +296,7 @@ func TestPersistAcrossReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]Session{sess.UserID: sess}, sessions); diff != "" {
+	if diff := cmp.Diff(map[string]state.Session{sess.UserID: sess}, sessions); diff != "" {
 		t.Errorf("Sessions() after reopen mismatch (-want +got):\n%s", diff)
 	}
 	if ids, err := s.Identities(); err != nil || ids["frank@contoso.com"] != frank {
@@ -337,7 +338,7 @@ func TestOpenLocked(t *testing.T) {
 	}
 
 	// The holder is unharmed and keeps working.
-	if err := s.PutIdentities([]Identity{{Address: "alice", ID: "id"}}); err != nil {
+	if err := s.PutIdentities([]state.Identity{{Address: "alice", ID: "id"}}); err != nil {
 		t.Errorf("holder's PutIdentities after a failed second Open: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -406,7 +407,7 @@ func TestCorruptRecords(t *testing.T) {
 		return buf.Bytes()
 	}
 	goodFeed := func(s *Store) {
-		if err := s.PutFeed(Feed{Source: "zoom", Body: []byte("BEGIN:VCALENDAR")}); err != nil {
+		if err := s.PutFeed(state.Feed{Source: "zoom", Body: []byte("BEGIN:VCALENDAR")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -474,7 +475,7 @@ func TestCorruptRecords(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(s)
 			}
-			err := s.db.Update(func(tx *bolt.Tx) error {
+			err := s.db.Update(func(tx *bbolt.Tx) error {
 				if tt.value == nil {
 					return tx.Bucket(tt.bucket).Delete([]byte(tt.key))
 				}
@@ -507,7 +508,7 @@ func TestOpenBadFiles(t *testing.T) {
 
 	t.Run("newer-schema", func(t *testing.T) {
 		s, path := openTemp(t)
-		s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyVersion, []byte("99")) })
+		s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Put(keyVersion, []byte("99")) })
 		s.Close()
 		if s, err := Open(path, time.Second); err == nil {
 			s.Close()
@@ -520,7 +521,7 @@ func TestOpenBadFiles(t *testing.T) {
 
 func TestPutSessions(t *testing.T) {
 	s, _ := openTemp(t)
-	in := []Session{{UserID: "a", Activity: "InACall"}, {UserID: "b", Pending: PendingSet}}
+	in := []state.Session{{UserID: "a", Activity: "InACall"}, {UserID: "b", Pending: state.PendingSet}}
 	if err := s.PutSessions(in); err != nil {
 		t.Fatal(err)
 	}
@@ -528,10 +529,10 @@ func TestPutSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got["a"].Activity != "InACall" || got["b"].Pending != PendingSet {
+	if len(got) != 2 || got["a"].Activity != "InACall" || got["b"].Pending != state.PendingSet {
 		t.Errorf("Sessions() after PutSessions = %+v; want both records", got)
 	}
-	if err := s.PutSessions([]Session{{UserID: "c"}, {}}); err == nil {
+	if err := s.PutSessions([]state.Session{{UserID: "c"}, {}}); err == nil {
 		t.Error("PutSessions with an empty user: no error")
 	}
 	if got, _ := s.Sessions(); len(got) != 2 {

@@ -1,4 +1,4 @@
-package state
+package bolt
 
 import (
 	"bytes"
@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/calpresence/calpresence/state"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // Report is what Check found in a state file.
@@ -27,7 +28,7 @@ type BucketReport struct {
 	Name    string
 	Missing bool // the bucket does not exist (Open creates it)
 	Good    int
-	Bad     []BadRecord
+	Bad     []state.BadRecord
 }
 
 // BadRecords returns how many records do not decode.
@@ -55,8 +56,8 @@ func Check(path string, timeout time.Duration) (*Report, error) {
 	if timeout <= 0 {
 		timeout = time.Nanosecond // one try, as in Open
 	}
-	db, err := openBolt(path, &bolt.Options{ReadOnly: true, Timeout: timeout})
-	if errors.Is(err, bolt.ErrTimeout) {
+	db, err := openBolt(path, &bbolt.Options{ReadOnly: true, Timeout: timeout})
+	if errors.Is(err, bbolt.ErrTimeout) {
 		return nil, fmt.Errorf("check state %s: %w", path, ErrLocked)
 	}
 	if err != nil {
@@ -70,7 +71,7 @@ func Check(path string, timeout time.Duration) (*Report, error) {
 		// walk into it again.
 		return r, nil
 	}
-	err = s.view(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx) error {
 		for err := range tx.Check() {
 			r.Problems = append(r.Problems, err.Error())
 		}
@@ -91,14 +92,14 @@ func (s *Store) checkRecords(r *Report) bool {
 		version []byte
 		feedIDs []string
 	)
-	keys := func(b *bolt.Bucket) (ks []string, err error) {
+	keys := func(b *bbolt.Bucket) (ks []string, err error) {
 		if b == nil {
 			return nil, nil
 		}
 		err = b.ForEach(func(k, _ []byte) error { ks = append(ks, string(k)); return nil })
 		return ks, err
 	}
-	err := s.view(func(tx *bolt.Tx) (err error) {
+	err := s.view(func(tx *bbolt.Tx) (err error) {
 		for _, name := range allBuckets {
 			present[string(name)] = tx.Bucket(name) != nil
 		}
@@ -116,7 +117,7 @@ func (s *Store) checkRecords(r *Report) bool {
 	meta := BucketReport{Name: string(bucketMeta), Missing: !present[string(bucketMeta)]}
 	if version != nil {
 		if n, err := strconv.Atoi(string(version)); err != nil || n < 1 || n > schemaVersion {
-			meta.Bad = append(meta.Bad, BadRecord{Bucket: meta.Name, Key: string(keyVersion),
+			meta.Bad = append(meta.Bad, state.BadRecord{Bucket: meta.Name, Key: string(keyVersion),
 				Err: fmt.Errorf("schema version %q; this build reads 1..%d", version, schemaVersion)})
 		} else {
 			meta.Good++
@@ -165,7 +166,7 @@ func (s *Store) checkRecords(r *Report) bool {
 
 // tally counts one record read: good, bad, or (false) a damaged page.
 func tally(b *BucketReport, err error, r *Report) bool {
-	var bad *BadRecordsError
+	var bad *state.BadRecordsError
 	switch {
 	case err == nil:
 		b.Good++

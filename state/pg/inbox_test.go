@@ -1,4 +1,4 @@
-package pgstate
+package pg
 
 import (
 	"context"

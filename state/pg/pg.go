@@ -1,11 +1,10 @@
-// Package pgstate keeps calpresence's durable record in PostgreSQL
+// Package pg keeps calpresence's durable record in PostgreSQL
 // (state.driver: postgres), so that several replicas share it: the one
 // that leads writes, and whichever leads next reconciles from the sessions
 // and intents it finds (docs/deploy.md).
 //
-// A *Store has the method set of the bbolt *state.Store that sync uses,
-// with the same semantics and the same types (state/storetest checks both
-// against one contract): every Put is committed when it returns, a batch
+// A *Store is a state.Store with the same semantics as state/bolt's
+// (state/storetest checks both against one contract): every Put is committed when it returns, a batch
 // is one transaction, a record that does not decode is skipped and named in
 // a *state.BadRecordsError beside the good ones.
 //
@@ -17,7 +16,7 @@
 // returns: the database refuses those writes with state.ErrFenced once a
 // later leader has called Lead in turn (epoch.go). The Store Open returns
 // writes unchecked, as a standby's webhook inbox must.
-package pgstate
+package pg
 
 import (
 	"context"
@@ -71,14 +70,14 @@ type Store struct {
 // the password.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if migrationsErr != nil {
-		return nil, fmt.Errorf("pgstate: the binary's migrations: %w", migrationsErr)
+		return nil, fmt.Errorf("state/pg: the binary's migrations: %w", migrationsErr)
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message quotes the DSN with the password masked, on a
 		// best-effort basis only: say nothing of it (config validation
 		// reports why, redacted).
-		return nil, errors.New("pgstate: open: the DSN does not parse (calpresence validate says why)")
+		return nil, errors.New("state/pg: open: the DSN does not parse (calpresence validate says why)")
 	}
 	// pgxpool fills in its own default (the number of CPUs, at least 4)
 	// and cannot tell it from a value the DSN gave: look for the key.
@@ -107,11 +106,11 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("pgstate: open %s: %w", s.where, err)
+		return nil, fmt.Errorf("state/pg: open %s: %w", s.where, err)
 	}
 	if err := migrate(ctx, s.pool, migrations); err != nil {
 		s.pool.Close()
-		return nil, fmt.Errorf("pgstate: open %s: %w", s.where, err)
+		return nil, fmt.Errorf("state/pg: open %s: %w", s.where, err)
 	}
 	return s, nil
 }

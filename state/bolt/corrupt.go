@@ -1,4 +1,4 @@
-package state
+package bolt
 
 import (
 	"errors"
@@ -6,10 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"runtime/debug"
-	"strings"
 	"syscall"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // Damage comes in two sizes, and they are handled apart:
@@ -26,61 +25,6 @@ import (
 // the path; the way out is MoveAside.
 var ErrCorrupt = errors.New("state file is damaged")
 
-// BadRecord is one stored record that could not be decoded.
-type BadRecord struct {
-	Bucket string // sessions, identities, feeds, feed_bodies, meta
-	Key    string
-	Err    error // why it does not decode
-}
-
-func (r BadRecord) Error() string {
-	return fmt.Sprintf("corrupt record %s %q: %v", r.Bucket, r.Key, r.Err)
-}
-
-// BadRecordsError reports records a read skipped because they do not
-// decode. It is not fatal: a method that returns it also returns every
-// record that did decode, and the caller should log it (naming the keys)
-// and carry on with what it got. `calpresence state check` lists every bad
-// record in the file.
-type BadRecordsError struct {
-	Records []BadRecord
-}
-
-func (e *BadRecordsError) Error() string {
-	if len(e.Records) == 1 {
-		return "state: " + e.Records[0].Error()
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "state: %d corrupt records", len(e.Records))
-	const shown = 5
-	for i, r := range e.Records {
-		if i == shown {
-			fmt.Fprintf(&b, "; and %d more", len(e.Records)-shown)
-			break
-		}
-		if i == 0 {
-			b.WriteString(": ")
-		} else {
-			b.WriteString("; ")
-		}
-		b.WriteString(r.Error())
-	}
-	return b.String()
-}
-
-// Keys returns the keys of the skipped records, in the order found.
-func (e *BadRecordsError) Keys() []string {
-	keys := make([]string, len(e.Records))
-	for i, r := range e.Records {
-		keys[i] = r.Key
-	}
-	return keys
-}
-
-func badRecord(bucket, key []byte, err error) *BadRecordsError {
-	return &BadRecordsError{Records: []BadRecord{{Bucket: string(bucket), Key: string(key), Err: err}}}
-}
-
 // openBolt opens path with bbolt, turning what a damaged file does to bbolt
 // into an ErrCorrupt error naming nothing but the damage (the caller adds
 // the path). bbolt reports a garbage file as ErrInvalid, but it panics on a
@@ -88,7 +32,7 @@ func badRecord(bucket, key []byte, err error) *BadRecordsError {
 // its memory map (a fault, which would kill the process): both are caught
 // here. The file size is checked against the pages the file claims, so a
 // truncated file is refused before anything reads the missing pages.
-func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
+func openBolt(path string, opts *bbolt.Options) (db *bbolt.DB, err error) {
 	var file *os.File
 	opts.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
 		f, err := os.OpenFile(name, flag, perm)
@@ -110,7 +54,7 @@ func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 	}()
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 
-	db, err = bolt.Open(path, 0o600, opts)
+	db, err = bbolt.Open(path, 0o600, opts)
 	if err != nil {
 		return nil, classifyOpenError(err)
 	}
@@ -121,7 +65,7 @@ func openBolt(path string, opts *bolt.Options) (db *bolt.DB, err error) {
 	return db, nil
 }
 
-// classifyOpenError marks the errors of bolt.Open that are about the file's
+// classifyOpenError marks the errors of bbolt.Open that are about the file's
 // content as ErrCorrupt. The lock timeout and the operating system's errors
 // (no such directory, permission denied, mmap failures) are not.
 func classifyOpenError(err error) error {
@@ -129,10 +73,10 @@ func classifyOpenError(err error) error {
 		pathErr *fs.PathError
 		errno   syscall.Errno
 	)
-	if errors.Is(err, bolt.ErrTimeout) || errors.As(err, &pathErr) || errors.As(err, &errno) {
+	if errors.Is(err, bbolt.ErrTimeout) || errors.As(err, &pathErr) || errors.As(err, &errno) {
 		return err
 	}
-	// bolt.ErrInvalid, ErrChecksum, ErrVersionMismatch, "file size too
+	// bbolt.ErrInvalid, ErrChecksum, ErrVersionMismatch, "file size too
 	// small", and whatever else the meta pages make bbolt say.
 	return fmt.Errorf("%w: %w", ErrCorrupt, err)
 }
@@ -140,7 +84,7 @@ func classifyOpenError(err error) error {
 // checkSize refuses a file shorter than the pages its meta page counts: a
 // truncated copy. bbolt itself does not check, and would fault on the first
 // read of a missing page.
-func checkSize(db *bolt.DB, f *os.File) error {
+func checkSize(db *bbolt.DB, f *os.File) error {
 	if f == nil {
 		return nil
 	}
@@ -148,7 +92,7 @@ func checkSize(db *bolt.DB, f *os.File) error {
 	if err != nil {
 		return err
 	}
-	return db.View(func(tx *bolt.Tx) error {
+	return db.View(func(tx *bbolt.Tx) error {
 		if need := tx.Size(); fi.Size() < need {
 			return fmt.Errorf("%w: the file is %d bytes but its pages need %d (truncated)", ErrCorrupt, fi.Size(), need)
 		}
@@ -159,7 +103,7 @@ func checkSize(db *bolt.DB, f *os.File) error {
 // view runs fn in a read transaction. A damaged page makes bbolt panic or
 // read outside its memory map; either becomes an ErrCorrupt error naming the
 // file instead of a crash of the worker.
-func (s *Store) view(fn func(*bolt.Tx) error) (err error) {
+func (s *Store) view(fn func(*bbolt.Tx) error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("state %s: %w: %v", s.path, ErrCorrupt, r)
@@ -183,7 +127,7 @@ func recoverDamage(errp *error) {
 // copies are left to their own reads: a damaged one costs that feed's copy
 // only. It costs a few milliseconds for 10,000 users.
 func (s *Store) probe() error {
-	return s.view(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{bucketSessions, bucketIdentities} {
 			if err := tx.Bucket(name).ForEach(func(k, v []byte) error { return nil }); err != nil {
 				return err

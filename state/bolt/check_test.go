@@ -1,4 +1,4 @@
-package state
+package bolt
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calpresence/calpresence/state"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -17,10 +18,10 @@ func TestCheckClean(t *testing.T) {
 	if err := s.PutSession(sampleSession("alice@contoso.com")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutIdentities([]Identity{{Address: "alice@contoso.com", ID: "id-1"}}); err != nil {
+	if err := s.PutIdentities([]state.Identity{{Address: "alice@contoso.com", ID: "id-1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutFeed(Feed{Source: "zoom", Body: sampleICS(10)}); err != nil {
+	if err := s.PutFeed(state.Feed{Source: "zoom", Body: sampleICS(10)}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -48,11 +49,11 @@ func TestCheckBadRecords(t *testing.T) {
 	}
 	putRaw(t, s, bucketSessions, "bob@contoso.com", []byte("{not json"))
 	putRaw(t, s, bucketIdentities, "carol@contoso.com", []byte("[]"))
-	if err := s.PutFeeds([]Feed{{Source: "zoom", Body: sampleICS(3)}, {Source: "webex", Body: sampleICS(3)}}); err != nil {
+	if err := s.PutFeeds([]state.Feed{{Source: "zoom", Body: sampleICS(3)}, {Source: "webex", Body: sampleICS(3)}}); err != nil {
 		t.Fatal(err)
 	}
 	putRaw(t, s, bucketFeedBodies, "webex", []byte("not gzip"))
-	if err := s.PutSignal(Signal{ID: "zoom|ended|zoom:83412345678||t", Vendor: "zoom", Event: SignalEnded, Meeting: "zoom:83412345678"}); err != nil {
+	if err := s.PutSignal(state.Signal{ID: "zoom|ended|zoom:83412345678||t", Vendor: "zoom", Event: state.SignalEnded, Meeting: "zoom:83412345678"}); err != nil {
 		t.Fatal(err)
 	}
 	putRaw(t, s, bucketSignals, "bad-signal", []byte("7"))
@@ -126,7 +127,7 @@ func TestCheckLockedOrMissing(t *testing.T) {
 
 func TestMoveAside(t *testing.T) {
 	s, path := openTemp(t)
-	if err := s.PutIdentities([]Identity{{Address: "alice", ID: "id"}}); err != nil {
+	if err := s.PutIdentities([]state.Identity{{Address: "alice", ID: "id"}}); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 12, 1, 15, 4, 5, 0, time.FixedZone("CET", 3600))

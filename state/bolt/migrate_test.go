@@ -1,4 +1,4 @@
-package state
+package bolt
 
 import (
 	"os"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calpresence/calpresence/state"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -40,22 +41,22 @@ func TestMigrateFromSchema1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]Session{
+	want := map[string]state.Session{
 		// One record for Frank: the one set last is what Graph shows (same
 		// sessionId); the Zoom meeting's event is kept beside it.
 		frankID: {UserID: frankID, Availability: "Busy", Activity: "InAConferenceCall",
 			SpanStart: t0.Add(5 * time.Minute), SpanEnd: t0.Add(11 * time.Minute), Expires: t0.Add(11 * time.Minute), SetAt: t0.Add(5 * time.Minute),
-			Events: []EventRef{
+			Events: []state.EventRef{
 				{Source: "google", UID: "g-1", Start: t0.Add(5 * time.Minute), End: t0.Add(11 * time.Minute)},
 				{Source: "zoom", UID: "zoom-1", Start: t0, End: t0.Add(15 * time.Minute)},
 			}},
 		// Bob's id comes from the cache, whatever the letter case.
 		bobID: {UserID: bobID, Availability: "Busy", Activity: "InACall", SpanStart: t0, SpanEnd: t0.Add(time.Hour),
-			Pending: PendingSet, Events: []EventRef{{Source: "webex", UID: "w-1", Start: t0, End: t0.Add(time.Hour)}}},
+			Pending: state.PendingSet, Events: []state.EventRef{{Source: "webex", UID: "w-1", Start: t0, End: t0.Add(time.Hour)}}},
 		// Carol waits, under her address, for the worker to resolve her.
 		"carol@contoso.com": {Address: "carol@contoso.com", Availability: "Busy", Activity: "InAConferenceCall",
-			SpanStart: t0, SpanEnd: t0.Add(30 * time.Minute), Pending: PendingSet,
-			Events: []EventRef{{Source: "zoom", UID: "zoom-2", Start: t0, End: t0.Add(30 * time.Minute)}}},
+			SpanStart: t0, SpanEnd: t0.Add(30 * time.Minute), Pending: state.PendingSet,
+			Events: []state.EventRef{{Source: "zoom", UID: "zoom-2", Start: t0, End: t0.Add(30 * time.Minute)}}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Sessions() after migration mismatch (-want +got):\n%s", diff)
@@ -65,7 +66,7 @@ func TestMigrateFromSchema1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantIDs := map[string]Identity{
+	wantIDs := map[string]state.Identity{
 		"frank@contoso.com":       {Address: "frank@contoso.com", ID: frankID},
 		"frank.jones@contoso.com": {Address: "frank.jones@contoso.com", ID: frankID},
 		"bob@contoso.com":         {Address: "bob@contoso.com", ID: bobID},

@@ -1,4 +1,4 @@
-package state
+package bolt
 
 import (
 	"bytes"
@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/calpresence/calpresence/state"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // putRaw writes value under key in bucket, bypassing the encoders.
 func putRaw(t *testing.T, s *Store, bucket []byte, key string, value []byte) {
 	t.Helper()
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucket).Put([]byte(key), value) }); err != nil {
+	if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put([]byte(key), value) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -33,7 +34,7 @@ func TestSessionsSkipsUndecodableRecords(t *testing.T) {
 	putRaw(t, s, bucketSessions, "dave@contoso.com", []byte(`{"span_end": 42}`))
 
 	got, err := s.Sessions()
-	var bad *BadRecordsError
+	var bad *state.BadRecordsError
 	if !errors.As(err, &bad) {
 		t.Fatalf("Sessions() error = %v; want a *BadRecordsError", err)
 	}
@@ -66,29 +67,18 @@ func TestSessionsSkipsUndecodableRecords(t *testing.T) {
 	}
 }
 
-func TestBadRecordsErrorListsAFew(t *testing.T) {
-	e := &BadRecordsError{}
-	for i := range 8 {
-		e.Records = append(e.Records, BadRecord{Bucket: "sessions", Key: fmt.Sprintf("u%d", i), Err: errors.New("bad")})
-	}
-	msg := e.Error()
-	if !strings.HasPrefix(msg, "state: 8 corrupt records: ") || !strings.Contains(msg, `"u4"`) || strings.Contains(msg, `"u5"`) || !strings.HasSuffix(msg, "; and 3 more") {
-		t.Errorf("Error() = %q; want the count, the first five and how many more", msg)
-	}
-}
-
 func TestSingleReadsReportBadRecordsError(t *testing.T) {
 	s, _ := openTemp(t)
-	if err := s.PutIdentities([]Identity{{Address: "bob", ID: "id-2"}}); err != nil {
+	if err := s.PutIdentities([]state.Identity{{Address: "bob", ID: "id-2"}}); err != nil {
 		t.Fatal(err)
 	}
 	putRaw(t, s, bucketIdentities, "alice", []byte{0xff})
 	ids, err := s.Identities()
-	var bad *BadRecordsError
+	var bad *state.BadRecordsError
 	if !errors.As(err, &bad) || len(ids) != 1 || ids["bob"].ID != "id-2" || bad.Keys()[0] != "alice" {
 		t.Errorf("Identities(one damaged) = %v, %v; want bob and a *BadRecordsError naming alice", ids, err)
 	}
-	if err := s.PutFeed(Feed{Source: "zoom", Body: []byte("BEGIN:VCALENDAR")}); err != nil {
+	if err := s.PutFeed(state.Feed{Source: "zoom", Body: []byte("BEGIN:VCALENDAR")}); err != nil {
 		t.Fatal(err)
 	}
 	putRaw(t, s, bucketFeedBodies, "zoom", []byte("not gzip"))
@@ -102,14 +92,14 @@ func TestSingleReadsReportBadRecordsError(t *testing.T) {
 func damagedFiles(t *testing.T) map[string][]byte {
 	t.Helper()
 	s, path := openTemp(t)
-	var sessions []Session
+	var sessions []state.Session
 	for i := range 300 {
 		sessions = append(sessions, sampleSession(fmt.Sprintf("user%d@contoso.com", i)))
 	}
 	if err := s.PutSessions(sessions); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutFeed(Feed{Source: "zoom", Body: sampleICS(2000)}); err != nil {
+	if err := s.PutFeed(state.Feed{Source: "zoom", Body: sampleICS(2000)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -172,7 +162,7 @@ func TestOpenDamagedFile(t *testing.T) {
 // not panic.
 func TestReadOnDamagedPage(t *testing.T) {
 	s, path := openTemp(t)
-	var sessions []Session
+	var sessions []state.Session
 	for i := range 300 {
 		sessions = append(sessions, sampleSession(fmt.Sprintf("user%d@contoso.com", i)))
 	}
@@ -180,7 +170,7 @@ func TestReadOnDamagedPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var root uint64
-	s.db.View(func(tx *bolt.Tx) error { root = uint64(tx.Bucket(bucketSessions).Root()); return nil })
+	s.db.View(func(tx *bbolt.Tx) error { root = uint64(tx.Bucket(bucketSessions).Root()); return nil })
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)

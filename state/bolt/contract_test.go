@@ -1,4 +1,4 @@
-package state_test
+package bolt_test
 
 import (
 	"path/filepath"
@@ -6,15 +6,16 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/bolt"
 	"github.com/calpresence/calpresence/state/storetest"
 )
 
 // TestContract runs the store contract (state/storetest) against the bbolt
-// file; state/pgstate runs it against PostgreSQL.
+// file; state/pg runs it against PostgreSQL.
 func TestContract(t *testing.T) {
 	path := storetest.PerTest(func(t *testing.T) string { return filepath.Join(t.TempDir(), "state.db") })
-	storetest.Run(t, func(t *testing.T) storetest.Store {
-		s, err := state.Open(path(t), time.Second)
+	storetest.Run(t, func(t *testing.T) state.Store {
+		s, err := bolt.Open(path(t), time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

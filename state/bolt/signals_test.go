@@ -1,4 +1,4 @@
-package state
+package bolt
 
 import (
 	"errors"
@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calpresence/calpresence/state"
 	"github.com/google/go-cmp/cmp"
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 )
 
 func TestSignalsSurviveReopen(t *testing.T) {
@@ -17,8 +18,8 @@ func TestSignalsSurviveReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2027, 3, 4, 15, 40, 0, 0, time.UTC)
-	sig := Signal{Vendor: "zoom", Event: SignalEnded, Meeting: "zoom:83412345678", At: at, Received: at.Add(time.Second), Expires: at.Add(time.Hour)}
-	sig.ID = SignalID(sig.Vendor, sig.Event, sig.Meeting, "", sig.At)
+	sig := state.Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: "zoom:83412345678", At: at, Received: at.Add(time.Second), Expires: at.Add(time.Hour)}
+	sig.ID = state.SignalID(sig.Vendor, sig.Event, sig.Meeting, "", sig.At)
 	if err := s.PutSignal(sig); err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +35,7 @@ func TestSignalsSurviveReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]Signal{sig.ID: sig}, got); diff != "" {
+	if diff := cmp.Diff(map[string]state.Signal{sig.ID: sig}, got); diff != "" {
 		t.Errorf("Signals() after reopen (-want +got):\n%s", diff)
 	}
 	if err := s.DeleteSignal(sig.ID); err != nil {
@@ -52,15 +53,15 @@ func TestSignalsBadRecordSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	good := Signal{ID: "good", Vendor: "webex", Event: SignalLeft, Meeting: "webex:25501234567", Email: "a@b.example"}
+	good := state.Signal{ID: "good", Vendor: "webex", Event: state.SignalLeft, Meeting: "webex:25501234567", Email: "a@b.example"}
 	if err := s.PutSignal(good); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketSignals).Put([]byte("bad"), []byte("{")) }); err != nil {
+	if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketSignals).Put([]byte("bad"), []byte("{")) }); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Signals()
-	var bad *BadRecordsError
+	var bad *state.BadRecordsError
 	if !errors.As(err, &bad) || len(bad.Records) != 1 || bad.Records[0].Key != "bad" {
 		t.Errorf("Signals() error = %v; want one bad record \"bad\"", err)
 	}
