@@ -33,6 +33,7 @@ import (
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state/bolt"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/state/pg"
 	"github.com/calpresence/calpresence/sync/engine"
 )
@@ -228,7 +229,7 @@ func openStore(ctx context.Context, cfg *config.Config, memory bool) (store engi
 	switch {
 	case cfg.Graph.DryRun || memory:
 		// A dry run keeps no feed copies either: nil keeps them in memory.
-		return engine.NewMemStore(), nil, func() error { return nil }, nil
+		return mem.New(), nil, func() error { return nil }, nil
 	case cfg.State.Driver == config.DriverPostgres:
 		st, err := pg.Open(ctx, string(cfg.State.DSN), pg.Options{})
 		if err != nil {

@@ -83,7 +83,7 @@ type options struct {
 	timeout     time.Duration
 	rateLimit   int
 	rateWindow  time.Duration
-	bolt        bool           // state on bbolt (bolt.Open) instead of engine.MemStore
+	bolt        bool           // state on bbolt (bolt.Open) instead of engine.Store
 	graphOpts   []graph.Option // e.g. graph.WithRetry
 	edit        func(*config.Config)
 	quiet       bool // log at warn level (benchmarks)

@@ -12,6 +12,7 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 )
 
 const carol = "carol@partner.example" // users: carol@contoso.com
@@ -98,7 +99,7 @@ func TestEngineWebexCalls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		people := &fakePeople{}
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(time.Now(), "m", 10*minute, time.Hour)}, errs: map[string]error{}},
-			store: NewMemStore(), begin: time.Now(), metrics: NewMetrics(nil)}
+			store: mem.New(), begin: time.Now(), metrics: NewMetrics(nil)}
 		h.graph = &testutil.Presence{Begin: h.begin}
 		h.startWith(signalConfig(), func(o *Options) { o.People = people }, nil)
 		call := func(id, status string) string {
@@ -152,7 +153,7 @@ func TestEngineWebexCalls(t *testing.T) {
 	})
 }
 
-func mustQueued(t *testing.T, st *MemStore) map[string]state.Signal {
+func mustQueued(t *testing.T, st *mem.Store) map[string]state.Signal {
 	t.Helper()
 	q, err := st.QueuedSignals()
 	if err != nil {
@@ -167,7 +168,7 @@ func mustQueued(t *testing.T, st *MemStore) map[string]state.Signal {
 // accepts no more signals.
 func TestEngineAppliesTheInboxAtStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := NewMemStore()
+		store := mem.New()
 		h := startHarness(t, signalConfig(), zoomFeed(time.Now(), "m", 10*minute, time.Hour), store, nil)
 		h.until(30 * minute)
 		if !h.eng.Accepting() {

@@ -14,6 +14,7 @@ import (
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -85,7 +86,7 @@ func TestDryRunStaleFeedFetchedInFull(t *testing.T) {
 		cfg.Schedule.Horizon = 2 * time.Hour // expanded again after at most an hour
 		feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(now, "a", 10*time.Minute, 5*time.Hour)}, errs: map[string]error{}}
 		rf := &recordingFetcher{fakeFeeds: feeds}
-		eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: NewMemStore(), Fetcher: rf})
+		eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Fetcher: rf})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +107,7 @@ func TestDryRunStaleFeedFetchedInFull(t *testing.T) {
 		// With a fresh window the copy in hand is checked conditionally.
 		cfg = testConfig()
 		rf = &recordingFetcher{fakeFeeds: feeds}
-		eng, err = New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: NewMemStore(), Fetcher: rf})
+		eng, err = New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Fetcher: rf})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +134,7 @@ func TestPollAllStoresCopiesInBatches(t *testing.T) {
 		feeds.bodies[name] = ics(now, name, time.Duration(i)*time.Minute, 30*time.Minute)
 	}
 	cache := &memFeedCache{feeds: map[string]state.Feed{}}
-	eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: NewMemStore(), Feeds: cache, Fetcher: feeds})
+	eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Feeds: cache, Fetcher: feeds})
 	if err != nil {
 		t.Fatal(err)
 	}

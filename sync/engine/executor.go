@@ -35,7 +35,7 @@ type Presence interface {
 }
 
 // Store records the sessions we hold, by person, and what Entra said of
-// each address. Every state.Store implements it; MemStore keeps them in memory
+// each address. Every state.Store implements it; state/mem keeps them in memory
 // (dry run).
 type Store interface {
 	// Sessions may return the sessions that decode together with a

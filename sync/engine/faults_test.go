@@ -16,6 +16,7 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -247,7 +248,7 @@ func TestEngineBoundaryFiresWhenGocronRefusesTheWake(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute+30*time.Second, 3*time.Minute)}, errs: map[string]error{}},
-			graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+			graph: &testutil.Presence{Begin: begin}, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(testConfig(), nil, func(e *Engine) {
 			e.wrapScheduler = func(s gocron.Scheduler) gocron.Scheduler { return refusingScheduler{s} }
 		})
@@ -263,7 +264,7 @@ func TestEngineBoundaryFiresWhenGocronRefusesTheWake(t *testing.T) {
 
 // failingDeletes is a store whose session deletes fail (a full disk).
 type failingDeletes struct {
-	*MemStore
+	*mem.Store
 	mu      sync.Mutex
 	deletes int
 }
@@ -281,9 +282,9 @@ func (s *failingDeletes) DeleteSession(key string) error {
 func TestEngineFailingStateWriteBacksOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := &failingDeletes{MemStore: NewMemStore()}
+		store := &failingDeletes{Store: mem.New()}
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}},
-			graph: &testutil.Presence{Begin: begin}, store: store.MemStore, begin: begin, metrics: NewMetrics(nil)}
+			graph: &testutil.Presence{Begin: begin}, store: store.Store, begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(testConfig(), func(o *Options) { o.Store = store }, nil)
 		h.until(time.Hour) // the span ends at 40m: 20 minutes of failing deletes
 		h.stop()
@@ -306,7 +307,7 @@ func TestEngineFailingStateWriteBacksOff(t *testing.T) {
 // to retry: the engine is being stopped and the next leader makes the
 // call. Another failed record is held back as before.
 func TestFencedRecordHoldsNobodyBack(t *testing.T) {
-	x := newExecutor(&testutil.Presence{}, NewMemStore(), nil, nil, slog.New(slog.DiscardHandler), NewMetrics(nil))
+	x := newExecutor(&testutil.Presence{}, mem.New(), nil, nil, slog.New(slog.DiscardHandler), NewMetrics(nil))
 	a := plan.Action{Op: plan.OpSet, User: "alice"}
 	x.fail(a, fmt.Errorf("record intent: leader epoch 1 is over: epoch 2 leads now: %w", state.ErrFenced), x.logFor(a))
 	if held := x.heldAt(time.Now()); len(held) != 0 {
@@ -334,7 +335,7 @@ func TestEngineShutdownIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		graph := &testutil.Presence{Begin: begin}
-		store := NewMemStore()
+		store := mem.New()
 		cfg := testConfig()
 		cfg.Server.ShutdownTimeout = 20 * time.Second
 		eng, err := New(Options{Config: cfg, Presence: hangingPresence{graph}, Store: store,

@@ -11,6 +11,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/identity"
 )
 
@@ -109,7 +110,7 @@ func TestEngineBoundedGrowth(t *testing.T) {
 		}
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
 			"team": ics(begin), "partners": churnFeed(begin, 0),
-		}, errs: map[string]error{}}, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		}, errs: map[string]error{}}, graph: graph, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.start(cfg)
 
 		// An address of day k is named until the feed changes on day k+1

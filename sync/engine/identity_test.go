@@ -20,6 +20,7 @@ import (
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/state/bolt"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -46,7 +47,7 @@ func TestSpansMergeOnePersonsSpellings(t *testing.T) {
 	for i, a := range spellings {
 		for _, b := range spellings[i+1:] {
 			t.Run(a+"+"+b, func(t *testing.T) {
-				d := identity.New(&testutil.Presence{People: tenant}, NewMemStore(), time.Hour, 4, slog.New(slog.DiscardHandler), NewMetrics(nil).forIdentity())
+				d := identity.New(&testutil.Presence{People: tenant}, mem.New(), time.Hour, 4, slog.New(slog.DiscardHandler), NewMetrics(nil).forIdentity())
 				for _, addr := range []string{a, b} {
 					d.Lookup(addr)
 				}
@@ -92,11 +93,11 @@ func invite(base time.Time, uid string, start, dur time.Duration, attendees ...s
 	return strings.Replace(body, "SUMMARY:"+uid+"\r\n", att.String(), 1)
 }
 
-func startTwoSources(t *testing.T, begin time.Time, zoom, google string, store *MemStore, graph *testutil.Presence) *harness {
+func startTwoSources(t *testing.T, begin time.Time, zoom, google string, store *mem.Store, graph *testutil.Presence) *harness {
 	h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoom, "google": google}, errs: map[string]error{}},
 		graph: graph, store: store, begin: begin, metrics: NewMetrics(nil)}
 	if h.store == nil {
-		h.store = NewMemStore()
+		h.store = mem.New()
 	}
 	h.start(twoSources())
 	return h
@@ -170,7 +171,7 @@ func TestEngineResolutionFailureWaitsOnlyForThatPerson(t *testing.T) {
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
 			"zoom":   ics(begin, "zoom-1", 10*time.Minute, 30*time.Minute),
 			"google": invite(begin, "g-1", 10*time.Minute, 30*time.Minute, "frank.jones@contoso.com"),
-		}, errs: map[string]error{}}, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		}, errs: map[string]error{}}, graph: graph, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.start(cfg)
 		h.until(11 * time.Minute)
 		h.want("10m0s set " + bobID + " InAConferenceCall 30m0s")
@@ -201,7 +202,7 @@ func TestEngineForgetsAnIDGraphNoLongerKnows(t *testing.T) {
 		const newID = "44444444-4444-4444-4444-444444444444"
 		people := map[string]presence.Person{"frank@contoso.com": {ID: frankID, UPN: "frank@contoso.com"}}
 		graph := &testutil.Presence{Begin: begin, People: people}
-		store := NewMemStore()
+		store := mem.New()
 		cfg := testConfig()
 		cfg.Sources[0].Users = []string{"frank@contoso.com"}
 		h := startHarness(t, cfg, ics(begin, "a", 10*time.Minute, 30*time.Minute), store, graph)
@@ -236,7 +237,7 @@ func TestEngineOnlyConfigured(t *testing.T) {
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
 			"zoom":   ics(begin),
 			"google": invite(begin, "g-1", 10*time.Minute, 30*time.Minute, "frank.jones@contoso.com", "bob@contoso.com", "mallory@contoso.com"),
-		}, errs: map[string]error{}}, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		}, errs: map[string]error{}}, graph: graph, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.start(cfg)
 		h.until(time.Hour)
 		h.stop()
@@ -263,7 +264,7 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 	}
 	// The migration runs on opening (state's own test checks it); the
 	// engine then runs on what the migrated file holds, copied into a
-	// MemStore: bbolt's batch timer and the engine's locks do not mix with
+	// mem.Store: bbolt's batch timer and the engine's locks do not mix with
 	// synctest's virtual time.
 	migrated, err := bolt.Open(path, time.Second)
 	if err != nil {
@@ -275,7 +276,7 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 	if serr != nil || ierr != nil {
 		t.Fatal(serr, ierr)
 	}
-	st := NewMemStore()
+	st := mem.New()
 	for _, s := range sessions {
 		if err := st.PutSession(s); err != nil {
 			t.Fatal(err)
@@ -383,7 +384,7 @@ func TestEngineUnknownAddressBacksOff(t *testing.T) {
 		cfg := twoSources()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
 			"zoom": ics(begin), "google": daily("standup", "20000101T000000Z"),
-		}, errs: map[string]error{}}, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		}, errs: map[string]error{}}, graph: graph, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.start(cfg)
 		got := func() []time.Duration {
 			mu.Lock()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state/mem"
 )
 
 // TestEngineOperatorClearHolds: an operator's clear holds the person back
@@ -40,7 +41,7 @@ func TestEngineOperatorClearHolds(t *testing.T) {
 func testOperatorClearHolds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := NewMemStore()
+		store := mem.New()
 		graph := &testutil.Presence{Begin: begin}
 		// Clears fail with a long Retry-After until 30m.
 		graph.Fail = func(op, user string) error {

@@ -12,6 +12,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -68,7 +69,7 @@ func TestReloadRemovesSource(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{}, errs: map[string]error{}},
-			graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil),
+			graph: &testutil.Presence{Begin: begin}, store: mem.New(), begin: begin, metrics: NewMetrics(nil),
 			cache: &memFeedCache{feeds: map[string]state.Feed{}}}
 		h.feeds.set("zoom", ics(begin, "z", time.Duration(0), time.Hour))
 		h.feeds.set("webex", ics(begin, "w", time.Duration(0), time.Hour))
@@ -211,7 +212,7 @@ func TestReloadChangedSourceKeepsCopyWhileFailing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{}, errs: map[string]error{}},
-			graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil),
+			graph: &testutil.Presence{Begin: begin}, store: mem.New(), begin: begin, metrics: NewMetrics(nil),
 			cache: &memFeedCache{feeds: map[string]state.Feed{}}}
 		h.feeds.set("zoom", ics(begin, "z", time.Duration(0), time.Hour))
 		h.start(testConfig())

@@ -7,11 +7,12 @@ import (
 	"testing"
 
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 )
 
 // flakyStore fails the writes it is told to and counts the reads.
 type flakyStore struct {
-	*MemStore
+	*mem.Store
 	mu    sync.Mutex
 	fail  bool
 	reads int
@@ -21,7 +22,7 @@ func (f *flakyStore) Sessions() (map[string]state.Session, error) {
 	f.mu.Lock()
 	f.reads++
 	f.mu.Unlock()
-	return f.MemStore.Sessions()
+	return f.Store.Sessions()
 }
 
 func (f *flakyStore) PutSession(s state.Session) error {
@@ -30,15 +31,15 @@ func (f *flakyStore) PutSession(s state.Session) error {
 	f.mu.Unlock()
 	if fail {
 		// The write may or may not have happened: here it did.
-		_ = f.MemStore.PutSession(s)
+		_ = f.Store.PutSession(s)
 		return errors.New("disk full")
 	}
-	return f.MemStore.PutSession(s)
+	return f.Store.PutSession(s)
 }
 
 func TestSessionCacheReadsOnceAndWritesThrough(t *testing.T) {
-	st := &flakyStore{MemStore: NewMemStore()}
-	_ = st.MemStore.PutSession(state.Session{UserID: "a", Activity: "x"})
+	st := &flakyStore{Store: mem.New()}
+	_ = st.Store.PutSession(state.Session{UserID: "a", Activity: "x"})
 	c := newSessionCache(st)
 	for range 3 {
 		if s, err := c.Sessions(); err != nil || len(s) != 1 {
@@ -55,7 +56,7 @@ func TestSessionCacheReadsOnceAndWritesThrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := c.Sessions()
-	want, _ := st.MemStore.Sessions()
+	want, _ := st.Store.Sessions()
 	if fmt.Sprint(got) != fmt.Sprint(want) || len(got) != 2 {
 		t.Errorf("cache %v, store %v", got, want)
 	}
@@ -79,7 +80,7 @@ func TestSessionCacheReadsOnceAndWritesThrough(t *testing.T) {
 }
 
 func TestSessionCacheReportsDamagedRecordsOnce(t *testing.T) {
-	c := newSessionCache(damagedStore{NewMemStore(), "mallory"})
+	c := newSessionCache(damagedStore{mem.New(), "mallory"})
 	if _, err := c.Sessions(); !errors.As(err, new(*state.BadRecordsError)) {
 		t.Fatalf("first read: %v; want the damaged records", err)
 	}
@@ -91,7 +92,7 @@ func TestSessionCacheReportsDamagedRecordsOnce(t *testing.T) {
 // TestSessionCacheKeepsOneKeysWritesInOrder: many goroutines writing the
 // same people; the copy must end as the store ends.
 func TestSessionCacheKeepsOneKeysWritesInOrder(t *testing.T) {
-	st := NewMemStore()
+	st := mem.New()
 	c := newSessionCache(st)
 	_, _ = c.Sessions()
 	var wg sync.WaitGroup

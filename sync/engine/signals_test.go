@@ -16,6 +16,7 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 )
 
 const zoomKey = "zoom:83412345678"
@@ -155,7 +156,7 @@ func TestEngineSignals(t *testing.T) {
 func TestEngineSignalSurvivesRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := NewMemStore()
+		store := mem.New()
 		h := startHarness(t, signalConfig(), zoomFeed(begin, "m", 10*minute, time.Hour), store, nil)
 		h.until(30 * minute)
 		h.send(state.SignalEnded, zoomKey, "")
@@ -240,7 +241,7 @@ func TestEngineSignalRefusesBadInput(t *testing.T) {
 func TestEngineSignalExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := NewMemStore()
+		store := mem.New()
 		h := startHarness(t, signalConfig(), zoomFeed(begin, "m", 10*minute, 3*time.Hour), store, nil)
 		h.until(30 * minute)
 		h.send(state.SignalLeft, zoomKey, "bob@contoso.com")                // scheduled until 3h10m
@@ -281,7 +282,7 @@ func (alwaysLeads) IsLeader(context.Context) error { return nil }
 func TestEngineTakesSignalsStandbysQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := NewMemStore()
+		store := mem.New()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(begin, "m", 10*minute, time.Hour)}, errs: map[string]error{}},
 			graph: &testutil.Presence{Begin: begin}, store: store, begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(signalConfig(), func(o *Options) { o.Elector = alwaysLeads{} }, nil)
@@ -316,7 +317,7 @@ func TestEngineTakesSignalsStandbysQueued(t *testing.T) {
 
 // readCountingStore counts the reads of every signal in force.
 type readCountingStore struct {
-	*MemStore
+	*mem.Store
 	mu    sync.Mutex
 	reads int
 }
@@ -325,7 +326,7 @@ func (s *readCountingStore) Signals() (map[string]state.Signal, error) {
 	s.mu.Lock()
 	s.reads++
 	s.mu.Unlock()
-	return s.MemStore.Signals()
+	return s.Store.Signals()
 }
 
 // TestEngineInboxReadsOnlyTheQueued: the leader looks into the inbox every
@@ -334,9 +335,9 @@ func (s *readCountingStore) Signals() (map[string]state.Signal, error) {
 func TestEngineInboxReadsOnlyTheQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := &readCountingStore{MemStore: NewMemStore()}
+		store := &readCountingStore{Store: mem.New()}
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(begin, "m", 10*minute, time.Hour)}, errs: map[string]error{}},
-			graph: &testutil.Presence{Begin: begin}, store: store.MemStore, begin: begin, metrics: NewMetrics(nil)}
+			graph: &testutil.Presence{Begin: begin}, store: store.Store, begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(signalConfig(), func(o *Options) { o.Store, o.Elector = store, alwaysLeads{} }, nil)
 		h.until(time.Minute)
 		store.mu.Lock()

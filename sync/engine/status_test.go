@@ -13,6 +13,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -40,7 +41,7 @@ func TestStatus(t *testing.T) {
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
 			"zoom": ics(begin, "Weekly-sync", 10*time.Minute, 30*time.Minute, "Retro", 2*time.Hour, 30*time.Minute),
 		}, errs: map[string]error{"google": errors.New("HTTP 503 from https://calendar.example/ical/basic.ics?<redacted>")}},
-			graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+			graph: graph, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.start(cfg)
 		h.until(15 * time.Minute)
 

@@ -26,7 +26,7 @@ var tenant = map[string]presence.Person{
 	"frank.jones@contoso.com": {ID: frankID, UPN: "frank@contoso.com"},
 }
 
-// memStore keeps identities in memory, as the engine's MemStore does.
+// memStore keeps identities in memory, as state/mem does.
 type memStore struct {
 	mu  sync.Mutex
 	ids map[string]state.Identity

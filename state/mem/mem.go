@@ -1,0 +1,215 @@
+// Package mem is the state.Store a dry run keeps in memory: it must
+// neither need nor touch the state file, and leaves nothing a real run
+// would pick up. Tests use it too. It keeps the contract of the other
+// drivers (state/storetest), durability aside: what it holds goes with the
+// process.
+package mem
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/calpresence/calpresence/state"
+)
+
+// Store is a state.Store in memory. Its methods are safe for concurrent
+// use; what they return is a copy, and what they are given is copied.
+type Store struct {
+	mu       sync.Mutex
+	sessions map[string]state.Session
+	ids      map[string]state.Identity
+	feeds    map[string]state.Feed
+	signals  map[string]state.Signal
+}
+
+var _ state.Store = (*Store)(nil)
+
+// New returns an empty Store.
+func New() *Store {
+	return &Store{
+		sessions: make(map[string]state.Session),
+		ids:      make(map[string]state.Identity),
+		feeds:    make(map[string]state.Feed),
+		signals:  make(map[string]state.Signal),
+	}
+}
+
+// Close does nothing: the records stay with the Store (a contract test
+// reopens it so).
+func (m *Store) Close() error { return nil }
+
+// Sessions returns a copy of the sessions, by Key.
+func (m *Store) Sessions() (map[string]state.Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]state.Session, len(m.sessions))
+	for k, v := range m.sessions {
+		out[k] = cloneSession(v)
+	}
+	return out, nil
+}
+
+// PutSession records s under s.Key().
+func (m *Store) PutSession(s state.Session) error {
+	return m.PutSessions([]state.Session{s})
+}
+
+// PutSessions records many sessions: all, or none when one has no key.
+func (m *Store) PutSessions(ss []state.Session) error {
+	for _, s := range ss {
+		if s.Key() == "" {
+			return errors.New("state: put session: no user id")
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range ss {
+		m.sessions[s.Key()] = cloneSession(s)
+	}
+	return nil
+}
+
+func cloneSession(s state.Session) state.Session {
+	s.Events = slices.Clone(s.Events)
+	return s
+}
+
+// DeleteSession forgets the session stored under key.
+func (m *Store) DeleteSession(key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.sessions, key)
+	return nil
+}
+
+// Identities returns a copy of the identities, by normalised address.
+func (m *Store) Identities() (map[string]state.Identity, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.ids), nil
+}
+
+// PutIdentities records ids under their normalised addresses: all, or
+// none when one has no address.
+func (m *Store) PutIdentities(ids []state.Identity) error {
+	for _, id := range ids {
+		if state.NormalizeAddress(id.Address) == "" {
+			return errors.New("state: put identity: empty address")
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		id.Address = state.NormalizeAddress(id.Address)
+		m.ids[id.Address] = id
+	}
+	return nil
+}
+
+// DeleteIdentity forgets address.
+func (m *Store) DeleteIdentity(address string) error {
+	return m.DeleteIdentities([]string{address})
+}
+
+// DeleteIdentities forgets addresses.
+func (m *Store) DeleteIdentities(addresses []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range addresses {
+		delete(m.ids, state.NormalizeAddress(a))
+	}
+	return nil
+}
+
+// Feed returns a copy of source's feed.
+func (m *Store) Feed(source string) (state.Feed, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.feeds[source]
+	f.Body = bytes.Clone(f.Body)
+	return f, ok, nil
+}
+
+// PutFeed stores f as its source's copy; a zero Hash is computed from
+// Body.
+func (m *Store) PutFeed(f state.Feed) error {
+	return m.PutFeeds([]state.Feed{f})
+}
+
+// PutFeeds stores several copies: all, or none when one has no source.
+func (m *Store) PutFeeds(feeds []state.Feed) error {
+	for _, f := range feeds {
+		if f.Source == "" {
+			return errors.New("state: put feed: empty source")
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, f := range feeds {
+		if f.Hash == ([32]byte{}) {
+			f.Hash = sha256.Sum256(f.Body)
+		}
+		f.Body = bytes.Clone(f.Body)
+		m.feeds[f.Source] = f
+	}
+	return nil
+}
+
+// DeleteFeedsExcept drops the copies of every source not in sources.
+func (m *Store) DeleteFeedsExcept(sources []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	maps.DeleteFunc(m.feeds, func(src string, _ state.Feed) bool { return !slices.Contains(sources, src) })
+	return nil
+}
+
+// Signals returns a copy of the signals, by ID.
+func (m *Store) Signals() (map[string]state.Signal, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.signals), nil
+}
+
+// QueuedSignals returns a copy of the signals in the inbox.
+func (m *Store) QueuedSignals() (map[string]state.Signal, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]state.Signal)
+	for id, s := range m.signals {
+		if state.Queued(id) {
+			out[id] = s
+		}
+	}
+	return out, nil
+}
+
+// Signal returns the signal stored under id.
+func (m *Store) Signal(id string) (state.Signal, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.signals[id]
+	return s, ok, nil
+}
+
+// PutSignal records s under s.ID.
+func (m *Store) PutSignal(s state.Signal) error {
+	if s.ID == "" {
+		return errors.New("state: put signal: no id")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.signals[s.ID] = s
+	return nil
+}
+
+// DeleteSignal forgets the signal stored under id.
+func (m *Store) DeleteSignal(id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.signals, id)
+	return nil
+}
