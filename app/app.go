@@ -194,7 +194,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 		// With several replicas, only the leader prunes (runReplica): a
 		// standby of a new release must not drop a copy the leader of the
 		// old one still reads.
-		a.pruneFeeds(cfg, a.feeds)
+		a.pruneFeeds(ctx, cfg, a.feeds)
 	}
 	switch {
 	case a.presence != nil:
@@ -246,7 +246,7 @@ func openStore(ctx context.Context, cfg *config.Config, memory bool) (store engi
 
 // pruneFeeds drops the stored copies in feeds of sources cfg does not
 // name: they are of no use.
-func (a *App) pruneFeeds(cfg *config.Config, feeds engine.FeedCache) {
+func (a *App) pruneFeeds(ctx context.Context, cfg *config.Config, feeds engine.FeedCache) {
 	p, ok := feeds.(feedPruner)
 	if !ok {
 		return
@@ -255,7 +255,7 @@ func (a *App) pruneFeeds(cfg *config.Config, feeds engine.FeedCache) {
 	for i, s := range cfg.Sources {
 		names[i] = s.Name
 	}
-	if err := p.DeleteFeedsExcept(names); err != nil {
+	if err := p.DeleteFeedsExcept(ctx, names); err != nil {
 		a.log.Warn("drop stored copies of removed sources", "err", err)
 	}
 }
@@ -263,7 +263,7 @@ func (a *App) pruneFeeds(cfg *config.Config, feeds engine.FeedCache) {
 // feedPruner drops the stored copies of sources not named; *bolt.Store
 // and *pg.Store implement it.
 type feedPruner interface {
-	DeleteFeedsExcept(sources []string) error
+	DeleteFeedsExcept(ctx context.Context, sources []string) error
 }
 
 // NewFetcher builds the feed fetcher the daemon uses, from the schedule
@@ -320,13 +320,15 @@ func (a *App) current() (*engine.Engine, string) {
 // with the configuration in force, without running it: the one-off
 // commands (resync, clear without a daemon) and the load tool drive it
 // themselves. A configuration the engine refuses is a *ConfigError.
-func (a *App) NewEngine() (*engine.Engine, error) { return a.newEngine(nil, nil) }
+func (a *App) NewEngine(ctx context.Context) (*engine.Engine, error) {
+	return a.newEngine(ctx, nil, nil)
+}
 
 // newEngine is NewEngine for a replica elected by el (nil: the only one),
 // in its lead t (beginTerm): it writes through t's store, its scheduler
 // runs only while el leads, no presence call is sent once it does not, and
 // calls in flight are cut short when t.lost ends.
-func (a *App) newEngine(el *leader.Elector, t *term) (*engine.Engine, error) {
+func (a *App) newEngine(ctx context.Context, el *leader.Elector, t *term) (*engine.Engine, error) {
 	var authenticated func() bool
 	if a.graph != nil {
 		authenticated = a.graph.Authenticated
@@ -341,7 +343,7 @@ func (a *App) newEngine(el *leader.Elector, t *term) (*engine.Engine, error) {
 		o.Presence = fencedPresence{Presence: a.presence, leading: el.Leading, lost: t.lost}
 		o.Elector = el
 	}
-	eng, err := engine.New(o)
+	eng, err := engine.New(ctx, o)
 	if err != nil {
 		return nil, &ConfigError{err}
 	}
@@ -353,7 +355,7 @@ func (a *App) newEngine(el *leader.Elector, t *term) (*engine.Engine, error) {
 // one place an engine is started: Start calls it; a replica that stands by
 // would call it when it becomes the leader.
 func (a *App) StartEngine(ctx context.Context) (*engine.Engine, error) {
-	eng, err := a.NewEngine()
+	eng, err := a.NewEngine(ctx)
 	if err != nil {
 		return nil, err
 	}

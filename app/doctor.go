@@ -374,18 +374,18 @@ func doctorState(ctx context.Context, cfg *config.Config, report func(Check)) {
 		report(doctorPostgres(ctx, string(cfg.State.DSN)))
 		report(doctorLeader(ctx, string(cfg.State.DSN)))
 	default:
-		report(doctorBolt(cfg.State.Path))
+		report(doctorBolt(ctx, cfg.State.Path))
 	}
 }
 
 // doctorBolt checks the state file: writable where it is, and its records
 // readable. A running daemon holds the file (bbolt's lock): that is
 // reported as such, and the file is left alone.
-func doctorBolt(path string) Check {
+func doctorBolt(ctx context.Context, path string) Check {
 	if err := bolt.CheckWritable(path); err != nil {
 		return Check{CheckFailed, "state", err.Error()}
 	}
-	r, err := bolt.Check(path, stateLockTimeout)
+	r, err := bolt.Check(ctx, path, stateLockTimeout)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return Check{CheckPassed, "state", fmt.Sprintf("no file at %s yet; its directory is writable (the daemon creates it on start)", path)}

@@ -58,8 +58,8 @@ func (a *App) runReplica(ctx context.Context) error {
 			return err
 		}
 		defer t.end()
-		a.pruneFeeds(a.Config(), t.feeds)
-		eng, err := a.newEngine(a.elector, t)
+		a.pruneFeeds(leadCtx, a.Config(), t.feeds)
+		eng, err := a.newEngine(leadCtx, a.elector, t)
 		if err != nil {
 			return err
 		}
@@ -240,7 +240,7 @@ func (f fencedPresence) ResolveUser(ctx context.Context, address string) (presen
 func (a *App) Exclusive(ctx context.Context, fn func(ctx context.Context, eng *engine.Engine) error) error {
 	cfg := a.Config()
 	if !replicated(cfg, a.memory) {
-		eng, err := a.NewEngine()
+		eng, err := a.NewEngine(ctx)
 		if err != nil {
 			return err
 		}
@@ -276,7 +276,7 @@ func (a *App) Exclusive(ctx context.Context, fn func(ctx context.Context, eng *e
 			return nil
 		}
 		defer t.end()
-		eng, err := a.newEngine(el, t)
+		eng, err := a.newEngine(leadCtx, el, t)
 		if err == nil {
 			fnErr = fn(t.ctx, eng)
 		} else {

@@ -348,7 +348,7 @@ func waitNoSessionsRecorded(t testing.TB, e *env) {
 		err error
 	)
 	if !testutil.WaitUntil(10*time.Second, func() bool {
-		s, err = e.store.Sessions()
+		s, err = e.store.Sessions(t.Context())
 		return err != nil || len(s) == 0
 	}) {
 		t.Errorf("recorded sessions at the end = %+v; want none", s)

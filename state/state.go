@@ -10,56 +10,63 @@
 // never fatal for the others.
 package state
 
+import "context"
+
 // Store is what a driver keeps: sessions by person, resolved addresses,
-// feed copies and signals. Its methods are safe for concurrent use.
+// feed copies and signals. Its methods are safe for concurrent use. Each
+// works under the ctx it is given: a driver that waits for anything (a
+// database) gives up when ctx ends, with ctx's error.
 type Store interface {
 	// Sessions returns every recorded session, by Session.Key. It may
 	// return the sessions that decode together with a *BadRecordsError
 	// for those that do not: not fatal.
-	Sessions() (map[string]Session, error)
+	Sessions(ctx context.Context) (map[string]Session, error)
 	// PutSession records sess under sess.Key(), replacing any earlier one.
-	PutSession(sess Session) error
+	PutSession(ctx context.Context, sess Session) error
 	// PutSessions records many sessions at once: all or none.
-	PutSessions(sessions []Session) error
+	PutSessions(ctx context.Context, sessions []Session) error
 	// DeleteSession forgets the session under key; forgetting none is no
 	// error.
-	DeleteSession(key string) error
+	DeleteSession(ctx context.Context, key string) error
 
 	// Identities returns every cached identity, by normalised address
 	// (a *BadRecordsError as in Sessions).
-	Identities() (map[string]Identity, error)
+	Identities(ctx context.Context) (map[string]Identity, error)
 	// PutIdentities records ids, each under its normalised address: all
 	// or none.
-	PutIdentities(ids []Identity) error
+	PutIdentities(ctx context.Context, ids []Identity) error
 	// DeleteIdentity forgets what is cached for address.
-	DeleteIdentity(address string) error
+	DeleteIdentity(ctx context.Context, address string) error
 	// DeleteIdentities forgets what is cached for each of addresses, at
 	// once.
-	DeleteIdentities(addresses []string) error
+	DeleteIdentities(ctx context.Context, addresses []string) error
 
 	// Feed returns the stored copy of source's feed, and whether there is
 	// one.
-	Feed(source string) (Feed, bool, error)
+	Feed(ctx context.Context, source string) (Feed, bool, error)
 	// PutFeed stores f as its source's last good copy.
-	PutFeed(f Feed) error
+	PutFeed(ctx context.Context, f Feed) error
 	// PutFeeds stores several copies at once: all or none.
-	PutFeeds(feeds []Feed) error
+	PutFeeds(ctx context.Context, feeds []Feed) error
 	// DeleteFeedsExcept drops the copies of every source not in sources.
-	DeleteFeedsExcept(sources []string) error
+	DeleteFeedsExcept(ctx context.Context, sources []string) error
 
 	// Signals returns every stored signal, by ID, expired ones and the
 	// inbox included (a *BadRecordsError as in Sessions).
-	Signals() (map[string]Signal, error)
+	Signals(ctx context.Context) (map[string]Signal, error)
 	// QueuedSignals returns the signals in the inbox alone (QueuedPrefix).
-	QueuedSignals() (map[string]Signal, error)
+	QueuedSignals(ctx context.Context) (map[string]Signal, error)
 	// Signal returns the signal stored under id, and whether there is one.
-	Signal(id string) (Signal, bool, error)
+	Signal(ctx context.Context, id string) (Signal, bool, error)
 	// PutSignal records sig under sig.ID.
-	PutSignal(sig Signal) error
+	PutSignal(ctx context.Context, sig Signal) error
 	// DeleteSignal forgets the signal under id; forgetting none is no
 	// error.
-	DeleteSignal(id string) error
+	DeleteSignal(ctx context.Context, id string) error
 
+	// Ping reports whether the store can be used now (/readyz): a
+	// database that answers, a file still open.
+	Ping(ctx context.Context) error
 	// Close releases the store.
 	Close() error
 }

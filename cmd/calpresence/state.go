@@ -34,7 +34,7 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	switch args[0] {
 	case "check":
-		return cmdStateCheck(args[1:], stdout, stderr)
+		return cmdStateCheck(ctx, args[1:], stdout, stderr)
 	case "reset":
 		return cmdStateReset(args[1:], os.Stdin, stdout, stderr)
 	case "-h", "-help", "--help", "help":
@@ -73,7 +73,7 @@ func stateFlagSet(name, synopsis string, stderr io.Writer) (flags *flag.FlagSet,
 	}
 }
 
-func cmdStateCheck(args []string, stdout, stderr io.Writer) error {
+func cmdStateCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags, statePath := stateFlagSet("state check", "[-config FILE | -path FILE]", stderr)
 	if err := parseFlags(flags, args); err != nil {
 		return err
@@ -82,7 +82,7 @@ func cmdStateCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r, err := bolt.Check(path, stateLockTimeout)
+	r, err := bolt.Check(ctx, path, stateLockTimeout)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		fmt.Fprintf(stdout, "no state file at %s: nothing to check (the daemon creates it on start)\n", path)

@@ -53,10 +53,10 @@ func (e stateEnv) write(t *testing.T, raw ...[3]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutSession(state.Session{UserID: "id-1", UPN: "alice@contoso.com", Availability: "Busy", Activity: "InACall"}); err != nil {
+	if err := s.PutSession(t.Context(), state.Session{UserID: "id-1", UPN: "alice@contoso.com", Availability: "Busy", Activity: "InACall"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutIdentities([]state.Identity{{Address: "alice@contoso.com", ID: "id-1"}}); err != nil {
+	if err := s.PutIdentities(t.Context(), []state.Identity{{Address: "alice@contoso.com", ID: "id-1"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -133,7 +133,7 @@ func TestDamagedStateFile(t *testing.T) {
 		for i := range 500 {
 			sessions = append(sessions, state.Session{UserID: fmt.Sprintf("id-%d", i), Availability: "Busy", Activity: "InACall"})
 		}
-		if err := s.PutSessions(sessions); err != nil {
+		if err := s.PutSessions(t.Context(), sessions); err != nil {
 			t.Fatal(err)
 		}
 		s.Close()

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -49,7 +50,7 @@ func (r *Report) Clean() bool { return r.BadRecords() == 0 && len(r.Problems) ==
 // then fails with ErrLocked. A missing file is an error wrapping
 // fs.ErrNotExist; a file that cannot be read as a database at all is
 // ErrCorrupt.
-func Check(path string, timeout time.Duration) (*Report, error) {
+func Check(ctx context.Context, path string, timeout time.Duration) (*Report, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("check state %s: %w", path, err)
 	}
@@ -66,7 +67,7 @@ func Check(path string, timeout time.Duration) (*Report, error) {
 	defer db.Close()
 	s := &Store{db: db, path: path}
 	r := &Report{Path: path}
-	if !s.checkRecords(r) {
+	if !s.checkRecords(ctx, r) {
 		// A read already hit a damaged page; bbolt's check would only
 		// walk into it again.
 		return r, nil
@@ -86,7 +87,7 @@ func Check(path string, timeout time.Duration) (*Report, error) {
 // checkRecords fills r's buckets, reading each record through the same code
 // the worker uses. It returns false when a read failed on a damaged page
 // (recorded in r.Problems).
-func (s *Store) checkRecords(r *Report) bool {
+func (s *Store) checkRecords(ctx context.Context, r *Report) bool {
 	var (
 		present = make(map[string]bool)
 		version []byte
@@ -126,7 +127,7 @@ func (s *Store) checkRecords(r *Report) bool {
 
 	sessions := BucketReport{Name: string(bucketSessions), Missing: !present[string(bucketSessions)]}
 	if !sessions.Missing {
-		got, err := s.Sessions()
+		got, err := s.Sessions(ctx)
 		if !tally(&sessions, err, r) {
 			return false
 		}
@@ -135,7 +136,7 @@ func (s *Store) checkRecords(r *Report) bool {
 
 	users := BucketReport{Name: string(bucketIdentities), Missing: !present[string(bucketIdentities)]}
 	if !users.Missing {
-		got, err := s.Identities()
+		got, err := s.Identities(ctx)
 		if !tally(&users, err, r) {
 			return false
 		}
@@ -147,14 +148,14 @@ func (s *Store) checkRecords(r *Report) bool {
 	feeds := BucketReport{Name: string(bucketFeeds), Missing: !present[string(bucketFeeds)] || !present[string(bucketFeedBodies)]}
 	if !feeds.Missing {
 		for _, k := range feedIDs {
-			if _, _, err := s.Feed(k); !tally(&feeds, err, r) {
+			if _, _, err := s.Feed(ctx, k); !tally(&feeds, err, r) {
 				return false
 			}
 		}
 	}
 	sigs := BucketReport{Name: string(bucketSignals), Missing: !present[string(bucketSignals)]}
 	if !sigs.Missing {
-		got, err := s.Signals()
+		got, err := s.Signals(ctx)
 		if !tally(&sigs, err, r) {
 			return false
 		}

@@ -15,18 +15,18 @@ import (
 
 func TestCheckClean(t *testing.T) {
 	s, path := openTemp(t)
-	if err := s.PutSession(sampleSession("alice@contoso.com")); err != nil {
+	if err := s.PutSession(t.Context(), sampleSession("alice@contoso.com")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutIdentities([]state.Identity{{Address: "alice@contoso.com", ID: "id-1"}}); err != nil {
+	if err := s.PutIdentities(t.Context(), []state.Identity{{Address: "alice@contoso.com", ID: "id-1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutFeed(state.Feed{Source: "zoom", Body: sampleICS(10)}); err != nil {
+	if err := s.PutFeed(t.Context(), state.Feed{Source: "zoom", Body: sampleICS(10)}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 
-	r, err := Check(path, time.Second)
+	r, err := Check(t.Context(), path, time.Second)
 	if err != nil {
 		t.Fatalf("Check(clean file) error = %v", err)
 	}
@@ -44,22 +44,22 @@ func TestCheckClean(t *testing.T) {
 
 func TestCheckBadRecords(t *testing.T) {
 	s, path := openTemp(t)
-	if err := s.PutSession(sampleSession("alice@contoso.com")); err != nil {
+	if err := s.PutSession(t.Context(), sampleSession("alice@contoso.com")); err != nil {
 		t.Fatal(err)
 	}
 	putRaw(t, s, bucketSessions, "bob@contoso.com", []byte("{not json"))
 	putRaw(t, s, bucketIdentities, "carol@contoso.com", []byte("[]"))
-	if err := s.PutFeeds([]state.Feed{{Source: "zoom", Body: sampleICS(3)}, {Source: "webex", Body: sampleICS(3)}}); err != nil {
+	if err := s.PutFeeds(t.Context(), []state.Feed{{Source: "zoom", Body: sampleICS(3)}, {Source: "webex", Body: sampleICS(3)}}); err != nil {
 		t.Fatal(err)
 	}
 	putRaw(t, s, bucketFeedBodies, "webex", []byte("not gzip"))
-	if err := s.PutSignal(state.Signal{ID: "zoom|ended|zoom:83412345678||t", Vendor: "zoom", Event: state.SignalEnded, Meeting: "zoom:83412345678"}); err != nil {
+	if err := s.PutSignal(t.Context(), state.Signal{ID: "zoom|ended|zoom:83412345678||t", Vendor: "zoom", Event: state.SignalEnded, Meeting: "zoom:83412345678"}); err != nil {
 		t.Fatal(err)
 	}
 	putRaw(t, s, bucketSignals, "bad-signal", []byte("7"))
 	s.Close()
 
-	r, err := Check(path, time.Second)
+	r, err := Check(t.Context(), path, time.Second)
 	if err != nil {
 		t.Fatalf("Check error = %v", err)
 	}
@@ -97,7 +97,7 @@ func TestCheckDamagedFile(t *testing.T) {
 			if err := os.WriteFile(path, data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			r, err := Check(path, 100*time.Millisecond)
+			r, err := Check(t.Context(), path, 100*time.Millisecond)
 			if err != nil {
 				if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
 					t.Errorf("Check(%s) error = %v; want ErrCorrupt naming the file", name, err)
@@ -113,11 +113,11 @@ func TestCheckDamagedFile(t *testing.T) {
 
 func TestCheckLockedOrMissing(t *testing.T) {
 	_, path := openTemp(t) // held open, as by the daemon
-	if _, err := Check(path, 100*time.Millisecond); !errors.Is(err, ErrLocked) {
+	if _, err := Check(t.Context(), path, 100*time.Millisecond); !errors.Is(err, ErrLocked) {
 		t.Errorf("Check(held file) error = %v; want ErrLocked", err)
 	}
 	missing := filepath.Join(t.TempDir(), "none.db")
-	if _, err := Check(missing, time.Second); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+	if _, err := Check(t.Context(), missing, time.Second); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("Check(missing file) error = %v; want fs.ErrNotExist naming it", err)
 	}
 	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
@@ -127,7 +127,7 @@ func TestCheckLockedOrMissing(t *testing.T) {
 
 func TestMoveAside(t *testing.T) {
 	s, path := openTemp(t)
-	if err := s.PutIdentities([]state.Identity{{Address: "alice", ID: "id"}}); err != nil {
+	if err := s.PutIdentities(t.Context(), []state.Identity{{Address: "alice", ID: "id"}}); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 12, 1, 15, 4, 5, 0, time.FixedZone("CET", 3600))
@@ -156,7 +156,7 @@ func TestMoveAside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ids, _ := old.Identities(); ids["alice"].ID != "id" {
+	if ids, _ := old.Identities(t.Context()); ids["alice"].ID != "id" {
 		t.Errorf("moved file lost its records")
 	}
 	old.Close()
@@ -164,7 +164,7 @@ func TestMoveAside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ids, _ := fresh.Identities(); len(ids) != 0 {
+	if ids, _ := fresh.Identities(t.Context()); len(ids) != 0 {
 		t.Errorf("fresh file has the old records")
 	}
 	fresh.Close()

@@ -26,14 +26,14 @@ func putRaw(t *testing.T, s *Store, bucket []byte, key string, value []byte) {
 func TestSessionsSkipsUndecodableRecords(t *testing.T) {
 	s, _ := openTemp(t)
 	for _, u := range []string{"alice@contoso.com", "bob@contoso.com"} {
-		if err := s.PutSession(sampleSession(u)); err != nil {
+		if err := s.PutSession(t.Context(), sampleSession(u)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	putRaw(t, s, bucketSessions, "carol@contoso.com", []byte("{not json"))
 	putRaw(t, s, bucketSessions, "dave@contoso.com", []byte(`{"span_end": 42}`))
 
-	got, err := s.Sessions()
+	got, err := s.Sessions(t.Context())
 	var bad *state.BadRecordsError
 	if !errors.As(err, &bad) {
 		t.Fatalf("Sessions() error = %v; want a *BadRecordsError", err)
@@ -56,33 +56,33 @@ func TestSessionsSkipsUndecodableRecords(t *testing.T) {
 	}
 
 	// Writing the user's session again replaces the damaged record.
-	if err := s.PutSession(sampleSession("carol@contoso.com")); err != nil {
+	if err := s.PutSession(t.Context(), sampleSession("carol@contoso.com")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteSession("dave@contoso.com"); err != nil {
+	if err := s.DeleteSession(t.Context(), "dave@contoso.com"); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Sessions(); err != nil || len(got) != 3 {
+	if got, err := s.Sessions(t.Context()); err != nil || len(got) != 3 {
 		t.Errorf("Sessions() after rewriting = %d sessions, %v; want 3, nil", len(got), err)
 	}
 }
 
 func TestSingleReadsReportBadRecordsError(t *testing.T) {
 	s, _ := openTemp(t)
-	if err := s.PutIdentities([]state.Identity{{Address: "bob", ID: "id-2"}}); err != nil {
+	if err := s.PutIdentities(t.Context(), []state.Identity{{Address: "bob", ID: "id-2"}}); err != nil {
 		t.Fatal(err)
 	}
 	putRaw(t, s, bucketIdentities, "alice", []byte{0xff})
-	ids, err := s.Identities()
+	ids, err := s.Identities(t.Context())
 	var bad *state.BadRecordsError
 	if !errors.As(err, &bad) || len(ids) != 1 || ids["bob"].ID != "id-2" || bad.Keys()[0] != "alice" {
 		t.Errorf("Identities(one damaged) = %v, %v; want bob and a *BadRecordsError naming alice", ids, err)
 	}
-	if err := s.PutFeed(state.Feed{Source: "zoom", Body: []byte("BEGIN:VCALENDAR")}); err != nil {
+	if err := s.PutFeed(t.Context(), state.Feed{Source: "zoom", Body: []byte("BEGIN:VCALENDAR")}); err != nil {
 		t.Fatal(err)
 	}
 	putRaw(t, s, bucketFeedBodies, "zoom", []byte("not gzip"))
-	if _, ok, err := s.Feed("zoom"); !errors.As(err, &bad) || ok || bad.Records[0].Bucket != "feed_bodies" {
+	if _, ok, err := s.Feed(t.Context(), "zoom"); !errors.As(err, &bad) || ok || bad.Records[0].Bucket != "feed_bodies" {
 		t.Errorf("Feed(damaged body) = %v, %v; want a *BadRecordsError in feed_bodies", ok, err)
 	}
 }
@@ -96,10 +96,10 @@ func damagedFiles(t *testing.T) map[string][]byte {
 	for i := range 300 {
 		sessions = append(sessions, sampleSession(fmt.Sprintf("user%d@contoso.com", i)))
 	}
-	if err := s.PutSessions(sessions); err != nil {
+	if err := s.PutSessions(t.Context(), sessions); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutFeed(state.Feed{Source: "zoom", Body: sampleICS(2000)}); err != nil {
+	if err := s.PutFeed(t.Context(), state.Feed{Source: "zoom", Body: sampleICS(2000)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -166,7 +166,7 @@ func TestReadOnDamagedPage(t *testing.T) {
 	for i := range 300 {
 		sessions = append(sessions, sampleSession(fmt.Sprintf("user%d@contoso.com", i)))
 	}
-	if err := s.PutSessions(sessions); err != nil {
+	if err := s.PutSessions(t.Context(), sessions); err != nil {
 		t.Fatal(err)
 	}
 	var root uint64
@@ -180,10 +180,10 @@ func TestReadOnDamagedPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Sessions(); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
+	if _, err := s.Sessions(t.Context()); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
 		t.Errorf("Sessions() over a zeroed page = %v; want ErrCorrupt naming the file", err)
 	}
-	if _, err := s.Identities(); err != nil {
+	if _, err := s.Identities(t.Context()); err != nil {
 		t.Errorf("Identities() in an undamaged bucket = %v; want nil", err)
 	}
 }

@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 
 	"github.com/calpresence/calpresence/state"
@@ -11,7 +12,7 @@ import (
 // Feed returns the stored copy of source's feed. A damaged record, a body
 // that does not decompress, or one whose hash does not match is a
 // *BadRecordsError naming the source.
-func (s *Store) Feed(source string) (state.Feed, bool, error) {
+func (s *Store) Feed(ctx context.Context, source string) (state.Feed, bool, error) {
 	var (
 		rec, gz []byte
 		found   bool
@@ -40,14 +41,14 @@ func (s *Store) Feed(source string) (state.Feed, bool, error) {
 
 // PutFeed stores f as source's last good copy, replacing the previous one,
 // durably. Hash is computed from Body when zero.
-func (s *Store) PutFeed(f state.Feed) error {
-	return s.PutFeeds([]state.Feed{f})
+func (s *Store) PutFeed(ctx context.Context, f state.Feed) error {
+	return s.PutFeeds(ctx, []state.Feed{f})
 }
 
 // PutFeeds stores several feeds in one transaction: one fsync instead of one
 // per feed (about 4 ms each on the test machines, so 40 s for 10,000 feeds
 // written one by one). Either all are stored or none.
-func (s *Store) PutFeeds(feeds []state.Feed) error {
+func (s *Store) PutFeeds(ctx context.Context, feeds []state.Feed) error {
 	type encoded struct{ key, rec, gz []byte }
 	enc := make([]encoded, 0, len(feeds))
 	// Encode and compress outside the transaction: bbolt has one writer at a
@@ -81,7 +82,7 @@ func (s *Store) PutFeeds(feeds []state.Feed) error {
 
 // DeleteFeedsExcept drops the stored copies of every source not in sources
 // (those no longer configured).
-func (s *Store) DeleteFeedsExcept(sources []string) error {
+func (s *Store) DeleteFeedsExcept(ctx context.Context, sources []string) error {
 	keep := make(map[string]bool, len(sources))
 	for _, src := range sources {
 		keep[src] = true

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -11,7 +12,7 @@ import (
 // Identities returns every cached identity, by address. A record that does
 // not decode is skipped, as in Sessions: the good ones come with a
 // *BadRecordsError naming the others (they are looked up again).
-func (s *Store) Identities() (map[string]state.Identity, error) {
+func (s *Store) Identities(ctx context.Context) (map[string]state.Identity, error) {
 	out := make(map[string]state.Identity)
 	err := readAll(s, bucketIdentities, func(k string, id state.Identity) {
 		id.Address = k
@@ -25,7 +26,7 @@ func (s *Store) Identities() (map[string]state.Identity, error) {
 
 // PutIdentities records ids in one transaction, each under its normalised
 // address, replacing earlier ones.
-func (s *Store) PutIdentities(ids []state.Identity) error {
+func (s *Store) PutIdentities(ctx context.Context, ids []state.Identity) error {
 	return putAll(s, bucketIdentities, "identities", ids, func(id state.Identity) (string, error) {
 		key := state.NormalizeAddress(id.Address)
 		if key == "" {
@@ -36,14 +37,14 @@ func (s *Store) PutIdentities(ids []state.Identity) error {
 }
 
 // DeleteIdentity forgets what is cached for address.
-func (s *Store) DeleteIdentity(address string) error {
+func (s *Store) DeleteIdentity(ctx context.Context, address string) error {
 	return s.delete(bucketIdentities, state.NormalizeAddress(address))
 }
 
 // DeleteIdentities forgets what is cached for each of addresses, in one
 // transaction: the worker forgets the addresses no feed names any more in
 // batches, not with an fsync each. Forgetting none is not an error.
-func (s *Store) DeleteIdentities(addresses []string) error {
+func (s *Store) DeleteIdentities(ctx context.Context, addresses []string) error {
 	var keys [][]byte
 	for _, a := range addresses {
 		if k := state.NormalizeAddress(a); k != "" {

@@ -37,7 +37,7 @@ func TestMigrateFromSchema1(t *testing.T) {
 
 	t0 := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	const frankID, bobID = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222"
-	got, err := s.Sessions()
+	got, err := s.Sessions(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestMigrateFromSchema1(t *testing.T) {
 		t.Errorf("Sessions() after migration mismatch (-want +got):\n%s", diff)
 	}
 
-	ids, err := s.Identities()
+	ids, err := s.Identities(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestMigrateFromSchema1(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	again, err := s2.Sessions()
+	again, err := s2.Sessions(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

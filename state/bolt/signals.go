@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 
 	"github.com/calpresence/calpresence/state"
@@ -11,7 +12,7 @@ import (
 // Signals returns every stored signal, by ID, expired ones included (the
 // caller prunes them with DeleteSignal). A record that does not decode is
 // skipped and named in a *BadRecordsError, as in Sessions.
-func (s *Store) Signals() (map[string]state.Signal, error) {
+func (s *Store) Signals(ctx context.Context) (map[string]state.Signal, error) {
 	out := make(map[string]state.Signal)
 	err := readAll(s, bucketSignals, func(k string, sig state.Signal) {
 		sig.ID = k
@@ -27,7 +28,7 @@ func (s *Store) Signals() (map[string]state.Signal, error) {
 // with QueuedPrefix), by ID, and reads no other: the bucket is sorted by
 // key, and a cursor finds them together. A record that does not decode is
 // skipped and named in a *BadRecordsError, as in Sessions.
-func (s *Store) QueuedSignals() (map[string]state.Signal, error) {
+func (s *Store) QueuedSignals(ctx context.Context) (map[string]state.Signal, error) {
 	out := make(map[string]state.Signal)
 	var bad []state.BadRecord
 	prefix := []byte(state.QueuedPrefix)
@@ -58,7 +59,7 @@ func (s *Store) QueuedSignals() (map[string]state.Signal, error) {
 }
 
 // Signal returns the signal stored under id, and whether there is one.
-func (s *Store) Signal(id string) (state.Signal, bool, error) {
+func (s *Store) Signal(ctx context.Context, id string) (state.Signal, bool, error) {
 	var sig state.Signal
 	found, err := s.get(bucketSignals, id, &sig)
 	sig.ID = id
@@ -66,12 +67,12 @@ func (s *Store) Signal(id string) (state.Signal, bool, error) {
 }
 
 // PutSignal records sig under sig.ID, durably.
-func (s *Store) PutSignal(sig state.Signal) error {
+func (s *Store) PutSignal(ctx context.Context, sig state.Signal) error {
 	return s.put(bucketSignals, sig.ID, sig)
 }
 
 // DeleteSignal forgets the signal stored under id; forgetting none is not
 // an error.
-func (s *Store) DeleteSignal(id string) error {
+func (s *Store) DeleteSignal(ctx context.Context, id string) error {
 	return s.delete(bucketSignals, id)
 }

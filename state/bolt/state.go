@@ -16,6 +16,7 @@
 package bolt
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -128,6 +129,12 @@ func (s *Store) init() (err error) {
 // Path returns the file the Store was opened on.
 func (s *Store) Path() string { return s.path }
 
+// Ping reports whether the file is still open. bbolt's reads and writes
+// cannot be cut short: ctx is not consulted here or by the other methods.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.view(func(*bbolt.Tx) error { return nil })
+}
+
 // Close releases the file and its lock.
 func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
@@ -141,7 +148,7 @@ func (s *Store) Close() error {
 // *BadRecordsError naming the skipped keys, which the caller reports and
 // otherwise ignores (see BadRecordsError). Any other error means no
 // session could be read.
-func (s *Store) Sessions() (map[string]state.Session, error) {
+func (s *Store) Sessions(ctx context.Context) (map[string]state.Session, error) {
 	out := make(map[string]state.Session)
 	err := readAll(s, bucketSessions, func(k string, sess state.Session) { out[k] = sess })
 	if err != nil && !isBadRecords(err) {
@@ -151,7 +158,7 @@ func (s *Store) Sessions() (map[string]state.Session, error) {
 }
 
 // PutSession records sess under sess.Key(), replacing any earlier one.
-func (s *Store) PutSession(sess state.Session) error {
+func (s *Store) PutSession(ctx context.Context, sess state.Session) error {
 	if sess.Key() == "" {
 		return errors.New("state: put session: no user id")
 	}
@@ -159,7 +166,7 @@ func (s *Store) PutSession(sess state.Session) error {
 }
 
 // PutSessions records many sessions in one transaction.
-func (s *Store) PutSessions(sessions []state.Session) error {
+func (s *Store) PutSessions(ctx context.Context, sessions []state.Session) error {
 	return putAll(s, bucketSessions, "sessions", sessions, func(sess state.Session) (string, error) {
 		if sess.Key() == "" {
 			return "", errors.New("state: put session: no user id")
@@ -170,7 +177,7 @@ func (s *Store) PutSessions(sessions []state.Session) error {
 
 // DeleteSession forgets the session stored under key (a Session's Key);
 // forgetting none is not an error.
-func (s *Store) DeleteSession(key string) error {
+func (s *Store) DeleteSession(ctx context.Context, key string) error {
 	return s.delete(bucketSessions, key)
 }
 

@@ -64,7 +64,7 @@ func sampleICS(n int) []byte {
 func TestSessions(t *testing.T) {
 	s, _ := openTemp(t)
 
-	got, err := s.Sessions()
+	got, err := s.Sessions(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,12 +76,12 @@ func TestSessions(t *testing.T) {
 	bob.Events = nil
 	bob.Pending = ""
 	for _, sess := range []state.Session{alice, bob} {
-		if err := s.PutSession(sess); err != nil {
+		if err := s.PutSession(t.Context(), sess); err != nil {
 			t.Fatal(err)
 		}
 	}
 	want := map[string]state.Session{alice.UserID: alice, bob.UserID: bob}
-	if got, err = s.Sessions(); err != nil {
+	if got, err = s.Sessions(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -91,39 +91,39 @@ func TestSessions(t *testing.T) {
 	// A later put replaces; a delete forgets; deleting nothing is fine.
 	alice.Pending = ""
 	alice.Expires = t0.Add(2 * time.Hour)
-	if err := s.PutSession(alice); err != nil {
+	if err := s.PutSession(t.Context(), alice); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteSession(bob.UserID); err != nil {
+	if err := s.DeleteSession(t.Context(), bob.UserID); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteSession("0f1e2d3c-aaaa-bbbb-cccc-00000000dead"); err != nil {
+	if err := s.DeleteSession(t.Context(), "0f1e2d3c-aaaa-bbbb-cccc-00000000dead"); err != nil {
 		t.Errorf("DeleteSession(unknown) = %v; want nil", err)
 	}
 	want = map[string]state.Session{alice.UserID: alice}
-	if got, err = s.Sessions(); err != nil {
+	if got, err = s.Sessions(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Sessions() after update and delete mismatch (-want +got):\n%s", diff)
 	}
 
-	if err := s.PutSession(state.Session{}); err == nil {
+	if err := s.PutSession(t.Context(), state.Session{}); err == nil {
 		t.Error("PutSession(no user) = nil; want an error")
 	}
 }
 
 func TestIdentities(t *testing.T) {
 	s, _ := openTemp(t)
-	if got, err := s.Identities(); err != nil || len(got) != 0 {
+	if got, err := s.Identities(t.Context()); err != nil || len(got) != 0 {
 		t.Errorf("Identities() on a new file = %v, %v; want none", got, err)
 	}
 	frank := state.Identity{Address: " Frank@Contoso.com", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0}
 	ghost := state.Identity{Address: "ghost@contoso.com", Unknown: true, CheckedAt: t0}
-	if err := s.PutIdentities([]state.Identity{frank, ghost}); err != nil {
+	if err := s.PutIdentities(t.Context(), []state.Identity{frank, ghost}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Identities()
+	got, err := s.Identities(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,20 +132,20 @@ func TestIdentities(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Identities() mismatch (-want +got):\n%s", diff)
 	}
-	if err := s.DeleteIdentity("GHOST@contoso.com"); err != nil {
+	if err := s.DeleteIdentity(t.Context(), "GHOST@contoso.com"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.Identities(); len(got) != 1 {
+	if got, _ := s.Identities(t.Context()); len(got) != 1 {
 		t.Errorf("Identities() after DeleteIdentity = %v; want frank only", got)
 	}
-	if err := s.PutIdentities([]state.Identity{{}}); err == nil {
+	if err := s.PutIdentities(t.Context(), []state.Identity{{}}); err == nil {
 		t.Error("PutIdentities(no address) = nil; want an error")
 	}
 }
 
 func TestFeedRoundTrip(t *testing.T) {
 	s, _ := openTemp(t)
-	if _, ok, err := s.Feed("zoom"); err != nil || ok {
+	if _, ok, err := s.Feed(t.Context(), "zoom"); err != nil || ok {
 		t.Errorf("Feed(unknown) = _, %v, %v; want false, nil", ok, err)
 	}
 
@@ -157,10 +157,10 @@ func TestFeedRoundTrip(t *testing.T) {
 		Body:       body,
 		FetchedAt:  t0,
 	}
-	if err := s.PutFeed(in); err != nil { // Hash left zero: PutFeed computes it
+	if err := s.PutFeed(t.Context(), in); err != nil { // Hash left zero: PutFeed computes it
 		t.Fatal(err)
 	}
-	got, ok, err := s.Feed("zoom")
+	got, ok, err := s.Feed(t.Context(), "zoom")
 	if err != nil || !ok {
 		t.Fatalf("Feed(zoom) = _, %v, %v; want true, nil", ok, err)
 	}
@@ -188,10 +188,10 @@ func TestFeedRoundTrip(t *testing.T) {
 	}
 
 	// An empty feed is a feed too.
-	if err := s.PutFeed(state.Feed{Source: "empty", Body: nil}); err != nil {
+	if err := s.PutFeed(t.Context(), state.Feed{Source: "empty", Body: nil}); err != nil {
 		t.Fatal(err)
 	}
-	if f, ok, err := s.Feed("empty"); err != nil || !ok || len(f.Body) != 0 {
+	if f, ok, err := s.Feed(t.Context(), "empty"); err != nil || !ok || len(f.Body) != 0 {
 		t.Errorf("Feed(empty) = %v, %v, %v; want an empty body", f, ok, err)
 	}
 }
@@ -199,15 +199,15 @@ func TestFeedRoundTrip(t *testing.T) {
 func TestDeleteFeedsExcept(t *testing.T) {
 	s, _ := openTemp(t)
 	for _, src := range []string{"a", "b", "c", "d"} {
-		if err := s.PutFeed(state.Feed{Source: src, Body: []byte(src)}); err != nil {
+		if err := s.PutFeed(t.Context(), state.Feed{Source: src, Body: []byte(src)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.DeleteFeedsExcept([]string{"b", "d", "not-stored"}); err != nil {
+	if err := s.DeleteFeedsExcept(t.Context(), []string{"b", "d", "not-stored"}); err != nil {
 		t.Fatal(err)
 	}
 	for src, want := range map[string]bool{"a": false, "b": true, "c": false, "d": true} {
-		if _, ok, err := s.Feed(src); err != nil || ok != want {
+		if _, ok, err := s.Feed(t.Context(), src); err != nil || ok != want {
 			t.Errorf("Feed(%q) = _, %v, %v; want %v, nil", src, ok, err, want)
 		}
 	}
@@ -225,14 +225,14 @@ func TestConcurrentPutFeed(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
-			if err := s.PutFeed(state.Feed{Source: fmt.Sprint("src-", i), Body: sampleICS(i)}); err != nil {
+			if err := s.PutFeed(t.Context(), state.Feed{Source: fmt.Sprint("src-", i), Body: sampleICS(i)}); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
 	for i := range 20 {
-		f, ok, err := s.Feed(fmt.Sprint("src-", i))
+		f, ok, err := s.Feed(t.Context(), fmt.Sprint("src-", i))
 		if err != nil || !ok || !bytes.Equal(f.Body, sampleICS(i)) {
 			t.Errorf("Feed(src-%d) = %v, %v; want the body written", i, ok, err)
 		}
@@ -245,12 +245,12 @@ func TestPutFeeds(t *testing.T) {
 		{Source: "a", Body: sampleICS(1), FetchedAt: t0},
 		{Source: "b", Body: sampleICS(2), Validators: state.Validators{ETag: `"b"`}, FetchedAt: t0},
 	}
-	if err := s.PutFeeds(feeds); err != nil {
+	if err := s.PutFeeds(t.Context(), feeds); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range feeds {
 		want.Hash = sha256.Sum256(want.Body)
-		got, ok, err := s.Feed(want.Source)
+		got, ok, err := s.Feed(t.Context(), want.Source)
 		if err != nil || !ok {
 			t.Fatalf("Feed(%q) = _, %v, %v", want.Source, ok, err)
 		}
@@ -260,10 +260,10 @@ func TestPutFeeds(t *testing.T) {
 	}
 
 	// All or nothing: a bad entry stores none of the batch.
-	if err := s.PutFeeds([]state.Feed{{Source: "c", Body: []byte("c")}, {Body: []byte("no source")}}); err == nil {
+	if err := s.PutFeeds(t.Context(), []state.Feed{{Source: "c", Body: []byte("c")}, {Body: []byte("no source")}}); err == nil {
 		t.Error("PutFeeds(entry without source) = nil; want an error")
 	}
-	if _, ok, _ := s.Feed("c"); ok {
+	if _, ok, _ := s.Feed(t.Context(), "c"); ok {
 		t.Error("Feed(c) stored although its batch failed")
 	}
 }
@@ -278,7 +278,7 @@ func TestPersistAcrossReopen(t *testing.T) {
 	frank := state.Identity{Address: "frank@contoso.com", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0}
 	feed := state.Feed{Source: "zoom", URLHash: state.URLHash("u"), Body: sampleICS(3), FetchedAt: t0}
 	feed.Hash = sha256.Sum256(feed.Body)
-	for _, err := range []error{s.PutSession(sess), s.PutIdentities([]state.Identity{frank}), s.PutFeed(feed)} {
+	for _, err := range []error{s.PutSession(t.Context(), sess), s.PutIdentities(t.Context(), []state.Identity{frank}), s.PutFeed(t.Context(), feed)} {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,17 +292,17 @@ func TestPersistAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	sessions, err := s.Sessions()
+	sessions, err := s.Sessions(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(map[string]state.Session{sess.UserID: sess}, sessions); diff != "" {
 		t.Errorf("Sessions() after reopen mismatch (-want +got):\n%s", diff)
 	}
-	if ids, err := s.Identities(); err != nil || ids["frank@contoso.com"] != frank {
+	if ids, err := s.Identities(t.Context()); err != nil || ids["frank@contoso.com"] != frank {
 		t.Errorf("Identities() after reopen = %v, %v; want %v", ids, err, frank)
 	}
-	got, ok, err := s.Feed("zoom")
+	got, ok, err := s.Feed(t.Context(), "zoom")
 	if err != nil || !ok {
 		t.Fatalf("Feed() after reopen = _, %v, %v", ok, err)
 	}
@@ -338,7 +338,7 @@ func TestOpenLocked(t *testing.T) {
 	}
 
 	// The holder is unharmed and keeps working.
-	if err := s.PutIdentities([]state.Identity{{Address: "alice", ID: "id"}}); err != nil {
+	if err := s.PutIdentities(t.Context(), []state.Identity{{Address: "alice", ID: "id"}}); err != nil {
 		t.Errorf("holder's PutIdentities after a failed second Open: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -349,7 +349,7 @@ func TestOpenLocked(t *testing.T) {
 		t.Fatalf("Open after the holder closed: %v", err)
 	}
 	defer s3.Close()
-	if ids, err := s3.Identities(); err != nil || ids["alice"].ID != "id" {
+	if ids, err := s3.Identities(t.Context()); err != nil || ids["alice"].ID != "id" {
 		t.Errorf("Identities() = %v, %v; want the holder's write", ids, err)
 	}
 }
@@ -407,7 +407,7 @@ func TestCorruptRecords(t *testing.T) {
 		return buf.Bytes()
 	}
 	goodFeed := func(s *Store) {
-		if err := s.PutFeed(state.Feed{Source: "zoom", Body: []byte("BEGIN:VCALENDAR")}); err != nil {
+		if err := s.PutFeed(t.Context(), state.Feed{Source: "zoom", Body: []byte("BEGIN:VCALENDAR")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -423,49 +423,49 @@ func TestCorruptRecords(t *testing.T) {
 		{
 			name:   "session",
 			bucket: bucketSessions, key: "alice@contoso.com", value: []byte("{not json"),
-			read: func(s *Store) error { _, err := s.Sessions(); return err },
+			read: func(s *Store) error { _, err := s.Sessions(t.Context()); return err },
 			want: `corrupt record sessions "alice@contoso.com"`,
 		},
 		{
 			name:   "session-wrong-type",
 			bucket: bucketSessions, key: "bob", value: []byte(`{"span_end": 42}`),
-			read: func(s *Store) error { _, err := s.Sessions(); return err },
+			read: func(s *Store) error { _, err := s.Sessions(t.Context()); return err },
 			want: `corrupt record sessions "bob"`,
 		},
 		{
 			name:   "identity",
 			bucket: bucketIdentities, key: "alice", value: []byte{0xff, 0x00},
-			read: func(s *Store) error { _, err := s.Identities(); return err },
+			read: func(s *Store) error { _, err := s.Identities(t.Context()); return err },
 			want: `corrupt record identities "alice"`,
 		},
 		{
 			name: "feed-meta", setup: goodFeed,
 			bucket: bucketFeeds, key: "zoom", value: []byte("[]"),
-			read: func(s *Store) error { _, _, err := s.Feed("zoom"); return err },
+			read: func(s *Store) error { _, _, err := s.Feed(t.Context(), "zoom"); return err },
 			want: `corrupt record feeds "zoom"`,
 		},
 		{
 			name: "feed-body-not-gzip", setup: goodFeed,
 			bucket: bucketFeedBodies, key: "zoom", value: []byte("BEGIN:VCALENDAR"),
-			read: func(s *Store) error { _, _, err := s.Feed("zoom"); return err },
+			read: func(s *Store) error { _, _, err := s.Feed(t.Context(), "zoom"); return err },
 			want: `corrupt record feed_bodies "zoom"`,
 		},
 		{
 			name: "feed-body-truncated", setup: goodFeed,
 			bucket: bucketFeedBodies, key: "zoom", value: gz(sampleICS(50))[:40],
-			read: func(s *Store) error { _, _, err := s.Feed("zoom"); return err },
+			read: func(s *Store) error { _, _, err := s.Feed(t.Context(), "zoom"); return err },
 			want: `corrupt record feed_bodies "zoom"`,
 		},
 		{
 			name: "feed-body-other-content", setup: goodFeed,
 			bucket: bucketFeedBodies, key: "zoom", value: gz([]byte("BEGIN:VCALENDAR!")),
-			read: func(s *Store) error { _, _, err := s.Feed("zoom"); return err },
+			read: func(s *Store) error { _, _, err := s.Feed(t.Context(), "zoom"); return err },
 			want: `corrupt record feed_bodies "zoom": body does not match its hash`,
 		},
 		{
 			name: "feed-body-missing", setup: goodFeed,
 			bucket: bucketFeedBodies, key: "zoom", value: nil,
-			read: func(s *Store) error { _, _, err := s.Feed("zoom"); return err },
+			read: func(s *Store) error { _, _, err := s.Feed(t.Context(), "zoom"); return err },
 			want: `corrupt record feed_bodies "zoom": body missing`,
 		},
 	}
@@ -522,20 +522,20 @@ func TestOpenBadFiles(t *testing.T) {
 func TestPutSessions(t *testing.T) {
 	s, _ := openTemp(t)
 	in := []state.Session{{UserID: "a", Activity: "InACall"}, {UserID: "b", Pending: state.PendingSet}}
-	if err := s.PutSessions(in); err != nil {
+	if err := s.PutSessions(t.Context(), in); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.Sessions()
+	got, err := s.Sessions(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || got["a"].Activity != "InACall" || got["b"].Pending != state.PendingSet {
 		t.Errorf("Sessions() after PutSessions = %+v; want both records", got)
 	}
-	if err := s.PutSessions([]state.Session{{UserID: "c"}, {}}); err == nil {
+	if err := s.PutSessions(t.Context(), []state.Session{{UserID: "c"}, {}}); err == nil {
 		t.Error("PutSessions with an empty user: no error")
 	}
-	if got, _ := s.Sessions(); len(got) != 2 {
+	if got, _ := s.Sessions(t.Context()); len(got) != 2 {
 		t.Errorf("a refused batch wrote %d sessions; want the 2 from before", len(got))
 	}
 }

@@ -7,6 +7,7 @@ package mem
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"maps"
@@ -42,8 +43,11 @@ func New() *Store {
 // reopens it so).
 func (m *Store) Close() error { return nil }
 
+// Ping reports that the Store can be used: it always can.
+func (m *Store) Ping(ctx context.Context) error { return nil }
+
 // Sessions returns a copy of the sessions, by Key.
-func (m *Store) Sessions() (map[string]state.Session, error) {
+func (m *Store) Sessions(ctx context.Context) (map[string]state.Session, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make(map[string]state.Session, len(m.sessions))
@@ -54,12 +58,12 @@ func (m *Store) Sessions() (map[string]state.Session, error) {
 }
 
 // PutSession records s under s.Key().
-func (m *Store) PutSession(s state.Session) error {
-	return m.PutSessions([]state.Session{s})
+func (m *Store) PutSession(ctx context.Context, s state.Session) error {
+	return m.PutSessions(ctx, []state.Session{s})
 }
 
 // PutSessions records many sessions: all, or none when one has no key.
-func (m *Store) PutSessions(ss []state.Session) error {
+func (m *Store) PutSessions(ctx context.Context, ss []state.Session) error {
 	for _, s := range ss {
 		if s.Key() == "" {
 			return errors.New("state: put session: no user id")
@@ -79,7 +83,7 @@ func cloneSession(s state.Session) state.Session {
 }
 
 // DeleteSession forgets the session stored under key.
-func (m *Store) DeleteSession(key string) error {
+func (m *Store) DeleteSession(ctx context.Context, key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.sessions, key)
@@ -87,7 +91,7 @@ func (m *Store) DeleteSession(key string) error {
 }
 
 // Identities returns a copy of the identities, by normalised address.
-func (m *Store) Identities() (map[string]state.Identity, error) {
+func (m *Store) Identities(ctx context.Context) (map[string]state.Identity, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return maps.Clone(m.ids), nil
@@ -95,7 +99,7 @@ func (m *Store) Identities() (map[string]state.Identity, error) {
 
 // PutIdentities records ids under their normalised addresses: all, or
 // none when one has no address.
-func (m *Store) PutIdentities(ids []state.Identity) error {
+func (m *Store) PutIdentities(ctx context.Context, ids []state.Identity) error {
 	for _, id := range ids {
 		if state.NormalizeAddress(id.Address) == "" {
 			return errors.New("state: put identity: empty address")
@@ -111,12 +115,12 @@ func (m *Store) PutIdentities(ids []state.Identity) error {
 }
 
 // DeleteIdentity forgets address.
-func (m *Store) DeleteIdentity(address string) error {
-	return m.DeleteIdentities([]string{address})
+func (m *Store) DeleteIdentity(ctx context.Context, address string) error {
+	return m.DeleteIdentities(ctx, []string{address})
 }
 
 // DeleteIdentities forgets addresses.
-func (m *Store) DeleteIdentities(addresses []string) error {
+func (m *Store) DeleteIdentities(ctx context.Context, addresses []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, a := range addresses {
@@ -126,7 +130,7 @@ func (m *Store) DeleteIdentities(addresses []string) error {
 }
 
 // Feed returns a copy of source's feed.
-func (m *Store) Feed(source string) (state.Feed, bool, error) {
+func (m *Store) Feed(ctx context.Context, source string) (state.Feed, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f, ok := m.feeds[source]
@@ -136,12 +140,12 @@ func (m *Store) Feed(source string) (state.Feed, bool, error) {
 
 // PutFeed stores f as its source's copy; a zero Hash is computed from
 // Body.
-func (m *Store) PutFeed(f state.Feed) error {
-	return m.PutFeeds([]state.Feed{f})
+func (m *Store) PutFeed(ctx context.Context, f state.Feed) error {
+	return m.PutFeeds(ctx, []state.Feed{f})
 }
 
 // PutFeeds stores several copies: all, or none when one has no source.
-func (m *Store) PutFeeds(feeds []state.Feed) error {
+func (m *Store) PutFeeds(ctx context.Context, feeds []state.Feed) error {
 	for _, f := range feeds {
 		if f.Source == "" {
 			return errors.New("state: put feed: empty source")
@@ -160,7 +164,7 @@ func (m *Store) PutFeeds(feeds []state.Feed) error {
 }
 
 // DeleteFeedsExcept drops the copies of every source not in sources.
-func (m *Store) DeleteFeedsExcept(sources []string) error {
+func (m *Store) DeleteFeedsExcept(ctx context.Context, sources []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	maps.DeleteFunc(m.feeds, func(src string, _ state.Feed) bool { return !slices.Contains(sources, src) })
@@ -168,14 +172,14 @@ func (m *Store) DeleteFeedsExcept(sources []string) error {
 }
 
 // Signals returns a copy of the signals, by ID.
-func (m *Store) Signals() (map[string]state.Signal, error) {
+func (m *Store) Signals(ctx context.Context) (map[string]state.Signal, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return maps.Clone(m.signals), nil
 }
 
 // QueuedSignals returns a copy of the signals in the inbox.
-func (m *Store) QueuedSignals() (map[string]state.Signal, error) {
+func (m *Store) QueuedSignals(ctx context.Context) (map[string]state.Signal, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make(map[string]state.Signal)
@@ -188,7 +192,7 @@ func (m *Store) QueuedSignals() (map[string]state.Signal, error) {
 }
 
 // Signal returns the signal stored under id.
-func (m *Store) Signal(id string) (state.Signal, bool, error) {
+func (m *Store) Signal(ctx context.Context, id string) (state.Signal, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s, ok := m.signals[id]
@@ -196,7 +200,7 @@ func (m *Store) Signal(id string) (state.Signal, bool, error) {
 }
 
 // PutSignal records s under s.ID.
-func (m *Store) PutSignal(s state.Signal) error {
+func (m *Store) PutSignal(ctx context.Context, s state.Signal) error {
 	if s.ID == "" {
 		return errors.New("state: put signal: no id")
 	}
@@ -207,7 +211,7 @@ func (m *Store) PutSignal(s state.Signal) error {
 }
 
 // DeleteSignal forgets the signal stored under id.
-func (m *Store) DeleteSignal(id string) error {
+func (m *Store) DeleteSignal(ctx context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.signals, id)

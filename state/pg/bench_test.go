@@ -65,7 +65,7 @@ func BenchmarkPutFeeds10000(b *testing.B) {
 	b.SetBytes(total)
 	b.ResetTimer()
 	for b.Loop() {
-		if err := s.PutFeeds(feeds); err != nil {
+		if err := s.PutFeeds(b.Context(), feeds); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -86,12 +86,12 @@ func BenchmarkSessions10000(b *testing.B) {
 			Events: []state.EventRef{{Source: "zoom", UID: fmt.Sprintf("event-%d@zoom.us", i), Start: t0, End: t0.Add(time.Hour)}},
 		}
 	}
-	if err := s.PutSessions(batch); err != nil {
+	if err := s.PutSessions(b.Context(), batch); err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for b.Loop() {
-		got, err := s.Sessions()
+		got, err := s.Sessions(b.Context())
 		if err != nil || len(got) != n {
 			b.Fatalf("Sessions() = %d, %v", len(got), err)
 		}
@@ -104,7 +104,7 @@ func BenchmarkPutSession(b *testing.B) {
 	s := openBench(b)
 	sess := state.Session{UserID: "0f1e2d3c-0000-4000-8000-000000000001", Pending: state.PendingSet, Availability: "Busy", Activity: "InACall"}
 	for b.Loop() {
-		if err := s.PutSession(sess); err != nil {
+		if err := s.PutSession(b.Context(), sess); err != nil {
 			b.Fatal(err)
 		}
 	}

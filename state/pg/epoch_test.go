@@ -44,10 +44,10 @@ func TestStaleLeaderRefused(t *testing.T) {
 	replicaA, replicaB := open(t, dsn), open(t, dsn)
 	a := lead(t, replicaA)
 	alice := state.Session{UserID: "alice", Availability: "Busy", Activity: "InACall", Pending: state.PendingSet}
-	if err := a.PutSession(alice); err != nil {
+	if err := a.PutSession(t.Context(), alice); err != nil {
 		t.Fatalf("A (epoch 1): PutSession: %v", err)
 	}
-	if err := a.PutFeed(state.Feed{Source: "zoom", Body: []byte("A's copy")}); err != nil {
+	if err := a.PutFeed(t.Context(), state.Feed{Source: "zoom", Body: []byte("A's copy")}); err != nil {
 		t.Fatalf("A (epoch 1): PutFeed: %v", err)
 	}
 
@@ -57,7 +57,7 @@ func TestStaleLeaderRefused(t *testing.T) {
 	}
 	bAlice := alice
 	bAlice.Pending, bAlice.SetAt = "", time.Date(2027, 3, 4, 15, 0, 0, 0, time.UTC)
-	if err := b.PutSession(bAlice); err != nil {
+	if err := b.PutSession(t.Context(), bAlice); err != nil {
 		t.Fatalf("B (epoch 2): PutSession: %v", err)
 	}
 	select {
@@ -67,17 +67,21 @@ func TestStaleLeaderRefused(t *testing.T) {
 	}
 
 	for name, write := range map[string]func() error{
-		"DeleteSession":     func() error { return a.DeleteSession("alice") },
-		"PutSession":        func() error { return a.PutSession(alice) },
-		"PutSessions":       func() error { return a.PutSessions([]state.Session{alice, {UserID: "bob"}}) },
-		"PutIdentities":     func() error { return a.PutIdentities([]state.Identity{{Address: "alice@contoso.com", ID: "alice"}}) },
-		"DeleteIdentity":    func() error { return a.DeleteIdentity("alice@contoso.com") },
-		"DeleteIdentities":  func() error { return a.DeleteIdentities([]string{"alice@contoso.com"}) },
-		"PutFeed":           func() error { return a.PutFeed(state.Feed{Source: "zoom", Body: []byte("late")}) },
-		"PutFeeds":          func() error { return a.PutFeeds([]state.Feed{{Source: "webex", Body: []byte("late")}}) },
-		"DeleteFeedsExcept": func() error { return a.DeleteFeedsExcept(nil) },
-		"PutSignal":         func() error { return a.PutSignal(state.Signal{ID: "sig", Expires: time.Now().Add(time.Hour)}) },
-		"DeleteSignal":      func() error { return a.DeleteSignal("sig") },
+		"DeleteSession": func() error { return a.DeleteSession(t.Context(), "alice") },
+		"PutSession":    func() error { return a.PutSession(t.Context(), alice) },
+		"PutSessions":   func() error { return a.PutSessions(t.Context(), []state.Session{alice, {UserID: "bob"}}) },
+		"PutIdentities": func() error {
+			return a.PutIdentities(t.Context(), []state.Identity{{Address: "alice@contoso.com", ID: "alice"}})
+		},
+		"DeleteIdentity":    func() error { return a.DeleteIdentity(t.Context(), "alice@contoso.com") },
+		"DeleteIdentities":  func() error { return a.DeleteIdentities(t.Context(), []string{"alice@contoso.com"}) },
+		"PutFeed":           func() error { return a.PutFeed(t.Context(), state.Feed{Source: "zoom", Body: []byte("late")}) },
+		"PutFeeds":          func() error { return a.PutFeeds(t.Context(), []state.Feed{{Source: "webex", Body: []byte("late")}}) },
+		"DeleteFeedsExcept": func() error { return a.DeleteFeedsExcept(t.Context(), nil) },
+		"PutSignal": func() error {
+			return a.PutSignal(t.Context(), state.Signal{ID: "sig", Expires: time.Now().Add(time.Hour)})
+		},
+		"DeleteSignal": func() error { return a.DeleteSignal(t.Context(), "sig") },
 	} {
 		err := write()
 		if !errors.Is(err, state.ErrFenced) || !strings.Contains(err.Error(), "leader epoch 1 is over: epoch 2 leads now") {
@@ -95,35 +99,35 @@ func TestStaleLeaderRefused(t *testing.T) {
 	default:
 	}
 
-	sessions, err := b.Sessions()
+	sessions, err := b.Sessions(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(map[string]state.Session{"alice": bAlice}, sessions); diff != "" {
 		t.Errorf("Sessions() after A's late writes mismatch (-want +got):\n%s", diff)
 	}
-	if f, ok, err := b.Feed("zoom"); err != nil || !ok || string(f.Body) != "A's copy" {
+	if f, ok, err := b.Feed(t.Context(), "zoom"); err != nil || !ok || string(f.Body) != "A's copy" {
 		t.Errorf("Feed(zoom) = %q, %v, %v; want A's copy from before the take-over", f.Body, ok, err)
 	}
-	if _, ok, err := b.Feed("webex"); err != nil || ok {
+	if _, ok, err := b.Feed(t.Context(), "webex"); err != nil || ok {
 		t.Errorf("Feed(webex) = %v, %v; want none (A's late PutFeeds refused)", ok, err)
 	}
-	if ids, err := b.Identities(); err != nil || len(ids) != 0 {
+	if ids, err := b.Identities(t.Context()); err != nil || len(ids) != 0 {
 		t.Errorf("Identities() = %v, %v; want none", ids, err)
 	}
 
 	// Standbys queue webhooks with the Store Open returned: unchecked.
-	if err := replicaA.PutSignal(state.Signal{ID: "inbox:sig", Expires: time.Now().Add(time.Hour)}); err != nil {
+	if err := replicaA.PutSignal(t.Context(), state.Signal{ID: "inbox:sig", Expires: time.Now().Add(time.Hour)}); err != nil {
 		t.Errorf("a standby's inbox PutSignal = %v; want nil", err)
 	}
-	if err := b.DeleteSignal("inbox:sig"); err != nil {
+	if err := b.DeleteSignal(t.Context(), "inbox:sig"); err != nil {
 		t.Errorf("B (epoch 2): DeleteSignal = %v; want nil", err)
 	}
 	// A view's Close leaves the pool to its Store.
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.PutSession(bAlice); err != nil {
+	if err := b.PutSession(t.Context(), bAlice); err != nil {
 		t.Errorf("B's PutSession after the view's Close = %v; want nil", err)
 	}
 }
@@ -168,10 +172,10 @@ func TestTakeOverWaitsForCheckedWrite(t *testing.T) {
 	if b == nil {
 		t.FailNow()
 	}
-	if got, err := b.Sessions(); err != nil || len(got) != 1 {
+	if got, err := b.Sessions(ctx); err != nil || len(got) != 1 {
 		t.Errorf("B's Sessions() = %v, %v; want alice's, written before the take-over", got, err)
 	}
-	if err := a.DeleteSession("alice"); !errors.Is(err, state.ErrFenced) {
+	if err := a.DeleteSession(ctx, "alice"); !errors.Is(err, state.ErrFenced) {
 		t.Errorf("A's DeleteSession after the take-over = %v; want state.ErrFenced", err)
 	}
 	var epoch int64
@@ -196,7 +200,7 @@ func TestFenceSpansTheWrite(t *testing.T) {
 	wrote := make(chan struct{})
 	go func() {
 		defer close(wrote)
-		ctx, cancel := a.ctx()
+		ctx, cancel := a.ctx(t.Context())
 		defer cancel()
 		if err := a.exec(ctx, "SELECT pg_sleep(1.5) /* A's slow write */"); err != nil {
 			t.Errorf("A's slow write: %v", err)

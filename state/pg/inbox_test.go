@@ -50,14 +50,14 @@ func TestQueuedSignalsReadTheInboxAlone(t *testing.T) {
 		if i%1000 == 0 {
 			sig.ID = state.QueuedPrefix + sig.ID
 		}
-		if err := s.PutSignal(sig); err != nil {
+		if err := s.PutSignal(ctx, sig); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if _, err := s.pool.Exec(ctx, "ANALYZE signals"); err != nil {
 		t.Fatal(err)
 	}
-	queued, err := s.QueuedSignals()
+	queued, err := s.QueuedSignals(ctx)
 	if err != nil || len(queued) != 2 {
 		t.Fatalf("QueuedSignals() = %d signals, %v; want the 2 queued", len(queued), err)
 	}
@@ -124,7 +124,7 @@ func TestMigrateQueuesTheInbox(t *testing.T) {
 	pool.Close()
 
 	s := open(t, dsn)
-	got, err := s.QueuedSignals()
+	got, err := s.QueuedSignals(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,7 +139,19 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// ctx returns the context one method works under.
-func (s *Store) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), s.timeout)
+// ctx returns the context one method works under: the caller's, cut
+// short after the Store's timeout.
+func (s *Store) ctx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, s.timeout)
+}
+
+// Ping reports whether the database answers, within ctx and the Store's
+// timeout (/readyz).
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("state/pg: ping %s: %w", s.where, err)
+	}
+	return nil
 }

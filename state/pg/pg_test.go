@@ -176,25 +176,25 @@ func TestMigrateKeepsData(t *testing.T) {
 			if got, want := versions(t, s.pool), allVersions(); !cmp.Equal(got, want) {
 				t.Errorf("versions recorded = %v; want %v", got, want)
 			}
-			sessions, err := s.Sessions()
+			sessions, err := s.Sessions(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(map[string]state.Session{seedSession.Key(): seedSession}, sessions); diff != "" {
 				t.Errorf("Sessions() mismatch (-want +got):\n%s", diff)
 			}
-			ids, err := s.Identities()
+			ids, err := s.Identities(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(map[string]state.Identity{seedIdentity.Address: seedIdentity}, ids); diff != "" {
 				t.Errorf("Identities() mismatch (-want +got):\n%s", diff)
 			}
-			f, ok, err := s.Feed(seedFeed.Source)
+			f, ok, err := s.Feed(ctx, seedFeed.Source)
 			if err != nil || !ok || string(f.Body) != string(seedFeed.Body) || f.URLHash != seedFeed.URLHash {
 				t.Errorf("Feed(%q) = %+v, %v, %v; want the seeded copy", seedFeed.Source, f, ok, err)
 			}
-			signals, err := s.Signals()
+			signals, err := s.Signals(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -251,7 +251,7 @@ func TestOpenConcurrently(t *testing.T) {
 			<-start
 			s, err := Open(context.Background(), dsn, Options{})
 			if err == nil {
-				err = s.PutSession(state.Session{UserID: fmt.Sprint("replica-", i)})
+				err = s.PutSession(t.Context(), state.Session{UserID: fmt.Sprint("replica-", i)})
 				s.Close()
 			}
 			errs[i] = err
@@ -268,7 +268,7 @@ func TestOpenConcurrently(t *testing.T) {
 	if got, want := versions(t, s.pool), allVersions(); !cmp.Equal(got, want) {
 		t.Errorf("versions recorded = %v; want %v", got, want)
 	}
-	if got, err := s.Sessions(); err != nil || len(got) != replicas {
+	if got, err := s.Sessions(t.Context()); err != nil || len(got) != replicas {
 		t.Errorf("Sessions() = %d records, %v; want one per replica", len(got), err)
 	}
 }
@@ -303,10 +303,10 @@ func TestBadRecords(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, pgtest.DB(t))
 	good := state.Session{UserID: "good", Activity: "InACall"}
-	if err := s.PutSession(good); err != nil {
+	if err := s.PutSession(ctx, good); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutFeed(state.Feed{Source: "zoom", Body: []byte("BEGIN:VCALENDAR")}); err != nil {
+	if err := s.PutFeed(ctx, state.Feed{Source: "zoom", Body: []byte("BEGIN:VCALENDAR")}); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{
@@ -320,7 +320,7 @@ func TestBadRecords(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	sessions, err := s.Sessions()
+	sessions, err := s.Sessions(ctx)
 	var bad *state.BadRecordsError
 	if !errors.As(err, &bad) || !cmp.Equal(bad.Keys(), []string{"bad", "wong"}) && !cmp.Equal(bad.Keys(), []string{"wong", "bad"}) {
 		t.Errorf("Sessions() error = %v; want a *state.BadRecordsError naming bad and wong", err)
@@ -329,9 +329,9 @@ func TestBadRecords(t *testing.T) {
 		t.Errorf("Sessions() with bad records mismatch (-want +got):\n%s", diff)
 	}
 	for name, read := range map[string]func() error{
-		`corrupt record identities "alice"`: func() error { _, err := s.Identities(); return err },
-		`corrupt record signals "sig"`:      func() error { _, err := s.Signals(); return err },
-		`corrupt record feed_bodies "zoom"`: func() error { _, _, err := s.Feed("zoom"); return err },
+		`corrupt record identities "alice"`: func() error { _, err := s.Identities(ctx); return err },
+		`corrupt record signals "sig"`:      func() error { _, err := s.Signals(ctx); return err },
+		`corrupt record feed_bodies "zoom"`: func() error { _, _, err := s.Feed(ctx, "zoom"); return err },
 	} {
 		err := read()
 		if !errors.As(err, &bad) || !strings.Contains(err.Error(), name) {
@@ -412,6 +412,40 @@ func TestOpenErrorsHidePassword(t *testing.T) {
 		t.Logf("%s: %v", name, err)
 		if strings.Contains(err.Error(), secret) {
 			t.Errorf("%s: Open error shows the password: %v", name, err)
+		}
+	}
+}
+
+// TestMethodsWorkUnderCallersCtx: every method works under the caller's
+// ctx (no context.Background of its own): one that has ended stops it
+// with ctx's error, reads and writes alike.
+func TestMethodsWorkUnderCallersCtx(t *testing.T) {
+	s := open(t, pgtest.DB(t))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	calls := map[string]func() error{
+		"Ping":              func() error { return s.Ping(ctx) },
+		"Sessions":          func() error { _, err := s.Sessions(ctx); return err },
+		"PutSession":        func() error { return s.PutSession(ctx, state.Session{UserID: "a"}) },
+		"PutSessions":       func() error { return s.PutSessions(ctx, []state.Session{{UserID: "a"}}) },
+		"DeleteSession":     func() error { return s.DeleteSession(ctx, "a") },
+		"Identities":        func() error { _, err := s.Identities(ctx); return err },
+		"PutIdentities":     func() error { return s.PutIdentities(ctx, []state.Identity{{Address: "a@contoso.com"}}) },
+		"DeleteIdentity":    func() error { return s.DeleteIdentity(ctx, "a@contoso.com") },
+		"DeleteIdentities":  func() error { return s.DeleteIdentities(ctx, []string{"a@contoso.com"}) },
+		"Feed":              func() error { _, _, err := s.Feed(ctx, "zoom"); return err },
+		"PutFeed":           func() error { return s.PutFeed(ctx, state.Feed{Source: "zoom"}) },
+		"PutFeeds":          func() error { return s.PutFeeds(ctx, []state.Feed{{Source: "zoom"}}) },
+		"DeleteFeedsExcept": func() error { return s.DeleteFeedsExcept(ctx, nil) },
+		"Signals":           func() error { _, err := s.Signals(ctx); return err },
+		"QueuedSignals":     func() error { _, err := s.QueuedSignals(ctx); return err },
+		"Signal":            func() error { _, _, err := s.Signal(ctx, "x"); return err },
+		"PutSignal":         func() error { return s.PutSignal(ctx, state.Signal{ID: "x"}) },
+		"DeleteSignal":      func() error { return s.DeleteSignal(ctx, "x") },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s(an ended ctx) = %v; want context.Canceled", name, err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package pg
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,9 +25,9 @@ const (
 // decode is skipped: the good ones come with a *state.BadRecordsError
 // naming the others, as from the bbolt store. Any other error means no
 // session could be read.
-func (s *Store) Sessions() (map[string]state.Session, error) {
+func (s *Store) Sessions(ctx context.Context) (map[string]state.Session, error) {
 	out := make(map[string]state.Session)
-	err := readAll(s, tableSessions, func(k string, sess state.Session) { out[k] = sess })
+	err := readAll(ctx, s, tableSessions, func(k string, sess state.Session) { out[k] = sess })
 	if err != nil && !isBadRecords(err) {
 		return nil, err
 	}
@@ -35,14 +36,14 @@ func (s *Store) Sessions() (map[string]state.Session, error) {
 
 // PutSession records sess under sess.Key(), replacing any earlier one, and
 // returns once it is committed.
-func (s *Store) PutSession(sess state.Session) error {
-	return s.PutSessions([]state.Session{sess})
+func (s *Store) PutSession(ctx context.Context, sess state.Session) error {
+	return s.PutSessions(ctx, []state.Session{sess})
 }
 
 // PutSessions records many sessions in one transaction: all or none.
 // Where two name one key, the last wins.
-func (s *Store) PutSessions(sessions []state.Session) error {
-	return putAll(s, tableSessions, sessions, func(sess state.Session) (string, error) {
+func (s *Store) PutSessions(ctx context.Context, sessions []state.Session) error {
+	return putAll(ctx, s, tableSessions, sessions, func(sess state.Session) (string, error) {
 		if sess.Key() == "" {
 			return "", errors.New("state: put session: no user id")
 		}
@@ -52,15 +53,15 @@ func (s *Store) PutSessions(sessions []state.Session) error {
 
 // DeleteSession forgets the session stored under key (a Session's Key);
 // forgetting none is not an error.
-func (s *Store) DeleteSession(key string) error {
-	return s.delete(tableSessions, key)
+func (s *Store) DeleteSession(ctx context.Context, key string) error {
+	return s.delete(ctx, tableSessions, key)
 }
 
 // Identities returns every cached identity, by normalised address, with a
 // *state.BadRecordsError for those that do not decode (as Sessions).
-func (s *Store) Identities() (map[string]state.Identity, error) {
+func (s *Store) Identities(ctx context.Context) (map[string]state.Identity, error) {
 	out := make(map[string]state.Identity)
-	err := readAll(s, tableIdentities, func(k string, id state.Identity) {
+	err := readAll(ctx, s, tableIdentities, func(k string, id state.Identity) {
 		id.Address = k
 		out[k] = id
 	})
@@ -73,8 +74,8 @@ func (s *Store) Identities() (map[string]state.Identity, error) {
 // PutIdentities records ids in one transaction, each under its normalised
 // address, replacing earlier ones; where two spell one address, the last
 // wins.
-func (s *Store) PutIdentities(ids []state.Identity) error {
-	return putAll(s, tableIdentities, ids, func(id state.Identity) (string, error) {
+func (s *Store) PutIdentities(ctx context.Context, ids []state.Identity) error {
+	return putAll(ctx, s, tableIdentities, ids, func(id state.Identity) (string, error) {
 		key := state.NormalizeAddress(id.Address)
 		if key == "" {
 			return "", errors.New("state: put identity: empty address")
@@ -84,13 +85,13 @@ func (s *Store) PutIdentities(ids []state.Identity) error {
 }
 
 // DeleteIdentity forgets what is cached for address.
-func (s *Store) DeleteIdentity(address string) error {
-	return s.delete(tableIdentities, state.NormalizeAddress(address))
+func (s *Store) DeleteIdentity(ctx context.Context, address string) error {
+	return s.delete(ctx, tableIdentities, state.NormalizeAddress(address))
 }
 
 // DeleteIdentities forgets what is cached for each of addresses, in one
 // statement; forgetting none is not an error.
-func (s *Store) DeleteIdentities(addresses []string) error {
+func (s *Store) DeleteIdentities(ctx context.Context, addresses []string) error {
 	keys := make([][]byte, 0, len(addresses))
 	for _, a := range addresses {
 		if k := state.NormalizeAddress(a); k != "" {
@@ -100,7 +101,7 @@ func (s *Store) DeleteIdentities(addresses []string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	ctx, cancel := s.ctx()
+	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	// Joined on sha256(key), the unique index, then on the key itself.
 	err := s.exec(ctx, `DELETE FROM identities AS t USING unnest($1::bytea[]) AS d(key)
@@ -113,9 +114,9 @@ func (s *Store) DeleteIdentities(addresses []string) error {
 
 // Signals returns every stored signal, by ID, expired ones included, with
 // a *state.BadRecordsError for those that do not decode (as Sessions).
-func (s *Store) Signals() (map[string]state.Signal, error) {
+func (s *Store) Signals(ctx context.Context) (map[string]state.Signal, error) {
 	out := make(map[string]state.Signal)
-	err := readAll(s, tableSignals, func(k string, sig state.Signal) {
+	err := readAll(ctx, s, tableSignals, func(k string, sig state.Signal) {
 		sig.ID = k
 		out[k] = sig
 	})
@@ -132,9 +133,9 @@ const queuedSignalsQuery = "SELECT key, record FROM signals WHERE queued"
 // QueuedSignals returns the signals waiting in the inbox (their ID begins
 // with state.QueuedPrefix), by ID, and reads no other row, with a
 // *state.BadRecordsError for those that do not decode (as Sessions).
-func (s *Store) QueuedSignals() (map[string]state.Signal, error) {
+func (s *Store) QueuedSignals(ctx context.Context) (map[string]state.Signal, error) {
 	out := make(map[string]state.Signal)
-	err := query(s, tableSignals, queuedSignalsQuery, func(k string, sig state.Signal) {
+	err := query(ctx, s, tableSignals, queuedSignalsQuery, func(k string, sig state.Signal) {
 		sig.ID = k
 		out[k] = sig
 	})
@@ -145,8 +146,8 @@ func (s *Store) QueuedSignals() (map[string]state.Signal, error) {
 }
 
 // Signal returns the signal stored under id, and whether there is one.
-func (s *Store) Signal(id string) (state.Signal, bool, error) {
-	ctx, cancel := s.ctx()
+func (s *Store) Signal(ctx context.Context, id string) (state.Signal, bool, error) {
+	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	var data []byte
 	err := s.pool.QueryRow(ctx, "SELECT record FROM signals WHERE key = $1", id).Scan(&data)
@@ -165,8 +166,8 @@ func (s *Store) Signal(id string) (state.Signal, bool, error) {
 }
 
 // PutSignal records sig under sig.ID, durably.
-func (s *Store) PutSignal(sig state.Signal) error {
-	return putAll(s, tableSignals, []state.Signal{sig}, func(sig state.Signal) (string, error) {
+func (s *Store) PutSignal(ctx context.Context, sig state.Signal) error {
+	return putAll(ctx, s, tableSignals, []state.Signal{sig}, func(sig state.Signal) (string, error) {
 		if sig.ID == "" {
 			return "", errors.New("state: put signal: empty id")
 		}
@@ -176,21 +177,21 @@ func (s *Store) PutSignal(sig state.Signal) error {
 
 // DeleteSignal forgets the signal stored under id; forgetting none is not
 // an error.
-func (s *Store) DeleteSignal(id string) error {
-	return s.delete(tableSignals, id)
+func (s *Store) DeleteSignal(ctx context.Context, id string) error {
+	return s.delete(ctx, tableSignals, id)
 }
 
 // readAll decodes every record of table and hands each to add with its
 // key. A record that does not decode is skipped and named in the
 // *state.BadRecordsError returned once the rest are read.
-func readAll[T any](s *Store, table string, add func(key string, v T)) error {
-	return query(s, table, "SELECT key, record FROM "+table, add)
+func readAll[T any](ctx context.Context, s *Store, table string, add func(key string, v T)) error {
+	return query(ctx, s, table, "SELECT key, record FROM "+table, add)
 }
 
 // query is readAll of the rows sql (which selects key and record) reads
 // from table.
-func query[T any](s *Store, table, sql string, add func(key string, v T)) error {
-	ctx, cancel := s.ctx()
+func query[T any](ctx context.Context, s *Store, table, sql string, add func(key string, v T)) error {
+	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	rows, err := s.pool.Query(ctx, sql)
 	if err != nil {
@@ -225,7 +226,7 @@ func query[T any](s *Store, table, sql string, add func(key string, v T)) error 
 // statement (one transaction): all or none. Where a key repeats, the last
 // value wins, as in the bbolt store's sequential puts (one INSERT may not
 // update a row twice).
-func putAll[T any](s *Store, table string, values []T, key func(T) (string, error)) error {
+func putAll[T any](ctx context.Context, s *Store, table string, values []T, key func(T) (string, error)) error {
 	keys := make([][]byte, 0, len(values))
 	recs := make([][]byte, 0, len(values))
 	at := make(map[string]int, len(values))
@@ -249,7 +250,7 @@ func putAll[T any](s *Store, table string, values []T, key func(T) (string, erro
 	if len(keys) == 0 {
 		return nil
 	}
-	ctx, cancel := s.ctx()
+	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	err := s.exec(ctx, `INSERT INTO `+table+` (key, record)
 		SELECT * FROM unnest($1::bytea[], $2::bytea[])
@@ -264,11 +265,11 @@ func putAll[T any](s *Store, table string, values []T, key func(T) (string, erro
 }
 
 // delete removes the record of table under key; none is not an error.
-func (s *Store) delete(table, key string) error {
+func (s *Store) delete(ctx context.Context, table, key string) error {
 	if key == "" {
 		return nil
 	}
-	ctx, cancel := s.ctx()
+	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	if err := s.exec(ctx, "DELETE FROM "+table+" WHERE sha256(key) = sha256($1) AND key = $1", []byte(key)); err != nil {
 		return fmt.Errorf("state: delete %s %q: %w", table, key, err)
@@ -285,8 +286,8 @@ func isBadRecords(err error) bool {
 // Feed returns the stored copy of source's feed. A damaged record, a body
 // that does not decompress, or one whose hash does not match is a
 // *state.BadRecordsError naming the source.
-func (s *Store) Feed(source string) (state.Feed, bool, error) {
-	ctx, cancel := s.ctx()
+func (s *Store) Feed(ctx context.Context, source string) (state.Feed, bool, error) {
+	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	var rec, gz []byte
 	err := s.pool.QueryRow(ctx, "SELECT record, body FROM feeds WHERE sha256(source) = sha256($1) AND source = $1",
@@ -306,8 +307,8 @@ func (s *Store) Feed(source string) (state.Feed, bool, error) {
 
 // PutFeed stores f as source's last good copy, replacing the previous one,
 // durably. Hash is computed from Body when zero.
-func (s *Store) PutFeed(f state.Feed) error {
-	return s.PutFeeds([]state.Feed{f})
+func (s *Store) PutFeed(ctx context.Context, f state.Feed) error {
+	return s.PutFeeds(ctx, []state.Feed{f})
 }
 
 // parallelEncode is the batch size from which PutFeeds compresses on every
@@ -318,7 +319,7 @@ const parallelEncode = 16
 // none. Where a source repeats, the last copy wins. The bodies are
 // compressed before the statement, on every core for a large batch, and
 // sent as three arrays in one round trip.
-func (s *Store) PutFeeds(feeds []state.Feed) error {
+func (s *Store) PutFeeds(ctx context.Context, feeds []state.Feed) error {
 	recs := make([][]byte, len(feeds))
 	gzs := make([][]byte, len(feeds))
 	errs := make([]error, len(feeds))
@@ -368,7 +369,7 @@ func (s *Store) PutFeeds(feeds []state.Feed) error {
 	if len(sources) == 0 {
 		return nil
 	}
-	ctx, cancel := s.ctx()
+	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	err := s.exec(ctx, `INSERT INTO feeds (source, record, body)
 		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])
@@ -382,12 +383,12 @@ func (s *Store) PutFeeds(feeds []state.Feed) error {
 
 // DeleteFeedsExcept drops the stored copies of every source not in sources
 // (those no longer configured); none kept drops them all.
-func (s *Store) DeleteFeedsExcept(sources []string) error {
+func (s *Store) DeleteFeedsExcept(ctx context.Context, sources []string) error {
 	keep := make([][]byte, 0, len(sources)) // never nil: NULL would keep everything
 	for _, src := range sources {
 		keep = append(keep, []byte(src))
 	}
-	ctx, cancel := s.ctx()
+	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	if err := s.exec(ctx, "DELETE FROM feeds WHERE NOT (source = ANY($1::bytea[]))", keep); err != nil {
 		return fmt.Errorf("state: delete feeds: %w", err)

@@ -145,7 +145,7 @@ func (h *harness) startWith(cfg *config.Config, edit func(*Options), prepare fun
 	if edit != nil {
 		edit(&o)
 	}
-	eng, err := New(o)
+	eng, err := New(h.t.Context(), o)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -456,11 +456,11 @@ type slowCache struct {
 	delay time.Duration
 }
 
-func (c *slowCache) Feed(source string) (state.Feed, bool, error) {
+func (c *slowCache) Feed(ctx context.Context, source string) (state.Feed, bool, error) {
 	if source == c.slow {
 		time.Sleep(c.delay)
 	}
-	return c.memFeedCache.Feed(source)
+	return c.memFeedCache.Feed(ctx, source)
 }
 
 // On a restart the stored copies are reconciled as they load: the users

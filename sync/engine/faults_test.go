@@ -36,7 +36,7 @@ func TestEngineRetriesAClearUntilItIsSent(t *testing.T) {
 		h.stop()
 		// Three throttled clears at 13m, 13m30s, 14m; the fourth goes through.
 		h.want("10m0s set alice@contoso.com InAConferenceCall 5m0s", "14m30s clear alice@contoso.com")
-		if s, _ := h.store.Sessions(); len(s) != 0 {
+		if s, _ := h.store.Sessions(t.Context()); len(s) != 0 {
 			t.Errorf("sessions after the clear = %v; want none", s)
 		}
 	})
@@ -217,7 +217,7 @@ func TestEngineRefusedClearIsRetriedUntilTheLeaseRunsOut(t *testing.T) {
 				} else if len(attempts) != tt.refusals+1 {
 					t.Errorf("clear tried %d times; want %d", len(attempts), tt.refusals+1)
 				}
-				if s, _ := h.store.Sessions(); len(s) != 0 {
+				if s, _ := h.store.Sessions(t.Context()); len(s) != 0 {
 					t.Errorf("sessions at the end = %v; want none", s)
 				}
 				if got := gaugeValue(h.metrics.ClearsPending); got != 0 {
@@ -269,7 +269,7 @@ type failingDeletes struct {
 	deletes int
 }
 
-func (s *failingDeletes) DeleteSession(key string) error {
+func (s *failingDeletes) DeleteSession(ctx context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deletes++
@@ -309,11 +309,11 @@ func TestEngineFailingStateWriteBacksOff(t *testing.T) {
 func TestFencedRecordHoldsNobodyBack(t *testing.T) {
 	x := newExecutor(&testutil.Presence{}, mem.New(), nil, nil, slog.New(slog.DiscardHandler), NewMetrics(nil))
 	a := plan.Action{Op: plan.OpSet, User: "alice"}
-	x.fail(a, fmt.Errorf("record intent: leader epoch 1 is over: epoch 2 leads now: %w", state.ErrFenced), x.logFor(a))
+	x.fail(t.Context(), a, fmt.Errorf("record intent: leader epoch 1 is over: epoch 2 leads now: %w", state.ErrFenced), x.logFor(a))
 	if held := x.heldAt(time.Now()); len(held) != 0 {
 		t.Errorf("held after a fenced record: %v; want nobody", held)
 	}
-	x.fail(a, errors.New("record intent: no space left on device"), x.logFor(a))
+	x.fail(t.Context(), a, errors.New("record intent: no space left on device"), x.logFor(a))
 	if held := x.heldAt(time.Now()); len(held) != 1 {
 		t.Errorf("held after a failed record: %v; want alice, backing off", held)
 	}
@@ -338,7 +338,7 @@ func TestEngineShutdownIsBounded(t *testing.T) {
 		store := mem.New()
 		cfg := testConfig()
 		cfg.Server.ShutdownTimeout = 20 * time.Second
-		eng, err := New(Options{Config: cfg, Presence: hangingPresence{graph}, Store: store,
+		eng, err := New(t.Context(), Options{Config: cfg, Presence: hangingPresence{graph}, Store: store,
 			Fetcher: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}}})
 		if err != nil {
 			t.Fatal(err)
@@ -355,7 +355,7 @@ func TestEngineShutdownIsBounded(t *testing.T) {
 		if d := time.Since(stopped); d > 21*time.Second {
 			t.Errorf("Run returned %v after cancel; want within the 20s grace", d)
 		}
-		s, _ := store.Sessions()
+		s, _ := store.Sessions(ctx)
 		if s[alice].Pending != state.PendingSet {
 			t.Errorf("session after an interrupted set = %+v; want it recorded as uncertain (pending set)", s[alice])
 		}

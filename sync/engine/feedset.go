@@ -236,7 +236,7 @@ const failWarnEvery = 5 * time.Minute
 // copies are parsed in parallel, one per core; changed, when not nil, is
 // called after each. A copy older than max_copy_age is stale from the
 // start: its future events do not count.
-func (fs *feedSet) loadCache(changed func()) {
+func (fs *feedSet) loadCache(ctx context.Context, changed func()) {
 	if fs.cache == nil {
 		return
 	}
@@ -254,7 +254,7 @@ func (fs *feedSet) loadCache(changed func()) {
 		if loaded {
 			return // already read; the copy we hold is at least as new
 		}
-		c, ok, err := fs.cache.Feed(name)
+		c, ok, err := fs.cache.Feed(ctx, name)
 		if err != nil {
 			fs.log.Warn("read cached feed", "source", name, "err", err)
 			return
@@ -297,7 +297,7 @@ func (fs *feedSet) pollAll(ctx context.Context, names []string, force bool, chan
 	if len(names) == 0 {
 		names = fs.names()
 	}
-	keep, flush := fs.keepBatched()
+	keep, flush := fs.keepBatched(ctx)
 	defer flush()
 	errs := make([]error, len(names))
 	parallel(len(names), fs.concurrency, func(i int) {
@@ -320,10 +320,13 @@ const feedBatch = 64
 // until everything handed over is written. A poller then waits for an fsync
 // only when the writer falls behind, not for every feed (with one fsync per
 // feed, a first pass over 10,000 feeds spent minutes in them).
-func (fs *feedSet) keepBatched() (keep func(state.Feed), flush func()) {
+func (fs *feedSet) keepBatched(ctx context.Context) (keep func(state.Feed), flush func()) {
 	if fs.cache == nil {
 		return nil, func() {}
 	}
+	// A copy fetched is stored even when ctx ends (shutdown): flush
+	// waits for it, and the store bounds each write itself.
+	ctx = context.WithoutCancel(ctx)
 	ch := make(chan state.Feed, feedBatch)
 	done := make(chan struct{})
 	go func() {
@@ -343,7 +346,7 @@ func (fs *feedSet) keepBatched() (keep func(state.Feed), flush func()) {
 					break more
 				}
 			}
-			fs.storeFeeds(batch)
+			fs.storeFeeds(ctx, batch)
 			clear(batch) // let the bodies go
 		}
 	}()
@@ -352,24 +355,24 @@ func (fs *feedSet) keepBatched() (keep func(state.Feed), flush func()) {
 
 // storeFeeds writes a batch of last good copies; on failure it tries them
 // one by one, so one bad record does not cost the others theirs.
-func (fs *feedSet) storeFeeds(batch []state.Feed) {
+func (fs *feedSet) storeFeeds(ctx context.Context, batch []state.Feed) {
 	if len(batch) == 0 {
 		return
 	}
-	if err := fs.cache.PutFeeds(batch); err == nil {
+	if err := fs.cache.PutFeeds(ctx, batch); err == nil {
 		for _, c := range batch {
 			fs.stored(c)
 		}
 		return
 	}
 	for _, c := range batch {
-		fs.storeFeed(c)
+		fs.storeFeed(ctx, c)
 	}
 }
 
 // storeFeed writes one last good copy.
-func (fs *feedSet) storeFeed(c state.Feed) {
-	if err := fs.cache.PutFeed(c); err != nil {
+func (fs *feedSet) storeFeed(ctx context.Context, c state.Feed) {
+	if err := fs.cache.PutFeed(ctx, c); err != nil {
 		fs.log.Warn("keep last good copy", "source", c.Source, "err", err)
 		return
 	}
@@ -423,7 +426,7 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 	// failed, leaving an older one there).
 	var stored []byte
 	if reexpand && fs.cache != nil {
-		stored = fs.storedBody(f, hash)
+		stored = fs.storedBody(ctx, f, hash)
 	}
 	req := sources.FetchRequest{Name: name, URL: f.src.URL, Headers: f.src.Headers, AllowPrivate: f.src.AllowPrivate}
 	// A "not modified" applies to the copy in force, and is asked for only
@@ -511,7 +514,7 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 		if keep != nil {
 			keep(c)
 		} else {
-			fs.storeFeed(c)
+			fs.storeFeed(ctx, c)
 		}
 	}
 	if changed {
@@ -522,11 +525,11 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 
 // storedBody returns the body of f's copy in the feed cache when its hash
 // is hash, else nil.
-func (fs *feedSet) storedBody(f *feed, hash [32]byte) []byte {
+func (fs *feedSet) storedBody(ctx context.Context, f *feed, hash [32]byte) []byte {
 	if fs.cache == nil {
 		return nil
 	}
-	c, ok, err := fs.cache.Feed(f.src.Name)
+	c, ok, err := fs.cache.Feed(ctx, f.src.Name)
 	if err != nil {
 		fs.log.Warn("read last good copy", "source", f.src.Name, "err", err)
 		return nil

@@ -135,7 +135,7 @@ func TestNotModifiedNeedsTheCopyInForceStored(t *testing.T) {
 		feeds := &fakeFeeds{bodies: map[string]string{"zoom": v1}, errs: map[string]error{}}
 		rf := &recordingFetcher{fakeFeeds: feeds}
 		cache := &memFeedCache{feeds: map[string]state.Feed{}}
-		eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Feeds: cache, Fetcher: rf})
+		eng, err := New(t.Context(), Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Feeds: cache, Fetcher: rf})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,7 +207,7 @@ func TestFeedOverACapIsRefused(t *testing.T) {
 			feeds := &fakeFeeds{bodies: map[string]string{"zoom": good}, errs: map[string]error{}}
 			cache := &memFeedCache{feeds: map[string]state.Feed{}}
 			metrics := NewMetrics(nil)
-			eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Feeds: cache, Fetcher: feeds, Metrics: metrics})
+			eng, err := New(t.Context(), Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Feeds: cache, Fetcher: feeds, Metrics: metrics})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -67,7 +67,7 @@ func (h *harness) directorySizes() directorySizes {
 	z := h.eng.dir.Sizes()
 	s := directorySizes{seen: z.Seen, known: z.Known, byID: z.ByID, failed: z.Failed,
 		reported: z.Reported, recheck: z.Recheck}
-	ids, err := h.store.Identities()
+	ids, err := h.store.Identities(h.t.Context())
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestEngineBoundedGrowth(t *testing.T) {
 			h.feeds.set("partners", churnFeed(begin, day))
 			h.until(time.Duration(day)*24*time.Hour + churnFeedChangesAt + churnPollInterval) // read
 			s := h.directorySizes()
-			if sessions, _ := h.store.Sessions(); len(sessions) > churnPerDay {
+			if sessions, _ := h.store.Sessions(t.Context()); len(sessions) > churnPerDay {
 				t.Errorf("day %d: %d sessions stored; want at most a day's people (%d)", day, len(sessions), churnPerDay)
 			}
 			if day == 1 || day == 10 || day == churnDays {
@@ -147,7 +147,7 @@ func TestEngineBoundedGrowth(t *testing.T) {
 		}
 
 		// The configuration's people are never forgotten, named or not.
-		ids, _ := h.store.Identities()
+		ids, _ := h.store.Identities(t.Context())
 		if _, ok := ids["ceo@contoso.com"]; !ok {
 			t.Error("ceo@contoso.com, a users: target named only on day 0, was forgotten")
 		}

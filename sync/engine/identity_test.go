@@ -132,7 +132,7 @@ func TestEngineOnePersonTwoAddresses(t *testing.T) {
 				h.feeds.set("google", ics(begin))                // the Google meeting is removed
 				h.until(10*time.Minute + 2*inner)
 				// Still in the Zoom meeting: still one session, for its span.
-				if s, _ := h.store.Sessions(); len(s) != 1 || !s[frankID].SpanEnd.Equal(begin.Add(10*time.Minute+tt.zoomDur)) {
+				if s, _ := h.store.Sessions(t.Context()); len(s) != 1 || !s[frankID].SpanEnd.Equal(begin.Add(10*time.Minute+tt.zoomDur)) {
 					t.Errorf("sessions after the removal = %v; want Frank's, for the Zoom meeting", s)
 				}
 				h.until(time.Hour)
@@ -219,7 +219,7 @@ func TestEngineForgetsAnIDGraphNoLongerKnows(t *testing.T) {
 		h.until(time.Hour)
 		h.stop()
 		h.want("10m0s set " + newID + " InAConferenceCall 30m0s")
-		ids, _ := store.Identities()
+		ids, _ := store.Identities(t.Context())
 		if ids["frank@contoso.com"].ID != newID {
 			t.Errorf("stored identity = %+v; want the new id", ids["frank@contoso.com"])
 		}
@@ -270,21 +270,21 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessions, serr := migrated.Sessions()
-	ids, ierr := migrated.Identities()
+	sessions, serr := migrated.Sessions(t.Context())
+	ids, ierr := migrated.Identities(t.Context())
 	migrated.Close()
 	if serr != nil || ierr != nil {
 		t.Fatal(serr, ierr)
 	}
 	st := mem.New()
 	for _, s := range sessions {
-		if err := st.PutSession(s); err != nil {
+		if err := st.PutSession(t.Context(), s); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for addr, id := range ids {
 		id.Address = addr
-		if err := st.PutIdentities([]state.Identity{id}); err != nil {
+		if err := st.PutIdentities(t.Context(), []state.Identity{id}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -317,7 +317,7 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("Graph calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
-		sessions, _ := st.Sessions()
+		sessions, _ := st.Sessions(t.Context())
 		if len(sessions) != 0 {
 			t.Errorf("sessions after the meeting = %v; want none (every lease lapsed with its span)", sessions)
 		}
@@ -334,7 +334,7 @@ func TestEngineKeepsSpansUntilSomethingChanges(t *testing.T) {
 			invite(begin, "g-1", time.Hour, 30*time.Minute, "frank.jones@contoso.com"), nil, graph)
 		h.until(time.Minute)
 		ptr := func() uintptr {
-			in, err := h.eng.input(time.Now())
+			in, err := h.eng.input(t.Context(), time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -451,7 +451,7 @@ func TestEngineSummarisesUnresolved(t *testing.T) {
 		h := startHarness(t, cfg, ics(begin, "m", 10*time.Minute, 30*time.Minute), nil, graph)
 		h.until(time.Minute)
 		r := h.eng.Readiness()
-		st := h.eng.Status(time.Now())
+		st := h.eng.Status(t.Context(), time.Now())
 		h.stop()
 
 		if r.Unresolved == nil || r.Unresolved.Count != ghosts || len(r.Unresolved.First) != identity.UnresolvedShown {

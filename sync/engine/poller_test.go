@@ -62,7 +62,7 @@ func TestSteadyPollsSpreadAndBounded(t *testing.T) {
 				Users: []string{alice}, PollInterval: time.Minute})
 		}
 		feeds := &slowFeeds{delay: 10 * time.Millisecond, at: map[string][]time.Time{}}
-		eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Fetcher: feeds})
+		eng, err := New(t.Context(), Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Fetcher: feeds})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -19,8 +20,8 @@ type damagedStore struct {
 	badKey string
 }
 
-func (d damagedStore) Sessions() (map[string]state.Session, error) {
-	s, err := d.Store.Sessions()
+func (d damagedStore) Sessions(ctx context.Context) (map[string]state.Session, error) {
+	s, err := d.Store.Sessions(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -75,7 +75,7 @@ func TestReloadRemovesSource(t *testing.T) {
 		h.feeds.set("webex", ics(begin, "w", time.Duration(0), time.Hour))
 		h.start(withSource(testConfig(), "webex", bob))
 		h.until(10 * time.Minute)
-		if _, ok, _ := h.cache.Feed("webex"); !ok {
+		if _, ok, _ := h.cache.Feed(t.Context(), "webex"); !ok {
 			t.Fatal("no stored copy of webex before the reload")
 		}
 		r := h.reload(testConfig())
@@ -96,7 +96,7 @@ func TestReloadRemovesSource(t *testing.T) {
 		if got := h.reasons(); !slices.Contains(got, "clear "+plan.ReasonSourceRemoved) {
 			t.Errorf("presence changes logged = %q; want a clear %s", got, plan.ReasonSourceRemoved)
 		}
-		if _, ok, _ := h.cache.Feed("webex"); ok {
+		if _, ok, _ := h.cache.Feed(t.Context(), "webex"); ok {
 			t.Error("the stored copy of the removed source is still there")
 		}
 		if got := sourceNames(h.eng); !slices.Equal(got, []string{"zoom"}) {

@@ -174,7 +174,7 @@ func TestEngineSignalSurvivesRestart(t *testing.T) {
 		h.start(signalConfig())
 		h.until(9 * time.Hour)
 		h.stop()
-		if got, _ := store.Signals(); len(got) != 0 {
+		if got, _ := store.Signals(t.Context()); len(got) != 0 {
 			t.Errorf("signals stored after they expired: %v", got)
 		}
 	})
@@ -251,7 +251,7 @@ func TestEngineSignalExpiry(t *testing.T) {
 		h.send(state.SignalLeft, "zoom:77777777777", "carol@contoso.com") // nothing to end
 		h.send(state.SignalEnded, "zoom:77777777777", "")
 		h.stop()
-		stored, _ := store.Signals()
+		stored, _ := store.Signals(t.Context())
 		got := make(map[string]time.Duration)
 		for _, s := range stored {
 			got[s.Event+" "+s.Meeting+" "+s.Email] = s.Expires.Sub(begin)
@@ -288,19 +288,19 @@ func TestEngineTakesSignalsStandbysQueued(t *testing.T) {
 		h.startWith(signalConfig(), func(o *Options) { o.Elector = alwaysLeads{} }, nil)
 		h.until(30 * minute)
 		ended := Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}
-		if res, err := signals.Queue(store, ended); err != nil || res != signals.Queued {
+		if res, err := signals.Queue(t.Context(), store, ended); err != nil || res != signals.Queued {
 			t.Fatalf("signals.Queue = %q, %v", res, err)
 		}
 		h.until(30*minute + InboxEvery + time.Second)
 		// The same delivery again, queued by the other standby.
-		if _, err := signals.Queue(store, ended); err != nil {
+		if _, err := signals.Queue(t.Context(), store, ended); err != nil {
 			t.Fatal(err)
 		}
 		h.until(time.Hour)
 		h.stop()
 		h.wantAnyOrder("10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
 			"30m2s clear alice@contoso.com", "30m2s clear bob@contoso.com")
-		stored, _ := store.Signals()
+		stored, _ := store.Signals(t.Context())
 		if len(stored) != 1 {
 			t.Fatalf("stored signals %v; want the one applied, the inbox empty", stored)
 		}
@@ -322,11 +322,11 @@ type readCountingStore struct {
 	reads int
 }
 
-func (s *readCountingStore) Signals() (map[string]state.Signal, error) {
+func (s *readCountingStore) Signals(ctx context.Context) (map[string]state.Signal, error) {
 	s.mu.Lock()
 	s.reads++
 	s.mu.Unlock()
-	return s.Store.Signals()
+	return s.Store.Signals(ctx)
 }
 
 // TestEngineInboxReadsOnlyTheQueued: the leader looks into the inbox every
@@ -345,7 +345,7 @@ func TestEngineInboxReadsOnlyTheQueued(t *testing.T) {
 		store.mu.Unlock()
 		h.until(11 * time.Minute) // 300 looks into the inbox
 		ended := Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}
-		if _, err := signals.Queue(store, ended); err != nil {
+		if _, err := signals.Queue(t.Context(), store, ended); err != nil {
 			t.Fatal(err)
 		}
 		h.until(11*time.Minute + InboxEvery + time.Second)

@@ -45,7 +45,7 @@ func TestStatus(t *testing.T) {
 		h.start(cfg)
 		h.until(15 * time.Minute)
 
-		st := h.eng.Status(time.Now())
+		st := h.eng.Status(t.Context(), time.Now())
 		if !st.Ready {
 			t.Errorf("Ready = false after the first pass")
 		}
@@ -123,7 +123,7 @@ func TestStatus(t *testing.T) {
 		if _, err := h.eng.Clear(context.Background(), []string{alice}, false); err != nil {
 			t.Fatal(err)
 		}
-		for _, hp := range h.eng.Status(time.Now()).Held {
+		for _, hp := range h.eng.Status(t.Context(), time.Now()).Held {
 			if hp.User == alice && (hp.Kind != HoldOperator || hp.Until.Sub(begin) != 40*time.Minute) {
 				t.Errorf("held alice after clear = %+v; want operator until 40m", hp)
 			}
@@ -131,7 +131,7 @@ func TestStatus(t *testing.T) {
 
 		// After the meeting: nobody busy, the next change is the Retro.
 		h.until(50 * time.Minute)
-		st = h.eng.Status(time.Now())
+		st = h.eng.Status(t.Context(), time.Now())
 		if len(st.Busy) != 0 {
 			t.Errorf("Busy at 50m = %+v; want nobody", st.Busy)
 		}

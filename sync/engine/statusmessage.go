@@ -148,7 +148,7 @@ func (e *Engine) sendMessages(ctx context.Context) {
 				return
 			}
 			log.Info("status message set", "message", j.text, "expires", j.expires)
-			e.recordMessage(j)
+			e.recordMessage(ctx, j)
 		})
 	}
 	wg.Wait()
@@ -156,10 +156,10 @@ func (e *Engine) sendMessages(ctx context.Context) {
 
 // recordMessage notes on the person's session that the worker's message
 // is set for the span, if the record is still that span's.
-func (e *Engine) recordMessage(j messageJob) {
+func (e *Engine) recordMessage(ctx context.Context, j messageJob) {
 	e.reconcileMu.Lock()
 	defer e.reconcileMu.Unlock()
-	sessions, err := e.readSessions(false)
+	sessions, err := e.readSessions(ctx, false)
 	if err != nil {
 		return
 	}
@@ -168,7 +168,7 @@ func (e *Engine) recordMessage(j messageJob) {
 		return
 	}
 	s.Message = j.text
-	if err := e.store.PutSession(s); err != nil {
+	if err := e.store.PutSession(ctx, s); err != nil {
 		e.log.Warn("record status message", "user_id", j.id, "err", err)
 	}
 }

@@ -28,9 +28,9 @@ type Resolver interface {
 
 // Store keeps what Entra said of each address across restarts.
 type Store interface {
-	Identities() (map[string]state.Identity, error)
-	PutIdentities([]state.Identity) error
-	DeleteIdentity(address string) error
+	Identities(ctx context.Context) (map[string]state.Identity, error)
+	PutIdentities(ctx context.Context, ids []state.Identity) error
+	DeleteIdentity(ctx context.Context, address string) error
 }
 
 // Metrics are the collectors the Directory updates (the engine registers
@@ -136,8 +136,8 @@ func New(p Resolver, st Store, refresh time.Duration, concurrency int, log *slog
 
 // Load reads the identities kept in the state. Records that do not decode
 // are skipped (they are looked up again) and reported in the error.
-func (d *Directory) Load() error {
-	ids, err := d.store.Identities()
+func (d *Directory) Load(ctx context.Context) error {
+	ids, err := d.store.Identities(ctx)
 	if bad := (*state.BadRecordsError)(nil); err != nil && !errors.As(err, &bad) {
 		return err
 	}
@@ -450,7 +450,7 @@ func (d *Directory) Resolve(ctx context.Context, addrs []string) (changed bool) 
 		d.log.Warn(msg, "failed", failures, "of", len(addrs), "err", firstErr)
 	}
 	if len(puts) > 0 {
-		if err := d.store.PutIdentities(puts); err != nil {
+		if err := d.store.PutIdentities(ctx, puts); err != nil {
 			// Memory holds them; a restart looks them up again.
 			d.log.Warn("keep resolved addresses", "err", err)
 		}
@@ -464,7 +464,7 @@ func (d *Directory) Resolve(ctx context.Context, addrs []string) (changed bool) 
 // then in the state. An address met since start counts from when it was
 // last named (or first met); one only loaded from the state, from its last
 // lookup. It returns the addresses forgotten.
-func (d *Directory) Prune(now time.Time, named, keep map[string]bool) []string {
+func (d *Directory) Prune(ctx context.Context, now time.Time, named, keep map[string]bool) []string {
 	d.mu.Lock()
 	for a := range named {
 		if !reObjectID.MatchString(a) {
@@ -510,7 +510,7 @@ func (d *Directory) Prune(now time.Time, named, keep map[string]bool) []string {
 		return nil
 	}
 	slices.Sort(gone)
-	if err := d.unstore(gone); err != nil {
+	if err := d.unstore(ctx, gone); err != nil {
 		// Memory has forgotten them; the next start loads them again and
 		// forgets them then.
 		d.log.Warn("forget addresses no feed names", "addresses", len(gone), "err", err)
@@ -541,7 +541,7 @@ func (d *Directory) reportMerge(address string, idn state.Identity) {
 // Forget drops every address that maps to id: Graph answered 404 for it (a
 // user deleted, perhaps re-created with a new id). They are looked up again
 // at once.
-func (d *Directory) Forget(id string) {
+func (d *Directory) Forget(ctx context.Context, id string) {
 	d.mu.Lock()
 	gone := slices.Clone(d.byID[id])
 	for _, a := range gone {
@@ -555,7 +555,7 @@ func (d *Directory) Forget(id string) {
 	if len(gone) == 0 {
 		return
 	}
-	if err := d.unstore(gone); err != nil {
+	if err := d.unstore(ctx, gone); err != nil {
 		d.log.Warn("forget resolved addresses", "addresses", gone, "err", err)
 	}
 	d.log.Warn("Graph no longer knows this user id; looking its addresses up again", "user_id", id, "addresses", gone)
@@ -565,13 +565,15 @@ func (d *Directory) Forget(id string) {
 // Directory has just dropped from memory. One the resolver answered again
 // meanwhile is stored again: the resolver stores an answer after it sets it
 // in memory, and its put may have come before this delete.
-func (d *Directory) unstore(addresses []string) error {
+func (d *Directory) unstore(ctx context.Context, addresses []string) error {
 	var err error
-	if st, ok := d.store.(interface{ DeleteIdentities([]string) error }); ok {
-		err = st.DeleteIdentities(addresses)
+	if st, ok := d.store.(interface {
+		DeleteIdentities(ctx context.Context, addresses []string) error
+	}); ok {
+		err = st.DeleteIdentities(ctx, addresses)
 	} else {
 		for _, a := range addresses {
-			err = errors.Join(err, d.store.DeleteIdentity(a))
+			err = errors.Join(err, d.store.DeleteIdentity(ctx, a))
 		}
 	}
 	var again []state.Identity
@@ -583,7 +585,7 @@ func (d *Directory) unstore(addresses []string) error {
 	}
 	d.mu.Unlock()
 	if len(again) > 0 {
-		err = errors.Join(err, d.store.PutIdentities(again))
+		err = errors.Join(err, d.store.PutIdentities(ctx, again))
 	}
 	return err
 }
