@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -71,7 +72,7 @@ func Normalize(s state.Signal) (state.Signal, error) {
 	if s.At.IsZero() || s.At.After(s.Received) {
 		s.At = s.Received // a vendor's clock ahead of ours: now, not later
 	}
-	s.Email = state.NormalizeAddress(s.Email)
+	s.Email = mailaddr.Normalize(s.Email)
 	event, who := s.Event, s.Email
 	if isLive(&s) {
 		// Two states of one call (or two presence statuses) at one time

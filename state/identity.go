@@ -1,7 +1,6 @@
 package state
 
 import (
-	"strings"
 	"time"
 )
 
@@ -10,7 +9,7 @@ import (
 // yields ahead of any boundary and keeps the answers here, so that a
 // restart knows everyone's object id before Graph answers a single lookup.
 type Identity struct {
-	Address string `json:"-"` // lower-cased; the key
+	Address string `json:"-"` // mailaddr.Normalize'd; the key
 	// ID is the person's Entra object id; empty when Unknown.
 	ID  string `json:"id,omitempty"`
 	UPN string `json:"upn,omitempty"`
@@ -23,10 +22,4 @@ type Identity struct {
 	// CheckedAt is when Entra last answered for this address (zero for an
 	// id carried over from schema 1: it is looked up again soon).
 	CheckedAt time.Time `json:"checked_at,omitzero"`
-}
-
-// NormalizeAddress is the form identities are keyed by: trimmed and
-// lower-cased (Entra compares UPNs and addresses without case).
-func NormalizeAddress(address string) string {
-	return strings.ToLower(strings.TrimSpace(address))
 }

@@ -3,6 +3,8 @@ package state
 import (
 	"strings"
 	"time"
+
+	"github.com/calpresence/calpresence/internal/mailaddr"
 )
 
 // Signal events: what a live meeting signal says happened.
@@ -55,7 +57,7 @@ type Signal struct {
 
 // SignalID is the identity of a signal's fact (Signal.ID).
 func SignalID(vendor, event, meeting, email string, at time.Time) string {
-	return vendor + "|" + event + "|" + meeting + "|" + NormalizeAddress(email) + "|" + at.UTC().Format(time.RFC3339Nano)
+	return vendor + "|" + event + "|" + meeting + "|" + mailaddr.Normalize(email) + "|" + at.UTC().Format(time.RFC3339Nano)
 }
 
 // QueuedPrefix begins the ID of a signal queued for the replica that

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/state"
 	bbolt "go.etcd.io/bbolt"
 )
@@ -28,7 +29,7 @@ func (s *Store) Identities(ctx context.Context) (map[string]state.Identity, erro
 // address, replacing earlier ones.
 func (s *Store) PutIdentities(ctx context.Context, ids []state.Identity) error {
 	return putAll(s, bucketIdentities, "identities", ids, func(id state.Identity) (string, error) {
-		key := state.NormalizeAddress(id.Address)
+		key := mailaddr.Normalize(id.Address)
 		if key == "" {
 			return "", errors.New("state: put identity: empty address")
 		}
@@ -38,7 +39,7 @@ func (s *Store) PutIdentities(ctx context.Context, ids []state.Identity) error {
 
 // DeleteIdentity forgets what is cached for address.
 func (s *Store) DeleteIdentity(ctx context.Context, address string) error {
-	return s.delete(bucketIdentities, state.NormalizeAddress(address))
+	return s.delete(bucketIdentities, mailaddr.Normalize(address))
 }
 
 // DeleteIdentities forgets what is cached for each of addresses, in one
@@ -47,7 +48,7 @@ func (s *Store) DeleteIdentity(ctx context.Context, address string) error {
 func (s *Store) DeleteIdentities(ctx context.Context, addresses []string) error {
 	var keys [][]byte
 	for _, a := range addresses {
-		if k := state.NormalizeAddress(a); k != "" {
+		if k := mailaddr.Normalize(a); k != "" {
 			keys = append(keys, []byte(k))
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/state"
 	bbolt "go.etcd.io/bbolt"
 )
@@ -50,7 +51,7 @@ func migrate1to2(tx *bbolt.Tx) error {
 			if err := json.Unmarshal(v, &rec); err != nil || rec.ID == "" {
 				return nil // a damaged or forgotten entry is looked up again
 			}
-			addr := state.NormalizeAddress(string(k))
+			addr := mailaddr.Normalize(string(k))
 			ids[addr] = rec.ID
 			data, err := json.Marshal(state.Identity{ID: rec.ID})
 			if err != nil {
@@ -78,10 +79,10 @@ func migrate1to2(tx *bbolt.Tx) error {
 		sess := old.Session
 		sess.UserID = old.UserID
 		if sess.UserID == "" {
-			sess.UserID = ids[state.NormalizeAddress(old.User)]
+			sess.UserID = ids[mailaddr.Normalize(old.User)]
 		}
 		if sess.UserID == "" {
-			sess.Address = state.NormalizeAddress(old.User)
+			sess.Address = mailaddr.Normalize(old.User)
 		}
 		key := sess.Key()
 		if prev, ok := merged[key]; ok {

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -101,14 +102,14 @@ func (m *Store) Identities(ctx context.Context) (map[string]state.Identity, erro
 // none when one has no address.
 func (m *Store) PutIdentities(ctx context.Context, ids []state.Identity) error {
 	for _, id := range ids {
-		if state.NormalizeAddress(id.Address) == "" {
+		if mailaddr.Normalize(id.Address) == "" {
 			return errors.New("state: put identity: empty address")
 		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, id := range ids {
-		id.Address = state.NormalizeAddress(id.Address)
+		id.Address = mailaddr.Normalize(id.Address)
 		m.ids[id.Address] = id
 	}
 	return nil
@@ -124,7 +125,7 @@ func (m *Store) DeleteIdentities(ctx context.Context, addresses []string) error 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, a := range addresses {
-		delete(m.ids, state.NormalizeAddress(a))
+		delete(m.ids, mailaddr.Normalize(a))
 	}
 	return nil
 }

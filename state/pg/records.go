@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -76,7 +77,7 @@ func (s *Store) Identities(ctx context.Context) (map[string]state.Identity, erro
 // wins.
 func (s *Store) PutIdentities(ctx context.Context, ids []state.Identity) error {
 	return putAll(ctx, s, tableIdentities, ids, func(id state.Identity) (string, error) {
-		key := state.NormalizeAddress(id.Address)
+		key := mailaddr.Normalize(id.Address)
 		if key == "" {
 			return "", errors.New("state: put identity: empty address")
 		}
@@ -86,7 +87,7 @@ func (s *Store) PutIdentities(ctx context.Context, ids []state.Identity) error {
 
 // DeleteIdentity forgets what is cached for address.
 func (s *Store) DeleteIdentity(ctx context.Context, address string) error {
-	return s.delete(ctx, tableIdentities, state.NormalizeAddress(address))
+	return s.delete(ctx, tableIdentities, mailaddr.Normalize(address))
 }
 
 // DeleteIdentities forgets what is cached for each of addresses, in one
@@ -94,7 +95,7 @@ func (s *Store) DeleteIdentity(ctx context.Context, address string) error {
 func (s *Store) DeleteIdentities(ctx context.Context, addresses []string) error {
 	keys := make([][]byte, 0, len(addresses))
 	for _, a := range addresses {
-		if k := state.NormalizeAddress(a); k != "" {
+		if k := mailaddr.Normalize(a); k != "" {
 			keys = append(keys, []byte(k))
 		}
 	}

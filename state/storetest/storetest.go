@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -297,6 +298,21 @@ func testIdentities(t *testing.T, open func(t *testing.T) state.Store) {
 			t.Errorf("PutIdentities(%v) = %v; want nil", batch, err)
 		}
 	}
+
+	// The one normalisation (mailaddr.Normalize): a calendar's
+	// "MAILTO:" spelling is the same person, put and deleted.
+	hank := state.Identity{Address: "MAILTO:Hank@Contoso.com ", ID: "id-9", CheckedAt: t0}
+	if err := s.PutIdentities(t.Context(), []state.Identity{hank}); err != nil {
+		t.Fatal(err)
+	}
+	hank.Address = "hank@contoso.com"
+	want[hank.Address] = hank
+	check()
+	if err := s.DeleteIdentity(t.Context(), "mailto:HANK@contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, hank.Address)
+	check()
 }
 
 // testDeleteIdentities: the worker forgets the addresses no feed names any
@@ -672,8 +688,8 @@ func testOddKeys(t *testing.T, open func(t *testing.T) state.Store) {
 		if _, ok := gotSessions[k]; !ok {
 			t.Errorf("Sessions() lacks key %q", k)
 		}
-		if id := gotIDs[state.NormalizeAddress(k)]; id.ID != fmt.Sprint("id-", i) || id.Address != state.NormalizeAddress(k) {
-			t.Errorf("Identities()[%q] = %+v; want id-%d", state.NormalizeAddress(k), id, i)
+		if id := gotIDs[mailaddr.Normalize(k)]; id.ID != fmt.Sprint("id-", i) || id.Address != mailaddr.Normalize(k) {
+			t.Errorf("Identities()[%q] = %+v; want id-%d", mailaddr.Normalize(k), id, i)
 		}
 		if sig, ok := gotSignals[k]; !ok || sig.ID != k {
 			t.Errorf("Signals()[%q] = %+v, %v; want it under its ID", k, sig, ok)

@@ -17,6 +17,7 @@ import (
 	"github.com/go-co-op/gocron/v2"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/identity"
@@ -480,14 +481,14 @@ func (e *Engine) forgetUnnamed(ctx context.Context, now time.Time) {
 	last := ""
 	for i := range matches {
 		if a := matches[i].User; a != last { // fixed users repeat in a row
-			named[state.NormalizeAddress(a)] = true
+			named[mailaddr.Normalize(a)] = true
 			last = a
 		}
 	}
 	conf := e.conf.Load()
 	keep := make(map[string]bool)
 	for _, u := range conf.cfg.ConfiguredUsers() {
-		keep[state.NormalizeAddress(u)] = true
+		keep[mailaddr.Normalize(u)] = true
 	}
 	for a := range conf.userIndex {
 		keep[a] = true

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
@@ -719,7 +720,7 @@ func (fs *feedSet) knownFunc() func(string) bool {
 			matchUnloaded = true
 		}
 		for _, u := range f.src.Users {
-			unknownFixed[state.NormalizeAddress(u)] = true
+			unknownFixed[mailaddr.Normalize(u)] = true
 		}
 	}
 	// address is normalised (the directory's form); "" asks about the

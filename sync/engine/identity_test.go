@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
@@ -53,8 +54,8 @@ func TestSpansMergeOnePersonsSpellings(t *testing.T) {
 				}
 				d.Resolve(context.Background(), d.Due(time.Now())) // the clock the directory met them by
 				key := func(m *plan.Match) (string, bool) { return d.Lookup(m.User) }
-				zoom := plan.Match{User: config.NormalizeAddress(a), Source: "zoom", Occ: occ("z", 0, 15*minute), Pair: conf}
-				google := plan.Match{User: config.NormalizeAddress(b), Source: "google", Occ: occ("g", 5*minute, 6*minute), Pair: inCall}
+				zoom := plan.Match{User: mailaddr.Normalize(a), Source: "zoom", Occ: occ("z", 0, 15*minute), Pair: conf}
+				google := plan.Match{User: mailaddr.Normalize(b), Source: "google", Occ: occ("g", 5*minute, 6*minute), Pair: inCall}
 				spans := plan.Spans([]plan.Match{zoom, google}, 2*minute, key)
 				if len(spans) != 1 || len(spans[frankID]) != 1 {
 					t.Fatalf("Spans(%s, %s) = %v; want one span for %s", a, b, spans, frankID)

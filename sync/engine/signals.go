@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
@@ -193,9 +194,9 @@ func (e *Engine) maxUnscheduled() time.Duration {
 // target maps a participant's address through users: to the address that
 // names them in the configuration.
 func (e *Engine) target(email string) string {
-	a := config.NormalizeAddress(email)
+	a := mailaddr.Normalize(email)
 	if u, ok := e.conf.Load().userIndex[a]; ok {
-		return config.NormalizeAddress(u)
+		return mailaddr.Normalize(u)
 	}
 	return a
 }
@@ -418,7 +419,7 @@ func (e *Engine) Accepting() bool {
 // names says whether one of matches is of user.
 func names(matches []plan.Match, user string) bool {
 	for i := range matches {
-		if config.NormalizeAddress(matches[i].User) == user {
+		if mailaddr.Normalize(matches[i].User) == user {
 			return true
 		}
 	}

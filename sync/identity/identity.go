@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 	"github.com/prometheus/client_golang/prometheus"
@@ -155,7 +156,7 @@ func (d *Directory) Load(ctx context.Context) error {
 // setPresence, and held back). Another address not yet resolved is noted
 // for the resolver and reported as unknown for now.
 func (d *Directory) Lookup(address string) (id string, ok bool) {
-	a := state.NormalizeAddress(address)
+	a := mailaddr.Normalize(address)
 	if reObjectID.MatchString(a) {
 		return a, true
 	}
@@ -175,7 +176,7 @@ func (d *Directory) Note(addresses []string, changed bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, address := range addresses {
-		a := state.NormalizeAddress(address)
+		a := mailaddr.Normalize(address)
 		if reObjectID.MatchString(a) {
 			continue
 		}
@@ -242,7 +243,7 @@ func (d *Directory) drop(address string) {
 func (d *Directory) IsUnknown(address string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.known[state.NormalizeAddress(address)].Unknown
+	return d.known[mailaddr.Normalize(address)].Unknown
 }
 
 // Generation changes whenever an address comes to name another person, or
@@ -596,7 +597,7 @@ func (d *Directory) Person(ctx context.Context, address string) (string, error) 
 	if id, ok := d.Lookup(address); ok {
 		return id, nil
 	}
-	a := state.NormalizeAddress(address)
+	a := mailaddr.Normalize(address)
 	d.Resolve(ctx, []string{a})
 	if id, ok := d.Lookup(a); ok {
 		return id, nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
@@ -44,7 +45,7 @@ func (m *memStore) PutIdentities(ctx context.Context, ids []state.Identity) erro
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, idn := range ids {
-		idn.Address = state.NormalizeAddress(idn.Address)
+		idn.Address = mailaddr.Normalize(idn.Address)
 		m.ids[idn.Address] = idn
 	}
 	return nil
@@ -53,7 +54,7 @@ func (m *memStore) PutIdentities(ctx context.Context, ids []state.Identity) erro
 func (m *memStore) DeleteIdentity(ctx context.Context, address string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.ids, state.NormalizeAddress(address))
+	delete(m.ids, mailaddr.Normalize(address))
 	return nil
 }
 
