@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/calpresence/calpresence/state"
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/calpresence/calpresence/state"
 )
 
 // Report is what Check found in a state file.

@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/calpresence/calpresence/state"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/calpresence/calpresence/state"
 )
 
 func TestCheckClean(t *testing.T) {

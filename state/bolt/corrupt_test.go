@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/calpresence/calpresence/state"
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/calpresence/calpresence/state"
 )
 
 // putRaw writes value under key in bucket, bypassing the encoders.

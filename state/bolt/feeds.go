@@ -5,8 +5,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/calpresence/calpresence/state"
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/calpresence/calpresence/state"
 )
 
 // Feed returns the stored copy of source's feed. A damaged record, a body

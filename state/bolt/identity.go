@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 
+	bbolt "go.etcd.io/bbolt"
+
 	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/state"
-	bbolt "go.etcd.io/bbolt"
 )
 
 // Identities returns every cached identity, by address. A record that does

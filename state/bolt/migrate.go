@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 
+	bbolt "go.etcd.io/bbolt"
+
 	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/state"
-	bbolt "go.etcd.io/bbolt"
 )
 
 // migrate brings a file of schema from up to schemaVersion inside tx: all or

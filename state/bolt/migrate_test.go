@@ -6,8 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/calpresence/calpresence/state"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/calpresence/calpresence/state"
 )
 
 // testdata/v1-sessions-by-address.db was written by release 1's state

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/calpresence/calpresence/state"
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/calpresence/calpresence/state"
 )
 
 // readAll decodes every record of bucket and hands each to add with its

@@ -5,8 +5,9 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/calpresence/calpresence/state"
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/calpresence/calpresence/state"
 )
 
 // Signals returns every stored signal, by ID, expired ones included (the

@@ -6,9 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/calpresence/calpresence/state"
 	"github.com/google/go-cmp/cmp"
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/calpresence/calpresence/state"
 )
 
 func TestSignalsSurviveReopen(t *testing.T) {

@@ -1,7 +1,8 @@
-// Package bolt is the default state driver (state.Store): the Graph
+// Package bolt is the default state driver (a state.Store): the Graph
 // presence sessions calpresence holds, the resolved addresses, the last
-// good copy of every feed and live signals, in one bbolt file, so a restarted worker knows what it set before it went
-// down and can reconcile at once, even before its feeds answer.
+// good copy of every feed and live signals, in one bbolt file, so that a
+// restarted worker knows what it set before it went down and can
+// reconcile at once, even before its feeds answer.
 //
 // Every write is its own fsync'd transaction: when a Put returns, the record
 // survives a crash. The file is locked (flock) while a Store is open; a
@@ -9,10 +10,9 @@
 // waiting forever or sharing the file.
 //
 // A record that does not decode is skipped and reported
-// (*state.BadRecordsError),
-// never fatal for the others; a file that cannot be read as a database at
-// all is ErrCorrupt, and MoveAside gets it out of the way. Check reports
-// both.
+// (*state.BadRecordsError), never fatal for the others; a file that cannot
+// be read as a database at all is ErrCorrupt, and MoveAside gets it out of
+// the way. Check reports both.
 package bolt
 
 import (
@@ -26,8 +26,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/calpresence/calpresence/state"
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/calpresence/calpresence/state"
 )
 
 // ErrLocked reports that another Store (usually the running daemon) holds

@@ -15,9 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/calpresence/calpresence/state"
 	"github.com/google/go-cmp/cmp"
 	bbolt "go.etcd.io/bbolt"
+
+	"github.com/calpresence/calpresence/state"
 )
 
 func openTemp(t *testing.T) (*Store, string) {
