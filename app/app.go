@@ -32,8 +32,9 @@ import (
 	"github.com/calpresence/calpresence/server"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/sources"
-	"github.com/calpresence/calpresence/state"
-	"github.com/calpresence/calpresence/state/pgstate"
+	"github.com/calpresence/calpresence/state/bolt"
+	"github.com/calpresence/calpresence/state/mem"
+	"github.com/calpresence/calpresence/state/pg"
 	"github.com/calpresence/calpresence/sync/engine"
 )
 
@@ -145,7 +146,7 @@ func WithMemoryState() Option { return func(a *App) { a.memory = true } }
 // returned): the state, the Graph client (paced by the rate limit) and the
 // feed fetcher; it drops the stored copies of sources no longer
 // configured. A configuration problem is a *ConfigError; an unusable state
-// file is returned as state.Open says it (state.ErrCorrupt, ErrLocked).
+// file is returned as bolt.Open says it (bolt.ErrCorrupt, ErrLocked).
 func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) {
 	a := &App{cfg: cfg, started: cfg, down: "the engine has not started yet", engineErr: make(chan error, 1)}
 	for _, o := range opts {
@@ -193,7 +194,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 		// With several replicas, only the leader prunes (runReplica): a
 		// standby of a new release must not drop a copy the leader of the
 		// old one still reads.
-		a.pruneFeeds(cfg, a.feeds)
+		a.pruneFeeds(ctx, cfg, a.feeds)
 	}
 	switch {
 	case a.presence != nil:
@@ -228,15 +229,15 @@ func openStore(ctx context.Context, cfg *config.Config, memory bool) (store engi
 	switch {
 	case cfg.Graph.DryRun || memory:
 		// A dry run keeps no feed copies either: nil keeps them in memory.
-		return engine.NewMemStore(), nil, func() error { return nil }, nil
+		return mem.New(), nil, func() error { return nil }, nil
 	case cfg.State.Driver == config.DriverPostgres:
-		st, err := pgstate.Open(ctx, string(cfg.State.DSN), pgstate.Options{})
+		st, err := pg.Open(ctx, string(cfg.State.DSN), pg.Options{})
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("state (%s): %w", cfg.State.DSN, err)
 		}
 		return st, st, st.Close, nil
 	}
-	st, err := state.Open(cfg.State.Path, stateLockTimeout)
+	st, err := bolt.Open(cfg.State.Path, stateLockTimeout)
 	if err != nil {
 		return nil, nil, nil, err // names the file already
 	}
@@ -245,7 +246,7 @@ func openStore(ctx context.Context, cfg *config.Config, memory bool) (store engi
 
 // pruneFeeds drops the stored copies in feeds of sources cfg does not
 // name: they are of no use.
-func (a *App) pruneFeeds(cfg *config.Config, feeds engine.FeedCache) {
+func (a *App) pruneFeeds(ctx context.Context, cfg *config.Config, feeds engine.FeedCache) {
 	p, ok := feeds.(feedPruner)
 	if !ok {
 		return
@@ -254,15 +255,15 @@ func (a *App) pruneFeeds(cfg *config.Config, feeds engine.FeedCache) {
 	for i, s := range cfg.Sources {
 		names[i] = s.Name
 	}
-	if err := p.DeleteFeedsExcept(names); err != nil {
+	if err := p.DeleteFeedsExcept(ctx, names); err != nil {
 		a.log.Warn("drop stored copies of removed sources", "err", err)
 	}
 }
 
-// feedPruner drops the stored copies of sources not named; *state.Store
-// and *pgstate.Store implement it.
+// feedPruner drops the stored copies of sources not named; *bolt.Store
+// and *pg.Store implement it.
 type feedPruner interface {
-	DeleteFeedsExcept(sources []string) error
+	DeleteFeedsExcept(ctx context.Context, sources []string) error
 }
 
 // NewFetcher builds the feed fetcher the daemon uses, from the schedule
@@ -319,13 +320,15 @@ func (a *App) current() (*engine.Engine, string) {
 // with the configuration in force, without running it: the one-off
 // commands (resync, clear without a daemon) and the load tool drive it
 // themselves. A configuration the engine refuses is a *ConfigError.
-func (a *App) NewEngine() (*engine.Engine, error) { return a.newEngine(nil, nil) }
+func (a *App) NewEngine(ctx context.Context) (*engine.Engine, error) {
+	return a.newEngine(ctx, nil, nil)
+}
 
 // newEngine is NewEngine for a replica elected by el (nil: the only one),
 // in its lead t (beginTerm): it writes through t's store, its scheduler
 // runs only while el leads, no presence call is sent once it does not, and
 // calls in flight are cut short when t.lost ends.
-func (a *App) newEngine(el *leader.Elector, t *term) (*engine.Engine, error) {
+func (a *App) newEngine(ctx context.Context, el *leader.Elector, t *term) (*engine.Engine, error) {
 	var authenticated func() bool
 	if a.graph != nil {
 		authenticated = a.graph.Authenticated
@@ -340,7 +343,7 @@ func (a *App) newEngine(el *leader.Elector, t *term) (*engine.Engine, error) {
 		o.Presence = fencedPresence{Presence: a.presence, leading: el.Leading, lost: t.lost}
 		o.Elector = el
 	}
-	eng, err := engine.New(o)
+	eng, err := engine.New(ctx, o)
 	if err != nil {
 		return nil, &ConfigError{err}
 	}
@@ -352,7 +355,7 @@ func (a *App) newEngine(el *leader.Elector, t *term) (*engine.Engine, error) {
 // one place an engine is started: Start calls it; a replica that stands by
 // would call it when it becomes the leader.
 func (a *App) StartEngine(ctx context.Context) (*engine.Engine, error) {
-	eng, err := a.NewEngine()
+	eng, err := a.NewEngine(ctx)
 	if err != nil {
 		return nil, err
 	}

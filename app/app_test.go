@@ -93,8 +93,8 @@ func startDaemon(t *testing.T, names ...string) *daemon {
 			t.Logf("logs:\n%s", d.logs.String())
 		}
 	})
-	if !testutil.WaitUntil(10*time.Second, func() bool { return a.Readiness().Ready }) {
-		t.Fatalf("not ready: %+v", a.Readiness())
+	if !testutil.WaitUntil(10*time.Second, func() bool { return a.Readiness(ctx).Ready }) {
+		t.Fatalf("not ready: %+v", a.Readiness(ctx))
 	}
 	return d
 }
@@ -347,7 +347,7 @@ func TestNoEngine(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	}) {
-		t.Errorf("/readyz not 200 after StartEngine: %+v", a.Readiness())
+		t.Errorf("/readyz not 200 after StartEngine: %+v", a.Readiness(ctx))
 	}
 	resp, err = http.Post(srv.URL+"/-/resync", "application/json", strings.NewReader(`{}`))
 	if err != nil {

@@ -24,7 +24,7 @@ import (
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/signals"
-	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/bolt"
 	"github.com/calpresence/calpresence/sync/engine"
 )
 
@@ -431,22 +431,22 @@ func doctorState(ctx context.Context, cfg *config.Config, report func(Check)) {
 		report(doctorPostgres(ctx, string(cfg.State.DSN)))
 		report(doctorLeader(ctx, string(cfg.State.DSN)))
 	default:
-		report(doctorBolt(cfg.State.Path))
+		report(doctorBolt(ctx, cfg.State.Path))
 	}
 }
 
 // doctorBolt checks the state file: writable where it is, and its records
 // readable. A running daemon holds the file (bbolt's lock): that is
 // reported as such, and the file is left alone.
-func doctorBolt(path string) Check {
-	if err := state.CheckWritable(path); err != nil {
+func doctorBolt(ctx context.Context, path string) Check {
+	if err := bolt.CheckWritable(path); err != nil {
 		return Check{CheckFailed, "state", err.Error()}
 	}
-	r, err := state.Check(path, stateLockTimeout)
+	r, err := bolt.Check(ctx, path, stateLockTimeout)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return Check{CheckPassed, "state", fmt.Sprintf("no file at %s yet; its directory is writable (the daemon creates it on start)", path)}
-	case errors.Is(err, state.ErrLocked):
+	case errors.Is(err, bolt.ErrLocked):
 		return Check{CheckPassed, "state", fmt.Sprintf("%s is writable and held by the running daemon (its records are not read meanwhile)", path)}
 	case err != nil:
 		return Check{CheckFailed, "state", fmt.Sprintf("%v: see calpresence state check, and README \"State recovery\"", err)}
@@ -466,7 +466,7 @@ const doctorTimeout = 30 * time.Second
 
 // doctorPostgres writes to the database in a transaction it rolls back,
 // so that a read-only server (a hot standby) or a role without the rights
-// shows, and nothing stays. It does not open the database as pgstate
+// shows, and nothing stays. It does not open the database as state/pg
 // does: that would migrate the schema, under a daemon of an older release
 // perhaps.
 func doctorPostgres(ctx context.Context, dsn string) Check {

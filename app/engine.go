@@ -25,9 +25,11 @@ var _ server.Engine = (*App)(nil)
 // With several replicas it says which role this one has: a standby is
 // ready while it could take the lead and act (standbyReasons), with no
 // engine of its own.
-func (a *App) Readiness() engine.Readiness {
+func (a *App) Readiness(ctx context.Context) engine.Readiness {
+	ctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
+	defer cancel()
 	eng, down := a.current()
-	rep := a.replica(context.Background())
+	rep := a.replica(ctx)
 	var r engine.Readiness
 	switch {
 	case eng != nil:
@@ -43,12 +45,39 @@ func (a *App) Readiness() engine.Readiness {
 	if rep != nil {
 		r.Role, r.Replica = rep.Role, rep
 	}
+	if err := a.pingStore(ctx); err != nil {
+		r.Ready = false
+		r.Reasons = append(r.Reasons, err.Error())
+	}
 	r.Reload = a.lastReload()
 	if rl := r.Reload; rl != nil && rl.Error != "" {
 		r.Degraded = append(r.Degraded, fmt.Sprintf("reload failed at %s: %s (the configuration in force stays)",
 			rl.At.UTC().Format(time.RFC3339), rl.Error))
 	}
 	return r
+}
+
+// ReadyTimeout bounds what /readyz asks the state store and the database
+// (who leads): a store that does not answer makes it answer not ready
+// after this long, rather than hang the probe.
+const ReadyTimeout = 2 * time.Second
+
+// pinger is the part of a state store that says whether it can be
+// reached now (state.Store's Ping).
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// pingStore asks the state store whether it answers, under ctx.
+func (a *App) pingStore(ctx context.Context) error {
+	p, ok := a.store.(pinger)
+	if !ok {
+		return nil
+	}
+	if err := p.Ping(ctx); err != nil {
+		return fmt.Errorf("the state store does not answer: %w", err)
+	}
+	return nil
 }
 
 // standbyReasons say why a standby could not act if it took the lead now
@@ -67,13 +96,13 @@ func (a *App) standbyReasons(rep *engine.Replica) []string {
 }
 
 // Status is the status page's snapshot.
-func (a *App) Status(now time.Time) engine.Status {
+func (a *App) Status(ctx context.Context, now time.Time) engine.Status {
 	eng, down := a.current()
-	rep := a.replica(context.Background())
+	rep := a.replica(ctx)
 	var st engine.Status
 	switch {
 	case eng != nil:
-		st = eng.Status(now)
+		st = eng.Status(ctx, now)
 	case rep != nil && rep.Role == "standby":
 		st = engine.Status{Now: now, Ready: len(a.standbyReasons(rep)) == 0} // the replica line says the rest
 	default:
@@ -86,7 +115,7 @@ func (a *App) Status(now time.Time) engine.Status {
 
 // Resync is POST /-/resync.
 func (a *App) Resync(ctx context.Context, req engine.ResyncRequest) ([]engine.Result, error) {
-	eng, err := a.running()
+	eng, err := a.running(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +124,7 @@ func (a *App) Resync(ctx context.Context, req engine.ResyncRequest) ([]engine.Re
 
 // Clear is POST /-/clear.
 func (a *App) Clear(ctx context.Context, users []string, all bool) ([]engine.Result, error) {
-	eng, err := a.running()
+	eng, err := a.running(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -113,12 +142,12 @@ func (a *App) Clear(ctx context.Context, users []string, all bool) ([]engine.Res
 // handed over, fenced, or the process shutting down): the signal must
 // reach the engine that runs next, never this one's memory alone.
 func (a *App) Signal(ctx context.Context, s state.Signal) (string, error) {
-	eng, err := a.running()
+	eng, err := a.running(ctx)
 	if err == nil && eng.Accepting() {
 		return eng.Signal(ctx, s)
 	}
 	if st, ok := a.store.(signals.Store); ok {
-		return signals.Queue(st, s)
+		return signals.Queue(ctx, st, s)
 	}
 	if err == nil {
 		err = fmt.Errorf("%w: the engine is stopping", server.ErrUnavailable)
@@ -128,12 +157,12 @@ func (a *App) Signal(ctx context.Context, s state.Signal) (string, error) {
 
 // running returns the engine running now, or an error wrapping
 // server.ErrUnavailable that says why there is none.
-func (a *App) running() (*engine.Engine, error) {
+func (a *App) running(ctx context.Context) (*engine.Engine, error) {
 	eng, down := a.current()
 	if eng != nil {
 		return eng, nil
 	}
-	if rep := a.replica(context.Background()); rep != nil && rep.Role == "standby" {
+	if rep := a.replica(ctx); rep != nil && rep.Role == "standby" {
 		if rep.Leader != "" {
 			return nil, fmt.Errorf("%w: this replica (%s) stands by: send admin actions to the leader, replica %s", server.ErrUnavailable, rep.ID, rep.Leader)
 		}

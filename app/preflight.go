@@ -9,12 +9,12 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/graph"
-	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/bolt"
 )
 
 // Preflight checks what the daemon needs before it starts, without
 // contacting anything: the files the configuration names (config
-// CheckFiles: credentials, CA, tokens; state.CheckWritable: a writable
+// CheckFiles: credentials, CA, tokens; bolt.CheckWritable: a writable
 // state directory, with the fix when it is not), then the Graph client
 // built as the daemon builds it (endpoints, the certificate as azidentity
 // parses it, PKCS#12 included, the CA pool), never called. validate, run
@@ -27,7 +27,7 @@ func Preflight(ctx context.Context, cfg *config.Config) error {
 	}
 	if !cfg.Graph.DryRun && cfg.State.Path != "" {
 		// A dry run opens no state.
-		if err := state.CheckWritable(cfg.State.Path); err != nil {
+		if err := bolt.CheckWritable(cfg.State.Path); err != nil {
 			return &ConfigError{fmt.Errorf("%s: state.path: %w", cfg.Path, err)}
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
-	"github.com/calpresence/calpresence/state/pgstate"
+	"github.com/calpresence/calpresence/state/pg"
 	"github.com/calpresence/calpresence/sync/engine"
 )
 
@@ -58,8 +58,8 @@ func (a *App) runReplica(ctx context.Context) error {
 			return err
 		}
 		defer t.end()
-		a.pruneFeeds(a.Config(), t.feeds)
-		eng, err := a.newEngine(a.elector, t)
+		a.pruneFeeds(leadCtx, a.Config(), t.feeds)
+		eng, err := a.newEngine(leadCtx, a.elector, t)
 		if err != nil {
 			return err
 		}
@@ -92,7 +92,7 @@ type term struct {
 
 // beginTerm starts a lead of this replica; leadCtx is the elector's for it.
 // With the PostgreSQL store it first takes a new leader epoch
-// (pgstate.Store.Lead), before the engine reads anything: from then on the
+// (pg.Store.Lead), before the engine reads anything: from then on the
 // database refuses what earlier leads still write, and the engine writes
 // through the view that carries the new epoch. Once the database refuses
 // a write of this lead in turn (a later lead has begun, whether or not the
@@ -104,11 +104,11 @@ func (a *App) beginTerm(leadCtx context.Context) (*term, error) {
 	lost, endLost := context.WithCancelCause(leader.Lost(leadCtx))
 	t := &term{ctx: ctx, lost: lost, store: a.store, feeds: a.feeds}
 	t.end = func() { endCtx(nil); endLost(nil) }
-	pg, ok := a.store.(*pgstate.Store)
+	lead, ok := a.store.(*pg.Store)
 	if !ok {
 		return t, nil
 	}
-	view, err := pg.Lead(leadCtx)
+	view, err := lead.Lead(leadCtx)
 	if err != nil {
 		t.end()
 		return nil, err
@@ -240,7 +240,7 @@ func (f fencedPresence) ResolveUser(ctx context.Context, address string) (presen
 func (a *App) Exclusive(ctx context.Context, fn func(ctx context.Context, eng *engine.Engine) error) error {
 	cfg := a.Config()
 	if !replicated(cfg, a.memory) {
-		eng, err := a.NewEngine()
+		eng, err := a.NewEngine(ctx)
 		if err != nil {
 			return err
 		}
@@ -276,7 +276,7 @@ func (a *App) Exclusive(ctx context.Context, fn func(ctx context.Context, eng *e
 			return nil
 		}
 		defer t.end()
-		eng, err := a.newEngine(el, t)
+		eng, err := a.newEngine(leadCtx, el, t)
 		if err == nil {
 			fnErr = fn(t.ctx, eng)
 		} else {

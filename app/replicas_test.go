@@ -21,7 +21,7 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/state/pgstate"
+	"github.com/calpresence/calpresence/state/pg"
 	"github.com/calpresence/calpresence/sync/engine"
 )
 
@@ -542,7 +542,7 @@ func TestStoreFenceStopsTheEngine(t *testing.T) {
 		t.Errorf("r1's first lead logged %q; want epoch 1", l)
 	}
 
-	other, err := pgstate.Open(ctx, dsn, pgstate.Options{})
+	other, err := pg.Open(ctx, dsn, pg.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/pgtest"
 	"github.com/calpresence/calpresence/internal/testutil"
-	"github.com/calpresence/calpresence/state/pgstate"
+	"github.com/calpresence/calpresence/state/pg"
 )
 
 // Live meeting signals with several replicas (docs/webhooks.md, "Nothing
@@ -455,7 +455,7 @@ func TestFencedLeaderQueuesSignal(t *testing.T) {
 		t.Fatal("r1 not a ready leader within 20s")
 	}
 
-	other, err := pgstate.Open(ctx, dsn, pgstate.Options{})
+	other, err := pg.Open(ctx, dsn, pg.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,9 +35,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources/ical"
 )
@@ -473,9 +473,9 @@ func boolOr(p *bool, def bool) bool {
 // are ignored) to the Entra user configured for it in users:.
 // It scans the list; for many lookups build a map once with UserIndex.
 func (c *Config) UserFor(address string) (string, bool) {
-	address = normalizeAddress(address)
+	address = mailaddr.Normalize(address)
 	for _, u := range c.Users {
-		if strings.EqualFold(u.Email, address) {
+		if mailaddr.Normalize(u.Email) == address {
 			return u.User, true
 		}
 	}
@@ -483,30 +483,16 @@ func (c *Config) UserFor(address string) (string, bool) {
 }
 
 // UserIndex returns users: as a map from lower-cased email to Entra user,
-// for callers that look up many addresses (see NormalizeAddress).
+// for callers that look up many addresses (see mailaddr.Normalize).
 func (c *Config) UserIndex() map[string]string {
 	m := make(map[string]string, len(c.Users))
 	for _, u := range c.Users {
-		k := NormalizeAddress(u.Email)
+		k := mailaddr.Normalize(u.Email)
 		if _, ok := m[k]; !ok {
 			m[k] = u.User
 		}
 	}
 	return m
-}
-
-// NormalizeAddress returns a calendar address in the form UserIndex uses as
-// keys: without a "mailto:" prefix, trimmed and lower-cased.
-func NormalizeAddress(address string) string {
-	return strings.ToLower(normalizeAddress(address))
-}
-
-func normalizeAddress(a string) string {
-	a = strings.TrimSpace(a)
-	if len(a) >= 7 && strings.EqualFold(a[:7], "mailto:") {
-		a = a[7:]
-	}
-	return a
 }
 
 // ConfiguredUsers returns every person the configuration names, as written
@@ -516,7 +502,7 @@ func (c *Config) ConfiguredUsers() []string {
 	seen := make(map[string]bool)
 	var out []string
 	add := func(u string) {
-		if k := NormalizeAddress(u); k != "" && !seen[k] {
+		if k := mailaddr.Normalize(u); k != "" && !seen[k] {
 			seen[k] = true
 			out = append(out, u)
 		}
@@ -540,13 +526,13 @@ func (c *Config) Summary() string {
 	fixed, mapped, all := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, s := range c.Sources {
 		for _, u := range s.Users {
-			fixed[strings.ToLower(u)] = true
-			all[strings.ToLower(u)] = true
+			fixed[mailaddr.Normalize(u)] = true
+			all[mailaddr.Normalize(u)] = true
 		}
 	}
 	for _, u := range c.Users {
-		mapped[strings.ToLower(u.User)] = true
-		all[strings.ToLower(u.User)] = true
+		mapped[mailaddr.Normalize(u.User)] = true
+		all[mailaddr.Normalize(u.User)] = true
 	}
 	out := fmt.Sprintf("%s, %s (%d fixed, %d mapped)",
 		plural(len(c.Sources), "source"), plural(len(all), "user"), len(fixed), len(mapped))

@@ -10,7 +10,7 @@ import (
 
 // CheckFiles checks what the daemon will need from the file system, without
 // contacting anything: the credential, CA and token files are readable and
-// well-formed. (The state file is the state package's: state.CheckWritable,
+// well-formed. (The state file is state/bolt's: bolt.CheckWritable,
 // which the CLI's preflight applies beside this.) It returns a
 // *ValidationError naming, for each problem, the key and the file; nil when
 // all is well. `calpresence validate` and `run` apply it alike, so that a

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 )
@@ -162,9 +163,9 @@ func TestUserFor(t *testing.T) {
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("UserFor(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
-		got, ok = idx[config.NormalizeAddress(tt.in)]
+		got, ok = idx[mailaddr.Normalize(tt.in)]
 		if got != tt.want || ok != tt.ok {
-			t.Errorf("UserIndex()[NormalizeAddress(%q)] = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+			t.Errorf("UserIndex()[mailaddr.Normalize(%q)] = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources/ical"
 )
@@ -322,7 +323,7 @@ func (c *Config) validateUsers(k *checker) {
 		case !strings.Contains(u.Email, "@"):
 			k.add(path+".email", "must be an email address (got %q)", u.Email)
 		default:
-			key := NormalizeAddress(u.Email)
+			key := mailaddr.Normalize(u.Email)
 			if j, ok := seen[key]; ok {
 				k.add(path+".email", "duplicate email %q (also users[%d])", u.Email, j)
 			} else {

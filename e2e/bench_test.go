@@ -82,7 +82,7 @@ func maxInWindow(times []time.Time, w time.Duration) int {
 // starting 2–3 s ahead, and waits for the N calls. It reports the lag's
 // min, p50, p99 and max over all calls of all iterations.
 //
-// conc is graph.max_concurrency. store=mem is engine.MemStore; store=bolt is
+// conc is graph.max_concurrency. store=mem is engine.Store; store=bolt is
 // the daemon's bbolt state file. pool=64 replaces the Graph client's
 // transport with one that keeps 64 idle connections per host instead of
 // net/http's default 2 (see BENCHMARKS.md: with HTTP/1.1, as the fake and

@@ -83,7 +83,7 @@ type options struct {
 	timeout     time.Duration
 	rateLimit   int
 	rateWindow  time.Duration
-	bolt        bool           // state on bbolt (state.Open) instead of engine.MemStore
+	bolt        bool           // state on bbolt (bolt.Open) instead of engine.Store
 	graphOpts   []graph.Option // e.g. graph.WithRetry
 	edit        func(*config.Config)
 	quiet       bool // log at warn level (benchmarks)
@@ -348,7 +348,7 @@ func waitNoSessionsRecorded(t testing.TB, e *env) {
 		err error
 	)
 	if !testutil.WaitUntil(10*time.Second, func() bool {
-		s, err = e.store.Sessions()
+		s, err = e.store.Sessions(t.Context())
 		return err != nil || len(s) == 0
 	}) {
 		t.Errorf("recorded sessions at the end = %+v; want none", s)

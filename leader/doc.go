@@ -69,7 +69,7 @@
 // What no lock can fence is a call already in flight when leadership ends
 // (a process frozen mid-request and resumed later); asking Leading right
 // before each call keeps that window to one call, and a store can refuse
-// the writes of a lead that has ended (state/pgstate's leader epochs).
+// the writes of a lead that has ended (state/pg's leader epochs).
 //
 // # Poolers
 //

@@ -27,11 +27,12 @@ import (
 
 // Engine is what the server needs from the worker.
 type Engine interface {
-	Readiness() engine.Readiness
+	// Readiness is /readyz, under the request's ctx.
+	Readiness(ctx context.Context) engine.Readiness
 	Resync(ctx context.Context, req engine.ResyncRequest) ([]engine.Result, error)
 	Clear(ctx context.Context, users []string, all bool) ([]engine.Result, error)
 	// Status is the snapshot the status page shows.
-	Status(now time.Time) engine.Status
+	Status(ctx context.Context, now time.Time) engine.Status
 	// Reload reads the configuration file again and puts it in force
 	// (POST /-/reload). An error wrapping ErrRefused means the new
 	// configuration was refused and the one in force stays.
@@ -127,7 +128,7 @@ func HandlerSettings(eng Engine, gatherer prometheus.Gatherer, settings func() S
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /readyz", pages.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rd := eng.Readiness()
+		rd := eng.Readiness(r.Context())
 		code := http.StatusOK
 		if !rd.Ready {
 			code = http.StatusServiceUnavailable

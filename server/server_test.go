@@ -35,9 +35,9 @@ func (f *fakeEngine) Reload(ctx context.Context) (engine.ReloadReport, error) {
 	return engine.ReloadReport{Added: []string{"webex"}, Unchanged: 1}, f.err
 }
 
-func (f *fakeEngine) Status(now time.Time) engine.Status { return f.status }
+func (f *fakeEngine) Status(ctx context.Context, now time.Time) engine.Status { return f.status }
 
-func (f *fakeEngine) Readiness() engine.Readiness {
+func (f *fakeEngine) Readiness(ctx context.Context) engine.Readiness {
 	r := engine.Readiness{Ready: f.ready,
 		Sources:    []engine.SourceStatus{{Name: "zoom", URL: "https://example.zoom.us/feed.ics?<redacted>", Loaded: true, Healthy: f.ready}},
 		Unresolved: &identity.UnresolvedSummary{Count: 1200, First: []identity.Unresolved{{Address: "ghost@contoso.com", Reason: "unknown"}}}}

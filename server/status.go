@@ -43,7 +43,7 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 // serveStatus renders the status page.
 func serveStatus(eng Engine, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		st := eng.Status(time.Now())
+		st := eng.Status(r.Context(), time.Now())
 		t, err := statusPage.Clone()
 		var tl template.HTML
 		if err == nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
@@ -44,7 +45,7 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 		maxUnscheduled = config.DefaultWebhooksUnscheduleCap
 	}
 	if who == nil {
-		who = state.NormalizeAddress
+		who = mailaddr.Normalize
 	}
 	// The matches are the feed set's, shared with every reader: cut copies.
 	matches = slices.Clone(matches)

@@ -22,13 +22,15 @@ type memInbox struct {
 	fail bool
 }
 
-func (s *memInbox) Signals() (map[string]state.Signal, error) {
+func (s *memInbox) Signals(ctx context.Context) (map[string]state.Signal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.m), nil
 }
-func (s *memInbox) QueuedSignals() (map[string]state.Signal, error) { return s.Signals() }
-func (s *memInbox) PutSignal(sig state.Signal) error {
+func (s *memInbox) QueuedSignals(ctx context.Context) (map[string]state.Signal, error) {
+	return s.Signals(ctx)
+}
+func (s *memInbox) PutSignal(ctx context.Context, sig state.Signal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail {
@@ -40,7 +42,7 @@ func (s *memInbox) PutSignal(sig state.Signal) error {
 	s.m[sig.ID] = sig
 	return nil
 }
-func (s *memInbox) DeleteSignal(id string) error {
+func (s *memInbox) DeleteSignal(ctx context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.m, id)
@@ -107,7 +109,7 @@ func TestStoredBeforeAnswered(t *testing.T) {
 	}
 }
 
-func (s *memInbox) Signal(id string) (state.Signal, bool, error) {
+func (s *memInbox) Signal(ctx context.Context, id string) (state.Signal, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sig, ok := s.m[id]

@@ -222,7 +222,7 @@ func (h *Handler) hand(ctx context.Context, q queued) {
 	// Taken: its record in the inbox is no longer needed. Not when it
 	// waits there (pending, or queued for the leader) or failed.
 	if q.inboxID != "" && err == nil && res != Pending && res != Queued {
-		if err := h.o.Inbox.DeleteSignal(q.inboxID); err != nil {
+		if err := h.o.Inbox.DeleteSignal(ctx, q.inboxID); err != nil {
 			h.o.Logger.Warn("drop a live meeting signal from the inbox", "err", err)
 		}
 	}
@@ -358,7 +358,7 @@ func (h *Handler) enqueue(w http.ResponseWriter, r *http.Request, vendor string,
 			n, err := Normalize(s)
 			if err == nil {
 				q.inboxID = inboxPrefix + n.ID
-				err = h.o.Inbox.PutSignal(withID(n, q.inboxID))
+				err = h.o.Inbox.PutSignal(r.Context(), withID(n, q.inboxID))
 			}
 			if err != nil {
 				w.Header().Set("Retry-After", "30")
@@ -464,7 +464,7 @@ func (h *Handler) webex(w http.ResponseWriter, r *http.Request) {
 			now := h.o.Now()
 			rec := state.Signal{ID: state.InstancePrefix + d.Instance, Vendor: "webex", Event: state.SignalEventInstance,
 				Meeting: d.Meeting, At: now, Received: now, Expires: now.Add(InstanceKeep)}
-			if err := st.PutSignal(rec); err != nil {
+			if err := st.PutSignal(r.Context(), rec); err != nil {
 				w.Header().Set("Retry-After", "30")
 				h.refuse(w, r, "webex", label, "unstored", http.StatusServiceUnavailable, fmt.Errorf("store the meeting instance: %w", err))
 				return
@@ -479,7 +479,7 @@ func (h *Handler) webex(w http.ResponseWriter, r *http.Request) {
 		// A participant event names the meeting instance: the meeting
 		// number, when its start was seen, links it to the calendar.
 		if id, ok := strings.CutPrefix(sigs[i].Meeting, keyWebexInstance); ok && sigs[i].Event != state.SignalEnded {
-			if m, ok := h.instance(id); ok {
+			if m, ok := h.instance(r.Context(), id); ok {
 				sigs[i].Meeting = m
 			}
 		}
@@ -512,14 +512,14 @@ const InstanceKeep = 24 * time.Hour
 // instanceStore is the part of the Inbox's store that keeps Webex meeting
 // instances (state.InstancePrefix): both state drivers implement it.
 type instanceStore interface {
-	Signal(id string) (state.Signal, bool, error)
-	PutSignal(state.Signal) error
+	Signal(ctx context.Context, id string) (state.Signal, bool, error)
+	PutSignal(ctx context.Context, sig state.Signal) error
 }
 
 // instance returns the meeting key of a Webex meeting instance: from
 // memory, else from the store (its start reached another replica, or this
 // one before a restart).
-func (h *Handler) instance(id string) (string, bool) {
+func (h *Handler) instance(ctx context.Context, id string) (string, bool) {
 	if m, ok := h.instances.get(id); ok {
 		return m, true
 	}
@@ -527,7 +527,7 @@ func (h *Handler) instance(id string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	rec, ok, err := st.Signal(state.InstancePrefix + id)
+	rec, ok, err := st.Signal(ctx, state.InstancePrefix+id)
 	if err != nil {
 		// Not linked: a join is then an unscheduled call, ended by the
 		// meeting's "ended" (which names the instance too).

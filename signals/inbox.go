@@ -1,9 +1,11 @@
 package signals
 
 import (
+	"context"
 	"errors"
 	"time"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -11,12 +13,12 @@ import (
 // those a standby queued for the leader; the state drivers implement it.
 // An engine whose store does not (a dry run's) keeps them in memory only.
 type Store interface {
-	Signals() (map[string]state.Signal, error)
+	Signals(ctx context.Context) (map[string]state.Signal, error)
 	// QueuedSignals returns the signals in the inbox alone (Queue),
 	// without reading the others: the leader asks every InboxEvery.
-	QueuedSignals() (map[string]state.Signal, error)
-	PutSignal(state.Signal) error
-	DeleteSignal(id string) error
+	QueuedSignals(ctx context.Context) (map[string]state.Signal, error)
+	PutSignal(ctx context.Context, sig state.Signal) error
+	DeleteSignal(ctx context.Context, id string) error
 }
 
 // What became of a signal (the engine's Signal, Queue), for the log and the
@@ -70,7 +72,7 @@ func Normalize(s state.Signal) (state.Signal, error) {
 	if s.At.IsZero() || s.At.After(s.Received) {
 		s.At = s.Received // a vendor's clock ahead of ours: now, not later
 	}
-	s.Email = state.NormalizeAddress(s.Email)
+	s.Email = mailaddr.Normalize(s.Email)
 	event, who := s.Event, s.Email
 	if isLive(&s) {
 		// Two states of one call (or two presence statuses) at one time
@@ -92,12 +94,12 @@ const inboxPrefix = state.QueuedPrefix
 // Queue keeps s in st's inbox, for the engine of the replica that
 // leads to apply (its TakeInbox): a standby has no feeds to apply it to, and
 // the webhook was answered before it was read.
-func Queue(st Store, s state.Signal) (string, error) {
+func Queue(ctx context.Context, st Store, s state.Signal) (string, error) {
 	s, err := Normalize(s)
 	if err != nil {
 		return "", err
 	}
-	if err := st.PutSignal(withID(s, inboxPrefix+s.ID)); err != nil {
+	if err := st.PutSignal(ctx, withID(s, inboxPrefix+s.ID)); err != nil {
 		return "", err
 	}
 	return Queued, nil

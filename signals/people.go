@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 )
 
 // DefaultWebexAPI is the Webex REST API's base.
@@ -83,10 +83,10 @@ func (p *WebexPeople) Email(ctx context.Context, personID, token string) (string
 	if err := json.Unmarshal(body, &v); err != nil {
 		return "", fmt.Errorf("look up webex person: %w", err)
 	}
-	if len(v.Emails) == 0 || state.NormalizeAddress(v.Emails[0]) == "" {
+	if len(v.Emails) == 0 || mailaddr.Normalize(v.Emails[0]) == "" {
 		return "", fmt.Errorf("look up webex person: no emails: %w", ErrNoPerson)
 	}
-	e = state.NormalizeAddress(v.Emails[0])
+	e = mailaddr.Normalize(v.Emails[0])
 	p.mu.Lock()
 	if p.cache == nil || len(p.cache) >= maxPeople {
 		p.cache = make(map[string]string)

@@ -16,7 +16,8 @@ import (
 
 	"github.com/calpresence/calpresence/internal/pgtest"
 	"github.com/calpresence/calpresence/state"
-	"github.com/calpresence/calpresence/state/pgstate"
+	"github.com/calpresence/calpresence/state/bolt"
+	"github.com/calpresence/calpresence/state/pg"
 )
 
 // queuedSink takes every signal as a standby does (signals.Queued): its
@@ -45,7 +46,7 @@ func BenchmarkDeliveryStored(b *testing.B) {
 	}{
 		{"inbox=none", nil},
 		{"inbox=bolt", func(b *testing.B) Store {
-			st, err := state.Open(filepath.Join(b.TempDir(), "state.db"), 0)
+			st, err := bolt.Open(filepath.Join(b.TempDir(), "state.db"), 0)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -53,7 +54,7 @@ func BenchmarkDeliveryStored(b *testing.B) {
 			return st
 		}},
 		{"inbox=postgres", func(b *testing.B) Store {
-			st, err := pgstate.Open(context.Background(), pgtest.DB(b), pgstate.Options{})
+			st, err := pg.Open(context.Background(), pgtest.DB(b), pg.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 )
@@ -145,13 +146,13 @@ func ParseWebex(body []byte) (out WebexDelivery, err error) {
 		if b.Event == "left" {
 			s.Event, s.At = state.SignalLeft, eventTime(d.LeftTime, 0)
 		}
-		s.Email = state.NormalizeAddress(d.Email)
+		s.Email = mailaddr.Normalize(d.Email)
 		if s.Email == "" {
 			// A phone caller or a guest: nobody to find in the
 			// configuration.
 			return out, fmt.Errorf("%w: no data.email", ErrUnknownEvent)
 		}
-		s.Unverified = !d.Host && !d.Invitee && state.NormalizeAddress(d.HostEmail) != s.Email &&
+		s.Unverified = !d.Host && !d.Invitee && mailaddr.Normalize(d.HostEmail) != s.Email &&
 			(d.OrgID == "" || d.OrgID != b.OrgID)
 		if len(keys) == 0 && d.MeetingID != "" {
 			keys = append(keys, keyWebexInstance+d.MeetingID)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 )
@@ -190,7 +191,7 @@ func ParseZoom(body []byte) (zoomEvent, error) {
 		s.Event, at = state.SignalJoined, o.Participant.JoinTime
 	case zoomPresence:
 		s.Event, s.Meeting, s.Status = state.SignalPresence, ZoomPresenceKey, o.PresenceStatus
-		s.Email = state.NormalizeAddress(o.Email)
+		s.Email = mailaddr.Normalize(o.Email)
 		if s.Email == "" || s.Status == "" {
 			return ev, fmt.Errorf("%w: no payload.object.email or presence_status", ErrUnknownEvent)
 		}
@@ -208,7 +209,7 @@ func ParseZoom(body []byte) (zoomEvent, error) {
 	}
 	s.Meeting = ical.KeyZoom + n
 	if s.Event != state.SignalEnded {
-		s.Email = state.NormalizeAddress(o.Participant.Email)
+		s.Email = mailaddr.Normalize(o.Participant.Email)
 		if s.Email == "" {
 			// A guest without an address (or a phone caller): nobody to
 			// find in the configuration. Still answered 2xx: Zoom

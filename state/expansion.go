@@ -1,13 +1,10 @@
 package state
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Expansion is a feed copy's occurrences as the engine last expanded them,
@@ -30,7 +27,7 @@ type Expansion struct {
 const expansionVersion = 1
 
 // EncodeExpansion returns e as a store keeps it; nil for the zero
-// Expansion. The bbolt Store and state/pgstate share this encoding (and
+// Expansion. The drivers (state/bolt, state/pg) share this encoding (and
 // DecodeExpansion).
 func EncodeExpansion(e Expansion) []byte {
 	if e.Key == "" && e.At.IsZero() && e.Occurrences == nil {
@@ -69,33 +66,4 @@ func DecodeExpansion(b []byte) (Expansion, error) {
 	e.At = time.Unix(0, at).UTC()
 	e.Occurrences = b[k:]
 	return e, nil
-}
-
-// FeedHeads returns every stored copy without its body (Body nil, Hash and
-// the rest as stored) and with its Expansion: what a restart reconciles
-// from. A copy whose record is damaged is left out (Feed reports it); a
-// damaged expansion is left empty.
-func (s *Store) FeedHeads() ([]Feed, error) {
-	var heads []Feed
-	err := s.view(func(tx *bolt.Tx) error {
-		exps := tx.Bucket(bucketFeedExpansions) // nil in a file opened read-only before init
-		return tx.Bucket(bucketFeeds).ForEach(func(k, v []byte) error {
-			f, err := DecodeFeedHead(string(k), v)
-			if err != nil {
-				return nil
-			}
-			if exps != nil {
-				if e, err := DecodeExpansion(exps.Get(k)); err == nil {
-					e.Occurrences = bytes.Clone(e.Occurrences) // only valid inside the transaction
-					f.Expansion = e
-				}
-			}
-			heads = append(heads, f)
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("state: read feed heads: %w", err)
-	}
-	return heads, nil
 }

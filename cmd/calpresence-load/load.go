@@ -134,7 +134,7 @@ func (h *harness) newEngineOn(kind string, p engine.Presence) (eng *engine.Engin
 	if err != nil {
 		return nil, nil, err
 	}
-	eng, err = a.NewEngine()
+	eng, err = a.NewEngine(context.Background())
 	if err != nil {
 		a.Close()
 		return nil, nil, err

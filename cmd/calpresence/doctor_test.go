@@ -19,7 +19,7 @@ import (
 	"github.com/calpresence/calpresence/graph/graphtest"
 	"github.com/calpresence/calpresence/internal/pgtest"
 	"github.com/calpresence/calpresence/leader"
-	"github.com/calpresence/calpresence/state/pgstate"
+	"github.com/calpresence/calpresence/state/pg"
 )
 
 // doctorEnv is a fake Entra + Graph that knows alice and grants both roles
@@ -285,7 +285,7 @@ func TestDoctorPostgres(t *testing.T) {
 	// The tables as the daemon creates them, and a replica that leads.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := pgstate.Open(ctx, dsn, pgstate.Options{})
+	st, err := pg.Open(ctx, dsn, pg.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
-	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/bolt"
 )
 
 const stateUsage = `Usage:
@@ -34,7 +34,7 @@ func cmdState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	switch args[0] {
 	case "check":
-		return cmdStateCheck(args[1:], stdout, stderr)
+		return cmdStateCheck(ctx, args[1:], stdout, stderr)
 	case "reset":
 		return cmdStateReset(args[1:], os.Stdin, stdout, stderr)
 	case "-h", "-help", "--help", "help":
@@ -73,7 +73,7 @@ func stateFlagSet(name, synopsis string, stderr io.Writer) (flags *flag.FlagSet,
 	}
 }
 
-func cmdStateCheck(args []string, stdout, stderr io.Writer) error {
+func cmdStateCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags, statePath := stateFlagSet("state check", "[-config FILE | -path FILE]", stderr)
 	if err := parseFlags(flags, args); err != nil {
 		return err
@@ -82,12 +82,12 @@ func cmdStateCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r, err := state.Check(path, stateLockTimeout)
+	r, err := bolt.Check(ctx, path, stateLockTimeout)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		fmt.Fprintf(stdout, "no state file at %s: nothing to check (the daemon creates it on start)\n", path)
 		return nil
-	case errors.Is(err, state.ErrLocked):
+	case errors.Is(err, bolt.ErrLocked):
 		return fmt.Errorf("%w: stop it first; state check reads the file only while nothing writes it", err)
 	case err != nil:
 		return recoveryHint(err, args)
@@ -97,7 +97,7 @@ func cmdStateCheck(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	if len(r.Problems) > 0 {
-		return recoveryHint(fmt.Errorf("%s: %w: bbolt found damage below the records", path, state.ErrCorrupt), args)
+		return recoveryHint(fmt.Errorf("%s: %w: bbolt found damage below the records", path, bolt.ErrCorrupt), args)
 	}
 	n := r.BadRecords()
 	return fmt.Errorf("%s: %d %s that %s not decode: the daemon skips %s and carries on;\n"+
@@ -105,7 +105,7 @@ func cmdStateCheck(args []string, stdout, stderr io.Writer) error {
 		path, n, plural(n, "record", "records"), plural(n, "does", "do"), plural(n, "it", "them"), strings.Join(stateArgs(args), " "))
 }
 
-func printReport(w io.Writer, r *state.Report) {
+func printReport(w io.Writer, r *bolt.Report) {
 	fmt.Fprintf(w, "state file %s\n", r.Path)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, b := range r.Buckets {
@@ -151,12 +151,12 @@ func cmdStateReset(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 			return errors.New("not confirmed; nothing changed (-yes skips the question)")
 		}
 	}
-	dest, err := state.MoveAside(path, time.Now())
+	dest, err := bolt.MoveAside(path, time.Now())
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		fmt.Fprintf(stdout, "no state file at %s: nothing to reset\n", path)
 		return nil
-	case errors.Is(err, state.ErrLocked):
+	case errors.Is(err, bolt.ErrLocked):
 		return fmt.Errorf("%w: stop the daemon first; it keeps writing to the file it has open", err)
 	case err != nil:
 		return err
@@ -168,10 +168,10 @@ func cmdStateReset(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 }
 
 // recoveryHint adds the way out to an error about a state file that cannot
-// be read (state.ErrCorrupt). args are the command's own arguments, so the
+// be read (bolt.ErrCorrupt). args are the command's own arguments, so the
 // hint names the same file.
 func recoveryHint(err error, args []string) error {
-	if !errors.Is(err, state.ErrCorrupt) {
+	if !errors.Is(err, bolt.ErrCorrupt) {
 		return err
 	}
 	return fmt.Errorf("%w\n  the state file cannot be used; stop the daemon and move it aside with:\n"+

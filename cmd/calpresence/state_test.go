@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/bolt"
 )
 
 // stateEnv is a configuration whose state.path is a file in a temporary
@@ -48,25 +49,25 @@ sources:
 // records (bucket, key, value) written past the encoders.
 func (e stateEnv) write(t *testing.T, raw ...[3]string) {
 	t.Helper()
-	s, err := state.Open(e.dbPath, time.Second)
+	s, err := bolt.Open(e.dbPath, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutSession(state.Session{UserID: "id-1", UPN: "alice@contoso.com", Availability: "Busy", Activity: "InACall"}); err != nil {
+	if err := s.PutSession(t.Context(), state.Session{UserID: "id-1", UPN: "alice@contoso.com", Availability: "Busy", Activity: "InACall"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutIdentities([]state.Identity{{Address: "alice@contoso.com", ID: "id-1"}}); err != nil {
+	if err := s.PutIdentities(t.Context(), []state.Identity{{Address: "alice@contoso.com", ID: "id-1"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := bolt.Open(e.dbPath, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := bbolt.Open(e.dbPath, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	err = db.Update(func(tx *bolt.Tx) error {
+	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, r := range raw {
 			if err := tx.Bucket([]byte(r[0])).Put([]byte(r[1]), []byte(r[2])); err != nil {
 				return err
@@ -124,7 +125,7 @@ func TestDamagedStateFile(t *testing.T) {
 	})
 	t.Run("truncated", func(t *testing.T) {
 		e := newStateEnv(t)
-		s, err := state.Open(e.dbPath, time.Second)
+		s, err := bolt.Open(e.dbPath, time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +133,7 @@ func TestDamagedStateFile(t *testing.T) {
 		for i := range 500 {
 			sessions = append(sessions, state.Session{UserID: fmt.Sprintf("id-%d", i), Availability: "Busy", Activity: "InACall"})
 		}
-		if err := s.PutSessions(sessions); err != nil {
+		if err := s.PutSessions(t.Context(), sessions); err != nil {
 			t.Fatal(err)
 		}
 		s.Close()
@@ -223,7 +224,7 @@ func TestStateReset(t *testing.T) {
 // (here, this process) holds the file, and check does not wait forever.
 func TestStateCommandsWhileDaemonHoldsTheFile(t *testing.T) {
 	e := newStateEnv(t)
-	s, err := state.Open(e.dbPath, time.Second)
+	s, err := bolt.Open(e.dbPath, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
-// Package storetest is the contract every state store keeps: the bbolt
-// file (state.Store) and PostgreSQL (state/pgstate) run the same suite, so
-// that sync sees one behaviour whichever is configured.
+// Package storetest is the contract every state.Store keeps: the bbolt
+// file (state/bolt) and PostgreSQL (state/pg) run the same suite, so that
+// sync sees one behaviour whichever is configured.
 //
 // Run checks each method's behaviour as sync relies on it: round trips of
 // every field, what a Put replaces and what a Delete of nothing does, batch
@@ -24,37 +24,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/state"
 )
-
-// Store is what the suite exercises: sync's Store, FeedCache and
-// SignalStore together, plus what the commands use (DeleteFeedsExcept,
-// Close).
-type Store interface {
-	Sessions() (map[string]state.Session, error)
-	PutSession(state.Session) error
-	PutSessions([]state.Session) error
-	DeleteSession(key string) error
-
-	Identities() (map[string]state.Identity, error)
-	PutIdentities([]state.Identity) error
-	DeleteIdentity(address string) error
-	DeleteIdentities(addresses []string) error
-
-	Feed(source string) (state.Feed, bool, error)
-	PutFeed(state.Feed) error
-	PutFeeds([]state.Feed) error
-	FeedHeads() ([]state.Feed, error)
-	DeleteFeedsExcept(sources []string) error
-
-	Signals() (map[string]state.Signal, error)
-	QueuedSignals() (map[string]state.Signal, error)
-	Signal(id string) (state.Signal, bool, error)
-	PutSignal(state.Signal) error
-	DeleteSignal(id string) error
-
-	Close() error
-}
 
 // Run runs the contract suite, each check in a subtest of its own.
 //
@@ -62,10 +34,10 @@ type Store interface {
 // first call for a t, and the same storage again at a later call for the
 // same t once the Store before it is closed (the durability check reopens
 // it so). PerTest helps write it. Run closes every Store it opens.
-func Run(t *testing.T, open func(t *testing.T) Store) {
+func Run(t *testing.T, open func(t *testing.T) state.Store) {
 	checks := []struct {
 		name string
-		fn   func(t *testing.T, open func(t *testing.T) Store)
+		fn   func(t *testing.T, open func(t *testing.T) state.Store)
 	}{
 		{"Sessions", testSessions},
 		{"PutSessions", testPutSessions},
@@ -81,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"Many", testMany},
 		{"Durable", testDurable},
 		{"Concurrent", testConcurrent},
+		{"Ping", testPing},
 	}
 	for _, c := range checks {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, open) })
@@ -110,7 +83,7 @@ func PerTest[T any](create func(t *testing.T) T) func(t *testing.T) T {
 // closeOnce makes Close idempotent, so that the suite can close a Store
 // itself and still have the cleanup close every Store it opened.
 type closeOnce struct {
-	Store
+	state.Store
 	once sync.Once
 	err  error
 }
@@ -120,7 +93,7 @@ func (s *closeOnce) Close() error {
 	return s.err
 }
 
-func openStore(t *testing.T, open func(t *testing.T) Store) Store {
+func openStore(t *testing.T, open func(t *testing.T) state.Store) state.Store {
 	t.Helper()
 	s := &closeOnce{Store: open(t)}
 	t.Cleanup(func() {
@@ -164,9 +137,9 @@ func fullSession(id string) state.Session {
 // equateEmpty: a nil and an empty slice are the same record.
 var equateEmpty = cmpopts.EquateEmpty()
 
-func wantSessions(t *testing.T, s Store, want map[string]state.Session) {
+func wantSessions(t *testing.T, s state.Store, want map[string]state.Session) {
 	t.Helper()
-	got, err := s.Sessions()
+	got, err := s.Sessions(t.Context())
 	if err != nil {
 		t.Fatalf("Sessions() error = %v", err)
 	}
@@ -194,7 +167,7 @@ func sameOffset(t *testing.T, what string, got, want time.Time) {
 	}
 }
 
-func testSessions(t *testing.T, open func(t *testing.T) Store) {
+func testSessions(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	wantSessions(t, s, map[string]state.Session{})
 
@@ -205,7 +178,7 @@ func testSessions(t *testing.T, open func(t *testing.T) Store) {
 	// keyed by its address.
 	carol := state.Session{Address: "carol@contoso.com", Availability: "Busy", Activity: "InACall", Pending: state.PendingClear, SpanEnd: t0}
 	for _, sess := range []state.Session{alice, bob, carol} {
-		if err := s.PutSession(sess); err != nil {
+		if err := s.PutSession(t.Context(), sess); err != nil {
 			t.Fatalf("PutSession(%q) = %v", sess.Key(), err)
 		}
 	}
@@ -216,29 +189,29 @@ func testSessions(t *testing.T, open func(t *testing.T) Store) {
 	alice.Pending = ""
 	alice.Expires = t0.Add(2 * time.Hour)
 	alice.Events = alice.Events[:1]
-	if err := s.PutSession(alice); err != nil {
+	if err := s.PutSession(t.Context(), alice); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteSession(bob.UserID); err != nil {
+	if err := s.DeleteSession(t.Context(), bob.UserID); err != nil {
 		t.Fatalf("DeleteSession(%q) = %v", bob.UserID, err)
 	}
 	for _, key := range []string{"0f1e2d3c-aaaa-bbbb-cccc-00000000dead", bob.UserID, ""} {
-		if err := s.DeleteSession(key); err != nil {
+		if err := s.DeleteSession(t.Context(), key); err != nil {
 			t.Errorf("DeleteSession(%q) of nothing = %v; want nil", key, err)
 		}
 	}
 	wantSessions(t, s, map[string]state.Session{alice.UserID: alice, carol.Address: carol})
 
-	if err := s.PutSession(state.Session{Availability: "Busy"}); err == nil {
+	if err := s.PutSession(t.Context(), state.Session{Availability: "Busy"}); err == nil {
 		t.Error("PutSession(no user id, no address) = nil; want an error")
 	}
 	wantSessions(t, s, map[string]state.Session{alice.UserID: alice, carol.Address: carol})
 }
 
-func testPutSessions(t *testing.T, open func(t *testing.T) Store) {
+func testPutSessions(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	a, b, c := fullSession("a"), state.Session{UserID: "b", Pending: state.PendingSet}, state.Session{UserID: "c", Activity: "InACall"}
-	if err := s.PutSessions([]state.Session{a, b}); err != nil {
+	if err := s.PutSessions(t.Context(), []state.Session{a, b}); err != nil {
 		t.Fatal(err)
 	}
 	wantSessions(t, s, map[string]state.Session{"a": a, "b": b})
@@ -249,42 +222,42 @@ func testPutSessions(t *testing.T, open func(t *testing.T) Store) {
 	b2.Pending = ""
 	b3 := b2
 	b3.Activity = "InACall"
-	if err := s.PutSessions([]state.Session{b2, c, b3}); err != nil {
+	if err := s.PutSessions(t.Context(), []state.Session{b2, c, b3}); err != nil {
 		t.Fatal(err)
 	}
 	wantSessions(t, s, map[string]state.Session{"a": a, "b": b3, "c": c})
 
 	// All or nothing: a batch with a record that has no key writes none.
 	d := state.Session{UserID: "d"}
-	if err := s.PutSessions([]state.Session{d, {}}); err == nil {
+	if err := s.PutSessions(t.Context(), []state.Session{d, {}}); err == nil {
 		t.Error("PutSessions with a session without a key = nil; want an error")
 	}
 	wantSessions(t, s, map[string]state.Session{"a": a, "b": b3, "c": c})
 
 	// Nothing to write is fine.
 	for _, batch := range [][]state.Session{nil, {}} {
-		if err := s.PutSessions(batch); err != nil {
+		if err := s.PutSessions(t.Context(), batch); err != nil {
 			t.Errorf("PutSessions(%v) = %v; want nil", batch, err)
 		}
 	}
 }
 
-func testIdentities(t *testing.T, open func(t *testing.T) Store) {
+func testIdentities(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
-	if got, err := s.Identities(); err != nil || len(got) != 0 {
+	if got, err := s.Identities(t.Context()); err != nil || len(got) != 0 {
 		t.Errorf("Identities() of a new store = %v, %v; want none", got, err)
 	}
 	frank := state.Identity{Address: " Frank@Contoso.com ", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0.In(berlin)}
 	ghost := state.Identity{Address: "ghost@contoso.com", Unknown: true, CheckedAt: t0, UnknownSince: t0.Add(-3 * time.Hour).In(newfoundland)}
 	carried := state.Identity{Address: "old@contoso.com", ID: "id-2"} // from schema 1: CheckedAt zero
-	if err := s.PutIdentities([]state.Identity{frank, ghost, carried}); err != nil {
+	if err := s.PutIdentities(t.Context(), []state.Identity{frank, ghost, carried}); err != nil {
 		t.Fatal(err)
 	}
 	frank.Address = "frank@contoso.com" // keyed, and returned, normalised
 	want := map[string]state.Identity{frank.Address: frank, ghost.Address: ghost, carried.Address: carried}
 	check := func() {
 		t.Helper()
-		got, err := s.Identities()
+		got, err := s.Identities(t.Context())
 		if err != nil {
 			t.Fatalf("Identities() error = %v", err)
 		}
@@ -301,7 +274,7 @@ func testIdentities(t *testing.T, open func(t *testing.T) Store) {
 	// Two spellings of one address in a batch are one record: the last.
 	later := state.Identity{Address: "GHOST@contoso.com", ID: "id-3", CheckedAt: t0.Add(time.Hour)}
 	ghost2 := state.Identity{Address: "ghost@contoso.com", ID: "id-4", CheckedAt: t0.Add(2 * time.Hour)}
-	if err := s.PutIdentities([]state.Identity{later, ghost2}); err != nil {
+	if err := s.PutIdentities(t.Context(), []state.Identity{later, ghost2}); err != nil {
 		t.Fatal(err)
 	}
 	want[ghost.Address] = ghost2
@@ -309,7 +282,7 @@ func testIdentities(t *testing.T, open func(t *testing.T) Store) {
 
 	// DeleteIdentity normalises too; forgetting nothing is fine.
 	for _, addr := range []string{"GHOST@Contoso.com", "ghost@contoso.com", "nobody@contoso.com", ""} {
-		if err := s.DeleteIdentity(addr); err != nil {
+		if err := s.DeleteIdentity(t.Context(), addr); err != nil {
 			t.Errorf("DeleteIdentity(%q) = %v; want nil", addr, err)
 		}
 	}
@@ -317,21 +290,36 @@ func testIdentities(t *testing.T, open func(t *testing.T) Store) {
 	check()
 
 	// All or nothing: an empty address refuses the batch.
-	if err := s.PutIdentities([]state.Identity{{Address: "new@contoso.com", ID: "x"}, {Address: "  "}}); err == nil {
+	if err := s.PutIdentities(t.Context(), []state.Identity{{Address: "new@contoso.com", ID: "x"}, {Address: "  "}}); err == nil {
 		t.Error("PutIdentities with an empty address = nil; want an error")
 	}
 	check()
 	for _, batch := range [][]state.Identity{nil, {}} {
-		if err := s.PutIdentities(batch); err != nil {
+		if err := s.PutIdentities(t.Context(), batch); err != nil {
 			t.Errorf("PutIdentities(%v) = %v; want nil", batch, err)
 		}
 	}
+
+	// The one normalisation (mailaddr.Normalize): a calendar's
+	// "MAILTO:" spelling is the same person, put and deleted.
+	hank := state.Identity{Address: "MAILTO:Hank@Contoso.com ", ID: "id-9", CheckedAt: t0}
+	if err := s.PutIdentities(t.Context(), []state.Identity{hank}); err != nil {
+		t.Fatal(err)
+	}
+	hank.Address = "hank@contoso.com"
+	want[hank.Address] = hank
+	check()
+	if err := s.DeleteIdentity(t.Context(), "mailto:HANK@contoso.com"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, hank.Address)
+	check()
 }
 
 // testDeleteIdentities: the worker forgets the addresses no feed names any
 // more in batches. A batch normalises each address as DeleteIdentity does,
 // skips what is not there, and leaves every other record alone.
-func testDeleteIdentities(t *testing.T, open func(t *testing.T) Store) {
+func testDeleteIdentities(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	want := make(map[string]state.Identity)
 	var all []state.Identity
@@ -343,12 +331,12 @@ func testDeleteIdentities(t *testing.T, open func(t *testing.T) Store) {
 		all = append(all, id)
 		want[id.Address] = id
 	}
-	if err := s.PutIdentities(all); err != nil {
+	if err := s.PutIdentities(t.Context(), all); err != nil {
 		t.Fatal(err)
 	}
 	check := func() {
 		t.Helper()
-		got, err := s.Identities()
+		got, err := s.Identities(t.Context())
 		if err != nil {
 			t.Fatalf("Identities() error = %v", err)
 		}
@@ -357,7 +345,7 @@ func testDeleteIdentities(t *testing.T, open func(t *testing.T) Store) {
 		}
 	}
 	for _, batch := range [][]string{nil, {}, {"", "  "}, {"nobody@partner.example"}} {
-		if err := s.DeleteIdentities(batch); err != nil {
+		if err := s.DeleteIdentities(t.Context(), batch); err != nil {
 			t.Errorf("DeleteIdentities(%q) = %v; want nil", batch, err)
 		}
 	}
@@ -372,7 +360,7 @@ func testDeleteIdentities(t *testing.T, open func(t *testing.T) Store) {
 		delete(want, a)
 	}
 	gone = append(gone, gone[0], "nobody@partner.example")
-	if err := s.DeleteIdentities(gone); err != nil {
+	if err := s.DeleteIdentities(t.Context(), gone); err != nil {
 		t.Fatalf("DeleteIdentities(%d addresses) = %v", len(gone), err)
 	}
 	check()
@@ -399,9 +387,9 @@ func hashed(f state.Feed) state.Feed {
 	return f
 }
 
-func wantFeed(t *testing.T, s Store, want state.Feed) {
+func wantFeed(t *testing.T, s state.Store, want state.Feed) {
 	t.Helper()
-	got, ok, err := s.Feed(want.Source)
+	got, ok, err := s.Feed(t.Context(), want.Source)
 	if err != nil || !ok {
 		t.Fatalf("Feed(%q) = _, %v, %v; want the copy", want.Source, ok, err)
 	}
@@ -411,14 +399,14 @@ func wantFeed(t *testing.T, s Store, want state.Feed) {
 	sameOffset(t, "FetchedAt of "+want.Source, got.FetchedAt, want.FetchedAt)
 }
 
-func noFeed(t *testing.T, s Store, source string) {
+func noFeed(t *testing.T, s state.Store, source string) {
 	t.Helper()
-	if f, ok, err := s.Feed(source); err != nil || ok {
+	if f, ok, err := s.Feed(t.Context(), source); err != nil || ok {
 		t.Fatalf("Feed(%q) = %v, %v, %v; want none", source, f.Source, ok, err)
 	}
 }
 
-func testFeeds(t *testing.T, open func(t *testing.T) Store) {
+func testFeeds(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	noFeed(t, s, "zoom")
 
@@ -429,7 +417,7 @@ func testFeeds(t *testing.T, open func(t *testing.T) Store) {
 		Body:       sampleICS(200),
 		FetchedAt:  t0.In(newfoundland),
 	}
-	if err := s.PutFeed(zoom); err != nil { // Hash zero: computed
+	if err := s.PutFeed(t.Context(), zoom); err != nil { // Hash zero: computed
 		t.Fatal(err)
 	}
 	wantFeed(t, s, zoom)
@@ -441,28 +429,28 @@ func testFeeds(t *testing.T, open func(t *testing.T) Store) {
 	zoom.Validators = state.Validators{}
 	zoom.URLHash = ""
 	zoom.FetchedAt = time.Time{}
-	if err := s.PutFeed(zoom); err != nil {
+	if err := s.PutFeed(t.Context(), zoom); err != nil {
 		t.Fatal(err)
 	}
 	wantFeed(t, s, zoom)
 
 	// An empty feed is a feed too.
 	empty := state.Feed{Source: "empty"}
-	if err := s.PutFeed(empty); err != nil {
+	if err := s.PutFeed(t.Context(), empty); err != nil {
 		t.Fatal(err)
 	}
 	wantFeed(t, s, empty)
 
-	if err := s.PutFeed(state.Feed{Body: []byte("no source")}); err == nil {
+	if err := s.PutFeed(t.Context(), state.Feed{Body: []byte("no source")}); err == nil {
 		t.Error("PutFeed(no source) = nil; want an error")
 	}
 }
 
-func testPutFeeds(t *testing.T, open func(t *testing.T) Store) {
+func testPutFeeds(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	a := state.Feed{Source: "a", Body: sampleICS(1), FetchedAt: t0}
 	b := state.Feed{Source: "b", Body: sampleICS(2), Validators: state.Validators{ETag: `"b"`}, FetchedAt: t0}
-	if err := s.PutFeeds([]state.Feed{a, b}); err != nil {
+	if err := s.PutFeeds(t.Context(), []state.Feed{a, b}); err != nil {
 		t.Fatal(err)
 	}
 	wantFeed(t, s, a)
@@ -473,7 +461,7 @@ func testPutFeeds(t *testing.T, open func(t *testing.T) Store) {
 	b1 := state.Feed{Source: "b", Body: []byte("first"), FetchedAt: t0.Add(time.Minute)}
 	b2 := state.Feed{Source: "b", Body: []byte("second"), FetchedAt: t0.Add(2 * time.Minute)}
 	c := state.Feed{Source: "c", Body: sampleICS(5)}
-	if err := s.PutFeeds([]state.Feed{b1, c, b2}); err != nil {
+	if err := s.PutFeeds(t.Context(), []state.Feed{b1, c, b2}); err != nil {
 		t.Fatal(err)
 	}
 	wantFeed(t, s, a)
@@ -481,12 +469,12 @@ func testPutFeeds(t *testing.T, open func(t *testing.T) Store) {
 	wantFeed(t, s, c)
 
 	// All or nothing: an entry without a source stores none of the batch.
-	if err := s.PutFeeds([]state.Feed{{Source: "d", Body: []byte("d")}, {Body: []byte("no source")}}); err == nil {
+	if err := s.PutFeeds(t.Context(), []state.Feed{{Source: "d", Body: []byte("d")}, {Body: []byte("no source")}}); err == nil {
 		t.Error("PutFeeds(an entry without a source) = nil; want an error")
 	}
 	noFeed(t, s, "d")
 	for _, batch := range [][]state.Feed{nil, {}} {
-		if err := s.PutFeeds(batch); err != nil {
+		if err := s.PutFeeds(t.Context(), batch); err != nil {
 			t.Errorf("PutFeeds(%v) = %v; want nil", batch, err)
 		}
 	}
@@ -495,11 +483,11 @@ func testPutFeeds(t *testing.T, open func(t *testing.T) Store) {
 // testFeedHeads: every copy without its body, with its expansion, which
 // is kept as given, replaced with the copy (a copy without one drops the
 // one before) and dropped with it.
-func testFeedHeads(t *testing.T, open func(t *testing.T) Store) {
+func testFeedHeads(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	heads := func() map[string]state.Feed {
 		t.Helper()
-		hs, err := s.FeedHeads()
+		hs, err := s.FeedHeads(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -519,7 +507,7 @@ func testFeedHeads(t *testing.T, open func(t *testing.T) Store) {
 	a := state.Feed{Source: "a", URLHash: state.URLHash("https://a.example/feed.ics"), Body: sampleICS(3), FetchedAt: t0,
 		Validators: state.Validators{ETag: `"a"`}, Expansion: exp}
 	b := state.Feed{Source: "b", Body: sampleICS(1), FetchedAt: t0}
-	if err := s.PutFeeds([]state.Feed{a, b}); err != nil {
+	if err := s.PutFeeds(t.Context(), []state.Feed{a, b}); err != nil {
 		t.Fatal(err)
 	}
 	wantFeed(t, s, a)
@@ -537,11 +525,11 @@ func testFeedHeads(t *testing.T, open func(t *testing.T) Store) {
 	// Replaced with the copy: a new expansion, and none.
 	a.Expansion = state.Expansion{Key: "k2", At: t0.Add(time.Hour), Occurrences: bytes.Repeat([]byte{0, 1, 0xff}, 10_000)}
 	b.Expansion = exp
-	if err := s.PutFeeds([]state.Feed{a, b}); err != nil {
+	if err := s.PutFeeds(t.Context(), []state.Feed{a, b}); err != nil {
 		t.Fatal(err)
 	}
 	b.Expansion = state.Expansion{}
-	if err := s.PutFeed(b); err != nil {
+	if err := s.PutFeed(t.Context(), b); err != nil {
 		t.Fatal(err)
 	}
 	want = map[string]state.Feed{"a": strip(a), "b": strip(b)}
@@ -550,11 +538,11 @@ func testFeedHeads(t *testing.T, open func(t *testing.T) Store) {
 	}
 	wantFeed(t, s, b)
 
-	if err := s.DeleteFeedsExcept([]string{"b"}); err != nil {
+	if err := s.DeleteFeedsExcept(t.Context(), []string{"b"}); err != nil {
 		t.Fatal(err)
 	}
 	a.Expansion = state.Expansion{}
-	if err := s.PutFeed(state.Feed{Source: "a", Body: []byte("again")}); err != nil {
+	if err := s.PutFeed(t.Context(), state.Feed{Source: "a", Body: []byte("again")}); err != nil {
 		t.Fatal(err)
 	}
 	if got := heads()["a"].Expansion; !cmp.Equal(got, state.Expansion{}, equateEmpty) {
@@ -562,42 +550,42 @@ func testFeedHeads(t *testing.T, open func(t *testing.T) Store) {
 	}
 }
 
-func testDeleteFeedsExcept(t *testing.T, open func(t *testing.T) Store) {
+func testDeleteFeedsExcept(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	put := func(sources ...string) {
 		t.Helper()
 		for _, src := range sources {
-			if err := s.PutFeed(state.Feed{Source: src, Body: []byte(src)}); err != nil {
+			if err := s.PutFeed(t.Context(), state.Feed{Source: src, Body: []byte(src)}); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	put("a", "b", "c", "d")
-	if err := s.DeleteFeedsExcept([]string{"b", "d", "not-stored"}); err != nil {
+	if err := s.DeleteFeedsExcept(t.Context(), []string{"b", "d", "not-stored"}); err != nil {
 		t.Fatal(err)
 	}
 	for src, want := range map[string]bool{"a": false, "b": true, "c": false, "d": true} {
-		if _, ok, err := s.Feed(src); err != nil || ok != want {
+		if _, ok, err := s.Feed(t.Context(), src); err != nil || ok != want {
 			t.Errorf("Feed(%q) after DeleteFeedsExcept = _, %v, %v; want %v, nil", src, ok, err, want)
 		}
 	}
 	// Nothing kept, however spelt, drops them all.
 	for _, keep := range [][]string{nil, {}} {
 		put("a", "b")
-		if err := s.DeleteFeedsExcept(keep); err != nil {
+		if err := s.DeleteFeedsExcept(t.Context(), keep); err != nil {
 			t.Fatal(err)
 		}
 		for _, src := range []string{"a", "b", "d"} {
-			if _, ok, err := s.Feed(src); err != nil || ok {
+			if _, ok, err := s.Feed(t.Context(), src); err != nil || ok {
 				t.Errorf("Feed(%q) after DeleteFeedsExcept(%#v) = _, %v, %v; want none", src, keep, ok, err)
 			}
 		}
 	}
 }
 
-func wantSignals(t *testing.T, s Store, want map[string]state.Signal) {
+func wantSignals(t *testing.T, s state.Store, want map[string]state.Signal) {
 	t.Helper()
-	got, err := s.Signals()
+	got, err := s.Signals(t.Context())
 	if err != nil {
 		t.Fatalf("Signals() error = %v", err)
 	}
@@ -622,13 +610,13 @@ func signal(event, email string, at time.Time) state.Signal {
 	}
 }
 
-func testSignals(t *testing.T, open func(t *testing.T) Store) {
+func testSignals(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	wantSignals(t, s, map[string]state.Signal{})
 	ended := signal(state.SignalEnded, "", t0.In(berlin))
 	left := signal(state.SignalLeft, "alice@contoso.com", t0.Add(-time.Minute).In(newfoundland))
 	for _, sig := range []state.Signal{ended, left} {
-		if err := s.PutSignal(sig); err != nil {
+		if err := s.PutSignal(t.Context(), sig); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -636,13 +624,13 @@ func testSignals(t *testing.T, open func(t *testing.T) Store) {
 
 	// A vendor's retry of one delivery has the same ID: it replaces.
 	left.Received = left.Received.Add(time.Minute)
-	if err := s.PutSignal(left); err != nil {
+	if err := s.PutSignal(t.Context(), left); err != nil {
 		t.Fatal(err)
 	}
 	wantSignals(t, s, map[string]state.Signal{ended.ID: ended, left.ID: left})
 
 	for _, id := range []string{ended.ID, ended.ID, "no such signal", ""} {
-		if err := s.DeleteSignal(id); err != nil {
+		if err := s.DeleteSignal(t.Context(), id); err != nil {
 			t.Errorf("DeleteSignal(%q) = %v; want nil", id, err)
 		}
 	}
@@ -651,20 +639,20 @@ func testSignals(t *testing.T, open func(t *testing.T) Store) {
 	// One record read by its id: a Webex meeting instance's meeting.
 	inst := state.Signal{ID: state.InstancePrefix + "c8a5f5e1_I_2042'; --", Vendor: "webex", Event: state.SignalEventInstance,
 		Meeting: "webex:25501234567", Received: t0.UTC(), Expires: t0.Add(24 * time.Hour).UTC()}
-	if err := s.PutSignal(inst); err != nil {
+	if err := s.PutSignal(t.Context(), inst); err != nil {
 		t.Fatal(err)
 	}
-	if got, ok, err := s.Signal(inst.ID); err != nil || !ok || !got.Received.Equal(inst.Received) || got.Meeting != inst.Meeting || got.ID != inst.ID {
+	if got, ok, err := s.Signal(t.Context(), inst.ID); err != nil || !ok || !got.Received.Equal(inst.Received) || got.Meeting != inst.Meeting || got.ID != inst.ID {
 		t.Errorf("Signal(%q) = %+v, %v, %v; want %+v", inst.ID, got, ok, err, inst)
 	}
-	if _, ok, err := s.Signal("no such signal"); ok || err != nil {
+	if _, ok, err := s.Signal(t.Context(), "no such signal"); ok || err != nil {
 		t.Errorf("Signal(no such signal) = %v, %v; want none", ok, err)
 	}
-	if err := s.DeleteSignal(inst.ID); err != nil {
+	if err := s.DeleteSignal(t.Context(), inst.ID); err != nil {
 		t.Fatal(err)
 	}
 
-	if err := s.PutSignal(state.Signal{Vendor: "zoom"}); err == nil {
+	if err := s.PutSignal(t.Context(), state.Signal{Vendor: "zoom"}); err == nil {
 		t.Error("PutSignal(no ID) = nil; want an error")
 	}
 	wantSignals(t, s, map[string]state.Signal{left.ID: left})
@@ -673,13 +661,13 @@ func testSignals(t *testing.T, open func(t *testing.T) Store) {
 // testQueuedSignals: the inbox (signals stored under state.QueuedPrefix)
 // is read alone, among many signals in force; Signals still returns all.
 // Only the exact prefix queues: keys come from outside.
-func testQueuedSignals(t *testing.T, open func(t *testing.T) Store) {
+func testQueuedSignals(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	want := make(map[string]state.Signal)
 	all := make(map[string]state.Signal)
 	put := func(sig state.Signal) {
 		t.Helper()
-		if err := s.PutSignal(sig); err != nil {
+		if err := s.PutSignal(t.Context(), sig); err != nil {
 			t.Fatal(err)
 		}
 		all[sig.ID] = sig
@@ -694,7 +682,7 @@ func testQueuedSignals(t *testing.T, open func(t *testing.T) Store) {
 	}
 	check := func() {
 		t.Helper()
-		got, err := s.QueuedSignals()
+		got, err := s.QueuedSignals(t.Context())
 		if err != nil {
 			t.Fatalf("QueuedSignals() error = %v", err)
 		}
@@ -712,7 +700,7 @@ func testQueuedSignals(t *testing.T, open func(t *testing.T) Store) {
 	check()
 	wantSignals(t, s, all)
 	for id := range want {
-		if err := s.DeleteSignal(id); err != nil {
+		if err := s.DeleteSignal(t.Context(), id); err != nil {
 			t.Fatal(err)
 		}
 		delete(want, id)
@@ -725,7 +713,7 @@ func testQueuedSignals(t *testing.T, open func(t *testing.T) Store) {
 // testOddKeys: keys come from outside (addresses in feeds, webhook
 // payloads). NUL bytes, bytes that are not UTF-8 and very long keys are
 // stored and found like any other, by every store.
-func testOddKeys(t *testing.T, open func(t *testing.T) Store) {
+func testOddKeys(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	keys := []string{
 		"nul\x00inside@contoso.com",
@@ -741,29 +729,29 @@ func testOddKeys(t *testing.T, open func(t *testing.T) Store) {
 	for i, k := range keys {
 		sessions = append(sessions, state.Session{Address: k, Activity: "InACall"})
 		ids = append(ids, state.Identity{Address: k, ID: fmt.Sprint("id-", i)})
-		if err := s.PutSignal(state.Signal{ID: k, Vendor: "webex"}); err != nil {
+		if err := s.PutSignal(t.Context(), state.Signal{ID: k, Vendor: "webex"}); err != nil {
 			t.Errorf("PutSignal(ID %q) = %v", k, err)
 		}
-		if err := s.PutFeed(state.Feed{Source: k, Body: []byte(k)}); err != nil {
+		if err := s.PutFeed(t.Context(), state.Feed{Source: k, Body: []byte(k)}); err != nil {
 			t.Errorf("PutFeed(%q) = %v", k, err)
 		}
 	}
-	if err := s.PutSessions(sessions); err != nil {
+	if err := s.PutSessions(t.Context(), sessions); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutIdentities(ids); err != nil {
+	if err := s.PutIdentities(t.Context(), ids); err != nil {
 		t.Fatal(err)
 	}
 
-	gotSessions, err := s.Sessions()
+	gotSessions, err := s.Sessions(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	gotIDs, err := s.Identities()
+	gotIDs, err := s.Identities(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	gotSignals, err := s.Signals()
+	gotSignals, err := s.Signals(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -771,13 +759,13 @@ func testOddKeys(t *testing.T, open func(t *testing.T) Store) {
 		if _, ok := gotSessions[k]; !ok {
 			t.Errorf("Sessions() lacks key %q", k)
 		}
-		if id := gotIDs[state.NormalizeAddress(k)]; id.ID != fmt.Sprint("id-", i) || id.Address != state.NormalizeAddress(k) {
-			t.Errorf("Identities()[%q] = %+v; want id-%d", state.NormalizeAddress(k), id, i)
+		if id := gotIDs[mailaddr.Normalize(k)]; id.ID != fmt.Sprint("id-", i) || id.Address != mailaddr.Normalize(k) {
+			t.Errorf("Identities()[%q] = %+v; want id-%d", mailaddr.Normalize(k), id, i)
 		}
 		if sig, ok := gotSignals[k]; !ok || sig.ID != k {
 			t.Errorf("Signals()[%q] = %+v, %v; want it under its ID", k, sig, ok)
 		}
-		if f, ok, err := s.Feed(k); err != nil || !ok || string(f.Body) != k {
+		if f, ok, err := s.Feed(t.Context(), k); err != nil || !ok || string(f.Body) != k {
 			t.Errorf("Feed(%q) = %q, %v, %v; want its body", k, f.Body, ok, err)
 		}
 	}
@@ -785,30 +773,30 @@ func testOddKeys(t *testing.T, open func(t *testing.T) Store) {
 		t.Errorf("Sessions() has %d records; want %d", n, len(keys))
 	}
 	for _, k := range keys {
-		for _, err := range []error{s.DeleteSession(k), s.DeleteIdentity(k), s.DeleteSignal(k)} {
+		for _, err := range []error{s.DeleteSession(t.Context(), k), s.DeleteIdentity(t.Context(), k), s.DeleteSignal(t.Context(), k)} {
 			if err != nil {
 				t.Errorf("delete %q: %v", k, err)
 			}
 		}
 	}
-	if err := s.DeleteFeedsExcept(keys[:1]); err != nil {
+	if err := s.DeleteFeedsExcept(t.Context(), keys[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, _ := s.Feed(keys[0]); !ok {
+	if _, ok, _ := s.Feed(t.Context(), keys[0]); !ok {
 		t.Errorf("DeleteFeedsExcept(%q) dropped it", keys[0])
 	}
-	if _, ok, _ := s.Feed(keys[1]); ok {
+	if _, ok, _ := s.Feed(t.Context(), keys[1]); ok {
 		t.Errorf("DeleteFeedsExcept(%q) kept %q", keys[0], keys[1])
 	}
-	got1, _ := s.Sessions()
-	got2, _ := s.Identities()
-	got3, _ := s.Signals()
+	got1, _ := s.Sessions(t.Context())
+	got2, _ := s.Identities(t.Context())
+	got3, _ := s.Signals(t.Context())
 	if len(got1)+len(got2)+len(got3) != 0 {
 		t.Errorf("after deleting every key: %d sessions, %d identities, %d signals left; want none", len(got1), len(got2), len(got3))
 	}
 }
 
-func testMany(t *testing.T, open func(t *testing.T) Store) {
+func testMany(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	const nSessions, nFeeds = 2000, 500
 	want := make(map[string]state.Session, nSessions)
@@ -819,12 +807,12 @@ func testMany(t *testing.T, open func(t *testing.T) Store) {
 		want[sess.UserID] = sess
 		batch = append(batch, sess)
 	}
-	if err := s.PutSessions(batch); err != nil {
+	if err := s.PutSessions(t.Context(), batch); err != nil {
 		t.Fatal(err)
 	}
 	// Compared as JSON (what both sides record) rather than with cmp,
 	// which takes seconds over 2,000 sessions under -race.
-	got, err := s.Sessions()
+	got, err := s.Sessions(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -847,11 +835,11 @@ func testMany(t *testing.T, open func(t *testing.T) Store) {
 			FetchedAt:  t0.Add(time.Duration(i) * time.Second),
 		})
 	}
-	if err := s.PutFeeds(feeds); err != nil {
+	if err := s.PutFeeds(t.Context(), feeds); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range feeds {
-		got, ok, err := s.Feed(f.Source)
+		got, ok, err := s.Feed(t.Context(), f.Source)
 		f = hashed(f)
 		if err != nil || !ok || !bytes.Equal(got.Body, f.Body) || got.Hash != f.Hash ||
 			got.Validators != f.Validators || got.URLHash != f.URLHash || !got.FetchedAt.Equal(f.FetchedAt) {
@@ -871,13 +859,13 @@ func mustJSON(t *testing.T, v any) []byte {
 
 // testDurable: what a Put returned for is there after Close and a new
 // Open.
-func testDurable(t *testing.T, open func(t *testing.T) Store) {
+func testDurable(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	sess := fullSession("0f1e2d3c-aaaa-bbbb-cccc-000000000001") // an intent: Pending set
 	frank := state.Identity{Address: "frank@contoso.com", ID: "id-1", UPN: "frank@contoso.com", CheckedAt: t0}
 	feed := hashed(state.Feed{Source: "zoom", URLHash: state.URLHash("u"), Body: sampleICS(3), FetchedAt: t0})
 	sig := signal(state.SignalJoined, "bob@contoso.com", t0)
-	for _, err := range []error{s.PutSession(sess), s.PutIdentities([]state.Identity{frank}), s.PutFeed(feed), s.PutSignal(sig)} {
+	for _, err := range []error{s.PutSession(t.Context(), sess), s.PutIdentities(t.Context(), []state.Identity{frank}), s.PutFeed(t.Context(), feed), s.PutSignal(t.Context(), sig)} {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -888,7 +876,7 @@ func testDurable(t *testing.T, open func(t *testing.T) Store) {
 
 	s = openStore(t, open)
 	wantSessions(t, s, map[string]state.Session{sess.UserID: sess})
-	if ids, err := s.Identities(); err != nil || !cmp.Equal(ids, map[string]state.Identity{frank.Address: frank}) {
+	if ids, err := s.Identities(t.Context()); err != nil || !cmp.Equal(ids, map[string]state.Identity{frank.Address: frank}) {
 		t.Errorf("Identities() after reopening = %v, %v; want %v", ids, err, frank)
 	}
 	wantFeed(t, s, feed)
@@ -897,7 +885,7 @@ func testDurable(t *testing.T, open func(t *testing.T) Store) {
 
 // testConcurrent uses one Store from several goroutines at once, as the
 // executor, the pollers and the webhook receiver do. Run with -race.
-func testConcurrent(t *testing.T, open func(t *testing.T) Store) {
+func testConcurrent(t *testing.T, open func(t *testing.T) state.Store) {
 	s := openStore(t, open)
 	const workers, rounds = 8, 20
 	var wg sync.WaitGroup
@@ -907,25 +895,25 @@ func testConcurrent(t *testing.T, open func(t *testing.T) Store) {
 				key := fmt.Sprintf("user-%d-%d", w, r)
 				sess := state.Session{UserID: key, Pending: state.PendingSet, SetAt: t0}
 				steps := []func() error{
-					func() error { return s.PutSessions([]state.Session{sess}) },
-					func() error { sess.Pending = ""; return s.PutSession(sess) },
-					func() error { _, err := s.Sessions(); return err },
+					func() error { return s.PutSessions(t.Context(), []state.Session{sess}) },
+					func() error { sess.Pending = ""; return s.PutSession(t.Context(), sess) },
+					func() error { _, err := s.Sessions(t.Context()); return err },
 					func() error {
-						return s.PutIdentities([]state.Identity{{Address: key + "@contoso.com", ID: key}})
+						return s.PutIdentities(t.Context(), []state.Identity{{Address: key + "@contoso.com", ID: key}})
 					},
-					func() error { _, err := s.Identities(); return err },
+					func() error { _, err := s.Identities(t.Context()); return err },
 					func() error {
-						return s.PutFeeds([]state.Feed{{Source: fmt.Sprint("feed-", w), Body: sampleICS(r)}})
+						return s.PutFeeds(t.Context(), []state.Feed{{Source: fmt.Sprint("feed-", w), Body: sampleICS(r)}})
 					},
-					func() error { _, _, err := s.Feed(fmt.Sprint("feed-", (w+1)%workers)); return err },
-					func() error { return s.PutSignal(state.Signal{ID: key, Vendor: "zoom"}) },
-					func() error { _, err := s.Signals(); return err },
+					func() error { _, _, err := s.Feed(t.Context(), fmt.Sprint("feed-", (w+1)%workers)); return err },
+					func() error { return s.PutSignal(t.Context(), state.Signal{ID: key, Vendor: "zoom"}) },
+					func() error { _, err := s.Signals(t.Context()); return err },
 				}
 				if r%2 == 1 {
 					steps = append(steps,
-						func() error { return s.DeleteSession(key) },
-						func() error { return s.DeleteSignal(key) },
-						func() error { return s.DeleteIdentity(key + "@contoso.com") })
+						func() error { return s.DeleteSession(t.Context(), key) },
+						func() error { return s.DeleteSignal(t.Context(), key) },
+						func() error { return s.DeleteIdentity(t.Context(), key+"@contoso.com") })
 				}
 				for i, step := range steps {
 					if err := step(); err != nil {
@@ -938,15 +926,15 @@ func testConcurrent(t *testing.T, open func(t *testing.T) Store) {
 	}
 	wg.Wait()
 
-	sessions, err := s.Sessions()
+	sessions, err := s.Sessions(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids, err := s.Identities()
+	ids, err := s.Identities(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	signals, err := s.Signals()
+	signals, err := s.Signals(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -955,7 +943,7 @@ func testConcurrent(t *testing.T, open func(t *testing.T) Store) {
 		for r := 0; r < rounds; r += 2 {
 			want = append(want, fmt.Sprintf("user-%d-%d", w, r))
 		}
-		f, ok, err := s.Feed(fmt.Sprint("feed-", w))
+		f, ok, err := s.Feed(t.Context(), fmt.Sprint("feed-", w))
 		if err != nil || !ok || !bytes.Equal(f.Body, sampleICS(rounds-1)) {
 			t.Errorf("Feed(feed-%d) = %v, %v; want the last body written", w, ok, err)
 		}
@@ -976,5 +964,13 @@ func testConcurrent(t *testing.T, open func(t *testing.T) Store) {
 		if sess.Pending != "" {
 			t.Errorf("session %q is pending; the second put cleared it", sess.UserID)
 		}
+	}
+}
+
+// testPing: an open store answers.
+func testPing(t *testing.T, open func(t *testing.T) state.Store) {
+	s := openStore(t, open)
+	if err := s.Ping(t.Context()); err != nil {
+		t.Errorf("Ping() of an open store = %v; want nil", err)
 	}
 }

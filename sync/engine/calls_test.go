@@ -12,6 +12,7 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 )
 
 const carol = "carol@partner.example" // users: carol@contoso.com
@@ -44,7 +45,7 @@ func TestEngineZoomPresence(t *testing.T) {
 		h.presenceAt(carol, signals.ZoomOnPhoneCall, 120*minute)
 		h.until(125 * minute)
 		// The status page lists it: whose, since when, which vendor.
-		live := h.eng.Status(time.Now()).Live
+		live := h.eng.Status(t.Context(), time.Now()).Live
 		if len(live) != 1 || live[0].Email != carol || live[0].Vendor != "zoom" || live[0].Status != signals.ZoomOnPhoneCall ||
 			!live[0].Since.Equal(h.begin.Add(120*minute)) || live[0].Pair.Activity != "InACall" {
 			t.Errorf("Status().Live = %+v; want carol's On_Phone_Call since 2h", live)
@@ -99,7 +100,7 @@ func TestEngineWebexCalls(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		people := &fakePeople{}
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(time.Now(), "m", 10*minute, time.Hour)}, errs: map[string]error{}},
-			store: NewMemStore(), begin: time.Now(), metrics: NewMetrics(nil)}
+			store: mem.New(), begin: time.Now(), metrics: NewMetrics(nil)}
 		h.graph = &testutil.Presence{Begin: h.begin}
 		h.startWith(signalConfig(), func(o *Options) { o.People = people }, nil)
 		call := func(id, status string) string {
@@ -120,7 +121,7 @@ func TestEngineWebexCalls(t *testing.T) {
 		h.until(125 * minute)
 		call("b", signals.WebexConnected)
 		h.until(130 * minute)
-		if live := h.eng.Status(time.Now()).Live; len(live) != 2 || live[0].Call != "b" || live[1].Call != "a" || live[0].Email != carol || live[0].Vendor != "webex" {
+		if live := h.eng.Status(t.Context(), time.Now()).Live; len(live) != 2 || live[0].Call != "b" || live[1].Call != "a" || live[0].Email != carol || live[0].Vendor != "webex" {
 			t.Errorf("Status().Live = %+v; want calls b and a of carol", live)
 		}
 		call("a", signals.WebexCallEnded) // b still runs
@@ -128,7 +129,7 @@ func TestEngineWebexCalls(t *testing.T) {
 		people.failNext(3)
 		call("b", signals.WebexCallEnded)
 		h.until(3 * time.Hour)
-		if live := h.eng.Status(time.Now()).Live; len(live) != 0 {
+		if live := h.eng.Status(t.Context(), time.Now()).Live; len(live) != 0 {
 			t.Errorf("Status().Live after the calls = %+v; want none", live)
 		}
 		h.stop()
@@ -161,7 +162,7 @@ func TestEngineDropsALookupPastTheCap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		people := &fakePeople{}
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(time.Now(), "m", 10*minute, time.Hour)}, errs: map[string]error{}},
-			store: NewMemStore(), begin: time.Now(), metrics: NewMetrics(nil)}
+			store: mem.New(), begin: time.Now(), metrics: NewMetrics(nil)}
 		h.graph = &testutil.Presence{Begin: h.begin}
 		cfg := signalConfig()
 		h.startWith(cfg, func(o *Options) { o.People = people }, nil)
@@ -190,9 +191,9 @@ func TestEngineDropsALookupPastTheCap(t *testing.T) {
 	})
 }
 
-func mustQueued(t *testing.T, st *MemStore) map[string]state.Signal {
+func mustQueued(t *testing.T, st *mem.Store) map[string]state.Signal {
 	t.Helper()
-	q, err := st.QueuedSignals()
+	q, err := st.QueuedSignals(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +206,7 @@ func mustQueued(t *testing.T, st *MemStore) map[string]state.Signal {
 // accepts no more signals.
 func TestEngineAppliesTheInboxAtStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		store := NewMemStore()
+		store := mem.New()
 		h := startHarness(t, signalConfig(), zoomFeed(time.Now(), "m", 10*minute, time.Hour), store, nil)
 		h.until(30 * minute)
 		if !h.eng.Accepting() {
@@ -216,7 +217,7 @@ func TestEngineAppliesTheInboxAtStart(t *testing.T) {
 		if eng.Accepting() {
 			t.Error("a stopped engine accepts signals")
 		}
-		if _, err := signals.Queue(store, Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}); err != nil {
+		if _, err := signals.Queue(t.Context(), store, Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 		h.start(signalConfig())

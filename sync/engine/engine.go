@@ -17,6 +17,7 @@ import (
 	"github.com/go-co-op/gocron/v2"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/identity"
@@ -29,16 +30,16 @@ type Fetcher interface {
 }
 
 // FeedCache keeps the last good copy of each feed across restarts.
-// *state.Store implements it.
+// Every state.Store implements it.
 type FeedCache interface {
-	Feed(source string) (state.Feed, bool, error)
-	PutFeed(f state.Feed) error
+	Feed(ctx context.Context, source string) (state.Feed, bool, error)
+	PutFeed(ctx context.Context, f state.Feed) error
 	// PutFeeds stores several copies in one durable transaction: a pass
 	// over thousands of feeds cannot afford an fsync for each.
-	PutFeeds(fs []state.Feed) error
+	PutFeeds(ctx context.Context, fs []state.Feed) error
 	// FeedHeads returns every stored copy without its body and with its
 	// Expansion: what a restart reconciles from before parsing any copy.
-	FeedHeads() ([]state.Feed, error)
+	FeedHeads(ctx context.Context) ([]state.Feed, error)
 }
 
 // InboxEvery is how often the leader of several replicas applies the
@@ -140,8 +141,9 @@ type SourceStatus struct {
 	CopyAge string `json:"copy_age,omitempty"`
 }
 
-// New builds an engine. The configuration must have passed Validate.
-func New(o Options) (*Engine, error) {
+// New builds an engine, reading the resolved addresses kept in the store
+// under ctx. The configuration must have passed Validate.
+func New(ctx context.Context, o Options) (*Engine, error) {
 	m, err := plan.NewMatcher(o.Config)
 	if err != nil {
 		return nil, err
@@ -154,7 +156,7 @@ func New(o Options) (*Engine, error) {
 	}
 	g := o.Config.Graph
 	dir := identity.New(o.Presence, o.Store, o.Config.Schedule.IdentityRefresh, g.MaxConcurrency, o.Logger, o.Metrics.forIdentity())
-	if err := dir.Load(); err != nil {
+	if err := dir.Load(ctx); err != nil {
 		// Not fatal: every address is looked up again.
 		o.Logger.Warn("read resolved addresses", "err", err)
 	}
@@ -167,7 +169,7 @@ func New(o Options) (*Engine, error) {
 		dir:          dir,
 		exec:         newExecutor(o.Presence, sessions, dir, newGate(g.MaxConcurrency, g.RateLimit, g.RateWindow), o.Logger, o.Metrics),
 		kick:         make(chan struct{}, 1),
-		sig:          newSignalSet(o.Store, o.Logger),
+		sig:          newSignalSet(ctx, o.Store, o.Logger),
 		rb:           newReadback(),
 		reloads:      make(chan reloadRequest),
 		stopped:      make(chan struct{}),
@@ -266,8 +268,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		})
 	}
 	defer wg.Wait()
-	if in, err := e.input(time.Now()); err == nil {
-		e.scheduleWake(e.nextWake(in))
+	if in, err := e.input(ctx, time.Now()); err == nil {
+		e.scheduleWake(e.nextWake(ctx, in))
 	} else {
 		e.log.Error("read sessions", "err", err)
 		e.scheduleWake(time.Now().Add(time.Minute))
@@ -309,7 +311,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-e.kick:
 		case <-safety.C:
 		case req := <-e.reloads:
-			report, read := e.applyReload(req.cfg, req.matcher)
+			report, read := e.applyReload(ctx, req.cfg, req.matcher)
 			req.reply <- report
 			if len(read) > 0 {
 				// Added and changed sources are read at once, reconciling
@@ -364,7 +366,7 @@ func (e *Engine) startFromStore(ctx context.Context, loaded func()) {
 	if !first {
 		return
 	}
-	e.feeds.loadCache(loaded)
+	e.feeds.loadCache(ctx, loaded)
 	e.reconcile(ctx, nil)
 	e.mu.Lock()
 	e.ready = true
@@ -441,7 +443,7 @@ func (e *Engine) resolveLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		now := time.Now()
 		if !now.Before(nextForget) && e.startedUp() {
-			e.forgetUnnamed(now)
+			e.forgetUnnamed(ctx, now)
 			nextForget = now.Add(identity.ForgetEvery)
 		}
 		due, next := e.dir.DueAt(now)
@@ -476,25 +478,25 @@ func (e *Engine) startedUp() bool {
 // forgetUnnamed has the directory forget the addresses that no loaded
 // feed has named for identity.ForgetAfter (directory.prune). The configuration's
 // people (fixed users and both sides of users:) are never forgotten.
-func (e *Engine) forgetUnnamed(now time.Time) {
+func (e *Engine) forgetUnnamed(ctx context.Context, now time.Time) {
 	matches, _ := e.feeds.snapshot()
 	named := make(map[string]bool)
 	last := ""
 	for i := range matches {
 		if a := matches[i].User; a != last { // fixed users repeat in a row
-			named[state.NormalizeAddress(a)] = true
+			named[mailaddr.Normalize(a)] = true
 			last = a
 		}
 	}
 	conf := e.conf.Load()
 	keep := make(map[string]bool)
 	for _, u := range conf.cfg.ConfiguredUsers() {
-		keep[state.NormalizeAddress(u)] = true
+		keep[mailaddr.Normalize(u)] = true
 	}
 	for a := range conf.userIndex {
 		keep[a] = true
 	}
-	e.dir.Prune(now, named, keep)
+	e.dir.Prune(ctx, now, named, keep)
 }
 
 // kickReconcile asks Run's loop for a reconcile soon.
@@ -513,7 +515,7 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 	e.metrics.Reconciles.Inc()
 
 	now := time.Now()
-	in, err := e.input(now)
+	in, err := e.input(ctx, now)
 	if err != nil {
 		e.log.Error("read sessions", "err", err)
 		e.scheduleWake(now.Add(time.Minute))
@@ -528,7 +530,7 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 			"starts", n, "boundary", actions[0].Due, "lead", actions[0].Due.Sub(now).String())
 	}
 	results := e.exec.run(ctx, burstOrder(e.named(onlyUsers(actions, users))))
-	e.scheduleWake(e.nextWake(in))
+	e.scheduleWake(e.nextWake(ctx, in))
 	for _, r := range results {
 		if r.Action.Op == plan.OpSet && r.Err == nil {
 			e.rb.poke() // a burst of sets: read back what Teams shows
@@ -542,17 +544,17 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 // input gathers what Reconcile looks at, at now. People are keyed by the
 // object ids the directory knows; matches whose address it cannot name yet
 // are left out (and so noted for the resolver).
-func (e *Engine) input(now time.Time) (plan.ReconcileInput, error) {
+func (e *Engine) input(ctx context.Context, now time.Time) (plan.ReconcileInput, error) {
 	matches, sourcesKnown, feedGen := e.feeds.snapshotGen()
-	sessions, err := e.readSessions(true)
+	sessions, err := e.readSessions(ctx, true)
 	if err != nil {
 		return plan.ReconcileInput{}, err
 	}
 	key := e.keyFunc()
-	matches, spans := e.view(matches, feedGen, now, key)
+	matches, spans := e.view(ctx, matches, feedGen, now, key)
 	cfg := e.config()
 	return plan.ReconcileInput{
-		Now: now, Spans: spans, Sessions: e.adoptMigrated(sessions),
+		Now: now, Spans: spans, Sessions: e.adoptMigrated(ctx, sessions),
 		Matches: matches, Key: key, Known: e.knownFunc(sourcesKnown), Held: e.exec.heldAt(now), MaxLease: cfg.Presence.MaxLease,
 		Rate: e.rate, LeadBurst: cfg.Presence.LeadBurst, SourceRemoved: e.conf.Load().sourceRemoved,
 	}, nil
@@ -564,8 +566,8 @@ func (e *Engine) input(now time.Time) (plan.ReconcileInput, error) {
 // changed since the last call: a boundary's reconcile must cost what
 // changed, not every person's spans from 200,000 matches (about a second
 // at 10,000 feeds).
-func (e *Engine) view(matches []plan.Match, feedGen uint64, now time.Time, key plan.KeyFunc) ([]plan.Match, map[string][]plan.Span) {
-	sigs, sigGen := e.sig.at(now, e.log)
+func (e *Engine) view(ctx context.Context, matches []plan.Match, feedGen uint64, now time.Time, key plan.KeyFunc) ([]plan.Match, map[string][]plan.Span) {
+	sigs, sigGen := e.sig.at(ctx, now, e.log)
 	conf := e.conf.Load()
 	gen := [4]uint64{feedGen, sigGen, e.dir.Generation(), conf.gen}
 	e.viewMu.Lock()
@@ -619,7 +621,7 @@ func (e *Engine) knownFunc(sourcesKnown func(address string) bool) func(string) 
 // no id to call Graph with). Graph holds one session per person, so a
 // session the person already has is merged with it: the uncertain one
 // wins, and the reconciler sets or clears it as the spans say.
-func (e *Engine) adoptMigrated(sessions map[string]state.Session) map[string]state.Session {
+func (e *Engine) adoptMigrated(ctx context.Context, sessions map[string]state.Session) map[string]state.Session {
 	for key, sess := range sessions {
 		if sess.UserID != "" {
 			continue
@@ -631,7 +633,7 @@ func (e *Engine) adoptMigrated(sessions map[string]state.Session) map[string]sta
 				// Nobody to clear: a set for an address Entra does not
 				// know cannot have reached anyone.
 				e.log.Info("dropping a migrated session: its address names no Entra user", "address", sess.Address)
-				if err := e.store.DeleteSession(key); err != nil {
+				if err := e.store.DeleteSession(ctx, key); err != nil {
 					e.log.Warn("drop migrated session", "address", sess.Address, "err", err)
 				}
 			}
@@ -641,11 +643,11 @@ func (e *Engine) adoptMigrated(sessions map[string]state.Session) map[string]sta
 		if prev, ok := sessions[id]; ok {
 			sess = state.MergeSessions(prev, sess)
 		}
-		if err := e.store.PutSession(sess); err != nil {
+		if err := e.store.PutSession(ctx, sess); err != nil {
 			e.log.Warn("adopt migrated session", "user_id", id, "err", err)
 			continue
 		}
-		if err := e.store.DeleteSession(key); err != nil {
+		if err := e.store.DeleteSession(ctx, key); err != nil {
 			e.log.Warn("adopt migrated session", "user_id", id, "err", err)
 		}
 		e.log.Info("migrated session adopted", "user", e.dir.UPN(id), "address", key)
@@ -712,13 +714,13 @@ func onlyUsers(actions []plan.Action, users []string) []plan.Action {
 // in is the input of the pass that just ran: its spans still hold (a poll
 // that changes them kicks a new pass), only the time and the sessions
 // have moved on.
-func (e *Engine) nextWake(in plan.ReconcileInput) time.Time {
+func (e *Engine) nextWake(ctx context.Context, in plan.ReconcileInput) time.Time {
 	now := time.Now()
-	sessions, err := e.readSessions(false)
+	sessions, err := e.readSessions(ctx, false)
 	if err != nil {
 		return now.Add(time.Minute)
 	}
-	in.Now, in.Sessions, in.FirstPass = now, e.adoptMigrated(sessions), false
+	in.Now, in.Sessions, in.FirstPass = now, e.adoptMigrated(ctx, sessions), false
 	in.Held = e.exec.heldAt(now)
 	busy := 0
 	for _, ss := range in.Spans {
@@ -799,8 +801,8 @@ func (e *Engine) scheduleWake(t time.Time) {
 }
 
 // plan returns the actions a reconcile would take now, without taking them.
-func (e *Engine) plan(users []string) []plan.Action {
-	in, err := e.input(time.Now())
+func (e *Engine) plan(ctx context.Context, users []string) []plan.Action {
+	in, err := e.input(ctx, time.Now())
 	if err != nil {
 		return nil
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -40,21 +41,21 @@ type memFeedCache struct {
 	fail    error // every write fails with it
 }
 
-func (c *memFeedCache) Feed(source string) (state.Feed, bool, error) {
+func (c *memFeedCache) Feed(ctx context.Context, source string) (state.Feed, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f, ok := c.feeds[source]
 	return f, ok, nil
 }
 
-func (c *memFeedCache) PutFeed(f state.Feed) error {
+func (c *memFeedCache) PutFeed(ctx context.Context, f state.Feed) error {
 	c.mu.Lock()
 	c.singles++
 	c.mu.Unlock()
-	return c.PutFeeds([]state.Feed{f})
+	return c.PutFeeds(ctx, []state.Feed{f})
 }
 
-func (c *memFeedCache) PutFeeds(fs []state.Feed) error {
+func (c *memFeedCache) PutFeeds(ctx context.Context, fs []state.Feed) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fail != nil {
@@ -67,7 +68,7 @@ func (c *memFeedCache) PutFeeds(fs []state.Feed) error {
 	return nil
 }
 
-func (c *memFeedCache) FeedHeads() ([]state.Feed, error) {
+func (c *memFeedCache) FeedHeads(ctx context.Context) ([]state.Feed, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	heads := make([]state.Feed, 0, len(c.feeds))
@@ -89,7 +90,7 @@ func (c *memFeedCache) dropExpansions() {
 	}
 }
 
-func (c *memFeedCache) DeleteFeedsExcept(sources []string) error {
+func (c *memFeedCache) DeleteFeedsExcept(ctx context.Context, sources []string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name := range c.feeds {
@@ -107,7 +108,7 @@ func TestDryRunStaleFeedFetchedInFull(t *testing.T) {
 		cfg.Schedule.Horizon = 2 * time.Hour // expanded again after at most an hour
 		feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(now, "a", 10*time.Minute, 5*time.Hour)}, errs: map[string]error{}}
 		rf := &recordingFetcher{fakeFeeds: feeds}
-		eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: NewMemStore(), Fetcher: rf})
+		eng, err := New(t.Context(), Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Fetcher: rf})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +129,7 @@ func TestDryRunStaleFeedFetchedInFull(t *testing.T) {
 		// With a fresh window the copy in hand is checked conditionally.
 		cfg = testConfig()
 		rf = &recordingFetcher{fakeFeeds: feeds}
-		eng, err = New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: NewMemStore(), Fetcher: rf})
+		eng, err = New(ctx, Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Fetcher: rf})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +156,7 @@ func TestPollAllStoresCopiesInBatches(t *testing.T) {
 		feeds.bodies[name] = ics(now, name, time.Duration(i)*time.Minute, 30*time.Minute)
 	}
 	cache := &memFeedCache{feeds: map[string]state.Feed{}}
-	eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: NewMemStore(), Feeds: cache, Fetcher: feeds})
+	eng, err := New(t.Context(), Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Feeds: cache, Fetcher: feeds})
 	if err != nil {
 		t.Fatal(err)
 	}

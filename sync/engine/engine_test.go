@@ -20,6 +20,7 @@ import (
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 )
 
 // fakeFeeds serves feed bodies from memory, answering "not modified" when
@@ -98,7 +99,7 @@ type harness struct {
 	t       *testing.T
 	feeds   *fakeFeeds
 	graph   *testutil.Presence
-	store   *MemStore
+	store   *mem.Store
 	begin   time.Time
 	cancel  context.CancelFunc
 	done    chan error
@@ -120,14 +121,14 @@ func (h *harness) reasons() []string {
 	return out
 }
 
-func startHarness(t *testing.T, cfg *config.Config, body string, store *MemStore, graph *testutil.Presence) *harness {
+func startHarness(t *testing.T, cfg *config.Config, body string, store *mem.Store, graph *testutil.Presence) *harness {
 	h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": body}, errs: map[string]error{}},
 		graph: graph, store: store, begin: time.Now(), metrics: NewMetrics(nil)}
 	if h.graph == nil {
 		h.graph = &testutil.Presence{Begin: h.begin}
 	}
 	if h.store == nil {
-		h.store = NewMemStore()
+		h.store = mem.New()
 	}
 	h.start(cfg)
 	return h
@@ -144,7 +145,7 @@ func (h *harness) startWith(cfg *config.Config, edit func(*Options), prepare fun
 	if edit != nil {
 		edit(&o)
 	}
-	eng, err := New(o)
+	eng, err := New(h.t.Context(), o)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -355,7 +356,7 @@ func TestEngineUnchangedPollsCostNothing(t *testing.T) {
 func TestEngineRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := NewMemStore()
+		store := mem.New()
 		body := ics(begin, "m", 10*time.Minute, 30*time.Minute, "s", 60*time.Minute, 3*time.Minute, "l", 80*time.Minute, 30*time.Minute)
 		graph := &testutil.Presence{Begin: begin}
 		h := startHarness(t, testConfig(), body, store, graph)
@@ -416,7 +417,7 @@ func TestEngineRestartWhileFeedsHang(t *testing.T) {
 		cfg := testConfig()
 		cfg.Sources = append(cfg.Sources, config.Source{Name: "webex", URL: "https://example.test/webex.ics",
 			Users: []string{"bob@contoso.com"}, PollInterval: time.Minute})
-		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: NewMemStore(),
+		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: mem.New(),
 			graph: &testutil.Presence{Begin: begin}, cache: &memFeedCache{feeds: map[string]state.Feed{}},
 			feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{
 				// Alice's short meeting gets a 5 min lease, to 1h5m.
@@ -457,11 +458,11 @@ type slowCache struct {
 	delay time.Duration
 }
 
-func (c *slowCache) Feed(source string) (state.Feed, bool, error) {
+func (c *slowCache) Feed(ctx context.Context, source string) (state.Feed, bool, error) {
 	if source == c.slow {
 		time.Sleep(c.delay)
 	}
-	return c.memFeedCache.Feed(source)
+	return c.memFeedCache.Feed(ctx, source)
 }
 
 // On a restart the stored copies that must be parsed (stored without
@@ -475,7 +476,7 @@ func TestEngineRestartReconcilesAsCopiesLoad(t *testing.T) {
 		cfg.Sources = append(cfg.Sources, config.Source{Name: "zz-webex", URL: "https://example.test/webex.ics",
 			Users: []string{"bob@contoso.com"}, PollInterval: time.Minute})
 		cache := &memFeedCache{feeds: map[string]state.Feed{}}
-		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: NewMemStore(),
+		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: mem.New(),
 			graph: &testutil.Presence{Begin: begin}, cache: cache,
 			feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{
 				"zoom":     ics(begin, "a", 60*time.Minute, 3*time.Minute),
@@ -509,7 +510,7 @@ func TestEngineReadiness(t *testing.T) {
 		var authenticated atomic.Bool
 		feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}}
 		feeds.fail("zoom", errors.New("connection refused"))
-		h := &harness{t: t, feeds: feeds, graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		h := &harness{t: t, feeds: feeds, graph: &testutil.Presence{Begin: begin}, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(testConfig(), func(o *Options) { o.Authenticated = authenticated.Load }, nil)
 		eng := h.eng
 		h.until(time.Minute)

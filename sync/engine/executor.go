@@ -35,18 +35,18 @@ type Presence interface {
 }
 
 // Store records the sessions we hold, by person, and what Entra said of
-// each address. *state.Store implements it; MemStore keeps them in memory
+// each address. Every state.Store implements it; state/mem keeps them in memory
 // (dry run).
 type Store interface {
 	// Sessions may return the sessions that decode together with a
 	// *state.BadRecordsError for those that do not: not fatal.
-	Sessions() (map[string]state.Session, error)
-	PutSession(state.Session) error
-	PutSessions([]state.Session) error
-	DeleteSession(key string) error
-	Identities() (map[string]state.Identity, error)
-	PutIdentities([]state.Identity) error
-	DeleteIdentity(address string) error
+	Sessions(ctx context.Context) (map[string]state.Session, error)
+	PutSession(ctx context.Context, sess state.Session) error
+	PutSessions(ctx context.Context, sessions []state.Session) error
+	DeleteSession(ctx context.Context, key string) error
+	Identities(ctx context.Context) (map[string]state.Identity, error)
+	PutIdentities(ctx context.Context, ids []state.Identity) error
+	DeleteIdentity(ctx context.Context, address string) error
 }
 
 // Result is what became of one action.
@@ -159,13 +159,13 @@ func (x *executor) run(ctx context.Context, actions []plan.Action) []Result {
 		}
 	}
 	if len(intents) > 0 {
-		if err := x.store.PutSessions(intents); err != nil {
+		if err := x.store.PutSessions(ctx, intents); err != nil {
 			// No call without its record: back off as for a failed call,
 			// so a broken state file does not spin the loop.
 			err = fmt.Errorf("record intent: %w", err)
 			for i, a := range actions {
 				results[i] = Result{Action: a, Err: err}
-				x.fail(a, err, x.logFor(a))
+				x.fail(ctx, a, err, x.logFor(a))
 			}
 			return results
 		}
@@ -173,12 +173,12 @@ func (x *executor) run(ctx context.Context, actions []plan.Action) []Result {
 	var wg sync.WaitGroup
 	for i, a := range actions {
 		if a.Op == plan.OpForget || a.Op == plan.OpNote {
-			err := x.record(a)
+			err := x.record(ctx, a)
 			if err != nil {
 				// Logged and backed off like a failed call: a full disk
 				// must not turn the loop into a thousand writes a second.
 				err = fmt.Errorf("record: %w", err)
-				x.fail(a, err, x.logFor(a))
+				x.fail(ctx, a, err, x.logFor(a))
 			}
 			results[i] = Result{Action: a, Err: err}
 			continue
@@ -238,17 +238,17 @@ func intent(a plan.Action, now time.Time) state.Session {
 }
 
 // record applies a record-only action.
-func (x *executor) record(a plan.Action) error {
+func (x *executor) record(ctx context.Context, a plan.Action) error {
 	switch a.Op {
 	case plan.OpForget:
-		return x.store.DeleteSession(a.User)
+		return x.store.DeleteSession(ctx, a.User)
 	case plan.OpNote:
 		if !a.HasPrev {
 			return nil
 		}
 		s := a.Prev
 		s.SpanStart, s.SpanEnd, s.Events = a.Span.Start, a.Span.End, a.Span.Events()
-		return x.store.PutSession(s)
+		return x.store.PutSession(ctx, s)
 	}
 	return nil
 }
@@ -301,9 +301,9 @@ func (x *executor) call(ctx context.Context, a plan.Action, pending state.Sessio
 		var rerr error
 		if a.Op == plan.OpSet {
 			pending.Pending, pending.SetAt, pending.Expires = "", sent, sent.Add(a.Expiration)
-			rerr = x.store.PutSession(pending)
+			rerr = x.store.PutSession(ctx, pending)
 		} else {
-			rerr = x.ended(pending, sent)
+			rerr = x.ended(ctx, pending, sent)
 		}
 		attrs := []any{"span_start", a.Span.Start, "span_end", a.Span.End}
 		if !a.HoldUntil.IsZero() {
@@ -317,43 +317,43 @@ func (x *executor) call(ctx context.Context, a plan.Action, pending state.Sessio
 			// Graph has it, our record does not: back off rather than
 			// repeat the call at once.
 			rerr = fmt.Errorf("record outcome: %w", rerr)
-			x.fail(a, rerr, log)
+			x.fail(ctx, a, rerr, log)
 		}
 		return Result{Action: a, Err: rerr, Sent: sent}
 	}
 
 	if k := presence.KindOf(err); a.Op == plan.OpSet && (k == presence.Permanent || k == presence.NotFound) {
 		// Graph refused the set: nothing changed there.
-		x.undo(a)
+		x.undo(ctx, a)
 	}
 	// Anything else leaves the record pending: the next pass repeats the
 	// call. A clear is never undone, whatever Graph answered (a 403 while
 	// an admin changes consent is no reason to leave someone Busy): it is
 	// retried with back-off until the lease it clears has run out.
-	x.fail(a, err, log)
+	x.fail(ctx, a, err, log)
 	return Result{Action: a, Err: err, Sent: sent}
 }
 
 // ended records that a clear went through at t: the record goes, or,
 // while an operator's clear holds the person back, stays as that hold with
 // no lease and nothing pending.
-func (x *executor) ended(s state.Session, t time.Time) error {
+func (x *executor) ended(ctx context.Context, s state.Session, t time.Time) error {
 	if !s.HeldAt(t) {
-		return x.store.DeleteSession(s.Key())
+		return x.store.DeleteSession(ctx, s.Key())
 	}
 	s.Pending, s.Expires = "", t
-	return x.store.PutSession(s)
+	return x.store.PutSession(ctx, s)
 }
 
 // undo voids the intent recorded for a call that Graph never acted on:
 // the previous session comes back (a set), or the record goes (a clear
 // that cannot be made, or a set with nothing before it).
-func (x *executor) undo(a plan.Action) {
+func (x *executor) undo(ctx context.Context, a plan.Action) {
 	var err error
 	if a.Op == plan.OpSet && a.HasPrev {
-		err = x.store.PutSession(a.Prev)
+		err = x.store.PutSession(ctx, a.Prev)
 	} else {
-		err = x.store.DeleteSession(a.User)
+		err = x.store.DeleteSession(ctx, a.User)
 	}
 	if err != nil {
 		x.log.Error("restore session record", "user", a.User, "err", err)
@@ -361,9 +361,9 @@ func (x *executor) undo(a plan.Action) {
 }
 
 // fail logs a failed call and holds the user back as its kind requires.
-func (x *executor) fail(a plan.Action, err error, log *slog.Logger) {
+func (x *executor) fail(ctx context.Context, a plan.Action, err error, log *slog.Logger) {
 	if presence.KindOf(err) == presence.NotFound && a.Op == plan.OpSet && x.dir != nil {
-		x.dir.Forget(a.User)
+		x.dir.Forget(ctx, a.User)
 	}
 	now := time.Now()
 	x.mu.Lock()

@@ -16,6 +16,7 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -35,7 +36,7 @@ func TestEngineRetriesAClearUntilItIsSent(t *testing.T) {
 		h.stop()
 		// Three throttled clears at 13m, 13m30s, 14m; the fourth goes through.
 		h.want("10m0s set alice@contoso.com InAConferenceCall 5m0s", "14m30s clear alice@contoso.com")
-		if s, _ := h.store.Sessions(); len(s) != 0 {
+		if s, _ := h.store.Sessions(t.Context()); len(s) != 0 {
 			t.Errorf("sessions after the clear = %v; want none", s)
 		}
 	})
@@ -216,7 +217,7 @@ func TestEngineRefusedClearIsRetriedUntilTheLeaseRunsOut(t *testing.T) {
 				} else if len(attempts) != tt.refusals+1 {
 					t.Errorf("clear tried %d times; want %d", len(attempts), tt.refusals+1)
 				}
-				if s, _ := h.store.Sessions(); len(s) != 0 {
+				if s, _ := h.store.Sessions(t.Context()); len(s) != 0 {
 					t.Errorf("sessions at the end = %v; want none", s)
 				}
 				if got := gaugeValue(h.metrics.ClearsPending); got != 0 {
@@ -247,7 +248,7 @@ func TestEngineBoundaryFiresWhenGocronRefusesTheWake(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute+30*time.Second, 3*time.Minute)}, errs: map[string]error{}},
-			graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+			graph: &testutil.Presence{Begin: begin}, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(testConfig(), nil, func(e *Engine) {
 			e.wrapScheduler = func(s gocron.Scheduler) gocron.Scheduler { return refusingScheduler{s} }
 		})
@@ -263,12 +264,12 @@ func TestEngineBoundaryFiresWhenGocronRefusesTheWake(t *testing.T) {
 
 // failingDeletes is a store whose session deletes fail (a full disk).
 type failingDeletes struct {
-	*MemStore
+	*mem.Store
 	mu      sync.Mutex
 	deletes int
 }
 
-func (s *failingDeletes) DeleteSession(key string) error {
+func (s *failingDeletes) DeleteSession(ctx context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deletes++
@@ -281,9 +282,9 @@ func (s *failingDeletes) DeleteSession(key string) error {
 func TestEngineFailingStateWriteBacksOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := &failingDeletes{MemStore: NewMemStore()}
+		store := &failingDeletes{Store: mem.New()}
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}},
-			graph: &testutil.Presence{Begin: begin}, store: store.MemStore, begin: begin, metrics: NewMetrics(nil)}
+			graph: &testutil.Presence{Begin: begin}, store: store.Store, begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(testConfig(), func(o *Options) { o.Store = store }, nil)
 		h.until(time.Hour) // the span ends at 40m: 20 minutes of failing deletes
 		h.stop()
@@ -306,13 +307,13 @@ func TestEngineFailingStateWriteBacksOff(t *testing.T) {
 // to retry: the engine is being stopped and the next leader makes the
 // call. Another failed record is held back as before.
 func TestFencedRecordHoldsNobodyBack(t *testing.T) {
-	x := newExecutor(&testutil.Presence{}, NewMemStore(), nil, nil, slog.New(slog.DiscardHandler), NewMetrics(nil))
+	x := newExecutor(&testutil.Presence{}, mem.New(), nil, nil, slog.New(slog.DiscardHandler), NewMetrics(nil))
 	a := plan.Action{Op: plan.OpSet, User: "alice"}
-	x.fail(a, fmt.Errorf("record intent: leader epoch 1 is over: epoch 2 leads now: %w", state.ErrFenced), x.logFor(a))
+	x.fail(t.Context(), a, fmt.Errorf("record intent: leader epoch 1 is over: epoch 2 leads now: %w", state.ErrFenced), x.logFor(a))
 	if held := x.heldAt(time.Now()); len(held) != 0 {
 		t.Errorf("held after a fenced record: %v; want nobody", held)
 	}
-	x.fail(a, errors.New("record intent: no space left on device"), x.logFor(a))
+	x.fail(t.Context(), a, errors.New("record intent: no space left on device"), x.logFor(a))
 	if held := x.heldAt(time.Now()); len(held) != 1 {
 		t.Errorf("held after a failed record: %v; want alice, backing off", held)
 	}
@@ -334,10 +335,10 @@ func TestEngineShutdownIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		graph := &testutil.Presence{Begin: begin}
-		store := NewMemStore()
+		store := mem.New()
 		cfg := testConfig()
 		cfg.Server.ShutdownTimeout = 20 * time.Second
-		eng, err := New(Options{Config: cfg, Presence: hangingPresence{graph}, Store: store,
+		eng, err := New(t.Context(), Options{Config: cfg, Presence: hangingPresence{graph}, Store: store,
 			Fetcher: &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 30*time.Minute)}, errs: map[string]error{}}})
 		if err != nil {
 			t.Fatal(err)
@@ -354,7 +355,7 @@ func TestEngineShutdownIsBounded(t *testing.T) {
 		if d := time.Since(stopped); d > 21*time.Second {
 			t.Errorf("Run returned %v after cancel; want within the 20s grace", d)
 		}
-		s, _ := store.Sessions()
+		s, _ := store.Sessions(ctx)
 		if s[alice].Pending != state.PendingSet {
 			t.Errorf("session after an interrupted set = %+v; want it recorded as uncertain (pending set)", s[alice])
 		}

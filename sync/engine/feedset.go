@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
@@ -242,12 +243,12 @@ const failWarnEvery = 5 * time.Minute
 // settings, too old). changed, when not nil, is called after each source
 // loaded. A copy older than max_copy_age is stale from the start: its
 // future events do not count.
-func (fs *feedSet) loadCache(changed func()) {
+func (fs *feedSet) loadCache(ctx context.Context, changed func()) {
 	if fs.cache == nil {
 		return
 	}
 	now := time.Now()
-	stored := fs.loadExpansions(now, changed)
+	stored := fs.loadExpansions(ctx, now, changed)
 	var parsed atomic.Int64
 	defer func() {
 		fs.log.Info("stored copies loaded", "sources", len(fs.names()), "from_stored_occurrences", stored,
@@ -266,7 +267,7 @@ func (fs *feedSet) loadCache(changed func()) {
 		if loaded {
 			return // already read; the copy we hold is at least as new
 		}
-		c, ok, err := fs.cache.Feed(name)
+		c, ok, err := fs.cache.Feed(ctx, name)
 		if err != nil {
 			fs.log.Warn("read cached feed", "source", name, "err", err)
 			return
@@ -333,8 +334,8 @@ func (fs *feedSet) expansionKey(f *feed) string {
 // they cover now and what follows it until the copy is expanded again at
 // its first poll. The copy's own re-expansion is due from when they were
 // made. It returns how many sources it loaded.
-func (fs *feedSet) loadExpansions(now time.Time, changed func()) int {
-	heads, err := fs.cache.FeedHeads()
+func (fs *feedSet) loadExpansions(ctx context.Context, now time.Time, changed func()) int {
+	heads, err := fs.cache.FeedHeads(ctx)
 	if err != nil {
 		fs.log.Warn("read stored occurrences; parsing the copies instead", "err", err)
 		return 0
@@ -380,7 +381,7 @@ func (fs *feedSet) pollAll(ctx context.Context, names []string, force bool, chan
 	if len(names) == 0 {
 		names = fs.names()
 	}
-	keep, flush := fs.keepBatched()
+	keep, flush := fs.keepBatched(ctx)
 	defer flush()
 	errs := make([]error, len(names))
 	parallel(len(names), fs.concurrency, func(i int) {
@@ -403,10 +404,13 @@ const feedBatch = 64
 // until everything handed over is written. A poller then waits for an fsync
 // only when the writer falls behind, not for every feed (with one fsync per
 // feed, a first pass over 10,000 feeds spent minutes in them).
-func (fs *feedSet) keepBatched() (keep func(state.Feed), flush func()) {
+func (fs *feedSet) keepBatched(ctx context.Context) (keep func(state.Feed), flush func()) {
 	if fs.cache == nil {
 		return nil, func() {}
 	}
+	// A copy fetched is stored even when ctx ends (shutdown): flush
+	// waits for it, and the store bounds each write itself.
+	ctx = context.WithoutCancel(ctx)
 	ch := make(chan state.Feed, feedBatch)
 	done := make(chan struct{})
 	go func() {
@@ -426,7 +430,7 @@ func (fs *feedSet) keepBatched() (keep func(state.Feed), flush func()) {
 					break more
 				}
 			}
-			fs.storeFeeds(batch)
+			fs.storeFeeds(ctx, batch)
 			clear(batch) // let the bodies go
 		}
 	}()
@@ -435,24 +439,24 @@ func (fs *feedSet) keepBatched() (keep func(state.Feed), flush func()) {
 
 // storeFeeds writes a batch of last good copies; on failure it tries them
 // one by one, so one bad record does not cost the others theirs.
-func (fs *feedSet) storeFeeds(batch []state.Feed) {
+func (fs *feedSet) storeFeeds(ctx context.Context, batch []state.Feed) {
 	if len(batch) == 0 {
 		return
 	}
-	if err := fs.cache.PutFeeds(batch); err == nil {
+	if err := fs.cache.PutFeeds(ctx, batch); err == nil {
 		for _, c := range batch {
 			fs.stored(c)
 		}
 		return
 	}
 	for _, c := range batch {
-		fs.storeFeed(c)
+		fs.storeFeed(ctx, c)
 	}
 }
 
 // storeFeed writes one last good copy.
-func (fs *feedSet) storeFeed(c state.Feed) {
-	if err := fs.cache.PutFeed(c); err != nil {
+func (fs *feedSet) storeFeed(ctx context.Context, c state.Feed) {
+	if err := fs.cache.PutFeed(ctx, c); err != nil {
 		fs.log.Warn("keep last good copy", "source", c.Source, "err", err)
 		return
 	}
@@ -506,7 +510,7 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 	// failed, leaving an older one there).
 	var stored []byte
 	if reexpand && fs.cache != nil {
-		stored = fs.storedBody(f, hash)
+		stored = fs.storedBody(ctx, f, hash)
 	}
 	req := sources.FetchRequest{Name: name, URL: f.src.URL, Headers: f.src.Headers, AllowPrivate: f.src.AllowPrivate}
 	// A "not modified" applies to the copy in force, and is asked for only
@@ -607,7 +611,7 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 		if keep != nil {
 			keep(c)
 		} else {
-			fs.storeFeed(c)
+			fs.storeFeed(ctx, c)
 		}
 	}
 	if changed {
@@ -618,11 +622,11 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 
 // storedBody returns the body of f's copy in the feed cache when its hash
 // is hash, else nil.
-func (fs *feedSet) storedBody(f *feed, hash [32]byte) []byte {
+func (fs *feedSet) storedBody(ctx context.Context, f *feed, hash [32]byte) []byte {
 	if fs.cache == nil {
 		return nil
 	}
-	c, ok, err := fs.cache.Feed(f.src.Name)
+	c, ok, err := fs.cache.Feed(ctx, f.src.Name)
 	if err != nil {
 		fs.log.Warn("read last good copy", "source", f.src.Name, "err", err)
 		return nil
@@ -836,7 +840,7 @@ func (fs *feedSet) knownFunc() func(string) bool {
 			matchUnloaded = true
 		}
 		for _, u := range f.src.Users {
-			unknownFixed[state.NormalizeAddress(u)] = true
+			unknownFixed[mailaddr.Normalize(u)] = true
 		}
 	}
 	// address is normalised (the directory's form); "" asks about the

@@ -17,13 +17,14 @@ import (
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/google/go-cmp/cmp"
 )
 
 // feedHarness is the engine harness with a feed cache and zoom's body.
 func feedHarness(t *testing.T, cfg *config.Config, body string) *harness {
 	begin := time.Now()
-	h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: NewMemStore(),
+	h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: mem.New(),
 		graph: &testutil.Presence{Begin: begin}, cache: &memFeedCache{feeds: map[string]state.Feed{}},
 		feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{"zoom": body}}}
 	h.start(cfg)
@@ -107,7 +108,7 @@ func TestRestartWithOldCopy(t *testing.T) {
 			Source: "zoom", URLHash: state.URLHash(testConfig().Sources[0].URL), Hash: sha256.Sum256([]byte(body)),
 			Body: []byte(body), FetchedAt: begin.Add(-90 * 24 * time.Hour),
 		}}}
-		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: NewMemStore(),
+		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: mem.New(),
 			graph: &testutil.Presence{Begin: begin}, cache: cache,
 			feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{}, hang: true}}
 		h.start(testConfig())
@@ -134,7 +135,7 @@ func TestNotModifiedNeedsTheCopyInForceStored(t *testing.T) {
 		feeds := &fakeFeeds{bodies: map[string]string{"zoom": v1}, errs: map[string]error{}}
 		rf := &recordingFetcher{fakeFeeds: feeds}
 		cache := &memFeedCache{feeds: map[string]state.Feed{}}
-		eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: NewMemStore(), Feeds: cache, Fetcher: rf})
+		eng, err := New(t.Context(), Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Feeds: cache, Fetcher: rf})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +207,7 @@ func TestFeedOverACapIsRefused(t *testing.T) {
 			feeds := &fakeFeeds{bodies: map[string]string{"zoom": good}, errs: map[string]error{}}
 			cache := &memFeedCache{feeds: map[string]state.Feed{}}
 			metrics := NewMetrics(nil)
-			eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: NewMemStore(), Feeds: cache, Fetcher: feeds, Metrics: metrics})
+			eng, err := New(t.Context(), Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Feeds: cache, Fetcher: feeds, Metrics: metrics})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -352,7 +353,7 @@ func TestAllowPrivateReachesFetcher(t *testing.T) {
 	})
 	t.Run("engine", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			h := &harness{t: t, begin: time.Now(), metrics: NewMetrics(nil), store: NewMemStore()}
+			h := &harness{t: t, begin: time.Now(), metrics: NewMetrics(nil), store: mem.New()}
 			h.graph = &testutil.Presence{Begin: h.begin}
 			feeds := newFeeds(h.begin)
 			h.feeds = feeds.fakeFeeds

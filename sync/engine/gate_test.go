@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/internal/testutil"
+	"github.com/calpresence/calpresence/state/mem"
 )
 
 // TestGateSizeFollowsLatency: the calls in flight are what the allowed rate
@@ -93,7 +94,7 @@ func TestEngineStartsBeforeEnds(t *testing.T) {
 			src.Name, src.Users = name, []string{x.user}
 			feeds.bodies[name] = ics(begin, name, x.start, x.dur)
 		}
-		h := &harness{t: t, feeds: feeds, graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		h := &harness{t: t, feeds: feeds, graph: &testutil.Presence{Begin: begin}, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.start(cfg)
 		h.until(9 * time.Minute)
 		h.graph.Reset()

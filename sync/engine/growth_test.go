@@ -11,6 +11,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/identity"
 )
 
@@ -66,7 +67,7 @@ func (h *harness) directorySizes() directorySizes {
 	z := h.eng.dir.Sizes()
 	s := directorySizes{seen: z.Seen, known: z.Known, byID: z.ByID, failed: z.Failed,
 		reported: z.Reported, recheck: z.Recheck}
-	ids, err := h.store.Identities()
+	ids, err := h.store.Identities(h.t.Context())
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestEngineBoundedGrowth(t *testing.T) {
 		}
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
 			"team": ics(begin), "partners": churnFeed(begin, 0),
-		}, errs: map[string]error{}}, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		}, errs: map[string]error{}}, graph: graph, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.start(cfg)
 
 		// An address of day k is named until the feed changes on day k+1
@@ -126,7 +127,7 @@ func TestEngineBoundedGrowth(t *testing.T) {
 			h.feeds.set("partners", churnFeed(begin, day))
 			h.until(time.Duration(day)*24*time.Hour + churnFeedChangesAt + churnPollInterval) // read
 			s := h.directorySizes()
-			if sessions, _ := h.store.Sessions(); len(sessions) > churnPerDay {
+			if sessions, _ := h.store.Sessions(t.Context()); len(sessions) > churnPerDay {
 				t.Errorf("day %d: %d sessions stored; want at most a day's people (%d)", day, len(sessions), churnPerDay)
 			}
 			if day == 1 || day == 10 || day == churnDays {
@@ -146,7 +147,7 @@ func TestEngineBoundedGrowth(t *testing.T) {
 		}
 
 		// The configuration's people are never forgotten, named or not.
-		ids, _ := h.store.Identities()
+		ids, _ := h.store.Identities(t.Context())
 		if _, ok := ids["ceo@contoso.com"]; !ok {
 			t.Error("ceo@contoso.com, a users: target named only on day 0, was forgotten")
 		}

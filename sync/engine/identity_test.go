@@ -16,9 +16,12 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/bolt"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -45,14 +48,14 @@ func TestSpansMergeOnePersonsSpellings(t *testing.T) {
 	for i, a := range spellings {
 		for _, b := range spellings[i+1:] {
 			t.Run(a+"+"+b, func(t *testing.T) {
-				d := identity.New(&testutil.Presence{People: tenant}, NewMemStore(), time.Hour, 4, slog.New(slog.DiscardHandler), NewMetrics(nil).forIdentity())
+				d := identity.New(&testutil.Presence{People: tenant}, mem.New(), time.Hour, 4, slog.New(slog.DiscardHandler), NewMetrics(nil).forIdentity())
 				for _, addr := range []string{a, b} {
 					d.Lookup(addr)
 				}
 				d.Resolve(context.Background(), d.Due(time.Now())) // the clock the directory met them by
 				key := func(m *plan.Match) (string, bool) { return d.Lookup(m.User) }
-				zoom := plan.Match{User: config.NormalizeAddress(a), Source: "zoom", Occ: occ("z", 0, 15*minute), Pair: conf}
-				google := plan.Match{User: config.NormalizeAddress(b), Source: "google", Occ: occ("g", 5*minute, 6*minute), Pair: inCall}
+				zoom := plan.Match{User: mailaddr.Normalize(a), Source: "zoom", Occ: occ("z", 0, 15*minute), Pair: conf}
+				google := plan.Match{User: mailaddr.Normalize(b), Source: "google", Occ: occ("g", 5*minute, 6*minute), Pair: inCall}
 				spans := plan.Spans([]plan.Match{zoom, google}, 2*minute, key)
 				if len(spans) != 1 || len(spans[frankID]) != 1 {
 					t.Fatalf("Spans(%s, %s) = %v; want one span for %s", a, b, spans, frankID)
@@ -91,11 +94,11 @@ func invite(base time.Time, uid string, start, dur time.Duration, attendees ...s
 	return strings.Replace(body, "SUMMARY:"+uid+"\r\n", att.String(), 1)
 }
 
-func startTwoSources(t *testing.T, begin time.Time, zoom, google string, store *MemStore, graph *testutil.Presence) *harness {
+func startTwoSources(t *testing.T, begin time.Time, zoom, google string, store *mem.Store, graph *testutil.Presence) *harness {
 	h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoom, "google": google}, errs: map[string]error{}},
 		graph: graph, store: store, begin: begin, metrics: NewMetrics(nil)}
 	if h.store == nil {
-		h.store = NewMemStore()
+		h.store = mem.New()
 	}
 	h.start(twoSources())
 	return h
@@ -130,7 +133,7 @@ func TestEngineOnePersonTwoAddresses(t *testing.T) {
 				h.feeds.set("google", ics(begin))                // the Google meeting is removed
 				h.until(10*time.Minute + 2*inner)
 				// Still in the Zoom meeting: still one session, for its span.
-				if s, _ := h.store.Sessions(); len(s) != 1 || !s[frankID].SpanEnd.Equal(begin.Add(10*time.Minute+tt.zoomDur)) {
+				if s, _ := h.store.Sessions(t.Context()); len(s) != 1 || !s[frankID].SpanEnd.Equal(begin.Add(10*time.Minute+tt.zoomDur)) {
 					t.Errorf("sessions after the removal = %v; want Frank's, for the Zoom meeting", s)
 				}
 				h.until(time.Hour)
@@ -169,7 +172,7 @@ func TestEngineResolutionFailureWaitsOnlyForThatPerson(t *testing.T) {
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
 			"zoom":   ics(begin, "zoom-1", 10*time.Minute, 30*time.Minute),
 			"google": invite(begin, "g-1", 10*time.Minute, 30*time.Minute, "frank.jones@contoso.com"),
-		}, errs: map[string]error{}}, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		}, errs: map[string]error{}}, graph: graph, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.start(cfg)
 		h.until(11 * time.Minute)
 		h.want("10m0s set " + bobID + " InAConferenceCall 30m0s")
@@ -200,7 +203,7 @@ func TestEngineForgetsAnIDGraphNoLongerKnows(t *testing.T) {
 		const newID = "44444444-4444-4444-4444-444444444444"
 		people := map[string]presence.Person{"frank@contoso.com": {ID: frankID, UPN: "frank@contoso.com"}}
 		graph := &testutil.Presence{Begin: begin, People: people}
-		store := NewMemStore()
+		store := mem.New()
 		cfg := testConfig()
 		cfg.Sources[0].Users = []string{"frank@contoso.com"}
 		h := startHarness(t, cfg, ics(begin, "a", 10*time.Minute, 30*time.Minute), store, graph)
@@ -217,7 +220,7 @@ func TestEngineForgetsAnIDGraphNoLongerKnows(t *testing.T) {
 		h.until(time.Hour)
 		h.stop()
 		h.want("10m0s set " + newID + " InAConferenceCall 30m0s")
-		ids, _ := store.Identities()
+		ids, _ := store.Identities(t.Context())
 		if ids["frank@contoso.com"].ID != newID {
 			t.Errorf("stored identity = %+v; want the new id", ids["frank@contoso.com"])
 		}
@@ -235,7 +238,7 @@ func TestEngineOnlyConfigured(t *testing.T) {
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
 			"zoom":   ics(begin),
 			"google": invite(begin, "g-1", 10*time.Minute, 30*time.Minute, "frank.jones@contoso.com", "bob@contoso.com", "mallory@contoso.com"),
-		}, errs: map[string]error{}}, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		}, errs: map[string]error{}}, graph: graph, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.start(cfg)
 		h.until(time.Hour)
 		h.stop()
@@ -252,7 +255,7 @@ func TestEngineOnlyConfigured(t *testing.T) {
 // cleared), Bob's uncertain set is repeated, and Carol's session, kept
 // under her address, is adopted once her address resolves.
 func TestEngineAdoptsASchema1StateFile(t *testing.T) {
-	data, err := os.ReadFile("../../state/testdata/v1-sessions-by-address.db")
+	data, err := os.ReadFile("../../state/bolt/testdata/v1-sessions-by-address.db")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,27 +265,27 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 	}
 	// The migration runs on opening (state's own test checks it); the
 	// engine then runs on what the migrated file holds, copied into a
-	// MemStore: bbolt's batch timer and the engine's locks do not mix with
+	// mem.Store: bbolt's batch timer and the engine's locks do not mix with
 	// synctest's virtual time.
-	migrated, err := state.Open(path, time.Second)
+	migrated, err := bolt.Open(path, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sessions, serr := migrated.Sessions()
-	ids, ierr := migrated.Identities()
+	sessions, serr := migrated.Sessions(t.Context())
+	ids, ierr := migrated.Identities(t.Context())
 	migrated.Close()
 	if serr != nil || ierr != nil {
 		t.Fatal(serr, ierr)
 	}
-	st := NewMemStore()
+	st := mem.New()
 	for _, s := range sessions {
-		if err := st.PutSession(s); err != nil {
+		if err := st.PutSession(t.Context(), s); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for addr, id := range ids {
 		id.Address = addr
-		if err := st.PutIdentities([]state.Identity{id}); err != nil {
+		if err := st.PutIdentities(t.Context(), []state.Identity{id}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -315,7 +318,7 @@ func TestEngineAdoptsASchema1StateFile(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Errorf("Graph calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
-		sessions, _ := st.Sessions()
+		sessions, _ := st.Sessions(t.Context())
 		if len(sessions) != 0 {
 			t.Errorf("sessions after the meeting = %v; want none (every lease lapsed with its span)", sessions)
 		}
@@ -332,7 +335,7 @@ func TestEngineKeepsSpansUntilSomethingChanges(t *testing.T) {
 			invite(begin, "g-1", time.Hour, 30*time.Minute, "frank.jones@contoso.com"), nil, graph)
 		h.until(time.Minute)
 		ptr := func() uintptr {
-			in, err := h.eng.input(time.Now())
+			in, err := h.eng.input(t.Context(), time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -382,7 +385,7 @@ func TestEngineUnknownAddressBacksOff(t *testing.T) {
 		cfg := twoSources()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
 			"zoom": ics(begin), "google": daily("standup", "20000101T000000Z"),
-		}, errs: map[string]error{}}, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		}, errs: map[string]error{}}, graph: graph, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.start(cfg)
 		got := func() []time.Duration {
 			mu.Lock()
@@ -449,7 +452,7 @@ func TestEngineSummarisesUnresolved(t *testing.T) {
 		h := startHarness(t, cfg, ics(begin, "m", 10*time.Minute, 30*time.Minute), nil, graph)
 		h.until(time.Minute)
 		r := h.eng.Readiness()
-		st := h.eng.Status(time.Now())
+		st := h.eng.Status(t.Context(), time.Now())
 		h.stop()
 
 		if r.Unresolved == nil || r.Unresolved.Count != ghosts || len(r.Unresolved.First) != identity.UnresolvedShown {

@@ -36,7 +36,7 @@ func (e *Engine) Resync(ctx context.Context, req ResyncRequest) ([]Result, error
 	e.resolveNew(ctx)
 	var results []Result
 	if req.DryRun {
-		actions := e.plan(ids)
+		actions := e.plan(ctx, ids)
 		for _, a := range actions {
 			results = append(results, Result{Action: a})
 		}
@@ -76,7 +76,7 @@ func (e *Engine) Clear(ctx context.Context, addresses []string, all bool) ([]Res
 	e.reconcileMu.Lock()
 	defer e.reconcileMu.Unlock()
 	now := time.Now()
-	in, err := e.input(now)
+	in, err := e.input(ctx, now)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func (e *Engine) Clear(ctx context.Context, addresses []string, all bool) ([]Res
 			errs = append(errs, fmt.Errorf("clear %s: %w", r.Action.Display(), r.Err))
 		}
 	}
-	e.scheduleWake(e.nextWake(in))
+	e.scheduleWake(e.nextWake(ctx, in))
 	return results, errors.Join(errs...)
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state/mem"
 )
 
 // TestEngineOperatorClearHolds: an operator's clear holds the person back
@@ -40,7 +41,7 @@ func TestEngineOperatorClearHolds(t *testing.T) {
 func testOperatorClearHolds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := NewMemStore()
+		store := mem.New()
 		graph := &testutil.Presence{Begin: begin}
 		// Clears fail with a long Retry-After until 30m.
 		graph.Fail = func(op, user string) error {
@@ -55,7 +56,7 @@ func testOperatorClearHolds(t *testing.T) {
 		if _, err := h.eng.Clear(context.Background(), []string{alice}, false); err == nil {
 			t.Errorf("Clear while Graph answers 503 = nil; want the error")
 		}
-		recs, _ := store.Sessions()
+		recs, _ := store.Sessions(t.Context())
 		if s := recs[alice]; s.Pending != "clear" || !s.HeldUntil.Equal(begin.Add(70*time.Minute)) {
 			t.Errorf("record after the failed clear = pending %q, held until %v; want clear pending, held until 70m",
 				s.Pending, s.HeldUntil.Sub(begin))
@@ -70,13 +71,13 @@ func testOperatorClearHolds(t *testing.T) {
 		// 20m Retry-After): alice stays clear until her span ends.
 		h.until(50 * time.Minute)
 		var held bool
-		for _, hp := range h.eng.Status(time.Now()).Held {
+		for _, hp := range h.eng.Status(t.Context(), time.Now()).Held {
 			if hp.User == alice && hp.Kind == HoldOperator && hp.Until.Equal(begin.Add(70*time.Minute)) {
 				held = true
 			}
 		}
 		if !held {
-			t.Errorf("status at 50m: Held = %+v; want alice held by the operator until 70m", h.eng.Status(time.Now()).Held)
+			t.Errorf("status at 50m: Held = %+v; want alice held by the operator until 70m", h.eng.Status(t.Context(), time.Now()).Held)
 		}
 		h.stop()
 		h.start(testConfig())
@@ -86,7 +87,7 @@ func testOperatorClearHolds(t *testing.T) {
 			"10m0s set alice@contoso.com InAConferenceCall 1h0m0s",
 			"45m0s clear alice@contoso.com",
 			"1h30m0s set alice@contoso.com InAConferenceCall 10m0s")
-		recs, _ = store.Sessions()
+		recs, _ = store.Sessions(t.Context())
 		if s, ok := recs[alice]; ok {
 			t.Errorf("alice's record after her spans = %+v; want none", s)
 		}

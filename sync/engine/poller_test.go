@@ -12,6 +12,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/state/mem"
 )
 
 // slowFeeds answers every fetch after delay with "not modified" (an empty
@@ -61,7 +62,7 @@ func TestSteadyPollsSpreadAndBounded(t *testing.T) {
 				Users: []string{alice}, PollInterval: time.Minute})
 		}
 		feeds := &slowFeeds{delay: 10 * time.Millisecond, at: map[string][]time.Time{}}
-		eng, err := New(Options{Config: cfg, Presence: &testutil.Presence{}, Store: NewMemStore(), Fetcher: feeds})
+		eng, err := New(t.Context(), Options{Config: cfg, Presence: &testutil.Presence{}, Store: mem.New(), Fetcher: feeds})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -193,7 +193,7 @@ func judged(sess state.Session, now time.Time) bool {
 // for and acts on it (see the top of this file).
 func (e *Engine) readBack(ctx context.Context) error {
 	start := time.Now()
-	before, err := e.readSessions(false)
+	before, err := e.readSessions(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -219,7 +219,7 @@ func (e *Engine) readBack(ctx context.Context) error {
 	e.reconcileMu.Lock()
 	defer e.reconcileMu.Unlock()
 	now := time.Now()
-	cur, rerr := e.readSessions(false)
+	cur, rerr := e.readSessions(ctx, false)
 	if rerr != nil {
 		return errors.Join(err, rerr)
 	}
@@ -271,7 +271,7 @@ func (e *Engine) readBack(ctx context.Context) error {
 		last[id] = p
 	}
 	if len(puts) > 0 {
-		if perr := e.store.PutSessions(puts); perr != nil {
+		if perr := e.store.PutSessions(ctx, puts); perr != nil {
 			err = errors.Join(err, perr)
 			lost = 0
 		}

@@ -77,7 +77,7 @@ func TestReadbackLeavesOwnStatusAlone(t *testing.T) {
 		if got := promtest.ToFloat64(h.metrics.ReadbackPeople.WithLabelValues(ReadbackOwnStatus)); got != 1 {
 			t.Errorf(`calpresence_readback_people{result="own_status"} = %v; want 1`, got)
 		}
-		st := h.eng.Status(time.Now())
+		st := h.eng.Status(t.Context(), time.Now())
 		if len(st.Busy) != 1 || !st.Busy[0].OwnStatus() || st.Busy[0].Shown.Availability != presence.Available {
 			t.Errorf("Status().Busy = %+v; want alice, Teams showing Available, her own status", st.Busy)
 		}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 
 	"github.com/calpresence/calpresence/state"
@@ -15,8 +16,8 @@ import (
 // pass. If its user is in a span now, the pass sets them again and the
 // write replaces the damaged record; if not, whatever Graph still shows
 // ends by itself when the lease runs out (at most max_lease).
-func (e *Engine) readSessions(report bool) (map[string]state.Session, error) {
-	sessions, err := e.store.Sessions()
+func (e *Engine) readSessions(ctx context.Context, report bool) (map[string]state.Session, error) {
+	sessions, err := e.store.Sessions(ctx)
 	var bad *state.BadRecordsError
 	if errors.As(err, &bad) {
 		if report {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -9,17 +10,18 @@ import (
 
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 )
 
-// damagedStore is a MemStore whose file also holds a session record that
-// does not decode, reported the way *state.Store reports it.
+// damagedStore is a mem.Store whose file also holds a session record that
+// does not decode, reported the way the state drivers report it.
 type damagedStore struct {
-	*MemStore
+	*mem.Store
 	badKey string
 }
 
-func (d damagedStore) Sessions() (map[string]state.Session, error) {
-	s, err := d.MemStore.Sessions()
+func (d damagedStore) Sessions(ctx context.Context) (map[string]state.Session, error) {
+	s, err := d.Store.Sessions(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +38,7 @@ func TestEngineSkipsUndecodableSession(t *testing.T) {
 		begin := time.Now()
 		feeds := &fakeFeeds{bodies: map[string]string{"zoom": ics(begin, "m", 10*time.Minute, 3*time.Minute)}, errs: map[string]error{}}
 		graph := &testutil.Presence{Begin: begin}
-		h := &harness{t: t, feeds: feeds, graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+		h := &harness{t: t, feeds: feeds, graph: graph, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(testConfig(), func(o *Options) { o.Store = damagedStore{h.store, "mallory@contoso.com"} }, nil)
 		h.until(time.Hour)
 		h.stop()

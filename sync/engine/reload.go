@@ -75,7 +75,7 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, 
 	running := e.running
 	e.mu.Unlock()
 	if !running {
-		report, _ := e.applyReload(cfg, m)
+		report, _ := e.applyReload(ctx, cfg, m)
 		return report, nil
 	}
 	req := reloadRequest{cfg: cfg, matcher: m, reply: make(chan ReloadReport, 1)}
@@ -91,7 +91,7 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, 
 
 // applyReload puts cfg in force (Reload says how) and returns what changed
 // with the sources to read now.
-func (e *Engine) applyReload(cfg *config.Config, m *plan.Matcher) (ReloadReport, []string) {
+func (e *Engine) applyReload(ctx context.Context, cfg *config.Config, m *plan.Matcher) (ReloadReport, []string) {
 	e.reconcileMu.Lock()
 	defer e.reconcileMu.Unlock()
 	old := e.conf.Load()
@@ -112,7 +112,7 @@ func (e *Engine) applyReload(cfg *config.Config, m *plan.Matcher) (ReloadReport,
 		e.dir.Lookup(u) // new people are looked up off the boundaries' path
 	}
 	if len(report.Removed) > 0 {
-		e.feeds.pruneStored()
+		e.feeds.pruneStored(ctx)
 	}
 	e.log.Info("configuration reloaded", "added", len(report.Added), "removed", len(report.Removed),
 		"changed", len(report.Changed), "unchanged", report.Unchanged,
@@ -194,19 +194,19 @@ func (fs *feedSet) forgetMetrics(name string) {
 }
 
 // feedPruner drops the stored copies of sources no longer configured;
-// *state.Store implements it.
+// Every state.Store implements it.
 type feedPruner interface {
-	DeleteFeedsExcept(sources []string) error
+	DeleteFeedsExcept(ctx context.Context, sources []string) error
 }
 
 // pruneStored drops the stored copies of the sources no longer
 // configured.
-func (fs *feedSet) pruneStored() {
+func (fs *feedSet) pruneStored(ctx context.Context) {
 	p, ok := fs.cache.(feedPruner)
 	if !ok {
 		return
 	}
-	if err := p.DeleteFeedsExcept(fs.names()); err != nil {
+	if err := p.DeleteFeedsExcept(ctx, fs.names()); err != nil {
 		fs.log.Warn("drop stored copies of removed sources", "err", err)
 	}
 }
@@ -234,4 +234,4 @@ func sameSource(a *config.Config, i int, b *config.Config, j int) bool {
 		p.OnlyConfigured == q.OnlyConfigured && a.SourcePollInterval(i) == b.SourcePollInterval(j)
 }
 
-var _ feedPruner = (*state.Store)(nil)
+var _ feedPruner = state.Store(nil)

@@ -12,6 +12,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -68,13 +69,13 @@ func TestReloadRemovesSource(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{}, errs: map[string]error{}},
-			graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil),
+			graph: &testutil.Presence{Begin: begin}, store: mem.New(), begin: begin, metrics: NewMetrics(nil),
 			cache: &memFeedCache{feeds: map[string]state.Feed{}}}
 		h.feeds.set("zoom", ics(begin, "z", time.Duration(0), time.Hour))
 		h.feeds.set("webex", ics(begin, "w", time.Duration(0), time.Hour))
 		h.start(withSource(testConfig(), "webex", bob))
 		h.until(10 * time.Minute)
-		if _, ok, _ := h.cache.Feed("webex"); !ok {
+		if _, ok, _ := h.cache.Feed(t.Context(), "webex"); !ok {
 			t.Fatal("no stored copy of webex before the reload")
 		}
 		r := h.reload(testConfig())
@@ -95,7 +96,7 @@ func TestReloadRemovesSource(t *testing.T) {
 		if got := h.reasons(); !slices.Contains(got, "clear "+plan.ReasonSourceRemoved) {
 			t.Errorf("presence changes logged = %q; want a clear %s", got, plan.ReasonSourceRemoved)
 		}
-		if _, ok, _ := h.cache.Feed("webex"); ok {
+		if _, ok, _ := h.cache.Feed(t.Context(), "webex"); ok {
 			t.Error("the stored copy of the removed source is still there")
 		}
 		if got := sourceNames(h.eng); !slices.Equal(got, []string{"zoom"}) {
@@ -211,7 +212,7 @@ func TestReloadChangedSourceKeepsCopyWhileFailing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{}, errs: map[string]error{}},
-			graph: &testutil.Presence{Begin: begin}, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil),
+			graph: &testutil.Presence{Begin: begin}, store: mem.New(), begin: begin, metrics: NewMetrics(nil),
 			cache: &memFeedCache{feeds: map[string]state.Feed{}}}
 		h.feeds.set("zoom", ics(begin, "z", time.Duration(0), time.Hour))
 		h.start(testConfig())

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/calpresence/calpresence/internal/feedgen"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -28,11 +30,11 @@ type copyReads struct {
 	reads []string
 }
 
-func (c *copyReads) Feed(source string) (state.Feed, bool, error) {
+func (c *copyReads) Feed(ctx context.Context, source string) (state.Feed, bool, error) {
 	c.mu.Lock()
 	c.reads = append(c.reads, source)
 	c.mu.Unlock()
-	return c.memFeedCache.Feed(source)
+	return c.memFeedCache.Feed(ctx, source)
 }
 
 func (c *copyReads) read() []string {
@@ -51,7 +53,7 @@ func restartHarness(t *testing.T, restartAt time.Duration, cfg2 *config.Config, 
 	cfg.Sources = append(cfg.Sources, config.Source{Name: "webex", URL: "https://example.test/webex.ics",
 		Users: []string{"bob@contoso.com"}, PollInterval: time.Minute})
 	cache := &memFeedCache{feeds: map[string]state.Feed{}}
-	h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: NewMemStore(),
+	h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: mem.New(),
 		graph: &testutil.Presence{Begin: begin}, cache: cache,
 		feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{
 			"zoom":  ics(begin, "a", 60*time.Minute, 3*time.Minute),
@@ -203,14 +205,14 @@ func TestStoredOccurrencesEqualParsed(t *testing.T) {
 			t.Fatal(err)
 		}
 		fromExpansions := newSet(cache, &fakeFeeds{hang: true})
-		fromExpansions.loadCache(nil)
+		fromExpansions.loadCache(t.Context(), nil)
 		plain := &memFeedCache{feeds: map[string]state.Feed{}}
 		for name, f := range cache.feeds {
 			plain.feeds[name] = f
 		}
 		plain.dropExpansions()
 		parsed := newSet(plain, &fakeFeeds{hang: true})
-		parsed.loadCache(nil)
+		parsed.loadCache(t.Context(), nil)
 		occs, matches := 0, 0
 		for _, name := range first.names() {
 			want, a, b := first.get(name), fromExpansions.get(name), parsed.get(name)
@@ -250,7 +252,7 @@ func TestChangeOutsideTheWindowRebuildsNothing(t *testing.T) {
 		h.feeds.set("zoom", after)
 		h.until(13 * time.Minute) // two polls
 		_, _, genAfter := h.eng.feeds.snapshotGen()
-		stored, _, _ := h.cache.Feed("zoom")
+		stored, _, _ := h.cache.Feed(t.Context(), "zoom")
 		h.until(15 * time.Minute)
 		h.stop()
 		if genAfter != gen {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"sync"
@@ -35,13 +36,13 @@ func newSessionCache(s Store) *sessionCache { return &sessionCache{Store: s} }
 // after a failed write) reads the Store and returns its
 // *state.BadRecordsError, if any, once; the damaged records are then
 // absent until a write replaces them.
-func (c *sessionCache) Sessions() (map[string]state.Session, error) {
+func (c *sessionCache) Sessions(ctx context.Context) (map[string]state.Session, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sessions != nil {
 		return maps.Clone(c.sessions), nil
 	}
-	s, err := c.Store.Sessions()
+	s, err := c.Store.Sessions(ctx)
 	if err != nil && !errors.As(err, new(*state.BadRecordsError)) {
 		return nil, err
 	}
@@ -49,25 +50,25 @@ func (c *sessionCache) Sessions() (map[string]state.Session, error) {
 	return maps.Clone(s), err
 }
 
-func (c *sessionCache) PutSession(s state.Session) error {
-	return c.write([]string{s.Key()}, func() error { return c.Store.PutSession(s) },
+func (c *sessionCache) PutSession(ctx context.Context, s state.Session) error {
+	return c.write([]string{s.Key()}, func() error { return c.Store.PutSession(ctx, s) },
 		func(m map[string]state.Session) { m[s.Key()] = s })
 }
 
-func (c *sessionCache) PutSessions(ss []state.Session) error {
+func (c *sessionCache) PutSessions(ctx context.Context, ss []state.Session) error {
 	keys := make([]string, len(ss))
 	for i, s := range ss {
 		keys[i] = s.Key()
 	}
-	return c.write(keys, func() error { return c.Store.PutSessions(ss) }, func(m map[string]state.Session) {
+	return c.write(keys, func() error { return c.Store.PutSessions(ctx, ss) }, func(m map[string]state.Session) {
 		for _, s := range ss {
 			m[s.Key()] = s
 		}
 	})
 }
 
-func (c *sessionCache) DeleteSession(key string) error {
-	return c.write([]string{key}, func() error { return c.Store.DeleteSession(key) },
+func (c *sessionCache) DeleteSession(ctx context.Context, key string) error {
+	return c.write([]string{key}, func() error { return c.Store.DeleteSession(ctx, key) },
 		func(m map[string]state.Session) { delete(m, key) })
 }
 

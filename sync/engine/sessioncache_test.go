@@ -1,89 +1,91 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 )
 
 // flakyStore fails the writes it is told to and counts the reads.
 type flakyStore struct {
-	*MemStore
+	*mem.Store
 	mu    sync.Mutex
 	fail  bool
 	reads int
 }
 
-func (f *flakyStore) Sessions() (map[string]state.Session, error) {
+func (f *flakyStore) Sessions(ctx context.Context) (map[string]state.Session, error) {
 	f.mu.Lock()
 	f.reads++
 	f.mu.Unlock()
-	return f.MemStore.Sessions()
+	return f.Store.Sessions(ctx)
 }
 
-func (f *flakyStore) PutSession(s state.Session) error {
+func (f *flakyStore) PutSession(ctx context.Context, s state.Session) error {
 	f.mu.Lock()
 	fail := f.fail
 	f.mu.Unlock()
 	if fail {
 		// The write may or may not have happened: here it did.
-		_ = f.MemStore.PutSession(s)
+		_ = f.Store.PutSession(ctx, s)
 		return errors.New("disk full")
 	}
-	return f.MemStore.PutSession(s)
+	return f.Store.PutSession(ctx, s)
 }
 
 func TestSessionCacheReadsOnceAndWritesThrough(t *testing.T) {
-	st := &flakyStore{MemStore: NewMemStore()}
-	_ = st.MemStore.PutSession(state.Session{UserID: "a", Activity: "x"})
+	st := &flakyStore{Store: mem.New()}
+	_ = st.Store.PutSession(t.Context(), state.Session{UserID: "a", Activity: "x"})
 	c := newSessionCache(st)
 	for range 3 {
-		if s, err := c.Sessions(); err != nil || len(s) != 1 {
+		if s, err := c.Sessions(t.Context()); err != nil || len(s) != 1 {
 			t.Fatalf("Sessions = %v, %v", s, err)
 		}
 	}
 	if st.reads != 1 {
 		t.Errorf("the store was read %d times; want once", st.reads)
 	}
-	if err := c.PutSessions([]state.Session{{UserID: "b"}, {UserID: "c"}}); err != nil {
+	if err := c.PutSessions(t.Context(), []state.Session{{UserID: "b"}, {UserID: "c"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.DeleteSession("a"); err != nil {
+	if err := c.DeleteSession(t.Context(), "a"); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := c.Sessions()
-	want, _ := st.MemStore.Sessions()
+	got, _ := c.Sessions(t.Context())
+	want, _ := st.Store.Sessions(t.Context())
 	if fmt.Sprint(got) != fmt.Sprint(want) || len(got) != 2 {
 		t.Errorf("cache %v, store %v", got, want)
 	}
 	// A copy handed out is the caller's.
 	got["z"] = state.Session{UserID: "z"}
-	if again, _ := c.Sessions(); len(again) != 2 {
+	if again, _ := c.Sessions(t.Context()); len(again) != 2 {
 		t.Errorf("a caller's change reached the cache: %v", again)
 	}
 
 	// A failed write: the record is in doubt, so the next read goes to
 	// the store, and sees what it holds.
 	st.fail = true
-	if err := c.PutSession(state.Session{UserID: "d"}); err == nil {
+	if err := c.PutSession(t.Context(), state.Session{UserID: "d"}); err == nil {
 		t.Fatal("want the store's error")
 	}
 	st.fail = false
-	got, _ = c.Sessions()
+	got, _ = c.Sessions(t.Context())
 	if _, ok := got["d"]; !ok || st.reads != 2 {
 		t.Errorf("after a failed write: %v (store read %d times); want the store's records, read again", got, st.reads)
 	}
 }
 
 func TestSessionCacheReportsDamagedRecordsOnce(t *testing.T) {
-	c := newSessionCache(damagedStore{NewMemStore(), "mallory"})
-	if _, err := c.Sessions(); !errors.As(err, new(*state.BadRecordsError)) {
+	c := newSessionCache(damagedStore{mem.New(), "mallory"})
+	if _, err := c.Sessions(t.Context()); !errors.As(err, new(*state.BadRecordsError)) {
 		t.Fatalf("first read: %v; want the damaged records", err)
 	}
-	if _, err := c.Sessions(); err != nil {
+	if _, err := c.Sessions(t.Context()); err != nil {
 		t.Fatalf("second read: %v; want them reported once", err)
 	}
 }
@@ -91,9 +93,9 @@ func TestSessionCacheReportsDamagedRecordsOnce(t *testing.T) {
 // TestSessionCacheKeepsOneKeysWritesInOrder: many goroutines writing the
 // same people; the copy must end as the store ends.
 func TestSessionCacheKeepsOneKeysWritesInOrder(t *testing.T) {
-	st := NewMemStore()
+	st := mem.New()
 	c := newSessionCache(st)
-	_, _ = c.Sessions()
+	_, _ = c.Sessions(t.Context())
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
@@ -102,16 +104,16 @@ func TestSessionCacheKeepsOneKeysWritesInOrder(t *testing.T) {
 			for i := range 200 {
 				key := fmt.Sprint("u", i%5)
 				if (g+i)%3 == 0 {
-					_ = c.DeleteSession(key)
+					_ = c.DeleteSession(t.Context(), key)
 				} else {
-					_ = c.PutSession(state.Session{UserID: key, Activity: fmt.Sprint(g, i)})
+					_ = c.PutSession(t.Context(), state.Session{UserID: key, Activity: fmt.Sprint(g, i)})
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	got, _ := c.Sessions()
-	want, _ := st.Sessions()
+	got, _ := c.Sessions(t.Context())
+	want, _ := st.Sessions(t.Context())
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("cache and store differ:\ncache %v\nstore %v", got, want)
 	}

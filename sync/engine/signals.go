@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
@@ -47,11 +48,11 @@ type signalSet struct {
 	gen   uint64 // counts the changes of byID: the engine's spans follow it
 }
 
-func newSignalSet(st Store, log *slog.Logger) *signalSet {
+func newSignalSet(ctx context.Context, st Store, log *slog.Logger) *signalSet {
 	ss := &signalSet{byID: make(map[string]Signal)}
 	if s, ok := st.(signals.Store); ok {
 		ss.store = s
-		got, err := s.Signals()
+		got, err := s.Signals(ctx)
 		if err != nil {
 			// Not fatal: the good ones are back; a bad record is skipped.
 			log.Warn("read live meeting signals", "err", err)
@@ -64,7 +65,7 @@ func newSignalSet(st Store, log *slog.Logger) *signalSet {
 				// A Webex meeting instance's meeting (the webhook
 				// receiver's): no signal. Forgotten here once expired.
 				if !time.Now().Before(sig.Expires) {
-					if err := s.DeleteSignal(id); err != nil {
+					if err := s.DeleteSignal(ctx, id); err != nil {
 						log.Warn("forget an expired webex meeting instance", "err", err)
 					}
 				}
@@ -77,7 +78,7 @@ func newSignalSet(st Store, log *slog.Logger) *signalSet {
 }
 
 // at returns the signals in force at now, and forgets the expired ones.
-func (ss *signalSet) at(now time.Time, log *slog.Logger) ([]Signal, uint64) {
+func (ss *signalSet) at(ctx context.Context, now time.Time, log *slog.Logger) ([]Signal, uint64) {
 	var out []Signal
 	var expired []string
 	ss.mu.Lock()
@@ -97,7 +98,7 @@ func (ss *signalSet) at(now time.Time, log *slog.Logger) ([]Signal, uint64) {
 	if ss.store != nil {
 		for _, id := range expired {
 			// A record left behind is forgotten again at the next start.
-			if err := ss.store.DeleteSignal(id); err != nil {
+			if err := ss.store.DeleteSignal(ctx, id); err != nil {
 				log.Warn("forget an expired live meeting signal", "err", err)
 			}
 		}
@@ -120,14 +121,14 @@ func (ss *signalSet) lastJoined(meeting, email string, t time.Time) time.Time {
 }
 
 // add records s unless it is known already; it reports whether it was new.
-func (ss *signalSet) add(s Signal) (bool, error) {
+func (ss *signalSet) add(ctx context.Context, s Signal) (bool, error) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if _, ok := ss.byID[s.ID]; ok {
 		return false, nil
 	}
 	if ss.store != nil {
-		if err := ss.store.PutSignal(s); err != nil {
+		if err := ss.store.PutSignal(ctx, s); err != nil {
 			return false, err
 		}
 	}
@@ -193,9 +194,9 @@ func (e *Engine) maxUnscheduled() time.Duration {
 // target maps a participant's address through users: to the address that
 // names them in the configuration.
 func (e *Engine) target(email string) string {
-	a := config.NormalizeAddress(email)
+	a := mailaddr.Normalize(email)
 	if u, ok := e.conf.Load().userIndex[a]; ok {
-		return config.NormalizeAddress(u)
+		return mailaddr.Normalize(u)
 	}
 	return a
 }
@@ -266,7 +267,7 @@ func (e *Engine) resolvePerson(ctx context.Context, s *Signal, log *slog.Logger)
 		if e.sig.store == nil {
 			return "", err
 		}
-		if _, qerr := signals.Queue(e.sig.store, *s); qerr != nil {
+		if _, qerr := signals.Queue(ctx, e.sig.store, *s); qerr != nil {
 			return "", errors.Join(err, qerr)
 		}
 		log.Warn("live meeting signal waits for its person's look-up; trying again", "person", s.Person, "err", err)
@@ -285,7 +286,7 @@ func (e *Engine) TakeInbox(ctx context.Context) {
 	if st == nil {
 		return
 	}
-	queued, err := st.QueuedSignals()
+	queued, err := st.QueuedSignals(ctx)
 	if err != nil && queued == nil {
 		e.log.Warn("read the live meeting signals standbys queued", "err", err)
 		return
@@ -307,7 +308,7 @@ func (e *Engine) TakeInbox(ctx context.Context) {
 			e.lookups.done(id)
 			e.log.Warn("live meeting signal dropped: its person could not be looked up within webhooks.max_unscheduled of it",
 				"id", id, "person", s.Person, "at", s.At)
-			if err := st.DeleteSignal(id); err != nil {
+			if err := st.DeleteSignal(ctx, id); err != nil {
 				e.log.Warn("drop a queued live meeting signal", "id", id, "err", err)
 			}
 			continue
@@ -326,7 +327,7 @@ func (e *Engine) TakeInbox(ctx context.Context) {
 			res = "refused: " + err.Error()
 		}
 		e.log.Info("live meeting signal a standby queued, taken", "id", id, "result", res)
-		if err := st.DeleteSignal(id); err != nil {
+		if err := st.DeleteSignal(ctx, id); err != nil {
 			e.log.Warn("drop a queued live meeting signal", "id", id, "err", err)
 		}
 	}
@@ -400,7 +401,7 @@ func (e *Engine) Signal(ctx context.Context, s Signal) (string, error) {
 			people[id] = true
 		}
 	}
-	isNew, err := e.sig.add(s)
+	isNew, err := e.sig.add(ctx, s)
 	if err != nil {
 		return "", err
 	}
@@ -431,7 +432,7 @@ func (e *Engine) Accepting() bool {
 // names says whether one of matches is of user.
 func names(matches []plan.Match, user string) bool {
 	for i := range matches {
-		if config.NormalizeAddress(matches[i].User) == user {
+		if mailaddr.Normalize(matches[i].User) == user {
 			return true
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
+	"github.com/calpresence/calpresence/state/mem"
 )
 
 const zoomKey = "zoom:83412345678"
@@ -156,7 +157,7 @@ func TestEngineSignals(t *testing.T) {
 func TestEngineSignalSurvivesRestart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := NewMemStore()
+		store := mem.New()
 		h := startHarness(t, signalConfig(), zoomFeed(begin, "m", 10*minute, time.Hour), store, nil)
 		h.until(30 * minute)
 		h.send(state.SignalEnded, zoomKey, "")
@@ -174,7 +175,7 @@ func TestEngineSignalSurvivesRestart(t *testing.T) {
 		h.start(signalConfig())
 		h.until(9 * time.Hour)
 		h.stop()
-		if got, _ := store.Signals(); len(got) != 0 {
+		if got, _ := store.Signals(t.Context()); len(got) != 0 {
 			t.Errorf("signals stored after they expired: %v", got)
 		}
 	})
@@ -241,7 +242,7 @@ func TestEngineSignalRefusesBadInput(t *testing.T) {
 func TestEngineSignalExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := NewMemStore()
+		store := mem.New()
 		h := startHarness(t, signalConfig(), zoomFeed(begin, "m", 10*minute, 3*time.Hour), store, nil)
 		h.until(30 * minute)
 		h.send(state.SignalLeft, zoomKey, "bob@contoso.com")                // scheduled until 3h10m
@@ -251,7 +252,7 @@ func TestEngineSignalExpiry(t *testing.T) {
 		h.send(state.SignalLeft, "zoom:77777777777", "carol@contoso.com") // nothing to end
 		h.send(state.SignalEnded, "zoom:77777777777", "")
 		h.stop()
-		stored, _ := store.Signals()
+		stored, _ := store.Signals(t.Context())
 		got := make(map[string]time.Duration)
 		for _, s := range stored {
 			got[s.Event+" "+s.Meeting+" "+s.Email] = s.Expires.Sub(begin)
@@ -282,25 +283,25 @@ func (alwaysLeads) IsLeader(context.Context) error { return nil }
 func TestEngineTakesSignalsStandbysQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := NewMemStore()
+		store := mem.New()
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(begin, "m", 10*minute, time.Hour)}, errs: map[string]error{}},
 			graph: &testutil.Presence{Begin: begin}, store: store, begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(signalConfig(), func(o *Options) { o.Elector = alwaysLeads{} }, nil)
 		h.until(30 * minute)
 		ended := Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}
-		if res, err := signals.Queue(store, ended); err != nil || res != signals.Queued {
+		if res, err := signals.Queue(t.Context(), store, ended); err != nil || res != signals.Queued {
 			t.Fatalf("signals.Queue = %q, %v", res, err)
 		}
 		h.until(30*minute + InboxEvery + time.Second)
 		// The same delivery again, queued by the other standby.
-		if _, err := signals.Queue(store, ended); err != nil {
+		if _, err := signals.Queue(t.Context(), store, ended); err != nil {
 			t.Fatal(err)
 		}
 		h.until(time.Hour)
 		h.stop()
 		h.wantAnyOrder("10m0s set alice@contoso.com InAConferenceCall 1h0m0s", "10m0s set bob@contoso.com InAConferenceCall 1h0m0s",
 			"30m2s clear alice@contoso.com", "30m2s clear bob@contoso.com")
-		stored, _ := store.Signals()
+		stored, _ := store.Signals(t.Context())
 		if len(stored) != 1 {
 			t.Fatalf("stored signals %v; want the one applied, the inbox empty", stored)
 		}
@@ -317,16 +318,16 @@ func TestEngineTakesSignalsStandbysQueued(t *testing.T) {
 
 // readCountingStore counts the reads of every signal in force.
 type readCountingStore struct {
-	*MemStore
+	*mem.Store
 	mu    sync.Mutex
 	reads int
 }
 
-func (s *readCountingStore) Signals() (map[string]state.Signal, error) {
+func (s *readCountingStore) Signals(ctx context.Context) (map[string]state.Signal, error) {
 	s.mu.Lock()
 	s.reads++
 	s.mu.Unlock()
-	return s.MemStore.Signals()
+	return s.Store.Signals(ctx)
 }
 
 // TestEngineInboxReadsOnlyTheQueued: the leader looks into the inbox every
@@ -335,9 +336,9 @@ func (s *readCountingStore) Signals() (map[string]state.Signal, error) {
 func TestEngineInboxReadsOnlyTheQueued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		begin := time.Now()
-		store := &readCountingStore{MemStore: NewMemStore()}
+		store := &readCountingStore{Store: mem.New()}
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(begin, "m", 10*minute, time.Hour)}, errs: map[string]error{}},
-			graph: &testutil.Presence{Begin: begin}, store: store.MemStore, begin: begin, metrics: NewMetrics(nil)}
+			graph: &testutil.Presence{Begin: begin}, store: store.Store, begin: begin, metrics: NewMetrics(nil)}
 		h.startWith(signalConfig(), func(o *Options) { o.Store, o.Elector = store, alwaysLeads{} }, nil)
 		h.until(time.Minute)
 		store.mu.Lock()
@@ -345,7 +346,7 @@ func TestEngineInboxReadsOnlyTheQueued(t *testing.T) {
 		store.mu.Unlock()
 		h.until(11 * time.Minute) // 300 looks into the inbox
 		ended := Signal{Vendor: "zoom", Event: state.SignalEnded, Meeting: zoomKey, At: time.Now(), Received: time.Now()}
-		if _, err := signals.Queue(store, ended); err != nil {
+		if _, err := signals.Queue(t.Context(), store, ended); err != nil {
 			t.Fatal(err)
 		}
 		h.until(11*time.Minute + InboxEvery + time.Second)
@@ -421,7 +422,7 @@ func TestStatusTimeline(t *testing.T) {
 			`bob@contoso.com 3h0m0s–3h30m0s InAConferenceCall: zoom/Later live=false signal=""`,
 			`carol@contoso.com 30m0s–8h30m0s InAConferenceCall: webhook:zoom/unscheduled call zoom:55555555555 live=true signal=""`,
 		}
-		if diff := cmp.Diff(want, show(h.eng.Status(time.Now()))); diff != "" {
+		if diff := cmp.Diff(want, show(h.eng.Status(t.Context(), time.Now()))); diff != "" {
 			t.Errorf("Status().Timeline (-want +got):\n%s", diff)
 		}
 		// The early ends count as one reason.
@@ -435,7 +436,7 @@ func TestStatusTimeline(t *testing.T) {
 		}
 		// Two hours on, the spans that ended more than an hour before are
 		// out of the window.
-		if diff := cmp.Diff([]string{want[1], want[3], want[4]}, show(h.eng.Status(begin.Add(2*time.Hour+31*minute)))); diff != "" {
+		if diff := cmp.Diff([]string{want[1], want[3], want[4]}, show(h.eng.Status(t.Context(), begin.Add(2*time.Hour+31*minute)))); diff != "" {
 			t.Errorf("Status(2h31m).Timeline (-want +got):\n%s", diff)
 		}
 	})

@@ -175,7 +175,7 @@ const MaxUnresolved = 200
 // it takes no reconcile lock, reads no state and makes no call, so it stays
 // cheap to ask every few seconds. (Like every pass, it notes addresses the
 // directory has not met yet for the resolver.)
-func (e *Engine) Status(now time.Time) Status {
+func (e *Engine) Status(ctx context.Context, now time.Time) Status {
 	st := Status{Now: now, Sources: e.feeds.statuses(), GraphErrors: e.exec.recent.list()}
 	unresolved := e.dir.Unresolved()
 	st.Unresolved, st.UnresolvedCount = unresolved[:min(len(unresolved), MaxUnresolved)], len(unresolved)
@@ -194,7 +194,7 @@ func (e *Engine) Status(now time.Time) Status {
 	// The reconcile's own view (live signals applied), kept between
 	// changes: no spans are built here while nothing changed.
 	matches, _, feedGen := e.feeds.snapshotGen()
-	matches, spans := e.view(matches, feedGen, now, e.keyFunc())
+	matches, spans := e.view(ctx, matches, feedGen, now, e.keyFunc())
 	occs := occIndex(matches)
 	meetings := func(s plan.Span, at time.Time) []Meeting {
 		var now, all []Meeting
@@ -256,7 +256,7 @@ func (e *Engine) Status(now time.Time) Status {
 	}
 	// An operator's clears are recorded with the sessions (the engine's
 	// copy in memory: no state is read here).
-	if sessions, err := e.store.Sessions(); err == nil || errors.As(err, new(*state.BadRecordsError)) {
+	if sessions, err := e.store.Sessions(ctx); err == nil || errors.As(err, new(*state.BadRecordsError)) {
 		for id, sess := range sessions {
 			if sess.HeldAt(now) {
 				st.Held = append(st.Held, HeldPerson{User: e.dir.UPN(id), UserID: id, Kind: HoldOperator, Reason: operatorHold, Until: sess.HeldUntil})

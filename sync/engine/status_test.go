@@ -15,6 +15,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -42,11 +43,11 @@ func TestStatus(t *testing.T) {
 		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{
 			"zoom": ics(begin, "Weekly-sync", 10*time.Minute, 30*time.Minute, "Retro", 2*time.Hour, 30*time.Minute),
 		}, errs: map[string]error{"google": errors.New("HTTP 503 from https://calendar.example/ical/basic.ics?<redacted>")}},
-			graph: graph, store: NewMemStore(), begin: begin, metrics: NewMetrics(nil)}
+			graph: graph, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
 		h.start(cfg)
 		h.until(15 * time.Minute)
 
-		st := h.eng.Status(time.Now())
+		st := h.eng.Status(t.Context(), time.Now())
 		if !st.Ready {
 			t.Errorf("Ready = false after the first pass")
 		}
@@ -134,7 +135,7 @@ func TestStatus(t *testing.T) {
 		if _, err := h.eng.Clear(context.Background(), []string{alice}, false); err != nil {
 			t.Fatal(err)
 		}
-		for _, hp := range h.eng.Status(time.Now()).Held {
+		for _, hp := range h.eng.Status(t.Context(), time.Now()).Held {
 			if hp.User == alice && (hp.Kind != HoldOperator || hp.Until.Sub(begin) != 40*time.Minute) {
 				t.Errorf("held alice after clear = %+v; want operator until 40m", hp)
 			}
@@ -154,7 +155,7 @@ func TestStatus(t *testing.T) {
 
 		// After the meeting: nobody busy, the next change is the Retro.
 		h.until(50 * time.Minute)
-		st = h.eng.Status(time.Now())
+		st = h.eng.Status(t.Context(), time.Now())
 		if len(st.Busy) != 0 {
 			t.Errorf("Busy at 50m = %+v; want nobody", st.Busy)
 		}

@@ -222,7 +222,7 @@ func (e *Engine) flushMessages(ctx context.Context) {
 // after a back-off (messageFailed).
 func (e *Engine) sendMessages(ctx context.Context) {
 	now := time.Now()
-	jobs := e.currentMessages(e.rb.takeMessages(now), now)
+	jobs := e.currentMessages(ctx, e.rb.takeMessages(now), now)
 	if len(jobs) == 0 {
 		return
 	}
@@ -281,7 +281,7 @@ func (e *Engine) sendMessages(ctx context.Context) {
 				return
 			}
 			log.Info("status message set", "message", j.text, "expires", j.expires)
-			e.recordMessage(j)
+			e.recordMessage(ctx, j)
 		})
 	}
 	wg.Wait()
@@ -290,11 +290,11 @@ func (e *Engine) sendMessages(ctx context.Context) {
 // currentMessages drops the sets whose span is over at now or no longer
 // the person's recorded one (cleared, replaced): a retry must not set a
 // message for a span that has ended.
-func (e *Engine) currentMessages(jobs []messageJob, now time.Time) []messageJob {
+func (e *Engine) currentMessages(ctx context.Context, jobs []messageJob, now time.Time) []messageJob {
 	if !slices.ContainsFunc(jobs, func(j messageJob) bool { return !j.clear }) {
 		return jobs
 	}
-	sessions, err := e.readSessions(false)
+	sessions, err := e.readSessions(ctx, false)
 	if err != nil {
 		return jobs // recordMessage checks again after the call
 	}
@@ -343,10 +343,10 @@ func (e *Engine) messageFailed(ctx context.Context, j messageJob, op string, err
 
 // recordMessage notes on the person's session that the worker's message
 // is set for the span, if the record is still that span's.
-func (e *Engine) recordMessage(j messageJob) {
+func (e *Engine) recordMessage(ctx context.Context, j messageJob) {
 	e.reconcileMu.Lock()
 	defer e.reconcileMu.Unlock()
-	sessions, err := e.readSessions(false)
+	sessions, err := e.readSessions(ctx, false)
 	if err != nil {
 		return
 	}
@@ -355,7 +355,7 @@ func (e *Engine) recordMessage(j messageJob) {
 		return
 	}
 	s.Message = j.text
-	if err := e.store.PutSession(s); err != nil {
+	if err := e.store.PutSession(ctx, s); err != nil {
 		e.log.Warn("record status message", "user_id", j.id, "err", err)
 	}
 }

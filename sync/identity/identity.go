@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,9 +29,9 @@ type Resolver interface {
 
 // Store keeps what Entra said of each address across restarts.
 type Store interface {
-	Identities() (map[string]state.Identity, error)
-	PutIdentities([]state.Identity) error
-	DeleteIdentity(address string) error
+	Identities(ctx context.Context) (map[string]state.Identity, error)
+	PutIdentities(ctx context.Context, ids []state.Identity) error
+	DeleteIdentity(ctx context.Context, address string) error
 }
 
 // Metrics are the collectors the Directory updates (the engine registers
@@ -136,8 +137,8 @@ func New(p Resolver, st Store, refresh time.Duration, concurrency int, log *slog
 
 // Load reads the identities kept in the state. Records that do not decode
 // are skipped (they are looked up again) and reported in the error.
-func (d *Directory) Load() error {
-	ids, err := d.store.Identities()
+func (d *Directory) Load(ctx context.Context) error {
+	ids, err := d.store.Identities(ctx)
 	if bad := (*state.BadRecordsError)(nil); err != nil && !errors.As(err, &bad) {
 		return err
 	}
@@ -155,7 +156,7 @@ func (d *Directory) Load() error {
 // setPresence, and held back). Another address not yet resolved is noted
 // for the resolver and reported as unknown for now.
 func (d *Directory) Lookup(address string) (id string, ok bool) {
-	a := state.NormalizeAddress(address)
+	a := mailaddr.Normalize(address)
 	if reObjectID.MatchString(a) {
 		return a, true
 	}
@@ -175,7 +176,7 @@ func (d *Directory) Note(addresses []string, changed bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, address := range addresses {
-		a := state.NormalizeAddress(address)
+		a := mailaddr.Normalize(address)
 		if reObjectID.MatchString(a) {
 			continue
 		}
@@ -242,7 +243,7 @@ func (d *Directory) drop(address string) {
 func (d *Directory) IsUnknown(address string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.known[state.NormalizeAddress(address)].Unknown
+	return d.known[mailaddr.Normalize(address)].Unknown
 }
 
 // Generation changes whenever an address comes to name another person, or
@@ -450,7 +451,7 @@ func (d *Directory) Resolve(ctx context.Context, addrs []string) (changed bool) 
 		d.log.Warn(msg, "failed", failures, "of", len(addrs), "err", firstErr)
 	}
 	if len(puts) > 0 {
-		if err := d.store.PutIdentities(puts); err != nil {
+		if err := d.store.PutIdentities(ctx, puts); err != nil {
 			// Memory holds them; a restart looks them up again.
 			d.log.Warn("keep resolved addresses", "err", err)
 		}
@@ -464,7 +465,7 @@ func (d *Directory) Resolve(ctx context.Context, addrs []string) (changed bool) 
 // then in the state. An address met since start counts from when it was
 // last named (or first met); one only loaded from the state, from its last
 // lookup. It returns the addresses forgotten.
-func (d *Directory) Prune(now time.Time, named, keep map[string]bool) []string {
+func (d *Directory) Prune(ctx context.Context, now time.Time, named, keep map[string]bool) []string {
 	d.mu.Lock()
 	for a := range named {
 		if !reObjectID.MatchString(a) {
@@ -510,7 +511,7 @@ func (d *Directory) Prune(now time.Time, named, keep map[string]bool) []string {
 		return nil
 	}
 	slices.Sort(gone)
-	if err := d.unstore(gone); err != nil {
+	if err := d.unstore(ctx, gone); err != nil {
 		// Memory has forgotten them; the next start loads them again and
 		// forgets them then.
 		d.log.Warn("forget addresses no feed names", "addresses", len(gone), "err", err)
@@ -541,7 +542,7 @@ func (d *Directory) reportMerge(address string, idn state.Identity) {
 // Forget drops every address that maps to id: Graph answered 404 for it (a
 // user deleted, perhaps re-created with a new id). They are looked up again
 // at once.
-func (d *Directory) Forget(id string) {
+func (d *Directory) Forget(ctx context.Context, id string) {
 	d.mu.Lock()
 	gone := slices.Clone(d.byID[id])
 	for _, a := range gone {
@@ -555,7 +556,7 @@ func (d *Directory) Forget(id string) {
 	if len(gone) == 0 {
 		return
 	}
-	if err := d.unstore(gone); err != nil {
+	if err := d.unstore(ctx, gone); err != nil {
 		d.log.Warn("forget resolved addresses", "addresses", gone, "err", err)
 	}
 	d.log.Warn("Graph no longer knows this user id; looking its addresses up again", "user_id", id, "addresses", gone)
@@ -565,13 +566,15 @@ func (d *Directory) Forget(id string) {
 // Directory has just dropped from memory. One the resolver answered again
 // meanwhile is stored again: the resolver stores an answer after it sets it
 // in memory, and its put may have come before this delete.
-func (d *Directory) unstore(addresses []string) error {
+func (d *Directory) unstore(ctx context.Context, addresses []string) error {
 	var err error
-	if st, ok := d.store.(interface{ DeleteIdentities([]string) error }); ok {
-		err = st.DeleteIdentities(addresses)
+	if st, ok := d.store.(interface {
+		DeleteIdentities(ctx context.Context, addresses []string) error
+	}); ok {
+		err = st.DeleteIdentities(ctx, addresses)
 	} else {
 		for _, a := range addresses {
-			err = errors.Join(err, d.store.DeleteIdentity(a))
+			err = errors.Join(err, d.store.DeleteIdentity(ctx, a))
 		}
 	}
 	var again []state.Identity
@@ -583,7 +586,7 @@ func (d *Directory) unstore(addresses []string) error {
 	}
 	d.mu.Unlock()
 	if len(again) > 0 {
-		err = errors.Join(err, d.store.PutIdentities(again))
+		err = errors.Join(err, d.store.PutIdentities(ctx, again))
 	}
 	return err
 }
@@ -594,7 +597,7 @@ func (d *Directory) Person(ctx context.Context, address string) (string, error) 
 	if id, ok := d.Lookup(address); ok {
 		return id, nil
 	}
-	a := state.NormalizeAddress(address)
+	a := mailaddr.Normalize(address)
 	d.Resolve(ctx, []string{a})
 	if id, ok := d.Lookup(a); ok {
 		return id, nil

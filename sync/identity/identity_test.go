@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
@@ -26,7 +27,7 @@ var tenant = map[string]presence.Person{
 	"frank.jones@contoso.com": {ID: frankID, UPN: "frank@contoso.com"},
 }
 
-// memStore keeps identities in memory, as the engine's MemStore does.
+// memStore keeps identities in memory, as state/mem does.
 type memStore struct {
 	mu  sync.Mutex
 	ids map[string]state.Identity
@@ -34,32 +35,32 @@ type memStore struct {
 
 func newMemStore() *memStore { return &memStore{ids: make(map[string]state.Identity)} }
 
-func (m *memStore) Identities() (map[string]state.Identity, error) {
+func (m *memStore) Identities(ctx context.Context) (map[string]state.Identity, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return maps.Clone(m.ids), nil
 }
 
-func (m *memStore) PutIdentities(ids []state.Identity) error {
+func (m *memStore) PutIdentities(ctx context.Context, ids []state.Identity) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, idn := range ids {
-		idn.Address = state.NormalizeAddress(idn.Address)
+		idn.Address = mailaddr.Normalize(idn.Address)
 		m.ids[idn.Address] = idn
 	}
 	return nil
 }
 
-func (m *memStore) DeleteIdentity(address string) error {
+func (m *memStore) DeleteIdentity(ctx context.Context, address string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.ids, state.NormalizeAddress(address))
+	delete(m.ids, mailaddr.Normalize(address))
 	return nil
 }
 
-func (m *memStore) DeleteIdentities(addresses []string) error {
+func (m *memStore) DeleteIdentities(ctx context.Context, addresses []string) error {
 	for _, a := range addresses {
-		m.DeleteIdentity(a)
+		m.DeleteIdentity(ctx, a)
 	}
 	return nil
 }
@@ -111,7 +112,7 @@ func TestDirectoryForgetsUnnamedAddresses(t *testing.T) {
 		now := time.Now()
 		day := 24 * time.Hour
 		st := newMemStore()
-		if err := st.PutIdentities([]state.Identity{
+		if err := st.PutIdentities(t.Context(), []state.Identity{
 			{Address: "old@partner.example", ID: "id-old", CheckedAt: now.Add(-8 * day)},
 			{Address: "recent@partner.example", Unknown: true, CheckedAt: now.Add(-day), UnknownSince: now.Add(-3 * day)},
 			{Address: "named@partner.example", ID: "id-named", CheckedAt: now.Add(-30 * day)},
@@ -121,18 +122,18 @@ func TestDirectoryForgetsUnnamedAddresses(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := New(&testutil.Presence{}, st, day, 4, slog.New(slog.DiscardHandler), testMetrics())
-		if err := d.Load(); err != nil {
+		if err := d.Load(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		d.Lookup("met@partner.example") // a webhook's participant, say
 		named := map[string]bool{"named@partner.example": true}
 		keep := map[string]bool{"ceo@contoso.com": true}
 		stored := func() []string {
-			ids, _ := st.Identities()
+			ids, _ := st.Identities(t.Context())
 			return slices.Sorted(maps.Keys(ids))
 		}
 
-		if got, want := d.Prune(now, named, keep), []string{"old@partner.example"}; !slices.Equal(got, want) {
+		if got, want := d.Prune(t.Context(), now, named, keep), []string{"old@partner.example"}; !slices.Equal(got, want) {
 			t.Errorf("prune at start = %v; want %v", got, want)
 		}
 		if got, want := stored(), []string{"carried@contoso.com", "ceo@contoso.com", "named@partner.example", "recent@partner.example"}; !slices.Equal(got, want) {
@@ -146,12 +147,12 @@ func TestDirectoryForgetsUnnamedAddresses(t *testing.T) {
 		}
 
 		time.Sleep(ForgetAfter - time.Minute)
-		if got := d.Prune(time.Now(), named, keep); !slices.Equal(got, []string{"recent@partner.example"}) {
+		if got := d.Prune(t.Context(), time.Now(), named, keep); !slices.Equal(got, []string{"recent@partner.example"}) {
 			t.Errorf("prune a minute before a week is over = %v; want recent@partner.example (unnamed, looked up 8 days ago)", got)
 		}
 		time.Sleep(time.Minute)
 		want := []string{"carried@contoso.com", "met@partner.example"}
-		if got := d.Prune(time.Now(), named, keep); !slices.Equal(got, want) {
+		if got := d.Prune(t.Context(), time.Now(), named, keep); !slices.Equal(got, want) {
 			t.Errorf("prune a week after start = %v; want %v", got, want)
 		}
 		if got, want := stored(), []string{"ceo@contoso.com", "named@partner.example"}; !slices.Equal(got, want) {
@@ -185,11 +186,11 @@ func TestDirectoryForgetKeepsAnAnswerThatRaced(t *testing.T) {
 	d.Resolve(context.Background(), d.Due(time.Now()))
 	people["frank@contoso.com"] = presence.Person{ID: newID, UPN: "frank@contoso.com"}
 	st.before = func() { d.Resolve(context.Background(), d.Due(time.Now())) } // the resolver, first
-	d.Forget(frankID)
+	d.Forget(t.Context(), frankID)
 	if id, ok := d.Lookup("frank@contoso.com"); !ok || id != newID {
 		t.Fatalf("lookup after forget = %q, %v; want %s", id, ok, newID)
 	}
-	ids, _ := st.Identities()
+	ids, _ := st.Identities(t.Context())
 	if got := ids["frank@contoso.com"]; got.ID != newID {
 		t.Errorf("stored identity = %+v; want the new id %s (resolved while forget was deleting)", got, newID)
 	}
@@ -202,12 +203,12 @@ type racingStore struct {
 	before func()
 }
 
-func (s *racingStore) DeleteIdentity(address string) error {
+func (s *racingStore) DeleteIdentity(ctx context.Context, address string) error {
 	s.before()
-	return s.memStore.DeleteIdentity(address)
+	return s.memStore.DeleteIdentity(ctx, address)
 }
 
-func (s *racingStore) DeleteIdentities(addresses []string) error {
+func (s *racingStore) DeleteIdentities(ctx context.Context, addresses []string) error {
 	s.before()
-	return s.memStore.DeleteIdentities(addresses)
+	return s.memStore.DeleteIdentities(ctx, addresses)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources/ical"
 )
@@ -102,7 +103,7 @@ func compileFilter(path string, f config.Filter) (filters, error) {
 func NewMatcher(cfg *config.Config) (*Matcher, error) {
 	m := &Matcher{users: cfg.UserIndex(), named: make(map[string]bool), sources: make(map[string]*sourceMatcher, len(cfg.Sources))}
 	for _, u := range cfg.ConfiguredUsers() {
-		m.named[config.NormalizeAddress(u)] = true
+		m.named[mailaddr.Normalize(u)] = true
 	}
 	for i := range cfg.Sources {
 		src := &cfg.Sources[i]
@@ -160,7 +161,7 @@ func (m *Matcher) Match(source string, occs []ical.Occurrence) []Match {
 					skip = SkipTentative
 				}
 			}
-			out = append(out, Match{User: config.NormalizeAddress(user), Source: source, Occ: o, Pair: sm.pair, Lead: sm.lead, Grace: sm.grace, Skip: skip})
+			out = append(out, Match{User: mailaddr.Normalize(user), Source: source, Occ: o, Pair: sm.pair, Lead: sm.lead, Grace: sm.grace, Skip: skip})
 		}
 		switch sm.src.Match {
 		case "":
@@ -256,10 +257,10 @@ func (m *Matcher) userFor(sm *sourceMatcher, addr string) (string, bool) {
 	if !sm.admits(addr) {
 		return "", false
 	}
-	if u, ok := m.users[config.NormalizeAddress(addr)]; ok {
-		return config.NormalizeAddress(u), true
+	if u, ok := m.users[mailaddr.Normalize(addr)]; ok {
+		return mailaddr.Normalize(u), true
 	}
-	return config.NormalizeAddress(addr), true
+	return mailaddr.Normalize(addr), true
 }
 
 // OnlyConfigured reports whether the named source may make busy only the
@@ -288,7 +289,7 @@ func (m *Matcher) Limited() bool {
 // calendars and live signals alike: a participant of a meeting whose
 // occurrence could make them busy is one a signal may affect.
 func (m *Matcher) Covers(address string) bool {
-	a := config.NormalizeAddress(address)
+	a := mailaddr.Normalize(address)
 	if a == "" {
 		return false
 	}
@@ -310,7 +311,7 @@ func (m *Matcher) partstatOf(o *ical.Occurrence, user string) string {
 		if strings.EqualFold(a.Email, user) {
 			return a.PartStat
 		}
-		if u, ok := m.users[config.NormalizeAddress(a.Email)]; ok && strings.EqualFold(u, user) {
+		if u, ok := m.users[mailaddr.Normalize(a.Email)]; ok && strings.EqualFold(u, user) {
 			return a.PartStat
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 )
@@ -114,7 +115,7 @@ type KeyFunc func(m *Match) (key string, ok bool)
 // Of is the key of m: k(m), or the case-folded address when k is nil.
 func (k KeyFunc) Of(m *Match) (string, bool) {
 	if k == nil {
-		return state.NormalizeAddress(m.User), true
+		return mailaddr.Normalize(m.User), true
 	}
 	return k(m)
 }
