@@ -18,6 +18,7 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/graph"
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
@@ -102,7 +103,7 @@ func Doctor(ctx context.Context, cfg *config.Config, o DoctorOptions, report fun
 		report(Check{CheckSkipped, "users", why})
 		report(Check{CheckSkipped, "read-back", why})
 	} else {
-		g, err := newGraph(ctx, cfg, o.Logger)
+		g, err := newGraph(ctx, cfg, policy.WriteRate(cfg.Graph), o.Logger)
 		if err != nil {
 			return &ConfigError{fmt.Errorf("graph client: %w", err)}
 		}

@@ -110,7 +110,7 @@ type options struct {
 // setStatusMessage or getPresencesByUserId, the client's own retries of
 // 429/503/504 among them, takes a slot of its budget's pacer first, and a
 // 429 pauses every request of that budget, since Graph throttles the app,
-// not one user. engine.Limiter implements it.
+// not one user. policy.Pacer implements it.
 type Pacer interface {
 	// Acquire blocks until a request may go out; release is called when
 	// its answer has arrived.
@@ -123,18 +123,10 @@ type Pacer interface {
 // setStatusMessage) through p (see Pacer).
 func WithPacer(p Pacer) Option { return func(o *options) { o.pacer = p } }
 
-// Graph's budget for presence reads (getPresencesByUserId), per app and
-// tenant, apart from the writes': the pacer given to WithReadPacer should
-// allow ReadRateLimit calls per ReadRateWindow.
-const (
-	ReadRateLimit  = 1500
-	ReadRateWindow = 30 * time.Second
-)
-
 // WithReadPacer paces every presence read (getPresencesByUserId) through
 // p, a second pacer of the same kind as WithPacer's sized for Graph's read
-// budget (ReadRateLimit per ReadRateWindow). A 429 to a read pauses reads
-// only; writes go on.
+// budget (policy.ReadRate). A 429 to a read pauses reads only; writes go
+// on.
 func WithReadPacer(p Pacer) Option { return func(o *options) { o.readPacer = p } }
 
 // WithTransport replaces the TLS transport under the middleware, for Graph

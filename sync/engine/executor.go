@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/identity"
@@ -66,7 +67,7 @@ type executor struct {
 	presence Presence
 	store    Store
 	dir      *identity.Directory
-	gate     *gate
+	gate     *policy.Gate
 	grace    time.Duration // a call in flight at shutdown may take this long
 	log      *slog.Logger
 	metrics  *Metrics
@@ -84,7 +85,7 @@ type hold struct {
 	why     string
 }
 
-func newExecutor(p Presence, st Store, dir *identity.Directory, g *gate, log *slog.Logger, m *Metrics) *executor {
+func newExecutor(p Presence, st Store, dir *identity.Directory, g *policy.Gate, log *slog.Logger, m *Metrics) *executor {
 	return &executor{presence: p, store: st, dir: dir, gate: g, log: log, metrics: m, holds: make(map[string]hold)}
 }
 
@@ -168,7 +169,7 @@ func (x *executor) run(ctx context.Context, actions []plan.Action) []Result {
 			results[i] = Result{Action: a, Err: err}
 			continue
 		}
-		if ctx.Err() != nil || x.gate.acquire(ctx) != nil {
+		if ctx.Err() != nil || x.gate.Acquire(ctx) != nil {
 			// Shutting down: no new call. The recorded intent stays, and
 			// the next start treats it as uncertain.
 			results[i] = Result{Action: a, Err: ctx.Err()}
@@ -182,7 +183,7 @@ func (x *executor) run(ctx context.Context, actions []plan.Action) []Result {
 			// written while the next call goes out (concurrent writes share
 			// one fsync through bbolt's Batch).
 			var once sync.Once
-			done := func(latency time.Duration) { once.Do(func() { x.gate.release(latency) }) }
+			done := func(latency time.Duration) { once.Do(func() { x.gate.Release(latency) }) }
 			defer done(0)
 			results[i] = x.call(ctx, a, pending[i], done)
 		}()
