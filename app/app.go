@@ -477,14 +477,17 @@ func (a *App) Wait() error {
 }
 
 // authenticate asks Graph's authority for a token at start, and again with
-// back-off until it answers: a broken secret shows at once, in the log and
-// as /readyz 503, not at the first meeting.
+// the policy's back-off until it answers (policy.Delay: 1 s, 2 s … 5 min):
+// a broken secret shows at once, in the log and as /readyz 503, not at the
+// first meeting. A refused credential is tried again too: a secret file
+// replaced meanwhile is read at the next try.
 func authenticate(ctx context.Context, g *graph.Client, log *slog.Logger) {
-	for wait := time.Second; ; wait = min(2*wait, 5*time.Minute) {
+	for tries := 1; ; tries++ {
 		err := g.Authenticate(ctx)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
+		wait := policy.Wait(err, tries)
 		log.Error("no token from Graph's authority; not ready until there is one", "err", err, "retry_in", wait.String())
 		select {
 		case <-ctx.Done():

@@ -198,6 +198,20 @@ func TestRetry(t *testing.T) {
 		{"504", func(time.Time) graphtest.Fault {
 			return graphtest.Fault{Op: graphtest.OpSetPresence, Status: 504}
 		}, 2, 0},
+		// What policy.Classify calls Retry is retried within the call:
+		// the middleware and the engine agree.
+		{"408", func(time.Time) graphtest.Fault {
+			return graphtest.Fault{Op: graphtest.OpSetPresence, Status: 408}
+		}, 2, 0},
+		{"409", func(time.Time) graphtest.Fault {
+			return graphtest.Fault{Op: graphtest.OpSetPresence, Status: 409}
+		}, 2, 0},
+		{"500", func(time.Time) graphtest.Fault {
+			return graphtest.Fault{Op: graphtest.OpSetPresence, Status: 500}
+		}, 2, 0},
+		{"502", func(time.Time) graphtest.Fault {
+			return graphtest.Fault{Op: graphtest.OpSetPresence, Status: 502}
+		}, 2, 0},
 		{"rate limit", nil, 2, 900 * time.Millisecond},
 	}
 	for _, tt := range tests {
@@ -308,7 +322,7 @@ func TestErrorClassification(t *testing.T) {
 			0, presence.Permanent, 400, "invalid_request", "nope"},
 		{"409 odd json",
 			graphtest.Fault{Status: 409, ContentType: "application/json", Body: `[1,2,3]`},
-			0, presence.Permanent, 409, "", "[1,2,3]"},
+			0, presence.Retry, 409, "", "[1,2,3]"},
 		{"connection reset",
 			graphtest.Fault{Reset: true},
 			0, presence.Retry, 0, "", "request failed"},
@@ -330,6 +344,7 @@ func TestErrorClassification(t *testing.T) {
 			}
 			f := tt.fault
 			f.Op = graphtest.OpSetPresence
+			f.Times = -1 // past the middleware's retries of a Retry
 			e.srv.Inject(f)
 			start := time.Now()
 			err := e.c.SetPresence(ctx, aliceID, presence.Busy, presence.ActivityInACall, time.Hour)

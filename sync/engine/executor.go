@@ -375,11 +375,7 @@ func (x *executor) fail(a plan.Action, err error, log *slog.Logger) {
 		x.holds[a.User] = hold{until: maxTime(a.Span.End, now.Add(time.Minute)), why: err.Error()}
 	default:
 		h.tries++
-		wait := presence.Backoff(h.tries)
-		var pe *presence.Error
-		if errors.As(err, &pe) && pe.RetryAfter > 0 {
-			wait = pe.RetryAfter
-		}
+		wait := policy.Wait(err, h.tries)
 		log.Warn("graph call failed; will retry", "err", err, "retry_in", wait.String(), "attempt", h.tries)
 		x.holds[a.User] = hold{until: now.Add(wait), tries: h.tries, why: err.Error()}
 	}

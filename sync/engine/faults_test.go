@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-co-op/gocron/v2"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
@@ -128,7 +129,7 @@ func TestEngineRefusedClearIsRetriedUntilTheLeaseRunsOut(t *testing.T) {
 					defer mu.Unlock()
 					attempts = append(attempts, time.Since(begin))
 					if tt.refusals < 0 || len(attempts) <= tt.refusals {
-						return &presence.Error{Op: "clearPresence", User: user, Status: 403, Kind: presence.Permanent, Message: "Forbidden"}
+						return &presence.Error{Op: policy.OpClearPresence, User: user, Status: 403, Kind: policy.Classify(policy.OpClearPresence, 403), Message: "Forbidden"}
 					}
 					return nil
 				}}

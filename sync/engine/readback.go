@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 )
@@ -90,7 +91,8 @@ func (r *readback) shown(id string) (ShownPerson, bool) {
 // readbackLoop runs the read-back until ctx is done: at every
 // graph.readback_interval (read at each turn: a reload changes it), and
 // ReadbackAfterBurst after a burst of sets. A failed read backs off
-// (presence.Backoff) and is logged; it never holds up a set.
+// (policy.Wait: Graph's Retry-After, else the back-off) and is logged;
+// it never holds up a set.
 func (e *Engine) readbackLoop(ctx context.Context) {
 	failures := 0
 	var retryAt time.Time
@@ -142,11 +144,7 @@ func (e *Engine) readbackLoop(ctx context.Context) {
 			return
 		default:
 			failures++
-			wait := presence.Backoff(failures)
-			var pe *presence.Error
-			if errors.As(err, &pe) && pe.RetryAfter > wait {
-				wait = pe.RetryAfter
-			}
+			wait := policy.Wait(err, failures)
 			if interval > 0 {
 				wait = min(wait, interval)
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
@@ -212,7 +213,7 @@ type PersonLookup interface {
 const LookupTimeout = 5 * time.Second
 
 // lookupRetries spaces the tries of the signals in the inbox whose person
-// could not be looked up (presence.Backoff: 1 s, 2 s, … 5 min).
+// could not be looked up (policy.Delay: 1 s, 2 s, … 5 min).
 type lookupRetries struct {
 	mu    sync.Mutex
 	tries map[string]int
@@ -234,7 +235,7 @@ func (l *lookupRetries) failed(id string, now time.Time) time.Duration {
 		l.tries, l.next = make(map[string]int), make(map[string]time.Time)
 	}
 	l.tries[id]++
-	d := presence.Backoff(l.tries[id])
+	d := policy.Delay(l.tries[id])
 	l.next[id] = now.Add(d)
 	return d
 }
