@@ -202,7 +202,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 	case a.presence != nil:
 		a.graph = nil
 	case a.graph == nil:
-		g, err := newGraph(ctx, cfg, a.rate, a.log, a.graphOpts...)
+		g, err := newGraph(ctx, cfg, a.rate, a.log, append([]graph.Option{graph.WithRetryAfterObserver(a.metrics.ObserveRetryAfter)}, a.graphOpts...)...)
 		if err != nil {
 			_ = a.closeStore()
 			return nil, fmt.Errorf("graph client: %w", err)

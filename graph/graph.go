@@ -108,6 +108,7 @@ type options struct {
 	now        func() time.Time
 	pacer      Pacer
 	readPacer  Pacer
+	retryAfter func(op string, d time.Duration)
 }
 
 // Pacer paces the presence requests the client sends. Graph limits
@@ -135,6 +136,16 @@ func WithPacer(p Pacer) Option { return func(o *options) { o.pacer = p } }
 // budget (policy.ReadRate). A 429 to a read pauses reads only; writes go
 // on.
 func WithReadPacer(p Pacer) Option { return func(o *options) { o.readPacer = p } }
+
+// WithRetryAfterObserver calls observe with the operation (policy's name)
+// and the wait each time an answer that policy.Classify calls Retry
+// carries a Retry-After, which is then honoured: by the client's own
+// retry, by the pacer's pause after a 429, or by the caller (the
+// *presence.Error's RetryAfter). The daemon feeds
+// calpresence_graph_retry_after_seconds with it.
+func WithRetryAfterObserver(observe func(op string, d time.Duration)) Option {
+	return func(o *options) { o.retryAfter = observe }
+}
 
 // WithTransport replaces the TLS transport under the middleware, for Graph
 // and for token requests (graph.ca_file is then not applied).
@@ -212,7 +223,7 @@ func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Opt
 	}
 	retry := &retryHandler{
 		maxRetries: o.maxRetries, baseDelay: o.baseDelay, maxDelay: o.maxDelay,
-		timeout: timeout, logger: logger, now: o.now, writes: o.pacer, reads: o.readPacer,
+		timeout: timeout, logger: logger, now: o.now, writes: o.pacer, reads: o.readPacer, retryAfter: o.retryAfter,
 	}
 	httpClient := &http.Client{
 		Transport: nethttplibrary.NewCustomTransportWithParentTransport(base, middlewares(retry, sdkVersion())...),

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -739,5 +741,37 @@ func TestAuthenticate(t *testing.T) {
 	bad := newEnv(t, func(c *config.Graph) { c.ClientSecret = "wrong" })
 	if err := bad.c.Authenticate(ctxT(t)); err == nil || bad.c.Authenticated() {
 		t.Errorf("Authenticate with a wrong secret = %v, Authenticated %v; want an error and false", err, bad.c.Authenticated())
+	}
+}
+
+// TestRetryAfterObserved: a Retry-After on an answer that is retried is
+// reported, with the operation, whether the client waits it out itself or
+// hands it to the caller.
+func TestRetryAfterObserved(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	observe := func(op string, d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, fmt.Sprintf("%s %s", op, d))
+	}
+	e := newEnv(t, nil, WithRetryAfterObserver(observe))
+	ctx := ctxT(t)
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpSetPresence, Status: 429, Header: http.Header{"Retry-After": {"0"}}})
+	if err := e.c.SetPresence(ctx, aliceID, presence.Busy, presence.ActivityInACall, time.Hour); err != nil {
+		t.Fatalf("SetPresence = %v; want success after the retry", err)
+	}
+	// Longer than the client waits: the caller gets it, and it counts.
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpClearPresence, Status: 503, Header: http.Header{"Retry-After": {"120"}}})
+	if pe := asPresenceError(t, e.c.ClearPresence(ctx, aliceID)); pe.RetryAfter != 2*time.Minute {
+		t.Errorf("ClearPresence RetryAfter = %s; want 2m0s", pe.RetryAfter)
+	}
+	// A refusal that is not retried (400 on a set) is not a wait.
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpSetPresence, Status: 400, Header: http.Header{"Retry-After": {"5"}}})
+	_ = e.c.SetPresence(ctx, aliceID, presence.Busy, presence.ActivityInACall, time.Hour)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"setPresence 0s", "clearPresence 2m0s"}; !slices.Equal(seen, want) {
+		t.Errorf("observed %q; want %q", seen, want)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/graph/policy"
+	"github.com/calpresence/calpresence/presence"
 	nethttplibrary "github.com/microsoft/kiota-http-go"
 	core "github.com/microsoftgraph/msgraph-sdk-go-core"
 )
@@ -94,8 +95,9 @@ type retryHandler struct {
 	timeout    time.Duration
 	logger     *slog.Logger
 	now        func() time.Time
-	writes     Pacer // presence writes; nil: not paced
-	reads      Pacer // presence reads; nil: not paced
+	writes     Pacer                            // presence writes; nil: not paced
+	reads      Pacer                            // presence reads; nil: not paced
+	retryAfter func(op string, d time.Duration) // WithRetryAfterObserver; may be nil
 }
 
 // opOf names the operation of r for policy.Classify: the presence writes
@@ -170,10 +172,19 @@ func (h *retryHandler) Intercept(p nethttplibrary.Pipeline, index int, req *http
 		if err != nil {
 			return resp, err
 		}
-		if !policy.RetryWithin(op, resp.StatusCode) {
+		if policy.Classify(op, resp.StatusCode) != presence.Retry {
 			return resp, nil
 		}
 		delay, ok := policy.RetryAfter(resp.Header.Get("Retry-After"), h.now())
+		if ok && h.retryAfter != nil {
+			// Honoured by someone: waited for here, by every request of
+			// the pacer's budget (a 429), or by the caller, who gets it
+			// as RetryAfter (policy.Wait).
+			h.retryAfter(op, delay)
+		}
+		if !policy.RetryWithin(op, resp.StatusCode) {
+			return resp, nil
+		}
 		if !ok {
 			delay = policy.Backoff{Base: h.baseDelay, Max: h.maxDelay}.Delay(attempt + 1)
 		}
