@@ -12,11 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/state"
 )
-
-// DefaultWebexAPI is the Webex REST API's base.
-const DefaultWebexAPI = "https://webexapis.com/v1"
 
 // ErrNoPerson is wrapped by a lookup Webex answered, for good, with no
 // person (404) or one without an address: nothing to retry.
@@ -28,7 +26,7 @@ var ErrNoPerson = errors.New("no such person")
 // The token needs spark:people_read (or an admin's
 // spark-admin:people_read).
 type WebexPeople struct {
-	API    string        // "": DefaultWebexAPI
+	API    string        // "": config.DefaultWebhooks().Webex.API
 	Token  func() string // the access token, read when asked
 	Client *http.Client  // nil: one with a 10 s timeout
 
@@ -51,7 +49,7 @@ func (p *WebexPeople) Email(ctx context.Context, personID, token string) (string
 	}
 	api := p.API
 	if api == "" {
-		api = DefaultWebexAPI
+		api = config.DefaultWebhooks().Webex.API
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(api, "/")+"/people/"+url.PathEscape(personID), nil)
 	if err != nil {

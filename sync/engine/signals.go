@@ -188,7 +188,7 @@ func (e *Engine) maxUnscheduled() time.Duration {
 	if w := e.config().Webhooks; w != nil && w.MaxUnscheduled > 0 {
 		return w.MaxUnscheduled
 	}
-	return config.DefaultWebhooksUnscheduleCap
+	return config.DefaultWebhooks().MaxUnscheduled
 }
 
 // target maps a participant's address through users: to the address that
