@@ -58,11 +58,14 @@ type Result struct {
 }
 
 // executor sends actions to Graph with a concurrency sized to the work
-// (gate), recording each session before and after the call, and keeps the
-// per-person holds (an id Graph does not know, permanent errors, retry
-// back-off). Actions name people by object id: no lookup is on its path.
-// The presence rate limit is the Presence implementation's: only the
-// Graph client sees each attempt (graph.WithPacer).
+// (policy.Gate), recording each session before and after the call, and
+// keeps the per-person holds that the verdict of a failed call asks for
+// (graph/policy decides the verdict; the executor only applies it): an id
+// Graph does not know, a set refused for its span, a retry after Graph's
+// Retry-After or the policy's back-off (policy.Wait). Actions name people
+// by object id: no lookup is on its path. The presence rate limit is the
+// Graph client's pacer (policy.Pacer, graph.WithPacer): only the client
+// sees each attempt, its own retries included.
 type executor struct {
 	presence Presence
 	store    Store
@@ -345,7 +348,11 @@ func (x *executor) undo(a plan.Action) {
 	}
 }
 
-// fail logs a failed call and holds the user back as its kind requires.
+// fail logs a failed call and holds the user back as its kind (policy.Classify's
+// verdict) requires: gone on a set, the id is looked up again; held on a
+// set, until the span ends; anything else, including every failed clear,
+// is tried again after policy.Wait (Retry-After, else the back-off, which
+// grows with the tries held in holdMemory).
 func (x *executor) fail(a plan.Action, err error, log *slog.Logger) {
 	if presence.KindOf(err) == presence.NotFound && a.Op == plan.OpSet && x.dir != nil {
 		x.dir.Forget(a.User)
