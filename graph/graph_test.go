@@ -775,3 +775,31 @@ func TestRetryAfterObserved(t *testing.T) {
 		t.Errorf("observed %q; want %q", seen, want)
 	}
 }
+
+// TestRefusalsGoBackToTheCaller: a 403 to a clear or a lookup is a Retry
+// (policy.Classify), but for the caller, after its back-off: the client
+// does not spend the budget retrying a refusal within the call. A 403 to
+// a set is held (Permanent).
+func TestRefusalsGoBackToTheCaller(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := ctxT(t)
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpClearPresence, Status: 403, Times: -1})
+	if pe := asPresenceError(t, e.c.ClearPresence(ctx, aliceID)); pe.Kind != presence.Retry || pe.Status != 403 {
+		t.Errorf("ClearPresence after 403 = %v (%s); want Retry 403", pe, pe.Kind)
+	}
+	if n := len(e.srv.CallsOp(graphtest.OpClearPresence)); n != 1 {
+		t.Errorf("clearPresence calls = %d; want 1 (no retry within the call)", n)
+	}
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpGetUser, Status: 403, Times: -1})
+	_, err := e.c.ResolveUser(ctx, "alice@contoso.com")
+	if pe := asPresenceError(t, err); pe.Kind != presence.Retry || pe.Status != 403 {
+		t.Errorf("ResolveUser after 403 = %v (%s); want Retry 403", pe, pe.Kind)
+	}
+	if n := len(e.srv.CallsOp(graphtest.OpGetUser)); n != 1 {
+		t.Errorf("user lookups = %d; want 1 (no retry within the call)", n)
+	}
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpSetPresence, Status: 403, Times: -1})
+	if pe := asPresenceError(t, e.c.SetPresence(ctx, aliceID, presence.Busy, presence.ActivityInACall, time.Hour)); pe.Kind != presence.Permanent {
+		t.Errorf("SetPresence after 403 = %v (%s); want Permanent", pe, pe.Kind)
+	}
+}
