@@ -1,12 +1,15 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -50,7 +53,7 @@ func (s CheckStatus) Mark() string {
 type Check struct {
 	Status CheckStatus
 	// Name is what was checked: "graph", "users", "user <address>",
-	// "read-back", "source <name>", "webhooks", "state", "leader".
+	// "read-back", "source <name>", "webhooks", "webex", "state", "leader".
 	Name string
 	// Detail is what was found; for a failure, also what to do.
 	Detail string
@@ -74,8 +77,8 @@ type DoctorOptions struct {
 // config.Load returned), and calls report with each check as it ends: the
 // application roles of the Graph token, each configured user resolved, a
 // read-back of one person, each source fetched and parsed once, the
-// webhook secrets, the state writable and, with PostgreSQL, who holds the
-// leader lock. It disturbs no daemon running next to it: it sets no
+// webhook secrets, Webex Calling's access token (when configured), the
+// state writable and, with PostgreSQL, who holds the leader lock. It disturbs no daemon running next to it: it sets no
 // presence, writes nothing that stays, and only reads a state file the
 // daemon holds. With graph.dry_run the Graph checks are skipped: nothing
 // would be sent there.
@@ -112,6 +115,9 @@ func Doctor(ctx context.Context, cfg *config.Config, o DoctorOptions, report fun
 	}
 	doctorSources(ctx, cfg, fetcher, o.Now(), report)
 	report(doctorWebhooks(cfg))
+	if c, ok := doctorWebex(ctx, cfg); ok {
+		report(c)
+	}
 	doctorState(ctx, cfg, report)
 	return nil
 }
@@ -363,6 +369,56 @@ func doctorWebhooks(cfg *config.Config) Check {
 		return Check{CheckFailed, "webhooks", strings.Join(missing, "; ")}
 	}
 	return Check{CheckPassed, "webhooks", fmt.Sprintf("%s present (listening on %s)", strings.Join(present, " and ")+" "+plural(len(present), "secret", "secrets"), w.Listen)}
+}
+
+// webexTimeout bounds doctor's call to the Webex API, as the daemon's
+// look-ups are bounded.
+const webexTimeout = 10 * time.Second
+
+// doctorWebex checks Webex Calling's access token, when configured
+// (webhooks.webex.access_token_file; false: not configured): the file is
+// readable and not empty, and Webex accepts the token (GET {api}/people/me
+// answers 200). A Webex API that cannot be reached leaves the token
+// unchecked, said so, not failed. The token is never printed.
+func doctorWebex(ctx context.Context, cfg *config.Config) (Check, bool) {
+	w := cfg.Webhooks
+	if w == nil || w.Webex == nil || w.Webex.AccessTokenFile == "" {
+		return Check{}, false
+	}
+	const name = "webex"
+	file := w.Webex.AccessTokenFile
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return Check{CheckFailed, name, fmt.Sprintf("webhooks.webex.access_token_file: %v: Webex Calling events are ignored until it can be read", err)}, true
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return Check{CheckFailed, name, fmt.Sprintf("webhooks.webex.access_token_file: %s is empty: put a Webex access token with spark:people_read in it", file)}, true
+	}
+	api := strings.TrimRight(cmp.Or(w.Webex.API, config.DefaultWebhooks().Webex.API), "/")
+	ctx, cancel := context.WithTimeout(ctx, webexTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api+"/people/me", nil)
+	if err != nil {
+		return Check{CheckFailed, name, fmt.Sprintf("webhooks.webex.api: %v", err)}, true
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	resp, err := (&http.Client{Timeout: webexTimeout}).Do(req)
+	if err != nil {
+		return Check{CheckSkipped, name, fmt.Sprintf("the access token in %s is not checked: Webex (%s) was not reached: %v", file, api, err)}, true
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return Check{CheckPassed, name, fmt.Sprintf("the access token in %s is accepted (GET %s/people/me: 200)", file, api)}, true
+	case http.StatusUnauthorized:
+		return Check{CheckFailed, name, fmt.Sprintf("Webex refuses the access token in %s (GET %s/people/me: 401): it expired or was revoked; put a new one in the file", file, api)}, true
+	case http.StatusForbidden:
+		return Check{CheckFailed, name, fmt.Sprintf("Webex refuses the access token in %s (GET %s/people/me: 403): it needs the scope spark:people_read (or spark-admin:people_read)", file, api)}, true
+	}
+	return Check{CheckFailed, name, fmt.Sprintf("GET %s/people/me with the access token in %s: HTTP %d", api, file, resp.StatusCode)}, true
 }
 
 // doctorState checks that the state can be written: the bbolt file (or

@@ -3,6 +3,9 @@ package app
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,4 +141,68 @@ func doctorConfig(t *testing.T, g *graphtest.Server, secret string, users ...str
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// TestDoctorWebex: Webex Calling's access token file is checked when
+// configured: readable, not empty, and accepted by GET {api}/people/me
+// when Webex can be reached. The token is never printed.
+func TestDoctorWebex(t *testing.T) {
+	const token = "webex-token-0123456789"
+	status := 0 // what the fake Webex answers a good token; 0: 200
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method != http.MethodGet || r.URL.Path != "/v1/people/me":
+			http.NotFound(w, r)
+		case r.Header.Get("Authorization") != "Bearer "+token:
+			http.Error(w, `{"message":"The request requires a valid access token set in the Authorization request header."}`, http.StatusUnauthorized)
+		case status != 0:
+			w.WriteHeader(status)
+		default:
+			io.WriteString(w, `{"id":"Y2lzY29zcGFyazovL3VzL1BFT1BMRS8x","emails":["bot@contoso.com"]}`)
+		}
+	}))
+	defer srv.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good, stale, empty := file("good", token+"\n"), file("stale", "expired-token"), file("empty", " \n")
+	for _, tt := range []struct {
+		name   string
+		file   string
+		api    string
+		status int
+		want   string // the line's start; "" no line
+	}{
+		{"not configured", "", srv.URL + "/v1", 0, ""},
+		{"accepted", good, srv.URL + "/v1/", 0, "✓ webex: the access token in " + good + " is accepted (GET " + srv.URL + "/v1/people/me: 200)"},
+		{"expired", stale, srv.URL + "/v1", 0, "✗ webex: Webex refuses the access token in " + stale + " (GET " + srv.URL + "/v1/people/me: 401): it expired or was revoked"},
+		{"without the scope", good, srv.URL + "/v1", http.StatusForbidden, "✗ webex: Webex refuses the access token in " + good + " (GET " + srv.URL + "/v1/people/me: 403): it needs the scope spark:people_read"},
+		{"webex failing", good, srv.URL + "/v1", http.StatusBadGateway, "✗ webex: GET " + srv.URL + "/v1/people/me with the access token in " + good + ": HTTP 502"},
+		{"empty", empty, srv.URL + "/v1", 0, "✗ webex: webhooks.webex.access_token_file: " + empty + " is empty"},
+		{"gone", filepath.Join(dir, "gone"), srv.URL + "/v1", 0, "✗ webex: webhooks.webex.access_token_file: open " + filepath.Join(dir, "gone") + ": no such file or directory"},
+		{"webex not reached", good, closed.URL + "/v1", 0, "– webex: the access token in " + good + " is not checked: Webex (" + closed.URL + "/v1) was not reached: "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			status = tt.status
+			cfg := &config.Config{Webhooks: &config.Webhooks{Webex: &config.WebexWebhook{Secret: "s", AccessTokenFile: tt.file, API: tt.api}}}
+			c, ok := doctorWebex(context.Background(), cfg)
+			switch {
+			case tt.want == "" && ok:
+				t.Errorf("doctorWebex = %q; want no line", c)
+			case tt.want != "" && (!ok || !strings.HasPrefix(c.String(), tt.want)):
+				t.Errorf("doctorWebex = %q, %v; want a line starting %q", c, ok, tt.want)
+			}
+			if strings.Contains(c.String(), token) {
+				t.Errorf("doctorWebex = %q; it shows the token", c)
+			}
+		})
+	}
 }

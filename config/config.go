@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/sources/ical"
 )
 
 // Config is the whole configuration file.
@@ -117,7 +118,8 @@ type Presence struct {
 
 // StatusMessagePlaceholders are what presence.status_message may name:
 // the meeting's vendor (Zoom, Webex, else the source's name), its title,
-// and the span's end (15:04) in schedule.timezone.
+// and the span's end (15:04) in the person's zone (users[].timezone),
+// else schedule.timezone.
 var StatusMessagePlaceholders = []string{"{vendor}", "{title}", "{end}"}
 
 // statusMessagePlaceholder finds the placeholders of a status message.
@@ -201,6 +203,9 @@ type Server struct {
 type User struct {
 	Email string `yaml:"email"`
 	User  string `yaml:"user"` // UPN or object id
+	// Timezone is the person's time zone (IANA name or Windows zone ID),
+	// for the end time in their status message; "" is schedule.timezone.
+	Timezone string `yaml:"timezone,omitempty"`
 }
 
 // Source is one ICS feed.
@@ -418,6 +423,30 @@ func (c *Config) Location() *time.Location {
 // carry no X-WR-TIMEZONE: the source's timezone, else schedule.timezone.
 func (c *Config) SourceLocation(i int) *time.Location {
 	return loadLocation(c.Sources[i].Timezone, c.Location())
+}
+
+// UserLocations returns the time zone of every users: target that has a
+// timezone, keyed by user: as written; when several entries name one
+// user, the first with a timezone wins. Others use Location.
+func (c *Config) UserLocations() map[string]*time.Location {
+	var out map[string]*time.Location
+	for _, u := range c.Users {
+		if u.Timezone == "" || u.User == "" {
+			continue
+		}
+		if _, ok := out[u.User]; ok {
+			continue
+		}
+		loc, err := ical.LoadZone(u.Timezone)
+		if err != nil {
+			continue // Validate reports it
+		}
+		if out == nil {
+			out = make(map[string]*time.Location)
+		}
+		out[u.User] = loc
+	}
+	return out
 }
 
 func loadLocation(name string, fallback *time.Location) *time.Location {

@@ -344,6 +344,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"users-required", ":10: users[0].user: required\nFILE:11: users[1].email: required"},
 		{"users-duplicate", `:12: users[1].email: duplicate email "Alice@Partner.Example" (also users[0])`},
 		{"users-email", `:10: users[0].email: must be an email address (got "alice")`},
+		{"users-timezone", `:15: users[1].timezone: unknown time zone "Europe/Atlantis" (want an IANA name such as Europe/Berlin or a Windows zone such as W. Europe Standard Time)`},
 
 		// Sources.
 		{"no-sources", `: sources: at least one source is required`},
@@ -502,5 +503,22 @@ func TestFetcherFallbacksAreTheDefaults(t *testing.T) {
 	if s.FetchTimeout != sources.DefaultFetchTimeout || s.MaxFeedBytes != sources.DefaultMaxFeedBytes {
 		t.Errorf("Default: fetch_timeout %v, max_feed_bytes %d; sources' fallbacks: %v, %d; want the same",
 			s.FetchTimeout, s.MaxFeedBytes, sources.DefaultFetchTimeout, sources.DefaultMaxFeedBytes)
+	}
+}
+
+func TestUserLocations(t *testing.T) {
+	c := &Config{Users: []User{
+		{Email: "alice@partner.example", User: "alice@contoso.com", Timezone: "Europe/Berlin"},
+		{Email: "alice@other.example", User: "alice@contoso.com", Timezone: "America/New_York"}, // the first wins
+		{Email: "bob@partner.example", User: "bob@contoso.com", Timezone: "Eastern Standard Time"},
+		{Email: "carol@partner.example", User: "carol@contoso.com"},
+	}}
+	got := map[string]string{}
+	for u, loc := range c.UserLocations() {
+		got[u] = loc.String()
+	}
+	want := map[string]string{"alice@contoso.com": "Europe/Berlin", "bob@contoso.com": "America/New_York"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("UserLocations() mismatch (-want +got):\n%s", diff)
 	}
 }

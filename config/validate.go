@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/sources/ical"
 )
 
 // Problem is one thing wrong with a configuration.
@@ -330,6 +331,11 @@ func (c *Config) validateUsers(k *checker) {
 		}
 		if u.User == "" {
 			k.add(path+".user", "required")
+		}
+		if u.Timezone != "" {
+			if _, err := ical.LoadZone(u.Timezone); err != nil {
+				k.add(path+".timezone", "unknown time zone %q (want an IANA name such as Europe/Berlin or a Windows zone such as W. Europe Standard Time)", u.Timezone)
+			}
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,6 +109,25 @@ func TestSignInInChromium(t *testing.T) {
 	if n := len(e.fake.CallsOp(graphtest.OpAuthorize)); n != 1 {
 		t.Errorf("the browser visited the authority %d times; want 1", n)
 	}
+	// The timeline fits the phone and draws Alice's coming span where
+	// its times fall in the window (the hour before the page was made to
+	// 36 hours on).
+	type box struct{ X, W float64 }
+	places, err := chromedp.Run(bctx, chromedp.Evaluate[map[string]box](`(() => {
+		const r = (e) => { const b = e.getBoundingClientRect(); return {X: b.x, W: b.width}; };
+		return {svg: r(document.querySelector("#timeline svg")), bar: r(document.querySelector("#timeline rect.bar"))};
+	})()`))
+	if err != nil {
+		t.Fatalf("chromium: read the timeline: %v", err)
+	}
+	from := e.now.Now().Add(-time.Hour)
+	frac := func(at time.Time) float64 { return float64(at.Sub(from)) / float64(37*time.Hour) }
+	svg, bar := places["svg"], places["bar"]
+	x0, x1 := svg.X+frac(soon)*svg.W, svg.X+frac(soon.Add(90*time.Minute))*svg.W
+	if svg.W < 300 || svg.X+svg.W > 390 || math.Abs(bar.X-x0) > 1.5 || math.Abs(bar.X+bar.W-x1) > 1.5 {
+		t.Errorf("timeline %.1f px from %.1f, bar from %.1f to %.1f px; want the phone's width, the bar from %.1f to %.1f", svg.W, svg.X, bar.X, bar.X+bar.W, x0, x1)
+	}
+
 	shot, err := chromedp.Run(bctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatalf("chromium: screenshot: %v", err)

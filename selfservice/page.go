@@ -2,12 +2,15 @@ package selfservice
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
 	"html/template"
 	"net/http"
 	"time"
+
+	"github.com/calpresence/calpresence/internal/timeline"
 )
 
 //go:embed page.html
@@ -43,6 +46,8 @@ type page struct {
 	View           View
 	ViewError      bool
 	Zone           string
+	// Timeline draws View.Spans over the next 36 hours (internal/timeline).
+	Timeline template.HTML
 }
 
 // templates returns the pages with times shown in loc.
@@ -58,10 +63,29 @@ func (s *Server) showPerson(w http.ResponseWriter, r *http.Request, se session) 
 	if err != nil {
 		s.logger.WarnContext(r.Context(), "selfservice: view unavailable", "oid", se.OID, "err", err)
 	}
-	s.render(w, http.StatusOK, "person", page{
+	p := page{
 		Title: "Your presence", Name: se.Name, UPN: se.UPN, OID: se.OID, CSRF: se.CSRF,
 		View: v, ViewError: err != nil, Zone: s.cfg.Location.String(),
-	})
+	}
+	if err == nil && len(v.Spans) > 0 {
+		if p.Timeline, err = timeline.Render(personTimeline(cmp.Or(se.Name, se.UPN), v, s.cfg.Location), s.now()); err != nil {
+			s.logger.Error("selfservice: render timeline", "err", err)
+		}
+	}
+	s.render(w, http.StatusOK, "person", p)
+}
+
+// personTimeline is a person's own spans as one row of the timeline.
+// The page lists the same spans as text under "Busy ahead" (id spans),
+// which serves as the drawing's text equivalent. What the read-back saw
+// is not marked: View says what Teams shows, not when it was read.
+func personTimeline(name string, v View, loc *time.Location) timeline.Data {
+	row := timeline.Row{Name: name}
+	for _, sp := range v.Spans {
+		row.Bars = append(row.Bars, timeline.Bar{Start: sp.Start, End: sp.End, Meetings: []timeline.Meeting{{Title: sp.Why}}})
+	}
+	return timeline.Data{ID: "timeline", Rows: []timeline.Row{row}, Loc: loc, ListedIn: "spans",
+		Empty: "Nothing in the next 36 hours."}
 }
 
 // refuse answers status with a page that says what was refused and why.

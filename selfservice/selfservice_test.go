@@ -86,6 +86,10 @@ func (c *clock) Advance(d time.Duration) {
 	c.off += d
 }
 
+// soon is a span of Alice's in the timeline's window whenever the tests
+// run (the listener's clock is the wall clock, moved on by some tests).
+var soon = time.Now().Add(3 * time.Hour).Truncate(time.Minute)
+
 var aliceView = selfservice.View{
 	Availability: "Busy",
 	Activity:     "InAConferenceCall",
@@ -93,6 +97,10 @@ var aliceView = selfservice.View{
 		Start: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC),
 		End:   time.Date(2026, 3, 2, 9, 30, 0, 0, time.UTC),
 		Why:   "Weekly sync (source zoom-sales)",
+	}, {
+		Start: soon,
+		End:   soon.Add(90 * time.Minute),
+		Why:   "Design <review> (source google-team)",
 	}},
 }
 
@@ -315,6 +323,23 @@ func TestSignIn(t *testing.T) {
 		if !strings.Contains(page.body, want) {
 			t.Errorf("the page does not show %q:\n%s", want, page.body)
 		}
+	}
+	// The timeline draws the span in its window (the other is long past),
+	// labelled as the list says it, which is its text equivalent.
+	for _, want := range []string{
+		`<svg xmlns="http://www.w3.org/2000/svg" width="100%"`, `aria-details="spans"`,
+		`data-start="` + soon.UTC().Format(time.RFC3339) + `" data-end="` + soon.Add(90*time.Minute).UTC().Format(time.RFC3339) + `"`,
+		`>Design &lt;review&gt; (source google-team)</text>`,
+	} {
+		if !strings.Contains(page.body, want) {
+			t.Errorf("the page's timeline lacks %s:\n%s", want, page.body)
+		}
+	}
+	if n := strings.Count(page.body, `class="bar"`); n != 1 {
+		t.Errorf("the timeline has %d bars; want 1 (the span in its window)", n)
+	}
+	if strings.Contains(page.body, "style=") || strings.Contains(page.body, "<script") {
+		t.Errorf("the page has a style attribute or a script, which its CSP forbids:\n%s", page.body)
 	}
 	csp := page.header.Get("Content-Security-Policy")
 	for _, want := range []string{"default-src 'none'", "style-src 'sha256-", "frame-ancestors 'none'", "form-action 'self'"} {

@@ -2,15 +2,18 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	_ "embed"
 	"fmt"
 	"html/template"
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/calpresence/calpresence/internal/timeline"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/sync/engine"
 )
@@ -31,8 +34,10 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 	"redact": sources.RedactURL,
 	"scrub":  scrub,
 	"kind":   holdKind,
-	// rel is replaced per request with one relative to the snapshot.
-	"rel": func(time.Time) string { return "" },
+	// rel and timeline are replaced per request: relative to the
+	// snapshot, and its timeline at the page asked for.
+	"rel":      func(time.Time) string { return "" },
+	"timeline": func() template.HTML { return "" },
 }).Parse(statusHTML))
 
 // serveStatus renders the status page.
@@ -40,8 +45,16 @@ func serveStatus(eng Engine, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		st := eng.Status(time.Now())
 		t, err := statusPage.Clone()
+		var tl template.HTML
 		if err == nil {
-			t = t.Funcs(template.FuncMap{"rel": func(at time.Time) string { return relative(at, st.Now) }})
+			page, _ := strconv.Atoi(r.URL.Query().Get(timelinePageParam))
+			tl, err = timeline.Render(timelineData(st, page), st.Now)
+		}
+		if err == nil {
+			t = t.Funcs(template.FuncMap{
+				"rel":      func(at time.Time) string { return relative(at, st.Now) },
+				"timeline": func() template.HTML { return tl },
+			})
 			var buf bytes.Buffer
 			if err = t.Execute(&buf, st); err == nil {
 				h := w.Header()
@@ -59,6 +72,51 @@ func serveStatus(eng Engine, log *slog.Logger) http.HandlerFunc {
 		log.Error("render status page", "err", err)
 		http.Error(w, "status page failed; see /readyz", http.StatusInternalServerError)
 	}
+}
+
+// timelinePageParam names the timeline's page in the status page's URL.
+const timelinePageParam = "page"
+
+// timelineData is the status page's timeline: everyone with a span in
+// the window, their meetings with titles (the page shows titles
+// elsewhere too), what the read-back saw for the people busy now, times
+// in UTC like the rest of the page.
+func timelineData(st engine.Status, page int) timeline.Data {
+	busy := make(map[string]engine.BusyPerson, len(st.Busy))
+	for _, b := range st.Busy {
+		busy[b.UserID] = b
+	}
+	d := timeline.Data{ID: "timeline", Page: page, PageParam: timelinePageParam, Loc: time.UTC}
+	for _, p := range st.Timeline {
+		row := timeline.Row{Name: p.User}
+		for _, s := range p.Spans {
+			bar := timeline.Bar{Start: s.Start, End: s.End}
+			for _, m := range s.Meetings {
+				bar.Meetings = append(bar.Meetings, timeline.Meeting{Title: m.Summary, Source: m.Source})
+				bar.Live = bar.Live || m.Live()
+				bar.Cut = cmp.Or(bar.Cut, m.Signal)
+			}
+			row.Bars = append(row.Bars, bar)
+		}
+		if b, ok := busy[p.UserID]; ok && !b.ShownAt.IsZero() && b.Shown.Availability != "" {
+			row.Marks = append(row.Marks, readbackMark(b))
+		}
+		d.Rows = append(d.Rows, row)
+	}
+	return d
+}
+
+// readbackMark is what the read-back saw for someone busy now, as a mark
+// on their row.
+func readbackMark(b engine.BusyPerson) timeline.Mark {
+	m := timeline.Mark{At: b.ShownAt, Kind: "readback", Label: "Teams showed " + b.Shown.Availability + " " + b.Shown.Activity}
+	switch b.Readback {
+	case engine.ReadbackOwnStatus:
+		m.Kind, m.Label = "own", m.Label+": their own status"
+	case engine.ReadbackLost:
+		m.Kind, m.Label = "lost", m.Label+": session lost, set again"
+	}
+	return m
 }
 
 // urlInText finds URLs inside free text (an error message).

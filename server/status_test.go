@@ -3,9 +3,12 @@ package server
 import (
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +58,7 @@ func sampleStatus() engine.Status {
 			Meetings: []engine.Meeting{{Source: "zoom-sales", UID: "ZOOM-2", Summary: "Board", Start: now.Add(-10 * time.Minute), End: now.Add(30 * time.Minute)}},
 			Shown:    presence.Shown{Availability: "Available", Activity: "Available"}, ShownAt: now.Add(-2 * time.Minute), Readback: engine.ReadbackOwnStatus,
 		}},
+		Timeline: sampleTimeline(now),
 		Next: []engine.Transition{
 			{At: now.Add(5 * time.Minute), User: "dave@contoso.com", Busy: true, Meeting: "Design review"},
 			{At: now.Add(30 * time.Minute), User: "alice@contoso.com", Busy: false, Meeting: "Weekly sync"},
@@ -81,6 +85,43 @@ func sampleStatus() engine.Status {
 			{Email: "frank@contoso.com", Vendor: "zoom", Kind: state.SignalPresence, Status: "On_Phone_Call",
 				Pair: presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInACall}, Since: now.Add(-time.Minute)},
 		},
+	}
+}
+
+// sampleTimeline is everyone with a span in the window at now: erin in a
+// meeting and then a call, frank on a Zoom call, dave in a review and
+// away overnight (past the window's end), alice in two meetings, henry in
+// a workshop begun before the window, bob in a standup a Zoom signal
+// ended early. Busiest first, that is erin, frank, dave, alice, henry,
+// bob.
+func sampleTimeline(now time.Time) []engine.PersonSpans {
+	at := func(d time.Duration) time.Time { return now.Add(d) }
+	const h, m = time.Hour, time.Minute
+	span := func(from, to time.Duration, ms ...engine.Meeting) engine.SpanStatus {
+		return engine.SpanStatus{Start: at(from), End: at(to), Availability: "Busy", Activity: "InAConferenceCall", Meetings: ms}
+	}
+	return []engine.PersonSpans{
+		{User: "alice@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000001", Spans: []engine.SpanStatus{
+			span(-10*m, 30*m, engine.Meeting{Source: "zoom-sales", Summary: "Weekly sync <script>alert(1)</script>"}),
+			span(3*h, 4*h+30*m, engine.Meeting{Source: "google-team", Summary: "Planning"}),
+		}},
+		{User: "bob@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000002", Spans: []engine.SpanStatus{
+			span(-40*m, -5*m, engine.Meeting{Source: "zoom-sales", Summary: "Standup", Signal: state.SignalEnded}),
+		}},
+		{User: "dave@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000004", Spans: []engine.SpanStatus{
+			span(5*m, h, engine.Meeting{Source: "zoom-sales", Summary: "Design review"}),
+			span(30*h, 40*h, engine.Meeting{Source: "google-team", Summary: "Offsite"}),
+		}},
+		{User: "erin@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000005", Spans: []engine.SpanStatus{
+			span(-10*m, 7*h+57*m, engine.Meeting{Source: "zoom-sales", Summary: "Board"},
+				engine.Meeting{Source: "webhook:webex", Summary: "call connected"}),
+		}},
+		{User: "frank@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000006", Spans: []engine.SpanStatus{
+			span(-m, 7*h+59*m, engine.Meeting{Source: "webhook:zoom", Summary: "Zoom presence On_Phone_Call"}),
+		}},
+		{User: "henry@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000008", Spans: []engine.SpanStatus{
+			span(-5*h, h, engine.Meeting{Source: "google-team", Summary: "Workshop"}),
+		}},
 	}
 }
 
@@ -217,8 +258,93 @@ func checkPage(t *testing.T, doc *node) {
 	if n := len(doc.byTag("script")); n != 0 {
 		t.Errorf("page has %d script elements; want none (a meeting title is text)", n)
 	}
+	checkTimeline(t, doc)
 	if got := doc.byID("busy").byClass("busy-person"); len(got) != 2 || got[0].attrs["data-user"] != "alice@contoso.com" || got[1].attrs["data-user"] != "erin@contoso.com" {
 		t.Errorf("busy rows = %d; want alice's and erin's", len(got))
+	}
+}
+
+// checkTimeline checks the timeline of sampleStatus: its rows busiest
+// first, the live and cut spans and read-back marks marked, and the text
+// equivalent (the page's tables list no spans ahead).
+func checkTimeline(t *testing.T, doc *node) {
+	t.Helper()
+	ahead := doc.byID("ahead")
+	var rows []string
+	for _, r := range ahead.byClass("row") {
+		rows = append(rows, r.attrs["data-person"])
+	}
+	if want := []string{"erin@contoso.com", "frank@contoso.com", "dave@contoso.com", "alice@contoso.com", "henry@contoso.com", "bob@contoso.com"}; !slices.Equal(rows, want) {
+		t.Errorf("timeline rows = %q; want %q (busiest first)", rows, want)
+	}
+	var live []string
+	for _, b := range ahead.byClass("live") {
+		live = append(live, b.attrs["data-start"])
+	}
+	if want := []string{"2027-03-04T14:50:00Z", "2027-03-04T14:59:00Z"}; !slices.Equal(live, want) {
+		t.Errorf("live bars start at %q; want %q (erin's call, frank's Zoom presence)", live, want)
+	}
+	if cut := ahead.byClass("mark-cut"); len(cut) != 1 || cut[0].attrs["data-at"] != "2027-03-04T14:55:00Z" {
+		t.Errorf("cut marks = %d; want one, at bob's standup's end", len(cut))
+	}
+	if rb, own := ahead.byClass("mark-readback"), ahead.byClass("mark-own"); len(rb) != 1 || len(own) != 1 ||
+		rb[0].attrs["data-at"] != "2027-03-04T14:59:00Z" || own[0].attrs["data-at"] != "2027-03-04T14:58:00Z" {
+		t.Errorf("read-back marks: %d shown, %d own status; want alice's at 14:59, erin's at 14:58", len(rb), len(own))
+	}
+	svg := ahead.byTag("svg")
+	if len(svg) == 0 || svg[0].attrs["role"] != "img" || len(svg[0].byTag("title")) == 0 || len(svg[0].byTag("desc")) == 0 {
+		t.Fatalf("timeline: want an svg with role img, a title and a desc")
+	}
+	text := ahead.byClass("sr-only")
+	if len(text) != 1 {
+		t.Fatalf("timeline has %d text equivalents; want 1", len(text))
+	}
+	for _, want := range []string{
+		"alice@contoso.com Thu 4 Mar 14:50 – Thu 4 Mar 15:30 Weekly sync <script>alert(1)</script> (zoom-sales)",
+		"alice@contoso.com Thu 4 Mar 14:59 Teams showed Busy InAConferenceCall",
+		"erin@contoso.com Thu 4 Mar 14:50 – Thu 4 Mar 22:57 live: Board (zoom-sales); call connected (webhook:webex)",
+		"erin@contoso.com Thu 4 Mar 14:58 Teams showed Available Available: their own status",
+		"bob@contoso.com Thu 4 Mar 14:20 – Thu 4 Mar 14:55, cut short by a live signal (ended) Standup (zoom-sales)",
+		"dave@contoso.com Fri 5 Mar 21:00 – Sat 6 Mar 07:00 Offsite (google-team)",
+	} {
+		if got := text[0].words(); !strings.Contains(got, want) {
+			t.Errorf("timeline text = %q; want it to say %q", got, want)
+		}
+	}
+}
+
+// TestStatusPageTimelinePages: past 200 people the timeline pages, by
+// ?page=; the rest of the page stays the same.
+func TestStatusPageTimelinePages(t *testing.T) {
+	st := sampleStatus()
+	st.Timeline = nil
+	for i := range 250 {
+		st.Timeline = append(st.Timeline, engine.PersonSpans{User: fmt.Sprintf("p%03d@contoso.com", i), UserID: strconv.Itoa(i),
+			Spans: []engine.SpanStatus{{Start: pageNow, End: pageNow.Add(time.Duration(300-i) * time.Minute)}}})
+	}
+	for _, tc := range []struct {
+		query       string
+		rows        int
+		first, link string
+	}{
+		{"", 200, "p000@contoso.com", "?page=2#timeline"},
+		{"?page=2", 50, "p200@contoso.com", "?page=1#timeline"},
+		{"?page=x", 200, "p000@contoso.com", "?page=2#timeline"},
+	} {
+		h := Handler(&fakeEngine{status: st}, prometheus.NewRegistry(), "", slog.New(slog.DiscardHandler))
+		req := httptest.NewRequest("GET", "/"+tc.query, nil)
+		req.Host = "127.0.0.1:8080"
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		doc := parseHTML(t, rec.Body.String())
+		rows := doc.byID("ahead").byClass("row")
+		links := doc.byID("ahead").byTag("a")
+		if len(rows) != tc.rows || rows[0].attrs["data-person"] != tc.first || len(links) != 1 || links[0].attrs["href"] != tc.link {
+			t.Errorf("GET /%s: %d rows from %s, links %v; want %d from %s and a link to %s", tc.query, len(rows), rows[0].attrs["data-person"], links, tc.rows, tc.first, tc.link)
+		}
+		if got := doc.byID("sources").byClass("source"); len(got) != 2 {
+			t.Errorf("GET /%s: %d sources; want the whole page beside the timeline", tc.query, len(got))
+		}
 	}
 }
 
@@ -257,6 +383,7 @@ func TestStatusPageEmpty(t *testing.T) {
 		"signals":      "No live meeting signals in force",
 		"live":         "No call in progress and no Zoom presence in force",
 		"sources":      "No sources are configured.",
+		"ahead":        "Nobody is busy in the next 36 hours.",
 	} {
 		if got := doc.byID(section).words(); !strings.Contains(got, want) {
 			t.Errorf("empty section %s = %q; want %q", section, got, want)

@@ -34,6 +34,10 @@ type Feed struct {
 	Hash       [32]byte // SHA-256 of Body
 	Body       []byte   // the feed as fetched; stored gzip-compressed
 	FetchedAt  time.Time
+	// Expansion is the copy's occurrences as the engine last expanded
+	// them (zero: none kept), stored beside the copy so that a restart
+	// reconciles from them before the copy is parsed again.
+	Expansion Expansion
 }
 
 // URLHash returns the hex SHA-256 of a configured feed URL, for Feed.URLHash.
@@ -54,13 +58,13 @@ type feedRecord struct {
 	FetchedAt    time.Time `json:"fetched_at"`
 }
 
-// Feed returns the stored copy of source's feed. A damaged record, a body
-// that does not decompress, or one whose hash does not match is a
-// *BadRecordsError naming the source.
+// Feed returns the stored copy of source's feed, with its Expansion. A
+// damaged record, a body that does not decompress, or one whose hash does
+// not match is a *BadRecordsError naming the source.
 func (s *Store) Feed(source string) (Feed, bool, error) {
 	var (
-		rec, gz []byte
-		found   bool
+		rec, gz, exp []byte
+		found        bool
 	)
 	err := s.view(func(tx *bolt.Tx) error {
 		data := tx.Bucket(bucketFeeds).Get([]byte(source))
@@ -80,6 +84,9 @@ func (s *Store) Feed(source string) (Feed, bool, error) {
 			return badRecord(bucketFeedBodies, []byte(source), errors.New("body missing"))
 		}
 		gz = bytes.Clone(body)
+		if b := tx.Bucket(bucketFeedExpansions); b != nil {
+			exp = bytes.Clone(b.Get([]byte(source)))
+		}
 		return nil
 	})
 	if err != nil || !found {
@@ -89,6 +96,9 @@ func (s *Store) Feed(source string) (Feed, bool, error) {
 	if err != nil {
 		return Feed{}, false, err
 	}
+	// A damaged expansion is no damage to the copy: it is left out, and
+	// the copy parsed instead.
+	f.Expansion, _ = DecodeExpansion(exp)
 	return f, true, nil
 }
 
@@ -127,7 +137,29 @@ func EncodeFeed(f Feed) (rec, gz []byte, err error) {
 // *BadRecordsError naming the source (in "feeds" or "feed_bodies").
 func DecodeFeed(source string, rec, gz []byte) (Feed, error) {
 	var r feedRecord
-	if err := decode(bucketFeeds, []byte(source), rec, &r); err != nil {
+	f, err := decodeFeedRecord(source, rec, &r)
+	if err != nil {
+		return Feed{}, err
+	}
+	f.Body, err = gunzip(gz, r.Size)
+	if err != nil {
+		return Feed{}, badRecord(bucketFeedBodies, []byte(source), err)
+	}
+	if sha256.Sum256(f.Body) != f.Hash {
+		return Feed{}, badRecord(bucketFeedBodies, []byte(source), errors.New("body does not match its hash"))
+	}
+	return f, nil
+}
+
+// DecodeFeedHead is DecodeFeed without the body: the Feed has no Body
+// and no Expansion.
+func DecodeFeedHead(source string, rec []byte) (Feed, error) {
+	var r feedRecord
+	return decodeFeedRecord(source, rec, &r)
+}
+
+func decodeFeedRecord(source string, rec []byte, r *feedRecord) (Feed, error) {
+	if err := decode(bucketFeeds, []byte(source), rec, r); err != nil {
 		return Feed{}, err
 	}
 	f := Feed{
@@ -138,14 +170,6 @@ func DecodeFeed(source string, rec, gz []byte) (Feed, error) {
 	}
 	if n, err := hex.Decode(f.Hash[:], []byte(r.Hash)); err != nil || n != len(f.Hash) {
 		return Feed{}, badRecord(bucketFeeds, []byte(source), fmt.Errorf("bad hash %q", r.Hash))
-	}
-	var err error
-	f.Body, err = gunzip(gz, r.Size)
-	if err != nil {
-		return Feed{}, badRecord(bucketFeedBodies, []byte(source), err)
-	}
-	if sha256.Sum256(f.Body) != f.Hash {
-		return Feed{}, badRecord(bucketFeedBodies, []byte(source), errors.New("body does not match its hash"))
 	}
 	return f, nil
 }
@@ -160,7 +184,7 @@ func (s *Store) PutFeed(f Feed) error {
 // per feed (about 4 ms each on the test machines, so 40 s for 10,000 feeds
 // written one by one). Either all are stored or none.
 func (s *Store) PutFeeds(feeds []Feed) error {
-	type encoded struct{ key, rec, gz []byte }
+	type encoded struct{ key, rec, gz, exp []byte }
 	enc := make([]encoded, 0, len(feeds))
 	// Encode and compress outside the transaction: bbolt has one writer at a
 	// time.
@@ -169,14 +193,22 @@ func (s *Store) PutFeeds(feeds []Feed) error {
 		if err != nil {
 			return err
 		}
-		enc = append(enc, encoded{[]byte(f.Source), rec, gz})
+		enc = append(enc, encoded{[]byte(f.Source), rec, gz, EncodeExpansion(f.Expansion)})
 	}
 	// Batch: concurrent writers (the pollers) share one fsync'd
 	// transaction; each call stays all-or-nothing.
 	err := s.db.Batch(func(tx *bolt.Tx) error {
-		bodies, metas := tx.Bucket(bucketFeedBodies), tx.Bucket(bucketFeeds)
+		bodies, metas, exps := tx.Bucket(bucketFeedBodies), tx.Bucket(bucketFeeds), tx.Bucket(bucketFeedExpansions)
 		for _, e := range enc {
 			if err := bodies.Put(e.key, e.gz); err != nil {
+				return fmt.Errorf("%q: %w", e.key, err)
+			}
+			// A copy without an expansion drops the previous copy's.
+			put := func() error { return exps.Put(e.key, e.exp) }
+			if e.exp == nil {
+				put = func() error { return exps.Delete(e.key) }
+			}
+			if err := put(); err != nil {
 				return fmt.Errorf("%q: %w", e.key, err)
 			}
 			if err := metas.Put(e.key, e.rec); err != nil {
@@ -199,7 +231,7 @@ func (s *Store) DeleteFeedsExcept(sources []string) error {
 		keep[src] = true
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketFeeds, bucketFeedBodies} {
+		for _, name := range [][]byte{bucketFeeds, bucketFeedBodies, bucketFeedExpansions} {
 			b := tx.Bucket(name)
 			// Collect first: deleting under a cursor can skip keys.
 			var drop [][]byte

@@ -51,9 +51,12 @@ var (
 	bucketFeeds      = []byte("feeds")       // key source, value feedRecord (JSON)
 	bucketFeedBodies = []byte("feed_bodies") // key source, value gzip-compressed body
 	bucketSignals    = []byte("signals")     // key Signal.ID, value Signal (JSON); added in schema 2 by init, no migration
-	keyVersion       = []byte("version")
+	// key source, value EncodeExpansion; added by init, no migration (a
+	// file without it has no expansions: its copies are parsed at start)
+	bucketFeedExpansions = []byte("feed_expansions")
+	keyVersion           = []byte("version")
 
-	allBuckets = [][]byte{bucketMeta, bucketSessions, bucketIdentities, bucketFeeds, bucketFeedBodies, bucketSignals}
+	allBuckets = [][]byte{bucketMeta, bucketSessions, bucketIdentities, bucketFeeds, bucketFeedBodies, bucketSignals, bucketFeedExpansions}
 )
 
 // Store is an open state file. Its methods are safe for concurrent use.

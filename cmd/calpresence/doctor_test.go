@@ -353,3 +353,36 @@ func TestDoctorUsage(t *testing.T) {
 		t.Errorf("doctor -h: exit %d, stderr %q; want 0 and the usage", code, stderr)
 	}
 }
+
+// TestDoctorWebexToken: with Webex Calling configured, a token Webex
+// refuses is exit 1, the check named; one it accepts passes.
+func TestDoctorWebexToken(t *testing.T) {
+	e := newDoctorEnv(t)
+	webex := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/people/me" || r.Header.Get("Authorization") != "Bearer good-token" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, `{"emails":["bot@contoso.com"]}`)
+	}))
+	defer webex.Close()
+	tokenFile := filepath.Join(e.dir, "webex-token")
+	cfgPath := e.write(t, doctorConfig{extra: fmt.Sprintf("webhooks:\n  listen: 127.0.0.1:0\n  webex:\n    secret: s\n    access_token_file: %s\n    api: %s/v1\n", tokenFile, webex.URL)})
+
+	os.WriteFile(tokenFile, []byte("stale-token\n"), 0o600)
+	lines, stderr, code := doctorLines(t, cfgPath)
+	if code != 1 {
+		t.Errorf("doctor with a refused Webex token: exit %d; want 1", code)
+	}
+	wantLines(t, lines, "✓ webhooks: webex secret present", "✗ webex: Webex refuses the access token in "+tokenFile+" (GET "+webex.URL+"/v1/people/me: 401)")
+	if want := "calpresence doctor: 1 check failed: webex\n"; stderr != want {
+		t.Errorf("doctor stderr = %q; want %q", stderr, want)
+	}
+
+	os.WriteFile(tokenFile, []byte("good-token\n"), 0o600)
+	lines, stderr, code = doctorLines(t, cfgPath)
+	if code != 0 {
+		t.Errorf("doctor with a good Webex token: exit %d; want 0\nstderr: %s", code, stderr)
+	}
+	wantLines(t, lines, "✓ webex: the access token in "+tokenFile+" is accepted")
+}

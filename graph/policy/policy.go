@@ -72,10 +72,12 @@ const OK presence.Kind = 0
 //
 // Exceptions by operation:
 //
-//   - clearPresence, clearStatusMessage: what would be Permanent is Retry.
-//     A clear is never given up: the lease it ends would keep the person
-//     Busy, and a 403 while an admin changes consent passes; it is tried
-//     again with back-off until the lease has run out.
+//   - clearPresence: what would be Permanent is Retry. A clear is never
+//     given up: the lease it ends would keep the person Busy, and a 403
+//     while an admin changes consent passes; it is tried again with
+//     back-off until the lease has run out. (A status message's clear is
+//     not: a refused one is given up, and the message ends at the expiry
+//     it was set with.)
 //   - getPresencesByUserId: a 404 is Permanent (the endpoint, not a
 //     person, is missing: a national cloud without it); the read-back
 //     tries again at its next round.
@@ -99,7 +101,7 @@ func Classify(op string, status int) presence.Kind {
 		return presence.Unauthorized
 	case status == http.StatusNotFound && op != OpReadPresences:
 		return presence.NotFound
-	case op == OpClearPresence, op == OpClearStatusMessage:
+	case op == OpClearPresence:
 		return presence.Retry
 	case op == OpResolveUser && status == http.StatusForbidden:
 		return presence.Retry

@@ -26,7 +26,7 @@ func TestClassify(t *testing.T) {
 		OpSetPresence:        {ok, ok, ok, hold, auth, hold, gone, retry, retry, hold, retry, retry, retry, retry, retry},
 		OpClearPresence:      {ok, ok, ok, retry, auth, retry, gone, retry, retry, retry, retry, retry, retry, retry, retry},
 		OpSetStatusMessage:   {ok, ok, ok, hold, auth, hold, gone, retry, retry, hold, retry, retry, retry, retry, retry},
-		OpClearStatusMessage: {ok, ok, ok, retry, auth, retry, gone, retry, retry, retry, retry, retry, retry, retry, retry},
+		OpClearStatusMessage: {ok, ok, ok, hold, auth, hold, gone, retry, retry, hold, retry, retry, retry, retry, retry},
 		OpReadPresences:      {ok, ok, ok, hold, auth, hold, hold, retry, retry, hold, retry, retry, retry, retry, retry},
 		OpResolveUser:        {ok, ok, ok, hold, auth, retry, gone, retry, retry, hold, retry, retry, retry, retry, retry},
 		OpToken:              {ok, ok, ok, auth, auth, auth, auth, retry, auth, auth, retry, retry, retry, retry, retry},

@@ -1,6 +1,7 @@
 package pgstate
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -288,9 +289,9 @@ func isBadRecords(err error) bool {
 func (s *Store) Feed(source string) (state.Feed, bool, error) {
 	ctx, cancel := s.ctx()
 	defer cancel()
-	var rec, gz []byte
-	err := s.pool.QueryRow(ctx, "SELECT record, body FROM feeds WHERE sha256(source) = sha256($1) AND source = $1",
-		[]byte(source)).Scan(&rec, &gz)
+	var rec, gz, exp []byte
+	err := s.pool.QueryRow(ctx, "SELECT record, body, expansion FROM feeds WHERE sha256(source) = sha256($1) AND source = $1",
+		[]byte(source)).Scan(&rec, &gz, &exp)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return state.Feed{}, false, nil
 	}
@@ -301,7 +302,43 @@ func (s *Store) Feed(source string) (state.Feed, bool, error) {
 	if err != nil {
 		return state.Feed{}, false, err
 	}
+	// A damaged expansion is no damage to the copy: left out, the copy
+	// is parsed instead.
+	f.Expansion, _ = state.DecodeExpansion(exp)
 	return f, true, nil
+}
+
+// FeedHeads returns every stored copy without its body and with its
+// Expansion, as the bbolt store's FeedHeads does: one sweep of the table
+// that reads no body.
+func (s *Store) FeedHeads() ([]state.Feed, error) {
+	ctx, cancel := s.ctx()
+	defer cancel()
+	rows, err := s.pool.Query(ctx, "SELECT source, record, expansion FROM feeds")
+	if err != nil {
+		return nil, fmt.Errorf("state: read feed heads: %w", err)
+	}
+	defer rows.Close()
+	var heads []state.Feed
+	var source, rec, exp []byte
+	for rows.Next() {
+		if err := rows.Scan(&source, &rec, &exp); err != nil {
+			return nil, fmt.Errorf("state: read feed heads: %w", err)
+		}
+		f, err := state.DecodeFeedHead(string(source), rec)
+		if err != nil {
+			continue // Feed reports it
+		}
+		if e, err := state.DecodeExpansion(exp); err == nil {
+			e.Occurrences = bytes.Clone(e.Occurrences) // exp is reused by the next Scan
+			f.Expansion = e
+		}
+		heads = append(heads, f)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("state: read feed heads: %w", err)
+	}
+	return heads, nil
 }
 
 // PutFeed stores f as source's last good copy, replacing the previous one,
@@ -321,8 +358,12 @@ const parallelEncode = 16
 func (s *Store) PutFeeds(feeds []state.Feed) error {
 	recs := make([][]byte, len(feeds))
 	gzs := make([][]byte, len(feeds))
+	exps := make([][]byte, len(feeds))
 	errs := make([]error, len(feeds))
-	encode := func(i int) { recs[i], gzs[i], errs[i] = state.EncodeFeed(feeds[i]) }
+	encode := func(i int) {
+		recs[i], gzs[i], errs[i] = state.EncodeFeed(feeds[i])
+		exps[i] = state.EncodeExpansion(feeds[i].Expansion)
+	}
 	if len(feeds) < parallelEncode {
 		for i := range feeds {
 			encode(i)
@@ -354,26 +395,28 @@ func (s *Store) PutFeeds(feeds []state.Feed) error {
 	// Last wins: keep each source's last copy, in first-seen order.
 	at := make(map[string]int, len(feeds))
 	sources := make([][]byte, 0, len(feeds))
-	var keepRecs, keepGzs [][]byte
+	var keepRecs, keepGzs, keepExps [][]byte
 	for i, f := range feeds {
 		if j, ok := at[f.Source]; ok {
-			keepRecs[j], keepGzs[j] = recs[i], gzs[i]
+			keepRecs[j], keepGzs[j], keepExps[j] = recs[i], gzs[i], exps[i]
 			continue
 		}
 		at[f.Source] = len(sources)
 		sources = append(sources, []byte(f.Source))
 		keepRecs = append(keepRecs, recs[i])
 		keepGzs = append(keepGzs, gzs[i])
+		keepExps = append(keepExps, exps[i])
 	}
 	if len(sources) == 0 {
 		return nil
 	}
 	ctx, cancel := s.ctx()
 	defer cancel()
-	err := s.exec(ctx, `INSERT INTO feeds (source, record, body)
-		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[])
-		ON CONFLICT ((sha256(source))) DO UPDATE SET record = excluded.record, body = excluded.body`,
-		sources, keepRecs, keepGzs)
+	err := s.exec(ctx, `INSERT INTO feeds (source, record, body, expansion)
+		SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bytea[])
+		ON CONFLICT ((sha256(source))) DO UPDATE
+		SET record = excluded.record, body = excluded.body, expansion = excluded.expansion`,
+		sources, keepRecs, keepGzs, keepExps)
 	if err != nil {
 		return fmt.Errorf("state: put feeds: %w", err)
 	}

@@ -44,6 +44,7 @@ type Store interface {
 	Feed(source string) (state.Feed, bool, error)
 	PutFeed(state.Feed) error
 	PutFeeds([]state.Feed) error
+	FeedHeads() ([]state.Feed, error)
 	DeleteFeedsExcept(sources []string) error
 
 	Signals() (map[string]state.Signal, error)
@@ -72,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"DeleteIdentities", testDeleteIdentities},
 		{"Feeds", testFeeds},
 		{"PutFeeds", testPutFeeds},
+		{"FeedHeads", testFeedHeads},
 		{"DeleteFeedsExcept", testDeleteFeedsExcept},
 		{"Signals", testSignals},
 		{"QueuedSignals", testQueuedSignals},
@@ -487,6 +489,76 @@ func testPutFeeds(t *testing.T, open func(t *testing.T) Store) {
 		if err := s.PutFeeds(batch); err != nil {
 			t.Errorf("PutFeeds(%v) = %v; want nil", batch, err)
 		}
+	}
+}
+
+// testFeedHeads: every copy without its body, with its expansion, which
+// is kept as given, replaced with the copy (a copy without one drops the
+// one before) and dropped with it.
+func testFeedHeads(t *testing.T, open func(t *testing.T) Store) {
+	s := openStore(t, open)
+	heads := func() map[string]state.Feed {
+		t.Helper()
+		hs, err := s.FeedHeads()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := make(map[string]state.Feed, len(hs))
+		for _, h := range hs {
+			if h.Body != nil {
+				t.Errorf("FeedHeads: %q has a body of %d bytes; want none", h.Source, len(h.Body))
+			}
+			m[h.Source] = h
+		}
+		return m
+	}
+	if got := heads(); len(got) != 0 {
+		t.Fatalf("FeedHeads() of an empty store = %v; want none", got)
+	}
+	exp := state.Expansion{Key: "zone=Europe/Berlin horizon=36h", At: t0.In(newfoundland), Occurrences: []byte("\x01\x00stored\x00form")}
+	a := state.Feed{Source: "a", URLHash: state.URLHash("https://a.example/feed.ics"), Body: sampleICS(3), FetchedAt: t0,
+		Validators: state.Validators{ETag: `"a"`}, Expansion: exp}
+	b := state.Feed{Source: "b", Body: sampleICS(1), FetchedAt: t0}
+	if err := s.PutFeeds([]state.Feed{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	wantFeed(t, s, a)
+	wantFeed(t, s, b)
+	strip := func(f state.Feed) state.Feed {
+		f = hashed(f)
+		f.Body = nil
+		return f
+	}
+	want := map[string]state.Feed{"a": strip(a), "b": strip(b)}
+	if diff := cmp.Diff(want, heads(), equateEmpty); diff != "" {
+		t.Fatalf("FeedHeads() mismatch (-want +got):\n%s", diff)
+	}
+
+	// Replaced with the copy: a new expansion, and none.
+	a.Expansion = state.Expansion{Key: "k2", At: t0.Add(time.Hour), Occurrences: bytes.Repeat([]byte{0, 1, 0xff}, 10_000)}
+	b.Expansion = exp
+	if err := s.PutFeeds([]state.Feed{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	b.Expansion = state.Expansion{}
+	if err := s.PutFeed(b); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]state.Feed{"a": strip(a), "b": strip(b)}
+	if diff := cmp.Diff(want, heads(), equateEmpty); diff != "" {
+		t.Fatalf("FeedHeads() after replacing mismatch (-want +got):\n%s", diff)
+	}
+	wantFeed(t, s, b)
+
+	if err := s.DeleteFeedsExcept([]string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	a.Expansion = state.Expansion{}
+	if err := s.PutFeed(state.Feed{Source: "a", Body: []byte("again")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := heads()["a"].Expansion; !cmp.Equal(got, state.Expansion{}, equateEmpty) {
+		t.Errorf("FeedHeads()[a] after DeleteFeedsExcept and a put without one: expansion %+v; want none", got)
 	}
 }
 

@@ -37,6 +37,9 @@ type FeedCache interface {
 	// PutFeeds stores several copies in one durable transaction: a pass
 	// over thousands of feeds cannot afford an fsync for each.
 	PutFeeds(fs []state.Feed) error
+	// FeedHeads returns every stored copy without its body and with its
+	// Expansion: what a restart reconciles from before parsing any copy.
+	FeedHeads() ([]state.Feed, error)
 }
 
 // InboxEvery is how often the leader of several replicas applies the
@@ -732,9 +735,13 @@ func (e *Engine) nextWake(in plan.ReconcileInput) time.Time {
 		}
 	}
 	clearing, live := 0, 0
+	held := e.exec.heldKinds(now)
 	for _, sess := range in.Sessions {
 		if sess.Pending == state.PendingClear {
 			clearing++
+		}
+		if sess.HeldAt(now) {
+			held[HoldOperator]++
 		}
 		if sess.Live(now) {
 			live++ // not a record that is only an operator's hold
@@ -743,6 +750,9 @@ func (e *Engine) nextWake(in plan.ReconcileInput) time.Time {
 	e.metrics.UsersBusy.Set(float64(busy))
 	e.metrics.Sessions.Set(float64(live))
 	e.metrics.ClearsPending.Set(float64(clearing))
+	for _, k := range heldKinds {
+		e.metrics.PeopleHeld.WithLabelValues(k).Set(float64(held[k]))
+	}
 	due, next := plan.Reconcile(in)
 	if len(due) > 0 {
 		return now

@@ -67,6 +67,28 @@ func (c *memFeedCache) PutFeeds(fs []state.Feed) error {
 	return nil
 }
 
+func (c *memFeedCache) FeedHeads() ([]state.Feed, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	heads := make([]state.Feed, 0, len(c.feeds))
+	for _, f := range c.feeds {
+		f.Body = nil
+		heads = append(heads, f)
+	}
+	return heads, nil
+}
+
+// dropExpansions makes the copies as an earlier release stored them:
+// without their occurrences.
+func (c *memFeedCache) dropExpansions() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, f := range c.feeds {
+		f.Expansion = state.Expansion{}
+		c.feeds[name] = f
+	}
+}
+
 func (c *memFeedCache) DeleteFeedsExcept(sources []string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

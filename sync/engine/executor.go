@@ -86,6 +86,21 @@ type hold struct {
 	unknown bool // Graph does not know the id (reported once)
 	tries   int
 	why     string
+	code    int // the HTTP status of the last failure (0: none, or no answer)
+}
+
+// kind says why h holds someone back: one of the Hold kinds but
+// HoldOperator (an operator's clear is kept with the sessions).
+func (h hold) kind() string {
+	switch {
+	case h.unknown:
+		return HoldUnknown
+	case h.tries > 0 && (h.code == 429 || h.code == 503):
+		return HoldThrottle
+	case h.tries > 0:
+		return HoldRetry
+	}
+	return HoldRefused
 }
 
 func newExecutor(p Presence, st Store, dir *identity.Directory, g *policy.Gate, log *slog.Logger, m *Metrics) *executor {
@@ -285,6 +300,7 @@ func (x *executor) call(ctx context.Context, a plan.Action, pending state.Sessio
 	x.recent.add(a, err, sent)
 
 	if err == nil {
+		x.metrics.PresenceChanges.WithLabelValues(a.Op, changeReason(a.Reason)).Inc()
 		x.clearHold(a.User)
 		var rerr error
 		if a.Op == plan.OpSet {
@@ -383,8 +399,13 @@ func (x *executor) fail(a plan.Action, err error, log *slog.Logger) {
 	default:
 		h.tries++
 		wait := policy.Wait(err, h.tries)
+		code := 0 // the status, for the hold's kind (throttled or retrying)
+		var pe *presence.Error
+		if errors.As(err, &pe) {
+			code = pe.Status
+		}
 		log.Warn("graph call failed; will retry", "err", err, "retry_in", wait.String(), "attempt", h.tries)
-		x.holds[a.User] = hold{until: now.Add(wait), tries: h.tries, why: err.Error()}
+		x.holds[a.User] = hold{until: now.Add(wait), tries: h.tries, why: err.Error(), code: code}
 	}
 }
 

@@ -232,15 +232,20 @@ type feed struct {
 const failWarnEvery = 5 * time.Minute
 
 // loadCache reads the last good copy of every source from the feed cache,
-// so that a restart knows the meetings before the network answers. The
-// copies are parsed in parallel, one per core; changed, when not nil, is
-// called after each. A copy older than max_copy_age is stale from the
-// start: its future events do not count.
+// so that a restart knows the meetings before the network answers. First
+// the occurrences stored with each copy (loadExpansions): no copy is
+// parsed, so that what is due at start goes out within seconds however
+// many sources there are. Then, in parallel, one per core, the copies
+// whose occurrences could not be used (none stored, made under other
+// settings, too old). changed, when not nil, is called after each source
+// loaded. A copy older than max_copy_age is stale from the start: its
+// future events do not count.
 func (fs *feedSet) loadCache(changed func()) {
 	if fs.cache == nil {
 		return
 	}
 	now := time.Now()
+	fs.loadExpansions(now, changed)
 	names := fs.names()
 	parallel(len(names), runtime.GOMAXPROCS(0), func(i int) {
 		name := names[i]
@@ -273,19 +278,86 @@ func (fs *feedSet) loadCache(changed func()) {
 			return
 		}
 		fs.install(f, x, now, false)
-		f.validators, f.hash, f.storedHash, f.lastOK = c.Validators, c.Hash, c.Hash, c.FetchedAt
-		stale := fs.stale(f, now)
-		f.staleNoted = stale
-		fs.mu.Unlock()
-		fs.log.Info("last good copy loaded", "source", name, "fetched_at", c.FetchedAt, "occurrences", len(x.occs))
-		if changed != nil {
-			changed()
+		fs.loadedCopy(f, c, len(x.occs), now, "copy", changed)
+	})
+}
+
+// loadedCopy notes, after install, that f's occurrences come from c, the
+// stored copy (from says how: "copy" parsed, "expansion" stored with it),
+// and tells changed. fs.mu must be held; loadedCopy releases it.
+func (fs *feedSet) loadedCopy(f *feed, c state.Feed, occs int, now time.Time, from string, changed func()) {
+	f.validators, f.hash, f.storedHash, f.lastOK = c.Validators, c.Hash, c.Hash, c.FetchedAt
+	stale := fs.stale(f, now)
+	f.staleNoted = stale
+	fs.mu.Unlock()
+	fs.log.Info("last good copy loaded", "source", c.Source, "fetched_at", c.FetchedAt, "occurrences", occs, "from", from)
+	if changed != nil {
+		changed()
+	}
+	if stale {
+		f.staleGauge.Set(1)
+		fs.log.Warn("last good copy is stale: its events after max_copy_age do not count until the feed is read",
+			"source", c.Source, "fetched_at", c.FetchedAt, "copy_age", now.Sub(c.FetchedAt).Round(time.Second))
+	}
+}
+
+// expansionVersion is part of every expansion's key: raise it when a
+// change of the parser or of compact changes the occurrences a copy
+// expands to, so that expansions stored by an earlier build are not used.
+const expansionVersion = 1
+
+// expansionKey names what f's expansion depends on besides its copy and
+// the time: an expansion stored under another key was made under other
+// settings (a zone, the horizon, a cap, a description filter) and is not
+// used.
+func (fs *feedSet) expansionKey(f *feed) string {
+	cfg, matcher := fs.rules()
+	sc := cfg.Schedule
+	return fmt.Sprintf("v%d zone=%s horizon=%s per_event=%d events=%d occurrences=%d copy_age=%s descriptions=%t",
+		expansionVersion, f.zone, sc.Horizon, sc.MaxOccurrences, sc.MaxFeedEvents, sc.MaxFeedOccurrences,
+		maxCopyAge(cfg), matcher.UsesDescription(f.src.Name))
+}
+
+// loadExpansions installs the occurrences stored with each copy (one read
+// of the store, no body, no parse) for the sources they still serve: the
+// same URL, the same settings, made at most half a horizon ago (every copy
+// in force is expanded again, and stored, at least that often), so that
+// they cover now and what follows it until the copy is expanded again at
+// its first poll. The copy's own re-expansion is due from when they were
+// made.
+func (fs *feedSet) loadExpansions(now time.Time, changed func()) {
+	heads, err := fs.cache.FeedHeads()
+	if err != nil {
+		fs.log.Warn("read stored occurrences; parsing the copies instead", "err", err)
+		return
+	}
+	cfg, matcher := fs.rules()
+	horizon := cfg.Schedule.Horizon
+	parallel(len(heads), runtime.GOMAXPROCS(0), func(i int) {
+		c := heads[i]
+		heads[i] = state.Feed{} // let each go once installed
+		f := fs.get(c.Source)
+		e := c.Expansion
+		if f == nil || e.Occurrences == nil || c.URLHash != state.URLHash(f.src.URL) ||
+			e.At.After(now.Add(time.Minute)) || now.Sub(e.At) > horizon/2 || e.Key != fs.expansionKey(f) {
+			return
 		}
-		if stale {
-			f.staleGauge.Set(1)
-			fs.log.Warn("last good copy is stale: its events after max_copy_age do not count until the feed is read",
-				"source", name, "fetched_at", c.FetchedAt, "copy_age", now.Sub(c.FetchedAt).Round(time.Second))
+		occs, err := ical.DecodeOccurrences(e.Occurrences)
+		if err != nil {
+			fs.log.Warn("stored occurrences unreadable; parsing the copy instead", "source", c.Source, "err", err)
+			return
 		}
+		x, err := matchOccurrences(cfg, matcher, c.Source, occs)
+		if err != nil {
+			return // the copy is parsed, and refused, with its reason
+		}
+		fs.mu.Lock()
+		if f.loaded || !fs.current(f) {
+			fs.mu.Unlock()
+			return
+		}
+		fs.install(f, x, e.At, false)
+		fs.loadedCopy(f, c, len(occs), now, "expansion", changed)
 	})
 }
 
@@ -493,9 +565,17 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 	}
 	changed := !slices.EqualFunc(f.occs, x.occs, sameOccurrence) || !f.loaded || f.rematch
 	f.rematch = false
-	// New content: not the copy in force expanded again as time moves on
-	// (fetched in full or not), nor a body whose DTSTAMPs alone changed.
-	fs.install(f, x, now, changed && !res.NotModified && res.Hash != f.hash)
+	if changed {
+		// New content: not the copy in force expanded again as time
+		// moves on (fetched in full or not).
+		fs.install(f, x, now, !res.NotModified && res.Hash != f.hash)
+	} else {
+		// The same occurrences: the copy in force expanded again, or a
+		// body that changed only outside the window (a past meeting
+		// edited, DTSTAMPs): the matches and the spans built from them
+		// stay as they are.
+		fs.reexpanded(f, x, now)
+	}
 	if !res.NotModified {
 		f.validators = state.Validators{ETag: res.Validators.ETag, LastModified: res.Validators.LastModified}
 		f.hash = res.Hash
@@ -503,6 +583,11 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 	}
 	c := state.Feed{Source: name, URLHash: state.URLHash(f.src.URL), Validators: f.validators, Hash: f.hash, Body: body, FetchedAt: now}
 	fs.mu.Unlock()
+	if fs.cache != nil {
+		// With the copy, its occurrences: a restart reconciles from them
+		// before it parses any copy (loadCache).
+		c.Expansion = state.Expansion{Key: fs.expansionKey(f), At: now, Occurrences: ical.AppendOccurrences(nil, x.occs)}
+	}
 	fs.healthy(f, now)
 	// A new copy is stored; so is a re-expanded one, with the time it was
 	// confirmed, so that after a restart its age is known to within
@@ -581,9 +666,19 @@ func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expa
 	// would be the bulk of what 10,000 feeds' occurrences hold, and only a
 	// description filter reads them; without one, a changed description
 	// changes nobody's presence either.
-	occs = compact(occs, matcher.UsesDescription(f.src.Name))
-	matches := matcher.Match(f.src.Name, occs)
-	if maxPeople := sc.MaxFeedPeople; maxPeople > 0 {
+	x, err := matchOccurrences(cfg, matcher, f.src.Name, compact(occs, matcher.UsesDescription(f.src.Name)))
+	if err != nil {
+		return nil, err
+	}
+	x.events, x.warnings, x.dropped = res.Events, res.Warnings, res.Dropped
+	return x, nil
+}
+
+// matchOccurrences matches source's compacted occurrences; more people
+// than schedule.max_feed_people is an error wrapping ical.ErrOverLimit.
+func matchOccurrences(cfg *config.Config, matcher *plan.Matcher, source string, occs []ical.Occurrence) (*expansion, error) {
+	matches := matcher.Match(source, occs)
+	if maxPeople := cfg.Schedule.MaxFeedPeople; maxPeople > 0 {
 		people := make(map[string]struct{})
 		for i := range matches {
 			people[matches[i].User] = struct{}{}
@@ -592,7 +687,7 @@ func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expa
 			return nil, fmt.Errorf("%d people matched, more than the %d allowed: %w", len(people), maxPeople, ical.ErrOverLimit)
 		}
 	}
-	return &expansion{occs: occs, matches: matches, events: res.Events, warnings: res.Warnings, dropped: res.Dropped}, nil
+	return &expansion{occs: occs, matches: matches}, nil
 }
 
 // install replaces the occurrences of f; fresh says they come from new
@@ -608,6 +703,16 @@ func (fs *feedSet) install(f *feed, x *expansion, now time.Time, fresh bool) {
 	if fs.installed != nil {
 		fs.installed(f.matches, fresh)
 	}
+}
+
+// reexpanded notes that f's copy was expanded again at now into the
+// occurrences already in force (x's equal f's): the matches, and the
+// snapshot the engine builds spans from, stay as they are. fs.mu must be
+// held.
+func (fs *feedSet) reexpanded(f *feed, x *expansion, now time.Time) {
+	f.expandedAt = now
+	f.warnings = len(x.warnings)
+	f.dropped = reportDropped(fs.log, fs.metrics, f.src.Name, f.dropped, x.dropped)
 }
 
 // failed records a failed read of f: the fetch, or the body (result says
@@ -638,7 +743,11 @@ func (fs *feedSet) failed(f *feed, result string, err error, last []byte, now ti
 	if x != nil && fs.current(f) {
 		changed = !slices.EqualFunc(f.occs, x.occs, sameOccurrence) || f.rematch
 		f.rematch = false
-		fs.install(f, x, now, false)
+		if changed {
+			fs.install(f, x, now, false)
+		} else {
+			fs.reexpanded(f, x, now)
+		}
 	}
 	first := f.healthy || f.lastErr == ""
 	if first {

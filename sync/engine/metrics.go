@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strings"
 	"time"
 
 	"github.com/calpresence/calpresence/graph/policy"
@@ -29,6 +30,12 @@ type Metrics struct {
 	// (shown, own_status).
 	ReadbackPeople    *prometheus.GaugeVec
 	ReadbackReasserts prometheus.Counter // lost sessions set again
+	// PresenceChanges: sets and clears Graph accepted, by action (set,
+	// clear) and reason (changeReason).
+	PresenceChanges *prometheus.CounterVec
+	// PeopleHeld: people held back from Graph calls now, by kind (the
+	// Hold kinds: the status page's "Held back").
+	PeopleHeld *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -91,11 +98,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "calpresence_readback_reasserts_total",
 			Help: "Sessions the read-back found lost (Teams showed less than we set while it should be in force) and set again.",
 		}),
+		PresenceChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "calpresence_presence_changes_total",
+			Help: "Presence sets and clears Graph accepted, by action (set, clear) and reason (start, keep-alive, extended, changed, restart, expired, lost, hold-ended, retry, end, shortened, early-end, operator, other).",
+		}, []string{"action", "reason"}),
+		PeopleHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_people_held",
+			Help: "People held back from Graph calls now, by kind: unknown (no such user in Entra), throttled, retrying, refused (for the span), operator (cleared by an operator).",
+		}, []string{"kind"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale,
 			m.GraphRequests, m.GraphRetryAfter, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles, m.Addresses, m.ClearsPending,
-			m.ReadbackPeople, m.ReadbackReasserts)
+			m.ReadbackPeople, m.ReadbackReasserts, m.PresenceChanges, m.PeopleHeld)
 	}
 	return m
 }
@@ -119,7 +134,7 @@ func (m *Metrics) ObserveRetryAfter(op string, d time.Duration) {
 // showing the feeds, sessions and people of the time it led (the leader
 // shows them now). Counters and the histogram keep counting.
 func (m *Metrics) ResetGauges() {
-	for _, g := range []*prometheus.GaugeVec{m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale, m.Addresses, m.ReadbackPeople} {
+	for _, g := range []*prometheus.GaugeVec{m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale, m.Addresses, m.ReadbackPeople, m.PeopleHeld} {
 		g.Reset()
 	}
 	for _, g := range []prometheus.Gauge{m.Sessions, m.UsersBusy, m.ClearsPending} {
@@ -131,3 +146,27 @@ func (m *Metrics) ResetGauges() {
 func (m *Metrics) forIdentity() *identity.Metrics {
 	return &identity.Metrics{GraphRequests: m.GraphRequests, Addresses: m.Addresses}
 }
+
+// changeReason is the reason label of calpresence_presence_changes_total:
+// the reconcile's reason (plan.Reason*), the early ends (removed, moved,
+// cancelled, declined, a live signal, a removed source) as one,
+// "early-end", and anything else "other", so that the label keeps a small
+// fixed set of values. The log says which early end it was.
+func changeReason(reason string) string {
+	switch reason {
+	case plan.ReasonStart, plan.ReasonKeepAlive, plan.ReasonExtended, plan.ReasonChanged, plan.ReasonRestart,
+		plan.ReasonExpired, plan.ReasonLost, plan.ReasonHoldEnded, plan.ReasonRetry, plan.ReasonEnd,
+		plan.ReasonShortened, plan.ReasonOperator:
+		return reason
+	}
+	if strings.HasPrefix(reason, earlyEnd) {
+		return earlyEnd
+	}
+	return "other"
+}
+
+// earlyEnd begins the reasons of a clear before the span's scheduled end.
+const earlyEnd = "early-end"
+
+// heldKinds are the values of calpresence_people_held's kind label.
+var heldKinds = []string{HoldUnknown, HoldThrottle, HoldRetry, HoldRefused, HoldOperator}

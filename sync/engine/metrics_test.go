@@ -8,6 +8,8 @@ import (
 	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 func counterValue(c prometheus.Counter) float64 {
@@ -45,5 +47,19 @@ func TestObserveRetryAfter(t *testing.T) {
 	want := map[string]float64{"set": 30, "clear": 1, "getPresencesByUserId": 2, "setPresence": 0}
 	if !maps.Equal(got, want) {
 		t.Errorf("retry-after sums by op = %v; want %v", got, want)
+	}
+}
+
+// TestChangeReason: the reason label keeps a small fixed set of values.
+func TestChangeReason(t *testing.T) {
+	for reason, want := range map[string]string{
+		plan.ReasonStart: "start", plan.ReasonKeepAlive: "keep-alive", plan.ReasonEnd: "end", plan.ReasonOperator: "operator",
+		plan.ReasonLost: "lost", plan.ReasonHoldEnded: "hold-ended",
+		plan.ReasonEarlySignal: "early-end", plan.ReasonEarlyCancelled: "early-end", plan.ReasonSourceRemoved: "early-end",
+		"": "other", "something new": "other",
+	} {
+		if got := changeReason(reason); got != want {
+			t.Errorf("changeReason(%q) = %q; want %q", reason, got, want)
+		}
 	}
 }

@@ -68,6 +68,9 @@ type readback struct {
 	mu       sync.Mutex
 	last     map[string]ShownPerson // by person id
 	messages []messageJob           // status messages to send (statusmessage.go)
+	// refused are the people whose status message Graph refused, with the
+	// span (start, end) it was refused for: none is tried again for it.
+	refused map[string][2]time.Time
 }
 
 func newReadback() *readback { return &readback{soon: make(chan struct{}, 1)} }
@@ -92,27 +95,51 @@ func (r *readback) shown(id string) (ShownPerson, bool) {
 // graph.readback_interval (read at each turn: a reload changes it), and
 // ReadbackAfterBurst after a burst of sets. A failed read backs off
 // (policy.Wait: Graph's Retry-After, else the back-off) and is logged;
-// it never holds up a set.
+// it never holds up a set. The status messages go out from here too,
+// after a burst, and their retries when they are due.
 func (e *Engine) readbackLoop(ctx context.Context) {
 	failures := 0
-	var retryAt time.Time
+	var retryAt, readAt time.Time
 	for {
 		interval := e.config().Graph.ReadbackInterval
-		wait := interval
-		if interval <= 0 {
-			wait = time.Minute // off: look again for a reload that turns it on
+		if readAt.IsZero() {
+			wait := interval
+			if interval <= 0 {
+				wait = time.Minute // off: look again for a reload that turns it on
+			}
+			if !retryAt.IsZero() {
+				wait = max(time.Until(retryAt), 0)
+			}
+			readAt = time.Now().Add(wait)
 		}
-		if !retryAt.IsZero() {
-			wait = max(time.Until(retryAt), 0)
+		t := time.NewTimer(max(time.Until(readAt), 0))
+		var (
+			m             *time.Timer
+			retryMessages <-chan time.Time
+		)
+		if at, ok := e.rb.nextMessage(); ok {
+			m = time.NewTimer(max(time.Until(at), 0))
+			retryMessages = m.C
 		}
-		t := time.NewTimer(wait)
+		stop := func() {
+			t.Stop()
+			if m != nil {
+				m.Stop()
+			}
+		}
 		select {
 		case <-ctx.Done():
-			t.Stop()
+			stop()
 			return
 		case <-t.C:
+			stop()
+		case <-retryMessages:
+			// A status message to try again: the read-back keeps its time.
+			stop()
+			e.flushMessages(ctx)
+			continue
 		case <-e.rb.soon:
-			t.Stop()
+			stop()
 			s := time.NewTimer(ReadbackAfterBurst)
 			select {
 			case <-ctx.Done():
@@ -121,17 +148,14 @@ func (e *Engine) readbackLoop(ctx context.Context) {
 			case <-s.C:
 			}
 			if !retryAt.IsZero() {
-				if !e.config().Graph.DryRun {
-					e.sendMessages(ctx)
-				}
+				e.flushMessages(ctx)
 				continue // backing off: the retry reads everyone anyway
 			}
 		}
+		readAt = time.Time{}
 		// A dry run sets nothing: there is nothing in Teams to judge it by.
 		g := e.config().Graph
-		if !g.DryRun {
-			e.sendMessages(ctx)
-		}
+		e.flushMessages(ctx)
 		if g.ReadbackInterval <= 0 || g.DryRun || !e.startedUp() {
 			retryAt = time.Time{}
 			continue

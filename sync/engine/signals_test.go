@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -380,5 +381,62 @@ func TestEngineSignalForAnAttendeeOfASourceWithoutDomains(t *testing.T) {
 		h.stop()
 		h.wantAnyOrder("10m0s set dave@contoso.com InAConferenceCall 1h0m0s", "10m0s set someone@partner.example InAConferenceCall 1h0m0s",
 			"30m0s clear dave@contoso.com") // someone@'s lease ends with the span: no clear
+	})
+}
+
+// TestStatusTimeline: the status view's timeline holds each person's spans
+// in the window (an hour before now to 36 hours on), with the meetings
+// that make them: a calendar meeting a live signal cut short says which
+// signal, and a span a live signal made is live.
+func TestStatusTimeline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		body := strings.Replace(ics(begin, "m", 10*minute, time.Hour, "Later", 3*time.Hour, 30*minute), "SUMMARY:m\r\n",
+			"SUMMARY:m\r\nLOCATION:https://us02web.zoom.us/j/83412345678?pwd=abc\r\n", 1)
+		h := startHarness(t, signalConfig(), body, nil, nil)
+		h.until(30 * minute)
+		h.send(state.SignalEnded, zoomKey, "")
+		h.send(state.SignalJoined, "zoom:55555555555", "carol@partner.example")
+		h.until(40 * minute)
+		defer h.stop()
+
+		show := func(st Status) []string {
+			var out []string
+			for _, p := range st.Timeline {
+				for _, s := range p.Spans {
+					line := fmt.Sprintf("%s %v–%v %s:", p.User, s.Start.Sub(begin), s.End.Sub(begin), s.Activity)
+					for _, m := range s.Meetings {
+						line += fmt.Sprintf(" %s/%s live=%v signal=%q", m.Source, m.Summary, m.Live(), m.Signal)
+					}
+					out = append(out, line)
+				}
+			}
+			slices.Sort(out)
+			return out
+		}
+		want := []string{
+			`alice@contoso.com 10m0s–30m0s InAConferenceCall: zoom/m live=false signal="ended"`,
+			`alice@contoso.com 3h0m0s–3h30m0s InAConferenceCall: zoom/Later live=false signal=""`,
+			`bob@contoso.com 10m0s–30m0s InAConferenceCall: zoom/m live=false signal="ended"`,
+			`bob@contoso.com 3h0m0s–3h30m0s InAConferenceCall: zoom/Later live=false signal=""`,
+			`carol@contoso.com 30m0s–8h30m0s InAConferenceCall: webhook:zoom/unscheduled call zoom:55555555555 live=true signal=""`,
+		}
+		if diff := cmp.Diff(want, show(h.eng.Status(time.Now()))); diff != "" {
+			t.Errorf("Status().Timeline (-want +got):\n%s", diff)
+		}
+		// The early ends count as one reason.
+		for _, c := range []struct {
+			action, reason string
+			want           float64
+		}{{"set", "start", 3}, {"clear", "early-end", 2}, {"clear", "early-end:signal", 0}} {
+			if got := counterValue(h.metrics.PresenceChanges.WithLabelValues(c.action, c.reason)); got != c.want {
+				t.Errorf("calpresence_presence_changes_total{action=%q,reason=%q} = %v; want %v", c.action, c.reason, got, c.want)
+			}
+		}
+		// Two hours on, the spans that ended more than an hour before are
+		// out of the window.
+		if diff := cmp.Diff([]string{want[1], want[3], want[4]}, show(h.eng.Status(begin.Add(2*time.Hour+31*minute)))); diff != "" {
+			t.Errorf("Status(2h31m).Timeline (-want +got):\n%s", diff)
+		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calpresence/calpresence/internal/timeline"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state"
@@ -24,6 +25,11 @@ type Status struct {
 	Sources []SourceStatus
 	// Busy are the people busy now, by UPN.
 	Busy []BusyPerson
+	// Timeline are the people with a busy span in the status page's
+	// timeline window (timeline.Window: from an hour before now to 36
+	// hours on), each with those spans, earliest first; in no order
+	// (the page orders them).
+	Timeline []PersonSpans
 	// Next are the coming changes within the horizon, soonest first, at
 	// most MaxTransitions.
 	Next []Transition
@@ -91,6 +97,33 @@ type Meeting struct {
 	UID        string
 	Summary    string
 	Start, End time.Time
+	// Signal is the live meeting signal that cut the occurrence short
+	// (state.SignalEnded, state.SignalLeft); "" when none did.
+	Signal string
+}
+
+// Live reports whether a live signal (a call, a Zoom presence, an
+// unscheduled meeting: a Zoom or Webex webhook) made the occurrence,
+// not a calendar.
+func (m Meeting) Live() bool { return strings.HasPrefix(m.Source, signalSourcePrefix) }
+
+// signalSourcePrefix begins the source of what signals.Apply adds
+// ("webhook:zoom").
+const signalSourcePrefix = "webhook:"
+
+// PersonSpans is one person's busy spans in the timeline window.
+type PersonSpans struct {
+	User   string // UPN
+	UserID string
+	Spans  []SpanStatus
+}
+
+// SpanStatus is one busy span: when, what it asks of Graph, and the
+// meetings that make it.
+type SpanStatus struct {
+	Start, End             time.Time
+	Availability, Activity string
+	Meetings               []Meeting
 }
 
 // Transition is a coming change of someone's presence.
@@ -162,11 +195,12 @@ func (e *Engine) Status(now time.Time) Status {
 	// changes: no spans are built here while nothing changed.
 	matches, _, feedGen := e.feeds.snapshotGen()
 	matches, spans := e.view(matches, feedGen, now, e.keyFunc())
-	summaries := summaryIndex(matches)
+	occs := occIndex(matches)
 	meetings := func(s plan.Span, at time.Time) []Meeting {
 		var now, all []Meeting
 		for _, ev := range s.Events() {
-			m := Meeting{Source: ev.Source, UID: ev.UID, Summary: summaries[refKey(ev.Source, ev.UID, ev.RecurrenceID, ev.Start)], Start: ev.Start, End: ev.End}
+			o := occs[refKey(ev.Source, ev.UID, ev.RecurrenceID, ev.Start)]
+			m := Meeting{Source: ev.Source, UID: ev.UID, Summary: o.summary, Signal: o.signal, Start: ev.Start, End: ev.End}
 			all = append(all, m)
 			if !at.Before(ev.Start) && at.Before(ev.End) {
 				now = append(now, m)
@@ -178,8 +212,19 @@ func (e *Engine) Status(now time.Time) Status {
 		return now
 	}
 	horizon := now.Add(e.config().Schedule.Horizon)
+	from, to := timeline.Window(now)
 	for id, ss := range spans {
 		upn := e.dir.UPN(id)
+		var in []SpanStatus
+		for _, s := range ss {
+			if s.End.After(from) && s.Start.Before(to) {
+				in = append(in, SpanStatus{Start: s.Start, End: s.End, Availability: s.Pair.Availability, Activity: s.Pair.Activity,
+					Meetings: meetings(s, time.Time{})}) // at no time: all of them
+			}
+		}
+		if len(in) > 0 {
+			st.Timeline = append(st.Timeline, PersonSpans{User: upn, UserID: id, Spans: in})
+		}
 		if s, ok := plan.SpanAt(ss, now); ok {
 			b := BusyPerson{User: upn, UserID: id, Availability: s.Pair.Availability, Activity: s.Pair.Activity,
 				Since: s.Start, Until: s.End, Meetings: meetings(s, now)}
@@ -205,23 +250,8 @@ func (e *Engine) Status(now time.Time) Status {
 		st.Next = st.Next[:MaxTransitions]
 	}
 
-	lastStatus := make(map[string]int)
-	for i := len(st.GraphErrors) - 1; i >= 0; i-- { // oldest first: the newest wins
-		lastStatus[st.GraphErrors[i].UserID] = st.GraphErrors[i].Status
-	}
 	for id, h := range e.exec.holdsAt(now) {
-		hp := HeldPerson{User: e.dir.UPN(id), UserID: id, Reason: h.why, Until: h.until, Tries: h.tries}
-		switch code := lastStatus[id]; {
-		case h.unknown:
-			hp.Kind = HoldUnknown
-		case h.tries > 0 && (code == 429 || code == 503):
-			hp.Kind = HoldThrottle
-		case h.tries > 0:
-			hp.Kind = HoldRetry
-		default:
-			hp.Kind = HoldRefused
-		}
-		st.Held = append(st.Held, hp)
+		st.Held = append(st.Held, HeldPerson{User: e.dir.UPN(id), UserID: id, Kind: h.kind(), Reason: h.why, Until: h.until, Tries: h.tries})
 	}
 	// An operator's clears are recorded with the sessions (the engine's
 	// copy in memory: no state is read here).
@@ -253,13 +283,20 @@ func refKey(source, uid string, recurrenceID, start time.Time) string {
 	return source + "\x00" + uid + "\x00" + recurrenceID.UTC().Format(time.RFC3339Nano) + "\x00" + start.UTC().Format(time.RFC3339Nano)
 }
 
-// summaryIndex maps each matched occurrence to its summary.
-func summaryIndex(matches []plan.Match) map[string]string {
-	out := make(map[string]string, len(matches))
+// occInfo is what the status view tells of one matched occurrence.
+type occInfo struct {
+	summary string
+	signal  string // the live signal that cut it short
+}
+
+// occIndex maps each matched occurrence to its summary and the signal
+// that cut it short.
+func occIndex(matches []plan.Match) map[string]occInfo {
+	out := make(map[string]occInfo, len(matches))
 	for i := range matches {
 		o := matches[i].Occ
-		if o.Summary != "" {
-			out[refKey(matches[i].Source, o.UID, o.RecurrenceID, o.Start)] = o.Summary
+		if o.Summary != "" || matches[i].Signal != "" {
+			out[refKey(matches[i].Source, o.UID, o.RecurrenceID, o.Start)] = occInfo{summary: o.Summary, signal: matches[i].Signal}
 		}
 	}
 	return out
@@ -273,6 +310,19 @@ func (x *executor) holdsAt(now time.Time) map[string]hold {
 	for id, h := range x.holds {
 		if now.Before(h.until) {
 			out[id] = h
+		}
+	}
+	return out
+}
+
+// heldKinds counts the holds in force at now by kind.
+func (x *executor) heldKinds(now time.Time) map[string]int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make(map[string]int)
+	for _, h := range x.holds {
+		if now.Before(h.until) {
+			out[h.kind()]++
 		}
 	}
 	return out

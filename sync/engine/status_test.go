@@ -10,6 +10,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
@@ -103,6 +105,16 @@ func TestStatus(t *testing.T) {
 		if _, ok := held[alice]; ok {
 			t.Errorf("alice held: %+v; want not", held[alice])
 		}
+		heldGauge := func() map[string]float64 {
+			out := map[string]float64{}
+			for _, k := range heldKinds {
+				out[k] = gaugeValue(h.metrics.PeopleHeld.WithLabelValues(k))
+			}
+			return out
+		}
+		if diff := cmp.Diff(map[string]float64{HoldUnknown: 1, HoldThrottle: 1, HoldRetry: 0, HoldRefused: 1, HoldOperator: 0}, heldGauge()); diff != "" {
+			t.Errorf("calpresence_people_held (-want +got):\n%s", diff)
+		}
 
 		codes := map[string]int{}
 		for i, g := range st.GraphErrors {
@@ -125,6 +137,18 @@ func TestStatus(t *testing.T) {
 		for _, hp := range h.eng.Status(time.Now()).Held {
 			if hp.User == alice && (hp.Kind != HoldOperator || hp.Until.Sub(begin) != 40*time.Minute) {
 				t.Errorf("held alice after clear = %+v; want operator until 40m", hp)
+			}
+		}
+		h.until(17 * time.Minute) // a pass since the clear
+		if got := heldGauge()[HoldOperator]; got != 1 {
+			t.Errorf("calpresence_people_held{kind=operator} = %v after the clear; want 1", got)
+		}
+		for _, c := range []struct {
+			action, reason string
+			want           float64
+		}{{"set", "start", 1}, {"clear", "operator", 1}, {"clear", "end", 0}} {
+			if got := counterValue(h.metrics.PresenceChanges.WithLabelValues(c.action, c.reason)); got != c.want {
+				t.Errorf("calpresence_presence_changes_total{action=%q,reason=%q} = %v; want %v (only alice's set went through)", c.action, c.reason, got, c.want)
 			}
 		}
 

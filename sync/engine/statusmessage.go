@@ -2,10 +2,15 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/sync/plan"
@@ -27,6 +32,12 @@ type messageJob struct {
 	expires   time.Time // the span's end (set)
 	spanStart time.Time // the span it belongs to (set)
 	clear     bool
+	// prev is the worker's text for the span that this set replaces (the
+	// span's end moved): shown, it is ours to replace, not the person's.
+	prev string
+
+	tries     int       // failed attempts so far
+	notBefore time.Time // a retry waits until then (zero: at once)
 }
 
 // messageConcurrency bounds the status message calls in flight: they are
@@ -39,7 +50,10 @@ const messageConcurrency = 8
 func (e *Engine) queueMessages(results []Result, now time.Time) {
 	cfg := e.config()
 	tmpl := cfg.Presence.StatusMessage
-	var jobs []messageJob
+	var (
+		jobs  []messageJob
+		zones map[string]*time.Location // by person id, once a set needs them
+	)
 	for _, r := range results {
 		a := r.Action
 		if r.Err != nil {
@@ -47,11 +61,28 @@ func (e *Engine) queueMessages(results []Result, now time.Time) {
 		}
 		switch {
 		case a.Op == plan.OpSet && tmpl != "":
-			if a.HasPrev && a.Prev.SpanStart.Equal(a.Span.Start) && a.Prev.Message != "" {
+			ours := a.HasPrev && a.Prev.SpanStart.Equal(a.Span.Start) && a.Prev.Message != ""
+			if ours && a.Prev.SpanEnd.Equal(a.Span.End) {
 				continue // already set for this span
 			}
-			text := fillMessage(tmpl, a.Span.Meeting(now), a.Span.End, cfg.Location())
-			jobs = append(jobs, messageJob{id: a.User, text: text, expires: a.Span.End, spanStart: a.Span.Start})
+			if e.rb.gaveUp(a.User, a.Span.Start, now) {
+				continue // refused for this span already (logged then)
+			}
+			if zones == nil {
+				zones = e.personZones(cfg)
+			}
+			loc, ok := zones[a.User]
+			if !ok {
+				loc = cfg.Location()
+			}
+			text := fillMessage(tmpl, a.Span.Meeting(now), a.Span.End, loc)
+			j := messageJob{id: a.User, text: text, expires: a.Span.End, spanStart: a.Span.Start}
+			if ours {
+				// The span's end moved later: the message follows it (its
+				// {end}, and its expiry).
+				j.prev = a.Prev.Message
+			}
+			jobs = append(jobs, j)
 		case a.Op == plan.OpClear && a.HasPrev && a.Prev.Message != "":
 			jobs = append(jobs, messageJob{id: a.User, text: a.Prev.Message, clear: true})
 		}
@@ -60,15 +91,102 @@ func (e *Engine) queueMessages(results []Result, now time.Time) {
 		return
 	}
 	e.rb.mu.Lock()
-	e.rb.messages = append(e.rb.messages, jobs...)
+	for _, j := range jobs {
+		e.rb.queue(j, true)
+	}
 	e.rb.mu.Unlock()
 	e.rb.poke()
+}
+
+// personZones maps the people whose users: entry has a timezone, by
+// object id, to that zone (config.UserLocations): the end time in their
+// status message is theirs. Others use schedule.timezone.
+func (e *Engine) personZones(cfg *config.Config) map[string]*time.Location {
+	out := make(map[string]*time.Location)
+	for user, loc := range cfg.UserLocations() {
+		if id, ok := e.dir.Lookup(user); ok {
+			if _, dup := out[id]; !dup {
+				out[id] = loc
+			}
+		}
+	}
+	return out
+}
+
+// queue adds j to the messages to send, r.mu held. A person has one job
+// at most: with replace, j (newer) takes the place of the one queued (a
+// set replaces the message whatever it is; a clear ends the span a set
+// was for); without, j (a retry) yields to a newer job queued meanwhile.
+func (r *readback) queue(j messageJob, replace bool) {
+	for i, q := range r.messages {
+		if q.id == j.id {
+			if replace {
+				r.messages[i] = j
+			}
+			return
+		}
+	}
+	r.messages = append(r.messages, j)
+}
+
+// takeMessages removes from the queue and returns the jobs due at now.
+func (r *readback) takeMessages(now time.Time) []messageJob {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var due, rest []messageJob
+	for _, j := range r.messages {
+		if j.notBefore.After(now) {
+			rest = append(rest, j)
+		} else {
+			due = append(due, j)
+		}
+	}
+	r.messages = rest
+	return due
+}
+
+// nextMessage is when the earliest queued message is due (false: none).
+func (r *readback) nextMessage() (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var t time.Time
+	for i, j := range r.messages {
+		if i == 0 || j.notBefore.Before(t) {
+			t = j.notBefore
+		}
+	}
+	return t, len(r.messages) > 0
+}
+
+// giveUp notes that Graph refused id's message for the span from
+// spanStart to spanEnd: no other is tried for that span.
+func (r *readback) giveUp(id string, spanStart, spanEnd time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.refused == nil {
+		r.refused = make(map[string][2]time.Time)
+	}
+	r.refused[id] = [2]time.Time{spanStart, spanEnd}
+}
+
+// gaveUp reports whether id's message was refused for the span from
+// spanStart; refusals of spans over at now are forgotten on the way.
+func (r *readback) gaveUp(id string, spanStart, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k, v := range r.refused {
+		if !now.Before(v[1]) {
+			delete(r.refused, k)
+		}
+	}
+	v, ok := r.refused[id]
+	return ok && v[0].Equal(spanStart)
 }
 
 // fillMessage fills in a status message template (config
 // StatusMessagePlaceholders): {vendor} is Zoom or Webex when the meeting's
 // links say so, else the source's name; {title} the meeting's summary;
-// {end} the span's end, 15:04 in loc.
+// {end} the span's end, 15:04 in loc (the person's zone when known).
 func fillMessage(tmpl string, m *plan.Match, end time.Time, loc *time.Location) string {
 	vendor, title := "", ""
 	if m != nil {
@@ -86,14 +204,26 @@ func fillMessage(tmpl string, m *plan.Match, end time.Time, loc *time.Location) 
 	return strings.NewReplacer("{vendor}", vendor, "{title}", title, "{end}", end.In(loc).Format("15:04")).Replace(tmpl)
 }
 
-// sendMessages sets and clears the queued status messages: it reads
-// what Teams shows for their people first (one bulk read), and leaves
-// alone every message that is not the worker's.
+// flushMessages sends the status messages that are due; in a dry run,
+// which sends nothing, it forgets them.
+func (e *Engine) flushMessages(ctx context.Context) {
+	if e.config().Graph.DryRun {
+		e.rb.mu.Lock()
+		e.rb.messages = nil
+		e.rb.mu.Unlock()
+		return
+	}
+	e.sendMessages(ctx)
+}
+
+// sendMessages sets and clears the queued status messages that are due:
+// it reads what Teams shows for their people first (one bulk read), and
+// leaves alone every message that is not the worker's. A call (or the
+// read before it) that fails with a retryable outcome is tried again
+// after a back-off (messageFailed).
 func (e *Engine) sendMessages(ctx context.Context) {
-	e.rb.mu.Lock()
-	jobs := e.rb.messages
-	e.rb.messages = nil
-	e.rb.mu.Unlock()
+	now := time.Now()
+	jobs := e.currentMessages(e.rb.takeMessages(now), now)
 	if len(jobs) == 0 {
 		return
 	}
@@ -104,7 +234,8 @@ func (e *Engine) sendMessages(ctx context.Context) {
 	shown, err := e.exec.presence.ReadPresences(ctx, ids)
 	e.countReads(len(ids), err)
 	if err != nil {
-		// Those not read are left alone: an unknown message may be theirs.
+		// Those not read are not sent now: an unknown message may be
+		// theirs. They are tried again after a back-off.
 		e.log.Warn("read status messages before setting them", "err", err)
 	}
 	var (
@@ -112,12 +243,15 @@ func (e *Engine) sendMessages(ctx context.Context) {
 		sem = make(chan struct{}, messageConcurrency)
 	)
 	for _, j := range jobs {
+		log := e.log.With("user", e.dir.UPN(j.id), "user_id", j.id)
 		sh, ok := shown[j.id]
 		if !ok {
+			if err != nil {
+				e.messageFailed(ctx, j, "getPresencesByUserId", err, log)
+			}
 			continue
 		}
-		log := e.log.With("user", e.dir.UPN(j.id), "user_id", j.id)
-		mine := sh.StatusMessage == j.text
+		mine := sh.StatusMessage == j.text || (j.prev != "" && sh.StatusMessage == j.prev)
 		switch {
 		case j.clear && !mine:
 			continue // theirs now, or gone: nothing of ours to clear
@@ -133,14 +267,14 @@ func (e *Engine) sendMessages(ctx context.Context) {
 			if j.clear {
 				op = "clearStatusMessage"
 				err = e.exec.presence.ClearStatusMessage(ctx, j.id)
-			} else if !mine {
+			} else {
+				// Ours already (a restart, or the last span's same text):
+				// set again all the same, for this span's expiry.
 				err = e.exec.presence.SetStatusMessage(ctx, j.id, j.text, j.expires)
 			}
-			if j.clear || !mine {
-				e.metrics.GraphRequests.WithLabelValues(op, presence.StatusCode(err)).Inc()
-			}
+			e.metrics.GraphRequests.WithLabelValues(op, presence.StatusCode(err)).Inc()
 			if err != nil {
-				log.Warn("status message call failed", "op", op, "err", err)
+				e.messageFailed(ctx, j, op, err, log)
 				return
 			}
 			if j.clear {
@@ -152,6 +286,56 @@ func (e *Engine) sendMessages(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+}
+
+// currentMessages drops the sets whose span is over at now or no longer
+// the person's recorded one (cleared, replaced): a retry must not set a
+// message for a span that has ended.
+func (e *Engine) currentMessages(jobs []messageJob, now time.Time) []messageJob {
+	if !slices.ContainsFunc(jobs, func(j messageJob) bool { return !j.clear }) {
+		return jobs
+	}
+	sessions, err := e.readSessions(false)
+	if err != nil {
+		return jobs // recordMessage checks again after the call
+	}
+	return slices.DeleteFunc(jobs, func(j messageJob) bool {
+		if j.clear {
+			return false
+		}
+		s, ok := sessions[j.id]
+		return !now.Before(j.expires) || !ok || !s.SpanStart.Equal(j.spanStart) || s.Pending == "clear"
+	})
+}
+
+// messageFailed decides what becomes of a status message whose call op
+// failed, by policy.Classify's verdict: a retryable outcome (Retry, a 401
+// after the token's refresh, no answer) is queued again after policy.Wait
+// (the server's Retry-After, else the back-off); a refusal is given up,
+// for that span if it was a set, and logged once.
+func (e *Engine) messageFailed(ctx context.Context, j messageJob, op string, err error, log *slog.Logger) {
+	kind := presence.KindOf(err)
+	switch {
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		return // stopping; the record says no message was set
+	case kind == presence.NotFound && j.clear:
+		return // gone already
+	case kind == presence.Permanent || kind == presence.NotFound:
+		if j.clear {
+			log.Error("graph refused to clear the status message; not retried", "op", op, "err", err, "message", j.text)
+			return
+		}
+		log.Error("graph refused the status message; not retried for this span", "op", op, "err", err, "span_start", j.spanStart)
+		e.rb.giveUp(j.id, j.spanStart, j.expires)
+		return
+	}
+	j.tries++
+	wait := policy.Wait(err, j.tries)
+	j.notBefore = time.Now().Add(wait)
+	log.Warn("status message call failed; will retry", "op", op, "err", err, "retry_in", wait.String(), "attempt", j.tries)
+	e.rb.mu.Lock()
+	e.rb.queue(j, false)
+	e.rb.mu.Unlock()
 }
 
 // recordMessage notes on the person's session that the worker's message
