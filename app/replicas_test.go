@@ -48,7 +48,17 @@ func (c graphCall) String() string {
 
 // fakeGraph stands in for Graph for one replica: it records every call,
 // and resolves the test's two addresses (testutil.Presence).
-type fakeGraph struct{ *testutil.Presence }
+type fakeGraph struct {
+	*testutil.Presence
+	hold func(user string) // when set (before use), a set waits for it first: a call in flight
+}
+
+func (g *fakeGraph) SetPresence(ctx context.Context, id, availability, activity string, exp time.Duration) error {
+	if g.hold != nil {
+		g.hold(id)
+	}
+	return g.Presence.SetPresence(ctx, id, availability, activity, exp)
+}
 
 // epoch is what the calls' times count from.
 var epoch = time.Now()
@@ -58,7 +68,7 @@ func newFakeGraph() *fakeGraph {
 		"alice@contoso.com": {ID: aliceID, UPN: "alice@contoso.com"},
 		"bob@contoso.com":   {ID: bobID, UPN: "bob@contoso.com"},
 	}
-	return &fakeGraph{&testutil.Presence{Begin: epoch, People: known, ResolveErr: func(a string) error {
+	return &fakeGraph{Presence: &testutil.Presence{Begin: epoch, People: known, ResolveErr: func(a string) error {
 		if _, ok := known[a]; !ok {
 			return &presence.Error{Kind: presence.NotFound, Err: fmt.Errorf("no user %s", a)}
 		}

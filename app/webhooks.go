@@ -80,10 +80,15 @@ const (
 	webhookMaxHeaderBytes    = 16 << 10
 )
 
+// testHookConnState, set by tests before a listener starts, sees its
+// connections change state (http.Server.ConnState).
+var testHookConnState func(net.Conn, http.ConnState)
+
 // webhookServer is the http.Server of the webhook listener.
 func webhookServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
+		ConnState:         testHookConnState,
 		ReadHeaderTimeout: webhookReadHeaderTimeout,
 		ReadTimeout:       webhookReadTimeout,
 		WriteTimeout:      webhookWriteTimeout,

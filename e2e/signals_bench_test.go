@@ -46,8 +46,9 @@ func postZoomEnded(tb testing.TB, url string, meeting int64) {
 // BenchmarkWebhookLag measures a live meeting signal's lag (docs/webhooks.md, issue #8: p99 ≤ 1 s): from POSTing a signed Zoom
 // meeting.ended to the webhook receiver to the fake Graph receiving each
 // clearPresence, for N people in a meeting that is running (the feed
-// still shows it). The real receiver (signals.Handler over loopback HTTP),
-// engine, bbolt state and Graph client run against a Graph answering in
+// still shows it). The real receiver (signals.Handler over loopback HTTP,
+// with the state's inbox), engine, bbolt state and Graph client run
+// against a Graph answering in
 // 150 ms. Each iteration runs a fresh engine and state, waits for the N
 // sets, then sends the webhook.
 func BenchmarkWebhookLag(b *testing.B) {
@@ -70,7 +71,10 @@ func BenchmarkWebhookLag(b *testing.B) {
 				e := start(b, g, body, client, o)
 				waitSets(b, g, n, time.Minute)
 
-				h := signals.New(signals.Options{ZoomSecret: benchZoomSecret, Sink: e.eng})
+				// As the daemon wires it: the signal is kept in the
+				// state's inbox before the 200.
+				inbox, _ := e.store.(signals.Store)
+				h := signals.New(signals.Options{ZoomSecret: benchZoomSecret, Sink: e.eng, Inbox: inbox})
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan struct{})
 				go func() { h.Run(ctx); close(done) }()

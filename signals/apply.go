@@ -49,12 +49,7 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 	// The matches are the feed set's, shared with every reader: cut copies.
 	matches = slices.Clone(matches)
 	sigs = slices.Clone(sigs)
-	slices.SortStableFunc(sigs, func(a, b state.Signal) int {
-		if c := a.At.Compare(b.At); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
+	slices.SortStableFunc(sigs, byTime)
 	// The person each participant signal names, and the signals by meeting.
 	persons := make([]string, len(sigs))
 	byMeeting := make(map[string][]int)
@@ -146,6 +141,20 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 	}
 	extra = appendLive(extra, sigs, persons, maxUnscheduled, who)
 	return append(matches, extra...)
+}
+
+// byTime orders signals by the vendor's time; at one time, by their
+// arrival (Zoom's date_time counts seconds: a call that ends within the
+// second it began must end, not run on until maxUnscheduled), then by id,
+// so that the same input gives the same output.
+func byTime(a, b state.Signal) int {
+	if c := a.At.Compare(b.At); c != 0 {
+		return c
+	}
+	if c := a.Received.Compare(b.Received); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
 }
 
 // appendLive appends the spans presence and call signals (sorted by time)

@@ -122,6 +122,12 @@ func withReceived(s state.Signal) state.Signal {
 	return s
 }
 
+// receivedAfter is s received d after the others.
+func receivedAfter(s state.Signal, d time.Duration) state.Signal {
+	s.Received = s.Received.Add(d)
+	return s
+}
+
 // TestApplyPresenceAndCalls: Zoom presence and Webex calls are spans of
 // their own, ordered by the vendor's time; they never end a calendar span.
 func TestApplyPresenceAndCalls(t *testing.T) {
@@ -155,6 +161,14 @@ func TestApplyPresenceAndCalls(t *testing.T) {
 			call("a", WebexConnected, 100*minute), call("b", WebexConnected, 110*minute), call("a", WebexHeld, 112*minute),
 			call("a", WebexCallEnded, 120*minute), call("b", WebexCallEnded, 140*minute)}, []string{
 			"alice@contoso.com 10m0s-1h10m0s Busy/InAConferenceCall", "carol@contoso.com 1h40m0s-2h20m0s Busy/InACall"}},
+		// Zoom's date_time counts seconds: two statuses in one second are
+		// ordered by their arrival.
+		{"in one second, the status received last wins (call ended)", []state.Signal{
+			receivedAfter(zp(carol, ZoomOnPhoneCall, 100*minute), 0), receivedAfter(zp(carol, "Available", 100*minute), time.Second)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s Busy/InAConferenceCall"}},
+		{"in one second, the status received last wins (call began)", []state.Signal{
+			receivedAfter(zp(carol, ZoomOnPhoneCall, 100*minute), time.Second), receivedAfter(zp(carol, "Available", 100*minute), 0)}, []string{
+			"alice@contoso.com 10m0s-1h10m0s Busy/InAConferenceCall", "carol@contoso.com 1h40m0s-2h40m0s Busy/InACall"}},
 		{"a call's end delivered first still ends it", []state.Signal{call("a", WebexCallEnded, 120*minute), call("a", WebexConnected, 100*minute)}, []string{
 			"alice@contoso.com 10m0s-1h10m0s Busy/InAConferenceCall", "carol@contoso.com 1h40m0s-2h0m0s Busy/InACall"}},
 	}
@@ -170,6 +184,47 @@ func TestApplyPresenceAndCalls(t *testing.T) {
 			}
 			if strings.Join(g, "\n") != strings.Join(tt.want, "\n") {
 				t.Errorf("spans after Apply:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestInForce: what the status page lists as calls in progress and Zoom
+// presence in force: per person and call, the latest status (by the
+// vendor's time, then arrival), while it asks for a pair and within the
+// cap.
+func TestInForce(t *testing.T) {
+	const carol = "carol@contoso.com"
+	zp := func(status string, at time.Duration) state.Signal {
+		return live("zoom", state.SignalPresence, "zoom-presence", carol, status, at)
+	}
+	call := func(id, status string, at time.Duration) state.Signal {
+		return live("webex", state.SignalCall, KeyWebexCall+id, carol, status, at)
+	}
+	tests := []struct {
+		name string
+		sigs []state.Signal
+		now  time.Duration
+		want []string
+	}{
+		{"a call and a presence", []state.Signal{call("a", WebexConnected, 10*minute), zp(ZoomInMeeting, 20*minute)}, 30 * minute,
+			[]string{"zoom  In_Meeting Busy/InAConferenceCall since 20m0s", "webex a connected Busy/InACall since 10m0s"}},
+		{"held keeps the call's start", []state.Signal{call("a", WebexConnected, 10*minute), call("a", WebexHeld, 20*minute)}, 30 * minute,
+			[]string{"webex a held Busy/InACall since 10m0s"}},
+		{"ended", []state.Signal{call("a", WebexConnected, 10*minute), call("a", WebexCallEnded, 20*minute)}, 30 * minute, nil},
+		{"not yet", []state.Signal{zp(ZoomInMeeting, 40*minute)}, 30 * minute, nil},
+		{"past the cap", []state.Signal{zp(ZoomInMeeting, 10*minute)}, 80 * minute, nil},
+		{"in one second, the status received last", []state.Signal{
+			receivedAfter(zp("Available", 10*minute), time.Second), receivedAfter(zp(ZoomOnPhoneCall, 10*minute), 0)}, 30 * minute, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, l := range InForce(tt.sigs, t0.Add(tt.now), time.Hour) {
+				got = append(got, fmt.Sprintf("%s %s %s %s/%s since %v", l.Vendor, l.Call, l.Status, l.Pair.Availability, l.Pair.Activity, l.Since.Sub(t0)))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("InForce at %v = %q; want %q", tt.now, got, tt.want)
 			}
 		})
 	}

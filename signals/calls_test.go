@@ -20,7 +20,7 @@ import (
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
-func readTestdata(t *testing.T, name string) string {
+func readTestdata(t testing.TB, name string) string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {

@@ -23,12 +23,11 @@ var ErrNoPerson = errors.New("no such person")
 // WebexPeople looks up the address of a Webex person by id
 // (GET {API}/people/{personId}, whose answer lists "emails"), once:
 // the answers are cached. Webex Calling's events name the person by id.
-// The token needs spark:people_read (or an admin's
-// spark-admin:people_read).
+// The token, given to each Email (a renewed one is used at once), needs
+// spark:people_read (or an admin's spark-admin:people_read).
 type WebexPeople struct {
-	API    string        // "": config.DefaultWebhooks().Webex.API
-	Token  func() string // the access token, read when asked
-	Client *http.Client  // nil: one with a 10 s timeout
+	API    string       // "": config.DefaultWebhooks().Webex.API
+	Client *http.Client // nil: one with a 10 s timeout
 
 	mu    sync.Mutex
 	cache map[string]string // person id → address

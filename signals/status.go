@@ -80,7 +80,7 @@ func InForce(sigs []state.Signal, now time.Time, maxUnscheduled time.Duration) [
 	last := make(map[stream]state.Signal)
 	since := make(map[stream]time.Time)
 	sorted := slices.Clone(sigs)
-	slices.SortStableFunc(sorted, func(a, b state.Signal) int { return a.At.Compare(b.At) })
+	slices.SortStableFunc(sorted, byTime)
 	for _, s := range sorted {
 		if !isLive(&s) || s.Email == "" || s.At.After(now) {
 			continue

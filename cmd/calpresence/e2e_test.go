@@ -301,7 +301,7 @@ func TestRunRestartAfterKill(t *testing.T) {
 	if lag := calls[1].Time.Sub(e.end); lag < 0 || lag > time.Second {
 		t.Errorf("clearPresence sent %v after the end; want within [0, 1s]", lag)
 	}
-	if !strings.Contains(d.log(), `"msg":"last good copy loaded"`) {
+	if !strings.Contains(d.log(), `"msg":"stored copies loaded"`) {
 		t.Errorf("restarted daemon did not load the feed from its state file")
 	}
 

@@ -152,6 +152,43 @@ func TestEngineWebexCalls(t *testing.T) {
 	})
 }
 
+// TestEngineDropsALookupPastTheCap: a call whose person cannot be looked
+// up (the token gone) waits in the inbox, tried again with back-off, until
+// it can no longer matter (webhooks.max_unscheduled after it): then it is
+// dropped, and the inbox does not grow for ever.
+func TestEngineDropsALookupPastTheCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		people := &fakePeople{}
+		h := &harness{t: t, feeds: &fakeFeeds{bodies: map[string]string{"zoom": zoomFeed(time.Now(), "m", 10*minute, time.Hour)}, errs: map[string]error{}},
+			store: NewMemStore(), begin: time.Now(), metrics: NewMetrics(nil)}
+		h.graph = &testutil.Presence{Begin: h.begin}
+		cfg := signalConfig()
+		h.startWith(cfg, func(o *Options) { o.People = people }, nil)
+		h.until(120 * minute)
+		people.failNext(1 << 30)
+		if _, err := h.eng.Signal(context.Background(), Signal{Vendor: "webex", Event: state.SignalCall, Meeting: signals.KeyWebexCall + "a",
+			Person: "carol-id", Status: signals.WebexConnected, At: time.Now(), Received: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		capAt := 120*minute + cfg.Webhooks.MaxUnscheduled
+		h.until(capAt - time.Minute)
+		if n := len(mustQueued(t, h.store)); n != 1 {
+			t.Errorf("%d signals in the inbox a minute before the cap; want the call, still tried", n)
+		}
+		h.until(capAt + 10*time.Minute) // the back-off tops at 5 min
+		if n := len(mustQueued(t, h.store)); n != 0 {
+			t.Errorf("%d signals in the inbox past the cap; want none", n)
+		}
+		h.stop()
+		for _, c := range h.graph.Got() {
+			if strings.Contains(c, "carol") {
+				t.Errorf("Graph call for carol, whose look-up never answered: %s", c)
+			}
+		}
+	})
+}
+
 func mustQueued(t *testing.T, st *MemStore) map[string]state.Signal {
 	t.Helper()
 	q, err := st.QueuedSignals()

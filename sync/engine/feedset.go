@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,7 +79,7 @@ func (fs *feedSet) newFeed(cfg *config.Config, i int) *feed {
 	every := min(cfg.Schedule.Horizon, maxCopyAge(cfg)) / 2
 	h := fnv.New32a()
 	h.Write([]byte(src.Name))
-	return &feed{src: src, zone: cfg.SourceLocation(i), interval: cfg.SourcePollInterval(i),
+	return &feed{src: src, zone: cfg.SourceLocation(i), interval: cfg.SourcePollInterval(i), redacted: sources.RedactURL(src.URL),
 		// Spread the re-expansions of copies read at the same time
 		// (all of them, after a start) over a quarter of the period.
 		expandEvery:  every - time.Duration(h.Sum32())%max(every/4, 1),
@@ -138,7 +139,7 @@ func (fs *feedSet) statuses() []SourceStatus {
 	var st []SourceStatus
 	for _, name := range sortedKeys(fs.feeds) {
 		f := fs.feeds[name]
-		s := SourceStatus{Name: name, URL: sources.RedactURL(f.src.URL), Loaded: f.loaded, Healthy: f.healthy,
+		s := SourceStatus{Name: name, URL: f.redacted, Loaded: f.loaded, Healthy: f.healthy,
 			LastError: f.lastErr, LastSuccess: f.lastOK, Occurrences: len(f.occs), Stale: fs.stale(f, now)}
 		if f.loaded && (!f.healthy || s.Stale) {
 			s.CopyAge = now.Sub(f.lastOK).Round(time.Second).String()
@@ -180,6 +181,7 @@ type feed struct {
 	src      *config.Source
 	zone     *time.Location
 	interval time.Duration
+	redacted string // src.URL without its secrets, for the status view
 
 	// pollMu is held through a poll of the source: one at a time.
 	pollMu sync.Mutex
@@ -245,7 +247,12 @@ func (fs *feedSet) loadCache(changed func()) {
 		return
 	}
 	now := time.Now()
-	fs.loadExpansions(now, changed)
+	stored := fs.loadExpansions(now, changed)
+	var parsed atomic.Int64
+	defer func() {
+		fs.log.Info("stored copies loaded", "sources", len(fs.names()), "from_stored_occurrences", stored,
+			"parsed", parsed.Load(), "took", time.Since(now).Round(time.Millisecond))
+	}()
 	names := fs.names()
 	parallel(len(names), runtime.GOMAXPROCS(0), func(i int) {
 		name := names[i]
@@ -278,6 +285,7 @@ func (fs *feedSet) loadCache(changed func()) {
 			return
 		}
 		fs.install(f, x, now, false)
+		parsed.Add(1)
 		fs.loadedCopy(f, c, len(x.occs), now, "copy", changed)
 	})
 }
@@ -290,7 +298,7 @@ func (fs *feedSet) loadedCopy(f *feed, c state.Feed, occs int, now time.Time, fr
 	stale := fs.stale(f, now)
 	f.staleNoted = stale
 	fs.mu.Unlock()
-	fs.log.Info("last good copy loaded", "source", c.Source, "fetched_at", c.FetchedAt, "occurrences", occs, "from", from)
+	fs.log.Debug("last good copy loaded", "source", c.Source, "fetched_at", c.FetchedAt, "occurrences", occs, "from", from)
 	if changed != nil {
 		changed()
 	}
@@ -324,13 +332,14 @@ func (fs *feedSet) expansionKey(f *feed) string {
 // in force is expanded again, and stored, at least that often), so that
 // they cover now and what follows it until the copy is expanded again at
 // its first poll. The copy's own re-expansion is due from when they were
-// made.
-func (fs *feedSet) loadExpansions(now time.Time, changed func()) {
+// made. It returns how many sources it loaded.
+func (fs *feedSet) loadExpansions(now time.Time, changed func()) int {
 	heads, err := fs.cache.FeedHeads()
 	if err != nil {
 		fs.log.Warn("read stored occurrences; parsing the copies instead", "err", err)
-		return
+		return 0
 	}
+	var n atomic.Int64
 	cfg, matcher := fs.rules()
 	horizon := cfg.Schedule.Horizon
 	parallel(len(heads), runtime.GOMAXPROCS(0), func(i int) {
@@ -357,8 +366,10 @@ func (fs *feedSet) loadExpansions(now time.Time, changed func()) {
 			return
 		}
 		fs.install(f, x, e.At, false)
+		n.Add(1)
 		fs.loadedCopy(f, c, len(occs), now, "expansion", changed)
 	})
+	return int(n.Load())
 }
 
 // pollAll reads the named sources (all when none) with bounded parallelism,

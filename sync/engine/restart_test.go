@@ -102,8 +102,8 @@ func TestRestartFromStoredOccurrences(t *testing.T) {
 		if r := reads.read(); len(r) != 0 {
 			t.Errorf("copies read at the restart: %v; want none (their stored occurrences serve)", r)
 		}
-		if n := strings.Count(h.logs.String(), `"from":"expansion"`); n != 2 {
-			t.Errorf("%d sources logged as loaded from their stored occurrences; want 2", n)
+		if n := strings.Count(h.logs.String(), `"msg":"stored copies loaded","sources":2,"from_stored_occurrences":2,"parsed":0`); n != 1 {
+			t.Errorf("start-up logged %d summaries saying both sources loaded from their stored occurrences, none parsed; want 1:\n%s", n, h.logs.String())
 		}
 	})
 }

@@ -300,6 +300,19 @@ func (e *Engine) TakeInbox(ctx context.Context) {
 		}
 		s.ID = ""
 		res, err := e.Signal(ctx, s)
+		if err == nil && res == signals.Pending && !time.Now().Before(s.At.Add(e.maxUnscheduled())) {
+			// Its person still not looked up, and it can no longer
+			// matter: a call it starts would have ended by the cap, one
+			// it ends with it. Kept, it would be tried for ever, and the
+			// inbox would grow while the look-up fails (a token gone).
+			e.lookups.done(id)
+			e.log.Warn("live meeting signal dropped: its person could not be looked up within webhooks.max_unscheduled of it",
+				"id", id, "person", s.Person, "at", s.At)
+			if err := st.DeleteSignal(id); err != nil {
+				e.log.Warn("drop a queued live meeting signal", "id", id, "err", err)
+			}
+			continue
+		}
 		if err == nil && res == signals.Pending {
 			d := e.lookups.failed(id, time.Now())
 			e.log.Info("live meeting signal still waits for its person's look-up", "id", id, "retry_in", d)
