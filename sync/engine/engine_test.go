@@ -394,14 +394,16 @@ func TestEngineLeadGraceAndOverlappingSources(t *testing.T) {
 			Users: []string{alice}, PollInterval: time.Minute, Activity: presence.ActivityInACall})
 		h := startHarness(t, cfg, ics(begin, "z", 30*time.Minute, 20*time.Minute), nil, nil)
 		// A Webex call (InACall) from 20m to 40m overlaps the Zoom meeting
-		// (28m to 53m with lead and grace): one span with the strongest
-		// activity (docs/architecture.md), set once, no flicker.
+		// (28m to 53m with lead and grace): one span, showing the call
+		// until the meeting (with its lead) begins, then the stronger
+		// InAConferenceCall, set again on the same session; no clear in
+		// between, and none at the end, where the lease ends.
 		h.feeds.set("webex", ics(begin, "w", 20*time.Minute, 20*time.Minute))
 		h.stop()
 		h.start(cfg)
 		h.until(2 * time.Hour)
 		h.stop()
-		h.want("20m0s set alice@contoso.com InAConferenceCall 33m0s")
+		h.want("20m0s set alice@contoso.com InACall 33m0s", "28m0s set alice@contoso.com InAConferenceCall 25m0s")
 	})
 }
 

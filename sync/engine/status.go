@@ -226,7 +226,8 @@ func (e *Engine) Status(now time.Time) Status {
 			st.Timeline = append(st.Timeline, PersonSpans{User: upn, UserID: id, Spans: in})
 		}
 		if s, ok := plan.SpanAt(ss, now); ok {
-			b := BusyPerson{User: upn, UserID: id, Availability: s.Pair.Availability, Activity: s.Pair.Activity,
+			pair := s.PairAt(now) // what it shows now, as set
+			b := BusyPerson{User: upn, UserID: id, Availability: pair.Availability, Activity: pair.Activity,
 				Since: s.Start, Until: s.End, Meetings: meetings(s, now)}
 			if sh, ok := e.rb.shown(id); ok {
 				b.Shown, b.ShownAt, b.Readback = sh.Shown, sh.At, sh.Result

@@ -192,9 +192,17 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 
 		if active {
 			wake(span.End)
+			// What the span shows now (a burst sent early: at its start),
+			// and when that changes within it (a call, then a meeting).
+			at := now
+			if at.Before(span.Start) {
+				at = span.Start
+			}
+			pair := span.PairAt(at)
+			wake(span.NextPairChange(at))
 			lease := clamp(span.End.Sub(now), presence.MinLease, in.MaxLease)
 			set := func(reason string) {
-				actions = append(actions, Action{Op: OpSet, User: user, Pair: span.Pair, Expiration: lease, Span: span, Reason: reason})
+				actions = append(actions, Action{Op: OpSet, User: user, Pair: pair, Expiration: lease, Span: span, Reason: reason})
 			}
 			switch {
 			case !live:
@@ -213,7 +221,7 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 				set(reason)
 				actions[len(actions)-1].Due = due
 				continue
-			case sess.Availability != span.Pair.Availability || sess.Activity != span.Pair.Activity:
+			case sess.Availability != pair.Availability || sess.Activity != pair.Activity:
 				set(ReasonChanged)
 				continue
 			}
@@ -240,7 +248,7 @@ func Reconcile(in ReconcileInput) (actions []Action, next time.Time) {
 				}
 				// Shortened, or the lease was capped anyway: the lease
 				// stays, the end boundary moves (a clear is sent there).
-				actions = append(actions, Action{Op: OpNote, User: user, Pair: span.Pair, Span: span, Reason: ReasonShortened})
+				actions = append(actions, Action{Op: OpNote, User: user, Pair: pair, Span: span, Reason: ReasonShortened})
 			}
 			if !leaseEndsNearSpanEnd {
 				wake(renewAt)

@@ -14,7 +14,8 @@ import (
 type Span struct {
 	User       string // the person's key (see KeyFunc)
 	Start, End time.Time
-	// Pair is the strongest presence among the span's occurrences.
+	// Pair is the strongest presence among the span's occurrences; what
+	// it shows at a given time is PairAt.
 	Pair presence.Pair
 
 	// The occurrences the span is made of (Events): the matches of a span
@@ -50,6 +51,54 @@ func (s *Span) Meeting(t time.Time) *Match {
 		return s.matches[0]
 	}
 	return nil
+}
+
+// PairAt is what the span should show at t: the strongest presence among
+// its occurrences in progress then (lead and grace included), so that a
+// phone call merged with a meeting that follows it shows InACall until the
+// meeting begins; in a gap between them (shorter than merge_gap), the
+// occurrence that ended last; Pair for a span a session record describes.
+func (s *Span) PairAt(t time.Time) presence.Pair {
+	var best, last presence.Pair
+	var lastEnd time.Time
+	found := false
+	for _, m := range s.matches {
+		start, end := m.Occ.Start.Add(-m.Lead), m.Occ.End.Add(m.Grace)
+		switch {
+		case !t.Before(start) && t.Before(end):
+			if !found || presence.Strength(m.Pair) > presence.Strength(best) {
+				best = m.Pair
+			}
+			found = true
+		case !end.After(t) && !end.Before(lastEnd):
+			last, lastEnd = m.Pair, end
+		}
+	}
+	switch {
+	case found:
+		return best
+	case !lastEnd.IsZero():
+		return last
+	}
+	return s.Pair
+}
+
+// NextPairChange returns the first instant after t, within the span, at
+// which PairAt differs from PairAt(t); zero when it does not change again.
+func (s *Span) NextPairChange(t time.Time) time.Time {
+	if len(s.matches) < 2 {
+		return time.Time{}
+	}
+	now := s.PairAt(t)
+	var next time.Time
+	for _, m := range s.matches {
+		for _, c := range []time.Time{m.Occ.Start.Add(-m.Lead), m.Occ.End.Add(m.Grace)} {
+			if c.After(t) && c.Before(s.End) && (next.IsZero() || c.Before(next)) && s.PairAt(c) != now {
+				next = c
+			}
+		}
+	}
+	return next
 }
 
 // Contains reports whether t falls in [Start, End).
