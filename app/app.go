@@ -28,6 +28,7 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/graph"
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/server"
 	"github.com/calpresence/calpresence/signals"
@@ -59,7 +60,8 @@ type App struct {
 	graph      *graph.Client // nil when another Presence stands in for Graph
 	ownGraph   bool          // New built graph: Close closes it
 	graphOpts  []graph.Option
-	memory     bool // WithMemoryState
+	rate       policy.Rate // presence writes: the Graph client's pacer and the engine keep to it
+	memory     bool        // WithMemoryState
 	presence   engine.Presence
 	fetcher    engine.Fetcher
 	started    *config.Config // what the daemon started with
@@ -166,6 +168,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 		a.listen = cfg.Server.Listen
 	}
 	a.metrics = engine.NewMetrics(a.reg)
+	a.rate = policy.WriteRate(cfg.Graph)
 	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "calpresence_config_reloads_total", Help: "Reloads of the configuration file by result: ok, refused (the configuration in force stays).",
 	}, []string{"result"})
@@ -200,7 +203,7 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 	case a.presence != nil:
 		a.graph = nil
 	case a.graph == nil:
-		g, err := newGraph(ctx, cfg, a.log, a.graphOpts...)
+		g, err := newGraph(ctx, cfg, a.rate, a.log, append([]graph.Option{graph.WithRetryAfterObserver(a.metrics.ObserveRetryAfter)}, a.graphOpts...)...)
 		if err != nil {
 			_ = a.closeStore()
 			return nil, fmt.Errorf("graph client: %w", err)
@@ -214,11 +217,12 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 }
 
 // newGraph builds the Graph client for cfg, paced as the daemon paces it:
-// presence writes by graph.rate_limit per graph.rate_window, reads by
-// Graph's own budget for them. opts come last.
-func newGraph(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...graph.Option) (*graph.Client, error) {
-	return graph.New(ctx, cfg.Graph, log, append([]graph.Option{graph.WithPacer(engine.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow)),
-		graph.WithReadPacer(engine.NewLimiter(graph.ReadRateLimit, graph.ReadRateWindow))}, opts...)...)
+// presence writes at rate (policy.WriteRate: graph.rate_limit per
+// graph.rate_window), reads by Graph's own budget for them
+// (policy.ReadRate). opts come last.
+func newGraph(ctx context.Context, cfg *config.Config, rate policy.Rate, log *slog.Logger, opts ...graph.Option) (*graph.Client, error) {
+	return graph.New(ctx, cfg.Graph, log, append([]graph.Option{graph.WithPacer(policy.NewPacer(rate)),
+		graph.WithReadPacer(policy.NewPacer(policy.ReadRate))}, opts...)...)
 }
 
 // openStore opens the state the configuration names: the bbolt file at
@@ -334,7 +338,7 @@ func (a *App) newEngine(ctx context.Context, el *leader.Elector, t *term) (*engi
 		authenticated = a.graph.Authenticated
 	}
 	o := engine.Options{Config: a.Config(), Presence: a.presence, Store: a.store, Feeds: a.feeds,
-		Fetcher: a.fetcher, Logger: a.log, Metrics: a.metrics, Authenticated: authenticated}
+		Fetcher: a.fetcher, Logger: a.log, Metrics: a.metrics, Authenticated: authenticated, Rate: a.rate}
 	if w := o.Config.Webhooks; w != nil && w.Webex != nil {
 		o.People = &webexPeople{config: a.Config}
 	}
@@ -476,14 +480,17 @@ func (a *App) Wait() error {
 }
 
 // authenticate asks Graph's authority for a token at start, and again with
-// back-off until it answers: a broken secret shows at once, in the log and
-// as /readyz 503, not at the first meeting.
+// the policy's back-off until it answers (policy.Delay: 1 s, 2 s … 5 min):
+// a broken secret shows at once, in the log and as /readyz 503, not at the
+// first meeting. A refused credential is tried again too: a secret file
+// replaced meanwhile is read at the next try.
 func authenticate(ctx context.Context, g *graph.Client, log *slog.Logger) {
-	for wait := time.Second; ; wait = min(2*wait, 5*time.Minute) {
+	for tries := 1; ; tries++ {
 		err := g.Authenticate(ctx)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
+		wait := policy.Wait(err, tries)
 		log.Error("no token from Graph's authority; not ready until there is one", "err", err, "retry_in", wait.String())
 		select {
 		case <-ctx.Done():

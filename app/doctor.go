@@ -21,9 +21,9 @@ import (
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/graph"
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/state/bolt"
 	"github.com/calpresence/calpresence/sync/engine"
 )
@@ -106,7 +106,7 @@ func Doctor(ctx context.Context, cfg *config.Config, o DoctorOptions, report fun
 		report(Check{CheckSkipped, "users", why})
 		report(Check{CheckSkipped, "read-back", why})
 	} else {
-		g, err := newGraph(ctx, cfg, o.Logger)
+		g, err := newGraph(ctx, cfg, policy.WriteRate(cfg.Graph), o.Logger)
 		if err != nil {
 			return &ConfigError{fmt.Errorf("graph client: %w", err)}
 		}
@@ -395,7 +395,7 @@ func doctorWebex(ctx context.Context, cfg *config.Config) (Check, bool) {
 	if token == "" {
 		return Check{CheckFailed, name, fmt.Sprintf("webhooks.webex.access_token_file: %s is empty: put a Webex access token with spark:people_read in it", file)}, true
 	}
-	api := strings.TrimRight(cmp.Or(w.Webex.API, signals.DefaultWebexAPI), "/")
+	api := strings.TrimRight(cmp.Or(w.Webex.API, config.DefaultWebhooks().Webex.API), "/")
 	ctx, cancel := context.WithTimeout(ctx, webexTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api+"/people/me", nil)

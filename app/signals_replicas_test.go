@@ -48,7 +48,7 @@ func webhookConfig(t *testing.T, dsn string) *config.Config {
 	cfg := replicaConfig(t, dsn)
 	cfg.Webhooks = &config.Webhooks{
 		Listen:         "127.0.0.1:0",
-		MaxUnscheduled: config.DefaultWebhooksUnscheduleCap,
+		MaxUnscheduled: config.DefaultWebhooks().MaxUnscheduled,
 		Zoom:           &config.ZoomWebhook{SecretToken: testZoomSecret},
 		Webex:          &config.WebexWebhook{Secret: testWebexSecret},
 	}

@@ -350,6 +350,19 @@ func Default() *Config {
 	}
 }
 
+// DefaultWebhooks returns the defaults of the webhooks: section, applied
+// when the file has one. Default has no webhooks (without the section no
+// listener starts), so they live here, next to it, and nowhere else: the
+// listen address, the cap of an unscheduled call (8h: a lost "left"
+// cannot keep anyone Busy longer) and Webex's API base.
+func DefaultWebhooks() *Webhooks {
+	return &Webhooks{
+		Listen:         ":8081",
+		MaxUnscheduled: 8 * time.Hour,
+		Webex:          &WebexWebhook{API: "https://webexapis.com/v1"},
+	}
+}
+
 // For returns the presence for events of source s: p with the source's
 // availability, activity, lead and grace overrides applied.
 func (p Presence) For(s Source) Presence {

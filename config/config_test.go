@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/calpresence/calpresence/sources"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -491,6 +492,17 @@ func TestCheckFilesWorkloadIdentityEnv(t *testing.T) {
 	t.Setenv("AZURE_FEDERATED_TOKEN_FILE", "testdata/admin-token")
 	if err := c.CheckFiles(); err != nil {
 		t.Errorf("CheckFiles() with a federated token = %v; want nil", err)
+	}
+}
+
+// TestFetcherFallbacksAreTheDefaults: sources cannot read Default (config
+// imports sources), so its Fetcher keeps fallbacks of its own for a zero
+// Timeout or MaxBytes; they must be Default's values, not a second set.
+func TestFetcherFallbacksAreTheDefaults(t *testing.T) {
+	s := Default().Schedule
+	if s.FetchTimeout != sources.DefaultFetchTimeout || s.MaxFeedBytes != sources.DefaultMaxFeedBytes {
+		t.Errorf("Default: fetch_timeout %v, max_feed_bytes %d; sources' fallbacks: %v, %d; want the same",
+			s.FetchTimeout, s.MaxFeedBytes, sources.DefaultFetchTimeout, sources.DefaultMaxFeedBytes)
 	}
 }
 

@@ -42,16 +42,9 @@ type WebexWebhook struct {
 	// look-up, so that a token renewed in the file is used. Empty: call
 	// events are ignored.
 	AccessTokenFile string `yaml:"access_token_file,omitempty"`
-	// API is the Webex REST API's base (default DefaultWebexAPI).
+	// API is the Webex REST API's base (default in DefaultWebhooks).
 	API string `yaml:"api,omitempty"`
 }
-
-// Webhook defaults.
-const (
-	DefaultWebhooksListen        = ":8081"
-	DefaultWebhooksUnscheduleCap = 8 * time.Hour
-	DefaultWebexAPI              = "https://webexapis.com/v1"
-)
 
 // webhookFiles are the webhooks' *_file paths, for resolveFiles.
 func (c *Config) webhookFiles() []*string {
@@ -76,11 +69,12 @@ func (c *Config) loadWebhooks() []Problem {
 	if w == nil {
 		return nil
 	}
+	def := DefaultWebhooks()
 	if w.Listen == "" {
-		w.Listen = DefaultWebhooksListen
+		w.Listen = def.Listen
 	}
 	if w.MaxUnscheduled == 0 {
-		w.MaxUnscheduled = DefaultWebhooksUnscheduleCap
+		w.MaxUnscheduled = def.MaxUnscheduled
 	}
 	var problems []Problem
 	read := func(path string, file *string, secret *Secret) {
@@ -105,7 +99,7 @@ func (c *Config) loadWebhooks() []Problem {
 	if x := w.Webex; x != nil {
 		read("webhooks.webex.secret_file", &x.SecretFile, &x.Secret)
 		if x.API == "" {
-			x.API = DefaultWebexAPI
+			x.API = DefaultWebhooks().Webex.API
 		}
 		if x.AccessTokenFile != "" {
 			if _, err := os.Stat(x.AccessTokenFile); err != nil {
@@ -137,7 +131,7 @@ func (c *Config) validateWebhooks(k *checker) {
 	}
 	if x := w.Webex; x != nil && x.API != "" {
 		if u, err := url.Parse(x.API); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			k.add("webhooks.webex.api", "must be an http(s) URL such as %q (got %q)", DefaultWebexAPI, x.API)
+			k.add("webhooks.webex.api", "must be an http(s) URL such as %q (got %q)", DefaultWebhooks().Webex.API, x.API)
 		}
 	}
 	positive(k, "webhooks.max_unscheduled", w.MaxUnscheduled)

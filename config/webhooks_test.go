@@ -23,7 +23,7 @@ func TestLoadWebhooks(t *testing.T) {
 	want := &Webhooks{
 		Listen:         ":8081",
 		Zoom:           &ZoomWebhook{SecretToken: "zoom-token"},
-		Webex:          &WebexWebhook{Secret: "webex-secret", API: DefaultWebexAPI},
+		Webex:          &WebexWebhook{Secret: "webex-secret", API: DefaultWebhooks().Webex.API},
 		MaxUnscheduled: 8 * time.Hour,
 	}
 	if diff := cmp.Diff(want, c.Webhooks); diff != "" {

@@ -587,7 +587,7 @@ func checkNetworkPolicy(t *testing.T, objs map[string]map[string]object, c conta
 	}
 	admin := listenPort(t)
 	webhooksPort := func() int {
-		_, p, _ := net.SplitHostPort(config.DefaultWebhooksListen)
+		_, p, _ := net.SplitHostPort(config.DefaultWebhooks().Listen)
 		n, _ := strconv.Atoi(p)
 		return n
 	}()

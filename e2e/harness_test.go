@@ -17,6 +17,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/graph"
 	"github.com/calpresence/calpresence/graph/graphtest"
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/engine"
@@ -149,7 +150,7 @@ func newConfig(tb testing.TB, g *graphtest.Server, o options) *config.Config {
 // newClient builds the real Graph client for cfg, paced as the daemon's is.
 func newClient(tb testing.TB, cfg *config.Config, logger *slog.Logger, opts ...graph.Option) *graph.Client {
 	tb.Helper()
-	opts = append([]graph.Option{graph.WithPacer(engine.NewLimiter(cfg.Graph.RateLimit, cfg.Graph.RateWindow))}, opts...)
+	opts = append([]graph.Option{graph.WithPacer(policy.NewPacer(policy.WriteRate(cfg.Graph)))}, opts...)
 	c, err := graph.New(context.Background(), cfg.Graph, logger, opts...)
 	if err != nil {
 		tb.Fatalf("graph.New: %v", err)

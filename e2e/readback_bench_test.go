@@ -8,7 +8,7 @@ import (
 
 	"github.com/calpresence/calpresence/graph"
 	"github.com/calpresence/calpresence/graph/graphtest"
-	"github.com/calpresence/calpresence/sync/engine"
+	"github.com/calpresence/calpresence/graph/policy"
 )
 
 // BenchmarkReadbackDuringBoundary reads back 10,000 people (one bulk
@@ -28,7 +28,7 @@ func BenchmarkReadbackDuringBoundary(b *testing.B) {
 		readIDs[i] = userID(100000 + i)
 	}
 	o := options{users: userIDs(starts), quiet: true,
-		graphOpts: []graph.Option{graph.WithReadPacer(engine.NewLimiter(graph.ReadRateLimit, graph.ReadRateWindow))}}
+		graphOpts: []graph.Option{graph.WithReadPacer(policy.NewPacer(policy.ReadRate))}}
 	g := graphtest.NewServer(b)
 	g.SetLatency(latency)
 	client := warmClient(b, g, o)

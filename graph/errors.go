@@ -15,20 +15,23 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/presence"
 )
 
 // classify turns the result of one Graph call into a *presence.Error (nil
-// when the call succeeded). It is the one place that decides what is
-// retried, what is permanent and what is missing:
+// when the call succeeded). The verdict on a status is policy.Classify's;
+// classify adds what the answer says and the verdicts on failures without
+// one:
 //
 //   - an HTTP answer ≥ 400 (as the recorder saw it after retries): the
-//     status decides the Kind (presence.ClassifyStatus); code and message
+//     status and op decide the Kind (policy.Classify); code and message
 //     come from the ODataError body, with or without a message, else from
 //     the body text (an HTML error page is reduced to its text);
 //     Retry-After (seconds or HTTP date) becomes RetryAfter;
-//   - a token request that Entra refused (bad secret, unknown app):
-//     Unauthorized; Entra throttled or down: Retry;
+//   - a token request that Entra answered: policy.Classify(OpToken) of
+//     its status (refused: Unauthorized; throttled or down: Retry); no
+//     answer from Entra: Retry;
 //   - timeouts, resets, DNS and TLS failures, cancellation: Retry.
 //
 // It never panics on odd bodies.
@@ -40,12 +43,12 @@ func classify(op, user string, err error, o *outcome, now time.Time) *presence.E
 	pe := &presence.Error{Op: op, User: user}
 	if status >= 400 {
 		pe.Status = status
-		pe.Kind = presence.ClassifyStatus(status)
+		pe.Kind = policy.Classify(op, status)
 		pe.Code, pe.Message = errorDetails(err, header, body)
 		if pe.Message == "" && pe.Code == "" {
 			pe.Message = http.StatusText(status)
 		}
-		if d, ok := parseRetryAfter(header.Get("Retry-After"), now); ok {
+		if d, ok := policy.RetryAfter(header.Get("Retry-After"), now); ok {
 			pe.RetryAfter = d
 		}
 		return pe
@@ -62,9 +65,7 @@ func classify(op, user string, err error, o *outcome, now time.Time) *presence.E
 		pe.Message = "token request failed"
 		pe.Kind = presence.Unauthorized
 		if authErr.RawResponse != nil {
-			if s := authErr.RawResponse.StatusCode; s == http.StatusTooManyRequests || s >= 500 {
-				pe.Kind = presence.Retry
-			}
+			pe.Kind = policy.Classify(policy.OpToken, authErr.RawResponse.StatusCode)
 		} else {
 			pe.Kind = presence.Retry // no answer from Entra
 		}

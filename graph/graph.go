@@ -14,13 +14,19 @@
 //     request adapter built here with JSON (de)serialisation and an explicit
 //     middleware chain (see middlewares): the SDK's root client would link
 //     every Graph API and registers global serialisers.
+//   - What an answer means is graph/policy's (policy.Classify, per
+//     operation and status); the middleware retries within a call what
+//     it calls Retry for a cause that passes in seconds (policy.RetryWithin),
+//     with its back-off (policy.Backoff) or Retry-After.
 //   - graph.timeout bounds each HTTP attempt, not the whole call: waiting
 //     for Retry-After between attempts is bounded by the retry policy (3
 //     retries, at most 30 s per wait) and by the caller's context. A longer
 //     Retry-After is not slept through; the call fails with Kind Retry and
 //     RetryAfter set, for the reconciler to reschedule.
 //   - Transport errors and timeouts are not retried here (Kind Retry): the
-//     reconciler owns the schedule.
+//     reconciler owns the schedule. Token requests are retried by azcore's
+//     own policy inside azidentity; their outcome is classified as
+//     policy.OpToken.
 //   - Concurrency (graph.max_concurrency) is the caller's (sync's
 //     executor). The presence rate limit (graph.rate_limit per
 //     graph.rate_window) is applied here, to every attempt of every
@@ -47,7 +53,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	azpolicy "github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	abs "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoft/kiota-abstractions-go/serialization"
 	kauth "github.com/microsoft/kiota-authentication-azure-go"
@@ -58,14 +64,15 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/presence"
 )
 
-// Operation names in *presence.Error.Op.
+// Operation names in *presence.Error.Op (policy's).
 const (
-	OpSetPresence   = "setPresence"
-	OpClearPresence = "clearPresence"
-	OpResolveUser   = "resolveUser"
+	OpSetPresence   = policy.OpSetPresence
+	OpClearPresence = policy.OpClearPresence
+	OpResolveUser   = policy.OpResolveUser
 )
 
 // Retry policy of the middleware (see retryHandler).
@@ -101,6 +108,7 @@ type options struct {
 	now        func() time.Time
 	pacer      Pacer
 	readPacer  Pacer
+	retryAfter func(op string, d time.Duration)
 }
 
 // Pacer paces the presence requests the client sends. Graph limits
@@ -108,9 +116,9 @@ type options struct {
 // per 30 s, a budget of their own) and counts every request that reaches
 // it, retries included; so every attempt of a setPresence, clearPresence,
 // setStatusMessage or getPresencesByUserId, the client's own retries of
-// 429/503/504 among them, takes a slot of its budget's pacer first, and a
+// retries (what policy.Classify calls Retry) among them, takes a slot of its budget's pacer first, and a
 // 429 pauses every request of that budget, since Graph throttles the app,
-// not one user. engine.Limiter implements it.
+// not one user. policy.Pacer implements it.
 type Pacer interface {
 	// Acquire blocks until a request may go out; release is called when
 	// its answer has arrived.
@@ -123,28 +131,31 @@ type Pacer interface {
 // setStatusMessage) through p (see Pacer).
 func WithPacer(p Pacer) Option { return func(o *options) { o.pacer = p } }
 
-// Graph's budget for presence reads (getPresencesByUserId), per app and
-// tenant, apart from the writes': the pacer given to WithReadPacer should
-// allow ReadRateLimit calls per ReadRateWindow.
-const (
-	ReadRateLimit  = 1500
-	ReadRateWindow = 30 * time.Second
-)
-
 // WithReadPacer paces every presence read (getPresencesByUserId) through
 // p, a second pacer of the same kind as WithPacer's sized for Graph's read
-// budget (ReadRateLimit per ReadRateWindow). A 429 to a read pauses reads
-// only; writes go on.
+// budget (policy.ReadRate). A 429 to a read pauses reads only; writes go
+// on.
 func WithReadPacer(p Pacer) Option { return func(o *options) { o.readPacer = p } }
+
+// WithRetryAfterObserver calls observe with the operation (policy's name)
+// and the wait each time an answer that policy.Classify calls Retry
+// carries a Retry-After, which is then honoured: by the client's own
+// retry, by the pacer's pause after a 429, or by the caller (the
+// *presence.Error's RetryAfter). The daemon feeds
+// calpresence_graph_retry_after_seconds with it.
+func WithRetryAfterObserver(observe func(op string, d time.Duration)) Option {
+	return func(o *options) { o.retryAfter = observe }
+}
 
 // WithTransport replaces the TLS transport under the middleware, for Graph
 // and for token requests (graph.ca_file is then not applied).
 func WithTransport(rt http.RoundTripper) Option { return func(o *options) { o.transport = rt } }
 
 // WithRetry sets the middleware's retry policy: at most maxRetries retries
-// of a 429/503/504, waiting base·2^n (jittered) when the answer has no
-// Retry-After, and returning to the caller instead of waiting longer than
-// maxDelay. The default is 3 retries, 1 s, 30 s.
+// of an answer policy.RetryWithin names (408, 409, 429, 5xx), waiting
+// policy.Backoff{base, maxDelay} when the answer has no Retry-After, and
+// returning to the caller instead of waiting longer than maxDelay. The
+// default is 3 retries, 1 s, 30 s.
 func WithRetry(maxRetries int, base, maxDelay time.Duration) Option {
 	return func(o *options) { o.maxRetries, o.baseDelay, o.maxDelay = maxRetries, base, maxDelay }
 }
@@ -212,7 +223,7 @@ func New(ctx context.Context, cfg config.Graph, logger *slog.Logger, opts ...Opt
 	}
 	retry := &retryHandler{
 		maxRetries: o.maxRetries, baseDelay: o.baseDelay, maxDelay: o.maxDelay,
-		timeout: timeout, logger: logger, now: o.now, writes: o.pacer, reads: o.readPacer,
+		timeout: timeout, logger: logger, now: o.now, writes: o.pacer, reads: o.readPacer, retryAfter: o.retryAfter,
 	}
 	httpClient := &http.Client{
 		Transport: nethttplibrary.NewCustomTransportWithParentTransport(base, middlewares(retry, sdkVersion())...),
@@ -255,7 +266,7 @@ func (c *Client) Authenticate(ctx context.Context) error {
 	// EnableCAE as kiota's authentication provider asks (its default):
 	// azidentity caches CAE and non-CAE tokens apart, and the token asked
 	// for here is to serve the first calls too.
-	if _, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.ep.Scope}, EnableCAE: true}); err != nil {
+	if _, err := c.cred.GetToken(ctx, azpolicy.TokenRequestOptions{Scopes: []string{c.ep.Scope}, EnableCAE: true}); err != nil {
 		return fmt.Errorf("graph: token from %s: %w", c.ep.Authority, err)
 	}
 	return nil

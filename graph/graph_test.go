@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -198,6 +200,20 @@ func TestRetry(t *testing.T) {
 		{"504", func(time.Time) graphtest.Fault {
 			return graphtest.Fault{Op: graphtest.OpSetPresence, Status: 504}
 		}, 2, 0},
+		// What policy.Classify calls Retry is retried within the call:
+		// the middleware and the engine agree.
+		{"408", func(time.Time) graphtest.Fault {
+			return graphtest.Fault{Op: graphtest.OpSetPresence, Status: 408}
+		}, 2, 0},
+		{"409", func(time.Time) graphtest.Fault {
+			return graphtest.Fault{Op: graphtest.OpSetPresence, Status: 409}
+		}, 2, 0},
+		{"500", func(time.Time) graphtest.Fault {
+			return graphtest.Fault{Op: graphtest.OpSetPresence, Status: 500}
+		}, 2, 0},
+		{"502", func(time.Time) graphtest.Fault {
+			return graphtest.Fault{Op: graphtest.OpSetPresence, Status: 502}
+		}, 2, 0},
 		{"rate limit", nil, 2, 900 * time.Millisecond},
 	}
 	for _, tt := range tests {
@@ -308,7 +324,7 @@ func TestErrorClassification(t *testing.T) {
 			0, presence.Permanent, 400, "invalid_request", "nope"},
 		{"409 odd json",
 			graphtest.Fault{Status: 409, ContentType: "application/json", Body: `[1,2,3]`},
-			0, presence.Permanent, 409, "", "[1,2,3]"},
+			0, presence.Retry, 409, "", "[1,2,3]"},
 		{"connection reset",
 			graphtest.Fault{Reset: true},
 			0, presence.Retry, 0, "", "request failed"},
@@ -330,6 +346,7 @@ func TestErrorClassification(t *testing.T) {
 			}
 			f := tt.fault
 			f.Op = graphtest.OpSetPresence
+			f.Times = -1 // past the middleware's retries of a Retry
 			e.srv.Inject(f)
 			start := time.Now()
 			err := e.c.SetPresence(ctx, aliceID, presence.Busy, presence.ActivityInACall, time.Hour)
@@ -724,5 +741,65 @@ func TestAuthenticate(t *testing.T) {
 	bad := newEnv(t, func(c *config.Graph) { c.ClientSecret = "wrong" })
 	if err := bad.c.Authenticate(ctxT(t)); err == nil || bad.c.Authenticated() {
 		t.Errorf("Authenticate with a wrong secret = %v, Authenticated %v; want an error and false", err, bad.c.Authenticated())
+	}
+}
+
+// TestRetryAfterObserved: a Retry-After on an answer that is retried is
+// reported, with the operation, whether the client waits it out itself or
+// hands it to the caller.
+func TestRetryAfterObserved(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	observe := func(op string, d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, fmt.Sprintf("%s %s", op, d))
+	}
+	e := newEnv(t, nil, WithRetryAfterObserver(observe))
+	ctx := ctxT(t)
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpSetPresence, Status: 429, Header: http.Header{"Retry-After": {"0"}}})
+	if err := e.c.SetPresence(ctx, aliceID, presence.Busy, presence.ActivityInACall, time.Hour); err != nil {
+		t.Fatalf("SetPresence = %v; want success after the retry", err)
+	}
+	// Longer than the client waits: the caller gets it, and it counts.
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpClearPresence, Status: 503, Header: http.Header{"Retry-After": {"120"}}})
+	if pe := asPresenceError(t, e.c.ClearPresence(ctx, aliceID)); pe.RetryAfter != 2*time.Minute {
+		t.Errorf("ClearPresence RetryAfter = %s; want 2m0s", pe.RetryAfter)
+	}
+	// A refusal that is not retried (400 on a set) is not a wait.
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpSetPresence, Status: 400, Header: http.Header{"Retry-After": {"5"}}})
+	_ = e.c.SetPresence(ctx, aliceID, presence.Busy, presence.ActivityInACall, time.Hour)
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"setPresence 0s", "clearPresence 2m0s"}; !slices.Equal(seen, want) {
+		t.Errorf("observed %q; want %q", seen, want)
+	}
+}
+
+// TestRefusalsGoBackToTheCaller: a 403 to a clear or a lookup is a Retry
+// (policy.Classify), but for the caller, after its back-off: the client
+// does not spend the budget retrying a refusal within the call. A 403 to
+// a set is held (Permanent).
+func TestRefusalsGoBackToTheCaller(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := ctxT(t)
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpClearPresence, Status: 403, Times: -1})
+	if pe := asPresenceError(t, e.c.ClearPresence(ctx, aliceID)); pe.Kind != presence.Retry || pe.Status != 403 {
+		t.Errorf("ClearPresence after 403 = %v (%s); want Retry 403", pe, pe.Kind)
+	}
+	if n := len(e.srv.CallsOp(graphtest.OpClearPresence)); n != 1 {
+		t.Errorf("clearPresence calls = %d; want 1 (no retry within the call)", n)
+	}
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpGetUser, Status: 403, Times: -1})
+	_, err := e.c.ResolveUser(ctx, "alice@contoso.com")
+	if pe := asPresenceError(t, err); pe.Kind != presence.Retry || pe.Status != 403 {
+		t.Errorf("ResolveUser after 403 = %v (%s); want Retry 403", pe, pe.Kind)
+	}
+	if n := len(e.srv.CallsOp(graphtest.OpGetUser)); n != 1 {
+		t.Errorf("user lookups = %d; want 1 (no retry within the call)", n)
+	}
+	e.srv.Inject(graphtest.Fault{Op: graphtest.OpSetPresence, Status: 403, Times: -1})
+	if pe := asPresenceError(t, e.c.SetPresence(ctx, aliceID, presence.Busy, presence.ActivityInACall, time.Hour)); pe.Kind != presence.Permanent {
+		t.Errorf("SetPresence after 403 = %v (%s); want Permanent", pe, pe.Kind)
 	}
 }

@@ -95,32 +95,6 @@ func TestMiddlewareOrder(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2027, 3, 4, 15, 0, 0, 0, time.UTC)
-	tests := []struct {
-		in     string
-		want   time.Duration
-		wantOK bool
-	}{
-		{"", 0, false},
-		{"0", 0, true},
-		{"7", 7 * time.Second, true},
-		{"1.5", 1500 * time.Millisecond, true},
-		{"-3", 0, false},
-		{"soon", 0, false},
-		{"Thu, 04 Mar 2027 15:02:00 GMT", 2 * time.Minute, true},
-		{"Thursday, 04-Mar-27 15:00:30 GMT", 30 * time.Second, true},
-		{"Thu Mar  4 15:00:10 2027", 10 * time.Second, true},
-		{"Thu, 04 Mar 2027 14:00:00 GMT", 0, true},
-	}
-	for _, tt := range tests {
-		got, ok := parseRetryAfter(tt.in, now)
-		if got != tt.want || ok != tt.wantOK {
-			t.Errorf("parseRetryAfter(%q) = %s, %v; want %s, %v", tt.in, got, ok, tt.want, tt.wantOK)
-		}
-	}
-}
-
 func TestISODuration(t *testing.T) {
 	tests := []struct {
 		in   time.Duration

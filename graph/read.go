@@ -11,12 +11,13 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/communications"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/presence"
 )
 
 // OpReadPresences is the operation name of ReadPresences' calls in
 // *presence.Error.Op.
-const OpReadPresences = "getPresencesByUserId"
+const OpReadPresences = policy.OpReadPresences
 
 // MaxPresenceIDs is the most ids Graph's getPresencesByUserId accepts in
 // one call (Graph docs: "Maximum of 650 user IDs are supported per API

@@ -9,13 +9,14 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/presence"
 )
 
 // Operation names of the status message calls in *presence.Error.Op.
 const (
-	OpSetStatusMessage   = "setStatusMessage"
-	OpClearStatusMessage = "clearStatusMessage" // setStatusMessage with an empty message
+	OpSetStatusMessage   = policy.OpSetStatusMessage
+	OpClearStatusMessage = policy.OpClearStatusMessage // setStatusMessage with an empty message
 )
 
 // SetStatusMessage sets userID's Teams status message to message, until

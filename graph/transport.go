@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"strconv"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calpresence/calpresence/graph/policy"
+	"github.com/calpresence/calpresence/presence"
 	nethttplibrary "github.com/microsoft/kiota-http-go"
 	core "github.com/microsoftgraph/msgraph-sdk-go-core"
 )
@@ -55,7 +56,8 @@ func newBaseTransport(caFile string, maxConcurrency int) (*http.Transport, error
 // empty. Here the retry handler is outermost and keeps the original bytes;
 // there is no compression handler (presence bodies are ~150 bytes).
 //
-//  1. retryHandler: 429/503/504 with Retry-After, per-attempt timeout
+//  1. retryHandler: what policy.RetryWithin names (408, 409, 429, 5xx),
+//     with Retry-After; per-attempt timeout; the pacers
 //  2. RedirectHandler
 //  3. ParametersNameDecodingHandler
 //  4. UserAgentHandler
@@ -77,9 +79,10 @@ func middlewares(retry *retryHandler, sdkVersion string) []nethttplibrary.Middle
 	}
 }
 
-// retryHandler retries throttled and unavailable answers (429, 503, 504),
-// waiting for Retry-After (seconds or an HTTP date) or else a jittered
-// exponential backoff. A wait longer than maxDelay, or past the caller's
+// retryHandler retries the answers policy.RetryWithin names for the
+// request's operation (408, 409, 429 and 5xx), waiting for Retry-After
+// (seconds or an HTTP date) or else the policy's back-off from baseDelay.
+// A wait longer than maxDelay, or past the caller's
 // deadline, is not slept through: the answer goes back to the caller, whose
 // *presence.Error carries RetryAfter so the reconciler can reschedule.
 //
@@ -92,32 +95,44 @@ type retryHandler struct {
 	timeout    time.Duration
 	logger     *slog.Logger
 	now        func() time.Time
-	writes     Pacer // presence writes; nil: not paced
-	reads      Pacer // presence reads; nil: not paced
+	writes     Pacer                            // presence writes; nil: not paced
+	reads      Pacer                            // presence reads; nil: not paced
+	retryAfter func(op string, d time.Duration) // WithRetryAfterObserver; may be nil
 }
 
-// pacerFor is the pacer that counts r: Graph keeps two presence budgets
+// opOf names the operation of r for policy.Classify: the presence writes
+// and the read by their path, any GET as a user lookup (the only reads
+// of users the client makes).
+func opOf(r *http.Request) string {
+	p := r.URL.Path
+	switch {
+	case r.Method == http.MethodGet:
+		return policy.OpResolveUser
+	case strings.HasSuffix(p, "/presence/setPresence"):
+		return policy.OpSetPresence
+	case strings.HasSuffix(p, "/presence/clearPresence"):
+		return policy.OpClearPresence
+	case strings.HasSuffix(p, "/presence/setStatusMessage"):
+		return policy.OpSetStatusMessage
+	case strings.HasSuffix(p, "/communications/getPresencesByUserId"):
+		return policy.OpReadPresences
+	}
+	return ""
+}
+
+// pacerFor is the pacer that counts op: Graph keeps two presence budgets
 // per app and tenant, one for the writes (setPresence, clearPresence,
 // setStatusMessage) and one for the reads (getPresencesByUserId, 1,500
 // calls per 30 s). Other requests (user lookups) are counted by neither;
 // for them it returns nil.
-func (h *retryHandler) pacerFor(r *http.Request) Pacer {
-	p := r.URL.Path
-	switch {
-	case r.Method != http.MethodPost:
-		return nil
-	case strings.HasSuffix(p, "/presence/setPresence"),
-		strings.HasSuffix(p, "/presence/clearPresence"),
-		strings.HasSuffix(p, "/presence/setStatusMessage"):
+func (h *retryHandler) pacerFor(op string) Pacer {
+	switch op {
+	case policy.OpSetPresence, policy.OpClearPresence, policy.OpSetStatusMessage:
 		return h.writes
-	case strings.HasSuffix(p, "/communications/getPresencesByUserId"):
+	case policy.OpReadPresences:
 		return h.reads
 	}
 	return nil
-}
-
-func retriable(status int) bool {
-	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
 }
 
 // Intercept implements nethttplibrary.Middleware.
@@ -132,7 +147,8 @@ func (h *retryHandler) Intercept(p nethttplibrary.Pipeline, index int, req *http
 		body = b
 	}
 	ctx := req.Context()
-	pacer := h.pacerFor(req)
+	op := opOf(req)
+	pacer := h.pacerFor(op)
 	paced := pacer != nil
 	for attempt := 0; ; attempt++ {
 		r := req.Clone(ctx)
@@ -156,12 +172,21 @@ func (h *retryHandler) Intercept(p nethttplibrary.Pipeline, index int, req *http
 		if err != nil {
 			return resp, err
 		}
-		if !retriable(resp.StatusCode) {
+		if policy.Classify(op, resp.StatusCode) != presence.Retry {
 			return resp, nil
 		}
-		delay, ok := parseRetryAfter(resp.Header.Get("Retry-After"), h.now())
+		delay, ok := policy.RetryAfter(resp.Header.Get("Retry-After"), h.now())
+		if ok && h.retryAfter != nil {
+			// Honoured by someone: waited for here, by every request of
+			// the pacer's budget (a 429), or by the caller, who gets it
+			// as RetryAfter (policy.Wait).
+			h.retryAfter(op, delay)
+		}
+		if !policy.RetryWithin(op, resp.StatusCode) {
+			return resp, nil
+		}
 		if !ok {
-			delay = min(backoff(h.baseDelay, attempt), h.maxDelay)
+			delay = policy.Backoff{Base: h.baseDelay, Max: h.maxDelay}.Delay(attempt + 1)
 		}
 		if paced && resp.StatusCode == http.StatusTooManyRequests {
 			// Graph throttles the app: nobody's request against the
@@ -230,31 +255,6 @@ func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
 	c.once.Do(c.cancel)
 	return err
-}
-
-// backoff is the jittered exponential delay before retry attempt+1:
-// base·2^attempt, plus up to half of that again.
-func backoff(base time.Duration, attempt int) time.Duration {
-	d := base << min(attempt, 16)
-	return d + time.Duration(rand.Int64N(int64(d)/2+1))
-}
-
-// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP
-// date (RFC 9110 §10.2.3). A date in the past means no wait.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs < 0 || secs > 1e6 {
-			return 0, false
-		}
-		return time.Duration(secs * float64(time.Second)), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0), true
-	}
-	return 0, false
 }
 
 func drain(resp *http.Response) {

@@ -314,6 +314,8 @@ func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.
 				reported = true
 				id, _, lerr := e.holder(ctx, conn)
 				e.log.Info("another replica leads", "leader", id, "error", lerr)
+			} else {
+				e.log.Debug("leader lock held by another replica; trying again", "retry", e.retry)
 			}
 		}
 		if ctx.Err() != nil {
@@ -322,6 +324,8 @@ func (e *Elector) acquire(ctx context.Context, conn *pgx.Conn) (*pgx.Conn, time.
 		if err != nil && err.Error() != lastErr {
 			lastErr = err.Error()
 			e.log.Warn("cannot try the leader lock", "database", e.where, "error", err)
+		} else if err != nil {
+			e.log.Debug("cannot try the leader lock; trying again", "error", err, "retry", e.retry)
 		}
 		select {
 		case <-ctx.Done():

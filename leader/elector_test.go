@@ -3,6 +3,7 @@ package leader
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"maps"
@@ -178,6 +179,39 @@ func waitLeading(t *testing.T, within time.Duration, r *replica, all ...*replica
 	return s.start
 }
 
+// refusals counts r's tries of the lock that another replica's lock
+// refused (the first is logged at Info, the others at Debug), or that
+// failed with the same error again.
+func (r *replica) refusals() int {
+	return len(r.logs.Lines("another replica leads")) +
+		len(r.logs.Lines("leader lock held by another replica; trying again")) +
+		len(r.logs.Lines("cannot try the leader lock"))
+}
+
+// waitRefused waits until r has tried the lock n more times than it had
+// when called and was refused each time, checking on the way that ok
+// holds (it fails the test when ok does not). It replaces sleeping for
+// "a few Retry": the tries are what the tests wait for, and a loaded
+// machine only makes them slower.
+func waitRefused(t *testing.T, r *replica, n int, ok func() error) {
+	t.Helper()
+	from := r.refusals()
+	var broke error
+	if !testutil.WaitUntil(10*time.Second+time.Duration(n)*r.e.retry, func() bool {
+		if ok != nil {
+			if broke = ok(); broke != nil {
+				return true
+			}
+		}
+		return r.refusals() >= from+n
+	}) {
+		t.Fatalf("%s tried the lock %d times in %v; want %d refusals (role %s)", r.e.ID(), r.refusals()-from, 10*time.Second+time.Duration(n)*r.e.retry, n, r.e.Role())
+	}
+	if broke != nil {
+		t.Fatal(broke)
+	}
+}
+
 // noOverlap fails the test if two replicas ever acted at once.
 func noOverlap(t *testing.T, rs ...*replica) {
 	t.Helper()
@@ -234,14 +268,14 @@ func TestOneLeader(t *testing.T) {
 		ld, sb = b, a
 	}
 	waitLeading(t, 5*time.Second, ld, a, b)
-	// For a while, exactly one leads, and every view agrees.
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
+	// While the standby tries a few times, exactly one leads, and every
+	// view agrees.
+	waitRefused(t, sb, 3, func() error {
 		if !ld.e.Leading() || sb.e.Leading() {
-			t.Fatalf("Leading: %s %v, %s %v; want true, false", ld.e.ID(), ld.e.Leading(), sb.e.ID(), sb.e.Leading())
+			return fmt.Errorf("Leading: %s %v, %s %v; want true, false", ld.e.ID(), ld.e.Leading(), sb.e.ID(), sb.e.Leading())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := ld.e.IsLeader(context.Background()); err != nil {
 		t.Errorf("%s.IsLeader = %v; want nil", ld.e.ID(), err)
 	}
@@ -286,7 +320,7 @@ func TestHandOverWhenRunEnds(t *testing.T) {
 	a := startReplica(t, dsn, "a", o, nil)
 	waitLeading(t, 10*time.Second, a)
 	b := startReplica(t, dsn, "b", o, nil)
-	time.Sleep(3 * o.Retry)
+	waitRefused(t, b, 2, nil)
 	if b.e.Leading() {
 		t.Fatal("b leads while a holds the lock")
 	}
@@ -319,7 +353,7 @@ func TestFenceWhenBackendTerminated(t *testing.T) {
 	b := startReplica(t, dsn, "b", fast, nil)
 	adm := admin(t, dsn)
 	pid := backendPID(t, adm, "a")
-	time.Sleep(3 * fast.Retry) // b is standing by
+	waitRefused(t, b, 1, nil) // b is standing by
 	t0 := time.Now()
 	if _, err := adm.Exec(context.Background(), "SELECT pg_terminate_backend($1)", pid); err != nil {
 		t.Fatal(err)
@@ -355,9 +389,13 @@ func TestLeadErrorReleasesTheLock(t *testing.T) {
 	t.Parallel()
 	dsn := pgtest.DB(t)
 	boom := errors.New("boom")
+	standingBy := make(chan struct{}) // b has been refused once
 	a := startReplica(t, dsn, "a", fast, func(ctx context.Context, call int) error {
 		if call == 1 {
-			time.Sleep(100 * time.Millisecond)
+			select {
+			case <-standingBy:
+			case <-ctx.Done():
+			}
 			return boom
 		}
 		<-ctx.Done()
@@ -365,6 +403,8 @@ func TestLeadErrorReleasesTheLock(t *testing.T) {
 	})
 	waitLeading(t, 10*time.Second, a)
 	b := startReplica(t, dsn, "b", fast, nil)
+	waitRefused(t, b, 1, nil)
+	close(standingBy)
 	// a's first term ends in an error: it releases, pauses 2×Retry, and b
 	// (trying every Retry) takes the lock.
 	if !testutil.WaitUntil(10*time.Second, func() bool { s, ok := a.lastSpan(); return ok && !s.stop.IsZero() }) {

@@ -234,15 +234,15 @@ func TestPoolerTwoSessionsOnOneBackend(t *testing.T) {
 	a := startReplica(t, p.dsn(t, dsn), "a", fast, nil)
 	waitLeading(t, 10*time.Second, a)
 	b := startReplica(t, p.dsn(t, dsn), "b", fast, nil)
-	// b tries every Retry on the backend a holds the lock on: chances
-	// enough to take it and act after the grace.
-	deadline := time.Now().Add(4 * (fast.Retry + fast.lease()))
-	for time.Now().Before(deadline) {
+	// b tries every Retry on the backend a holds the lock on: tries
+	// enough, over more than a lease, to take it and act after the grace
+	// (a b that took it would stop being refused, and lead).
+	waitRefused(t, b, 2*int(fast.lease()/fast.Retry)+2, func() error {
 		if b.e.Leading() {
-			t.Fatalf("a and b both lead through one server backend (pid %v)", p.pids())
+			return fmt.Errorf("a and b both lead through one server backend (pid %v)", p.pids())
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if !a.e.Leading() {
 		t.Errorf("a stopped leading (role %s)", a.e.Role())
 	}
@@ -269,7 +269,8 @@ func TestPoolerThatDropsTheSettings(t *testing.T) {
 	}) {
 		t.Fatalf("no refusal saying %q and naming PgBouncer within 10s", want)
 	}
-	time.Sleep(fast.Retry + fast.lease())
+	// Refused again and again, over more than a lease: a never leads.
+	waitRefused(t, a, int(fast.lease()/fast.Retry)+2, nil)
 	if n := a.calls.Load(); n != 0 || a.e.Leading() {
 		t.Errorf("a led %d times (Leading %v) through a pooler that drops its settings; want never", n, a.e.Leading())
 	}

@@ -1,7 +1,9 @@
 // Package presence holds the vocabulary that the synchronisation packages
 // (sync/...) and the Graph client (graph) share without importing each
-// other: the presence values Graph accepts from an application, and the
-// classification of a failed Graph call.
+// other: the presence values Graph accepts from an application, what Teams
+// shows for a person, and the vocabulary of a failed Graph call (Error,
+// Kind). The verdicts themselves (which status is retried, held or gone,
+// and the back-off) are graph/policy's, the one owner of that policy.
 //
 // It is deliberately tiny and free of heavy dependencies so that sync/...
 // and their tests build without msgraph-sdk-go.
@@ -10,7 +12,6 @@ package presence
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"time"
 )
@@ -90,17 +91,20 @@ const (
 	MaxLease = 4 * time.Hour
 )
 
-// Kind classifies the outcome of a Graph call.
+// Kind classifies the outcome of a failed Graph call; policy.Classify
+// (graph/policy) decides which Kind a status is, per operation.
 type Kind int
 
 const (
-	// Retry means the call may succeed later: 429, 503, 502, 504, network
-	// errors and timeouts. RetryAfter says when, if the server said.
+	// Retry ("retry after") means the call may succeed later: 408, 409,
+	// 429, 5xx, network errors and timeouts. RetryAfter says when, if the
+	// server said.
 	Retry Kind = iota + 1
-	// Permanent means retrying the same call will not help (most 4xx).
+	// Permanent ("hold") means retrying the same call will not help while
+	// nothing changes (most 4xx): a set is held until its span ends.
 	Permanent
-	// NotFound is a 404: for clearPresence the session is already gone
-	// (success); for a user lookup the user does not exist.
+	// NotFound ("gone") is a 404: for clearPresence the session is already
+	// gone (success); for a set or a user lookup the user does not exist.
 	NotFound
 	// Unauthorized is a 401 that survived one token refresh.
 	Unauthorized
@@ -164,24 +168,6 @@ func KindOf(err error) Kind {
 	return Retry
 }
 
-// ClassifyStatus maps an HTTP status of a Graph response to a Kind: what
-// the engine and the directory do with a call that failed (a Retry is
-// tried again after Backoff or Retry-After). It is not the only place that
-// decides what is retried: the Graph client's middleware first retries 429,
-// 503 and 504 by itself (graph/transport.go, retryHandler).
-func ClassifyStatus(status int) Kind {
-	switch {
-	case status == 404:
-		return NotFound
-	case status == 401:
-		return Unauthorized
-	case status == 408, status == 429, status >= 500:
-		return Retry
-	default:
-		return Permanent
-	}
-}
-
 // StatusCode is the HTTP status of a Graph call's outcome as a metric
 // label: "200" for success, the status of an *Error, "0" when there was
 // no response.
@@ -194,12 +180,4 @@ func StatusCode(err error) string {
 		return strconv.Itoa(pe.Status)
 	}
 	return "0"
-}
-
-// Backoff is a jittered exponential delay before another try of a failed
-// Graph call: 1s, 2s, 4s … capped at 5 min, each between half and all of it.
-func Backoff(tries int) time.Duration {
-	d := time.Second << min(tries-1, 9)
-	d = min(d, 5*time.Minute)
-	return d/2 + rand.N(d/2+1)
 }

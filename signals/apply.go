@@ -42,7 +42,7 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 		return matches
 	}
 	if maxUnscheduled <= 0 {
-		maxUnscheduled = config.DefaultWebhooksUnscheduleCap
+		maxUnscheduled = config.DefaultWebhooks().MaxUnscheduled
 	}
 	if who == nil {
 		who = mailaddr.Normalize

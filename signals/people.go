@@ -12,11 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/mailaddr"
 )
-
-// DefaultWebexAPI is the Webex REST API's base.
-const DefaultWebexAPI = "https://webexapis.com/v1"
 
 // ErrNoPerson is wrapped by a lookup Webex answered, for good, with no
 // person (404) or one without an address: nothing to retry.
@@ -28,7 +26,7 @@ var ErrNoPerson = errors.New("no such person")
 // The token, given to each Email (a renewed one is used at once), needs
 // spark:people_read (or an admin's spark-admin:people_read).
 type WebexPeople struct {
-	API    string       // "": DefaultWebexAPI
+	API    string       // "": config.DefaultWebhooks().Webex.API
 	Client *http.Client // nil: one with a 10 s timeout
 
 	mu    sync.Mutex
@@ -50,7 +48,7 @@ func (p *WebexPeople) Email(ctx context.Context, personID, token string) (string
 	}
 	api := p.API
 	if api == "" {
-		api = DefaultWebexAPI
+		api = config.DefaultWebhooks().Webex.API
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(api, "/")+"/people/"+url.PathEscape(personID), nil)
 	if err != nil {

@@ -17,7 +17,10 @@ import (
 	"time"
 )
 
-// Fetch defaults, used when a Fetcher field is zero.
+// Fetch defaults, used when a Fetcher field is zero. The daemon always
+// passes schedule.fetch_timeout and schedule.max_feed_bytes; these are
+// config.Default's values (config imports sources, so they cannot be read
+// from there; a config test holds them equal).
 const (
 	DefaultFetchTimeout = 30 * time.Second
 	DefaultMaxFeedBytes = 10 << 20 // 10 MiB

@@ -191,7 +191,7 @@ func floodConfig(dir string, g *graphtest.Server) (*config.Config, error) {
 	cfg.Graph.Endpoint, cfg.Graph.AuthorityHost, cfg.Graph.CAFile = gc.Endpoint, gc.AuthorityHost, gc.CAFile
 	cfg.State.Path = filepath.Join(dir, "state.db")
 	cfg.Sources = []config.Source{{Name: "alice", URL: "file://" + feed, Users: []string{"alice@contoso.com"}}}
-	cfg.Webhooks = &config.Webhooks{Listen: addr, Zoom: &config.ZoomWebhook{SecretToken: zoomSecret}, MaxUnscheduled: config.DefaultWebhooksUnscheduleCap}
+	cfg.Webhooks = &config.Webhooks{Listen: addr, Zoom: &config.ZoomWebhook{SecretToken: zoomSecret}, MaxUnscheduled: config.DefaultWebhooks().MaxUnscheduled}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("flood config: %w", err)
 	}

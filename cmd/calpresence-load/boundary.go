@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // slowPresence is a Graph that answers each presence call after latency,
@@ -18,7 +18,7 @@ import (
 type slowPresence struct {
 	*countingPresence
 	latency time.Duration
-	pacer   *engine.Limiter
+	pacer   *policy.Pacer
 
 	mu    sync.Mutex
 	calls []sentCall
@@ -80,7 +80,7 @@ func boundary(ctx context.Context, o options, out io.Writer) error {
 	}
 	defer h.close()
 	pres := &slowPresence{countingPresence: h.pres, latency: o.latency,
-		pacer: engine.NewLimiter(h.cfg.Graph.RateLimit, h.cfg.Graph.RateWindow)}
+		pacer: policy.NewPacer(policy.WriteRate(h.cfg.Graph))}
 	eng, closeFn, err := h.newEngineOn(o.state, pres)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/go-co-op/gocron/v2"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
@@ -69,6 +70,11 @@ type Options struct {
 	// vendor's id only (Webex Calling's personId); nil: such signals are
 	// ignored.
 	People PersonLookup
+	// Rate is the presence-write rate the Graph client's pacer keeps to
+	// (policy.WriteRate of the configuration, computed once where the
+	// daemon is wired); the gate and the burst lead follow it. The zero
+	// Rate: policy.WriteRate(Config.Graph).
+	Rate policy.Rate
 }
 
 // Engine is the worker: it polls the sources, keeps their occurrences,
@@ -155,6 +161,10 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		o.Metrics = NewMetrics(nil)
 	}
 	g := o.Config.Graph
+	rate := o.Rate
+	if !rate.Limited() {
+		rate = policy.WriteRate(g)
+	}
 	dir := identity.New(o.Presence, o.Store, o.Config.Schedule.IdentityRefresh, g.MaxConcurrency, o.Logger, o.Metrics.forIdentity())
 	if err := dir.Load(ctx); err != nil {
 		// Not fatal: every address is looked up again.
@@ -167,7 +177,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		store:        sessions,
 		feeds:        newFeedSet(o.Config, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
 		dir:          dir,
-		exec:         newExecutor(o.Presence, sessions, dir, newGate(g.MaxConcurrency, g.RateLimit, g.RateWindow), o.Logger, o.Metrics),
+		exec:         newExecutor(o.Presence, sessions, dir, policy.NewGate(g.MaxConcurrency, rate), o.Logger, o.Metrics),
 		kick:         make(chan struct{}, 1),
 		sig:          newSignalSet(ctx, o.Store, o.Logger),
 		rb:           newReadback(),
@@ -178,9 +188,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		personLookup: o.People,
 	}
 	e.conf.Store(newSettings(o.Config, m, 0, nil))
-	if g.RateLimit > 0 && g.RateWindow > 0 {
-		e.rate = float64(g.RateLimit) / g.RateWindow.Seconds()
-	}
+	e.rate = rate.PerSecond()
 	e.authenticated = o.Authenticated
 	e.feeds.installed = e.noteAddresses
 	e.exec.grace = o.Config.Server.ShutdownTimeout

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/identity"
@@ -57,16 +58,19 @@ type Result struct {
 }
 
 // executor sends actions to Graph with a concurrency sized to the work
-// (gate), recording each session before and after the call, and keeps the
-// per-person holds (an id Graph does not know, permanent errors, retry
-// back-off). Actions name people by object id: no lookup is on its path.
-// The presence rate limit is the Presence implementation's: only the
-// Graph client sees each attempt (graph.WithPacer).
+// (policy.Gate), recording each session before and after the call, and
+// keeps the per-person holds that the verdict of a failed call asks for
+// (graph/policy decides the verdict; the executor only applies it): an id
+// Graph does not know, a set refused for its span, a retry after Graph's
+// Retry-After or the policy's back-off (policy.Wait). Actions name people
+// by object id: no lookup is on its path. The presence rate limit is the
+// Graph client's pacer (policy.Pacer, graph.WithPacer): only the client
+// sees each attempt, its own retries included.
 type executor struct {
 	presence Presence
 	store    Store
 	dir      *identity.Directory
-	gate     *gate
+	gate     *policy.Gate
 	grace    time.Duration // a call in flight at shutdown may take this long
 	log      *slog.Logger
 	metrics  *Metrics
@@ -99,7 +103,7 @@ func (h hold) kind() string {
 	return HoldRefused
 }
 
-func newExecutor(p Presence, st Store, dir *identity.Directory, g *gate, log *slog.Logger, m *Metrics) *executor {
+func newExecutor(p Presence, st Store, dir *identity.Directory, g *policy.Gate, log *slog.Logger, m *Metrics) *executor {
 	return &executor{presence: p, store: st, dir: dir, gate: g, log: log, metrics: m, holds: make(map[string]hold)}
 }
 
@@ -183,7 +187,7 @@ func (x *executor) run(ctx context.Context, actions []plan.Action) []Result {
 			results[i] = Result{Action: a, Err: err}
 			continue
 		}
-		if ctx.Err() != nil || x.gate.acquire(ctx) != nil {
+		if ctx.Err() != nil || x.gate.Acquire(ctx) != nil {
 			// Shutting down: no new call. The recorded intent stays, and
 			// the next start treats it as uncertain.
 			results[i] = Result{Action: a, Err: ctx.Err()}
@@ -197,7 +201,7 @@ func (x *executor) run(ctx context.Context, actions []plan.Action) []Result {
 			// written while the next call goes out (concurrent writes share
 			// one fsync through bbolt's Batch).
 			var once sync.Once
-			done := func(latency time.Duration) { once.Do(func() { x.gate.release(latency) }) }
+			done := func(latency time.Duration) { once.Do(func() { x.gate.Release(latency) }) }
 			defer done(0)
 			results[i] = x.call(ctx, a, pending[i], done)
 		}()
@@ -360,7 +364,11 @@ func (x *executor) undo(ctx context.Context, a plan.Action) {
 	}
 }
 
-// fail logs a failed call and holds the user back as its kind requires.
+// fail logs a failed call and holds the user back as its kind (policy.Classify's
+// verdict) requires: gone on a set, the id is looked up again; held on a
+// set, until the span ends; anything else, including every failed clear,
+// is tried again after policy.Wait (Retry-After, else the back-off, which
+// grows with the tries held in holdMemory).
 func (x *executor) fail(ctx context.Context, a plan.Action, err error, log *slog.Logger) {
 	if presence.KindOf(err) == presence.NotFound && a.Op == plan.OpSet && x.dir != nil {
 		x.dir.Forget(ctx, a.User)
@@ -390,13 +398,10 @@ func (x *executor) fail(ctx context.Context, a plan.Action, err error, log *slog
 		x.holds[a.User] = hold{until: maxTime(a.Span.End, now.Add(time.Minute)), why: err.Error()}
 	default:
 		h.tries++
-		wait := presence.Backoff(h.tries)
+		wait := policy.Wait(err, h.tries)
+		code := 0 // the status, for the hold's kind (throttled or retrying)
 		var pe *presence.Error
-		if errors.As(err, &pe) && pe.RetryAfter > 0 {
-			wait = pe.RetryAfter
-		}
-		code := 0
-		if pe != nil {
+		if errors.As(err, &pe) {
 			code = pe.Status
 		}
 		log.Warn("graph call failed; will retry", "err", err, "retry_in", wait.String(), "attempt", h.tries)

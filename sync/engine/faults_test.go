@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-co-op/gocron/v2"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
@@ -100,60 +101,6 @@ func TestEngineUnknownUserIsSkipped(t *testing.T) {
 	})
 }
 
-func TestLimiterNeverExceedsTheWindow(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		l := NewLimiter(10, 3*time.Second)
-		begin := time.Now()
-		var sent []time.Duration
-		for range 35 {
-			if err := l.Wait(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			sent = append(sent, time.Since(begin))
-		}
-		// Not slower than allowed: 10 at once, then 10 more every 3 s.
-		if got, want := sent[34], 9*time.Second; got != want {
-			t.Errorf("35th call sent at %v; want %v", got, want)
-		}
-		// Never above: any 10 consecutive calls later than the first 10 span a full window.
-		for i := 10; i < len(sent); i++ {
-			if d := sent[i] - sent[i-10]; d < 3*time.Second {
-				t.Errorf("calls %d and %d are %v apart; want >= 3s", i-10, i, d)
-			}
-		}
-	})
-}
-
-// TestLimiterPause: a 429 pauses every caller for its Retry-After, limited
-// or not; a shorter pause does not cut a longer one short.
-func TestLimiterPause(t *testing.T) {
-	for _, l := range []*Limiter{NewLimiter(10, 3*time.Second), NewLimiter(0, 0)} {
-		synctest.Test(t, func(t *testing.T) {
-			begin := time.Now()
-			l.Pause(2 * time.Second)
-			l.Pause(time.Second)
-			var wg sync.WaitGroup
-			for range 3 {
-				wg.Go(func() {
-					if err := l.Wait(context.Background()); err != nil {
-						t.Error(err)
-					}
-					if d := time.Since(begin); d != 2*time.Second {
-						t.Errorf("call sent %v after the pause began; want 2s", d)
-					}
-				})
-			}
-			wg.Wait()
-			ctx, cancel := context.WithCancel(context.Background())
-			l.Pause(time.Hour)
-			cancel()
-			if err := l.Wait(ctx); err == nil {
-				t.Error("Wait with a cancelled context during a pause = nil; want an error")
-			}
-		})
-	}
-}
-
 // TestEngineRefusedClearIsRetriedUntilTheLeaseRunsOut: a clear answered 403
 // (consent being changed) is neither dropped nor undone: it is retried with
 // back-off, with the id the session recorded (no lookup), until the lease
@@ -183,7 +130,7 @@ func TestEngineRefusedClearIsRetriedUntilTheLeaseRunsOut(t *testing.T) {
 					defer mu.Unlock()
 					attempts = append(attempts, time.Since(begin))
 					if tt.refusals < 0 || len(attempts) <= tt.refusals {
-						return &presence.Error{Op: "clearPresence", User: user, Status: 403, Kind: presence.Permanent, Message: "Forbidden"}
+						return &presence.Error{Op: policy.OpClearPresence, User: user, Status: 403, Kind: policy.Classify(policy.OpClearPresence, 403), Message: "Forbidden"}
 					}
 					return nil
 				}}
@@ -359,5 +306,44 @@ func TestEngineShutdownIsBounded(t *testing.T) {
 		if s[alice].Pending != state.PendingSet {
 			t.Errorf("session after an interrupted set = %+v; want it recorded as uncertain (pending set)", s[alice])
 		}
+	})
+}
+
+// TestEngineStartsBeforeEnds: at one instant two people go busy and two go
+// free; with one call at a time, the starts go first, and the clears
+// right after (they are not starved).
+func TestEngineStartsBeforeEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		cfg := testConfig()
+		cfg.Graph.MaxConcurrency = 1
+		cfg.Sources = nil
+		feeds := &fakeFeeds{bodies: map[string]string{}, errs: map[string]error{}}
+		for _, x := range []struct {
+			user       string
+			start, dur time.Duration
+		}{
+			{"a1@contoso.com", 7 * time.Minute, 3 * time.Minute},   // ends at 10m, lease to 12m: a clear
+			{"a2@contoso.com", 7 * time.Minute, 3 * time.Minute},   // likewise
+			{"z1@contoso.com", 10 * time.Minute, 30 * time.Minute}, // starts at 10m
+			{"z2@contoso.com", 10 * time.Minute, 30 * time.Minute},
+		} {
+			name := x.user[:2]
+			cfg.Sources = append(cfg.Sources, testConfig().Sources[0])
+			src := &cfg.Sources[len(cfg.Sources)-1]
+			src.Name, src.Users = name, []string{x.user}
+			feeds.bodies[name] = ics(begin, name, x.start, x.dur)
+		}
+		h := &harness{t: t, feeds: feeds, graph: &testutil.Presence{Begin: begin}, store: mem.New(), begin: begin, metrics: NewMetrics(nil)}
+		h.start(cfg)
+		h.until(9 * time.Minute)
+		h.graph.Reset()
+		h.until(20 * time.Minute)
+		h.stop()
+		h.want(
+			"10m0s set z1@contoso.com InAConferenceCall 30m0s",
+			"10m0s set z2@contoso.com InAConferenceCall 30m0s",
+			"10m0s clear a1@contoso.com",
+			"10m0s clear a2@contoso.com")
 	})
 }

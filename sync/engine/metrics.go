@@ -2,7 +2,9 @@ package engine
 
 import (
 	"strings"
+	"time"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/sync/identity"
 	"github.com/calpresence/calpresence/sync/plan"
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,16 +12,17 @@ import (
 
 // Metrics are the Prometheus metrics of the worker (docs/operations.md).
 type Metrics struct {
-	FeedFetches     *prometheus.CounterVec // source, result: ok|not_modified|error|parse_error
-	FeedEvents      *prometheus.GaugeVec   // source: occurrences in the window
-	FeedLastSuccess *prometheus.GaugeVec   // source: unix time of the last good read
-	FeedHealthy     *prometheus.GaugeVec   // source: 1 healthy, 0 not
-	FeedDropped     *prometheus.GaugeVec   // source: calendar data the last read could not use
-	FeedStale       *prometheus.GaugeVec   // source: 1 when the copy in force is older than max_copy_age
-	GraphRequests   *prometheus.CounterVec // op, code
-	TransitionLag   prometheus.Histogram   // boundary → call sent, seconds
-	Sessions        prometheus.Gauge       // presence sessions held
-	UsersBusy       prometheus.Gauge       // users inside a span now
+	FeedFetches     *prometheus.CounterVec   // source, result: ok|not_modified|error|parse_error
+	FeedEvents      *prometheus.GaugeVec     // source: occurrences in the window
+	FeedLastSuccess *prometheus.GaugeVec     // source: unix time of the last good read
+	FeedHealthy     *prometheus.GaugeVec     // source: 1 healthy, 0 not
+	FeedDropped     *prometheus.GaugeVec     // source: calendar data the last read could not use
+	FeedStale       *prometheus.GaugeVec     // source: 1 when the copy in force is older than max_copy_age
+	GraphRequests   *prometheus.CounterVec   // op, code
+	GraphRetryAfter *prometheus.HistogramVec // op: ObserveRetryAfter
+	TransitionLag   prometheus.Histogram     // boundary → call sent, seconds
+	Sessions        prometheus.Gauge         // presence sessions held
+	UsersBusy       prometheus.Gauge         // users inside a span now
 	Reconciles      prometheus.Counter
 	Addresses       *prometheus.GaugeVec // state: resolved|unknown|pending
 	ClearsPending   prometheus.Gauge     // clears failed and awaiting retry
@@ -60,6 +63,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		GraphRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "calpresence_graph_requests_total", Help: "Graph presence calls by operation and HTTP status (0: transport error).",
 		}, []string{"op", "code"}),
+		GraphRetryAfter: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "calpresence_graph_retry_after_seconds",
+			Help:    "Waits Graph asked for with Retry-After (and that were honoured), by operation.",
+			Buckets: []float64{.5, 1, 2, 5, 10, 30, 60, 120, 300, 900},
+		}, []string{"op"}),
 		TransitionLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "calpresence_transition_lag_seconds",
 			Help:    "Delay from a scheduled span boundary to the Graph call being sent.",
@@ -101,10 +109,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale,
-			m.GraphRequests, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles, m.Addresses, m.ClearsPending,
+			m.GraphRequests, m.GraphRetryAfter, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles, m.Addresses, m.ClearsPending,
 			m.ReadbackPeople, m.ReadbackReasserts, m.PresenceChanges, m.PeopleHeld)
 	}
 	return m
+}
+
+// ObserveRetryAfter notes a Retry-After of d honoured for a Graph call of
+// op (policy's name), labelled as calpresence_graph_requests_total labels
+// it (setPresence: set, clearPresence: clear). It is what the daemon hands
+// graph.WithRetryAfterObserver.
+func (m *Metrics) ObserveRetryAfter(op string, d time.Duration) {
+	switch op {
+	case policy.OpSetPresence:
+		op = plan.OpSet
+	case policy.OpClearPresence:
+		op = plan.OpClear
+	}
+	m.GraphRetryAfter.WithLabelValues(op).Observe(d.Seconds())
 }
 
 // ResetGauges forgets what the gauges say of an engine that stopped: a

@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"maps"
 	"testing"
+	"time"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
@@ -23,6 +26,28 @@ func gaugeValue(g prometheus.Gauge) float64 {
 		return -1
 	}
 	return m.GetGauge().GetValue()
+}
+
+// TestObserveRetryAfter: the Retry-After waits are labelled as the Graph
+// requests are (set, clear), other operations by their Graph name.
+func TestObserveRetryAfter(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.ObserveRetryAfter(policy.OpSetPresence, 30*time.Second)
+	m.ObserveRetryAfter(policy.OpClearPresence, time.Second)
+	m.ObserveRetryAfter(policy.OpReadPresences, 2*time.Second)
+	got := map[string]float64{}
+	for _, op := range []string{"set", "clear", "getPresencesByUserId", "setPresence"} {
+		var d dto.Metric
+		if err := m.GraphRetryAfter.WithLabelValues(op).(prometheus.Histogram).Write(&d); err != nil {
+			t.Fatal(err)
+		}
+		got[op] = d.GetHistogram().GetSampleSum()
+	}
+	want := map[string]float64{"set": 30, "clear": 1, "getPresencesByUserId": 2, "setPresence": 0}
+	if !maps.Equal(got, want) {
+		t.Errorf("retry-after sums by op = %v; want %v", got, want)
+	}
 }
 
 // TestChangeReason: the reason label keeps a small fixed set of values.

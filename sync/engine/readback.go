@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
 )
@@ -93,9 +94,9 @@ func (r *readback) shown(id string) (ShownPerson, bool) {
 // readbackLoop runs the read-back until ctx is done: at every
 // graph.readback_interval (read at each turn: a reload changes it), and
 // ReadbackAfterBurst after a burst of sets. A failed read backs off
-// (presence.Backoff) and is logged; it never holds up a set. The status
-// messages go out from here too, after a burst, and their retries when
-// they are due.
+// (policy.Wait: Graph's Retry-After, else the back-off) and is logged;
+// it never holds up a set. The status messages go out from here too,
+// after a burst, and their retries when they are due.
 func (e *Engine) readbackLoop(ctx context.Context) {
 	failures := 0
 	var retryAt, readAt time.Time
@@ -167,11 +168,7 @@ func (e *Engine) readbackLoop(ctx context.Context) {
 			return
 		default:
 			failures++
-			wait := presence.Backoff(failures)
-			var pe *presence.Error
-			if errors.As(err, &pe) && pe.RetryAfter > wait {
-				wait = pe.RetryAfter
-			}
+			wait := policy.Wait(err, failures)
 			if interval > 0 {
 				wait = min(wait, interval)
 			}

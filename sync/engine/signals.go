@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/signals"
@@ -188,7 +189,7 @@ func (e *Engine) maxUnscheduled() time.Duration {
 	if w := e.config().Webhooks; w != nil && w.MaxUnscheduled > 0 {
 		return w.MaxUnscheduled
 	}
-	return config.DefaultWebhooksUnscheduleCap
+	return config.DefaultWebhooks().MaxUnscheduled
 }
 
 // target maps a participant's address through users: to the address that
@@ -213,7 +214,7 @@ type PersonLookup interface {
 const LookupTimeout = 5 * time.Second
 
 // lookupRetries spaces the tries of the signals in the inbox whose person
-// could not be looked up (presence.Backoff: 1 s, 2 s, … 5 min).
+// could not be looked up (policy.Delay: 1 s, 2 s, … 5 min).
 type lookupRetries struct {
 	mu    sync.Mutex
 	tries map[string]int
@@ -235,7 +236,7 @@ func (l *lookupRetries) failed(id string, now time.Time) time.Duration {
 		l.tries, l.next = make(map[string]int), make(map[string]time.Time)
 	}
 	l.tries[id]++
-	d := presence.Backoff(l.tries[id])
+	d := policy.Delay(l.tries[id])
 	l.next[id] = now.Add(d)
 	return d
 }

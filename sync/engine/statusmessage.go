@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/sync/plan"
@@ -308,10 +309,10 @@ func (e *Engine) currentMessages(ctx context.Context, jobs []messageJob, now tim
 }
 
 // messageFailed decides what becomes of a status message whose call op
-// failed: a retryable outcome (presence.Retry, a 401 after the token's
-// refresh, no answer) is queued again after presence.Backoff or the
-// server's Retry-After; a refusal is given up, for that span if it was a
-// set, and logged once.
+// failed, by policy.Classify's verdict: a retryable outcome (Retry, a 401
+// after the token's refresh, no answer) is queued again after policy.Wait
+// (the server's Retry-After, else the back-off); a refusal is given up,
+// for that span if it was a set, and logged once.
 func (e *Engine) messageFailed(ctx context.Context, j messageJob, op string, err error, log *slog.Logger) {
 	kind := presence.KindOf(err)
 	switch {
@@ -329,11 +330,7 @@ func (e *Engine) messageFailed(ctx context.Context, j messageJob, op string, err
 		return
 	}
 	j.tries++
-	wait := presence.Backoff(j.tries)
-	var pe *presence.Error
-	if errors.As(err, &pe) && pe.RetryAfter > 0 {
-		wait = pe.RetryAfter
-	}
+	wait := policy.Wait(err, j.tries)
 	j.notBefore = time.Now().Add(wait)
 	log.Warn("status message call failed; will retry", "op", op, "err", err, "retry_in", wait.String(), "attempt", j.tries)
 	e.rb.mu.Lock()

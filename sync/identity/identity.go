@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/config"
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
 	"github.com/calpresence/calpresence/state"
@@ -403,7 +404,7 @@ func (d *Directory) Resolve(ctx context.Context, addrs []string) (changed bool) 
 			puts = append(puts, idn)
 		case errors.Is(ans.err, context.Canceled):
 			continue
-		case kind == presence.NotFound || kind == presence.Permanent && !forbidden(ans.err):
+		case kind == presence.NotFound || kind == presence.Permanent:
 			delete(d.failed, a)
 			delete(d.recheck, a)
 			idn := state.Identity{Address: a, Unknown: true, CheckedAt: now, UnknownSince: now}
@@ -428,11 +429,7 @@ func (d *Directory) Resolve(ctx context.Context, addrs []string) (changed bool) 
 		default:
 			f := d.failed[a]
 			f.tries++
-			wait := presence.Backoff(f.tries)
-			var pe *presence.Error
-			if errors.As(ans.err, &pe) && pe.RetryAfter > 0 {
-				wait = pe.RetryAfter
-			}
+			wait := policy.Wait(ans.err, f.tries)
 			f.retryAt, f.err = now.Add(wait), ans.err.Error()
 			d.failed[a] = f
 			failures++
@@ -522,7 +519,8 @@ func (d *Directory) Prune(ctx context.Context, now time.Time, named, keep map[st
 
 // forbidden reports whether Graph refused a lookup (403): the app lacks
 // User.Read.All, or consent is being changed. That says nothing of the
-// address, so it is retried like a transient failure, not marked unknown.
+// address: policy.Classify makes it a Retry, not unknown; the log names
+// the missing permission.
 func forbidden(err error) bool {
 	var pe *presence.Error
 	return errors.As(err, &pe) && pe.Status == 403

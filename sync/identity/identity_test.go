@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/presence"
@@ -80,7 +81,7 @@ func TestDirectoryForbiddenLookupIsNotUnknown(t *testing.T) {
 	refuse := true
 	p := &testutil.Presence{People: tenant, ResolveErr: func(string) error {
 		if refuse {
-			return &presence.Error{Op: "resolveUser", Status: 403, Kind: presence.Permanent, Message: "Authorization_RequestDenied"}
+			return &presence.Error{Op: policy.OpResolveUser, Status: 403, Kind: policy.Classify(policy.OpResolveUser, 403), Message: "Authorization_RequestDenied"}
 		}
 		return nil
 	}}

@@ -1,4 +1,4 @@
-package engine
+package policy
 
 import (
 	"context"
@@ -7,13 +7,13 @@ import (
 	"time"
 )
 
-// gate bounds the Graph calls in flight, at a size that follows the work:
+// Gate bounds the Graph calls in flight, at a size that follows the work:
 // enough calls in flight to reach the allowed rate at the latency Graph
 // shows (rate × latency, with half again as headroom), never more than
 // graph.max_concurrency. At Graph's 333 presence calls a second and its
 // ~150 ms a call that is ~75; a fixed small number would cap a burst at
 // concurrency/latency calls a second instead (4 in flight at 150 ms: 27/s).
-type gate struct {
+type Gate struct {
 	ceiling int     // graph.max_concurrency
 	rate    float64 // allowed calls per second; 0: no limit (the ceiling)
 
@@ -27,16 +27,14 @@ type gate struct {
 // typical latency, a little pessimistic.
 const initialLatency = 200 * time.Millisecond
 
-func newGate(ceiling, rateLimit int, window time.Duration) *gate {
-	g := &gate{ceiling: max(ceiling, 1), latency: initialLatency, free: make(chan struct{})}
-	if rateLimit > 0 && window > 0 {
-		g.rate = float64(rateLimit) / window.Seconds()
-	}
-	return g
+// NewGate returns a gate of at most ceiling calls in flight
+// (graph.max_concurrency), sized for r (the WriteRate the pacer keeps to).
+func NewGate(ceiling int, r Rate) *Gate {
+	return &Gate{ceiling: max(ceiling, 1), rate: r.PerSecond(), latency: initialLatency, free: make(chan struct{})}
 }
 
 // size is how many calls may be in flight now. g.mu must be held.
-func (g *gate) size() int {
+func (g *Gate) size() int {
 	if g.rate == 0 {
 		return g.ceiling
 	}
@@ -44,8 +42,8 @@ func (g *gate) size() int {
 	return min(max(n, 1), g.ceiling)
 }
 
-// acquire blocks until a call may start, or ctx is done.
-func (g *gate) acquire(ctx context.Context) error {
+// Acquire blocks until a call may start, or ctx is done.
+func (g *Gate) Acquire(ctx context.Context) error {
 	for {
 		g.mu.Lock()
 		if g.active < g.size() {
@@ -63,8 +61,8 @@ func (g *gate) acquire(ctx context.Context) error {
 	}
 }
 
-// release ends a call that took latency (0: not timed, e.g. no call made).
-func (g *gate) release(latency time.Duration) {
+// Release ends a call that took latency (0: not timed, e.g. no call made).
+func (g *Gate) Release(latency time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.active--
@@ -76,8 +74,8 @@ func (g *gate) release(latency time.Duration) {
 	g.free = make(chan struct{})
 }
 
-// inFlight returns the calls in flight and the size now, for tests.
-func (g *gate) inFlight() (active, size int) {
+// InFlight returns the calls in flight and the size now.
+func (g *Gate) InFlight() (active, size int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.active, g.size()

@@ -1,4 +1,4 @@
-package engine
+package policy
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Limiter allows at most n events in any window of length w: a sliding
+// Pacer allows at most n events in any window of length w: a sliding
 // window, because Graph's presence limit is stated that way (10,000 calls
 // per 30 s per app per tenant). Unlike a token bucket with a burst, it can
 // never exceed n in a window, and it never waits longer than the window
@@ -18,7 +18,8 @@ import (
 // Acquire holds its slot until it ends, and the slot counts from then: a
 // call arrives before its answer comes back, so the call that reuses the
 // slot n calls later arrives more than w after it.
-type Limiter struct {
+type Pacer struct {
+	rate   Rate
 	mu     sync.Mutex
 	paused time.Time // no event before this (Pause)
 	n      int
@@ -28,18 +29,24 @@ type Limiter struct {
 	next   int
 }
 
-// NewLimiter returns a limiter of n events per w. n < 1 means no limit
-// (but Pause still holds events back).
-func NewLimiter(n int, w time.Duration) *Limiter {
-	if n < 1 || w <= 0 {
-		return &Limiter{}
+// NewPacer returns a pacer of r (r.N events per r.Window). The zero Rate
+// means no limit (but Pause still holds events back). graph's client
+// takes one for the presence writes (WriteRate) and one for the reads
+// (ReadRate); it satisfies graph.Pacer.
+func NewPacer(r Rate) *Pacer {
+	if !r.Limited() {
+		return &Pacer{}
 	}
-	return &Limiter{n: n, w: w, ring: make([]time.Time, n), busy: make([]chan struct{}, n)}
+	n := r.N
+	return &Pacer{rate: r, n: n, w: r.Window, ring: make([]time.Time, n), busy: make([]chan struct{}, n)}
 }
+
+// Rate is the rate p keeps to.
+func (l *Pacer) Rate() Rate { return l.rate }
 
 // Wait blocks until an event may happen, or ctx is done. The event counts
 // from now.
-func (l *Limiter) Wait(ctx context.Context) error {
+func (l *Pacer) Wait(ctx context.Context) error {
 	release, err := l.Acquire(ctx)
 	if err == nil {
 		release()
@@ -50,7 +57,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 // Acquire blocks until a call may start, or ctx is done. The caller calls
 // release when the call has ended (answered or failed); its slot counts
 // from then.
-func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
+func (l *Pacer) Acquire(ctx context.Context) (release func(), err error) {
 	for {
 		l.mu.Lock()
 		if wait := time.Until(l.paused); wait > 0 {
@@ -103,7 +110,7 @@ func (l *Limiter) Acquire(ctx context.Context) (release func(), err error) {
 // Pause holds every event back for d from now: Graph answered 429 and
 // throttles the whole app, not one caller. A shorter pause than one in
 // force changes nothing.
-func (l *Limiter) Pause(d time.Duration) {
+func (l *Pacer) Pause(d time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if until := time.Now().Add(d); until.After(l.paused) {
