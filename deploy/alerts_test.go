@@ -69,6 +69,24 @@ func metricLabels(t *testing.T) map[string][]string {
 		out[m[1]] = labels
 	}
 
+	// A histogram with labels is not gathered until it has a series: its
+	// type is its collector's.
+	for _, c := range rec.cs {
+		if _, ok := c.(*prometheus.HistogramVec); !ok {
+			continue
+		}
+		ch := make(chan *prometheus.Desc, 1)
+		c.Describe(ch)
+		close(ch)
+		for d := range ch {
+			if m := descRE.FindStringSubmatch(d.String()); m != nil {
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					out[m[1]+suffix] = append(slices.Clone(out[m[1]]), "le")
+				}
+			}
+		}
+	}
+
 	// Cross-check against what a registry gathers: the metrics without
 	// labels appear there at once, with their types.
 	reg := prometheus.NewRegistry()
