@@ -445,7 +445,7 @@ func measure(ctx context.Context, o options, out io.Writer) error {
 		readyAt := make(chan time.Duration, 1)
 		go func() {
 			for {
-				if r, _ := eng.Ready(); r {
+				if eng.Reconciled() {
 					readyAt <- time.Since(t0)
 					return
 				}

@@ -108,6 +108,16 @@ func (e *Engine) Clear(ctx context.Context, addresses []string, all bool) ([]Res
 	return results, errors.Join(errs...)
 }
 
+// Reconciled reports whether the start-up's first reconcile, from the
+// stored copies and sessions, is done: the cheap part of Ready, which
+// also lists every source (for the load tool, which asks every few
+// milliseconds).
+func (e *Engine) Reconciled() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.ready
+}
+
 // Ready reports whether the first pass is done, with each source's status.
 func (e *Engine) Ready() (bool, []SourceStatus) {
 	r := e.Readiness()
