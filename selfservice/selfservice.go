@@ -55,8 +55,21 @@ type View struct {
 	// as last read back; empty when unknown.
 	Availability string
 	Activity     string
+	// OwnStatus is true when Teams shows the person's own status, which
+	// wins over the worker's until their next span.
+	OwnStatus bool
 	// Spans are the person's busy spans ahead, earliest first.
 	Spans []Span
+	// Live are the live signals about the person in force now (a call,
+	// a Zoom presence), newest first.
+	Live []Live
+}
+
+// Live is a live signal about a person: a vendor's call or presence.
+type Live struct {
+	Vendor string // "zoom", "webex"
+	Status string // the vendor's word: "On_Phone_Call", "connected", …
+	Since  time.Time
 }
 
 // Span is a time the worker keeps a person busy, and why.
