@@ -86,6 +86,7 @@ type App struct {
 	engineErr chan error // an engine's Run returned
 	srvErr    chan error // nil: no server
 	wh        *webhooks
+	self      *selfserviceListener
 	bg        sync.WaitGroup // the server, the authenticate loop, the reload signals, the engines
 }
 
@@ -442,6 +443,14 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	inbox, _ := a.store.(signals.Store)
 	a.wh = startWebhooks(ctx, cfg, a, inbox, a.reg, a.log) // webhooks.go
+	self, err := startSelfservice(ctx, cfg, a, a.log)      // selfservice.go
+	if err != nil {
+		a.cancel()
+		a.wh.wait()
+		a.bg.Wait()
+		return err
+	}
+	a.self = self
 	return nil
 }
 
@@ -465,8 +474,12 @@ func (a *App) Wait() error {
 	case err = <-a.wh.err:
 		a.cancel()
 		<-a.engineErr
+	case err = <-a.self.err:
+		a.cancel()
+		<-a.engineErr
 	}
 	a.wh.wait()
+	a.self.wait()
 	a.bg.Wait()
 	a.log.Info("calpresence stopped")
 	return err
