@@ -56,7 +56,7 @@ var (
 	bucketFeedExpansions = []byte("feed_expansions")
 	keyVersion           = []byte("version")
 
-	allBuckets = [][]byte{bucketMeta, bucketSessions, bucketIdentities, bucketFeeds, bucketFeedBodies, bucketSignals, bucketFeedExpansions}
+	allBuckets = [][]byte{bucketMeta, bucketSessions, bucketIdentities, bucketFeeds, bucketFeedBodies, bucketSignals, bucketFeedExpansions, bucketPauses}
 )
 
 // Store is an open state file. Its methods are safe for concurrent use.

@@ -53,6 +53,8 @@ type Store interface {
 	PutSignal(state.Signal) error
 	DeleteSignal(id string) error
 
+	PauseStore // pauses.go
+
 	Close() error
 }
 
@@ -77,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"DeleteFeedsExcept", testDeleteFeedsExcept},
 		{"Signals", testSignals},
 		{"QueuedSignals", testQueuedSignals},
+		{"Pauses", testPauses},
 		{"OddKeys", testOddKeys},
 		{"Many", testMany},
 		{"Durable", testDurable},
