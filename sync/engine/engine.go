@@ -87,6 +87,7 @@ type Engine struct {
 	rate          float64     // presence calls per second Graph allows (0: no limit)
 	authenticated func() bool // nil: not checked
 	sig           *signalSet  // live meeting signals (signals.go)
+	pauses        *pauseSet   // people's pauses (pauses.go)
 	rb            *readback   // what Teams shows (readback.go)
 
 	// reloads hands Reload's configurations to Run's loop, so that a
@@ -109,7 +110,7 @@ type Engine struct {
 
 	viewMu    sync.Mutex // guards viewCache
 	viewCache struct {
-		gen     [4]uint64 // of the feed snapshot, the live signals, the directory, the settings
+		gen     [5]uint64 // of the feed snapshot, the live signals, the directory, the settings, the pauses
 		matches []plan.Match
 		spans   map[string][]plan.Span
 	}
@@ -168,6 +169,7 @@ func New(o Options) (*Engine, error) {
 		exec:         newExecutor(o.Presence, sessions, dir, newGate(g.MaxConcurrency, g.RateLimit, g.RateWindow), o.Logger, o.Metrics),
 		kick:         make(chan struct{}, 1),
 		sig:          newSignalSet(o.Store, o.Logger),
+		pauses:       newPauseSet(o.Store, o.Logger),
 		rb:           newReadback(),
 		reloads:      make(chan reloadRequest),
 		stopped:      make(chan struct{}),
@@ -257,6 +259,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			defer t.Stop()
 			for {
 				e.TakeInbox(ctx)
+				e.pauses.refresh(ctx, time.Now(), e.log) // another replica's (pauses.go)
 				select {
 				case <-ctx.Done():
 					return
@@ -567,12 +570,13 @@ func (e *Engine) input(now time.Time) (plan.ReconcileInput, error) {
 func (e *Engine) view(matches []plan.Match, feedGen uint64, now time.Time, key plan.KeyFunc) ([]plan.Match, map[string][]plan.Span) {
 	sigs, sigGen := e.sig.at(now, e.log)
 	conf := e.conf.Load()
-	gen := [4]uint64{feedGen, sigGen, e.dir.Generation(), conf.gen}
+	pauses, pauseGen := e.pauses.snapshot()
+	gen := [5]uint64{feedGen, sigGen, e.dir.Generation(), conf.gen, pauseGen}
 	e.viewMu.Lock()
 	defer e.viewMu.Unlock()
 	if e.viewCache.spans == nil || e.viewCache.gen != gen {
 		m := e.withSignals(matches, sigs, key)
-		e.viewCache.matches, e.viewCache.spans = m, plan.Spans(m, conf.cfg.Presence.MergeGap, key)
+		e.viewCache.matches, e.viewCache.spans = m, cutPaused(plan.Spans(m, conf.cfg.Presence.MergeGap, key), pauses)
 		e.viewCache.gen = gen
 	}
 	return e.viewCache.matches, e.viewCache.spans

@@ -14,6 +14,7 @@ type MemStore struct {
 	sessions map[string]state.Session
 	ids      map[string]state.Identity
 	signals  map[string]state.Signal
+	pauses   map[string]state.Pause // pauses.go
 }
 
 // NewMemStore returns an empty MemStore.
