@@ -147,7 +147,7 @@ func TestSignInInChromium(t *testing.T) {
 	t.Logf("screenshot: %s", path)
 
 	if err := chromedp.Do(bctx,
-		chromedp.Click(chromedp.CSS("button[type=submit]")),
+		chromedp.Click(chromedp.CSS("#signout")),
 		chromedp.WaitVisible(chromedp.CSS("#signed-out")),
 	); err != nil {
 		t.Fatalf("chromium: sign out: %v", err)

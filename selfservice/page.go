@@ -46,6 +46,8 @@ type page struct {
 	View           View
 	ViewError      bool
 	Zone           string
+	// PauseHour is the until of "Pause for an hour" (RFC 3339).
+	PauseHour string
 	// Timeline draws View.Spans over the next 36 hours (internal/timeline).
 	Timeline template.HTML
 }
@@ -66,6 +68,7 @@ func (s *Server) showPerson(w http.ResponseWriter, r *http.Request, se session) 
 	p := page{
 		Title: "Your presence", Name: se.Name, UPN: se.UPN, OID: se.OID, CSRF: se.CSRF,
 		View: v, ViewError: err != nil, Zone: s.cfg.Location.String(),
+		PauseHour: s.now().Add(time.Hour).Truncate(time.Second).In(s.cfg.Location).Format(time.RFC3339),
 	}
 	if err == nil && len(v.Spans) > 0 {
 		if p.Timeline, err = timeline.Render(personTimeline(cmp.Or(se.Name, se.UPN), v, s.cfg.Location), s.now()); err != nil {

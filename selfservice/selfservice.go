@@ -41,12 +41,17 @@ type Directory interface {
 	Known(ctx context.Context, oid string) (upn string, ok bool, err error)
 }
 
-// People is what the worker knows about a person, for their own page. The
-// engine implements it; pause, "I'm on a call" and personal feeds will add
-// their own methods beside View.
+// People is what the worker knows about a person, for their own page, and
+// what the person may change of their own presence. The engine implements
+// it; "I'm on a call" and personal feeds will add their own methods.
 type People interface {
 	// View returns what the page shows the person with object id oid.
 	View(ctx context.Context, oid string) (View, error)
+	// Pause records, durably, that the person is paused until until
+	// (zero: until they resume): cleared at once, set for nothing.
+	Pause(ctx context.Context, oid string, until time.Time) error
+	// Resume ends the person's pause; resuming nobody paused is no error.
+	Resume(ctx context.Context, oid string) error
 }
 
 // View is what the page shows a person about their own presence.
@@ -55,6 +60,10 @@ type View struct {
 	// as last read back; empty when unknown.
 	Availability string
 	Activity     string
+	// Paused is true while the person's pause is in force, until
+	// PausedUntil (zero: until they resume).
+	Paused      bool
+	PausedUntil time.Time
 	// OwnStatus is true when Teams shows the person's own status, which
 	// wins over the worker's until their next span.
 	OwnStatus bool
@@ -204,6 +213,8 @@ func New(cfg Config, dir Directory, people People, logger *slog.Logger) (*Server
 	s.mux.HandleFunc("GET /{$}", s.home)
 	s.mux.HandleFunc("GET /auth/callback", s.callback)
 	s.mux.HandleFunc("POST /auth/signout", s.post(s.signOut))
+	s.mux.HandleFunc("POST /pause", s.post(s.pause)) // actions.go
+	s.mux.HandleFunc("POST /resume", s.post(s.resume))
 	return s, nil
 }
 
