@@ -140,8 +140,44 @@ func (d *selfDirectory) Known(_ context.Context, oid string) (string, bool, erro
 }
 
 // selfPeople is the self-service page's People: the engine's view of the
-// one person asking (engine.Engine.Person), nobody else's.
+// one person asking (engine.Engine.Person), nobody else's, and what they
+// change of their own presence.
 type selfPeople struct{ a *App }
+
+// Pause records the person's pause. The engine running here records it and
+// acts at once; on a standby (or while the engine stops) it goes straight
+// into the shared store, where the leader's engine takes it within
+// engine.InboxEvery.
+func (p selfPeople) Pause(ctx context.Context, oid string, until time.Time) error {
+	if eng, err := p.a.running(); err == nil && eng.Accepting() {
+		return eng.Pause(ctx, oid, until)
+	}
+	st, err := p.pauses()
+	if err != nil {
+		return err
+	}
+	return st.PutPause(ctx, state.Pause{ID: oid, Since: time.Now(), Until: until})
+}
+
+// Resume ends the person's pause, as Pause records one.
+func (p selfPeople) Resume(ctx context.Context, oid string) error {
+	if eng, err := p.a.running(); err == nil && eng.Accepting() {
+		return eng.Resume(ctx, oid)
+	}
+	st, err := p.pauses()
+	if err != nil {
+		return err
+	}
+	return st.DeletePause(ctx, oid)
+}
+
+func (p selfPeople) pauses() (engine.PauseStore, error) {
+	st, ok := p.a.store.(engine.PauseStore)
+	if !ok {
+		return nil, engine.ErrNoPauses
+	}
+	return st, nil
+}
 
 func (p selfPeople) View(_ context.Context, oid string) (selfservice.View, error) {
 	eng, err := p.a.running()
@@ -153,7 +189,7 @@ func (p selfPeople) View(_ context.Context, oid string) (selfservice.View, error
 
 // personView is what the page shows of the engine's view of a person.
 func personView(pv engine.PersonView) selfservice.View {
-	v := selfservice.View{}
+	v := selfservice.View{Paused: pv.Paused, PausedUntil: pv.Pause.Until}
 	if pv.ReadBack {
 		v.Availability, v.Activity = pv.Shown.Shown.Availability, pv.Shown.Shown.Activity
 		v.OwnStatus = pv.Shown.Result == engine.ReadbackOwnStatus

@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	neturl "net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +90,13 @@ func selfserviceDaemon(t *testing.T, g *graphtest.Server, feeds *testutil.Feeds)
 // body.
 func signIn(t *testing.T, g *graphtest.Server, url string) (int, string) {
 	t.Helper()
+	status, body, _ := signInClient(t, g, url)
+	return status, body
+}
+
+// signInClient is signIn, also returning the browser (its cookies).
+func signInClient(t *testing.T, g *graphtest.Server, url string) (int, string, *http.Client) {
+	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Transport: g.HTTPClient().Transport, Jar: jar, Timeout: 30 * time.Second}
 	resp, err := c.Get(url + "/")
@@ -96,7 +105,92 @@ func signIn(t *testing.T, g *graphtest.Server, url string) (int, string) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), c
+}
+
+// postForm posts the page's form to url+path as the page would (same
+// Origin), follows the redirect back to the page and returns it.
+func postForm(t *testing.T, c *http.Client, url, path string, form neturl.Values) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", url)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// formValue returns the value of the first input named name in page.
+func formValue(t *testing.T, page, name string) string {
+	t.Helper()
+	marker := `name="` + name + `" value="`
+	i := strings.Index(page, marker)
+	if i < 0 {
+		t.Fatalf("no %s field in the page:\n%s", name, page)
+	}
+	rest := page[i+len(marker):]
+	return rest[:strings.IndexByte(rest, '"')]
+}
+
+// presenceCalls are the fake's presence calls for user, "set" or "clear".
+func presenceCalls(g *graphtest.Server, user string) []string {
+	var out []string
+	for _, c := range g.PresenceCalls() {
+		if c.User != user || c.Status >= 300 {
+			continue
+		}
+		if c.Op == graphtest.OpSetPresence {
+			out = append(out, "set")
+		} else {
+			out = append(out, "clear")
+		}
+	}
+	return out
+}
+
+// TestSelfservicePause: alice, in a meeting now, pauses on her page: the
+// daemon clears her at once and the page says she is paused; she resumes
+// and is set again, while the meeting runs.
+func TestSelfservicePause(t *testing.T) {
+	g := graphtest.NewServer(t, graphtest.WithUsers(
+		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
+		graphtest.User{ID: bobID, UserPrincipalName: "bob@contoso.com", Mail: "bob@contoso.com"}))
+	now := time.Now().Truncate(time.Second)
+	_, url := selfserviceDaemon(t, g, twoFeeds(
+		meeting("alice-running", now.Add(-time.Minute), now.Add(time.Hour)),
+		meeting("bob-later", now.Add(3*time.Hour), now.Add(4*time.Hour))))
+	if !testutil.WaitUntil(20*time.Second, func() bool { return slices.Equal(presenceCalls(g, aliceID), []string{"set"}) }) {
+		t.Fatalf("alice's calls = %v; want a set for her running meeting", presenceCalls(g, aliceID))
+	}
+
+	g.SignInAs(aliceID, "alice@contoso.com", g.TenantID())
+	status, page, c := signInClient(t, g, url)
+	if status != http.StatusOK || !strings.Contains(page, "Not paused") {
+		t.Fatalf("alice's page = %d; want 200, not paused\n%s", status, page)
+	}
+	csrf := formValue(t, page, "csrf")
+	status, page = postForm(t, c, url, "/pause", neturl.Values{"csrf": {csrf}})
+	if status != http.StatusOK || !strings.Contains(page, "Paused until you resume") {
+		t.Errorf("POST /pause, then the page = %d; want 200 saying paused until you resume\n%s", status, page)
+	}
+	if !testutil.WaitUntil(10*time.Second, func() bool { return slices.Equal(presenceCalls(g, aliceID), []string{"set", "clear"}) }) {
+		t.Fatalf("alice's calls after her pause = %v; want set, clear", presenceCalls(g, aliceID))
+	}
+
+	status, page = postForm(t, c, url, "/resume", neturl.Values{"csrf": {csrf}})
+	if status != http.StatusOK || !strings.Contains(page, "Not paused") {
+		t.Errorf("POST /resume, then the page = %d; want 200, not paused\n%s", status, page)
+	}
+	if !testutil.WaitUntil(10*time.Second, func() bool { return slices.Equal(presenceCalls(g, aliceID), []string{"set", "clear", "set"}) }) {
+		t.Fatalf("alice's calls after she resumed = %v; want set, clear, set", presenceCalls(g, aliceID))
+	}
+	if calls := presenceCalls(g, bobID); len(calls) != 0 {
+		t.Errorf("bob's calls = %v; want none (his meeting is later)", calls)
+	}
 }
 
 // TestSelfservicePage: the daemon serves the people's page; a person who

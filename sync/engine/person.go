@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/signals"
+	"github.com/calpresence/calpresence/state"
 )
 
 // PersonView is what a person's own page shows (the self-service
@@ -24,6 +25,11 @@ type PersonView struct {
 	// Live are the calls and Zoom presence statuses about the person in
 	// force now, newest first.
 	Live []signals.Live
+	// Paused is true while the person's pause is in force (Pause says
+	// until when; a zero Until: until they resume). Spans then leave out
+	// what the pause takes away.
+	Paused bool
+	Pause  state.Pause
 }
 
 // PersonWindow is how far ahead a person's own page looks (the design's
@@ -37,6 +43,7 @@ const PersonWindow = 36 * time.Hour
 func (e *Engine) Person(id string, now time.Time) PersonView {
 	v := PersonView{UPN: e.dir.UPN(id)}
 	v.Shown, v.ReadBack = e.rb.shown(id)
+	v.Pause, v.Paused = e.Paused(id, now)
 	matches, _, feedGen := e.feeds.snapshotGen()
 	_, spans := e.view(matches, feedGen, now, e.keyFunc())
 	to := now.Add(PersonWindow)
