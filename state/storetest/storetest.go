@@ -53,7 +53,8 @@ type Store interface {
 	PutSignal(state.Signal) error
 	DeleteSignal(id string) error
 
-	PauseStore // pauses.go
+	PauseStore   // pauses.go
+	OwnCallStore // owncalls.go
 
 	Close() error
 }
@@ -80,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"Signals", testSignals},
 		{"QueuedSignals", testQueuedSignals},
 		{"Pauses", testPauses},
+		{"OwnCalls", testOwnCalls},
 		{"OddKeys", testOddKeys},
 		{"Many", testMany},
 		{"Durable", testDurable},
