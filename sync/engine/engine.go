@@ -88,6 +88,7 @@ type Engine struct {
 	authenticated func() bool // nil: not checked
 	sig           *signalSet  // live meeting signals (signals.go)
 	pauses        *pauseSet   // people's pauses (pauses.go)
+	calls         *ownCallSet // the calls people declare (owncalls.go)
 	rb            *readback   // what Teams shows (readback.go)
 
 	// reloads hands Reload's configurations to Run's loop, so that a
@@ -110,7 +111,7 @@ type Engine struct {
 
 	viewMu    sync.Mutex // guards viewCache
 	viewCache struct {
-		gen     [5]uint64 // of the feed snapshot, the live signals, the directory, the settings, the pauses
+		gen     [6]uint64 // of the feed snapshot, the live signals, the directory, the settings, the pauses, the own calls
 		matches []plan.Match
 		spans   map[string][]plan.Span
 	}
@@ -170,6 +171,7 @@ func New(o Options) (*Engine, error) {
 		kick:         make(chan struct{}, 1),
 		sig:          newSignalSet(o.Store, o.Logger),
 		pauses:       newPauseSet(o.Store, o.Logger),
+		calls:        newOwnCallSet(o.Store, o.Logger),
 		rb:           newReadback(),
 		reloads:      make(chan reloadRequest),
 		stopped:      make(chan struct{}),
@@ -260,6 +262,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			for {
 				e.TakeInbox(ctx)
 				e.pauses.refresh(ctx, time.Now(), e.log) // another replica's (pauses.go)
+				e.calls.refresh(ctx, time.Now(), e.log)  // (owncalls.go)
 				select {
 				case <-ctx.Done():
 					return
@@ -571,11 +574,12 @@ func (e *Engine) view(matches []plan.Match, feedGen uint64, now time.Time, key p
 	sigs, sigGen := e.sig.at(now, e.log)
 	conf := e.conf.Load()
 	pauses, pauseGen := e.pauses.snapshot()
-	gen := [5]uint64{feedGen, sigGen, e.dir.Generation(), conf.gen, pauseGen}
+	calls, callGen := e.calls.snapshot()
+	gen := [6]uint64{feedGen, sigGen, e.dir.Generation(), conf.gen, pauseGen, callGen}
 	e.viewMu.Lock()
 	defer e.viewMu.Unlock()
 	if e.viewCache.spans == nil || e.viewCache.gen != gen {
-		m := e.withSignals(matches, sigs, key)
+		m := e.withOwnCalls(e.withSignals(matches, sigs, key), calls)
 		e.viewCache.matches, e.viewCache.spans = m, cutPaused(plan.Spans(m, conf.cfg.Presence.MergeGap, key), pauses)
 		e.viewCache.gen = gen
 	}

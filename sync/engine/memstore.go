@@ -14,7 +14,8 @@ type MemStore struct {
 	sessions map[string]state.Session
 	ids      map[string]state.Identity
 	signals  map[string]state.Signal
-	pauses   map[string]state.Pause // pauses.go
+	pauses   map[string]state.Pause   // pauses.go
+	ownCalls map[string]state.OwnCall // owncalls.go
 }
 
 // NewMemStore returns an empty MemStore.
