@@ -1,6 +1,7 @@
 package selfservice_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -85,4 +86,78 @@ func TestPause(t *testing.T) {
 	e.people.mu.Unlock()
 	wantPage(t, "POST /resume, store down", b.post(e.srv.URL+"/resume", e.srv.URL, url.Values{"csrf": {csrf}}),
 		http.StatusServiceUnavailable, "You are still paused")
+}
+
+func (p *people) StartCall(_ context.Context, oid string, until time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	v := p.views[oid]
+	v.OnCallUntil = until
+	p.views[oid] = v
+	return nil
+}
+
+func (p *people) EndCall(_ context.Context, oid string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	v := p.views[oid]
+	v.OnCallUntil = time.Time{}
+	p.views[oid] = v
+	return nil
+}
+
+// TestCall: "I'm on a call" for minutes within 5 … max_call (4h by
+// default) is recorded until now+minutes and shown; other minutes are
+// refused with 400 naming the limits; the call ends early on
+// POST /call/end. A person's seventh change within a minute is refused
+// with 429, and allowed again a minute later.
+func TestCall(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	page := e.signIn(b)
+	csrf := csrfOf(t, page.body)
+	for _, want := range []string{`<option value="5">`, `<option value="240">`} {
+		if !strings.Contains(page.body, want) {
+			t.Errorf("the page's call form lacks %s:\n%s", want, page.body)
+		}
+	}
+	for _, m := range []string{"4", "241", "", "half an hour"} {
+		a := b.post(e.srv.URL+"/call", e.srv.URL, url.Values{"csrf": {csrf}, "minutes": {m}})
+		wantPage(t, "POST /call minutes="+m, a, http.StatusBadRequest, "from 5 to 240 (selfservice.max_call is 4h0m0s)")
+	}
+	if v := e.people.view(aliceOID); !v.OnCallUntil.IsZero() {
+		t.Fatalf("a refused call was recorded: until %v", v.OnCallUntil)
+	}
+
+	before := time.Now()
+	a := b.post(e.srv.URL+"/call", e.srv.URL, url.Values{"csrf": {csrf}, "minutes": {"30"}})
+	if a.status != http.StatusSeeOther || a.header.Get("Location") != "/" {
+		t.Fatalf("POST /call minutes=30 = %d; want 303 to /\n%s", a.status, a.body)
+	}
+	until := e.people.view(aliceOID).OnCallUntil
+	if d := until.Sub(before); d < 30*time.Minute || d > 30*time.Minute+5*time.Second {
+		t.Errorf("call until %v, %v after the request; want 30m", until, d)
+	}
+	wantPage(t, "GET / on a call", b.get(e.srv.URL+"/"), http.StatusOK, `id="call-end"`)
+
+	// Six changes a minute: the four refused calls counted too.
+	a = b.post(e.srv.URL+"/call/end", e.srv.URL, url.Values{"csrf": {csrf}})
+	if a.status != http.StatusSeeOther || !e.people.view(aliceOID).OnCallUntil.IsZero() {
+		t.Fatalf("POST /call/end = %d, call until %v; want 303 and no call", a.status, e.people.view(aliceOID).OnCallUntil)
+	}
+	a = b.post(e.srv.URL+"/call", e.srv.URL, url.Values{"csrf": {csrf}, "minutes": {"5"}})
+	wantPage(t, "the seventh change in a minute", a, http.StatusTooManyRequests, "At most 6 changes a minute")
+	if a.header.Get("Retry-After") == "" || !e.people.view(aliceOID).OnCallUntil.IsZero() {
+		t.Errorf("429 with Retry-After %q, call until %v; want a Retry-After and nothing changed", a.header.Get("Retry-After"), e.people.view(aliceOID).OnCallUntil)
+	}
+	e.now.Advance(time.Minute)
+	if a := b.post(e.srv.URL+"/call", e.srv.URL, url.Values{"csrf": {csrf}, "minutes": {"5"}}); a.status != http.StatusSeeOther {
+		t.Errorf("POST /call a minute later = %d; want 303\n%s", a.status, a.body)
+	}
 }
