@@ -58,6 +58,7 @@ func startSelfservice(ctx context.Context, cfg *config.Config, a *App, log *slog
 		CookieKey:    key,
 		HTTPClient:   si.HTTPClient,
 		Location:     cfg.Location(),
+		MaxCall:      sc.MaxCall,
 	}, &selfDirectory{a: a}, selfPeople{a: a}, log.With("component", "selfservice"))
 	if err != nil {
 		return nil, &ConfigError{err}
@@ -171,6 +172,32 @@ func (p selfPeople) Resume(ctx context.Context, oid string) error {
 	return st.DeletePause(ctx, oid)
 }
 
+// StartCall records the person's own call ("I'm on a call"), as Pause
+// records a pause: through the engine running here, else straight into
+// the shared store for the leader.
+func (p selfPeople) StartCall(ctx context.Context, oid string, until time.Time) error {
+	if eng, err := p.a.running(); err == nil && eng.Accepting() {
+		return eng.StartCall(ctx, oid, until)
+	}
+	st, ok := p.a.store.(engine.OwnCallStore)
+	if !ok {
+		return engine.ErrNoOwnCalls
+	}
+	return st.PutOwnCall(ctx, state.OwnCall{ID: oid, Since: time.Now(), Until: until})
+}
+
+// EndCall ends the person's own call, as StartCall records one.
+func (p selfPeople) EndCall(ctx context.Context, oid string) error {
+	if eng, err := p.a.running(); err == nil && eng.Accepting() {
+		return eng.EndCall(ctx, oid)
+	}
+	st, ok := p.a.store.(engine.OwnCallStore)
+	if !ok {
+		return engine.ErrNoOwnCalls
+	}
+	return st.DeleteOwnCall(ctx, oid)
+}
+
 func (p selfPeople) pauses() (engine.PauseStore, error) {
 	st, ok := p.a.store.(engine.PauseStore)
 	if !ok {
@@ -190,6 +217,9 @@ func (p selfPeople) View(_ context.Context, oid string) (selfservice.View, error
 // personView is what the page shows of the engine's view of a person.
 func personView(pv engine.PersonView) selfservice.View {
 	v := selfservice.View{Paused: pv.Paused, PausedUntil: pv.Pause.Until}
+	if pv.OnCall {
+		v.OnCallUntil = pv.Call.Until
+	}
 	if pv.ReadBack {
 		v.Availability, v.Activity = pv.Shown.Shown.Availability, pv.Shown.Shown.Activity
 		v.OwnStatus = pv.Shown.Result == engine.ReadbackOwnStatus

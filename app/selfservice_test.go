@@ -236,3 +236,51 @@ func TestSelfservicePage(t *testing.T) {
 		t.Errorf("carol's page (no feed names her) = %d; want 403 unknown or disabled\n%s", status, page)
 	}
 }
+
+// TestSelfserviceCall: bob, free now, says he is on a call for 30
+// minutes: the daemon sets him Busy/InACall at once; he ends it early and
+// is cleared at once. Minutes over selfservice.max_call are refused.
+func TestSelfserviceCall(t *testing.T) {
+	g := graphtest.NewServer(t, graphtest.WithUsers(
+		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
+		graphtest.User{ID: bobID, UserPrincipalName: "bob@contoso.com", Mail: "bob@contoso.com"}))
+	now := time.Now().Truncate(time.Second)
+	a, url := selfserviceDaemon(t, g, twoFeeds(
+		meeting("alice-later", now.Add(3*time.Hour), now.Add(4*time.Hour)),
+		meeting("bob-later", now.Add(3*time.Hour), now.Add(4*time.Hour))))
+	if !testutil.WaitUntil(20*time.Second, func() bool {
+		eng := a.Engine()
+		if eng == nil {
+			return false
+		}
+		_, ok := eng.Known(bobID)
+		return ok
+	}) {
+		t.Fatal("bob not resolved within 20s")
+	}
+	g.SignInAs(bobID, "bob@contoso.com", g.TenantID())
+	_, page, c := signInClient(t, g, url)
+	csrf := formValue(t, page, "csrf")
+	if status, page := postForm(t, c, url, "/call", neturl.Values{"csrf": {csrf}, "minutes": {"241"}}); status != http.StatusBadRequest || !strings.Contains(page, "from 5 to 240") {
+		t.Errorf("POST /call minutes=241 = %d; want 400 naming 5 to 240\n%s", status, page)
+	}
+	status, page := postForm(t, c, url, "/call", neturl.Values{"csrf": {csrf}, "minutes": {"30"}})
+	if status != http.StatusOK || !strings.Contains(page, `id="on-call"`) {
+		t.Errorf("POST /call minutes=30, then the page = %d; want 200 saying he is on a call\n%s", status, page)
+	}
+	if !testutil.WaitUntil(10*time.Second, func() bool { return slices.Equal(presenceCalls(g, bobID), []string{"set"}) }) {
+		t.Fatalf("bob's calls = %v; want a set", presenceCalls(g, bobID))
+	}
+	for _, call := range g.PresenceCalls() {
+		if call.User == bobID && !strings.Contains(string(call.Body), `"InACall"`) {
+			t.Errorf("bob's set = %s; want activity InACall", call.Body)
+		}
+	}
+	postForm(t, c, url, "/call/end", neturl.Values{"csrf": {csrf}})
+	if !testutil.WaitUntil(10*time.Second, func() bool { return slices.Equal(presenceCalls(g, bobID), []string{"set", "clear"}) }) {
+		t.Fatalf("bob's calls after ending his call = %v; want set, clear", presenceCalls(g, bobID))
+	}
+	if calls := presenceCalls(g, aliceID); len(calls) != 0 {
+		t.Errorf("alice's calls = %v; want none", calls)
+	}
+}

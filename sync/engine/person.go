@@ -30,6 +30,9 @@ type PersonView struct {
 	// what the pause takes away.
 	Paused bool
 	Pause  state.Pause
+	// OnCall is true while the call the person declared runs (Call).
+	OnCall bool
+	Call   state.OwnCall
 }
 
 // PersonWindow is how far ahead a person's own page looks (the design's
@@ -44,6 +47,7 @@ func (e *Engine) Person(id string, now time.Time) PersonView {
 	v := PersonView{UPN: e.dir.UPN(id)}
 	v.Shown, v.ReadBack = e.rb.shown(id)
 	v.Pause, v.Paused = e.Paused(id, now)
+	v.Call, v.OnCall = e.OwnCall(id, now)
 	matches, _, feedGen := e.feeds.snapshotGen()
 	_, spans := e.view(matches, feedGen, now, e.keyFunc())
 	to := now.Add(PersonWindow)
