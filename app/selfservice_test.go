@@ -20,6 +20,7 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/graph/graphtest"
 	"github.com/calpresence/calpresence/internal/testutil"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // freeAddr returns a loopback address with a port free right now: the
@@ -282,5 +283,48 @@ func TestSelfserviceCall(t *testing.T) {
 	}
 	if calls := presenceCalls(g, aliceID); len(calls) != 0 {
 		t.Errorf("alice's calls = %v; want none", calls)
+	}
+}
+
+// TestSelfserviceWithoutEngine: with no engine running here (a standby,
+// or one stopping), a pause, a resume and a call go straight into the
+// shared store, where the leader's engine takes them.
+func TestSelfserviceWithoutEngine(t *testing.T) {
+	cfg := config.Default()
+	cfg.Graph.TenantID, cfg.Graph.ClientID, cfg.Graph.ClientSecret = "contoso", "calpresence-app", "s3cr3t"
+	cfg.Server.Listen = ""
+	a, err := New(context.Background(), cfg, WithMemoryState(), WithPresence(newFakeGraph()), WithRegistry(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx := context.Background()
+	p := selfPeople{a: a}
+	if _, err := p.View(ctx, aliceID); err == nil {
+		t.Errorf("View with no engine = nil error; want one saying there is none")
+	}
+	until := time.Now().Add(time.Hour).Truncate(time.Second)
+	if err := p.Pause(ctx, aliceID, until); err != nil {
+		t.Fatalf("Pause = %v", err)
+	}
+	if err := p.StartCall(ctx, bobID, until); err != nil {
+		t.Fatalf("StartCall = %v", err)
+	}
+	st := a.Store().(*engine.MemStore)
+	pauses, _ := st.Pauses(ctx)
+	calls, _ := st.OwnCalls(ctx)
+	if len(pauses) != 1 || !pauses[aliceID].Until.Equal(until) || len(calls) != 1 || !calls[bobID].Until.Equal(until) {
+		t.Errorf("stored pauses %v, calls %v; want alice paused and bob on a call until %v", pauses, calls, until)
+	}
+	if err := p.Resume(ctx, aliceID); err != nil {
+		t.Fatalf("Resume = %v", err)
+	}
+	if err := p.EndCall(ctx, bobID); err != nil {
+		t.Fatalf("EndCall = %v", err)
+	}
+	pauses, _ = st.Pauses(ctx)
+	calls, _ = st.OwnCalls(ctx)
+	if len(pauses)+len(calls) != 0 {
+		t.Errorf("after Resume and EndCall: pauses %v, calls %v; want none", pauses, calls)
 	}
 }
