@@ -62,6 +62,11 @@ func (cs *ownCallSet) refresh(ctx context.Context, now time.Time, log *slog.Logg
 	if cs.store == nil {
 		return
 	}
+	// A pause or call recorded here while the store is read is newer
+	// than what the read returns: this round then changes nothing.
+	cs.mu.Lock()
+	before := cs.gen
+	cs.mu.Unlock()
 	got, err := cs.store.OwnCalls(ctx)
 	if err != nil {
 		log.Warn("read own calls", "err", err)
@@ -79,7 +84,7 @@ func (cs *ownCallSet) refresh(ctx context.Context, now time.Time, log *slog.Logg
 	}
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if !maps.EqualFunc(got, cs.byID, func(a, b state.OwnCall) bool { return a.Since.Equal(b.Since) && a.Until.Equal(b.Until) }) {
+	if cs.gen == before && !maps.EqualFunc(got, cs.byID, func(a, b state.OwnCall) bool { return a.Since.Equal(b.Since) && a.Until.Equal(b.Until) }) {
 		cs.byID = got
 		cs.gen++
 	}

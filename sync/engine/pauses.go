@@ -55,6 +55,11 @@ func (ps *pauseSet) refresh(ctx context.Context, now time.Time, log *slog.Logger
 	if ps.store == nil {
 		return
 	}
+	// A pause or call recorded here while the store is read is newer
+	// than what the read returns: this round then changes nothing.
+	ps.mu.Lock()
+	before := ps.gen
+	ps.mu.Unlock()
 	got, err := ps.store.Pauses(ctx)
 	if err != nil {
 		log.Warn("read pauses", "err", err)
@@ -72,7 +77,7 @@ func (ps *pauseSet) refresh(ctx context.Context, now time.Time, log *slog.Logger
 	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if !maps.EqualFunc(got, ps.byID, func(a, b state.Pause) bool { return a.Since.Equal(b.Since) && a.Until.Equal(b.Until) }) {
+	if ps.gen == before && !maps.EqualFunc(got, ps.byID, func(a, b state.Pause) bool { return a.Since.Equal(b.Since) && a.Until.Equal(b.Until) }) {
 		ps.byID = got
 		ps.gen++
 	}
