@@ -22,6 +22,23 @@ type PauseStore interface {
 	DeletePause(ctx context.Context, id string) error
 }
 
+// HoldPaused is the Held kind of a person who paused on their own page:
+// the status page lists them, so that ops see why a meeting sets nothing.
+const HoldPaused = "paused"
+
+// pausedHeld lists the people paused at now, for Status.Held (Until zero:
+// until they resume).
+func (e *Engine) pausedHeld(now time.Time) []HeldPerson {
+	byID, _ := e.pauses.snapshot()
+	var out []HeldPerson
+	for id, p := range byID {
+		if p.Active(now) {
+			out = append(out, HeldPerson{User: e.dir.UPN(id), UserID: id, Kind: HoldPaused, Reason: "paused on their own page", Until: p.Until})
+		}
+	}
+	return out
+}
+
 // pauseKeep is how long an ended pause is remembered: the spans it cut
 // keep the start it gave them while it is (no re-set of a running span
 // when it is forgotten), and every span it could have cut is over by then.

@@ -70,6 +70,9 @@ func TestPauseUntil(t *testing.T) {
 				t.Errorf("Status().Busy lists alice while she is paused: %+v", b)
 			}
 		}
+		if held := h.eng.Status(time.Now()).Held; len(held) != 1 || held[0].User != alice || held[0].Kind != HoldPaused || !held[0].Until.Equal(h.begin.Add(45*minute)) {
+			t.Errorf("Status().Held = %+v; want alice paused until 45m", held)
+		}
 		h.until(44 * minute)
 		if _, ok := h.eng.Paused(alice, time.Now()); !ok {
 			t.Errorf("Paused(alice) at 44m = false; want paused until 45m")
