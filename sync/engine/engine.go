@@ -261,8 +261,10 @@ func (e *Engine) Run(ctx context.Context) error {
 			defer t.Stop()
 			for {
 				e.TakeInbox(ctx)
-				e.pauses.refresh(ctx, time.Now(), e.log) // another replica's (pauses.go)
-				e.calls.refresh(ctx, time.Now(), e.log)  // (owncalls.go)
+				// Pauses and calls another replica stored (pauses.go, owncalls.go).
+				if p, c := e.pauses.refresh(ctx, time.Now(), e.log), e.calls.refresh(ctx, time.Now(), e.log); p || c {
+					e.kickReconcile()
+				}
 				select {
 				case <-ctx.Done():
 					return

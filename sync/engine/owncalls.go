@@ -58,9 +58,9 @@ func newOwnCallSet(st Store, log *slog.Logger) *ownCallSet {
 
 // refresh reads the calls from the store again (another replica may have
 // written one), and forgets those over for ownCallKeep.
-func (cs *ownCallSet) refresh(ctx context.Context, now time.Time, log *slog.Logger) {
+func (cs *ownCallSet) refresh(ctx context.Context, now time.Time, log *slog.Logger) (changed bool) {
 	if cs.store == nil {
-		return
+		return false
 	}
 	// A pause or call recorded here while the store is read is newer
 	// than what the read returns: this round then changes nothing.
@@ -71,7 +71,7 @@ func (cs *ownCallSet) refresh(ctx context.Context, now time.Time, log *slog.Logg
 	if err != nil {
 		log.Warn("read own calls", "err", err)
 		if got == nil {
-			return
+			return false
 		}
 	}
 	for id, c := range got {
@@ -87,7 +87,9 @@ func (cs *ownCallSet) refresh(ctx context.Context, now time.Time, log *slog.Logg
 	if cs.gen == before && !maps.EqualFunc(got, cs.byID, func(a, b state.OwnCall) bool { return a.Since.Equal(b.Since) && a.Until.Equal(b.Until) }) {
 		cs.byID = got
 		cs.gen++
+		return true
 	}
+	return false
 }
 
 func (cs *ownCallSet) snapshot() (map[string]state.OwnCall, uint64) {

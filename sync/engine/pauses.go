@@ -68,9 +68,9 @@ func newPauseSet(st Store, log *slog.Logger) *pauseSet {
 
 // refresh reads the pauses from the store again (another replica may have
 // written one), and forgets those over for pauseKeep.
-func (ps *pauseSet) refresh(ctx context.Context, now time.Time, log *slog.Logger) {
+func (ps *pauseSet) refresh(ctx context.Context, now time.Time, log *slog.Logger) (changed bool) {
 	if ps.store == nil {
-		return
+		return false
 	}
 	// A pause or call recorded here while the store is read is newer
 	// than what the read returns: this round then changes nothing.
@@ -81,7 +81,7 @@ func (ps *pauseSet) refresh(ctx context.Context, now time.Time, log *slog.Logger
 	if err != nil {
 		log.Warn("read pauses", "err", err)
 		if got == nil {
-			return
+			return false
 		}
 	}
 	for id, p := range got {
@@ -97,7 +97,9 @@ func (ps *pauseSet) refresh(ctx context.Context, now time.Time, log *slog.Logger
 	if ps.gen == before && !maps.EqualFunc(got, ps.byID, func(a, b state.Pause) bool { return a.Since.Equal(b.Since) && a.Until.Equal(b.Until) }) {
 		ps.byID = got
 		ps.gen++
+		return true
 	}
+	return false
 }
 
 func (ps *pauseSet) snapshot() (map[string]state.Pause, uint64) {
