@@ -206,12 +206,36 @@ func (p selfPeople) pauses() (engine.PauseStore, error) {
 	return st, nil
 }
 
-func (p selfPeople) View(_ context.Context, oid string) (selfservice.View, error) {
+func (p selfPeople) View(ctx context.Context, oid string) (selfservice.View, error) {
 	eng, err := p.a.running()
-	if err != nil {
+	if err == nil {
+		return personView(eng.Person(oid, time.Now())), nil
+	}
+	if rep := p.a.replica(ctx); rep == nil || rep.Role != "standby" {
 		return selfservice.View{}, err
 	}
-	return personView(eng.Person(oid, time.Now())), nil
+	// A standby: the person's pause and call from the shared state.
+	v := selfservice.View{Standby: true}
+	now := time.Now()
+	if st, ok := p.a.store.(engine.PauseStore); ok {
+		pauses, err := st.Pauses(ctx)
+		if err != nil && pauses == nil {
+			return selfservice.View{}, err
+		}
+		if pa, ok := pauses[oid]; ok && pa.Active(now) {
+			v.Paused, v.PausedUntil = true, pa.Until
+		}
+	}
+	if st, ok := p.a.store.(engine.OwnCallStore); ok {
+		calls, err := st.OwnCalls(ctx)
+		if err != nil && calls == nil {
+			return selfservice.View{}, err
+		}
+		if c, ok := calls[oid]; ok && !now.Before(c.Since) && now.Before(c.Until) {
+			v.OnCallUntil = c.Until
+		}
+	}
+	return v, nil
 }
 
 // personView is what the page shows of the engine's view of a person.

@@ -60,12 +60,12 @@ func TestStandbyPagePause(t *testing.T) {
 
 	g.SignInAs(aliceID, "alice@contoso.com", g.TenantID())
 	status, page, c := signInClient(t, g, url2)
-	if status != http.StatusOK || !strings.Contains(page, "unavailable right now") {
-		t.Fatalf("alice's page on the standby = %d; want 200, her view unavailable there\n%s", status, page)
+	if status != http.StatusOK || !strings.Contains(page, "This server stands by") || !strings.Contains(page, "Not paused") {
+		t.Fatalf("alice's page on the standby = %d; want 200 saying it stands by, and that she is not paused\n%s", status, page)
 	}
 	csrf := formValue(t, page, "csrf")
-	if status, page := postForm(t, c, url2, "/pause", neturl.Values{"csrf": {csrf}}); status != http.StatusOK {
-		t.Fatalf("POST /pause on the standby = %d; want 200 after the redirect\n%s", status, page)
+	if status, page := postForm(t, c, url2, "/pause", neturl.Values{"csrf": {csrf}}); status != http.StatusOK || !strings.Contains(page, "Paused until you resume") {
+		t.Fatalf("POST /pause on the standby = %d; want 200 after the redirect, saying she is paused\n%s", status, page)
 	}
 	if !testutil.WaitUntil(10*time.Second, func() bool { return slices.Equal(presenceCalls(g, aliceID), []string{"set", "clear"}) }) {
 		t.Fatalf("alice's calls after her pause on the standby = %v; want set, clear", presenceCalls(g, aliceID))

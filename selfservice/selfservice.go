@@ -72,6 +72,11 @@ type View struct {
 	// OnCallUntil is the end of the call the person declared ("I'm on a
 	// call"); zero when none is running.
 	OnCallUntil time.Time
+	// Standby is true when the replica that answers stands by for the
+	// one that sets presence (several replicas): it knows the person's
+	// pause and call (the shared state), not their spans, read-back or
+	// live signals.
+	Standby bool
 	// OwnStatus is true when Teams shows the person's own status, which
 	// wins over the worker's until their next span.
 	OwnStatus bool
