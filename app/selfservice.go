@@ -31,9 +31,9 @@ type selfserviceListener struct {
 
 // startSelfservice starts the self-service listener when selfservice.url
 // is set, until ctx is done. It serves on every replica: a standby signs
-// people in (from the addresses resolved in the shared state), but only
-// the leader's engine holds a person's spans, so a standby's page says
-// they are unavailable. A cookie key that cannot be read or a graph block sign-in
+// people in (from the addresses resolved in the shared state) and takes
+// their pauses and calls into it, but only the leader's engine holds a
+// person's spans: a standby's page shows the pause and call alone. A cookie key that cannot be read or a graph block sign-in
 // cannot use is a *ConfigError, returned before anything listens.
 func startSelfservice(ctx context.Context, cfg *config.Config, a *App, log *slog.Logger) (*selfserviceListener, error) {
 	l := &selfserviceListener{err: make(chan error, 1)}
