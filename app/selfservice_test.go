@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -326,5 +327,36 @@ func TestSelfserviceWithoutEngine(t *testing.T) {
 	calls, _ = st.OwnCalls(ctx)
 	if len(pauses)+len(calls) != 0 {
 		t.Errorf("after Resume and EndCall: pauses %v, calls %v; want none", pauses, calls)
+	}
+}
+
+// TestSelfserviceBadKey: a cookie key file that went short since the
+// preflight stops Start with a configuration error naming it; nothing is
+// left running.
+func TestSelfserviceBadKey(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "cookie")
+	if err := os.WriteFile(key, []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.Graph.TenantID, cfg.Graph.ClientID, cfg.Graph.ClientSecret = "contoso", "calpresence-app", "s3cr3t"
+	cfg.Server.Listen = ""
+	addr := freeAddr(t)
+	cfg.Selfservice.Listen, cfg.Selfservice.URL, cfg.Selfservice.CookieKeyFile = addr, "http://"+addr, key
+	a, err := New(context.Background(), cfg, WithMemoryState(), WithPresence(newFakeGraph()), WithRegistry(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	err = a.Start(context.Background())
+	var ce *ConfigError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "selfservice.cookie_key_file") || !strings.Contains(err.Error(), "want at least 32") {
+		t.Fatalf("Start with a 5-byte cookie key = %v; want a *ConfigError naming selfservice.cookie_key_file", err)
+	}
+	if ln, err := net.Listen("tcp", addr); err != nil {
+		t.Errorf("the self-service address is taken after Start failed: %v", err)
+	} else {
+		ln.Close()
 	}
 }
