@@ -33,6 +33,7 @@ import (
 	"github.com/calpresence/calpresence/server"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/state/bolt"
 	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/state/pg"
@@ -54,7 +55,7 @@ type App struct {
 	bound    func(net.Addr)
 	reloadOn <-chan os.Signal
 
-	store      engine.Store
+	store      state.Store
 	feeds      engine.FeedCache
 	closeStore func() error
 	graph      *graph.Client // nil when another Presence stands in for Graph
@@ -89,6 +90,7 @@ type App struct {
 	engineErr chan error // an engine's Run returned
 	srvErr    chan error // nil: no server
 	wh        *webhooks
+	self      *selfserviceListener
 	bg        sync.WaitGroup // the server, the authenticate loop, the reload signals, the engines
 }
 
@@ -229,7 +231,7 @@ func newGraph(ctx context.Context, cfg *config.Config, rate policy.Rate, log *sl
 // state.path, the PostgreSQL database at state.dsn (driver postgres), or
 // memory for a dry run (and WithMemoryState). It is the one place that
 // chooses the store. closeFn releases it.
-func openStore(ctx context.Context, cfg *config.Config, memory bool) (store engine.Store, feeds engine.FeedCache, closeFn func() error, err error) {
+func openStore(ctx context.Context, cfg *config.Config, memory bool) (store state.Store, feeds engine.FeedCache, closeFn func() error, err error) {
 	switch {
 	case cfg.Graph.DryRun || memory:
 		// A dry run keeps no feed copies either: nil keeps them in memory.
@@ -449,6 +451,14 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	inbox, _ := a.store.(signals.Store)
 	a.wh = startWebhooks(ctx, cfg, a, inbox, a.reg, a.log) // webhooks.go
+	self, err := startSelfservice(ctx, cfg, a, a.log)      // selfservice.go
+	if err != nil {
+		a.cancel()
+		a.wh.wait()
+		a.bg.Wait()
+		return err
+	}
+	a.self = self
 	return nil
 }
 
@@ -472,8 +482,12 @@ func (a *App) Wait() error {
 	case err = <-a.wh.err:
 		a.cancel()
 		<-a.engineErr
+	case err = <-a.self.err:
+		a.cancel()
+		<-a.engineErr
 	}
 	a.wh.wait()
+	a.self.wait()
 	a.bg.Wait()
 	a.log.Info("calpresence stopped")
 	return err

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/calpresence/calpresence/server"
+	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/engine"
 )
@@ -36,7 +37,7 @@ func TestReadyzStoreDeadline(t *testing.T) {
 	const storeReason = "the state store does not answer: context deadline exceeded"
 	for _, tt := range []struct {
 		name       string
-		store      engine.Store
+		store      state.Store
 		wantReason bool
 		wantTook   time.Duration
 	}{

@@ -146,8 +146,45 @@ func TestSignInInChromium(t *testing.T) {
 	}
 	t.Logf("screenshot: %s", path)
 
+	// Pause for an hour, resume, then "I'm on a call" for 30 minutes: each
+	// form posts (CSRF token and Origin as the browser sends them) and the
+	// page comes back saying so.
 	if err := chromedp.Do(bctx,
-		chromedp.Click(chromedp.CSS("button[type=submit]")),
+		chromedp.Click(chromedp.CSS("#pause-hour")),
+		chromedp.WaitVisible(chromedp.CSS("#resume")),
+	); err != nil {
+		t.Fatalf("chromium: pause for an hour: %v", err)
+	}
+	if paused := run("read the pause", chromedp.Text(chromedp.CSS("#paused"))); !strings.HasPrefix(paused, "Paused until ") {
+		t.Errorf("after Pause for an hour the page says %q; want Paused until …", paused)
+	}
+	if v := e.people.view(aliceOID); !v.Paused || v.PausedUntil.IsZero() {
+		t.Errorf("after Pause for an hour: paused %v until %v; want paused for an hour", v.Paused, v.PausedUntil)
+	}
+	if err := chromedp.Do(bctx,
+		chromedp.Click(chromedp.CSS("#resume")),
+		chromedp.WaitVisible(chromedp.CSS("#pause")),
+		chromedp.SetValue(chromedp.CSS("select[name=minutes]"), "30"),
+		chromedp.Click(chromedp.CSS("#call")),
+		chromedp.WaitVisible(chromedp.CSS("#on-call")),
+	); err != nil {
+		t.Fatalf("chromium: resume, then I'm on a call: %v", err)
+	}
+	if v := e.people.view(aliceOID); v.Paused || time.Until(v.OnCallUntil) < 29*time.Minute || time.Until(v.OnCallUntil) > 31*time.Minute {
+		t.Errorf("after Resume and a 30-minute call: paused %v, call until %v; want not paused, a call 30 minutes on", v.Paused, v.OnCallUntil)
+	}
+	shot, err = chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("chromium: screenshot: %v", err)
+	}
+	actions := filepath.Join(artifacts(t), "selfservice-actions.png")
+	if err := os.WriteFile(actions, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", actions)
+
+	if err := chromedp.Do(bctx,
+		chromedp.Click(chromedp.CSS("#signout")),
 		chromedp.WaitVisible(chromedp.CSS("#signed-out")),
 	); err != nil {
 		t.Fatalf("chromium: sign out: %v", err)

@@ -46,6 +46,10 @@ type page struct {
 	View           View
 	ViewError      bool
 	Zone           string
+	// PauseHour is the until of "Pause for an hour" (RFC 3339).
+	PauseHour string
+	// CallChoices are the minutes "I'm on a call" offers.
+	CallChoices []int
 	// Timeline draws View.Spans over the next 36 hours (internal/timeline).
 	Timeline template.HTML
 }
@@ -66,6 +70,8 @@ func (s *Server) showPerson(w http.ResponseWriter, r *http.Request, se session) 
 	p := page{
 		Title: "Your presence", Name: se.Name, UPN: se.UPN, OID: se.OID, CSRF: se.CSRF,
 		View: v, ViewError: err != nil, Zone: s.cfg.Location.String(),
+		PauseHour:   s.now().Add(time.Hour).Truncate(time.Second).In(s.cfg.Location).Format(time.RFC3339),
+		CallChoices: callChoices(s.cfg.MaxCall),
 	}
 	if err == nil && len(v.Spans) > 0 {
 		if p.Timeline, err = timeline.Render(personTimeline(cmp.Or(se.Name, se.UPN), v, s.cfg.Location), s.now()); err != nil {
@@ -105,4 +111,17 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, p page) 
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write(b.Bytes())
+}
+
+// callChoices are the lengths "I'm on a call" offers: the usual ones up
+// to max, and max itself.
+func callChoices(max time.Duration) []int {
+	maxMin := int(max / time.Minute)
+	var out []int
+	for _, m := range []int{MinCallMinutes, 15, 30, 45, 60, 90, 120, 180, 240} {
+		if m < maxMin {
+			out = append(out, m)
+		}
+	}
+	return append(out, maxMin)
 }

@@ -41,12 +41,22 @@ type Directory interface {
 	Known(ctx context.Context, oid string) (upn string, ok bool, err error)
 }
 
-// People is what the worker knows about a person, for their own page. The
-// engine implements it; pause, "I'm on a call" and personal feeds will add
-// their own methods beside View.
+// People is what the worker knows about a person, for their own page, and
+// what the person may change of their own presence. The engine implements
+// it; personal feeds will add their own methods.
 type People interface {
 	// View returns what the page shows the person with object id oid.
 	View(ctx context.Context, oid string) (View, error)
+	// Pause records, durably, that the person is paused until until
+	// (zero: until they resume): cleared at once, set for nothing.
+	Pause(ctx context.Context, oid string, until time.Time) error
+	// Resume ends the person's pause; resuming nobody paused is no error.
+	Resume(ctx context.Context, oid string) error
+	// StartCall records, durably, that the person is on a call until
+	// until: Busy/InACall at once, until then.
+	StartCall(ctx context.Context, oid string, until time.Time) error
+	// EndCall ends the person's call now; ending none is no error.
+	EndCall(ctx context.Context, oid string) error
 }
 
 // View is what the page shows a person about their own presence.
@@ -55,8 +65,33 @@ type View struct {
 	// as last read back; empty when unknown.
 	Availability string
 	Activity     string
+	// Paused is true while the person's pause is in force, until
+	// PausedUntil (zero: until they resume).
+	Paused      bool
+	PausedUntil time.Time
+	// OnCallUntil is the end of the call the person declared ("I'm on a
+	// call"); zero when none is running.
+	OnCallUntil time.Time
+	// Standby is true when the replica that answers stands by for the
+	// one that sets presence (several replicas): it knows the person's
+	// pause and call (the shared state), not their spans, read-back or
+	// live signals.
+	Standby bool
+	// OwnStatus is true when Teams shows the person's own status, which
+	// wins over the worker's until their next span.
+	OwnStatus bool
 	// Spans are the person's busy spans ahead, earliest first.
 	Spans []Span
+	// Live are the live signals about the person in force now (a call,
+	// a Zoom presence), newest first.
+	Live []Live
+}
+
+// Live is a live signal about a person: a vendor's call or presence.
+type Live struct {
+	Vendor string // "zoom", "webex"
+	Status string // the vendor's word: "On_Phone_Call", "connected", …
+	Since  time.Time
 }
 
 // Span is a time the worker keeps a person busy, and why.
@@ -91,6 +126,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// Location is the zone times are shown in (default UTC).
 	Location *time.Location
+	// MaxCall is the longest "I'm on a call" (selfservice.max_call;
+	// default 4h).
+	MaxCall time.Duration
 	// Now is the clock for sessions and token expiry (default time.Now).
 	Now func() time.Time
 }
@@ -135,6 +173,8 @@ type Server struct {
 	login   *securecookie.SecureCookie
 	pages   *template.Template
 
+	actions actionLimiter // each person's actions a minute (actions.go)
+
 	mu   sync.Mutex
 	prov *provider // discovered on first use
 }
@@ -165,6 +205,9 @@ func New(cfg Config, dir Directory, people People, logger *slog.Logger) (*Server
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxCall < MinCallMinutes*time.Minute {
+		cfg.MaxCall = 4 * time.Hour
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -191,6 +234,10 @@ func New(cfg Config, dir Directory, people People, logger *slog.Logger) (*Server
 	s.mux.HandleFunc("GET /{$}", s.home)
 	s.mux.HandleFunc("GET /auth/callback", s.callback)
 	s.mux.HandleFunc("POST /auth/signout", s.post(s.signOut))
+	s.mux.HandleFunc("POST /pause", s.post(s.limited(s.pause))) // actions.go
+	s.mux.HandleFunc("POST /resume", s.post(s.limited(s.resume)))
+	s.mux.HandleFunc("POST /call", s.post(s.limited(s.call)))
+	s.mux.HandleFunc("POST /call/end", s.post(s.limited(s.endCall)))
 	return s, nil
 }
 

@@ -49,24 +49,69 @@ func (d *directory) remove(oid string) {
 	delete(d.people, oid)
 }
 
-// people is a People answering a fixed view per person.
-type people map[string]selfservice.View
+// people is a People answering a fixed view per person, which Pause and
+// Resume change.
+type people struct {
+	mu    sync.Mutex
+	views map[string]selfservice.View
+	err   error // what Pause and Resume answer
+}
 
-func (p people) View(_ context.Context, oid string) (selfservice.View, error) {
-	v, ok := p[oid]
+func newPeople(views map[string]selfservice.View) *people {
+	if views == nil {
+		views = map[string]selfservice.View{}
+	}
+	return &people{views: views}
+}
+
+func (p *people) View(_ context.Context, oid string) (selfservice.View, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.views[oid]
 	if !ok {
 		return selfservice.View{}, errors.New("no such person")
 	}
 	return v, nil
 }
 
+func (p *people) Pause(_ context.Context, oid string, until time.Time) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	v := p.views[oid]
+	v.Paused, v.PausedUntil = true, until
+	p.views[oid] = v
+	return nil
+}
+
+func (p *people) Resume(_ context.Context, oid string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	v := p.views[oid]
+	v.Paused, v.PausedUntil = false, time.Time{}
+	p.views[oid] = v
+	return nil
+}
+
+func (p *people) view(oid string) selfservice.View {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.views[oid]
+}
+
 // env is a self-service listener on loopback http, signing in against the
 // fake Entra.
 type env struct {
-	fake *graphtest.Server
-	srv  *httptest.Server
-	dir  *directory
-	now  *clock
+	fake   *graphtest.Server
+	srv    *httptest.Server
+	dir    *directory
+	people *people
+	now    *clock
 }
 
 type clock struct {
@@ -110,9 +155,10 @@ func newEnv(t *testing.T) *env { return newEnvTenant(t, "") }
 func newEnvTenant(t *testing.T, tenant string, opts ...graphtest.Option) *env {
 	t.Helper()
 	e := &env{
-		fake: graphtest.NewServer(t, opts...),
-		dir:  &directory{people: map[string]string{aliceOID: aliceUPN}},
-		now:  &clock{},
+		fake:   graphtest.NewServer(t, opts...),
+		dir:    &directory{people: map[string]string{aliceOID: aliceUPN}},
+		people: newPeople(map[string]selfservice.View{aliceOID: aliceView}),
+		now:    &clock{},
 	}
 	if tenant == "" {
 		tenant = e.fake.TenantID()
@@ -129,7 +175,7 @@ func newEnvTenant(t *testing.T, tenant string, opts ...graphtest.Option) *env {
 		CookieKey:    []byte("0123456789abcdef0123456789abcdef"),
 		HTTPClient:   e.fake.HTTPClient(),
 		Now:          e.now.Now,
-	}, e.dir, people{aliceOID: aliceView}, slog.New(slog.DiscardHandler))
+	}, e.dir, e.people, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -573,7 +619,7 @@ func TestTwoTabs(t *testing.T) {
 
 func TestNewRefusesShortKey(t *testing.T) {
 	_, err := selfservice.New(selfservice.Config{URL: "https://presence.contoso.com", Authority: "https://login.microsoftonline.com/",
-		TenantID: "t", ClientID: "c", ClientSecret: "s", CookieKey: []byte("short")}, &directory{}, people{}, nil)
+		TenantID: "t", ClientID: "c", ClientSecret: "s", CookieKey: []byte("short")}, &directory{}, newPeople(nil), nil)
 	if err == nil || !strings.Contains(err.Error(), "want at least 32") {
 		t.Errorf("New with a 5-byte key = %v; want an error asking for 32 bytes", err)
 	}
@@ -586,7 +632,7 @@ func TestSecureCookies(t *testing.T) {
 		URL: "https://presence.contoso.com", Authority: fake.AuthorityHost(), TenantID: fake.TenantID(),
 		ClientID: fake.ClientID(), ClientSecret: fake.ClientSecret(),
 		CookieKey: []byte("0123456789abcdef0123456789abcdef"), HTTPClient: fake.HTTPClient(),
-	}, &directory{}, people{}, nil)
+	}, &directory{}, newPeople(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

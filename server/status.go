@@ -144,6 +144,8 @@ func holdKind(kind string) string {
 		return "refused by Graph"
 	case engine.HoldOperator:
 		return "cleared by operator"
+	case engine.HoldPaused:
+		return "paused"
 	}
 	return kind
 }

@@ -68,6 +68,7 @@ func sampleStatus() engine.Status {
 				Reason: "setPresence for 9a1f3c2e-0000-4000-8000-000000000002: HTTP 429 TooManyRequests", Until: now.Add(2 * time.Minute)},
 			{User: "carol@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000003", Kind: engine.HoldRefused,
 				Reason: "setPresence for 9a1f3c2e-0000-4000-8000-000000000003: HTTP 403 Forbidden: no Teams license", Until: now.Add(50 * time.Minute)},
+			{User: "gina@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000007", Kind: engine.HoldPaused, Reason: "paused on their own page"},
 		},
 		Unresolved:      []identity.Unresolved{{Address: "ghost@partner.example", Reason: "unknown"}},
 		UnresolvedCount: 1200, // the rest not shown
@@ -236,6 +237,7 @@ func checkPage(t *testing.T, doc *node) {
 		{"next", "2027-03-04 15:30:00 UTC in 30m alice@contoso.com free Weekly sync"},
 		{"held", "bob@contoso.com 9a1f3c2e-0000-4000-8000-000000000002 throttled 3 tries setPresence for 9a1f3c2e-0000-4000-8000-000000000002: HTTP 429 TooManyRequests"},
 		{"held", "carol@contoso.com 9a1f3c2e-0000-4000-8000-000000000003 refused by Graph setPresence for 9a1f3c2e-0000-4000-8000-000000000003: HTTP 403 Forbidden: no Teams license 2027-03-04 15:50:00 UTC in 50m"},
+		{"held", "gina@contoso.com 9a1f3c2e-0000-4000-8000-000000000007 paused paused on their own page until they resume"},
 		{"held", "ghost@partner.example unknown"},
 		{"held", "Calendar addresses that name no Entra user (1200) Their meetings make nobody busy. The first 1 by address are shown."},
 		{"graph-errors", "2027-03-04 14:59:00 UTC 1m ago set bob@contoso.com HTTP 429 setPresence: HTTP 429 TooManyRequests"},

@@ -69,6 +69,23 @@ type Store interface {
 	// error.
 	DeleteSignal(ctx context.Context, id string) error
 
+	// Pauses returns every stored pause (the self-service page's), by
+	// object id, ended ones included (a *BadRecordsError as in Sessions).
+	Pauses(ctx context.Context) (map[string]Pause, error)
+	// PutPause records p under p.ID, replacing the person's earlier one.
+	PutPause(ctx context.Context, p Pause) error
+	// DeletePause forgets the person's pause; forgetting none is no error.
+	DeletePause(ctx context.Context, id string) error
+
+	// OwnCalls returns every call people declared on their page, by
+	// object id, ended ones included (a *BadRecordsError as in Sessions).
+	OwnCalls(ctx context.Context) (map[string]OwnCall, error)
+	// PutOwnCall records c under c.ID, replacing the person's earlier one.
+	PutOwnCall(ctx context.Context, c OwnCall) error
+	// DeleteOwnCall forgets the person's call; forgetting none is no
+	// error.
+	DeleteOwnCall(ctx context.Context, id string) error
+
 	// Ping reports whether the store can be used now (/readyz): a
 	// database that answers, a file still open.
 	Ping(ctx context.Context) error

@@ -25,6 +25,8 @@ type Store struct {
 	sessions map[string]state.Session
 	ids      map[string]state.Identity
 	feeds    map[string]state.Feed
+	pauses   map[string]state.Pause
+	ownCalls map[string]state.OwnCall
 	signals  map[string]state.Signal
 }
 
@@ -36,6 +38,8 @@ func New() *Store {
 		sessions: make(map[string]state.Session),
 		ids:      make(map[string]state.Identity),
 		feeds:    make(map[string]state.Feed),
+		pauses:   make(map[string]state.Pause),
+		ownCalls: make(map[string]state.OwnCall),
 		signals:  make(map[string]state.Signal),
 	}
 }
@@ -232,5 +236,81 @@ func (m *Store) DeleteSignal(ctx context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.signals, id)
+	return nil
+}
+
+// Pauses returns a copy of the pauses (PauseStore).
+func (m *Store) Pauses(ctx context.Context) (map[string]state.Pause, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.pauses), nil
+}
+
+// PutPause records p (PauseStore).
+func (m *Store) PutPause(ctx context.Context, p state.Pause) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if p.ID == "" {
+		return errors.New("put pause: empty id")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pauses == nil {
+		m.pauses = make(map[string]state.Pause)
+	}
+	m.pauses[p.ID] = p
+	return nil
+}
+
+// DeletePause forgets the pause of id (PauseStore).
+func (m *Store) DeletePause(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.pauses, id)
+	return nil
+}
+
+// OwnCalls returns a copy of the own calls (OwnCallStore).
+func (m *Store) OwnCalls(ctx context.Context) (map[string]state.OwnCall, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.ownCalls), nil
+}
+
+// PutOwnCall records c (OwnCallStore).
+func (m *Store) PutOwnCall(ctx context.Context, c state.OwnCall) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if c.ID == "" {
+		return errors.New("put own call: empty id")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ownCalls == nil {
+		m.ownCalls = make(map[string]state.OwnCall)
+	}
+	m.ownCalls[c.ID] = c
+	return nil
+}
+
+// DeleteOwnCall forgets the call of id (OwnCallStore).
+func (m *Store) DeleteOwnCall(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.ownCalls, id)
 	return nil
 }

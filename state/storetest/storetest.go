@@ -49,6 +49,8 @@ func Run(t *testing.T, open func(t *testing.T) state.Store) {
 		{"DeleteFeedsExcept", testDeleteFeedsExcept},
 		{"Signals", testSignals},
 		{"QueuedSignals", testQueuedSignals},
+		{"Pauses", testPauses},
+		{"OwnCalls", testOwnCalls},
 		{"OddKeys", testOddKeys},
 		{"Many", testMany},
 		{"Durable", testDurable},

@@ -94,6 +94,8 @@ type Engine struct {
 	rate          float64     // presence calls per second Graph allows (0: no limit)
 	authenticated func() bool // nil: not checked
 	sig           *signalSet  // live meeting signals (signals.go)
+	pauses        *pauseSet   // people's pauses (pauses.go)
+	calls         *ownCallSet // the calls people declare (owncalls.go)
 	rb            *readback   // what Teams shows (readback.go)
 
 	// reloads hands Reload's configurations to Run's loop, so that a
@@ -116,7 +118,7 @@ type Engine struct {
 
 	viewMu    sync.Mutex // guards viewCache
 	viewCache struct {
-		gen     [4]uint64 // of the feed snapshot, the live signals, the directory, the settings
+		gen     [6]uint64 // of the feed snapshot, the live signals, the directory, the settings, the pauses, the own calls
 		matches []plan.Match
 		spans   map[string][]plan.Span
 	}
@@ -180,6 +182,8 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		exec:         newExecutor(o.Presence, sessions, dir, policy.NewGate(g.MaxConcurrency, rate), o.Logger, o.Metrics),
 		kick:         make(chan struct{}, 1),
 		sig:          newSignalSet(ctx, o.Store, o.Logger),
+		pauses:       newPauseSet(o.Store, o.Logger),
+		calls:        newOwnCallSet(o.Store, o.Logger),
 		rb:           newReadback(),
 		reloads:      make(chan reloadRequest),
 		stopped:      make(chan struct{}),
@@ -267,6 +271,10 @@ func (e *Engine) Run(ctx context.Context) error {
 			defer t.Stop()
 			for {
 				e.TakeInbox(ctx)
+				// Pauses and calls another replica stored (pauses.go, owncalls.go).
+				if p, c := e.pauses.refresh(ctx, time.Now(), e.log), e.calls.refresh(ctx, time.Now(), e.log); p || c {
+					e.kickReconcile()
+				}
 				select {
 				case <-ctx.Done():
 					return
@@ -577,12 +585,14 @@ func (e *Engine) input(ctx context.Context, now time.Time) (plan.ReconcileInput,
 func (e *Engine) view(ctx context.Context, matches []plan.Match, feedGen uint64, now time.Time, key plan.KeyFunc) ([]plan.Match, map[string][]plan.Span) {
 	sigs, sigGen := e.sig.at(ctx, now, e.log)
 	conf := e.conf.Load()
-	gen := [4]uint64{feedGen, sigGen, e.dir.Generation(), conf.gen}
+	pauses, pauseGen := e.pauses.snapshot()
+	calls, callGen := e.calls.snapshot()
+	gen := [6]uint64{feedGen, sigGen, e.dir.Generation(), conf.gen, pauseGen, callGen}
 	e.viewMu.Lock()
 	defer e.viewMu.Unlock()
 	if e.viewCache.spans == nil || e.viewCache.gen != gen {
-		m := e.withSignals(matches, sigs, key)
-		e.viewCache.matches, e.viewCache.spans = m, plan.Spans(m, conf.cfg.Presence.MergeGap, key)
+		m := e.withOwnCalls(e.withSignals(matches, sigs, key), calls)
+		e.viewCache.matches, e.viewCache.spans = m, cutPaused(plan.Spans(m, conf.cfg.Presence.MergeGap, key), pauses)
 		e.viewCache.gen = gen
 	}
 	return e.viewCache.matches, e.viewCache.spans

@@ -263,6 +263,7 @@ func (e *Engine) Status(ctx context.Context, now time.Time) Status {
 			}
 		}
 	}
+	st.Held = append(st.Held, e.pausedHeld(now)...) // pauses.go
 	slices.SortFunc(st.Held, func(a, b HeldPerson) int { return strings.Compare(a.User, b.User) })
 	return st
 }
