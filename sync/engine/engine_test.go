@@ -408,49 +408,6 @@ func TestEngineLeadGraceAndOverlappingSources(t *testing.T) {
 	})
 }
 
-// Killed mid-meeting, restarted while the feeds hang: the meeting that
-// ended while the worker was down is cleared and the one that began is set
-// at once, from the stored copies and sessions, and the engine is ready.
-func TestEngineRestartWhileFeedsHang(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		begin := time.Now()
-		cfg := testConfig()
-		cfg.Sources = append(cfg.Sources, config.Source{Name: "webex", URL: "https://example.test/webex.ics",
-			Users: []string{"bob@contoso.com"}, PollInterval: time.Minute})
-		h := &harness{t: t, begin: begin, metrics: NewMetrics(nil), store: mem.New(),
-			graph: &testutil.Presence{Begin: begin}, cache: &memFeedCache{feeds: map[string]state.Feed{}},
-			feeds: &fakeFeeds{errs: map[string]error{}, bodies: map[string]string{
-				// Alice's short meeting gets a 5 min lease, to 1h5m.
-				"zoom":  ics(begin, "a", 60*time.Minute, 3*time.Minute),
-				"webex": ics(begin, "b", 62*time.Minute, 30*time.Minute),
-			}}}
-		h.start(cfg)
-		h.until(61 * time.Minute)
-		h.stop() // killed during Alice's meeting
-		h.feeds.mu.Lock()
-		h.feeds.hang = true
-		h.feeds.mu.Unlock()
-		h.until(64 * time.Minute)
-		h.start(cfg)
-		synctest.Wait()
-		if ready, _ := h.eng.Ready(); !ready {
-			t.Error("Ready() = false while the feeds hang; want ready after the reconcile from the stored copies")
-		}
-		h.until(70 * time.Minute)
-		h.stop()
-		got := h.graph.Got()
-		slices.Sort(got[1:])
-		want := []string{
-			"1h0m0s set alice@contoso.com InAConferenceCall 5m0s",
-			"1h4m0s clear alice@contoso.com",
-			"1h4m0s set bob@contoso.com InAConferenceCall 28m0s",
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("Graph calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-		}
-	})
-}
-
 // slowCache is a feed cache that takes a while to read one source's copy.
 type slowCache struct {
 	*memFeedCache

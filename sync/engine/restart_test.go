@@ -78,11 +78,11 @@ func restartHarness(t *testing.T, restartAt time.Duration, cfg2 *config.Config, 
 	return h, reads
 }
 
-// A restart reconciles from the occurrences stored with each copy: while
-// every feed hangs, the meeting that ended while the worker was down is
-// cleared and the one that began is set at once, and no copy is read or
-// parsed to do it.
-func TestRestartFromStoredOccurrences(t *testing.T) {
+// Killed mid-meeting, restarted while the feeds hang: the meeting that
+// ended while the worker was down is cleared and the one that began is set
+// at once, from the occurrences stored with each copy and the sessions,
+// the engine is ready, and no copy is read or parsed to do it.
+func TestEngineRestartWhileFeedsHang(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h, reads := restartHarness(t, 64*time.Minute, nil, nil)
 		synctest.Wait()
