@@ -2,27 +2,18 @@ package pg
 
 import (
 	"context"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/calpresence/calpresence/internal/pgtest"
 	"github.com/calpresence/calpresence/state"
 )
 
 var seedExpansion = state.Expansion{Key: "k", At: seedT0.UTC(), Occurrences: []byte{1, 0, 0, 0, 0}}
 
 // expansionsVersion is the schema that added feeds.expansion.
-func expansionsVersion() int {
-	for _, m := range migrations {
-		if strings.HasSuffix(m.name, "_feed_expansions.sql") {
-			return m.version
-		}
-	}
-	return 0
-}
+func expansionsVersion() int { return migrationVersion("_feed_expansions.sql") }
 
 // The schema with feeds.expansion stores the fixture as the one before it
 // did, with the copy's expansion beside it.
@@ -47,14 +38,7 @@ func TestFeedHeadsAcrossTheMigration(t *testing.T) {
 	}
 	for _, from := range []int{version - 1, version} {
 		ctx := context.Background()
-		dsn := pgtest.DB(t)
-		pool := connect(t, dsn)
-		if err := migrate(ctx, pool, migrations[:from]); err != nil {
-			t.Fatalf("migrate to %d: %v", from, err)
-		}
-		seeds[from](ctx, t, pool)
-		pool.Close()
-		s := open(t, dsn)
+		s := openSeeded(t, from)
 		heads, err := s.FeedHeads(ctx)
 		if err != nil {
 			t.Fatal(err)

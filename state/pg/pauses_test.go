@@ -3,27 +3,18 @@ package pg
 import (
 	"context"
 	"encoding/json"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/calpresence/calpresence/internal/pgtest"
 	"github.com/calpresence/calpresence/state"
 )
 
 var seedPause = state.Pause{ID: seedSession.UserID, Since: seedT0, Until: seedT0.Add(2 * time.Hour)}
 
 // pausesVersion is the schema that added the pauses table.
-func pausesVersion() int {
-	for _, m := range migrations {
-		if strings.HasSuffix(m.name, "_pauses.sql") {
-			return m.version
-		}
-	}
-	return 0
-}
+func pausesVersion() int { return migrationVersion("_pauses.sql") }
 
 // The schema with pauses stores the fixture as the one before it did, and
 // a pause of the seeded person beside it.
@@ -51,14 +42,7 @@ func TestPausesAcrossTheMigration(t *testing.T) {
 	}
 	for _, from := range []int{version - 1, version} {
 		ctx := context.Background()
-		dsn := pgtest.DB(t)
-		pool := connect(t, dsn)
-		if err := migrate(ctx, pool, migrations[:from]); err != nil {
-			t.Fatalf("migrate to %d: %v", from, err)
-		}
-		seeds[from](ctx, t, pool)
-		pool.Close()
-		s := open(t, dsn)
+		s := openSeeded(t, from)
 		got, err := s.Pauses(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -74,14 +58,7 @@ func TestPausesAcrossTheMigration(t *testing.T) {
 }
 
 // ownCallsVersion is the schema that added the own_calls table.
-func ownCallsVersion() int {
-	for _, m := range migrations {
-		if strings.HasSuffix(m.name, "_own_calls.sql") {
-			return m.version
-		}
-	}
-	return 0
-}
+func ownCallsVersion() int { return migrationVersion("_own_calls.sql") }
 
 // The schema with own_calls stores the fixture as the one before it did.
 func init() {

@@ -449,3 +449,30 @@ func TestMethodsWorkUnderCallersCtx(t *testing.T) {
 		}
 	}
 }
+
+// migrationVersion is the version of the migration whose file name ends
+// in suffix ("_pauses.sql"); 0 when there is none.
+func migrationVersion(suffix string) int {
+	for _, m := range migrations {
+		if strings.HasSuffix(m.name, suffix) {
+			return m.version
+		}
+	}
+	return 0
+}
+
+// openSeeded opens a Store on a database migrated to schema from and
+// seeded as that schema stores the fixture (seeds), migrating it to the
+// binary's version.
+func openSeeded(t *testing.T, from int) *Store {
+	t.Helper()
+	ctx := context.Background()
+	dsn := pgtest.DB(t)
+	pool := connect(t, dsn)
+	if err := migrate(ctx, pool, migrations[:from]); err != nil {
+		t.Fatalf("migrate to %d: %v", from, err)
+	}
+	seeds[from](ctx, t, pool)
+	pool.Close()
+	return open(t, dsn)
+}
