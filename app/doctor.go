@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/leader"
 	"github.com/calpresence/calpresence/presence"
+	"github.com/calpresence/calpresence/selfservice"
 	"github.com/calpresence/calpresence/state/bolt"
 	"github.com/calpresence/calpresence/sync/engine"
 )
@@ -78,7 +80,8 @@ type DoctorOptions struct {
 // application roles of the Graph token, each configured user resolved, a
 // read-back of one person, each source fetched and parsed once, the
 // webhook secrets, Webex Calling's access token (when configured), the
-// state writable and, with PostgreSQL, who holds the leader lock. It disturbs no daemon running next to it: it sets no
+// authority's discovery document for the self-service sign-in (when
+// configured), the state writable and, with PostgreSQL, who holds the leader lock. It disturbs no daemon running next to it: it sets no
 // presence, writes nothing that stays, and only reads a state file the
 // daemon holds. With graph.dry_run the Graph checks are skipped: nothing
 // would be sent there.
@@ -117,6 +120,9 @@ func Doctor(ctx context.Context, cfg *config.Config, o DoctorOptions, report fun
 	report(doctorWebhooks(cfg))
 	if c, ok := doctorWebex(ctx, cfg); ok {
 		report(c)
+	}
+	if cfg.Selfservice.Enabled() {
+		report(doctorSelfservice(ctx, cfg))
 	}
 	doctorState(ctx, cfg, report)
 	return nil
@@ -419,6 +425,31 @@ func doctorWebex(ctx context.Context, cfg *config.Config) (Check, bool) {
 		return Check{CheckFailed, name, fmt.Sprintf("Webex refuses the access token in %s (GET %s/people/me: 403): it needs the scope spark:people_read (or spark-admin:people_read)", file, api)}, true
 	}
 	return Check{CheckFailed, name, fmt.Sprintf("GET %s/people/me with the access token in %s: HTTP %d", api, file, resp.StatusCode)}, true
+}
+
+// selfserviceTimeout bounds doctor's fetch of the discovery document.
+const selfserviceTimeout = 15 * time.Second
+
+// doctorSelfservice checks that the authority answers the tenant's OpenID
+// Connect discovery document, at the URL the self-service sign-in reads
+// (selfservice.Discover): without it nobody can sign in to the page.
+func doctorSelfservice(ctx context.Context, cfg *config.Config) Check {
+	const name = "selfservice"
+	si, err := graph.NewSignIn(cfg.Graph)
+	if err != nil {
+		return Check{CheckFailed, name, fmt.Sprintf("sign-in cannot be set up: %v", err)}
+	}
+	url := selfservice.DiscoveryURL(si.Authority, cfg.Graph.TenantID)
+	ctx, cancel := context.WithTimeout(ctx, selfserviceTimeout)
+	defer cancel()
+	issuer, err := selfservice.Discover(ctx, si.HTTPClient, si.Authority, cfg.Graph.TenantID)
+	if ue := (*neturl.Error)(nil); errors.As(err, &ue) {
+		err = ue.Err // the line names the URL already
+	}
+	if err != nil {
+		return Check{CheckFailed, name, fmt.Sprintf("GET %s: %v: nobody can sign in to the page; check graph.tenant_id, graph.cloud or graph.authority_host, and that the worker reaches the authority", url, err)}
+	}
+	return Check{CheckPassed, name, fmt.Sprintf("the authority answers the discovery document %s (issuer %s)", url, issuer)}
 }
 
 // doctorState checks that the state can be written: the bbolt file (or

@@ -41,6 +41,18 @@ func listenPort(t *testing.T) int {
 	return n
 }
 
+// portOf is the port of a listen address of the binary's defaults, e.g.
+// selfservice.listen ":8082".
+func portOf(t *testing.T, key, listen string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(listen)
+	n, err2 := strconv.Atoi(p)
+	if err != nil || err2 != nil {
+		t.Fatalf("default %s = %q: no port", key, listen)
+	}
+	return n
+}
+
 // readDocs decodes every YAML document in path into a T.
 func readDocs[T any](t *testing.T, path string) []T {
 	t.Helper()

@@ -180,3 +180,60 @@ func configOf(t *testing.T, objs map[string]map[string]object) map[string]any {
 	}
 	return cfg
 }
+
+// TestHelmSelfservice: the chart declares the self-service port (the
+// binary's default selfservice.listen) on the pod and the Service when the
+// configuration sets selfservice.url, or with selfservice.enabled, and not
+// otherwise; the NetworkPolicy admits the ingress controller to it. A
+// selfservice.listen on another port than selfservice.port is refused.
+func TestHelmSelfservice(t *testing.T) {
+	helmTool(t)
+	want := portOf(t, "selfservice.listen", defaults.Selfservice.Listen)
+	for _, tt := range []struct {
+		name    string
+		values  []string
+		exposed bool
+	}{
+		{"default", nil, false},
+		{"config", []string{"--set", "config.selfservice.url=https://presence.contoso.com"}, true},
+		{"enabled", []string{"--set", "selfservice.enabled=true"}, true},
+		{"postgres-replicas", []string{"-f", filepath.Join(chart, "values-postgres-replicas.yaml"), "--set", "config.selfservice.url=https://presence.contoso.com"}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := helmTemplate(t, tt.values...)
+			dep := decodeSpec[deploymentSpec](t, only(t, objs, "Deployment"))
+			c := dep.Template.Spec.Containers[0]
+			got := resolvePort(c, "selfservice")
+			switch {
+			case tt.exposed && got != want:
+				t.Errorf("container port selfservice = %d; want %d (selfservice.listen %q)", got, want, defaults.Selfservice.Listen)
+			case !tt.exposed && got != 0:
+				t.Errorf("container port selfservice = %d; want none (selfservice not configured)", got)
+			}
+			svc := decodeSpec[struct {
+				Ports []struct {
+					Name       string `yaml:"name"`
+					Port       int    `yaml:"port"`
+					TargetPort string `yaml:"targetPort"`
+				} `yaml:"ports"`
+			}](t, only(t, objs, "Service"))
+			var onService bool
+			for _, p := range svc.Ports {
+				if p.Name == "selfservice" {
+					onService = true
+					if p.Port != want || resolvePort(c, p.TargetPort) != want {
+						t.Errorf("Service port selfservice = %d → %q; want %d → the container's %d", p.Port, p.TargetPort, want, want)
+					}
+				}
+			}
+			if onService != tt.exposed {
+				t.Errorf("Service has port selfservice: %v; want %v", onService, tt.exposed)
+			}
+			checkNetworkPolicy(t, objs, c, dep.Template.Metadata.Labels)
+		})
+	}
+	_, err := runHelm(t, "template", "calpresence", chart, "--set", "config.selfservice.url=https://presence.contoso.com", "--set", "config.selfservice.listen=:9000")
+	if err == nil || !strings.Contains(err.Error(), `selfservice.port: 8082 is not the port of config.selfservice.listen ":9000"`) {
+		t.Errorf("helm template with selfservice.listen :9000: %v; want a refusal naming selfservice.port", err)
+	}
+}

@@ -591,7 +591,8 @@ func checkNetworkPolicy(t *testing.T, objs map[string]map[string]object, c conta
 		n, _ := strconv.Atoi(p)
 		return n
 	}()
-	var adminAdmitted, webhooksAdmitted bool
+	selfservicePort := portOf(t, "selfservice.listen", defaults.Selfservice.Listen)
+	var adminAdmitted, webhooksAdmitted, selfserviceAdmitted bool
 	admitted := map[int]bool{}
 	for i, rule := range spec.Ingress {
 		// The ports of the rule; none listed means every port.
@@ -617,6 +618,9 @@ func checkNetworkPolicy(t *testing.T, objs map[string]map[string]object, c conta
 		if covers(webhooksPort, "webhooks") && len(rule.From) > 0 {
 			webhooksAdmitted = true
 		}
+		if covers(selfservicePort, "selfservice") && len(rule.From) > 0 {
+			selfserviceAdmitted = true
+		}
 		if !covers(admin, "http") {
 			continue
 		}
@@ -637,6 +641,9 @@ func checkNetworkPolicy(t *testing.T, objs map[string]map[string]object, c conta
 	}
 	if !webhooksAdmitted {
 		t.Errorf("NetworkPolicy: no rule admits anyone to the webhooks port (%q, or %d) the Deployment tells to declare: the ingress could not reach it", "webhooks", webhooksPort)
+	}
+	if !selfserviceAdmitted {
+		t.Errorf("NetworkPolicy: no rule admits anyone to the self-service port (%q, or %d) the Deployment tells to declare: the ingress could not reach it", "selfservice", selfservicePort)
 	}
 	for _, p := range c.Ports {
 		if !admitted[p.ContainerPort] {

@@ -31,8 +31,21 @@ type claims struct {
 	PreferredUsername string `json:"preferred_username"`
 }
 
-// discover returns the tenant's provider, fetching the discovery document
-// {authority}/{tenant}/v2.0/.well-known/openid-configuration on first use.
+// DiscoveryURL is the tenant's OpenID Connect discovery document that
+// sign-in reads: {authority}/{tenant}/v2.0/.well-known/openid-configuration.
+func DiscoveryURL(authority, tenant string) string {
+	return strings.TrimRight(authority, "/") + "/" + tenant + "/v2.0/.well-known/openid-configuration"
+}
+
+// Discover fetches the tenant's discovery document (DiscoveryURL) with
+// client, as sign-in does on its first use, and returns the issuer it
+// accepts; `calpresence doctor` checks with it that the authority answers.
+func Discover(ctx context.Context, client *http.Client, authority, tenant string) (issuer string, err error) {
+	_, issuer, err = discoverProvider(ctx, client, authority, tenant)
+	return issuer, err
+}
+
+// discoverProvider fetches the tenant's discovery document.
 //
 // Entra's issuer names the tenant by its GUID. With graph.tenant_id a GUID
 // the discovery document's issuer is the discovery URL's, as OpenID
@@ -40,24 +53,37 @@ type claims struct {
 // Entra answers the GUID issuer: that one is accepted, from the tenant's
 // own discovery document at the configured authority only, and every ID
 // token must then carry it.
+func discoverProvider(ctx context.Context, client *http.Client, authority, tenant string) (*oidc.Provider, string, error) {
+	if client != nil {
+		ctx = oidc.ClientContext(ctx, client)
+	}
+	base := strings.TrimRight(authority, "/") + "/"
+	issuer := base + tenant + "/v2.0"
+	p, err := oidc.NewProvider(ctx, issuer)
+	var mismatch *oidc.IssuerMismatchError
+	if errors.As(err, &mismatch) && tenantOfIssuer(base, mismatch.Discovered) != "" {
+		issuer = mismatch.Discovered
+		p, err = oidc.NewProvider(oidc.InsecureIssuerURLContext(ctx, issuer), base+tenant+"/v2.0")
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("discover %s: %w", issuer, err)
+	}
+	return p, issuer, nil
+}
+
+// discover returns the tenant's provider, fetching the discovery document
+// on first use (discoverProvider).
 func (s *Server) discover(ctx context.Context) (*provider, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.prov != nil {
 		return s.prov, nil
 	}
-	ctx = oidc.ClientContext(ctx, s.cfg.HTTPClient)
-	base := s.trimAuthority() + "/"
-	issuer := base + s.cfg.TenantID + "/v2.0"
-	p, err := oidc.NewProvider(ctx, issuer)
-	var mismatch *oidc.IssuerMismatchError
-	if errors.As(err, &mismatch) && tenantOfIssuer(base, mismatch.Discovered) != "" {
-		issuer = mismatch.Discovered
-		p, err = oidc.NewProvider(oidc.InsecureIssuerURLContext(ctx, issuer), base+s.cfg.TenantID+"/v2.0")
-	}
+	p, issuer, err := discoverProvider(ctx, s.cfg.HTTPClient, s.cfg.Authority, s.cfg.TenantID)
 	if err != nil {
-		return nil, fmt.Errorf("discover %s: %w", issuer, err)
+		return nil, err
 	}
+	base := s.trimAuthority() + "/"
 	ep := p.Endpoint()
 	// Entra reads the client secret from the form (client_secret_post).
 	ep.AuthStyle = oauth2.AuthStyleInParams

@@ -60,6 +60,8 @@ type doctorConfig struct {
 	state   string // the state block (default: a bbolt file in the directory)
 	extra   string // more top-level YAML
 	dryRun  bool
+	// authority replaces graph.authority_host (default: the fake's).
+	authority string
 }
 
 // write writes the configuration and returns its path.
@@ -72,6 +74,9 @@ func (e *doctorEnv) write(t *testing.T, c doctorConfig) string {
 		c.state = "  path: " + filepath.Join(e.dir, "state.db")
 	}
 	gc := e.g.Config()
+	if c.authority != "" {
+		gc.AuthorityHost = c.authority
+	}
 	cfg := fmt.Sprintf(`graph:
   tenant_id: %s
   client_id: %s
@@ -232,6 +237,70 @@ func TestDoctorDryRun(t *testing.T) {
 	if n := len(e.g.Calls()); n != 0 {
 		t.Errorf("doctor in dry run sent %d requests to the fake", n)
 	}
+}
+
+// TestDoctorSelfservice: with selfservice configured, doctor fetches the
+// tenant's discovery document where sign-in reads it: a ✓ with the issuer
+// when the authority answers; a ✗ saying what failed, and exit 1, when
+// nothing listens there. In dry run, so that the Graph checks ask the
+// authority nothing and the fake's discovery requests are this check's.
+func TestDoctorSelfservice(t *testing.T) {
+	e := newDoctorEnv(t)
+	key := filepath.Join(e.dir, "cookie")
+	if err := os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	self := fmt.Sprintf("selfservice:\n  listen: 127.0.0.1:0\n  url: http://127.0.0.1:8082\n  cookie_key_file: %s\n", key)
+	tenant := e.g.TenantID()
+
+	t.Run("answers", func(t *testing.T) {
+		lines, stderr, code := doctorLines(t, e.write(t, doctorConfig{dryRun: true, extra: self}))
+		if code != 0 {
+			t.Errorf("doctor exit %d; want 0\nstderr: %s", code, stderr)
+		}
+		url := e.g.AuthorityHost() + tenant + "/v2.0/.well-known/openid-configuration"
+		wantLines(t, lines, fmt.Sprintf("✓ selfservice: the authority answers the discovery document %s (issuer %s)", url, e.g.Issuer(tenant)))
+		calls := e.g.CallsOp(graphtest.OpOpenID)
+		if len(calls) != 1 || calls[0].Path != "/"+tenant+"/v2.0/.well-known/openid-configuration" || calls[0].Status != http.StatusOK {
+			t.Errorf("the fake's discovery requests = %+v; want one GET of /%s/v2.0/.well-known/openid-configuration answered 200", calls, tenant)
+		}
+	})
+
+	t.Run("closed port", func(t *testing.T) {
+		closed := "https://" + freeAddr(t) + "/"
+		lines, stderr, code := doctorLines(t, e.write(t, doctorConfig{dryRun: true, extra: self, authority: closed}))
+		if code != 1 || !strings.Contains(stderr, "1 check failed: selfservice") {
+			t.Errorf("doctor exit %d, stderr %q; want 1 naming the selfservice check", code, stderr)
+		}
+		wantLines(t, lines, "✗ selfservice: GET "+closed+tenant+"/v2.0/.well-known/openid-configuration: ")
+		for _, l := range lines {
+			if strings.HasPrefix(l, "✗ selfservice") && !strings.Contains(l, "connection refused") {
+				t.Errorf("the failed line does not say what failed (connection refused): %s", l)
+			}
+		}
+	})
+
+	t.Run("unknown tenant", func(t *testing.T) {
+		cfgPath := e.write(t, doctorConfig{dryRun: true, extra: self})
+		cfg, err := os.ReadFile(cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg = []byte(strings.Replace(string(cfg), "tenant_id: "+tenant, "tenant_id: fabrikam.onmicrosoft.com", 1))
+		if err := os.WriteFile(cfgPath, cfg, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		lines, _, code := doctorLines(t, cfgPath)
+		if code != 1 {
+			t.Errorf("doctor exit %d; want 1", code)
+		}
+		wantLines(t, lines, "✗ selfservice: GET "+e.g.AuthorityHost()+"fabrikam.onmicrosoft.com/v2.0/.well-known/openid-configuration: ")
+		for _, l := range lines {
+			if strings.HasPrefix(l, "✗ selfservice") && !strings.Contains(l, "AADSTS90002") {
+				t.Errorf("the failed line does not carry the authority's answer (AADSTS90002, tenant not found): %s", l)
+			}
+		}
+	})
 }
 
 // TestDoctorNextToDaemon: the state file a running daemon holds is

@@ -49,6 +49,19 @@ file is locked by one process), an unknown driver, no Secret.
 {{- end -}}
 
 {{/*
+calpresence.selfservice is "true" when the self-service listener is exposed:
+selfservice.enabled, or config.selfservice.url set (the daemon then listens
+on config.selfservice.listen, whose port must be selfservice.port).
+*/}}
+{{- define "calpresence.selfservice" -}}
+{{- $listen := dig "selfservice" "listen" "" .Values.config | toString -}}
+{{- if and $listen (ne ($listen | splitList ":" | last | int) (.Values.selfservice.port | int)) -}}
+{{- fail (printf "selfservice.port: %v is not the port of config.selfservice.listen %q" .Values.selfservice.port $listen) -}}
+{{- end -}}
+{{- if or .Values.selfservice.enabled (dig "selfservice" "url" "" .Values.config) }}true{{ end -}}
+{{- end -}}
+
+{{/*
 calpresence.config is config.yaml: values.config with the state section the
 driver needs, on the claim (bbolt) or at the DSN the Secret mounts (postgres).
 */}}
