@@ -63,14 +63,14 @@ func TestStandbyPagePause(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(page, "This server stands by") || !strings.Contains(page, "Not paused") {
 		t.Fatalf("alice's page on the standby = %d; want 200 saying it stands by, and that she is not paused\n%s", status, page)
 	}
-	csrf := formValue(t, page, "csrf")
-	if status, page := postForm(t, c, url2, "/pause", neturl.Values{"csrf": {csrf}}); status != http.StatusOK || !strings.Contains(page, "Paused until you resume") {
+	csrf := testutil.FormValue(t, page, "csrf")
+	if status, page := testutil.PostForm(t, c, url2, "/pause", neturl.Values{"csrf": {csrf}}); status != http.StatusOK || !strings.Contains(page, "Paused until you resume") {
 		t.Fatalf("POST /pause on the standby = %d; want 200 after the redirect, saying she is paused\n%s", status, page)
 	}
 	if !testutil.WaitUntil(10*time.Second, func() bool { return slices.Equal(selfPresenceCalls(g, aliceID), []string{"set", "clear"}) }) {
 		t.Fatalf("alice's calls after her pause on the standby = %v; want set, clear", selfPresenceCalls(g, aliceID))
 	}
-	if status, page := postForm(t, c, url2, "/resume", neturl.Values{"csrf": {csrf}}); status != http.StatusOK {
+	if status, page := testutil.PostForm(t, c, url2, "/resume", neturl.Values{"csrf": {csrf}}); status != http.StatusOK {
 		t.Fatalf("POST /resume on the standby = %d\n%s", status, page)
 	}
 	if !testutil.WaitUntil(10*time.Second, func() bool {

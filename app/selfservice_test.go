@@ -3,11 +3,9 @@ package app
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -99,43 +97,9 @@ func signIn(t *testing.T, g *graphtest.Server, url string) (int, string) {
 // signInClient is signIn, also returning the browser (its cookies).
 func signInClient(t *testing.T, g *graphtest.Server, url string) (int, string, *http.Client) {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Transport: g.HTTPClient().Transport, Jar: jar, Timeout: 30 * time.Second}
-	resp, err := c.Get(url + "/")
-	if err != nil {
-		t.Fatalf("GET / (through the sign-in): %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body), c
-}
-
-// postForm posts the page's form to url+path as the page would (same
-// Origin), follows the redirect back to the page and returns it.
-func postForm(t *testing.T, c *http.Client, url, path string, form neturl.Values) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+path, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", url)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
-
-// formValue returns the value of the first input named name in page.
-func formValue(t *testing.T, page, name string) string {
-	t.Helper()
-	marker := `name="` + name + `" value="`
-	i := strings.Index(page, marker)
-	if i < 0 {
-		t.Fatalf("no %s field in the page:\n%s", name, page)
-	}
-	rest := page[i+len(marker):]
-	return rest[:strings.IndexByte(rest, '"')]
+	c := testutil.Browser(g.HTTPClient().Transport)
+	status, body := testutil.Get(t, c, url+"/")
+	return status, body, c
 }
 
 // selfPresenceCalls are the fake's presence calls for user, "set" or "clear".
@@ -174,8 +138,8 @@ func TestSelfservicePause(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(page, "Not paused") {
 		t.Fatalf("alice's page = %d; want 200, not paused\n%s", status, page)
 	}
-	csrf := formValue(t, page, "csrf")
-	status, page = postForm(t, c, url, "/pause", neturl.Values{"csrf": {csrf}})
+	csrf := testutil.FormValue(t, page, "csrf")
+	status, page = testutil.PostForm(t, c, url, "/pause", neturl.Values{"csrf": {csrf}})
 	if status != http.StatusOK || !strings.Contains(page, "Paused until you resume") {
 		t.Errorf("POST /pause, then the page = %d; want 200 saying paused until you resume\n%s", status, page)
 	}
@@ -183,7 +147,7 @@ func TestSelfservicePause(t *testing.T) {
 		t.Fatalf("alice's calls after her pause = %v; want set, clear", selfPresenceCalls(g, aliceID))
 	}
 
-	status, page = postForm(t, c, url, "/resume", neturl.Values{"csrf": {csrf}})
+	status, page = testutil.PostForm(t, c, url, "/resume", neturl.Values{"csrf": {csrf}})
 	if status != http.StatusOK || !strings.Contains(page, "Not paused") {
 		t.Errorf("POST /resume, then the page = %d; want 200, not paused\n%s", status, page)
 	}
@@ -262,11 +226,11 @@ func TestSelfserviceCall(t *testing.T) {
 	}
 	g.SignInAs(bobID, "bob@contoso.com", g.TenantID())
 	_, page, c := signInClient(t, g, url)
-	csrf := formValue(t, page, "csrf")
-	if status, page := postForm(t, c, url, "/call", neturl.Values{"csrf": {csrf}, "minutes": {"241"}}); status != http.StatusBadRequest || !strings.Contains(page, "from 5 to 240") {
+	csrf := testutil.FormValue(t, page, "csrf")
+	if status, page := testutil.PostForm(t, c, url, "/call", neturl.Values{"csrf": {csrf}, "minutes": {"241"}}); status != http.StatusBadRequest || !strings.Contains(page, "from 5 to 240") {
 		t.Errorf("POST /call minutes=241 = %d; want 400 naming 5 to 240\n%s", status, page)
 	}
-	status, page := postForm(t, c, url, "/call", neturl.Values{"csrf": {csrf}, "minutes": {"30"}})
+	status, page := testutil.PostForm(t, c, url, "/call", neturl.Values{"csrf": {csrf}, "minutes": {"30"}})
 	if status != http.StatusOK || !strings.Contains(page, `id="on-call"`) {
 		t.Errorf("POST /call minutes=30, then the page = %d; want 200 saying he is on a call\n%s", status, page)
 	}
@@ -278,7 +242,7 @@ func TestSelfserviceCall(t *testing.T) {
 			t.Errorf("bob's set = %s; want activity InACall", call.Body)
 		}
 	}
-	postForm(t, c, url, "/call/end", neturl.Values{"csrf": {csrf}})
+	testutil.PostForm(t, c, url, "/call/end", neturl.Values{"csrf": {csrf}})
 	if !testutil.WaitUntil(10*time.Second, func() bool { return slices.Equal(selfPresenceCalls(g, bobID), []string{"set", "clear"}) }) {
 		t.Fatalf("bob's calls after ending his call = %v; want set, clear", selfPresenceCalls(g, bobID))
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	neturl "net/url"
 	"os"
@@ -101,12 +100,12 @@ sources:
 	if !strings.Contains(page, "Not paused") {
 		t.Fatalf("alice's page does not say she is not paused:\n%s", page)
 	}
-	csrf := pageField(t, page, "csrf")
-	if status, page := post(t, alice, url, "/pause", neturl.Values{"csrf": {csrf}}); status != http.StatusOK || !strings.Contains(page, "Paused until you resume") {
+	csrf := testutil.FormValue(t, page, "csrf")
+	if status, page := testutil.PostForm(t, alice, url, "/pause", neturl.Values{"csrf": {csrf}}); status != http.StatusOK || !strings.Contains(page, "Paused until you resume") {
 		t.Errorf("POST /pause, then the page = %d; want 200 saying paused until you resume\n%s", status, page)
 	}
 	waitOwnCalls(t, g, aliceID, []string{"set", "clear"})
-	if status, page := post(t, alice, url, "/resume", neturl.Values{"csrf": {csrf}}); status != http.StatusOK || !strings.Contains(page, "Not paused") {
+	if status, page := testutil.PostForm(t, alice, url, "/resume", neturl.Values{"csrf": {csrf}}); status != http.StatusOK || !strings.Contains(page, "Not paused") {
 		t.Errorf("POST /resume, then the page = %d; want 200, not paused\n%s", status, page)
 	}
 	waitOwnCalls(t, g, aliceID, []string{"set", "clear", "set"})
@@ -122,15 +121,15 @@ sources:
 	}) {
 		t.Fatalf("bob's page did not answer 200 within 20s:\n%s", page)
 	}
-	csrf = pageField(t, page, "csrf")
-	if status, page := post(t, bob, url, "/call", neturl.Values{"csrf": {csrf}, "minutes": {"15"}}); status != http.StatusOK || !strings.Contains(page, `id="on-call"`) {
+	csrf = testutil.FormValue(t, page, "csrf")
+	if status, page := testutil.PostForm(t, bob, url, "/call", neturl.Values{"csrf": {csrf}, "minutes": {"15"}}); status != http.StatusOK || !strings.Contains(page, `id="on-call"`) {
 		t.Errorf("POST /call minutes=15, then the page = %d; want 200 saying he is on a call\n%s", status, page)
 	}
 	calls := waitOwnCalls(t, g, bobID, []string{"set"})
 	if set := calls[0]; set.Availability != "Busy" || set.Activity != "InACall" {
 		t.Errorf("bob's set = %s/%s; want Busy/InACall", set.Availability, set.Activity)
 	}
-	if status, _ := post(t, bob, url, "/call/end", neturl.Values{"csrf": {csrf}}); status != http.StatusOK {
+	if status, _ := testutil.PostForm(t, bob, url, "/call/end", neturl.Values{"csrf": {csrf}}); status != http.StatusOK {
 		t.Errorf("POST /call/end, then the page = %d; want 200", status)
 	}
 	waitOwnCalls(t, g, bobID, []string{"set", "clear"})
@@ -222,48 +221,7 @@ func browse(t *testing.T, g *graphtest.Server, url string) (*http.Client, string
 
 func browseStatus(t *testing.T, g *graphtest.Server, url string) (*http.Client, string, int) {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Transport: g.HTTPClient().Transport, Jar: jar, Timeout: 30 * time.Second}
-	status, page := get2(t, c, url+"/")
+	c := testutil.Browser(g.HTTPClient().Transport)
+	status, page := testutil.Get(t, c, url+"/")
 	return c, page, status
-}
-
-// get2 is GET with the browser c.
-func get2(t *testing.T, c *http.Client, url string) (int, string) {
-	t.Helper()
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-// post posts a form to url+path as the page does (its Origin), follows
-// the redirect back to the page and returns it.
-func post(t *testing.T, c *http.Client, url, path string, form neturl.Values) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, url+path, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", url)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-// pageField is the value of the first input named name in page.
-func pageField(t *testing.T, page, name string) string {
-	t.Helper()
-	marker := `name="` + name + `" value="`
-	i := strings.Index(page, marker)
-	if i < 0 {
-		t.Fatalf("no %s field in the page:\n%s", name, page)
-	}
-	rest := page[i+len(marker):]
-	return rest[:strings.IndexByte(rest, '"')]
 }
