@@ -368,14 +368,8 @@ func (fs *feedSet) loadExpansions(ctx context.Context, now time.Time, changed fu
 		}
 		fs.install(f, x, e.At, false)
 		n.Add(1)
-		fs.loadedCopy(f, c, len(occs), now, "expansion", nil)
+		fs.loadedCopy(f, c, len(occs), now, "expansion", changed)
 	})
-	// One reconcile for them all: installing 10,000 takes well under a
-	// second, and reconciles as they load would each build the spans of
-	// those loaded so far, twice as slowly.
-	if n.Load() > 0 && changed != nil {
-		changed()
-	}
 	return int(n.Load())
 }
 
