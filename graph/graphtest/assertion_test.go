@@ -1,18 +1,13 @@
 package graphtest_test
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,55 +18,6 @@ import (
 
 	"github.com/calpresence/calpresence/graph/graphtest"
 )
-
-// registered reads the application certificate and key the fake wrote.
-func registered(t *testing.T, srv *graphtest.Server) (*x509.Certificate, *rsa.PrivateKey) {
-	t.Helper()
-	data, err := os.ReadFile(srv.CertificateFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cert *x509.Certificate
-	var key *rsa.PrivateKey
-	for b, rest := pem.Decode(data); b != nil; b, rest = pem.Decode(rest) {
-		switch b.Type {
-		case "CERTIFICATE":
-			cert, err = x509.ParseCertificate(b.Bytes)
-		case "PRIVATE KEY":
-			var k any
-			k, err = x509.ParsePKCS8PrivateKey(b.Bytes)
-			key, _ = k.(*rsa.PrivateKey)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if cert == nil || key == nil {
-		t.Fatalf("%s holds no certificate and RSA key", srv.CertificateFile())
-	}
-	return cert, key
-}
-
-// otherCertificate is a self-signed certificate and key the application
-// never registered.
-func otherCertificate(t *testing.T) (*x509.Certificate, *rsa.PrivateKey) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "not registered"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
-}
 
 // assertion is what a client signs: the header's algorithm and
 // thumbprint, the key, the claims.
@@ -106,8 +52,8 @@ func (a assertion) sign(t *testing.T) string {
 func TestClientAssertion(t *testing.T) {
 	c := newClient(t)
 	srv := c.srv
-	cert, key := registered(t, srv)
-	otherCert, otherKey := otherCertificate(t)
+	cert, key := srv.Certificate()
+	otherCert, otherKey := graphtest.NewCertificate(t, "not registered")
 	endpoint := srv.URL() + "/" + srv.TenantID() + "/oauth2/v2.0/token"
 	s256 := func(c *x509.Certificate) []byte { s := sha256.Sum256(c.Raw); return s[:] }
 	s1 := sha1.Sum(cert.Raw)

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -161,35 +162,57 @@ type clientCert struct {
 // ensureCert generates the application certificate once.
 func (s *Server) ensureCert() *clientCert {
 	s.certOnce.Do(func() {
-		key, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			s.tb.Fatalf("graphtest: generate key: %v", err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(time.Now().UnixNano()),
-			Subject:      pkix.Name{CommonName: "calpresence graphtest client"},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			s.tb.Fatalf("graphtest: create certificate: %v", err)
-		}
-		cert, _ := x509.ParseCertificate(der)
+		cert, key := NewCertificate(s.tb, "calpresence graphtest client")
 		pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
 		if err != nil {
 			s.tb.Fatalf("graphtest: marshal key: %v", err)
 		}
-		data := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		data := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
 			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})...)
 		path := filepath.Join(s.tb.TempDir(), "graphtest-client.pem")
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			s.tb.Fatalf("graphtest: write certificate: %v", err)
 		}
+		s.mu.Lock()
 		s.cert = &clientCert{cert: cert, key: key, path: path}
+		s.mu.Unlock()
 	})
 	return s.cert
+}
+
+// NewCertificate returns a self-signed certificate named name, valid for a
+// day, and its RSA key: an application certificate the fake has not
+// registered (Certificate is the one it has).
+func NewCertificate(tb testing.TB, name string) (*x509.Certificate, *rsa.PrivateKey) {
+	tb.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		tb.Fatalf("graphtest: generate key: %v", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatalf("graphtest: create certificate: %v", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatalf("graphtest: parse certificate: %v", err)
+	}
+	return cert, key
+}
+
+// Certificate returns the application's registered certificate and its
+// private key (the content of CertificateFile): the fake accepts client
+// assertions signed with that key that name that certificate.
+func (s *Server) Certificate() (*x509.Certificate, *rsa.PrivateKey) {
+	cc := s.ensureCert()
+	return cc.cert, cc.key
 }
 
 // CertificateFile writes the application's certificate and private key
