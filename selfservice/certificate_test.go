@@ -81,7 +81,9 @@ func TestSignInWithUnregisteredCertificate(t *testing.T) {
 	}
 }
 
-func TestNewCredential(t *testing.T) {
+// TestNewApplicationCredential: New takes a secret or a certificate with
+// its key, not both, not neither, and not a key of another certificate.
+func TestNewApplicationCredential(t *testing.T) {
 	fake := graphtest.NewServer(t)
 	cert, key := fake.Certificate()
 	_, otherKey := graphtest.NewCertificate(t, "other")

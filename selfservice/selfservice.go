@@ -6,7 +6,9 @@
 // golang.org/x/oauth2: the ID token's signature (against the tenant's
 // published keys), issuer, audience and expiry are checked by go-oidc, its
 // nonce and tid here; the person is its oid claim, the object id that keys
-// presence sessions. The session is a cookie signed and encrypted with
+// presence sessions. The code exchange authenticates the application with
+// its client secret, or with a client assertion signed by its certificate's
+// key (go-jose). The session is a cookie signed and encrypted with
 // gorilla/securecookie under keys derived from selfservice.cookie_key_file.
 // Every POST needs the session's CSRF token and a same-origin Origin.
 //
