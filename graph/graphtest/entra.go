@@ -278,7 +278,7 @@ const assertionLeeway = 5 * time.Minute
 // checkAssertion authenticates a client by its client_assertion (RFC
 // 7523) as Entra checks one signed with a certificate (Microsoft identity
 // platform, "certificate credentials"): the header's thumbprint (x5t#S256,
-// or x5t for RS256) names the registered certificate, the signature
+// or the older SHA-1 x5t) names the registered certificate, the signature
 // (RS256 or PS256) verifies with its public key, iss = sub = clientID, aud
 // is the token endpoint, and exp (required), nbf and iat hold by the
 // fake's clock. A refusal is Entra's invalid_client with the AADSTS code
