@@ -55,10 +55,14 @@ func startSelfservice(ctx context.Context, cfg *config.Config, a *App, log *slog
 		TenantID:     cfg.Graph.TenantID,
 		ClientID:     cfg.Graph.ClientID,
 		ClientSecret: string(cfg.Graph.ClientSecret),
-		CookieKey:    key,
-		HTTPClient:   si.HTTPClient,
-		Location:     cfg.Location(),
-		MaxCall:      sc.MaxCall,
+		// With auth client_certificate, the certificate instead: it signs
+		// the code exchange's client assertion.
+		ClientCertificate: si.Certificate,
+		ClientKey:         si.Key,
+		CookieKey:         key,
+		HTTPClient:        si.HTTPClient,
+		Location:          cfg.Location(),
+		MaxCall:           sc.MaxCall,
 	}, &selfDirectory{a: a}, selfPeople{a: a}, log.With("component", "selfservice"))
 	if err != nil {
 		return nil, &ConfigError{err}

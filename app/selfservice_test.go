@@ -40,6 +40,13 @@ func freeAddr(t *testing.T) string {
 // returns its URL.
 func selfserviceDaemon(t *testing.T, g *graphtest.Server, feeds *testutil.Feeds) (*App, string) {
 	t.Helper()
+	return selfserviceDaemonWith(t, g, feeds, nil)
+}
+
+// selfserviceDaemonWith is selfserviceDaemon whose configuration edit
+// changes before it starts.
+func selfserviceDaemonWith(t *testing.T, g *graphtest.Server, feeds *testutil.Feeds, edit func(*config.Config)) (*App, string) {
+	t.Helper()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "cookie")
 	if err := os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
@@ -57,6 +64,9 @@ func selfserviceDaemon(t *testing.T, g *graphtest.Server, feeds *testutil.Feeds)
 	cfg.Sources = []config.Source{
 		{Name: "alice", URL: "https://feeds.example.test/alice.ics", Users: []string{"alice@contoso.com"}, PollInterval: time.Minute},
 		{Name: "bob", URL: "https://feeds.example.test/bob.ics", Users: []string{"bob@contoso.com"}, PollInterval: time.Minute},
+	}
+	if edit != nil {
+		edit(cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -200,6 +210,49 @@ func TestSelfservicePage(t *testing.T) {
 	g.SignInAs(carolID, "carol@contoso.com", g.TenantID())
 	if status, page := signIn(t, g, url); status != http.StatusForbidden || !strings.Contains(page, "unknown or disabled") {
 		t.Errorf("carol's page (no feed names her) = %d; want 403 unknown or disabled\n%s", status, page)
+	}
+}
+
+// TestSelfserviceCertificate: with graph.auth client_certificate, the
+// daemon signs alice in with the application's certificate (Graph's
+// credential file): the code exchange carries a client assertion the fake
+// Entra checks, and no secret.
+func TestSelfserviceCertificate(t *testing.T) {
+	g := graphtest.NewServer(t, graphtest.WithUsers(
+		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
+		graphtest.User{ID: bobID, UserPrincipalName: "bob@contoso.com", Mail: "bob@contoso.com"}))
+	now := time.Now().Truncate(time.Second)
+	a, url := selfserviceDaemonWith(t, g, twoFeeds(
+		meeting("alice-standup", now.Add(time.Hour), now.Add(2*time.Hour)),
+		meeting("bob-interview", now.Add(3*time.Hour), now.Add(4*time.Hour))), func(c *config.Config) {
+		cc := g.CertificateConfig()
+		c.Graph.Auth, c.Graph.ClientSecret, c.Graph.CertificateFile = cc.Auth, "", cc.CertificateFile
+	})
+	if !testutil.WaitUntil(20*time.Second, func() bool {
+		eng := a.Engine()
+		if eng == nil {
+			return false
+		}
+		_, alice := eng.Known(aliceID)
+		return alice
+	}) {
+		t.Fatal("alice not resolved within 20s")
+	}
+	g.SignInAs(aliceID, "alice@contoso.com", g.TenantID())
+	if status, page := signIn(t, g, url); status != http.StatusOK || !strings.Contains(page, `id="upn">alice@contoso.com`) {
+		t.Errorf("alice's page = %d; want 200, signed in\n%s", status, page)
+	}
+	var exchanges int
+	for _, c := range g.CallsOp(graphtest.OpToken) {
+		if c.Query.Get("client_assertion_type") == "" || c.Status != http.StatusOK {
+			t.Errorf("token request %s %d; want a client assertion answered 200", c.Query.Get("grant_type"), c.Status)
+		}
+		if c.Query.Get("grant_type") == "authorization_code" {
+			exchanges++
+		}
+	}
+	if exchanges != 1 {
+		t.Errorf("%d code exchanges; want 1", exchanges)
 	}
 }
 

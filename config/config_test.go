@@ -338,7 +338,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"selfservice-listen-webhooks", `:13: selfservice.listen: must differ from webhooks.listen (":8443")`},
 		{"selfservice-cookie-key", `:9: selfservice.cookie_key_file: required: a file of 32 or more random bytes (head -c 32 /dev/urandom > key)`},
 		{"selfservice-max-call", `:12: selfservice.max_call: must be at least 5m (got 1m0s)`},
-		{"selfservice-auth", `:10: selfservice: sign-in needs graph.auth client_secret (auth is client_certificate): signing people in with another credential is not supported yet`},
+		{"selfservice-auth", `:10: selfservice: sign-in needs graph.auth client_secret or client_certificate (auth is workload_identity): Entra redeems a person's sign-in only for an application that sends its own secret or certificate, which a workload or managed identity does not have`},
 
 		// Users.
 		{"users-required", ":10: users[0].user: required\nFILE:11: users[1].email: required"},
@@ -451,6 +451,44 @@ func TestCheckFilesValid(t *testing.T) {
 	}
 	if err := c.CheckFiles(); err != nil {
 		t.Errorf("CheckFiles() = %v; want nil", err)
+	}
+}
+
+// TestSelfserviceAuth: people sign in with the application's secret or
+// certificate; the identities that have neither are refused.
+func TestSelfserviceAuth(t *testing.T) {
+	for _, tt := range []struct {
+		auth string
+		ok   bool
+	}{
+		{AuthClientSecret, true},
+		{AuthClientCertificate, true},
+		{AuthWorkloadIdentity, false},
+		{AuthManagedIdentity, false},
+		{AuthDefault, false},
+	} {
+		t.Run(tt.auth, func(t *testing.T) {
+			c, err := Load("testdata/valid-minimal.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Graph.Auth, c.Graph.ClientSecret, c.Graph.ClientSecretFile = tt.auth, "", ""
+			switch tt.auth {
+			case AuthClientSecret:
+				c.Graph.ClientSecret = "s3cret"
+			case AuthClientCertificate:
+				c.Graph.CertificateFile = "testdata/client.pem"
+			}
+			c.Selfservice.URL, c.Selfservice.CookieKeyFile = "https://presence.contoso.com", "testdata/cookie-key"
+			err = c.Validate()
+			if tt.ok && err != nil {
+				t.Errorf("Validate() with auth %s and selfservice = %v; want nil", tt.auth, err)
+			}
+			want := "selfservice: sign-in needs graph.auth client_secret or client_certificate (auth is " + tt.auth + ")"
+			if !tt.ok && (err == nil || !strings.Contains(err.Error(), want)) {
+				t.Errorf("Validate() with auth %s and selfservice = %v; want %q", tt.auth, err, want)
+			}
+		})
 	}
 }
 

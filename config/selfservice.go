@@ -70,8 +70,12 @@ func (c *Config) validateSelfservice(k *checker) {
 	if s.MaxCall < 5*time.Minute {
 		k.add("selfservice.max_call", "must be at least 5m (got %s)", s.MaxCall)
 	}
-	if c.Graph.Auth != AuthClientSecret {
-		k.add("selfservice", "sign-in needs graph.auth client_secret (auth is %s): signing people in with another credential is not supported yet", c.Graph.Auth)
+	// Entra redeems a sign-in's code for a confidential client that
+	// proves itself with its own secret or certificate. A workload or
+	// managed identity (and default, which may resolve to either) gets
+	// tokens for the worker alone: it has no credential to send.
+	if c.Graph.Auth != AuthClientSecret && c.Graph.Auth != AuthClientCertificate {
+		k.add("selfservice", "sign-in needs graph.auth client_secret or client_certificate (auth is %s): Entra redeems a person's sign-in only for an application that sends its own secret or certificate, which a workload or managed identity does not have", c.Graph.Auth)
 	}
 }
 

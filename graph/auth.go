@@ -2,6 +2,8 @@ package graph
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
@@ -42,20 +44,9 @@ func newCredential(cfg config.Graph, ep endpoints, transport policy.Transporter)
 		return azidentity.NewClientSecretCredential(cfg.TenantID, cfg.ClientID, secret,
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: ep.Override})
 	case "client_certificate":
-		if cfg.CertificateFile == "" {
-			return nil, fmt.Errorf("graph: auth client_certificate: certificate_file is required")
-		}
-		data, err := os.ReadFile(cfg.CertificateFile)
+		certs, key, err := readCertificate(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("graph: read certificate_file: %w", err)
-		}
-		var password []byte
-		if cfg.CertificatePassword != "" {
-			password = []byte(cfg.CertificatePassword)
-		}
-		certs, key, err := azidentity.ParseCertificates(data, password)
-		if err != nil {
-			return nil, fmt.Errorf("graph: certificate_file %s: %w", cfg.CertificateFile, err)
+			return nil, err
 		}
 		return azidentity.NewClientCertificateCredential(cfg.TenantID, cfg.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: ep.Override})
@@ -83,6 +74,29 @@ func newCredential(cfg config.Graph, ep endpoints, transport policy.Transporter)
 		})
 	}
 	return nil, fmt.Errorf("graph: unknown auth %q (want client_secret, client_certificate, workload_identity, managed_identity or default)", cfg.Auth)
+}
+
+// readCertificate reads graph.certificate_file (PEM, or PKCS#12 with
+// certificate_password) as azidentity does: the application's certificate
+// chain and its private key. Graph's credential and the self-service
+// sign-in (NewSignIn) both use it.
+func readCertificate(cfg config.Graph) ([]*x509.Certificate, crypto.PrivateKey, error) {
+	if cfg.CertificateFile == "" {
+		return nil, nil, fmt.Errorf("graph: auth client_certificate: certificate_file is required")
+	}
+	data, err := os.ReadFile(cfg.CertificateFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("graph: read certificate_file: %w", err)
+	}
+	var password []byte
+	if cfg.CertificatePassword != "" {
+		password = []byte(cfg.CertificatePassword)
+	}
+	certs, key, err := azidentity.ParseCertificates(data, password)
+	if err != nil {
+		return nil, nil, fmt.Errorf("graph: certificate_file %s: %w", cfg.CertificateFile, err)
+	}
+	return certs, key, nil
 }
 
 // refreshingCredential is the TokenCredential the authentication provider

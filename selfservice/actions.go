@@ -72,8 +72,20 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request, se session) {
 		return
 	}
 	s.logger.InfoContext(r.Context(), "selfservice: on a call", "oid", se.OID, "minutes", n)
+	// A paused person's call is recorded but sets nothing until they
+	// resume: the page says so rather than let them believe Teams shows
+	// them in a call. A view that cannot be read leaves the page to say
+	// what it can.
+	if v, err := s.people.View(r.Context(), se.OID); err == nil && v.Paused {
+		http.Redirect(w, r, "/?call="+callWhilePaused, http.StatusSeeOther)
+		return
+	}
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
+
+// callWhilePaused is the call parameter of the page POST /call sends a
+// paused person to: it shows that their call sets nothing.
+const callWhilePaused = "paused"
 
 // endCall is POST /call/end: the person's call ends now.
 func (s *Server) endCall(w http.ResponseWriter, r *http.Request, se session) {

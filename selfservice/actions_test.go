@@ -161,3 +161,48 @@ func TestCall(t *testing.T) {
 		t.Errorf("POST /call a minute later = %d; want 303\n%s", a.status, a.body)
 	}
 }
+
+// TestCallWhilePaused: a paused person's call sets nothing, and the page
+// says so: next to the call form while paused, and after POST /call
+// (which sends them to /?call=paused). Once resumed, neither note shows.
+func TestCallWhilePaused(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	page := e.signIn(b)
+	csrf := csrfOf(t, page.body)
+	if strings.Contains(page.body, `id="call-paused"`) {
+		t.Errorf("the page warns of a pause before one:\n%s", page.body)
+	}
+	if a := b.post(e.srv.URL+"/pause", e.srv.URL, url.Values{"csrf": {csrf}}); a.status != http.StatusSeeOther {
+		t.Fatalf("POST /pause = %d; want 303\n%s", a.status, a.body)
+	}
+	wantPage(t, "GET / paused", b.get(e.srv.URL+"/"), http.StatusOK, `id="call-paused">While you are paused, "I'm on a call" sets nothing`)
+
+	a := b.post(e.srv.URL+"/call", e.srv.URL, url.Values{"csrf": {csrf}, "minutes": {"30"}})
+	if a.status != http.StatusSeeOther || a.header.Get("Location") != "/?call=paused" {
+		t.Fatalf("POST /call while paused = %d (Location %q); want 303 to /?call=paused\n%s", a.status, a.header.Get("Location"), a.body)
+	}
+	if e.people.view(aliceOID).OnCallUntil.IsZero() {
+		t.Errorf("the call while paused was not recorded")
+	}
+	after := b.get(e.srv.URL + a.header.Get("Location"))
+	wantPage(t, "GET /?call=paused", after, http.StatusOK, `id="call-set-nothing" role="status">Your call is recorded, but you are paused: it sets nothing in Teams.`)
+	wantPage(t, "GET /?call=paused", after, http.StatusOK, `, but you are paused: Teams is not set for it until you resume.`)
+	if strings.Contains(after.body, "Teams shows you Busy, in a call") {
+		t.Errorf("the page says Teams shows a paused person in a call:\n%s", after.body)
+	}
+
+	if a := b.post(e.srv.URL+"/resume", e.srv.URL, url.Values{"csrf": {csrf}}); a.status != http.StatusSeeOther {
+		t.Fatalf("POST /resume = %d; want 303\n%s", a.status, a.body)
+	}
+	a = b.post(e.srv.URL+"/call", e.srv.URL, url.Values{"csrf": {csrf}, "minutes": {"30"}})
+	if a.status != http.StatusSeeOther || a.header.Get("Location") != "/" {
+		t.Errorf("POST /call not paused = %d (Location %q); want 303 to /", a.status, a.header.Get("Location"))
+	}
+	// An old ?call=paused link says nothing once the pause is over.
+	resumed := b.get(e.srv.URL + "/?call=paused")
+	wantPage(t, "GET /?call=paused after resuming", resumed, http.StatusOK, "Teams shows you Busy, in a call")
+	if strings.Contains(resumed.body, `id="call-set-nothing"`) || strings.Contains(resumed.body, `id="call-paused"`) {
+		t.Errorf("the page warns of a pause that is over:\n%s", resumed.body)
+	}
+}

@@ -50,6 +50,9 @@ type page struct {
 	PauseHour string
 	// CallChoices are the minutes "I'm on a call" offers.
 	CallChoices []int
+	// CallWhilePaused is true on the page POST /call sends a paused
+	// person to (?call=paused), while they are still paused.
+	CallWhilePaused bool
 	// Timeline draws View.Spans over the next 36 hours (internal/timeline).
 	Timeline template.HTML
 }
@@ -73,6 +76,7 @@ func (s *Server) showPerson(w http.ResponseWriter, r *http.Request, se session) 
 		PauseHour:   s.now().Add(time.Hour).Truncate(time.Second).In(s.cfg.Location).Format(time.RFC3339),
 		CallChoices: callChoices(s.cfg.MaxCall),
 	}
+	p.CallWhilePaused = err == nil && v.Paused && r.URL.Query().Get("call") == callWhilePaused
 	if err == nil && len(v.Spans) > 0 {
 		if p.Timeline, err = timeline.Render(personTimeline(cmp.Or(se.Name, se.UPN), v, s.cfg.Location), s.now()); err != nil {
 			s.logger.Error("selfservice: render timeline", "err", err)

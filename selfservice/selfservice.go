@@ -6,7 +6,9 @@
 // golang.org/x/oauth2: the ID token's signature (against the tenant's
 // published keys), issuer, audience and expiry are checked by go-oidc, its
 // nonce and tid here; the person is its oid claim, the object id that keys
-// presence sessions. The session is a cookie signed and encrypted with
+// presence sessions. The code exchange authenticates the application with
+// its client secret, or with a client assertion signed by its certificate's
+// key (go-jose). The session is a cookie signed and encrypted with
 // gorilla/securecookie under keys derived from selfservice.cookie_key_file.
 // Every POST needs the session's CSRF token and a same-origin Origin.
 //
@@ -17,6 +19,8 @@ package selfservice
 
 import (
 	"context"
+	"crypto/rsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"html/template"
@@ -114,10 +118,16 @@ type Config struct {
 	Authority string
 	// TenantID is graph.tenant_id: a GUID or a verified domain name.
 	TenantID string
-	// ClientID and ClientSecret are the application's credential
-	// (graph.client_id, graph.client_secret).
-	ClientID     string
-	ClientSecret string
+	// ClientID is the application (graph.client_id).
+	ClientID string
+	// ClientSecret (graph.client_secret), or ClientCertificate and
+	// ClientKey (graph.certificate_file), is the application's credential
+	// for the code exchange: set one. With a certificate the token request
+	// carries a client assertion signed with ClientKey (Microsoft identity
+	// platform, "certificate credentials") and no secret.
+	ClientSecret      string
+	ClientCertificate *x509.Certificate
+	ClientKey         *rsa.PrivateKey
 	// CookieKey is the content of selfservice.cookie_key_file, at least
 	// MinKeyLen bytes (see ReadKey).
 	CookieKey []byte
@@ -190,8 +200,19 @@ func New(cfg Config, dir Directory, people People, logger *slog.Logger) (*Server
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("selfservice: url must be an absolute http(s) URL (got %q)", cfg.URL)
 	}
-	if cfg.Authority == "" || cfg.TenantID == "" || cfg.ClientID == "" || cfg.ClientSecret == "" {
-		return nil, errors.New("selfservice: authority, tenant id, client id and client secret are required")
+	if cfg.Authority == "" || cfg.TenantID == "" || cfg.ClientID == "" {
+		return nil, errors.New("selfservice: authority, tenant id and client id are required")
+	}
+	certificate := cfg.ClientCertificate != nil || cfg.ClientKey != nil
+	switch {
+	case cfg.ClientSecret == "" && !certificate:
+		return nil, errors.New("selfservice: a client secret or a client certificate and key is required")
+	case cfg.ClientSecret != "" && certificate:
+		return nil, errors.New("selfservice: set a client secret or a client certificate, not both")
+	case certificate && (cfg.ClientCertificate == nil || cfg.ClientKey == nil):
+		return nil, errors.New("selfservice: a client certificate needs its private key, and a key its certificate")
+	case certificate && !cfg.ClientKey.PublicKey.Equal(cfg.ClientCertificate.PublicKey):
+		return nil, errors.New("selfservice: the client key does not belong to the client certificate")
 	}
 	if len(cfg.CookieKey) < MinKeyLen {
 		return nil, fmt.Errorf("selfservice: cookie key holds %d bytes; want at least %d", len(cfg.CookieKey), MinKeyLen)

@@ -2,7 +2,9 @@ package selfservice
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2"
 )
 
@@ -85,7 +89,9 @@ func (s *Server) discover(ctx context.Context) (*provider, error) {
 	}
 	base := s.trimAuthority() + "/"
 	ep := p.Endpoint()
-	// Entra reads the client secret from the form (client_secret_post).
+	// Entra reads the client secret from the form (client_secret_post);
+	// with a certificate, the form carries client_id and the assertion
+	// (private_key_jwt), no secret.
 	ep.AuthStyle = oauth2.AuthStyleInParams
 	s.prov = &provider{
 		oauth: &oauth2.Config{
@@ -108,6 +114,45 @@ func (s *Server) discover(ctx context.Context) (*provider, error) {
 		tenant: tenantOfIssuer(base, issuer),
 	}
 	return s.prov, nil
+}
+
+// clientAssertionType is the client_assertion_type of a JWT client
+// assertion (RFC 7523 section 2.2).
+const clientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// assertionLifetime is how long a client assertion may be used: it is
+// sent at once, so minutes (Entra asks for "5-10 minutes after nbf" at
+// most).
+const assertionLifetime = 5 * time.Minute
+
+// clientAssertion returns a client assertion for the token endpoint
+// tokenURL, signed with the application's certificate key, in the format
+// of the Microsoft identity platform's "certificate credentials": PS256,
+// header x5t#S256 (the SHA-256 thumbprint of the certificate's DER, which
+// names the registered certificate), claims aud = the token endpoint,
+// iss = sub = the client id, a fresh jti, nbf, iat and a short exp.
+func (s *Server) clientAssertion(tokenURL string) (string, error) {
+	thumb := sha256.Sum256(s.cfg.ClientCertificate.Raw)
+	opts := (&jose.SignerOptions{}).WithType("JWT").
+		WithHeader("x5t#S256", base64.RawURLEncoding.EncodeToString(thumb[:]))
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.PS256, Key: s.cfg.ClientKey}, opts)
+	if err != nil {
+		return "", fmt.Errorf("client assertion signer: %w", err)
+	}
+	now := s.now()
+	raw, err := jwt.Signed(signer).Claims(jwt.Claims{
+		Issuer:    s.cfg.ClientID,
+		Subject:   s.cfg.ClientID,
+		Audience:  jwt.Audience{tokenURL},
+		ID:        randomToken(),
+		NotBefore: jwt.NewNumericDate(now),
+		IssuedAt:  jwt.NewNumericDate(now),
+		Expiry:    jwt.NewNumericDate(now.Add(assertionLifetime)),
+	}).Serialize()
+	if err != nil {
+		return "", fmt.Errorf("sign client assertion: %w", err)
+	}
+	return raw, nil
 }
 
 // tenantOfIssuer returns the {tid} of an issuer base+{tid}+"/v2.0", or "".
@@ -196,7 +241,20 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 			"The worker cannot reach Microsoft Entra ID to sign you in. Try again in a minute.")
 		return
 	}
-	tok, err := p.oauth.Exchange(oidc.ClientContext(ctx, s.cfg.HTTPClient), q.Get("code"), oauth2.VerifierOption(lg.Verifier))
+	opts := []oauth2.AuthCodeOption{oauth2.VerifierOption(lg.Verifier)}
+	if s.cfg.ClientKey != nil {
+		assertion, err := s.clientAssertion(p.oauth.Endpoint.TokenURL)
+		if err != nil {
+			s.logger.ErrorContext(ctx, "selfservice: sign client assertion", "err", err)
+			s.refuse(w, http.StatusInternalServerError, "Sign-in failed", "The worker could not sign its request to Microsoft Entra ID.")
+			return
+		}
+		// With no ClientSecret, AuthStyleInParams sends client_id alone:
+		// the assertion is the credential.
+		opts = append(opts, oauth2.SetAuthURLParam("client_assertion_type", clientAssertionType),
+			oauth2.SetAuthURLParam("client_assertion", assertion))
+	}
+	tok, err := p.oauth.Exchange(oidc.ClientContext(ctx, s.cfg.HTTPClient), q.Get("code"), opts...)
 	if err != nil {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {

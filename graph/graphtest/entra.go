@@ -1,9 +1,9 @@
 package graphtest
 
 import (
-	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
@@ -17,9 +17,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/calpresence/calpresence/config"
 )
@@ -108,9 +113,8 @@ func (s *Server) token(r *http.Request, body []byte) reply {
 		if fed := s.federatedToken(); fed != "" && form.Get("client_assertion") == fed {
 			break // workload identity: the federated token itself
 		}
-		endpoint := "https://" + r.Host + r.URL.Path
-		if err := s.verifyAssertion(form.Get("client_assertion"), endpoint); err != nil {
-			return entraError(http.StatusUnauthorized, "invalid_client", "AADSTS700027: Client assertion failed signature validation: "+err.Error())
+		if rep, ok := s.checkAssertion(form, clientID, "https://"+r.Host+r.URL.Path); !ok {
+			return rep
 		}
 	case secret != "":
 		if subtle.ConstantTimeCompare([]byte(secret), []byte(s.clientSecret)) != 1 {
@@ -158,35 +162,57 @@ type clientCert struct {
 // ensureCert generates the application certificate once.
 func (s *Server) ensureCert() *clientCert {
 	s.certOnce.Do(func() {
-		key, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			s.tb.Fatalf("graphtest: generate key: %v", err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(time.Now().UnixNano()),
-			Subject:      pkix.Name{CommonName: "calpresence graphtest client"},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(24 * time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			s.tb.Fatalf("graphtest: create certificate: %v", err)
-		}
-		cert, _ := x509.ParseCertificate(der)
+		cert, key := NewCertificate(s.tb, "calpresence graphtest client")
 		pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
 		if err != nil {
 			s.tb.Fatalf("graphtest: marshal key: %v", err)
 		}
-		data := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		data := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
 			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8})...)
 		path := filepath.Join(s.tb.TempDir(), "graphtest-client.pem")
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			s.tb.Fatalf("graphtest: write certificate: %v", err)
 		}
+		s.mu.Lock()
 		s.cert = &clientCert{cert: cert, key: key, path: path}
+		s.mu.Unlock()
 	})
 	return s.cert
+}
+
+// NewCertificate returns a self-signed certificate named name, valid for a
+// day, and its RSA key: an application certificate the fake has not
+// registered (Certificate is the one it has).
+func NewCertificate(tb testing.TB, name string) (*x509.Certificate, *rsa.PrivateKey) {
+	tb.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		tb.Fatalf("graphtest: generate key: %v", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatalf("graphtest: create certificate: %v", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatalf("graphtest: parse certificate: %v", err)
+	}
+	return cert, key
+}
+
+// Certificate returns the application's registered certificate and its
+// private key (the content of CertificateFile): the fake accepts client
+// assertions signed with that key that name that certificate.
+func (s *Server) Certificate() (*x509.Certificate, *rsa.PrivateKey) {
+	cc := s.ensureCert()
+	return cc.cert, cc.key
 }
 
 // CertificateFile writes the application's certificate and private key
@@ -245,73 +271,80 @@ func (s *Server) WorkloadIdentityConfig() config.Graph {
 	return c
 }
 
-// verifyAssertion checks a client assertion JWT (RFC 7523): signature
-// (RS256 or PS256) by the application certificate, aud = token endpoint,
-// iss = sub = client id, not expired.
-func (s *Server) verifyAssertion(jwt, endpoint string) error {
+// assertionLeeway is the clock skew the fake allows a client assertion's
+// exp, nbf and iat.
+const assertionLeeway = 5 * time.Minute
+
+// checkAssertion authenticates a client by its client_assertion (RFC
+// 7523) as Entra checks one signed with a certificate (Microsoft identity
+// platform, "certificate credentials"): the header's thumbprint (x5t#S256,
+// or the older SHA-1 x5t) names the registered certificate, the signature
+// (RS256 or PS256) verifies with its public key, iss = sub = clientID, aud
+// is the token endpoint, and exp (required), nbf and iat hold by the
+// fake's clock. A refusal is Entra's invalid_client with the AADSTS code
+// its troubleshooting guides publish.
+func (s *Server) checkAssertion(form url.Values, clientID, endpoint string) (reply, bool) {
+	refuse := func(desc string) (reply, bool) {
+		return entraError(http.StatusUnauthorized, "invalid_client", desc), false
+	}
+	if form.Get("client_assertion_type") != assertionType {
+		return entraError(http.StatusBadRequest, "invalid_request", "AADSTS50027: JWT token is invalid or malformed: unsupported client_assertion_type."), false
+	}
 	s.mu.Lock()
 	cc := s.cert
 	s.mu.Unlock()
 	if cc == nil {
-		return fmt.Errorf("no certificate registered for the application")
+		return refuse("AADSTS700027: Client assertion contains an invalid signature. [Reason - No certificate is registered for the application.]")
 	}
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		return fmt.Errorf("not a JWT")
+	tok, err := jwt.ParseSigned(form.Get("client_assertion"), []jose.SignatureAlgorithm{jose.RS256, jose.PS256})
+	if err != nil || len(tok.Headers) != 1 {
+		return refuse(fmt.Sprintf("AADSTS50027: JWT token is invalid or malformed: %v", err))
 	}
-	var hdr struct {
-		Alg string `json:"alg"`
+	if thumb, ok := certThumbprint(tok.Headers[0], cc.cert); !ok {
+		return refuse(fmt.Sprintf("AADSTS700027: Client assertion contains an invalid signature. [Reason - The key was not found., Thumbprint of key used by client: '%s']", thumb))
 	}
-	var claims struct {
-		Aud any    `json:"aud"`
-		Iss string `json:"iss"`
-		Sub string `json:"sub"`
-		Exp int64  `json:"exp"`
+	var claims jwt.Claims
+	if err := tok.Claims(cc.cert.PublicKey, &claims); err != nil {
+		return refuse("AADSTS700027: Client assertion contains an invalid signature. [Reason - The signature does not verify with the registered certificate's key.]")
 	}
-	if err := decodeSegment(parts[0], &hdr); err != nil {
-		return fmt.Errorf("header: %w", err)
+	if claims.Issuer != clientID || claims.Subject != clientID {
+		return refuse(fmt.Sprintf("AADSTS700021: Client assertion application identifier doesn't match 'client_id' parameter (iss %q, sub %q).", claims.Issuer, claims.Subject))
 	}
-	if err := decodeSegment(parts[1], &claims); err != nil {
-		return fmt.Errorf("claims: %w", err)
+	if !slices.ContainsFunc(claims.Audience, func(a string) bool { return strings.EqualFold(a, endpoint) }) {
+		return refuse(fmt.Sprintf("AADSTS700023: Client assertion audience claim does not match Realm issuer (aud %q, want %q).", []string(claims.Audience), endpoint))
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil {
-		return fmt.Errorf("signature: %w", err)
+	if claims.Expiry == nil {
+		return refuse("AADSTS700024: Client assertion is not within its valid time range: it has no exp.")
 	}
-	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	switch hdr.Alg {
-	case "RS256":
-		err = rsa.VerifyPKCS1v15(&cc.key.PublicKey, crypto.SHA256, sum[:], sig)
-	case "PS256":
-		err = rsa.VerifyPSS(&cc.key.PublicKey, crypto.SHA256, sum[:], sig, nil)
-	default:
-		return fmt.Errorf("unsupported alg %q", hdr.Alg)
+	if err := claims.ValidateWithLeeway(jwt.Expected{Time: s.Now()}, assertionLeeway); err != nil {
+		return refuse(fmt.Sprintf("AADSTS700024: Client assertion is not within its valid time range: %v.", err))
 	}
-	if err != nil {
-		return fmt.Errorf("bad signature: %w", err)
-	}
-	aud := fmt.Sprint(claims.Aud)
-	if list, ok := claims.Aud.([]any); ok && len(list) == 1 {
-		aud = fmt.Sprint(list[0])
-	}
-	if !strings.EqualFold(aud, endpoint) {
-		return fmt.Errorf("aud %q is not %q", aud, endpoint)
-	}
-	if claims.Iss != s.clientID || claims.Sub != s.clientID {
-		return fmt.Errorf("iss/sub %q/%q is not the client id", claims.Iss, claims.Sub)
-	}
-	if time.Unix(claims.Exp, 0).Before(time.Now().Add(-5 * time.Minute)) {
-		return fmt.Errorf("assertion expired at %s", strconv.FormatInt(claims.Exp, 10))
-	}
-	return nil
+	return reply{}, true
 }
 
-func decodeSegment(seg string, v any) error {
-	b, err := base64.RawURLEncoding.DecodeString(seg)
-	if err != nil {
-		return err
+// certThumbprint reports whether the header's thumbprint names cert:
+// x5t#S256 (SHA-256 of the DER) or x5t (SHA-1). It returns the thumbprint
+// the header gave, for the refusal. RFC 7515 encodes it base64url; MSAL Go
+// sends standard base64, which Entra accepts, so the fake accepts both.
+func certThumbprint(h jose.Header, cert *x509.Certificate) (string, bool) {
+	s256 := sha256.Sum256(cert.Raw)
+	s1 := sha1.Sum(cert.Raw)
+	for _, t := range []struct {
+		key  jose.HeaderKey
+		want []byte
+	}{{"x5t#S256", s256[:]}, {"x5t", s1[:]}} {
+		v, _ := h.ExtraHeaders[t.key].(string)
+		if v == "" {
+			continue
+		}
+		for _, enc := range []*base64.Encoding{base64.RawURLEncoding, base64.URLEncoding, base64.StdEncoding, base64.RawStdEncoding} {
+			if got, err := enc.DecodeString(v); err == nil && subtle.ConstantTimeCompare(got, t.want) == 1 {
+				return v, true
+			}
+		}
+		return v, false
 	}
-	return json.Unmarshal(b, v)
+	return "", false
 }
 
 // ParseISODuration parses the ISO 8601 durations Graph accepts for

@@ -50,11 +50,26 @@ func entraError(status int, code, description string) reply {
 	return jsonReply(status, map[string]any{
 		"error":             code,
 		"error_description": description,
-		"error_codes":       []int{},
+		"error_codes":       aadstsCodes(description),
 		"timestamp":         time.Now().UTC().Format("2006-01-02 15:04:05Z"),
 		"trace_id":          newID(),
 		"correlation_id":    newID(),
 	})
+}
+
+// aadstsCodes is Entra's error_codes: the number of the AADSTS code a
+// description starts with ("AADSTS7000215: …" gives [7000215]).
+func aadstsCodes(description string) []int {
+	rest, ok := strings.CutPrefix(description, "AADSTS")
+	if !ok {
+		return []int{}
+	}
+	num, _, _ := strings.Cut(rest, ":")
+	n, err := strconv.Atoi(num)
+	if err != nil {
+		return []int{}
+	}
+	return []int{n}
 }
 
 func newID() string {

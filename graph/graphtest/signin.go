@@ -238,7 +238,7 @@ func (s *Server) authorizeCode(r *http.Request) reply {
 }
 
 // redeemCode answers the token endpoint's authorization_code grant: the
-// client's secret, the code (single use: a second redemption is
+// client's secret or client assertion (checkAssertion), the code (single use: a second redemption is
 // invalid_grant, as Entra's AADSTS54005), the same redirect_uri, and the
 // PKCE code_verifier whose S256 hash is the challenge (RFC 7636 section
 // 4.6). It answers an ID token signed with the fake's key.
@@ -251,7 +251,17 @@ func (s *Server) redeemCode(r *http.Request, form url.Values) reply {
 		return entraError(http.StatusBadRequest, "unauthorized_client",
 			fmt.Sprintf("AADSTS700016: Application with identifier '%s' was not found in the directory.", clientID))
 	}
-	if secret == "" || subtle.ConstantTimeCompare([]byte(secret), []byte(s.clientSecret)) != 1 {
+	switch {
+	case form.Get("client_assertion") != "" && secret != "":
+		return entraError(http.StatusBadRequest, "invalid_request", "AADSTS50027: JWT token is invalid or malformed: a request carries a client_secret or a client_assertion, not both.")
+	case form.Get("client_assertion") != "":
+		if rep, ok := s.checkAssertion(form, clientID, "https://"+r.Host+r.URL.Path); !ok {
+			return rep
+		}
+	case secret == "":
+		return entraError(http.StatusUnauthorized, "invalid_client",
+			"AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
+	case subtle.ConstantTimeCompare([]byte(secret), []byte(s.clientSecret)) != 1:
 		return entraError(http.StatusUnauthorized, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
 	}
 	si := &s.signin
