@@ -25,6 +25,11 @@ type Selfservice struct {
 	CookieKeyFile string `yaml:"cookie_key_file,omitempty"`
 	// Feeds lets people add their own ICS feed URLs (default false).
 	Feeds bool `yaml:"feeds,omitempty"`
+	// PrivateFeeds lets people's own feeds reach loopback and private
+	// addresses (default false: the internet only, for a URL a person
+	// types must not read what only the worker's network reaches). For a
+	// lab or a test.
+	PrivateFeeds bool `yaml:"private_feeds,omitempty"`
 	// MaxCall is the longest "I'm on a call" (default 4h).
 	MaxCall time.Duration `yaml:"max_call"`
 }

@@ -43,7 +43,9 @@ func NewFeedKey(cookieKey []byte) (*FeedKey, error) {
 }
 
 // feedAD is the additional data a feed's URL is sealed with.
-func feedAD(f state.OwnFeed) []byte { return []byte("calpresence own feed\x00" + f.ID + "\x00" + f.Person) }
+func feedAD(f state.OwnFeed) []byte {
+	return []byte("calpresence own feed\x00" + f.ID + "\x00" + f.Person)
+}
 
 // Seal returns f with Sealed set to rawURL sealed for f's ID and Person.
 func (k *FeedKey) Seal(f state.OwnFeed, rawURL string) state.OwnFeed {
