@@ -23,6 +23,9 @@ type Status struct {
 	Now     time.Time
 	Ready   bool
 	Sources []SourceStatus
+	// OwnFeeds count people's own feeds (selfservice.feeds) by person;
+	// their URLs are never shown.
+	OwnFeeds []OwnFeedCount
 	// Busy are the people busy now, by UPN.
 	Busy []BusyPerson
 	// Timeline are the people with a busy span in the status page's
@@ -176,7 +179,7 @@ const MaxUnresolved = 200
 // cheap to ask every few seconds. (Like every pass, it notes addresses the
 // directory has not met yet for the resolver.)
 func (e *Engine) Status(ctx context.Context, now time.Time) Status {
-	st := Status{Now: now, Sources: e.feeds.statuses(), GraphErrors: e.exec.recent.list()}
+	st := Status{Now: now, Sources: e.feeds.statuses(), OwnFeeds: e.ownFeedCounts(), GraphErrors: e.exec.recent.list()}
 	unresolved := e.dir.Unresolved()
 	st.Unresolved, st.UnresolvedCount = unresolved[:min(len(unresolved), MaxUnresolved)], len(unresolved)
 	sigs := e.Signals()
