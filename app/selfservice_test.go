@@ -20,6 +20,7 @@ import (
 	"github.com/calpresence/calpresence/graph/graphtest"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/state/mem"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // freeAddr returns a loopback address with a port free right now: the
@@ -38,7 +39,7 @@ func freeAddr(t *testing.T) string {
 // selfserviceDaemon runs the daemon (bbolt state, the fake Graph and
 // Entra, alice's and bob's feeds) with the self-service listener on, and
 // returns its URL.
-func selfserviceDaemon(t *testing.T, g *graphtest.Server, feeds *testutil.Feeds) (*App, string) {
+func selfserviceDaemon(t *testing.T, g *graphtest.Server, feeds engine.Fetcher, edits ...func(*config.Config)) (*App, string) {
 	t.Helper()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "cookie")
@@ -58,12 +59,18 @@ func selfserviceDaemon(t *testing.T, g *graphtest.Server, feeds *testutil.Feeds)
 		{Name: "alice", URL: "https://feeds.example.test/alice.ics", Users: []string{"alice@contoso.com"}, PollInterval: time.Minute},
 		{Name: "bob", URL: "https://feeds.example.test/bob.ics", Users: []string{"bob@contoso.com"}, PollInterval: time.Minute},
 	}
+	for _, edit := range edits {
+		edit(cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	logs := &testutil.LogBuffer{}
-	a, err := New(context.Background(), cfg, WithLogger(slog.New(slog.NewJSONHandler(logs, nil))),
-		WithRegistry(prometheus.NewRegistry()), WithFetcher(feeds))
+	opts := []Option{WithLogger(slog.New(slog.NewJSONHandler(logs, nil))), WithRegistry(prometheus.NewRegistry())}
+	if feeds != nil {
+		opts = append(opts, WithFetcher(feeds))
+	}
+	a, err := New(context.Background(), cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

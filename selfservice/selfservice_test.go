@@ -154,6 +154,13 @@ func newEnv(t *testing.T) *env { return newEnvTenant(t, "") }
 // newEnvTenant configures the tenant as tenant (default: the fake's id).
 func newEnvTenant(t *testing.T, tenant string, opts ...graphtest.Option) *env {
 	t.Helper()
+	return newEnvWith(t, tenant, nil, nil, opts...)
+}
+
+// newEnvWith is newEnvTenant with people other than the default (nil:
+// newPeople) and edit changing the listener's configuration (nil: none).
+func newEnvWith(t *testing.T, tenant string, people selfservice.People, edit func(*selfservice.Config), opts ...graphtest.Option) *env {
+	t.Helper()
 	e := &env{
 		fake:   graphtest.NewServer(t, opts...),
 		dir:    &directory{people: map[string]string{aliceOID: aliceUPN}},
@@ -163,10 +170,13 @@ func newEnvTenant(t *testing.T, tenant string, opts ...graphtest.Option) *env {
 	if tenant == "" {
 		tenant = e.fake.TenantID()
 	}
+	if people == nil {
+		people = e.people
+	}
 	var h http.Handler
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(e.srv.Close)
-	s, err := selfservice.New(selfservice.Config{
+	cfg := selfservice.Config{
 		URL:          e.srv.URL,
 		Authority:    e.fake.AuthorityHost(),
 		TenantID:     tenant,
@@ -175,7 +185,11 @@ func newEnvTenant(t *testing.T, tenant string, opts ...graphtest.Option) *env {
 		CookieKey:    []byte("0123456789abcdef0123456789abcdef"),
 		HTTPClient:   e.fake.HTTPClient(),
 		Now:          e.now.Now,
-	}, e.dir, e.people, slog.New(slog.DiscardHandler))
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := selfservice.New(cfg, e.dir, people, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

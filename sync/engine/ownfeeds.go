@@ -3,12 +3,14 @@ package engine
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/state"
@@ -114,16 +116,36 @@ func (ofs *ownFeedSet) merge(base *config.Config) *config.Config {
 	cfg := *base
 	cfg.Sources = slices.Clip(slices.Clone(base.Sources))
 	for _, id := range sortedKeys(ofs.byID) {
-		f := ofs.byID[id]
-		cfg.Sources = append(cfg.Sources, config.Source{
-			Name:       OwnFeedSource(id),
-			URL:        ofs.urls[id],
-			Users:      []string{f.Address},
-			Owner:      f.Person,
-			PublicOnly: !base.Selfservice.PrivateFeeds,
-		})
+		cfg.Sources = append(cfg.Sources, ownSource(base, ofs.byID[id], ofs.urls[id]))
 	}
 	return &cfg
+}
+
+// ownSource is the source own feed f at rawURL becomes under base: named
+// OwnFeedSource(f.ID), for f's person alone, on public addresses only
+// unless selfservice.private_feeds, with the top level's settings.
+func ownSource(base *config.Config, f state.OwnFeed, rawURL string) config.Source {
+	return config.Source{
+		Name:       OwnFeedSource(f.ID),
+		URL:        rawURL,
+		Users:      []string{f.Address},
+		Owner:      f.Person,
+		PublicOnly: !base.Selfservice.PrivateFeeds,
+	}
+}
+
+// CheckOwnFeed reads a feed a person offers (f, at rawURL) once, as it
+// would be polled, and returns the meetings it makes them busy for in the
+// horizon from now: what the page reports before the feed is accepted. An
+// error is the feed's, worded for the person (it names the URL redacted).
+func CheckOwnFeed(ctx context.Context, base *config.Config, fetcher Fetcher, f state.OwnFeed, rawURL string, now time.Time) (int, error) {
+	cfg := *base
+	cfg.Sources = []config.Source{ownSource(base, f, rawURL)}
+	matches, err := Plan(ctx, &cfg, fetcher, PlanRequest{From: now, To: now.Add(base.Schedule.Horizon)})
+	if se, ok := errors.AsType[*SourceError](err); ok {
+		return 0, se.Err
+	}
+	return len(matches), err
 }
 
 // owners returns the person (object id) and address of each own feed in
