@@ -72,6 +72,9 @@ func (c *Config) validateSelfservice(k *checker) {
 	if s.CookieKeyFile == "" {
 		k.add("selfservice.cookie_key_file", "required: a file of %d or more random bytes (head -c 32 /dev/urandom > key)", MinCookieKey)
 	}
+	if s.PrivateFeeds && !s.Feeds {
+		k.add("selfservice.private_feeds", "applies to people's own feeds: set feeds: true too, or leave it out")
+	}
 	if s.MaxCall < 5*time.Minute {
 		k.add("selfservice.max_call", "must be at least 5m (got %s)", s.MaxCall)
 	}
