@@ -12,8 +12,10 @@ import (
 
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/sources"
+	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/state/mem"
+	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // publicOnlyFetches records which sources were fetched PublicOnly.
@@ -104,4 +106,26 @@ func TestOwnFeeds(t *testing.T) {
 		h.stop()
 		h.want("10m0s set bob@contoso.com InAConferenceCall 30m0s", "15m2s clear bob@contoso.com")
 	})
+}
+
+// TestOwnFeedTitlesStayPrivate: the title of a meeting from a person's own
+// feed is not on the status view (ops), nor in a status message
+// (everyone); the same meeting from a configured source is.
+func TestOwnFeedTitlesStayPrivate(t *testing.T) {
+	own := plan.Match{User: alice, Source: OwnFeedSource("f1"), Occ: &ical.Occurrence{UID: "u", Summary: "Doctor", Start: t0, End: t0.Add(time.Hour)}}
+	team := plan.Match{User: alice, Source: "zoom", Occ: &ical.Occurrence{UID: "u", Summary: "Weekly sync", Start: t0, End: t0.Add(time.Hour)}}
+	idx := occIndex([]plan.Match{own, team})
+	if got := idx[refKey(own.Source, "u", time.Time{}, t0)].summary; got != OwnFeedSummary {
+		t.Errorf("status view summary of the own feed's meeting = %q; want %q", got, OwnFeedSummary)
+	}
+	if got := idx[refKey("zoom", "u", time.Time{}, t0)].summary; got != "Weekly sync" {
+		t.Errorf("status view summary of the configured meeting = %q; want Weekly sync", got)
+	}
+	const tmpl = "In {vendor}: {title} until {end}"
+	if got := fillMessage(tmpl, &own, t0.Add(time.Hour), time.UTC); got != "In calendar:  until 16:00" {
+		t.Errorf("status message for the own feed's meeting = %q; want no title and no source name", got)
+	}
+	if got := fillMessage(tmpl, &team, t0.Add(time.Hour), time.UTC); got != "In zoom: Weekly sync until 16:00" {
+		t.Errorf("status message for the configured meeting = %q", got)
+	}
 }
