@@ -639,9 +639,20 @@ func (e *Engine) keyFunc() plan.KeyFunc {
 
 // knownFunc reports, per person, whether every source that could concern
 // any of their addresses has been read.
+//
+// A person none of whose addresses the directory knows yet (a new leader
+// whose predecessor stopped before it stored what it resolved; a session
+// older than the resolved addresses) could be concerned by any source: they
+// are known only once every source has been read. Otherwise a leader that
+// takes over reconciles a recorded session before the copies load and
+// clears a person in the middle of their meeting.
 func (e *Engine) knownFunc(sourcesKnown func(address string) bool) func(string) bool {
 	return func(id string) bool {
-		for _, a := range e.dir.Addresses(id) {
+		addrs := e.dir.Addresses(id)
+		if len(addrs) == 0 {
+			return sourcesKnown(everySource)
+		}
+		for _, a := range addrs {
 			if !sourcesKnown(a) {
 				return false
 			}
@@ -649,6 +660,10 @@ func (e *Engine) knownFunc(sourcesKnown func(address string) bool) func(string) 
 		return sourcesKnown("")
 	}
 }
+
+// everySource asks a feedSet.knownFunc whether every source has been read.
+const everySource = "\x00every source"
+
 
 // adoptMigrated re-keys the sessions that a schema-1 state file held under
 // an address the worker had never resolved, once the directory names

@@ -866,8 +866,13 @@ func (fs *feedSet) knownFunc() func(string) bool {
 		}
 	}
 	// address is normalised (the directory's form); "" asks about the
-	// match sources only.
-	return func(address string) bool { return !matchUnloaded && !unknownFixed[address] }
+	// match sources only, everySource about them all.
+	return func(address string) bool {
+		if address == everySource {
+			return !matchUnloaded && len(unknownFixed) == 0
+		}
+		return !matchUnloaded && !unknownFixed[address]
+	}
 }
 
 func sameOccurrence(a, b ical.Occurrence) bool {
