@@ -30,6 +30,7 @@ import (
 	"github.com/calpresence/calpresence/graph"
 	"github.com/calpresence/calpresence/graph/policy"
 	"github.com/calpresence/calpresence/leader"
+	"github.com/calpresence/calpresence/selfservice"
 	"github.com/calpresence/calpresence/server"
 	"github.com/calpresence/calpresence/signals"
 	"github.com/calpresence/calpresence/sources"
@@ -72,6 +73,10 @@ type App struct {
 	electorOpts leader.Options // WithElectorOptions
 
 	token atomic.Pointer[string] // the admin token; a reload reads it again
+
+	// feedKey opens the URLs of people's own feeds (selfservice.feeds);
+	// nil when they are off.
+	feedKey *selfservice.FeedKey
 
 	mu     sync.Mutex // guards cfg, eng, down, reload
 	cfg    *config.Config
@@ -190,6 +195,15 @@ func New(ctx context.Context, cfg *config.Config, opts ...Option) (*App, error) 
 			return nil, &ConfigError{err}
 		}
 		a.fetcher = f
+	}
+	if sc := cfg.Selfservice; sc.Enabled() && sc.Feeds {
+		key, err := selfservice.ReadKey(sc.CookieKeyFile)
+		if err != nil {
+			return nil, &ConfigError{fmt.Errorf("selfservice.cookie_key_file: %w", err)}
+		}
+		if a.feedKey, err = selfservice.NewFeedKey(key); err != nil {
+			return nil, &ConfigError{err}
+		}
 	}
 	a.store, a.feeds, a.closeStore, err = openStore(ctx, cfg, a.memory)
 	if err != nil {
@@ -341,6 +355,9 @@ func (a *App) newEngine(ctx context.Context, el *leader.Elector, t *term) (*engi
 	}
 	o := engine.Options{Config: a.Config(), Presence: a.presence, Store: a.store, Feeds: a.feeds,
 		Fetcher: a.fetcher, Logger: a.log, Metrics: a.metrics, Authenticated: authenticated, Rate: a.rate}
+	if a.feedKey != nil {
+		o.OwnFeedURL = a.feedKey.Open
+	}
 	if w := o.Config.Webhooks; w != nil && w.Webex != nil {
 		o.People = &webexPeople{config: a.Config}
 	}

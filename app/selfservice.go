@@ -3,12 +3,17 @@ package app
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +22,7 @@ import (
 	"github.com/calpresence/calpresence/graph"
 	"github.com/calpresence/calpresence/selfservice"
 	"github.com/calpresence/calpresence/server"
+	"github.com/calpresence/calpresence/sources"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/engine"
 )
@@ -63,6 +69,7 @@ func startSelfservice(ctx context.Context, cfg *config.Config, a *App, log *slog
 		HTTPClient:        si.HTTPClient,
 		Location:          cfg.Location(),
 		MaxCall:           sc.MaxCall,
+		Feeds:             sc.Feeds,
 	}, &selfDirectory{a: a}, selfPeople{a: a}, log.With("component", "selfservice"))
 	if err != nil {
 		return nil, &ConfigError{err}
@@ -189,7 +196,12 @@ func (p selfPeople) EndCall(ctx context.Context, oid string) error {
 func (p selfPeople) View(ctx context.Context, oid string) (selfservice.View, error) {
 	eng, err := p.a.running(ctx)
 	if err == nil {
-		return personView(eng.Person(ctx, oid, time.Now())), nil
+		pv := eng.Person(ctx, oid, time.Now())
+		v := personView(pv)
+		if v.Feeds, err = p.ownFeeds(ctx, oid, &pv); err != nil {
+			return selfservice.View{}, err
+		}
+		return v, nil
 	}
 	if rep := p.a.replica(ctx); rep == nil || rep.Role != "standby" {
 		return selfservice.View{}, err
@@ -210,6 +222,9 @@ func (p selfPeople) View(ctx context.Context, oid string) (selfservice.View, err
 	}
 	if c, ok := calls[oid]; ok && !now.Before(c.Since) && now.Before(c.Until) {
 		v.OnCallUntil = c.Until
+	}
+	if v.Feeds, err = p.ownFeeds(ctx, oid, nil); err != nil {
+		return selfservice.View{}, err
 	}
 	return v, nil
 }
@@ -239,4 +254,138 @@ func personView(pv engine.PersonView) selfservice.View {
 		v.Live = append(v.Live, selfservice.Live{Vendor: l.Vendor, Status: l.Status, Since: l.Since})
 	}
 	return v
+}
+
+// AddFeed checks a feed the person offers (selfservice.feeds) and records
+// it, its URL sealed: an https URL (webcal:// taken as https; http only
+// with selfservice.private_feeds), at most selfservice.MaxFeeds a person,
+// not one they have already, and one that answers with a calendar now,
+// read as the worker will poll it (engine.CheckOwnFeed). The engine
+// running here takes it at once; otherwise the leader's within
+// engine.InboxEvery.
+func (p selfPeople) AddFeed(ctx context.Context, oid, upn, raw string) (selfservice.FeedAdded, error) {
+	a := p.a
+	cfg := a.Config()
+	key := a.feedKey
+	if key == nil {
+		return selfservice.FeedAdded{}, errors.New("own feeds are off")
+	}
+	u, refusal := ownFeedURL(raw, cfg.Selfservice.PrivateFeeds)
+	if refusal != "" {
+		return selfservice.FeedAdded{}, &selfservice.FeedRefusal{Reason: refusal}
+	}
+	all, err := a.store.OwnFeeds(ctx)
+	if err != nil && all == nil {
+		return selfservice.FeedAdded{}, fmt.Errorf("read own feeds: %w", err)
+	}
+	mine := 0
+	for _, f := range all {
+		if f.Person != oid {
+			continue
+		}
+		mine++
+		if have, err := key.Open(f); err == nil && have == u {
+			return selfservice.FeedAdded{}, &selfservice.FeedRefusal{Reason: "You have added this feed already."}
+		}
+	}
+	if mine >= selfservice.MaxFeeds {
+		return selfservice.FeedAdded{}, &selfservice.FeedRefusal{Reason: fmt.Sprintf("You have %d feeds, the most a person may have. Remove one first.", mine)}
+	}
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
+	f := key.Seal(state.OwnFeed{ID: hex.EncodeToString(id), Person: oid, Address: upn, Added: time.Now()}, u)
+	n, err := engine.CheckOwnFeed(ctx, cfg, a.fetcher, f, u, time.Now())
+	if err != nil {
+		return selfservice.FeedAdded{}, &selfservice.FeedRefusal{Reason: fmt.Sprintf("The feed could not be used: %v. Nothing was added.", err)}
+	}
+	if err := a.store.PutOwnFeed(ctx, f); err != nil {
+		return selfservice.FeedAdded{}, err
+	}
+	p.ownFeedsChanged(ctx)
+	return selfservice.FeedAdded{ID: f.ID, Shown: sources.RedactURL(u), Meetings: n}, nil
+}
+
+// DeleteFeed forgets the person's feed id, as AddFeed records one.
+func (p selfPeople) DeleteFeed(ctx context.Context, oid, id string) (bool, error) {
+	all, err := p.a.store.OwnFeeds(ctx)
+	if err != nil && all == nil {
+		return false, fmt.Errorf("read own feeds: %w", err)
+	}
+	if f, ok := all[id]; !ok || f.Person != oid {
+		return false, nil
+	}
+	if err := p.a.store.DeleteOwnFeed(ctx, id); err != nil {
+		return false, err
+	}
+	p.ownFeedsChanged(ctx)
+	return true, nil
+}
+
+// ownFeedsChanged has the engine running here read the own feeds now; a
+// standby's change reaches the leader within engine.InboxEvery.
+func (p selfPeople) ownFeedsChanged(ctx context.Context) {
+	if eng, err := p.a.running(ctx); err == nil && eng.Accepting() {
+		if err := eng.RefreshOwnFeeds(ctx); err != nil {
+			p.a.log.Warn("put own feeds in force", "err", err)
+		}
+	}
+}
+
+// ownFeeds returns the person's own feeds for their page, redacted, by
+// when added, with what the engine knows of each (pv: nil on a standby).
+func (p selfPeople) ownFeeds(ctx context.Context, oid string, pv *engine.PersonView) ([]selfservice.Feed, error) {
+	if p.a.feedKey == nil {
+		return nil, nil
+	}
+	all, err := p.a.store.OwnFeeds(ctx)
+	if err != nil && all == nil {
+		return nil, err
+	}
+	status := make(map[string]engine.SourceStatus)
+	if pv != nil {
+		for _, s := range pv.OwnFeeds {
+			status[s.Name] = s
+		}
+	}
+	var out []selfservice.Feed
+	for id, f := range all {
+		if f.Person != oid {
+			continue
+		}
+		shown := "(an address this server cannot open: remove it and add it again)"
+		if u, err := p.a.feedKey.Open(f); err == nil {
+			shown = sources.RedactURL(u)
+		}
+		v := selfservice.Feed{ID: id, Shown: shown, Added: f.Added}
+		if s, ok := status[engine.OwnFeedSource(id)]; ok && (s.Loaded || s.LastError != "") {
+			v.Checked, v.Healthy, v.LastError, v.LastSuccess, v.Meetings = true, s.Healthy, s.LastError, s.LastSuccess, s.Occurrences
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b selfservice.Feed) int { return cmp.Or(a.Added.Compare(b.Added), strings.Compare(a.ID, b.ID)) })
+	return out, nil
+}
+
+// ownFeedURL returns the URL a person typed as the worker will fetch it,
+// or why it is refused: https (webcal and webcals taken as https), http
+// only with selfservice.private_feeds; no user info.
+func ownFeedURL(raw string, private bool) (string, string) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" {
+		return "", "That is not a web address. Paste the feed's full address, beginning with https://."
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "webcal", "webcals", "https":
+		u.Scheme = "https"
+	case "http":
+		if !private {
+			return "", "The address must begin with https:// (an http:// feed would send its secret unencrypted)."
+		}
+	default:
+		return "", fmt.Sprintf("The address must begin with https:// (got %s:).", u.Scheme)
+	}
+	if u.User != nil {
+		return "", "The address must not hold a user name or password."
+	}
+	return u.String(), ""
 }

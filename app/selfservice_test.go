@@ -20,6 +20,7 @@ import (
 	"github.com/calpresence/calpresence/graph/graphtest"
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/state/mem"
+	"github.com/calpresence/calpresence/sync/engine"
 )
 
 // freeAddr returns a loopback address with a port free right now: the
@@ -38,14 +39,10 @@ func freeAddr(t *testing.T) string {
 // selfserviceDaemon runs the daemon (bbolt state, the fake Graph and
 // Entra, alice's and bob's feeds) with the self-service listener on, and
 // returns its URL.
-func selfserviceDaemon(t *testing.T, g *graphtest.Server, feeds *testutil.Feeds) (*App, string) {
-	t.Helper()
-	return selfserviceDaemonWith(t, g, feeds, nil)
-}
-
-// selfserviceDaemonWith is selfserviceDaemon whose configuration edit
-// changes before it starts.
-func selfserviceDaemonWith(t *testing.T, g *graphtest.Server, feeds *testutil.Feeds, edit func(*config.Config)) (*App, string) {
+//
+// Each of edits changes the configuration before it starts. feeds nil:
+// the daemon's own fetcher.
+func selfserviceDaemon(t *testing.T, g *graphtest.Server, feeds engine.Fetcher, edits ...func(*config.Config)) (*App, string) {
 	t.Helper()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "cookie")
@@ -65,15 +62,18 @@ func selfserviceDaemonWith(t *testing.T, g *graphtest.Server, feeds *testutil.Fe
 		{Name: "alice", URL: "https://feeds.example.test/alice.ics", Users: []string{"alice@contoso.com"}, PollInterval: time.Minute},
 		{Name: "bob", URL: "https://feeds.example.test/bob.ics", Users: []string{"bob@contoso.com"}, PollInterval: time.Minute},
 	}
-	if edit != nil {
+	for _, edit := range edits {
 		edit(cfg)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	logs := &testutil.LogBuffer{}
-	a, err := New(context.Background(), cfg, WithLogger(slog.New(slog.NewJSONHandler(logs, nil))),
-		WithRegistry(prometheus.NewRegistry()), WithFetcher(feeds))
+	opts := []Option{WithLogger(slog.New(slog.NewJSONHandler(logs, nil))), WithRegistry(prometheus.NewRegistry())}
+	if feeds != nil {
+		opts = append(opts, WithFetcher(feeds))
+	}
+	a, err := New(context.Background(), cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestSelfserviceCertificate(t *testing.T) {
 		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
 		graphtest.User{ID: bobID, UserPrincipalName: "bob@contoso.com", Mail: "bob@contoso.com"}))
 	now := time.Now().Truncate(time.Second)
-	a, url := selfserviceDaemonWith(t, g, twoFeeds(
+	a, url := selfserviceDaemon(t, g, twoFeeds(
 		meeting("alice-standup", now.Add(time.Hour), now.Add(2*time.Hour)),
 		meeting("bob-interview", now.Add(3*time.Hour), now.Add(4*time.Hour))), func(c *config.Config) {
 		cc := g.CertificateConfig()

@@ -226,6 +226,12 @@ type Source struct {
 	// answers include the machine's credentials. Loopback and the private
 	// ranges need no such permission.
 	AllowPrivate bool `yaml:"allow_private,omitempty"`
+	// Owner and PublicOnly are never read from YAML: the engine sets them
+	// on the sources it makes of people's own feeds (selfservice.feeds).
+	// Owner is that person's Entra object id; PublicOnly confines the feed
+	// to public addresses (sources.FetchRequest.PublicOnly).
+	Owner      string `yaml:"-"`
+	PublicOnly bool   `yaml:"-"`
 
 	// Presence overrides; zero values inherit from the top-level presence.
 	Availability string         `yaml:"availability,omitempty"`

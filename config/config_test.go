@@ -338,6 +338,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"selfservice-listen-webhooks", `:13: selfservice.listen: must differ from webhooks.listen (":8443")`},
 		{"selfservice-cookie-key", `:9: selfservice.cookie_key_file: required: a file of 32 or more random bytes (head -c 32 /dev/urandom > key)`},
 		{"selfservice-max-call", `:12: selfservice.max_call: must be at least 5m (got 1m0s)`},
+		{"selfservice-private-feeds", `:12: selfservice.private_feeds: applies to people's own feeds: set feeds: true too, or leave it out`},
 		{"selfservice-auth", `:10: selfservice: sign-in needs graph.auth client_secret or client_certificate (auth is workload_identity): Entra redeems a person's sign-in only for an application that sends its own secret or certificate, which a workload or managed identity does not have`},
 
 		// Users.

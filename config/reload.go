@@ -22,10 +22,11 @@ var restartKeys = []string{
 	"schedule.ca_file",
 	"schedule.fetch_concurrency",
 	"schedule.identity_refresh",
+	"selfservice",
 }
 
 // liveKeys are exceptions within restartKeys: read at every use.
-var liveKeys = []string{"webhooks.max_unscheduled", "graph.readback_interval"}
+var liveKeys = []string{"webhooks.max_unscheduled", "graph.readback_interval", "selfservice.private_feeds"}
 
 // NeedsRestart returns the keys whose values differ between old and cur
 // that a running daemon reads only at start, sorted, e.g.

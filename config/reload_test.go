@@ -36,6 +36,11 @@ func TestNeedsRestart(t *testing.T) {
 			c.Schedule.FetchConcurrency = 3
 		}, []string{"schedule.ca_file", "schedule.fetch_concurrency", "state.path"}},
 		{"webhooks on", func(c *Config) { c.Webhooks = &Webhooks{Listen: ":8081"} }, []string{"webhooks"}},
+		{"self-service: the listener and feeds at start, private feeds live", func(c *Config) {
+			c.Selfservice.URL = "https://presence.contoso.com"
+			c.Selfservice.Feeds = true
+			c.Selfservice.PrivateFeeds = true
+		}, []string{"selfservice.feeds", "selfservice.url"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

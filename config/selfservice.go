@@ -25,6 +25,11 @@ type Selfservice struct {
 	CookieKeyFile string `yaml:"cookie_key_file,omitempty"`
 	// Feeds lets people add their own ICS feed URLs (default false).
 	Feeds bool `yaml:"feeds,omitempty"`
+	// PrivateFeeds lets people's own feeds reach loopback and private
+	// addresses (default false: the internet only, for a URL a person
+	// types must not read what only the worker's network reaches). For a
+	// lab or a test.
+	PrivateFeeds bool `yaml:"private_feeds,omitempty"`
 	// MaxCall is the longest "I'm on a call" (default 4h).
 	MaxCall time.Duration `yaml:"max_call"`
 }
@@ -66,6 +71,9 @@ func (c *Config) validateSelfservice(k *checker) {
 	}
 	if s.CookieKeyFile == "" {
 		k.add("selfservice.cookie_key_file", "required: a file of %d or more random bytes (head -c 32 /dev/urandom > key)", MinCookieKey)
+	}
+	if s.PrivateFeeds && !s.Feeds {
+		k.add("selfservice.private_feeds", "applies to people's own feeds: set feeds: true too, or leave it out")
 	}
 	if s.MaxCall < 5*time.Minute {
 		k.add("selfservice.max_call", "must be at least 5m (got %s)", s.MaxCall)

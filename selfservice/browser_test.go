@@ -19,6 +19,7 @@ import (
 
 	"github.com/calpresence/calpresence/graph/graphtest"
 	"github.com/calpresence/calpresence/internal/testutil"
+	"github.com/calpresence/calpresence/selfservice"
 )
 
 // artifacts is where the screenshot goes: $CALPRESENCE_ARTIFACTS (CI keeps
@@ -59,7 +60,9 @@ func spki(t *testing.T, certPEM []byte) string {
 // field are what the server checks). A phone-sized screenshot is kept.
 func TestSignInInChromium(t *testing.T) {
 	bin := testutil.Tool(t, "chromium", "chromium")
-	e := newEnv(t)
+	fp := &feedPeople{people: newPeople(map[string]selfservice.View{aliceOID: aliceView}), feeds: map[string][]selfservice.Feed{}}
+	e := newEnvWith(t, "", fp, func(_ *graphtest.Server, c *selfservice.Config) { c.Feeds = true })
+	e.people = fp.people
 
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
@@ -173,6 +176,22 @@ func TestSignInInChromium(t *testing.T) {
 	if v := e.people.view(aliceOID); v.Paused || time.Until(v.OnCallUntil) < 29*time.Minute || time.Until(v.OnCallUntil) > 31*time.Minute {
 		t.Errorf("after Resume and a 30-minute call: paused %v, call until %v; want not paused, a call 30 minutes on", v.Paused, v.OnCallUntil)
 	}
+	// Her own feed: typed into the form, added, listed without its secret.
+	if err := chromedp.Do(bctx,
+		chromedp.SendKeys(chromedp.CSS("#feed-url"), "https://calendar.example/ical/alice/basic.ics?token=s3cr3t"),
+		chromedp.Click(chromedp.CSS("#add-feed")),
+		chromedp.WaitVisible(chromedp.CSS("#feeds .url")),
+	); err != nil {
+		t.Fatalf("chromium: add a feed: %v", err)
+	}
+	if shown := run("read the feed", chromedp.Text(chromedp.CSS("#feeds .url"))); shown != "https://calendar.example/ical/alice/basic.ics?<redacted>" {
+		t.Errorf("after Add feed the page lists %q; want the feed redacted", shown)
+	}
+	fp.mu.Lock()
+	if got := fp.feeds[aliceOID]; len(got) != 1 {
+		t.Errorf("after Add feed alice has feeds %+v; want one", got)
+	}
+	fp.mu.Unlock()
 	shot, err = chromedp.Run(bctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("chromium: screenshot: %v", err)

@@ -24,7 +24,7 @@ func withCertificate(cert *x509.Certificate, key *rsa.PrivateKey) func(*graphtes
 // the registered certificate, and no secret: the fake refuses a request
 // with both.
 func TestSignInWithCertificate(t *testing.T) {
-	e := newEnvWith(t, "", func(f *graphtest.Server, c *selfservice.Config) {
+	e := newEnvWith(t, "", nil, func(f *graphtest.Server, c *selfservice.Config) {
 		cert, key := f.Certificate()
 		withCertificate(cert, key)(f, c)
 	})
@@ -52,7 +52,7 @@ func TestSignInWithCertificate(t *testing.T) {
 // in: Entra refuses the assertion (invalid_client, AADSTS700027) and the
 // page says the sign-in failed.
 func TestSignInWithUnregisteredCertificate(t *testing.T) {
-	e := newEnvWith(t, "", func(f *graphtest.Server, c *selfservice.Config) {
+	e := newEnvWith(t, "", nil, func(f *graphtest.Server, c *selfservice.Config) {
 		f.Certificate() // the application has a certificate, not this one
 		cert, key := graphtest.NewCertificate(t, "not registered")
 		withCertificate(cert, key)(f, c)

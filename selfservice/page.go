@@ -40,6 +40,9 @@ type page struct {
 	Style template.CSS
 	// refusal
 	Text string
+	// Back: the refusal came from a signed-in person's action, so the
+	// link goes back to their page rather than to a new sign-in.
+	Back bool
 	// person
 	Name, UPN, OID string
 	CSRF           string
@@ -53,6 +56,10 @@ type page struct {
 	// CallWhilePaused is true on the page POST /call sends a paused
 	// person to (?call=paused), while they are still paused.
 	CallWhilePaused bool
+	// FeedsOn shows "Your feeds" (selfservice.feeds), with at most
+	// MaxFeeds.
+	FeedsOn  bool
+	MaxFeeds int
 	// Timeline draws View.Spans over the next 36 hours (internal/timeline).
 	Timeline template.HTML
 }
@@ -75,6 +82,7 @@ func (s *Server) showPerson(w http.ResponseWriter, r *http.Request, se session) 
 		View: v, ViewError: err != nil, Zone: s.cfg.Location.String(),
 		PauseHour:   s.now().Add(time.Hour).Truncate(time.Second).In(s.cfg.Location).Format(time.RFC3339),
 		CallChoices: callChoices(s.cfg.MaxCall),
+		FeedsOn:     s.cfg.Feeds, MaxFeeds: MaxFeeds,
 	}
 	p.CallWhilePaused = err == nil && v.Paused && r.URL.Query().Get("call") == callWhilePaused
 	if err == nil && len(v.Spans) > 0 {
@@ -101,6 +109,12 @@ func personTimeline(name string, v View, loc *time.Location) timeline.Data {
 // refuse answers status with a page that says what was refused and why.
 func (s *Server) refuse(w http.ResponseWriter, status int, title, text string) {
 	s.render(w, status, "refusal", page{Title: title, Text: text})
+}
+
+// refuseAction is refuse for a signed-in person's action: the page links
+// back to theirs.
+func (s *Server) refuseAction(w http.ResponseWriter, status int, title, text string) {
+	s.render(w, status, "refusal", page{Title: title, Text: text, Back: true})
 }
 
 // render executes a page template into w with the status.

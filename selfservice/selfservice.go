@@ -47,7 +47,7 @@ type Directory interface {
 
 // People is what the worker knows about a person, for their own page, and
 // what the person may change of their own presence. The engine implements
-// it; personal feeds will add their own methods.
+// it; with selfservice.feeds it implements Feeds too.
 type People interface {
 	// View returns what the page shows the person with object id oid.
 	View(ctx context.Context, oid string) (View, error)
@@ -89,6 +89,8 @@ type View struct {
 	// Live are the live signals about the person in force now (a call,
 	// a Zoom presence), newest first.
 	Live []Live
+	// Feeds are the person's own feeds (selfservice.feeds), by when added.
+	Feeds []Feed
 }
 
 // Live is a live signal about a person: a vendor's call or presence.
@@ -139,6 +141,9 @@ type Config struct {
 	// MaxCall is the longest "I'm on a call" (selfservice.max_call;
 	// default 4h).
 	MaxCall time.Duration
+	// Feeds lets people add their own feeds (selfservice.feeds); People
+	// must then implement Feeds.
+	Feeds bool
 	// Now is the clock for sessions and token expiry (default time.Now).
 	Now func() time.Time
 }
@@ -259,6 +264,8 @@ func New(cfg Config, dir Directory, people People, logger *slog.Logger) (*Server
 	s.mux.HandleFunc("POST /resume", s.post(s.limited(s.resume)))
 	s.mux.HandleFunc("POST /call", s.post(s.limited(s.call)))
 	s.mux.HandleFunc("POST /call/end", s.post(s.limited(s.endCall)))
+	s.mux.HandleFunc("POST /feeds", s.post(s.limited(s.addFeed))) // feeds.go
+	s.mux.HandleFunc("POST /feeds/delete", s.post(s.limited(s.deleteFeed)))
 	return s, nil
 }
 

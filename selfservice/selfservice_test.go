@@ -154,12 +154,13 @@ func newEnv(t *testing.T) *env { return newEnvTenant(t, "") }
 // newEnvTenant configures the tenant as tenant (default: the fake's id).
 func newEnvTenant(t *testing.T, tenant string, opts ...graphtest.Option) *env {
 	t.Helper()
-	return newEnvWith(t, tenant, nil, opts...)
+	return newEnvWith(t, tenant, nil, nil, opts...)
 }
 
-// newEnvWith is newEnvTenant whose Config edit changes before New: the
-// application's secret is the fake's until edit says otherwise.
-func newEnvWith(t *testing.T, tenant string, edit func(*graphtest.Server, *selfservice.Config), opts ...graphtest.Option) *env {
+// newEnvWith is newEnvTenant with people other than the default (nil:
+// newPeople) and edit changing the listener's Config before New (nil:
+// none): the application's secret is the fake's until edit says otherwise.
+func newEnvWith(t *testing.T, tenant string, people selfservice.People, edit func(*graphtest.Server, *selfservice.Config), opts ...graphtest.Option) *env {
 	t.Helper()
 	e := &env{
 		fake:   graphtest.NewServer(t, opts...),
@@ -169,6 +170,9 @@ func newEnvWith(t *testing.T, tenant string, edit func(*graphtest.Server, *selfs
 	}
 	if tenant == "" {
 		tenant = e.fake.TenantID()
+	}
+	if people == nil {
+		people = e.people
 	}
 	var h http.Handler
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
@@ -186,7 +190,7 @@ func newEnvWith(t *testing.T, tenant string, edit func(*graphtest.Server, *selfs
 	if edit != nil {
 		edit(e.fake, &cfg)
 	}
-	s, err := selfservice.New(cfg, e.dir, e.people, slog.New(slog.DiscardHandler))
+	s, err := selfservice.New(cfg, e.dir, people, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -450,3 +450,27 @@ func TestStatusPageShowsReload(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusPageOwnFeeds: people's own feeds are counted per person, the
+// failing ones apart, and the section is absent when nobody has one.
+func TestStatusPageOwnFeeds(t *testing.T) {
+	st := sampleStatus()
+	st.OwnFeeds = []engine.OwnFeedCount{
+		{User: "alice@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000001", Feeds: 2},
+		{User: "bob@contoso.com", UserID: "9a1f3c2e-0000-4000-8000-000000000002", Feeds: 1, Failing: 1},
+	}
+	body, _ := getPage(t, st)
+	doc := parseHTML(t, body)
+	rows := doc.byID("own-feeds").byClass("own-feeds")
+	if len(rows) != 2 || rows[0].words() != "alice@contoso.com 2 0" || rows[1].words() != "bob@contoso.com 1 1" {
+		var got []string
+		for _, r := range rows {
+			got = append(got, r.words())
+		}
+		t.Errorf("own-feed rows = %q; want alice 2 0, bob 1 1", got)
+	}
+	body, _ = getPage(t, sampleStatus())
+	if strings.Contains(body, `id="own-feeds"`) {
+		t.Errorf("the page has an own-feeds section with nobody's feeds")
+	}
+}

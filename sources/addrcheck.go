@@ -146,3 +146,77 @@ func checkDial(_ context.Context, _, address string, _ syscall.RawConn) error {
 	}
 	return nil
 }
+
+// sharedSpace is 100.64.0.0/10, the carrier-grade NAT range (RFC 6598):
+// not routed on the internet, and where some clouds put services.
+var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+// notPublic says why a URL a person gave (FetchRequest.PublicOnly) may not
+// reach ip, or "" when it may: every address refusedAddr refuses, and
+// loopback, private (RFC 1918), shared (RFC 6598), unique-local (fc00::/7),
+// unspecified and multicast addresses, which only the worker's own
+// network reaches.
+func notPublic(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if why := refusedAddr(ip); why != "" {
+		return why
+	}
+	switch {
+	case ip.IsLoopback():
+		return "a loopback address"
+	case ip.IsPrivate():
+		return "a private address"
+	case sharedSpace.Contains(ip):
+		return "in the shared address space (100.64.0.0/10)"
+	case ip.IsUnspecified(), ip.IsMulticast(), ip.IsInterfaceLocalMulticast(), ip.IsLinkLocalMulticast():
+		return "not a unicast address"
+	}
+	return ""
+}
+
+// checkPublicHost refuses a host a person's URL names that notPublic
+// refuses (an IP literal), that names a metadata service, or that is
+// localhost. A name is checked again by address when it is dialed
+// (publicDialer).
+func checkPublicHost(host string) error {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		if why := notPublic(ip); why != "" {
+			return publicRefusal(host, why)
+		}
+		return nil
+	}
+	name := strings.TrimSuffix(strings.ToLower(host), ".")
+	if name == "localhost" || strings.HasSuffix(name, ".localhost") {
+		return publicRefusal(host, "a loopback name")
+	}
+	if why := refusedName(host); why != "" {
+		return publicRefusal(host, why)
+	}
+	return nil
+}
+
+func publicRefusal(host, why string) error {
+	return fmt.Errorf("%w: %s is %s, and a person's own feed must be on the internet", ErrRefusedAddress, host, why)
+}
+
+// publicDialer makes d refuse, after name resolution and before
+// connecting, every address notPublic refuses (as guardDialer does for
+// refusedAddr). Through a proxy it is the proxy's address that is
+// checked: a proxy on a private address refuses every such feed.
+func publicDialer(d *net.Dialer) *net.Dialer {
+	next := d.ControlContext
+	d.ControlContext = func(ctx context.Context, network, address string, c syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("dial address %q: %w", address, ErrRefusedAddress)
+		}
+		if why := notPublic(ap.Addr()); why != "" {
+			return publicRefusal(ap.Addr().String(), why)
+		}
+		if next != nil {
+			return next(ctx, network, address, c)
+		}
+		return nil
+	}
+	return d
+}

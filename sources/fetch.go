@@ -75,6 +75,13 @@ type FetchRequest struct {
 	// cloud metadata services, see refusedAddr and metadataNames): the
 	// source's allow_private.
 	AllowPrivate bool
+	// PublicOnly confines the feed, and its redirects, to public
+	// addresses: loopback, private, shared, link-local and unique-local
+	// ranges are refused too (ErrRefusedAddress), and so are file URLs.
+	// For a URL a person gave (their own feed): it must not make the
+	// worker read what only the worker's network reaches. It wins over
+	// AllowPrivate.
+	PublicOnly bool
 }
 
 // FetchResult is the outcome of a successful fetch.
@@ -114,6 +121,10 @@ type Fetcher struct {
 	// pool of its own: a connection dialed for a source allowed to reach a
 	// link-local address is never reused for another source.
 	PrivateClient *http.Client
+	// PublicClient does the requests that have PublicOnly. NewFetcher's
+	// refuses every address that is not public (publicAddr). Nil: such
+	// requests fail.
+	PublicClient *http.Client
 	// Timeout bounds one fetch, from connecting to reading the last byte of
 	// the body (default DefaultFetchTimeout).
 	Timeout time.Duration
@@ -150,10 +161,14 @@ func newFetcher(timeout time.Duration, maxBytes int64, d *net.Dialer) *Fetcher {
 	open := tr.Clone()
 	plain := *d
 	open.DialContext = plain.DialContext
+	public := tr.Clone()
+	strict := *d
+	public.DialContext = publicDialer(&strict).DialContext
 	tr.DialContext = guardDialer(d).DialContext
 	return &Fetcher{
 		Client:        &http.Client{Transport: tr},
 		PrivateClient: &http.Client{Transport: open},
+		PublicClient:  &http.Client{Transport: public},
 		Timeout:       timeout,
 		MaxBytes:      maxBytes,
 		UserAgent:     DefaultUserAgent,
@@ -167,9 +182,9 @@ func newFetcher(timeout time.Duration, maxBytes int64, d *net.Dialer) *Fetcher {
 // NewFetcher's do.
 func (f *Fetcher) TrustCAFile(file string) error {
 	var trs []*http.Transport
-	for _, c := range []*http.Client{f.Client, f.PrivateClient} {
-		if c == nil && len(trs) > 0 {
-			continue // no PrivateClient
+	for i, c := range []*http.Client{f.Client, f.PrivateClient, f.PublicClient} {
+		if c == nil && i > 0 {
+			continue // no PrivateClient or PublicClient
 		}
 		var tr *http.Transport
 		if c != nil {
@@ -232,6 +247,9 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 	case "http", "https":
 		return f.fetchHTTP(ctx, u, req)
 	case "file":
+		if req.PublicOnly {
+			return FetchResult{}, fetchError(req.URL, fmt.Errorf("%w: a file URL reads the worker's own files", ErrRefusedAddress))
+		}
 		return f.fetchFile(ctx, u, req)
 	default:
 		return FetchResult{}, fetchError(req.URL, fmt.Errorf("unsupported scheme %q (want https, http or file)", u.Scheme))
@@ -239,7 +257,15 @@ func (f *Fetcher) Fetch(ctx context.Context, req FetchRequest) (FetchResult, err
 }
 
 func (f *Fetcher) fetchHTTP(ctx context.Context, u *url.URL, req FetchRequest) (FetchResult, error) {
-	if !req.AllowPrivate {
+	switch {
+	case req.PublicOnly:
+		if err := checkPublicHost(u.Hostname()); err != nil {
+			return FetchResult{}, fetchError(req.URL, err)
+		}
+		if f.PublicClient == nil {
+			return FetchResult{}, fetchError(req.URL, fmt.Errorf("%w: this fetcher has no client for public addresses only", ErrRefusedAddress))
+		}
+	case !req.AllowPrivate:
 		if err := checkHost(u.Hostname()); err != nil {
 			return FetchResult{}, fetchError(req.URL, allowPrivateHint(req.Name, err))
 		}
@@ -279,11 +305,14 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, u *url.URL, req FetchRequest) (
 	if f.Client != nil {
 		client = f.Client
 	}
-	if req.AllowPrivate && f.PrivateClient != nil {
+	switch {
+	case req.PublicOnly:
+		client = f.PublicClient
+	case req.AllowPrivate && f.PrivateClient != nil:
 		client = f.PrivateClient
 	}
 	c := *client // shallow copy: shares the Transport and its pool
-	c.CheckRedirect = redirectPolicy(req.Headers, req.AllowPrivate)
+	c.CheckRedirect = redirectPolicy(req.Headers, req.AllowPrivate && !req.PublicOnly, req.PublicOnly)
 
 	resp, err := c.Do(hreq)
 	if err != nil {
@@ -384,10 +413,15 @@ func scrub(msg, raw string) string {
 // but a feed's custom header (X-Api-Key, Private-Token…) is as much a
 // credential. Unless allowPrivate, a redirect to a host checkHost refuses
 // is not followed.
-func redirectPolicy(headers map[string]string, allowPrivate bool) func(*http.Request, []*http.Request) error {
+func redirectPolicy(headers map[string]string, allowPrivate, publicOnly bool) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if len(via) > maxRedirects {
 			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		if publicOnly {
+			if err := checkPublicHost(req.URL.Hostname()); err != nil {
+				return fmt.Errorf("redirect to %s: %w", RedactURL(req.URL.String()), err)
+			}
 		}
 		if !allowPrivate {
 			if err := checkHost(req.URL.Hostname()); err != nil {

@@ -86,6 +86,14 @@ type Store interface {
 	// error.
 	DeleteOwnCall(ctx context.Context, id string) error
 
+	// OwnFeeds returns every feed people added on their page, by ID (a
+	// *BadRecordsError as in Sessions).
+	OwnFeeds(ctx context.Context) (map[string]OwnFeed, error)
+	// PutOwnFeed records f under f.ID, replacing an earlier one.
+	PutOwnFeed(ctx context.Context, f OwnFeed) error
+	// DeleteOwnFeed forgets the feed id; forgetting none is no error.
+	DeleteOwnFeed(ctx context.Context, id string) error
+
 	// Ping reports whether the store can be used now (/readyz): a
 	// database that answers, a file still open.
 	Ping(ctx context.Context) error

@@ -54,7 +54,7 @@ var (
 	bucketFeedExpansions = []byte("feed_expansions")
 	keyVersion           = []byte("version")
 
-	allBuckets = [][]byte{bucketMeta, bucketSessions, bucketIdentities, bucketFeeds, bucketFeedBodies, bucketSignals, bucketFeedExpansions, bucketPauses, bucketOwnCalls}
+	allBuckets = [][]byte{bucketMeta, bucketSessions, bucketIdentities, bucketFeeds, bucketFeedBodies, bucketSignals, bucketFeedExpansions, bucketPauses, bucketOwnCalls, bucketOwnFeeds}
 )
 
 // Store is an open state file. Its methods are safe for concurrent use.

@@ -27,6 +27,7 @@ type Store struct {
 	feeds    map[string]state.Feed
 	pauses   map[string]state.Pause
 	ownCalls map[string]state.OwnCall
+	ownFeeds map[string]state.OwnFeed
 	signals  map[string]state.Signal
 }
 
@@ -40,6 +41,7 @@ func New() *Store {
 		feeds:    make(map[string]state.Feed),
 		pauses:   make(map[string]state.Pause),
 		ownCalls: make(map[string]state.OwnCall),
+		ownFeeds: make(map[string]state.OwnFeed),
 		signals:  make(map[string]state.Signal),
 	}
 }
@@ -312,5 +314,49 @@ func (m *Store) DeleteOwnCall(ctx context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.ownCalls, id)
+	return nil
+}
+
+// OwnFeeds returns a copy of the own feeds.
+func (m *Store) OwnFeeds(ctx context.Context) (map[string]state.OwnFeed, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]state.OwnFeed, len(m.ownFeeds))
+	for id, f := range m.ownFeeds {
+		f.Sealed = slices.Clone(f.Sealed)
+		out[id] = f
+	}
+	return out, nil
+}
+
+// PutOwnFeed records a copy of f.
+func (m *Store) PutOwnFeed(ctx context.Context, f state.OwnFeed) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if f.ID == "" {
+		return errors.New("put own feed: empty id")
+	}
+	f.Sealed = slices.Clone(f.Sealed)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ownFeeds == nil {
+		m.ownFeeds = make(map[string]state.OwnFeed)
+	}
+	m.ownFeeds[f.ID] = f
+	return nil
+}
+
+// DeleteOwnFeed forgets the feed id.
+func (m *Store) DeleteOwnFeed(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.ownFeeds, id)
 	return nil
 }

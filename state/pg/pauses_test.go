@@ -66,3 +66,13 @@ func init() {
 		seeds[v] = func(ctx context.Context, t *testing.T, pool *pgxpool.Pool) { seeds[v-1](ctx, t, pool) }
 	}
 }
+
+// ownFeedsVersion is the schema that added the own_feeds table.
+func ownFeedsVersion() int { return migrationVersion("_own_feeds.sql") }
+
+// The schema with own_feeds stores the fixture as the one before it did.
+func init() {
+	if v := ownFeedsVersion(); v > 0 {
+		seeds[v] = func(ctx context.Context, t *testing.T, pool *pgxpool.Pool) { seeds[v-1](ctx, t, pool) }
+	}
+}

@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) state.Store) {
 		{"QueuedSignals", testQueuedSignals},
 		{"Pauses", testPauses},
 		{"OwnCalls", testOwnCalls},
+		{"OwnFeeds", testOwnFeeds},
 		{"OddKeys", testOddKeys},
 		{"Many", testMany},
 		{"Durable", testDurable},

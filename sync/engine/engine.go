@@ -75,6 +75,11 @@ type Options struct {
 	// daemon is wired); the gate and the burst lead follow it. The zero
 	// Rate: policy.WriteRate(Config.Graph).
 	Rate policy.Rate
+	// OwnFeedURL opens the sealed URL of a person's own feed
+	// (selfservice.FeedKey.Open): with it, people's own feeds in the store
+	// are polled as sources (ownfeeds.go). nil: they are not
+	// (selfservice.feeds off).
+	OwnFeedURL func(state.OwnFeed) (string, error)
 }
 
 // Engine is the worker: it polls the sources, keeps their occurrences,
@@ -97,6 +102,7 @@ type Engine struct {
 	pauses        *pauseSet   // people's pauses (pauses.go)
 	calls         *ownCallSet // the calls people declare (owncalls.go)
 	rb            *readback   // what Teams shows (readback.go)
+	own           *ownFeedSet // people's own feeds (ownfeeds.go); nil: off
 
 	// reloads hands Reload's configurations to Run's loop, so that a
 	// reload is applied between reconciles (reload.go); stopped is
@@ -152,12 +158,14 @@ type SourceStatus struct {
 // New builds an engine, reading the resolved addresses kept in the store
 // under ctx. The configuration must have passed Validate.
 func New(ctx context.Context, o Options) (*Engine, error) {
-	m, err := plan.NewMatcher(o.Config)
-	if err != nil {
-		return nil, err
-	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	own := newOwnFeedSet(ctx, o.Store, o.OwnFeedURL, o.Logger)
+	cfg := own.merge(o.Config)
+	m, err := plan.NewMatcher(cfg)
+	if err != nil {
+		return nil, err
 	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
@@ -177,7 +185,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		log:          o.Logger,
 		metrics:      o.Metrics,
 		store:        sessions,
-		feeds:        newFeedSet(o.Config, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
+		feeds:        newFeedSet(cfg, o.Feeds, o.Fetcher, m, o.Logger, o.Metrics),
 		dir:          dir,
 		exec:         newExecutor(o.Presence, sessions, dir, policy.NewGate(g.MaxConcurrency, rate), o.Logger, o.Metrics),
 		kick:         make(chan struct{}, 1),
@@ -185,16 +193,18 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		pauses:       newPauseSet(o.Store, o.Logger),
 		calls:        newOwnCallSet(o.Store, o.Logger),
 		rb:           newReadback(),
+		own:          own,
 		reloads:      make(chan reloadRequest),
 		stopped:      make(chan struct{}),
 		startCfg:     o.Config,
 		elector:      o.Elector,
 		personLookup: o.People,
 	}
-	e.conf.Store(newSettings(o.Config, m, 0, nil))
+	e.conf.Store(newSettings(o.Config, cfg, m, 0, nil))
 	e.rate = rate.PerSecond()
 	e.authenticated = o.Authenticated
 	e.feeds.installed = e.noteAddresses
+	e.countOwnFeeds()
 	e.exec.grace = o.Config.Server.ShutdownTimeout
 	if e.exec.grace <= 0 {
 		e.exec.grace = config.Default().Server.ShutdownTimeout
@@ -204,7 +214,8 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 
 // settings is the configuration in force with what is derived from it.
 type settings struct {
-	cfg       *config.Config
+	base      *config.Config    // the operator's, as loaded
+	cfg       *config.Config    // base with people's own feeds (ownfeeds.go)
 	matcher   *plan.Matcher     // cfg compiled; says who cfg covers
 	gen       uint64            // counts the reloads: the engine's spans follow it
 	userIndex map[string]string // users: address → target, for signals
@@ -213,8 +224,8 @@ type settings struct {
 	removed map[string]bool
 }
 
-func newSettings(cfg *config.Config, m *plan.Matcher, gen uint64, removed map[string]bool) *settings {
-	return &settings{cfg: cfg, matcher: m, gen: gen, userIndex: cfg.UserIndex(), removed: removed}
+func newSettings(base, cfg *config.Config, m *plan.Matcher, gen uint64, removed map[string]bool) *settings {
+	return &settings{base: base, cfg: cfg, matcher: m, gen: gen, userIndex: cfg.UserIndex(), removed: removed}
 }
 
 // sourceRemoved reports whether a reload removed the named source.
@@ -275,6 +286,12 @@ func (e *Engine) Run(ctx context.Context) error {
 				if p, c := e.pauses.refresh(ctx, time.Now(), e.log), e.calls.refresh(ctx, time.Now(), e.log); p || c {
 					e.kickReconcile()
 				}
+				// People's own feeds another replica added or removed.
+				if e.own.refresh(ctx, e.log) {
+					if err := e.ownFeedsChanged(ctx); err != nil && ctx.Err() == nil {
+						e.log.Warn("put people's own feeds in force", "err", err)
+					}
+				}
 				select {
 				case <-ctx.Done():
 					return
@@ -327,8 +344,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-e.kick:
 		case <-safety.C:
 		case req := <-e.reloads:
-			report, read := e.applyReload(ctx, req.cfg, req.matcher)
-			req.reply <- report
+			report, read, err := e.applyReload(ctx, req.base, req.why)
+			req.reply <- reloadReply{report, err}
 			if len(read) > 0 {
 				// Added and changed sources are read at once, reconciling
 				// as they answer; the reconcile below already drops what
@@ -622,9 +639,20 @@ func (e *Engine) keyFunc() plan.KeyFunc {
 
 // knownFunc reports, per person, whether every source that could concern
 // any of their addresses has been read.
+//
+// A person none of whose addresses the directory knows yet (a new leader
+// whose predecessor stopped before it stored what it resolved; a session
+// older than the resolved addresses) could be concerned by any source: they
+// are known only once every source has been read. Otherwise a leader that
+// takes over reconciles a recorded session before the copies load and
+// clears a person in the middle of their meeting.
 func (e *Engine) knownFunc(sourcesKnown func(address string) bool) func(string) bool {
 	return func(id string) bool {
-		for _, a := range e.dir.Addresses(id) {
+		addrs := e.dir.Addresses(id)
+		if len(addrs) == 0 {
+			return sourcesKnown(everySource)
+		}
+		for _, a := range addrs {
 			if !sourcesKnown(a) {
 				return false
 			}
@@ -632,6 +660,10 @@ func (e *Engine) knownFunc(sourcesKnown func(address string) bool) func(string) 
 		return sourcesKnown("")
 	}
 }
+
+// everySource asks a feedSet.knownFunc whether every source has been read.
+const everySource = "\x00every source"
+
 
 // adoptMigrated re-keys the sessions that a schema-1 state file held under
 // an address the worker had never resolved, once the directory names

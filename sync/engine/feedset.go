@@ -131,23 +131,45 @@ func (fs *feedSet) rules() (*config.Config, *plan.Matcher) {
 	return fs.cfg, fs.matcher
 }
 
-// statuses returns each source's status, sorted by name. The age of the
-// copy in force is given for the sources that are failing or stale.
+// statuses returns each configured source's status, sorted by name; the
+// sources people's own feeds make are left out (ownStatuses). The age of
+// the copy in force is given for the sources that are failing or stale.
 func (fs *feedSet) statuses() []SourceStatus {
 	now := time.Now()
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	var st []SourceStatus
 	for _, name := range sortedKeys(fs.feeds) {
-		f := fs.feeds[name]
-		s := SourceStatus{Name: name, URL: f.redacted, Loaded: f.loaded, Healthy: f.healthy,
-			LastError: f.lastErr, LastSuccess: f.lastOK, Occurrences: len(f.occs), Stale: fs.stale(f, now)}
-		if f.loaded && (!f.healthy || s.Stale) {
-			s.CopyAge = now.Sub(f.lastOK).Round(time.Second).String()
+		if f := fs.feeds[name]; f.src.Owner == "" {
+			st = append(st, fs.status(f, now))
 		}
-		st = append(st, s)
 	}
 	return st
+}
+
+// ownStatuses returns the status of each source an own feed makes, by
+// source name, for the person's page and the counts (OwnFeedCount).
+func (fs *feedSet) ownStatuses() map[string]SourceStatus {
+	now := time.Now()
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	out := make(map[string]SourceStatus)
+	for name, f := range fs.feeds {
+		if f.src.Owner != "" {
+			out[name] = fs.status(f, now)
+		}
+	}
+	return out
+}
+
+// status is f's status at now; fs.mu must be held.
+func (fs *feedSet) status(f *feed, now time.Time) SourceStatus {
+	s := SourceStatus{Name: f.src.Name, URL: f.redacted, Loaded: f.loaded, Healthy: f.healthy,
+		LastError: f.lastErr, LastSuccess: f.lastOK, Occurrences: len(f.occs), Stale: fs.stale(f, now)}
+	if f.loaded && (!f.healthy || s.Stale) {
+		s.CopyAge = now.Sub(f.lastOK).Round(time.Second).String()
+	}
+	return s
 }
 
 // stale reports whether the copy of f in force is older than max_copy_age:
@@ -512,7 +534,7 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 	if reexpand && fs.cache != nil {
 		stored = fs.storedBody(ctx, f, hash)
 	}
-	req := sources.FetchRequest{Name: name, URL: f.src.URL, Headers: f.src.Headers, AllowPrivate: f.src.AllowPrivate}
+	req := sources.FetchRequest{Name: name, URL: f.src.URL, Headers: f.src.Headers, AllowPrivate: f.src.AllowPrivate, PublicOnly: f.src.PublicOnly}
 	// A "not modified" applies to the copy in force, and is asked for only
 	// when that copy is all we need. Without it in the feed cache (a failed
 	// write; or a dry run, which keeps no bodies, when the copy is due to
@@ -844,8 +866,13 @@ func (fs *feedSet) knownFunc() func(string) bool {
 		}
 	}
 	// address is normalised (the directory's form); "" asks about the
-	// match sources only.
-	return func(address string) bool { return !matchUnloaded && !unknownFixed[address] }
+	// match sources only, everySource about them all.
+	return func(address string) bool {
+		if address == everySource {
+			return !matchUnloaded && len(unknownFixed) == 0
+		}
+		return !matchUnloaded && !unknownFixed[address]
+	}
 }
 
 func sameOccurrence(a, b ical.Occurrence) bool {

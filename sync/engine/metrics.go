@@ -36,6 +36,9 @@ type Metrics struct {
 	// PeopleHeld: people held back from Graph calls now, by kind (the
 	// Hold kinds: the status page's "Held back").
 	PeopleHeld *prometheus.GaugeVec
+	// OwnFeeds: people's own feeds in force (selfservice.feeds), by
+	// user (UPN); never their URLs.
+	OwnFeeds *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -106,11 +109,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "calpresence_people_held",
 			Help: "People held back from Graph calls now, by kind: unknown (no such user in Entra), throttled, retrying, refused (for the span), operator (cleared by an operator).",
 		}, []string{"kind"}),
+		OwnFeeds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "calpresence_own_feeds",
+			Help: "ICS feeds people added on their self-service page and the worker polls, by user.",
+		}, []string{"user"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale,
 			m.GraphRequests, m.GraphRetryAfter, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles, m.Addresses, m.ClearsPending,
-			m.ReadbackPeople, m.ReadbackReasserts, m.PresenceChanges, m.PeopleHeld)
+			m.ReadbackPeople, m.ReadbackReasserts, m.PresenceChanges, m.PeopleHeld, m.OwnFeeds)
 	}
 	return m
 }
@@ -134,7 +141,7 @@ func (m *Metrics) ObserveRetryAfter(op string, d time.Duration) {
 // showing the feeds, sessions and people of the time it led (the leader
 // shows them now). Counters and the histogram keep counting.
 func (m *Metrics) ResetGauges() {
-	for _, g := range []*prometheus.GaugeVec{m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale, m.Addresses, m.ReadbackPeople, m.PeopleHeld} {
+	for _, g := range []*prometheus.GaugeVec{m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale, m.Addresses, m.ReadbackPeople, m.PeopleHeld, m.OwnFeeds} {
 		g.Reset()
 	}
 	for _, g := range []prometheus.Gauge{m.Sessions, m.UsersBusy, m.ClearsPending} {

@@ -34,6 +34,9 @@ type PersonView struct {
 	// OnCall is true while the call the person declared runs (Call).
 	OnCall bool
 	Call   state.OwnCall
+	// OwnFeeds are the person's own feeds in force, their URLs redacted
+	// (Name is OwnFeedSource of the feed's id).
+	OwnFeeds []SourceStatus
 }
 
 // PersonWindow is how far ahead a person's own page looks (the design's
@@ -49,6 +52,7 @@ func (e *Engine) Person(ctx context.Context, id string, now time.Time) PersonVie
 	v.Shown, v.ReadBack = e.rb.shown(id)
 	v.Pause, v.Paused = e.Paused(id, now)
 	v.Call, v.OnCall = e.OwnCall(id, now)
+	v.OwnFeeds = e.ownFeedsOf(id)
 	matches, _, feedGen := e.feeds.snapshotGen()
 	_, spans := e.view(ctx, matches, feedGen, now, e.keyFunc())
 	to := now.Add(PersonWindow)

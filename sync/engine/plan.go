@@ -85,7 +85,7 @@ func Plan(ctx context.Context, cfg *config.Config, fetcher Fetcher, req PlanRequ
 // the occurrence and people caps, which depend on the window, are the
 // daemon's alone (plan's window may be wide).
 func planSource(ctx context.Context, m *plan.Matcher, fetcher Fetcher, src *config.Source, zone *time.Location, sc config.Schedule, req PlanRequest) ([]plan.Match, []string, error) {
-	res, err := fetcher.Fetch(ctx, sources.FetchRequest{Name: src.Name, URL: src.URL, Headers: src.Headers, AllowPrivate: src.AllowPrivate})
+	res, err := fetcher.Fetch(ctx, sources.FetchRequest{Name: src.Name, URL: src.URL, Headers: src.Headers, AllowPrivate: src.AllowPrivate, PublicOnly: src.PublicOnly})
 	if err != nil {
 		return nil, nil, &SourceError{src.Name, err}
 	}

@@ -38,9 +38,14 @@ type ReloadStatus struct {
 var errNotRunning = errors.New("the engine has stopped")
 
 type reloadRequest struct {
-	cfg     *config.Config
-	matcher *plan.Matcher
-	reply   chan ReloadReport
+	base  *config.Config // the operator's
+	why   string         // logged: "configuration reloaded", "own feeds changed"
+	reply chan reloadReply
+}
+
+type reloadReply struct {
+	report ReloadReport
+	err    error
 }
 
 // Reload puts cfg in force without a restart, between two reconciles (it
@@ -67,18 +72,23 @@ type reloadRequest struct {
 // stays. An engine whose Run was never called (the one-off commands)
 // applies the reload at once.
 func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, error) {
-	m, err := plan.NewMatcher(cfg)
-	if err != nil {
+	if _, err := plan.NewMatcher(e.own.merge(cfg)); err != nil {
 		return ReloadReport{}, err
 	}
+	return e.reload(ctx, cfg, "configuration reloaded")
+}
+
+// reload puts base, with people's own feeds, in force (Reload), logging
+// why.
+func (e *Engine) reload(ctx context.Context, base *config.Config, why string) (ReloadReport, error) {
 	e.mu.Lock()
 	running := e.running
 	e.mu.Unlock()
 	if !running {
-		report, _ := e.applyReload(ctx, cfg, m)
-		return report, nil
+		report, _, err := e.applyReload(ctx, base, why)
+		return report, err
 	}
-	req := reloadRequest{cfg: cfg, matcher: m, reply: make(chan ReloadReport, 1)}
+	req := reloadRequest{base: base, why: why, reply: make(chan reloadReply, 1)}
 	select {
 	case e.reloads <- req:
 	case <-e.stopped:
@@ -86,16 +96,24 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (ReloadReport, 
 	case <-ctx.Done():
 		return ReloadReport{}, ctx.Err()
 	}
-	return <-req.reply, nil
+	r := <-req.reply
+	return r.report, r.err
 }
 
-// applyReload puts cfg in force (Reload says how) and returns what changed
-// with the sources to read now.
-func (e *Engine) applyReload(ctx context.Context, cfg *config.Config, m *plan.Matcher) (ReloadReport, []string) {
+// applyReload puts base with the own feeds in force (Reload says how) and
+// returns what changed with the sources to read now. The own feeds are
+// merged here, under reconcileMu, so that of two reloads the later one
+// has the latest.
+func (e *Engine) applyReload(ctx context.Context, base *config.Config, why string) (ReloadReport, []string, error) {
+	cfg := e.own.merge(base)
+	m, err := plan.NewMatcher(cfg)
+	if err != nil {
+		return ReloadReport{}, nil, err
+	}
 	e.reconcileMu.Lock()
 	defer e.reconcileMu.Unlock()
 	old := e.conf.Load()
-	report := ReloadReport{NeedsRestart: config.NeedsRestart(e.startCfg, cfg)}
+	report := ReloadReport{NeedsRestart: config.NeedsRestart(e.startCfg, base)}
 	report.Added, report.Removed, report.Changed, report.Unchanged = e.feeds.reload(cfg, m)
 	removed := maps.Clone(old.removed)
 	if removed == nil {
@@ -107,20 +125,20 @@ func (e *Engine) applyReload(ctx context.Context, cfg *config.Config, m *plan.Ma
 	for _, name := range report.Added {
 		delete(removed, name)
 	}
-	e.conf.Store(newSettings(cfg, m, old.gen+1, removed))
+	e.conf.Store(newSettings(base, cfg, m, old.gen+1, removed))
 	for _, u := range cfg.ConfiguredUsers() {
 		e.dir.Lookup(u) // new people are looked up off the boundaries' path
 	}
 	if len(report.Removed) > 0 {
 		e.feeds.pruneStored(ctx)
 	}
-	e.log.Info("configuration reloaded", "added", len(report.Added), "removed", len(report.Removed),
+	e.log.Info(why, "added", len(report.Added), "removed", len(report.Removed),
 		"changed", len(report.Changed), "unchanged", report.Unchanged,
 		"added_sources", report.Added, "removed_sources", report.Removed, "changed_sources", report.Changed)
 	if len(report.NeedsRestart) > 0 {
 		e.log.Warn("configuration changes not applied until a restart", "keys", report.NeedsRestart)
 	}
-	return report, append(slices.Clone(report.Added), report.Changed...)
+	return report, append(slices.Clone(report.Added), report.Changed...), nil
 }
 
 // reload replaces the sources with cfg's (Engine.Reload says how) and

@@ -267,3 +267,55 @@ func TestChangeOutsideTheWindowRebuildsNothing(t *testing.T) {
 		h.want("10m0s set alice@contoso.com InAConferenceCall 30m0s")
 	})
 }
+
+// TestTakeOverWithoutResolvedAddresses: a worker starts with alice's
+// session recorded mid-meeting but without her resolved addresses (its
+// predecessor stopped before storing them) and cannot resolve her yet,
+// while her feed hangs with no stored copy: it must not clear her — any
+// source could be hers until every source is read. Once Graph answers and
+// the feed is read, her meeting goes on, with the lease set at its start.
+func TestTakeOverWithoutResolvedAddresses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startHarness(t, testConfig(), ics(time.Now(), "m", 10*minute, time.Hour), nil, nil)
+		h.until(20 * minute)
+		h.stop()
+		ids, err := h.store.Identities(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for a := range ids {
+			if err := h.store.DeleteIdentity(t.Context(), a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var mu sync.Mutex
+		graphDown := true
+		h.graph.ResolveErr = func(string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if graphDown {
+				return errors.New("Graph unreachable")
+			}
+			return nil
+		}
+		h.feeds.mu.Lock()
+		h.feeds.hang = true
+		h.feeds.mu.Unlock()
+		h.until(25 * minute)
+		h.start(testConfig())
+		h.until(40 * minute)
+		if got := h.graph.Got(); len(got) != 1 {
+			t.Errorf("Graph calls while alice's addresses and feed are unknown:\n%s\nwant only the set at 10m", strings.Join(got, "\n"))
+		}
+		mu.Lock()
+		graphDown = false
+		mu.Unlock()
+		h.feeds.mu.Lock()
+		h.feeds.hang = false
+		h.feeds.mu.Unlock()
+		h.until(2 * time.Hour)
+		h.stop()
+		// Her lease ends with the meeting: nothing to clear.
+		h.want("10m0s set alice@contoso.com InAConferenceCall 1h0m0s")
+	})
+}

@@ -23,6 +23,9 @@ type Status struct {
 	Now     time.Time
 	Ready   bool
 	Sources []SourceStatus
+	// OwnFeeds count people's own feeds (selfservice.feeds) by person;
+	// their URLs are never shown.
+	OwnFeeds []OwnFeedCount
 	// Busy are the people busy now, by UPN.
 	Busy []BusyPerson
 	// Timeline are the people with a busy span in the status page's
@@ -176,7 +179,7 @@ const MaxUnresolved = 200
 // cheap to ask every few seconds. (Like every pass, it notes addresses the
 // directory has not met yet for the resolver.)
 func (e *Engine) Status(ctx context.Context, now time.Time) Status {
-	st := Status{Now: now, Sources: e.feeds.statuses(), GraphErrors: e.exec.recent.list()}
+	st := Status{Now: now, Sources: e.feeds.statuses(), OwnFeeds: e.ownFeedCounts(), GraphErrors: e.exec.recent.list()}
 	unresolved := e.dir.Unresolved()
 	st.Unresolved, st.UnresolvedCount = unresolved[:min(len(unresolved), MaxUnresolved)], len(unresolved)
 	sigs := e.Signals()
@@ -292,17 +295,27 @@ type occInfo struct {
 }
 
 // occIndex maps each matched occurrence to its summary and the signal
-// that cut it short.
+// that cut it short. The meetings of people's own feeds are their private
+// calendars: the status view (ops) gets OwnFeedSummary in place of their
+// titles; the person's own page shows them (Person).
 func occIndex(matches []plan.Match) map[string]occInfo {
 	out := make(map[string]occInfo, len(matches))
 	for i := range matches {
 		o := matches[i].Occ
-		if o.Summary != "" || matches[i].Signal != "" {
-			out[refKey(matches[i].Source, o.UID, o.RecurrenceID, o.Start)] = occInfo{summary: o.Summary, signal: matches[i].Signal}
+		summary := o.Summary
+		if _, own := ownFeedID(matches[i].Source); own {
+			summary = OwnFeedSummary
+		}
+		if summary != "" || matches[i].Signal != "" {
+			out[refKey(matches[i].Source, o.UID, o.RecurrenceID, o.Start)] = occInfo{summary: summary, signal: matches[i].Signal}
 		}
 	}
 	return out
 }
+
+// OwnFeedSummary stands for the title of a meeting from a person's own
+// feed on the status view.
+const OwnFeedSummary = "(a meeting in their own feed)"
 
 // holdsAt returns the holds in force at now, by person id.
 func (x *executor) holdsAt(now time.Time) map[string]hold {

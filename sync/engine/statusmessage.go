@@ -200,6 +200,14 @@ func fillMessage(tmpl string, m *plan.Match, end time.Time, loc *time.Location) 
 			}
 		}
 		title = m.Occ.Summary
+		if _, own := ownFeedID(m.Source); own {
+			// A person's own calendar: its titles are theirs, not for
+			// everyone who sees their status; nor is the source's name.
+			title = ""
+			if vendor == m.Source {
+				vendor = "calendar"
+			}
+		}
 	}
 	return strings.NewReplacer("{vendor}", vendor, "{title}", title, "{end}", end.In(loc).Format("15:04")).Replace(tmpl)
 }
