@@ -48,9 +48,7 @@ func (f *byURL) Fetch(ctx context.Context, req sources.FetchRequest) (sources.Fe
 // of it. A feed without a calendar, a sixth feed and the same feed twice
 // are refused with the reason. Removed, it is dropped and bob cleared.
 func TestSelfserviceFeeds(t *testing.T) {
-	g := graphtest.NewServer(t, graphtest.WithUsers(
-		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
-		graphtest.User{ID: bobID, UserPrincipalName: "bob@contoso.com", Mail: "bob@contoso.com"}))
+	g := aliceAndBob(t)
 	now := time.Now().Truncate(time.Second)
 	const own = "https://calendar.example.test/ical/bob%40example.com/private-0a1b2c3d4e5f6a7b8c9d/basic.ics"
 	feeds := &byURL{Feeds: twoFeeds(meeting("alice-later", now.Add(3*time.Hour), now.Add(4*time.Hour)), meeting("bob-later", now.Add(3*time.Hour), now.Add(4*time.Hour))),
@@ -62,16 +60,7 @@ func TestSelfserviceFeeds(t *testing.T) {
 		feeds.urls[fmt.Sprintf("https://calendar.example.test/%d.ics", i)] = meeting(fmt.Sprintf("extra-%d", i), now.Add(20*time.Hour), now.Add(21*time.Hour))
 	}
 	a, url := selfserviceDaemon(t, g, feeds, func(c *config.Config) { c.Selfservice.Feeds = true })
-	if !testutil.WaitUntil(20*time.Second, func() bool {
-		eng := a.Engine()
-		if eng == nil {
-			return false
-		}
-		_, ok := eng.Known(bobID)
-		return ok
-	}) {
-		t.Fatal("bob not resolved within 20s")
-	}
+	waitKnown(t, a, bobID, "bob")
 	g.SignInAs(bobID, "bob@contoso.com", g.TenantID())
 	_, page, c := signInClient(t, g, url)
 	csrf := testutil.FormValue(t, page, "csrf")
@@ -158,16 +147,7 @@ func TestSelfserviceFeedsPublicOnly(t *testing.T) {
 			c.Sources[i].URL = configured.URL + "/" + c.Sources[i].Name + ".ics"
 		}
 	})
-	if !testutil.WaitUntil(20*time.Second, func() bool {
-		eng := a.Engine()
-		if eng == nil {
-			return false
-		}
-		_, ok := eng.Known(bobID)
-		return ok
-	}) {
-		t.Fatal("bob not resolved within 20s")
-	}
+	waitKnown(t, a, bobID, "bob")
 	g.SignInAs(bobID, "bob@contoso.com", g.TenantID())
 	_, page, c := signInClient(t, g, url)
 	csrf := testutil.FormValue(t, page, "csrf")

@@ -95,6 +95,30 @@ func selfserviceDaemon(t *testing.T, g *graphtest.Server, feeds engine.Fetcher, 
 	return a, cfg.Selfservice.URL
 }
 
+// aliceAndBob is the fake Entra and Graph with alice and bob in the
+// tenant.
+func aliceAndBob(t *testing.T) *graphtest.Server {
+	return graphtest.NewServer(t, graphtest.WithUsers(
+		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
+		graphtest.User{ID: bobID, UserPrincipalName: "bob@contoso.com", Mail: "bob@contoso.com"}))
+}
+
+// waitKnown waits until the engine of a knows the person id (their address
+// resolved), failing the test after 20 s.
+func waitKnown(t *testing.T, a *App, id, name string) {
+	t.Helper()
+	if !testutil.WaitUntil(20*time.Second, func() bool {
+		eng := a.Engine()
+		if eng == nil {
+			return false
+		}
+		_, ok := eng.Known(id)
+		return ok
+	}) {
+		t.Fatalf("%s not resolved within 20s", name)
+	}
+}
+
 // signIn signs in at the page url as the person the fake Entra signs in
 // now, following each redirect, and returns the final page's status and
 // body.
@@ -132,9 +156,7 @@ func selfPresenceCalls(g *graphtest.Server, user string) []string {
 // daemon clears her at once and the page says she is paused; she resumes
 // and is set again, while the meeting runs.
 func TestSelfservicePause(t *testing.T) {
-	g := graphtest.NewServer(t, graphtest.WithUsers(
-		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
-		graphtest.User{ID: bobID, UserPrincipalName: "bob@contoso.com", Mail: "bob@contoso.com"}))
+	g := aliceAndBob(t)
 	now := time.Now().Truncate(time.Second)
 	_, url := selfserviceDaemon(t, g, twoFeeds(
 		meeting("alice-running", now.Add(-time.Minute), now.Add(time.Hour)),
@@ -173,9 +195,7 @@ func TestSelfservicePause(t *testing.T) {
 // signs in sees their own meetings and not another person's, and someone
 // the worker does not know is refused.
 func TestSelfservicePage(t *testing.T) {
-	g := graphtest.NewServer(t, graphtest.WithUsers(
-		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
-		graphtest.User{ID: bobID, UserPrincipalName: "bob@contoso.com", Mail: "bob@contoso.com"}))
+	g := aliceAndBob(t)
 	now := time.Now().Truncate(time.Second)
 	a, url := selfserviceDaemon(t, g, twoFeeds(
 		meeting("alice-standup", now.Add(time.Hour), now.Add(2*time.Hour)),
@@ -218,9 +238,7 @@ func TestSelfservicePage(t *testing.T) {
 // credential file): the code exchange carries a client assertion the fake
 // Entra checks, and no secret.
 func TestSelfserviceCertificate(t *testing.T) {
-	g := graphtest.NewServer(t, graphtest.WithUsers(
-		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
-		graphtest.User{ID: bobID, UserPrincipalName: "bob@contoso.com", Mail: "bob@contoso.com"}))
+	g := aliceAndBob(t)
 	now := time.Now().Truncate(time.Second)
 	a, url := selfserviceDaemon(t, g, twoFeeds(
 		meeting("alice-standup", now.Add(time.Hour), now.Add(2*time.Hour)),
@@ -228,16 +246,7 @@ func TestSelfserviceCertificate(t *testing.T) {
 		cc := g.CertificateConfig()
 		c.Graph.Auth, c.Graph.ClientSecret, c.Graph.CertificateFile = cc.Auth, "", cc.CertificateFile
 	})
-	if !testutil.WaitUntil(20*time.Second, func() bool {
-		eng := a.Engine()
-		if eng == nil {
-			return false
-		}
-		_, alice := eng.Known(aliceID)
-		return alice
-	}) {
-		t.Fatal("alice not resolved within 20s")
-	}
+	waitKnown(t, a, aliceID, "alice")
 	g.SignInAs(aliceID, "alice@contoso.com", g.TenantID())
 	if status, page := signIn(t, g, url); status != http.StatusOK || !strings.Contains(page, `id="upn">alice@contoso.com`) {
 		t.Errorf("alice's page = %d; want 200, signed in\n%s", status, page)
@@ -260,23 +269,12 @@ func TestSelfserviceCertificate(t *testing.T) {
 // minutes: the daemon sets him Busy/InACall at once; he ends it early and
 // is cleared at once. Minutes over selfservice.max_call are refused.
 func TestSelfserviceCall(t *testing.T) {
-	g := graphtest.NewServer(t, graphtest.WithUsers(
-		graphtest.User{ID: aliceID, UserPrincipalName: "alice@contoso.com", Mail: "alice@contoso.com"},
-		graphtest.User{ID: bobID, UserPrincipalName: "bob@contoso.com", Mail: "bob@contoso.com"}))
+	g := aliceAndBob(t)
 	now := time.Now().Truncate(time.Second)
 	a, url := selfserviceDaemon(t, g, twoFeeds(
 		meeting("alice-later", now.Add(3*time.Hour), now.Add(4*time.Hour)),
 		meeting("bob-later", now.Add(3*time.Hour), now.Add(4*time.Hour))))
-	if !testutil.WaitUntil(20*time.Second, func() bool {
-		eng := a.Engine()
-		if eng == nil {
-			return false
-		}
-		_, ok := eng.Known(bobID)
-		return ok
-	}) {
-		t.Fatal("bob not resolved within 20s")
-	}
+	waitKnown(t, a, bobID, "bob")
 	g.SignInAs(bobID, "bob@contoso.com", g.TenantID())
 	_, page, c := signInClient(t, g, url)
 	csrf := testutil.FormValue(t, page, "csrf")
