@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -54,16 +55,23 @@ func parse(data []byte, path string, lookup lookupFunc) (*Config, error) {
 	if syntaxErr != nil {
 		return nil, &ValidationError{File: path, Problems: []Problem{*syntaxErr}}
 	}
-	d := &decoder{lookup: lookup, lines: map[string]int{}}
+	d := &decoder{lookup: lookup}
 	if root != nil {
 		// Aliases may repeat parts of the document, but not without bound:
 		// nested aliases (a "billion laughs" document) must not make Load
 		// run away.
-		d.maxNodes = 100*treeSize(root) + 10_000
+		size := treeSize(root)
+		d.maxNodes = 100*size + 10_000
+		// About a path per key and element: sized once, not rehashed as
+		// 100,000 sources' paths go in.
+		d.lines = make(map[string]int, size/2)
 		d.value(root, reflect.ValueOf(c).Elem(), "")
 	}
 	if len(d.problems) > 0 {
 		return nil, newValidationError(path, d.problems)
+	}
+	if d.lines == nil {
+		d.lines = map[string]int{}
 	}
 
 	// A source without poll_interval (or with 0) polls as often as the
@@ -256,7 +264,8 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
 // win. It reports duplicate keys among the mapping's own pairs.
 func (d *decoder) pairs(n *yaml.Node, path string) [][2]*yaml.Node {
 	var merged, own [][2]*yaml.Node
-	seen := map[string]int{}
+	own = make([][2]*yaml.Node, 0, len(n.Content)/2)
+	seen := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		if !d.count(k, path) {
@@ -417,13 +426,23 @@ func join(path, key string) string {
 
 // fieldIndex finds the field of struct t whose yaml tag is name.
 func fieldIndex(t reflect.Type, name string) (int, bool) {
-	for i := range t.NumField() {
-		if tagName(t.Field(i)) == name {
-			return i, true
+	fields, ok := fieldIndexes.Load(t)
+	if !ok {
+		m := make(map[string]int, t.NumField())
+		for i := range t.NumField() {
+			if n := tagName(t.Field(i)); n != "" {
+				m[n] = i
+			}
 		}
+		fields, _ = fieldIndexes.LoadOrStore(t, m)
 	}
-	return 0, false
+	i, ok := fields.(map[string]int)[name]
+	return i, ok
 }
+
+// fieldIndexes holds, by struct type, the index of each field by its YAML
+// name: a configuration of 100,000 sources looks fields up a million times.
+var fieldIndexes sync.Map
 
 func yamlNames(t reflect.Type) []string {
 	var names []string
