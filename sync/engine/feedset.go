@@ -141,7 +141,7 @@ func (fs *feedSet) statuses() []SourceStatus {
 	for _, name := range sortedKeys(fs.feeds) {
 		f := fs.feeds[name]
 		s := SourceStatus{Name: name, URL: f.redacted, Loaded: f.loaded, Healthy: f.healthy,
-			LastError: f.lastErr, LastSuccess: f.lastOK, Occurrences: len(f.occs), Stale: fs.stale(f, now)}
+			LastError: f.lastErr, LastSuccess: f.lastOK, Occurrences: f.occs, Stale: fs.stale(f, now)}
 		if f.loaded && (!f.healthy || s.Stale) {
 			s.CopyAge = now.Sub(f.lastOK).Round(time.Second).String()
 		}
@@ -197,10 +197,13 @@ type feed struct {
 	validators state.Validators
 	hash       [32]byte // of the copy in force
 	storedHash [32]byte // of the copy in the feed cache, as far as we know
-	occs       []ical.Occurrence
-	matches    []plan.Match
-	warnings   int
-	dropped    []string // Result.Dropped of the last good read
+	// occs counts the occurrences of the copy in force, and digest
+	// identifies them; the matches hold what is kept of them (keepMatched).
+	occs     int
+	digest   occDigest
+	matches  []plan.Match
+	warnings int
+	dropped  []string // Result.Dropped of the last good read
 	// The occurrences were expanded at expandedAt, and are expanded again
 	// from the copy in force every expandEvery: the window slides, and
 	// max_copy_age runs from lastOK.
@@ -578,7 +581,7 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 		fs.mu.Unlock()
 		return false, nil // a reload replaced or removed the source meanwhile
 	}
-	changed := !slices.EqualFunc(f.occs, x.occs, sameOccurrence) || !f.loaded || f.rematch
+	changed := f.digest != x.digest || !f.loaded || f.rematch
 	f.rematch = false
 	if changed {
 		// New content: not the copy in force expanded again as time
@@ -639,7 +642,8 @@ func (fs *feedSet) storedBody(ctx context.Context, f *feed, hash [32]byte) []byt
 
 // expansion is a feed's body expanded and matched.
 type expansion struct {
-	occs     []ical.Occurrence
+	occs     []ical.Occurrence // as compact gives them: the expansion stored with the copy
+	digest   occDigest         // of occs
 	matches  []plan.Match
 	events   int
 	warnings []string
@@ -693,6 +697,7 @@ func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expa
 // than schedule.max_feed_people is an error wrapping ical.ErrOverLimit.
 func matchOccurrences(cfg *config.Config, matcher *plan.Matcher, source string, occs []ical.Occurrence) (*expansion, error) {
 	matches := matcher.Match(source, occs)
+	keepMatched(matches)
 	if maxPeople := cfg.Schedule.MaxFeedPeople; maxPeople > 0 {
 		people := make(map[string]struct{})
 		for i := range matches {
@@ -702,19 +707,19 @@ func matchOccurrences(cfg *config.Config, matcher *plan.Matcher, source string, 
 			return nil, fmt.Errorf("%d people matched, more than the %d allowed: %w", len(people), maxPeople, ical.ErrOverLimit)
 		}
 	}
-	return &expansion{occs: occs, matches: matches}, nil
+	return &expansion{occs: occs, digest: digestOccurrences(occs), matches: matches}, nil
 }
 
 // install replaces the occurrences of f; fresh says they come from new
 // content (see installed). fs.mu must be held.
 func (fs *feedSet) install(f *feed, x *expansion, now time.Time, fresh bool) {
-	f.occs, f.matches = x.occs, x.matches
+	f.occs, f.digest, f.matches = len(x.occs), x.digest, x.matches
 	f.expandedAt = now
 	f.loaded = true
 	f.warnings = len(x.warnings)
 	f.dropped = reportDropped(fs.log, fs.metrics, f.src.Name, f.dropped, x.dropped)
 	fs.snap.valid = false
-	fs.metrics.FeedEvents.WithLabelValues(f.src.Name).Set(float64(len(f.occs)))
+	fs.metrics.FeedEvents.WithLabelValues(f.src.Name).Set(float64(f.occs))
 	if fs.installed != nil {
 		fs.installed(f.matches, fresh)
 	}
@@ -756,7 +761,7 @@ func (fs *feedSet) failed(f *feed, result string, err error, last []byte, now ti
 	fs.mu.Lock()
 	changed := false
 	if x != nil && fs.current(f) {
-		changed = !slices.EqualFunc(f.occs, x.occs, sameOccurrence) || f.rematch
+		changed = f.digest != x.digest || f.rematch
 		f.rematch = false
 		if changed {
 			fs.install(f, x, now, false)
@@ -846,11 +851,4 @@ func (fs *feedSet) knownFunc() func(string) bool {
 	// address is normalised (the directory's form); "" asks about the
 	// match sources only.
 	return func(address string) bool { return !matchUnloaded && !unknownFixed[address] }
-}
-
-func sameOccurrence(a, b ical.Occurrence) bool {
-	return a.UID == b.UID && a.RecurrenceID.Equal(b.RecurrenceID) && a.Start.Equal(b.Start) && a.End.Equal(b.End) &&
-		a.Status == b.Status && a.Transparent == b.Transparent && a.AllDay == b.AllDay &&
-		a.Summary == b.Summary && a.Location == b.Location && a.Description == b.Description &&
-		a.Organizer == b.Organizer && slices.Equal(a.Attendees, b.Attendees) && slices.Equal(a.MeetingKeys, b.MeetingKeys)
 }

@@ -157,7 +157,7 @@ func (fs *feedSet) reload(cfg *config.Config, m *plan.Matcher) (added, removed, 
 			// (from the feed cache) even should that read fail.
 			nf.loaded, nf.healthy, nf.lastErr, nf.lastOK = f.loaded, f.healthy, f.lastErr, f.lastOK
 			nf.validators, nf.hash, nf.storedHash = f.validators, f.hash, f.storedHash
-			nf.occs, nf.matches, nf.warnings, nf.dropped = f.occs, f.matches, f.warnings, f.dropped
+			nf.occs, nf.digest, nf.matches, nf.warnings, nf.dropped = f.occs, f.digest, f.matches, f.warnings, f.dropped
 			nf.failingSince, nf.lastWarn, nf.staleNoted = f.failingSince, f.lastWarn, f.staleNoted
 			nf.rematch = true
 		}
