@@ -819,7 +819,11 @@ func (fs *feedSet) healthy(f *feed, now time.Time) {
 	f.staleGauge.Set(0)
 }
 
-// allMatches gathers the matches of every source. fs.mu must be held.
+// allMatches gathers the matches of every source into one slice, and
+// makes each feed's matches a view of its part of it (capacity capped:
+// nothing appends into a neighbour's), so that the matches are held once,
+// not once in the feeds and again in the snapshot (at 100,000 feeds,
+// 250 MB). The feeds' own arrays go. fs.mu must be held.
 func (fs *feedSet) allMatches() []plan.Match {
 	n := 0
 	for _, f := range fs.feeds {
@@ -827,7 +831,13 @@ func (fs *feedSet) allMatches() []plan.Match {
 	}
 	matches := make([]plan.Match, 0, n)
 	for _, name := range sortedKeys(fs.feeds) {
-		matches = append(matches, fs.feeds[name].matches...)
+		f := fs.feeds[name]
+		if len(f.matches) == 0 {
+			continue
+		}
+		i := len(matches)
+		matches = append(matches, f.matches...)
+		f.matches = matches[i:len(matches):len(matches)]
 	}
 	return matches
 }
