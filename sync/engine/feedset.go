@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/sources"
@@ -83,11 +81,17 @@ func (fs *feedSet) newFeed(cfg *config.Config, i int) *feed {
 	return &feed{src: src, zone: cfg.SourceLocation(i), interval: cfg.SourcePollInterval(i), redacted: sources.RedactURL(src.URL),
 		// Spread the re-expansions of copies read at the same time
 		// (all of them, after a start) over a quarter of the period.
-		expandEvery:  every - time.Duration(h.Sum32())%max(every/4, 1),
-		notModified:  fs.metrics.FeedFetches.WithLabelValues(src.Name, "not_modified"),
-		healthyGauge: fs.metrics.FeedHealthy.WithLabelValues(src.Name),
-		lastSuccess:  fs.metrics.FeedLastSuccess.WithLabelValues(src.Name),
-		staleGauge:   fs.metrics.FeedStale.WithLabelValues(src.Name)}
+		expandEvery: every - time.Duration(h.Sum32())%max(every/4, 1),
+		series:      fs.newSeries(src.Name)}
+}
+
+// newSeries returns the named source's metrics, with the series a source
+// shows before it is read.
+func (fs *feedSet) newSeries(name string) *sourceSeries {
+	s := fs.metrics.Feeds.source(name)
+	s.touchFetched("not_modified")
+	s.touch(gaugeHealthy, gaugeLastSuccess, gaugeStale)
+	return s
 }
 
 // maxCopyAge is cfg's schedule.max_copy_age, or its default.
@@ -226,11 +230,7 @@ type feed struct {
 	lastWarn     time.Time // of a failure or staleness, to warn at most every failWarnEvery
 	staleNoted   bool
 
-	// The metrics every poll touches, looked up once.
-	notModified  prometheus.Counter
-	healthyGauge prometheus.Gauge
-	lastSuccess  prometheus.Gauge
-	staleGauge   prometheus.Gauge
+	series *sourceSeries // the source's metrics
 }
 
 // failWarnEvery is how often a source that keeps failing is logged at
@@ -307,7 +307,7 @@ func (fs *feedSet) loadedCopy(f *feed, c state.Feed, occs int, now time.Time, fr
 		changed()
 	}
 	if stale {
-		f.staleGauge.Set(1)
+		f.series.set(gaugeStale, 1)
 		fs.log.Warn("last good copy is stale: its events after max_copy_age do not count until the feed is read",
 			"source", c.Source, "fetched_at", c.FetchedAt, "copy_age", now.Sub(c.FetchedAt).Round(time.Second))
 	}
@@ -539,7 +539,7 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 	}
 	body := res.Body
 	if res.NotModified {
-		f.notModified.Inc()
+		f.series.fetched("not_modified")
 		if stored == nil {
 			fs.healthy(f, now)
 			return false, nil
@@ -571,7 +571,7 @@ func (fs *feedSet) poll(ctx context.Context, name string, force bool, keep func(
 	}
 	if !res.NotModified {
 		// One result per fetch: "ok" only for a body that parsed.
-		fs.metrics.FeedFetches.WithLabelValues(name, "ok").Inc()
+		f.series.fetched("ok")
 	}
 	for _, w := range x.warnings {
 		fs.log.Debug("feed warning", "source", name, "warning", w)
@@ -717,9 +717,9 @@ func (fs *feedSet) install(f *feed, x *expansion, now time.Time, fresh bool) {
 	f.expandedAt = now
 	f.loaded = true
 	f.warnings = len(x.warnings)
-	f.dropped = reportDropped(fs.log, fs.metrics, f.src.Name, f.dropped, x.dropped)
+	f.dropped = reportDropped(fs.log, f.series, f.src.Name, f.dropped, x.dropped)
 	fs.snap.valid = false
-	fs.metrics.FeedEvents.WithLabelValues(f.src.Name).Set(float64(f.occs))
+	f.series.set(gaugeOccurrences, float64(f.occs))
 	if fs.installed != nil {
 		fs.installed(f.matches, fresh)
 	}
@@ -732,7 +732,7 @@ func (fs *feedSet) install(f *feed, x *expansion, now time.Time, fresh bool) {
 func (fs *feedSet) reexpanded(f *feed, x *expansion, now time.Time) {
 	f.expandedAt = now
 	f.warnings = len(x.warnings)
-	f.dropped = reportDropped(fs.log, fs.metrics, f.src.Name, f.dropped, x.dropped)
+	f.dropped = reportDropped(fs.log, f.series, f.src.Name, f.dropped, x.dropped)
 }
 
 // failed records a failed read of f: the fetch, or the body (result says
@@ -745,8 +745,8 @@ func (fs *feedSet) reexpanded(f *feed, x *expansion, now time.Time) {
 // while it keeps failing, one Warn every failWarnEvery, Debug in between.
 func (fs *feedSet) failed(f *feed, result string, err error, last []byte, now time.Time) (bool, error) {
 	name := f.src.Name
-	fs.metrics.FeedFetches.WithLabelValues(name, result).Inc()
-	f.healthyGauge.Set(0)
+	f.series.fetched(result)
+	f.series.set(gaugeHealthy, 0)
 	fs.mu.Lock()
 	confirmed := f.lastOK
 	fs.mu.Unlock()
@@ -784,7 +784,7 @@ func (fs *feedSet) failed(f *feed, result string, err error, last []byte, now ti
 	loaded, since := f.loaded, f.failingSince
 	fs.mu.Unlock()
 	if stale {
-		f.staleGauge.Set(1)
+		f.series.set(gaugeStale, 1)
 	}
 	args := []any{"source", name, "err", err}
 	if loaded {
@@ -814,9 +814,9 @@ func (fs *feedSet) healthy(f *feed, now time.Time) {
 	if !was {
 		fs.log.Info("feed readable again", "source", f.src.Name)
 	}
-	f.healthyGauge.Set(1)
-	f.lastSuccess.Set(float64(now.Unix()))
-	f.staleGauge.Set(0)
+	f.series.set(gaugeHealthy, 1)
+	f.series.set(gaugeLastSuccess, float64(now.Unix()))
+	f.series.set(gaugeStale, 0)
 }
 
 // allMatches gathers the matches of every source into one slice, and

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/plan"
@@ -185,12 +183,7 @@ func (fs *feedSet) reload(cfg *config.Config, m *plan.Matcher) (added, removed, 
 
 // forgetMetrics drops the series of a source no longer configured.
 func (fs *feedSet) forgetMetrics(name string) {
-	l := prometheus.Labels{"source": name}
-	fs.metrics.FeedFetches.DeletePartialMatch(l)
-	for _, g := range []*prometheus.GaugeVec{fs.metrics.FeedEvents, fs.metrics.FeedLastSuccess,
-		fs.metrics.FeedHealthy, fs.metrics.FeedDropped, fs.metrics.FeedStale} {
-		g.DeletePartialMatch(l)
-	}
+	fs.metrics.Feeds.forget(name)
 }
 
 // feedPruner drops the stored copies of sources no longer configured;
