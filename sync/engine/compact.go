@@ -1,6 +1,14 @@
 package engine
 
-import "github.com/calpresence/calpresence/sources/ical"
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"slices"
+	"time"
+
+	"github.com/calpresence/calpresence/sources/ical"
+	"github.com/calpresence/calpresence/sync/plan"
+)
 
 // compact returns occs as they are best kept for hours: in a slice of
 // their own length, with every string copied out of the parser's buffers
@@ -69,4 +77,104 @@ func compact(occs []ical.Occurrence, keepDescription bool) []ical.Occurrence {
 		out[i] = o
 	}
 	return out
+}
+
+// occDigest identifies a feed's occurrences as sameOccurrence compares
+// them: equal digests, equal occurrences. A feed keeps the digest of its
+// occurrences instead of the occurrences themselves (the matches keep
+// what they need of them, keepMatched), so that a new expansion is known
+// to change nothing without the old one at hand.
+type occDigest [sha256.Size]byte
+
+// digestOccurrences returns the digest of occs: every field sameOccurrence
+// compares, in order, each string and list with its length, each time as
+// its instant (time.Time.Equal's sense of equal).
+func digestOccurrences(occs []ical.Occurrence) occDigest {
+	h := sha256.New()
+	var b []byte
+	str := func(s string) {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	tm := func(t time.Time) {
+		b = binary.AppendVarint(b, t.Unix())
+		b = binary.AppendUvarint(b, uint64(t.Nanosecond()))
+	}
+	flag := func(v bool) {
+		if v {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(occs)))
+	for i := range occs {
+		o := &occs[i]
+		str(o.UID)
+		tm(o.RecurrenceID)
+		tm(o.Start)
+		tm(o.End)
+		str(o.Status)
+		flag(o.Transparent)
+		flag(o.AllDay)
+		str(o.Summary)
+		str(o.Location)
+		str(o.Description)
+		str(o.Organizer)
+		b = binary.AppendUvarint(b, uint64(len(o.Attendees)))
+		for _, a := range o.Attendees {
+			str(a.Email)
+			str(a.PartStat)
+		}
+		b = binary.AppendUvarint(b, uint64(len(o.MeetingKeys)))
+		for _, k := range o.MeetingKeys {
+			str(k)
+		}
+		h.Write(b)
+		b = b[:0]
+	}
+	var d occDigest
+	h.Sum(d[:0])
+	return d
+}
+
+// keepMatched points matches (Matcher.Match's, in the order it gives them:
+// the matches of one occurrence in a row) at copies of their occurrences
+// that hold only what is read once they are matched: the times, UID,
+// summary, status and flags, and the meeting keys live signals look for.
+// The attendees, organizer, location and description served the matching
+// alone; at 100,000 feeds they, and the occurrences nobody matched, are
+// hundreds of megabytes. The copies share one array.
+func keepMatched(matches []plan.Match) {
+	n := 0
+	var last *ical.Occurrence
+	for i := range matches {
+		if matches[i].Occ != last {
+			last = matches[i].Occ
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	kept := make([]ical.Occurrence, 0, n)
+	last = nil
+	for i := range matches {
+		if o := matches[i].Occ; o != last {
+			last = o
+			kept = append(kept, ical.Occurrence{UID: o.UID, RecurrenceID: o.RecurrenceID, Summary: o.Summary,
+				Start: o.Start, End: o.End, AllDay: o.AllDay, Status: o.Status, Transparent: o.Transparent,
+				MeetingKeys: o.MeetingKeys})
+		}
+		matches[i].Occ = &kept[len(kept)-1]
+	}
+}
+
+// sameOccurrence reports whether a and b are the same occurrence, field
+// by field: what digestOccurrences tells apart.
+func sameOccurrence(a, b ical.Occurrence) bool {
+	return a.UID == b.UID && a.RecurrenceID.Equal(b.RecurrenceID) && a.Start.Equal(b.Start) && a.End.Equal(b.End) &&
+		a.Status == b.Status && a.Transparent == b.Transparent && a.AllDay == b.AllDay &&
+		a.Summary == b.Summary && a.Location == b.Location && a.Description == b.Description &&
+		a.Organizer == b.Organizer && slices.Equal(a.Attendees, b.Attendees) && slices.Equal(a.MeetingKeys, b.MeetingKeys)
 }

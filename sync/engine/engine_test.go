@@ -344,10 +344,10 @@ func TestEngineUnchangedPollsCostNothing(t *testing.T) {
 		if got := len(h.graph.Got()); got != calls {
 			t.Errorf("Graph calls during 100 unchanged polls = %d; want 0", got-calls)
 		}
-		if got := counterValue(h.metrics.FeedFetches.WithLabelValues("zoom", "ok")); got != 1 {
+		if got := feedValue(h.metrics, "calpresence_feed_fetches_total", "zoom", "ok"); got != 1 {
 			t.Errorf("feeds parsed = %v; want 1 (the first read)", got)
 		}
-		if got := counterValue(h.metrics.FeedFetches.WithLabelValues("zoom", "not_modified")); got < 100 {
+		if got := feedValue(h.metrics, "calpresence_feed_fetches_total", "zoom", "not_modified"); got < 100 {
 			t.Errorf("unchanged polls = %v; want >= 100", got)
 		}
 	})

@@ -70,7 +70,7 @@ func TestFailingFeedPastMaxCopyAge(t *testing.T) {
 			t.Errorf("at 2h0m30s: status %+v; want stale, copy_age 2h0m30s", st[0])
 		}
 		h.until(2*time.Hour + 90*time.Second) // the metric follows at the next poll
-		if got := gaugeValue(h.metrics.FeedStale.WithLabelValues("zoom")); got != 1 {
+		if got := feedValue(h.metrics, "calpresence_feed_stale", "zoom"); got != 1 {
 			t.Errorf("calpresence_feed_stale{source=zoom} = %v; want 1", got)
 		}
 		h.until(4 * time.Hour)
@@ -228,7 +228,7 @@ func TestFeedOverACapIsRefused(t *testing.T) {
 			if got := string(cache.feeds["zoom"].Body); got != good {
 				t.Errorf("stored copy = %q; want the last good copy", got)
 			}
-			if got := counterValue(metrics.FeedFetches.WithLabelValues("zoom", "over_limit")); got != 2 {
+			if got := feedValue(metrics, "calpresence_feed_fetches_total", "zoom", "over_limit"); got != 2 {
 				t.Errorf(`calpresence_feed_fetches_total{result="over_limit"} = %v; want 2`, got)
 			}
 		})

@@ -15,8 +15,8 @@ const maxDroppedLogged = 20
 // the source's gauge, and logs each loss at Warn when it differs from what
 // the previous read lost, so an unchanged feed does not repeat itself. It
 // returns what to remember for the next read.
-func reportDropped(log *slog.Logger, m *Metrics, source string, prev, dropped []string) []string {
-	m.FeedDropped.WithLabelValues(source).Set(float64(len(dropped)))
+func reportDropped(log *slog.Logger, series *sourceSeries, source string, prev, dropped []string) []string {
+	series.set(gaugeDropped, float64(len(dropped)))
 	if slices.Equal(prev, dropped) {
 		return prev
 	}

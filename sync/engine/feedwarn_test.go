@@ -36,7 +36,7 @@ func (h *harness) droppedLogs() []string {
 }
 
 func droppedGauge(h *harness, source string) float64 {
-	return gaugeValue(h.metrics.FeedDropped.WithLabelValues(source))
+	return feedValue(h.metrics, "calpresence_feed_dropped_events", source)
 }
 
 // brokenEvent is a VEVENT whose DTSTART cannot be read.
@@ -106,7 +106,7 @@ func TestReportDroppedBounded(t *testing.T) {
 	for i := range maxDroppedLogged + 5 {
 		dropped = append(dropped, fmt.Sprintf("line %d: UID \"u%d\": VEVENT skipped: no DTSTART", i+1, i))
 	}
-	got := reportDropped(slog.New(slog.NewJSONHandler(&h.logs, nil)), h.metrics, "zoom", nil, dropped)
+	got := reportDropped(slog.New(slog.NewJSONHandler(&h.logs, nil)), h.metrics.Feeds.source("zoom"), "zoom", nil, dropped)
 	if !slices.Equal(got, dropped) {
 		t.Errorf("reportDropped returned %d entries; want the %d given", len(got), len(dropped))
 	}

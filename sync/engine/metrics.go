@@ -12,12 +12,10 @@ import (
 
 // Metrics are the Prometheus metrics of the worker (docs/operations.md).
 type Metrics struct {
-	FeedFetches     *prometheus.CounterVec   // source, result: ok|not_modified|error|parse_error
-	FeedEvents      *prometheus.GaugeVec     // source: occurrences in the window
-	FeedLastSuccess *prometheus.GaugeVec     // source: unix time of the last good read
-	FeedHealthy     *prometheus.GaugeVec     // source: 1 healthy, 0 not
-	FeedDropped     *prometheus.GaugeVec     // source: calendar data the last read could not use
-	FeedStale       *prometheus.GaugeVec     // source: 1 when the copy in force is older than max_copy_age
+	// Feeds are the per-source series: fetches by result, occurrences in
+	// the window, the last good read, health, dropped calendar data,
+	// staleness.
+	Feeds           *FeedMetrics
 	GraphRequests   *prometheus.CounterVec   // op, code
 	GraphRetryAfter *prometheus.HistogramVec // op: ObserveRetryAfter
 	TransitionLag   prometheus.Histogram     // boundary → call sent, seconds
@@ -44,25 +42,7 @@ type Metrics struct {
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		FeedFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "calpresence_feed_fetches_total", Help: "Feed fetches by source and result.",
-		}, []string{"source", "result"}),
-		FeedEvents: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "calpresence_feed_occurrences", Help: "Occurrences in the expansion window, by source.",
-		}, []string{"source"}),
-		FeedLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "calpresence_feed_last_success_timestamp_seconds", Help: "Unix time of the last successful read, by source.",
-		}, []string{"source"}),
-		FeedHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "calpresence_feed_healthy", Help: "1 when the last read of the source succeeded.",
-		}, []string{"source"}),
-		FeedDropped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "calpresence_feed_dropped_events",
-			Help: "Events, or parts of them (overrides, rules, dates, ends, occurrences past the cap), that the last good read of the source could not use, by source.",
-		}, []string{"source"}),
-		FeedStale: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "calpresence_feed_stale", Help: "1 when the source's last good copy is older than max_copy_age (its later events no longer count).",
-		}, []string{"source"}),
+		Feeds: newFeedMetrics(),
 		GraphRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "calpresence_graph_requests_total", Help: "Graph presence calls by operation and HTTP status (0: transport error).",
 		}, []string{"op", "code"}),
@@ -115,7 +95,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"user"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.FeedFetches, m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale,
+		reg.MustRegister(m.Feeds,
 			m.GraphRequests, m.GraphRetryAfter, m.TransitionLag, m.Sessions, m.UsersBusy, m.Reconciles, m.Addresses, m.ClearsPending,
 			m.ReadbackPeople, m.ReadbackReasserts, m.PresenceChanges, m.PeopleHeld, m.OwnFeeds)
 	}
@@ -141,7 +121,8 @@ func (m *Metrics) ObserveRetryAfter(op string, d time.Duration) {
 // showing the feeds, sessions and people of the time it led (the leader
 // shows them now). Counters and the histogram keep counting.
 func (m *Metrics) ResetGauges() {
-	for _, g := range []*prometheus.GaugeVec{m.FeedEvents, m.FeedLastSuccess, m.FeedHealthy, m.FeedDropped, m.FeedStale, m.Addresses, m.ReadbackPeople, m.PeopleHeld, m.OwnFeeds} {
+	m.Feeds.resetGauges()
+	for _, g := range []*prometheus.GaugeVec{m.Addresses, m.ReadbackPeople, m.PeopleHeld, m.OwnFeeds} {
 		g.Reset()
 	}
 	for _, g := range []prometheus.Gauge{m.Sessions, m.UsersBusy, m.ClearsPending} {

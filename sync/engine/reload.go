@@ -8,8 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/plan"
@@ -175,7 +173,7 @@ func (fs *feedSet) reload(cfg *config.Config, m *plan.Matcher) (added, removed, 
 			// (from the feed cache) even should that read fail.
 			nf.loaded, nf.healthy, nf.lastErr, nf.lastOK = f.loaded, f.healthy, f.lastErr, f.lastOK
 			nf.validators, nf.hash, nf.storedHash = f.validators, f.hash, f.storedHash
-			nf.occs, nf.matches, nf.warnings, nf.dropped = f.occs, f.matches, f.warnings, f.dropped
+			nf.occs, nf.digest, nf.matches, nf.warnings, nf.dropped = f.occs, f.digest, f.matches, f.warnings, f.dropped
 			nf.failingSince, nf.lastWarn, nf.staleNoted = f.failingSince, f.lastWarn, f.staleNoted
 			nf.rematch = true
 		}
@@ -203,12 +201,7 @@ func (fs *feedSet) reload(cfg *config.Config, m *plan.Matcher) (added, removed, 
 
 // forgetMetrics drops the series of a source no longer configured.
 func (fs *feedSet) forgetMetrics(name string) {
-	l := prometheus.Labels{"source": name}
-	fs.metrics.FeedFetches.DeletePartialMatch(l)
-	for _, g := range []*prometheus.GaugeVec{fs.metrics.FeedEvents, fs.metrics.FeedLastSuccess,
-		fs.metrics.FeedHealthy, fs.metrics.FeedDropped, fs.metrics.FeedStale} {
-		g.DeletePartialMatch(l)
-	}
+	fs.metrics.Feeds.forget(name)
 }
 
 // feedPruner drops the stored copies of sources no longer configured;

@@ -56,14 +56,18 @@ func (m *Match) Busy() bool { return m.Skip == "" }
 // Matcher matches the occurrences of configured sources to users, and
 // decides who the configuration covers (Covers).
 type Matcher struct {
-	users   map[string]string // normalised calendar address → configured user
-	named   map[string]bool   // normalised: fixed users and users: targets
+	users map[string]string // normalised calendar address → configured user
+	// targets is users with the configured user normalised: the one
+	// string every match of the address shares.
+	targets map[string]string
+	named   map[string]bool // normalised: fixed users and users: targets
 	sources map[string]*sourceMatcher
 	order   []*sourceMatcher // as configured
 }
 
 type sourceMatcher struct {
 	src              *config.Source
+	fixed            []string // src.Users normalised, shared by their matches
 	pair             presence.Pair
 	lead, grace      time.Duration
 	include, exclude filters
@@ -102,6 +106,10 @@ func compileFilter(path string, f config.Filter) (filters, error) {
 // passed Validate.
 func NewMatcher(cfg *config.Config) (*Matcher, error) {
 	m := &Matcher{users: cfg.UserIndex(), named: make(map[string]bool), sources: make(map[string]*sourceMatcher, len(cfg.Sources))}
+	m.targets = make(map[string]string, len(m.users))
+	for a, u := range m.users {
+		m.targets[a] = mailaddr.Normalize(u)
+	}
 	for _, u := range cfg.ConfiguredUsers() {
 		m.named[mailaddr.Normalize(u)] = true
 	}
@@ -118,6 +126,9 @@ func NewMatcher(cfg *config.Config) (*Matcher, error) {
 			skipTransparent: src.SkipTransparent(),
 			skipTentative:   src.SkipTentative(),
 			skipDeclined:    src.SkipDeclined(),
+		}
+		for _, u := range src.Users {
+			sm.fixed = append(sm.fixed, mailaddr.Normalize(u))
 		}
 		for _, d := range src.Domains {
 			sm.domains = append(sm.domains, strings.ToLower(strings.TrimPrefix(d, "@")))
@@ -161,12 +172,12 @@ func (m *Matcher) Match(source string, occs []ical.Occurrence) []Match {
 					skip = SkipTentative
 				}
 			}
-			out = append(out, Match{User: mailaddr.Normalize(user), Source: source, Occ: o, Pair: sm.pair, Lead: sm.lead, Grace: sm.grace, Skip: skip})
+			out = append(out, Match{User: user, Source: source, Occ: o, Pair: sm.pair, Lead: sm.lead, Grace: sm.grace, Skip: skip})
 		}
 		switch sm.src.Match {
 		case "":
-			for _, u := range sm.src.Users {
-				add(u, m.partstatOf(o, u))
+			for j, u := range sm.src.Users {
+				add(sm.fixed[j], m.partstatOf(o, u))
 			}
 		case "organizer":
 			if u, ok := m.userFor(sm, o.Organizer); ok {
@@ -257,8 +268,8 @@ func (m *Matcher) userFor(sm *sourceMatcher, addr string) (string, bool) {
 	if !sm.admits(addr) {
 		return "", false
 	}
-	if u, ok := m.users[mailaddr.Normalize(addr)]; ok {
-		return mailaddr.Normalize(u), true
+	if u, ok := m.targets[mailaddr.Normalize(addr)]; ok {
+		return u, true
 	}
 	return mailaddr.Normalize(addr), true
 }

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -154,6 +155,41 @@ func TestMatchAgreesWithCovers(t *testing.T) {
 	for _, mt := range got {
 		if !m.Covers(mt.User) {
 			t.Errorf("Match names %s, but Covers(%q) = false", mt.User, mt.User)
+		}
+	}
+}
+
+// TestMatchSharesUsers: a configured user written in capitals is named in
+// its normalised form, one string for all its matches, not a copy per
+// occurrence (100,000 feeds' matches are kept for hours).
+func TestMatchSharesUsers(t *testing.T) {
+	cfg := config.Default()
+	cfg.Users = []config.User{{Email: "Alice@Partner.example", User: "Alice@Contoso.com"}}
+	cfg.Sources = []config.Source{
+		{Name: "fixed", URL: "https://example.test/a", Users: []string{"Zed@Contoso.com"}},
+		{Name: "att", URL: "https://example.test/b", Match: "attendees", Domains: []string{"partner.example"}},
+	}
+	m, err := NewMatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	occs := make([]ical.Occurrence, 3)
+	for i := range occs {
+		occs[i] = ical.Occurrence{UID: "u", Start: t0.Add(time.Duration(i) * time.Hour), End: t0.Add(time.Duration(i)*time.Hour + time.Minute),
+			Attendees: []ical.Attendee{{Email: "alice@partner.example", PartStat: "ACCEPTED"}}}
+	}
+	for source, want := range map[string]string{"fixed": "zed@contoso.com", "att": "alice@contoso.com"} {
+		got := m.Match(source, occs)
+		if len(got) != len(occs) {
+			t.Fatalf("Match(%s) = %d matches; want %d", source, len(got), len(occs))
+		}
+		for i := range got {
+			if got[i].User != want {
+				t.Errorf("Match(%s)[%d].User = %q; want %q", source, i, got[i].User, want)
+			}
+			if unsafe.StringData(got[i].User) != unsafe.StringData(got[0].User) {
+				t.Errorf("Match(%s)[%d].User is a copy of its own; want one string shared", source, i)
+			}
 		}
 	}
 }
