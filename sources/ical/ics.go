@@ -162,6 +162,7 @@ func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int, f
 	deferred := !from.IsZero() && deferPast(sc, from)
 	cal = &Calendar{warnings: sc.warnings}
 	dec := newICSDecoder(sc.data)
+	dec.lean = true
 	for i := range sc.cals {
 		line = sc.cals[i].line
 		if deferred {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	goical "github.com/emersion/go-ical"
@@ -27,10 +28,122 @@ type icsDecoder struct {
 	data    []byte
 	pos     int
 	scratch []byte
+	// props holds the properties of the components being decoded, the
+	// innermost last; each component takes its own when it ends (one
+	// allocation for its properties, not one per property name).
+	props []goical.Prop
 	// top are the scanned components of the calendar Decode reads next;
 	// those deferred (skip.go) are not decoded: deferredVEVENT stands in
 	// for each. nil decodes everything, as go-ical does.
 	top []scanComp
+	// lean decodes only what Expand reads (decodeMode); off, the decoder
+	// builds go-ical's tree, for the tests that hold it to go-ical's.
+	lean bool
+}
+
+// decodeMode is what a component keeps of what it reads. Expand reads
+// little of a feed: of the VCALENDAR its METHOD and X-WR-TIMEZONE, its
+// VTIMEZONEs, and of each VEVENT the properties readFields, span and the
+// recurrence read, with four parameters. Most of a real feed's lines are
+// none of these (DTSTAMP, X-MICROSOFT-*, X-ALT-DESC, the VALARMs, the
+// parameters of ATTENDEE); a lean decoder checks them as it would decode
+// them and builds nothing of them.
+type decodeMode int8
+
+const (
+	modeAll   decodeMode = iota // everything, as go-ical
+	modeCal                     // a VCALENDAR, lean
+	modeEvent                   // a VEVENT directly inside a VCALENDAR, lean
+	modeDrop                    // nothing but the component's name
+)
+
+// child is the mode of a child component named name (upper-case).
+func (m decodeMode) child(name string) decodeMode {
+	switch m {
+	case modeAll:
+		return modeAll
+	case modeCal:
+		switch name {
+		case "VEVENT":
+			return modeEvent
+		case "VTIMEZONE":
+			return modeAll // vtzLocation reads all of it
+		}
+	}
+	return modeDrop
+}
+
+// keepsChildren reports whether a component of this mode keeps its child
+// components. A lean VCALENDAR keeps every child, so that its children
+// stay aligned with the scanner's components; nothing reads the children
+// of a VEVENT (its VALARMs).
+func (m decodeMode) keepsChildren() bool { return m == modeAll || m == modeCal }
+
+// keeps reports whether a component of this mode keeps the property
+// named name (upper-case ASCII) on the content line l.
+func (m decodeMode) keeps(name, l []byte) bool {
+	switch m {
+	case modeAll:
+		return true
+	case modeCal:
+		switch string(name) {
+		case "METHOD", "X-WR-TIMEZONE":
+			return true
+		}
+	case modeEvent:
+		switch string(name) {
+		case "UID", "SEQUENCE", "RECURRENCE-ID", "DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE",
+			"SUMMARY", "LOCATION", "DESCRIPTION", "STATUS", "ORGANIZER", "ATTENDEE", "TRANSP",
+			"X-MICROSOFT-CDO-BUSYSTATUS", "URL", "CONFERENCE":
+			return true
+		}
+		// eventKeys reads every X- property, for meeting keys: those
+		// that mention neither vendor have none.
+		return bytes.HasPrefix(name, []byte("X-")) && mentionsVendor(l)
+	}
+	return false
+}
+
+// leanParams reports whether a lean decoder keeps the parameter named
+// name (upper-case): those that Expand reads.
+func leanParams(name string) bool {
+	switch name {
+	case "VALUE", "TZID", "RANGE", "PARTSTAT":
+		return true
+	}
+	return false
+}
+
+// mentionsVendor reports whether b holds "zoom" or "webex" in any ASCII
+// case: where appendKeys looks further.
+func mentionsVendor(b []byte) bool {
+	for i, c := range b {
+		switch c | 0x20 {
+		case 'z':
+			if hasFoldAt(b, i, "zoom") {
+				return true
+			}
+		case 'w':
+			if hasFoldAt(b, i, "webex") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasFoldAt reports whether b[i:] starts with the lower-case needle, in
+// any ASCII case (as indexFold matches).
+func hasFoldAt(b []byte, i int, needle string) bool {
+	if len(b)-i < len(needle) {
+		return false
+	}
+	for k := 0; k < len(needle); k++ {
+		if lowerASCII(b[i+k]) != needle[k] {
+			return false
+		}
+	}
+	return true
 }
 
 func newICSDecoder(data []byte) *icsDecoder { return &icsDecoder{data: data} }
@@ -56,49 +169,86 @@ func (d *icsDecoder) readLine() ([]byte, error) {
 }
 
 // readContinuedLine returns the next logical line, unfolded: a physical
-// line that starts with a space or a tab continues the one before it.
-func (d *icsDecoder) readContinuedLine() (string, error) {
+// line that starts with a space or a tab continues the one before it. The
+// line is valid until the next call.
+func (d *icsDecoder) readContinuedLine() ([]byte, error) {
 	first, err := d.readLine()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if d.pos >= len(d.data) || (d.data[d.pos] != ' ' && d.data[d.pos] != '\t') {
-		return string(first), nil
+		return first, nil
 	}
 	buf := append(d.scratch[:0], first...)
 	for d.pos < len(d.data) && (d.data[d.pos] == ' ' || d.data[d.pos] == '\t') {
 		d.pos++
 		l, err := d.readLine()
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		buf = append(buf, l...)
 	}
 	d.scratch = buf
-	return string(buf), nil
+	return buf, nil
 }
 
-func (d *icsDecoder) decodeContentLine() (*goical.Prop, error) {
+// nextLine returns the next logical line that is not empty (go-ical skips
+// empty lines).
+func (d *icsDecoder) nextLine() ([]byte, error) {
 	for {
 		l, err := d.readContinuedLine()
 		if err != nil {
 			return nil, err
 		}
-		if len(l) == 0 {
-			continue
+		if len(l) > 0 {
+			return l, nil
 		}
-		return decodeContentLine(l)
 	}
 }
 
-func decodeContentLine(s string) (*goical.Prop, error) {
+func (d *icsDecoder) decodeContentLine() (goical.Prop, error) {
+	l, err := d.nextLine()
+	if err != nil {
+		return goical.Prop{}, err
+	}
+	return decodeContentLine(string(l), nil)
+}
+
+// skips reports whether a component of mode m leaves out the content
+// line l: a property it does not keep, on a line that decodes without
+// error (the others are decoded, for their error).
+func (m decodeMode) skips(l []byte) bool {
+	if m == modeAll {
+		return false
+	}
+	i := indexNameEnd(l)
+	if i <= 0 || !isASCII(l[:i]) {
+		// An error, or a name strings.ToUpper might turn into one kept.
+		return false
+	}
+	var nb [64]byte
+	name := upperName(nb[:0], l[:i])
+	switch string(name) {
+	case "BEGIN", "END":
+		return false
+	}
+	if m.keeps(name, l) {
+		return false
+	}
+	_, _, problem := checkContentLine(l)
+	return problem == ""
+}
+
+// decodeContentLine decodes a content line. keepParam, unless nil, says
+// which parameters to keep.
+func decodeContentLine(s string, keepParam func(string) bool) (goical.Prop, error) {
 	i := strings.IndexAny(s, ";:")
 	if i < 0 {
-		return nil, errors.New("ical: malformed content line: missing colon")
+		return goical.Prop{}, errors.New("ical: malformed content line: missing colon")
 	} else if i == 0 {
-		return nil, errors.New("ical: malformed content line: empty property name")
+		return goical.Prop{}, errors.New("ical: malformed content line: empty property name")
 	}
-	p := &goical.Prop{Name: strings.ToUpper(s[:i])}
+	p := goical.Prop{Name: strings.ToUpper(s[:i])}
 	s = s[i:]
 	for len(s) > 0 && s[0] == ';' {
 		s = s[1:]
@@ -107,9 +257,12 @@ func decodeContentLine(s string) (*goical.Prop, error) {
 			values []string
 			err    error
 		)
-		name, values, s, err = decodeParam(s)
+		name, values, s, err = decodeParam(s, keepParam)
 		if err != nil {
-			return nil, err
+			return goical.Prop{}, err
+		}
+		if keepParam != nil && !keepParam(name) {
+			continue
 		}
 		if p.Params == nil {
 			p.Params = make(goical.Params, 1)
@@ -117,15 +270,15 @@ func decodeContentLine(s string) (*goical.Prop, error) {
 		p.Params[name] = append(p.Params[name], values...)
 	}
 	if len(s) == 0 || s[0] != ':' {
-		return nil, errors.New("ical: malformed property: expected colon")
+		return goical.Prop{}, errors.New("ical: malformed property: expected colon")
 	}
 	p.Value = s[1:]
 	return p, nil
 }
 
 // decodeParam decodes NAME=VALUE[,VALUE]... at the start of s and returns
-// what follows.
-func decodeParam(s string) (name string, values []string, rest string, err error) {
+// what follows; the values only of a parameter keep (unless nil) keeps.
+func decodeParam(s string, keep func(string) bool) (name string, values []string, rest string, err error) {
 	i := strings.IndexByte(s, '=')
 	if i < 0 {
 		return "", nil, "", errors.New("ical: malformed param: missing equal sign")
@@ -133,6 +286,7 @@ func decodeParam(s string) (name string, values []string, rest string, err error
 		return "", nil, "", errors.New("ical: malformed param: empty param name")
 	}
 	name = strings.ToUpper(s[:i])
+	kept := keep == nil || keep(name)
 	s = s[i+1:]
 	for {
 		var v string
@@ -151,7 +305,9 @@ func decodeParam(s string) (name string, values []string, rest string, err error
 			}
 			v, s = s[:end], s[end:]
 		}
-		values = append(values, v)
+		if kept {
+			values = append(values, v)
+		}
 		if len(s) == 0 {
 			// go-ical indexes past the end here (a panic); the scanner
 			// drops such lines before they get here.
@@ -169,42 +325,87 @@ func decodeParam(s string) (name string, values []string, rest string, err error
 }
 
 // decodeComponentBody decodes a component after its BEGIN line. top are
-// its children as the scanner saw them (the calendar's), or nil.
-func (d *icsDecoder) decodeComponentBody(name string, top []scanComp) (*goical.Component, error) {
-	var prop *goical.Prop
-	props := make(goical.Props)
+// its children as the scanner saw them (the calendar's), or nil; mode is
+// what it keeps.
+func (d *icsDecoder) decodeComponentBody(name string, top []scanComp, mode decodeMode) (*goical.Component, error) {
+	base := len(d.props)
+	var keepParam func(string) bool
+	if mode == modeCal || mode == modeEvent {
+		keepParam = leanParams
+	}
+	var end goical.Prop
 	var children []*goical.Component
 	for {
 		if k := len(children); k < len(top) && top[k].ev.flags&evDeferred != 0 && d.skipEvent(&top[k].ev) {
 			children = append(children, deferredVEVENT)
 			continue
 		}
-		var err error
-		prop, err = d.decodeContentLine()
+		l, err := d.nextLine()
+		if err != nil {
+			return nil, err
+		}
+		if mode.skips(l) {
+			continue
+		}
+		prop, err := decodeContentLine(string(l), keepParam)
 		if err != nil {
 			return nil, err
 		}
 		if prop.Name == "BEGIN" {
-			child, err := d.decodeComponentBody(strings.ToUpper(prop.Value), nil)
+			cname := strings.ToUpper(prop.Value)
+			child, err := d.decodeComponentBody(cname, nil, mode.child(cname))
 			if err != nil {
 				return nil, err
 			}
-			children = append(children, child)
+			if mode.keepsChildren() {
+				children = append(children, child)
+			}
 			continue
 		}
 		if prop.Name == "END" {
+			end = prop
 			break
 		}
-		props[prop.Name] = append(props[prop.Name], *prop)
+		d.props = append(d.props, prop)
 	}
-	if !strings.EqualFold(prop.Value, name) {
-		return nil, fmt.Errorf("ical: malformed component: expected END property for %q, got %q", name, prop.Value)
+	if !strings.EqualFold(end.Value, name) {
+		return nil, fmt.Errorf("ical: malformed component: expected END property for %q, got %q", name, end.Value)
 	}
+	props := groupProps(d.props[base:])
+	clear(d.props[base:]) // let the strings go with the tree
+	d.props = d.props[:base]
 	return &goical.Component{Name: name, Props: props, Children: children}, nil
+}
+
+// groupProps is the Props of a component's properties, in file order:
+// one slice for all of them, each name's a part of it.
+func groupProps(list []goical.Prop) goical.Props {
+	if len(list) == 0 {
+		return make(goical.Props)
+	}
+	all := slices.Clone(list)
+	slices.SortStableFunc(all, func(a, b goical.Prop) int { return strings.Compare(a.Name, b.Name) })
+	n := 1
+	for i := 1; i < len(all); i++ {
+		if all[i].Name != all[i-1].Name {
+			n++
+		}
+	}
+	props := make(goical.Props, n)
+	for i := 0; i < len(all); {
+		j := i + 1
+		for j < len(all) && all[j].Name == all[i].Name {
+			j++
+		}
+		props[all[i].Name] = all[i:j:j]
+		i = j
+	}
+	return props
 }
 
 // Decode decodes the next calendar, as goical.Decoder.Decode.
 func (d *icsDecoder) Decode() (*goical.Calendar, error) {
+	d.props = d.props[:0]
 	prop, err := d.decodeContentLine()
 	if err != nil {
 		return nil, err
@@ -214,7 +415,11 @@ func (d *icsDecoder) Decode() (*goical.Calendar, error) {
 	}
 	top := d.top
 	d.top = nil
-	comp, err := d.decodeComponentBody(strings.ToUpper(prop.Value), top)
+	mode := modeAll
+	if d.lean {
+		mode = modeCal
+	}
+	comp, err := d.decodeComponentBody(strings.ToUpper(prop.Value), top, mode)
 	if err != nil {
 		return nil, err
 	}

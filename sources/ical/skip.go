@@ -319,14 +319,15 @@ func hasPrefixFold(b []byte, prefix string) bool {
 }
 
 // decodeEventAt decodes the component whose BEGIN line is at offset off of
-// data, as the decoder would have in its place.
+// data, as the (lean) decoder would have in its place.
 func decodeEventAt(data []byte, off int) (*goical.Component, error) {
-	d := &icsDecoder{data: data, pos: off}
+	d := &icsDecoder{data: data, pos: off, lean: true}
 	prop, err := d.decodeContentLine()
 	if err != nil {
 		return nil, err
 	}
-	return d.decodeComponentBody(strings.ToUpper(prop.Value), nil)
+	name := strings.ToUpper(prop.Value)
+	return d.decodeComponentBody(name, nil, modeCal.child(name))
 }
 
 // mustDecode reports whether the deferred VEVENT e has to be decoded after
