@@ -266,6 +266,7 @@ func BenchmarkParseExpandMixed50(b *testing.B) {
 	b.SetBytes(totalLen(files))
 	b.ReportAllocs()
 	ms := startAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		for _, f := range files {
 			if _, err := ParseExpand(f, historyWindow); err != nil {
@@ -273,6 +274,7 @@ func BenchmarkParseExpandMixed50(b *testing.B) {
 			}
 		}
 	}
+	reportCPU(b, cpu)
 	reportPerOccurrence(b, ms, files, historyWindow)
 }
 
@@ -280,6 +282,7 @@ func BenchmarkGoICALDecodeMixed50(b *testing.B) {
 	files := mixedFeeds()
 	b.SetBytes(totalLen(files))
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		for _, f := range files {
 			if err := goICALDecode(f); err != nil {
@@ -287,6 +290,7 @@ func BenchmarkGoICALDecodeMixed50(b *testing.B) {
 			}
 		}
 	}
+	reportCPU(b, cpu)
 }
 
 // BenchmarkParseExpand100k is TestLimitsHundredThousandEvents' feed: 100,000
