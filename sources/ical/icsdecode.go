@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	goical "github.com/emersion/go-ical"
@@ -383,22 +382,50 @@ func groupProps(list []goical.Prop) goical.Props {
 	if len(list) == 0 {
 		return make(goical.Props)
 	}
-	all := slices.Clone(list)
-	slices.SortStableFunc(all, func(a, b goical.Prop) int { return strings.Compare(a.Name, b.Name) })
-	n := 1
-	for i := 1; i < len(all); i++ {
-		if all[i].Name != all[i-1].Name {
-			n++
-		}
+	// A component has a few dozen properties at most, of fewer names:
+	// number the names, then lay the properties out name by name.
+	var idBuf [32]uint8
+	var nameBuf [16]string
+	names, ids := nameBuf[:0], idBuf[:0]
+	if len(list) > len(idBuf) || len(list) > 255 {
+		ids = make([]uint8, 0, len(list))
 	}
-	props := make(goical.Props, n)
-	for i := 0; i < len(all); {
-		j := i + 1
-		for j < len(all) && all[j].Name == all[i].Name {
-			j++
+	for i := range list {
+		id := -1
+		for k, n := range names {
+			if n == list[i].Name {
+				id = k
+				break
+			}
 		}
-		props[all[i].Name] = all[i:j:j]
-		i = j
+		if id < 0 {
+			if len(names) == 255 {
+				return groupPropsMap(list)
+			}
+			id = len(names)
+			names = append(names, list[i].Name)
+		}
+		ids = append(ids, uint8(id))
+	}
+	all := make([]goical.Prop, 0, len(list))
+	props := make(goical.Props, len(names))
+	for k, n := range names {
+		start := len(all)
+		for i := range list {
+			if int(ids[i]) == k {
+				all = append(all, list[i])
+			}
+		}
+		props[n] = all[start:len(all):len(all)]
+	}
+	return props
+}
+
+// groupPropsMap is groupProps for a component of many property names.
+func groupPropsMap(list []goical.Prop) goical.Props {
+	props := make(goical.Props)
+	for _, p := range list {
+		props[p.Name] = append(props[p.Name], p)
 	}
 	return props
 }
