@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	goical "github.com/emersion/go-ical"
 )
 
 // override is a RECURRENCE-ID component of a series.
@@ -19,7 +21,7 @@ type override struct {
 	excluded bool
 	span     span
 	hasDT    bool
-	f        fields
+	f        lazyFields
 }
 
 // ridKey identifies an instance: by instant for zoned and UTC values, by
@@ -47,7 +49,29 @@ type instance struct {
 type series struct {
 	ev   *vevent
 	span span
-	f    *fields
+	f    *lazyFields
+}
+
+// lazyFields are the fields of a VEVENT, read when an occurrence first
+// needs them: most series have no instance in a 36 h window, and their
+// descriptions and attendees are most of a feed.
+type lazyFields struct {
+	c      *goical.Component
+	master *lazyFields // the series an override inherits from, or nil
+	read   bool
+	f      fields
+}
+
+// get returns the fields, reading them the first time.
+func (l *lazyFields) get() *fields {
+	if !l.read {
+		l.read = true
+		l.f = readFields(l.c)
+		if l.master != nil {
+			l.f = l.f.inherit(l.master.get())
+		}
+	}
+	return &l.f
 }
 
 // expandGroup expands the VEVENTs that share a UID.
@@ -74,15 +98,14 @@ func (x *expander) expandGroup(g *group) {
 			x.lossf(m, m.line("DTSTART", 0), "VEVENT skipped: %v", err)
 			continue
 		}
-		f := readFields(m.c)
-		list = append(list, series{ev: m, span: s, f: &f})
+		list = append(list, series{ev: m, span: s, f: &lazyFields{c: m.c}})
 	}
 	// Overrides inherit from, and stand in for instances of, the first
 	// series; with several (one UID on distinct meetings) an override
 	// replaces the instance of whichever produces it.
 	var master *vevent
 	var ms *span
-	var mf *fields
+	var mf *lazyFields
 	if len(list) > 0 {
 		master, ms, mf = list[0].ev, &list[0].span, list[0].f
 	}
@@ -137,7 +160,7 @@ func (x *expander) anyProduces(list []series, rules [][]rule, o *override) bool 
 
 // overrides parses the RECURRENCE-ID components; several for one instance:
 // the highest SEQUENCE, then the last, wins.
-func (x *expander) overrides(list []*vevent, master *vevent, ms *span, mf *fields) []*override {
+func (x *expander) overrides(list []*vevent, master *vevent, ms *span, mf *lazyFields) []*override {
 	if len(list) == 0 {
 		return nil
 	}
@@ -166,7 +189,7 @@ func (x *expander) overrides(list []*vevent, master *vevent, ms *span, mf *field
 			x.lossf(ev, line, "override without DTSTART and without its series skipped")
 			continue
 		}
-		o.f = readFields(ev.c).inherit(mf)
+		o.f = lazyFields{c: ev.c, master: mf}
 		k := x.ridKeyOf(rid)
 		if prev := byKey[k]; prev != nil {
 			if ev.seq < prev.ev.seq {
@@ -253,7 +276,7 @@ func (x *expander) exdates(ev *vevent, series dtv) *exdates {
 // instances. It returns its rules, the occurrences it emitted, and false when
 // it hit MaxPerEvent or is a deleted series; otherwise the caller emits the
 // overrides no series used.
-func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override) (rules []rule, n int, more bool) {
+func (x *expander) expandSeries(m *vevent, ms span, mf *lazyFields, ovs []*override) (rules []rule, n int, more bool) {
 	loc := ms.start.loc
 	start := ms.start
 	ex := x.exdates(m, start)
@@ -594,7 +617,7 @@ func (x *expander) inWindow(start, end time.Time) bool {
 
 // emit adds an occurrence if it overlaps the window. It returns false when
 // the event hit MaxPerEvent.
-func (x *expander) emit(ev *vevent, f *fields, rid, start, end time.Time, allDay bool, loc *time.Location, n *int) bool {
+func (x *expander) emit(ev *vevent, lf *lazyFields, rid, start, end time.Time, allDay bool, loc *time.Location, n *int) bool {
 	if end.Before(start) {
 		end = start
 	}
@@ -606,6 +629,7 @@ func (x *expander) emit(ev *vevent, f *fields, rid, start, end time.Time, allDay
 		return false
 	}
 	*n++
+	f := lf.get()
 	status := f.status
 	if ev.root.method == "CANCEL" {
 		status = "CANCELLED"
