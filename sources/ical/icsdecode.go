@@ -2,6 +2,7 @@ package ical
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,21 @@ type icsDecoder struct {
 	// lean decodes only what Expand reads (decodeMode); off, the decoder
 	// builds go-ical's tree, for the tests that hold it to go-ical's.
 	lean bool
+
+	// The lean decoder's buffers. text holds the kept lines of the
+	// components being decoded and spans their ends in it, the innermost
+	// component's last: a component's kept lines become one string when
+	// it ends, not one string each.
+	text  []byte
+	spans []int
+	// params shares one Params map among the lines of a feed with the
+	// same kept parameters (TZID=Europe/London, PARTSTAT=ACCEPTED): Expand
+	// only reads them. key, vals and pnames are decodeLeanLine's scratch.
+	params map[string]goical.Params
+	key    []byte
+	vals   []string
+	pnames []string
+	pcount []int
 }
 
 // decodeMode is what a component keeps of what it reads. Expand reads
@@ -213,29 +229,38 @@ func (d *icsDecoder) decodeContentLine() (goical.Prop, error) {
 	return decodeContentLine(string(l), nil)
 }
 
-// skips reports whether a component of mode m leaves out the content
-// line l: a property it does not keep, on a line that decodes without
-// error (the others are decoded, for their error).
-func (m decodeMode) skips(l []byte) bool {
-	if m == modeAll {
-		return false
-	}
+// leanLine is what a lean component does with a content line.
+type leanLine int8
+
+const (
+	lineSkip   leanLine = iota // a property it does not keep, on a line that decodes
+	lineKeep                   // a property it keeps (decoded when the component ends)
+	lineDecode                 // BEGIN, END, or a line to decode now: an error, or a name that is not ASCII
+)
+
+// classify says what a component of lean mode m does with the content
+// line l.
+func (m decodeMode) classify(l []byte) leanLine {
 	i := indexNameEnd(l)
 	if i <= 0 || !isASCII(l[:i]) {
-		// An error, or a name strings.ToUpper might turn into one kept.
-		return false
+		// An error, or a name strings.ToUpper might turn into BEGIN or
+		// into one kept.
+		return lineDecode
 	}
 	var nb [64]byte
 	name := upperName(nb[:0], l[:i])
 	switch string(name) {
 	case "BEGIN", "END":
-		return false
-	}
-	if m.keeps(name, l) {
-		return false
+		return lineDecode
 	}
 	_, _, problem := checkContentLine(l)
-	return problem == ""
+	switch {
+	case problem != "":
+		return lineDecode
+	case m.keeps(name, l):
+		return lineKeep
+	}
+	return lineSkip
 }
 
 // decodeContentLine decodes a content line. keepParam, unless nil, says
@@ -256,7 +281,7 @@ func decodeContentLine(s string, keepParam func(string) bool) (goical.Prop, erro
 			values []string
 			err    error
 		)
-		name, values, s, err = decodeParam(s, keepParam)
+		name, values, s, err = decodeParam(s, keepParam, nil)
 		if err != nil {
 			return goical.Prop{}, err
 		}
@@ -276,8 +301,9 @@ func decodeContentLine(s string, keepParam func(string) bool) (goical.Prop, erro
 }
 
 // decodeParam decodes NAME=VALUE[,VALUE]... at the start of s and returns
-// what follows; the values only of a parameter keep (unless nil) keeps.
-func decodeParam(s string, keep func(string) bool) (name string, values []string, rest string, err error) {
+// what follows. The values are appended to values, if keep (unless nil)
+// keeps the parameter.
+func decodeParam(s string, keep func(string) bool, values []string) (name string, _ []string, rest string, err error) {
 	i := strings.IndexByte(s, '=')
 	if i < 0 {
 		return "", nil, "", errors.New("ical: malformed param: missing equal sign")
@@ -323,11 +349,71 @@ func decodeParam(s string, keep func(string) bool) (name string, values []string
 	}
 }
 
+// decodeLeanLine is decodeContentLine(s, leanParams), with the Params
+// maps shared (d.params).
+func (d *icsDecoder) decodeLeanLine(s string) (goical.Prop, error) {
+	i := strings.IndexAny(s, ";:")
+	if i < 0 || i == 0 {
+		return decodeContentLine(s, leanParams) // its error
+	}
+	p := goical.Prop{Name: strings.ToUpper(s[:i])}
+	s = s[i:]
+	key, vals, pnames, pcount := d.key[:0], d.vals[:0], d.pnames[:0], d.pcount[:0]
+	defer func() { d.key, d.vals, d.pnames, d.pcount = key, vals, pnames, pcount }()
+	for len(s) > 0 && s[0] == ';' {
+		s = s[1:]
+		n := len(vals)
+		var (
+			name string
+			err  error
+		)
+		name, vals, s, err = decodeParam(s, leanParams, vals)
+		if err != nil {
+			return goical.Prop{}, err
+		}
+		if !leanParams(name) {
+			continue
+		}
+		pnames, pcount = append(pnames, name), append(pcount, len(vals)-n)
+		key = binary.AppendUvarint(key, uint64(len(name)))
+		key = append(key, name...)
+		key = binary.AppendUvarint(key, uint64(len(vals)-n))
+		for _, v := range vals[n:] {
+			key = binary.AppendUvarint(key, uint64(len(v)))
+			key = append(key, v...)
+		}
+	}
+	if len(s) == 0 || s[0] != ':' {
+		return goical.Prop{}, errors.New("ical: malformed property: expected colon")
+	}
+	p.Value = s[1:]
+	if len(pnames) == 0 {
+		return p, nil
+	}
+	if m, ok := d.params[string(key)]; ok {
+		p.Params = m
+		return p, nil
+	}
+	m := make(goical.Params, len(pnames))
+	k := 0
+	for j, name := range pnames {
+		m[name] = append(m[name], vals[k:k+pcount[j]]...)
+		k += pcount[j]
+	}
+	clear(vals) // let the line go
+	if d.params == nil {
+		d.params = make(map[string]goical.Params)
+	}
+	d.params[string(key)] = m
+	p.Params = m
+	return p, nil
+}
+
 // decodeComponentBody decodes a component after its BEGIN line. top are
 // its children as the scanner saw them (the calendar's), or nil; mode is
 // what it keeps.
 func (d *icsDecoder) decodeComponentBody(name string, top []scanComp, mode decodeMode) (*goical.Component, error) {
-	base := len(d.props)
+	base, textBase, spanBase := len(d.props), len(d.text), len(d.spans)
 	var keepParam func(string) bool
 	if mode == modeCal || mode == modeEvent {
 		keepParam = leanParams
@@ -343,8 +429,17 @@ func (d *icsDecoder) decodeComponentBody(name string, top []scanComp, mode decod
 		if err != nil {
 			return nil, err
 		}
-		if mode.skips(l) {
-			continue
+		if mode != modeAll {
+			switch mode.classify(l) {
+			case lineSkip:
+				continue
+			case lineKeep:
+				if mode != modeDrop {
+					d.text = append(d.text, l...)
+					d.spans = append(d.spans, len(d.text))
+				}
+				continue
+			}
 		}
 		prop, err := decodeContentLine(string(l), keepParam)
 		if err != nil {
@@ -365,11 +460,33 @@ func (d *icsDecoder) decodeComponentBody(name string, top []scanComp, mode decod
 			end = prop
 			break
 		}
+		if mode != modeAll {
+			// A name that is not ASCII: kept in its place, with the rest.
+			if mode != modeDrop {
+				d.text = append(d.text, l...)
+				d.spans = append(d.spans, len(d.text))
+			}
+			continue
+		}
 		d.props = append(d.props, prop)
 	}
 	if !strings.EqualFold(end.Value, name) {
 		return nil, fmt.Errorf("ical: malformed component: expected END property for %q, got %q", name, end.Value)
 	}
+	if mode != modeAll && len(d.spans) > spanBase {
+		// The kept lines, decoded from one string.
+		text := string(d.text[textBase:])
+		from := textBase
+		for _, to := range d.spans[spanBase:] {
+			prop, err := d.decodeLeanLine(text[from-textBase : to-textBase])
+			if err != nil {
+				return nil, err
+			}
+			d.props = append(d.props, prop)
+			from = to
+		}
+	}
+	d.text, d.spans = d.text[:textBase], d.spans[:spanBase]
 	props := groupProps(d.props[base:])
 	clear(d.props[base:]) // let the strings go with the tree
 	d.props = d.props[:base]
@@ -432,7 +549,7 @@ func groupPropsMap(list []goical.Prop) goical.Props {
 
 // Decode decodes the next calendar, as goical.Decoder.Decode.
 func (d *icsDecoder) Decode() (*goical.Calendar, error) {
-	d.props = d.props[:0]
+	d.props, d.text, d.spans = d.props[:0], d.text[:0], d.spans[:0]
 	prop, err := d.decodeContentLine()
 	if err != nil {
 		return nil, err
