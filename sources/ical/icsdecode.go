@@ -20,8 +20,10 @@ import (
 // a time; at 10,000 feeds of 90 KB its decode was most of the first pass's
 // CPU (BENCHMARKS.md).
 //
-// Each unfolded line is one string of its own, so a value kept from it (a
-// SUMMARY in an occurrence) holds on to its line, never to the whole feed.
+// Each unfolded line is one string of its own (in a lean decoder, the kept
+// lines of one component are one string), so a value kept from it (a
+// SUMMARY in an occurrence) holds on to its line or its VEVENT's kept
+// lines, never to the whole feed.
 // A property without parameters has nil Params (reading a nil map is fine;
 // nothing here writes to them).
 type icsDecoder struct {
