@@ -214,6 +214,12 @@ type ruleWindow struct {
 //     the whole computation is moved by a multiple of 400 years (the
 //     Gregorian calendar repeats exactly) to end shortly before that year.
 func expandRule(spec ruleSpec, dtstart, until civil, w ruleWindow) (out []civil, capped bool, err error) {
+	return expandRuleWith(spec, dtstart, until, w, true)
+}
+
+// expandRuleWith is expandRule, with simple rules stepped through without
+// rrule-go (weeklyOrDaily) when fast; the tests compare both ways.
+func expandRuleWith(spec ruleSpec, dtstart, until civil, w ruleWindow, fast bool) (out []civil, capped bool, err error) {
 	if w.hi.Before(w.lo) || w.hi.Before(dtstart) {
 		return nil, false, nil
 	}
@@ -242,19 +248,22 @@ func expandRule(spec ruleSpec, dtstart, until civil, w ruleWindow) (out []civil,
 	if end.Before(start) {
 		return nil, false, nil
 	}
-	// Move everything by k*400 years so that the end is close to year 9999.
 	years := 0
-	if y := end.Year(); y < 9500 {
-		years = (9600 - y) / 400 * 400
+	next, ok := weeklyOrDaily(opt, start, end, count)
+	if !ok || !fast {
+		// Move everything by k*400 years so that the end is close to year 9999.
+		if y := end.Year(); y < 9500 {
+			years = (9600 - y) / 400 * 400
+		}
+		opt.Dtstart = start.AddDate(years, 0, 0)
+		opt.Until = end.AddDate(years, 0, 0)
+		opt.Count = count
+		r, err := rrule.NewRRule(opt)
+		if err != nil {
+			return nil, false, err
+		}
+		next = r.Iterator()
 	}
-	opt.Dtstart = start.AddDate(years, 0, 0)
-	opt.Until = end.AddDate(years, 0, 0)
-	opt.Count = count
-	r, err := rrule.NewRRule(opt)
-	if err != nil {
-		return nil, false, err
-	}
-	next := r.Iterator()
 	inWindow, work := 0, 0
 	for {
 		t, ok := next()
@@ -283,6 +292,74 @@ func expandRule(spec ruleSpec, dtstart, until civil, w ruleWindow) (out []civil,
 	}
 	return out, false, nil
 }
+
+// weeklyOrDaily steps through the instances of the rules nearly every
+// series has (FREQ=WEEKLY or DAILY with INTERVAL and BYDAY, nothing else,
+// from start up to end, without COUNT: opt after explicitDefaults) as
+// rrule-go's Iterator does, without building its year tables for each
+// series: the days of each period in order, from start's week (starting on
+// WKST) or day every INTERVAL weeks or days, at start's time of day, up to
+// the first past end. ok is false for any other rule.
+func weeklyOrDaily(opt rrule.ROption, start, end civil, count int) (next func() (civil, bool), ok bool) {
+	if count != 0 || opt.Freq != rrule.WEEKLY && opt.Freq != rrule.DAILY || opt.Interval < 1 || opt.Interval > 1000 ||
+		len(opt.Bysetpos)+len(opt.Bymonth)+len(opt.Bymonthday)+len(opt.Byyearday)+len(opt.Byweekno)+len(opt.Byeaster) > 0 ||
+		start.Nanosecond() != 0 || start.Year() < 1 || end.Year() > 9000 {
+		return nil, false
+	}
+	hh, mm, ss := start.Clock()
+	if len(opt.Byhour) != 1 || opt.Byhour[0] != hh || len(opt.Byminute) != 1 || opt.Byminute[0] != mm ||
+		len(opt.Bysecond) != 1 || opt.Bysecond[0] != ss {
+		return nil, false
+	}
+	// The weekdays, Monday first (rrule-go's numbering); BYDAY's ordinals
+	// mean nothing to WEEKLY and DAILY rules (rrule-go drops them).
+	var days [7]bool
+	for _, wd := range opt.Byweekday {
+		days[wd.Day()] = true
+	}
+	if len(opt.Byweekday) == 0 {
+		if opt.Freq == rrule.WEEKLY {
+			return nil, false // explicitDefaults gives every WEEKLY rule a BYDAY
+		}
+		days = [7]bool{true, true, true, true, true, true, true}
+	}
+	y, m, d := start.Date()
+	day := time.Date(y, m, d, hh, mm, ss, 0, time.UTC) // the candidate
+	first := day                                       // no instance before start
+	step := opt.Interval                               // days from one period to the next
+	if opt.Freq == rrule.WEEKLY {
+		// The period is the week (from WKST) that holds start, and every
+		// INTERVAL-th week after it.
+		back := (mondayFirst(day.Weekday()) - opt.Wkst.Day() + 7) % 7
+		day = day.AddDate(0, 0, -back)
+		step = 7 * opt.Interval
+	}
+	period, i, done := day, 0, false
+	return func() (civil, bool) {
+		for !done {
+			if opt.Freq == rrule.WEEKLY && i == 7 {
+				period, i = period.AddDate(0, 0, step), 0
+			}
+			var t civil
+			if opt.Freq == rrule.WEEKLY {
+				t = period.AddDate(0, 0, i)
+				i++
+			} else {
+				t = period
+				period = period.AddDate(0, 0, step)
+			}
+			if t.After(end) {
+				done = true
+			} else if !t.Before(first) && days[mondayFirst(t.Weekday())] {
+				return t, true
+			}
+		}
+		return civil{}, false
+	}, true
+}
+
+// mondayFirst numbers a weekday from Monday, 0, as rrule-go does.
+func mondayFirst(wd time.Weekday) int { return (int(wd) + 6) % 7 }
 
 // explicitDefaults writes down the BYxxx values an RRULE takes from DTSTART
 // (RFC 5545 3.3.10, as rrule-go applies them) so that DTSTART can be moved.
