@@ -361,7 +361,6 @@ func (d *icsDecoder) decodeLeanLine(s string) (goical.Prop, error) {
 	p := goical.Prop{Name: strings.ToUpper(s[:i])}
 	s = s[i:]
 	key, vals, pnames, pcount := d.key[:0], d.vals[:0], d.pnames[:0], d.pcount[:0]
-	defer func() { d.key, d.vals, d.pnames, d.pcount = key, vals, pnames, pcount }()
 	for len(s) > 0 && s[0] == ';' {
 		s = s[1:]
 		n := len(vals)
@@ -370,6 +369,7 @@ func (d *icsDecoder) decodeLeanLine(s string) (goical.Prop, error) {
 			err  error
 		)
 		name, vals, s, err = decodeParam(s, leanParams, vals)
+		d.vals = vals // reused, grown
 		if err != nil {
 			return goical.Prop{}, err
 		}
@@ -384,6 +384,7 @@ func (d *icsDecoder) decodeLeanLine(s string) (goical.Prop, error) {
 			key = binary.AppendUvarint(key, uint64(len(v)))
 			key = append(key, v...)
 		}
+		d.key, d.pnames, d.pcount = key, pnames, pcount
 	}
 	if len(s) == 0 || s[0] != ':' {
 		return goical.Prop{}, errors.New("ical: malformed property: expected colon")
