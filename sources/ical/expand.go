@@ -443,7 +443,7 @@ func (x *expander) rules(m *vevent) []rule {
 			x.warnf(m, line, "empty RRULE ignored")
 			continue
 		}
-		spec, err := parseRRule(p.Value)
+		spec, err := x.parseRRule(p.Value)
 		if err != nil {
 			x.lossf(m, line, "RRULE %q ignored: %v", p.Value, err)
 			continue
@@ -456,6 +456,28 @@ func (x *expander) rules(m *vevent) []rule {
 		out = append(out, rule{spec: spec, until: x.untilWall(spec, s), value: p.Value, line: line})
 	}
 	return out
+}
+
+// parsedRule is the result of parseRRule.
+type parsedRule struct {
+	spec ruleSpec
+	err  error
+}
+
+// parseRRule is parseRRule once per value and feed: a feed's series share
+// a few rules (FREQ=WEEKLY;BYDAY=MO). Nothing writes to a ruleSpec's
+// slices once parsed (expandRule and rrule-go replace them, never modify
+// them), so the series share them too.
+func (x *expander) parseRRule(v string) (ruleSpec, error) {
+	if r, ok := x.specs[v]; ok {
+		return r.spec, r.err
+	}
+	spec, err := parseRRule(v)
+	if x.specs == nil {
+		x.specs = make(map[string]parsedRule)
+	}
+	x.specs[v] = parsedRule{spec, err}
+	return spec, err
 }
 
 func allEndBefore(rules []rule, start civil) bool {

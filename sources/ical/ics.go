@@ -331,21 +331,27 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 		}
 		return a.RecurrenceID.Compare(b.RecurrenceID)
 	}
-	if !withLocs {
-		slices.SortStableFunc(occ, func(a, b Occurrence) int { return less(&a, &b) })
-		return x.res, nil, over
+	if len(occ) < 2 {
+		return x.res, locs, over
 	}
-	perm := make([]int, len(occ))
+	// Sorted by index: an Occurrence is too big to move about.
+	perm := make([]int32, len(occ))
 	for i := range perm {
-		perm[i] = i
+		perm[i] = int32(i)
 	}
-	slices.SortStableFunc(perm, func(i, j int) int { return less(&occ[i], &occ[j]) })
+	slices.SortStableFunc(perm, func(i, j int32) int { return less(&occ[i], &occ[j]) })
 	sorted := make([]Occurrence, len(occ))
-	sortedLocs := make([]*time.Location, len(occ))
 	for i, j := range perm {
-		sorted[i], sortedLocs[i] = occ[j], locs[j]
+		sorted[i] = occ[j]
 	}
 	x.res.Occurrences = sorted
+	if !withLocs {
+		return x.res, nil, over
+	}
+	sortedLocs := make([]*time.Location, len(occ))
+	for i, j := range perm {
+		sortedLocs[i] = locs[j]
+	}
 	return x.res, sortedLocs, over
 }
 
@@ -358,6 +364,8 @@ type expander struct {
 	// locs records each occurrence's zone, for tests that compare local
 	// wall-clock times; nil in production.
 	locs *[]*time.Location
+	// specs are the RRULEs parsed so far, by value (parseRRule).
+	specs map[string]parsedRule
 }
 
 func (x *expander) warnf(ev *vevent, line int, format string, args ...any) {
