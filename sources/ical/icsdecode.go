@@ -268,7 +268,7 @@ func (m decodeMode) classify(l []byte) leanLine {
 // decodeContentLine decodes a content line. keepParam, unless nil, says
 // which parameters to keep.
 func decodeContentLine(s string, keepParam func(string) bool) (goical.Prop, error) {
-	i := strings.IndexAny(s, ";:")
+	i := indexNameEnd(s)
 	if i < 0 {
 		return goical.Prop{}, errors.New("ical: malformed content line: missing colon")
 	} else if i == 0 {
@@ -324,7 +324,7 @@ func decodeParam(s string, keep func(string) bool, values []string) (name string
 			}
 			v, s = s[1:1+end], s[2+end:]
 		} else {
-			end := strings.IndexAny(s, "\";,:")
+			end := indexParamEnd(s)
 			if end < 0 {
 				end = len(s)
 			} else if s[end] == '"' {
@@ -354,7 +354,7 @@ func decodeParam(s string, keep func(string) bool, values []string) (name string
 // decodeLeanLine is decodeContentLine(s, leanParams), with the Params
 // maps shared (d.params).
 func (d *icsDecoder) decodeLeanLine(s string) (goical.Prop, error) {
-	i := strings.IndexAny(s, ";:")
+	i := indexNameEnd(s)
 	if i < 0 || i == 0 {
 		return decodeContentLine(s, leanParams) // its error
 	}

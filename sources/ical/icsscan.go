@@ -595,10 +595,23 @@ func checkContentLine(s []byte) (nameEnd, valStart int, problem string) {
 	return i, p + 1, ""
 }
 
-// indexNameEnd is bytes.IndexAny(s, ";:"), for the short names it finds.
-func indexNameEnd(s []byte) int {
-	for i, c := range s {
-		if c == ';' || c == ':' {
+// indexNameEnd is strings.IndexAny(s, ";:"), without building a set of
+// the two for each line.
+func indexNameEnd[T string | []byte](s T) int {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == ';' || c == ':' {
+			return i
+		}
+	}
+	return -1
+}
+
+// indexParamEnd is strings.IndexAny(s, "\";,:"): where an unquoted
+// parameter value ends.
+func indexParamEnd[T string | []byte](s T) int {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"', ';', ',', ':':
 			return i
 		}
 	}

@@ -201,7 +201,7 @@ func paramValue(params []byte, want string) (val []byte, found, ok bool) {
 				}
 				v, params = params[1:1+q], params[2+q:]
 			} else {
-				e := bytes.IndexAny(params, "\";,:")
+				e := indexParamEnd(params)
 				if e < 0 {
 					e = len(params)
 				} else if params[e] == '"' || params[e] == ':' {
