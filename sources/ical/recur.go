@@ -334,19 +334,22 @@ func weeklyOrDaily(opt rrule.ROption, start, end civil, count int) (next func() 
 		day = day.AddDate(0, 0, -back)
 		step = 7 * opt.Interval
 	}
+	// civil times are UTC: a day is always 24 hours.
+	const dayLen = 24 * time.Hour
+	stepLen := time.Duration(step) * dayLen
 	period, i, done := day, 0, false
 	return func() (civil, bool) {
 		for !done {
 			if opt.Freq == rrule.WEEKLY && i == 7 {
-				period, i = period.AddDate(0, 0, step), 0
+				period, i = period.Add(stepLen), 0
 			}
 			var t civil
 			if opt.Freq == rrule.WEEKLY {
-				t = period.AddDate(0, 0, i)
+				t = period.Add(time.Duration(i) * dayLen)
 				i++
 			} else {
 				t = period
-				period = period.AddDate(0, 0, step)
+				period = period.Add(stepLen)
 			}
 			if t.After(end) {
 				done = true
