@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	goical "github.com/emersion/go-ical"
 )
 
 // override is a RECURRENCE-ID component of a series.
@@ -56,7 +54,7 @@ type series struct {
 // needs them: most series have no instance in a 36 h window, and their
 // descriptions and attendees are most of a feed.
 type lazyFields struct {
-	c      *goical.Component
+	p      compProps
 	master *lazyFields // the series an override inherits from, or nil
 	read   bool
 	f      fields
@@ -66,7 +64,7 @@ type lazyFields struct {
 func (l *lazyFields) get() *fields {
 	if !l.read {
 		l.read = true
-		l.f = readFields(l.c)
+		l.f = readFields(l.p)
 		if l.master != nil {
 			l.f = l.f.inherit(l.master.get())
 		}
@@ -98,7 +96,7 @@ func (x *expander) expandGroup(g *group) {
 			x.lossf(m, m.line("DTSTART", 0), "VEVENT skipped: %v", err)
 			continue
 		}
-		list = append(list, series{ev: m, span: s, f: &lazyFields{c: m.c}})
+		list = append(list, series{ev: m, span: s, f: &lazyFields{p: m.p}})
 	}
 	// Overrides inherit from, and stand in for instances of, the first
 	// series; with several (one UID on distinct meetings) an override
@@ -167,7 +165,7 @@ func (x *expander) overrides(list []*vevent, master *vevent, ms *span, mf *lazyF
 	byKey := map[ridKey]*override{}
 	var out []*override
 	for _, ev := range list {
-		p := &ev.c.Props["RECURRENCE-ID"][0]
+		p := &ev.p.get("RECURRENCE-ID")[0]
 		line := ev.line("RECURRENCE-ID", 0)
 		rid, err := x.dt(ev, p, p.Value, line)
 		if err != nil {
@@ -189,7 +187,7 @@ func (x *expander) overrides(list []*vevent, master *vevent, ms *span, mf *lazyF
 			x.lossf(ev, line, "override without DTSTART and without its series skipped")
 			continue
 		}
-		o.f = lazyFields{c: ev.c, master: mf}
+		o.f = lazyFields{p: ev.p, master: mf}
 		k := x.ridKeyOf(rid)
 		if prev := byKey[k]; prev != nil {
 			if ev.seq < prev.ev.seq {
@@ -236,7 +234,7 @@ func (e *exdates) has(wall civil, at time.Time, date bool) bool {
 }
 
 func (x *expander) exdates(ev *vevent, series dtv) *exdates {
-	ps := ev.c.Props["EXDATE"]
+	ps := ev.p.get("EXDATE")
 	if len(ps) == 0 {
 		return nil
 	}
@@ -343,7 +341,7 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *lazyFields, ovs []*overr
 
 	rules = x.rules(m)
 	var insts []instance
-	if len(rules) > 0 && len(m.c.Props["RDATE"]) == 0 && allEndBefore(rules, start.wall) {
+	if len(rules) > 0 && len(m.p.get("RDATE")) == 0 && allEndBefore(rules, start.wall) {
 		// Every RRULE ends before DTSTART: clients write this for a
 		// deleted series (python-recurring-ical-events issue 117).
 		// Its overrides go with it.
@@ -370,7 +368,7 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *lazyFields, ovs []*overr
 			insts = append(insts, instance{wall: w})
 		}
 	}
-	for i := range m.c.Props["RDATE"] {
+	for i := range m.p.get("RDATE") {
 		if x.rdates(m, i, ms, win, &insts) {
 			recurring = true
 		}
@@ -432,12 +430,12 @@ type rule struct {
 
 func (x *expander) rules(m *vevent) []rule {
 	var out []rule
-	start := m.c.Props["DTSTART"]
+	start := m.p.get("DTSTART")
 	if len(start) == 0 {
 		return nil
 	}
 	var s dtv
-	for i, p := range m.c.Props["RRULE"] {
+	for i, p := range m.p.get("RRULE") {
 		line := m.line("RRULE", i)
 		if strings.TrimSpace(p.Value) == "" {
 			x.warnf(m, line, "empty RRULE ignored")
@@ -515,7 +513,7 @@ func (x *expander) produces(m *vevent, start dtv, rules []rule, o *override) boo
 		}
 	}
 	var insts []instance
-	for i := range m.c.Props["RDATE"] {
+	for i := range m.p.get("RDATE") {
 		x.rdates(m, i, span{start: start}, win, &insts)
 	}
 	return slices.ContainsFunc(insts, func(in instance) bool { return same(in.wall) })
@@ -555,7 +553,7 @@ func (x *expander) untilWall(spec ruleSpec, start dtv) civil {
 // and PERIOD values, in any zone. It reports whether the property had a
 // usable value.
 func (x *expander) rdates(m *vevent, i int, ms span, win ruleWindow, insts *[]instance) bool {
-	p := &m.c.Props["RDATE"][i]
+	p := &m.p.get("RDATE")[i]
 	line := m.line("RDATE", i)
 	start := ms.start
 	any := false

@@ -101,9 +101,12 @@ type Calendar struct {
 }
 
 type calRoot struct {
-	cal    *goical.Calendar
-	info   *scanCal
-	data   []byte // the scanned feed, when VEVENTs were left undecoded
+	cal  *goical.Calendar
+	info *scanCal
+	data []byte // the scanned feed, when VEVENTs were left undecoded
+	// events are the properties of the lean VEVENTs among cal.Children,
+	// by index (nil for the others): a lean decoder leaves their Props nil.
+	events []*eventProps
 	method string
 	xwr    string
 	vtz    map[string]*goical.Component
@@ -179,6 +182,7 @@ func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int, f
 		if deferred {
 			root.data = sc.data
 		}
+		root.events, dec.events = dec.events, nil
 		root.method = toUpperASCII(strings.TrimSpace(propValue(c.Component, "METHOD")))
 		root.xwr = strings.TrimSpace(propValue(c.Component, "X-WR-TIMEZONE"))
 		for _, child := range c.Children {
@@ -205,6 +209,7 @@ func (c *Calendar) Method() string {
 // vevent is one VEVENT with what identifies it.
 type vevent struct {
 	c     *goical.Component
+	p     compProps // its properties
 	sc    *scanComp
 	root  *calRoot
 	index int
@@ -266,6 +271,10 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 			if i < len(root.info.comps) && root.info.comps[i].name == "VEVENT" {
 				sc = &root.info.comps[i]
 			}
+			var ep *eventProps
+			if i < len(root.events) {
+				ep = root.events[i]
+			}
 			if child == deferredVEVENT {
 				// Left undecoded by parse: dropped, unless it reaches
 				// this window after all or its times warn.
@@ -274,7 +283,7 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 					idx++
 					continue
 				}
-				c, err := decodeEventAt(root.data, sc.ev.begin)
+				c, cp, err := decodeEventAt(root.data, sc.ev.begin)
 				if err != nil {
 					// The scanner let through a line the decoder refuses:
 					// a bug, as a panic would be.
@@ -283,12 +292,12 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 					idx++
 					continue
 				}
-				child = c
+				child, ep = c, cp
 			}
-			ev := &vevent{c: child, root: root, index: idx, sc: sc}
+			ev := &vevent{c: child, p: compProps{child.Props, ep}, root: root, index: idx, sc: sc}
 			idx++
-			ev.uid = strings.TrimSpace(propValue(child, "UID"))
-			if s := propValue(child, "SEQUENCE"); s != "" {
+			ev.uid = strings.TrimSpace(ev.p.value("UID"))
+			if s := ev.p.value("SEQUENCE"); s != "" {
 				ev.seq, _ = strconv.Atoi(strings.TrimSpace(s))
 			}
 			key := ev.uid
@@ -301,7 +310,7 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 				groups[key] = g
 				order = append(order, g)
 			}
-			if len(child.Props["RECURRENCE-ID"]) > 0 {
+			if len(ev.p.get("RECURRENCE-ID")) > 0 {
 				g.overrides = append(g.overrides, ev)
 			} else {
 				g.masters = append(g.masters, ev)
@@ -566,7 +575,7 @@ func (s span) upper() time.Duration {
 
 func (x *expander) span(ev *vevent) (span, error) {
 	var s span
-	ps := ev.c.Props["DTSTART"]
+	ps := ev.p.get("DTSTART")
 	if len(ps) == 0 {
 		return s, errors.New("no DTSTART")
 	}
@@ -575,7 +584,7 @@ func (x *expander) span(ev *vevent) (span, error) {
 		return s, err
 	}
 	s.start = start
-	if pe := ev.c.Props["DTEND"]; len(pe) > 0 {
+	if pe := ev.p.get("DTEND"); len(pe) > 0 {
 		end, err := x.dt(ev, &pe[0], pe[0].Value, ev.line("DTEND", 0))
 		if err != nil {
 			x.endIgnored(ev, ev.line("DTEND", 0), s, err.Error())
@@ -591,7 +600,7 @@ func (x *expander) span(ev *vevent) (span, error) {
 		}
 		return s, nil
 	}
-	if pd := ev.c.Props["DURATION"]; len(pd) > 0 {
+	if pd := ev.p.get("DURATION"); len(pd) > 0 {
 		d, err := parseDuration(pd[0].Value)
 		if err != nil || d.negative() {
 			x.endIgnored(ev, ev.line("DURATION", 0), s, fmt.Sprintf("invalid DURATION %q", pd[0].Value))
@@ -652,24 +661,24 @@ const (
 	hasAttendees
 )
 
-func readFields(c *goical.Component) fields {
+func readFields(c compProps) fields {
 	var f fields
-	if p := c.Props["SUMMARY"]; len(p) > 0 {
+	if p := c.get("SUMMARY"); len(p) > 0 {
 		f.summary, f.has = unescapeText(p[0].Value), f.has|hasSummary
 	}
-	if p := c.Props["LOCATION"]; len(p) > 0 {
+	if p := c.get("LOCATION"); len(p) > 0 {
 		f.location, f.has = unescapeText(p[0].Value), f.has|hasLocation
 	}
-	if p := c.Props["DESCRIPTION"]; len(p) > 0 {
+	if p := c.get("DESCRIPTION"); len(p) > 0 {
 		f.description, f.has = unescapeText(p[0].Value), f.has|hasDescription
 	}
-	if p := c.Props["STATUS"]; len(p) > 0 {
+	if p := c.get("STATUS"); len(p) > 0 {
 		f.status = toUpperASCII(strings.TrimSpace(p[0].Value))
 	}
-	if p := c.Props["ORGANIZER"]; len(p) > 0 {
+	if p := c.get("ORGANIZER"); len(p) > 0 {
 		f.organizer, f.has = calAddress(p[0].Value), f.has|hasOrganizer
 	}
-	if ps := c.Props["ATTENDEE"]; len(ps) > 0 {
+	if ps := c.get("ATTENDEE"); len(ps) > 0 {
 		f.has |= hasAttendees
 		f.attendees = make([]Attendee, len(ps))
 		for i := range ps {
@@ -680,13 +689,13 @@ func readFields(c *goical.Component) fields {
 		}
 	}
 	f.keys = eventKeys(c)
-	if p := c.Props["TRANSP"]; len(p) > 0 {
+	if p := c.get("TRANSP"); len(p) > 0 {
 		f.transp = 1
 		if strings.EqualFold(strings.TrimSpace(p[0].Value), "TRANSPARENT") {
 			f.transp = 2
 		}
 	}
-	if p := c.Props["X-MICROSOFT-CDO-BUSYSTATUS"]; len(p) > 0 && strings.EqualFold(strings.TrimSpace(p[0].Value), "FREE") {
+	if p := c.get("X-MICROSOFT-CDO-BUSYSTATUS"); len(p) > 0 && strings.EqualFold(strings.TrimSpace(p[0].Value), "FREE") {
 		f.transp = 2
 	}
 	return f
@@ -775,7 +784,7 @@ func (x *expander) masters(list []*vevent) []*vevent {
 
 // startKey is a VEVENT's DTSTART as written, for telling copies apart.
 func startKey(ev *vevent) string {
-	ps := ev.c.Props["DTSTART"]
+	ps := ev.p.get("DTSTART")
 	if len(ps) == 0 {
 		return ""
 	}

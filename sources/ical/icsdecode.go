@@ -56,6 +56,68 @@ type icsDecoder struct {
 	vals   []string
 	pnames []string
 	pcount []int
+	// event is the properties of the lean VEVENT decoded last, and events
+	// those of the calendar's children, by index (nil: not a lean VEVENT).
+	event  *eventProps
+	events []*eventProps
+}
+
+// eventProps are the properties a lean decoder keeps of a VEVENT, by name:
+// a dozen names, which a list finds faster than a map is built (the
+// VEVENT's Props stay nil).
+type eventProps struct {
+	names []string
+	ends  []int // names[i]'s properties end at props[ends[i]]
+	props []goical.Prop
+}
+
+// compProps reads the properties of a VEVENT: a lean decoder's list, or
+// its component's map.
+type compProps struct {
+	m goical.Props
+	e *eventProps
+}
+
+// get returns the properties named name, as Props[name].
+func (p compProps) get(name string) []goical.Prop {
+	if p.e == nil {
+		return p.m[name]
+	}
+	start := 0
+	for i, n := range p.e.names {
+		if n == name {
+			return p.e.props[start:p.e.ends[i]:p.e.ends[i]]
+		}
+		start = p.e.ends[i]
+	}
+	return nil
+}
+
+// value is the value of the first property named name, or "".
+func (p compProps) value(name string) string {
+	if ps := p.get(name); len(ps) > 0 {
+		return ps[0].Value
+	}
+	return ""
+}
+
+// all yields each name with its properties, in no particular order.
+func (p compProps) all(yield func(string, []goical.Prop) bool) {
+	if p.e == nil {
+		for name, ps := range p.m {
+			if !yield(name, ps) {
+				return
+			}
+		}
+		return
+	}
+	start := 0
+	for i, n := range p.e.names {
+		if !yield(n, p.e.props[start:p.e.ends[i]:p.e.ends[i]]) {
+			return
+		}
+		start = p.e.ends[i]
+	}
 }
 
 // decodeMode is what a component keeps of what it reads. Expand reads
@@ -426,6 +488,9 @@ func (d *icsDecoder) decodeComponentBody(name string, top []scanComp, mode decod
 	for {
 		if k := len(children); k < len(top) && top[k].ev.flags&evDeferred != 0 && d.skipEvent(&top[k].ev) {
 			children = append(children, deferredVEVENT)
+			if mode == modeCal {
+				d.events = append(d.events, nil)
+			}
 			continue
 		}
 		l, err := d.nextLine()
@@ -455,6 +520,7 @@ func (d *icsDecoder) decodeComponentBody(name string, top []scanComp, mode decod
 		}
 		if prop.Name == "BEGIN" {
 			cname := strings.ToUpper(prop.Value)
+			d.event = nil
 			child, err := d.decodeComponentBody(cname, nil, mode.child(cname))
 			if err != nil {
 				return nil, err
@@ -462,6 +528,10 @@ func (d *icsDecoder) decodeComponentBody(name string, top []scanComp, mode decod
 			if mode.keepsChildren() {
 				children = append(children, child)
 			}
+			if mode == modeCal {
+				d.events = append(d.events, d.event)
+			}
+			d.event = nil
 			continue
 		}
 		if prop.Name == "END" {
@@ -495,6 +565,13 @@ func (d *icsDecoder) decodeComponentBody(name string, top []scanComp, mode decod
 		}
 	}
 	d.text, d.spans = d.text[:textBase], d.spans[:spanBase]
+	if mode == modeEvent {
+		e := newEventProps(d.props[base:])
+		clear(d.props[base:])
+		d.props = d.props[:base]
+		d.event = e
+		return &goical.Component{Name: name, Children: children}, nil
+	}
 	props := groupProps(d.props[base:])
 	clear(d.props[base:]) // let the strings go with the tree
 	d.props = d.props[:base]
@@ -527,12 +604,28 @@ func groupProps(list []goical.Prop) goical.Props {
 	if len(list) == 0 {
 		return make(goical.Props)
 	}
+	e := newEventProps(list)
+	if e == nil {
+		return groupPropsMap(list)
+	}
+	props := make(goical.Props, len(e.names))
+	start := 0
+	for i, n := range e.names {
+		props[n] = e.props[start:e.ends[i]:e.ends[i]]
+		start = e.ends[i]
+	}
+	return props
+}
+
+// newEventProps lays out list name by name, in file order within a name,
+// or returns nil for a component of more than 255 property names.
+func newEventProps(list []goical.Prop) *eventProps {
 	// A component has a few dozen properties at most, of fewer names:
 	// number the names, then lay the properties out name by name.
 	var idBuf [32]uint8
 	var nameBuf [16]string
 	names, ids := nameBuf[:0], idBuf[:0]
-	if len(list) > len(idBuf) || len(list) > 255 {
+	if len(list) > len(idBuf) {
 		ids = make([]uint8, 0, len(list))
 	}
 	for i := range list {
@@ -545,25 +638,27 @@ func groupProps(list []goical.Prop) goical.Props {
 		}
 		if id < 0 {
 			if len(names) == 255 {
-				return groupPropsMap(list)
+				return nil
 			}
 			id = len(names)
 			names = append(names, list[i].Name)
 		}
 		ids = append(ids, uint8(id))
 	}
-	all := make([]goical.Prop, 0, len(list))
-	props := make(goical.Props, len(names))
-	for k, n := range names {
-		start := len(all)
+	e := &eventProps{
+		names: append([]string(nil), names...),
+		ends:  make([]int, len(names)),
+		props: make([]goical.Prop, 0, len(list)),
+	}
+	for k := range names {
 		for i := range list {
 			if int(ids[i]) == k {
-				all = append(all, list[i])
+				e.props = append(e.props, list[i])
 			}
 		}
-		props[n] = all[start:len(all):len(all)]
+		e.ends[k] = len(e.props)
 	}
-	return props
+	return e
 }
 
 // groupPropsMap is groupProps for a component of many property names.
@@ -578,6 +673,7 @@ func groupPropsMap(list []goical.Prop) goical.Props {
 // Decode decodes the next calendar, as goical.Decoder.Decode.
 func (d *icsDecoder) Decode() (*goical.Calendar, error) {
 	d.props, d.text, d.spans = d.props[:0], d.text[:0], d.spans[:0]
+	d.event, d.events = nil, nil
 	prop, err := d.decodeContentLine()
 	if err != nil {
 		return nil, err

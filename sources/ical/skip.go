@@ -319,15 +319,17 @@ func hasPrefixFold(b []byte, prefix string) bool {
 }
 
 // decodeEventAt decodes the component whose BEGIN line is at offset off of
-// data, as the (lean) decoder would have in its place.
-func decodeEventAt(data []byte, off int) (*goical.Component, error) {
+// data, as the (lean) decoder would have in its place, with its lean
+// properties (nil for a component that is not a VEVENT).
+func decodeEventAt(data []byte, off int) (*goical.Component, *eventProps, error) {
 	d := &icsDecoder{data: data, pos: off, lean: true}
 	prop, err := d.decodeContentLine()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	name := strings.ToUpper(prop.Value)
-	return d.decodeComponentBody(name, nil, modeCal.child(name))
+	c, err := d.decodeComponentBody(name, nil, modeCal.child(name))
+	return c, d.event, err
 }
 
 // mustDecode reports whether the deferred VEVENT e has to be decoded after
