@@ -66,9 +66,15 @@ type icsDecoder struct {
 // a dozen names, which a list finds faster than a map is built (the
 // VEVENT's Props stay nil).
 type eventProps struct {
-	names []string
-	ends  []int // names[i]'s properties end at props[ends[i]]
+	names []nameEnd
 	props []goical.Prop
+	buf   [12]nameEnd // names, for most components
+}
+
+// nameEnd is a property name, whose properties end at props[end].
+type nameEnd struct {
+	name string
+	end  int
 }
 
 // compProps reads the properties of a VEVENT: a lean decoder's list, or
@@ -84,11 +90,11 @@ func (p compProps) get(name string) []goical.Prop {
 		return p.m[name]
 	}
 	start := 0
-	for i, n := range p.e.names {
-		if n == name {
-			return p.e.props[start:p.e.ends[i]:p.e.ends[i]]
+	for _, n := range p.e.names {
+		if n.name == name {
+			return p.e.props[start:n.end:n.end]
 		}
-		start = p.e.ends[i]
+		start = n.end
 	}
 	return nil
 }
@@ -112,11 +118,11 @@ func (p compProps) all(yield func(string, []goical.Prop) bool) {
 		return
 	}
 	start := 0
-	for i, n := range p.e.names {
-		if !yield(n, p.e.props[start:p.e.ends[i]:p.e.ends[i]]) {
+	for _, n := range p.e.names {
+		if !yield(n.name, p.e.props[start:n.end:n.end]) {
 			return
 		}
-		start = p.e.ends[i]
+		start = n.end
 	}
 }
 
@@ -610,9 +616,9 @@ func groupProps(list []goical.Prop) goical.Props {
 	}
 	props := make(goical.Props, len(e.names))
 	start := 0
-	for i, n := range e.names {
-		props[n] = e.props[start:e.ends[i]:e.ends[i]]
-		start = e.ends[i]
+	for _, n := range e.names {
+		props[n.name] = e.props[start:n.end:n.end]
+		start = n.end
 	}
 	return props
 }
@@ -645,18 +651,20 @@ func newEventProps(list []goical.Prop) *eventProps {
 		}
 		ids = append(ids, uint8(id))
 	}
-	e := &eventProps{
-		names: append([]string(nil), names...),
-		ends:  make([]int, len(names)),
-		props: make([]goical.Prop, 0, len(list)),
+	e := &eventProps{props: make([]goical.Prop, len(list))}
+	e.names = e.buf[:0]
+	if len(names) > len(e.buf) {
+		e.names = make([]nameEnd, 0, len(names))
 	}
-	for k := range names {
+	n := 0
+	for k, name := range names {
 		for i := range list {
 			if int(ids[i]) == k {
-				e.props = append(e.props, list[i])
+				e.props[n] = list[i]
+				n++
 			}
 		}
-		e.ends[k] = len(e.props)
+		e.names = append(e.names, nameEnd{name, n})
 	}
 	return e
 }
