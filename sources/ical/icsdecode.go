@@ -691,6 +691,11 @@ func (d *icsDecoder) Decode() (*goical.Calendar, error) {
 	}
 	top := d.top
 	d.top = nil
+	if d.lean && len(top) > 0 {
+		// One for each child: no more allocations for the deferred
+		// VEVENTs of a long history than for a few.
+		d.events = make([]*eventProps, 0, len(top))
+	}
 	mode := modeAll
 	if d.lean {
 		mode = modeCal
