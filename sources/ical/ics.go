@@ -104,6 +104,8 @@ type calRoot struct {
 	cal  *goical.Calendar
 	info *scanCal
 	data []byte // the scanned feed, when VEVENTs were left undecoded
+	// checked: data is the scanner's output (scanResult.checked).
+	checked bool
 	// events are the properties of the lean VEVENTs among cal.Children,
 	// by index (nil for the others): a lean decoder leaves their Props nil.
 	events []*eventProps
@@ -165,7 +167,7 @@ func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int, f
 	deferred := !from.IsZero() && deferPast(sc, from)
 	cal = &Calendar{warnings: sc.warnings}
 	dec := newICSDecoder(sc.data)
-	dec.lean = true
+	dec.lean, dec.checked = true, sc.checked
 	for i := range sc.cals {
 		line = sc.cals[i].line
 		if deferred {
@@ -180,7 +182,7 @@ func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int, f
 		}
 		root := &calRoot{cal: c, info: &sc.cals[i], vtz: map[string]*goical.Component{}}
 		if deferred {
-			root.data = sc.data
+			root.data, root.checked = sc.data, sc.checked
 		}
 		root.events, dec.events = dec.events, nil
 		root.method = toUpperASCII(strings.TrimSpace(propValue(c.Component, "METHOD")))
@@ -283,7 +285,7 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 					idx++
 					continue
 				}
-				c, cp, err := decodeEventAt(root.data, sc.ev.begin)
+				c, cp, err := decodeEventAt(root.data, sc.ev.begin, root.checked)
 				if err != nil {
 					// The scanner let through a line the decoder refuses:
 					// a bug, as a panic would be.

@@ -41,6 +41,9 @@ type icsDecoder struct {
 	// lean decodes only what Expand reads (decodeMode); off, the decoder
 	// builds go-ical's tree, for the tests that hold it to go-ical's.
 	lean bool
+	// checked: data is the scanner's (scanResult.checked), so a line left
+	// out needs no check that it would decode.
+	checked bool
 
 	// The lean decoder's buffers. text holds the kept lines of the
 	// components being decoded and spans their ends in it, the innermost
@@ -309,8 +312,8 @@ const (
 )
 
 // classify says what a component of lean mode m does with the content
-// line l.
-func (m decodeMode) classify(l []byte) leanLine {
+// line l; checked, l is known to decode (scanResult.checked).
+func (m decodeMode) classify(l []byte, checked bool) leanLine {
 	i := indexNameEnd(l)
 	if i <= 0 || !isASCII(l[:i]) {
 		// An error, or a name strings.ToUpper might turn into BEGIN or
@@ -323,11 +326,12 @@ func (m decodeMode) classify(l []byte) leanLine {
 	case "BEGIN", "END":
 		return lineDecode
 	}
-	_, _, problem := checkContentLine(l)
-	switch {
-	case problem != "":
-		return lineDecode
-	case m.keeps(name, l):
+	if !checked {
+		if _, _, problem := checkContentLine(l); problem != "" {
+			return lineDecode
+		}
+	}
+	if m.keeps(name, l) {
 		return lineKeep
 	}
 	return lineSkip
@@ -504,7 +508,7 @@ func (d *icsDecoder) decodeComponentBody(name string, top []scanComp, mode decod
 			return nil, err
 		}
 		if mode != modeAll {
-			switch mode.classify(l) {
+			switch mode.classify(l, d.checked) {
 			case lineSkip:
 				continue
 			case lineKeep:

@@ -29,6 +29,10 @@ type scanResult struct {
 	data     []byte
 	cals     []scanCal
 	warnings []string
+	// checked: every content line of data passes checkContentLine, as the
+	// scanner repaired or dropped the others (the decoder need not check
+	// again the lines it leaves out).
+	checked bool
 }
 
 type scanCal struct {
@@ -185,7 +189,7 @@ func scanLines(data []byte, badUTF8 bool) (*scanResult, int, error) {
 	if err := s.finish(lineNo); err != nil {
 		return nil, crlf, err
 	}
-	res := &scanResult{data: data, cals: s.cals, warnings: s.noteList()}
+	res := &scanResult{data: data, cals: s.cals, warnings: s.noteList(), checked: true}
 	if s.rewrite {
 		res.data = s.out
 	}

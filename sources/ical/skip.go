@@ -321,8 +321,8 @@ func hasPrefixFold(b []byte, prefix string) bool {
 // decodeEventAt decodes the component whose BEGIN line is at offset off of
 // data, as the (lean) decoder would have in its place, with its lean
 // properties (nil for a component that is not a VEVENT).
-func decodeEventAt(data []byte, off int) (*goical.Component, *eventProps, error) {
-	d := &icsDecoder{data: data, pos: off, lean: true}
+func decodeEventAt(data []byte, off int, checked bool) (*goical.Component, *eventProps, error) {
+	d := &icsDecoder{data: data, pos: off, lean: true, checked: checked}
 	prop, err := d.decodeContentLine()
 	if err != nil {
 		return nil, nil, err
