@@ -239,11 +239,13 @@ func BenchmarkParseExpandZoom50(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	ms := startAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		if _, err := ParseExpand(data, benchWindow); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu)
 	reportPerOccurrence(b, ms, [][]byte{data}, benchWindow)
 }
 
@@ -379,6 +381,7 @@ func BenchmarkHistoryHeavy(b *testing.B) {
 		b.SetBytes(totalLen(files))
 		b.ReportAllocs()
 		ms := startAllocs()
+		cpu := startCPU()
 		for b.Loop() {
 			for _, f := range files {
 				if _, err := ParseExpand(f, historyWindow); err != nil {
@@ -386,6 +389,7 @@ func BenchmarkHistoryHeavy(b *testing.B) {
 				}
 			}
 		}
+		reportCPU(b, cpu)
 		reportPerOccurrence(b, ms, files, historyWindow)
 	})
 	b.Run("go-ical", func(b *testing.B) {
