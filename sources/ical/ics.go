@@ -93,8 +93,9 @@ func ParseExpand(data []byte, opt ExpandOptions) (*Result, error) {
 	return res, err
 }
 
-// Calendar is a parsed feed, ready for Expand. It holds the parse tree:
-// keep the Result, not the Calendar.
+// Calendar is a parsed feed, ready for Expand. It holds the parse tree (of
+// what Expand reads: the lean decoder's, see decodeMode): keep the Result,
+// not the Calendar.
 type Calendar struct {
 	roots    []*calRoot
 	warnings []string

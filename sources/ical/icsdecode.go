@@ -15,7 +15,8 @@ import (
 // It is go-ical's Decoder, step for step (the same grammar, the same
 // results and errors on the same bytes: TestDecoderMatchesGoICAL and
 // FuzzDecoderMatchesGoICAL hold it to that), written for a feed already in
-// memory. go-ical's reads through bufio a rune at a time, allocates a map
+// memory; a lean one (ParseExpand's) builds only what Expand reads
+// (decodeMode). go-ical's reads through bufio a rune at a time, allocates a map
 // for the parameters of every line and builds parameter values one byte at
 // a time; at 10,000 feeds of 90 KB its decode was most of the first pass's
 // CPU (BENCHMARKS.md).
@@ -134,8 +135,9 @@ func (p compProps) all(yield func(string, []goical.Prop) bool) {
 // VTIMEZONEs, and of each VEVENT the properties readFields, span and the
 // recurrence read, with four parameters. Most of a real feed's lines are
 // none of these (DTSTAMP, X-MICROSOFT-*, X-ALT-DESC, the VALARMs, the
-// parameters of ATTENDEE); a lean decoder checks them as it would decode
-// them and builds nothing of them.
+// parameters of ATTENDEE); a lean decoder builds nothing of them. It checks
+// that they would decode, unless the scanner wrote them (checked), so that
+// it fails where go-ical's decoder would.
 type decodeMode int8
 
 const (
