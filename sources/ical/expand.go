@@ -89,14 +89,16 @@ func (x *expander) expandGroup(g *group) {
 		}
 	}()
 	masters = x.masters(g.masters)
-	var list []series
+	var one [1]series // most groups are one series
+	list := one[:0]
 	for _, m := range masters {
 		s, err := x.span(m)
 		if err != nil {
 			x.lossf(m, m.line("DTSTART", 0), "VEVENT skipped: %v", err)
 			continue
 		}
-		list = append(list, series{ev: m, span: s, f: &lazyFields{p: m.p}})
+		m.f = lazyFields{p: m.p}
+		list = append(list, series{ev: m, span: s, f: &m.f})
 	}
 	// Overrides inherit from, and stand in for instances of, the first
 	// series; with several (one UID on distinct meetings) an override

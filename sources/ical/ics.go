@@ -218,6 +218,7 @@ type vevent struct {
 	index int
 	uid   string
 	seq   int
+	f     lazyFields // its fields, as a series (expandGroup)
 }
 
 func (ev *vevent) line(prop string, n int) int {
@@ -229,6 +230,7 @@ func (ev *vevent) line(prop string, n int) int {
 
 type group struct {
 	masters, overrides []*vevent
+	one                [1]*vevent // masters, for most groups
 }
 
 // Expand expands every VEVENT of the calendar in the window. It does not
@@ -262,7 +264,19 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 		zones: map[*calRoot]map[string]*time.Location{},
 		float: map[*calRoot]*time.Location{},
 	}
-	groups := map[string]*group{}
+	// The VEVENTs and their groups, allocated together: a slice each for
+	// those decoded (deferred ones that must be decoded after all, past
+	// the capacity, come one by one).
+	n := 0
+	for _, root := range c.roots {
+		for _, child := range root.cal.Children {
+			if child.Name == "VEVENT" && child != deferredVEVENT {
+				n++
+			}
+		}
+	}
+	evs, gs := make([]vevent, 0, n), make([]group, 0, n)
+	groups := make(map[string]*group, n)
 	var order []*group
 	idx := 0
 	for _, root := range c.roots {
@@ -297,7 +311,14 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 				}
 				child, ep = c, cp
 			}
-			ev := &vevent{c: child, p: compProps{child.Props, ep}, root: root, index: idx, sc: sc}
+			var ev *vevent
+			if len(evs) < cap(evs) {
+				evs = evs[:len(evs)+1]
+				ev = &evs[len(evs)-1]
+			} else {
+				ev = new(vevent)
+			}
+			*ev = vevent{c: child, p: compProps{child.Props, ep}, root: root, index: idx, sc: sc}
 			idx++
 			ev.uid = strings.TrimSpace(ev.p.value("UID"))
 			if s := ev.p.value("SEQUENCE"); s != "" {
@@ -309,7 +330,13 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 			}
 			g := groups[key]
 			if g == nil {
-				g = &group{}
+				if len(gs) < cap(gs) {
+					gs = gs[:len(gs)+1]
+					g = &gs[len(gs)-1]
+				} else {
+					g = new(group)
+				}
+				g.masters = g.one[:0]
 				groups[key] = g
 				order = append(order, g)
 			}
