@@ -119,6 +119,7 @@ func reportPerOccurrence(b *testing.B, start runtime.MemStats, files [][]byte, o
 func BenchmarkVsGoICAL(b *testing.B) {
 	b.Run("corpus", func(b *testing.B) { benchVsGoICAL(b, corpusBytes(b)) })
 	b.Run("zoom50", func(b *testing.B) { benchVsGoICAL(b, [][]byte{zoomFeed(50)}) })
+	b.Run("mixed50", func(b *testing.B) { benchVsGoICALIn(b, mixedFeeds(), historyWindow) })
 }
 
 func benchVsGoICAL(b *testing.B, files [][]byte) { benchVsGoICALIn(b, files, benchWindow) }
@@ -238,12 +239,60 @@ func BenchmarkParseExpandZoom50(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	ms := startAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		if _, err := ParseExpand(data, benchWindow); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu)
 	reportPerOccurrence(b, ms, [][]byte{data}, benchWindow)
+}
+
+// mixedFeeds are the load tool's feeds: 50 meetings around historyBase
+// and no history, two feeds in each publisher's style (feedgen's "mixed"),
+// about 88 KB each.
+func mixedFeeds() [][]byte {
+	g := &feedgen.Generator{Seed: 1, Meetings: 50, Base: historyBase, Style: "mixed"}
+	var out [][]byte
+	for i := range 8 {
+		out = append(out, g.Feed(nil, i))
+	}
+	return out
+}
+
+// BenchmarkParseExpandMixed50 is parse + expand (36 h window) of the load
+// tool's feeds: at 100,000 feeds the first pass is this, 12,500 times.
+func BenchmarkParseExpandMixed50(b *testing.B) {
+	files := mixedFeeds()
+	b.SetBytes(totalLen(files))
+	b.ReportAllocs()
+	ms := startAllocs()
+	cpu := startCPU()
+	for b.Loop() {
+		for _, f := range files {
+			if _, err := ParseExpand(f, historyWindow); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	reportCPU(b, cpu)
+	reportPerOccurrence(b, ms, files, historyWindow)
+}
+
+func BenchmarkGoICALDecodeMixed50(b *testing.B) {
+	files := mixedFeeds()
+	b.SetBytes(totalLen(files))
+	b.ReportAllocs()
+	cpu := startCPU()
+	for b.Loop() {
+		for _, f := range files {
+			if err := goICALDecode(f); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	reportCPU(b, cpu)
 }
 
 // BenchmarkParseExpand100k is TestLimitsHundredThousandEvents' feed: 100,000
@@ -332,6 +381,7 @@ func BenchmarkHistoryHeavy(b *testing.B) {
 		b.SetBytes(totalLen(files))
 		b.ReportAllocs()
 		ms := startAllocs()
+		cpu := startCPU()
 		for b.Loop() {
 			for _, f := range files {
 				if _, err := ParseExpand(f, historyWindow); err != nil {
@@ -339,6 +389,7 @@ func BenchmarkHistoryHeavy(b *testing.B) {
 				}
 			}
 		}
+		reportCPU(b, cpu)
 		reportPerOccurrence(b, ms, files, historyWindow)
 	})
 	b.Run("go-ical", func(b *testing.B) {

@@ -19,7 +19,7 @@ type override struct {
 	excluded bool
 	span     span
 	hasDT    bool
-	f        fields
+	f        lazyFields
 }
 
 // ridKey identifies an instance: by instant for zoned and UTC values, by
@@ -47,7 +47,29 @@ type instance struct {
 type series struct {
 	ev   *vevent
 	span span
-	f    *fields
+	f    *lazyFields
+}
+
+// lazyFields are the fields of a VEVENT, read when an occurrence first
+// needs them: most series have no instance in a 36 h window, and their
+// descriptions and attendees are most of a feed.
+type lazyFields struct {
+	p      compProps
+	master *lazyFields // the series an override inherits from, or nil
+	read   bool
+	f      fields
+}
+
+// get returns the fields, reading them the first time.
+func (l *lazyFields) get() *fields {
+	if !l.read {
+		l.read = true
+		l.f = readFields(l.p)
+		if l.master != nil {
+			l.f = l.f.inherit(l.master.get())
+		}
+	}
+	return &l.f
 }
 
 // expandGroup expands the VEVENTs that share a UID.
@@ -67,22 +89,23 @@ func (x *expander) expandGroup(g *group) {
 		}
 	}()
 	masters = x.masters(g.masters)
-	var list []series
+	var one [1]series // most groups are one series
+	list := one[:0]
 	for _, m := range masters {
 		s, err := x.span(m)
 		if err != nil {
 			x.lossf(m, m.line("DTSTART", 0), "VEVENT skipped: %v", err)
 			continue
 		}
-		f := readFields(m.c)
-		list = append(list, series{ev: m, span: s, f: &f})
+		m.f = lazyFields{p: m.p}
+		list = append(list, series{ev: m, span: s, f: &m.f})
 	}
 	// Overrides inherit from, and stand in for instances of, the first
 	// series; with several (one UID on distinct meetings) an override
 	// replaces the instance of whichever produces it.
 	var master *vevent
 	var ms *span
-	var mf *fields
+	var mf *lazyFields
 	if len(list) > 0 {
 		master, ms, mf = list[0].ev, &list[0].span, list[0].f
 	}
@@ -137,14 +160,14 @@ func (x *expander) anyProduces(list []series, rules [][]rule, o *override) bool 
 
 // overrides parses the RECURRENCE-ID components; several for one instance:
 // the highest SEQUENCE, then the last, wins.
-func (x *expander) overrides(list []*vevent, master *vevent, ms *span, mf *fields) []*override {
+func (x *expander) overrides(list []*vevent, master *vevent, ms *span, mf *lazyFields) []*override {
 	if len(list) == 0 {
 		return nil
 	}
 	byKey := map[ridKey]*override{}
 	var out []*override
 	for _, ev := range list {
-		p := &ev.c.Props["RECURRENCE-ID"][0]
+		p := &ev.p.get("RECURRENCE-ID")[0]
 		line := ev.line("RECURRENCE-ID", 0)
 		rid, err := x.dt(ev, p, p.Value, line)
 		if err != nil {
@@ -166,7 +189,7 @@ func (x *expander) overrides(list []*vevent, master *vevent, ms *span, mf *field
 			x.lossf(ev, line, "override without DTSTART and without its series skipped")
 			continue
 		}
-		o.f = readFields(ev.c).inherit(mf)
+		o.f = lazyFields{p: ev.p, master: mf}
 		k := x.ridKeyOf(rid)
 		if prev := byKey[k]; prev != nil {
 			if ev.seq < prev.ev.seq {
@@ -213,7 +236,7 @@ func (e *exdates) has(wall civil, at time.Time, date bool) bool {
 }
 
 func (x *expander) exdates(ev *vevent, series dtv) *exdates {
-	ps := ev.c.Props["EXDATE"]
+	ps := ev.p.get("EXDATE")
 	if len(ps) == 0 {
 		return nil
 	}
@@ -253,7 +276,7 @@ func (x *expander) exdates(ev *vevent, series dtv) *exdates {
 // instances. It returns its rules, the occurrences it emitted, and false when
 // it hit MaxPerEvent or is a deleted series; otherwise the caller emits the
 // overrides no series used.
-func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override) (rules []rule, n int, more bool) {
+func (x *expander) expandSeries(m *vevent, ms span, mf *lazyFields, ovs []*override) (rules []rule, n int, more bool) {
 	loc := ms.start.loc
 	start := ms.start
 	ex := x.exdates(m, start)
@@ -320,7 +343,7 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 
 	rules = x.rules(m)
 	var insts []instance
-	if len(rules) > 0 && len(m.c.Props["RDATE"]) == 0 && allEndBefore(rules, start.wall) {
+	if len(rules) > 0 && len(m.p.get("RDATE")) == 0 && allEndBefore(rules, start.wall) {
 		// Every RRULE ends before DTSTART: clients write this for a
 		// deleted series (python-recurring-ical-events issue 117).
 		// Its overrides go with it.
@@ -347,7 +370,7 @@ func (x *expander) expandSeries(m *vevent, ms span, mf *fields, ovs []*override)
 			insts = append(insts, instance{wall: w})
 		}
 	}
-	for i := range m.c.Props["RDATE"] {
+	for i := range m.p.get("RDATE") {
 		if x.rdates(m, i, ms, win, &insts) {
 			recurring = true
 		}
@@ -409,18 +432,18 @@ type rule struct {
 
 func (x *expander) rules(m *vevent) []rule {
 	var out []rule
-	start := m.c.Props["DTSTART"]
+	start := m.p.get("DTSTART")
 	if len(start) == 0 {
 		return nil
 	}
 	var s dtv
-	for i, p := range m.c.Props["RRULE"] {
+	for i, p := range m.p.get("RRULE") {
 		line := m.line("RRULE", i)
 		if strings.TrimSpace(p.Value) == "" {
 			x.warnf(m, line, "empty RRULE ignored")
 			continue
 		}
-		spec, err := parseRRule(p.Value)
+		spec, err := x.parseRRule(p.Value)
 		if err != nil {
 			x.lossf(m, line, "RRULE %q ignored: %v", p.Value, err)
 			continue
@@ -433,6 +456,28 @@ func (x *expander) rules(m *vevent) []rule {
 		out = append(out, rule{spec: spec, until: x.untilWall(spec, s), value: p.Value, line: line})
 	}
 	return out
+}
+
+// parsedRule is the result of parseRRule.
+type parsedRule struct {
+	spec ruleSpec
+	err  error
+}
+
+// parseRRule is parseRRule once per value and feed: a feed's series share
+// a few rules (FREQ=WEEKLY;BYDAY=MO). Nothing writes to a ruleSpec's
+// slices once parsed (expandRule and rrule-go replace them, never modify
+// them), so the series share them too.
+func (x *expander) parseRRule(v string) (ruleSpec, error) {
+	if r, ok := x.specs[v]; ok {
+		return r.spec, r.err
+	}
+	spec, err := parseRRule(v)
+	if x.specs == nil {
+		x.specs = make(map[string]parsedRule)
+	}
+	x.specs[v] = parsedRule{spec, err}
+	return spec, err
 }
 
 func allEndBefore(rules []rule, start civil) bool {
@@ -470,7 +515,7 @@ func (x *expander) produces(m *vevent, start dtv, rules []rule, o *override) boo
 		}
 	}
 	var insts []instance
-	for i := range m.c.Props["RDATE"] {
+	for i := range m.p.get("RDATE") {
 		x.rdates(m, i, span{start: start}, win, &insts)
 	}
 	return slices.ContainsFunc(insts, func(in instance) bool { return same(in.wall) })
@@ -510,7 +555,7 @@ func (x *expander) untilWall(spec ruleSpec, start dtv) civil {
 // and PERIOD values, in any zone. It reports whether the property had a
 // usable value.
 func (x *expander) rdates(m *vevent, i int, ms span, win ruleWindow, insts *[]instance) bool {
-	p := &m.c.Props["RDATE"][i]
+	p := &m.p.get("RDATE")[i]
 	line := m.line("RDATE", i)
 	start := ms.start
 	any := false
@@ -594,7 +639,7 @@ func (x *expander) inWindow(start, end time.Time) bool {
 
 // emit adds an occurrence if it overlaps the window. It returns false when
 // the event hit MaxPerEvent.
-func (x *expander) emit(ev *vevent, f *fields, rid, start, end time.Time, allDay bool, loc *time.Location, n *int) bool {
+func (x *expander) emit(ev *vevent, lf *lazyFields, rid, start, end time.Time, allDay bool, loc *time.Location, n *int) bool {
 	if end.Before(start) {
 		end = start
 	}
@@ -606,6 +651,7 @@ func (x *expander) emit(ev *vevent, f *fields, rid, start, end time.Time, allDay
 		return false
 	}
 	*n++
+	f := lf.get()
 	status := f.status
 	if ev.root.method == "CANCEL" {
 		status = "CANCELLED"

@@ -54,3 +54,38 @@ func FuzzParseExpand(f *testing.F) {
 		_ = time.UTC
 	})
 }
+
+// FuzzScannedLinesDecode: every content line of the scanner's output
+// decodes (checkContentLine), as scanResult.checked tells the lean decoder,
+// which then leaves lines out without checking them.
+//
+//	go test -run '^$' -fuzz FuzzScannedLinesDecode -fuzztime 60s ./sources/ical/
+func FuzzScannedLinesDecode(f *testing.F) {
+	for _, pattern := range []string{filepath.Join(corpusDir, "ics", "*", "*.ics"), filepath.Join("testdata", "invitations", "*")} {
+		files, _ := filepath.Glob(pattern)
+		for _, file := range files {
+			if data, err := os.ReadFile(file); err == nil {
+				f.Add(data)
+			}
+		}
+	}
+	f.Add(zoomFeed(2))
+	f.Add([]byte("BEGIN:VCALENDAR\rBEGIN:VEVENT\rDESCRIPTION:a\r b\rMeeting ID: 1\r\r\rEND:VEVENT\rEND:VCALENDAR\r"))
+	f.Add([]byte("BEGIN:VCALENDAR\nBEGIN:VEVENT\nATTENDEE;CN=\"a:b\";X=\"c\"d:mailto:x\nDESCRIPTION:x\n\tmore\nstray text\n \nEND:VEVENT\nEND:VCALENDAR"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sc, err := scanFeed(data)
+		if err != nil || !sc.checked {
+			return
+		}
+		d := newICSDecoder(sc.data)
+		for {
+			l, err := d.nextLine()
+			if err != nil {
+				return
+			}
+			if _, _, problem := checkContentLine(l); problem != "" {
+				t.Fatalf("the scanner let through %q: %s", l, problem)
+			}
+		}
+	})
+}

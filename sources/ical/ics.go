@@ -93,17 +93,23 @@ func ParseExpand(data []byte, opt ExpandOptions) (*Result, error) {
 	return res, err
 }
 
-// Calendar is a parsed feed, ready for Expand. It holds the parse tree:
-// keep the Result, not the Calendar.
+// Calendar is a parsed feed, ready for Expand. It holds the parse tree (of
+// what Expand reads: the lean decoder's, see decodeMode): keep the Result,
+// not the Calendar.
 type Calendar struct {
 	roots    []*calRoot
 	warnings []string
 }
 
 type calRoot struct {
-	cal    *goical.Calendar
-	info   *scanCal
-	data   []byte // the scanned feed, when VEVENTs were left undecoded
+	cal  *goical.Calendar
+	info *scanCal
+	data []byte // the scanned feed, when VEVENTs were left undecoded
+	// checked: data is the scanner's output (scanResult.checked).
+	checked bool
+	// events are the properties of the lean VEVENTs among cal.Children,
+	// by index (nil for the others): a lean decoder leaves their Props nil.
+	events []*eventProps
 	method string
 	xwr    string
 	vtz    map[string]*goical.Component
@@ -162,6 +168,7 @@ func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int, f
 	deferred := !from.IsZero() && deferPast(sc, from)
 	cal = &Calendar{warnings: sc.warnings}
 	dec := newICSDecoder(sc.data)
+	dec.lean, dec.checked = true, sc.checked
 	for i := range sc.cals {
 		line = sc.cals[i].line
 		if deferred {
@@ -176,8 +183,9 @@ func parse(data []byte, scan func([]byte) (*scanResult, error), maxEvents int, f
 		}
 		root := &calRoot{cal: c, info: &sc.cals[i], vtz: map[string]*goical.Component{}}
 		if deferred {
-			root.data = sc.data
+			root.data, root.checked = sc.data, sc.checked
 		}
+		root.events, dec.events = dec.events, nil
 		root.method = toUpperASCII(strings.TrimSpace(propValue(c.Component, "METHOD")))
 		root.xwr = strings.TrimSpace(propValue(c.Component, "X-WR-TIMEZONE"))
 		for _, child := range c.Children {
@@ -204,11 +212,13 @@ func (c *Calendar) Method() string {
 // vevent is one VEVENT with what identifies it.
 type vevent struct {
 	c     *goical.Component
+	p     compProps // its properties
 	sc    *scanComp
 	root  *calRoot
 	index int
 	uid   string
 	seq   int
+	f     lazyFields // its fields, as a series (expandGroup)
 }
 
 func (ev *vevent) line(prop string, n int) int {
@@ -220,6 +230,7 @@ func (ev *vevent) line(prop string, n int) int {
 
 type group struct {
 	masters, overrides []*vevent
+	one                [1]*vevent // masters, for most groups
 }
 
 // Expand expands every VEVENT of the calendar in the window. It does not
@@ -253,7 +264,19 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 		zones: map[*calRoot]map[string]*time.Location{},
 		float: map[*calRoot]*time.Location{},
 	}
-	groups := map[string]*group{}
+	// The VEVENTs and their groups, allocated together: a slice each for
+	// those decoded (deferred ones that must be decoded after all, past
+	// the capacity, come one by one).
+	n := 0
+	for _, root := range c.roots {
+		for _, child := range root.cal.Children {
+			if child.Name == "VEVENT" && child != deferredVEVENT {
+				n++
+			}
+		}
+	}
+	evs, gs := make([]vevent, 0, n), make([]group, 0, n)
+	groups := make(map[string]*group, n)
 	var order []*group
 	idx := 0
 	for _, root := range c.roots {
@@ -265,6 +288,10 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 			if i < len(root.info.comps) && root.info.comps[i].name == "VEVENT" {
 				sc = &root.info.comps[i]
 			}
+			var ep *eventProps
+			if i < len(root.events) {
+				ep = root.events[i]
+			}
 			if child == deferredVEVENT {
 				// Left undecoded by parse: dropped, unless it reaches
 				// this window after all or its times warn.
@@ -273,7 +300,7 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 					idx++
 					continue
 				}
-				c, err := decodeEventAt(root.data, sc.ev.begin)
+				c, cp, err := decodeEventAt(root.data, sc.ev.begin, root.checked)
 				if err != nil {
 					// The scanner let through a line the decoder refuses:
 					// a bug, as a panic would be.
@@ -282,12 +309,19 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 					idx++
 					continue
 				}
-				child = c
+				child, ep = c, cp
 			}
-			ev := &vevent{c: child, root: root, index: idx, sc: sc}
+			var ev *vevent
+			if len(evs) < cap(evs) {
+				evs = evs[:len(evs)+1]
+				ev = &evs[len(evs)-1]
+			} else {
+				ev = new(vevent)
+			}
+			*ev = vevent{c: child, p: compProps{child.Props, ep}, root: root, index: idx, sc: sc}
 			idx++
-			ev.uid = strings.TrimSpace(propValue(child, "UID"))
-			if s := propValue(child, "SEQUENCE"); s != "" {
+			ev.uid = strings.TrimSpace(ev.p.value("UID"))
+			if s := ev.p.value("SEQUENCE"); s != "" {
 				ev.seq, _ = strconv.Atoi(strings.TrimSpace(s))
 			}
 			key := ev.uid
@@ -296,11 +330,17 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 			}
 			g := groups[key]
 			if g == nil {
-				g = &group{}
+				if len(gs) < cap(gs) {
+					gs = gs[:len(gs)+1]
+					g = &gs[len(gs)-1]
+				} else {
+					g = new(group)
+				}
+				g.masters = g.one[:0]
 				groups[key] = g
 				order = append(order, g)
 			}
-			if len(child.Props["RECURRENCE-ID"]) > 0 {
+			if len(ev.p.get("RECURRENCE-ID")) > 0 {
 				g.overrides = append(g.overrides, ev)
 			} else {
 				g.masters = append(g.masters, ev)
@@ -330,21 +370,27 @@ func (c *Calendar) expand(opt ExpandOptions, withLocs bool) (*Result, []*time.Lo
 		}
 		return a.RecurrenceID.Compare(b.RecurrenceID)
 	}
-	if !withLocs {
-		slices.SortStableFunc(occ, func(a, b Occurrence) int { return less(&a, &b) })
-		return x.res, nil, over
+	if len(occ) < 2 {
+		return x.res, locs, over
 	}
-	perm := make([]int, len(occ))
+	// Sorted by index: an Occurrence is too big to move about.
+	perm := make([]int32, len(occ))
 	for i := range perm {
-		perm[i] = i
+		perm[i] = int32(i)
 	}
-	slices.SortStableFunc(perm, func(i, j int) int { return less(&occ[i], &occ[j]) })
+	slices.SortStableFunc(perm, func(i, j int32) int { return less(&occ[i], &occ[j]) })
 	sorted := make([]Occurrence, len(occ))
-	sortedLocs := make([]*time.Location, len(occ))
 	for i, j := range perm {
-		sorted[i], sortedLocs[i] = occ[j], locs[j]
+		sorted[i] = occ[j]
 	}
 	x.res.Occurrences = sorted
+	if !withLocs {
+		return x.res, nil, over
+	}
+	sortedLocs := make([]*time.Location, len(occ))
+	for i, j := range perm {
+		sortedLocs[i] = locs[j]
+	}
 	return x.res, sortedLocs, over
 }
 
@@ -357,6 +403,8 @@ type expander struct {
 	// locs records each occurrence's zone, for tests that compare local
 	// wall-clock times; nil in production.
 	locs *[]*time.Location
+	// specs are the RRULEs parsed so far, by value (parseRRule).
+	specs map[string]parsedRule
 }
 
 func (x *expander) warnf(ev *vevent, line int, format string, args ...any) {
@@ -557,7 +605,7 @@ func (s span) upper() time.Duration {
 
 func (x *expander) span(ev *vevent) (span, error) {
 	var s span
-	ps := ev.c.Props["DTSTART"]
+	ps := ev.p.get("DTSTART")
 	if len(ps) == 0 {
 		return s, errors.New("no DTSTART")
 	}
@@ -566,7 +614,7 @@ func (x *expander) span(ev *vevent) (span, error) {
 		return s, err
 	}
 	s.start = start
-	if pe := ev.c.Props["DTEND"]; len(pe) > 0 {
+	if pe := ev.p.get("DTEND"); len(pe) > 0 {
 		end, err := x.dt(ev, &pe[0], pe[0].Value, ev.line("DTEND", 0))
 		if err != nil {
 			x.endIgnored(ev, ev.line("DTEND", 0), s, err.Error())
@@ -582,7 +630,7 @@ func (x *expander) span(ev *vevent) (span, error) {
 		}
 		return s, nil
 	}
-	if pd := ev.c.Props["DURATION"]; len(pd) > 0 {
+	if pd := ev.p.get("DURATION"); len(pd) > 0 {
 		d, err := parseDuration(pd[0].Value)
 		if err != nil || d.negative() {
 			x.endIgnored(ev, ev.line("DURATION", 0), s, fmt.Sprintf("invalid DURATION %q", pd[0].Value))
@@ -643,24 +691,24 @@ const (
 	hasAttendees
 )
 
-func readFields(c *goical.Component) fields {
+func readFields(c compProps) fields {
 	var f fields
-	if p := c.Props["SUMMARY"]; len(p) > 0 {
+	if p := c.get("SUMMARY"); len(p) > 0 {
 		f.summary, f.has = unescapeText(p[0].Value), f.has|hasSummary
 	}
-	if p := c.Props["LOCATION"]; len(p) > 0 {
+	if p := c.get("LOCATION"); len(p) > 0 {
 		f.location, f.has = unescapeText(p[0].Value), f.has|hasLocation
 	}
-	if p := c.Props["DESCRIPTION"]; len(p) > 0 {
+	if p := c.get("DESCRIPTION"); len(p) > 0 {
 		f.description, f.has = unescapeText(p[0].Value), f.has|hasDescription
 	}
-	if p := c.Props["STATUS"]; len(p) > 0 {
+	if p := c.get("STATUS"); len(p) > 0 {
 		f.status = toUpperASCII(strings.TrimSpace(p[0].Value))
 	}
-	if p := c.Props["ORGANIZER"]; len(p) > 0 {
+	if p := c.get("ORGANIZER"); len(p) > 0 {
 		f.organizer, f.has = calAddress(p[0].Value), f.has|hasOrganizer
 	}
-	if ps := c.Props["ATTENDEE"]; len(ps) > 0 {
+	if ps := c.get("ATTENDEE"); len(ps) > 0 {
 		f.has |= hasAttendees
 		f.attendees = make([]Attendee, len(ps))
 		for i := range ps {
@@ -671,13 +719,13 @@ func readFields(c *goical.Component) fields {
 		}
 	}
 	f.keys = eventKeys(c)
-	if p := c.Props["TRANSP"]; len(p) > 0 {
+	if p := c.get("TRANSP"); len(p) > 0 {
 		f.transp = 1
 		if strings.EqualFold(strings.TrimSpace(p[0].Value), "TRANSPARENT") {
 			f.transp = 2
 		}
 	}
-	if p := c.Props["X-MICROSOFT-CDO-BUSYSTATUS"]; len(p) > 0 && strings.EqualFold(strings.TrimSpace(p[0].Value), "FREE") {
+	if p := c.get("X-MICROSOFT-CDO-BUSYSTATUS"); len(p) > 0 && strings.EqualFold(strings.TrimSpace(p[0].Value), "FREE") {
 		f.transp = 2
 	}
 	return f
@@ -766,7 +814,7 @@ func (x *expander) masters(list []*vevent) []*vevent {
 
 // startKey is a VEVENT's DTSTART as written, for telling copies apart.
 func startKey(ev *vevent) string {
-	ps := ev.c.Props["DTSTART"]
+	ps := ev.p.get("DTSTART")
 	if len(ps) == 0 {
 		return ""
 	}

@@ -524,3 +524,38 @@ func TestUnfoldedDescription(t *testing.T) {
 		t.Errorf("Expand(unfolded) summary = %q; want %q", got, "Hi")
 	}
 }
+
+func TestUnescapeText(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"", ""},
+		{"plain", "plain"},
+		{`a\,b\;c\\d\ne\Nf`, "a,b;c\\d\ne\nf"},
+		{`\n`, "\n"},
+		{`end\`, `end\`},
+		{`\\`, `\`},
+		{`\\\`, `\\`},
+		{`\x`, "x"},
+		{`Hi there\,\n\nJoin: https://example.zoom.us/j/1`, "Hi there,\n\nJoin: https://example.zoom.us/j/1"},
+	} {
+		if got := unescapeText(tt.in); got != tt.want {
+			t.Errorf("unescapeText(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestCalAddress(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"mailto:Bob@Example.com", "bob@example.com"},
+		{" MAILTO:bob@example.com ", "bob@example.com"},
+		{"MailTo:a@b.c", "a@b.c"},
+		{"mailto:mailto:x@y.z", "x@y.z"},
+		{"mailto:b o b@example.com", "bob@example.com"},
+		{"bob@example.com", "bob@example.com"},
+		{"mailt", "mailt"},
+		{"ṁailto:x@y", "ṁailto:x@y"},
+	} {
+		if got := calAddress(tt.in); got != tt.want {
+			t.Errorf("calAddress(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}

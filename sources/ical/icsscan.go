@@ -29,6 +29,10 @@ type scanResult struct {
 	data     []byte
 	cals     []scanCal
 	warnings []string
+	// checked: every content line of data passes checkContentLine, as the
+	// scanner repaired or dropped the others (the decoder need not check
+	// again the lines it leaves out).
+	checked bool
 }
 
 type scanCal struct {
@@ -185,7 +189,7 @@ func scanLines(data []byte, badUTF8 bool) (*scanResult, int, error) {
 	if err := s.finish(lineNo); err != nil {
 		return nil, crlf, err
 	}
-	res := &scanResult{data: data, cals: s.cals, warnings: s.noteList()}
+	res := &scanResult{data: data, cals: s.cals, warnings: s.noteList(), checked: true}
 	if s.rewrite {
 		res.data = s.out
 	}
@@ -595,10 +599,23 @@ func checkContentLine(s []byte) (nameEnd, valStart int, problem string) {
 	return i, p + 1, ""
 }
 
-// indexNameEnd is bytes.IndexAny(s, ";:"), for the short names it finds.
-func indexNameEnd(s []byte) int {
-	for i, c := range s {
-		if c == ';' || c == ':' {
+// indexNameEnd is strings.IndexAny(s, ";:"), without building a set of
+// the two for each line.
+func indexNameEnd[T string | []byte](s T) int {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == ';' || c == ':' {
+			return i
+		}
+	}
+	return -1
+}
+
+// indexParamEnd is strings.IndexAny(s, "\";,:"): where an unquoted
+// parameter value ends.
+func indexParamEnd[T string | []byte](s T) int {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"', ';', ',', ':':
 			return i
 		}
 	}

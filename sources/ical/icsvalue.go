@@ -211,21 +211,19 @@ func unescapeText(v string) string {
 	}
 	var b strings.Builder
 	b.Grow(len(v))
-	b.WriteString(v[:i])
-	for ; i < len(v); i++ {
-		c := v[i]
-		if c != '\\' || i+1 == len(v) {
-			b.WriteByte(c)
-			continue
-		}
-		i++
-		switch c = v[i]; c {
-		case 'n', 'N':
+	for i >= 0 && i+1 < len(v) {
+		// v[:i] is plain text: copied in one go.
+		b.WriteString(v[:i])
+		if c := v[i+1]; c == 'n' || c == 'N' {
 			b.WriteByte('\n')
-		default:
+		} else {
 			b.WriteByte(c)
 		}
+		v = v[i+2:]
+		i = strings.IndexByte(v, '\\')
 	}
+	// What is left has no backslash, or ends in one (kept as it is).
+	b.WriteString(v)
 	return b.String()
 }
 
@@ -244,8 +242,12 @@ func calAddress(v string) string {
 }
 
 func lastIndexFold(s, sub string) int {
+	// Only ASCII folds to the ASCII letters of "mailto:" (strings.EqualFold:
+	// no other rune's case orbit holds them, unlike K's and S's), so a
+	// first byte that is not sub's in either case cannot start a match.
+	c0 := lowerASCII(sub[0])
 	for i := len(s) - len(sub); i >= 0; i-- {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
+		if lowerASCII(s[i]) == c0 && strings.EqualFold(s[i:i+len(sub)], sub) {
 			return i
 		}
 	}

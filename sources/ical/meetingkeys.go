@@ -3,8 +3,6 @@ package ical
 import (
 	"slices"
 	"strings"
-
-	goical "github.com/emersion/go-ical"
 )
 
 // Meeting key prefixes: a key is "<vendor>:<meeting number>", the number
@@ -35,9 +33,9 @@ func MeetingKeys(text ...string) []string {
 // eventKeys is MeetingKeys over the properties of a VEVENT that carry
 // join links: LOCATION, DESCRIPTION, URL, CONFERENCE and every X- property
 // (Outlook's X-ALT-DESC, Google's X-GOOGLE-CONFERENCE and the like).
-func eventKeys(c *goical.Component) []string {
+func eventKeys(c compProps) []string {
 	var keys []string
-	for name, props := range c.Props {
+	for name, props := range c.all {
 		switch {
 		case name == "LOCATION", name == "DESCRIPTION", name == "URL", name == "CONFERENCE", strings.HasPrefix(name, "X-"):
 		default:

@@ -214,6 +214,12 @@ type ruleWindow struct {
 //     the whole computation is moved by a multiple of 400 years (the
 //     Gregorian calendar repeats exactly) to end shortly before that year.
 func expandRule(spec ruleSpec, dtstart, until civil, w ruleWindow) (out []civil, capped bool, err error) {
+	return expandRuleWith(spec, dtstart, until, w, true)
+}
+
+// expandRuleWith is expandRule, with simple rules stepped through without
+// rrule-go (weeklyOrDaily) when fast; the tests compare both ways.
+func expandRuleWith(spec ruleSpec, dtstart, until civil, w ruleWindow, fast bool) (out []civil, capped bool, err error) {
 	if w.hi.Before(w.lo) || w.hi.Before(dtstart) {
 		return nil, false, nil
 	}
@@ -221,7 +227,6 @@ func expandRule(spec ruleSpec, dtstart, until civil, w ruleWindow) (out []civil,
 		return nil, false, errRuleNeverMatches
 	}
 	opt := spec.opt
-	explicitDefaults(&opt, dtstart)
 	count := spec.count
 	if count > 0 && !spec.hasBy {
 		if u, ok := countToUntil(opt.Freq, opt.Interval, count, dtstart); ok {
@@ -242,22 +247,33 @@ func expandRule(spec ruleSpec, dtstart, until civil, w ruleWindow) (out []civil,
 	if end.Before(start) {
 		return nil, false, nil
 	}
-	// Move everything by k*400 years so that the end is close to year 9999.
 	years := 0
-	if y := end.Year(); y < 9500 {
-		years = (9600 - y) / 400 * 400
+	var simple weeklyOrDaily
+	var next func() (time.Time, bool)
+	if !fast || !simple.init(opt, dtstart, start, end, count) {
+		explicitDefaults(&opt, dtstart)
+		// Move everything by k*400 years so that the end is close to year 9999.
+		if y := end.Year(); y < 9500 {
+			years = (9600 - y) / 400 * 400
+		}
+		opt.Dtstart = start.AddDate(years, 0, 0)
+		opt.Until = end.AddDate(years, 0, 0)
+		opt.Count = count
+		r, err := rrule.NewRRule(opt)
+		if err != nil {
+			return nil, false, err
+		}
+		next = r.Iterator()
 	}
-	opt.Dtstart = start.AddDate(years, 0, 0)
-	opt.Until = end.AddDate(years, 0, 0)
-	opt.Count = count
-	r, err := rrule.NewRRule(opt)
-	if err != nil {
-		return nil, false, err
-	}
-	next := r.Iterator()
 	inWindow, work := 0, 0
 	for {
-		t, ok := next()
+		var t civil
+		var ok bool
+		if next != nil {
+			t, ok = next()
+		} else {
+			t, ok = simple.next()
+		}
 		if !ok {
 			break
 		}
@@ -283,6 +299,101 @@ func expandRule(spec ruleSpec, dtstart, until civil, w ruleWindow) (out []civil,
 	}
 	return out, false, nil
 }
+
+// weeklyOrDaily steps through the instances of the rules nearly every
+// series has (FREQ=WEEKLY or DAILY with INTERVAL and BYDAY, nothing else,
+// without COUNT) as rrule-go's Iterator does, without building its year
+// tables for each series: the days of each period in order, from start's
+// week (starting on WKST) or day every INTERVAL weeks or days, at start's
+// time of day, up to the first past end.
+type weeklyOrDaily struct {
+	days   [7]bool // the weekdays, Monday first (rrule-go's numbering)
+	weekly bool
+	first  civil // no instance before it
+	end    civil
+	period civil         // the start of the current period
+	step   time.Duration // from one period to the next
+	i      int           // the next day of a weekly period
+	done   bool
+}
+
+// init sets w up for the rule opt (as parsed: before explicitDefaults)
+// of a series starting at dtstart, from start (dtstart moved by whole
+// periods) up to end. It reports false for any other rule.
+func (w *weeklyOrDaily) init(opt rrule.ROption, dtstart, start, end civil, count int) bool {
+	if count != 0 || opt.Freq != rrule.WEEKLY && opt.Freq != rrule.DAILY || opt.Interval < 1 || opt.Interval > 1000 ||
+		len(opt.Bysetpos)+len(opt.Bymonth)+len(opt.Bymonthday)+len(opt.Byyearday)+len(opt.Byweekno)+len(opt.Byeaster) > 0 ||
+		start.Nanosecond() != 0 || start.Year() < 1 || end.Year() > 9000 {
+		return false
+	}
+	// explicitDefaults would take the time of day from dtstart (start's
+	// is the same): a BYHOUR, BYMINUTE or BYSECOND must say just that.
+	hh, mm, ss := dtstart.Clock()
+	if sh, sm, sc := start.Clock(); sh != hh || sm != mm || sc != ss {
+		return false
+	}
+	if !onlyValue(opt.Byhour, hh) || !onlyValue(opt.Byminute, mm) || !onlyValue(opt.Bysecond, ss) {
+		return false
+	}
+	// BYDAY's ordinals mean nothing to WEEKLY and DAILY rules (rrule-go
+	// drops them). Without BYDAY a WEEKLY rule takes dtstart's weekday
+	// (explicitDefaults), a DAILY one every day.
+	switch {
+	case len(opt.Byweekday) > 0:
+		for _, wd := range opt.Byweekday {
+			w.days[wd.Day()] = true
+		}
+	case opt.Freq == rrule.WEEKLY:
+		w.days[mondayFirst(dtstart.Weekday())] = true
+	default:
+		w.days = [7]bool{true, true, true, true, true, true, true}
+	}
+	y, m, d := start.Date()
+	w.first = time.Date(y, m, d, hh, mm, ss, 0, time.UTC)
+	w.period, w.end = w.first, end
+	// civil times are UTC: a day is always 24 hours.
+	w.step = time.Duration(opt.Interval) * 24 * time.Hour
+	if opt.Freq == rrule.WEEKLY {
+		// The period is the week (from WKST) that holds start, and every
+		// INTERVAL-th week after it.
+		w.weekly = true
+		back := (mondayFirst(w.first.Weekday()) - opt.Wkst.Day() + 7) % 7
+		w.period = w.first.AddDate(0, 0, -back)
+		w.step *= 7
+	}
+	return true
+}
+
+// onlyValue reports whether list is empty or holds v alone.
+func onlyValue(list []int, v int) bool {
+	return len(list) == 0 || len(list) == 1 && list[0] == v
+}
+
+// next returns the next instance, as rrule-go's Iterator.
+func (w *weeklyOrDaily) next() (civil, bool) {
+	for !w.done {
+		var t civil
+		if w.weekly {
+			if w.i == 7 {
+				w.period, w.i = w.period.Add(w.step), 0
+			}
+			t = w.period.Add(time.Duration(w.i) * 24 * time.Hour)
+			w.i++
+		} else {
+			t = w.period
+			w.period = w.period.Add(w.step)
+		}
+		if t.After(w.end) {
+			w.done = true
+		} else if !t.Before(w.first) && w.days[mondayFirst(t.Weekday())] {
+			return t, true
+		}
+	}
+	return civil{}, false
+}
+
+// mondayFirst numbers a weekday from Monday, 0, as rrule-go does.
+func mondayFirst(wd time.Weekday) int { return (int(wd) + 6) % 7 }
 
 // explicitDefaults writes down the BYxxx values an RRULE takes from DTSTART
 // (RFC 5545 3.3.10, as rrule-go applies them) so that DTSTART can be moved.

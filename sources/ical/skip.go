@@ -201,7 +201,7 @@ func paramValue(params []byte, want string) (val []byte, found, ok bool) {
 				}
 				v, params = params[1:1+q], params[2+q:]
 			} else {
-				e := bytes.IndexAny(params, "\";,:")
+				e := indexParamEnd(params)
 				if e < 0 {
 					e = len(params)
 				} else if params[e] == '"' || params[e] == ':' {
@@ -319,14 +319,17 @@ func hasPrefixFold(b []byte, prefix string) bool {
 }
 
 // decodeEventAt decodes the component whose BEGIN line is at offset off of
-// data, as the decoder would have in its place.
-func decodeEventAt(data []byte, off int) (*goical.Component, error) {
-	d := &icsDecoder{data: data, pos: off}
+// data, as the (lean) decoder would have in its place, with its lean
+// properties (nil for a component that is not a VEVENT).
+func decodeEventAt(data []byte, off int, checked bool) (*goical.Component, *eventProps, error) {
+	d := &icsDecoder{data: data, pos: off, lean: true, checked: checked}
 	prop, err := d.decodeContentLine()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return d.decodeComponentBody(strings.ToUpper(prop.Value), nil)
+	name := strings.ToUpper(prop.Value)
+	c, err := d.decodeComponentBody(name, nil, modeCal.child(name))
+	return c, d.event, err
 }
 
 // mustDecode reports whether the deferred VEVENT e has to be decoded after
