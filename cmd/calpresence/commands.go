@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -110,7 +111,29 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return recoveryHint(err, args)
 	}
 	defer a.Close()
+	if path := os.Getenv("CALPRESENCE_CPUPROFILE"); path != "" {
+		// For profiling the daemon's start or a pass (BENCHMARKS.md): a
+		// CPU profile from here to the exit.
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	return a.Run(ctx)
+}
+
+// startCPUProfile writes a CPU profile to path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("CALPRESENCE_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("CALPRESENCE_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // errNoDaemon means no daemon answered on server.listen.
