@@ -588,7 +588,7 @@ func (e *Engine) input(ctx context.Context, now time.Time) (plan.ReconcileInput,
 	cfg := e.config()
 	return plan.ReconcileInput{
 		Now: now, Spans: spans, Sessions: e.adoptMigrated(ctx, sessions),
-		Matches: matches, Key: key, Known: e.knownFunc(sourcesKnown), Held: e.exec.heldAt(now), MaxLease: cfg.Presence.MaxLease,
+		Matches: matches, Key: key, Known: e.knownFunc(sourcesKnown, matches), Held: e.exec.heldAt(now), MaxLease: cfg.Presence.MaxLease,
 		Rate: e.rate, LeadBurst: cfg.Presence.LeadBurst, SourceRemoved: e.conf.Load().sourceRemoved,
 	}, nil
 }
@@ -642,15 +642,30 @@ func (e *Engine) keyFunc() plan.KeyFunc {
 //
 // A person none of whose addresses the directory knows yet (a new leader
 // whose predecessor stopped before it stored what it resolved; a session
-// older than the resolved addresses) could be concerned by any source: they
-// are known only once every source has been read. Otherwise a leader that
-// takes over reconciles a recorded session before the copies load and
-// clears a person in the middle of their meeting.
-func (e *Engine) knownFunc(sourcesKnown func(address string) bool) func(string) bool {
+// older than the resolved addresses) could be concerned by any source, and
+// named by any address still being resolved: they are known only once
+// every source has been read and no address in matches awaits its lookup.
+// Otherwise a leader that takes over reconciles a recorded session before
+// it can tell whose the meetings are, and clears a person in the middle of
+// their meeting.
+func (e *Engine) knownFunc(sourcesKnown func(address string) bool, matches []plan.Match) func(string) bool {
+	var once sync.Once
+	var pending bool
+	awaiting := func() bool {
+		once.Do(func() {
+			for i := range matches {
+				if u := matches[i].User; !e.dir.Resolved(u) {
+					pending = true
+					return
+				}
+			}
+		})
+		return pending
+	}
 	return func(id string) bool {
 		addrs := e.dir.Addresses(id)
 		if len(addrs) == 0 {
-			return sourcesKnown(everySource)
+			return sourcesKnown(everySource) && !awaiting()
 		}
 		for _, a := range addrs {
 			if !sourcesKnown(a) {
@@ -663,7 +678,6 @@ func (e *Engine) knownFunc(sourcesKnown func(address string) bool) func(string) 
 
 // everySource asks a feedSet.knownFunc whether every source has been read.
 const everySource = "\x00every source"
-
 
 // adoptMigrated re-keys the sessions that a schema-1 state file held under
 // an address the worker had never resolved, once the directory names

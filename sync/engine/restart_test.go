@@ -270,52 +270,57 @@ func TestChangeOutsideTheWindowRebuildsNothing(t *testing.T) {
 
 // TestTakeOverWithoutResolvedAddresses: a worker starts with alice's
 // session recorded mid-meeting but without her resolved addresses (its
-// predecessor stopped before storing them) and cannot resolve her yet,
-// while her feed hangs with no stored copy: it must not clear her — any
-// source could be hers until every source is read. Once Graph answers and
-// the feed is read, her meeting goes on, with the lease set at its start.
+// predecessor stopped before storing them) and cannot resolve her yet. It
+// must not clear her: while her feed hangs with no stored copy, any source
+// could be hers; once the feed is read, its meeting may be hers while its
+// address awaits the lookup. Once Graph answers, her meeting goes on, with
+// the lease set at its start.
 func TestTakeOverWithoutResolvedAddresses(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		h := startHarness(t, testConfig(), ics(time.Now(), "m", 10*minute, time.Hour), nil, nil)
-		h.until(20 * minute)
-		h.stop()
-		ids, err := h.store.Identities(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for a := range ids {
-			if err := h.store.DeleteIdentity(t.Context(), a); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var mu sync.Mutex
-		graphDown := true
-		h.graph.ResolveErr = func(string) error {
-			mu.Lock()
-			defer mu.Unlock()
-			if graphDown {
-				return errors.New("Graph unreachable")
-			}
-			return nil
-		}
-		h.feeds.mu.Lock()
-		h.feeds.hang = true
-		h.feeds.mu.Unlock()
-		h.until(25 * minute)
-		h.start(testConfig())
-		h.until(40 * minute)
-		if got := h.graph.Got(); len(got) != 1 {
-			t.Errorf("Graph calls while alice's addresses and feed are unknown:\n%s\nwant only the set at 10m", strings.Join(got, "\n"))
-		}
-		mu.Lock()
-		graphDown = false
-		mu.Unlock()
-		h.feeds.mu.Lock()
-		h.feeds.hang = false
-		h.feeds.mu.Unlock()
-		h.until(2 * time.Hour)
-		h.stop()
-		// Her lease ends with the meeting: nothing to clear.
-		h.want("10m0s set alice@contoso.com InAConferenceCall 1h0m0s")
-	})
+	for _, hang := range []bool{true, false} {
+		t.Run(fmt.Sprintf("feed hangs %v", hang), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := startHarness(t, testConfig(), ics(time.Now(), "m", 10*minute, time.Hour), nil, nil)
+				h.until(20 * minute)
+				h.stop()
+				ids, err := h.store.Identities(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				for a := range ids {
+					if err := h.store.DeleteIdentity(t.Context(), a); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var mu sync.Mutex
+				graphDown := true
+				h.graph.ResolveErr = func(string) error {
+					mu.Lock()
+					defer mu.Unlock()
+					if graphDown {
+						return errors.New("Graph unreachable")
+					}
+					return nil
+				}
+				h.feeds.mu.Lock()
+				h.feeds.hang = hang
+				h.feeds.mu.Unlock()
+				h.until(25 * minute)
+				h.start(testConfig())
+				h.until(40 * minute)
+				if st := h.eng.Status(t.Context(), time.Now()); len(st.Sources) != 1 || st.Sources[0].Loaded == hang {
+					t.Errorf("Status().Sources = %+v; want the feed loaded %v", st.Sources, !hang)
+				}
+				if got := h.graph.Got(); len(got) != 1 {
+					t.Errorf("Graph calls while alice's addresses are unknown:\n%s\nwant only the set at 10m", strings.Join(got, "\n"))
+				}
+				mu.Lock()
+				graphDown = false
+				mu.Unlock()
+				h.until(2 * time.Hour)
+				h.stop()
+				// Her lease ends with the meeting: nothing to clear.
+				h.want("10m0s set alice@contoso.com InAConferenceCall 1h0m0s")
+			})
+		})
+	}
 }

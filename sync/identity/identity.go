@@ -247,6 +247,20 @@ func (d *Directory) IsUnknown(address string) bool {
 	return d.known[mailaddr.Normalize(address)].Unknown
 }
 
+// Resolved reports whether Entra has answered for address: it names a
+// person (or is an object id), or it is known to name nobody. An address
+// still awaiting its first lookup is not resolved.
+func (d *Directory) Resolved(address string) bool {
+	a := mailaddr.Normalize(address)
+	if reObjectID.MatchString(a) {
+		return true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	idn, found := d.known[a]
+	return found && (idn.Unknown || idn.ID != "")
+}
+
 // Generation changes whenever an address comes to name another person, or
 // none: what is keyed by person (the engine's spans) must be rebuilt then.
 func (d *Directory) Generation() uint64 {
