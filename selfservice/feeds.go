@@ -61,13 +61,23 @@ type Feed struct {
 // MaxFeeds is how many own feeds a person may have.
 const MaxFeeds = 5
 
+// ownFeeds returns the People's Feeds, or refuses with 404 when
+// selfservice.feeds is off.
+func (s *Server) ownFeeds(w http.ResponseWriter) (Feeds, bool) {
+	feeds, ok := s.people.(Feeds)
+	if !s.cfg.Feeds || !ok {
+		s.refuseAction(w, http.StatusNotFound, "Own feeds are off", "The administrators have not turned on people's own feeds (selfservice.feeds).")
+		return nil, false
+	}
+	return feeds, true
+}
+
 // addFeed is POST /feeds with url: the feed is fetched and parsed now and
 // recorded when it holds a calendar; refused with 400 and the reason
 // otherwise. 404 unless selfservice.feeds is on.
 func (s *Server) addFeed(w http.ResponseWriter, r *http.Request, se session) {
-	feeds, ok := s.people.(Feeds)
-	if !s.cfg.Feeds || !ok {
-		s.refuseAction(w, http.StatusNotFound, "Own feeds are off", "The administrators have not turned on people's own feeds (selfservice.feeds).")
+	feeds, ok := s.ownFeeds(w)
+	if !ok {
 		return
 	}
 	raw := strings.TrimSpace(r.PostForm.Get("url"))
@@ -95,9 +105,8 @@ func (s *Server) addFeed(w http.ResponseWriter, r *http.Request, se session) {
 // forgotten, and what it made them busy for ends. 404 for an id that is
 // not one of theirs.
 func (s *Server) deleteFeed(w http.ResponseWriter, r *http.Request, se session) {
-	feeds, ok := s.people.(Feeds)
-	if !s.cfg.Feeds || !ok {
-		s.refuseAction(w, http.StatusNotFound, "Own feeds are off", "The administrators have not turned on people's own feeds (selfservice.feeds).")
+	feeds, ok := s.ownFeeds(w)
+	if !ok {
 		return
 	}
 	id := strings.TrimSpace(r.PostForm.Get("id"))

@@ -524,9 +524,9 @@ func (d *icsDecoder) decodeComponentBody(name string, top []scanComp, mode decod
 		var prop goical.Prop
 		if mode != modeAll && bytes.HasPrefix(l, []byte("BEGIN:")) {
 			// The usual BEGIN and END lines: no string for the line.
-			prop = goical.Prop{Name: "BEGIN", Value: compValue(l[len("BEGIN:"):])}
+			prop = goical.Prop{Name: "BEGIN", Value: knownName(l[len("BEGIN:"):])}
 		} else if mode != modeAll && bytes.HasPrefix(l, []byte("END:")) {
-			prop = goical.Prop{Name: "END", Value: compValue(l[len("END:"):])}
+			prop = goical.Prop{Name: "END", Value: knownName(l[len("END:"):])}
 		} else if prop, err = decodeContentLine(string(l), keepParam); err != nil {
 			return nil, err
 		}
@@ -588,26 +588,6 @@ func (d *icsDecoder) decodeComponentBody(name string, top []scanComp, mode decod
 	clear(d.props[base:]) // let the strings go with the tree
 	d.props = d.props[:base]
 	return &goical.Component{Name: name, Props: props, Children: children}, nil
-}
-
-// compValue is string(v), without allocating for the usual component
-// names.
-func compValue(v []byte) string {
-	switch string(v) {
-	case "VEVENT":
-		return "VEVENT"
-	case "VALARM":
-		return "VALARM"
-	case "VTIMEZONE":
-		return "VTIMEZONE"
-	case "STANDARD":
-		return "STANDARD"
-	case "DAYLIGHT":
-		return "DAYLIGHT"
-	case "VCALENDAR":
-		return "VCALENDAR"
-	}
-	return string(v)
 }
 
 // groupProps is the Props of a component's properties, in file order:

@@ -426,7 +426,13 @@ func compName(value []byte) string {
 	if len(v) > len(buf) || !isASCII(v) {
 		return strings.ToUpper(string(v))
 	}
-	switch u := upperName(buf[:0], v); string(u) {
+	return knownName(upperName(buf[:0], v))
+}
+
+// knownName is string(v), without allocating for the usual component
+// names.
+func knownName(v []byte) string {
+	switch string(v) {
 	case "VCALENDAR":
 		return "VCALENDAR"
 	case "VEVENT":
@@ -441,9 +447,8 @@ func compName(value []byte) string {
 		return "DAYLIGHT"
 	case "VTODO":
 		return "VTODO"
-	default:
-		return string(u)
 	}
+	return string(v)
 }
 
 func isASCII(b []byte) bool {
