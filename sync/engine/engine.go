@@ -109,6 +109,9 @@ type Engine struct {
 	// closed when Run returns.
 	reloads chan reloadRequest
 	stopped chan struct{}
+	// ownKick asks Run's loop to put people's own feeds in force again
+	// (ownfeeds.go).
+	ownKick chan struct{}
 
 	mu        sync.Mutex // guards running, ready, firstPass, started
 	running   bool       // Run was called
@@ -195,6 +198,7 @@ func New(ctx context.Context, o Options) (*Engine, error) {
 		rb:           newReadback(),
 		own:          own,
 		reloads:      make(chan reloadRequest),
+		ownKick:      make(chan struct{}, 1),
 		stopped:      make(chan struct{}),
 		startCfg:     o.Config,
 		elector:      o.Elector,
@@ -286,11 +290,10 @@ func (e *Engine) Run(ctx context.Context) error {
 				if p, c := e.pauses.refresh(ctx, time.Now(), e.log), e.calls.refresh(ctx, time.Now(), e.log); p || c {
 					e.kickReconcile()
 				}
-				// People's own feeds another replica added or removed.
+				// People's own feeds another replica added or removed:
+				// put in force by Run's loop, never waited for here.
 				if e.own.refresh(ctx, e.log) {
-					if err := e.ownFeedsChanged(ctx); err != nil && ctx.Err() == nil {
-						e.log.Warn("put people's own feeds in force", "err", err)
-					}
+					e.kickOwnFeeds()
 				}
 				select {
 				case <-ctx.Done():
@@ -337,6 +340,17 @@ func (e *Engine) Run(ctx context.Context) error {
 	})
 	defer polls.Wait()
 	defer stopPolls()
+	// readNow reads the sources a reload added or changed at once,
+	// reconciling as they answer; the reconcile after the reload already
+	// drops what removed sources made busy.
+	readNow := func(read []string) {
+		if len(read) > 0 {
+			polls.Go(func() {
+				_ = e.feeds.pollAll(pollCtx, read, true, throttle(e.kickReconcile, time.Second))
+				e.kickReconcile()
+			})
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -346,15 +360,16 @@ func (e *Engine) Run(ctx context.Context) error {
 		case req := <-e.reloads:
 			report, read, err := e.applyReload(ctx, req.base, req.why)
 			req.reply <- reloadReply{report, err}
-			if len(read) > 0 {
-				// Added and changed sources are read at once, reconciling
-				// as they answer; the reconcile below already drops what
-				// removed sources made busy.
-				polls.Go(func() {
-					_ = e.feeds.pollAll(pollCtx, read, true, throttle(e.kickReconcile, time.Second))
-					e.kickReconcile()
-				})
+			readNow(read)
+		case <-e.ownKick:
+			// People's own feeds changed (ownfeeds.go): the configuration
+			// in force again, with them.
+			_, read, err := e.applyReload(ctx, e.conf.Load().base, "own feeds changed")
+			if err != nil {
+				e.log.Warn("put people's own feeds in force", "err", err)
 			}
+			e.countOwnFeeds()
+			readNow(read)
 		}
 		if ctx.Err() != nil {
 			return nil // shutting down: no new pass

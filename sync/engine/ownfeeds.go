@@ -165,26 +165,33 @@ func (ofs *ownFeedSet) owners() map[string]state.OwnFeed {
 
 // RefreshOwnFeeds reads people's own feeds from the store now, instead of
 // at the next InboxEvery (the self-service page, after a person added or
-// removed one on this replica), and puts a change in force.
+// removed one on this replica), and has a change put in force: by Run's
+// loop at once, or here when Run is not running (the one-off commands).
 func (e *Engine) RefreshOwnFeeds(ctx context.Context) error {
-	if e.own == nil {
+	if e.own == nil || !e.own.refresh(ctx, e.log) {
 		return nil
 	}
-	if !e.own.refresh(ctx, e.log) {
+	e.mu.Lock()
+	running := e.running
+	e.mu.Unlock()
+	if running {
+		e.kickOwnFeeds()
 		return nil
 	}
-	return e.ownFeedsChanged(ctx)
-}
-
-// ownFeedsChanged puts the own feeds in force: the configuration in force
-// reloaded with them (Reload).
-func (e *Engine) ownFeedsChanged(ctx context.Context) error {
-	_, err := e.reload(ctx, e.conf.Load().base, "own feeds changed")
-	if err != nil {
+	if _, _, err := e.applyReload(ctx, e.conf.Load().base, "own feeds changed"); err != nil {
 		return fmt.Errorf("own feeds: %w", err)
 	}
 	e.countOwnFeeds()
 	return nil
+}
+
+// kickOwnFeeds asks Run's loop to put the own feeds in force; a request
+// already waiting covers this one.
+func (e *Engine) kickOwnFeeds() {
+	select {
+	case e.ownKick <- struct{}{}:
+	default:
+	}
 }
 
 // countOwnFeeds sets calpresence_own_feeds from the own feeds in force.
