@@ -314,20 +314,33 @@ func TestPlanHonoursFetchConcurrency(t *testing.T) {
 	})
 }
 
-// allowFeeds is fakeFeeds remembering each source's AllowPrivate as the
+// requestFeeds is fakeFeeds remembering each source's last request as the
 // fetcher got it.
-type allowFeeds struct {
+type requestFeeds struct {
 	*fakeFeeds
-	mu    sync.Mutex
-	allow map[string]bool
+	mu   sync.Mutex
+	reqs map[string]sources.FetchRequest
 }
 
-func (f *allowFeeds) Fetch(ctx context.Context, req sources.FetchRequest) (sources.FetchResult, error) {
+func (f *requestFeeds) Fetch(ctx context.Context, req sources.FetchRequest) (sources.FetchResult, error) {
 	f.mu.Lock()
-	f.allow[req.Name] = req.AllowPrivate
+	f.reqs[req.Name] = req
 	f.mu.Unlock()
 	return f.fakeFeeds.Fetch(ctx, req)
 }
+
+// flags returns, by source, what pick says of its last request.
+func (f *requestFeeds) flags(pick func(sources.FetchRequest) bool) map[string]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]bool, len(f.reqs))
+	for name, req := range f.reqs {
+		out[name] = pick(req)
+	}
+	return out
+}
+
+func allowPrivate(r sources.FetchRequest) bool { return r.AllowPrivate }
 
 // A source's allow_private reaches the fetcher, in the daemon and in plan.
 func TestAllowPrivateReachesFetcher(t *testing.T) {
@@ -335,9 +348,9 @@ func TestAllowPrivateReachesFetcher(t *testing.T) {
 	cfg.Sources = append(cfg.Sources, config.Source{Name: "onprem", URL: "http://calendar.corp.example/feed.ics",
 		Users: []string{alice}, PollInterval: time.Minute, AllowPrivate: true})
 	want := map[string]bool{"zoom": false, "onprem": true}
-	newFeeds := func(now time.Time) *allowFeeds {
+	newFeeds := func(now time.Time) *requestFeeds {
 		body := ics(now, "x", time.Hour, time.Hour)
-		return &allowFeeds{allow: map[string]bool{},
+		return &requestFeeds{reqs: map[string]sources.FetchRequest{},
 			fakeFeeds: &fakeFeeds{bodies: map[string]string{"zoom": body, "onprem": body}, errs: map[string]error{}}}
 	}
 
@@ -347,7 +360,7 @@ func TestAllowPrivateReachesFetcher(t *testing.T) {
 		if _, err := Plan(context.Background(), cfg, feeds, PlanRequest{From: now, To: now.Add(cfg.Schedule.Horizon)}); err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff(want, feeds.allow); diff != "" {
+		if diff := cmp.Diff(want, feeds.flags(allowPrivate)); diff != "" {
 			t.Errorf("AllowPrivate by source (-want +got):\n%s", diff)
 		}
 	})
@@ -360,9 +373,7 @@ func TestAllowPrivateReachesFetcher(t *testing.T) {
 			h.startWith(cfg, func(o *Options) { o.Fetcher = feeds }, nil)
 			h.until(30 * time.Second)
 			h.stop()
-			feeds.mu.Lock()
-			defer feeds.mu.Unlock()
-			if diff := cmp.Diff(want, feeds.allow); diff != "" {
+			if diff := cmp.Diff(want, feeds.flags(allowPrivate)); diff != "" {
 				t.Errorf("AllowPrivate by source (-want +got):\n%s", diff)
 			}
 		})

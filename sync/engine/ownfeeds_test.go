@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -17,20 +16,6 @@ import (
 	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/plan"
 )
-
-// publicOnlyFetches records which sources were fetched PublicOnly.
-type publicOnlyFetches struct {
-	Fetcher
-	mu     sync.Mutex
-	public map[string]bool
-}
-
-func (p *publicOnlyFetches) Fetch(ctx context.Context, req sources.FetchRequest) (sources.FetchResult, error) {
-	p.mu.Lock()
-	p.public[req.Name] = req.PublicOnly
-	p.mu.Unlock()
-	return p.Fetcher.Fetch(ctx, req)
-}
 
 // openPlain is the tests' OwnFeedURL: the "sealed" URL is the URL, and
 // one that begins with "bad" does not open.
@@ -64,18 +49,17 @@ func TestOwnFeeds(t *testing.T) {
 			store: store, begin: time.Now(), metrics: NewMetrics(nil)}
 		h.graph = &testutil.Presence{Begin: h.begin}
 		h.feeds.set(OwnFeedSource("f1"), ics(h.begin, "b", 10*minute, 30*minute))
-		rec := &publicOnlyFetches{Fetcher: h.feeds, public: map[string]bool{}}
+		rec := &requestFeeds{fakeFeeds: h.feeds, reqs: map[string]sources.FetchRequest{}}
 		h.startWith(testConfig(), func(o *Options) {
 			o.OwnFeedURL = openPlain
 			o.Fetcher = rec
 			o.Logger = slog.New(slog.NewJSONHandler(&h.logs, nil))
 		}, nil)
 		h.until(15 * minute)
-		rec.mu.Lock()
-		if pub, ok := rec.public[OwnFeedSource("f1")]; !ok || !pub || rec.public["zoom"] {
-			t.Errorf("fetches PublicOnly = %v; want own:f1 public only, zoom not", rec.public)
+		public := rec.flags(func(r sources.FetchRequest) bool { return r.PublicOnly })
+		if pub, ok := public[OwnFeedSource("f1")]; !ok || !pub || public["zoom"] {
+			t.Errorf("fetches PublicOnly = %v; want own:f1 public only, zoom not", public)
 		}
-		rec.mu.Unlock()
 		st := h.eng.Status(ctx, time.Now())
 		for _, s := range st.Sources {
 			if strings.HasPrefix(s.Name, OwnFeedPrefix) {
