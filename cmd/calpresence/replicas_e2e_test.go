@@ -45,16 +45,7 @@ func TestRunReplicasTakeOverAfterKill(t *testing.T) {
 			uid, start.UTC().Format("20060102T150405Z"), end.UTC().Format("20060102T150405Z"))
 	}
 	feeds := map[string]string{"/alice.ics": vevent("alice-1", aliceStart, aliceEnd), "/bob.ics": vevent("bob-1", bobStart, bobEnd)}
-	feedSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, ok := feeds[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "text/calendar")
-		io.WriteString(w, body)
-	}))
-	t.Cleanup(feedSrv.Close)
+	feedSrv := serveFeeds(t, feeds)
 
 	dir := t.TempDir()
 	gc := g.Config()
@@ -181,4 +172,21 @@ sources:
 	if !strings.Contains(other.log(), `"msg":"this replica leads: the engine starts"`) {
 		t.Error("the standby never logged that it leads")
 	}
+}
+
+// serveFeeds serves each of feeds (path → ICS body) on a loopback server
+// until the test ends; any other path is 404.
+func serveFeeds(t *testing.T, feeds map[string]string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ok := feeds[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/calendar")
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }

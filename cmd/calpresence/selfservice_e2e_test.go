@@ -3,9 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	neturl "net/url"
 	"os"
 	"path/filepath"
@@ -34,16 +32,7 @@ func TestRunSelfserviceEndToEnd(t *testing.T) {
 		"/alice.ics": icsMeeting("alice-running", now.Add(-time.Minute), now.Add(time.Hour)),
 		"/bob.ics":   icsMeeting("bob-later", now.Add(3*time.Hour), now.Add(4*time.Hour)),
 	}
-	feedSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, ok := feeds[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "text/calendar")
-		io.WriteString(w, body)
-	}))
-	t.Cleanup(feedSrv.Close)
+	feedSrv := serveFeeds(t, feeds)
 
 	dir := t.TempDir()
 	key := filepath.Join(dir, "cookie")
