@@ -132,6 +132,11 @@ type Engine struct {
 		spans   map[string][]plan.Span
 	}
 
+	// planCost is how long the last reconcile took to plan (its input and
+	// plan.Reconcile, not its calls), in nanoseconds: kickSoon spaces the
+	// reconciles of the first round by it.
+	planCost atomic.Int64
+
 	reconcileMu sync.Mutex // one reconcile at a time
 	kick        chan struct{}
 	wakeMu      sync.Mutex
@@ -323,7 +328,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	polls.Go(func() {
 		// The stored copies, reconciled as they load (a reconcile a
 		// second at most: each builds every user's spans).
-		e.startFromStore(pollCtx, throttle(e.kickReconcile, time.Second))
+		e.startFromStore(pollCtx, e.kickSoon())
 		polls.Go(func() { e.feeds.runPolls(pollCtx, time.Now(), e.kickReconcile) })
 		// The first round reads every source now, reconciling as they
 		// answer, also a second at most (10,000 feeds answering in a
@@ -332,7 +337,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		// source is logged and marked unhealthy by the poll itself; its
 		// last good copy stays in force and it is polled again at its
 		// interval.
-		_ = e.feeds.pollAll(pollCtx, nil, false, throttle(e.kickReconcile, time.Second))
+		_ = e.feeds.pollAll(pollCtx, nil, false, e.kickSoon())
 		if pollCtx.Err() == nil {
 			e.reconcile(pollCtx, nil)
 			e.endFirstPass()
@@ -346,7 +351,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	readNow := func(read []string) {
 		if len(read) > 0 {
 			polls.Go(func() {
-				_ = e.feeds.pollAll(pollCtx, read, true, throttle(e.kickReconcile, time.Second))
+				_ = e.feeds.pollAll(pollCtx, read, true, e.kickSoon())
 				e.kickReconcile()
 			})
 		}
@@ -430,15 +435,28 @@ func (e *Engine) endFirstPass() {
 	e.mu.Unlock()
 }
 
-// throttle returns a function that calls fn, at most once every d: a
-// call within d of the last is dropped.
-func throttle(fn func(), d time.Duration) func() {
+// kickSoon returns a function that asks Run's loop for a reconcile
+// (kickReconcile) as sources answer or stored copies load: at most once a
+// second, and no sooner after the last than four times what its planning
+// took. Each reconcile builds every person's spans; at 100,000 people that
+// is most of a second, and one a second during the first round took most
+// of a core from parsing the feeds that were still to come. The round ends
+// with a reconcile of its own, and a boundary's wake-up is not throttled.
+func (e *Engine) kickSoon() func() {
+	return throttle(e.kickReconcile, func() time.Duration {
+		return max(time.Second, 4*time.Duration(e.planCost.Load()))
+	})
+}
+
+// throttle returns a function that calls fn, at most once every gap()
+// (asked at each call): a call within it of the last is dropped.
+func throttle(fn func(), gap func() time.Duration) func() {
 	var mu sync.Mutex
 	var last time.Time
 	return func() {
 		mu.Lock()
 		now := time.Now()
-		ok := last.IsZero() || now.Sub(last) >= d
+		ok := last.IsZero() || now.Sub(last) >= gap()
 		if ok {
 			last = now
 		}
@@ -573,6 +591,7 @@ func (e *Engine) reconcile(ctx context.Context, users []string) []Result {
 	in.FirstPass, in.Started = e.firstPass, e.started
 	e.mu.Unlock()
 	actions, _ := plan.Reconcile(in)
+	e.planCost.Store(int64(time.Since(now)))
 	if n := earlyStarts(actions, now); n > 0 {
 		e.log.Info("burst of starts larger than the rate allows in a second: sending ahead of the boundary",
 			"starts", n, "boundary", actions[0].Due, "lead", actions[0].Due.Sub(now).String())
