@@ -8,7 +8,6 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -132,7 +131,7 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 				break
 			}
 		}
-		occ := &ical.Occurrence{UID: s.Meeting, RecurrenceID: s.At.UTC(), Summary: "unscheduled call " + s.Meeting,
+		occ := &plan.Occurrence{UID: s.Meeting, RecurrenceID: s.At.UTC(), Summary: "unscheduled call " + s.Meeting,
 			Start: s.At, End: later(end, s.At), MeetingKeys: []string{s.Meeting}}
 		nm := plan.Match{User: who(s.Email), Source: "webhook:" + s.Vendor, Occ: occ, Pair: pair, Signal: cut}
 		if !occ.End.After(occ.Start) {
@@ -181,7 +180,7 @@ func appendLive(extra []plan.Match, sigs []state.Signal, persons []string, maxUn
 		if s.Event == state.SignalCall {
 			label = "call " + s.Status
 		}
-		occ := &ical.Occurrence{UID: s.Meeting, RecurrenceID: s.At.UTC(), Summary: label,
+		occ := &plan.Occurrence{UID: s.Meeting, RecurrenceID: s.At.UTC(), Summary: label,
 			Start: s.At, End: later(end, s.At)}
 		nm := plan.Match{User: who(s.Email), Source: "webhook:" + s.Vendor, Occ: occ, Pair: pair}
 		if !occ.End.After(occ.Start) {

@@ -39,11 +39,13 @@ type Match struct {
 	// engine resolves it to the person (KeyFunc); plan shows it as is.
 	User   string
 	Source string
-	Occ    *ical.Occurrence
-	Pair   presence.Pair
-	Lead   time.Duration
-	Grace  time.Duration
-	Skip   string
+	// Occ is what is kept of the occurrence matched (Occurrence); the
+	// matches of one occurrence share it.
+	Occ   *Occurrence
+	Pair  presence.Pair
+	Lead  time.Duration
+	Grace time.Duration
+	Skip  string
 	// Signal is the live meeting event (state.SignalEnded, SignalLeft)
 	// that cut this match's occurrence short; empty for a match as the
 	// feed gave it (see signals.Apply).
@@ -148,7 +150,10 @@ func NewMatcher(cfg *config.Config) (*Matcher, error) {
 
 // Match returns the users each occurrence of the named source concerns, with
 // the reason it is skipped where it does not make them busy. Occurrences
-// that match no user at all are not returned.
+// that match no user at all are not returned. The matches of one
+// occurrence come in a row and share what is kept of it (Occurrence);
+// the kept occurrences share one array, and nothing of occs is referred
+// to but its strings and meeting keys.
 func (m *Matcher) Match(source string, occs []ical.Occurrence) []Match {
 	sm := m.sources[source]
 	if sm == nil {
@@ -159,8 +164,18 @@ func (m *Matcher) Match(source string, occs []ical.Occurrence) []Match {
 		// Kept as long as the feed is unchanged: no append slack.
 		out = make([]Match, 0, len(occs)*len(sm.src.Users))
 	}
+	// runs[r]: the occurrence of the r-th run of matches and where in out
+	// the run begins; the kept occurrences are made once their number is
+	// known, so that their array has no slack either.
+	type run struct{ occ, from int }
+	var runs []run
 	for i := range occs {
 		o := &occs[i]
+		if n := len(out); len(runs) == 0 || runs[len(runs)-1].from != n {
+			runs = append(runs, run{i, n})
+		} else {
+			runs[len(runs)-1].occ = i // the previous occurrence matched nobody
+		}
 		common := sm.skipReason(o)
 		add := func(user, partstat string) {
 			skip := common
@@ -172,7 +187,7 @@ func (m *Matcher) Match(source string, occs []ical.Occurrence) []Match {
 					skip = SkipTentative
 				}
 			}
-			out = append(out, Match{User: user, Source: source, Occ: o, Pair: sm.pair, Lead: sm.lead, Grace: sm.grace, Skip: skip})
+			out = append(out, Match{User: user, Source: source, Pair: sm.pair, Lead: sm.lead, Grace: sm.grace, Skip: skip})
 		}
 		switch sm.src.Match {
 		case "":
@@ -199,6 +214,23 @@ func (m *Matcher) Match(source string, occs []ical.Occurrence) []Match {
 				seen[u] = true
 				add(u, a.PartStat)
 			}
+		}
+	}
+	if len(runs) > 0 && runs[len(runs)-1].from == len(out) {
+		runs = runs[:len(runs)-1] // the last occurrence matched nobody
+	}
+	if len(runs) == 0 {
+		return out
+	}
+	kept := make([]Occurrence, len(runs))
+	for r, x := range runs {
+		kept[r] = keep(&occs[x.occ])
+		to := len(out)
+		if r+1 < len(runs) {
+			to = runs[r+1].from
+		}
+		for k := x.from; k < to; k++ {
+			out[k].Occ = &kept[r]
 		}
 	}
 	return out

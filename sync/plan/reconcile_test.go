@@ -8,7 +8,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -21,16 +20,16 @@ var (
 )
 
 // occ makes an occurrence of uid from t0+start lasting dur.
-func occ(uid string, start, dur time.Duration) *ical.Occurrence {
-	return &ical.Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur), Status: "CONFIRMED"}
+func occ(uid string, start, dur time.Duration) *Occurrence {
+	return &Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur)}
 }
 
-func busy(user string, o *ical.Occurrence) Match {
+func busy(user string, o *Occurrence) Match {
 	return Match{User: user, Source: "zoom", Occ: o, Pair: conf}
 }
 
 // held is the session a successful set at setAt for span [start, end) leaves.
-func held(start, end time.Time, setAt time.Time, lease time.Duration, events ...*ical.Occurrence) state.Session {
+func held(start, end time.Time, setAt time.Time, lease time.Duration, events ...*Occurrence) state.Session {
 	s := state.Session{UserID: alice, Availability: conf.Availability, Activity: conf.Activity,
 		SpanStart: start, SpanEnd: end, SetAt: setAt, Expires: setAt.Add(lease)}
 	for _, o := range events {
@@ -59,7 +58,6 @@ func TestReconcile(t *testing.T) {
 	workshop := occ("w1", 0, 6*time.Hour)      // 15:00-21:00
 	later := occ("m1", 2*time.Hour, time.Hour) // m1 moved to 17:00
 	cancelled := *meeting
-	cancelled.Status = "CANCELLED"
 	shortened := occ("m1", 0, 20*minute)
 
 	tests := []struct {
