@@ -22,5 +22,5 @@ func occ(uid string, start, dur time.Duration) *plan.Occurrence {
 
 // busy is a match that makes user busy for o.
 func busy(user string, o *plan.Occurrence) plan.Match {
-	return plan.Match{User: user, Source: "zoom", Occ: o, Pair: conf}
+	return plan.Match{User: user, Occ: o, Rule: &plan.Rule{Source: "zoom", Pair: conf}}
 }

@@ -172,8 +172,8 @@ func (e *Engine) withOwnCalls(matches []plan.Match, calls map[string]state.OwnCa
 		}
 		occ := &plan.Occurrence{UID: "own-call:" + id, RecurrenceID: c.Since.UTC(), Summary: "on a call (said on their page)",
 			Start: c.Since, End: c.Until}
-		out = append(out, plan.Match{User: as[0], Source: OwnCallSource, Occ: occ,
-			Pair: presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInACall}})
+		out = append(out, plan.Match{User: as[0], Occ: occ, Rule: &plan.Rule{Source: OwnCallSource,
+			Pair: presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInACall}}})
 	}
 	return out
 }

@@ -37,19 +37,31 @@ type Match struct {
 	// User is the address that names the person, case-folded: a fixed
 	// user or users: target as configured, else the calendar address. The
 	// engine resolves it to the person (KeyFunc); plan shows it as is.
-	User   string
-	Source string
+	User string
 	// Occ is what is kept of the occurrence matched (Occurrence); the
 	// matches of one occurrence share it.
-	Occ   *Occurrence
-	Pair  presence.Pair
-	Lead  time.Duration
-	Grace time.Duration
-	Skip  string
+	Occ *Occurrence
+	// Rule is the source and what it sets, shared by the source's
+	// matches (its fields read as the match's own: m.Source, m.Pair).
+	// It is never written through a match: one that needs other terms
+	// gets a Rule of its own (signals.Apply's segments).
+	*Rule
+	Skip string
 	// Signal is the live meeting event (state.SignalEnded, SignalLeft)
 	// that cut this match's occurrence short; empty for a match as the
 	// feed gave it (see signals.Apply).
 	Signal string
+}
+
+// Rule is what a source does to the people its occurrences make busy:
+// Pair from Lead before an occurrence until Grace after it. Matcher.Match
+// gives a source's matches one Rule to share rather than a copy each: the
+// matches are kept for hours, millions of them at 100,000 feeds.
+type Rule struct {
+	Source string
+	Pair   presence.Pair
+	Lead   time.Duration
+	Grace  time.Duration
 }
 
 // Busy reports whether the match makes its user busy.
@@ -70,8 +82,7 @@ type Matcher struct {
 type sourceMatcher struct {
 	src              *config.Source
 	fixed            []string // src.Users normalised, shared by their matches
-	pair             presence.Pair
-	lead, grace      time.Duration
+	rule             *Rule    // shared by the source's matches
 	include, exclude filters
 	domains          []string
 	onlyConfigured   bool
@@ -119,10 +130,9 @@ func NewMatcher(cfg *config.Config) (*Matcher, error) {
 		src := &cfg.Sources[i]
 		p := cfg.SourcePresence(i)
 		sm := &sourceMatcher{
-			src:             src,
-			pair:            presence.Pair{Availability: p.Availability, Activity: p.Activity},
-			lead:            p.Lead,
-			grace:           p.Grace,
+			src: src,
+			rule: &Rule{Source: src.Name, Pair: presence.Pair{Availability: p.Availability, Activity: p.Activity},
+				Lead: p.Lead, Grace: p.Grace},
 			onlyConfigured:  src.Match != "" && p.OnlyConfigured,
 			skipAllDay:      src.SkipAllDay(),
 			skipTransparent: src.SkipTransparent(),
@@ -187,7 +197,7 @@ func (m *Matcher) Match(source string, occs []ical.Occurrence) []Match {
 					skip = SkipTentative
 				}
 			}
-			out = append(out, Match{User: user, Source: source, Pair: sm.pair, Lead: sm.lead, Grace: sm.grace, Skip: skip})
+			out = append(out, Match{User: user, Rule: sm.rule, Skip: skip})
 		}
 		switch sm.src.Match {
 		case "":

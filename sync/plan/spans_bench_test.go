@@ -21,7 +21,7 @@ func BenchmarkSpans10k(b *testing.B) {
 		for i := range 22 {
 			start := t0.Add(time.Duration(i*90+u%60) * time.Minute)
 			occ := &Occurrence{UID: fmt.Sprintf("m%d-%d", u, i), Start: start, End: start.Add(30 * time.Minute)}
-			matches = append(matches, Match{User: user, Source: fmt.Sprintf("feed%05d", u), Occ: occ, Pair: pair})
+			matches = append(matches, Match{User: user, Occ: occ, Rule: &Rule{Source: fmt.Sprintf("feed%05d", u), Pair: pair}})
 		}
 	}
 	b.ReportAllocs()
