@@ -8,7 +8,6 @@ import (
 	"github.com/calpresence/calpresence/config"
 	"github.com/calpresence/calpresence/internal/mailaddr"
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -57,7 +56,7 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 	for i := range sigs {
 		s := &sigs[i]
 		if s.Email != "" {
-			if p, ok := key.Of(&plan.Match{User: who(s.Email), Source: "webhook:" + s.Vendor}); ok {
+			if p, ok := key.Of(&plan.Match{User: who(s.Email), Rule: &plan.Rule{Source: "webhook:" + s.Vendor}}); ok {
 				persons[i] = p
 			}
 		}
@@ -132,9 +131,9 @@ func Apply(matches []plan.Match, sigs []state.Signal, pair presence.Pair, maxUns
 				break
 			}
 		}
-		occ := &ical.Occurrence{UID: s.Meeting, RecurrenceID: s.At.UTC(), Summary: "unscheduled call " + s.Meeting,
+		occ := &plan.Occurrence{UID: s.Meeting, RecurrenceID: s.At.UTC(), Summary: "unscheduled call " + s.Meeting,
 			Start: s.At, End: later(end, s.At), MeetingKeys: []string{s.Meeting}}
-		nm := plan.Match{User: who(s.Email), Source: "webhook:" + s.Vendor, Occ: occ, Pair: pair, Signal: cut}
+		nm := plan.Match{User: who(s.Email), Occ: occ, Rule: &plan.Rule{Source: "webhook:" + s.Vendor, Pair: pair}, Signal: cut}
 		if !occ.End.After(occ.Start) {
 			nm.Skip = plan.SkipSignal
 		}
@@ -181,9 +180,9 @@ func appendLive(extra []plan.Match, sigs []state.Signal, persons []string, maxUn
 		if s.Event == state.SignalCall {
 			label = "call " + s.Status
 		}
-		occ := &ical.Occurrence{UID: s.Meeting, RecurrenceID: s.At.UTC(), Summary: label,
+		occ := &plan.Occurrence{UID: s.Meeting, RecurrenceID: s.At.UTC(), Summary: label,
 			Start: s.At, End: later(end, s.At)}
-		nm := plan.Match{User: who(s.Email), Source: "webhook:" + s.Vendor, Occ: occ, Pair: pair}
+		nm := plan.Match{User: who(s.Email), Occ: occ, Rule: &plan.Rule{Source: "webhook:" + s.Vendor, Pair: pair}}
 		if !occ.End.After(occ.Start) {
 			nm.Skip = plan.SkipSignal
 		}
@@ -221,12 +220,17 @@ func appendLive(extra []plan.Match, sigs []state.Signal, persons []string, maxUn
 
 // segment is the part [start, end) of m's occurrence, a copy. Only the
 // first part keeps the lead; a part cut short by a signal (event) loses
-// the grace: the meeting is over.
+// the grace: the meeting is over. A part that loses either gets a copy of
+// m's Rule, which the source's other matches share.
 func segment(m *plan.Match, start, end time.Time, first bool, event string) plan.Match {
 	occ := *m.Occ
 	occ.Start, occ.End = start, later(end, start)
 	nm := *m
 	nm.Occ = &occ
+	if !first || event != "" {
+		r := *m.Rule
+		nm.Rule = &r
+	}
 	if !first {
 		nm.Lead = 0
 	}

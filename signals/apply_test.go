@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -24,13 +23,13 @@ var (
 )
 
 // occ makes an occurrence of uid from t0+start lasting dur.
-func occ(uid string, start, dur time.Duration) *ical.Occurrence {
-	return &ical.Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur), Status: "CONFIRMED"}
+func occ(uid string, start, dur time.Duration) *plan.Occurrence {
+	return &plan.Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur)}
 }
 
 // busy is a match that makes user busy for o.
-func busy(user string, o *ical.Occurrence) plan.Match {
-	return plan.Match{User: user, Source: "zoom", Occ: o, Pair: conf}
+func busy(user string, o *plan.Occurrence) plan.Match {
+	return plan.Match{User: user, Occ: o, Rule: &plan.Rule{Source: "zoom", Pair: conf}}
 }
 
 func sig(event, email string, at time.Duration) state.Signal {
@@ -39,7 +38,7 @@ func sig(event, email string, at time.Duration) state.Signal {
 	return s
 }
 
-func keyed(o *ical.Occurrence, keys ...string) *ical.Occurrence {
+func keyed(o *plan.Occurrence, keys ...string) *plan.Occurrence {
 	o.MeetingKeys = keys
 	return o
 }
@@ -107,6 +106,26 @@ func TestApplySignals(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestApplyKeepsSharedRule: the parts of a meeting a signal cuts lose
+// their lead or grace on a Rule of their own; the Rule the source's other
+// matches share keeps both.
+func TestApplyKeepsSharedRule(t *testing.T) {
+	const bob = "bob@contoso.com"
+	want := plan.Rule{Source: "zoom", Pair: conf, Lead: 5 * minute, Grace: 10 * minute}
+	rule := &plan.Rule{Source: want.Source, Pair: want.Pair, Lead: want.Lead, Grace: want.Grace}
+	meeting := keyed(occ("m", 10*minute, 60*minute), zoomKey)
+	other := keyed(occ("o", 10*minute, 60*minute), "zoom:99999999999")
+	in := []plan.Match{{User: alice, Occ: meeting, Rule: rule}, {User: bob, Occ: other, Rule: rule}}
+	got := Apply(in, []state.Signal{sig(state.SignalLeft, alice, 30*minute), sig(state.SignalJoined, alice, 40*minute)}, conf, time.Hour, nil, nil)
+	spans := []string{"alice@contoso.com 5m0s-30m0s", "alice@contoso.com 40m0s-1h20m0s", "bob@contoso.com 5m0s-1h20m0s"}
+	if g := spanList(plan.Spans(got, 2*minute, nil)); strings.Join(g, "\n") != strings.Join(spans, "\n") {
+		t.Errorf("spans after Apply:\n%s\nwant:\n%s", strings.Join(g, "\n"), strings.Join(spans, "\n"))
+	}
+	if *rule != want {
+		t.Errorf("Apply changed the shared rule to %+v; want %+v", *rule, want)
 	}
 }
 

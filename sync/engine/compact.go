@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/sources/ical"
-	"github.com/calpresence/calpresence/sync/plan"
 )
 
 // compact returns occs as they are best kept for hours: in a slice of
@@ -82,7 +81,7 @@ func compact(occs []ical.Occurrence, keepDescription bool) []ical.Occurrence {
 // occDigest identifies a feed's occurrences as sameOccurrence compares
 // them: equal digests, equal occurrences. A feed keeps the digest of its
 // occurrences instead of the occurrences themselves (the matches keep
-// what they need of them, keepMatched), so that a new expansion is known
+// what they need of them, plan.Occurrence), so that a new expansion is known
 // to change nothing without the old one at hand.
 type occDigest [sha256.Size]byte
 
@@ -136,38 +135,6 @@ func digestOccurrences(occs []ical.Occurrence) occDigest {
 	var d occDigest
 	h.Sum(d[:0])
 	return d
-}
-
-// keepMatched points matches (Matcher.Match's, in the order it gives them:
-// the matches of one occurrence in a row) at copies of their occurrences
-// that hold only what is read once they are matched: the times, UID,
-// summary, status and flags, and the meeting keys live signals look for.
-// The attendees, organizer, location and description served the matching
-// alone; at 100,000 feeds they, and the occurrences nobody matched, are
-// hundreds of megabytes. The copies share one array.
-func keepMatched(matches []plan.Match) {
-	n := 0
-	var last *ical.Occurrence
-	for i := range matches {
-		if matches[i].Occ != last {
-			last = matches[i].Occ
-			n++
-		}
-	}
-	if n == 0 {
-		return
-	}
-	kept := make([]ical.Occurrence, 0, n)
-	last = nil
-	for i := range matches {
-		if o := matches[i].Occ; o != last {
-			last = o
-			kept = append(kept, ical.Occurrence{UID: o.UID, RecurrenceID: o.RecurrenceID, Summary: o.Summary,
-				Start: o.Start, End: o.End, AllDay: o.AllDay, Status: o.Status, Transparent: o.Transparent,
-				MeetingKeys: o.MeetingKeys})
-		}
-		matches[i].Occ = &kept[len(kept)-1]
-	}
 }
 
 // sameOccurrence reports whether a and b are the same occurrence, field

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/sources/ical"
-	"github.com/calpresence/calpresence/sync/plan"
 )
 
 func TestDigestOccurrences(t *testing.T) {
@@ -55,29 +54,4 @@ func TestDigestOccurrences(t *testing.T) {
 	if digestOccurrences(nil) == want || digestOccurrences([]ical.Occurrence{base, base}) == want {
 		t.Error("digestOccurrences does not count the occurrences")
 	}
-}
-
-func TestKeepMatched(t *testing.T) {
-	occs := []ical.Occurrence{
-		{UID: "a", Summary: "A", Location: "Room", Description: "dial-in", Organizer: "bob@example.com", Status: "CONFIRMED",
-			Start: time.Unix(0, 0), End: time.Unix(1800, 0), Attendees: []ical.Attendee{{Email: "carol@example.com"}},
-			MeetingKeys: []string{"zoom:1"}},
-		{UID: "unmatched", Start: time.Unix(0, 0), End: time.Unix(1800, 0)},
-		{UID: "c", RecurrenceID: time.Unix(3600, 0), Transparent: true, AllDay: true, Start: time.Unix(3600, 0), End: time.Unix(5400, 0)},
-	}
-	matches := []plan.Match{{User: "bob", Occ: &occs[0]}, {User: "carol", Occ: &occs[0]}, {User: "bob", Occ: &occs[2]}}
-	keepMatched(matches)
-	if matches[0].Occ != matches[1].Occ || matches[0].Occ == &occs[0] || matches[2].Occ == &occs[2] {
-		t.Fatalf("keepMatched: the matches of one occurrence do not share a copy, or point at the original")
-	}
-	for i, want := range []ical.Occurrence{
-		{UID: "a", Summary: "A", Status: "CONFIRMED", Start: time.Unix(0, 0), End: time.Unix(1800, 0), MeetingKeys: []string{"zoom:1"}},
-		{UID: "a", Summary: "A", Status: "CONFIRMED", Start: time.Unix(0, 0), End: time.Unix(1800, 0), MeetingKeys: []string{"zoom:1"}},
-		{UID: "c", RecurrenceID: time.Unix(3600, 0), Transparent: true, AllDay: true, Start: time.Unix(3600, 0), End: time.Unix(5400, 0)},
-	} {
-		if !sameOccurrence(*matches[i].Occ, want) {
-			t.Errorf("keepMatched: match %d holds %+v; want %+v", i, *matches[i].Occ, want)
-		}
-	}
-	keepMatched(nil) // no matches: nothing to keep
 }

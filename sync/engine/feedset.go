@@ -224,7 +224,7 @@ type feed struct {
 	hash       [32]byte // of the copy in force
 	storedHash [32]byte // of the copy in the feed cache, as far as we know
 	// occs counts the occurrences of the copy in force, and digest
-	// identifies them; the matches hold what is kept of them (keepMatched).
+	// identifies them; the matches hold what is kept of them (plan.Occurrence).
 	occs     int
 	digest   occDigest
 	matches  []plan.Match
@@ -719,7 +719,6 @@ func (fs *feedSet) expand(f *feed, body []byte, now, confirmed time.Time) (*expa
 // than schedule.max_feed_people is an error wrapping ical.ErrOverLimit.
 func matchOccurrences(cfg *config.Config, matcher *plan.Matcher, source string, occs []ical.Occurrence) (*expansion, error) {
 	matches := matcher.Match(source, occs)
-	keepMatched(matches)
 	if maxPeople := cfg.Schedule.MaxFeedPeople; maxPeople > 0 {
 		people := make(map[string]struct{})
 		for i := range matches {

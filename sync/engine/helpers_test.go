@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/sync/plan"
 )
 
@@ -17,11 +16,11 @@ var (
 )
 
 // occ makes an occurrence of uid from t0+start lasting dur.
-func occ(uid string, start, dur time.Duration) *ical.Occurrence {
-	return &ical.Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur), Status: "CONFIRMED"}
+func occ(uid string, start, dur time.Duration) *plan.Occurrence {
+	return &plan.Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur)}
 }
 
 // busy is a match that makes user busy for o.
-func busy(user string, o *ical.Occurrence) plan.Match {
-	return plan.Match{User: user, Source: "zoom", Occ: o, Pair: conf}
+func busy(user string, o *plan.Occurrence) plan.Match {
+	return plan.Match{User: user, Occ: o, Rule: &plan.Rule{Source: "zoom", Pair: conf}}
 }

@@ -54,8 +54,8 @@ func TestSpansMergeOnePersonsSpellings(t *testing.T) {
 				}
 				d.Resolve(context.Background(), d.Due(time.Now())) // the clock the directory met them by
 				key := func(m *plan.Match) (string, bool) { return d.Lookup(m.User) }
-				zoom := plan.Match{User: mailaddr.Normalize(a), Source: "zoom", Occ: occ("z", 0, 15*minute), Pair: conf}
-				google := plan.Match{User: mailaddr.Normalize(b), Source: "google", Occ: occ("g", 5*minute, 6*minute), Pair: inCall}
+				zoom := plan.Match{User: mailaddr.Normalize(a), Occ: occ("z", 0, 15*minute), Rule: &plan.Rule{Source: "zoom", Pair: conf}}
+				google := plan.Match{User: mailaddr.Normalize(b), Occ: occ("g", 5*minute, 6*minute), Rule: &plan.Rule{Source: "google", Pair: inCall}}
 				spans := plan.Spans([]plan.Match{zoom, google}, 2*minute, key)
 				if len(spans) != 1 || len(spans[frankID]) != 1 {
 					t.Fatalf("Spans(%s, %s) = %v; want one span for %s", a, b, spans, frankID)

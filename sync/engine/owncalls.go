@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/sync/plan"
 )
@@ -171,10 +170,10 @@ func (e *Engine) withOwnCalls(matches []plan.Match, calls map[string]state.OwnCa
 		if len(as) == 0 || !c.Until.After(c.Since) {
 			continue
 		}
-		occ := &ical.Occurrence{UID: "own-call:" + id, RecurrenceID: c.Since.UTC(), Summary: "on a call (said on their page)",
+		occ := &plan.Occurrence{UID: "own-call:" + id, RecurrenceID: c.Since.UTC(), Summary: "on a call (said on their page)",
 			Start: c.Since, End: c.Until}
-		out = append(out, plan.Match{User: as[0], Source: OwnCallSource, Occ: occ,
-			Pair: presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInACall}})
+		out = append(out, plan.Match{User: as[0], Occ: occ, Rule: &plan.Rule{Source: OwnCallSource,
+			Pair: presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInACall}}})
 	}
 	return out
 }

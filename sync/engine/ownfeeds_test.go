@@ -11,7 +11,6 @@ import (
 
 	"github.com/calpresence/calpresence/internal/testutil"
 	"github.com/calpresence/calpresence/sources"
-	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 	"github.com/calpresence/calpresence/state/mem"
 	"github.com/calpresence/calpresence/sync/plan"
@@ -96,8 +95,8 @@ func TestOwnFeeds(t *testing.T) {
 // feed is not on the status view (ops), nor in a status message
 // (everyone); the same meeting from a configured source is.
 func TestOwnFeedTitlesStayPrivate(t *testing.T) {
-	own := plan.Match{User: alice, Source: OwnFeedSource("f1"), Occ: &ical.Occurrence{UID: "u", Summary: "Doctor", Start: t0, End: t0.Add(time.Hour)}}
-	team := plan.Match{User: alice, Source: "zoom", Occ: &ical.Occurrence{UID: "u", Summary: "Weekly sync", Start: t0, End: t0.Add(time.Hour)}}
+	own := plan.Match{User: alice, Occ: &plan.Occurrence{UID: "u", Summary: "Doctor", Start: t0, End: t0.Add(time.Hour)}, Rule: &plan.Rule{Source: OwnFeedSource("f1")}}
+	team := plan.Match{User: alice, Occ: &plan.Occurrence{UID: "u", Summary: "Weekly sync", Start: t0, End: t0.Add(time.Hour)}, Rule: &plan.Rule{Source: "zoom"}}
 	idx := occIndex([]plan.Match{own, team})
 	if got := idx[refKey(own.Source, "u", time.Time{}, t0)].summary; got != OwnFeedSummary {
 		t.Errorf("status view summary of the own feed's meeting = %q; want %q", got, OwnFeedSummary)

@@ -37,17 +37,31 @@ type Match struct {
 	// User is the address that names the person, case-folded: a fixed
 	// user or users: target as configured, else the calendar address. The
 	// engine resolves it to the person (KeyFunc); plan shows it as is.
-	User   string
-	Source string
-	Occ    *ical.Occurrence
-	Pair   presence.Pair
-	Lead   time.Duration
-	Grace  time.Duration
-	Skip   string
+	User string
+	// Occ is what is kept of the occurrence matched (Occurrence); the
+	// matches of one occurrence share it.
+	Occ *Occurrence
+	// Rule is the source and what it sets, shared by the source's
+	// matches (its fields read as the match's own: m.Source, m.Pair).
+	// It is never written through a match: one that needs other terms
+	// gets a Rule of its own (signals.Apply's segments).
+	*Rule
+	Skip string
 	// Signal is the live meeting event (state.SignalEnded, SignalLeft)
 	// that cut this match's occurrence short; empty for a match as the
 	// feed gave it (see signals.Apply).
 	Signal string
+}
+
+// Rule is what a source does to the people its occurrences make busy:
+// Pair from Lead before an occurrence until Grace after it. Matcher.Match
+// gives a source's matches one Rule to share rather than a copy each: the
+// matches are kept for hours, millions of them at 100,000 feeds.
+type Rule struct {
+	Source string
+	Pair   presence.Pair
+	Lead   time.Duration
+	Grace  time.Duration
 }
 
 // Busy reports whether the match makes its user busy.
@@ -68,8 +82,7 @@ type Matcher struct {
 type sourceMatcher struct {
 	src              *config.Source
 	fixed            []string // src.Users normalised, shared by their matches
-	pair             presence.Pair
-	lead, grace      time.Duration
+	rule             *Rule    // shared by the source's matches
 	include, exclude filters
 	domains          []string
 	onlyConfigured   bool
@@ -117,10 +130,9 @@ func NewMatcher(cfg *config.Config) (*Matcher, error) {
 		src := &cfg.Sources[i]
 		p := cfg.SourcePresence(i)
 		sm := &sourceMatcher{
-			src:             src,
-			pair:            presence.Pair{Availability: p.Availability, Activity: p.Activity},
-			lead:            p.Lead,
-			grace:           p.Grace,
+			src: src,
+			rule: &Rule{Source: src.Name, Pair: presence.Pair{Availability: p.Availability, Activity: p.Activity},
+				Lead: p.Lead, Grace: p.Grace},
 			onlyConfigured:  src.Match != "" && p.OnlyConfigured,
 			skipAllDay:      src.SkipAllDay(),
 			skipTransparent: src.SkipTransparent(),
@@ -148,7 +160,10 @@ func NewMatcher(cfg *config.Config) (*Matcher, error) {
 
 // Match returns the users each occurrence of the named source concerns, with
 // the reason it is skipped where it does not make them busy. Occurrences
-// that match no user at all are not returned.
+// that match no user at all are not returned. The matches of one
+// occurrence come in a row and share what is kept of it (Occurrence);
+// the kept occurrences share one array, and nothing of occs is referred
+// to but its strings and meeting keys.
 func (m *Matcher) Match(source string, occs []ical.Occurrence) []Match {
 	sm := m.sources[source]
 	if sm == nil {
@@ -159,8 +174,18 @@ func (m *Matcher) Match(source string, occs []ical.Occurrence) []Match {
 		// Kept as long as the feed is unchanged: no append slack.
 		out = make([]Match, 0, len(occs)*len(sm.src.Users))
 	}
+	// runs[r]: the occurrence of the r-th run of matches and where in out
+	// the run begins; the kept occurrences are made once their number is
+	// known, so that their array has no slack either.
+	type run struct{ occ, from int }
+	var runs []run
 	for i := range occs {
 		o := &occs[i]
+		if n := len(out); len(runs) == 0 || runs[len(runs)-1].from != n {
+			runs = append(runs, run{i, n})
+		} else {
+			runs[len(runs)-1].occ = i // the previous occurrence matched nobody
+		}
 		common := sm.skipReason(o)
 		add := func(user, partstat string) {
 			skip := common
@@ -172,7 +197,7 @@ func (m *Matcher) Match(source string, occs []ical.Occurrence) []Match {
 					skip = SkipTentative
 				}
 			}
-			out = append(out, Match{User: user, Source: source, Occ: o, Pair: sm.pair, Lead: sm.lead, Grace: sm.grace, Skip: skip})
+			out = append(out, Match{User: user, Rule: sm.rule, Skip: skip})
 		}
 		switch sm.src.Match {
 		case "":
@@ -199,6 +224,23 @@ func (m *Matcher) Match(source string, occs []ical.Occurrence) []Match {
 				seen[u] = true
 				add(u, a.PartStat)
 			}
+		}
+	}
+	if len(runs) > 0 && runs[len(runs)-1].from == len(out) {
+		runs = runs[:len(runs)-1] // the last occurrence matched nobody
+	}
+	if len(runs) == 0 {
+		return out
+	}
+	kept := make([]Occurrence, len(runs))
+	for r, x := range runs {
+		kept[r] = keep(&occs[x.occ])
+		to := len(out)
+		if r+1 < len(runs) {
+			to = runs[r+1].from
+		}
+		for k := x.from; k < to; k++ {
+			out[k].Occ = &kept[r]
 		}
 	}
 	return out

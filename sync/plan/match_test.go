@@ -193,3 +193,63 @@ func TestMatchSharesUsers(t *testing.T) {
 		}
 	}
 }
+
+// TestMatchKeeps: the matches of one occurrence share one kept copy of
+// it, holding what is read after matching and nothing else; occurrences
+// nobody matched, first, between and last, leave no copy.
+func TestMatchKeeps(t *testing.T) {
+	cfg := &config.Config{Sources: []config.Source{{Name: "a", Match: config.MatchAttendees, Domains: []string{"contoso.com"}}}}
+	m, err := NewMatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := ical.Occurrence{UID: "nobody", Start: t0, End: t0.Add(time.Hour), Organizer: "eve@elsewhere.example"}
+	occs := []ical.Occurrence{
+		nobody,
+		{UID: "a", Summary: "A", Location: "Room", Description: "dial-in", Organizer: "bob@contoso.com", Status: "CONFIRMED",
+			Start: t0, End: t0.Add(30 * time.Minute), Attendees: []ical.Attendee{{Email: "carol@contoso.com", PartStat: "ACCEPTED"}},
+			MeetingKeys: []string{"zoom:1"}},
+		nobody,
+		{UID: "c", RecurrenceID: t0.Add(time.Hour), Transparent: true, AllDay: true, Organizer: "bob@contoso.com",
+			Start: t0.Add(time.Hour), End: t0.Add(90 * time.Minute)},
+		nobody,
+	}
+	got := m.Match("a", occs)
+	if len(got) != 3 || got[0].User != "bob@contoso.com" || got[1].User != "carol@contoso.com" || got[2].User != "bob@contoso.com" {
+		t.Fatalf("Match = %v; want bob and carol for a, bob for c", got)
+	}
+	if got[0].Occ != got[1].Occ || got[0].Occ == got[2].Occ {
+		t.Fatal("the matches of one occurrence do not share one kept copy")
+	}
+	// One array, an element for each occurrence matched.
+	if d := uintptr(unsafe.Pointer(got[2].Occ)) - uintptr(unsafe.Pointer(got[0].Occ)); d != unsafe.Sizeof(Occurrence{}) {
+		t.Errorf("the kept copies of a and c are %d bytes apart; want adjacent in one array", d)
+	}
+	for i, want := range []Occurrence{
+		{UID: "a", Summary: "A", Start: t0, End: t0.Add(30 * time.Minute), MeetingKeys: []string{"zoom:1"}},
+		{UID: "a", Summary: "A", Start: t0, End: t0.Add(30 * time.Minute), MeetingKeys: []string{"zoom:1"}},
+		{UID: "c", RecurrenceID: t0.Add(time.Hour), Start: t0.Add(time.Hour), End: t0.Add(90 * time.Minute)},
+	} {
+		if diff := cmp.Diff(want, *got[i].Occ); diff != "" {
+			t.Errorf("match %d keeps (-want +got):\n%s", i, diff)
+		}
+	}
+	if got := m.Match("a", []ical.Occurrence{nobody}); len(got) != 0 {
+		t.Errorf("Match of an occurrence nobody attends = %v; want none", got)
+	}
+}
+
+// TestMatchSize: the matches and what they keep of their occurrences are
+// held for hours, millions of them at 100,000 feeds; a field added to
+// either is megabytes there, and should be a choice.
+func TestMatchSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("sizes are those of a 64-bit platform")
+	}
+	if n := unsafe.Sizeof(Match{}); n != 64 {
+		t.Errorf("a Match is %d bytes; want 64", n)
+	}
+	if n := unsafe.Sizeof(Occurrence{}); n != 128 {
+		t.Errorf("an Occurrence is %d bytes; want 128", n)
+	}
+}

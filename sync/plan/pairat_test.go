@@ -12,10 +12,10 @@ import (
 // (InAConferenceCall) from 19:00 to 20:00 make one span; it shows the call,
 // then the meeting while it runs, then the call again.
 func TestSpanPairAt(t *testing.T) {
-	call := Match{User: alice, Source: "zoom-presence", Occ: occ("call", 0, 8*time.Hour), Pair: inCall}
+	call := Match{User: alice, Occ: occ("call", 0, 8*time.Hour), Rule: &Rule{Source: "zoom-presence", Pair: inCall}}
 	meeting := busy(alice, occ("m", 4*time.Hour, time.Hour))
-	present := Match{User: alice, Source: "zoom-presence", Occ: occ("p", 4*time.Hour+10*minute, 20*minute),
-		Pair: presence.Pair{Availability: presence.DoNotDisturb, Activity: presence.ActivityPresenting}}
+	present := Match{User: alice, Occ: occ("p", 4*time.Hour+10*minute, 20*minute),
+		Rule: &Rule{Source: "zoom-presence", Pair: presence.Pair{Availability: presence.DoNotDisturb, Activity: presence.ActivityPresenting}}}
 	spans := Spans([]Match{meeting, call, present}, 2*minute, nil)[alice]
 	if len(spans) != 1 {
 		t.Fatalf("Spans = %+v; want one", spans)
@@ -51,7 +51,7 @@ func TestSpanPairAt(t *testing.T) {
 	}
 
 	// In a gap shorter than merge_gap: what ended last, not a change.
-	a, b := busy(alice, occ("a", 0, 30*minute)), Match{User: alice, Source: "webex", Occ: occ("b", 31*minute, 30*minute), Pair: inCall}
+	a, b := busy(alice, occ("a", 0, 30*minute)), Match{User: alice, Occ: occ("b", 31*minute, 30*minute), Rule: &Rule{Source: "webex", Pair: inCall}}
 	gap := Spans([]Match{a, b}, 2*minute, nil)[alice][0]
 	if got := gap.PairAt(t0.Add(30*minute + 30*time.Second)); got != conf {
 		t.Errorf("PairAt in the gap = %v; want the meeting that ended last, %v", got, conf)
@@ -67,7 +67,7 @@ func TestSpanPairAt(t *testing.T) {
 // is a boundary that sets the stronger pair on the same session (no
 // clear), and its end sets the call's again.
 func TestReconcileFollowsThePairWithinASpan(t *testing.T) {
-	call := Match{User: alice, Source: "zoom-presence", Occ: occ("call", 0, 3*time.Hour), Pair: inCall}
+	call := Match{User: alice, Occ: occ("call", 0, 3*time.Hour), Rule: &Rule{Source: "zoom-presence", Pair: inCall}}
 	meeting := busy(alice, occ("m", time.Hour, time.Hour))
 	spans := Spans([]Match{call, meeting}, 2*minute, nil)
 	in := ReconcileInput{Spans: spans, MaxLease: 4 * time.Hour, Known: func(string) bool { return true }}

@@ -8,7 +8,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources/ical"
 	"github.com/calpresence/calpresence/state"
 )
 
@@ -21,16 +20,16 @@ var (
 )
 
 // occ makes an occurrence of uid from t0+start lasting dur.
-func occ(uid string, start, dur time.Duration) *ical.Occurrence {
-	return &ical.Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur), Status: "CONFIRMED"}
+func occ(uid string, start, dur time.Duration) *Occurrence {
+	return &Occurrence{UID: uid, Start: t0.Add(start), End: t0.Add(start + dur)}
 }
 
-func busy(user string, o *ical.Occurrence) Match {
-	return Match{User: user, Source: "zoom", Occ: o, Pair: conf}
+func busy(user string, o *Occurrence) Match {
+	return Match{User: user, Occ: o, Rule: &Rule{Source: "zoom", Pair: conf}}
 }
 
 // held is the session a successful set at setAt for span [start, end) leaves.
-func held(start, end time.Time, setAt time.Time, lease time.Duration, events ...*ical.Occurrence) state.Session {
+func held(start, end time.Time, setAt time.Time, lease time.Duration, events ...*Occurrence) state.Session {
 	s := state.Session{UserID: alice, Availability: conf.Availability, Activity: conf.Activity,
 		SpanStart: start, SpanEnd: end, SetAt: setAt, Expires: setAt.Add(lease)}
 	for _, o := range events {
@@ -59,7 +58,6 @@ func TestReconcile(t *testing.T) {
 	workshop := occ("w1", 0, 6*time.Hour)      // 15:00-21:00
 	later := occ("m1", 2*time.Hour, time.Hour) // m1 moved to 17:00
 	cancelled := *meeting
-	cancelled.Status = "CANCELLED"
 	shortened := occ("m1", 0, 20*minute)
 
 	tests := []struct {
@@ -132,13 +130,13 @@ func TestReconcile(t *testing.T) {
 		},
 		{
 			name: "cancelled event clears at once", now: t0.Add(10 * minute),
-			matches:  []Match{{User: alice, Source: "zoom", Occ: &cancelled, Pair: conf, Skip: SkipCancelled}},
+			matches:  []Match{{User: alice, Occ: &cancelled, Rule: &Rule{Source: "zoom", Pair: conf}, Skip: SkipCancelled}},
 			sessions: map[string]state.Session{alice: held(t0, t0.Add(time.Hour), t0, time.Hour, meeting)}, known: true,
 			want: []brief{{OpClear, alice, ReasonEarlyCancelled, 0, ""}},
 		},
 		{
 			name: "declined event clears at once", now: t0.Add(10 * minute),
-			matches:  []Match{{User: alice, Source: "zoom", Occ: meeting, Pair: conf, Skip: SkipDeclined}},
+			matches:  []Match{{User: alice, Occ: meeting, Rule: &Rule{Source: "zoom", Pair: conf}, Skip: SkipDeclined}},
 			sessions: map[string]state.Session{alice: held(t0, t0.Add(time.Hour), t0, time.Hour, meeting)}, known: true,
 			want: []brief{{OpClear, alice, ReasonEarlyDeclined, 0, ""}},
 		},
@@ -181,7 +179,7 @@ func TestReconcile(t *testing.T) {
 		},
 		{
 			name: "stronger activity from an overlapping source re-sets", now: t0.Add(10 * minute),
-			matches: []Match{busy(alice, meeting), {User: alice, Source: "webex", Occ: occ("w", 5*minute, 10*minute), Pair: inCall}},
+			matches: []Match{busy(alice, meeting), {User: alice, Occ: occ("w", 5*minute, 10*minute), Rule: &Rule{Source: "webex", Pair: inCall}}},
 			sessions: map[string]state.Session{alice: func() state.Session {
 				s := held(t0, t0.Add(time.Hour), t0, time.Hour, meeting)
 				s.Activity = inCall.Activity
@@ -294,7 +292,7 @@ func TestSpans(t *testing.T) {
 	a := occ("a", 0, 30*minute)
 	b := occ("b", 31*minute, 30*minute) // 1 minute gap: merges under a 2m merge_gap
 	c := occ("c", 2*time.Hour, 30*minute)
-	w := Match{User: alice, Source: "webex", Occ: occ("w", 10*minute, 5*minute), Pair: inCall}
+	w := Match{User: alice, Occ: occ("w", 10*minute, 5*minute), Rule: &Rule{Source: "webex", Pair: inCall}}
 	lead := busy(alice, c)
 	lead.Lead, lead.Grace = 5*minute, 10*minute
 	skipped := busy(alice, occ("x", 5*time.Hour, time.Hour))

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/calpresence/calpresence/presence"
-	"github.com/calpresence/calpresence/sources/ical"
 )
 
 // BenchmarkSpans10k builds every person's spans from the matches of
@@ -21,8 +20,8 @@ func BenchmarkSpans10k(b *testing.B) {
 		user := fmt.Sprintf("user%05d@contoso.com", u)
 		for i := range 22 {
 			start := t0.Add(time.Duration(i*90+u%60) * time.Minute)
-			occ := &ical.Occurrence{UID: fmt.Sprintf("m%d-%d", u, i), Start: start, End: start.Add(30 * time.Minute)}
-			matches = append(matches, Match{User: user, Source: fmt.Sprintf("feed%05d", u), Occ: occ, Pair: pair})
+			occ := &Occurrence{UID: fmt.Sprintf("m%d-%d", u, i), Start: start, End: start.Add(30 * time.Minute)}
+			matches = append(matches, Match{User: user, Occ: occ, Rule: &Rule{Source: fmt.Sprintf("feed%05d", u), Pair: pair}})
 		}
 	}
 	b.ReportAllocs()
