@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.style, "style", "mixed", "feed style: mixed, zoom, webex, outlook or google")
 	fs.Uint64Var(&o.seed, "seed", 1, "generator seed")
 	memlimit := fs.String("memlimit", "", "soft memory limit, e.g. 256MiB (default: GOMEMLIMIT)")
-	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to `file` (engine with bolt: the restart pass to file.restart)")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to `file` (engine with bolt: the restart pass to file.restart; soak: the steady state, from the first minute with no feed fetched in full)")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile after the first pass to `file` (and after the restart pass to file.restart; boundary mode: at the end of the first pass)")
 	fs.BoolVar(&o.restart, "restart", true, "engine with bolt: also time a restart (a new engine on the same state file)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")

@@ -74,7 +74,7 @@ func soak(ctx context.Context, o options, out io.Writer) error {
 	prev := h.counters()
 	cpu0 := cpuTime()
 	prevCPU := cpu0
-	ready := false
+	ready, profiling := false, false
 	tick := time.NewTicker(o.sampleEvery)
 	defer tick.Stop()
 	end := time.NewTimer(o.duration)
@@ -97,22 +97,26 @@ func soak(ctx context.Context, o options, out io.Writer) error {
 		if r, _ := eng.Ready(); r && !ready {
 			ready = true
 			fmt.Fprintf(out, "(ready within %s)\n", time.Since(t0).Round(time.Second))
-			if o.cpuprofile != "" {
-				// The steady state only: from the first sample after ready.
-				f, err := os.Create(o.cpuprofile)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
-			}
 		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		c, cpu := h.counters(), cpuTime()
+		if o.cpuprofile != "" && !profiling && ready && c.bodies == prev.bodies && c.fetches > prev.fetches {
+			// The steady state only: from the first sample in which feeds
+			// were polled and none was fetched in full (the first round
+			// is over).
+			f, err := os.Create(o.cpuprofile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+			profiling = true
+			fmt.Fprintf(out, "(CPU profile of the steady state from %s)\n", time.Since(t0).Round(time.Second))
+		}
 		fmt.Fprintf(out, "%8s %8.0f %8.0f %9.2f %9.1f %10d %9.0f %8d %8d %8d %7d\n",
 			time.Since(t0).Round(time.Second), float64(procStatus("VmRSS:"))/1e6, float64(procStatus("VmHWM:"))/1e6,
 			(cpu - prevCPU).Seconds(), (cpu - cpu0).Seconds(), runtime.NumGoroutine(), float64(ms.HeapInuse)/1e6,
