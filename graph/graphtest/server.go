@@ -134,7 +134,8 @@ type Server struct {
 	sessions   map[sessionKey]Session
 	people     map[string]*person // by lower-cased {id}: what the person set themself
 	calls      []Call
-	changed    chan struct{} // closed and replaced whenever a call is recorded
+	counts     map[string]int // recorded calls by Op
+	changed    chan struct{}  // closed and replaced whenever a call is recorded
 	faults     []*Fault
 	latency    time.Duration
 	writeLimit rateWindow // presence writes: setPresence, clearPresence, setStatusMessage
@@ -405,12 +406,29 @@ func (s *Server) PresenceCalls() []Call {
 	return out
 }
 
+// CallCount returns how many calls of the operations ops have been
+// recorded (since the last Reset), counted without copying them: what a
+// test that waits for calls while they come should ask. Calls,
+// PresenceCalls and CallsOp copy every recorded call with the fake's lock
+// held, which every request takes too; asked every 10 ms with 150,000
+// calls recorded, they cut the presence calls the fake answers from ~500
+// to ~200 a second (BenchmarkPresenceBurstWhilePolled).
+func (s *Server) CallCount(ops ...string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, op := range ops {
+		n += s.counts[op]
+	}
+	return n
+}
+
 // Reset forgets recorded calls, faults, latency and the rate limits. Users,
 // sessions, what people set themselves and issued tokens stay.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.calls = nil
+	s.calls, s.counts = nil, nil
 	s.faults = nil
 	s.latency = 0
 	s.writeLimit, s.readLimit = rateWindow{}, rateWindow{}
@@ -454,6 +472,10 @@ func (s *Server) record(c Call) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls = append(s.calls, c)
+	if s.counts == nil {
+		s.counts = make(map[string]int)
+	}
+	s.counts[c.Op]++
 	close(s.changed)
 	s.changed = make(chan struct{})
 }
