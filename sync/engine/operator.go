@@ -104,7 +104,7 @@ func (e *Engine) Clear(ctx context.Context, addresses []string, all bool) ([]Res
 			errs = append(errs, fmt.Errorf("clear %s: %w", r.Action.Display(), r.Err))
 		}
 	}
-	e.scheduleWake(e.nextWake(ctx, in))
+	e.scheduleWake(e.nextWake(ctx, in, nil))
 	return results, errors.Join(errs...)
 }
 
