@@ -93,8 +93,17 @@ type Directory struct {
 	refresh     time.Duration
 	concurrency int
 
-	mu     sync.Mutex
-	gen    uint64                    // counts the changes of who an address names
+	mu  sync.Mutex
+	gen uint64 // counts the changes of who an address names
+	// unresolved keeps Unresolved's answer while unresGen, which counts
+	// the changes that could alter it, stands: /readyz asks every 5 s,
+	// and going through 100,000 addresses took 45 ms a time.
+	unresGen   uint64
+	unresolved struct {
+		valid bool
+		gen   uint64
+		out   []Unresolved
+	}
 	known  map[string]state.Identity // by normalised address
 	byID   map[string][]string       // person id → their known addresses, sorted
 	failed map[string]lookupFailure  // transient lookup failures, by address
@@ -198,6 +207,7 @@ func (d *Directory) Note(addresses []string, changed bool) {
 func (d *Directory) meet(a string) {
 	if _, ok := d.seen[a]; !ok {
 		d.seen[a] = time.Now()
+		d.unresGen++
 		if _, known := d.known[a]; !known {
 			d.signal()
 		}
@@ -221,6 +231,7 @@ func (d *Directory) unknownWait(idn state.Identity) time.Duration {
 func (d *Directory) set(idn state.Identity) {
 	if old, ok := d.known[idn.Address]; !ok || old.ID != idn.ID || old.Unknown != idn.Unknown {
 		d.gen++
+		d.unresGen++
 	}
 	d.drop(idn.Address)
 	d.known[idn.Address] = idn
@@ -239,6 +250,7 @@ func (d *Directory) drop(address string) {
 	}
 	delete(d.known, address)
 	d.gen++
+	d.unresGen++
 	if as := slices.DeleteFunc(d.byID[old.ID], func(a string) bool { return a == address }); len(as) > 0 {
 		d.byID[old.ID] = as
 	} else {
@@ -414,6 +426,7 @@ func (d *Directory) Resolve(ctx context.Context, addrs []string) (changed bool) 
 		switch kind := presence.KindOf(ans.err); {
 		case ans.err == nil:
 			delete(d.failed, a)
+			d.unresGen++
 			delete(d.recheck, a)
 			idn := state.Identity{Address: a, ID: ans.p.ID, UPN: ans.p.UPN, CheckedAt: now}
 			if old.ID != idn.ID || old.Unknown {
@@ -426,6 +439,7 @@ func (d *Directory) Resolve(ctx context.Context, addrs []string) (changed bool) 
 			continue
 		case kind == presence.NotFound || kind == presence.Permanent:
 			delete(d.failed, a)
+			d.unresGen++
 			delete(d.recheck, a)
 			idn := state.Identity{Address: a, Unknown: true, CheckedAt: now, UnknownSince: now}
 			if old.Unknown {
@@ -452,6 +466,7 @@ func (d *Directory) Resolve(ctx context.Context, addrs []string) (changed bool) 
 			wait := policy.Wait(ans.err, f.tries)
 			f.retryAt, f.err = now.Add(wait), ans.err.Error()
 			d.failed[a] = f
+			d.unresGen++
 			failures++
 			if firstErr == nil {
 				firstErr = ans.err
@@ -517,6 +532,7 @@ func (d *Directory) Prune(ctx context.Context, now time.Time, named, keep map[st
 		d.drop(a)
 		delete(d.seen, a)
 		delete(d.failed, a)
+		d.unresGen++
 		delete(d.reported, a)
 		delete(d.recheck, a)
 	}
@@ -661,6 +677,9 @@ func SummarizeUnresolved(all []Unresolved) *UnresolvedSummary {
 func (d *Directory) Unresolved() []Unresolved {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if m := &d.unresolved; m.valid && m.gen == d.unresGen {
+		return slices.Clone(m.out)
+	}
 	var out []Unresolved
 	for a := range d.seen {
 		if f, ok := d.failed[a]; ok {
@@ -674,7 +693,8 @@ func (d *Directory) Unresolved() []Unresolved {
 		}
 	}
 	slices.SortFunc(out, func(x, y Unresolved) int { return strings.Compare(x.Address, y.Address) })
-	return out
+	d.unresolved.valid, d.unresolved.gen, d.unresolved.out = true, d.unresGen, out
+	return slices.Clone(out)
 }
 
 // gauges refreshes the identity gauges. d.mu must be held.

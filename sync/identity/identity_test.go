@@ -87,6 +87,9 @@ func TestDirectoryForbiddenLookupIsNotUnknown(t *testing.T) {
 	}}
 	d := New(p, newMemStore(), time.Hour, 4, slog.New(slog.NewTextHandler(&logs, nil)), testMetrics())
 	d.Lookup("frank@contoso.com")
+	if got := d.Unresolved(); len(got) != 0 {
+		t.Errorf("unresolved() before any lookup = %v; want none", got)
+	}
 	d.Resolve(context.Background(), d.Due(time.Now()))
 	if d.IsUnknown("frank@contoso.com") {
 		t.Error("a 403 marked the address unknown")
@@ -101,6 +104,9 @@ func TestDirectoryForbiddenLookupIsNotUnknown(t *testing.T) {
 	d.Resolve(context.Background(), []string{"frank@contoso.com"})
 	if id, ok := d.Lookup("frank@contoso.com"); !ok || id != frankID {
 		t.Errorf("after consent: lookup = %q, %v; want %s", id, ok, frankID)
+	}
+	if got := d.Unresolved(); len(got) != 0 {
+		t.Errorf("unresolved() after consent = %v; want none (the answer kept from before is not)", got)
 	}
 }
 
