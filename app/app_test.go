@@ -93,8 +93,8 @@ func startDaemon(t *testing.T, names ...string) *daemon {
 			t.Logf("logs:\n%s", d.logs.String())
 		}
 	})
-	if !testutil.WaitUntil(10*time.Second, func() bool { return a.Readiness(ctx).Ready }) {
-		t.Fatalf("not ready: %+v", a.Readiness(ctx))
+	if !testutil.WaitUntil(10*time.Second, func() bool { return a.Readiness(ctx, true).Ready }) {
+		t.Fatalf("not ready: %+v", a.Readiness(ctx, true))
 	}
 	return d
 }
@@ -120,7 +120,7 @@ func (d *daemon) post(t *testing.T, path string, headers map[string]string) (int
 
 func (d *daemon) readyz(t *testing.T) (int, engine.Readiness) {
 	t.Helper()
-	resp, err := http.Get("http://" + d.addr + "/readyz")
+	resp, err := http.Get("http://" + d.addr + "/readyz?verbose") // every source
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +347,7 @@ func TestNoEngine(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	}) {
-		t.Errorf("/readyz not 200 after StartEngine: %+v", a.Readiness(ctx))
+		t.Errorf("/readyz not 200 after StartEngine: %+v", a.Readiness(ctx, true))
 	}
 	resp, err = http.Post(srv.URL+"/-/resync", "application/json", strings.NewReader(`{}`))
 	if err != nil {

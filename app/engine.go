@@ -25,7 +25,7 @@ var _ server.Engine = (*App)(nil)
 // With several replicas it says which role this one has: a standby is
 // ready while it could take the lead and act (standbyReasons), with no
 // engine of its own.
-func (a *App) Readiness(ctx context.Context) engine.Readiness {
+func (a *App) Readiness(ctx context.Context, all bool) engine.Readiness {
 	ctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
 	defer cancel()
 	eng, down := a.current()
@@ -33,7 +33,7 @@ func (a *App) Readiness(ctx context.Context) engine.Readiness {
 	var r engine.Readiness
 	switch {
 	case eng != nil:
-		r = eng.Readiness()
+		r = eng.Readiness(all)
 	case rep != nil && rep.Role == "standby":
 		reasons := a.standbyReasons(rep)
 		r = engine.Readiness{Ready: len(reasons) == 0, Reasons: reasons, Sources: []engine.SourceStatus{}}

@@ -27,8 +27,9 @@ import (
 
 // Engine is what the server needs from the worker.
 type Engine interface {
-	// Readiness is /readyz, under the request's ctx.
-	Readiness(ctx context.Context) engine.Readiness
+	// Readiness is /readyz, under the request's ctx; all lists every
+	// source (/readyz?verbose), not only those that want a look.
+	Readiness(ctx context.Context, all bool) engine.Readiness
 	Resync(ctx context.Context, req engine.ResyncRequest) ([]engine.Result, error)
 	Clear(ctx context.Context, users []string, all bool) ([]engine.Result, error)
 	// Status is the snapshot the status page shows.
@@ -128,7 +129,7 @@ func HandlerSettings(eng Engine, gatherer prometheus.Gatherer, settings func() S
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /readyz", pages.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rd := eng.Readiness(r.Context())
+		rd := eng.Readiness(r.Context(), r.URL.Query().Has("verbose"))
 		code := http.StatusOK
 		if !rd.Ready {
 			code = http.StatusServiceUnavailable

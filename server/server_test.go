@@ -37,10 +37,14 @@ func (f *fakeEngine) Reload(ctx context.Context) (engine.ReloadReport, error) {
 
 func (f *fakeEngine) Status(ctx context.Context, now time.Time) engine.Status { return f.status }
 
-func (f *fakeEngine) Readiness(ctx context.Context) engine.Readiness {
-	r := engine.Readiness{Ready: f.ready,
-		Sources:    []engine.SourceStatus{{Name: "zoom", URL: "https://example.zoom.us/feed.ics?<redacted>", Loaded: true, Healthy: f.ready}},
+func (f *fakeEngine) Readiness(ctx context.Context, all bool) engine.Readiness {
+	r := engine.Readiness{Ready: f.ready, SourceCounts: engine.SourceCounts{Total: 1, Loaded: 1},
+		Sources:    []engine.SourceStatus{},
 		Unresolved: &identity.UnresolvedSummary{Count: 1200, First: []identity.Unresolved{{Address: "ghost@contoso.com", Reason: "unknown"}}}}
+	if all || !f.ready {
+		// As the engine lists them: a healthy source only when asked.
+		r.Sources = append(r.Sources, engine.SourceStatus{Name: "zoom", URL: "https://example.zoom.us/feed.ics?<redacted>", Loaded: true, Healthy: f.ready})
+	}
 	if !f.ready {
 		r.Reasons = []string{"the first reconcile is not done yet"}
 	}
@@ -85,9 +89,14 @@ func TestEndpoints(t *testing.T) {
 		t.Errorf("/readyz before the first pass = %d %s; want 503 with the reason", code, body)
 	}
 	eng.ready = true
-	if code, body := do(t, h, "GET", "/readyz", "10.0.0.9:1234", "", ""); code != 200 || !strings.Contains(body, `"healthy":true`) ||
+	if code, body := do(t, h, "GET", "/readyz", "10.0.0.9:1234", "", ""); code != 200 || strings.Contains(body, `"healthy":true`) ||
+		!strings.Contains(body, `"source_counts":{"total":1,"loaded":1,"failing":0,"stale":0}`) ||
 		!strings.Contains(body, `"unresolved_addresses":{"count":1200,"first":[{"address":"ghost@contoso.com","reason":"unknown"}]}`) {
-		t.Errorf("/readyz = %d %s; want 200 with source health and the unresolved addresses summarised", code, body)
+		t.Errorf("/readyz = %d %s; want 200 with the sources counted, none listed, and the unresolved addresses summarised", code, body)
+	}
+	if code, body := do(t, h, "GET", "/readyz?verbose", "10.0.0.9:1234", "", ""); code != 200 || !strings.Contains(body, `"name":"zoom"`) ||
+		!strings.Contains(body, `"healthy":true`) {
+		t.Errorf("/readyz?verbose = %d %s; want 200 with every source's health", code, body)
 	}
 	if code, _ := do(t, h, "GET", "/metrics", "10.0.0.9:1234", "", ""); code != 200 {
 		t.Errorf("/metrics = %d; want 200", code)

@@ -205,8 +205,11 @@ func TestRunEndToEnd(t *testing.T) {
 
 	// Health and metrics.
 	body := get(t, "http://"+addr+"/readyz")
-	if !strings.Contains(body, `"ready":true`) || !strings.Contains(body, `"healthy":true`) {
-		t.Errorf("/readyz = %s", body)
+	if !strings.Contains(body, `"ready":true`) || !strings.Contains(body, `"source_counts":{"total":1,"loaded":1,"failing":0,"stale":0}`) {
+		t.Errorf("/readyz = %s; want ready, the one source counted loaded", body)
+	}
+	if body := get(t, "http://"+addr+"/readyz?verbose"); !strings.Contains(body, `"healthy":true`) {
+		t.Errorf("/readyz?verbose = %s; want the source's health", body)
 	}
 	metrics := get(t, "http://"+addr+"/metrics")
 	for _, want := range []string{

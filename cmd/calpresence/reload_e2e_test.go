@@ -35,7 +35,7 @@ func TestRunReload(t *testing.T) {
 	readyz := func() engine.Readiness {
 		t.Helper()
 		var r engine.Readiness
-		if err := json.Unmarshal([]byte(get(t, "http://"+addr+"/readyz")), &r); err != nil {
+		if err := json.Unmarshal([]byte(get(t, "http://"+addr+"/readyz?verbose")), &r); err != nil {
 			t.Fatal(err)
 		}
 		return r

@@ -146,6 +146,15 @@ type Engine struct {
 	sched       gocron.Scheduler
 }
 
+// SourceCounts counts the configured sources (/readyz): those with a copy
+// in force, those whose last read failed, and those whose copy is stale.
+type SourceCounts struct {
+	Total   int `json:"total"`
+	Loaded  int `json:"loaded"`
+	Failing int `json:"failing"`
+	Stale   int `json:"stale"`
+}
+
 // SourceStatus is the health of one source, for /readyz and the CLI.
 type SourceStatus struct {
 	Name        string    `json:"name"`

@@ -471,7 +471,7 @@ func TestEngineReadiness(t *testing.T) {
 		h.startWith(testConfig(), func(o *Options) { o.Authenticated = authenticated.Load }, nil)
 		eng := h.eng
 		h.until(time.Minute)
-		r := eng.Readiness()
+		r := eng.Readiness(true)
 		if r.Ready || !slices.Contains(r.Reasons, "no source has loaded yet (neither read nor a stored copy)") ||
 			!slices.Contains(r.Reasons, "Graph's authority has issued no token since start (check the credentials)") {
 			t.Errorf("Readiness with no source loaded and no token = %+v; want not ready, with both reasons", r)
@@ -479,12 +479,12 @@ func TestEngineReadiness(t *testing.T) {
 		authenticated.Store(true)
 		feeds.fail("zoom", nil)
 		h.until(3 * time.Minute)
-		if r := eng.Readiness(); !r.Ready || len(r.Reasons) != 0 {
+		if r := eng.Readiness(true); !r.Ready || len(r.Reasons) != 0 {
 			t.Errorf("Readiness once the feed loaded and a token came = %+v; want ready", r)
 		}
 		feeds.fail("zoom", errors.New("HTTP 503"))
 		h.until(5 * time.Minute)
-		if r := eng.Readiness(); !r.Ready || len(r.Degraded) != 1 || !strings.Contains(r.Degraded[0], "source zoom is failing") {
+		if r := eng.Readiness(true); !r.Ready || len(r.Degraded) != 1 || !strings.Contains(r.Degraded[0], "source zoom is failing") {
 			t.Errorf("Readiness with the feed failing after it loaded = %+v; want ready, degraded by the source", r)
 		}
 		h.stop()

@@ -60,14 +60,28 @@ func TestFailingFeedPastMaxCopyAge(t *testing.T) {
 			"b", 110*time.Minute, 40*time.Minute, // starts before, ends after it
 			"c", 3*time.Hour, 30*time.Minute)) // starts after it
 		h.until(30 * time.Second)
+		// /readyz's plain answer (Readiness(false)) is kept between
+		// changes: it must follow the failure, and the copy turning stale
+		// with nothing else changing.
+		if r := h.eng.Readiness(false); r.SourceCounts != (SourceCounts{Total: 1, Loaded: 1}) || len(r.Sources) != 0 {
+			t.Errorf("at 30s: /readyz counts %+v, sources %+v; want 1 loaded, none listed", r.SourceCounts, r.Sources)
+		}
 		h.feeds.fail("zoom", errors.New("connection refused"))
 		h.until(119 * time.Minute)
 		if _, st := h.eng.Ready(); st[0].Stale || st[0].CopyAge != "1h59m0s" {
 			t.Errorf("at 1h59m: status %+v; want not stale, copy_age 1h59m0s", st[0])
 		}
+		if r := h.eng.Readiness(false); r.SourceCounts != (SourceCounts{Total: 1, Loaded: 1, Failing: 1}) ||
+			len(r.Sources) != 1 || r.Sources[0].CopyAge != "1h59m0s" || len(r.Degraded) != 1 {
+			t.Errorf("at 1h59m: /readyz counts %+v, sources %+v, degraded %q; want zoom failing, listed, copy_age 1h59m0s", r.SourceCounts, r.Sources, r.Degraded)
+		}
 		h.until(2*time.Hour + 30*time.Second)
 		if _, st := h.eng.Ready(); !st[0].Stale || st[0].CopyAge != "2h0m30s" {
 			t.Errorf("at 2h0m30s: status %+v; want stale, copy_age 2h0m30s", st[0])
+		}
+		if r := h.eng.Readiness(false); r.SourceCounts != (SourceCounts{Total: 1, Loaded: 1, Failing: 1, Stale: 1}) ||
+			len(r.Sources) != 1 || !r.Sources[0].Stale {
+			t.Errorf("at 2h0m30s: /readyz counts %+v, sources %+v; want zoom failing and stale", r.SourceCounts, r.Sources)
 		}
 		h.until(2*time.Hour + 90*time.Second) // the metric follows at the next poll
 		if got := feedValue(h.metrics, "calpresence_feed_stale", "zoom"); got != 1 {
@@ -95,6 +109,32 @@ func TestFailingFeedPastMaxCopyAge(t *testing.T) {
 		if stale != 1 {
 			t.Errorf("%d Warn lines saying the copy went stale; want 1", stale)
 		}
+	})
+}
+
+// A feed whose polls hang records no failure: its copy turns stale with
+// time alone, and /readyz's answer, kept between changes, says so.
+func TestHangingFeedTurnsStaleOnReadyz(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		begin := time.Now()
+		cfg := testConfig()
+		cfg.Schedule.MaxCopyAge = 2 * time.Hour
+		cfg.Schedule.FetchTimeout = 3 * time.Hour // a poll hangs past the copy's age
+		h := feedHarness(t, cfg, ics(begin, "a", 5*time.Hour, 30*time.Minute))
+		h.until(30 * time.Second)
+		h.feeds.mu.Lock()
+		h.feeds.hang = true
+		h.feeds.mu.Unlock()
+		h.until(90 * time.Second)
+		if r := h.eng.Readiness(false); r.SourceCounts != (SourceCounts{Total: 1, Loaded: 1}) || len(r.Sources) != 0 {
+			t.Errorf("at 90s: /readyz counts %+v, sources %+v; want 1 loaded, none listed", r.SourceCounts, r.Sources)
+		}
+		h.until(2*time.Hour + time.Minute)
+		if r := h.eng.Readiness(false); r.SourceCounts != (SourceCounts{Total: 1, Loaded: 1, Stale: 1}) ||
+			len(r.Sources) != 1 || !r.Sources[0].Stale || len(r.Degraded) != 1 {
+			t.Errorf("at 2h1m: /readyz counts %+v, sources %+v, degraded %q; want zoom stale", r.SourceCounts, r.Sources, r.Degraded)
+		}
+		h.stop()
 	})
 }
 

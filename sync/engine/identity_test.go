@@ -451,7 +451,7 @@ func TestEngineSummarisesUnresolved(t *testing.T) {
 		slices.Sort(want)
 		h := startHarness(t, cfg, ics(begin, "m", 10*time.Minute, 30*time.Minute), nil, graph)
 		h.until(time.Minute)
-		r := h.eng.Readiness()
+		r := h.eng.Readiness(true)
 		st := h.eng.Status(t.Context(), time.Now())
 		h.stop()
 

@@ -120,9 +120,14 @@ func (e *Engine) Reconciled() bool {
 
 // Ready reports whether the first pass is done, with each source's status.
 func (e *Engine) Ready() (bool, []SourceStatus) {
-	r := e.Readiness()
+	r := e.Readiness(true)
 	return r.Ready, r.Sources
 }
+
+// ReadySourcesListed is how many sources /readyz names, among those that
+// want a look, and how many of them it describes under degraded; the
+// counts cover them all, and /readyz?verbose lists every source.
+const ReadySourcesListed = 50
 
 // Readiness is what /readyz answers.
 type Readiness struct {
@@ -131,9 +136,12 @@ type Readiness struct {
 	Reasons []string `json:"reasons,omitempty"`
 	// Degraded are what wants a look although the worker is ready: failing
 	// or stale sources, people held back, addresses naming nobody.
-	Degraded   []string                    `json:"degraded,omitempty"`
-	Sources    []SourceStatus              `json:"sources"`
-	Unresolved *identity.UnresolvedSummary `json:"unresolved_addresses,omitempty"`
+	Degraded []string `json:"degraded,omitempty"`
+	// SourceCounts counts the configured sources; Sources lists those
+	// that want a look, or every source when asked (verbose).
+	SourceCounts SourceCounts                `json:"source_counts"`
+	Sources      []SourceStatus              `json:"sources"`
+	Unresolved   *identity.UnresolvedSummary `json:"unresolved_addresses,omitempty"`
 	// Reload is the outcome of the last reload of the configuration (nil:
 	// none since start). The daemon fills it in: a configuration it
 	// refused never reached the engine.
@@ -149,26 +157,37 @@ type Readiness struct {
 // or a stored copy), or while Graph's authority has issued no token since
 // start (a broken secret must not replace a working pod in a rollout).
 // Once ready, what is degraded is listed but does not make it unready.
-func (e *Engine) Readiness() Readiness {
+//
+// all lists every source in Sources; otherwise Sources lists only those
+// that want a look (not loaded, failing, stale), the first
+// ReadySourcesListed by name, and SourceCounts counts them all: a probe
+// every few seconds must not cost a listing of 100,000 sources.
+func (e *Engine) Readiness(all bool) Readiness {
 	now := time.Now()
-	r := Readiness{Sources: e.feeds.statuses(), Unresolved: identity.SummarizeUnresolved(e.dir.Unresolved())}
+	counts, sources, flagged := e.feeds.health(all, ReadySourcesListed, now)
+	r := Readiness{SourceCounts: counts, Sources: sources, Unresolved: identity.SummarizeUnresolved(e.dir.Unresolved())}
 	e.mu.Lock()
 	ready := e.ready
 	e.mu.Unlock()
 	if !ready {
 		r.Reasons = append(r.Reasons, "the first reconcile is not done yet")
 	}
-	loaded := false
+	described := 0
 	for _, s := range r.Sources {
-		loaded = loaded || s.Loaded
 		switch {
+		case described == ReadySourcesListed:
 		case s.Stale:
 			r.Degraded = append(r.Degraded, fmt.Sprintf("source %s is stale: its copy is %s old", s.Name, s.CopyAge))
+			described++
 		case !s.Healthy && s.LastError != "":
 			r.Degraded = append(r.Degraded, fmt.Sprintf("source %s is failing: %s", s.Name, s.LastError))
+			described++
 		}
 	}
-	if !loaded && len(r.Sources) > 0 {
+	if more := flagged - described; more > 0 {
+		r.Degraded = append(r.Degraded, fmt.Sprintf("%d more sources failing or stale (/readyz?verbose lists every source)", more))
+	}
+	if counts.Loaded == 0 && counts.Total > 0 {
 		r.Reasons = append(r.Reasons, "no source has loaded yet (neither read nor a stored copy)")
 	}
 	if e.authenticated != nil && !e.authenticated() {

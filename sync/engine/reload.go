@@ -188,6 +188,7 @@ func (fs *feedSet) reload(cfg *config.Config, m *plan.Matcher) (added, removed, 
 		}
 	}
 	fs.feeds, fs.cfg, fs.matcher = feeds, cfg, m
+	fs.healthGen++
 	fs.snap.valid = false
 	select {
 	case fs.addedKick <- struct{}{}:

@@ -37,7 +37,7 @@ func (h *harness) reload(cfg *config.Config) ReloadReport {
 
 func sourceNames(eng *Engine) []string {
 	var out []string
-	for _, s := range eng.Readiness().Sources {
+	for _, s := range eng.Readiness(true).Sources {
 		out = append(out, s.Name)
 	}
 	return out
@@ -224,7 +224,7 @@ func TestReloadChangedSourceKeepsCopyWhileFailing(t *testing.T) {
 			t.Errorf("Reload = %+v; want zoom changed", r)
 		}
 		h.until(30 * time.Minute)
-		st := h.eng.Readiness().Sources
+		st := h.eng.Readiness(true).Sources
 		if len(st) != 1 || !st[0].Loaded || st[0].Healthy || st[0].Occurrences != 1 {
 			t.Errorf("source after the failed read = %+v; want its copy in force, failing", st)
 		}
