@@ -347,3 +347,88 @@ func TestEngineStartsBeforeEnds(t *testing.T) {
 			"10m0s clear a2@contoso.com")
 	})
 }
+
+// intentCheckingPresence fails the test's check for a set whose intent
+// the store does not hold when the call is made.
+type intentCheckingPresence struct {
+	*testutil.Presence
+	store   *mem.Store
+	mu      sync.Mutex
+	without []string // people called before their intent was recorded
+}
+
+func (p *intentCheckingPresence) SetPresence(ctx context.Context, id, availability, activity string, exp time.Duration) error {
+	ss, err := p.store.Sessions(ctx)
+	if s, ok := ss[id]; err != nil || !ok || s.Pending != plan.OpSet {
+		p.mu.Lock()
+		p.without = append(p.without, id)
+		p.mu.Unlock()
+	}
+	return p.Presence.SetPresence(ctx, id, availability, activity, exp)
+}
+
+// failingPutsAfter is a store whose batch writes fail after the first n
+// (a disk that fills during a burst).
+type failingPutsAfter struct {
+	*mem.Store
+	mu      sync.Mutex
+	n, puts int
+}
+
+func (s *failingPutsAfter) PutSessions(ctx context.Context, ss []state.Session) error {
+	s.mu.Lock()
+	s.puts++
+	fail := s.puts > s.n
+	s.mu.Unlock()
+	if fail {
+		return errors.New("write state.db: no space left on device")
+	}
+	return s.Store.PutSessions(ctx, ss)
+}
+
+// TestBurstRecordsEachIntentBeforeItsCall: the intents of a burst are
+// written in batches ahead of the calls, so that the first call does not
+// wait for the last record; still no call is made before its own intent
+// is recorded, and when a batch cannot be written none of its calls, nor
+// any after it, is made.
+func TestBurstRecordsEachIntentBeforeItsCall(t *testing.T) {
+	actions := func(n int) []plan.Action {
+		as := make([]plan.Action, n)
+		for i := range as {
+			as[i] = plan.Action{Op: plan.OpSet, User: fmt.Sprintf("u%04d", i), Pair: presence.Pair{Availability: presence.Busy, Activity: presence.ActivityInAConferenceCall},
+				Expiration: time.Hour, Span: plan.Span{Start: time.Now(), End: time.Now().Add(time.Hour)}}
+		}
+		return as
+	}
+	store := mem.New()
+	p := &intentCheckingPresence{Presence: &testutil.Presence{}, store: store}
+	x := newExecutor(p, store, nil, policy.NewGate(8, policy.Rate{}), slog.New(slog.DiscardHandler), NewMetrics(nil))
+	for i, r := range x.run(t.Context(), actions(1000)) {
+		if r.Err != nil {
+			t.Fatalf("action %d: %v", i, r.Err)
+		}
+	}
+	if len(p.without) > 0 {
+		t.Errorf("%d sets made before their intent was recorded (first %s)", len(p.without), p.without[0])
+	}
+	if n := len(p.Presence.Calls()); n != 1000 {
+		t.Errorf("%d sets made; want 1000", n)
+	}
+
+	// The second batch (intentBatch from the first) cannot be written.
+	failing := &failingPutsAfter{Store: mem.New(), n: 1}
+	p = &intentCheckingPresence{Presence: &testutil.Presence{}, store: failing.Store}
+	x = newExecutor(p, failing, nil, policy.NewGate(8, policy.Rate{}), slog.New(slog.DiscardHandler), NewMetrics(nil))
+	results := x.run(t.Context(), actions(1000))
+	for i, r := range results {
+		if wantErr := i >= intentBatch; (r.Err != nil) != wantErr || wantErr && !strings.Contains(r.Err.Error(), "record intent") {
+			t.Fatalf("action %d: err %v; want a failed record intent from action %d on", i, r.Err, intentBatch)
+		}
+	}
+	if n := len(p.Presence.Calls()); n != intentBatch || len(p.without) > 0 {
+		t.Errorf("%d sets made (%d without their intent); want the first batch's %d, each with its intent", n, len(p.without), intentBatch)
+	}
+	if held := x.heldAt(time.Now()); len(held) != 1000-intentBatch {
+		t.Errorf("%d people held back after the failed records; want %d", len(held), 1000-intentBatch)
+	}
+}
