@@ -335,12 +335,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	pollCtx, stopPolls := context.WithCancel(ctx)
 	var polls sync.WaitGroup
 	polls.Go(func() {
-		// The stored copies, reconciled as they load (a reconcile a
-		// second at most: each builds every user's spans).
+		// The stored copies, reconciled as they load (kickSoon: a
+		// second apart at least, each builds every user's spans).
 		e.startFromStore(pollCtx, e.kickSoon())
 		polls.Go(func() { e.feeds.runPolls(pollCtx, time.Now(), e.kickReconcile) })
 		// The first round reads every source now, reconciling as they
-		// answer, also a second at most (10,000 feeds answering in a
+		// answer, spaced as well (10,000 feeds answering in a
 		// burst would otherwise have every user's spans built again for
 		// each; the reconcile after the round catches up). A failing
 		// source is logged and marked unhealthy by the poll itself; its
