@@ -273,8 +273,12 @@ func TestNonroot(t *testing.T) {
 		t.Errorf("GET /metrics = %d, %v; want 200 with the zoom feed healthy and one session:\n%s", code, err, grep(body, "calpresence_"))
 	}
 	code, body, _ = e.get("/readyz")
+	if !strings.Contains(body, `"source_counts":{"total":1,"loaded":1,"failing":0,"stale":0}`) {
+		t.Errorf("GET /readyz = %d %s; want the zoom source counted, loaded", code, body)
+	}
+	code, body, _ = e.get("/readyz?verbose")
 	if !strings.Contains(body, `"zoom"`) {
-		t.Errorf("GET /readyz = %d %s; want the zoom source named", code, body)
+		t.Errorf("GET /readyz?verbose = %d %s; want the zoom source named", code, body)
 	}
 
 	out := mustPodman(t, "exec", c, "/calpresence", "resync")
