@@ -218,15 +218,17 @@ func DecodeOccurrences(b []byte) ([]Occurrence, error) {
 		if j := d.uvarint(); j > 0 {
 			if j > uint64(len(atts)) {
 				d.fail("attendee list %d of %d", j, len(atts))
-			} else {
-				o.Attendees = atts[j-1]
+			} else if l := atts[j-1]; len(l) > 0 {
+				// An empty list (never written, but readable) is none, as
+				// the encoder writes none.
+				o.Attendees = l
 			}
 		}
 		if j := d.uvarint(); j > 0 {
 			if j > uint64(len(keys)) {
 				d.fail("key list %d of %d", j, len(keys))
-			} else {
-				o.MeetingKeys = keys[j-1]
+			} else if l := keys[j-1]; len(l) > 0 {
+				o.MeetingKeys = l
 			}
 		}
 		if d.err != nil {
