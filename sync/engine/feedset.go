@@ -181,12 +181,11 @@ func (fs *feedSet) health(all bool, limit int, now time.Time) (c SourceCounts, s
 			continue
 		}
 		c.Total++
-		staleAt := f.lastOK.Add(maxAge)
-		stale, failing := f.loaded && now.After(staleAt), !f.healthy && f.lastErr != ""
+		stale, failing := staleAfter(f, now, maxAge), !f.healthy && f.lastErr != ""
 		if f.loaded {
 			c.Loaded++
-			if !stale && staleAt.Before(until) {
-				until = staleAt
+			if at := f.lastOK.Add(maxAge); !stale && at.Before(until) {
+				until = at // the first copy that could turn stale
 			}
 		}
 		if failing {
@@ -258,7 +257,12 @@ func (fs *feedSet) status(f *feed, now time.Time) SourceStatus {
 // last confirmed (fetched, or answered 304) longer ago than that. fs.mu
 // must be held.
 func (fs *feedSet) stale(f *feed, now time.Time) bool {
-	return f.loaded && now.Sub(f.lastOK) > maxCopyAge(fs.cfg)
+	return staleAfter(f, now, maxCopyAge(fs.cfg))
+}
+
+// staleAfter is stale with maxAge, the max_copy_age in force, at hand.
+func staleAfter(f *feed, now time.Time, maxAge time.Duration) bool {
+	return f.loaded && now.Sub(f.lastOK) > maxAge
 }
 
 // snapshot returns every source's matches and the known function for
